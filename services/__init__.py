@@ -1,0 +1,1 @@
+"""Service layer of the Kryptos Connect console. Nothing in here imports Streamlit."""

@@ -1,0 +1,188 @@
+"""The one place that reads configuration.
+
+Values come from the environment first, then from `.streamlit/secrets.toml`:
+the `[kryptos]` table (lower-case keys: client_id, client_secret, connect_url, data_url,
+connect_timeout, read_timeout, max_retries, retry_budget) and the `[console]` table
+(lower-case keys: database_url, vault_key, cookie_key, cookie_name, cookie_expiry_days,
+auth_file, data_dir, tiers, sandbox_port, sandbox_resync_delay).
+
+Nothing else in the project reads `os.environ` or the secrets file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SECRETS_PATH = PROJECT_ROOT / ".streamlit" / "secrets.toml"
+
+DEFAULT_CONNECT_URL = "https://connect-api.kryptos.io"
+DEFAULT_DATA_URL = "https://connect.kryptos.io/api"
+
+# The sandbox's well-known demo client (see sandbox/): used in sandbox mode only.
+SANDBOX_CLIENT_ID = "sandbox_client"
+SANDBOX_CLIENT_SECRET = "sandbox_secret_do_not_use_live"
+
+DEFAULT_TIERS = "Free=1000,Plus=10000,Pro=100000,Unlimited=off"
+
+
+class ConfigError(Exception):
+    """The configuration is missing or wrong; `user_message` says what to set."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A named transaction-limit preset. `limit=None` means the limiter is switched off."""
+
+    name: str
+    limit: int | None
+
+    @property
+    def enable_limiter(self) -> bool:
+        return self.limit is not None
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.limit:,})" if self.limit is not None else f"{self.name} (no limit)"
+
+
+def parse_tiers(text: str) -> tuple[Tier, ...]:
+    """Parse `Free=1000,Plus=10000,Unlimited=off` into tiers, in the given order."""
+    tiers: list[Tier] = []
+    seen: set[str] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        name, value = name.strip(), value.strip().lower()
+        if not sep or not name:
+            raise ConfigError(f"Tier '{part}' must look like Name=1000 or Name=off.")
+        if name.lower() in seen:
+            raise ConfigError(f"Tier '{name}' is defined twice.")
+        seen.add(name.lower())
+        if value in ("off", "none", "unlimited"):
+            tiers.append(Tier(name, None))
+            continue
+        try:
+            limit = int(value.replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"Tier '{name}' needs a whole number or 'off', not '{value}'.") from None
+        if not 1 <= limit <= 10**9:
+            raise ConfigError(f"Tier '{name}' limit must be between 1 and 1,000,000,000.")
+        tiers.append(Tier(name, limit))
+    if not tiers:
+        raise ConfigError("At least one tier must be configured (CONSOLE_TIERS).")
+    return tuple(tiers)
+
+
+@dataclass(frozen=True)
+class Settings:
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    connect_url: str = DEFAULT_CONNECT_URL
+    data_url: str = DEFAULT_DATA_URL
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_retries: int = 3
+    retry_budget: float = 20.0
+    data_dir: Path = PROJECT_ROOT / "data"
+    database_url: str | None = None
+    vault_key: str | None = field(default=None, repr=False)
+    cookie_key: str | None = field(default=None, repr=False)
+    cookie_name: str = "kryptos_console"
+    cookie_expiry_days: float = 1.0
+    auth_file: Path | None = None
+    tiers: tuple[Tier, ...] = field(default_factory=lambda: parse_tiers(DEFAULT_TIERS))
+    sandbox_port: int = 0
+    sandbox_resync_delay: float = 5.0
+
+    @property
+    def sandbox_mode(self) -> bool:
+        """No Kryptos credentials configured: the console runs against its own sandbox."""
+        return not (self.client_id and self.client_secret)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'console.db'}"
+
+    @property
+    def effective_auth_file(self) -> Path:
+        return self.auth_file or (self.data_dir / "users.yaml")
+
+    def with_overrides(self, **changes: object) -> Settings:
+        from dataclasses import replace
+
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _read_secrets(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, secrets_path: Path | None = None
+) -> Settings:
+    """Build the settings from the environment and the secrets file."""
+    env = os.environ if env is None else env
+    path = Path(env.get("CONSOLE_SECRETS_FILE") or secrets_path or DEFAULT_SECRETS_PATH)
+    secrets = _read_secrets(path)
+    kryptos = {str(k).lower(): v for k, v in dict(secrets.get("kryptos", {})).items()}
+    console = {str(k).lower(): v for k, v in dict(secrets.get("console", {})).items()}
+
+    def get(env_name: str, table: dict, key: str) -> str | None:
+        value = env.get(env_name)
+        if value not in (None, ""):
+            return str(value)
+        value = table.get(key)
+        return None if value in (None, "") else str(value)
+
+    def number(env_name: str, table: dict, key: str, default: float, kind: type) -> float:
+        raw = get(env_name, table, key)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigError(f"{env_name} must be a number, not '{raw}'.") from None
+        if value < 0:
+            raise ConfigError(f"{env_name} must not be negative.")
+        return value
+
+    data_dir = Path(get("CONSOLE_DATA_DIR", console, "data_dir") or PROJECT_ROOT / "data")
+    auth_file = get("CONSOLE_AUTH_FILE", console, "auth_file")
+    return Settings(
+        client_id=get("KRYPTOS_CLIENT_ID", kryptos, "client_id"),
+        client_secret=get("KRYPTOS_CLIENT_SECRET", kryptos, "client_secret"),
+        connect_url=(get("KRYPTOS_CONNECT_URL", kryptos, "connect_url") or DEFAULT_CONNECT_URL).rstrip("/"),
+        data_url=(get("KRYPTOS_DATA_URL", kryptos, "data_url") or DEFAULT_DATA_URL).rstrip("/"),
+        connect_timeout=number("KRYPTOS_CONNECT_TIMEOUT", kryptos, "connect_timeout", 5.0, float),
+        read_timeout=number("KRYPTOS_READ_TIMEOUT", kryptos, "read_timeout", 30.0, float),
+        max_retries=int(number("KRYPTOS_MAX_RETRIES", kryptos, "max_retries", 3, int)),
+        retry_budget=number("KRYPTOS_RETRY_BUDGET", kryptos, "retry_budget", 20.0, float),
+        data_dir=data_dir,
+        database_url=get("DATABASE_URL", console, "database_url"),
+        vault_key=get("KRYPTOS_VAULT_KEY", console, "vault_key"),
+        cookie_key=get("CONSOLE_COOKIE_KEY", console, "cookie_key"),
+        cookie_name=get("CONSOLE_COOKIE_NAME", console, "cookie_name") or "kryptos_console",
+        cookie_expiry_days=number("CONSOLE_COOKIE_EXPIRY_DAYS", console, "cookie_expiry_days", 1.0, float),
+        auth_file=Path(auth_file) if auth_file else None,
+        tiers=parse_tiers(get("CONSOLE_TIERS", console, "tiers") or DEFAULT_TIERS),
+        sandbox_port=int(number("SANDBOX_PORT", console, "sandbox_port", 0, int)),
+        sandbox_resync_delay=number(
+            "SANDBOX_RESYNC_DELAY", console, "sandbox_resync_delay", 5.0, float
+        ),
+    )
