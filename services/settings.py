@@ -4,7 +4,7 @@ Values come from the environment first, then from `.streamlit/secrets.toml`:
 the `[kryptos]` table (lower-case keys: client_id, client_secret, connect_url, data_url,
 connect_timeout, read_timeout, max_retries, retry_budget) and the `[console]` table
 (lower-case keys: database_url, vault_key, cookie_key, cookie_name, cookie_expiry_days,
-auth_file, data_dir, tiers, sandbox_port, sandbox_resync_delay).
+auth_file, data_dir, tiers, sandbox_port, sandbox_resync_delay, sandbox_url).
 
 Nothing else in the project reads `os.environ` or the secrets file.
 """
@@ -103,6 +103,8 @@ class Settings:
     tiers: tuple[Tier, ...] = field(default_factory=lambda: parse_tiers(DEFAULT_TIERS))
     sandbox_port: int = 0
     sandbox_resync_delay: float = 5.0
+    #: Sandbox mode only: use an already running sandbox at this URL instead of starting one.
+    sandbox_url: str | None = None
 
     @property
     def sandbox_mode(self) -> bool:
@@ -185,4 +187,5 @@ def load_settings(
         sandbox_resync_delay=number(
             "SANDBOX_RESYNC_DELAY", console, "sandbox_resync_delay", 5.0, float
         ),
+        sandbox_url=(get("SANDBOX_URL", console, "sandbox_url") or "").rstrip("/") or None,
     )

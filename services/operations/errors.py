@@ -1,0 +1,157 @@
+"""Errors raised by the use cases in `services.operations`.
+
+Every error carries `user_message`, one or two sentences a page shows as is (no traceback, no
+secret), plus the API's `code`, the upstream `request_id` and a `hint` where known.
+"""
+
+from __future__ import annotations
+
+from services.kryptos.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    InvalidTokenError,
+    KryptosConnectionError,
+    KryptosError,
+    KryptosTimeoutError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ServerError,
+)
+
+
+class OperationError(Exception):
+    """Base of every error an operation raises. `user_message` is safe to show."""
+
+    def __init__(
+        self,
+        user_message: str,
+        code: str | None = None,
+        request_id: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+        self.code = code
+        self.request_id = request_id
+        self.hint = hint
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(user_message={self.user_message!r}, code={self.code!r}, "
+            f"request_id={self.request_id!r})"
+        )
+
+
+class PermissionDenied(OperationError):
+    """The acting user's roles do not allow the operation (always audited as `denied`)."""
+
+    def __init__(self, username: str, permission: str) -> None:
+        self.username = username
+        self.permission = permission
+        super().__init__(
+            f"Your account ({username}) is not allowed to {permission.replace('_', ' ')}.",
+            code="PERMISSION_DENIED",
+            hint="Ask an administrator for the role that grants this permission.",
+        )
+
+
+class ValidationError(OperationError):
+    """An input is invalid. Raised before anything is sent upstream."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}", code="VALIDATION", hint="Correct the value and retry.")
+
+
+class NotFound(OperationError):
+    """The thing asked for does not exist (in the API's grant list or the vault)."""
+
+    def __init__(self, user_message: str, code: str | None = "NOT_FOUND", **kw: str | None) -> None:
+        super().__init__(user_message, code=code, **kw)
+
+
+# What happened, in words, for each kind of client error, and what to do about it.
+_WHAT: list[tuple[type[KryptosError], str]] = [
+    (AuthenticationError, "Kryptos refused the console's credentials."),
+    (InvalidTokenError, "The customer's token or grant is no longer valid."),
+    (NotFoundError, "Kryptos has no such object."),
+    (ConflictError, "Kryptos refused the request in the object's current state."),
+    (PermissionDeniedError, "Kryptos does not allow this request."),
+    (InvalidRequestError, "Kryptos rejected the request as invalid."),
+    (RateLimitedError, "Kryptos is rate limiting the console."),
+    (ServerError, "Kryptos had an internal error."),
+    (KryptosTimeoutError, "Kryptos did not answer in time."),
+    (KryptosConnectionError, "Could not reach Kryptos."),
+    (MalformedResponseError, "Kryptos sent an answer the console cannot read."),
+]
+
+
+class UpstreamError(OperationError):
+    """A call to Kryptos failed. Keeps the HTTP status, code, request id and hint.
+
+    `kind` names the client error class (e.g. `ConflictError`) so callers can branch
+    without importing the client's hierarchy.
+    """
+
+    def __init__(
+        self,
+        user_message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        hint: str | None = None,
+        kind: str = "KryptosError",
+        api_message: str | None = None,
+    ) -> None:
+        super().__init__(user_message, code=code, request_id=request_id, hint=hint)
+        self.status = status
+        self.kind = kind
+        self.api_message = api_message
+
+    @classmethod
+    def from_kryptos(cls, exc: KryptosError, action: str | None = None) -> UpstreamError:
+        what = next((w for k, w in _WHAT if isinstance(exc, k)), "The Kryptos API returned an error.")
+        detail = exc.api_message
+        parts = [f"{action} failed: {what}" if action else what]
+        if detail and detail.rstrip(".") != what.rstrip("."):
+            parts.append(detail.rstrip(".") + ".")
+        meta = []
+        if exc.status is not None:
+            meta.append(f"HTTP {exc.status}")
+        if exc.code:
+            meta.append(exc.code)
+        if exc.request_id:
+            meta.append(f"request id {exc.request_id}")
+        if meta:
+            parts.append(f"({', '.join(meta)})")
+        if exc.hint:
+            parts.append(exc.hint)
+        return cls(
+            " ".join(parts),
+            status=exc.status,
+            code=exc.code or _default_code(exc),
+            request_id=exc.request_id,
+            hint=exc.hint,
+            kind=type(exc).__name__,
+            api_message=detail,
+        )
+
+
+def _default_code(exc: KryptosError) -> str:
+    """A stable code for errors the API did not name (used in audit rows)."""
+    if isinstance(exc, KryptosTimeoutError):
+        return "TIMEOUT"
+    if isinstance(exc, KryptosConnectionError):
+        return "CONNECTION_ERROR"
+    if isinstance(exc, MalformedResponseError):
+        return "MALFORMED_RESPONSE"
+    if isinstance(exc, RateLimitedError):
+        return "RATE_LIMITED"
+    if exc.status is not None:
+        return f"HTTP_{exc.status}"
+    return "UPSTREAM_ERROR"
