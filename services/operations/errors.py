@@ -64,7 +64,9 @@ class ValidationError(OperationError):
     def __init__(self, field: str, reason: str) -> None:
         self.field = field
         self.reason = reason
-        super().__init__(f"{field}: {reason}", code="VALIDATION", hint="Correct the value and retry.")
+        super().__init__(
+            f"{field}: {reason}", code="VALIDATION", hint="Correct the value and retry."
+        )
 
 
 class NotFound(OperationError):
@@ -115,7 +117,8 @@ class UpstreamError(OperationError):
 
     @classmethod
     def from_kryptos(cls, exc: KryptosError, action: str | None = None) -> UpstreamError:
-        what = next((w for k, w in _WHAT if isinstance(exc, k)), "The Kryptos API returned an error.")
+        default = "The Kryptos API returned an error."
+        what = next((w for k, w in _WHAT if isinstance(exc, k)), default)
         detail = exc.api_message
         parts = [f"{action} failed: {what}" if action else what]
         if detail and detail.rstrip(".") != what.rstrip("."):

@@ -1,0 +1,56 @@
+"""Use cases of the console: take an Actor, check permission, validate, audit, call.
+
+Plain Python, no Streamlit. See docs/architecture.md, "Operations".
+"""
+
+from services.operations.errors import (
+    NotFound,
+    OperationError,
+    PermissionDenied,
+    UpstreamError,
+    ValidationError,
+)
+from services.operations.models import (
+    BulkItem,
+    BulkResult,
+    GrantDetail,
+    GrantRow,
+    LimitChange,
+    LinkTokenIssued,
+    Overview,
+    Part,
+    ResyncOutcome,
+)
+from services.operations.permissions import (
+    PERMISSIONS,
+    ROLES,
+    Actor,
+    Permission,
+    Role,
+    can,
+    permissions_for,
+)
+
+__all__ = [
+    "PERMISSIONS",
+    "ROLES",
+    "Actor",
+    "BulkItem",
+    "BulkResult",
+    "GrantDetail",
+    "GrantRow",
+    "LimitChange",
+    "LinkTokenIssued",
+    "NotFound",
+    "OperationError",
+    "Overview",
+    "Part",
+    "Permission",
+    "PermissionDenied",
+    "ResyncOutcome",
+    "Role",
+    "UpstreamError",
+    "ValidationError",
+    "can",
+    "permissions_for",
+]

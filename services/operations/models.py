@@ -1,0 +1,151 @@
+"""Public result types of the operations (frozen dataclasses). No secret is ever in a repr."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from services.kryptos.models import Holdings, Integration, SessionStatus, UserInfo
+from services.operations.errors import OperationError
+
+T = TypeVar("T")
+
+GrantStatus = Literal["active", "revoked"]
+UserKind = Literal["guest", "linked"]
+BulkOutcome = Literal["would_change", "unchanged", "succeeded", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class GrantRow:
+    """A grant as the console sees it: the API's list joined with the vault."""
+
+    grant_id: str
+    workspace_id: str | None
+    scopes: str
+    created_at: datetime | None
+    expires_at: datetime | None
+    status: GrantStatus
+    customer_ref: str | None
+    user_kind: UserKind | None
+    has_token: bool
+    masked_token: str | None
+    kryptos_user_id: str | None
+
+
+@dataclass(frozen=True)
+class Part(Generic[T]):
+    """One independently fetched part of a page: a value, or an error, or a plain note."""
+
+    value: T | None = None
+    error: OperationError | None = None
+    note: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.value is not None
+
+
+@dataclass(frozen=True)
+class GrantDetail:
+    grant: GrantRow
+    session: Part[SessionStatus]
+    holdings: Part[Holdings]
+    integrations: Part[tuple[Integration, ...]]
+    userinfo: Part[UserInfo]
+
+    @property
+    def has_token(self) -> bool:
+        return self.grant.has_token
+
+    @property
+    def is_guest(self) -> bool | None:
+        """True/False from the user info (`sub` starts `anon_`), else from the vault, else None."""
+        if self.userinfo.ok and self.userinfo.value is not None:
+            return self.userinfo.value.is_guest
+        if self.grant.user_kind is not None:
+            return self.grant.user_kind == "guest"
+        return None
+
+    @property
+    def effective_limit(self) -> int | None:
+        """The user's effective transaction limit (None: uncapped or unknown)."""
+        if self.userinfo.ok and self.userinfo.value is not None:
+            return self.userinfo.value.transaction_limit
+        return None
+
+
+@dataclass(frozen=True)
+class LimitChange:
+    grant_id: str
+    before_limit: int | None
+    before_limiter: bool | None
+    after_limit: int | None
+    after_limiter: bool | None
+    resync: Any = None  # services.kryptos.models.LimitResync | None
+
+
+@dataclass(frozen=True)
+class ResyncOutcome:
+    grant_id: str
+    wallet_id: str
+    mode: str
+    integration_type: str
+    status: str
+    job_id: str | None
+
+
+@dataclass(frozen=True)
+class BulkItem:
+    grant_id: str
+    customer_ref: str | None
+    outcome: BulkOutcome
+    before: int | None | str = None  # limit, None for uncapped/unknown, or "unknown"
+    after: int | None = None
+    error_code: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    items: tuple[BulkItem, ...]
+    dry_run: bool
+    tier: str
+
+    def count(self, outcome: BulkOutcome) -> int:
+        return sum(1 for i in self.items if i.outcome == outcome)
+
+    @property
+    def counts(self) -> Mapping[str, int]:
+        keys = ("would_change", "unchanged", "succeeded", "failed", "skipped")
+        return {k: self.count(k) for k in keys}  # type: ignore[arg-type]
+
+    @property
+    def failed(self) -> tuple[BulkItem, ...]:
+        return tuple(i for i in self.items if i.outcome == "failed")
+
+
+@dataclass(frozen=True)
+class Overview:
+    active: int
+    revoked: int
+    guest: int
+    linked: int
+    unknown_kind: int
+    with_token: int
+    without_token: int
+    integrations_failing: int
+    integrations_syncing: int
+    integrations_unread: int  # grants whose integrations could not be read
+    latest_events: tuple[Any, ...] = ()  # services.store AuditEvent
+
+
+@dataclass(frozen=True)
+class LinkTokenIssued:
+    link_token: str = field(repr=False)
+    masked: str = ""
+    expires_at: datetime | None = None
+    customer_ref: str = ""
+    resumed: bool = False
+    grant_id: str | None = None

@@ -1,0 +1,78 @@
+"""Actors, roles and the one table that says which role may do what."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    SUPPORT = "support"
+    FINANCE = "finance"
+    ADMIN = "admin"
+
+
+ROLES: tuple[str, ...] = tuple(r.value for r in Role)
+
+
+class Permission(StrEnum):
+    VIEW_GRANTS = "view_grants"  # list grants, grant detail, grant history, overview
+    RESYNC_LATEST = "resync_latest"
+    RESYNC_FROM_START = "resync_from_start"
+    REVOKE_GRANT = "revoke_grant"
+    MANAGE_LIMITS = "manage_limits"  # set a Guest's limit, switch limiter, apply tier, bulk
+    MANAGE_TOKENS = "manage_tokens"  # create link token, exchange public token, import tokens
+    READ_AUDIT = "read_audit"  # read, export and verify the audit log
+
+
+# The table. A user with several roles has the union of their permissions.
+PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.VIEWER: frozenset({Permission.VIEW_GRANTS}),
+    Role.SUPPORT: frozenset(
+        {
+            Permission.VIEW_GRANTS,
+            Permission.RESYNC_LATEST,
+            Permission.RESYNC_FROM_START,
+            Permission.REVOKE_GRANT,
+            Permission.MANAGE_TOKENS,
+        }
+    ),
+    Role.FINANCE: frozenset(
+        {Permission.VIEW_GRANTS, Permission.MANAGE_LIMITS, Permission.READ_AUDIT}
+    ),
+    Role.ADMIN: frozenset(Permission),
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The person acting. `roles` are role names; unknown names grant nothing."""
+
+    username: str
+    display_name: str = ""
+    roles: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.roles, frozenset):
+            object.__setattr__(self, "roles", frozenset(self.roles))
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        return permissions_for(self.roles)
+
+
+def permissions_for(roles: frozenset[str] | set[str] | tuple[str, ...]) -> frozenset[Permission]:
+    """The union of the permissions of the given roles (unknown role names are ignored)."""
+    out: set[Permission] = set()
+    for name in roles:
+        try:
+            out |= PERMISSIONS[Role(name)]
+        except ValueError:
+            continue
+    return frozenset(out)
+
+
+def can(actor: Actor, permission: Permission) -> bool:
+    """Whether the actor's roles allow the permission."""
+    return permission in permissions_for(actor.roles)
