@@ -8,6 +8,8 @@ built from the API's own error text, which the client scrubs before it gets here
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class KryptosError(Exception):
     """Base of every error the Kryptos client raises."""
@@ -109,7 +111,9 @@ class RateLimitedError(KryptosError):
     default_message = "Kryptos is rate limiting the console."
     hint = "Wait a minute and try again."
 
-    def __init__(self, message: str | None = None, *, retry_after: float | None = None, **kw) -> None:
+    def __init__(
+        self, message: str | None = None, *, retry_after: float | None = None, **kw: Any
+    ) -> None:
         self.retry_after = retry_after
         super().__init__(message, **kw)
 

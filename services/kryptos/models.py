@@ -54,7 +54,9 @@ def _opt(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where
     return _req(data, key, kind, where)
 
 
-def _num(data: Mapping[str, Any], key: str, where: str, default: float | None = 0.0) -> float | None:
+def _num(
+    data: Mapping[str, Any], key: str, where: str, default: float | None = 0.0
+) -> float | None:
     value = _opt(data, key, float, where)
     return default if value is None else float(value)
 
@@ -216,7 +218,9 @@ class LimitResync:
             if not isinstance(value, list):
                 raise MalformedResponseError(f"{w}: '{key}' is not a list.")
             return tuple(
-                str(v.get("wallet_id") or v.get("walletId") or v) if isinstance(v, Mapping) else str(v)
+                str(v.get("wallet_id") or v.get("walletId") or v)
+                if isinstance(v, Mapping)
+                else str(v)
                 for v in value
             )
 

@@ -1,0 +1,585 @@
+"""HTTP client for the Kryptos Connect API and the Kryptos data API.
+
+One `KryptosClient` holds one `requests.Session` (pooled, shared across threads) and has one
+method per operation. It knows HTTP and the API's shapes, nothing about users or audit.
+
+Retry rule (pinned in docs/architecture.md):
+
+- reads (GETs and `check-session`) are retried on connection errors, timeouts, 429, 502, 503
+  and 504;
+- mutations (link token, exchange, revoke, resync, limit PATCH) are retried only on 429 (the
+  server refused without acting) or when the connection was refused before the request was
+  sent; never after a read timeout, a dropped connection or a 5xx, because the call may have
+  taken effect and the API has no idempotency keys.
+
+Retries are bounded by `max_retries` (extra attempts) and `retry_budget` (seconds for the
+whole call: a retry is only started while the budget lasts, each backoff sleep and each
+retry's timeouts are capped by what is left of it). Backoff is exponential from
+`backoff_base` with jitter; a `Retry-After` header is honoured, and when it asks for more
+than the budget has left, `RateLimitedError` (with `retry_after`) is raised at once.
+
+Secrets: the client secret and any token sent are scrubbed from the API's error text before
+it is stored in an exception; log lines carry method, path, status, elapsed time and the
+request id only, never headers or bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from services.kryptos.errors import (
+    InvalidTokenError,
+    KryptosConnectionError,
+    KryptosError,
+    KryptosTimeoutError,
+    MalformedResponseError,
+    RateLimitedError,
+    error_class_for,
+)
+from services.kryptos.models import (
+    DEFAULT_SCOPES,
+    RESYNC_MODES,
+    Grant,
+    Health,
+    Holdings,
+    Integration,
+    LinkToken,
+    ResyncResult,
+    SessionStatus,
+    TokenExchange,
+    TransactionLimit,
+    UserInfo,
+)
+
+logger = logging.getLogger("services.kryptos")
+
+REQUEST_ID_HEADERS = ("X-Request-Id", "X-Kryptos-Request-Id", "Request-Id")
+RETRYABLE_READ_STATUSES = frozenset({429, 502, 503, 504})
+MAX_MESSAGE_CHARS = 300
+POOL_SIZE = 16
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One logical call: what to send and how it may be retried."""
+
+    method: str
+    base: str
+    path: str
+    api: str  # "connect" or "data"
+    idempotent: bool
+    json: Mapping[str, Any] | None = None
+    params: Mapping[str, str | int] | None = None
+    access_token: str | None = None  # sent as Bearer on data calls
+    client_auth: bool = True
+    secrets: tuple[str, ...] = ()  # extra values to scrub (tokens in the body)
+
+
+class KryptosClient:
+    """Client for the Connect backend API and the data API.
+
+    Errors are `KryptosError` subclasses (see `services.kryptos.errors`). On data calls a
+    401 raises `InvalidTokenError`: the API answers 401 `unauthorized` both for a revoked or
+    invalid grant's token and for bad client credentials, and cannot tell which; the error's
+    message says so. On Connect calls a 401 raises `AuthenticationError` unless the API's
+    code says otherwise (e.g. `INVALID_TOKEN`).
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str,
+        connect_url: str,
+        data_url: str,
+        *,
+        connect_timeout: float = 5,
+        read_timeout: float = 30,
+        max_retries: int = 3,
+        retry_budget: float = 20,
+        session: requests.Session | None = None,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        page_size: int = 200,
+        max_pages: int = 1000,
+    ) -> None:
+        if not client_id or not client_secret:
+            raise ValueError("KryptosClient needs a client id and a client secret.")
+        if not 1 <= page_size <= 200:
+            raise ValueError("page_size must be between 1 and 200.")
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.connect_url = connect_url.rstrip("/")
+        self.data_url = data_url.rstrip("/")
+        self.connect_timeout = float(connect_timeout)
+        self.read_timeout = float(read_timeout)
+        self.max_retries = max(0, int(max_retries))
+        self.retry_budget = max(0.0, float(retry_budget))
+        self.backoff_base = max(0.0, float(backoff_base))
+        self.backoff_max = max(0.0, float(backoff_max))
+        self.page_size = page_size
+        self.max_pages = max_pages
+        if session is None:
+            session = requests.Session()
+            # Our own loop decides retries: the adapter makes exactly one attempt.
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self._session = session
+        self._random = random.Random()
+        self._random_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> KryptosClient:
+        """Build a client from `services.settings.Settings`.
+
+        In sandbox mode (no credentials configured) the sandbox's demo client is used; the
+        caller points `connect_url` / `data_url` at the running sandbox (through the settings
+        or `overrides`).
+        """
+        from services.settings import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
+
+        sandbox = not (settings.client_id and settings.client_secret)
+        kwargs: dict[str, Any] = {
+            "client_id": SANDBOX_CLIENT_ID if sandbox else settings.client_id,
+            "client_secret": SANDBOX_CLIENT_SECRET if sandbox else settings.client_secret,
+            "connect_url": settings.connect_url,
+            "data_url": settings.data_url,
+            "connect_timeout": settings.connect_timeout,
+            "read_timeout": settings.read_timeout,
+            "max_retries": settings.max_retries,
+            "retry_budget": settings.retry_budget,
+        }
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    def __repr__(self) -> str:
+        return (
+            f"KryptosClient(client_id={self.client_id!r}, connect_url={self.connect_url!r}, "
+            f"data_url={self.data_url!r})"
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> KryptosClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- Connect API ----------------------------------------------------------------------
+
+    def create_link_token(
+        self, access_token: str | None = None, scopes: str = DEFAULT_SCOPES
+    ) -> LinkToken:
+        """POST /link-token; with `access_token` the user's session is resumed."""
+        body: dict[str, Any] = {"scopes": scopes}
+        if access_token:
+            body["access_token"] = access_token
+        data = self._connect_data(
+            _Call("POST", self.connect_url, "/link-token", "connect", idempotent=False,
+                  json=body, secrets=(access_token or "",))
+        )
+        return self._parse(LinkToken.from_api, data, "POST", "/link-token")
+
+    def exchange_public_token(self, public_token: str) -> TokenExchange:
+        """POST /token/exchange: a single-use public token for a long-lived access token."""
+        _require_text(public_token, "public_token")
+        data = self._connect_data(
+            _Call("POST", self.connect_url, "/token/exchange", "connect", idempotent=False,
+                  json={"public_token": public_token}, secrets=(public_token,))
+        )
+        return self._parse(TokenExchange.from_api, data, "POST", "/token/exchange")
+
+    def check_session(self, access_token: str) -> SessionStatus:
+        """POST /link-token/check-session (a read: retried like a GET)."""
+        _require_text(access_token, "access_token")
+        path = "/link-token/check-session"
+        data = self._connect_data(
+            _Call("POST", self.connect_url, path, "connect", idempotent=True,
+                  json={"access_token": access_token}, secrets=(access_token,))
+        )
+        return self._parse(SessionStatus.from_api, data, "POST", path)
+
+    def revoke_grant(self, grant_id: str) -> str:
+        """POST /token/revoke; returns the API's message."""
+        _require_text(grant_id, "grant_id")
+        body = self._request(
+            _Call("POST", self.connect_url, "/token/revoke", "connect", idempotent=False,
+                  json={"grant_id": grant_id})
+        )
+        body = _expect_object(body, "POST", "/token/revoke")
+        message = body.get("message")
+        if message is not None and not isinstance(message, str):
+            raise MalformedResponseError("revoke: 'message' is not text.",
+                                         method="POST", path="/token/revoke")
+        return message or "Grant revoked."
+
+    def list_grants(self) -> list[Grant]:
+        """GET /token/grants: every active grant of this client."""
+        data = self._connect_data(
+            _Call("GET", self.connect_url, "/token/grants", "connect", idempotent=True)
+        )
+        grants = data.get("grants")
+        if not isinstance(grants, list):
+            raise MalformedResponseError("grants: 'grants' is not a list.",
+                                         method="GET", path="/token/grants")
+        return [self._parse(Grant.from_api, g, "GET", "/token/grants") for g in grants]
+
+    def resync_integration(self, wallet_id: str, user_id: str, mode: str) -> ResyncResult:
+        """POST /developer/integrations/{walletId}/resync. Never repeated once sent."""
+        _require_text(wallet_id, "wallet_id")
+        _require_text(user_id, "user_id")
+        if mode not in RESYNC_MODES:
+            raise ValueError(f"mode must be one of {', '.join(RESYNC_MODES)}.")
+        path = f"/developer/integrations/{_seg(wallet_id)}/resync"
+        data = self._connect_data(
+            _Call("POST", self.connect_url, path, "connect", idempotent=False,
+                  json={"user_id": user_id, "mode": mode})
+        )
+        return self._parse(ResyncResult.from_api, data, "POST", path)
+
+    def update_transaction_limit(
+        self,
+        grant_id: str,
+        transaction_limit: int | None = None,
+        enable_limiter: bool | None = None,
+    ) -> TransactionLimit:
+        """PATCH /developer/grants/{grantId}/transaction-limit with only the fields given.
+
+        Raises `ValueError` before sending anything when neither field is given or a value
+        is not of the documented type (a positive integer, a boolean).
+        """
+        _require_text(grant_id, "grant_id")
+        body: dict[str, Any] = {}
+        if transaction_limit is not None:
+            if isinstance(transaction_limit, bool) or not isinstance(transaction_limit, int):
+                raise ValueError("transaction_limit must be a whole number.")
+            if transaction_limit < 1:
+                raise ValueError("transaction_limit must be a positive whole number.")
+            body["transactionLimit"] = transaction_limit
+        if enable_limiter is not None:
+            if not isinstance(enable_limiter, bool):
+                raise ValueError("enable_limiter must be true or false.")
+            body["enableLimiter"] = enable_limiter
+        if not body:
+            raise ValueError("Give transaction_limit or enable_limiter (or both).")
+        path = f"/developer/grants/{_seg(grant_id)}/transaction-limit"
+        data = self._connect_data(
+            _Call("PATCH", self.connect_url, path, "connect", idempotent=False, json=body)
+        )
+        return self._parse(TransactionLimit.from_api, data, "PATCH", path)
+
+    # --- data API -------------------------------------------------------------------------
+
+    def get_holdings(self, access_token: str, include_spam: bool = False) -> Holdings:
+        """GET /v1/holdings for the grant's user."""
+        _require_text(access_token, "access_token")
+        call = _Call("GET", self.data_url, "/v1/holdings", "data", idempotent=True,
+                     params={"isSpam": "true" if include_spam else "false"},
+                     access_token=access_token)
+        body = _expect_object(self._request(call), "GET", "/v1/holdings")
+        return self._parse(Holdings.from_api, body, "GET", "/v1/holdings")
+
+    def list_integrations(self, access_token: str) -> list[Integration]:
+        """GET /v1/integrations, every page (pageSize 200), in the API's order."""
+        _require_text(access_token, "access_token")
+        path = "/v1/integrations"
+        out: list[Integration] = []
+        for page in range(1, self.max_pages + 1):
+            call = _Call("GET", self.data_url, path, "data", idempotent=True,
+                         params={"page": page, "pageSize": self.page_size},
+                         access_token=access_token)
+            body = _expect_object(self._request(call), "GET", path)
+            rows = body.get("data")
+            if not isinstance(rows, list):
+                raise MalformedResponseError("integrations: 'data' is not a list.",
+                                             method="GET", path=path)
+            out.extend(self._parse(Integration.from_api, r, "GET", path) for r in rows)
+            pagination = body.get("pagination")
+            if pagination is None:
+                return out
+            if not isinstance(pagination, Mapping):
+                raise MalformedResponseError("integrations: 'pagination' is not an object.",
+                                             method="GET", path=path)
+            if not pagination.get("hasNextPage"):
+                return out
+            if not rows:
+                raise MalformedResponseError(
+                    "integrations: an empty page claims there is a next page.",
+                    method="GET", path=path)
+        raise MalformedResponseError(
+            f"integrations: still a next page after {self.max_pages} pages.",
+            method="GET", path=path)
+
+    def get_userinfo(self, access_token: str) -> UserInfo:
+        """GET /v1/userinfo: the user, their effective transaction limit and the scopes."""
+        _require_text(access_token, "access_token")
+        call = _Call("GET", self.data_url, "/v1/userinfo", "data", idempotent=True,
+                     access_token=access_token)
+        body = _expect_object(self._request(call), "GET", "/v1/userinfo")
+        return self._parse(UserInfo.from_api, body, "GET", "/v1/userinfo")
+
+    def health(self) -> Health:
+        """GET {data_url}/health, without credentials."""
+        call = _Call("GET", self.data_url, "/health", "data", idempotent=True, client_auth=False)
+        body = _expect_object(self._request(call), "GET", "/health")
+        return self._parse(Health.from_api, body, "GET", "/health")
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _connect_data(self, call: _Call) -> Mapping[str, Any]:
+        """Send a Connect call and return its `data` object (the documented envelope)."""
+        body = _expect_object(self._request(call), call.method, call.path)
+        data = body.get("data")
+        if not isinstance(data, Mapping):
+            raise MalformedResponseError(
+                "The answer has no 'data' object.", method=call.method, path=call.path)
+        return data
+
+    @staticmethod
+    def _parse(parser: Callable[[Any], T], data: Any, method: str, path: str) -> T:
+        try:
+            return parser(data)
+        except MalformedResponseError as exc:
+            raise MalformedResponseError(exc.api_message, method=method, path=path) from None
+        except (AttributeError, TypeError, ValueError):
+            raise MalformedResponseError(
+                "The answer is not of the documented shape.", method=method, path=path
+            ) from None
+
+    def _headers(self, call: _Call) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if call.client_auth:
+            headers["X-Client-Id"] = self.client_id
+            headers["X-Client-Secret"] = self._client_secret
+        if call.access_token:
+            headers["Authorization"] = f"Bearer {call.access_token}"
+        return headers
+
+    def _backoff(self, retry: int) -> float:
+        delay = min(self.backoff_max, self.backoff_base * (2 ** (retry - 1)))
+        with self._random_lock:
+            return delay * (0.5 + self._random.random() / 2)
+
+    def _request(self, call: _Call) -> Any:
+        """Send `call` with timeouts and the retry rule; return the decoded JSON body."""
+        url = call.base + call.path
+        headers = self._headers(call)
+        start = time.monotonic()
+        deadline = start + self.retry_budget
+        timeout = (self.connect_timeout, self.read_timeout)
+        retries = 0
+        while True:
+            t0 = time.monotonic()
+            error: KryptosError
+            retry_after: float | None = None
+            try:
+                response = self._session.request(
+                    call.method, url, headers=headers, json=call.json, params=call.params,
+                    timeout=timeout, allow_redirects=False,
+                )
+            except requests.exceptions.RequestException as exc:
+                elapsed_ms = (time.monotonic() - t0) * 1000
+                error, never_sent = _transport_error(exc, call)
+                logger.debug("%s %s -> %s after %.0f ms (attempt %d)", call.method, call.path,
+                             type(error).__name__, elapsed_ms, retries + 1)
+                retryable = call.idempotent or never_sent
+            else:
+                elapsed_ms = (time.monotonic() - t0) * 1000
+                request_id = _request_id(response)
+                logger.debug("%s %s -> %s in %.0f ms (request id %s, attempt %d)", call.method,
+                             call.path, response.status_code, elapsed_ms, request_id or "-",
+                             retries + 1)
+                if 200 <= response.status_code < 300:
+                    body = self._decode(response, call, request_id)
+                    if isinstance(body, Mapping) and body.get("success") is False:
+                        raise self._error(response.status_code, body, call, request_id)
+                    return body
+                body = _json_or_none(response)
+                error = self._error(response.status_code, body, call, request_id)
+                if response.status_code == 429:
+                    retry_after = _retry_after(response)
+                    if isinstance(error, RateLimitedError):
+                        error.retry_after = retry_after
+                    retryable = True
+                else:
+                    retryable = call.idempotent and response.status_code in RETRYABLE_READ_STATUSES
+                response.close()
+
+            if not retryable or retries >= self.max_retries:
+                raise error
+            now = time.monotonic()
+            remaining = deadline - now
+            if retry_after is not None:
+                if retry_after > remaining:
+                    raise error
+                pause = retry_after
+            else:
+                pause = self._backoff(retries + 1)
+            if remaining <= 0 or pause >= remaining:
+                raise error
+            time.sleep(pause)
+            retries += 1
+            left = max(0.01, deadline - time.monotonic())
+            timeout = (min(self.connect_timeout, left), min(self.read_timeout, left))
+
+    def _decode(self, response: requests.Response, call: _Call, request_id: str | None) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise MalformedResponseError(
+                "The answer is not JSON.", status=response.status_code, request_id=request_id,
+                method=call.method, path=call.path,
+            ) from None
+
+    def _scrub(self, text: str, call: _Call) -> str:
+        for secret in (self._client_secret, call.access_token, *call.secrets):
+            if secret:
+                text = text.replace(secret, "***")
+        if len(text) > MAX_MESSAGE_CHARS:
+            text = text[:MAX_MESSAGE_CHARS] + "..."
+        return text
+
+    def _error(
+        self, status: int, body: Any, call: _Call, request_id: str | None
+    ) -> KryptosError:
+        code, message = _code_and_message(body)
+        if code:
+            code = self._scrub(code, call)
+        if message:
+            message = self._scrub(message, call)
+        if call.api == "data" and status == 401 and code != "INVALID_CLIENT":
+            cls: type[KryptosError] = InvalidTokenError
+            detail = message or "unauthorized"
+            message = (
+                f"The data API refused the token ({detail}): the grant is revoked or invalid, "
+                "or the client credentials are wrong."
+            )
+        else:
+            cls = error_class_for(status, code)
+        kwargs: dict[str, Any] = {
+            "status": status, "code": code, "request_id": request_id,
+            "method": call.method, "path": call.path,
+        }
+        if not message and status >= 500:
+            message = f"The Kryptos API answered HTTP {status}."
+        return cls(message, **kwargs)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+def _require_text(value: Any, name: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string.")
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _expect_object(body: Any, method: str, path: str) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise MalformedResponseError("The answer is not a JSON object.", method=method, path=path)
+    return body
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _request_id(response: requests.Response) -> str | None:
+    for name in REQUEST_ID_HEADERS:
+        value = response.headers.get(name)
+        if value:
+            return value[:100]
+    return None
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _code_and_message(body: Any) -> tuple[str | None, str | None]:
+    """Read both documented error shapes.
+
+    Connect: `{"success": false, "error": "Error message", "code": "ERROR_CODE"}`.
+    Data API: `{"error": "<code>", "message": "...", "details": []}`.
+    """
+    if not isinstance(body, Mapping):
+        return None, None
+    code = body.get("code")
+    error = body.get("error")
+    message = body.get("message")
+    code = code if isinstance(code, str) and code else None
+    error = error if isinstance(error, str) and error else None
+    message = message if isinstance(message, str) and message else None
+    if code:
+        return code, error or message
+    if error and message:
+        return error, message
+    if error:
+        if error.replace("_", "").isalnum() and " " not in error:
+            return error, None
+        return None, error
+    return None, message
+
+
+def _transport_error(
+    exc: requests.exceptions.RequestException, call: _Call
+) -> tuple[KryptosError, bool]:
+    """Map a transport failure; the flag says the request provably never reached the server."""
+    where = {"method": call.method, "path": call.path}
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return KryptosTimeoutError("Timed out connecting to the Kryptos API.", **where), True
+    if isinstance(exc, requests.exceptions.Timeout):
+        return KryptosTimeoutError(
+            "The Kryptos API did not answer in time; the request may have taken effect.", **where
+        ), False
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        reason = getattr(reason, "reason", reason)
+        if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
+            return KryptosConnectionError(
+                "Could not connect to the Kryptos API (connection refused or unreachable).",
+                **where,
+            ), True
+        return KryptosConnectionError(
+            "The connection to the Kryptos API dropped before an answer came; the request "
+            "may have taken effect.", **where,
+        ), False
+    return KryptosConnectionError("The request to the Kryptos API failed.", **where), False
+
+
+__all__ = ["KryptosClient"]
