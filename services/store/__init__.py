@@ -1,0 +1,47 @@
+"""The console's own store: audit log and token vault over SQLAlchemy 2 (SQLite or
+PostgreSQL), schema managed by the Alembic migrations in `migrations/`."""
+
+from services.store.audit import (
+    OUTCOMES,
+    AuditEvent,
+    AuditFilter,
+    AuditLog,
+    AuditPage,
+    ChainReport,
+    NewAuditEvent,
+    new_correlation_id,
+    parse_csv_export,
+    parse_jsonl_export,
+)
+from services.store.db import Database, open_database
+from services.store.errors import StoreError, VaultEntryNotFound, VaultKeyError
+from services.store.vault import (
+    ImportReport,
+    RejectedRow,
+    TokenVault,
+    VaultEntry,
+    load_vault_key,
+)
+
+__all__ = [
+    "OUTCOMES",
+    "AuditEvent",
+    "AuditFilter",
+    "AuditLog",
+    "AuditPage",
+    "ChainReport",
+    "Database",
+    "ImportReport",
+    "NewAuditEvent",
+    "RejectedRow",
+    "StoreError",
+    "TokenVault",
+    "VaultEntry",
+    "VaultEntryNotFound",
+    "VaultKeyError",
+    "load_vault_key",
+    "new_correlation_id",
+    "open_database",
+    "parse_csv_export",
+    "parse_jsonl_export",
+]

@@ -1,0 +1,79 @@
+"""Core table objects used for queries. The schema itself is owned by the Alembic migrations
+in `migrations/versions/`; keep the two in step."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, Text
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (which keeps no zone) too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_id", String(36), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("actor_username", String(200), nullable=False),
+    Column("actor_roles", Text, nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("target_type", String(50)),
+    Column("target_id", String(200)),
+    Column("params", Text),
+    Column("before_value", Text),
+    Column("after_value", Text),
+    Column("reason", Text),
+    Column("ticket", String(200)),
+    Column("error_code", String(100)),
+    Column("error_message", Text),
+    Column("request_id", String(200)),
+    Column("correlation_id", String(64), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+vault_tokens = Table(
+    "vault_tokens",
+    metadata,
+    Column("grant_id", String(200), primary_key=True),
+    Column("token_ciphertext", Text, nullable=False),
+    Column("masked_token", String(40), nullable=False),
+    Column("workspace_id", String(200)),
+    Column("kryptos_user_id", String(200)),
+    Column("customer_ref", String(320)),
+    Column("user_kind", String(10)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+vault_meta = Table(
+    "vault_meta",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("value", Text, nullable=False),
+)

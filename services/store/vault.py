@@ -1,0 +1,367 @@
+"""The token vault: per grant, the access token encrypted at rest with Fernet, plus what the
+company knows about the customer. Tokens are decrypted only by `reveal()`, to make a call;
+everything else sees the masked form (`cat_ab...89`)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from services.kryptos.models import mask_token
+from services.settings import ConfigError, Settings
+from services.store.db import Database
+from services.store.errors import StoreError, VaultEntryNotFound, VaultKeyError
+from services.store.schema import vault_meta, vault_tokens
+
+VAULT_KEY_FILENAME = "vault.key"
+USER_KINDS = ("guest", "linked")
+_CANARY_NAME = "key_check"
+_CANARY_PLAINTEXT = b"kryptos-console vault key check v1"
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,199}$")
+_UPDATABLE = frozenset(
+    {"access_token", "workspace_id", "kryptos_user_id", "customer_ref", "user_kind"}
+)
+_KEY_MISMATCH = (
+    "The vault key does not match the one the tokens were stored with. Set KRYPTOS_VAULT_KEY "
+    "to the original key (or restore data/vault.key)."
+)
+
+
+@dataclass(frozen=True)
+class VaultEntry:
+    """A stored grant, without its plaintext token."""
+
+    grant_id: str
+    masked_token: str
+    workspace_id: str | None
+    kryptos_user_id: str | None
+    customer_ref: str | None
+    user_kind: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    line: int
+    grant_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """`added` and `updated` are counts; `rejected` lists each refused CSV line with why."""
+
+    added: int
+    updated: int
+    rejected: tuple[RejectedRow, ...]
+
+    @property
+    def rejected_count(self) -> int:
+        return len(self.rejected)
+
+
+def _fernet(key: bytes | str) -> Fernet:
+    try:
+        return Fernet(key)
+    except (ValueError, TypeError):
+        raise VaultKeyError(
+            "The vault key is not a valid Fernet key (32 bytes, url-safe base64, 44 characters). "
+            "Generate one with: python -c \"from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())\""
+        ) from None
+
+
+def load_vault_key(settings: Settings) -> bytes:
+    """The vault key from KRYPTOS_VAULT_KEY; in sandbox mode without one, `data/vault.key`
+    (generated on first use with mode 0600). Live mode without a key raises `ConfigError`."""
+    if settings.vault_key:
+        key = settings.vault_key.strip().encode("ascii", errors="replace")
+        _fernet(key)
+        return key
+    if not settings.sandbox_mode:
+        raise ConfigError(
+            "KRYPTOS_VAULT_KEY is not set. The console refuses to run against the live Kryptos "
+            "API without a vault key: generate one with `python -c \"from cryptography.fernet "
+            "import Fernet; print(Fernet.generate_key().decode())\"`, keep it in your secret "
+            "store and set KRYPTOS_VAULT_KEY (or console.vault_key in .streamlit/secrets.toml)."
+        )
+    path = Path(settings.data_dir) / VAULT_KEY_FILENAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_bytes().strip()
+        if not key:
+            raise VaultKeyError(f"The vault key file {path} is empty.") from None
+        _fernet(key)
+        return key
+    key = Fernet.generate_key()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key + b"\n")
+    os.chmod(path, 0o600)
+    return key
+
+
+def _clean(value: Any, name: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise StoreError(f"Vault field '{name}' must be text.")
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) > limit:
+        raise StoreError(f"Vault field '{name}' is longer than {limit} characters.")
+    return value
+
+
+def _grant_id(value: Any) -> str:
+    if not isinstance(value, str) or not _ID_RE.match(value.strip()):
+        raise StoreError("A grant id must be 1-200 letters, digits, '_', '-', '.' or ':'.")
+    return value.strip()
+
+
+def _token(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise StoreError("The access token is empty.")
+    value = value.strip()
+    if any(ch.isspace() for ch in value) or len(value) > 4096:
+        raise StoreError("The access token contains whitespace or is too long.")
+    return value
+
+
+def _kind(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    kind = str(value).strip().lower()
+    if kind not in USER_KINDS:
+        raise StoreError("The user kind must be Guest or Linked.")
+    return kind
+
+
+class TokenVault:
+    """Encrypted access tokens per grant in table `vault_tokens`.
+
+    On first use the vault stores a check value encrypted with its key; opening the vault
+    with another key raises `VaultKeyError` at once rather than failing per token later."""
+
+    def __init__(self, db: Database, key: bytes | str) -> None:
+        self._db = db
+        self._fernet = _fernet(key)
+        self._check_key()
+
+    def __repr__(self) -> str:
+        return f"TokenVault({self._db!r})"
+
+    def _check_key(self) -> None:
+        with self._db.read() as conn:
+            stored = conn.execute(
+                select(vault_meta.c.value).where(vault_meta.c.name == _CANARY_NAME)
+            ).scalar()
+        if stored is None:
+            try:
+                with self._db.write() as conn:
+                    conn.execute(insert(vault_meta).values(
+                        name=_CANARY_NAME,
+                        value=self._fernet.encrypt(_CANARY_PLAINTEXT).decode("ascii")))
+                return
+            except IntegrityError:  # another process stored it first: check against theirs
+                with self._db.read() as conn:
+                    stored = conn.execute(
+                        select(vault_meta.c.value).where(vault_meta.c.name == _CANARY_NAME)
+                    ).scalar()
+        try:
+            ok = self._fernet.decrypt(str(stored).encode("ascii")) == _CANARY_PLAINTEXT
+        except InvalidToken:
+            ok = False
+        if not ok:
+            raise VaultKeyError(_KEY_MISMATCH)
+
+    @staticmethod
+    def _entry(row: Any) -> VaultEntry:
+        return VaultEntry(
+            grant_id=row.grant_id, masked_token=row.masked_token,
+            workspace_id=row.workspace_id, kryptos_user_id=row.kryptos_user_id,
+            customer_ref=row.customer_ref, user_kind=row.user_kind,
+            created_at=row.created_at, updated_at=row.updated_at,
+        )
+
+    def _encrypt(self, token: str) -> dict[str, str]:
+        return {"token_ciphertext": self._fernet.encrypt(token.encode("utf-8")).decode("ascii"),
+                "masked_token": mask_token(token)}
+
+    def _upsert(self, conn: Connection, grant_id: str, token: str | None,
+                fields: dict[str, Any]) -> tuple[VaultEntry, bool]:
+        """Insert or update one grant inside `conn`'s transaction; returns (entry, added)."""
+        now = datetime.now(UTC)
+        existing = conn.execute(
+            select(vault_tokens.c.grant_id).where(vault_tokens.c.grant_id == grant_id)
+        ).first()
+        values = dict(fields)
+        if token is not None:
+            values.update(self._encrypt(token))
+        if existing is None:
+            if token is None:
+                raise VaultEntryNotFound(grant_id)
+            conn.execute(insert(vault_tokens).values(
+                grant_id=grant_id, created_at=now, updated_at=now, **values))
+            added = True
+        else:
+            conn.execute(update(vault_tokens).where(vault_tokens.c.grant_id == grant_id)
+                         .values(updated_at=now, **values))
+            added = False
+        row = conn.execute(select(vault_tokens).where(vault_tokens.c.grant_id == grant_id)).one()
+        return self._entry(row), added
+
+    def _write(self, grant_id: str, token: str | None, fields: dict[str, Any]) -> VaultEntry:
+        for attempt in (1, 2):  # a concurrent insert of the same grant: retry as an update
+            try:
+                with self._db.write() as conn:
+                    return self._upsert(conn, grant_id, token, fields)[0]
+            except IntegrityError:
+                if attempt == 2:
+                    raise StoreError(
+                        f"Could not store grant {grant_id}: conflicting writes.") from None
+        raise AssertionError("unreachable")
+
+    def put(self, grant_id: str, access_token: str, *, workspace_id: str | None = None,
+            kryptos_user_id: str | None = None, customer_ref: str | None = None,
+            user_kind: str | None = None) -> VaultEntry:
+        """Store (or replace) the token of a grant. Fields given as None keep a stored value."""
+        gid, token = _grant_id(grant_id), _token(access_token)
+        fields = {k: v for k, v in {
+            "workspace_id": _clean(workspace_id, "workspace_id", 200),
+            "kryptos_user_id": _clean(kryptos_user_id, "kryptos_user_id", 200),
+            "customer_ref": _clean(customer_ref, "customer_ref", 320),
+            "user_kind": _kind(user_kind),
+        }.items() if v is not None}
+        return self._write(gid, token, fields)
+
+    def update(self, grant_id: str, **fields: Any) -> VaultEntry:
+        """Change some fields of a stored grant (`access_token`, `workspace_id`,
+        `kryptos_user_id`, `customer_ref`, `user_kind`); None or "" clears a field."""
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise StoreError(f"Unknown vault field(s): {', '.join(sorted(unknown))}.")
+        gid = _grant_id(grant_id)
+        token = _token(fields.pop("access_token")) if "access_token" in fields else None
+        limits = {"workspace_id": 200, "kryptos_user_id": 200, "customer_ref": 320}
+        values: dict[str, Any] = {}
+        for name, value in fields.items():
+            values[name] = _kind(value) if name == "user_kind" else _clean(value, name,
+                                                                            limits[name])
+        with self._db.write() as conn:
+            exists = conn.execute(
+                select(vault_tokens.c.grant_id).where(vault_tokens.c.grant_id == gid)).first()
+            if exists is None:
+                raise VaultEntryNotFound(gid)
+            if token is None and not values:
+                row = conn.execute(select(vault_tokens).where(vault_tokens.c.grant_id == gid))
+                return self._entry(row.one())
+            return self._upsert(conn, gid, token, values)[0]
+
+    def get(self, grant_id: str) -> VaultEntry | None:
+        with self._db.read() as conn:
+            row = conn.execute(
+                select(vault_tokens).where(vault_tokens.c.grant_id == grant_id)).first()
+        return None if row is None else self._entry(row)
+
+    def reveal(self, grant_id: str) -> str:
+        """The plaintext access token, to make one call with. Never log or display it."""
+        with self._db.read() as conn:
+            ciphertext = conn.execute(
+                select(vault_tokens.c.token_ciphertext)
+                .where(vault_tokens.c.grant_id == grant_id)).scalar()
+        if ciphertext is None:
+            raise VaultEntryNotFound(grant_id)
+        try:
+            return self._fernet.decrypt(ciphertext.encode("ascii")).decode("utf-8")
+        except InvalidToken:
+            raise VaultKeyError(
+                f"The stored token of grant {grant_id} cannot be decrypted: the vault key does "
+                "not match the one the tokens were stored with, or the row was damaged."
+            ) from None
+
+    def list(self) -> list[VaultEntry]:
+        with self._db.read() as conn:
+            rows = conn.execute(select(vault_tokens).order_by(vault_tokens.c.grant_id)).all()
+        return [self._entry(r) for r in rows]
+
+    def grant_ids(self) -> set[str]:
+        with self._db.read() as conn:
+            return set(conn.execute(select(vault_tokens.c.grant_id)).scalars())
+
+    def import_csv(self, file: str | os.PathLike[str] | TextIO) -> ImportReport:
+        """Import `grant_id, access_token, customer_ref` rows (optional columns: workspace_id,
+        kryptos_user_id, user_kind). Valid rows are stored in one transaction; invalid ones are
+        reported by line number with a reason that never contains the token."""
+        if isinstance(file, str | os.PathLike):
+            try:
+                with open(file, encoding="utf-8-sig", newline="") as fh:
+                    return self._import(fh)
+            except (OSError, UnicodeDecodeError) as exc:
+                raise StoreError(f"Cannot read {os.fspath(file)}: {exc.__class__.__name__}") \
+                    from None
+        return self._import(file)
+
+    def _import(self, fh: TextIO) -> ImportReport:
+        reader = csv.DictReader(fh)
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        missing = {"grant_id", "access_token"} - set(header)
+        if missing:
+            raise StoreError(
+                "The CSV needs a header row with grant_id, access_token and customer_ref "
+                f"(missing: {', '.join(sorted(missing))}).")
+        reader.fieldnames = header
+        rejected: list[RejectedRow] = []
+        valid: list[tuple[str, str, dict[str, Any]]] = []
+        seen: dict[str, int] = {}
+        try:
+            rows: Iterator[dict[str, Any]] = iter(reader)
+            for row in rows:
+                line = reader.line_num
+                gid_raw = (row.get("grant_id") or "").strip()
+                shown = gid_raw[:60] if _ID_RE.match(gid_raw) else None
+                if None in row:
+                    rejected.append(RejectedRow(line, shown, "more cells than header columns"))
+                    continue
+                try:
+                    gid = _grant_id(gid_raw)
+                    token = _token(row.get("access_token"))
+                    fields = {k: v for k, v in {
+                        "customer_ref": _clean(row.get("customer_ref"), "customer_ref", 320),
+                        "workspace_id": _clean(row.get("workspace_id"), "workspace_id", 200),
+                        "kryptos_user_id": _clean(row.get("kryptos_user_id"),
+                                                  "kryptos_user_id", 200),
+                        "user_kind": _kind(row.get("user_kind")),
+                    }.items() if v is not None}
+                except StoreError as exc:
+                    rejected.append(RejectedRow(line, shown, exc.user_message))
+                    continue
+                if gid in seen:
+                    rejected.append(RejectedRow(
+                        line, gid, f"grant_id repeats line {seen[gid]} (first one kept)"))
+                    continue
+                seen[gid] = line
+                valid.append((gid, token, fields))
+        except csv.Error as exc:
+            raise StoreError(f"The CSV is malformed at line {reader.line_num}: {exc}") from None
+        added = updated = 0
+        with self._db.write() as conn:
+            for gid, token, fields in valid:
+                _, was_added = self._upsert(conn, gid, token, fields)
+                added += was_added
+                updated += not was_added
+        return ImportReport(added, updated, tuple(rejected))
+
