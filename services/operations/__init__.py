@@ -30,6 +30,7 @@ from services.operations.permissions import (
     can,
     permissions_for,
 )
+from services.operations.service import Operations
 
 __all__ = [
     "PERMISSIONS",
@@ -43,6 +44,7 @@ __all__ = [
     "LinkTokenIssued",
     "NotFound",
     "OperationError",
+    "Operations",
     "Overview",
     "Part",
     "Permission",

@@ -54,6 +54,7 @@ class GrantDetail:
     holdings: Part[Holdings]
     integrations: Part[tuple[Integration, ...]]
     userinfo: Part[UserInfo]
+    notes: tuple[str, ...] = ()  # plain sentences: no token stored, grants list unreadable
 
     @property
     def has_token(self) -> bool:
