@@ -1,0 +1,119 @@
+"""Start the sandbox in a thread and drive it through its control endpoints (urllib only)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from types import TracebackType
+from typing import Any
+
+from sandbox.data import CLIENTS, MAIN_CLIENT
+from sandbox.server import SandboxApp, SandboxHTTPServer
+
+
+class SandboxControlError(RuntimeError):
+    """A control endpoint answered with an error."""
+
+
+class SandboxHandle:
+    """A running sandbox: its URLs, the demo client's credentials and control helpers."""
+
+    def __init__(self, server: SandboxHTTPServer, thread: threading.Thread) -> None:
+        self._server = server
+        self._thread = thread
+        host, port = server.server_address[:2]
+        self.host: str = str(host)
+        self.port: int = int(port)
+        self.base_url = f"http://{self.host}:{self.port}"
+        self.connect_url = self.base_url
+        self.data_url = self.base_url + "/api"
+        self.client_id = MAIN_CLIENT
+        self.client_secret = CLIENTS[MAIN_CLIENT]
+
+    def __repr__(self) -> str:
+        return f"SandboxHandle(base_url={self.base_url!r})"
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> SandboxHandle:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # --- control ----------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace")
+            raise SandboxControlError(f"{method} {path}: HTTP {err.code} {detail}") from None
+
+    def reset(self, seed: int | None = None, grants: int | None = None) -> None:
+        body: dict[str, Any] = {}
+        if seed is not None:
+            body["seed"] = seed
+        if grants is not None:
+            body["grants"] = grants
+        self._call("POST", "/sandbox/reset", body)
+
+    def set_fault(self, **spec: Any) -> str:
+        return str(self._call("POST", "/sandbox/faults", spec)["id"])
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/sandbox/faults")
+
+    def set_latency(self, ms: float) -> None:
+        self._call("POST", "/sandbox/latency", {"ms": ms})
+
+    def requests_log(self) -> list[dict]:
+        return list(self._call("GET", "/sandbox/requests")["requests"])
+
+    def clear_requests_log(self) -> None:
+        self._call("DELETE", "/sandbox/requests")
+
+    def advance_clock(self, seconds: float) -> None:
+        self._call("POST", "/sandbox/clock", {"advance_seconds": seconds})
+
+    def create_public_token(self, kind: str = "guest", client_id: str | None = None,
+                            name: str | None = None, email: str | None = None,
+                            link_token: str | None = None) -> dict:
+        body: dict[str, Any] = {"kind": kind}
+        for key, value in (("client_id", client_id), ("name", name), ("email", email),
+                           ("link_token", link_token)):
+            if value is not None:
+                body[key] = value
+        return dict(self._call("POST", "/sandbox/public-token", body))
+
+    def tokens(self, client_id: str | None = None) -> list[dict]:
+        query = "?" + urllib.parse.urlencode({"client_id": client_id}) if client_id else ""
+        return list(self._call("GET", "/sandbox/tokens" + query)["tokens"])
+
+    def scenarios(self) -> dict:
+        """Where the seeded special cases are (see sandbox/README.md)."""
+        return dict(self._call("GET", "/sandbox/scenarios"))
+
+
+def start_sandbox(port: int = 0, seed: int = 42, grants: int = 40, resync_delay: float = 5.0,
+                  newer_api: bool = False, host: str = "127.0.0.1") -> SandboxHandle:
+    """Start a sandbox server in a daemon thread; returns once it accepts connections."""
+    app = SandboxApp(seed, grants, resync_delay, newer_api)
+    server = SandboxHTTPServer((host, port), app)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name=f"kryptos-sandbox-{server.server_address[1]}", daemon=True)
+    thread.start()
+    return SandboxHandle(server, thread)

@@ -1,0 +1,32 @@
+"""Shared fixtures: the Kryptos sandbox (see sandbox/README.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from sandbox import SandboxHandle, start_sandbox
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxHandle]:
+    """One sandbox for the whole session (seed 42, 40 grants, resync in 2 sandbox seconds)."""
+    handle = start_sandbox(port=0, seed=42, grants=40, resync_delay=2.0)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxHandle) -> SandboxHandle:
+    """The shared sandbox, reset to its seed (state, faults, latency, log, clock)."""
+    sandbox_server.reset()
+    return sandbox_server
+
+
+@pytest.fixture
+def sandbox_newer() -> Iterator[SandboxHandle]:
+    """A sandbox of its own that answers like the newer API guide (`newer_api=True`)."""
+    handle = start_sandbox(port=0, seed=42, grants=40, resync_delay=2.0, newer_api=True)
+    yield handle
+    handle.stop()
