@@ -1,0 +1,53 @@
+"""Entrypoint: `streamlit run dashboard/app.py`.
+
+Builds the runtime, logs the session in, shows the badge and the navigation allowed by the
+user's roles, then runs the chosen page. In live mode with something missing it shows only
+the setup page.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from dashboard import auth, ui
+from dashboard.runtime import get_runtime
+from dashboard.setup_page import render_setup
+
+logger = logging.getLogger(__name__)
+
+st.set_page_config(page_title="Kryptos Connect console", page_icon=":material/key:",
+                   layout="wide")
+
+runtime = get_runtime()
+if not runtime.ok:
+    render_setup(runtime.problems, runtime.mode)
+    st.stop()
+
+actor = auth.login_gate(runtime)
+if actor is None:
+    st.stop()
+
+specs = auth.pages_for(actor.roles)
+available = [s for s in specs if (auth.PROJECT_ROOT / s.path).is_file()]
+missing = [s.path for s in specs if s not in available]
+if missing:
+    logger.warning("page files missing, left out of the navigation: %s", ", ".join(missing))
+
+if not available:
+    ui.badge(runtime, actor)
+    st.warning("Your account has no role that gives access to a page. Ask an administrator.")
+    auth.logout_button(runtime, actor)
+    st.stop()
+
+page = st.navigation(
+    [
+        st.Page(auth.PROJECT_ROOT / s.path, title=s.title, icon=s.icon, default=s.default)
+        for s in available
+    ],
+    position="sidebar",
+)
+ui.badge(runtime, actor)
+auth.logout_button(runtime, actor)
+page.run()

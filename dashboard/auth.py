@@ -1,0 +1,223 @@
+"""Login, logout and the acting user, on streamlit-authenticator 0.4.2.
+
+- `Authenticate` is built once per browser session and kept in `st.session_state`
+  (building it on every rerun duplicates the cookie component's widget id).
+- Its cookie re-login runs first (`login(location="unrendered")`). When nobody is logged in
+  the entrypoint shows our own login form, which checks the password through the library's
+  controller (same session keys, same cookie), so that we can limit failed attempts per
+  username (process-wide, `runtime.throttle`) and audit each failure with the username tried.
+- After a login the library keeps `authentication_status`, `username`, `name` and `roles` in
+  `st.session_state`; `current_actor()` builds the `Actor` from them, re-reading the user's
+  roles from the users file so that a `set-roles` or `remove` applies at the next rerun.
+- `auth.login` is audited once per transition into a logged-in session (form or cookie),
+  `auth.logout` when the button is pressed, `auth.login_failed` for each failure.
+
+Tests log in through the real form (AppTest types into the text inputs and clicks the submit
+button); nothing else is faked.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+import streamlit_authenticator as stauth
+from streamlit_authenticator.utilities import LoginError
+
+from dashboard.runtime import Runtime
+from dashboard.users import MAX_PASSWORD_BYTES, credentials_dict
+from services.operations import Actor, OperationError, Permission, permissions_for
+from services.store.errors import StoreError
+
+logger = logging.getLogger(__name__)
+
+AUTHENTICATOR_KEY = "_console_authenticator"
+AUDITED_LOGIN_KEY = "_console_login_audited"
+LOGIN_FORM_KEY = "console_login"
+USERNAME_KEY = "login_username"
+PASSWORD_KEY = "login_password"
+LOGOUT_KEY = "console_logout"
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    """A page of the navigation and the permission a user needs to see it."""
+
+    path: str  # relative to the project root
+    title: str
+    icon: str
+    permission: Permission
+    default: bool = False
+
+
+PAGES: tuple[PageSpec, ...] = (
+    PageSpec("pages/overview.py", "Overview", ":material/dashboard:", Permission.VIEW_GRANTS,
+             default=True),
+    PageSpec("pages/grants.py", "Grants", ":material/list:", Permission.VIEW_GRANTS),
+    PageSpec("pages/grant_detail.py", "Grant detail", ":material/person_search:",
+             Permission.VIEW_GRANTS),
+    PageSpec("pages/guest_limits.py", "Guest limits", ":material/tune:",
+             Permission.MANAGE_LIMITS),
+    PageSpec("pages/audit_log.py", "Audit log", ":material/history:", Permission.READ_AUDIT),
+    PageSpec("pages/connect.py", "Connect a customer", ":material/link:",
+             Permission.MANAGE_TOKENS),
+)
+
+
+def pages_for(roles: frozenset[str] | set[str] | tuple[str, ...]) -> list[PageSpec]:
+    """The pages a user with these roles may see, in menu order."""
+    allowed = permissions_for(roles)
+    return [p for p in PAGES if p.permission in allowed]
+
+
+def get_authenticator(runtime: Runtime) -> stauth.Authenticate:
+    """The session's `Authenticate`, built once (per session and runtime)."""
+    held = st.session_state.get(AUTHENTICATOR_KEY)
+    if held is not None and held[0] == id(runtime):
+        return held[1]
+    settings = runtime.settings
+    assert settings is not None and runtime.cookie_key
+    authenticator = stauth.Authenticate(
+        credentials_dict(runtime.users()),
+        cookie_name=settings.cookie_name,
+        cookie_key=runtime.cookie_key,
+        cookie_expiry_days=settings.cookie_expiry_days,
+        auto_hash=False,
+        login_sleep_time=0,
+    )
+    st.session_state[AUTHENTICATOR_KEY] = (id(runtime), authenticator)
+    return authenticator
+
+
+def _refresh_credentials(runtime: Runtime, authenticator: stauth.Authenticate) -> None:
+    """Give the library the users file as it is now (users added or removed by the CLI)."""
+    model = authenticator.authentication_controller.authentication_model
+    model.credentials = credentials_dict(runtime.users())
+
+
+def current_actor(runtime: Runtime | None = None) -> Actor | None:
+    """The logged-in user as an `Actor`, or None. Roles come from the users file."""
+    if not st.session_state.get("authentication_status"):
+        return None
+    username = st.session_state.get("username")
+    if not username:
+        return None
+    if runtime is None:
+        from dashboard.runtime import get_runtime
+
+        runtime = get_runtime()
+    user = runtime.users().get(str(username))
+    if user is None:
+        return None
+    return Actor(username=user.username, display_name=user.name, roles=frozenset(user.roles))
+
+
+def require_actor() -> Actor:
+    """For pages: the logged-in actor, or stop the page with a message."""
+    actor = current_actor()
+    if actor is None:
+        st.warning("Please log in first.")
+        st.stop()
+    return actor
+
+
+def _audit(runtime: Runtime, call: str, *args: object) -> None:
+    try:
+        getattr(runtime.ops, call)(*args)
+    except (OperationError, StoreError) as exc:  # a login must not fail on the audit write
+        logger.error("audit of %s failed: %s", call, exc.user_message)
+
+
+def login_gate(runtime: Runtime) -> Actor | None:
+    """Log the session in (cookie, else the form). Returns the actor, or None after drawing
+    the login page."""
+    authenticator = get_authenticator(runtime)
+    _refresh_credentials(runtime, authenticator)
+    try:
+        authenticator.login(location="unrendered")
+    except LoginError:
+        # A valid cookie for a user who no longer exists.
+        authenticator.logout(location="unrendered")
+    actor = current_actor(runtime)
+    if actor is None and st.session_state.get("authentication_status"):
+        # Logged in, but the user was removed from the users file since.
+        authenticator.logout(location="unrendered")
+        st.session_state.pop(AUDITED_LOGIN_KEY, None)
+    if actor is not None:
+        if st.session_state.get(AUDITED_LOGIN_KEY) != actor.username:
+            st.session_state[AUDITED_LOGIN_KEY] = actor.username
+            runtime.throttle.success(actor.username)
+            _audit(runtime, "record_login", actor)
+        return actor
+    _login_page(runtime, authenticator)
+    return None
+
+
+def attempt_login(runtime: Runtime, authenticator: stauth.Authenticate, username: str,
+                  password: str) -> str | None:
+    """Check a login; returns None on success, else the message to show (and audits it)."""
+    username = username.strip().lower()
+    if not username or not password:
+        return "Enter a username and a password."
+    wait = runtime.throttle.locked_for(username)
+    if wait > 0:
+        _audit(runtime, "record_login_failed", username)
+        minutes = max(1, round(wait / 60))
+        return (f"Too many failed attempts for this username. Try again in about {minutes} "
+                "minute(s), or ask an administrator.")
+    ok = False
+    if len(password.encode("utf-8")) <= MAX_PASSWORD_BYTES:
+        ok = bool(authenticator.authentication_controller.login(username, password))
+    if ok:
+        runtime.throttle.success(username)
+        authenticator.cookie_controller.set_cookie()
+        return None
+    st.session_state["authentication_status"] = None
+    left = runtime.throttle.failure(username)
+    _audit(runtime, "record_login_failed", username)
+    if left == 0:
+        return ("Wrong username or password. This username is now locked for "
+                f"{runtime.throttle.window / 60:.0f} minutes.")
+    return f"Wrong username or password ({left} attempt(s) left before a lock)."
+
+
+def _login_page(runtime: Runtime, authenticator: stauth.Authenticate) -> None:
+    st.title("Kryptos Connect console")
+    with st.form(LOGIN_FORM_KEY, clear_on_submit=False):
+        st.subheader("Log in")
+        username = st.text_input("Username", key=USERNAME_KEY, autocomplete="username")
+        password = st.text_input("Password", type="password", key=PASSWORD_KEY,
+                                 autocomplete="current-password")
+        submitted = st.form_submit_button("Log in", type="primary")
+    if submitted:
+        message = attempt_login(runtime, authenticator, username, password)
+        if message is None:
+            st.rerun()
+        st.error(message)
+    if runtime.is_sandbox and runtime.demo_users:
+        st.info("Sandbox mode: a local Kryptos stand-in with demo data. Demo users:")
+        st.table(
+            [
+                {"username": name, "password": password, "roles": ", ".join(roles)}
+                for name, password, roles in runtime.demo_users
+            ]
+        )
+
+
+def logout_button(runtime: Runtime, actor: Actor) -> None:
+    """The sidebar's logout button: audit, clear the session's login and the cookie."""
+    if st.sidebar.button("Log out", key=LOGOUT_KEY, icon=":material/logout:"):
+        logout(runtime, actor)
+        st.rerun()
+
+
+def logout(runtime: Runtime, actor: Actor) -> None:
+    _audit(runtime, "record_logout", actor)
+    get_authenticator(runtime).logout(location="unrendered")
+    st.session_state.pop(AUDITED_LOGIN_KEY, None)
+    st.session_state.pop(PASSWORD_KEY, None)

@@ -1,0 +1,345 @@
+"""The console's process-wide runtime: settings, mode, operations, users, sandbox.
+
+`get_runtime()` builds one `Runtime` per process (`st.cache_resource`). It never raises: what
+stops the console from working (missing cookie key, vault key or auth file, bad settings,
+an unreachable database) is collected in `Runtime.problems`, and the entrypoint then shows
+only the setup page.
+
+Sandbox mode (no Kryptos credentials): the console uses the sandbox at `SANDBOX_URL` when set,
+else starts one in a background thread; it points the client at it with the sandbox's demo
+client, loads the sandbox's stored tokens into the vault once, generates a vault key and a
+cookie key in the data directory when none is configured, and writes demo users (one per
+role, plus `ops` with support+finance) to `<data_dir>/sandbox-users.yaml`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import streamlit as st
+
+from dashboard.users import User, UsersError, hash_password, load_users, save_users
+from services.settings import ConfigError, Settings, load_settings
+from services.store.errors import StoreError
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["sandbox", "live"]
+
+#: Demo users of sandbox mode: (username, password, roles). Shown on the login page in
+#: sandbox mode only; they never exist in live mode.
+DEMO_USERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("viewer", "viewer-demo", ("viewer",)),
+    ("support", "support-demo", ("support",)),
+    ("finance", "finance-demo", ("finance",)),
+    ("admin", "admin-demo", ("admin",)),
+    ("ops", "ops-demo-pass", ("support", "finance")),
+)
+DEMO_HASH_ROUNDS = 10  # demo accounts only: fast to create on every start
+DEMO_USERS_FILE = "sandbox-users.yaml"
+COOKIE_KEY_FILE = "cookie.key"
+
+MAX_LOGIN_FAILURES = 5
+LOCKOUT_SECONDS = 15 * 60
+
+
+class SandboxControl(Protocol):
+    """What the console uses of the sandbox's control helpers (see `sandbox.start_sandbox`)."""
+
+    def create_public_token(self, kind: str = "guest", **kw: Any) -> dict: ...
+
+    def tokens(self, client_id: str | None = None) -> list[dict]: ...
+
+
+class RemoteSandbox:
+    """Control helpers for a sandbox already running at `base_url` (`SANDBOX_URL`).
+
+    Talks to the sandbox's `/sandbox/...` control endpoints only (stdlib `urllib`); the Kryptos
+    client never uses these.
+    """
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            self.base_url + path, data=data, method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 (loopback)
+            return json.loads(resp.read().decode() or "{}")
+
+    def create_public_token(
+        self,
+        kind: str = "guest",
+        client_id: str | None = None,
+        name: str | None = None,
+        email: str | None = None,
+    ) -> dict:
+        body = {"kind": kind, "client_id": client_id, "name": name, "email": email}
+        return self._call("POST", "/sandbox/public-token",
+                          {k: v for k, v in body.items() if v is not None})
+
+    def tokens(self, client_id: str | None = None) -> list[dict]:
+        query = f"?client_id={client_id}" if client_id else ""
+        return list(self._call("GET", "/sandbox/tokens" + query).get("tokens", []))
+
+
+class LoginThrottle:
+    """Failed logins per username, process-wide: locked after `max_failures` in `window` s."""
+
+    def __init__(self, max_failures: int = MAX_LOGIN_FAILURES,
+                 window: float = LOCKOUT_SECONDS) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self._lock = threading.Lock()
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, username: str, now: float) -> list[float]:
+        times = [t for t in self._failures.get(username, []) if now - t < self.window]
+        self._failures[username] = times
+        return times
+
+    def locked_for(self, username: str) -> float:
+        """Seconds until the username may try again (0 when not locked)."""
+        now = time.monotonic()
+        with self._lock:
+            times = self._recent(username, now)
+            if len(times) < self.max_failures:
+                return 0.0
+            return max(0.0, self.window - (now - times[-self.max_failures]))
+
+    def failure(self, username: str) -> int:
+        """Record a failure; returns how many attempts are left before the lock."""
+        now = time.monotonic()
+        with self._lock:
+            times = self._recent(username, now)
+            times.append(now)
+            return max(0, self.max_failures - len(times))
+
+    def success(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(username, None)
+
+
+@dataclass
+class Runtime:
+    """Everything the pages share in one process. `ops` is None when `problems` is not empty."""
+
+    settings: Settings | None
+    mode: Mode
+    ops: Any = None  # services.operations.Operations
+    client_id: str | None = None
+    sandbox: SandboxControl | None = None
+    problems: tuple[str, ...] = ()
+    auth_file: Path | None = None
+    cookie_key: str | None = field(default=None, repr=False)
+    demo_users: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    _users_cache: tuple[float, dict[str, User]] | None = field(default=None, repr=False)
+    _stop: Any = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.ops is not None
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.mode == "sandbox"
+
+    def users(self) -> dict[str, User]:
+        """The users file, re-read when it changed (a CLI change applies at the next rerun)."""
+        if self.auth_file is None:
+            return {}
+        try:
+            mtime = self.auth_file.stat().st_mtime
+        except OSError:
+            return {}
+        cached = self._users_cache
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        try:
+            users = load_users(self.auth_file)
+        except UsersError:
+            logger.warning("users file %s cannot be read; nobody can log in", self.auth_file)
+            users = {}
+        self._users_cache = (mtime, users)
+        return users
+
+
+def _secret_file(path: Path) -> str:
+    """Read a generated secret from `path`, creating it (mode 0600) when missing."""
+    if path.exists():
+        value = path.read_text(encoding="utf-8").strip()
+        if value:
+            return value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def write_demo_users(path: Path) -> None:
+    """Write the demo users (bcrypt hashes) unless the file already holds them all."""
+    try:
+        existing = load_users(path)
+    except UsersError:
+        existing = {}
+    wanted = {u for u, _, _ in DEMO_USERS}
+    if set(existing) == wanted and all(
+        existing[u].roles == roles for u, _, roles in DEMO_USERS
+    ):
+        return
+    users = {
+        name: User(name, f"Demo {name}", f"{name}@example.invalid",
+                   hash_password(password, rounds=DEMO_HASH_ROUNDS), roles)
+        for name, password, roles in DEMO_USERS
+    }
+    save_users(path, users)
+
+
+def _build_ops(settings: Settings, client: Any) -> Any:
+    """Operations over the settings' database and vault, with the given client."""
+    from services.operations import Operations
+
+    return Operations.from_settings(settings, client=client)
+
+
+def load_sandbox_tokens(ops: Any, sandbox: SandboxControl, client_id: str) -> int:
+    """Store the sandbox's exported tokens in the vault (what the backend kept at exchange)."""
+    count = 0
+    for row in sandbox.tokens(client_id=client_id):
+        ops.vault.put(
+            row["grant_id"],
+            row["access_token"],
+            workspace_id=row.get("workspace_id"),
+            kryptos_user_id=row.get("user_id"),
+            customer_ref=row.get("customer_ref"),
+            user_kind=row.get("kind"),
+        )
+        count += 1
+    return count
+
+
+def build_runtime(settings: Settings | None = None) -> Runtime:
+    """Build the runtime for the settings (read from the environment when None)."""
+    try:
+        settings = settings or load_settings()
+    except ConfigError as exc:
+        return Runtime(settings=None, mode="live", problems=(exc.user_message,))
+    if settings.sandbox_mode:
+        return _build_sandbox(settings)
+    return _build_live(settings)
+
+
+def _build_sandbox(settings: Settings) -> Runtime:
+    from services.kryptos.client import KryptosClient
+    from services.settings import SANDBOX_CLIENT_ID
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    stop = None
+    if settings.sandbox_url:
+        control: Any = RemoteSandbox(settings.sandbox_url)
+        base_url = settings.sandbox_url
+    else:
+        from sandbox import start_sandbox
+
+        handle = start_sandbox(port=settings.sandbox_port,
+                               resync_delay=settings.sandbox_resync_delay)
+        control, base_url, stop = handle, handle.base_url, handle.stop
+    try:
+        client = KryptosClient.from_settings(
+            settings, connect_url=base_url, data_url=base_url + "/api"
+        )
+        ops = _build_ops(settings, client)
+        loaded = load_sandbox_tokens(ops, control, SANDBOX_CLIENT_ID)
+        logger.info("sandbox mode: %d stored tokens loaded into the vault", loaded)
+        cookie_key = settings.cookie_key or _secret_file(settings.data_dir / COOKIE_KEY_FILE)
+        auth_file = settings.data_dir / DEMO_USERS_FILE
+        write_demo_users(auth_file)
+    except (ConfigError, OSError, UsersError, StoreError) as exc:
+        message = getattr(exc, "user_message", None) or f"{type(exc).__name__}: {exc}"
+        return Runtime(settings=settings, mode="sandbox", problems=(message,), _stop=stop)
+    return Runtime(
+        settings=settings,
+        mode="sandbox",
+        ops=ops,
+        client_id=SANDBOX_CLIENT_ID,
+        sandbox=control,
+        auth_file=auth_file,
+        cookie_key=cookie_key,
+        demo_users=DEMO_USERS,
+        _stop=stop,
+    )
+
+
+def _build_live(settings: Settings) -> Runtime:
+    problems: list[str] = []
+    if not settings.cookie_key:
+        problems.append(
+            "Cookie key: set CONSOLE_COOKIE_KEY (or `cookie_key` in the [console] table of "
+            ".streamlit/secrets.toml) to a long random string, e.g. the output of "
+            "`python -c \"import secrets; print(secrets.token_urlsafe(32))\"`."
+        )
+    if not settings.vault_key:
+        problems.append(
+            "Vault key: set KRYPTOS_VAULT_KEY (or `vault_key` in the [console] table of "
+            ".streamlit/secrets.toml); it encrypts the stored customer tokens."
+        )
+    auth_file = settings.effective_auth_file
+    if not auth_file.is_file():
+        problems.append(
+            f"Auth file: {auth_file} does not exist. Create the first user with "
+            "`python -m dashboard.users add NAME --role admin`, or set CONSOLE_AUTH_FILE."
+        )
+    else:
+        try:
+            if not load_users(auth_file):
+                problems.append(
+                    f"Auth file: {auth_file} has no users. Add one with "
+                    "`python -m dashboard.users add NAME --role admin`."
+                )
+        except UsersError as exc:
+            problems.append(f"Auth file: {exc.user_message}")
+    ops = None
+    if not problems:
+        try:
+            from services.kryptos.client import KryptosClient
+
+            ops = _build_ops(settings, KryptosClient.from_settings(settings))
+        except ConfigError as exc:
+            problems.append(exc.user_message)
+        except Exception as exc:  # the database or vault could not be opened
+            logger.exception("live mode: cannot build the operations")
+            problems.append(
+                f"Cannot open the console's database or vault ({type(exc).__name__}); check "
+                "DATABASE_URL and KRYPTOS_VAULT_KEY, and the server log."
+            )
+    return Runtime(
+        settings=settings,
+        mode="live",
+        ops=ops,
+        client_id=settings.client_id,
+        problems=tuple(problems),
+        auth_file=auth_file,
+        cookie_key=settings.cookie_key,
+    )
+
+
+@st.cache_resource(show_spinner="Starting the console...")
+def get_runtime() -> Runtime:
+    """The process-wide runtime (built once; `st.cache_resource.clear()` rebuilds it)."""
+    return build_runtime()

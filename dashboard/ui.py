@@ -1,0 +1,104 @@
+"""Shared UI parts: error display, the mode badge, and safe rendering of upstream text.
+
+Streamlit renders Markdown in `st.markdown`, `st.write` of strings, `st.title`, `st.info`...
+Upstream text (aliases, names, messages) must never go through those: use `text()`
+(`st.text`, no Markdown), `kv()` (a label we wrote, a value as code-free plain text) or
+`st.dataframe` (cells are shown as text).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import streamlit as st
+
+from services.operations import Actor, OperationError
+
+logger = logging.getLogger(__name__)
+
+GENERIC_ERROR = (
+    "Something went wrong in the console. Try again; if it keeps failing, give the time of "
+    "the error to an administrator (details are in the server log)."
+)
+
+_MD_SPECIAL = "\\`*_{}[]()#+-.!|<>~$:"
+
+
+def escape_markdown(value: object) -> str:
+    """Escape a value so that Markdown and HTML in it show literally (for labels/captions)."""
+    out = []
+    for ch in str(value):
+        if ch in _MD_SPECIAL:
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append(" ")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def text(value: object) -> None:
+    """Show upstream text as plain text (never Markdown or HTML)."""
+    st.text("" if value is None else str(value))
+
+
+def kv(label: str, value: object) -> None:
+    """A bold label we wrote, then an upstream value escaped so it shows literally."""
+    shown = "—" if value is None or value == "" else escape_markdown(value)
+    st.markdown(f"**{escape_markdown(label)}:** {shown}")
+
+
+def show_error(exc: BaseException, action: str | None = None) -> None:
+    """Show an error as a short message with what to do; never a traceback.
+
+    `OperationError`s show their `user_message` and, as a caption, the code, request id and
+    hint for support. Anything else is logged with its traceback on the server and shown as
+    a generic message.
+    """
+    if isinstance(exc, OperationError):
+        st.error(exc.user_message, icon=":material/error:")
+        meta = []
+        if exc.code:
+            meta.append(f"code {exc.code}")
+        if exc.request_id:
+            meta.append(f"request id {exc.request_id}")
+        if meta:
+            st.caption(escape_markdown("For support: " + ", ".join(meta)))
+        if exc.hint and exc.hint not in exc.user_message:
+            st.caption(escape_markdown(exc.hint))
+        return
+    logger.exception("unexpected error%s", f" during {action}" if action else "")
+    st.error(GENERIC_ERROR, icon=":material/error:")
+
+
+def roles_text(actor: Actor) -> str:
+    return ", ".join(sorted(actor.roles)) or "no role"
+
+
+def badge(runtime: Any, actor: Actor | None) -> None:
+    """SANDBOX or LIVE, the client id (never the secret), and the signed-in user and roles."""
+    mode = "SANDBOX" if runtime.is_sandbox else "LIVE"
+    color = "orange" if runtime.is_sandbox else "green"
+    parts = [f":{color}-badge[{mode}]", f"client {escape_markdown(runtime.client_id or '?')}"]
+    if actor is not None:
+        who = actor.display_name or actor.username
+        parts.append(
+            f"signed in as **{escape_markdown(who)}** ({escape_markdown(actor.username)}; "
+            f"{escape_markdown(roles_text(actor))})"
+        )
+    with st.container(key="console_badge"):
+        st.markdown(" · ".join(parts))
+
+
+def table(rows: Iterable[Mapping[str, Any]], **kwargs: Any) -> None:
+    """Rows of upstream values as a dataframe (cells shown as text, never Markdown)."""
+    import pandas as pd
+
+    data = pd.DataFrame(list(rows))
+    st.dataframe(data, hide_index=True, width="stretch", **kwargs)
+
+
+def toast_done(message: str) -> None:
+    st.toast(escape_markdown(message), icon=":material/check_circle:")

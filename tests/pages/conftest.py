@@ -1,0 +1,117 @@
+"""AppTest fixtures for the console's pages.
+
+`console_env` points the console at the shared test sandbox (`SANDBOX_URL`, reset per test by
+the `sandbox` fixture) with a fresh data directory (`CONSOLE_DATA_DIR`, so a fresh database,
+vault key, cookie key and demo users file), and clears Streamlit's caches so that the next
+`get_runtime()` builds a runtime for this test.
+
+`make_app(role, page=None)` returns an `AppTest` of `dashboard/app.py` already logged in as
+that role's demo user, through the real login form (AppTest types the username and password
+and presses "Log in"), optionally switched to a page given relative to the project root
+(`"pages/grants.py"`). Roles: viewer, support, finance, admin, and `ops` (support+finance).
+
+Helpers: `runtime()` is the test's `Runtime` (its `ops` reads the same database as the app),
+`audit_events(action=None, outcome=None)` reads the test's audit log directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from dashboard.runtime import DEMO_USERS, Runtime, get_runtime
+from sandbox import SandboxHandle
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+APP_PATH = str(PROJECT_ROOT / "dashboard" / "app.py")
+DEMO_PASSWORDS = {name: password for name, password, _ in DEMO_USERS}
+TIMEOUT = 30
+
+_CONSOLE_ENV = (
+    "KRYPTOS_CLIENT_ID", "KRYPTOS_CLIENT_SECRET", "KRYPTOS_CONNECT_URL", "KRYPTOS_DATA_URL",
+    "DATABASE_URL", "KRYPTOS_VAULT_KEY", "CONSOLE_COOKIE_KEY", "CONSOLE_AUTH_FILE",
+    "CONSOLE_TIERS", "SANDBOX_PORT",
+)
+
+
+def _clear_caches() -> None:
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def console_env(
+    sandbox: SandboxHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """Sandbox-mode environment for the console; yields the test's data directory."""
+    for name in _CONSOLE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    data_dir = tmp_path / "console-data"
+    monkeypatch.setenv("SANDBOX_URL", sandbox.base_url)
+    monkeypatch.setenv("CONSOLE_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("CONSOLE_SECRETS_FILE", str(tmp_path / "no-secrets.toml"))
+    monkeypatch.setenv("SANDBOX_RESYNC_DELAY", "2")
+    _clear_caches()
+    yield data_dir
+    _clear_caches()
+
+
+@pytest.fixture
+def runtime(console_env: Path) -> Runtime:
+    """The test's runtime (the same object the app gets from `get_runtime()`)."""
+    rt = get_runtime()
+    assert rt.ok, rt.problems
+    return rt
+
+
+def login(at: AppTest, username: str, password: str) -> AppTest:
+    """Fill in the login form and submit it (runs the app)."""
+    at.text_input(key="login_username").input(username)
+    at.text_input(key="login_password").input(password)
+    at.button[0].click()
+    return at.run()
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(APP_PATH, default_timeout=TIMEOUT)
+
+
+def page_path(page: str) -> str:
+    """A project-relative page path as AppTest.switch_page wants it (relative to app.py)."""
+    return str(Path("..") / page)
+
+
+@pytest.fixture
+def make_app(runtime: Runtime) -> Callable[..., AppTest]:
+    """`make_app(role, page=None)`: an AppTest logged in as the role's demo user."""
+
+    def make(role: str, page: str | None = None) -> AppTest:
+        at = new_app().run()
+        assert not at.exception, at.exception
+        login(at, role, DEMO_PASSWORDS[role])
+        assert not at.exception, at.exception
+        assert at.session_state["authentication_status"] is True, [e.value for e in at.error]
+        if page is not None:
+            at.switch_page(page_path(page)).run()
+            assert not at.exception, at.exception
+        return at
+
+    return make
+
+
+@pytest.fixture
+def audit_events(runtime: Runtime) -> Callable[..., list]:
+    """Read the test's audit log: `audit_events(action=None, outcome=None)`, oldest first."""
+    from services.store import AuditFilter
+
+    def read(action: str | None = None, outcome: str | None = None) -> list:
+        page = runtime.ops.audit.query(
+            AuditFilter(action=action, outcome=outcome), page=1, page_size=1000
+        )
+        return list(reversed(page.events))
+
+    return read
