@@ -275,8 +275,8 @@ def _qty(rng: random.Random, asset: AssetDef) -> float:
 
 def _status(rng: random.Random, kind: str, integ: IntegrationState, now: float) -> None:
     r = rng.random()
-    synced = max(int((now - rng.uniform(3600, 20 * 86400)) * 1000),
-                 integ.added_on_ms + 3_600_000)
+    synced = max(int((now - rng.uniform(3600, 20 * 86400)) * 1000), integ.added_on_ms)
+    synced = min(synced, int(now * 1000))
     if r < 0.68:
         integ.status = "COMPLETED"
         integ.last_sync_log = {"Balances": "COMPLETED", "Transactions": "COMPLETED"}
@@ -343,7 +343,8 @@ def make_user(
         shapes.append("chain")
     integrations: list[IntegrationState] = []
     for shape in shapes:
-        added = int((created_at + rng.uniform(0, 86400)) * 1000)
+        window = max(0.0, min(86400.0, now - created_at - 7200))
+        added = int((created_at + rng.uniform(0, 1) * window) * 1000)
         wallet_id = "wallet_" + hex_id(rng, 8)
         total = rng.randint(3, 4000)
         if shape == "chain":
