@@ -350,6 +350,6 @@ def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of `frame` whose text cells cannot be read as spreadsheet formulas."""
     out = frame.copy()
     for col in out.columns:
-        if out[col].dtype == object:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
             out[col] = out[col].map(lambda x: _csv_safe(x) if isinstance(x, str) else x)
     return out

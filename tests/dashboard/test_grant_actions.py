@@ -1,0 +1,292 @@
+"""The grant pages' actions (dialog and form logic) and cached reads, against the sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from dashboard import data, grant_actions
+from services.kryptos.client import KryptosClient
+from services.operations import (
+    Actor,
+    OperationError,
+    Operations,
+    PermissionDenied,
+    UpstreamError,
+    ValidationError,
+)
+from services.settings import parse_tiers
+from services.store import AuditFilter, AuditLog, TokenVault, open_database
+
+TIERS = parse_tiers("Free=1000,Plus=10000,Unlimited=off")
+SUPPORT = Actor("sam", "Sam", frozenset({"support"}))
+FINANCE = Actor("fay", "Fay", frozenset({"finance"}))
+VIEWER = Actor("vic", "Vic", frozenset({"viewer"}))
+
+
+class Env:
+    def __init__(self, sandbox: Any, tmp_path: Any) -> None:
+        self.sandbox = sandbox
+        self.db = open_database(f"sqlite:///{tmp_path / 'console.db'}")
+        self.audit = AuditLog(self.db)
+        self.vault = TokenVault(self.db, Fernet.generate_key())
+        for t in sandbox.tokens():
+            self.vault.put(t["grant_id"], t["access_token"], workspace_id=t.get("workspace_id"),
+                           customer_ref=t.get("customer_ref"))
+        self.client = KryptosClient(
+            sandbox.client_id, sandbox.client_secret, sandbox.connect_url, sandbox.data_url,
+            connect_timeout=1.0, read_timeout=3.0, max_retries=1, retry_budget=2.0,
+        )
+        self.ops = Operations(self.client, self.audit, self.vault, TIERS, max_workers=4)
+
+    def events(self, **flt: Any) -> list[Any]:
+        page = self.audit.query(AuditFilter(**flt), page=1, page_size=1000)
+        return list(reversed(page.events))
+
+    def outcomes(self, action: str, target_id: str) -> list[str]:
+        return [e.outcome for e in self.events(action=action, target_id=target_id)]
+
+    def active(self, kind: str | None = None) -> list[dict]:
+        return [t for t in self.sandbox.tokens() if not t["revoked"]
+                and (kind is None or t["kind"] == kind)]
+
+    def upstream(self, method: str, prefix: str) -> list[dict]:
+        return [r for r in self.sandbox.requests_log()
+                if r["method"] == method and r["path"].startswith(prefix)]
+
+
+@pytest.fixture
+def env(sandbox: Any, tmp_path: Any) -> Iterator[Env]:
+    data.invalidate_all()
+    e = Env(sandbox, tmp_path)
+    sandbox.clear_requests_log()
+    yield e
+    data.invalidate_all()
+    e.client.close()
+    e.db.dispose()
+
+
+def _status(env: Env, actor: Actor, gid: str) -> str:
+    rows = data.list_grants(env.ops, actor, search=gid)
+    return next(r.status for r in rows if r.grant_id == gid)
+
+
+# --- revoke -------------------------------------------------------------------------------
+
+def test_revoke_refused_when_typed_id_differs(env: Env) -> None:
+    gid = env.active()[0]["grant_id"]
+    with pytest.raises(ValidationError) as info:
+        grant_actions.confirm_revoke(env.ops, SUPPORT, gid, gid + "x", "customer asked", None)
+    assert "does not match" in info.value.user_message
+    assert env.upstream("POST", "/token/revoke") == []
+    assert env.events(action="grant.revoke") == []
+
+
+def test_revoke_clears_cached_list_and_audits(env: Env) -> None:
+    gid = env.active()[0]["grant_id"]
+    assert _status(env, SUPPORT, gid) == "active"  # now cached
+    msg = grant_actions.confirm_revoke(env.ops, SUPPORT, gid, f"  {gid} ", "customer asked",
+                                       "T-1")
+    assert isinstance(msg, str)
+    assert _status(env, SUPPORT, gid) == "revoked"
+    assert env.outcomes("grant.revoke", gid) == ["requested", "succeeded"]
+    assert env.events(action="grant.revoke")[0].ticket == "T-1"
+
+
+def test_revoke_upstream_failure_is_audited_and_clears_cache(env: Env) -> None:
+    gid = env.active()[0]["grant_id"]
+    data.list_grants(env.ops, SUPPORT)
+    cached = len(data.CACHE)
+    env.sandbox.set_fault(path="/token/revoke", status=500, code="INTERNAL_ERROR", count=1)
+    with pytest.raises(UpstreamError) as info:
+        grant_actions.confirm_revoke(env.ops, SUPPORT, gid, gid, "customer asked")
+    assert info.value.code == "INTERNAL_ERROR"
+    assert len(data.CACHE) < cached
+    assert env.outcomes("grant.revoke", gid) == ["requested", "failed"]
+    assert _status(env, SUPPORT, gid) == "active"
+
+
+def test_revoke_denied_for_viewer(env: Env) -> None:
+    gid = env.active()[0]["grant_id"]
+    with pytest.raises(PermissionDenied):
+        grant_actions.confirm_revoke(env.ops, VIEWER, gid, gid, "customer asked")
+    assert env.outcomes("grant.revoke", gid) == ["denied"]
+    assert env.upstream("POST", "/token/revoke") == []
+
+
+# --- resync -------------------------------------------------------------------------------
+
+def _wallet(env: Env, csv: bool = False) -> tuple[str, str]:
+    for t in env.active():
+        for i in env.client.list_integrations(t["access_token"]):
+            if i.is_csv == csv and not i.is_syncing:
+                return t["grant_id"], i.wallet_id
+    raise AssertionError("no such integration in the sandbox")
+
+
+def test_resync_queues_and_audits(env: Env) -> None:
+    gid, wid = _wallet(env)
+    out = grant_actions.request_resync(env.ops, SUPPORT, gid, wid, "latest")
+    assert out.wallet_id == wid
+    assert env.outcomes("integration.resync", gid) == ["requested", "succeeded"]
+    assert env.ops.integration(SUPPORT, gid, wid).is_syncing
+
+
+def test_resync_failure_shows_upstream_code(env: Env) -> None:
+    gid, wid = _wallet(env)
+    env.sandbox.set_fault(path="/developer/integrations", status=503, code="UNAVAILABLE",
+                          count=5)
+    with pytest.raises(UpstreamError):
+        grant_actions.request_resync(env.ops, SUPPORT, gid, wid, "from_start", "full reimport")
+    assert env.outcomes("integration.resync", gid) == ["requested", "failed"]
+
+
+# --- limit form ---------------------------------------------------------------------------
+
+def test_limit_form_sets_limit_and_limiter(env: Env) -> None:
+    gid = env.active("guest")[0]["grant_id"]
+    res = grant_actions.submit_limit(env.ops, FINANCE, gid, limit=2500, limiter="on", tier=None,
+                                     reason="raise for KYC", ticket="FIN-9")
+    assert res.change is not None and res.change.after_limit == 2500
+    assert "2,500" in res.summary()
+    assert env.outcomes("guest.limit.update", gid) == ["requested", "succeeded"]
+    assert data.grant_detail(env.ops, FINANCE, gid).effective_limit == 2500
+
+
+def test_limit_form_applies_tier_to_one_grant(env: Env) -> None:
+    gid = env.active("guest")[0]["grant_id"]
+    res = grant_actions.submit_limit(env.ops, FINANCE, gid, limit=None, limiter="keep",
+                                     tier="Plus", reason="upgrade to plus")
+    assert res.tier_item is not None and res.tier_item.after == 10000
+    assert env.outcomes("guest.tier.apply", gid) == ["requested", "succeeded"]
+
+
+def test_limit_form_refuses_tier_and_limit_together(env: Env) -> None:
+    gid = env.active("guest")[0]["grant_id"]
+    with pytest.raises(ValidationError):
+        grant_actions.submit_limit(env.ops, FINANCE, gid, limit=5, limiter="keep", tier="Plus",
+                                   reason="upgrade to plus")
+    assert env.upstream("PATCH", "/developer/grants") == []
+
+
+def test_limit_form_on_linked_user_says_so(env: Env) -> None:
+    gid = env.active("linked")[0]["grant_id"]
+    with pytest.raises(OperationError) as info:
+        grant_actions.submit_limit(env.ops, FINANCE, gid, limit=100, limiter="keep", tier=None,
+                                   reason="attempt on linked")
+    assert info.value.code == "NOT_ANON_USER"
+    assert "Guest" in info.value.user_message
+
+
+def test_limiter_choices() -> None:
+    assert [grant_actions.limiter_value(c) for c in grant_actions.LIMITER_CHOICES] == [
+        None, True, False]
+    with pytest.raises(ValidationError):
+        grant_actions.limiter_value("maybe")
+
+
+# --- bulk ---------------------------------------------------------------------------------
+
+def test_parse_grant_id_csv_reports_rejected_lines() -> None:
+    text = ("grant_id,note\ncgrant_a1,x\n\nnot-a-grant,y\ncgrant_a1,dup\n"
+            "cgrant_b2\n,empty\n")
+    parsed = grant_actions.parse_grant_id_csv(text.encode())
+    assert parsed.grant_ids == ("cgrant_a1", "cgrant_b2")
+    assert [(r.line, r.reason) for r in parsed.rejected] == [
+        (4, "not a grant id (cgrant_...)"), (5, "duplicate"), (7, "no grant id in this line")]
+    no_header = grant_actions.parse_grant_id_csv("cgrant_x\ncgrant_y\n")
+    assert no_header.grant_ids == ("cgrant_x", "cgrant_y") and not no_header.rejected
+    assert grant_actions.parse_grant_id_csv(b"\xff\xfe\x00").rejected
+
+
+def test_bulk_dry_run_then_apply_with_one_failure(env: Env) -> None:
+    gids = [t["grant_id"] for t in env.active("guest")[:4]]
+    preview = grant_actions.run_bulk(env.ops, FINANCE, gids, "Free", "", dry_run=True)
+    assert preview.dry_run and len(preview.items) == 4
+    assert env.upstream("PATCH", "/developer/grants") == []
+    env.sandbox.set_fault(path=f"/developer/grants/{gids[1]}", status=500,
+                          code="INTERNAL_ERROR", count=1)
+    seen: list[tuple[int, int]] = []
+    result = grant_actions.run_bulk(env.ops, FINANCE, gids, "Free", "move to free tier",
+                                    dry_run=False, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (4, 4)
+    by_id = {i.grant_id: i for i in result.items}
+    assert by_id[gids[1]].outcome == "failed" and by_id[gids[1]].error_code == "INTERNAL_ERROR"
+    assert all(by_id[g].outcome == "succeeded" for g in gids if g != gids[1])
+    rows = grant_actions.bulk_rows(result.items)
+    assert {r["outcome"] for r in rows} == {"failed", "succeeded"}
+    csv_text = grant_actions.bulk_csv(result)
+    assert csv_text.splitlines()[0] == ",".join(grant_actions.BULK_COLUMNS)
+    assert gids[1] in csv_text and "INTERNAL_ERROR" in csv_text
+
+
+def test_bulk_custom_limit_loops_with_progress(env: Env) -> None:
+    gids = [t["grant_id"] for t in env.active("guest")[:2]]
+    linked = env.active("linked")[0]["grant_id"]
+    dry = grant_actions.run_bulk_limit(env.ops, FINANCE, gids, 777, "", dry_run=True)
+    assert [i.after for i in dry.items] == [777, 777]
+    assert env.upstream("PATCH", "/developer/grants") == []
+    seen: list[int] = []
+    res = grant_actions.run_bulk_limit(env.ops, FINANCE, [*gids, linked], 777, "custom cap",
+                                       dry_run=False, progress=lambda d, t: seen.append(d))
+    assert seen == [1, 2, 3]
+    assert [i.outcome for i in res.items] == ["succeeded", "succeeded", "skipped"]
+    with pytest.raises(PermissionDenied):
+        grant_actions.run_bulk_limit(env.ops, SUPPORT, gids, 777, "custom cap", dry_run=False)
+
+
+def test_csv_export_neutralises_formulas() -> None:
+    import pandas as pd
+
+    out = grant_actions.csv_safe_frame(pd.DataFrame({"a": ["=1+1", "ok"], "n": [1, 2]}))
+    assert out["a"].tolist() == ["'=1+1", "ok"] and out["n"].tolist() == [1, 2]
+
+
+# --- cached reads -------------------------------------------------------------------------
+
+def test_reads_are_cached_per_actor(env: Env) -> None:
+    data.list_grants(env.ops, SUPPORT)
+    first = len(env.upstream("GET", "/token/grants"))
+    data.list_grants(env.ops, SUPPORT)
+    assert len(env.upstream("GET", "/token/grants")) == first  # a rerun costs no API call
+    data.list_grants(env.ops, FINANCE)  # another user never gets the first user's entry
+    assert len(env.upstream("GET", "/token/grants")) == first + 1
+    other_roles = Actor("sam", "Sam", frozenset({"viewer"}))
+    data.list_grants(env.ops, other_roles)
+    assert len(env.upstream("GET", "/token/grants")) == first + 2
+
+
+def test_invalidate_grant_drops_only_what_changed(env: Env) -> None:
+    a, b = [t["grant_id"] for t in env.active()[:2]]
+    data.grant_history(env.ops, SUPPORT, a)
+    data.grant_history(env.ops, SUPPORT, b)
+    data.list_grants(env.ops, SUPPORT)
+    assert len(data.CACHE) == 3
+    data.invalidate_grant(a)
+    assert len(data.CACHE) == 1  # b's history stays; a's and the list go
+
+
+def test_errors_are_not_cached(env: Env) -> None:
+    env.sandbox.set_fault(path="/token/grants", status=401, code="INVALID_CLIENT", count=1)
+    with pytest.raises(UpstreamError):
+        data.list_grants(env.ops, SUPPORT)
+    assert data.list_grants(env.ops, SUPPORT)
+
+
+def test_cache_expires_after_ttl() -> None:
+    now = [0.0]
+    cache = data.ReadCache(ttl=10, clock=lambda: now[0])
+    key = data._key(object(), SUPPORT, "r", "*")
+    calls: list[int] = []
+
+    def load() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert cache.get_or_load(key, load) == 1
+    assert cache.get_or_load(key, load) == 1
+    now[0] = 11
+    assert cache.get_or_load(key, load) == 2
