@@ -1,0 +1,199 @@
+"""Token vault on SQLite and PostgreSQL, vault key loading, CSV import and the CLI."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import text
+
+from services.settings import ConfigError, Settings
+from services.store import (
+    Database,
+    StoreError,
+    TokenVault,
+    VaultEntryNotFound,
+    VaultKeyError,
+    load_vault_key,
+    open_database,
+)
+from services.store.__main__ import main
+
+TOKEN = "cat_Zq8secretTOKENvalue4242"
+
+
+def test_put_get_reveal_list_update(db: Database, vault_key: bytes) -> None:
+    vault = TokenVault(db, vault_key)
+    entry = vault.put("grant_1", TOKEN, workspace_id="ws_1", customer_ref="a@example.com",
+                      user_kind="Guest")
+    assert entry.masked_token == "cat_Zq...42" and entry.user_kind == "guest"
+    assert entry.created_at == entry.updated_at and entry.created_at.tzinfo is not None
+    assert TOKEN not in repr(entry) and TOKEN not in repr(vault)
+    assert vault.reveal("grant_1") == TOKEN
+    assert vault.get("grant_1") == entry and vault.get("nope") is None
+
+    again = vault.put("grant_1", "cat_newtoken000099", kryptos_user_id="user_7")
+    assert again.created_at == entry.created_at and again.updated_at >= entry.updated_at
+    assert (again.workspace_id, again.customer_ref, again.kryptos_user_id) == (
+        "ws_1", "a@example.com", "user_7")
+    assert vault.reveal("grant_1") == "cat_newtoken000099"
+
+    changed = vault.update("grant_1", customer_ref="crm-42", user_kind="linked", workspace_id="")
+    assert (changed.customer_ref, changed.user_kind, changed.workspace_id) == (
+        "crm-42", "linked", None)
+    vault.put("grant_0", "cat_other00000011")
+    assert [e.grant_id for e in vault.list()] == ["grant_0", "grant_1"]
+    assert vault.grant_ids() == {"grant_0", "grant_1"}
+
+    with pytest.raises(VaultEntryNotFound):
+        vault.update("missing", customer_ref="x")
+    with pytest.raises(VaultEntryNotFound):
+        vault.reveal("missing")
+    with pytest.raises(StoreError, match="Unknown vault field"):
+        vault.update("grant_1", token="x")
+    with pytest.raises(StoreError, match="Guest or Linked"):
+        vault.put("grant_2", TOKEN, user_kind="admin")
+    with pytest.raises(StoreError, match="grant id"):
+        vault.put("bad id", TOKEN)
+
+
+def test_tokens_are_encrypted_at_rest(db: Database, vault_key: bytes) -> None:
+    TokenVault(db, vault_key).put("grant_1", TOKEN)
+    with db.read() as conn:
+        row = conn.execute(text("SELECT * FROM vault_tokens")).mappings().one()
+    assert TOKEN not in "".join(str(v) for v in row.values())
+    assert Fernet(vault_key).decrypt(row["token_ciphertext"].encode()).decode() == TOKEN
+
+
+def test_wrong_key_fails_clearly(db: Database, vault_key: bytes) -> None:
+    TokenVault(db, vault_key).put("grant_1", TOKEN)
+    with pytest.raises(VaultKeyError, match="does not match the one the tokens were stored"):
+        TokenVault(db, Fernet.generate_key())
+    # A row written with another key (e.g. copied from another install) is refused too.
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"cat_foreign").decode()
+    with db.write() as conn:
+        conn.execute(text("UPDATE vault_tokens SET token_ciphertext = :c"), {"c": foreign})
+    with pytest.raises(VaultKeyError, match="cannot be decrypted") as info:
+        TokenVault(db, vault_key).reveal("grant_1")
+    assert "cat_foreign" not in str(info.value)
+
+
+def test_malformed_key_is_refused_without_echoing_it(db: Database) -> None:
+    bad = "not-a-real-key-but-secret-looking"
+    with pytest.raises(VaultKeyError, match="not a valid Fernet key") as info:
+        TokenVault(db, bad)
+    assert bad not in str(info.value)
+    with pytest.raises(VaultKeyError) as info:
+        load_vault_key(Settings(vault_key=bad))
+    assert bad not in str(info.value) and isinstance(info.value, ConfigError)
+
+
+def test_load_vault_key(tmp_path: Path) -> None:
+    key = Fernet.generate_key()
+    assert load_vault_key(Settings(vault_key=key.decode(), data_dir=tmp_path)) == key
+    assert not (tmp_path / "vault.key").exists()
+
+    sandbox = Settings(data_dir=tmp_path / "data")
+    generated = load_vault_key(sandbox)
+    path = tmp_path / "data" / "vault.key"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert load_vault_key(sandbox) == generated
+    Fernet(generated)
+
+    live = Settings(client_id="id", client_secret="secret", data_dir=tmp_path / "live")
+    with pytest.raises(ConfigError, match="KRYPTOS_VAULT_KEY is not set"):
+        load_vault_key(live)
+    assert not (tmp_path / "live").exists()
+
+
+CSV_TEXT = (
+    "grant_id,access_token,customer_ref\n"
+    "grant_1,cat_importedtoken0001,alice@example.com\n"
+    "grant_2,cat_importedtoken0002,\n"
+    ",cat_leakycandidate0003,nobody\n"
+    "grant_3,,bob\n"
+    "grant_1,cat_duplicatetoken004,dup\n"
+    "grant 4,cat_leakycandidate0005,space\n"
+    "grant_5,cat_has space 0006,x\n"
+    "grant_6,cat_importedtoken0007,carol,extra\n"
+)
+
+
+def test_import_csv_reports_added_updated_rejected(db: Database, vault_key: bytes) -> None:
+    vault = TokenVault(db, vault_key)
+    vault.put("grant_2", "cat_oldtoken0000", customer_ref="keep-me")
+    report = vault.import_csv(io.StringIO(CSV_TEXT))
+    assert (report.added, report.updated, report.rejected_count) == (1, 1, 6)
+    assert [r.line for r in report.rejected] == [4, 5, 6, 7, 8, 9]
+    assert report.rejected[2].reason == "grant_id repeats line 2 (first one kept)"
+    text_report = repr(report)
+    assert "cat_" not in text_report and "leaky" not in text_report
+    assert vault.reveal("grant_1") == "cat_importedtoken0001"
+    assert vault.get("grant_1").customer_ref == "alice@example.com"
+    assert vault.reveal("grant_2") == "cat_importedtoken0002"
+    assert vault.get("grant_2").customer_ref == "keep-me"
+
+    with pytest.raises(StoreError, match="missing: access_token"):
+        vault.import_csv(io.StringIO("grant_id,token\ng,x\n"))
+
+
+def _cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CONSOLE_SECRETS_FILE", str(tmp_path / "no-secrets.toml"))
+    monkeypatch.setenv("CONSOLE_DATA_DIR", str(tmp_path / "data"))
+    for name in ("DATABASE_URL", "KRYPTOS_VAULT_KEY", "KRYPTOS_CLIENT_ID",
+                 "KRYPTOS_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_cli_import_tokens_never_prints_a_token(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _cli_env(monkeypatch, tmp_path)
+    csv_path = tmp_path / "tokens.csv"
+    csv_path.write_text("\ufeff" + CSV_TEXT, encoding="utf-8")
+    assert main(["import-tokens", str(csv_path)]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith("added 2, updated 0, rejected 6")
+    assert "line 6 (grant grant_1): grant_id repeats line 2" in out
+    assert "cat_" not in out + err and "leaky" not in out + err
+    assert (tmp_path / "data" / "console.db").exists()
+    assert (tmp_path / "data" / "vault.key").exists()
+    assert main(["import-tokens", str(csv_path)]) == 1
+    assert capsys.readouterr().out.startswith("added 0, updated 2, rejected 6")
+
+    assert main(["import-tokens", str(tmp_path / "missing.csv")]) == 2
+    assert "Cannot read" in capsys.readouterr().err
+
+
+def test_cli_live_mode_without_key_refuses(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _cli_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("KRYPTOS_CLIENT_ID", "live_id")
+    monkeypatch.setenv("KRYPTOS_CLIENT_SECRET", "live_secret")
+    csv_path = tmp_path / "tokens.csv"
+    csv_path.write_text(CSV_TEXT)
+    assert main(["import-tokens", str(csv_path)]) == 2
+    assert "KRYPTOS_VAULT_KEY is not set" in capsys.readouterr().err
+
+
+def test_cli_migrate_as_a_module(db_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "CONSOLE_SECRETS_FILE": str(tmp_path / "none.toml"),
+           "CONSOLE_DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run([sys.executable, "-m", "services.store", "migrate",
+                             "--database-url", db_url], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Schema up to date" in result.stdout
+    db = open_database(db_url)
+    try:
+        with db.read() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+    finally:
+        db.dispose()
