@@ -221,3 +221,14 @@ def logout(runtime: Runtime, actor: Actor) -> None:
     get_authenticator(runtime).logout(location="unrendered")
     st.session_state.pop(AUDITED_LOGIN_KEY, None)
     st.session_state.pop(PASSWORD_KEY, None)
+
+
+def page_context() -> tuple[Runtime, Actor]:
+    """For pages: the runtime and the logged-in actor (stops the page if there is none)."""
+    from dashboard.runtime import get_runtime
+
+    runtime = get_runtime()
+    if not runtime.ok:
+        st.error("The console is not configured; open the start page.")
+        st.stop()
+    return runtime, require_actor()

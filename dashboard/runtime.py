@@ -343,3 +343,17 @@ def _build_live(settings: Settings) -> Runtime:
 def get_runtime() -> Runtime:
     """The process-wide runtime (built once; `st.cache_resource.clear()` rebuilds it)."""
     return build_runtime()
+
+
+class NotInSandbox(Exception):
+    """A sandbox-only helper was called in live mode."""
+
+
+def play_widget(runtime: Runtime, kind: str = "guest") -> dict:
+    """Sandbox mode only: act as a user finishing the Connect widget. Returns
+    `{public_token, user_id, kind}` from the sandbox (the token is for the exchange only)."""
+    if runtime.sandbox is None or not runtime.is_sandbox:
+        raise NotInSandbox("Playing the widget's part is only possible in sandbox mode.")
+    if kind not in ("guest", "linked"):
+        raise ValueError(f"kind must be 'guest' or 'linked', not {kind!r}")
+    return runtime.sandbox.create_public_token(kind=kind)

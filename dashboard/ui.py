@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import streamlit as st
@@ -98,6 +99,52 @@ def table(rows: Iterable[Mapping[str, Any]], **kwargs: Any) -> None:
 
     data = pd.DataFrame(list(rows))
     st.dataframe(data, hide_index=True, width="stretch", **kwargs)
+
+
+def audit_filter(
+    since: date | None = None,
+    until: date | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    target_id: str | None = None,
+    outcome: str | None = None,
+) -> Any:
+    """An audit-log filter from the page's widgets: dates are whole UTC days (`until`
+    inclusive); empty texts mean "any"."""
+    from services.store import AuditFilter
+
+    def clean(value: str | None) -> str | None:
+        value = (value or "").strip()
+        return value or None
+
+    return AuditFilter(
+        since=datetime.combine(since, time.min, tzinfo=UTC) if since else None,
+        until=datetime.combine(until + timedelta(days=1), time.min, tzinfo=UTC) if until else None,
+        actor=clean(actor),
+        action=clean(action),
+        target_id=clean(target_id),
+        outcome=clean(outcome),
+    )
+
+
+def audit_rows(events: Iterable[Any]) -> list[dict[str, Any]]:
+    """Audit events as table rows (plain values; shown with `table()`, never as Markdown)."""
+    return [
+        {
+            "seq": e.seq,
+            "time (UTC)": e.ts.strftime("%Y-%m-%d %H:%M:%S"),
+            "actor": e.actor_username,
+            "roles": ", ".join(e.actor_roles),
+            "action": e.action,
+            "outcome": e.outcome,
+            "target": f"{e.target_type or ''} {e.target_id or ''}".strip(),
+            "reason": e.reason or "",
+            "ticket": e.ticket or "",
+            "error": e.error_code or "",
+            "request id": e.request_id or "",
+        }
+        for e in events
+    ]
 
 
 def toast_done(message: str) -> None:

@@ -1,0 +1,129 @@
+"""Audit log (finance, admin): filters, paging, export (CSV, JSON Lines), chain verification."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import ui
+from dashboard.auth import page_context
+from services.operations import OperationError
+
+OUTCOMES = ["any", "requested", "succeeded", "failed", "denied"]
+PAGE_SIZES = [25, 50, 100, 200]
+FORMATS = {"csv": ("CSV", "text/csv", "csv"), "jsonl": ("JSON Lines", "application/x-ndjson",
+                                                       "jsonl")}
+PAGE_KEY = "audit_page_no"
+EXPORT_KEY = "audit_export_data"
+VERIFY_KEY = "audit_verify_report"
+
+runtime, actor = page_context()
+st.title("Audit log")
+
+
+def _filters_changed() -> None:
+    st.session_state[PAGE_KEY] = 1
+    st.session_state.pop(EXPORT_KEY, None)
+
+
+def _move(delta: int) -> None:
+    st.session_state[PAGE_KEY] = max(1, int(st.session_state.get(PAGE_KEY, 1)) + delta)
+
+
+with st.expander("Filters", expanded=True, icon=":material/filter_list:"):
+    c1, c2, c3 = st.columns(3)
+    since = c1.date_input("From (UTC day)", value=None, key="audit_since",
+                          on_change=_filters_changed)
+    until = c2.date_input("To (UTC day, inclusive)", value=None, key="audit_until",
+                          on_change=_filters_changed)
+    outcome = c3.selectbox("Outcome", OUTCOMES, key="audit_outcome", on_change=_filters_changed)
+    who = c1.text_input("Actor (username)", key="audit_actor", on_change=_filters_changed)
+    action = c2.text_input("Action", key="audit_action", on_change=_filters_changed,
+                           help="Exact action (grant.revoke), or a prefix ending in * (grant.*).")
+    target = c3.text_input("Target id", key="audit_target", on_change=_filters_changed)
+
+filters = ui.audit_filter(since=since, until=until, actor=who, action=action, target_id=target,
+                          outcome=None if outcome == "any" else outcome)
+page_size = st.session_state.get("audit_page_size", 50)
+page_no = int(st.session_state.get(PAGE_KEY, 1))
+
+try:
+    with st.spinner("Reading the audit log..."):
+        result = runtime.ops.audit_page(actor, filters, page=page_no, page_size=page_size)
+        if result.total and page_no > result.pages:
+            page_no = st.session_state[PAGE_KEY] = result.pages
+            result = runtime.ops.audit_page(actor, filters, page=page_no, page_size=page_size)
+except OperationError as exc:
+    ui.show_error(exc)
+    st.stop()
+
+st.caption(f"{result.total} event(s), newest first · page {result.page} of {result.pages}")
+if result.events:
+    ui.table(ui.audit_rows(result.events), key="audit_table")
+else:
+    st.info("No event matches these filters.")
+
+nav = st.columns([1, 1, 2, 4], vertical_alignment="bottom")
+nav[0].button("Previous", key="audit_prev", on_click=_move, args=(-1,),
+              disabled=result.page <= 1, icon=":material/chevron_left:")
+nav[1].button("Next", key="audit_next", on_click=_move, args=(1,),
+              disabled=result.page >= result.pages, icon=":material/chevron_right:")
+nav[2].selectbox("Page size", PAGE_SIZES, index=PAGE_SIZES.index(50), key="audit_page_size",
+                 on_change=_filters_changed)
+
+if result.events:
+    with st.expander("Event details", icon=":material/info:"):
+        by_seq = {e.seq: e for e in result.events}
+        seq = st.selectbox("Event", list(by_seq), key="audit_detail_seq",
+                           format_func=lambda s: f"#{s} {by_seq[s].action} ({by_seq[s].outcome})")
+        event = by_seq[seq]
+        st.json(
+            {
+                "event_id": event.event_id,
+                "correlation_id": event.correlation_id,
+                "params": event.params,
+                "before": event.before,
+                "after": event.after,
+                "error_message": event.error_message,
+                "prev_hash": event.prev_hash,
+                "hash": event.hash,
+            }
+        )
+
+st.subheader("Export")
+e1, e2 = st.columns([2, 1], vertical_alignment="bottom")
+fmt = e1.radio("Format", list(FORMATS), format_func=lambda f: FORMATS[f][0], horizontal=True,
+               key="audit_export_fmt", on_change=lambda: st.session_state.pop(EXPORT_KEY, None))
+if e2.button("Prepare export", key="audit_export", icon=":material/download:"):
+    try:
+        with st.spinner("Exporting..."):
+            content = runtime.ops.export_audit(actor, filters, fmt)
+        st.session_state[EXPORT_KEY] = (fmt, content)
+    except OperationError as exc:
+        ui.show_error(exc)
+held = st.session_state.get(EXPORT_KEY)
+if held is not None:
+    held_fmt, content = held
+    label, mime, ext = FORMATS[held_fmt]
+    st.download_button(f"Download {label} (the events matching the filters)",
+                       data=content, file_name=f"audit-log.{ext}", mime=mime,
+                       key="audit_download")
+
+st.subheader("Integrity")
+st.caption("Each event carries a hash of the previous one; verifying recomputes the chain.")
+if st.button("Verify the chain", key="audit_verify", icon=":material/verified:"):
+    try:
+        with st.spinner("Verifying..."):
+            st.session_state[VERIFY_KEY] = runtime.ops.verify_audit(actor)
+    except OperationError as exc:
+        ui.show_error(exc)
+report = st.session_state.get(VERIFY_KEY)
+if report is not None:
+    if report.ok:
+        st.success(f"The chain is intact: {report.checked} event(s) checked.",
+                   icon=":material/check_circle:")
+    else:
+        st.error(f"The chain is broken at event #{report.first_bad_seq}: the events before it "
+                 f"({report.checked}) are intact; this one or an earlier one was changed, "
+                 "removed or inserted outside the console.", icon=":material/gpp_bad:")
+        if report.reason:
+            ui.text(report.reason)
