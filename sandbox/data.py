@@ -348,7 +348,8 @@ def make_user(
         wallet_id = "wallet_" + hex_id(rng, 8)
         total = rng.randint(3, 4000)
         if shape == "chain":
-            provider, public, symbols, style = rng.choice(CHAINS)
+            chain = CHAINS[0] if full and not integrations else rng.choice(CHAINS)
+            provider, public, symbols, style = chain
             integ = IntegrationState(
                 wallet_id, provider, public, _address(rng, style), rng.choice(ALIASES),
                 "blockchain", "api", "COMPLETED", None, None, False, added, None, total, [],
@@ -356,9 +357,10 @@ def make_user(
             for sym in symbols:
                 if sym == symbols[0] or rng.random() < 0.5:
                     integ.balances.append((ASSETS[sym].token_id, _qty(rng, ASSETS[sym])))
-            if provider == "ethereum" and rng.random() < 0.35:
+            forced = full and len(integrations) == 0
+            if provider == "ethereum" and (rng.random() < 0.5 or forced):
                 integ.balances.append((rng.choice(NFTS).token_id, 1.0))
-            if provider in ("ethereum", "solana") and rng.random() < 0.5:
+            if provider in ("ethereum", "solana") and (rng.random() < 0.5 or forced):
                 spam = [s for s in SPAM if s.chain_id == provider]
                 pick = rng.choice(spam)
                 integ.balances.append((pick.token_id, _qty(rng, pick)))
