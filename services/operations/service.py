@@ -808,7 +808,9 @@ class Operations:
             except OperationError as err:
                 outcome = "skipped" if err.code == "NOT_ANON_USER" else "failed"
                 return BulkItem(gid, ref, outcome, None, None, err.code, err.user_message)
-            return BulkItem(gid, ref, "succeeded", change.before_limit, change.after_limit)
+            return BulkItem(gid, ref, "succeeded", _effective(change.before_limit,
+                            change.before_limiter), _effective(change.after_limit,
+                            change.after_limiter))
 
         summary_cid = str(uuid.uuid4())
         if not dry_run:
@@ -980,6 +982,11 @@ def _row(gid: str, g: Grant | None, e: Any, status: str) -> GrantRow:
         masked_token=getattr(e, "masked_token", None),
         kryptos_user_id=getattr(e, "kryptos_user_id", None),
     )
+
+
+def _effective(limit: int | None, limiter: bool | None) -> int | None:
+    """The limit in force: None when the limiter is off (uncapped)."""
+    return None if limiter is False else limit
 
 
 def _before(c: LimitChange) -> dict[str, Any]:
