@@ -89,6 +89,7 @@ class SandboxApp:
     def __init__(self, seed: int, grants: int, resync_delay: float, newer_api: bool) -> None:
         self.resync_delay = resync_delay
         self.newer_api = newer_api
+        self.start_seed, self.start_grants = seed, grants
         self.lock = threading.Lock()
         self.reset(seed, grants)
 
@@ -232,8 +233,8 @@ class SandboxApp:
         if key == ("POST", "/sandbox/reset"):
             seed = body.get("seed")
             grants = body.get("grants")
-            self.reset(self.seed if seed is None else int(seed),
-                       self.grants if grants is None else int(grants))
+            self.reset(self.start_seed if seed is None else int(seed),
+                       self.start_grants if grants is None else int(grants))
             return 200, {"ok": True, "seed": self.seed, "grants": self.grants}
         if key == ("POST", "/sandbox/public-token"):
             return 200, self.state.create_public_token(body)
