@@ -204,7 +204,9 @@ def _text(value: str | None, name: str, limit: int | None = None) -> str | None:
     if not value:
         return None
     if limit is not None and len(value) > limit:
-        raise StoreError(f"Audit field '{name}' is longer than {limit} characters.")
+        # An event is never lost over its length (a failed login with a 5,000-character
+        # username is still recorded): overlong short fields are cut and marked.
+        value = value[: limit - 1] + "…"
     return value
 
 

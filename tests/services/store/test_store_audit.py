@@ -293,3 +293,11 @@ def test_unreachable_database_fails_clearly(tmp_path) -> None:
     with pytest.raises(StoreError, match="Unsupported"):
         open_database("mysql://x@127.0.0.1/db")
     assert "pw" not in repr(Database("postgresql://nobody:pw@127.0.0.1:1/none"))
+
+
+def test_overlong_fields_are_cut_not_refused(db: Database) -> None:
+    event = AuditLog(db).append(ev(actor_username="x" * 5000, outcome="denied",
+                                   action="auth.login_failed", target_id="g" * 300))
+    assert len(event.actor_username) == 200 and event.actor_username.endswith("…")
+    assert len(event.target_id) == 200
+    assert AuditLog(db).verify_chain().ok
