@@ -114,6 +114,7 @@ class UpstreamError(OperationError):
         self.status = status
         self.kind = kind
         self.api_message = api_message
+        self.retry_after: float | None = None  # seconds, from a 429's Retry-After
 
     @classmethod
     def from_kryptos(cls, exc: KryptosError, action: str | None = None) -> UpstreamError:
@@ -134,7 +135,7 @@ class UpstreamError(OperationError):
             parts.append(f"({', '.join(meta)})")
         if exc.hint:
             parts.append(exc.hint)
-        return cls(
+        err = cls(
             " ".join(parts),
             status=exc.status,
             code=exc.code or _default_code(exc),
@@ -143,6 +144,8 @@ class UpstreamError(OperationError):
             kind=type(exc).__name__,
             api_message=detail,
         )
+        err.retry_after = getattr(exc, "retry_after", None)
+        return err
 
 
 def _default_code(exc: KryptosError) -> str:

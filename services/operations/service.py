@@ -802,7 +802,7 @@ class Operations:
                 )
             except UpstreamError as err:
                 if err.kind == RateLimitedError.__name__:
-                    pace.pause(5.0)
+                    pace.pause(err.retry_after if err.retry_after is not None else 1.0)
                 outcome = "skipped" if err.code == "NOT_ANON_USER" else "failed"
                 return BulkItem(gid, ref, outcome, None, None, err.code, err.user_message)
             except OperationError as err:

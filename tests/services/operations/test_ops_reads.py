@@ -136,3 +136,21 @@ def test_grant_history(env: Env) -> None:
     hist = env.ops.grant_history(VIEWER, gid)
     assert [e.outcome for e in hist] == ["succeeded", "requested"]
     assert all(e.target_id == gid for e in hist)
+
+
+def test_from_settings(sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from services.operations import Operations
+    from services.settings import Settings, parse_tiers
+
+    from .conftest import make_client
+
+    settings = Settings(data_dir=tmp_path, tiers=parse_tiers("Basic=500,Max=off"))
+    client = make_client(sandbox)
+    ops = Operations.from_settings(settings, client=client)
+    assert [t.name for t in ops.tiers] == ["Basic", "Max"]
+    assert (tmp_path / "console.db").exists()
+    rows = ops.list_grants(VIEWER)
+    assert rows and not any(r.has_token for r in rows)  # empty vault
+    ops.record_login(VIEWER)
+    assert ops.verify_audit(ADMIN).ok
+    client.close()
