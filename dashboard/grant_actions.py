@@ -25,9 +25,11 @@ from services.operations import (
     BulkResult,
     LimitChange,
     OperationError,
+    Permission,
     PermissionDenied,
     ResyncOutcome,
     ValidationError,
+    can,
 )
 from services.operations.validation import GRANT_ID_RE
 
@@ -353,3 +355,19 @@ def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
             out[col] = out[col].map(lambda x: _csv_safe(x) if isinstance(x, str) else x)
     return out
+
+
+def refuse_unless_allowed(ops: Any, actor: Actor) -> PermissionDenied | None:
+    """For a page reached without the permission to manage limits: let the operations
+    refuse (they record the attempt as `denied`) and return the refusal to show.
+
+    Returns None when the actor is in fact allowed (nothing is called then).
+    """
+    if can(actor, Permission.MANAGE_LIMITS):
+        return None
+    tier = ops.tiers[0].name if ops.tiers else ""
+    try:
+        ops.apply_tier(actor, (), tier, None, dry_run=True)
+    except PermissionDenied as exc:
+        return exc
+    raise OperationError("The operations did not refuse an actor without the permission.")

@@ -1,0 +1,250 @@
+"""Guest limits (finance, admin): apply a tier or a custom limit to many Guest grants.
+
+Pick grants in a table or upload a CSV of grant ids, preview with a dry run (before and after
+per grant), then apply with a progress bar; the per-grant results can be downloaded.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data, grant_actions
+from dashboard.auth import require_actor
+from dashboard.runtime import get_runtime
+from dashboard.ui import show_error
+from services.operations import BulkResult, OperationError, Permission, can
+
+PREVIEW_KEY = "bulk_preview"  # (plan, BulkResult)
+RESULT_KEY = "bulk_result"  # BulkResult
+TIER, CUSTOM = "Tier", "Custom limit"
+KIND_LABEL = {"guest": "Guest", "linked": "Linked", None: "unknown"}
+
+rt = get_runtime()
+ops = rt.ops
+actor = require_actor()
+
+st.title("Guest limits")
+
+if not can(actor, Permission.MANAGE_LIMITS):
+    # Not in this user's navigation; reached anyway (old link): ask the operations, which
+    # refuse and record the attempt as `denied`.
+    refusal = grant_actions.refuse_unless_allowed(ops, actor)
+    st.error(
+        refusal.user_message if refusal is not None else "You cannot manage Guest limits.",
+        icon=":material/block:",
+    )
+    st.stop()
+
+# --- tiers -------------------------------------------------------------------------------
+
+st.subheader("Tier presets")
+st.dataframe(
+    pd.DataFrame(
+        [
+            {"tier": t.name, "limit": t.limit, "limiter": "on" if t.enable_limiter else "off"}
+            for t in ops.tiers
+        ],
+        columns=["tier", "limit", "limiter"],
+    ),
+    hide_index=True,
+    key="tiers_table",
+    column_config={
+        "tier": st.column_config.TextColumn("Tier"),
+        "limit": st.column_config.NumberColumn("Transaction limit", format="%d"),
+        "limiter": st.column_config.TextColumn("Limiter"),
+    },
+)
+
+# --- which grants -------------------------------------------------------------------------
+
+st.subheader("Grants")
+try:
+    with st.spinner("Reading grants..."):
+        rows = [
+            r
+            for r in data.list_grants(ops, actor, status="active")
+            if r.user_kind in ("guest", None)
+        ]
+except OperationError as exc:
+    show_error(exc)
+    st.stop()
+
+st.caption("Active Guest grants and grants whose kind is not known yet. Tick the ones to change.")
+search = st.text_input("Filter the table", key="bulk_search")
+needle = search.strip().lower()
+shown = [
+    r
+    for r in rows
+    if not needle
+    or any(needle in (x or "").lower() for x in (r.grant_id, r.customer_ref, r.workspace_id))
+]
+picker = pd.DataFrame(
+    [
+        {
+            "pick": False,
+            "grant_id": r.grant_id,
+            "customer_ref": r.customer_ref or "",
+            "user": KIND_LABEL.get(r.user_kind, "unknown"),
+            "workspace": r.workspace_id or "",
+            "token_stored": r.has_token,
+        }
+        for r in shown
+    ],
+    columns=["pick", "grant_id", "customer_ref", "user", "workspace", "token_stored"],
+)
+edited = st.data_editor(
+    picker,
+    key=f"bulk_picker_{needle}",
+    hide_index=True,
+    num_rows="fixed",
+    disabled=["grant_id", "customer_ref", "user", "workspace", "token_stored"],
+    column_config={
+        "pick": st.column_config.CheckboxColumn("Pick"),
+        "grant_id": st.column_config.TextColumn("Grant id"),
+        "customer_ref": st.column_config.TextColumn("Customer reference"),
+        "user": st.column_config.TextColumn("User"),
+        "workspace": st.column_config.TextColumn("Workspace"),
+        "token_stored": st.column_config.CheckboxColumn("Token stored"),
+    },
+)
+picked = [str(g) for g in edited.loc[edited["pick"].astype(bool), "grant_id"]]
+
+upload = st.file_uploader("Or upload a CSV of grant ids", type=["csv", "txt"], key="bulk_upload")
+uploaded: tuple[str, ...] = ()
+if upload is not None:
+    parsed = grant_actions.parse_grant_id_csv(upload.getvalue())
+    uploaded = parsed.grant_ids
+    st.text(f"{len(uploaded)} grant id(s) read from the file.")
+    if parsed.rejected:
+        st.warning(f"{len(parsed.rejected)} line(s) rejected:", icon=":material/warning:")
+        st.dataframe(
+            pd.DataFrame(
+                [{"line": r.line, "text": r.text, "reason": r.reason} for r in parsed.rejected]
+            ),
+            hide_index=True,
+            key="bulk_rejected",
+        )
+
+selected = tuple(dict.fromkeys([*picked, *uploaded]))
+st.metric("Grants selected", len(selected))
+
+# --- what to apply ------------------------------------------------------------------------
+
+st.subheader("Change")
+how = st.radio("Apply", [TIER, CUSTOM], horizontal=True, key="bulk_how")
+tier_names = [t.name for t in ops.tiers]
+if how == TIER:
+    tier = st.selectbox(
+        "Tier", tier_names, key="bulk_tier",
+        format_func=lambda n: next((t.describe() for t in ops.tiers if t.name == n), n),
+    )
+    limit = None
+else:
+    tier = None
+    limit = st.number_input(
+        "Transaction limit (the limiter is switched on)", min_value=1, step=1, value=None,
+        key="bulk_limit",
+    )
+reason = st.text_input("Reason (required to apply)", key="bulk_reason")
+ticket = st.text_input("Ticket (optional)", key="bulk_ticket")
+
+plan = (selected, how, tier, int(limit) if limit is not None else None)
+
+
+def _run(dry_run: bool, progress: grant_actions.ProgressFn | None = None) -> BulkResult:
+    if how == TIER:
+        return grant_actions.run_bulk(
+            ops, actor, selected, str(tier), reason, dry_run=dry_run, ticket=ticket,
+            progress=progress,
+        )
+    if limit is None:
+        raise OperationError(
+            "Enter the transaction limit to set.", code="VALIDATION", hint="A whole number >= 1."
+        )
+    return grant_actions.run_bulk_limit(
+        ops, actor, selected, int(limit), reason, dry_run=dry_run, ticket=ticket,
+        progress=progress,
+    )
+
+
+def _table(result: BulkResult, key: str) -> None:
+    st.dataframe(
+        pd.DataFrame(grant_actions.bulk_rows(result.items), columns=grant_actions.BULK_COLUMNS),
+        hide_index=True,
+        key=key,
+        column_config={
+            "grant_id": st.column_config.TextColumn("Grant id"),
+            "customer_ref": st.column_config.TextColumn("Customer reference"),
+            "outcome": st.column_config.TextColumn("Outcome"),
+            "before": st.column_config.TextColumn("Before"),
+            "after": st.column_config.TextColumn("After"),
+            "error_code": st.column_config.TextColumn("Error code"),
+            "message": st.column_config.TextColumn("Message", width="large"),
+        },
+    )
+    counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in result.counts.items() if n)
+    st.text(counts or "No grants.")
+
+
+preview = st.session_state.get(PREVIEW_KEY)
+previewed = preview is not None and preview[0] == plan
+c1, c2 = st.columns(2)
+if c1.button("Dry run", key="bulk_dry", disabled=not selected):
+    st.session_state.pop(RESULT_KEY, None)
+    try:
+        with st.spinner("Reading the current limits..."):
+            result = _run(dry_run=True)
+    except OperationError as exc:
+        show_error(exc)
+    else:
+        st.session_state[PREVIEW_KEY] = (plan, result)
+        preview, previewed = (plan, result), True
+
+apply_clicked = c2.button(
+    "Apply", key="bulk_apply", type="primary", disabled=not (selected and previewed),
+    help="Run a dry run of this selection first.",
+)
+if not previewed and selected:
+    st.caption("Run a dry run of this selection first; Apply is enabled after it.")
+
+if previewed and not apply_clicked:
+    st.markdown("**Dry run: nothing was changed.**")
+    _table(preview[1], "bulk_preview_table")
+
+if apply_clicked:
+    bar = st.progress(0.0, text=f"0 of {len(selected)}")
+
+    def _progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"{done} of {total}")
+
+    try:
+        result = _run(dry_run=False, progress=_progress)
+    except OperationError as exc:
+        show_error(exc)
+    else:
+        st.session_state.pop(PREVIEW_KEY, None)
+        st.session_state[RESULT_KEY] = result
+        failed = result.count("failed")
+        st.toast(
+            f"{result.count('succeeded')} changed, {failed} failed.",
+            icon=":material/warning:" if failed else ":material/check_circle:",
+        )
+
+done = st.session_state.get(RESULT_KEY)
+if done is not None:
+    st.subheader("Results")
+    if done.count("failed"):
+        st.error(
+            f"{done.count('failed')} grant(s) failed; the others were applied. "
+            "See the message and error code of each; retry the failed ones.",
+            icon=":material/error:",
+        )
+    _table(done, "bulk_result_table")
+    st.download_button(
+        "Download results (CSV)",
+        data=grant_actions.bulk_csv(done),
+        file_name="guest-limit-results.csv",
+        mime="text/csv",
+        key="bulk_csv",
+    )

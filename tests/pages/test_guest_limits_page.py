@@ -1,0 +1,135 @@
+"""Guest limits page: who may open it, dry run, apply with a failure, CSV upload."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = "pages/guest_limits.py"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _guests(sandbox: Any, n: int) -> list[str]:
+    rows = sandbox.tokens()
+    return [t["grant_id"] for t in rows if not t["revoked"] and t["kind"] == "guest"][:n]
+
+
+def _df(at: AppTest, column: str) -> Any:
+    """The (last) dataframe on the page that has this column."""
+    found = [df.value for df in at.dataframe if column in df.value.columns]
+    assert found, f"no table with a {column!r} column"
+    return found[-1]
+
+
+def _pick(at: AppTest, gids: list[str]) -> AppTest:
+    """Tick rows of the picker by grant id (the data editor's edited_rows state)."""
+    frame = None
+    for df in at.dataframe:
+        if df.key == "bulk_picker_":
+            frame = df.value
+    assert frame is not None
+    rows = {gid: i for i, gid in enumerate(frame["grant_id"])}
+    at.session_state["bulk_picker_"] = {
+        "edited_rows": {rows[g]: {"pick": True} for g in gids},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    return at.run()
+
+
+@pytest.mark.parametrize("role", ["support", "viewer"])
+def test_not_in_navigation_without_permission(make_app: Callable[..., AppTest],
+                                              role: str) -> None:
+    at = make_app(role)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("../" + PAGE)
+
+
+@pytest.mark.parametrize("role", ["support", "viewer"])
+def test_reached_directly_is_refused_and_audited(runtime: Any,
+                                                 audit_events: Callable[..., list],
+                                                 role: str) -> None:
+    at = AppTest.from_file(str(PROJECT_ROOT / PAGE), default_timeout=30)
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = role
+    at.run()
+    assert not at.exception
+    assert any("not allowed" in e.value for e in at.error)
+    assert all(b.key not in ("bulk_dry", "bulk_apply") for b in at.button)
+    assert not list(at.dataframe)
+    denied = audit_events(outcome="denied")
+    assert [(e.actor_username, e.action) for e in denied] == [(role, "guest.tier.apply")]
+
+
+def test_finance_sees_tiers_and_guest_grants(make_app: Callable[..., AppTest],
+                                            sandbox: Any) -> None:
+    at = make_app("finance", PAGE)
+    assert not at.error
+    tiers = _df(at, "tier")
+    assert list(tiers["tier"])
+    picker = next(df.value for df in at.dataframe if df.key == "bulk_picker_")
+    assert set(picker["user"]) <= {"Guest", "unknown"}
+    assert set(_guests(sandbox, 100)) <= set(picker["grant_id"])
+
+
+def test_dry_run_then_apply_with_one_failure(make_app: Callable[..., AppTest], sandbox: Any,
+                                            audit_events: Callable[..., list]) -> None:
+    gids = _guests(sandbox, 3)
+    at = _pick(make_app("finance", PAGE), gids)
+    assert at.metric[0].value == "3"
+    at.selectbox(key="bulk_tier").select("Free")
+    at.button(key="bulk_dry").click().run()
+    assert not at.exception and not at.error
+    preview = _df(at, "outcome")
+    assert list(preview["grant_id"]) == gids
+    assert set(preview["after"]) == {"1,000"}
+    assert not [r for r in sandbox.requests_log() if r["method"] == "PATCH"]
+    sandbox.set_fault(path=f"/developer/grants/{gids[1]}", status=500, code="INTERNAL_ERROR",
+                      count=1)
+    at.text_input(key="bulk_reason").input("move to the free tier")
+    at.button(key="bulk_apply").click().run()
+    assert not at.exception
+    result = _df(at, "outcome")
+    outcome = dict(zip(result["grant_id"], result["outcome"], strict=True))
+    assert outcome == {gids[0]: "succeeded", gids[1]: "failed", gids[2]: "succeeded"}
+    row = result[result["grant_id"] == gids[1]].iloc[0]
+    assert row["error_code"] == "INTERNAL_ERROR"
+    assert any("1 grant(s) failed" in e.value for e in at.error)
+    assert at.get("download_button")
+    per_grant = audit_events(action="guest.tier.apply")
+    assert sorted(e.outcome for e in per_grant) == ["failed", "requested", "requested",
+                                                    "requested", "succeeded", "succeeded"]
+
+
+def test_apply_needs_a_dry_run_first(make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    at = _pick(make_app("admin", PAGE), _guests(sandbox, 1))
+    assert at.button(key="bulk_apply").disabled
+    at.button(key="bulk_dry").click().run()
+    assert not at.button(key="bulk_apply").disabled
+    at.selectbox(key="bulk_tier").select("Unlimited").run()  # a new plan needs a new preview
+    assert at.button(key="bulk_apply").disabled
+
+
+def test_csv_upload_reports_rejected_lines_and_custom_limit(
+        make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    gids = _guests(sandbox, 2)
+    body = ("grant_id\n" + "\n".join(gids) + "\nDROP TABLE grants\n").encode()
+    at = make_app("finance", PAGE)
+    at.file_uploader(key="bulk_upload").upload("ids.csv", body, "text/csv")
+    at.run()
+    assert not at.exception
+    assert at.metric[0].value == "2"
+    rejected = _df(at, "reason")
+    assert list(rejected["text"]) == ["DROP TABLE grants"]
+    at.radio(key="bulk_how").set_value("Custom limit").run()
+    at.number_input(key="bulk_limit").set_value(4321)
+    at.button(key="bulk_dry").click().run()
+    assert set(_df(at, "outcome")["after"]) == {"4,321"}
+    at.text_input(key="bulk_reason").input("custom cap for pilot")
+    at.button(key="bulk_apply").click().run()
+    assert list(_df(at, "outcome")["outcome"]) == ["succeeded", "succeeded"]
+    assert not [e.value for e in at.error]
