@@ -41,6 +41,7 @@ if create:
         with st.spinner("Asking Kryptos for a link token..."):
             issued = runtime.ops.create_link_token(actor, ref, (returning or "").strip() or None)
         st.session_state[ISSUED_KEY] = issued
+        st.session_state["connect_ex_ref"] = issued.customer_ref  # prefill the exchange form
         st.session_state.pop(RESULT_KEY, None)
         ui.toast_done("Link token created")
     except OperationError as exc:
@@ -77,8 +78,7 @@ if runtime.is_sandbox:
 st.subheader("2. Exchange the public token")
 held = st.session_state.get(PUBLIC_KEY)
 with st.form("connect_exchange_form"):
-    ex_ref = st.text_input("Customer reference", key="connect_ex_ref",
-                           value=issued.customer_ref if issued is not None else "")
+    ex_ref = st.text_input("Customer reference", key="connect_ex_ref")
     if held is not None:
         ui.kv("Public token from the widget", mask_token(held["public_token"]))
     pasted = st.text_input(

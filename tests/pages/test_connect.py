@@ -1,0 +1,125 @@
+"""Connect a customer: link token, the sandbox widget, exchange, refusals, failures."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from services.settings import SANDBOX_CLIENT_ID
+from tests.pages.conftest import PROJECT_ROOT, TIMEOUT
+
+PAGE = "pages/connect.py"
+
+
+def _texts(at) -> str:
+    parts = [m.value for m in at.markdown] + [e.value for e in at.error]
+    parts += [s.value for s in at.success] + [c.value for c in at.caption]
+    return "\n".join(parts)
+
+
+def _create_link(at, ref: str, grant: str = ""):
+    at.text_input(key="connect_ref").input(ref)
+    at.text_input(key="connect_grant").input(grant)
+    at.button(key="FormSubmitter:connect_link_form-Create link token").click()
+    return at.run()
+
+
+def _exchange(at):
+    at.button(key="FormSubmitter:connect_exchange_form-Exchange").click()
+    return at.run()
+
+
+@pytest.mark.parametrize("role", ["support", "admin"])
+@pytest.mark.parametrize("kind", ["guest", "linked"])
+def test_whole_flow_new_customer(make_app, runtime, sandbox, audit_events, role, kind):
+    at = make_app(role, page=PAGE)
+    assert [t.value for t in at.title] == ["Connect a customer"]
+    _create_link(at, "crm-1001")
+    assert not at.exception
+    issued = at.session_state["connect_issued"]
+    assert issued.customer_ref == "crm-1001" and not issued.resumed
+    at.radio(key="connect_kind").set_value(kind)
+    at.button(key="connect_play").click().run()
+    public = at.session_state["connect_public"]
+    assert public["kind"] == kind
+    _exchange(at)
+    assert not at.exception, at.exception
+    row = at.session_state["connect_result"]
+    assert row.customer_ref == "crm-1001" and row.has_token
+    assert any("connected" in s.value for s in at.success)
+    # The new grant is in the vault and in the API's list.
+    entry = runtime.ops.vault.get(row.grant_id)
+    assert entry is not None and entry.customer_ref == "crm-1001"
+    assert row.grant_id in {g.grant_id for g in runtime.ops.client.list_grants()}
+    # No token in the page: not the link token, the public token or the access token.
+    dump = repr(at._tree)
+    access = runtime.ops.vault.reveal(row.grant_id)
+    for secret in (issued.link_token, public["public_token"], access):
+        assert secret not in dump
+    actions = [(e.action, e.outcome) for e in audit_events() if e.actor_username == role]
+    assert ("link_token.create", "succeeded") in actions
+    assert ("token.exchange", "succeeded") in actions
+
+
+def test_returning_customer_resumes_a_stored_grant(make_app, sandbox):
+    gid = next(t["grant_id"] for t in sandbox.tokens(client_id=SANDBOX_CLIENT_ID)
+               if not t["revoked"])
+    at = make_app("support", page=PAGE)
+    _create_link(at, "crm-2", gid)
+    assert not at.exception
+    assert at.session_state["connect_issued"].resumed
+    assert "resumes an existing grant" in _texts(at)
+
+
+def test_invalid_customer_ref_shows_a_validation_message(make_app, audit_events):
+    at = make_app("support", page=PAGE)
+    _create_link(at, "")
+    assert not at.exception
+    assert at.error and "connect_issued" not in at.session_state
+    assert any("VALIDATION" in c.value for c in at.caption)
+
+
+def test_exchange_failure_in_the_middle_is_shown_and_audited(make_app, sandbox, audit_events):
+    at = make_app("support", page=PAGE)
+    _create_link(at, "crm-3")
+    at.button(key="connect_play").click().run()
+    sandbox.set_fault(path="/token/exchange", status=500, code="INTERNAL_ERROR",
+                      message="<script>alert(1)</script>", count=5)
+    _exchange(at)
+    assert not at.exception
+    assert at.error and "connect_result" not in at.session_state
+    assert "<script>" not in "".join(m.value for m in at.markdown)
+    failed = [e for e in audit_events(action="token.exchange") if e.outcome == "failed"]
+    assert len(failed) == 1
+    # After the fault clears the same public token can still be exchanged.
+    sandbox.clear_faults()
+    _exchange(at)
+    assert "connect_result" in at.session_state
+
+
+def test_widget_button_needs_a_link_token_first(make_app):
+    at = make_app("support", page=PAGE)
+    assert at.button(key="connect_play").disabled
+    assert "Create a link token first" in _texts(at)
+
+
+def test_pasted_bad_public_token_is_refused(make_app):
+    at = make_app("admin", page=PAGE)
+    at.text_input(key="connect_ex_ref").input("crm-9")
+    at.text_input(key="connect_public_token").input("public-sandbox-nonsense")
+    _exchange(at)
+    assert not at.exception
+    assert at.error and "connect_result" not in at.session_state
+
+
+@pytest.mark.parametrize("role", ["viewer", "finance"])
+def test_other_roles_are_refused_and_audited(runtime, audit_events, role):
+    at = AppTest.from_file(str(PROJECT_ROOT / PAGE), default_timeout=TIMEOUT)
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = role
+    at.run()
+    _create_link(at, "crm-4")
+    assert not at.exception
+    assert any("not allowed" in e.value for e in at.error)
+    denied = audit_events(outcome="denied")
+    assert [(e.actor_username, e.action) for e in denied] == [(role, "link_token.create")]
