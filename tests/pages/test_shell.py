@@ -251,3 +251,19 @@ def test_roles_changed_in_the_users_file_apply_at_next_rerun(make_app, runtime):
     at.switch_page(page_path("pages/audit_log.py")).run()
     assert not at.exception
     assert any(t.value == "Audit log" for t in at.title)
+
+
+def test_sandbox_mode_without_sandbox_url_starts_its_own(console_env, monkeypatch):
+    """What `streamlit run dashboard/app.py` does on a clean clone: start a sandbox in a thread."""
+    monkeypatch.delenv("SANDBOX_URL")
+    runtime = build_runtime(load_settings())
+    try:
+        assert runtime.ok and runtime.is_sandbox, runtime.problems
+        assert runtime.sandbox is not None and runtime._stop is not None
+        from services.operations import Actor
+
+        rows = runtime.ops.list_grants(Actor("viewer", "", frozenset({"viewer"})))
+        assert len(rows) >= 30 and any(r.has_token for r in rows)
+        assert (console_env / "vault.key").exists()
+    finally:
+        runtime._stop()
