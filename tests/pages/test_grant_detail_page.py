@@ -1,0 +1,262 @@
+"""Grant detail page: parts, per-role controls, resync, limit form, revoke, history, secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import data, grant_actions
+from services.operations import Actor, OperationError
+
+PAGE = "pages/grant_detail.py"
+
+
+def _grant(sandbox: Any, kind: str = "guest") -> str:
+    return next(t["grant_id"] for t in sandbox.tokens() if not t["revoked"] and t["kind"] == kind)
+
+
+def _open(make_app: Callable[..., AppTest], role: str, gid: str) -> AppTest:
+    """The detail page of `gid`, as the grants page leaves it: the id in session state.
+
+    (AppTest does not follow an `st.switch_page` made by the script on later runs, so the
+    test switches itself; the grants page's own switch is tested in test_grants_page.)
+    """
+    at = make_app(role)
+    at.session_state["selected_grant_id"] = gid
+    at.switch_page("../" + PAGE).run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Grant detail"]
+    return at
+
+
+def _df(at: AppTest, column: str) -> Any:
+    found = [df.value for df in at.dataframe if column in df.value.columns]
+    assert found, f"no table with a {column!r} column"
+    return found[-1]
+
+
+def _keys(at: AppTest) -> set[str]:
+    return {b.key for b in at.button if b.key}
+
+
+def _page_text(at: AppTest) -> str:
+    """Everything the page rendered, protos included (values, tables, labels)."""
+    return str(at._tree)  # noqa: SLF001 (the rendered element tree, as text)
+
+
+def test_viewer_sees_parts_but_no_controls(make_app: Callable[..., AppTest],
+                                           sandbox: Any) -> None:
+    gid = _grant(sandbox)
+    at = _open(make_app, "viewer", gid)
+    assert [s.value for s in at.subheader] == [
+        "Session", "Holdings", "Integrations", "Transaction limit", "History"]
+    assert not at.error
+    assert not any(k.startswith("resync_") for k in _keys(at))
+    assert "revoke_open" not in _keys(at)
+    assert not any(k.startswith("FormSubmitter:limit_form") for k in _keys(at))
+    holdings = _df(at, "cost_basis")
+    assert len(holdings) >= 1 and {"pnl", "change_24h", "value"} <= set(holdings.columns)
+    integrations = _df(at, "last_sync")
+    assert {"status", "message"} <= set(integrations.columns)
+    assert len(at.get("vega_lite_chart")) == 2
+
+
+@pytest.mark.parametrize(("role", "resync", "revoke", "limit"), [
+    ("support", True, True, False),
+    ("finance", False, False, True),
+    ("admin", True, True, True),
+])
+def test_controls_follow_the_role(make_app: Callable[..., AppTest], sandbox: Any, role: str,
+                                  resync: bool, revoke: bool, limit: bool) -> None:
+    at = _open(make_app, role, _grant(sandbox))
+    keys = _keys(at)
+    assert any(k.startswith("resync_") for k in keys) is resync
+    assert ("revoke_open" in keys) is revoke
+    assert ("FormSubmitter:limit_form-Apply limit" in keys) is limit
+
+
+def test_query_param_opens_the_grant(make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    gid = _grant(sandbox, "linked")
+    at = make_app("viewer")
+    at.query_params["grant"] = gid
+    at.switch_page("../" + PAGE).run()
+    # switch_page clears query params in a browser; AppTest keeps the ones we set
+    assert not at.exception
+    assert at.session_state["selected_grant_id"] == gid
+
+
+def test_no_access_token_in_the_page(make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    tokens = [t["access_token"] for t in sandbox.tokens()]
+    for kind in ("guest", "linked"):
+        at = _open(make_app, "admin", _grant(sandbox, kind))
+        text = _page_text(at)
+        assert "cat_" in text or "..." in text  # the masked token is shown
+        leaked = [t for t in tokens if t in text]
+        assert leaked == []
+        assert sandbox.client_secret not in text
+
+
+def test_upstream_html_is_shown_as_text(make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    xss = sandbox.scenarios()["xss"]
+    at = _open(make_app, "viewer", xss["grant_id"])
+    shown = [t.value for t in at.text] + [str(v) for v in _df(at, "last_sync")["name"]]
+    assert any("<img" in v for v in shown)
+    assert not any("<img" in m.value for m in at.markdown)
+
+
+def _wallet(at: AppTest, csv: bool = False) -> str:
+    frame = _df(at, "last_sync")
+    rows = frame[(frame["type"] == "csv") == csv]
+    rows = rows[~rows["status"].isin(["ONGOING", "SYNCING"])]
+    return str(rows.iloc[0]["wallet_id"])
+
+
+def test_resync_button_then_status_polls_until_settled(
+        make_app: Callable[..., AppTest], sandbox: Any,
+        audit_events: Callable[..., list]) -> None:
+    gid = _grant(sandbox)
+    at = _open(make_app, "support", gid)
+    wid = _wallet(at)
+    at.button(key=f"resync_{wid}").click().run()
+    assert not at.exception and not at.error
+    assert at.session_state["resync_watch"][gid] == {wid: "latest"}
+    assert any("Resync in progress" in c.value for c in at.caption)
+    assert any(": ONGOING" in t.value or ": SYNCING" in t.value for t in at.text)
+    sandbox.advance_clock(60)
+    at.run()  # the fragment re-reads, sees it settled, stops polling
+    assert not at.exception
+    assert at.session_state["resync_watch"][gid] == {}
+    assert not any("Resync in progress" in c.value for c in at.caption)
+    assert [e.outcome for e in audit_events(action="integration.resync")] == [
+        "requested", "succeeded"]
+    history = _df(at, "outcome")
+    assert "integration.resync" in set(history["action"])
+
+
+def test_resync_upstream_failure_shows_code(make_app: Callable[..., AppTest], sandbox: Any,
+                                            audit_events: Callable[..., list]) -> None:
+    gid = _grant(sandbox)
+    at = _open(make_app, "support", gid)
+    wid = _wallet(at)
+    sandbox.set_fault(path=f"/developer/integrations/{wid}", status=500, code="INTERNAL_ERROR",
+                      count=1)
+    at.button(key=f"resync_{wid}").click().run()
+    assert not at.exception
+    assert any("Resync failed" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("INTERNAL_ERROR" in e.value and "request id" in e.value for e in at.error)
+    assert at.session_state["resync_watch"][gid] == {}
+    assert [e.outcome for e in audit_events(action="integration.resync")] == [
+        "requested", "failed"]
+
+
+def test_resync_from_start_needs_a_reason(make_app: Callable[..., AppTest],
+                                          sandbox: Any) -> None:
+    at = _open(make_app, "support", _grant(sandbox))
+    wid = _wallet(at)
+    at.selectbox(key=f"resync_mode_{wid}").select("from_start")
+    at.button(key=f"resync_{wid}").click().run()
+    assert any("reason" in e.value for e in at.error)
+
+
+def test_finance_sets_a_limit_through_the_form(make_app: Callable[..., AppTest], sandbox: Any,
+                                               audit_events: Callable[..., list]) -> None:
+    gid = _grant(sandbox)
+    at = _open(make_app, "finance", gid)
+    at.number_input(key="limit_value").set_value(4242)
+    at.selectbox(key="limit_limiter").select("on")
+    at.text_input(key="limit_reason").input("customer verified")
+    at.text_input(key="limit_ticket").input("FIN-1")
+    at.button(key="FormSubmitter:limit_form-Apply limit").click().run()
+    assert not at.exception and not at.error
+    assert any(m.value == "4,242" for m in at.metric)  # caches cleared: shown at once
+    assert [e.outcome for e in audit_events(action="guest.limit.update")] == [
+        "requested", "succeeded"]
+
+
+def test_limit_form_failure_and_linked_message(make_app: Callable[..., AppTest], sandbox: Any,
+                                               audit_events: Callable[..., list]) -> None:
+    gid = _grant(sandbox)
+    at = _open(make_app, "finance", gid)
+    sandbox.set_fault(path=f"/developer/grants/{gid}", status=503, code="UNAVAILABLE", count=9)
+    at.number_input(key="limit_value").set_value(10)
+    at.text_input(key="limit_reason").input("customer verified")
+    at.button(key="FormSubmitter:limit_form-Apply limit").click().run()
+    assert any("Changing the limit failed" in e.value for e in at.error)
+    assert [e.outcome for e in audit_events(action="guest.limit.update")] == [
+        "requested", "failed"]
+    # A Linked user's page says limits do not apply and offers no form.
+    linked = _open(make_app, "finance", _grant(sandbox, "linked"))
+    assert any("Guest users only" in i.value for i in linked.info)
+    assert "FormSubmitter:limit_form-Apply limit" not in _keys(linked)
+
+
+def test_limit_on_linked_user_says_not_anon(sandbox: Any, runtime: Any,
+                                            audit_events: Callable[..., list]) -> None:
+    # What the form's handler does for a Linked user the page did not recognise (it never
+    # offers the form to a known Linked user): a clear NOT_ANON_USER message, audited.
+    finance = Actor("finance", "Finance", frozenset({"finance"}))
+    gid = _grant(sandbox, "linked")
+    with pytest.raises(OperationError) as info:
+        grant_actions.submit_limit(runtime.ops, finance, gid, limit=50, limiter="keep",
+                                   tier=None, reason="try a cap")
+    assert info.value.code == "NOT_ANON_USER"
+    assert "Guest" in info.value.user_message
+    assert [e.outcome for e in audit_events(action="guest.limit.update")] == [
+        "requested", "failed"]
+
+
+def test_support_revokes_through_the_dialog_logic(make_app: Callable[..., AppTest],
+                                                  sandbox: Any, runtime: Any,
+                                                  audit_events: Callable[..., list]) -> None:
+    gid = _grant(sandbox)
+    at = _open(make_app, "support", gid)
+    at.button(key="revoke_open").click().run()  # opens the dialog
+    assert not at.exception
+    assert any(ti.key == "revoke_typed" for ti in at.text_input)
+    support = Actor("support", "Support", frozenset({"support"}))
+    with pytest.raises(OperationError):
+        grant_actions.confirm_revoke(runtime.ops, support, gid, "cgrant_wrong", "asked to")
+    assert audit_events(action="grant.revoke") == []
+    grant_actions.confirm_revoke(runtime.ops, support, gid, gid, "customer asked", "SUP-7")
+    assert [e.outcome for e in audit_events(action="grant.revoke")] == [
+        "requested", "succeeded"]
+    at.run()  # the page shows the change at once: no danger zone on a revoked grant
+    assert "revoke_open" not in _keys(at)
+    grants = make_app("support", "pages/grants.py")
+    grants.text_input(key="grants_search").input(gid).run()
+    assert list(_df(grants, "token_stored")["status"]) == ["revoked"]
+
+
+def test_revoke_failure_shows_error_and_is_audited(make_app: Callable[..., AppTest],
+                                                   sandbox: Any, runtime: Any,
+                                                   audit_events: Callable[..., list]) -> None:
+    gid = _grant(sandbox)
+    _open(make_app, "support", gid)
+    sandbox.set_fault(path="/token/revoke", status=500, code="INTERNAL_ERROR", count=1)
+    support = Actor("support", "Support", frozenset({"support"}))
+    with pytest.raises(OperationError) as info:
+        grant_actions.confirm_revoke(runtime.ops, support, gid, gid, "customer asked")
+    assert "INTERNAL_ERROR" in info.value.user_message
+    assert [e.outcome for e in audit_events(action="grant.revoke")] == ["requested", "failed"]
+    assert data.grant_detail(runtime.ops, support, gid).grant.status == "active"
+
+
+def test_viewer_revoke_attempt_is_refused_and_audited(
+        sandbox: Any, runtime: Any, audit_events: Callable[..., list]) -> None:
+    gid = _grant(sandbox)
+    viewer = Actor("viewer", "Viewer", frozenset({"viewer"}))
+    with pytest.raises(OperationError) as info:
+        grant_actions.confirm_revoke(runtime.ops, viewer, gid, gid, "customer asked")
+    assert info.value.code == "PERMISSION_DENIED"
+    assert [e.outcome for e in audit_events(action="grant.revoke")] == ["denied"]
+
+
+def test_holdings_failure_is_shown_alone(make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    sandbox.set_fault(path="/api/v1/holdings", status=500, code="INTERNAL_ERROR", count=9)
+    at = _open(make_app, "viewer", _grant(sandbox))
+    assert not at.exception
+    assert any("Reading holdings failed" in e.value for e in at.error)
+    assert len(_df(at, "last_sync")) >= 1  # integrations still shown
