@@ -28,6 +28,7 @@ USER_KINDS = ("guest", "linked")
 _CANARY_NAME = "key_check"
 _CANARY_PLAINTEXT = b"kryptos-console vault key check v1"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,199}$")
+_GRANT_ID_RE = re.compile(r"^cgrant_[A-Za-z0-9_-]{1,128}$")
 _UPDATABLE = frozenset(
     {"access_token", "workspace_id", "kryptos_user_id", "customer_ref", "user_kind"}
 )
@@ -127,8 +128,12 @@ def _clean(value: Any, name: str, limit: int) -> str | None:
 
 
 def _grant_id(value: Any) -> str:
-    if not isinstance(value, str) or not _ID_RE.match(value.strip()):
-        raise StoreError("A grant id must be 1-200 letters, digits, '_', '-', '.' or ':'.")
+    # The same rule as the operations' validation: a Kryptos grant id, nothing else, so that
+    # an imported typo can never show up as a "revoked" grant in the console.
+    if not isinstance(value, str) or not _GRANT_ID_RE.match(value.strip()):
+        raise StoreError(
+            "A grant id must start with 'cgrant_' followed by 1-128 letters, digits, '_' or '-'."
+        )
     return value.strip()
 
 

@@ -30,41 +30,43 @@ TOKEN = "cat_Zq8secretTOKENvalue4242"
 
 def test_put_get_reveal_list_update(db: Database, vault_key: bytes) -> None:
     vault = TokenVault(db, vault_key)
-    entry = vault.put("grant_1", TOKEN, workspace_id="ws_1", customer_ref="a@example.com",
+    entry = vault.put("cgrant_1", TOKEN, workspace_id="ws_1", customer_ref="a@example.com",
                       user_kind="Guest")
     assert entry.masked_token == "cat_Zq...42" and entry.user_kind == "guest"
     assert entry.created_at == entry.updated_at and entry.created_at.tzinfo is not None
     assert TOKEN not in repr(entry) and TOKEN not in repr(vault)
-    assert vault.reveal("grant_1") == TOKEN
-    assert vault.get("grant_1") == entry and vault.get("nope") is None
+    assert vault.reveal("cgrant_1") == TOKEN
+    assert vault.get("cgrant_1") == entry and vault.get("nope") is None
 
-    again = vault.put("grant_1", "cat_newtoken000099", kryptos_user_id="user_7")
+    again = vault.put("cgrant_1", "cat_newtoken000099", kryptos_user_id="user_7")
     assert again.created_at == entry.created_at and again.updated_at >= entry.updated_at
     assert (again.workspace_id, again.customer_ref, again.kryptos_user_id) == (
         "ws_1", "a@example.com", "user_7")
-    assert vault.reveal("grant_1") == "cat_newtoken000099"
+    assert vault.reveal("cgrant_1") == "cat_newtoken000099"
 
-    changed = vault.update("grant_1", customer_ref="crm-42", user_kind="linked", workspace_id="")
+    changed = vault.update("cgrant_1", customer_ref="crm-42", user_kind="linked", workspace_id="")
     assert (changed.customer_ref, changed.user_kind, changed.workspace_id) == (
         "crm-42", "linked", None)
-    vault.put("grant_0", "cat_other00000011")
-    assert [e.grant_id for e in vault.list()] == ["grant_0", "grant_1"]
-    assert vault.grant_ids() == {"grant_0", "grant_1"}
+    vault.put("cgrant_0", "cat_other00000011")
+    assert [e.grant_id for e in vault.list()] == ["cgrant_0", "cgrant_1"]
+    assert vault.grant_ids() == {"cgrant_0", "cgrant_1"}
 
     with pytest.raises(VaultEntryNotFound):
-        vault.update("missing", customer_ref="x")
+        vault.update("cgrant_missing", customer_ref="x")
     with pytest.raises(VaultEntryNotFound):
-        vault.reveal("missing")
+        vault.reveal("cgrant_missing")
     with pytest.raises(StoreError, match="Unknown vault field"):
-        vault.update("grant_1", token="x")
+        vault.update("cgrant_1", token="x")
     with pytest.raises(StoreError, match="Guest or Linked"):
-        vault.put("grant_2", TOKEN, user_kind="admin")
+        vault.put("cgrant_2", TOKEN, user_kind="admin")
     with pytest.raises(StoreError, match="grant id"):
         vault.put("bad id", TOKEN)
+    with pytest.raises(StoreError, match="must start with 'cgrant_'"):
+        vault.put("grant_1", TOKEN)  # a typo must never become a phantom "revoked" grant
 
 
 def test_tokens_are_encrypted_at_rest(db: Database, vault_key: bytes) -> None:
-    TokenVault(db, vault_key).put("grant_1", TOKEN)
+    TokenVault(db, vault_key).put("cgrant_1", TOKEN)
     with db.read() as conn:
         row = conn.execute(text("SELECT * FROM vault_tokens")).mappings().one()
     assert TOKEN not in "".join(str(v) for v in row.values())
@@ -72,7 +74,7 @@ def test_tokens_are_encrypted_at_rest(db: Database, vault_key: bytes) -> None:
 
 
 def test_wrong_key_fails_clearly(db: Database, vault_key: bytes) -> None:
-    TokenVault(db, vault_key).put("grant_1", TOKEN)
+    TokenVault(db, vault_key).put("cgrant_1", TOKEN)
     with pytest.raises(VaultKeyError, match="does not match the one the tokens were stored"):
         TokenVault(db, Fernet.generate_key())
     # A row written with another key (e.g. copied from another install) is refused too.
@@ -80,7 +82,7 @@ def test_wrong_key_fails_clearly(db: Database, vault_key: bytes) -> None:
     with db.write() as conn:
         conn.execute(text("UPDATE vault_tokens SET token_ciphertext = :c"), {"c": foreign})
     with pytest.raises(VaultKeyError, match="cannot be decrypted") as info:
-        TokenVault(db, vault_key).reveal("grant_1")
+        TokenVault(db, vault_key).reveal("cgrant_1")
     assert "cat_foreign" not in str(info.value)
 
 
@@ -114,30 +116,30 @@ def test_load_vault_key(tmp_path: Path) -> None:
 
 CSV_TEXT = (
     "grant_id,access_token,customer_ref\n"
-    "grant_1,cat_importedtoken0001,alice@example.com\n"
-    "grant_2,cat_importedtoken0002,\n"
+    "cgrant_1,cat_importedtoken0001,alice@example.com\n"
+    "cgrant_2,cat_importedtoken0002,\n"
     ",cat_leakycandidate0003,nobody\n"
-    "grant_3,,bob\n"
-    "grant_1,cat_duplicatetoken004,dup\n"
+    "cgrant_3,,bob\n"
+    "cgrant_1,cat_duplicatetoken004,dup\n"
     "grant 4,cat_leakycandidate0005,space\n"
-    "grant_5,cat_has space 0006,x\n"
-    "grant_6,cat_importedtoken0007,carol,extra\n"
+    "cgrant_5,cat_has space 0006,x\n"
+    "cgrant_6,cat_importedtoken0007,carol,extra\n"
 )
 
 
 def test_import_csv_reports_added_updated_rejected(db: Database, vault_key: bytes) -> None:
     vault = TokenVault(db, vault_key)
-    vault.put("grant_2", "cat_oldtoken0000", customer_ref="keep-me")
+    vault.put("cgrant_2", "cat_oldtoken0000", customer_ref="keep-me")
     report = vault.import_csv(io.StringIO(CSV_TEXT))
     assert (report.added, report.updated, report.rejected_count) == (1, 1, 6)
     assert [r.line for r in report.rejected] == [4, 5, 6, 7, 8, 9]
     assert report.rejected[2].reason == "grant_id repeats line 2 (first one kept)"
     text_report = repr(report)
     assert "cat_" not in text_report and "leaky" not in text_report
-    assert vault.reveal("grant_1") == "cat_importedtoken0001"
-    assert vault.get("grant_1").customer_ref == "alice@example.com"
-    assert vault.reveal("grant_2") == "cat_importedtoken0002"
-    assert vault.get("grant_2").customer_ref == "keep-me"
+    assert vault.reveal("cgrant_1") == "cat_importedtoken0001"
+    assert vault.get("cgrant_1").customer_ref == "alice@example.com"
+    assert vault.reveal("cgrant_2") == "cat_importedtoken0002"
+    assert vault.get("cgrant_2").customer_ref == "keep-me"
 
     with pytest.raises(StoreError, match="missing: access_token"):
         vault.import_csv(io.StringIO("grant_id,token\ng,x\n"))
@@ -160,7 +162,7 @@ def test_cli_import_tokens_never_prints_a_token(
     assert main(["import-tokens", str(csv_path)]) == 1
     out, err = capsys.readouterr()
     assert out.startswith("added 2, updated 0, rejected 6")
-    assert "line 6 (grant grant_1): grant_id repeats line 2" in out
+    assert "line 6 (grant cgrant_1): grant_id repeats line 2" in out
     assert "cat_" not in out + err and "leaky" not in out + err
     assert (tmp_path / "data" / "console.db").exists()
     assert (tmp_path / "data" / "vault.key").exists()
