@@ -92,3 +92,13 @@ def test_open_by_bad_id_shows_a_validation_message(make_app: Callable[..., AppTe
     at.button(key="FormSubmitter:open_grant-Open").click()
     at.run()
     assert any("cgrant_" in e.value for e in at.error)
+
+
+def test_choosing_a_row_opens_its_detail(make_app: Callable[..., AppTest]) -> None:
+    at = make_app("viewer", "pages/grants.py")
+    first = str(_table(at).iloc[0]["grant_id"])
+    at.session_state["grants_table"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    assert not at.exception
+    assert at.session_state["selected_grant_id"] == first
+    assert any(t.value == "Grant detail" for t in at.title)
