@@ -68,6 +68,8 @@ logger = logging.getLogger("services.kryptos")
 REQUEST_ID_HEADERS = ("X-Request-Id", "X-Kryptos-Request-Id", "Request-Id")
 RETRYABLE_READ_STATUSES = frozenset({429, 502, 503, 504})
 MAX_MESSAGE_CHARS = 300
+#: A retry is only worth sending with at least this much of the time budget left (seconds).
+MIN_RETRY_WINDOW = 0.1
 POOL_SIZE = 16
 
 T = TypeVar("T")
@@ -384,6 +386,7 @@ class KryptosClient:
         deadline = start + self.retry_budget
         timeout = (self.connect_timeout, self.read_timeout)
         retries = 0
+        previous: KryptosError | None = None
         while True:
             t0 = time.monotonic()
             error: KryptosError
@@ -398,6 +401,11 @@ class KryptosClient:
                 error, never_sent = _transport_error(exc, call)
                 logger.debug("%s %s -> %s after %.0f ms (attempt %d)", call.method, call.path,
                              type(error).__name__, elapsed_ms, retries + 1)
+                if (previous is not None and isinstance(error, KryptosTimeoutError)
+                        and timeout[1] < self.read_timeout):
+                    # A retry cut short by the budget says nothing new: report what the
+                    # server actually answered before.
+                    raise previous from None
                 retryable = call.idempotent or never_sent
             else:
                 elapsed_ms = (time.monotonic() - t0) * 1000
@@ -431,10 +439,11 @@ class KryptosClient:
                 pause = retry_after
             else:
                 pause = self._backoff(retries + 1)
-            if remaining <= 0 or pause >= remaining:
+            if remaining - pause < MIN_RETRY_WINDOW:
                 raise error
             time.sleep(pause)
             retries += 1
+            previous = error
             left = max(0.01, deadline - time.monotonic())
             timeout = (min(self.connect_timeout, left), min(self.read_timeout, left))
 
