@@ -59,7 +59,8 @@ def show_error(exc: BaseException, action: str | None = None) -> None:
     a generic message.
     """
     if isinstance(exc, OperationError):
-        st.error(exc.user_message, icon=":material/error:")
+        # The message carries the API's own text: escaped, so it can never render as Markdown.
+        st.error(escape_markdown(exc.user_message), icon=":material/error:")
         meta = []
         if exc.code:
             meta.append(f"code {exc.code}")

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import data, grant_actions
 from services.operations import Actor, OperationError
+from tests.pages.helpers import shown
 
 PAGE = "pages/grant_detail.py"
 
@@ -146,7 +147,8 @@ def test_resync_upstream_failure_shows_code(make_app: Callable[..., AppTest], sa
     at.button(key=f"resync_{wid}").click().run()
     assert not at.exception
     assert any("Resync failed" in e.value for e in at.error), [e.value for e in at.error]
-    assert any("INTERNAL_ERROR" in e.value and "request id" in e.value for e in at.error)
+    errors = [shown(e.value) for e in at.error]
+    assert any("INTERNAL_ERROR" in e and "request id" in e for e in errors)
     assert at.session_state["resync_watch"][gid] == {}
     assert [e.outcome for e in audit_events(action="integration.resync")] == [
         "requested", "failed"]

@@ -11,6 +11,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from tests.pages.helpers import shown
+
 ROLES = ("viewer", "support", "finance", "admin")
 
 
@@ -91,7 +93,7 @@ def test_open_by_bad_id_shows_a_validation_message(make_app: Callable[..., AppTe
     at.text_input(key="open_grant_id").input("nope")
     at.button(key="FormSubmitter:open_grant-Open").click()
     at.run()
-    assert any("cgrant_" in e.value for e in at.error)
+    assert any("cgrant_" in shown(e.value) for e in at.error)
 
 
 def test_choosing_a_row_opens_its_detail(make_app: Callable[..., AppTest]) -> None:
