@@ -53,7 +53,7 @@ class Fault:
 
 
 class BadControl(ValueError):
-    pass
+    """A /sandbox/* control request with wrong arguments (answered 400)."""
 
 
 def parse_fault(spec: dict, fault_id: str, seed: int) -> Fault:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -527,11 +528,9 @@ def _retry_after(response: requests.Response) -> float | None:
     if not value:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
+    if re.fullmatch(r"\d+(\.\d+)?", value):  # delay-seconds
+        return float(value)
+    try:  # or an HTTP-date
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
