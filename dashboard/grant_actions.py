@@ -20,6 +20,7 @@ import pandas as pd
 
 from dashboard import data
 from services.operations import (
+    CUSTOM_LIMIT,
     Actor,
     BulkItem,
     BulkResult,
@@ -29,7 +30,6 @@ from services.operations import (
     PermissionDenied,
     ResyncOutcome,
     ValidationError,
-    can,
 )
 from services.operations.validation import GRANT_ID_RE
 
@@ -242,7 +242,7 @@ def run_bulk(
             data.invalidate_all()
 
 
-CUSTOM = "custom limit"
+CUSTOM = CUSTOM_LIMIT
 
 
 def run_bulk_limit(
@@ -256,50 +256,25 @@ def run_bulk_limit(
     ticket: str | None = None,
     progress: ProgressFn | None = None,
 ) -> BulkResult:
-    """Set one custom limit (limiter on) on many grants, one `set_guest_limit` each.
+    """Set one custom limit (limiter on) on many grants (or preview it with `dry_run`).
 
-    The operations' bulk runner only takes configured tiers, so a custom limit is a loop
-    here; every call is still checked, validated and audited by the operation. A dry run
-    validates the inputs and lists the grants with the limit they would get; it does not
-    read the current limits (that would be one user-info call per grant).
+    One bulk operation, like a tier: bounded concurrency, per-grant outcome, and a dry run
+    that reads each grant's current limit.
     """
-    ids = list(dict.fromkeys(g.strip() for g in grant_ids if g and g.strip()))
-    if not ids:
-        raise ValidationError("grant_ids", "select at least one grant.")
-    total = len(ids)
-    items: list[BulkItem] = []
-    if dry_run:
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ValidationError("transaction_limit", "must be a positive whole number.")
-        for n, gid in enumerate(ids, start=1):
-            items.append(
-                BulkItem(gid, None, "would_change", "not read", limit,
-                         message="Current limit not read in a custom-limit dry run.")
-            )
-            if progress is not None:
-                progress(n, total)
-        return BulkResult(items=tuple(items), dry_run=True, tier=CUSTOM)
     try:
-        for n, gid in enumerate(ids, start=1):
-            try:
-                change = ops.set_guest_limit(
-                    actor, gid, transaction_limit=limit, enable_limiter=True,
-                    reason=reason, ticket=ticket or None,
-                )
-            except (ValidationError, PermissionDenied):
-                raise  # the same inputs would fail for every grant: stop at once
-            except OperationError as err:
-                outcome = "skipped" if err.code == "NOT_ANON_USER" else "failed"
-                items.append(BulkItem(gid, None, outcome, None, None, err.code,
-                                      err.user_message))
-            else:
-                items.append(BulkItem(gid, None, "succeeded", change.before_limit,
-                                      change.after_limit))
-            if progress is not None:
-                progress(n, total)
+        return ops.apply_limit(
+            actor,
+            list(grant_ids),
+            transaction_limit=limit,
+            enable_limiter=True,
+            reason=reason,
+            dry_run=dry_run,
+            ticket=ticket or None,
+            progress=progress,
+        )
     finally:
-        data.invalidate_all()
-    return BulkResult(items=tuple(items), dry_run=False, tier=CUSTOM)
+        if not dry_run:
+            data.invalidate_all()
 
 
 BULK_COLUMNS = ("grant_id", "customer_ref", "outcome", "before", "after", "error_code", "message")
@@ -357,17 +332,16 @@ def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def refuse_unless_allowed(ops: Any, actor: Actor) -> PermissionDenied | None:
-    """For a page reached without the permission to manage limits: let the operations
-    refuse (they record the attempt as `denied`) and return the refusal to show.
+GUEST_LIMITS_PAGE = ("page", "guest_limits")
 
-    Returns None when the actor is in fact allowed (nothing is called then).
+
+def refuse_unless_allowed(ops: Any, actor: Actor) -> PermissionDenied | None:
+    """For the Guest limits page reached without the permission to manage limits: let the
+    operations refuse (one `denied` event, action `guest.tier.apply`, target the page) and
+    return the refusal to show. None when the actor is in fact allowed.
     """
-    if can(actor, Permission.MANAGE_LIMITS):
-        return None
-    tier = ops.tiers[0].name if ops.tiers else ""
     try:
-        ops.apply_tier(actor, (), tier, None, dry_run=True)
+        ops.require(actor, Permission.MANAGE_LIMITS, "guest.tier.apply", *GUEST_LIMITS_PAGE)
     except PermissionDenied as exc:
         return exc
-    raise OperationError("The operations did not refuse an actor without the permission.")
+    return None

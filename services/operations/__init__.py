@@ -30,9 +30,10 @@ from services.operations.permissions import (
     can,
     permissions_for,
 )
-from services.operations.service import Operations
+from services.operations.service import CUSTOM_LIMIT, Operations
 
 __all__ = [
+    "CUSTOM_LIMIT",
     "PERMISSIONS",
     "ROLES",
     "Actor",

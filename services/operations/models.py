@@ -85,6 +85,7 @@ class LimitChange:
     after_limit: int | None
     after_limiter: bool | None
     resync: Any = None  # services.kryptos.models.LimitResync | None
+    before_reported: bool = False  # the API's answer carried the previous values
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,8 @@ class BulkItem:
     grant_id: str
     customer_ref: str | None
     outcome: BulkOutcome
-    before: int | None | str = None  # limit, None for uncapped/unknown, or "unknown"
-    after: int | None = None
+    before: int | None | str = None  # effective limit, None for uncapped, or "unknown"
+    after: int | None | str = None  # "unknown" in a dry run when it cannot be foreseen
     error_code: str | None = None
     message: str | None = None
 

@@ -63,6 +63,7 @@ A_RESYNC = "integration.resync"
 A_LIMIT = "guest.limit.update"
 A_TIER = "guest.tier.apply"
 A_TIER_BULK = "guest.tier.apply.bulk"
+A_LIMIT_BULK = "guest.limit.update.bulk"
 A_LINK = "link_token.create"
 A_EXCHANGE = "token.exchange"
 A_IMPORT = "token.import"
@@ -83,6 +84,10 @@ NOT_ANON_MESSAGE = (
     "Guest users; Linked users manage their own volume."
 )
 LATEST_EVENTS = 10
+CUSTOM_LIMIT = "custom limit"  # BulkResult.tier of an apply_limit run
+
+
+_UNREAD: Any = object()  # "the caller did not read the vault entry": read it
 
 
 def _store():  # imported lazily so that `services.operations` imports without the store
@@ -93,9 +98,12 @@ def _store():  # imported lazily so that `services.operations` imports without t
 
 @dataclass
 class _Pace:
-    """Shared pause after a 429 that survived the client's retries: all workers wait."""
+    """Shared state of one bulk run's workers: the pause after a 429 that survived the
+    client's retries (all workers wait), and whether the API's PATCH answers carry the
+    `previous_*` values (then the user-info pre-read is not needed)."""
 
     until: float = 0.0
+    api_reports_previous: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait(self) -> None:
@@ -107,6 +115,32 @@ class _Pace:
     def pause(self, seconds: float) -> None:
         with self.lock:
             self.until = max(self.until, time.monotonic() + seconds)
+
+
+@dataclass(frozen=True)
+class _Before:
+    """A grant's limit before a change: raw limit and limiter (user info gives the effective
+    limit, so limiter = limit is not None), Guest or not, whether anything was known, and the
+    vault entry as it now is."""
+
+    limit: int | None
+    limiter: bool | None
+    is_guest: bool | None
+    known: bool
+    entry: Any = None
+
+
+@dataclass(frozen=True)
+class _BulkPlan:
+    """What one bulk run sends to every grant and how it is audited."""
+
+    label: str  # BulkResult.tier: the tier's name or CUSTOM_LIMIT
+    limit: int | None
+    limiter: bool | None
+    action: str  # per-grant audit action
+    bulk_action: str  # summary audit action
+    what: str  # for error messages
+    params: Mapping[str, Any]
 
 
 class Operations:
@@ -172,6 +206,25 @@ class Operations:
                 **fields,
             )
         )
+
+    def require(
+        self,
+        actor: Actor,
+        permission: Permission | str,
+        action: str,
+        target_type: str | None = None,
+        target_id: str | None = None,
+    ) -> None:
+        """Raise `PermissionDenied` (after one `denied` audit event for `action`) unless the
+        actor's roles allow `permission`. For a caller that refuses before any operation
+        runs, e.g. a page reached by a user who may not use it."""
+        try:
+            perm = Permission(permission)
+        except ValueError:
+            raise ValueError(f"unknown permission {permission!r}") from None
+        if not isinstance(action, str) or not action.strip():
+            raise ValueError("action is required")
+        self._require(actor, perm, action.strip(), target_type, target_id)
 
     def _require(
         self,
@@ -251,33 +304,45 @@ class Operations:
     def _entry(self, grant_id: str) -> Any:
         return self.vault.get(grant_id)
 
-    def _token(self, grant_id: str) -> str | None:
-        """The plaintext token, or None when none is stored. Never logged or returned."""
+    def _token(self, grant_id: str, entry: Any = _UNREAD) -> str | None:
+        """The plaintext token, or None when none is stored. Never logged or returned.
+
+        `entry`: the grant's vault entry when the caller already read it (None: not stored).
+        """
         store = _store()
-        if self.vault.get(grant_id) is None:
+        if entry is _UNREAD:
+            entry = self.vault.get(grant_id)
+        if entry is None:
             return None
         try:
             return self.vault.reveal(grant_id)
         except store.VaultEntryNotFound:
             return None
 
-    def _remember(self, grant_id: str, **fields: Any) -> None:
-        """Best effort: record what we learned (user id, Guest/Linked) in the vault."""
+    def _remember(self, grant_id: str, entry: Any = _UNREAD, **fields: Any) -> Any:
+        """Best effort: record what we learned (user id, Guest/Linked) in the vault.
+
+        Compares with `entry` when given (else reads it) and writes only what differs.
+        Returns the entry as it now is (None when the grant is not in the vault).
+        """
         store = _store()
-        entry = self.vault.get(grant_id)
+        if entry is _UNREAD:
+            entry = self.vault.get(grant_id)
         if entry is None:
-            return
+            return None
         changes = {k: val for k, val in fields.items() if val and getattr(entry, k, None) != val}
         if not changes:
-            return
+            return entry
         try:
-            self.vault.update(grant_id, **changes)
+            return self.vault.update(grant_id, **changes)
         except store.StoreError as exc:
             log.warning("could not record %s for %s: %s", sorted(changes), grant_id, exc)
+            return entry
 
-    def _learn_from_userinfo(self, grant_id: str, info: UserInfo) -> None:
-        self._remember(
+    def _learn_from_userinfo(self, grant_id: str, info: UserInfo, entry: Any = _UNREAD) -> Any:
+        return self._remember(
             grant_id,
+            entry,
             user_kind="guest" if info.is_guest else "linked",
             kryptos_user_id=info.sub,
         )
@@ -673,22 +738,24 @@ class Operations:
         assert why is not None
         return gid, lim, on, why, v.ticket(ticket)
 
-    def _known_before(self, gid: str) -> tuple[int | None, bool | None, bool | None, bool]:
-        """(limit, limiter, is_guest, known) before a change, from user info or the audit log.
+    def _known_before(self, gid: str, entry: Any = _UNREAD) -> _Before:
+        """The limit before a change, from user info or else the audit log.
 
-        `known` is False when neither source says anything about the limit.
+        `known` is False when neither source says anything about the limit. `entry`: the
+        grant's vault entry when the caller already read it.
         """
-        token = self._token(gid)
-        entry = self._entry(gid)
+        if entry is _UNREAD:
+            entry = self._entry(gid)
+        token = self._token(gid, entry)
         if token is not None:
             try:
                 info = self.client.get_userinfo(token)
             except KryptosError as exc:
                 log.info("limit: user info of %s unreadable: %s", gid, exc)
             else:
-                self._learn_from_userinfo(gid, info)
+                entry = self._learn_from_userinfo(gid, info, entry)
                 lim = info.transaction_limit
-                return lim, lim is not None, info.is_guest, True
+                return _Before(lim, lim is not None, info.is_guest, True, entry)
         is_guest = None if entry is None or entry.user_kind is None else entry.user_kind == "guest"
         last = None
         for action in (A_LIMIT, A_TIER):
@@ -698,23 +765,47 @@ class Operations:
                     last = ev
         if last is not None:
             after = last.after
-            return after.get("transaction_limit"), after.get("enable_limiter"), is_guest, True
-        return None, None, is_guest, False
+            return _Before(after.get("transaction_limit"), after.get("enable_limiter"), is_guest,
+                           True, entry)
+        return _Before(None, None, is_guest, False, entry)
 
-    def _change_limit(self, gid: str, limit: int | None, limiter: bool | None) -> LimitChange:
-        before_limit, before_limiter, is_guest, _ = self._known_before(gid)
-        if is_guest is False:
+    def _change_limit(
+        self,
+        gid: str,
+        limit: int | None,
+        limiter: bool | None,
+        entry: Any = _UNREAD,
+        *,
+        read_before: bool = True,
+    ) -> LimitChange:
+        """PATCH one grant's limit, refusing a grant known to be Linked before the call.
+
+        With `read_before=False` the user info is not read first: the caller knows that the
+        API's answer carries the `previous_*` values (the vault still refuses known Linked).
+        """
+        if entry is _UNREAD:
+            entry = self._entry(gid)
+        if read_before:
+            before = self._known_before(gid, entry)
+        else:
+            kind = getattr(entry, "user_kind", None)
+            before = _Before(None, None, None if kind is None else kind == "guest", False, entry)
+        if before.is_guest is False:
             raise OperationError(NOT_ANON_MESSAGE, code="NOT_ANON_USER")
+        entry = before.entry
         try:
             res = self.client.update_transaction_limit(
                 gid, transaction_limit=limit, enable_limiter=limiter
             )
         except KryptosError as exc:
             if exc.code == "NOT_ANON_USER":
-                self._remember(gid, user_kind="linked")
+                self._remember(gid, entry, user_kind="linked")
             raise
-        self._remember(gid, user_kind="guest", kryptos_user_id=res.user_id)
-        if res.previous_transaction_limit is not None or res.previous_enable_limiter is not None:
+        self._remember(gid, entry, user_kind="guest", kryptos_user_id=res.user_id)
+        before_limit, before_limiter = before.limit, before.limiter
+        reported = (res.previous_transaction_limit is not None
+                    or res.previous_enable_limiter is not None)
+        if reported:
             before_limit = res.previous_transaction_limit
             before_limiter = res.previous_enable_limiter
         return LimitChange(
@@ -724,6 +815,7 @@ class Operations:
             after_limit=res.transaction_limit,
             after_limiter=res.enable_limiter,
             resync=res.resync,
+            before_reported=reported,
         )
 
     def tier(self, name: str | Tier) -> Tier:
@@ -748,16 +840,10 @@ class Operations:
         ticket: str | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> BulkResult:
-        """Apply a tier to many grants with at most `max_workers` calls in flight.
+        """Apply a configured tier to many grants (see `_bulk_limit` for how a run goes).
 
-        Dry run: reads each grant's effective limit (user info, where a token is stored)
-        and reports `would_change` / `unchanged` / `skipped` (Linked); nothing is written.
-        Real run: every grant not known to be Linked gets the tier's values (an explicit
-        per-user override, even where the effective limit already matches); one
-        requested/succeeded|failed event pair per grant plus a bulk summary pair. A failure
-        on one grant does not stop the rest; a 429 that outlives the client's retries fails
-        that item and pauses all workers for its Retry-After. `progress(done, total)` is
-        called from the caller's thread.
+        Audited as `guest.tier.apply` (one pair per grant, params carry the tier) and
+        `guest.tier.apply.bulk` (summary pair). Reason optional for a dry run.
         """
         self._require(actor, Permission.MANAGE_LIMITS, A_TIER)
         gids = v.grant_ids(grant_ids)
@@ -765,49 +851,122 @@ class Operations:
         why = v.reason(reason, required=not dry_run)
         tkt = v.ticket(ticket)
         limit, limiter = (t.limit, True) if t.limit is not None else (None, False)
-        refs = {e.grant_id: e.customer_ref for e in self.vault.list()}
+        plan = _BulkPlan(
+            label=t.name, limit=limit, limiter=limiter, action=A_TIER,
+            bulk_action=A_TIER_BULK, what=f"Applying tier {t.name}",
+            params={"tier": t.name, "transaction_limit": limit, "enable_limiter": limiter},
+        )
+        return self._bulk_limit(actor, gids, plan, why, tkt, dry_run=dry_run,
+                                progress=progress)
+
+    def apply_limit(
+        self,
+        actor: Actor,
+        grant_ids: Iterable[str],
+        transaction_limit: int | None = None,
+        enable_limiter: bool | None = None,
+        reason: str | None = None,
+        *,
+        dry_run: bool = False,
+        ticket: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> BulkResult:
+        """Set one custom limit and/or switch the limiter on many grants.
+
+        Validated like `set_guest_limit` (reason optional for a dry run); runs like
+        `apply_tier` (see `_bulk_limit`). Audited as `guest.limit.update` (one pair per grant,
+        the same action as a single change, params carry the `bulk_id`) and
+        `guest.limit.update.bulk` (summary pair). `BulkResult.tier` is `CUSTOM_LIMIT`.
+        """
+        self._require(actor, Permission.MANAGE_LIMITS, A_LIMIT)
+        gids = v.grant_ids(grant_ids)
+        limit = v.transaction_limit(transaction_limit) if transaction_limit is not None else None
+        limiter = v.enable_limiter(enable_limiter) if enable_limiter is not None else None
+        if limit is None and limiter is None:
+            raise ValidationError("transaction_limit", "set a limit, switch the limiter, or both.")
+        why = v.reason(reason, required=not dry_run)
+        tkt = v.ticket(ticket)
+        plan = _BulkPlan(
+            label=CUSTOM_LIMIT, limit=limit, limiter=limiter, action=A_LIMIT,
+            bulk_action=A_LIMIT_BULK, what="Changing the limit",
+            params={"transaction_limit": limit, "enable_limiter": limiter},
+        )
+        return self._bulk_limit(actor, gids, plan, why, tkt, dry_run=dry_run,
+                                progress=progress)
+
+    def _bulk_limit(
+        self,
+        actor: Actor,
+        gids: tuple[str, ...],
+        plan: _BulkPlan,
+        why: str | None,
+        tkt: str | None,
+        *,
+        dry_run: bool,
+        progress: Callable[[int, int], None] | None,
+    ) -> BulkResult:
+        """The one engine behind `apply_tier` and `apply_limit` (inputs already checked).
+
+        At most `max_workers` grants in flight. Dry run: reads each grant's effective limit
+        (user info where a token is stored, else the audit log) and reports `would_change` /
+        `unchanged` / `skipped` (Linked); nothing is written. Real run: every grant not known
+        to be Linked gets the values (an explicit per-user override, even where the effective
+        limit already matches); one requested/succeeded|failed pair per grant plus a bulk
+        summary pair. A failure on one grant does not stop the rest; a 429 that outlives the
+        client's retries fails that item and pauses all workers for its Retry-After. Once a
+        PATCH answer carries the `previous_*` values (newer API), later grants of the run skip
+        the user-info pre-read. `progress(done, total)` is called from the caller's thread.
+        """
+        entries = {e.grant_id: e for e in self.vault.list()}  # one read for the whole run
         bulk_id = str(uuid.uuid4())
         pace = _Pace()
+        limit, limiter = plan.limit, plan.limiter
 
         def dry(gid: str) -> BulkItem:
             pace.wait()
-            before_limit, _, is_guest, known = self._known_before(gid)
-            base = dict(grant_id=gid, customer_ref=refs.get(gid), after=limit)
-            if is_guest is False:
-                return BulkItem(**base, outcome="skipped", before=before_limit,
+            entry = entries.get(gid)
+            b = self._known_before(gid, entry)
+            before = _effective(b.limit, b.limiter) if b.known else "unknown"
+            after = _projected(before, limit, limiter)
+            base = dict(grant_id=gid, customer_ref=getattr(entry, "customer_ref", None),
+                        after=after)
+            if b.is_guest is False:
+                return BulkItem(**base, outcome="skipped", before=before,
                                 error_code="NOT_ANON_USER",
                                 message="Linked user: limits do not apply.")
-            if not known:
-                return BulkItem(**base, outcome="would_change", before="unknown",
+            if before == "unknown":
+                return BulkItem(**base, outcome="would_change", before=before,
                                 message="Current limit unknown (no token stored, no history).")
-            if before_limit == limit:
-                return BulkItem(**base, outcome="unchanged", before=before_limit)
-            return BulkItem(**base, outcome="would_change", before=before_limit)
+            if after == "unknown":
+                return BulkItem(**base, outcome="would_change", before=before,
+                                message="The resulting limit depends on a stored limit that "
+                                        "the user info does not show (limiter off).")
+            return BulkItem(**base, outcome="unchanged" if before == after else "would_change",
+                            before=before)
 
         def real(gid: str) -> BulkItem:
             pace.wait()
-            cid = str(uuid.uuid4())
-            ref = refs.get(gid)
+            entry = entries.get(gid)
+            ref = getattr(entry, "customer_ref", None)
+            read_before = not pace.api_reports_previous
 
             def body() -> tuple[LimitChange, dict[str, Any], dict[str, Any]]:
-                change = self._change_limit(gid, limit, limiter)
+                change = self._change_limit(gid, limit, limiter, entry, read_before=read_before)
                 return change, _before(change), _after(change)
 
             try:
                 change = self._run_audited(
-                    actor, A_TIER, body, what=f"Applying tier {t.name}", target_type="grant",
-                    target_id=gid, reason=why, ticket=tkt, correlation_id=cid,
-                    params={"tier": t.name, "transaction_limit": limit,
-                            "enable_limiter": limiter, "bulk_id": bulk_id},
+                    actor, plan.action, body, what=plan.what, target_type="grant",
+                    target_id=gid, reason=why, ticket=tkt,
+                    params={**plan.params, "bulk_id": bulk_id},
                 )
-            except UpstreamError as err:
-                if err.kind == RateLimitedError.__name__:
+            except OperationError as err:
+                if isinstance(err, UpstreamError) and err.kind == RateLimitedError.__name__:
                     pace.pause(err.retry_after if err.retry_after is not None else 1.0)
                 outcome = "skipped" if err.code == "NOT_ANON_USER" else "failed"
                 return BulkItem(gid, ref, outcome, None, None, err.code, err.user_message)
-            except OperationError as err:
-                outcome = "skipped" if err.code == "NOT_ANON_USER" else "failed"
-                return BulkItem(gid, ref, outcome, None, None, err.code, err.user_message)
+            if change.before_reported and not pace.api_reports_previous:
+                pace.api_reports_previous = True  # later grants skip the user-info pre-read
             return BulkItem(gid, ref, "succeeded", _effective(change.before_limit,
                             change.before_limiter), _effective(change.after_limit,
                             change.after_limiter))
@@ -815,26 +974,27 @@ class Operations:
         summary_cid = str(uuid.uuid4())
         if not dry_run:
             self._event(
-                actor.username, actor.roles, A_TIER_BULK, "requested", summary_cid,
+                actor.username, actor.roles, plan.bulk_action, "requested", summary_cid,
                 target_type="bulk", target_id=bulk_id, reason=why, ticket=tkt,
-                params={"tier": t.name, "grants": len(gids)},
+                params={**plan.params, "grants": len(gids)},
             )
         work = dry if dry_run else real
         results: dict[str, BulkItem] = {}
         total = len(gids)
         workers = min(self.max_workers, total)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bulk-tier") as pool:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bulk-limit") as pool:
             futs = {pool.submit(work, gid): gid for gid in gids}
             for done, fut in enumerate(as_completed(futs), start=1):
                 gid = futs[fut]
                 results[gid] = fut.result()
                 if progress is not None:
                     progress(done, total)
-        result = BulkResult(items=tuple(results[g] for g in gids), dry_run=dry_run, tier=t.name)
+        result = BulkResult(items=tuple(results[g] for g in gids), dry_run=dry_run,
+                            tier=plan.label)
         if not dry_run:
             counts = dict(result.counts)
             self._event(
-                actor.username, actor.roles, A_TIER_BULK,
+                actor.username, actor.roles, plan.bulk_action,
                 "failed" if counts["failed"] else "succeeded", summary_cid,
                 target_type="bulk", target_id=bulk_id, reason=why, ticket=tkt,
                 after={k: n for k, n in counts.items() if n},
@@ -987,6 +1147,23 @@ def _row(gid: str, g: Grant | None, e: Any, status: str) -> GrantRow:
 def _effective(limit: int | None, limiter: bool | None) -> int | None:
     """The limit in force: None when the limiter is off (uncapped)."""
     return None if limiter is False else limit
+
+
+def _projected(
+    before: int | None | str, limit: int | None, limiter: bool | None
+) -> int | None | str:
+    """The effective limit after sending (limit, limiter) over `before` (effective, or
+    "unknown"); "unknown" when it depends on a stored limit nobody can read."""
+    if limiter is False:
+        return None
+    if limit is not None:
+        if limiter is True:
+            return limit
+        if before == "unknown":
+            return "unknown"
+        return None if before is None else limit  # the limiter stays as it is
+    # limiter switched on, limit kept: the stored limit shows only when it was already on
+    return before if isinstance(before, int) else "unknown"
 
 
 def _before(c: LimitChange) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from cryptography.fernet import Fernet
 
 from dashboard import data, grant_actions
 from services.kryptos.client import KryptosClient
+from services.kryptos.errors import KryptosError
 from services.operations import (
     Actor,
     OperationError,
@@ -223,19 +224,42 @@ def test_bulk_dry_run_then_apply_with_one_failure(env: Env) -> None:
     assert gids[1] in csv_text and "INTERNAL_ERROR" in csv_text
 
 
-def test_bulk_custom_limit_loops_with_progress(env: Env) -> None:
-    gids = [t["grant_id"] for t in env.active("guest")[:2]]
+def test_bulk_custom_limit_dry_run_reads_before_then_applies(env: Env) -> None:
+    rows = []
+    for t in env.active("guest"):
+        try:
+            rows.append((t["grant_id"], env.client.get_userinfo(t["access_token"])))
+        except KryptosError:  # a token without the user-info scope: not usable here
+            continue
+        if len(rows) == 2:
+            break
+    gids = [g for g, _ in rows]
     linked = env.active("linked")[0]["grant_id"]
     dry = grant_actions.run_bulk_limit(env.ops, FINANCE, gids, 777, "", dry_run=True)
     assert [i.after for i in dry.items] == [777, 777]
+    assert [i.before for i in dry.items] == [info.transaction_limit for _, info in rows]
     assert env.upstream("PATCH", "/developer/grants") == []
     seen: list[int] = []
     res = grant_actions.run_bulk_limit(env.ops, FINANCE, [*gids, linked], 777, "custom cap",
                                        dry_run=False, progress=lambda d, t: seen.append(d))
     assert seen == [1, 2, 3]
     assert [i.outcome for i in res.items] == ["succeeded", "succeeded", "skipped"]
+    assert [i.before for i in res.items[:2]] == [info.transaction_limit for _, info in rows]
+    assert [e.outcome for e in env.events(action="guest.limit.update.bulk")] == [
+        "requested", "succeeded"]
     with pytest.raises(PermissionDenied):
         grant_actions.run_bulk_limit(env.ops, SUPPORT, gids, 777, "custom cap", dry_run=False)
+
+
+def test_refuse_unless_allowed_records_one_denial(env: Env) -> None:
+    assert grant_actions.refuse_unless_allowed(env.ops, FINANCE) is None
+    assert env.events() == []
+    refusal = grant_actions.refuse_unless_allowed(env.ops, VIEWER)
+    assert isinstance(refusal, PermissionDenied) and "not allowed" in refusal.user_message
+    [ev] = env.events()
+    assert (ev.actor_username, ev.outcome, ev.action, ev.target_type, ev.target_id) == (
+        "vic", "denied", "guest.tier.apply", "page", "guest_limits")
+    assert [r for r in env.sandbox.requests_log() if not r["path"].startswith("/sandbox")] == []
 
 
 def test_csv_export_neutralises_formulas() -> None:

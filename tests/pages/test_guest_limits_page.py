@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from services.kryptos.client import KryptosClient
+from services.kryptos.errors import KryptosError
+
 PAGE = "pages/guest_limits.py"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,6 +19,20 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 def _guests(sandbox: Any, n: int) -> list[str]:
     rows = sandbox.tokens()
     return [t["grant_id"] for t in rows if not t["revoked"] and t["kind"] == "guest"][:n]
+
+
+def _current_limit(sandbox: Any, gid: str) -> str:
+    """The grant's effective limit as the page shows it, read straight from the sandbox."""
+    token = next(t["access_token"] for t in sandbox.tokens() if t["grant_id"] == gid)
+    client = KryptosClient(sandbox.client_id, sandbox.client_secret, sandbox.connect_url,
+                           sandbox.data_url)
+    try:
+        limit = client.get_userinfo(token).transaction_limit
+    except KryptosError:
+        return "unknown"
+    finally:
+        client.close()
+    return "no limit" if limit is None else f"{limit:,}"
 
 
 def _df(at: AppTest, column: str) -> Any:
@@ -62,7 +79,8 @@ def test_reached_directly_is_refused_and_audited(runtime: Any,
     assert all(b.key not in ("bulk_dry", "bulk_apply") for b in at.button)
     assert not list(at.dataframe)
     denied = audit_events(outcome="denied")
-    assert [(e.actor_username, e.action) for e in denied] == [(role, "guest.tier.apply")]
+    assert [(e.actor_username, e.action, e.target_id) for e in denied] == [
+        (role, "guest.tier.apply", "guest_limits")]
 
 
 def test_finance_sees_tiers_and_guest_grants(make_app: Callable[..., AppTest],
@@ -128,7 +146,9 @@ def test_csv_upload_reports_rejected_lines_and_custom_limit(
     at.radio(key="bulk_how").set_value("Custom limit").run()
     at.number_input(key="bulk_limit").set_value(4321)
     at.button(key="bulk_dry").click().run()
-    assert set(_df(at, "outcome")["after"]) == {"4,321"}
+    preview = _df(at, "outcome")
+    assert set(preview["after"]) == {"4,321"}
+    assert list(preview["before"]) == [_current_limit(sandbox, g) for g in gids]  # real values
     at.text_input(key="bulk_reason").input("custom cap for pilot")
     at.button(key="bulk_apply").click().run()
     assert list(_df(at, "outcome")["outcome"]) == ["succeeded", "succeeded"]
