@@ -1,0 +1,121 @@
+"""Browser tests: the console as `streamlit run` serves it, driven in headless Chromium.
+
+Skipped (the whole package) when Debian's `chromium` is not on PATH; CI (.ci/run) installs
+it with apt-get. Never `playwright install`.
+
+Fixtures:
+- `e2e_sandbox` (session): a sandbox in this process (resync in 2 s), so tests can set faults
+  and read the access tokens it handed out; faults are cleared before each test.
+- `console` (session): one console process for the session, against that sandbox, with a
+  fresh data directory (database, vault, cookie key, demo users). Tests that change a grant
+  each use their own grant, so they do not depend on one another or on their order.
+- `browser` (session) and `page` (per test: a fresh browser context, i.e. no cookies, at
+  1280x900). Any JavaScript dialog (alert/confirm) fails the test: the console never opens
+  one, so one would mean injected script ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.console_process import ConsoleProcess, chromium_path, launch_chromium
+
+if chromium_path() is None:
+    pytest.skip(
+        "browser tests skipped: Debian's chromium is not installed (apt-get install chromium; "
+        "CI's .ci/run does it). Never `playwright install`.",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+
+from sandbox import SandboxHandle, start_sandbox  # noqa: E402
+
+RESYNC_DELAY = 2.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def e2e_sandbox() -> Iterator[SandboxHandle]:
+    handle = start_sandbox(port=0, seed=42, grants=40, resync_delay=RESYNC_DELAY)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_faults(e2e_sandbox: SandboxHandle) -> Iterator[None]:
+    e2e_sandbox.clear_faults()
+    e2e_sandbox.set_latency(0)
+    yield
+    e2e_sandbox.clear_faults()
+
+
+@pytest.fixture(scope="session")
+def console(e2e_sandbox: SandboxHandle,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess]:
+    root = tmp_path_factory.mktemp("console")
+    proc = ConsoleProcess(e2e_sandbox.base_url, root / "data", log_path=root / "console.log")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser, console: ConsoleProcess) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                  accept_downloads=True)
+    pg = context.new_page()
+    dialogs: list[str] = []
+
+    def on_dialog(dialog) -> None:  # noqa: ANN001 (playwright Dialog)
+        dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    pg.on("dialog", on_dialog)
+    yield pg
+    context.close()
+    assert not dialogs, f"a JavaScript dialog opened (injected script ran?): {dialogs}"
+
+
+@pytest.fixture
+def new_page(browser: Browser, console: ConsoleProcess) -> Iterator:
+    """Open more pages, each in a fresh context (another user at the same time)."""
+    contexts = []
+
+    def make() -> Page:
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900},
+                                  accept_downloads=True)
+        contexts.append(ctx)
+        return ctx.new_page()
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+@pytest.fixture(scope="session")
+def plain_guests(e2e_sandbox: SandboxHandle) -> list[str]:
+    """Active Guest grants with a stored token and nothing special seeded on them, in a
+    fixed order: each test that changes a grant takes its own index."""
+    sc = e2e_sandbox.scenarios()
+    special = {v["grant_id"] for v in sc.values() if isinstance(v, dict) and "grant_id" in v}
+    special |= set(sc.get("revoked", [])) | set(sc.get("not_exported", []))
+    return [t["grant_id"] for t in e2e_sandbox.tokens()
+            if t["kind"] == "guest" and not t["revoked"] and t["grant_id"] not in special]

@@ -1,0 +1,145 @@
+"""Start the console (`streamlit run dashboard/app.py`) in sandbox mode, as a subprocess.
+
+Shared by the browser tests (tests/e2e/conftest.py) and bench/screenshots.py, so that both
+run the console exactly as a user does: a real Streamlit server on a free loopback port,
+pointed at a sandbox the caller started in its own process (`SANDBOX_URL`), with a fresh data
+directory (database, vault key, cookie key, demo users) and no Kryptos credentials.
+
+Also here: where Chromium is, and how to launch it (Debian's chromium; never
+`playwright install`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+#: Settings the console reads (services/settings.py) that must not leak in from the caller's
+#: environment: any of them would change the mode, the database or the users.
+CONSOLE_ENV = (
+    "KRYPTOS_CLIENT_ID", "KRYPTOS_CLIENT_SECRET", "KRYPTOS_CONNECT_URL", "KRYPTOS_DATA_URL",
+    "KRYPTOS_VAULT_KEY", "DATABASE_URL", "CONSOLE_COOKIE_KEY", "CONSOLE_COOKIE_NAME",
+    "CONSOLE_COOKIE_EXPIRY_DAYS", "CONSOLE_AUTH_FILE", "CONSOLE_DATA_DIR", "CONSOLE_TIERS",
+    "CONSOLE_SECRETS_FILE", "SANDBOX_PORT", "SANDBOX_URL", "SANDBOX_RESYNC_DELAY",
+)
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-dev-shm-usage",
+]
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium on PATH (installed by .ci/run), or None."""
+    return shutil.which("chromium")
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """A headless Chromium browser from Debian's package (never Playwright's download)."""
+    path = chromium_path()
+    if path is None:
+        raise RuntimeError("chromium is not on PATH (apt-get install chromium)")
+    return playwright.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ConsoleProcess:
+    """`streamlit run dashboard/app.py` on 127.0.0.1:<free port> against `sandbox_url`."""
+
+    def __init__(self, sandbox_url: str, data_dir: Path, *, port: int | None = None,
+                 log_path: Path | None = None, extra_env: dict[str, str] | None = None) -> None:
+        self.sandbox_url = sandbox_url
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path or (self.data_dir.parent / f"console-{self.port}.log")
+        self.extra_env = dict(extra_env or {})
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in CONSOLE_ENV}
+        env.update(
+            SANDBOX_URL=self.sandbox_url,
+            CONSOLE_DATA_DIR=str(self.data_dir),
+            # A secrets file that does not exist: .streamlit/secrets.toml must not apply.
+            CONSOLE_SECRETS_FILE=str(self.data_dir.parent / "no-secrets.toml"),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 60.0) -> ConsoleProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable, "-m", "streamlit", "run", "dashboard/app.py",
+            "--server.address", "127.0.0.1",
+            "--server.port", str(self.port),
+            "--server.headless", "true",
+            "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none",
+            "--server.runOnSave", "false",
+        ]
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self._proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=self.env(),
+                                      stdout=self._log, stderr=subprocess.STDOUT)
+        self._wait_healthy(timeout)
+        return self
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"the console exited with {self._proc.returncode}:\n"
+                                   + self.log_tail())
+            try:
+                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
+                    if r.status == 200 and r.read().strip() == b"ok":
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"the console did not answer {self.url}/_stcore/health in "
+                           f"{timeout:.0f} s:\n" + self.log_tail())
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> ConsoleProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

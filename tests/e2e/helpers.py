@@ -1,0 +1,192 @@
+"""Browser helpers for the console: log in, wait for Streamlit to settle, navigate, read.
+
+Streamlit draws over a websocket and reruns the script on every interaction; while a rerun
+is going the previous elements stay on the page marked `data-stale="true"`. The helpers
+look at fresh elements only (`fresh(page)`) and wait for the app to report that no script
+is running (`data-test-script-state` on `stApp`, which Streamlit's own e2e tests use).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from playwright.sync_api import Download, Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from dashboard.runtime import DEMO_USERS
+
+PASSWORDS = {name: password for name, password, _ in DEMO_USERS}
+TIMEOUT = 30_000  # ms; the first reads of a page go to the sandbox over HTTP
+
+#: The navigation each demo user must see, in menu order (dashboard/auth.py PAGES).
+NAV = {
+    "viewer": ["Overview", "Grants", "Grant detail"],
+    "support": ["Overview", "Grants", "Grant detail", "Connect a customer"],
+    "finance": ["Overview", "Grants", "Grant detail", "Guest limits", "Audit log"],
+    "admin": ["Overview", "Grants", "Grant detail", "Guest limits", "Audit log",
+              "Connect a customer"],
+    "ops": ["Overview", "Grants", "Grant detail", "Guest limits", "Audit log",
+            "Connect a customer"],
+}
+ALL_PAGES = ["Overview", "Grants", "Grant detail", "Guest limits", "Audit log",
+             "Connect a customer"]
+
+
+def fresh(page: Page) -> Locator:
+    """The main area's elements of the latest run (not the stale ones of the previous)."""
+    return page.locator('[data-testid="stMain"] [data-stale="false"]')
+
+
+def main(page: Page) -> Locator:
+    return page.get_by_test_id("stMainBlockContainer")
+
+
+def settle(page: Page, timeout: float = TIMEOUT) -> None:
+    """Wait until the app is connected and no script run is going."""
+    app = page.get_by_test_id("stApp")
+    expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=timeout)
+    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=timeout)
+
+
+def heading(page: Page, name: str) -> Locator:
+    return main(page).get_by_role("heading", name=name, exact=True)
+
+
+def expect_page(page: Page, title: str, timeout: float = TIMEOUT) -> None:
+    """The main area shows the page with this title (as an h1) and the run is over."""
+    expect(main(page).locator("h1", has_text=title).first).to_be_visible(timeout=timeout)
+    settle(page, timeout)
+
+
+def login(page: Page, base_url: str, username: str, password: str | None = None) -> None:
+    """Open the console and log in through the form; waits for the Overview page."""
+    page.goto(base_url + "/")
+    fill_login(page, username, PASSWORDS[username] if password is None else password)
+    expect_page(page, "Overview")
+
+
+def fill_login(page: Page, username: str, password: str) -> None:
+    form = page.get_by_test_id("stForm")
+    expect(form.get_by_role("heading", name="Log in")).to_be_visible(timeout=TIMEOUT)
+    settle(page)
+    user_box = form.get_by_label("Username", exact=True)
+    pass_box = form.get_by_label("Password", exact=True)
+    user_box.fill(username)
+    pass_box.fill(password)
+    expect(user_box).to_have_value(username)
+    form.get_by_role("button", name="Log in").click()
+
+
+def nav(page: Page) -> Locator:
+    return page.get_by_test_id("stSidebarNav")
+
+
+def nav_titles(page: Page) -> list[str]:
+    links = nav(page).get_by_role("link")
+    # Each link is "<material icon name>\n\n<title>": keep the title.
+    return [t.strip().splitlines()[-1].strip() for t in links.all_inner_texts()]
+
+
+def goto_page(page: Page, title: str, heading_text: str | None = None) -> None:
+    """Click a page in the sidebar navigation and wait for it."""
+    nav(page).get_by_role("link", name=title, exact=True).click()
+    expect_page(page, heading_text or title)
+
+
+def logout(page: Page) -> None:
+    page.get_by_test_id("stSidebar").get_by_role("button", name="Log out").click()
+    expect(page.get_by_test_id("stForm").get_by_role("heading", name="Log in")).to_be_visible(
+        timeout=TIMEOUT)
+
+
+def open_grant(page: Page, base_url: str, grant_id: str) -> None:
+    """Open a grant through the Grants page's "Open a grant by id" form."""
+    goto_page(page, "Grants")
+    form = main(page).get_by_test_id("stForm").filter(has_text="Open a grant by id")
+    form.get_by_label("Open a grant by id", exact=True).fill(grant_id)
+    form.get_by_test_id("stBaseButton-secondaryFormSubmit").click()
+    expect_page(page, "Grant detail")
+    expect(main(page).get_by_text(grant_id, exact=True).first).to_be_visible(timeout=TIMEOUT)
+
+
+def download_text(page: Page, button: Locator) -> tuple[Download, str]:
+    with page.expect_download(timeout=TIMEOUT) as info:
+        button.click()
+    download = info.value
+    path = download.path()
+    with open(path, encoding="utf-8-sig") as fh:
+        return download, fh.read()
+
+
+def csv_rows(text: str) -> list[dict[str, Any]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def all_html(page: Page) -> str:
+    """The page's HTML, including the HTML of its same-origin frames (components)."""
+    parts = [page.content()]
+    for frame in page.frames:
+        if frame is page.main_frame:
+            continue
+        parts.append(frame.content())
+    return "\n".join(parts)
+
+
+def grid_rows(grid: Locator) -> list[list[str]]:
+    """The rows (header first) of an `st.dataframe`/`st.data_editor`, read from the
+    accessible table glide-data-grid keeps next to its canvas (rows scrolled into view only:
+    enough for the short tables read here)."""
+    expect(grid.locator("table[role=grid]")).to_be_attached(timeout=TIMEOUT)
+    return grid.locator("table[role=grid]").first.evaluate(
+        """t => Array.from(t.querySelectorAll('tr')).map(
+               r => Array.from(r.querySelectorAll('th,td')).map(c => c.textContent.trim()))"""
+    )
+
+
+def grid_dicts(grid: Locator) -> list[dict[str, str]]:
+    rows = grid_rows(grid)
+    head = rows[0]
+    return [dict(zip(head, r, strict=False)) for r in rows[1:]]
+
+
+SECRET = "sandbox_secret_do_not_use_live"
+
+
+def assert_no_secrets(page: Page, sandbox: Any) -> None:
+    """The page's HTML (and its frames') holds neither the client secret nor any access
+    token the sandbox handed out."""
+    html = all_html(page)
+    assert SECRET not in html, "the client secret is in the page's HTML"
+    leaked = [t["grant_id"] for t in sandbox.tokens() if t["access_token"] in html]
+    assert not leaked, f"access tokens of {leaked} are in the page's HTML"
+
+
+COOKIE = "kryptos_console"
+
+
+def has_login_cookie(page: Page) -> bool:
+    return bool(page.evaluate(
+        f"document.cookie.split('; ').some(c => c.startsWith('{COOKIE}='))"))
+
+
+def wait_for_login_cookie(page: Page, timeout: float = 10_000) -> None:
+    """The login cookie is written by a JavaScript component (CookieManager) after login."""
+    try:
+        page.wait_for_function(
+            f"document.cookie.split('; ').some(c => c.startsWith('{COOKIE}='))",
+            timeout=timeout)
+    except PlaywrightTimeout:
+        raise AssertionError(
+            f"the login cookie '{COOKIE}' was not written within {timeout / 1000:.0f} s of the "
+            "login: a refresh or a new tab would show the login form again") from None
+
+
+def grid(scope: Locator, column: str) -> Locator:
+    """The first data grid under `scope` that has a column headed `column`."""
+    import re
+
+    return scope.get_by_test_id("stDataFrame").filter(
+        has=scope.page.locator("table[role=grid] th", has_text=re.compile(
+            rf"^\s*{re.escape(column)}\s*$"))).first

@@ -1,0 +1,79 @@
+"""Log in as each demo user, see only that role's pages; refresh keeps the login; logout ends
+it (in the browser: the cookie, the form, and a refresh after logout)."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e import helpers as h
+
+
+@pytest.mark.parametrize("user", ["viewer", "support", "finance", "admin"])
+def test_each_role_sees_only_its_pages(page: Page, console, e2e_sandbox, user: str) -> None:
+    h.login(page, console.url, user)
+    expect(page.get_by_text(f"signed in as Demo {user}")).to_be_visible()
+    assert h.nav_titles(page) == h.NAV[user]
+    for title in h.NAV[user]:
+        if title in ("Overview", "Grant detail"):
+            continue
+        h.goto_page(page, title)
+        h.assert_no_secrets(page, e2e_sandbox)
+
+
+def test_wrong_password_is_refused(page: Page, console) -> None:
+    page.goto(console.url + "/")
+    h.fill_login(page, "viewer", "not-the-password")
+    expect(h.main(page).get_by_text("Wrong username or password")).to_be_visible(
+        timeout=h.TIMEOUT)
+    expect(h.nav(page)).to_have_count(0)
+    assert not h.has_login_cookie(page)
+
+
+def test_refresh_keeps_the_login_on_the_same_page(page: Page, console) -> None:
+    h.login(page, console.url, "finance")
+    h.wait_for_login_cookie(page)
+    page.reload()
+    h.expect_page(page, "Overview")
+    expect(page.get_by_text("signed in as Demo finance")).to_be_visible()
+    # streamlit-authenticator #179: F5 on a sub-page must not land on the default page.
+    h.goto_page(page, "Audit log")
+    page.reload()
+    h.expect_page(page, "Audit log")
+    assert page.url.rstrip("/").endswith("/audit_log")
+    assert h.nav_titles(page) == h.NAV["finance"]
+    # A page outside the role, typed as an address, shows the default page instead.
+    page.goto(console.url + "/connect")
+    h.expect_page(page, "Overview")
+    expect(h.main(page).locator("h1", has_text="Connect a customer")).to_have_count(0)
+    # A new tab of the same browser is logged in too (same cookie).
+    other = page.context.new_page()
+    other.goto(console.url + "/grants")
+    h.expect_page(other, "Grants")
+    expect(other.get_by_text("signed in as Demo finance")).to_be_visible()
+
+
+def test_logout_ends_the_login(page: Page, console) -> None:
+    h.login(page, console.url, "support")
+    h.logout(page)
+    expect(page.get_by_text("signed in as")).to_have_count(0)
+    page.wait_for_function(f"!document.cookie.includes('{h.COOKIE}=')", timeout=h.TIMEOUT)
+    page.reload()
+    expect(page.get_by_test_id("stForm").get_by_role("heading", name="Log in")).to_be_visible(
+        timeout=h.TIMEOUT)
+    h.settle(page)
+    expect(h.nav(page)).to_have_count(0)
+    page.goto(console.url + "/grants")
+    expect(page.get_by_test_id("stForm").get_by_role("heading", name="Log in")).to_be_visible(
+        timeout=h.TIMEOUT)
+    h.settle(page)
+    expect(h.main(page).locator("h1", has_text="Grants")).to_have_count(0)
+
+
+def test_logout_clears_the_sidebar_navigation(page: Page, console) -> None:
+    """After logout the login form must not sit next to the previous user's page menu."""
+    h.login(page, console.url, "support")
+    h.goto_page(page, "Grants")
+    h.logout(page)
+    h.settle(page)
+    expect(h.nav(page)).to_have_count(0)
