@@ -7,6 +7,7 @@ import random
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -104,6 +105,7 @@ class SandboxApp:
             self.fault_counter = 0
             self.latency_ms = 0.0
             self.log: list[dict] = []
+            self.log_since = time.time()
 
     def match_fault(self, method: str, path: str) -> Fault | None:
         with self.lock:
@@ -269,6 +271,7 @@ class SandboxApp:
         if key == ("DELETE", "/sandbox/requests"):
             with self.lock:
                 self.log.clear()
+                self.log_since = time.time()
             return 200, {"ok": True}
         if key == ("POST", "/sandbox/clock"):
             seconds = body.get("advance_seconds")
@@ -280,7 +283,10 @@ class SandboxApp:
 
     def record(self, entry: dict) -> None:
         with self.lock:
-            self.log.append(entry)
+            # A request still in flight when the log was cleared (or the sandbox reset), e.g. a
+            # slow one whose client timed out, belongs to the log that was cleared.
+            if entry["started"] >= self.log_since:
+                self.log.append(entry)
 
 
 def _flag(value: str | None, name: str) -> bool:
@@ -311,6 +317,9 @@ def _int(value: str | None, name: str, default: int, low: int, high: int | None)
 class SandboxHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "KryptosSandbox/1.0"
+    # Headers and body go out in two writes; with Nagle on, a keep-alive client waits ~40 ms
+    # for its delayed ACK on every call, which no real API adds.
+    disable_nagle_algorithm = True
     server: SandboxHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -337,6 +346,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes, request_id: str,
               extra: dict[str, str] | None = None) -> None:
+        self._record(status)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -358,36 +368,45 @@ class SandboxHandler(BaseHTTPRequestHandler):
         path = url.path or "/"
         query = parse_qs(url.query, keep_blank_values=True)
         request_id = "req_" + secrets.token_hex(12)
+        self._entry = None
         if path == "/sandbox" or path.startswith("/sandbox/"):
             status, payload = app.control(method, path, query, raw)
             self._send_json(status, payload, request_id)
             return
-        status: int | None = None
+        # Logged just before the answer is written (see _record), so that a client that has
+        # its answer always finds the request in the log.
+        self._entry = {
+            "method": method,
+            "path": path,
+            "query": url.query,
+            "status": None,
+            "started": started,
+            "ended": None,
+            "client_id": self.headers.get("X-Client-Id"),
+            "request_id": request_id,
+        }
         try:
             fault = app.match_fault(method, path)
             delay = app.latency_ms + (fault.latency_ms if fault else 0.0)
             if delay > 0:
                 time.sleep(delay / 1000)
             if fault is not None and fault.acts and fault.phase == "before":
-                status = self._send_fault(fault, path, request_id)
+                self._send_fault(fault, path, request_id)
                 return
             real_status, payload, extra = app.handle_api(method, path, query, raw, self.headers)
             if fault is not None and fault.acts:
-                status = self._send_fault(fault, path, request_id)
+                self._send_fault(fault, path, request_id)
                 return
             self._send_json(real_status, payload, request_id, extra)
-            status = real_status
         finally:
-            app.record({
-                "method": method,
-                "path": path,
-                "query": url.query,
-                "status": status,
-                "started": started,
-                "ended": time.time(),
-                "client_id": self.headers.get("X-Client-Id"),
-                "request_id": request_id,
-            })
+            self._record(None)  # a dropped connection (or a crash) is logged with no status
+
+    def _record(self, status: int | None) -> None:
+        entry, self._entry = getattr(self, "_entry", None), None
+        if entry is not None:
+            entry["status"] = status
+            entry["ended"] = time.time()
+            self.server.app.record(entry)
 
     def _send_fault(self, fault: Fault, path: str, request_id: str) -> int | None:
         if fault.drop:
@@ -420,6 +439,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
 class SandboxHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up first (it timed out, or dropped a keep-alive connection) is
+        normal for a test double; anything else is printed as the stdlib does."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
     def __init__(self, address: tuple[str, int], app: SandboxApp) -> None:
         self.app = app
