@@ -68,9 +68,12 @@ def login(page: Page, base_url: str, username: str, password: str | None = None)
 
 
 def fill_login(page: Page, username: str, password: str) -> None:
-    form = page.get_by_test_id("stForm")
-    expect(form.get_by_role("heading", name="Log in")).to_be_visible(timeout=TIMEOUT)
+    form = page.get_by_test_id("stForm").filter(has_text="Log in")
+    # The first run is followed by a second one (the cookie component reports in); during it
+    # the form is briefly drawn twice. Wait for one form in a finished run.
+    expect(form).to_have_count(1, timeout=TIMEOUT)
     settle(page)
+    expect(form).to_have_count(1, timeout=TIMEOUT)
     user_box = form.get_by_label("Username", exact=True)
     pass_box = form.get_by_label("Password", exact=True)
     user_box.fill(username)
