@@ -1,0 +1,79 @@
+"""Save PNGs of the console's main pages in sandbox mode (1280x900; Streamlit scrolls inside its own container,
+so each PNG is one viewport).
+
+    /work/venv/bin/python bench/screenshots.py [--out docs/screenshots]
+
+Starts a sandbox in this process and the console with `streamlit run` (the launcher of the
+browser tests, tests/e2e/console_process.py), logs in with the demo users and drives the
+pages in Debian's headless Chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from sandbox import start_sandbox  # noqa: E402
+from tests.e2e import helpers as h  # noqa: E402
+from tests.e2e.console_process import ConsoleProcess, launch_chromium  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
+    out = Path(ap.parse_args().out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="screenshots-"))
+    with start_sandbox(port=0, resync_delay=2.0) as sb, \
+            ConsoleProcess(sb.base_url, tmp / "data") as console, sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+        def shot(name: str) -> None:
+            h.settle(page)
+            page.screenshot(path=str(out / name), full_page=True)
+            print("saved", out / name)
+
+        grant = next(t["grant_id"] for t in sb.tokens()
+                     if t["kind"] == "guest" and not t["revoked"])
+        h.login(page, console.url, "admin")
+        h.open_grant(page, console.url, grant)  # an action or two for the audit log
+        h.goto_page(page, "Overview")
+        shot("overview.png")
+        h.goto_page(page, "Grants")
+        shot("grants.png")
+        h.open_grant(page, console.url, grant)
+        page.get_by_test_id("stVegaLiteChart").first.locator("canvas, svg").first.wait_for()
+        # Streamlit scrolls inside its own container, so a "full page" shot is the viewport:
+        # show the holdings and charts.
+        h.main(page).get_by_role("heading", name="Holdings").scroll_into_view_if_needed()
+        shot("grant-detail.png")
+        h.goto_page(page, "Guest limits")
+        ids = tmp / "ids.csv"
+        guests = [t["grant_id"] for t in sb.tokens() if t["kind"] == "guest"
+                  and not t["revoked"]][1:4]
+        ids.write_text("grant_id\n" + "\n".join(guests) + "\n", encoding="utf-8")
+        m = h.main(page)
+        m.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(ids))
+        m.get_by_text("3 grant id(s) read from the file.").wait_for()
+        m.get_by_label("Reason (required to apply)", exact=True).fill("annual plan review")
+        h.settle(page)
+        m.get_by_role("button", name="Dry run", exact=True).click()
+        m.get_by_text("Dry run: nothing was changed.").wait_for()
+        shot("guest-limits.png")
+        h.goto_page(page, "Audit log")
+        shot("audit-log.png")
+        h.goto_page(page, "Connect a customer")
+        shot("connect.png")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
