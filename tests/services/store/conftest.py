@@ -3,7 +3,7 @@
 PostgreSQL: URL from TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test).
 A throwaway database is created for the session and dropped at the end; each test gets its
 own schema in it. Without a reachable server the PostgreSQL variants are skipped with a
-message saying why.
+message saying why, or fail when TEST_REQUIRE_POSTGRES is set (CI sets it).
 """
 
 from __future__ import annotations
@@ -76,7 +76,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     base = request.getfixturevalue("pg_base_url")
     if base is None:
-        pytest.skip(_PG_SKIP_REASON.get("reason", "PostgreSQL not reachable"))
+        reason = _PG_SKIP_REASON.get("reason", "PostgreSQL not reachable")
+        if os.environ.get("TEST_REQUIRE_POSTGRES"):  # set by .ci/run: there it must run
+            pytest.fail(f"{reason} (TEST_REQUIRE_POSTGRES is set)")
+        pytest.skip(reason)
     yield from _pg_schema_url(base)
 
 
