@@ -27,6 +27,8 @@ if not runtime.ok:
 
 actor = auth.login_gate(runtime)
 if actor is None:
+    st.navigation([st.Page(auth.login_page, title="Log in", icon=":material/login:")],
+                  position="hidden").run()
     st.stop()
 
 specs = auth.pages_for(actor.roles)

@@ -39,6 +39,8 @@ LOGIN_FORM_KEY = "console_login"
 USERNAME_KEY = "login_username"
 PASSWORD_KEY = "login_password"
 LOGOUT_KEY = "console_logout"
+SET_COOKIE_KEY = "_console_set_cookie"
+DELETE_COOKIE_KEY = "_console_delete_cookie"
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -134,28 +136,61 @@ def _audit(runtime: Runtime, call: str, *args: object) -> None:
 
 
 def login_gate(runtime: Runtime) -> Actor | None:
-    """Log the session in (cookie, else the form). Returns the actor, or None after drawing
-    the login page."""
+    """Log the session in from its cookie or an earlier form login. Returns the actor, or
+    None: then the entrypoint shows `login_page`.
+
+    Every element of the cookie component (read on the session's first run, write after a
+    login, delete after a logout) is drawn inside one container that comes first in every
+    run, so the page below keeps its place whether or not the component is drawn in a run
+    (otherwise the browser briefly shows the page twice while the next run replaces it).
+    """
+    with st.container(key="console_cookie_area"):
+        return _login_gate(runtime)
+
+
+def _login_gate(runtime: Runtime) -> Actor | None:
     authenticator = get_authenticator(runtime)
     _refresh_credentials(runtime, authenticator)
     try:
         authenticator.login(location="unrendered")
     except LoginError:
         # A valid cookie for a user who no longer exists.
-        authenticator.logout(location="unrendered")
+        _end_login(authenticator)
     actor = current_actor(runtime)
     if actor is None and st.session_state.get("authentication_status"):
         # Logged in, but the user was removed from the users file since.
-        authenticator.logout(location="unrendered")
+        _end_login(authenticator)
         st.session_state.pop(AUDITED_LOGIN_KEY, None)
-    if actor is not None:
-        if st.session_state.get(AUDITED_LOGIN_KEY) != actor.username:
-            st.session_state[AUDITED_LOGIN_KEY] = actor.username
-            runtime.throttle.success(actor.username)
-            _audit(runtime, "record_login", actor)
-        return actor
-    _login_page(runtime, authenticator)
-    return None
+    if actor is None:
+        if st.session_state.pop(DELETE_COOKIE_KEY, False):
+            # After a logout: drawn in this full run, not in the run that ended with
+            # st.rerun() (a cookie component only acts once it reaches the browser).
+            authenticator.cookie_controller.delete_cookie()
+        return None
+    if st.session_state.get(AUDITED_LOGIN_KEY) != actor.username:
+        st.session_state[AUDITED_LOGIN_KEY] = actor.username
+        runtime.throttle.success(actor.username)
+        _audit(runtime, "record_login", actor)
+    if st.session_state.pop(SET_COOKIE_KEY, False):
+        # After a form login, for the same reason as above.
+        authenticator.cookie_controller.set_cookie()
+    return actor
+
+
+def _end_login(authenticator: stauth.Authenticate) -> None:
+    """Log the session out and have its cookie deleted (in this run's cookie area)."""
+    if st.session_state.get("authentication_status"):
+        authenticator.authentication_controller.logout()
+    st.session_state[DELETE_COOKIE_KEY] = True
+
+
+def login_page() -> None:
+    """The page shown to a session that is not logged in (the only page of its navigation,
+    so that nothing of a previous user's menu stays in the sidebar after a logout)."""
+    from dashboard.runtime import get_runtime
+
+    runtime = get_runtime()
+    _login_page(runtime, get_authenticator(runtime))
 
 
 def attempt_login(runtime: Runtime, authenticator: stauth.Authenticate, username: str,
@@ -175,7 +210,7 @@ def attempt_login(runtime: Runtime, authenticator: stauth.Authenticate, username
         ok = bool(authenticator.authentication_controller.login(username, password))
     if ok:
         runtime.throttle.success(username)
-        authenticator.cookie_controller.set_cookie()
+        st.session_state[SET_COOKIE_KEY] = True
         return None
     st.session_state["authentication_status"] = None
     left = runtime.throttle.failure(username)
@@ -217,8 +252,13 @@ def logout_button(runtime: Runtime, actor: Actor) -> None:
 
 
 def logout(runtime: Runtime, actor: Actor) -> None:
+    """End the session's login now; the cookie is deleted by the login page's run that
+    follows (a cookie component drawn just before `st.rerun()` never reaches the browser).
+    Until then the library's `logout` flag keeps the cookie from logging the session in."""
     _audit(runtime, "record_logout", actor)
-    get_authenticator(runtime).logout(location="unrendered")
+    get_authenticator(runtime).authentication_controller.logout()
+    st.session_state[DELETE_COOKIE_KEY] = True
+    st.session_state.pop(SET_COOKIE_KEY, None)
     st.session_state.pop(AUDITED_LOGIN_KEY, None)
     st.session_state.pop(PASSWORD_KEY, None)
 
