@@ -65,6 +65,10 @@ def login(page: Page, base_url: str, username: str, password: str | None = None)
     page.goto(base_url + "/")
     fill_login(page, username, PASSWORDS[username] if password is None else password)
     expect_page(page, "Overview")
+    # The cookie component reports back once it has written the cookie, which reruns the
+    # page it was drawn on: wait for that before the next click, as a person would.
+    wait_for_login_cookie(page)
+    settle(page)
 
 
 def fill_login(page: Page, username: str, password: str) -> None:
@@ -184,6 +188,21 @@ def wait_for_login_cookie(page: Page, timeout: float = 10_000) -> None:
         raise AssertionError(
             f"the login cookie '{COOKIE}' was not written within {timeout / 1000:.0f} s of the "
             "login: a refresh or a new tab would show the login form again") from None
+
+
+def eventually(page: Page, check: Any, what: str, timeout: float = TIMEOUT) -> None:
+    """Poll `check()` until it is true: for what is read from a data grid's accessible table,
+    which the grid redraws a moment after the run that changed it."""
+    import time
+
+    deadline = time.monotonic() + timeout / 1000
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return
+        page.wait_for_timeout(200)
+    raise AssertionError(f"{what} (last seen: {last!r})")
 
 
 def grid(scope: Locator, column: str) -> Locator:

@@ -46,8 +46,11 @@ def test_bulk_tier_with_dry_run_then_audit_and_csv(
     expect(m.get_by_role("heading", name="Results")).to_be_visible(timeout=h.TIMEOUT)
     expect(page.get_by_test_id("stToast").filter(has_text="3 changed, 0 failed")).to_be_visible(
         timeout=h.TIMEOUT)
-    results = h.grid_dicts(h.grid(m, "Outcome"))
-    assert {r["Grant id"]: r["Outcome"] for r in results} == {g: "succeeded" for g in picked}
+    h.eventually(
+        page,
+        lambda: {r["Grant id"]: r["Outcome"] for r in h.grid_dicts(h.grid(m, "Outcome"))}
+        == {g: "succeeded" for g in picked},
+        "the results table shows every picked grant succeeded")
     patches = [r for r in e2e_sandbox.requests_log() if r["method"] == "PATCH"]
     assert len(patches) == 3
     h.assert_no_secrets(page, e2e_sandbox)
@@ -58,9 +61,13 @@ def test_bulk_tier_with_dry_run_then_audit_and_csv(
     m.get_by_label("Target id", exact=True).press("Enter")
     expect(m.get_by_text(re.compile(r"^2 event\(s\), newest first"))).to_be_visible(
         timeout=h.TIMEOUT)
-    shown = h.grid_dicts(h.grid(m, "outcome"))
-    assert sorted((r["actor"], r["outcome"]) for r in shown) == [
-        ("finance", "requested"), ("finance", "succeeded")]
+    def filtered() -> list[dict[str, str]]:
+        return h.grid_dicts(h.grid(m, "outcome"))
+
+    h.eventually(page, lambda: sorted((r["actor"], r["outcome"]) for r in filtered()) == [
+        ("finance", "requested"), ("finance", "succeeded")],
+        "the filtered audit log shows finance's change requested and succeeded")
+    shown = filtered()
     actions = {r["action"] for r in shown}
     assert len(actions) == 1 and "tier" in actions.pop()
     m.get_by_role("button", name="Prepare export").click()

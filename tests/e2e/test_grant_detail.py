@@ -53,9 +53,12 @@ def test_holdings_chart_and_resync(page: Page, console, e2e_sandbox, plain_guest
     expect(m.get_by_text("Resync in progress")).to_have_count(0)
     assert [r for r in e2e_sandbox.requests_log()
             if r["path"].startswith("/developer/") and r["method"] == "POST"]
-    history = h.grid_dicts(h.grid(m, "outcome"))
-    assert {(r["action"], r["outcome"]) for r in history} >= {
-        ("integration.resync", "requested"), ("integration.resync", "succeeded")}
+    wanted = {("integration.resync", "requested"), ("integration.resync", "succeeded")}
+    h.eventually(
+        page,
+        lambda: wanted <= {(r["action"], r["outcome"])
+                           for r in h.grid_dicts(h.grid(m, "outcome"))},
+        "the grant's history shows the resync requested and succeeded")
 
 
 def test_revoke_through_the_dialog(page: Page, console, e2e_sandbox, plain_guests) -> None:
@@ -80,7 +83,8 @@ def test_revoke_through_the_dialog(page: Page, console, e2e_sandbox, plain_guest
     expect(page.get_by_test_id("stToast").filter(has_text="Grant revoked")).to_be_visible(
         timeout=h.TIMEOUT)
     h.settle(page)
-    assert _status_value(page) == "revoked"
+    h.eventually(page, lambda: _status_value(page) == "revoked",
+                 "the grant shows as revoked after the revoke")
     expect(m.get_by_role("button", name="Revoke grant...")).to_have_count(0)
     assert next(t for t in e2e_sandbox.tokens() if t["grant_id"] == gid)["revoked"]
     h.assert_no_secrets(page, e2e_sandbox)
@@ -101,17 +105,23 @@ def test_revoke_failing_upstream_shows_an_error_and_is_audited(
     alert = dialog.get_by_test_id("stAlertContentError")
     expect(alert).to_be_visible(timeout=h.TIMEOUT)
     expect(alert).not_to_contain_text("Traceback")
-    expect(dialog.get_by_text(re.compile(r"^For support: code SERVICE_UNAVAILABLE, request id req_"))
-           ).to_be_visible()
+    support_line = re.compile(r"^For support: code SERVICE_UNAVAILABLE, request id req_")
+    expect(dialog.get_by_text(support_line)).to_be_visible()
     assert not next(t for t in e2e_sandbox.tokens() if t["grant_id"] == gid)["revoked"]
     page.keyboard.press("Escape")
     expect(dialog).to_have_count(0, timeout=h.TIMEOUT)
     h.main(page).get_by_role("button", name="Refresh", exact=True).click()
     h.settle(page)
     assert _status_value(page) == "active"
-    history = h.grid_dicts(h.grid(h.main(page), "outcome"))
-    revokes = [(r["action"], r["outcome"]) for r in history if r["action"] == "grant.revoke"]
-    assert sorted(revokes) == [("grant.revoke", "failed"), ("grant.revoke", "requested")]
+
+    def revokes() -> list[tuple[str, str]]:
+        history = h.grid_dicts(h.grid(h.main(page), "outcome"))
+        return sorted((r["action"], r["outcome"]) for r in history
+                      if r["action"] == "grant.revoke")
+
+    h.eventually(page, lambda: revokes() == [("grant.revoke", "failed"),
+                                             ("grant.revoke", "requested")],
+                 "the history shows the revoke requested and failed")
 
 
 def test_upstream_html_is_shown_literally(page: Page, console, e2e_sandbox) -> None:
