@@ -1,7 +1,9 @@
-"""Save PNGs of the console's main pages in sandbox mode (1280x900; Streamlit scrolls inside its own container,
-so each PNG is one viewport).
+"""Save PNGs of the console's main pages in sandbox mode, for the README.
 
-    /work/venv/bin/python bench/screenshots.py [--out docs/screenshots]
+    .venv/bin/python -m bench.screenshots [--out docs/screenshots]
+
+Streamlit scrolls inside its own container, so a PNG is one viewport: the viewport is made
+as tall as each page needs.
 
 Starts a sandbox in this process and the console with `streamlit run` (the launcher of the
 browser tests, tests/e2e/console_process.py), logs in with the demo users and drives the
@@ -11,18 +13,16 @@ pages in Debian's headless Chromium.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
+from playwright.sync_api import sync_playwright
+
+from sandbox import start_sandbox
+from tests.e2e import helpers as h
+from tests.e2e.console_process import ConsoleProcess, launch_chromium
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from playwright.sync_api import sync_playwright  # noqa: E402
-
-from sandbox import start_sandbox  # noqa: E402
-from tests.e2e import helpers as h  # noqa: E402
-from tests.e2e.console_process import ConsoleProcess, launch_chromium  # noqa: E402
 
 
 def main() -> None:
@@ -36,9 +36,12 @@ def main() -> None:
         browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
 
-        def shot(name: str) -> None:
+        def shot(name: str, height: int = 900) -> None:
+            page.set_viewport_size({"width": 1280, "height": height})
             h.settle(page)
+            page.wait_for_timeout(500)  # let charts and grids draw at the new size
             page.screenshot(path=str(out / name), full_page=True)
+            page.set_viewport_size({"width": 1280, "height": 900})
             print("saved", out / name)
 
         grant = next(t["grant_id"] for t in sb.tokens()
@@ -51,10 +54,7 @@ def main() -> None:
         shot("grants.png")
         h.open_grant(page, console.url, grant)
         page.get_by_test_id("stVegaLiteChart").first.locator("canvas, svg").first.wait_for()
-        # Streamlit scrolls inside its own container, so a "full page" shot is the viewport:
-        # show the holdings and charts.
-        h.main(page).get_by_role("heading", name="Holdings").scroll_into_view_if_needed()
-        shot("grant-detail.png")
+        shot("grant-detail.png", height=2300)
         h.goto_page(page, "Guest limits")
         ids = tmp / "ids.csv"
         guests = [t["grant_id"] for t in sb.tokens() if t["kind"] == "guest"
@@ -67,9 +67,9 @@ def main() -> None:
         h.settle(page)
         m.get_by_role("button", name="Dry run", exact=True).click()
         m.get_by_text("Dry run: nothing was changed.").wait_for()
-        shot("guest-limits.png")
+        shot("guest-limits.png", height=1500)
         h.goto_page(page, "Audit log")
-        shot("audit-log.png")
+        shot("audit-log.png", height=1100)
         h.goto_page(page, "Connect a customer")
         shot("connect.png")
         browser.close()

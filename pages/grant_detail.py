@@ -145,10 +145,12 @@ if not _part_problem(detail.holdings):
     sm = h.summary
     cur = h.holdings[0].base_currency if h.holdings else "USD"
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Total value", f"{sm.total_value:,.2f} {cur}")
-    m2.metric("Cost basis", f"{sm.total_cost_basis:,.2f} {cur}")
-    m3.metric("Unrealised P&L", f"{sm.total_unrealized_pnl:,.2f} {cur}")
-    m4.metric("24 h change", f"{sm.total_24h_change:,.2f} {cur}")
+    m1.metric(f"Total value ({cur})", f"{sm.total_value:,.2f}")
+    m2.metric(f"Cost basis ({cur})", f"{sm.total_cost_basis:,.2f}")
+    m3.metric(f"Unrealised P&L ({cur})", f"{sm.total_unrealized_pnl:,.2f}",
+              delta=f"{sm.roi_percentage:,.2f} % ROI", delta_color="normal")
+    # The API's 24 h change is a percentage, not an amount.
+    m4.metric("24 h change", f"{sm.total_24h_change:,.2f} %")
     if not h.holdings:
         st.text("No holdings.")
     else:
@@ -179,7 +181,7 @@ if not _part_problem(detail.holdings):
                 "value": st.column_config.NumberColumn("Value", format="%.2f"),
                 "cost_basis": st.column_config.NumberColumn("Cost basis", format="%.2f"),
                 "pnl": st.column_config.NumberColumn("Unrealised P&L", format="%.2f"),
-                "change_24h": st.column_config.NumberColumn("24 h change", format="%.2f"),
+                "change_24h": st.column_config.NumberColumn("24 h change", format="%.2f %%"),
             },
         )
         by_wallet: dict[str, float] = {}
