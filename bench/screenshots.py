@@ -68,6 +68,10 @@ def main() -> None:
         m.get_by_role("button", name="Dry run", exact=True).click()
         m.get_by_text("Dry run: nothing was changed.").wait_for()
         shot("guest-limits.png", height=1500)
+        # Apply it, so that the audit log has something to show.
+        apply = m.get_by_role("button", name="Apply", exact=True)
+        apply.click()
+        m.get_by_role("heading", name="Results").wait_for()
         h.goto_page(page, "Audit log")
         shot("audit-log.png", height=1100)
         h.goto_page(page, "Connect a customer")

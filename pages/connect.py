@@ -21,9 +21,9 @@ RESULT_KEY = "connect_result"  # GrantRow of the last exchange
 runtime, actor = page_context()
 st.title("Connect a customer")
 st.caption(
-    "1. Create a link token for the customer; your frontend opens the Kryptos Connect widget "
-    "with it. 2. When the customer finishes, the widget gives a public token; exchange it here "
-    "for the customer's grant, whose access token is stored in the vault."
+    "First create a link token for the customer: your frontend opens the Kryptos Connect "
+    "widget with it. When the customer finishes, the widget gives a public token: exchange it "
+    "here for the customer's grant, whose access token is stored in the vault."
 )
 
 # --- 1. link token ---------------------------------------------------------------------------
