@@ -145,19 +145,7 @@ def load_users(path: Path) -> dict[str, User]:
 
 def save_users(path: Path, users: dict[str, User]) -> None:
     """Write the users atomically, readable by the owner only (0600)."""
-    data = {
-        "credentials": {
-            "usernames": {
-                u.username: {
-                    "name": u.name,
-                    "email": u.email,
-                    "password": u.password_hash,
-                    "roles": list(u.roles),
-                }
-                for u in sorted(users.values(), key=lambda u: u.username)
-            }
-        }
-    }
+    data = {"credentials": credentials_dict(users)}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".users-", dir=path.parent)
     try:
@@ -180,7 +168,7 @@ def credentials_dict(users: dict[str, User]) -> dict:
                 "password": u.password_hash,
                 "roles": list(u.roles),
             }
-            for u in users.values()
+            for u in sorted(users.values(), key=lambda u: u.username)
         }
     }
 
