@@ -29,7 +29,12 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar
 
-from services.kryptos.errors import KryptosError, RateLimitedError
+from services.kryptos.errors import (
+    KryptosError,
+    MalformedResponseError,
+    RateLimitedError,
+    ServerError,
+)
 from services.kryptos.models import Grant, Integration, UserInfo, mask_token
 from services.operations import validation as v
 from services.operations.errors import (
@@ -54,6 +59,11 @@ from services.operations.permissions import Actor, Permission, can
 from services.settings import Tier
 
 log = logging.getLogger(__name__)
+
+#: Added to a failed change whose request reached Kryptos: it may have acted all the same.
+UNCERTAIN_OUTCOME = (
+    " Kryptos may have made the change before failing: refresh and check before trying again."
+)
 
 T = TypeVar("T")
 
@@ -277,6 +287,11 @@ class Operations:
             value, before, after = body()
         except KryptosError as exc:
             err = UpstreamError.from_kryptos(exc, what)
+            if isinstance(exc, (ServerError, MalformedResponseError)):
+                # The server got the request; whether it acted is unknown (timeouts and dropped
+                # connections already say so in the client's own message).
+                err.user_message += UNCERTAIN_OUTCOME
+                err.args = (err.user_message,)
             self._failed(actor, action, cid, err, common)
             raise err from None
         except OperationError as err:

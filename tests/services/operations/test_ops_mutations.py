@@ -75,6 +75,20 @@ def test_revoke_failure_classes(env: Env, fault: dict, code: str) -> None:
     # a mutation that reached the server is never sent twice (429 excepted: refused unacted)
     sent = posts(env, "/token/revoke")
     assert len(sent) == (3 if code == "rate_limit_exceeded" else 1)
+    # whether a 5xx or a dropped connection took effect is unknown, and the person is told
+    uncertain = fault.get("status") == 500 or fault.get("drop")
+    assert ("may have" in info.value.user_message) == bool(uncertain)
+
+
+def test_revoke_that_took_effect_behind_a_500_says_so(env: Env) -> None:
+    gid = env.stored()[0]["grant_id"]
+    env.sandbox.set_fault(path="/token/revoke", method="POST", status=500, phase="after")
+    with pytest.raises(UpstreamError) as info:
+        env.ops.revoke_grant(SUPPORT, gid, "customer asked to disconnect")
+    assert "refresh and check" in info.value.user_message
+    # ... and it had: the grant is gone from the API's list, shown as revoked
+    row = next(r for r in env.ops.list_grants(SUPPORT) if r.grant_id == gid)
+    assert row.status == "revoked"
 
 
 # --- resync --------------------------------------------------------------------------------
