@@ -41,6 +41,7 @@ PASSWORD_KEY = "login_password"
 LOGOUT_KEY = "console_logout"
 SET_COOKIE_KEY = "_console_set_cookie"
 DELETE_COOKIE_KEY = "_console_delete_cookie"
+LOGIN_MESSAGE_KEY = "_console_login_message"
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -223,16 +224,25 @@ def attempt_login(runtime: Runtime, authenticator: stauth.Authenticate, username
 
 def _login_page(runtime: Runtime, authenticator: stauth.Authenticate) -> None:
     st.title("Kryptos Connect console")
+
+    def submit() -> None:
+        # A callback, not `if submitted:` in the script: callbacks run before the script and
+        # cannot be cut short by a rerun that arrives meanwhile (the cookie component reports
+        # in once after a page load, and a quick submit would otherwise be lost).
+        st.session_state[LOGIN_MESSAGE_KEY] = attempt_login(
+            runtime, authenticator, st.session_state.get(USERNAME_KEY) or "",
+            st.session_state.get(PASSWORD_KEY) or "",
+        )
+        st.session_state[PASSWORD_KEY] = ""
+
     with st.form(LOGIN_FORM_KEY, clear_on_submit=False):
         st.subheader("Log in")
-        username = st.text_input("Username", key=USERNAME_KEY, autocomplete="username")
-        password = st.text_input("Password", type="password", key=PASSWORD_KEY,
-                                 autocomplete="current-password")
-        submitted = st.form_submit_button("Log in", type="primary")
-    if submitted:
-        message = attempt_login(runtime, authenticator, username, password)
-        if message is None:
-            st.rerun()
+        st.text_input("Username", key=USERNAME_KEY, autocomplete="username")
+        st.text_input("Password", type="password", key=PASSWORD_KEY,
+                      autocomplete="current-password")
+        st.form_submit_button("Log in", type="primary", on_click=submit)
+    message = st.session_state.pop(LOGIN_MESSAGE_KEY, None)
+    if message:
         st.error(message)
     if runtime.is_sandbox and runtime.demo_users:
         st.info("Sandbox mode: a local Kryptos stand-in with demo data. Demo users:")
@@ -245,10 +255,10 @@ def _login_page(runtime: Runtime, authenticator: stauth.Authenticate) -> None:
 
 
 def logout_button(runtime: Runtime, actor: Actor) -> None:
-    """The sidebar's logout button: audit, clear the session's login and the cookie."""
-    if st.sidebar.button("Log out", key=LOGOUT_KEY, icon=":material/logout:"):
-        logout(runtime, actor)
-        st.rerun()
+    """The sidebar's logout button: audit, clear the session's login and the cookie (in a
+    callback, for the same reason as the login form's)."""
+    st.sidebar.button("Log out", key=LOGOUT_KEY, icon=":material/logout:", on_click=logout,
+                      args=(runtime, actor))
 
 
 def logout(runtime: Runtime, actor: Actor) -> None:

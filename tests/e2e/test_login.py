@@ -77,3 +77,17 @@ def test_logout_clears_the_sidebar_navigation(page: Page, console) -> None:
     h.logout(page)
     h.settle(page)
     expect(h.nav(page)).to_have_count(0)
+
+
+def test_a_quick_login_right_after_the_page_loads_is_not_lost(page: Page, console) -> None:
+    """As with a password manager: the form is filled and sent the moment it shows, while
+    the cookie component may still be reporting in (which reruns the script). The race only
+    shows on a loaded machine (it did in CI, before the login moved into a callback); here
+    it is exercised, not forced."""
+    page.goto(console.url + "/")
+    form = page.get_by_test_id("stForm").filter(has_text="Log in").first
+    form.get_by_label("Username", exact=True).fill("viewer")
+    form.get_by_label("Password", exact=True).fill(h.PASSWORDS["viewer"])
+    form.get_by_label("Password", exact=True).press("Enter")
+    h.expect_page(page, "Overview")
+    expect(page.get_by_text("signed in as Demo viewer")).to_be_visible()
