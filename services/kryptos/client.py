@@ -402,10 +402,12 @@ class KryptosClient:
                 error, never_sent = _transport_error(exc, call)
                 logger.debug("%s %s -> %s after %.0f ms (attempt %d)", call.method, call.path,
                              type(error).__name__, elapsed_ms, retries + 1)
-                if (previous is not None and isinstance(error, KryptosTimeoutError)
+                if (previous is not None and call.idempotent
+                        and isinstance(error, KryptosTimeoutError)
                         and timeout[1] < self.read_timeout):
-                    # A retry cut short by the budget says nothing new: report what the
-                    # server actually answered before.
+                    # A read's retry cut short by the budget says nothing new: report what
+                    # the server answered before. (Never for a mutation: its retry may have
+                    # reached the server, and the person must hear "may have taken effect".)
                     raise previous from None
                 retryable = call.idempotent or never_sent
             else:

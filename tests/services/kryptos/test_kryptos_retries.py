@@ -123,6 +123,22 @@ def test_429_retried_on_resync(client: KryptosClient, sandbox, guest, logged) ->
     assert [h["status"] for h in logged("POST", "/resync")] == [429, 202]
 
 
+def test_mutation_retry_that_times_out_is_reported_as_maybe_done(
+        make_client, sandbox, guest, logged) -> None:
+    """After a 429 the resync is sent again; if that retry then times out it may have been
+    queued, so the person must hear that, not the earlier "rate limited"."""
+    c = make_client(read_timeout=30, retry_budget=1.0)
+    wallet = next(i for i in c.list_integrations(guest.token) if not i.is_csv)
+    path = f"/developer/integrations/{wallet.wallet_id}/resync"
+    sandbox.set_fault(path=path, status=429, count=1, retry_after=0)
+    sandbox.set_fault(path=path, latency_ms=2500, count=1)  # the retry arrives, answers late
+    with pytest.raises(KryptosTimeoutError) as info:
+        c.resync_integration(wallet.wallet_id, guest.user_id, "latest")
+    assert "may have taken effect" in str(info.value)
+    time.sleep(1.8)  # the slow retry finishes on the server: it was queued
+    assert [h["status"] for h in logged("POST", "/resync")] == [429, 202]
+
+
 # --- mutations: never repeated once sent --------------------------------------------------
 
 
