@@ -337,7 +337,9 @@ class TokenVault:
             for row in rows:
                 line = reader.line_num
                 gid_raw = (row.get("grant_id") or "").strip()
-                shown = gid_raw[:60] if _ID_RE.match(gid_raw) else None
+                # Only a well-formed grant id is echoed: a swapped column must never print a
+                # token (or anything else) that happens to sit in the grant_id cell.
+                shown = gid_raw if _GRANT_ID_RE.match(gid_raw) else None
                 if None in row:
                     rejected.append(RejectedRow(line, shown, "more cells than header columns"))
                     continue

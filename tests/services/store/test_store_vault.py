@@ -124,6 +124,7 @@ CSV_TEXT = (
     "grant 4,cat_leakycandidate0005,space\n"
     "cgrant_5,cat_has space 0006,x\n"
     "cgrant_6,cat_importedtoken0007,carol,extra\n"
+    "cat_swappedcolumns0008,cgrant_8,columns swapped\n"
 )
 
 
@@ -131,8 +132,8 @@ def test_import_csv_reports_added_updated_rejected(db: Database, vault_key: byte
     vault = TokenVault(db, vault_key)
     vault.put("cgrant_2", "cat_oldtoken0000", customer_ref="keep-me")
     report = vault.import_csv(io.StringIO(CSV_TEXT))
-    assert (report.added, report.updated, report.rejected_count) == (1, 1, 6)
-    assert [r.line for r in report.rejected] == [4, 5, 6, 7, 8, 9]
+    assert (report.added, report.updated, report.rejected_count) == (1, 1, 7)
+    assert [r.line for r in report.rejected] == [4, 5, 6, 7, 8, 9, 10]
     assert report.rejected[2].reason == "grant_id repeats line 2 (first one kept)"
     text_report = repr(report)
     assert "cat_" not in text_report and "leaky" not in text_report
@@ -161,13 +162,13 @@ def test_cli_import_tokens_never_prints_a_token(
     csv_path.write_text("\ufeff" + CSV_TEXT, encoding="utf-8")
     assert main(["import-tokens", str(csv_path)]) == 1
     out, err = capsys.readouterr()
-    assert out.startswith("added 2, updated 0, rejected 6")
+    assert out.startswith("added 2, updated 0, rejected 7")
     assert "line 6 (grant cgrant_1): grant_id repeats line 2" in out
     assert "cat_" not in out + err and "leaky" not in out + err
     assert (tmp_path / "data" / "console.db").exists()
     assert (tmp_path / "data" / "vault.key").exists()
     assert main(["import-tokens", str(csv_path)]) == 1
-    assert capsys.readouterr().out.startswith("added 0, updated 2, rejected 6")
+    assert capsys.readouterr().out.startswith("added 0, updated 2, rejected 7")
 
     assert main(["import-tokens", str(tmp_path / "missing.csv")]) == 2
     assert "Cannot read" in capsys.readouterr().err
