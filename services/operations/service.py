@@ -57,6 +57,7 @@ from services.operations.models import (
 )
 from services.operations.permissions import Actor, Permission, can
 from services.settings import Tier
+from services.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +297,16 @@ class Operations:
             raise err from None
         except OperationError as err:
             self._failed(actor, action, cid, err, common)
+            raise
+        except StoreError as exc:  # e.g. a vault row that no longer decrypts
+            err = OperationError(f"{what} failed: {exc.user_message}", code="STORE_ERROR")
+            self._failed(actor, action, cid, err, common)
+            raise err from None
+        except Exception:
+            # Whatever it was, the audit log must not be left with a lone `requested`.
+            self._failed(actor, action, cid, OperationError(
+                f"{what} failed: an unexpected error in the console (see its log).",
+                code="INTERNAL"), common)
             raise
         self._event(
             actor.username, actor.roles, action, "succeeded", cid,
@@ -1001,7 +1012,14 @@ class Operations:
             futs = {pool.submit(work, gid): gid for gid in gids}
             for done, fut in enumerate(as_completed(futs), start=1):
                 gid = futs[fut]
-                results[gid] = fut.result()
+                try:
+                    results[gid] = fut.result()
+                except Exception:  # one grant's surprise must not lose the others' report
+                    log.exception("bulk %s: grant %s failed unexpectedly", bulk_id, gid)
+                    entry = entries.get(gid)
+                    results[gid] = BulkItem(
+                        gid, getattr(entry, "customer_ref", None), "failed", None, None,
+                        "INTERNAL", "An unexpected error in the console (see its log).")
                 if progress is not None:
                     progress(done, total)
         result = BulkResult(items=tuple(results[g] for g in gids), dry_run=dry_run,

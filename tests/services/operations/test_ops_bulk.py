@@ -113,3 +113,27 @@ def test_bulk_needs_reason_and_known_tier(env: Env) -> None:
         env.ops.apply_tier(FINANCE, [gid], "Diamond", reason="valid reason", dry_run=True)
     assert info.value.field == "tier" and "Free" in info.value.user_message
     assert env.upstream() == []
+
+
+def test_a_damaged_vault_row_fails_its_grant_only_and_leaves_no_lone_requested(
+        env: Env) -> None:
+    """One vault row that no longer decrypts (disk damage, a key mix-up): that grant fails
+    with a clear code, the others go through, and every `requested` has its outcome."""
+    from sqlalchemy import text
+
+    gids = [t["grant_id"] for t in env.stored(kind="guest")][:4]
+    with env.vault._db.write() as conn:  # as damage would, under the vault's own API
+        conn.execute(text("UPDATE vault_tokens SET token_ciphertext = 'gAAAAAbroken' "
+                          "WHERE grant_id = :g"), {"g": gids[1]})
+    result = env.ops.apply_tier(FINANCE, gids, "Plus", "upgrade batch 12")
+    outcomes = {i.grant_id: (i.outcome, i.error_code) for i in result.items}
+    assert outcomes[gids[1]] == ("failed", "STORE_ERROR")
+    assert all(outcomes[g] == ("succeeded", None) for g in gids if g != gids[1])
+    events = env.events(action="guest.tier.apply")
+    by_cid: dict[str, list[str]] = {}
+    for e in events:
+        by_cid.setdefault(e.correlation_id, []).append(e.outcome)
+    assert sorted(by_cid.values()) == sorted(
+        [["requested", "failed"]] + [["requested", "succeeded"]] * 3)
+    summary = env.events(action="guest.tier.apply.bulk")
+    assert [e.outcome for e in summary] == ["requested", "failed"]
