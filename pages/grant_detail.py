@@ -405,33 +405,42 @@ if can(actor, Permission.REVOKE_GRANT) and g.status == "active":
 # --- history ---------------------------------------------------------------------------
 
 st.subheader("History")
-try:
-    events = data.grant_history(ops, actor, gid)
-except OperationError as exc:
-    show_error(exc)
-    events = ()
-if not events:
-    st.text("No recorded actions on this grant.")
+
+
+def _history() -> None:
+    try:
+        events = data.grant_history(ops, actor, gid)
+    except OperationError as exc:
+        show_error(exc)
+        return
+    if not events:
+        st.text("No recorded actions on this grant.")
+    else:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "time": e.ts,
+                        "user": e.actor_username,
+                        "action": e.action,
+                        "outcome": e.outcome,
+                        "reason": e.reason or "",
+                        "ticket": e.ticket or "",
+                        "error": e.error_code or "",
+                        "request_id": e.request_id or "",
+                    }
+                    for e in events
+                ]
+            ),
+            hide_index=True,
+            key="history_table",
+            column_config={
+                "time": st.column_config.DatetimeColumn("Time", format="YYYY-MM-DD HH:mm:ss"),
+            },
+        )
+
+
+if can(actor, Permission.VIEW_GRANT_HISTORY):
+    _history()
 else:
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "time": e.ts,
-                    "user": e.actor_username,
-                    "action": e.action,
-                    "outcome": e.outcome,
-                    "reason": e.reason or "",
-                    "ticket": e.ticket or "",
-                    "error": e.error_code or "",
-                    "request_id": e.request_id or "",
-                }
-                for e in events
-            ]
-        ),
-        hide_index=True,
-        key="history_table",
-        column_config={
-            "time": st.column_config.DatetimeColumn("Time", format="YYYY-MM-DD HH:mm:ss"),
-        },
-    )
+    st.caption("Who did what to this grant is shown to support, finance and admin.")

@@ -17,13 +17,16 @@ ROLES: tuple[str, ...] = tuple(r.value for r in Role)
 
 
 class Permission(StrEnum):
-    VIEW_GRANTS = "view_grants"  # list grants, grant detail, grant history, overview
+    VIEW_GRANTS = "view_grants"  # list grants, grant detail, overview
     RESYNC_LATEST = "resync_latest"
     RESYNC_FROM_START = "resync_from_start"
     REVOKE_GRANT = "revoke_grant"
     MANAGE_LIMITS = "manage_limits"  # set a Guest's limit, switch limiter, apply tier, bulk
     MANAGE_TOKENS = "manage_tokens"  # create link token, exchange public token, import tokens
     READ_AUDIT = "read_audit"  # read, export and verify the audit log
+    # One grant's own audit history (on its detail page): for those who act on grants or
+    # audit them. A viewer reads grants but not who did what to them, nor why.
+    VIEW_GRANT_HISTORY = "view_grant_history"
 
 
 # The table. A user with several roles has the union of their permissions.
@@ -36,10 +39,16 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.RESYNC_FROM_START,
             Permission.REVOKE_GRANT,
             Permission.MANAGE_TOKENS,
+            Permission.VIEW_GRANT_HISTORY,
         }
     ),
     Role.FINANCE: frozenset(
-        {Permission.VIEW_GRANTS, Permission.MANAGE_LIMITS, Permission.READ_AUDIT}
+        {
+            Permission.VIEW_GRANTS,
+            Permission.MANAGE_LIMITS,
+            Permission.READ_AUDIT,
+            Permission.VIEW_GRANT_HISTORY,
+        }
     ),
     Role.ADMIN: frozenset(Permission),
 }

@@ -81,6 +81,7 @@ A_IMPORT = "token.import"
 A_EXPORT = "audit.export"
 A_VERIFY = "audit.verify"
 A_VIEW = "grant.view"
+A_AUDIT_READ = "audit.read"
 A_LOGIN = "auth.login"
 A_LOGIN_FAILED = "auth.login_failed"
 A_LOGOUT = "auth.logout"
@@ -526,8 +527,9 @@ class Operations:
         )
 
     def grant_history(self, actor: Actor, grant_id: str, limit: int = 200) -> list[Any]:
-        """Audit events whose target is this grant, newest first."""
-        self._require(actor, Permission.VIEW_GRANTS, A_VIEW, "grant", grant_id)
+        """Audit events whose target is this grant, newest first (support, finance, admin:
+        see `Permission.VIEW_GRANT_HISTORY`)."""
+        self._require(actor, Permission.VIEW_GRANT_HISTORY, A_AUDIT_READ, "grant", grant_id)
         gid = v.grant_id(grant_id)
         store = _store()
         page = self.audit.query(store.AuditFilter(target_id=gid), page=1, page_size=limit)
@@ -584,7 +586,7 @@ class Operations:
         self, actor: Actor, filters: Any = None, page: int = 1, page_size: int = 50
     ) -> Any:
         """One page of the audit log (newest first)."""
-        self._require(actor, Permission.READ_AUDIT, "audit.read")
+        self._require(actor, Permission.READ_AUDIT, A_AUDIT_READ)
         if not isinstance(page, int) or page < 1:
             raise ValidationError("page", "must be a positive whole number.")
         if not isinstance(page_size, int) or not 1 <= page_size <= 1000:

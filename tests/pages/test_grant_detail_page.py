@@ -63,6 +63,9 @@ def test_viewer_sees_parts_but_no_controls(make_app: Callable[..., AppTest],
     integrations = _df(at, "last_sync")
     assert {"status", "message"} <= set(integrations.columns)
     assert len(at.get("vega_lite_chart")) == 2
+    # who did what to the grant, and why, is not for a viewer
+    assert not [d for d in at.dataframe if "outcome" in d.value.columns]
+    assert any("shown to support, finance and admin" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize(("role", "resync", "revoke", "limit"), [

@@ -25,8 +25,8 @@ P = Permission
 EXPECTED = {
     "viewer": {P.VIEW_GRANTS},
     "support": {P.VIEW_GRANTS, P.RESYNC_LATEST, P.RESYNC_FROM_START, P.REVOKE_GRANT,
-                P.MANAGE_TOKENS},
-    "finance": {P.VIEW_GRANTS, P.MANAGE_LIMITS, P.READ_AUDIT},
+                P.MANAGE_TOKENS, P.VIEW_GRANT_HISTORY},
+    "finance": {P.VIEW_GRANTS, P.MANAGE_LIMITS, P.READ_AUDIT, P.VIEW_GRANT_HISTORY},
     "admin": set(P),
 }
 
@@ -133,7 +133,7 @@ def op_verify(env: Env, a: Actor) -> Any:
 OPERATIONS: dict[str, tuple[Callable[[Env, Actor], Any], Permission, str]] = {
     "list_grants": (op_list, P.VIEW_GRANTS, "grant.view"),
     "grant_detail": (op_detail, P.VIEW_GRANTS, "grant.view"),
-    "grant_history": (op_history, P.VIEW_GRANTS, "grant.view"),
+    "grant_history": (op_history, P.VIEW_GRANT_HISTORY, "audit.read"),
     "overview": (op_overview, P.VIEW_GRANTS, "grant.view"),
     "resync_latest": (op_resync_latest, P.RESYNC_LATEST, "integration.resync"),
     "resync_from_start": (op_resync_from_start, P.RESYNC_FROM_START, "integration.resync"),

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from services.operations import GrantDetail, NotFound, UpstreamError
+from services.operations import GrantDetail, NotFound, PermissionDenied, UpstreamError
 
 from .conftest import Env, actor
 
 VIEWER = actor("viewer")
+SUPPORT = actor("support")
 ADMIN = actor("admin")
 
 
@@ -133,9 +134,12 @@ def test_overview(env: Env) -> None:
 def test_grant_history(env: Env) -> None:
     gid = env.stored(kind="guest")[0]["grant_id"]
     env.ops.set_guest_limit(ADMIN, gid, 2000, reason="trial extension")
-    hist = env.ops.grant_history(VIEWER, gid)
+    hist = env.ops.grant_history(SUPPORT, gid)
     assert [e.outcome for e in hist] == ["succeeded", "requested"]
     assert all(e.target_id == gid for e in hist)
+    # a viewer reads grants, not who changed them and why
+    with pytest.raises(PermissionDenied):
+        env.ops.grant_history(VIEWER, gid)
 
 
 def test_from_settings(sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
