@@ -50,7 +50,9 @@ class Tier:
         return self.limit is not None
 
     def describe(self) -> str:
-        return f"{self.name} ({self.limit:,})" if self.limit is not None else f"{self.name} (no limit)"
+        if self.limit is None:
+            return f"{self.name} (no limit)"
+        return f"{self.name} ({self.limit:,})"
 
 
 def parse_tiers(text: str) -> tuple[Tier, ...]:
@@ -74,7 +76,9 @@ def parse_tiers(text: str) -> tuple[Tier, ...]:
         try:
             limit = int(value.replace("_", ""))
         except ValueError:
-            raise ConfigError(f"Tier '{name}' needs a whole number or 'off', not '{value}'.") from None
+            raise ConfigError(
+                f"Tier '{name}' needs a whole number or 'off', not '{value}'."
+            ) from None
         if not 1 <= limit <= 10**9:
             raise ConfigError(f"Tier '{name}' limit must be between 1 and 1,000,000,000.")
         tiers.append(Tier(name, limit))
@@ -94,7 +98,7 @@ class Settings:
     max_retries: int = 3
     retry_budget: float = 20.0
     data_dir: Path = PROJECT_ROOT / "data"
-    database_url: str | None = None
+    database_url: str | None = field(default=None, repr=False)  # may hold a password
     vault_key: str | None = field(default=None, repr=False)
     cookie_key: str | None = field(default=None, repr=False)
     cookie_name: str = "kryptos_console"
@@ -164,12 +168,23 @@ def load_settings(
             raise ConfigError(f"{env_name} must not be negative.")
         return value
 
+    client_id = get("KRYPTOS_CLIENT_ID", kryptos, "client_id")
+    client_secret = get("KRYPTOS_CLIENT_SECRET", kryptos, "client_secret")
+    if bool(client_id) != bool(client_secret):
+        # Half a pair must not quietly mean "sandbox mode" (nor send anything to Kryptos).
+        missing = "KRYPTOS_CLIENT_SECRET" if client_id else "KRYPTOS_CLIENT_ID"
+        raise ConfigError(
+            f"{missing} is not set, but its partner is: set both for live mode, or neither "
+            "for sandbox mode (environment, or [kryptos] in .streamlit/secrets.toml)."
+        )
     data_dir = Path(get("CONSOLE_DATA_DIR", console, "data_dir") or PROJECT_ROOT / "data")
     auth_file = get("CONSOLE_AUTH_FILE", console, "auth_file")
     return Settings(
-        client_id=get("KRYPTOS_CLIENT_ID", kryptos, "client_id"),
-        client_secret=get("KRYPTOS_CLIENT_SECRET", kryptos, "client_secret"),
-        connect_url=(get("KRYPTOS_CONNECT_URL", kryptos, "connect_url") or DEFAULT_CONNECT_URL).rstrip("/"),
+        client_id=client_id,
+        client_secret=client_secret,
+        connect_url=(
+            get("KRYPTOS_CONNECT_URL", kryptos, "connect_url") or DEFAULT_CONNECT_URL
+        ).rstrip("/"),
         data_url=(get("KRYPTOS_DATA_URL", kryptos, "data_url") or DEFAULT_DATA_URL).rstrip("/"),
         connect_timeout=number("KRYPTOS_CONNECT_TIMEOUT", kryptos, "connect_timeout", 5.0, float),
         read_timeout=number("KRYPTOS_READ_TIMEOUT", kryptos, "read_timeout", 30.0, float),
@@ -180,7 +195,9 @@ def load_settings(
         vault_key=get("KRYPTOS_VAULT_KEY", console, "vault_key"),
         cookie_key=get("CONSOLE_COOKIE_KEY", console, "cookie_key"),
         cookie_name=get("CONSOLE_COOKIE_NAME", console, "cookie_name") or "kryptos_console",
-        cookie_expiry_days=number("CONSOLE_COOKIE_EXPIRY_DAYS", console, "cookie_expiry_days", 1.0, float),
+        cookie_expiry_days=number(
+            "CONSOLE_COOKIE_EXPIRY_DAYS", console, "cookie_expiry_days", 1.0, float
+        ),
         auth_file=Path(auth_file) if auth_file else None,
         tiers=parse_tiers(get("CONSOLE_TIERS", console, "tiers") or DEFAULT_TIERS),
         sandbox_port=int(number("SANDBOX_PORT", console, "sandbox_port", 0, int)),
