@@ -56,6 +56,7 @@ class ReadCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[_Key, tuple[float, Any]] = {}
+        self._generation = 0  # bumped by every invalidation
         self.hits = 0
         self.misses = 0
 
@@ -66,10 +67,15 @@ class ReadCache:
             if found is not None and found[0] > now:
                 self.hits += 1
                 return found[1]  # type: ignore[no-any-return]
+            generation = self._generation
         # Load outside the lock: reads can be slow, and another session must not wait on us.
         value = load()
         with self._lock:
             self.misses += 1
+            if generation != self._generation:
+                # Something was invalidated while we read: what we read may predate that
+                # change, so hand it to this caller only, never to the next one.
+                return value
             self._entries[key] = (self._clock() + self.ttl, value)
             if len(self._entries) > self.max_entries:
                 self._evict(self._clock())
@@ -85,6 +91,7 @@ class ReadCache:
     def invalidate(self, grant_id: str) -> int:
         """Drop what a change to `grant_id` makes stale: its own reads and every list."""
         with self._lock:
+            self._generation += 1
             stale = [k for k in self._entries if k.grant in (grant_id, _ALL)]
             for k in stale:
                 del self._entries[k]
@@ -92,6 +99,7 @@ class ReadCache:
 
     def clear(self) -> None:
         with self._lock:
+            self._generation += 1
             self._entries.clear()
 
     def __len__(self) -> int:

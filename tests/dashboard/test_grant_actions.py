@@ -314,3 +314,20 @@ def test_cache_expires_after_ttl() -> None:
     assert cache.get_or_load(key, load) == 1
     now[0] = 11
     assert cache.get_or_load(key, load) == 2
+
+
+def test_a_read_overtaken_by_an_invalidation_is_not_kept() -> None:
+    """Session A starts reading; session B changes the grant and invalidates; A's read (from
+    before the change) must not be served to the next caller for the TTL."""
+    cache = data.ReadCache(ttl=30)
+    key = data._key(object(), SUPPORT, "grant_detail", "cgrant_x")
+    truth = ["limit 1000"]
+
+    def slow_read_overtaken_by_a_change() -> str:
+        seen = truth[0]
+        truth[0] = "limit 5000"  # meanwhile another session changes the grant...
+        cache.invalidate("cgrant_x")  # ...and invalidates, as grant_actions does
+        return seen
+
+    assert cache.get_or_load(key, slow_read_overtaken_by_a_change) == "limit 1000"
+    assert cache.get_or_load(key, lambda: truth[0]) == "limit 5000"
