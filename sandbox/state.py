@@ -527,6 +527,10 @@ class SandboxState:
                 if now >= rec.expires_at:
                     raise ValueError("TOKEN_EXPIRED: link token has expired")
                 scopes = rec.scopes
+                grant = (self.active_grant_for_user(client_id, rec.user_id)
+                         if rec.user_id else None)
+                if grant is not None:
+                    return self._resume(grant, now)
             user_id = "anon_" + hex_id(self.rng, 12) if kind == "guest" else uuid_from(self.rng)
             user = make_user(random.Random(f"{self.seed}:runtime:{user_id}"), user_id, kind,
                              now, now, full=True, name=name, email=email)
@@ -538,6 +542,18 @@ class SandboxState:
                 now + PUBLIC_TOKEN_TTL, email,
             )
             return {"public_token": token, "user_id": user_id, "kind": kind}
+
+    def _resume(self, grant: GrantRecord, now: float) -> dict:
+        """A returning user (link token made with their access token) connects one more
+        integration: it joins their existing account, and the widget's onSuccess gets no
+        public token (the backend guide: "Subsequent Connections")."""
+        user = self.user_of(grant)
+        extra = make_user(random.Random(f"{self.seed}:resume:{grant.grant_id}:{now}"),
+                          grant.user_id, grant.kind, now, now, full=False)
+        added = extra.integrations[0]
+        user.integrations.append(added)
+        return {"public_token": None, "user_id": grant.user_id, "kind": grant.kind,
+                "resumed": True, "grant_id": grant.grant_id, "wallet_id": added.wallet_id}
 
     def export_tokens(self, client_id: str) -> list[dict]:
         with self.lock:

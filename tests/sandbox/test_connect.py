@@ -64,6 +64,26 @@ def test_link_token_with_access_token_resumes_session(sandbox: SandboxHandle) ->
     assert got["has_existing_grant"] is True
 
 
+def test_returning_user_adds_an_integration_and_gets_no_public_token(
+        sandbox: SandboxHandle) -> None:
+    """The guide's "Subsequent Connections": INTEGRATION only, onSuccess gets null, and the
+    integration joins the user's existing account (no new user, no new grant)."""
+    token = active_tokens(sandbox)[0]
+    before = data(sandbox, "/v1/integrations", token["access_token"]).json()["data"]
+    grants_before = connect(sandbox, "GET", "/token/grants").json()["data"]["count"]
+    link = connect(sandbox, "POST", "/link-token",
+                   {"access_token": token["access_token"]}).json()["data"]["link_token"]
+    done = sandbox.create_public_token(link_token=link)
+    assert done["public_token"] is None and done["resumed"] is True
+    assert (done["user_id"], done["grant_id"]) == (token["user_id"], token["grant_id"])
+    after = data(sandbox, "/v1/integrations", token["access_token"]).json()["data"]
+    assert len(after) == len(before) + 1
+    assert done["wallet_id"] in {i["walletId"] for i in after}
+    assert connect(sandbox, "GET", "/token/grants").json()["data"]["count"] == grants_before
+    holdings = data(sandbox, "/v1/holdings", token["access_token"])
+    assert holdings.status_code == 200 and holdings.json()["holdings"]
+
+
 def test_link_token_with_bad_access_token_is_invalid_token(sandbox: SandboxHandle) -> None:
     answer = connect(sandbox, "POST", "/link-token", {"access_token": "cat_nope"})
     assert_connect_error(answer, 401, "INVALID_TOKEN")
