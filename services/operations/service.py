@@ -21,6 +21,7 @@ fans out makes its own bounded thread pool.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -60,6 +61,20 @@ from services.settings import Tier
 from services.store.errors import StoreError
 
 log = logging.getLogger(__name__)
+
+def _safe_target(value: object) -> str | None:
+    """A refused request's target as typed, for the audit row, only when it looks like a
+    grant or wallet id: whatever else was pasted there (a token, say) is not recorded."""
+    if isinstance(value, str) and _TARGET_RE.match(value) and not value.startswith(
+            _TOKEN_PREFIXES):
+        return value
+    return None
+
+
+_TOKEN_PREFIXES = ("cat_", "public_", "link_")
+
+
+_TARGET_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,127}$")
 
 #: Added to a failed change whose request reached Kryptos: it may have acted all the same.
 UNCERTAIN_OUTCOME = (
@@ -255,7 +270,7 @@ class Operations:
             "denied",
             str(uuid.uuid4()),
             target_type=target_type,
-            target_id=target_id if isinstance(target_id, str) else None,
+            target_id=_safe_target(target_id),
             error_code="PERMISSION_DENIED",
             error_message=f"missing permission {permission.value}",
         )

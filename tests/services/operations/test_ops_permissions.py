@@ -185,3 +185,12 @@ def test_denied_before_validation(env: Env) -> None:
         env.ops.revoke_grant(actor("viewer"), "not-a-grant", reason="")
     assert [e.outcome for e in env.events()] == ["denied"]
     assert env.upstream() == []
+
+
+def test_a_refusal_never_records_a_pasted_token_as_its_target(env: Env) -> None:
+    token = env.stored()[0]["access_token"]
+    with pytest.raises(PermissionDenied):
+        env.ops.revoke_grant(actor("viewer"), token, "pasted the wrong thing")
+    (event,) = env.events(action="grant.revoke")
+    assert event.outcome == "denied" and event.target_id is None
+    assert token not in repr(event)
