@@ -11,7 +11,9 @@ pickle; and its `clear()` drops every entry of a function, while a mutation shou
 what it changed (`invalidate_grant`). The values kept here are frozen dataclasses and tuples,
 so handing the same object to several reruns is safe.
 
-Errors are never cached: a failed read is tried again on the next rerun.
+Errors are never cached: a failed read is tried again on the next rerun. That includes a
+grant detail with a failed part (its other parts read fine, but the failed one must be tried
+again, not shown as failed for `TTL_SECONDS`).
 """
 
 from __future__ import annotations
@@ -60,7 +62,10 @@ class ReadCache:
         self.hits = 0
         self.misses = 0
 
-    def get_or_load(self, key: _Key, load: Callable[[], T]) -> T:
+    def get_or_load(
+        self, key: _Key, load: Callable[[], T], keep: Callable[[T], bool] | None = None
+    ) -> T:
+        """The cached value of `key`, or `load()`'s (kept unless `keep(value)` is False)."""
         now = self._clock()
         with self._lock:
             found = self._entries.get(key)
@@ -76,6 +81,8 @@ class ReadCache:
                 # Something was invalidated while we read: what we read may predate that
                 # change, so hand it to this caller only, never to the next one.
                 return value
+            if keep is not None and not keep(value):
+                return value  # e.g. a partly failed read: tried again on the next call
             self._entries[key] = (self._clock() + self.ttl, value)
             if len(self._entries) > self.max_entries:
                 self._evict(self._clock())
@@ -134,10 +141,15 @@ def list_grants(
     )
 
 
+def _no_failed_part(detail: GrantDetail) -> bool:
+    parts = (detail.session, detail.holdings, detail.integrations, detail.userinfo)
+    return all(p.error is None for p in parts)
+
+
 def grant_detail(ops: Any, actor: Actor, grant_id: str) -> GrantDetail:
-    """`ops.grant_detail`, cached per actor and grant."""
+    """`ops.grant_detail`, cached per actor and grant; never kept when a part failed."""
     key = _key(ops, actor, "grant_detail", grant_id)
-    return CACHE.get_or_load(key, lambda: ops.grant_detail(actor, grant_id))
+    return CACHE.get_or_load(key, lambda: ops.grant_detail(actor, grant_id), _no_failed_part)
 
 
 def grant_history(ops: Any, actor: Actor, grant_id: str) -> tuple[Any, ...]:

@@ -118,7 +118,13 @@ def submit_limit(
     reason: str,
     ticket: str | None = None,
 ) -> LimitFormResult:
-    """The Guest limit form: either apply a tier, or set a limit and/or switch the limiter."""
+    """The Guest limit form: either apply a tier, or set a limit and/or switch the limiter.
+
+    A new limit with the limiter left on "keep" also switches the limiter on: a limit on a
+    Guest whose limiter is off would be stored and never enforced, which is not what someone
+    typing a limit means (and when the limiter is already on, switching it on changes
+    nothing). Choosing "off" explicitly still stores a limit without enforcing it.
+    """
     try:
         if tier:
             if limit is not None or limiter != LIMITER_KEEP:
@@ -136,7 +142,9 @@ def submit_limit(
             actor,
             grant_id,
             transaction_limit=limit,
-            enable_limiter=limiter_value(limiter),
+            enable_limiter=(
+                True if limit is not None and limiter == LIMITER_KEEP else limiter_value(limiter)
+            ),
             reason=reason,
             ticket=ticket or None,
         )

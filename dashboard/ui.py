@@ -9,6 +9,7 @@ Upstream text (aliases, names, messages) must never go through those: use `text(
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -26,11 +27,26 @@ GENERIC_ERROR = (
 
 _MD_SPECIAL = "\\`*_{}[]()#+-.!|<>~$:"
 
+#: Invisible, zero-width: breaks what Markdown's autolinking looks for without changing what
+#: a person reads.
+ZWSP = "\u200b"
+# What GitHub-flavoured Markdown turns into a link with no Markdown syntax at all (a backslash
+# escape does not stop it: the autolinker runs on the text after escapes are resolved):
+# `scheme://...`, `www.` and an e-mail address (also behind `mailto:`/`xmpp:`).
+_AUTOLINK_TRIGGERS = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\.)|(?=@)", re.IGNORECASE)
+
+
+def defuse_autolinks(value: str) -> str:
+    """`value` with a zero-width space inside every `://`, `www.` and before every `@`, so
+    that no Markdown renderer turns a bare URL or address in it into a working link."""
+    return _AUTOLINK_TRIGGERS.sub(ZWSP, value)
+
 
 def escape_markdown(value: object) -> str:
-    """Escape a value so that Markdown and HTML in it show literally (for labels/captions)."""
+    """Escape a value so that Markdown and HTML in it show literally (for labels/captions),
+    and so that no URL or e-mail address in it becomes a link (`defuse_autolinks`)."""
     out = []
-    for ch in str(value):
+    for ch in defuse_autolinks(str(value)):
         if ch in _MD_SPECIAL:
             out.append("\\" + ch)
         elif ch == "\n":

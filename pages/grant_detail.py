@@ -17,13 +17,22 @@ import streamlit as st
 from dashboard import data, grant_actions
 from dashboard.auth import require_actor
 from dashboard.runtime import get_runtime
-from dashboard.ui import show_error
+from dashboard.ui import escape_markdown, show_error, toast_done
 from services.operations import GrantDetail, OperationError, Permission, can, validation
 
 GRANTS_PAGE = str(Path(__file__).resolve().parent / "grants.py")
 POLL_SECONDS = 2.0
 WATCH_KEY = "resync_watch"  # {grant_id: {wallet_id: mode}}
 FLASH_KEY = "grant_flash"
+SELECTED_KEY = "selected_grant_id"
+# True while the revoke dialog is open (set by the dialog, reset by every full run of the page):
+# the resync poller must not rerun the whole app then, or the dialog closes and loses its input.
+DIALOG_KEY = "revoke_dialog_open"
+SETTLED_KEY = "resync_settled"  # {grant_id: [status line]}: settled while the dialog was open
+FAILS_KEY = "resync_status_failures"  # {grant_id: {wallet_id: failed status reads in a row}}
+LOST_KEY = "resync_status_lost"  # {grant_id: {wallet_id: message}}: status given up on
+STATUS_ATTEMPTS = 3  # status reads that may fail in a row before the page gives up
+LIMIT_FORM_KEYS = ("limit_value", "limit_limiter", "limit_tier", "limit_reason", "limit_ticket")
 MODE_LABEL = {"latest": "Latest (new transactions)", "from_start": "From start (full re-import)"}
 
 rt = get_runtime()
@@ -48,26 +57,49 @@ def _kv(rows: list[tuple[str, str]]) -> None:
 
 # --- which grant ------------------------------------------------------------------------
 
-gid = st.query_params.get("grant") or st.session_state.get("selected_grant_id")
-st.title("Grant detail")
-if not gid:
-    st.info("No grant selected. Choose one on the Grants page, or type its id.")
+
+def _open_by_id() -> None:
+    """The grant id input: opens the typed grant once it is a valid id (else says why)."""
     typed = st.text_input("Grant id", key="detail_open_id", placeholder="cgrant_...")
     if st.button("Open", key="detail_open"):
         try:
-            gid = validation.grant_id(typed)
+            chosen = validation.grant_id(typed)
         except OperationError as exc:
             show_error(exc)
-            st.stop()
-    else:
+            return
+        st.session_state[SELECTED_KEY] = chosen
+        st.query_params["grant"] = chosen
+        st.rerun()
+
+
+st.title("Grant detail")
+asked = st.query_params.get("grant") or st.session_state.get(SELECTED_KEY)
+gid: str | None = None
+if asked:
+    try:
+        gid = validation.grant_id(asked)
+    except OperationError as exc:
+        show_error(exc)
+        # Never remember an id that is not one: the page would keep showing this error.
+        st.session_state.pop(SELECTED_KEY, None)
+        if "grant" in st.query_params:
+            del st.query_params["grant"]
+        st.text("Type the grant id again, or choose the grant on the Grants page.")
+        _open_by_id()
         st.stop()
-st.session_state["selected_grant_id"] = gid
+if gid is None:
+    st.info("No grant selected. Choose one on the Grants page, or type its id.")
+    _open_by_id()
+    st.stop()
+st.session_state[SELECTED_KEY] = gid
 if st.query_params.get("grant") != gid:
     st.query_params["grant"] = gid
+st.session_state[DIALOG_KEY] = False  # a full run: the revoke dialog is not open (yet)
+st.session_state.get(SETTLED_KEY, {}).pop(gid, None)  # this run reads them afresh
 
 flash = st.session_state.pop(FLASH_KEY, None)
 if flash:
-    st.toast(flash)
+    toast_done(flash)  # carries upstream text (the API's message): escaped
 
 top1, top2 = st.columns([5, 1])
 top1.code(gid, language=None)
@@ -79,11 +111,51 @@ try:
         detail: GrantDetail = data.grant_detail(ops, actor, gid)
 except OperationError as exc:
     show_error(exc)
+    st.text("Open another grant by its id, or go back to the list.")
+    _open_by_id()
     if st.button("Back to grants", key="detail_back"):
         st.switch_page(GRANTS_PAGE)
     st.stop()
 
 g = detail.grant
+revoked = g.status == "revoked"
+
+
+def _revoke_event() -> Any:
+    """The console's record of this grant's revoke (newest succeeded), or None."""
+    events = data.grant_history(ops, actor, gid)
+    return next(
+        (e for e in events if e.action == "grant.revoke" and e.outcome == "succeeded"), None
+    )
+
+
+def _revoked_banner() -> None:
+    """Says plainly that the grant is revoked, and when and by whom when the viewer may know."""
+    said = "This grant is revoked: its tokens no longer work, so session, holdings, "
+    said += "integrations and user info cannot be read."
+    if not can(actor, Permission.VIEW_GRANT_HISTORY):
+        st.warning(said, icon=":material/block:")
+        st.caption("When and by whom is shown to support, finance and admin (History).")
+        return
+    try:
+        event = _revoke_event()
+    except OperationError as exc:
+        st.warning(said, icon=":material/block:")
+        show_error(exc)
+        return
+    if event is None:
+        said += (" The console's audit log has no revoke of it: it was revoked outside this "
+                 "console (by the customer, or directly through the Kryptos API).")
+    else:
+        said += (f" Revoked on {event.ts.strftime('%Y-%m-%d %H:%M UTC')} by "
+                 f"{event.actor_username} through this console")
+        said += f", reason: {event.reason}" if event.reason else ""
+        said += f", ticket {event.ticket}." if event.ticket else "."
+    st.warning(escape_markdown(said), icon=":material/block:")  # reason and ticket: typed text
+
+
+if revoked:
+    _revoked_banner()
 for note in getattr(detail, "notes", ()):
     with st.container(border=True):
         st.text(note)
@@ -107,6 +179,10 @@ _kv(
 
 def _part_problem(part: Any) -> bool:
     """Show a part's error or note; True when there is no value to render."""
+    if part.error is not None and revoked and getattr(part.error, "status", None) in (401, 403):
+        # Expected once the grant is revoked (the banner above says why): not an error.
+        st.caption("Not available: the grant is revoked.")
+        return True
     if part.error is not None:
         show_error(part.error)
         return True
@@ -123,6 +199,8 @@ if not _part_problem(detail.session):
     s = detail.session.value
     if s.has_valid_session:
         st.success("The session is valid.", icon=":material/check_circle:")
+    elif revoked:
+        st.caption("The session is not valid: the grant is revoked.")
     else:
         st.error("The session is not valid.", icon=":material/block:")
     _kv(
@@ -231,6 +309,8 @@ allowed_modes = [
 ]
 watch: dict[str, dict[str, str]] = st.session_state.setdefault(WATCH_KEY, {})
 watching = watch.setdefault(gid, {})
+lost: dict[str, str] = st.session_state.setdefault(LOST_KEY, {}).setdefault(gid, {})
+fails: dict[str, int] = st.session_state.setdefault(FAILS_KEY, {}).setdefault(gid, {})
 
 
 def _integration_row(i: Any) -> dict[str, Any]:
@@ -245,6 +325,14 @@ def _integration_row(i: Any) -> dict[str, Any]:
         "wallet_id": i.wallet_id,
     }
 
+
+for lost_wid, lost_message in list(lost.items()):
+    # Stays until dismissed or until that integration is resynced again.
+    with st.container(border=True):
+        st.warning(escape_markdown(lost_message), icon=":material/help:")
+        if st.button("Dismiss", key=f"resync_lost_dismiss_{lost_wid}"):
+            lost.pop(lost_wid, None)
+            st.rerun()
 
 if not _part_problem(detail.integrations):
     if not integrations:
@@ -295,29 +383,76 @@ if not _part_problem(detail.integrations):
                         show_error(exc)
                     else:
                         watching[wid] = mode
-                        st.toast(f"Resync queued: {out.status}")
+                        lost.pop(wid, None)
+                        fails.pop(wid, None)
+                        toast_done(f"Resync queued: {out.status}")
+
+
+def _status_lost_message(wid: str, exc: OperationError) -> str:
+    name = names.get(wid) or wid
+    return (
+        f"The resync of {name} was requested, but its status could not be read "
+        f"{STATUS_ATTEMPTS} times in a row, so the page stopped checking. It may still be "
+        "running: press Refresh at the top to read the integrations again and look at its "
+        f"status and last sync (the History shows whether the request succeeded). "
+        f"Last error: {exc.user_message}"
+    )
+
+
+def _dialog_open() -> bool:
+    """The revoke dialog is open (or is being opened by this run's click)."""
+    return bool(st.session_state.get(DIALOG_KEY) or st.session_state.get("revoke_open"))
 
 
 @st.fragment(run_every=timedelta(seconds=POLL_SECONDS))
 def _resync_status() -> None:
-    """Re-reads the watched integrations until none is ONGOING/SYNCING, then stops."""
+    """Re-reads the watched integrations until none is ONGOING/SYNCING, then stops.
+
+    A failed status read is tried again on the next poll, up to `STATUS_ATTEMPTS` in a row;
+    then the page stops watching and leaves a message (`LOST_KEY`) that stays. Once something
+    settles the whole page is rerun to show it, except while the revoke dialog is open (a
+    rerun would close it and lose what was typed): then the final status stays here and the
+    rest of the page catches up on its next run.
+    """
     current = st.session_state.get(WATCH_KEY, {}).get(gid, {})
+    failures = st.session_state.setdefault(FAILS_KEY, {}).setdefault(gid, {})
+    given_up = st.session_state.setdefault(LOST_KEY, {}).setdefault(gid, {})
+    done = st.session_state.setdefault(SETTLED_KEY, {}).setdefault(gid, [])
     settled: list[str] = []
     for wid in list(current):
         try:
             it = ops.integration(actor, gid, wid)
         except OperationError as exc:
-            show_error(exc)
+            failures[wid] = failures.get(wid, 0) + 1
+            if failures[wid] < STATUS_ATTEMPTS:
+                st.text(f"{names.get(wid) or wid}: status not read "
+                        f"(try {failures[wid]} of {STATUS_ATTEMPTS}); trying again.")
+                continue
+            failures.pop(wid, None)
+            given_up[wid] = _status_lost_message(wid, exc)
             settled.append(wid)
             continue
-        st.text(f"{it.display_name}: {it.status}" + (f" - {it.message}" if it.message else ""))
-        if not it.is_syncing:
+        failures.pop(wid, None)
+        line = f"{it.display_name}: {it.status}" + (f" - {it.message}" if it.message else "")
+        if it.is_syncing:
+            st.text(line)
+        else:
             settled.append(wid)
+            done.append(line)
     if settled:
         for wid in settled:
             current.pop(wid, None)
         data.invalidate_grant(gid)
-        st.rerun(scope="app")  # the fragment is not drawn again once nothing is watched
+        if not _dialog_open():
+            st.rerun(scope="app")  # the fragment is not drawn again once nothing is watched
+    # Something settled and we are still here: the revoke dialog is open. Keep the outcome
+    # in sight until it closes.
+    for line in done:
+        st.text(line)
+    for message in given_up.values() if _dialog_open() else ():
+        st.warning(escape_markdown(message), icon=":material/help:")
+    if done and not current:
+        st.caption("Resync finished; the rest of the page shows it once the dialog is closed.")
 
 
 if watching:
@@ -339,7 +474,11 @@ else:
     if can(actor, Permission.MANAGE_LIMITS) and g.status == "active":
         tiers = ["(no tier)"] + [t.name for t in ops.tiers]
         with st.form("limit_form"):
-            st.caption("Set a limit and/or switch the limiter, or apply a tier.")
+            st.caption(
+                "Set a limit and/or switch the limiter, or apply a tier. A new limit switches "
+                "the limiter on when it is left on \"keep\" (a limit with the limiter off is "
+                "not enforced); choose \"off\" to store a limit without enforcing it."
+            )
             f1, f2, f3 = st.columns(3)
             new_limit = f1.number_input(
                 "New limit", min_value=1, step=1, value=None, key="limit_value"
@@ -369,13 +508,16 @@ else:
                     show_error(exc)
                 else:
                     st.session_state[FLASH_KEY] = res.summary()
+                    for k in LIMIT_FORM_KEYS:  # an empty form: a second click changes nothing
+                        st.session_state.pop(k, None)
                     st.rerun()
 
 # --- danger zone -----------------------------------------------------------------------
 
 
-@st.dialog("Revoke grant")
+@st.dialog("Revoke grant", on_dismiss="rerun")
 def _revoke_dialog() -> None:
+    st.session_state[DIALOG_KEY] = True  # until the next full run (closing the dialog reruns)
     st.text(
         "Revoking stops the grant's tokens at once; the customer must connect again.\n"
         "Type the grant id again to confirm."

@@ -157,6 +157,19 @@ def test_limit_form_sets_limit_and_limiter(env: Env) -> None:
     assert data.grant_detail(env.ops, FINANCE, gid).effective_limit == 2500
 
 
+def test_a_limit_with_limiter_on_keep_takes_effect_on_a_guest_whose_limiter_is_off(
+        env: Env) -> None:
+    gid = env.active("guest")[0]["grant_id"]
+    grant_actions.submit_limit(env.ops, FINANCE, gid, limit=None, limiter="off", tier=None,
+                               reason="start uncapped")
+    assert data.grant_detail(env.ops, FINANCE, gid).effective_limit is None
+    res = grant_actions.submit_limit(env.ops, FINANCE, gid, limit=777, limiter="keep",
+                                     tier=None, reason="cap this guest")
+    assert res.change is not None and res.change.after_limiter is True
+    assert "limiter off -> on" in res.summary()
+    assert data.grant_detail(env.ops, FINANCE, gid).effective_limit == 777  # enforced
+
+
 def test_limit_form_applies_tier_to_one_grant(env: Env) -> None:
     gid = env.active("guest")[0]["grant_id"]
     res = grant_actions.submit_limit(env.ops, FINANCE, gid, limit=None, limiter="keep",
@@ -298,6 +311,18 @@ def test_errors_are_not_cached(env: Env) -> None:
     with pytest.raises(UpstreamError):
         data.list_grants(env.ops, SUPPORT)
     assert data.list_grants(env.ops, SUPPORT)
+
+
+def test_a_detail_with_a_failed_part_is_not_cached(env: Env) -> None:
+    gid = env.active("guest")[0]["grant_id"]
+    env.sandbox.set_fault(path="/api/v1/holdings", status=500, code="INTERNAL_ERROR", count=9)
+    first = data.grant_detail(env.ops, SUPPORT, gid)
+    assert first.holdings.error is not None and first.integrations.ok
+    env.sandbox.clear_faults()
+    # The next read (the next rerun) asks again and gets the holdings, not the old failure.
+    assert data.grant_detail(env.ops, SUPPORT, gid).holdings.ok
+    assert len(data.CACHE) == 1  # a complete detail is kept
+    assert data.grant_detail(env.ops, SUPPORT, gid).holdings.ok
 
 
 def test_cache_expires_after_ttl() -> None:

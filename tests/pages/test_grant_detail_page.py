@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import data, grant_actions
+from dashboard.ui import ZWSP
 from services.operations import Actor, OperationError
 from tests.pages.helpers import shown
 
@@ -265,3 +267,128 @@ def test_holdings_failure_is_shown_alone(make_app: Callable[..., AppTest], sandb
     assert not at.exception
     assert any("Reading holdings failed" in e.value for e in at.error)
     assert len(_df(at, "last_sync")) >= 1  # integrations still shown
+
+
+# --- upstream text never becomes markup or a link ----------------------------------------
+
+EVIL = "See http://evil.example/fix or www.evil.example, mail help@evil.example"
+AUTOLINK = re.compile(r"https?://|www\.|[-.\w+]+@[-\w]+\.[-\w]+", re.IGNORECASE)
+
+
+def test_urls_in_an_upstream_error_are_not_links(make_app: Callable[..., AppTest],
+                                                 sandbox: Any) -> None:
+    sandbox.set_fault(path="/api/v1/holdings", status=400, code="BAD_REQUEST", message=EVIL,
+                      count=99)
+    at = _open(make_app, "support", _grant(sandbox))
+    error = next(e.value for e in at.error if "Reading holdings failed" in e.value)
+    assert "evil" in error
+    assert AUTOLINK.findall(shown(error)) == []
+
+
+def test_toasts_show_upstream_text_literally(make_app: Callable[..., AppTest],
+                                            sandbox: Any) -> None:
+    at = _open(make_app, "support", _grant(sandbox))
+    # What the revoke dialog leaves after a revoke: our words and the API's message.
+    at.session_state["grant_flash"] = "Grant revoked. **Done** [see](http://evil.example)"
+    at.run()
+    toast = at.toast[0].value
+    assert "**" not in toast and "](" not in toast
+    assert shown(toast).replace(ZWSP, "") == (
+        "Grant revoked. **Done** [see](http://evil.example)")
+
+
+# --- resync status while the revoke dialog opens; status reads that fail ---------------------
+
+def test_a_settling_resync_does_not_close_the_revoke_dialog(
+        make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    gid = _grant(sandbox)
+    at = _open(make_app, "support", gid)
+    wid = _wallet(at)
+    at.button(key=f"resync_{wid}").click().run()
+    assert at.session_state["resync_watch"][gid] == {wid: "latest"}
+    sandbox.advance_clock(60)  # the resync settles...
+    at.button(key="revoke_open").click().run()  # ...as the person opens the revoke dialog
+    assert not at.exception
+    assert any(ti.key == "revoke_typed" for ti in at.text_input)  # the dialog is open
+    assert at.session_state["resync_watch"][gid] == {}
+    assert any("the rest of the page shows it once the dialog is closed" in c.value
+               for c in at.caption)
+
+
+def test_failed_status_reads_are_retried_then_leave_a_lasting_message(
+        make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    gid = _grant(sandbox)
+    at = _open(make_app, "support", gid)
+    wid = _wallet(at)
+    at.button(key=f"resync_{wid}").click().run()
+    sandbox.set_fault(path="/api/v1/integrations", status=400, code="BAD_REQUEST", count=999)
+    at.run()  # one failed read: still watching, and says so
+    assert at.session_state["resync_watch"][gid] == {wid: "latest"}
+    assert any("status not read (try 1 of 3)" in t.value for t in at.text)
+    at.run()
+    at.run()  # the third failure in a row: the page stops watching and says what to do
+    assert at.session_state["resync_watch"][gid] == {}
+    sandbox.clear_faults()
+    at.run()
+    at.run()  # the message stays on later runs
+    warning = [shown(w.value) for w in at.warning if "could not be read" in w.value]
+    assert warning and "press Refresh" in warning[0]
+    at.button(key=f"resync_lost_dismiss_{wid}").click().run()
+    assert not [w for w in at.warning if "could not be read" in w.value]
+
+
+# --- Guest limit form --------------------------------------------------------------------
+
+def test_a_limit_on_a_guest_with_the_limiter_off_is_enforced_and_the_form_cleared(
+        make_app: Callable[..., AppTest], sandbox: Any, runtime: Any) -> None:
+    gid = _grant(sandbox)
+    finance = Actor("finance", "Finance", frozenset({"finance"}))
+    grant_actions.submit_limit(runtime.ops, finance, gid, limit=None, limiter="off", tier=None,
+                               reason="start uncapped")
+    at = _open(make_app, "finance", gid)
+    assert any(m.value == "no limit" for m in at.metric)
+    at.number_input(key="limit_value").set_value(777)  # the limiter left on "keep"
+    at.text_input(key="limit_reason").input("cap this guest")
+    at.button(key="FormSubmitter:limit_form-Apply limit").click().run()
+    assert not at.exception and not at.error
+    assert any(m.value == "777" for m in at.metric)
+    assert "limiter off -> on" in shown(at.toast[0].value)
+    assert at.number_input(key="limit_value").value is None
+    assert at.text_input(key="limit_reason").value == ""
+
+
+# --- a revoked grant ----------------------------------------------------------------------
+
+def test_a_revoked_grant_says_so_instead_of_showing_errors(
+        make_app: Callable[..., AppTest], sandbox: Any, runtime: Any) -> None:
+    gid = _grant(sandbox)
+    support = Actor("support", "Support", frozenset({"support"}))
+    grant_actions.confirm_revoke(runtime.ops, support, gid, gid, "customer asked", "SUP-9")
+    at = _open(make_app, "support", gid)
+    assert not at.error, [e.value for e in at.error]
+    banner = shown(at.warning[0].value)
+    assert "This grant is revoked" in banner
+    assert "by support" in banner and "customer asked" in banner and "SUP-9" in banner
+    assert any("Not available: the grant is revoked" in c.value for c in at.caption)
+    viewer = _open(make_app, "viewer", gid)
+    assert not viewer.error
+    assert "This grant is revoked" in viewer.warning[0].value
+
+
+# --- which grant ----------------------------------------------------------------------------
+
+def test_a_bad_grant_id_is_not_remembered_and_can_be_corrected(
+        make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    gid = _grant(sandbox)
+    at = make_app("viewer")
+    at.query_params["grant"] = "not-a-grant"
+    at.switch_page("../" + PAGE).run()
+    assert not at.exception
+    assert at.error
+    assert "selected_grant_id" not in at.session_state  # nothing to stick
+    assert any(ti.key == "detail_open_id" for ti in at.text_input)
+    at.text_input(key="detail_open_id").input(gid)
+    at.button(key="detail_open").click().run()
+    assert not at.exception and not at.error
+    assert at.session_state["selected_grant_id"] == gid
+    assert "Session" in [s.value for s in at.subheader]
