@@ -43,13 +43,22 @@ if not available:
     auth.logout_button(runtime, actor)
     st.stop()
 
-page = st.navigation(
-    [
-        st.Page(auth.PROJECT_ROOT / s.path, title=s.title, icon=s.icon, default=s.default)
-        for s in available
-    ],
-    position="sidebar",
-)
+# The pages of other roles are registered too, hidden from the menu, so that their address
+# typed or bookmarked by this user shows a refusal (audited by the operations) rather than
+# Streamlit's "Page not found".
+refused = [s for s in auth.pages_refused(actor.roles) if (auth.PROJECT_ROOT / s.path).is_file()]
+entries = [
+    (s, st.Page(auth.PROJECT_ROOT / s.path, title=s.title, icon=s.icon, default=s.default))
+    for s in available
+] + [
+    (s, st.Page(auth.PROJECT_ROOT / s.path, title=auth.REFUSED_TITLE, icon=":material/block:",
+                visibility="hidden"))
+    for s in refused
+]
+page = st.navigation([p for _, p in entries], position="sidebar")
+spec = next(s for s, p in entries if p is page)
 ui.badge(runtime, actor)
 auth.logout_button(runtime, actor)
-page.run()
+auth.note_page_run(spec.url_path)
+if spec in available or not auth.refuse_page(runtime, actor, spec):
+    page.run()

@@ -28,7 +28,13 @@ from streamlit_authenticator.utilities import LoginError
 
 from dashboard.runtime import Runtime
 from dashboard.users import MAX_PASSWORD_BYTES, credentials_dict
-from services.operations import Actor, OperationError, Permission, permissions_for
+from services.operations import (
+    Actor,
+    OperationError,
+    Permission,
+    PermissionDenied,
+    permissions_for,
+)
 from services.store.errors import StoreError
 
 logger = logging.getLogger(__name__)
@@ -49,33 +55,82 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class PageSpec:
-    """A page of the navigation and the permission a user needs to see it."""
+    """A page of the navigation, the permission a user needs to see it, and the audit action
+    recorded (`denied`) when a user without it opens the page's address."""
 
     path: str  # relative to the project root
     title: str
     icon: str
     permission: Permission
+    denied_action: str
     default: bool = False
+
+    @property
+    def url_path(self) -> str:
+        """The page's address (Streamlit derives it from the file name)."""
+        return Path(self.path).stem
 
 
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/overview.py", "Overview", ":material/dashboard:", Permission.VIEW_GRANTS,
-             default=True),
-    PageSpec("pages/grants.py", "Grants", ":material/list:", Permission.VIEW_GRANTS),
+             "grant.view", default=True),
+    PageSpec("pages/grants.py", "Grants", ":material/list:", Permission.VIEW_GRANTS,
+             "grant.view"),
     PageSpec("pages/grant_detail.py", "Grant detail", ":material/person_search:",
-             Permission.VIEW_GRANTS),
+             Permission.VIEW_GRANTS, "grant.view"),
     PageSpec("pages/guest_limits.py", "Guest limits", ":material/tune:",
-             Permission.MANAGE_LIMITS),
-    PageSpec("pages/audit_log.py", "Audit log", ":material/history:", Permission.READ_AUDIT),
+             Permission.MANAGE_LIMITS, "guest.tier.apply"),
+    PageSpec("pages/audit_log.py", "Audit log", ":material/history:", Permission.READ_AUDIT,
+             "audit.read"),
     PageSpec("pages/connect.py", "Connect a customer", ":material/link:",
-             Permission.MANAGE_TOKENS),
+             Permission.MANAGE_TOKENS, "link_token.create"),
 )
+
+#: Title of a page registered only to refuse it (its address typed by a user without access).
+REFUSED_TITLE = "Not available"
+
+CURRENT_PAGE_KEY = "_console_current_page"
+PREVIOUS_PAGE_KEY = "_console_previous_page"
 
 
 def pages_for(roles: frozenset[str] | set[str] | tuple[str, ...]) -> list[PageSpec]:
     """The pages a user with these roles may see, in menu order."""
     allowed = permissions_for(roles)
     return [p for p in PAGES if p.permission in allowed]
+
+
+def pages_refused(roles: frozenset[str] | set[str] | tuple[str, ...]) -> list[PageSpec]:
+    """The pages a user with these roles may not use (registered hidden, to refuse them)."""
+    allowed = permissions_for(roles)
+    return [p for p in PAGES if p.permission not in allowed]
+
+
+def refuse_page(runtime: Runtime, actor: Actor, spec: PageSpec) -> bool:
+    """For a page's address opened by a user without its permission: let the operations
+    refuse (one `denied` event for the page's action, target the page) and show the refusal
+    alone. Returns False (nothing shown) when the operations in fact allow the actor."""
+    try:
+        runtime.ops.require(actor, spec.permission, spec.denied_action, "page", spec.url_path)
+    except PermissionDenied as exc:
+        st.title(REFUSED_TITLE)
+        st.error(exc.user_message, icon=":material/block:")
+        st.caption("This page is not part of your role. Use the pages in the menu, or ask an "
+                   "administrator for the role you need.")
+        return True
+    return False
+
+
+def note_page_run(url_path: str) -> None:
+    """Called by the entrypoint before each page run: remembers the page of the previous run,
+    so that a page can tell a first run after being opened from a rerun of itself."""
+    st.session_state[PREVIOUS_PAGE_KEY] = st.session_state.get(CURRENT_PAGE_KEY)
+    st.session_state[CURRENT_PAGE_KEY] = url_path
+
+
+def page_opened_anew() -> bool:
+    """True in the first run of a page after it was opened (from another page, the login, or
+    a new browser session); False when the page reruns itself (a click, an input)."""
+    return st.session_state.get(PREVIOUS_PAGE_KEY) != st.session_state.get(CURRENT_PAGE_KEY)
 
 
 def get_authenticator(runtime: Runtime) -> stauth.Authenticate:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 import streamlit as st
 
 from dashboard import ui
-from dashboard.auth import page_context
+from dashboard.auth import page_context, page_opened_anew
 from services.operations import OperationError
+from services.store import parse_csv_export, parse_jsonl_export
 
 OUTCOMES = ["any", "requested", "succeeded", "failed", "denied"]
 PAGE_SIZES = [25, 50, 100, 200]
@@ -16,13 +21,45 @@ PAGE_KEY = "audit_page_no"
 EXPORT_KEY = "audit_export_data"
 VERIFY_KEY = "audit_verify_report"
 
+
+
+@dataclass(frozen=True)
+class PreparedExport:
+    """An export made from this page: what it holds and when it was made."""
+
+    fmt: str
+    content: str
+    made_at: datetime
+    events: int
+    newest_seq: int | None
+
+
+@dataclass(frozen=True)
+class Verification:
+    report: object  # ChainReport
+    made_at: datetime
+
+
+def _forget_results() -> None:
+    """A prepared export and a verification describe the log as it was when they were made:
+    dropped when the page is opened again or any input changes."""
+    st.session_state.pop(EXPORT_KEY, None)
+    st.session_state.pop(VERIFY_KEY, None)
+
+
+def _utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 runtime, actor = page_context()
+if page_opened_anew():
+    _forget_results()
 st.title("Audit log")
 
 
 def _filters_changed() -> None:
     st.session_state[PAGE_KEY] = 1
-    st.session_state.pop(EXPORT_KEY, None)
+    _forget_results()
 
 
 def _move(delta: int) -> None:
@@ -90,40 +127,55 @@ if result.events:
         )
 
 st.subheader("Export")
+st.caption("An export holds every event matching the filters, oldest first (the table above is "
+           "newest first), so that an auditor can recompute the hash chain from the file. It "
+           "is a snapshot: events added later are not in it.")
 e1, e2 = st.columns([2, 1], vertical_alignment="bottom")
 fmt = e1.radio("Format", list(FORMATS), format_func=lambda f: FORMATS[f][0], horizontal=True,
-               key="audit_export_fmt", on_change=lambda: st.session_state.pop(EXPORT_KEY, None))
+               key="audit_export_fmt", on_change=_forget_results)
 if e2.button("Prepare export", key="audit_export", icon=":material/download:"):
     try:
         with st.spinner("Exporting..."):
             content = runtime.ops.export_audit(actor, filters, fmt)
-        st.session_state[EXPORT_KEY] = (fmt, content)
+        parse = parse_csv_export if fmt == "csv" else parse_jsonl_export
+        exported = parse(io.StringIO(content))
+        st.session_state[EXPORT_KEY] = PreparedExport(
+            fmt, content, datetime.now(UTC), len(exported),
+            max((e.seq for e in exported), default=None))
     except OperationError as exc:
         ui.show_error(exc)
 held = st.session_state.get(EXPORT_KEY)
 if held is not None:
-    held_fmt, content = held
-    label, mime, ext = FORMATS[held_fmt]
+    label, mime, ext = FORMATS[held.fmt]
+    covered = (f"{held.events} event(s), up to #{held.newest_seq}" if held.events
+               else "no event")
+    st.caption(f"Prepared at {_utc(held.made_at)}: {covered}, oldest first.")
     st.download_button(f"Download {label} (the events matching the filters)",
-                       data=content, file_name=f"audit-log.{ext}", mime=mime,
-                       key="audit_download")
+                       data=held.content,
+                       file_name=f"audit-log-{held.made_at.strftime('%Y%m%dT%H%M%SZ')}.{ext}",
+                       mime=mime, key="audit_download")
 
 st.subheader("Integrity")
-st.caption("Each event carries a hash of the previous one; verifying recomputes the chain.")
+st.caption("Each event carries a hash of the previous one; verifying recomputes the chain "
+           "(all events, whatever the filters).")
 if st.button("Verify the chain", key="audit_verify", icon=":material/verified:"):
     try:
         with st.spinner("Verifying..."):
-            st.session_state[VERIFY_KEY] = runtime.ops.verify_audit(actor)
+            st.session_state[VERIFY_KEY] = Verification(runtime.ops.verify_audit(actor),
+                                                         datetime.now(UTC))
     except OperationError as exc:
         ui.show_error(exc)
-report = st.session_state.get(VERIFY_KEY)
-if report is not None:
+verified = st.session_state.get(VERIFY_KEY)
+if verified is not None:
+    report = verified.report
+    when = f"Verified at {_utc(verified.made_at)}"
     if report.ok:
-        st.success(f"The chain is intact: {report.checked} event(s) checked.",
+        st.success(f"{when}: the chain is intact, {report.checked} event(s) checked. Events "
+                   "added since are not covered; verify again to include them.",
                    icon=":material/check_circle:")
     else:
-        st.error(f"The chain is broken at event #{report.first_bad_seq}: the events before it "
-                 f"({report.checked}) are intact; this one or an earlier one was changed, "
-                 "removed or inserted outside the console.", icon=":material/gpp_bad:")
+        st.error(f"{when}: the chain is broken at event #{report.first_bad_seq}: the events "
+                 f"before it ({report.checked}) are intact; this one or an earlier one was "
+                 "changed, removed or inserted outside the console.", icon=":material/gpp_bad:")
         if report.reason:
             ui.text(report.reason)

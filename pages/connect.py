@@ -11,14 +11,47 @@ import streamlit as st
 from dashboard import data, ui
 from dashboard.auth import PROJECT_ROOT, page_context
 from dashboard.runtime import play_widget
+from sandbox import SandboxControlError
 from services.kryptos.models import mask_token
-from services.operations import OperationError
+from services.operations import LinkTokenIssued, OperationError
 
 ISSUED_KEY = "connect_issued"  # LinkTokenIssued of the last link token
 PUBLIC_KEY = "connect_public"  # {"public_token", "user_id", "kind"} from the sandbox widget
 RESULT_KEY = "connect_result"  # GrantRow of the last exchange
+RESUMED_KEY = "connect_resumed"  # the sandbox's answer to a returning customer's widget run
+EXCHANGE_ERROR_KEY = "_connect_exchange_error"  # OperationError of the last exchange
 
 runtime, actor = page_context()
+
+
+def _complete_widget(issued: LinkTokenIssued, kind: str) -> dict:
+    """The sandbox's answer to a widget run opened with `issued`. A returning customer's
+    link token (made with their grant's access token) is passed on, so that the sandbox adds
+    the integration to that grant (`{public_token: None, resumed: True, grant_id, ...}`)."""
+    if issued.resumed and runtime.sandbox is not None:
+        return runtime.sandbox.create_public_token(kind=kind, link_token=issued.link_token)
+    return play_widget(runtime, kind)
+
+
+def _exchange() -> None:
+    """The Exchange button's callback: runs before the page is drawn, so that the form below
+    no longer offers a public token that was just used (a token is exchanged once)."""
+    held = st.session_state.get(PUBLIC_KEY)
+    pasted = (st.session_state.get("connect_public_token") or "").strip()
+    public_token = pasted or (held or {}).get("public_token") or ""
+    try:
+        row = runtime.ops.exchange_public_token(
+            actor, st.session_state.get("connect_ex_ref") or "", public_token)
+    except OperationError as exc:
+        st.session_state[EXCHANGE_ERROR_KEY] = exc
+        return
+    st.session_state[RESULT_KEY] = row
+    st.session_state.pop(PUBLIC_KEY, None)
+    st.session_state["connect_public_token"] = ""
+    data.invalidate_grant(row.grant_id)
+    ui.toast_done(f"Grant {row.grant_id} stored")
+
+
 st.title("Connect a customer")
 st.caption(
     "First create a link token for the customer: your frontend opens the Kryptos Connect "
@@ -43,6 +76,7 @@ if create:
         st.session_state[ISSUED_KEY] = issued
         st.session_state["connect_ex_ref"] = issued.customer_ref  # prefill the exchange form
         st.session_state.pop(RESULT_KEY, None)
+        st.session_state.pop(RESUMED_KEY, None)
         ui.toast_done("Link token created")
     except OperationError as exc:
         ui.show_error(exc)
@@ -58,49 +92,63 @@ if issued is not None:
 # --- sandbox: play the widget ----------------------------------------------------------------
 if runtime.is_sandbox:
     st.subheader("Sandbox: play the widget's part")
-    st.caption("As if the customer completed the Connect widget: the sandbox creates a user "
-               "with wallets and holdings, and hands back a public token.")
+    st.caption("As if the customer completed the Connect widget opened with this link token: "
+               "a new customer gets a user with wallets and holdings and a public token to "
+               "exchange; a returning customer's new integration joins their existing grant.")
     w1, w2 = st.columns([2, 1], vertical_alignment="bottom")
     kind = w1.radio("Customer kind", ["guest", "linked"], horizontal=True, key="connect_kind")
     if w2.button("Complete the widget", key="connect_play", disabled=issued is None,
                  icon=":material/smart_button:"):
+        st.session_state.pop(RESUMED_KEY, None)
         try:
-            st.session_state[PUBLIC_KEY] = play_widget(runtime, kind)
-            ui.toast_done("Widget completed; a public token is ready to exchange")
-        except OSError as exc:
+            answer = _complete_widget(issued, kind)
+        except (OSError, SandboxControlError) as exc:
             ui.show_error(OperationError(
-                f"The sandbox did not answer ({type(exc).__name__}). Restart the console.",
-                code="SANDBOX_UNREACHABLE"))
+                "The sandbox did not complete the widget run "
+                f"({type(exc).__name__}). If the link token has expired, create a new one; "
+                "otherwise restart the console.",
+                code="SANDBOX_WIDGET_FAILED"))
+        else:
+            if answer.get("resumed"):
+                st.session_state.pop(PUBLIC_KEY, None)
+                st.session_state[RESUMED_KEY] = answer
+                data.invalidate_grant(str(answer.get("grant_id")))
+                ui.toast_done("Integration added to the existing grant")
+            else:
+                st.session_state[PUBLIC_KEY] = answer
+                st.session_state.pop(RESULT_KEY, None)
+                ui.toast_done("Widget completed; a public token is ready to exchange")
     if issued is None:
         st.caption("Create a link token first.")
+    resumed = st.session_state.get(RESUMED_KEY)
+    if resumed is not None:
+        st.success("The customer's new integration was added to their existing grant: no "
+                   "public token was issued and no exchange is needed.",
+                   icon=":material/check_circle:")
+        with st.container(border=True):
+            ui.kv("Grant", resumed.get("grant_id"))
+            ui.kv("New wallet", resumed.get("wallet_id"))
+            ui.kv("Kind", resumed.get("kind") or "unknown")
 
 # --- 2. exchange -----------------------------------------------------------------------------
 st.subheader("2. Exchange the public token")
 held = st.session_state.get(PUBLIC_KEY)
 with st.form("connect_exchange_form"):
-    ex_ref = st.text_input("Customer reference", key="connect_ex_ref")
+    st.text_input("Customer reference", key="connect_ex_ref")
     if held is not None:
         ui.kv("Public token from the widget", mask_token(held["public_token"]))
-    pasted = st.text_input(
+    st.text_input(
         "Public token" + (" (leave empty to use the widget's)" if held is not None else ""),
         type="password", key="connect_public_token",
     )
-    exchange = st.form_submit_button("Exchange", type="primary")
-if exchange:
-    public_token = (pasted or "").strip() or (held or {}).get("public_token", "")
-    try:
-        with st.spinner("Exchanging with Kryptos..."):
-            row = runtime.ops.exchange_public_token(actor, ex_ref, public_token)
-        st.session_state[RESULT_KEY] = row
-        st.session_state.pop(PUBLIC_KEY, None)
-        data.invalidate_grant(row.grant_id)
-        ui.toast_done(f"Grant {row.grant_id} stored")
-    except OperationError as exc:
-        ui.show_error(exc)
+    st.form_submit_button("Exchange", type="primary", on_click=_exchange)
+error = st.session_state.pop(EXCHANGE_ERROR_KEY, None)
+if error is not None:
+    ui.show_error(error)
 row = st.session_state.get(RESULT_KEY)
 if row is not None:
-    st.success("The customer is connected and the access token is stored in the vault.",
-               icon=":material/check_circle:")
+    st.success(f"The customer is connected: grant {row.grant_id}, its access token stored in "
+               "the vault (shown masked).", icon=":material/check_circle:")
     with st.container(border=True):
         ui.kv("Grant", row.grant_id)
         ui.kv("Customer reference", row.customer_ref)

@@ -17,6 +17,10 @@ from services.operations import BulkResult, OperationError, Permission, can
 
 PREVIEW_KEY = "bulk_preview"  # (plan, BulkResult)
 RESULT_KEY = "bulk_result"  # BulkResult
+PICKED_KEY = "bulk_picked"  # grant ids ticked in the table, in tick order
+PICKER_PREFIX = "bulk_picker_"  # + generation: the table's key, renewed after each merge
+PICKER_GEN_KEY = "bulk_picker_gen"
+PICKER_ROWS_KEY = "bulk_picker_rows"  # (generation, grant ids in the drawn table's row order)
 TIER, CUSTOM = "Tier", "Custom limit"
 KIND_LABEL = {"guest": "Guest", "linked": "Linked", None: "unknown"}
 
@@ -70,7 +74,39 @@ except OperationError as exc:
     show_error(exc)
     st.stop()
 
-st.caption("Active Guest grants and grants whose kind is not known yet. Tick the ones to change.")
+st.caption("Active Guest grants and grants whose kind is not known yet. Tick the ones to change; "
+           "ticks are kept by grant id while you filter.")
+
+
+def _merge_ticks() -> None:
+    """Fold the ticks and unticks made in the table drawn last into the picked set (by the
+    grant id of each row as it was shown), then draw a fresh table (new key) whose checkbox
+    column is read from the set: no tick ever outlives the rows it was made on."""
+    gen = int(st.session_state.get(PICKER_GEN_KEY, 0))
+    shown_ids = st.session_state.get(PICKER_ROWS_KEY)
+    edits = (st.session_state.get(f"{PICKER_PREFIX}{gen}") or {}).get("edited_rows") or {}
+    if not edits or shown_ids is None or shown_ids[0] != gen:
+        return
+    picked = dict.fromkeys(st.session_state.get(PICKED_KEY, ()))
+    for pos, change in edits.items():
+        if "pick" not in change or int(pos) >= len(shown_ids[1]):
+            continue
+        gid = shown_ids[1][int(pos)]
+        if change["pick"]:
+            picked[gid] = None
+        else:
+            picked.pop(gid, None)
+    st.session_state[PICKED_KEY] = list(picked)
+    st.session_state[PICKER_GEN_KEY] = gen + 1
+
+
+def _clear_selection() -> None:
+    st.session_state[PICKED_KEY] = []
+    st.session_state[PICKER_GEN_KEY] = int(st.session_state.get(PICKER_GEN_KEY, 0)) + 1
+
+
+_merge_ticks()
+picked_set = dict.fromkeys(st.session_state.get(PICKED_KEY, ()))
 search = st.text_input("Filter the table", key="bulk_search")
 needle = search.strip().lower()
 shown = [
@@ -82,7 +118,7 @@ shown = [
 picker = pd.DataFrame(
     [
         {
-            "pick": False,
+            "pick": r.grant_id in picked_set,
             "grant_id": r.grant_id,
             "customer_ref": r.customer_ref or "",
             "user": KIND_LABEL.get(r.user_kind, "unknown"),
@@ -93,9 +129,11 @@ picker = pd.DataFrame(
     ],
     columns=["pick", "grant_id", "customer_ref", "user", "workspace", "token_stored"],
 )
-edited = st.data_editor(
+gen = int(st.session_state.get(PICKER_GEN_KEY, 0))
+st.session_state[PICKER_ROWS_KEY] = (gen, [r.grant_id for r in shown])
+st.data_editor(
     picker,
-    key=f"bulk_picker_{needle}",
+    key=f"{PICKER_PREFIX}{gen}",
     hide_index=True,
     num_rows="fixed",
     disabled=["grant_id", "customer_ref", "user", "workspace", "token_stored"],
@@ -108,7 +146,14 @@ edited = st.data_editor(
         "token_stored": st.column_config.CheckboxColumn("Token stored"),
     },
 )
-picked = [str(g) for g in edited.loc[edited["pick"].astype(bool), "grant_id"]]
+picked = list(picked_set)
+if picked:
+    hidden = len(set(picked) - {r.grant_id for r in shown})
+    p1, p2 = st.columns([3, 1], vertical_alignment="center")
+    p1.caption(f"{len(picked)} grant(s) ticked in the table"
+               + (f", {hidden} of them hidden by the filter." if hidden else "."))
+    p2.button("Clear selection", key="bulk_clear", on_click=_clear_selection,
+              icon=":material/deselect:")
 
 upload = st.file_uploader("Or upload a CSV of grant ids", type=["csv", "txt"], key="bulk_upload")
 uploaded: tuple[str, ...] = ()

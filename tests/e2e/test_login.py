@@ -42,10 +42,11 @@ def test_refresh_keeps_the_login_on_the_same_page(page: Page, console) -> None:
     h.expect_page(page, "Audit log")
     assert page.url.rstrip("/").endswith("/audit_log")
     assert h.nav_titles(page) == h.NAV["finance"]
-    # A page outside the role, typed as an address, shows the default page instead.
+    # A page outside the role, typed as an address, shows a refusal (the menu is unchanged).
     page.goto(console.url + "/connect")
-    h.expect_page(page, "Overview")
+    h.expect_page(page, "Not available")
     expect(h.main(page).locator("h1", has_text="Connect a customer")).to_have_count(0)
+    assert h.nav_titles(page) == h.NAV["finance"]
     # A new tab of the same browser is logged in too (same cookie).
     other = page.context.new_page()
     other.goto(console.url + "/grants")
@@ -91,3 +92,18 @@ def test_a_quick_login_right_after_the_page_loads_is_not_lost(page: Page, consol
     form.get_by_label("Password", exact=True).press("Enter")
     h.expect_page(page, "Overview")
     expect(page.get_by_text("signed in as Demo viewer")).to_be_visible()
+
+
+def test_viewer_opening_the_audit_log_by_address_is_refused(page: Page, console) -> None:
+    h.login(page, console.url, "viewer")
+    page.goto(console.url + "/audit_log")
+    h.expect_page(page, "Not available")
+    m = h.main(page)
+    expect(m.get_by_text("not allowed")).to_be_visible()
+    expect(m.locator("h1", has_text="Audit log")).to_have_count(0)
+    expect(m.get_by_text("Page not found")).to_have_count(0)
+    expect(page.get_by_text("Page not found")).to_have_count(0)
+    expect(m.get_by_role("button", name="Verify the chain")).to_have_count(0)
+    expect(m.get_by_test_id("stDataFrame")).to_have_count(0)
+    assert page.url.rstrip("/").endswith("/audit_log")
+    assert h.nav_titles(page) == h.NAV["viewer"]  # the refused page is not in the menu

@@ -86,8 +86,9 @@ def test_export_matches_filters_and_is_audited(make_app, runtime, audit_events, 
     at.radio(key="audit_export_fmt").set_value(fmt).run()
     at.button(key="audit_export").click().run()
     assert not at.exception
-    held_fmt, content = at.session_state["audit_export_data"]
-    assert held_fmt == fmt
+    held = at.session_state["audit_export_data"]
+    assert held.fmt == fmt
+    content = held.content
     if fmt == "csv":
         rows = list(csv.DictReader(io.StringIO(content)))
     else:
@@ -101,7 +102,7 @@ def test_export_matches_filters_and_is_audited(make_app, runtime, audit_events, 
 def test_verify_intact_chain(make_app):
     at = make_app("admin", page=PAGE)
     at.button(key="audit_verify").click().run()
-    assert any("The chain is intact" in s.value for s in at.success)
+    assert any("the chain is intact" in s.value for s in at.success)
 
 
 def test_verify_reports_a_tampered_row(make_app, runtime):
@@ -145,3 +146,67 @@ def test_page_without_login_shows_nothing(runtime):
     at = AppTest.from_file(str(PROJECT_ROOT / PAGE), default_timeout=TIMEOUT).run()
     assert any("log in" in w.value for w in at.warning)
     assert _table(at) is None
+
+
+def _utc_stamp(text: str) -> datetime:
+    import re
+
+    found = re.search(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", text)
+    assert found, text
+    return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+
+
+def test_export_and_verification_say_when_and_what_they_cover(make_app, runtime):
+    _fail_logins(runtime, "stamped", 3)
+    at = make_app("finance", page=PAGE)
+    at.text_input(key="audit_actor").input("stamped").run()
+    before = datetime.now(UTC).replace(microsecond=0)
+    at.button(key="audit_export").click().run()
+    newest = max(e.seq for e in runtime.ops.audit.query(page=1, page_size=1000).events
+                 if e.actor_username == "stamped")
+    made = next(c.value for c in at.caption if c.value.startswith("Prepared at"))
+    assert before <= _utc_stamp(made) <= datetime.now(UTC)
+    assert f"3 event(s), up to #{newest}, oldest first" in made
+    assert any("oldest first" in c.value and "newest first" in c.value for c in at.caption)
+    at.button(key="audit_verify").click().run()
+    verified = next(s.value for s in at.success if "the chain is intact" in s.value)
+    assert verified.startswith("Verified at ")
+    assert before <= _utc_stamp(verified) <= datetime.now(UTC)
+    # every event but the verification's own outcome, recorded after it
+    assert f"{runtime.ops.audit.count() - 1} event(s) checked" in verified
+
+
+def test_export_and_verification_are_dropped_when_the_page_is_opened_again(make_app):
+    at = make_app("admin", page=PAGE)
+    at.button(key="audit_export").click().run()
+    at.button(key="audit_verify").click().run()
+    assert len(at.download_button) == 1 and at.success
+    at.run()  # a rerun of the page itself keeps them
+    assert len(at.download_button) == 1 and at.success
+    at.switch_page("../pages/overview.py").run()
+    at.switch_page("../" + PAGE).run()
+    assert not at.exception
+    assert len(at.download_button) == 0 and not at.success
+
+
+def test_export_and_verification_are_dropped_when_an_input_changes(make_app):
+    at = make_app("admin", page=PAGE)
+    at.button(key="audit_export").click().run()
+    at.button(key="audit_verify").click().run()
+    at.radio(key="audit_export_fmt").set_value("jsonl").run()
+    assert len(at.download_button) == 0 and not at.success
+    at.button(key="audit_export").click().run()
+    at.button(key="audit_verify").click().run()
+    at.selectbox(key="audit_outcome").select("denied").run()
+    assert len(at.download_button) == 0 and not at.success
+
+
+def test_viewer_opening_the_address_is_refused_not_sent_elsewhere(make_app, audit_events):
+    at = make_app("viewer")
+    at.switch_page("../" + PAGE).run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Not available"]
+    assert any("not allowed" in e.value for e in at.error)
+    assert _table(at) is None and not at.download_button
+    assert [(e.actor_username, e.action, e.target_id)
+            for e in audit_events(outcome="denied")] == [("viewer", "audit.read", "audit_log")]

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.runtime import Runtime, get_runtime
 from services.settings import SANDBOX_CLIENT_ID
-from tests.pages.conftest import PROJECT_ROOT, TIMEOUT
+from tests.pages.conftest import DEMO_PASSWORDS, PROJECT_ROOT, TIMEOUT, login, new_app, page_path
+from tests.pages.helpers import shown
 
 PAGE = "pages/connect.py"
 
 
 def _texts(at) -> str:
-    parts = [m.value for m in at.markdown] + [e.value for e in at.error]
+    parts = [shown(m.value) for m in at.markdown] + [e.value for e in at.error]
     parts += [s.value for s in at.success] + [c.value for c in at.caption]
     return "\n".join(parts)
 
@@ -123,3 +127,59 @@ def test_other_roles_are_refused_and_audited(runtime, audit_events, role):
     assert any("not allowed" in e.value for e in at.error)
     denied = audit_events(outcome="denied")
     assert [(e.actor_username, e.action) for e in denied] == [(role, "link_token.create")]
+
+
+def test_after_an_exchange_the_used_token_is_gone_from_the_form(make_app, audit_events):
+    at = make_app("support", page=PAGE)
+    _create_link(at, "crm-5")
+    at.button(key="connect_play").click().run()
+    assert "Public token from the widget" in _texts(at)
+    _exchange(at)
+    assert not at.exception and not at.error
+    row = at.session_state["connect_result"]
+    text = _texts(at)
+    assert "Public token from the widget" not in text
+    assert f"The customer is connected: grant {row.grant_id}" in text
+    assert row.masked_token in text
+    # Exchange pressed again by mistake: nothing is sent (there is no token any more), and
+    # the connected grant stays shown.
+    _exchange(at)
+    assert not at.exception
+    assert at.session_state["connect_result"] == row
+    assert len([e for e in audit_events(action="token.exchange") if e.outcome == "requested"]) == 1
+
+
+@pytest.fixture
+def own_sandbox_runtime(console_env, monkeypatch) -> Iterator[Runtime]:
+    """The console as `streamlit run` starts it on a clean clone: its own sandbox in a
+    thread (no SANDBOX_URL)."""
+    monkeypatch.delenv("SANDBOX_URL")
+    rt = get_runtime()
+    assert rt.ok and rt.sandbox is not None, rt.problems
+    yield rt
+    rt._stop()
+
+
+def test_returning_customer_widget_run_adds_to_the_existing_grant(own_sandbox_runtime,
+                                                                  audit_events):
+    rt = own_sandbox_runtime
+    gid = next(t["grant_id"] for t in rt.sandbox.tokens(client_id=SANDBOX_CLIENT_ID)
+               if not t["revoked"] and t["kind"] == "guest")
+    token = rt.ops.vault.reveal(gid)
+    before = {i.wallet_id for i in rt.ops.client.list_integrations(token)}
+    grants_before = {g.grant_id for g in rt.ops.client.list_grants()}
+    at = new_app().run()
+    login(at, "support", DEMO_PASSWORDS["support"])
+    at.switch_page(page_path(PAGE)).run()
+    _create_link(at, "crm-6", gid)
+    at.button(key="connect_play").click().run()
+    assert not at.exception, at.exception
+    assert not at.error
+    text = _texts(at)
+    assert "added to their existing grant" in text and "no exchange is needed" in text
+    assert gid in text
+    assert "Public token from the widget" not in text
+    after = {i.wallet_id for i in rt.ops.client.list_integrations(token)}
+    added = after - before
+    assert len(added) == 1 and added.pop() in text
+    assert {g.grant_id for g in rt.ops.client.list_grants()} == grants_before  # no new grant

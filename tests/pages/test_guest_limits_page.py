@@ -42,28 +42,44 @@ def _df(at: AppTest, column: str) -> Any:
     return found[-1]
 
 
-def _pick(at: AppTest, gids: list[str]) -> AppTest:
-    """Tick rows of the picker by grant id (the data editor's edited_rows state)."""
-    frame = None
-    for df in at.dataframe:
-        if df.key == "bulk_picker_":
-            frame = df.value
-    assert frame is not None
-    rows = {gid: i for i, gid in enumerate(frame["grant_id"])}
-    at.session_state["bulk_picker_"] = {
-        "edited_rows": {rows[g]: {"pick": True} for g in gids},
+def _picker(at: AppTest) -> Any:
+    """The picker table as drawn (the data editor, whose key changes after each merge)."""
+    found = [df for df in at.dataframe if str(df.key).startswith("bulk_picker_")]
+    assert len(found) == 1
+    return found[0]
+
+
+def _pick(at: AppTest, gids: list[str], pick: bool = True) -> AppTest:
+    """Tick (or untick) rows of the picker by grant id, as the browser reports a click: the
+    data editor's edited_rows state, by row position in the table as drawn."""
+    table = _picker(at)
+    rows = {gid: i for i, gid in enumerate(table.value["grant_id"])}
+    at.session_state[table.key] = {
+        "edited_rows": {rows[g]: {"pick": pick} for g in gids},
         "added_rows": [],
         "deleted_rows": [],
     }
     return at.run()
 
 
+def _ticked(at: AppTest) -> list[str]:
+    frame = _picker(at).value
+    return list(frame.loc[frame["pick"].astype(bool), "grant_id"])
+
+
 @pytest.mark.parametrize("role", ["support", "viewer"])
-def test_not_in_navigation_without_permission(make_app: Callable[..., AppTest],
-                                              role: str) -> None:
+def test_not_in_navigation_and_refused_by_address(make_app: Callable[..., AppTest],
+                                                 audit_events: Callable[..., list],
+                                                 role: str) -> None:
     at = make_app(role)
-    with pytest.raises(ValueError, match="Could not find a navigation page"):
-        at.switch_page("../" + PAGE)
+    at.switch_page("../" + PAGE).run()  # its address, typed: registered hidden, refused
+    assert not at.exception
+    assert any("not allowed" in e.value for e in at.error)
+    assert "Guest limits" not in [t.value for t in at.title]
+    assert not list(at.dataframe) and all(b.key != "bulk_dry" for b in at.button)
+    assert [(e.actor_username, e.action, e.target_id)
+            for e in audit_events(outcome="denied")] == [(role, "guest.tier.apply",
+                                                          "guest_limits")]
 
 
 @pytest.mark.parametrize("role", ["support", "viewer"])
@@ -89,7 +105,7 @@ def test_finance_sees_tiers_and_guest_grants(make_app: Callable[..., AppTest],
     assert not at.error
     tiers = _df(at, "tier")
     assert list(tiers["tier"])
-    picker = next(df.value for df in at.dataframe if df.key == "bulk_picker_")
+    picker = _picker(at).value
     assert set(picker["user"]) <= {"Guest", "unknown"}
     assert set(_guests(sandbox, 100)) <= set(picker["grant_id"])
 
@@ -153,3 +169,45 @@ def test_csv_upload_reports_rejected_lines_and_custom_limit(
     at.button(key="bulk_apply").click().run()
     assert list(_df(at, "outcome")["outcome"]) == ["succeeded", "succeeded"]
     assert not [e.value for e in at.error]
+
+
+def test_ticks_survive_filtering_and_are_kept_by_grant_id(make_app: Callable[..., AppTest],
+                                                          sandbox: Any) -> None:
+    first, second, third = _guests(sandbox, 3)
+    at = _pick(make_app("finance", PAGE), [first, second])
+    assert at.metric[0].value == "2"
+    # Filter down to the third grant and tick it: the first two stay picked.
+    at.text_input(key="bulk_search").input(third).run()
+    assert list(_picker(at).value["grant_id"]) == [third]
+    assert any("2 grant(s) ticked" in c.value and "hidden by the filter" in c.value
+               for c in at.caption)
+    _pick(at, [third])
+    assert at.metric[0].value == "3"
+    at.text_input(key="bulk_search").input("").run()
+    assert sorted(_ticked(at)) == sorted([first, second, third])
+    assert at.metric[0].value == "3"
+    # Unticking one, then clearing the selection.
+    _pick(at, [second], pick=False)
+    assert sorted(_ticked(at)) == sorted([first, third])
+    at.button(key="bulk_clear").click().run()
+    assert _ticked(at) == [] and at.metric[0].value == "0"
+
+
+def test_a_tick_stays_on_its_grant_when_the_list_changes(make_app: Callable[..., AppTest],
+                                                         runtime: Any, sandbox: Any) -> None:
+    from dashboard import data
+    from services.operations import Actor
+
+    at = make_app("finance", PAGE)
+    listed = list(_picker(at).value["grant_id"])
+    target = listed[5]
+    _pick(at, [target])
+    # Meanwhile someone revokes a grant listed above it: every row below moves up one.
+    admin = Actor("admin", "Demo admin", frozenset({"admin"}))
+    runtime.ops.revoke_grant(admin, listed[0], "customer left")
+    data.invalidate_all()
+    at.run()
+    assert listed[0] not in list(_picker(at).value["grant_id"])
+    assert _ticked(at) == [target]
+    at.button(key="bulk_dry").click().run()
+    assert list(_df(at, "outcome")["grant_id"]) == [target]

@@ -141,17 +141,27 @@ def test_pages_for_unknown_role_is_empty():
 
 
 @pytest.mark.parametrize("role", sorted(EXPECTED_PAGES))
-def test_navigation_registers_exactly_the_allowed_pages(make_app, role):
+def test_other_roles_pages_are_refused_by_address(make_app, audit_events, role):
+    """Every page can be reached by its address; those of other roles show a refusal only
+    (audited `denied` by the operations), never the page nor Streamlit's "Page not found"."""
     at = make_app(role)
     root = Path(__file__).resolve().parents[2]
+    refused = []
     for spec in PAGES:
         if not (root / spec.path).is_file():
             continue
+        at.switch_page(page_path(spec.path)).run()
+        assert not at.exception, (spec.path, at.exception)
+        titles = [t.value for t in at.title]
         if spec.path in EXPECTED_PAGES[role]:
-            at.switch_page(page_path(spec.path))  # registered: no error
+            assert "Not available" not in titles, spec.path
         else:
-            with pytest.raises(ValueError):
-                at.switch_page(page_path(spec.path))
+            refused.append((role, spec.denied_action, spec.url_path))
+            assert titles == ["Not available"], (spec.path, titles)
+            assert any("not allowed" in e.value for e in at.error)
+            assert not at.dataframe and not at.text_input and not at.download_button
+    denied = audit_events(outcome="denied")
+    assert [(e.actor_username, e.action, e.target_id) for e in denied] == refused
 
 
 def test_badge_shows_mode_client_and_user_but_no_secret(make_app, runtime):
@@ -244,8 +254,8 @@ def test_roles_changed_in_the_users_file_apply_at_next_rerun(make_app, runtime):
     from dashboard.users import set_roles
 
     at = make_app("viewer")
-    with pytest.raises(ValueError):
-        at.switch_page(page_path("pages/audit_log.py"))
+    at.switch_page(page_path("pages/audit_log.py")).run()
+    assert [t.value for t in at.title] == ["Not available"]
     set_roles(runtime.auth_file, "viewer", ["finance"])
     at.run()
     at.switch_page(page_path("pages/audit_log.py")).run()
