@@ -14,13 +14,11 @@ role, plus `ops` with support+finance) to `<data_dir>/sandbox-users.yaml`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -58,42 +56,6 @@ class SandboxControl(Protocol):
     def create_public_token(self, kind: str = "guest", **kw: Any) -> dict: ...
 
     def tokens(self, client_id: str | None = None) -> list[dict]: ...
-
-
-class RemoteSandbox:
-    """Control helpers for a sandbox already running at `base_url` (`SANDBOX_URL`).
-
-    Talks to the sandbox's `/sandbox/...` control endpoints only (stdlib `urllib`); the Kryptos
-    client never uses these.
-    """
-
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-
-    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            self.base_url + path, data=data, method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 (loopback)
-            return json.loads(resp.read().decode() or "{}")
-
-    def create_public_token(
-        self,
-        kind: str = "guest",
-        client_id: str | None = None,
-        name: str | None = None,
-        email: str | None = None,
-    ) -> dict:
-        body = {"kind": kind, "client_id": client_id, "name": name, "email": email}
-        return self._call("POST", "/sandbox/public-token",
-                          {k: v for k, v in body.items() if v is not None})
-
-    def tokens(self, client_id: str | None = None) -> list[dict]:
-        query = f"?client_id={client_id}" if client_id else ""
-        return list(self._call("GET", "/sandbox/tokens" + query).get("tokens", []))
 
 
 class LoginThrottle:
@@ -252,7 +214,9 @@ def _build_sandbox(settings: Settings) -> Runtime:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     stop = None
     if settings.sandbox_url:
-        control: Any = RemoteSandbox(settings.sandbox_url)
+        from sandbox import SandboxClient
+
+        control: Any = SandboxClient(settings.sandbox_url)
         base_url = settings.sandbox_url
     else:
         from sandbox import start_sandbox
@@ -349,11 +313,14 @@ class NotInSandbox(Exception):
     """A sandbox-only helper was called in live mode."""
 
 
-def play_widget(runtime: Runtime, kind: str = "guest") -> dict:
-    """Sandbox mode only: act as a user finishing the Connect widget. Returns
-    `{public_token, user_id, kind}` from the sandbox (the token is for the exchange only)."""
+def play_widget(runtime: Runtime, kind: str = "guest", link_token: str | None = None) -> dict:
+    """Sandbox mode only: act as a user finishing the Connect widget opened with
+    `link_token`. A new user's run returns `{public_token, user_id, kind}` (the token is for
+    the exchange only); a returning user's (link token made with their access token) adds an
+    integration to their grant and returns `{public_token: None, resumed: True, grant_id,
+    wallet_id, user_id, kind}`."""
     if runtime.sandbox is None or not runtime.is_sandbox:
         raise NotInSandbox("Playing the widget's part is only possible in sandbox mode.")
     if kind not in ("guest", "linked"):
         raise ValueError(f"kind must be 'guest' or 'linked', not {kind!r}")
-    return runtime.sandbox.create_public_token(kind=kind)
+    return runtime.sandbox.create_public_token(kind=kind, link_token=link_token)

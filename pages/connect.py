@@ -25,12 +25,10 @@ runtime, actor = page_context()
 
 
 def _complete_widget(issued: LinkTokenIssued, kind: str) -> dict:
-    """The sandbox's answer to a widget run opened with `issued`. A returning customer's
-    link token (made with their grant's access token) is passed on, so that the sandbox adds
-    the integration to that grant (`{public_token: None, resumed: True, grant_id, ...}`)."""
-    if issued.resumed and runtime.sandbox is not None:
-        return runtime.sandbox.create_public_token(kind=kind, link_token=issued.link_token)
-    return play_widget(runtime, kind)
+    """The sandbox's answer to a widget run opened with `issued`'s link token (a returning
+    customer's adds the integration to their grant: `{public_token: None, resumed: True,
+    grant_id, ...}`)."""
+    return play_widget(runtime, kind, issued.link_token)
 
 
 def _exchange() -> None:

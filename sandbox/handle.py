@@ -18,37 +18,19 @@ class SandboxControlError(RuntimeError):
     """A control endpoint answered with an error."""
 
 
-class SandboxHandle:
-    """A running sandbox: its URLs, the demo client's credentials and control helpers."""
+class SandboxClient:
+    """Control helpers for a sandbox running at `base_url` (started here or elsewhere, e.g.
+    `python -m sandbox`), with its URLs and the demo client's credentials."""
 
-    def __init__(self, server: SandboxHTTPServer, thread: threading.Thread) -> None:
-        self._server = server
-        self._thread = thread
-        host, port = server.server_address[:2]
-        self.host: str = str(host)
-        self.port: int = int(port)
-        self.base_url = f"http://{self.host}:{self.port}"
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
         self.connect_url = self.base_url
         self.data_url = self.base_url + "/api"
         self.client_id = MAIN_CLIENT
         self.client_secret = CLIENTS[MAIN_CLIENT]
 
     def __repr__(self) -> str:
-        return f"SandboxHandle(base_url={self.base_url!r})"
-
-    # --- lifecycle --------------------------------------------------------------------------
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> SandboxHandle:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
 
     # --- control ----------------------------------------------------------------------------
 
@@ -106,6 +88,31 @@ class SandboxHandle:
     def scenarios(self) -> dict:
         """Where the seeded special cases are (see sandbox/README.md)."""
         return dict(self._call("GET", "/sandbox/scenarios"))
+
+
+
+class SandboxHandle(SandboxClient):
+    """A sandbox started in this process (`start_sandbox`): the control helpers, and stop."""
+
+    def __init__(self, server: SandboxHTTPServer, thread: threading.Thread) -> None:
+        self._server = server
+        self._thread = thread
+        host, port = server.server_address[:2]
+        self.host: str = str(host)
+        self.port: int = int(port)
+        super().__init__(f"http://{self.host}:{self.port}")
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> SandboxHandle:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
 
 
 def start_sandbox(port: int = 0, seed: int = 42, grants: int = 40, resync_delay: float = 5.0,

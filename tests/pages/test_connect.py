@@ -160,9 +160,10 @@ def own_sandbox_runtime(console_env, monkeypatch) -> Iterator[Runtime]:
     rt._stop()
 
 
-def test_returning_customer_widget_run_adds_to_the_existing_grant(own_sandbox_runtime,
-                                                                  audit_events):
-    rt = own_sandbox_runtime
+@pytest.mark.parametrize("where", ["shared sandbox (SANDBOX_URL)", "console's own sandbox"])
+def test_returning_customer_widget_run_adds_to_the_existing_grant(where, request):
+    rt = (request.getfixturevalue("runtime") if where.startswith("shared")
+          else request.getfixturevalue("own_sandbox_runtime"))
     gid = next(t["grant_id"] for t in rt.sandbox.tokens(client_id=SANDBOX_CLIENT_ID)
                if not t["revoked"] and t["kind"] == "guest")
     token = rt.ops.vault.reveal(gid)
