@@ -8,6 +8,8 @@ the caller takes a table lock inside the transaction it gets from `write()`.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +45,21 @@ def _normalise_url(url: str | URL) -> URL:
             f"Unsupported database '{backend}': use sqlite:///path or postgresql+psycopg://..."
         )
     return parsed
+
+
+def _set_wal(cursor: Any) -> None:
+    """Switch the file to WAL. Two processes opening a new file at once both try; SQLite
+    answers the loser "database is locked" at once, without its busy handler, so wait for
+    the winner here (bounded by the busy timeout)."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class Database:
@@ -82,8 +99,8 @@ class Database:
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             try:
-                cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+                _set_wal(cursor)
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.execute("PRAGMA synchronous=NORMAL")
             finally:

@@ -77,3 +77,30 @@ def test_two_processes_append_to_the_same_sqlite_file(tmp_path: Path) -> None:
         assert report.ok and report.checked == 2 * count
     finally:
         db.dispose()
+
+
+
+def test_two_openers_racing_on_a_new_file_both_start(tmp_path: Path) -> None:
+    """Two console processes starting on a new SQLite file at once: the one that loses the
+    race to switch the file to WAL must wait for the other, not fail at start. (SQLite
+    answers that loser "locked" at once, without its busy handler; seen in CI.)"""
+    import threading
+
+    failures: list[str] = []
+    for round_no in range(25):
+        url = f"sqlite:///{tmp_path / f'new{round_no}.db'}"
+        go = threading.Barrier(2)
+
+        def opener(url: str = url, go: threading.Barrier = go) -> None:
+            go.wait()
+            try:
+                open_database(url).dispose()
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                failures.append(f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=opener) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []
