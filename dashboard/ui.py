@@ -103,8 +103,8 @@ def badge(runtime: Any, actor: Actor | None) -> None:
     if actor is not None:
         who = actor.display_name or actor.username
         parts.append(
-            f"signed in as **{escape_markdown(who)}** ({escape_markdown(actor.username)}; "
-            f"{escape_markdown(roles_text(actor))})"
+            f"signed in as **{escape_markdown(who)}** (user {escape_markdown(actor.username)}, "
+            f"roles: {escape_markdown(roles_text(actor))})"
         )
     with st.container(key="console_badge"):
         st.markdown(" · ".join(parts))
