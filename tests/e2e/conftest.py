@@ -20,28 +20,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
+from sandbox import SandboxHandle, start_sandbox
 from tests.e2e.console_process import ConsoleProcess, chromium_path, launch_chromium
 
-if chromium_path() is None:
-    pytest.skip(
-        "browser tests skipped: Debian's chromium is not installed (apt-get install chromium; "
-        "CI's .ci/run does it). Never `playwright install`.",
-        allow_module_level=True,
-    )
-
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
-
-from sandbox import SandboxHandle, start_sandbox  # noqa: E402
-
 RESYNC_DELAY = 2.0
+NO_CHROMIUM = (
+    "browser tests skipped: Debian's chromium is not installed (apt-get install chromium; "
+    "CI's .ci/run does it). Never `playwright install`."
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark this package's tests `e2e`, and skip them all (with the reason shown in the
+    summary) where no Chromium is installed. (A module-level skip in a conftest is an error
+    in pytest, not a skip.)"""
     here = Path(__file__).parent
+    missing = chromium_path() is None
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
+            if missing:
+                item.add_marker(pytest.mark.skip(reason=NO_CHROMIUM))
 
 
 @pytest.fixture(scope="session")
