@@ -353,3 +353,18 @@ def refuse_unless_allowed(ops: Any, actor: Actor) -> PermissionDenied | None:
     except PermissionDenied as exc:
         return exc
     return None
+
+
+def import_tokens_csv(ops: Any, actor: Actor, content: bytes) -> Any:
+    """Import an uploaded CSV of `grant_id, access_token, customer_ref` into the vault (the
+    same as `python -m services.store import-tokens`); returns the store's `ImportReport`.
+    The operation checks the permission and audits the counts; the grant lists are dropped
+    from the cache so the new tokens show at once."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValidationError("file", "is not UTF-8 text; save the CSV as UTF-8.") from None
+    try:
+        return ops.import_tokens(actor, io.StringIO(text, newline=""))
+    finally:
+        data.invalidate_all()

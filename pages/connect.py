@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data, ui
+from dashboard import data, grant_actions, ui
 from dashboard.auth import PROJECT_ROOT, page_context
 from dashboard.runtime import play_widget
 from sandbox import SandboxControlError
@@ -157,3 +157,25 @@ if row is not None:
         st.session_state["selected_grant_id"] = row.grant_id
         st.query_params["grant"] = row.grant_id
         st.switch_page(PROJECT_ROOT / "pages" / "grant_detail.py")
+
+# --- 3. import ------------------------------------------------------------------------------
+st.subheader("3. Import tokens your backend already stores")
+st.caption(
+    "A CSV with a header row grant_id, access_token, customer_ref (optional: workspace_id, "
+    "kryptos_user_id, user_kind). Tokens are stored encrypted and never shown. Operators can "
+    "do the same with `python -m services.store import-tokens FILE`."
+)
+upload = st.file_uploader("Tokens CSV", type=["csv"], key="connect_import_file")
+if st.button("Import", key="connect_import", disabled=upload is None) and upload is not None:
+    try:
+        with st.spinner("Importing..."):
+            report = grant_actions.import_tokens_csv(runtime.ops, actor, upload.getvalue())
+    except OperationError as exc:
+        ui.show_error(exc)
+    else:
+        message = (f"Added {report.added}, updated {report.updated}, "
+                   f"rejected {report.rejected_count}.")
+        (st.warning if report.rejected_count else st.success)(message)
+        if report.rejected:
+            ui.table([{"line": r.line, "grant id": r.grant_id or "", "reason": r.reason}
+                      for r in report.rejected])

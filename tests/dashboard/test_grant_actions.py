@@ -356,3 +356,37 @@ def test_a_read_overtaken_by_an_invalidation_is_not_kept() -> None:
 
     assert cache.get_or_load(key, slow_read_overtaken_by_a_change) == "limit 1000"
     assert cache.get_or_load(key, lambda: truth[0]) == "limit 5000"
+
+
+# --- token import (Connect page) -----------------------------------------------------------
+
+def test_import_tokens_from_an_upload_stores_them_and_audits_counts_only(env: Env) -> None:
+    new = env.sandbox.create_public_token(kind="guest")
+    exchanged = env.client.exchange_public_token(new["public_token"])
+    csv_bytes = (
+        "\ufeffgrant_id,access_token,customer_ref\n"
+        f"{exchanged.grant_id},{exchanged.access_token},crm-import-1\n"
+        "not-a-grant,cat_whatever0000,crm-bad\n"
+    ).encode()
+    before = data.list_grants(env.ops, SUPPORT)
+    assert not next(r for r in before if r.grant_id == exchanged.grant_id).has_token
+    report = grant_actions.import_tokens_csv(env.ops, SUPPORT, csv_bytes)
+    assert (report.added, report.updated, report.rejected_count) == (1, 0, 1)
+    assert report.rejected[0].line == 3
+    # the cached list was dropped: the grant shows with its token at once
+    row = next(r for r in data.list_grants(env.ops, SUPPORT) if r.grant_id == exchanged.grant_id)
+    assert row.has_token and row.customer_ref == "crm-import-1"
+    assert env.vault.reveal(exchanged.grant_id) == exchanged.access_token
+    events = env.events(action="token.import")
+    assert [e.outcome for e in events] == ["requested", "succeeded"]
+    assert events[1].after == {"added": 1, "updated": 0, "rejected": 1}
+    assert exchanged.access_token not in repr(events)
+
+
+def test_import_tokens_refuses_a_non_utf8_file_and_a_viewer(env: Env) -> None:
+    with pytest.raises(ValidationError, match="UTF-8"):
+        grant_actions.import_tokens_csv(env.ops, SUPPORT, b"grant_id,access_token\n\xff\xfe\n")
+    assert env.events(action="token.import") == []
+    with pytest.raises(PermissionDenied):
+        grant_actions.import_tokens_csv(env.ops, VIEWER, b"grant_id,access_token\n")
+    assert [e.outcome for e in env.events(action="token.import")] == ["denied"]

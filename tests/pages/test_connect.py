@@ -184,3 +184,10 @@ def test_returning_customer_widget_run_adds_to_the_existing_grant(where, request
     added = after - before
     assert len(added) == 1 and added.pop() in text
     assert {g.grant_id for g in rt.ops.client.list_grants()} == grants_before  # no new grant
+
+
+def test_import_section_waits_for_a_file(make_app):
+    at = make_app("support", page=PAGE)
+    assert "3. Import tokens your backend already stores" in [s.value for s in at.subheader]
+    assert len(at.get("file_uploader")) == 1
+    assert at.button(key="connect_import").disabled  # nothing to import yet
