@@ -235,16 +235,16 @@ def run_bulk(
     progress: ProgressFn | None = None,
 ) -> BulkResult:
     """Apply a configured tier to many grants (or preview it with `dry_run`)."""
+    return _bulk(dry_run, lambda: ops.apply_tier(
+        actor, list(grant_ids), tier, reason, dry_run=dry_run, ticket=ticket or None,
+        progress=progress,
+    ))
+
+
+def _bulk(dry_run: bool, run: Callable[[], BulkResult]) -> BulkResult:
+    """Run a bulk change; after a real one (whatever its outcome) every cached read goes."""
     try:
-        return ops.apply_tier(
-            actor,
-            list(grant_ids),
-            tier,
-            reason,
-            dry_run=dry_run,
-            ticket=ticket or None,
-            progress=progress,
-        )
+        return run()
     finally:
         if not dry_run:
             data.invalidate_all()
@@ -269,20 +269,10 @@ def run_bulk_limit(
     One bulk operation, like a tier: bounded concurrency, per-grant outcome, and a dry run
     that reads each grant's current limit.
     """
-    try:
-        return ops.apply_limit(
-            actor,
-            list(grant_ids),
-            transaction_limit=limit,
-            enable_limiter=True,
-            reason=reason,
-            dry_run=dry_run,
-            ticket=ticket or None,
-            progress=progress,
-        )
-    finally:
-        if not dry_run:
-            data.invalidate_all()
+    return _bulk(dry_run, lambda: ops.apply_limit(
+        actor, list(grant_ids), transaction_limit=limit, enable_limiter=True, reason=reason,
+        dry_run=dry_run, ticket=ticket or None, progress=progress,
+    ))
 
 
 BULK_COLUMNS = ("grant_id", "customer_ref", "outcome", "before", "after", "error_code", "message")
