@@ -18,12 +18,17 @@ button); nothing else is faked.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import extra_streamlit_components as stx
 import streamlit as st
 import streamlit_authenticator as stauth
+from streamlit_authenticator.models import cookie_model as _cookie_model
 from streamlit_authenticator.utilities import LoginError
 
 from dashboard.runtime import Runtime
@@ -51,6 +56,37 @@ LOGIN_MESSAGE_KEY = "_console_login_message"
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class _CookieJar(dict):
+    """The writer's record of what it set; deleting a cookie it never saw is not an error."""
+
+    def __delitem__(self, key: Any) -> None:
+        self.pop(key, None)
+
+
+class CookieWriter(stx.CookieManager):
+    """extra-streamlit-components' `CookieManager` without the `getAll` component that its
+    constructor draws.
+
+    streamlit-authenticator 0.4.2 reads its cookie on the server (`st.context.cookies`) and
+    uses the manager only to set and delete it. The `getAll` component drawn when a session's
+    `Authenticate` is built reported back about half a second after every page load and
+    reran the page; a click in the navigation inside that window was lost, because that
+    rerun still carried the page the browser had loaded (seen in CI as a refresh test that
+    stayed on Overview). Setting and deleting go through the same component as before.
+    """
+
+    def __init__(self, key: str = "init") -> None:  # noqa: ARG002 (the library's signature)
+        module = importlib.import_module(stx.CookieManager.__module__)
+        self.cookie_manager = module._component_func
+        self.cookies = _CookieJar()
+
+
+# The library builds its manager as `stx.CookieManager()` in CookieModel.__init__; give that
+# module a namespace whose CookieManager is the writer (requirements.txt pins the library).
+assert hasattr(_cookie_model, "stx"), "streamlit-authenticator changed: see CookieWriter"
+_cookie_model.stx = types.SimpleNamespace(CookieManager=CookieWriter)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from sandbox import SandboxHandle, start_sandbox
+from tests.e2e import helpers as h
 from tests.e2e.console_process import ConsoleProcess, chromium_path, launch_chromium
 
 RESYNC_DELAY = 2.0
@@ -82,6 +83,7 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser, console: ConsoleProcess) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900},
                                   accept_downloads=True)
+    context.add_init_script(h.RUN_COUNTER_JS)
     pg = context.new_page()
     dialogs: list[str] = []
 
@@ -103,6 +105,7 @@ def new_page(browser: Browser, console: ConsoleProcess) -> Iterator:
     def make() -> Page:
         ctx = browser.new_context(viewport={"width": 1280, "height": 900},
                                   accept_downloads=True)
+        ctx.add_init_script(h.RUN_COUNTER_JS)
         contexts.append(ctx)
         return ctx.new_page()
 

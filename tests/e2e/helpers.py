@@ -34,6 +34,52 @@ ALL_PAGES = ["Overview", "Grants", "Grant detail", "Guest limits", "Audit log",
              "Connect a customer"]
 
 
+#: Counts the app's script runs (`window.__consoleRuns`): added to every browser context by
+#: the fixtures, so that `quiet()` can tell a finished run from a pause between two runs.
+RUN_COUNTER_JS = """
+(() => {
+  window.__consoleRuns = 0;
+  let last = null;
+  new MutationObserver(() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    const state = app && app.getAttribute('data-test-script-state');
+    if (state !== last) {
+      if (state === 'running') window.__consoleRuns += 1;
+      last = state;
+    }
+  }).observe(document, {attributes: true, subtree: true, childList: true,
+                        attributeFilter: ['data-test-script-state']});
+})();
+"""
+
+
+def runs(page: Page) -> int | None:
+    """How many script runs this page has seen (None without RUN_COUNTER_JS)."""
+    return page.evaluate("window.__consoleRuns === undefined ? null : window.__consoleRuns")
+
+
+def quiet(page: Page, for_ms: int = 400, timeout: float = TIMEOUT) -> None:
+    """Settle, then wait until no run has started for `for_ms`: for the moments when the
+    browser itself asks for a rerun shortly after a run ends (the cookie component reports
+    that it wrote the login cookie), and a click sent in between would race that rerun."""
+    import time
+
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        settle(page, timeout)
+        before = runs(page)
+        page.wait_for_timeout(for_ms)
+        if before is None or (runs(page) == before and _not_running(page)):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the console kept rerunning for {timeout / 1000:.0f} s")
+
+
+def _not_running(page: Page) -> bool:
+    state = page.get_by_test_id("stApp").get_attribute("data-test-script-state")
+    return state == "notRunning"
+
+
 def fresh(page: Page) -> Locator:
     """The main area's elements of the latest run (not the stale ones of the previous)."""
     return page.locator('[data-testid="stMain"] [data-stale="false"]')
@@ -68,7 +114,7 @@ def login(page: Page, base_url: str, username: str, password: str | None = None)
     # The cookie component reports back once it has written the cookie, which reruns the
     # page it was drawn on: wait for that before the next click, as a person would.
     wait_for_login_cookie(page)
-    settle(page)
+    quiet(page)
 
 
 def fill_login(page: Page, username: str, password: str) -> None:
