@@ -18,9 +18,11 @@ from services.store.errors import StoreError, VaultEntryNotFound, VaultKeyError
 from services.store.vault import (
     ImportReport,
     RejectedRow,
+    RotationReport,
     TokenVault,
     VaultEntry,
     load_vault_key,
+    parse_vault_keys,
 )
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "ImportReport",
     "NewAuditEvent",
     "RejectedRow",
+    "RotationReport",
     "StoreError",
     "TokenVault",
     "VaultEntry",
@@ -44,4 +47,5 @@ __all__ = [
     "open_database",
     "parse_csv_export",
     "parse_jsonl_export",
+    "parse_vault_keys",
 ]
