@@ -1,6 +1,13 @@
 """Audit log figures in SQLite: fill rate, append() rate, filtered first-page query times.
 
     /work/venv/bin/python bench/audit_bench.py [--rows 1000000] [--appends 2000] [--fresh]
+        [--anchor {off,on,compare}] [--rounds 5] [--anchor-interval S] [--verify]
+        [--database-url URL]
+
+`--anchor on` times append() with the anchor file (bench/out/audit-anchor.json) kept up to
+date; `compare` alternates rounds with and without it and prints both medians (small rounds
+many times, e.g. `--appends 100 --rounds 40`, resist a noisy disk best). `--database-url`
+runs on another database, e.g. a throwaway PostgreSQL one.
 
 The log is built (or reused) under bench/out/ (git-ignored), through the same sealing and
 hashing code as append(), in batches of one transaction each; the fake clock advances one
@@ -19,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from services.store import AuditFilter, AuditLog, NewAuditEvent, open_database
+from services.store.audit import ANCHOR_INTERVAL_S
 
 OUT = Path(__file__).resolve().parent / "out"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -65,6 +73,13 @@ def main() -> None:
     parser.add_argument("--appends", type=int, default=2000)
     parser.add_argument("--fresh", action="store_true", help="rebuild the database")
     parser.add_argument("--verify", action="store_true", help="also time verify_chain()")
+    parser.add_argument("--anchor", choices=("off", "on", "compare"), default="off",
+                        help="append() with the anchor file, without, or both (alternating)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of --anchor compare")
+    parser.add_argument("--anchor-interval", type=float, default=ANCHOR_INTERVAL_S,
+                        help="seconds between anchor writes (0: after every append)")
+    parser.add_argument("--database-url", help="another database (e.g. PostgreSQL) instead "
+                        "of the SQLite file under bench/out/; --fresh does not apply")
     args = parser.parse_args()
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -72,11 +87,11 @@ def main() -> None:
     if args.fresh:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-    db = open_database(f"sqlite:///{path}")
+    db = open_database(args.database_url or f"sqlite:///{path}")
     clock = itertools.count()
     log = AuditLog(db, clock=lambda: T0 + timedelta(seconds=next(clock)))
     existing = log.count()
-    print(f"SQLite audit log at {path}")
+    print(f"audit log in {db!r}")
     if existing < args.rows:
         elapsed = fill(log, args.rows - existing)
         print(f"  fill: {args.rows - existing:,} rows in {elapsed:.1f} s "
@@ -84,15 +99,30 @@ def main() -> None:
     else:
         print(f"  reusing {existing:,} rows")
 
-    live = AuditLog(db)
+    anchor_file = OUT / "audit-anchor.json"
+    anchor_file.unlink(missing_ok=True)  # the bench's appends start a fresh anchor
+    logs = {"off": AuditLog(db), "on": AuditLog(db, anchor_file=anchor_file,
+                                                anchor_interval=args.anchor_interval)}
     rng = random.Random(7)
-    events = [make_event(rng) for _ in range(args.appends)]
-    started = time.perf_counter()
-    for event in events:
-        live.append(event)
-    elapsed = time.perf_counter() - started
-    print(f"  append(): {args.appends:,} single appends in {elapsed:.2f} s = "
-          f"{args.appends / elapsed:,.0f} events/s ({elapsed / args.appends * 1000:.2f} ms each)")
+    modes = ["off", "on"] if args.anchor == "compare" else [args.anchor]
+    rounds = args.rounds if args.anchor == "compare" else 1
+    rates: dict[str, list[float]] = {m: [] for m in modes}
+    for _ in range(rounds):
+        for mode in modes:
+            events = [make_event(rng) for _ in range(args.appends)]
+            started = time.perf_counter()
+            for event in events:
+                logs[mode].append(event)
+            rates[mode].append(args.appends / (time.perf_counter() - started))
+    for mode in modes:
+        rate = statistics.median(rates[mode])
+        print(f"  append(), anchor {mode}: {args.appends:,} single appends x {rounds} round(s): "
+              f"median {rate:,.0f} events/s ({1000 / rate:.3f} ms each)")
+    if len(modes) == 2:
+        off, on = (statistics.median(rates[m]) for m in modes)
+        print(f"  anchor cost (interval {args.anchor_interval} s): {(1 - on / off) * 100:.1f} "
+              f"% of the append rate ({(1 / on - 1 / off) * 1e6:,.0f} µs per append)")
+    logs["on"].flush_anchor()
 
     mid = T0 + timedelta(seconds=args.rows // 2)
     queries = {

@@ -4,7 +4,8 @@ Values come from the environment first, then from `.streamlit/secrets.toml`:
 the `[kryptos]` table (lower-case keys: client_id, client_secret, connect_url, data_url,
 connect_timeout, read_timeout, max_retries, retry_budget) and the `[console]` table
 (lower-case keys: database_url, vault_key, cookie_key, cookie_name, cookie_expiry_days,
-auth_file, data_dir, tiers, sandbox_port, sandbox_resync_delay, sandbox_url).
+auth_file, audit_anchor_file, data_dir, tiers, sandbox_port, sandbox_resync_delay,
+sandbox_url).
 
 Nothing else in the project reads `os.environ` or the secrets file.
 """
@@ -104,6 +105,9 @@ class Settings:
     cookie_name: str = "kryptos_console"
     cookie_expiry_days: float = 1.0
     auth_file: Path | None = None
+    #: Where the audit log's newest head is kept outside the database (see
+    #: services/store/audit.py, AuditAnchor); default `<data_dir>/audit-anchor.json`.
+    audit_anchor_file: Path | None = None
     tiers: tuple[Tier, ...] = field(default_factory=lambda: parse_tiers(DEFAULT_TIERS))
     sandbox_port: int = 0
     sandbox_resync_delay: float = 5.0
@@ -122,6 +126,10 @@ class Settings:
     @property
     def effective_auth_file(self) -> Path:
         return self.auth_file or (self.data_dir / "users.yaml")
+
+    @property
+    def effective_audit_anchor_file(self) -> Path:
+        return self.audit_anchor_file or (self.data_dir / "audit-anchor.json")
 
     def with_overrides(self, **changes: object) -> Settings:
         from dataclasses import replace
@@ -179,6 +187,7 @@ def load_settings(
         )
     data_dir = Path(get("CONSOLE_DATA_DIR", console, "data_dir") or PROJECT_ROOT / "data")
     auth_file = get("CONSOLE_AUTH_FILE", console, "auth_file")
+    anchor_file = get("CONSOLE_AUDIT_ANCHOR_FILE", console, "audit_anchor_file")
     return Settings(
         client_id=client_id,
         client_secret=client_secret,
@@ -199,6 +208,7 @@ def load_settings(
             "CONSOLE_COOKIE_EXPIRY_DAYS", console, "cookie_expiry_days", 1.0, float
         ),
         auth_file=Path(auth_file) if auth_file else None,
+        audit_anchor_file=Path(anchor_file) if anchor_file else None,
         tiers=parse_tiers(get("CONSOLE_TIERS", console, "tiers") or DEFAULT_TIERS),
         sandbox_port=int(number("SANDBOX_PORT", console, "sandbox_port", 0, int)),
         sandbox_resync_delay=number(

@@ -200,7 +200,13 @@ class Operations:
             from services.kryptos.client import KryptosClient
 
             client = KryptosClient.from_settings(settings)
-        return cls(client, store.AuditLog(db), vault, settings.tiers)
+        anchor = settings.effective_audit_anchor_file
+        if settings.audit_anchor_file is None:  # the default, in the console's own folder
+            try:
+                anchor.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # appends still work; the log warns (once a minute)
+                log.warning("cannot create %s for the audit anchor: %s", anchor.parent, exc)
+        return cls(client, store.AuditLog(db, anchor_file=anchor), vault, settings.tiers)
 
     def __repr__(self) -> str:
         return f"Operations(max_workers={self.max_workers}, tiers={len(self._tiers)})"
@@ -635,18 +641,30 @@ class Operations:
             params={"format": fmt, "filters": _filter_params(flt)},
         )
 
-    def verify_audit(self, actor: Actor) -> Any:
-        """Check the audit log's hash chain; the result is audited."""
+    def verify_audit(self, actor: Actor, expected_head: tuple[Any, Any] | None = None) -> Any:
+        """Check the audit log's hash chain, its anchor file, and optionally a head an
+        auditor noted earlier (`expected_head=(row number, hash)`); the result is audited."""
         self._require(actor, Permission.READ_AUDIT, A_VERIFY)
+        expected = v.audit_head(expected_head) if expected_head is not None else None
 
         def body() -> tuple[Any, None, dict[str, Any]]:
-            report = self.audit.verify_chain()
+            if expected is None:  # the call as before, for any audit log object
+                report = self.audit.verify_chain()
+            else:
+                report = self.audit.verify_chain(expected_head=expected)
             return report, None, {
                 "ok": report.ok, "checked": report.checked, "first_bad_seq": report.first_bad_seq,
+                "head_seq": report.head_seq, "head_hash": report.head_hash,
+                "anchor_checked": report.anchor_checked, "anchor_seq": report.anchor_seq,
+                "expected_checked": report.expected_checked,
             }
 
+        params = None
+        if expected is not None:
+            params = {"expected_head": {"seq": expected[0], "hash": expected[1]}}
         return self._run_audited(
-            actor, A_VERIFY, body, what="Verifying the audit log", target_type="audit"
+            actor, A_VERIFY, body, what="Verifying the audit log", target_type="audit",
+            params=params,
         )
 
     # --- mutations -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from services.operations.errors import ValidationError
 GRANT_ID_RE = re.compile(r"^cgrant_[A-Za-z0-9_-]{1,128}$")
 SAFE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 PUBLIC_TOKEN_RE = re.compile(r"^public_[A-Za-z0-9_-]{1,256}$")
+AUDIT_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 RESYNC_MODES = ("latest", "from_start")
 MAX_LIMIT = 10**9
 REASON_MIN, REASON_MAX = 5, 500
@@ -40,6 +41,25 @@ def wallet_id(value: object, field: str = "wallet_id") -> str:
             field, "may contain only letters, digits, '_', '-', '.' and ':' (at most 200)."
         )
     return value
+
+
+def audit_head(value: object) -> tuple[int, str]:
+    """A head of the audit chain an auditor noted: (row number >= 1, 64-hex hash)."""
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise ValidationError("expected_head", "must be a pair (row number, hash).")
+    seq, hash_ = value
+    if isinstance(seq, str) and seq.strip().isdigit():
+        seq = int(seq.strip())
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        raise ValidationError("row", "must be a whole number of at least 1.")
+    if not isinstance(hash_, str) or not hash_.strip():
+        raise ValidationError("hash", "is required.")
+    value = hash_.strip().lower()
+    if not AUDIT_HASH_RE.match(value):
+        raise ValidationError(
+            "hash", "must be the row's whole hash: 64 characters 0-9 and a-f."
+        )
+    return seq, value
 
 
 def mode(value: object) -> str:

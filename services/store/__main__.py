@@ -2,6 +2,9 @@
 `python -m services.store import-tokens FILE.csv [--database-url URL]`
 `python -m services.store rotate-key [--database-url URL]`: re-encrypt the stored tokens
 with the first key of KRYPTOS_VAULT_KEY ("NEW,OLD"); exit 1 if some could not be decrypted.
+`python -m services.store verify-audit [--expect SEQ:HASH] [--database-url URL]`: verify the
+audit log's hash chain, its anchor file (CONSOLE_AUDIT_ANCHOR_FILE) and optionally a head
+noted earlier; exit 0 when intact, 1 when not (for cron).
 
 Defaults come from `load_settings()` (DATABASE_URL, KRYPTOS_VAULT_KEY, CONSOLE_DATA_DIR).
 Never prints a token or a key."""
@@ -13,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from services.settings import ConfigError, load_settings
+from services.store.audit import AuditLog, ChainReport, audit_head
 from services.store.db import open_database
 from services.store.errors import StoreError
 from services.store.vault import RotationReport, TokenVault, load_vault_key
@@ -36,6 +40,27 @@ def _print_rotation(report: RotationReport, key_count: int) -> int:
     return 1 if report.unreadable else 0
 
 
+def _parse_expect(text: str) -> tuple[int, str]:
+    seq, sep, digest = text.partition(":")
+    if not sep or not seq.strip().isdigit():
+        raise StoreError("--expect must look like SEQ:HASH, e.g. 125:3fa9c2... (64 hex).")
+    head = audit_head((int(seq.strip()), digest))
+    return head.seq, head.hash
+
+
+def _print_verification(report: ChainReport) -> int:
+    if report.ok:
+        print(f"audit log intact: {report.checked} row(s) checked")
+    else:
+        where = f" at row {report.first_bad_seq}" if report.first_bad_seq else ""
+        print(f"AUDIT LOG BROKEN{where}: {report.reason}")
+    if report.head_seq:
+        print(f"head: {report.head_seq}:{report.head_hash}")
+    print("anchor: " + (f"checked (row {report.anchor_seq})" if report.anchor_checked
+                        else "not checked"))
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.store",
                                      description="The console's own database.")
@@ -48,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rot = sub.add_parser("rotate-key",
                          help="re-encrypt stored tokens with the first key of KRYPTOS_VAULT_KEY")
     rot.add_argument("--database-url", help="default: DATABASE_URL or data/console.db")
+    ver = sub.add_parser("verify-audit",
+                         help="verify the audit log's chain and anchor; exit 1 if broken")
+    ver.add_argument("--expect", metavar="SEQ:HASH", help="a head noted earlier (row:hash)")
+    ver.add_argument("--database-url", help="default: DATABASE_URL or data/console.db")
     args = parser.parse_args(argv)
 
     try:
@@ -58,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "migrate":
                 print(f"Schema up to date: {db!r}")
                 return 0
+            if args.command == "verify-audit":
+                expect = _parse_expect(args.expect) if args.expect else None
+                log = AuditLog(db, anchor_file=settings.effective_audit_anchor_file)
+                return _print_verification(log.verify_chain(expected_head=expect))
             vault = TokenVault(db, load_vault_key(settings))
             if args.command == "rotate-key":
                 return _print_rotation(vault.rotate(), vault.key_count)

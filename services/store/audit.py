@@ -6,20 +6,33 @@ first row's `prev_hash` is 64 zeros. `seq` runs 1, 2, 3... without gaps, and the
 goes backwards along `seq` (an append takes the later of the clock and the last row's time).
 Appends are serialised (SQLite: BEGIN IMMEDIATE; PostgreSQL: LOCK TABLE ... IN EXCLUSIVE
 MODE), and the last hash is read under that lock, so concurrent writers never fork the chain.
+
+The chain alone cannot show that its newest rows were deleted (what is left is a valid, shorter
+chain). So an `AuditLog` given an `anchor_file` records, after each append, the newest head
+(seq, hash, time) in that file, outside the database, and `verify_chain` compares the chain
+with it and with a head an auditor noted earlier (`expected_head`).
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import json
+import logging
+import math
+import os
 import re
+import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
+from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import ColumnElement, Connection, and_, func, insert, select, true
@@ -29,8 +42,11 @@ from services.store.db import Database
 from services.store.errors import StoreError
 from services.store.schema import audit_log
 
+log = logging.getLogger(__name__)
+
 OUTCOMES = ("requested", "succeeded", "failed", "denied")
 ZERO_HASH = "0" * 64
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 _ACTION_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 # Keys whose values are secrets: masked before they reach the log, wherever they are nested.
 SECRET_KEYS = frozenset(
@@ -121,10 +137,54 @@ class AuditPage:
 
 @dataclass(frozen=True)
 class ChainReport:
+    """What `verify_chain` found. `checked`: rows whose links were verified, oldest first.
+
+    `head_seq`/`head_hash`: the newest row, when the walk reached the end of the log (0 and
+    `ZERO_HASH` for an empty log; None when the walk stopped at a broken row); an auditor
+    notes them to pass later as `expected_head`. `anchor_checked`: the head kept in the
+    anchor file (row `anchor_seq`) was compared with the chain; `expected_checked`: so was
+    the `expected_head` given."""
+
     ok: bool
     checked: int
     first_bad_seq: int | None = None
     reason: str | None = None
+    head_seq: int | None = None
+    head_hash: str | None = None
+    anchor_checked: bool = False
+    anchor_seq: int | None = None
+    expected_checked: bool = False
+
+
+@dataclass(frozen=True)
+class AuditHead:
+    """A head of the chain: a row's seq and hash, and its time when known."""
+
+    seq: int
+    hash: str
+    ts: datetime | None = None
+
+
+class AnchorError(StoreError):
+    """The anchor file exists but does not hold a head (unreadable, corrupt, or edited)."""
+
+
+def audit_head(value: AuditHead | tuple[int, str] | Sequence[Any]) -> AuditHead:
+    """An `AuditHead` from `(seq, hash)`: seq a whole number >= 1, hash 64 hex characters
+    (case and surrounding spaces ignored). Raises `StoreError` otherwise."""
+    if isinstance(value, AuditHead):
+        seq, digest = value.seq, value.hash
+    else:
+        try:
+            seq, digest = value
+        except (TypeError, ValueError):
+            raise StoreError("A head is a pair (row number, hash).") from None
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        raise StoreError("A head's row number must be a whole number of at least 1.")
+    if not isinstance(digest, str) or not _HASH_RE.match(digest.strip().lower()):
+        raise StoreError("A head's hash must be 64 hexadecimal characters.")
+    ts = value.ts if isinstance(value, AuditHead) else None
+    return AuditHead(seq, digest.strip().lower(), ts)
 
 
 # --- canonical form and hashing ------------------------------------------------------------
@@ -357,6 +417,131 @@ def event_hash_matches(event: AuditEvent) -> bool:
     return chain_hash(event.prev_hash, row) == event.hash
 
 
+# --- the anchor: the newest head, kept outside the database ---------------------------------
+
+ANCHOR_FORMAT = "kryptos-console-audit-anchor/1"
+
+
+class AuditAnchor:
+    """A small JSON file holding the newest head of the chain that any writer has seen.
+
+    Several threads and processes update it: each update runs under an exclusive `flock` on
+    a separate lock file (`<name>.lock`, never replaced), reads the stored head, and replaces
+    the file (temp file in the same folder, then `os.replace`) only with a *newer* head whose
+    chain still holds the stored one. So an older head never overwrites a newer one, and a
+    head that the database no longer holds (rows deleted, then others appended) is kept as
+    evidence instead of being overwritten. Readers need no lock: `os.replace` is atomic.
+
+    No fsync: after a power cut the file may hold an older head (or the rename may be lost),
+    which still verifies against the chain, only a weaker check. Paying a disk flush on
+    every audit event for that is not worth it; the database itself is flushed.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+
+    def __repr__(self) -> str:
+        return f"AuditAnchor({str(self.path)!r})"
+
+    def read(self) -> AuditHead | None:
+        """The stored head; None when there is no file. `AnchorError` when it cannot be read
+        or does not hold a head."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise AnchorError(f"The audit anchor file {self.path} cannot be read "
+                              f"({type(exc).__name__}: {exc.strerror or exc}).") from None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            if not isinstance(data, dict) or data.get("format") != ANCHOR_FORMAT:
+                raise ValueError("not an audit anchor")
+            ts = datetime.strptime(data["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            return audit_head(AuditHead(data["seq"], data["hash"], ts))
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, StoreError):
+            raise AnchorError(f"The audit anchor file {self.path} does not hold a valid head "
+                              "(corrupt or edited).") from None
+
+    def advance(self, head: AuditHead, holds: Callable[[AuditHead], bool]) -> str | None:
+        """Store `head` unless the stored head is as new or newer. `holds(stored)` says
+        whether the chain ending at `head` still contains the stored head; when it does not,
+        the file is left alone. Returns None when done (or not needed), else why not."""
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                stored = self.read()
+            except AnchorError as exc:
+                return f"{exc.user_message} It is left as found; move it aside once checked."
+            if stored is not None:
+                if stored.seq >= head.seq:
+                    return None
+                if not holds(stored):
+                    return (f"the log no longer holds row {stored.seq} with the anchored hash "
+                            f"{stored.hash[:12]}...: rows were removed or rewritten. The "
+                            f"anchor in {self.path} is kept as evidence; verify the chain.")
+            self._replace(head)
+            return None
+        finally:
+            os.close(fd)  # releases the flock
+
+    def _replace(self, head: AuditHead) -> None:
+        text = _dumps({"format": ANCHOR_FORMAT, "seq": head.seq, "hash": head.hash,
+                       "ts": format_ts(head.ts or _utcnow())})
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                   dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+#: The anchor file is written at most this often (seconds). Writing it after every append
+#: cost 33-44 % of the append rate here (bench/audit_bench.py --anchor compare; about 1-1.7
+#: ms per append on SQLite and PostgreSQL alike: on ext4 the rename flushes the new file's
+#: data, which the next commit's fsync then waits for); at most 4 writes a second cost 2-6 %,
+#: within this machine's noise. A head is anchored within this delay, so only rows deleted
+#: less than a quarter of a second after they were written (or written just before the
+#: process was killed) escape the anchor check.
+ANCHOR_INTERVAL_S = 0.25
+
+
+@dataclass(frozen=True)
+class _PendingHead:
+    head: AuditHead
+    known: dict[int, str]  # seq -> hash that the append knew without a query
+
+
+class _Warner:
+    """Logs anchor failures without flooding the log: the first at once, then at most one a
+    minute with the number left out in between."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._last = -interval
+        self._skipped = 0
+
+    def warn(self, message: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < self._interval:
+                self._skipped += 1
+                return
+            skipped, self._skipped, self._last = self._skipped, 0, now
+        more = f" ({skipped} similar warning(s) left out in the last minute)" if skipped else ""
+        log.warning("Audit anchor not updated: %s%s", message, more)
+
+
+def _when(ts: datetime | None) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if ts else "time unknown"
+
+
 # --- the log -------------------------------------------------------------------------------
 
 def _utcnow() -> datetime:
@@ -366,9 +551,25 @@ def _utcnow() -> datetime:
 class AuditLog:
     """Append-only, hash-chained audit log in table `audit_log` of `db`."""
 
-    def __init__(self, db: Database, *, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = _utcnow,
+                 anchor_file: str | os.PathLike[str] | None = None,
+                 anchor_interval: float = ANCHOR_INTERVAL_S) -> None:
+        """`anchor_file`: where to keep the newest head outside the database (see
+        `AuditAnchor`); None keeps no anchor (then `verify_chain` cannot see the newest rows
+        removed, unless given an `expected_head`). `anchor_interval`: the file is written at
+        most once per this many seconds (0: after every append); a head not written yet is
+        written by a timer at the end of the interval, and by `verify_chain` at once."""
+        if anchor_interval < 0:
+            raise ValueError("anchor_interval must not be negative")
         self._db = db
         self._clock = clock
+        self.anchor = AuditAnchor(anchor_file) if anchor_file is not None else None
+        self.anchor_interval = anchor_interval
+        self._warner = _Warner()
+        self._anchor_lock = threading.Lock()
+        self._pending: _PendingHead | None = None  # newest head appended, not yet written
+        self._anchored_at = -math.inf  # time.monotonic() of the last write
+        self._timer: threading.Timer | None = None
 
     def __repr__(self) -> str:
         return f"AuditLog({self._db!r})"
@@ -388,7 +589,67 @@ class AuditLog:
             rows = self._seal(conn, prepared)
             for start in range(0, len(rows), _CHUNK):
                 conn.execute(insert(audit_log), rows[start:start + _CHUNK])
+        if self.anchor is not None:
+            self._anchor_rows(self.anchor, rows)
         return [_event(r) for r in rows]
+
+    def _anchor_rows(self, anchor: AuditAnchor, rows: list[dict[str, Any]]) -> None:
+        """Record the newest committed row in the anchor file, now or (within the interval)
+        by a timer. The events are committed: nothing here can fail the append."""
+        first, last = rows[0], rows[-1]
+        head = AuditHead(int(last["seq"]), last["hash"], _ms_to_dt(int(last["ts_ms"])))
+        # Hashes this append knows without a query: the row before its first, and its own.
+        pending = _PendingHead(head, {int(first["seq"]) - 1: first["prev_hash"],
+                                      head.seq: head.hash})
+        with self._anchor_lock:
+            if self._pending is None or head.seq > self._pending.head.seq:
+                self._pending = pending
+            wait = self._anchored_at + self.anchor_interval - time.monotonic()
+            if wait > 0:
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self._timer_fired)
+                    self._timer.name = "audit-anchor"
+                    # Not a daemon: at a normal exit the interpreter waits (at most the
+                    # interval) for the last head to be written.
+                    self._timer.start()
+                return
+        self.flush_anchor()
+
+    def _timer_fired(self) -> None:
+        with self._anchor_lock:
+            self._timer = None
+        self.flush_anchor()
+
+    def flush_anchor(self) -> None:
+        """Write the newest appended head not yet in the anchor file (if any) now."""
+        anchor = self.anchor
+        if anchor is None:
+            return
+        with self._anchor_lock:
+            pending, self._pending = self._pending, None
+            if self._timer is not None and self._timer is not threading.current_thread():
+                self._timer.cancel()  # nothing left for it to write
+                self._timer = None
+            if pending is None:
+                return
+            self._anchored_at = time.monotonic()
+        head = pending.head
+
+        def holds(stored: AuditHead) -> bool:
+            if stored.seq in pending.known:
+                return pending.known[stored.seq] == stored.hash
+            # Rows appended in between by others (or within the interval): read the row.
+            with self._db.read() as conn:
+                found = conn.execute(
+                    select(audit_log.c.hash).where(audit_log.c.seq == stored.seq)).scalar()
+            return found == stored.hash
+
+        try:
+            problem = anchor.advance(head, holds)
+        except Exception as exc:  # noqa: BLE001 - never fail (or lose) a committed event
+            problem = f"{anchor.path}: {type(exc).__name__}: {exc}"
+        if problem is not None:
+            self._warner.warn(f"row {head.seq}: {problem}")
 
     def _seal(self, conn: Connection, prepared: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not self._db.is_sqlite:
@@ -543,8 +804,29 @@ class AuditLog:
             count += 1
         return count
 
-    def verify_chain(self) -> ChainReport:
-        """Walk the whole log in seq order and report the first row that does not match."""
+    def verify_chain(
+        self, expected_head: AuditHead | tuple[int, str] | None = None
+    ) -> ChainReport:
+        """Walk the whole log in seq order and report the first row that does not match;
+        then compare the chain with the anchor file's head (when this log keeps one) and
+        with `expected_head` (a `(seq, hash)` an auditor noted earlier): a chain that ends
+        before that row, or holds another hash there, lost its newest rows or was rewritten.
+
+        `StoreError` for a malformed `expected_head`; an unreadable anchor is a finding."""
+        expected = audit_head(expected_head) if expected_head is not None else None
+        problems: list[tuple[int | None, str]] = []
+        anchored: AuditHead | None = None
+        if self.anchor is not None:
+            self.flush_anchor()  # this process's newest head, if the interval held it back
+            # Read before the walk: an anchor is written after its rows are committed, so
+            # every row it names is visible to the walk that follows.
+            try:
+                anchored = self.anchor.read()
+            except AnchorError as exc:
+                problems.append((None, f"{exc.user_message} It may have been tampered with: "
+                                       "compare it with a head noted earlier."))
+        targets = {h.seq for h in (anchored, expected) if h is not None}
+        seen: dict[int, str] = {}
         expected_seq, prev_hash, checked = 1, ZERO_HASH, 0
         after = 0
         while True:
@@ -554,7 +836,7 @@ class AuditLog:
                     .order_by(audit_log.c.seq).limit(_CHUNK)
                 ).mappings().all()
             if not rows:
-                return ChainReport(ok=True, checked=checked)
+                break
             for row in rows:
                 seq = int(row["seq"])
                 bad = None
@@ -570,11 +852,56 @@ class AuditLog:
                     return ChainReport(ok=False, checked=checked, first_bad_seq=seq, reason=bad)
                 checked += 1
                 expected_seq, prev_hash = seq + 1, row["hash"]
+                if seq in targets:
+                    seen[seq] = row["hash"]
             after = int(rows[-1]["seq"])
+        head_seq = expected_seq - 1
+        if self.anchor is not None and anchored is None and not problems and head_seq:
+            problems.append((None, (
+                f"there is no audit anchor file at {self.anchor.path}, although the log has "
+                f"{head_seq} row(s): it was removed or moved, it cannot be written there "
+                "(the console's log then says why), or anchoring was switched on after these "
+                "rows (the next event writes it); the newest rows cannot be checked against "
+                "it.")))
+        for want, noted in ((anchored, False), (expected, True)):
+            if want is not None:
+                problem = _compare_head(head_seq, seen.get(want.seq), want, noted)
+                if problem is not None:
+                    problems.append(problem)
+        bad_seqs = [seq for seq, _ in problems if seq is not None]
+        return ChainReport(
+            ok=not problems, checked=checked,
+            first_bad_seq=min(bad_seqs) if bad_seqs else None,
+            reason="; ".join(text for _, text in problems) or None,
+            head_seq=head_seq, head_hash=prev_hash,
+            anchor_checked=anchored is not None, anchor_seq=anchored.seq if anchored else None,
+            expected_checked=expected is not None,
+        )
 
     def count(self) -> int:
         with self._db.read() as conn:
             return int(conn.execute(select(func.count()).select_from(audit_log)).scalar() or 0)
+
+
+def _compare_head(head_seq: int, found: str | None, want: AuditHead,
+                  noted: bool) -> tuple[int, str] | None:
+    """(first bad seq, why) when a chain whose last row is `head_seq` (and whose row
+    `want.seq` has hash `found`) does not hold the head `want`, else None. `noted`: `want`
+    is a head an auditor noted, not the anchor file's."""
+    short = f"{want.hash[:8]}…"
+    if want.seq > head_seq:
+        ends = f"the log ends at row {head_seq}" if head_seq else "the log is empty"
+        source = "the head you noted" if noted else f"anchored {_when(want.ts)}"
+        # Rows appended after a deletion reuse the deleted numbers: a lower bound.
+        return head_seq + 1, (f"{ends} but row {want.seq} (hash {short}, {source}) existed: "
+                              f"at least {want.seq - head_seq} newest row(s) were removed")
+    if found != want.hash:
+        source = ("you noted hash " + short if noted
+                  else f"hash {short} was anchored {_when(want.ts)}")
+        return want.seq, (f"row {want.seq} has hash {str(found)[:8]}…, but {source} for it: "
+                          f"row {want.seq} or rows before it were replaced (newest rows "
+                          "removed and others appended, or the chain rewritten)")
+    return None
 
 
 def new_correlation_id() -> str:
@@ -582,8 +909,9 @@ def new_correlation_id() -> str:
 
 
 __all__ = [
-    "AuditEvent", "AuditFilter", "AuditLog", "AuditPage", "ChainReport", "NewAuditEvent",
-    "OUTCOMES", "ZERO_HASH", "canonical_content", "chain_hash", "event_hash_matches",
+    "AnchorError", "AuditAnchor", "AuditEvent", "AuditFilter", "AuditHead", "AuditLog",
+    "AuditPage", "ChainReport", "NewAuditEvent", "OUTCOMES", "ZERO_HASH", "audit_head",
+    "canonical_content", "chain_hash", "event_hash_matches",
     "format_ts", "neutralise_cell", "new_correlation_id", "parse_csv_export",
     "parse_jsonl_export", "unneutralise_cell",
 ]
