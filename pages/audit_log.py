@@ -38,6 +38,7 @@ class PreparedExport:
 class Verification:
     report: object  # ChainReport
     made_at: datetime
+    expected: tuple[int, str] | None = None  # the head the auditor asked to check, if any
 
 
 def _forget_results() -> None:
@@ -157,25 +158,70 @@ if held is not None:
 
 st.subheader("Integrity")
 st.caption("Each event carries a hash of the previous one; verifying recomputes the chain "
-           "(all events, whatever the filters).")
-if st.button("Verify the chain", key="audit_verify", icon=":material/verified:"):
+           "(all events, whatever the filters) and compares its newest event with the head "
+           "kept outside the database, so that events removed from the end are noticed too.")
+
+
+def _verify(expected: tuple[object, object] | None = None) -> None:
     try:
         with st.spinner("Verifying..."):
-            st.session_state[VERIFY_KEY] = Verification(runtime.ops.verify_audit(actor),
-                                                         datetime.now(UTC))
+            report = runtime.ops.verify_audit(actor, expected_head=expected)
     except OperationError as exc:
         ui.show_error(exc)
+        return
+    noted = None if expected is None else (int(expected[0]), str(expected[1]).strip().lower())
+    st.session_state[VERIFY_KEY] = Verification(report, datetime.now(UTC), noted)
+
+
+if st.button("Verify the chain", key="audit_verify", icon=":material/verified:"):
+    _verify()
+with st.expander("Check against a head you noted", icon=":material/pin:"):
+    with st.form("audit_expect_form", border=False):
+        f1, f2 = st.columns([1, 4])
+        row = f1.number_input("Row", min_value=1, step=1, value=None, format="%d",
+                              key="audit_expect_seq")
+        digest = f2.text_input("Hash (64 characters)", key="audit_expect_hash",
+                               max_chars=64)
+        if st.form_submit_button("Verify against this head", icon=":material/verified:"):
+            _verify((row, digest))
+
 verified = st.session_state.get(VERIFY_KEY)
 if verified is not None:
     report = verified.report
     when = f"Verified at {_utc(verified.made_at)}"
+    also = []
+    if report.anchor_checked:
+        also.append(f"it holds the head kept outside the database (event #{report.anchor_seq})")
+    if verified.expected is not None:
+        also.append(f"event #{verified.expected[0]} has the hash you noted")
     if report.ok:
-        st.success(f"{when}: the chain is intact, {report.checked} event(s) checked. Events "
-                   "added since are not covered; verify again to include them.",
-                   icon=":material/check_circle:")
-    else:
+        st.success(f"{when}: the chain is intact, {report.checked} event(s) checked"
+                   + (f"; {' and '.join(also)}" if also else "") + ". Events added since are "
+                   "not covered; verify again to include them.", icon=":material/check_circle:")
+    elif report.head_seq is None:  # the walk stopped at a row that does not match
         st.error(f"{when}: the chain is broken at event #{report.first_bad_seq}: the events "
                  f"before it ({report.checked}) are intact; this one or an earlier one was "
                  "changed, removed or inserted outside the console.", icon=":material/gpp_bad:")
-        if report.reason:
-            ui.text(report.reason)
+    elif report.first_bad_seq is None:  # the anchor file could not be used
+        st.error(f"{when}: the {report.checked} event(s) in the log link up, but the head kept "
+                 "outside the database could not be checked, so events removed from the end "
+                 "would not show. Find out why (below) before trusting the log.",
+                 icon=":material/gpp_bad:")
+    elif report.first_bad_seq > report.head_seq:
+        st.error(f"{when}: events are missing from the end of the log. It ends at event "
+                 f"#{report.head_seq}, but later events existed: they were removed outside the "
+                 "console (the events that remain link up).", icon=":material/gpp_bad:")
+    else:
+        st.error(f"{when}: event #{report.first_bad_seq} is not the one recorded earlier: the "
+                 "newest events were removed and others written after them, or the chain was "
+                 "rewritten outside the console.", icon=":material/gpp_bad:")
+    if not report.ok and report.reason:
+        ui.text(report.reason)
+    if report.ok and report.head_seq:
+        st.caption(f"Head: row {report.head_seq} · hash {report.head_hash[:8]}… — note it "
+                   "to check later that nothing after it was removed (the whole hash, to "
+                   "copy, is below).")
+        st.code(report.head_hash, language=None)
+    elif report.head_seq:
+        st.caption(f"The log now ends at row {report.head_seq} · hash "
+                   f"{report.head_hash[:8]}…: not a head to note until the above is explained.")
