@@ -73,7 +73,12 @@ def main() -> None:
         apply.click()
         m.get_by_role("heading", name="Results").wait_for()
         h.goto_page(page, "Audit log")
-        shot("audit-log.png", height=1100)
+        # Verify the chain, so that the shot shows the head an auditor notes.
+        h.main(page).get_by_role("button", name="Verify the chain").click()
+        h.main(page).get_by_text("Head: row").first.wait_for()
+        h.settle(page)
+        page.get_by_test_id("stMain").evaluate("el => el.scrollTo(0, 0)")
+        shot("audit-log.png", height=2000)
         h.goto_page(page, "Connect a customer")
         shot("connect.png")
         browser.close()
