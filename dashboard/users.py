@@ -11,6 +11,14 @@ not stored here: it comes from the settings (secrets or environment).
 
 `--file PATH` chooses the file; by default it is the settings' auth file
 (`CONSOLE_AUTH_FILE`, else `<data_dir>/users.yaml`).
+
+`add`, `set-roles` and `remove` are audited: each writes `requested`, then `succeeded` or
+`failed`, to the console's audit log (`DATABASE_URL`, else `<data_dir>/console.db`), actions
+`user.add`, `user.set_roles`, `user.remove`, as the operator `cli:<OS user>` (role `cli`),
+with the user's roles before and after (never a password or hash). When the audit log cannot
+be written they change nothing and exit 2. See services/operations/cli_audit.py. Exit codes:
+0 done, 1 refused (bad input, unknown or existing user, unreadable file), 2 audit log
+unavailable.
 """
 
 from __future__ import annotations
@@ -24,12 +32,19 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import bcrypt
 import yaml
 
 from services.operations import ROLES
+from services.operations.cli_audit import (
+    A_USER_ADD,
+    A_USER_REMOVE,
+    A_USER_SET_ROLES,
+    AuditUnavailable,
+    CliAudit,
+)
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MIN_PASSWORD_CHARS = 8
@@ -38,11 +53,13 @@ DEFAULT_ROUNDS = 12
 
 
 class UsersError(Exception):
-    """A user-management request cannot be done; `user_message` says why."""
+    """A user-management request cannot be done; `user_message` says why, `code` (for the
+    audit log) what kind of refusal it is."""
 
-    def __init__(self, user_message: str) -> None:
+    def __init__(self, user_message: str, code: str = "USERS_ERROR") -> None:
         super().__init__(user_message)
         self.user_message = user_message
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -187,32 +204,40 @@ def add_user(
     role_tuple = validate_roles(roles)
     users = load_users(path)
     if username in users:
-        raise UsersError(f"User '{username}' already exists; use set-roles or remove it first.")
+        raise UsersError(f"User '{username}' already exists; use set-roles or remove it first.",
+                         code="USER_EXISTS")
     user = User(username, name or username, email, hash_password(password, rounds), role_tuple)
     users[username] = user
     save_users(path, users)
     return user
 
 
-def set_roles(path: Path, username: str, roles: Iterable[str]) -> User:
+def replace_roles(path: Path, username: str, roles: Iterable[str]) -> tuple[User, User]:
+    """Set a user's roles; returns the user (before, after)."""
     username = validate_username(username)
     role_tuple = validate_roles(roles)
     users = load_users(path)
     if username not in users:
-        raise UsersError(f"No user '{username}' in {path}.")
+        raise UsersError(f"No user '{username}' in {path}.", code="USER_NOT_FOUND")
     old = users[username]
     users[username] = User(old.username, old.name, old.email, old.password_hash, role_tuple)
     save_users(path, users)
-    return users[username]
+    return old, users[username]
 
 
-def remove_user(path: Path, username: str) -> None:
+def set_roles(path: Path, username: str, roles: Iterable[str]) -> User:
+    return replace_roles(path, username, roles)[1]
+
+
+def remove_user(path: Path, username: str) -> User:
+    """Remove a user; returns the user removed."""
     username = validate_username(username)
     users = load_users(path)
     if username not in users:
-        raise UsersError(f"No user '{username}' in {path}.")
-    del users[username]
+        raise UsersError(f"No user '{username}' in {path}.", code="USER_NOT_FOUND")
+    removed = users.pop(username)
     save_users(path, users)
+    return removed
 
 
 def _read_new_password(stdin: TextIO, from_stdin: bool) -> str:
@@ -235,13 +260,59 @@ def _default_path() -> Path:
         raise UsersError(exc.user_message) from None
 
 
+def _roles_of(user: User) -> dict[str, list[str]]:
+    return {"roles": list(user.roles)}  # what the audit log gets: never the hash
+
+
+def _audited_change(args: argparse.Namespace, path: Path, stdin: TextIO, stdout: TextIO) -> None:
+    """add / set-roles / remove, recorded in the audit log (services/operations/cli_audit.py).
+
+    Input is checked first (a bad name, role or password is refused without an event, as in
+    the console); then the audit log is opened, before the password is asked for, so that
+    nothing is asked or changed when it cannot be written (`AuditUnavailable`)."""
+    username = validate_username(args.username)
+    roles = validate_roles(args.role) if args.command != "remove" else ()
+    with CliAudit.open() as audit:
+        if args.command == "add":
+            password = _read_new_password(stdin, args.password_stdin)
+            validate_password(password)
+
+            def add() -> tuple[User, None, dict[str, Any]]:
+                user = add_user(path, username, password, roles, name=args.name,
+                                email=args.email)
+                return user, None, _roles_of(user)
+
+            user = audit.run(A_USER_ADD, add, target_type="user", target_id=username,
+                             params={"roles": list(roles)})
+            print(f"Added {user.username} ({', '.join(user.roles)}) to {path}.", file=stdout)
+        elif args.command == "set-roles":
+
+            def change() -> tuple[User, dict[str, Any], dict[str, Any]]:
+                old, new = replace_roles(path, username, roles)
+                return new, _roles_of(old), _roles_of(new)
+
+            user = audit.run(A_USER_SET_ROLES, change, target_type="user", target_id=username,
+                             params={"roles": list(roles)})
+            print(f"{user.username} now has roles: {', '.join(user.roles)}.", file=stdout)
+        else:
+
+            def remove() -> tuple[None, dict[str, Any], None]:
+                return None, _roles_of(remove_user(path, username)), None
+
+            audit.run(A_USER_REMOVE, remove, target_type="user", target_id=username)
+            print(f"Removed {username} from {path}.", file=stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dashboard.users", description="Manage the console's users."
+        prog="python -m dashboard.users",
+        description="Manage the console's users. add, set-roles and remove are recorded in "
+        "the console's audit log as cli:<OS user>; when the audit log cannot be written they "
+        "change nothing and exit 2.",
     )
     parser.add_argument("--file", type=Path, help="users file (default: the settings' auth file)")
     sub = parser.add_subparsers(dest="command", required=True)
-    add = sub.add_parser("add", help="add a user (asks for the password twice)")
+    add = sub.add_parser("add", help="add a user (asks for the password twice; audited)")
     add.add_argument("username")
     add.add_argument("--role", action="append", required=True, choices=ROLES)
     add.add_argument("--name", help="display name (default: the username)")
@@ -250,10 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from one line of stdin"
     )
     sub.add_parser("list", help="list users and roles")
-    sr = sub.add_parser("set-roles", help="replace a user's roles")
+    sr = sub.add_parser("set-roles", help="replace a user's roles (audited)")
     sr.add_argument("username")
     sr.add_argument("--role", action="append", required=True, choices=ROLES)
-    rm = sub.add_parser("remove", help="remove a user")
+    rm = sub.add_parser("remove", help="remove a user (audited)")
     rm.add_argument("username")
     return parser
 
@@ -270,26 +341,20 @@ def main(
     args = build_parser().parse_args(argv)
     try:
         path: Path = args.file or _default_path()
-        if args.command == "add":
-            password = _read_new_password(stdin, args.password_stdin)
-            user = add_user(path, args.username, password, args.role, name=args.name,
-                            email=args.email)
-            print(f"Added {user.username} ({', '.join(user.roles)}) to {path}.", file=stdout)
-        elif args.command == "list":
+        if args.command == "list":
             users = load_users(path)
             if not users:
                 print(f"No users in {path}.", file=stdout)
             for u in sorted(users.values(), key=lambda u: u.username):
                 print(f"{u.username}\t{u.name}\t{','.join(u.roles)}", file=stdout)
-        elif args.command == "set-roles":
-            user = set_roles(path, args.username, args.role)
-            print(f"{user.username} now has roles: {', '.join(user.roles)}.", file=stdout)
-        elif args.command == "remove":
-            remove_user(path, args.username)
-            print(f"Removed {validate_username(args.username)} from {path}.", file=stdout)
+        else:
+            _audited_change(args, path, stdin, stdout)
     except UsersError as exc:
         print(f"error: {exc.user_message}", file=stderr)
         return 1
+    except AuditUnavailable as exc:
+        print(f"error: {exc.user_message}", file=stderr)
+        return 2
     return 0
 
 

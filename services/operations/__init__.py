@@ -3,6 +3,7 @@
 Plain Python, no Streamlit. See docs/architecture.md, "Operations".
 """
 
+from services.operations.cli_audit import AuditUnavailable, CliAudit, cli_actor_username
 from services.operations.errors import (
     NotFound,
     OperationError,
@@ -37,8 +38,10 @@ __all__ = [
     "PERMISSIONS",
     "ROLES",
     "Actor",
+    "AuditUnavailable",
     "BulkItem",
     "BulkResult",
+    "CliAudit",
     "GrantDetail",
     "GrantRow",
     "LimitChange",
@@ -55,5 +58,6 @@ __all__ = [
     "UpstreamError",
     "ValidationError",
     "can",
+    "cli_actor_username",
     "permissions_for",
 ]

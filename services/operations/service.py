@@ -117,6 +117,19 @@ CUSTOM_LIMIT = "custom limit"  # BulkResult.tier of an apply_limit run
 _UNREAD: Any = object()  # "the caller did not read the vault entry": read it
 
 
+def audit_anchor_file(settings: Any) -> Any:
+    """The settings' audit anchor file (`effective_audit_anchor_file`); the default one's
+    folder (the console's data folder) is created if missing. Shared by `from_settings`
+    and the command-line tools (`services/operations/cli_audit.py`)."""
+    anchor = settings.effective_audit_anchor_file
+    if settings.audit_anchor_file is None:  # the default, in the console's own folder
+        try:
+            anchor.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # appends still work; the log warns (once a minute)
+            log.warning("cannot create %s for the audit anchor: %s", anchor.parent, exc)
+    return anchor
+
+
 def _store():  # imported lazily so that `services.operations` imports without the store
     import services.store as store
 
@@ -200,12 +213,7 @@ class Operations:
             from services.kryptos.client import KryptosClient
 
             client = KryptosClient.from_settings(settings)
-        anchor = settings.effective_audit_anchor_file
-        if settings.audit_anchor_file is None:  # the default, in the console's own folder
-            try:
-                anchor.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:  # appends still work; the log warns (once a minute)
-                log.warning("cannot create %s for the audit anchor: %s", anchor.parent, exc)
+        anchor = audit_anchor_file(settings)
         return cls(client, store.AuditLog(db, anchor_file=anchor), vault, settings.tiers)
 
     def __repr__(self) -> str:

@@ -22,6 +22,17 @@ def run(argv, stdin: str = ""):
     return code, out.getvalue(), err.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """add/set-roles/remove write to the settings' audit log: keep it in tmp_path, never in
+    the repo's own data/ folder (subprocesses inherit this environment)."""
+    monkeypatch.setenv("CONSOLE_SECRETS_FILE", str(tmp_path / "no-secrets.toml"))
+    monkeypatch.setenv("CONSOLE_DATA_DIR", str(tmp_path / "data"))
+    for name in ("DATABASE_URL", "CONSOLE_AUDIT_ANCHOR_FILE", "CONSOLE_AUTH_FILE",
+                 "KRYPTOS_CLIENT_ID", "KRYPTOS_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
     return tmp_path / "users.yaml"
