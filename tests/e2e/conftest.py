@@ -61,14 +61,20 @@ def _no_faults(e2e_sandbox: SandboxHandle) -> Iterator[None]:
     e2e_sandbox.clear_faults()
 
 
-@pytest.fixture(scope="session")
-def console(e2e_sandbox: SandboxHandle,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess]:
-    root = tmp_path_factory.mktemp("console")
-    proc = ConsoleProcess(e2e_sandbox.base_url, root / "data", log_path=root / "console.log")
+def running_console(sandbox: SandboxHandle, tmp_path_factory: pytest.TempPathFactory,
+                    name: str = "console") -> Iterator[ConsoleProcess]:
+    """A console process with a fresh data directory, stopped when the fixture ends."""
+    root = tmp_path_factory.mktemp(name)
+    proc = ConsoleProcess(sandbox.base_url, root / "data", log_path=root / "console.log")
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def console(e2e_sandbox: SandboxHandle,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess]:
+    yield from running_console(e2e_sandbox, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

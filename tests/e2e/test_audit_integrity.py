@@ -15,17 +15,14 @@ from playwright.sync_api import Page, expect
 
 from sandbox import SandboxHandle
 from tests.e2e import helpers as h
+from tests.e2e.conftest import running_console
 from tests.e2e.console_process import ConsoleProcess
 
 
 @pytest.fixture(scope="module")
 def own_console(e2e_sandbox: SandboxHandle,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess]:
-    root = tmp_path_factory.mktemp("console-integrity")
-    proc = ConsoleProcess(e2e_sandbox.base_url, root / "data", log_path=root / "console.log")
-    proc.start()
-    yield proc
-    proc.stop()
+    yield from running_console(e2e_sandbox, tmp_path_factory, "console-integrity")
 
 
 def _verify(page: Page) -> None:

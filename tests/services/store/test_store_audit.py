@@ -123,13 +123,13 @@ def test_truncate_is_refused_on_postgresql(db: Database) -> None:
             conn.execute(text("TRUNCATE audit_log"))
 
 
-def _as_attacker(db: Database, *statements: str) -> None:
+def as_attacker(db: Database, *statements: str) -> None:
     """Run statements with the append-only triggers out of the way, as someone with direct
     access to the database could."""
     with db.write() as conn:
         if db.is_sqlite:
-            conn.execute(text("DROP TRIGGER audit_log_no_update"))
-            conn.execute(text("DROP TRIGGER audit_log_no_delete"))
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_log_no_update"))
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_log_no_delete"))
         else:
             conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete"))
         for statement in statements:
@@ -140,7 +140,7 @@ def test_edited_row_is_caught_at_that_row(db: Database) -> None:
     log = AuditLog(db)
     fill(log, 8)
     assert log.verify_chain().ok
-    _as_attacker(db, "UPDATE audit_log SET actor_username = 'mallory' WHERE seq = 5")
+    as_attacker(db, "UPDATE audit_log SET actor_username = 'mallory' WHERE seq = 5")
     report = log.verify_chain()
     assert not report.ok and report.first_bad_seq == 5 and report.checked == 4
     assert "changed" in report.reason
@@ -153,7 +153,7 @@ def test_edited_and_rehashed_row_is_caught_at_the_next_row(db: Database) -> None
         row = dict(conn.execute(text("SELECT * FROM audit_log WHERE seq = 3")).mappings().one())
     row["reason"] = "covered up"
     forged = audit_module.chain_hash(row["prev_hash"], row)
-    _as_attacker(db, f"UPDATE audit_log SET reason = 'covered up', hash = '{forged}' "
+    as_attacker(db, f"UPDATE audit_log SET reason = 'covered up', hash = '{forged}' "
                      "WHERE seq = 3")
     report = log.verify_chain()
     assert report.first_bad_seq == 4 and "prev_hash" in report.reason
@@ -162,7 +162,7 @@ def test_edited_and_rehashed_row_is_caught_at_the_next_row(db: Database) -> None
 def test_deleted_row_is_caught_as_a_gap(db: Database) -> None:
     log = AuditLog(db)
     fill(log, 6)
-    _as_attacker(db, "DELETE FROM audit_log WHERE seq = 4")
+    as_attacker(db, "DELETE FROM audit_log WHERE seq = 4")
     report = log.verify_chain()
     assert report.first_bad_seq == 5 and "missing" in report.reason
 
@@ -170,7 +170,7 @@ def test_deleted_row_is_caught_as_a_gap(db: Database) -> None:
 def test_reordered_rows_are_caught(db: Database) -> None:
     log = AuditLog(db)
     fill(log, 6)
-    _as_attacker(db,
+    as_attacker(db,
                  "UPDATE audit_log SET seq = -3 WHERE seq = 3",
                  "UPDATE audit_log SET seq = 3 WHERE seq = 4",
                  "UPDATE audit_log SET seq = 4 WHERE seq = -3")
@@ -181,7 +181,7 @@ def test_inserted_row_is_caught(db: Database) -> None:
     log = AuditLog(db)
     fill(log, 3)
     last = log.query().events[0]
-    _as_attacker(db, f"""INSERT INTO audit_log (seq, event_id, ts_ms, actor_username,
+    as_attacker(db, f"""INSERT INTO audit_log (seq, event_id, ts_ms, actor_username,
         actor_roles, action, outcome, correlation_id, prev_hash, hash) VALUES
         (4, 'forged', 1717243200000, 'mallory', '["admin"]', 'grant.revoke', 'succeeded',
          'c', '{last.hash}', '{"f" * 64}')""")
@@ -194,7 +194,7 @@ def test_verify_chain_reads_in_chunks(db: Database, monkeypatch: pytest.MonkeyPa
     log = AuditLog(db)
     log.append_many(ev(i) for i in range(30))
     assert log.verify_chain().checked == 30
-    _as_attacker(db, "UPDATE audit_log SET outcome = 'denied' WHERE seq = 22")
+    as_attacker(db, "UPDATE audit_log SET outcome = 'denied' WHERE seq = 22")
     assert log.verify_chain().first_bad_seq == 22
     assert len(list(log.iter_events())) == 30
 

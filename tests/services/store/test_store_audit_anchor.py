@@ -24,6 +24,7 @@ from services.store import AuditLog, Database, NewAuditEvent, StoreError, open_d
 from services.store import audit as audit_module
 from services.store.__main__ import main as store_cli
 from services.store.audit import AuditAnchor, AuditHead
+from tests.services.store.test_store_audit import as_attacker
 
 AUDIT_LOGGER = "services.store.audit"
 FINANCE = Actor("fiona", "Fiona", frozenset({"finance"}))
@@ -45,18 +46,6 @@ def fill(log: AuditLog, n: int) -> list:
 
 def stored_anchor(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def as_attacker(db: Database, *statements: str) -> None:
-    """Statements run with the append-only triggers out of the way (direct database access)."""
-    with db.write() as conn:
-        if db.is_sqlite:
-            conn.execute(text("DROP TRIGGER IF EXISTS audit_log_no_update"))
-            conn.execute(text("DROP TRIGGER IF EXISTS audit_log_no_delete"))
-        else:
-            conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete"))
-        for statement in statements:
-            conn.execute(text(statement))
 
 
 # --- a clean log -----------------------------------------------------------------------------
