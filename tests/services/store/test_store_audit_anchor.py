@@ -11,7 +11,6 @@ import logging
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from services.store import audit as audit_module
 from services.store.__main__ import main as store_cli
 from services.store.audit import AuditAnchor, AuditHead
 from tests.services.store.test_store_audit import as_attacker
+from tests.services.store.test_store_concurrency import append_concurrently
 
 AUDIT_LOGGER = "services.store.audit"
 FINANCE = Actor("fiona", "Fiona", frozenset({"finance"}))
@@ -260,23 +260,7 @@ def test_eight_threads_leave_the_anchor_at_the_true_head(db: Database, tmp_path:
                                                          interval: float) -> None:
     log = anchored_log(db, tmp_path, anchor_interval=interval)
     threads_n, per_thread = 8, 40
-    start = threading.Barrier(threads_n)
-    errors: list[BaseException] = []
-
-    def writer(n: int) -> None:
-        try:
-            start.wait()
-            for i in range(per_thread):
-                log.append(ev(i, actor=f"writer{n}"))
-        except BaseException as exc:  # reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    append_concurrently(log, threads_n, per_thread, lambda n, i: ev(i, actor=f"writer{n}"))
     report = log.verify_chain()  # writes a head the interval held back
     assert report.ok, report.reason
     assert report.head_seq == threads_n * per_thread and report.anchor_seq == report.head_seq

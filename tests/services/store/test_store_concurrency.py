@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from services.store import AuditFilter, AuditLog, Database, NewAuditEvent, open_database
@@ -13,26 +14,33 @@ from services.store import AuditFilter, AuditLog, Database, NewAuditEvent, open_
 THREADS, PER_THREAD = 8, 250
 
 
-def test_eight_threads_append_2000_events_without_forking_the_chain(db: Database) -> None:
-    log = AuditLog(db)
-    start = threading.Barrier(THREADS)
+def append_concurrently(log: AuditLog, threads_n: int, per_thread: int,
+                        event: Callable[[int, int], NewAuditEvent]) -> None:
+    """`threads_n` threads, started together, each appending `event(thread, i)` for i in
+    range(per_thread); fails on any error raised in a thread."""
+    start = threading.Barrier(threads_n)
     errors: list[BaseException] = []
 
     def writer(n: int) -> None:
         try:
             start.wait()
-            for i in range(PER_THREAD):
-                log.append(NewAuditEvent(f"writer{n}", ["admin"], "grant.revoke", "requested",
-                                         target_id=f"g{n}-{i}"))
+            for i in range(per_thread):
+                log.append(event(n, i))
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(THREADS)]
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(threads_n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_eight_threads_append_2000_events_without_forking_the_chain(db: Database) -> None:
+    log = AuditLog(db)
+    append_concurrently(log, THREADS, PER_THREAD, lambda n, i: NewAuditEvent(
+        f"writer{n}", ["admin"], "grant.revoke", "requested", target_id=f"g{n}-{i}"))
     report = log.verify_chain()
     assert report.ok, report
     assert report.checked == THREADS * PER_THREAD == log.count()
