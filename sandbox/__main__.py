@@ -19,14 +19,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resync-delay", type=float, default=5.0)
     parser.add_argument("--newer-api", action="store_true",
                         help="answer with the newer guide's extra fields and 409 codes")
+    parser.add_argument("--webhook-url", help="send signed webhooks (integration.*) here")
+    parser.add_argument("--webhook-secret", help="their HMAC-SHA256 signing secret")
     args = parser.parse_args(argv)
+    if args.webhook_url and not args.webhook_secret:
+        parser.error("--webhook-url needs --webhook-secret")
     handle = start_sandbox(port=args.port, seed=args.seed, grants=args.grants,
                            resync_delay=args.resync_delay, newer_api=args.newer_api,
-                           host=args.host)
+                           host=args.host, webhook_url=args.webhook_url,
+                           webhook_secret=args.webhook_secret)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"Kryptos sandbox on {handle.base_url} (data API {handle.data_url}); "
-          f"client {handle.client_id} / {handle.client_secret}", flush=True)
+          f"client {handle.client_id} / {handle.client_secret}"
+          + (f"; webhooks to {args.webhook_url}" if args.webhook_url else ""), flush=True)
     try:
         stop.wait()
     except KeyboardInterrupt:

@@ -191,16 +191,24 @@ class IntegrationState:
     sync_disabled: bool = False
     csv_resync_unsupported: bool = False
     resync_until: float | None = None
+    resync_failure: str | None = None  # a resync fault: the message it ends FAILED with
 
-    def refresh(self, now: float) -> None:
-        """Finish a resync lazily once the sandbox clock passed its end."""
-        if self.resync_until is not None and now >= self.resync_until:
-            self.status = "COMPLETED"
-            self.last_synced_ms = int(self.resync_until * 1000)
-            self.last_sync_log = {"Balances": "COMPLETED", "Transactions": "COMPLETED"}
-            self.message = None
-            self.limit_exceeded = False
-            self.resync_until = None
+    def refresh(self, now: float) -> bool:
+        """Finish a resync once the sandbox clock passed its end; True when it just did."""
+        if self.resync_until is None or now < self.resync_until:
+            return False
+        self.last_synced_ms = int(self.resync_until * 1000)
+        self.resync_until = None
+        if self.resync_failure is not None:
+            self.status = "FAILED"
+            self.last_sync_log = {"Balances": "FAILED", "Transactions": "FAILED"}
+            self.message, self.resync_failure = self.resync_failure, None
+            return True
+        self.status = "COMPLETED"
+        self.last_sync_log = {"Balances": "COMPLETED", "Transactions": "COMPLETED"}
+        self.message = None
+        self.limit_exceeded = False
+        return True
 
     def to_api(self) -> dict:
         out: dict = {
@@ -312,87 +320,107 @@ def _partially_synced(integ: IntegrationState, synced_ms: int) -> None:
     integ.last_synced_ms = synced_ms
 
 
-def make_user(
-    rng: random.Random,
-    user_id: str,
-    kind: str,
-    created_at: float,
-    now: float,
-    specials: frozenset[str] = frozenset(),
-    full: bool = False,
-    name: str | None = None,
-    email: str | None = None,
-) -> UserState:
-    """Generate one user's details. `full`: wallets, an exchange and a CSV import."""
+def _identity(rng: random.Random, kind: str, name: str | None,
+              email: str | None) -> tuple[str | None, str | None]:
+    """A Linked user's name and email (drawn when not given); Guests have none by default."""
     if kind == "linked" and name is None:
         name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
     if kind == "linked" and email is None and name:
         email = name.lower().replace(" ", ".").replace("é", "e").replace("í", "i") + "@example.com"
+    return name, email
+
+
+def _shapes(rng: random.Random, full: bool, specials: frozenset[str]) -> list[str]:
+    """Which integrations a user has: a chain first, then an exchange and a CSV, then random."""
     count = 4 if full else rng.randint(1, 5)
-    shapes = ["chain"]
-    if count >= 2:
-        shapes.append("exchange")
-    if count >= 3:
-        shapes.append("csv")
+    shapes = ["chain", "exchange", "csv"][:max(1, min(count, 3))]
     while len(shapes) < count:
         shapes.append(rng.choice(("chain", "chain", "exchange", "ledger")))
-    if "csv_missing" in specials or "csv_unsupported" in specials:
-        if "csv" not in shapes:
-            shapes.append("csv")
+    if ("csv_missing" in specials or "csv_unsupported" in specials) and "csv" not in shapes:
+        shapes.append("csv")
     if "limit_exceeded" in specials or "sync_disabled" in specials:
         shapes.append("chain")
-    integrations: list[IntegrationState] = []
-    for shape in shapes:
-        window = max(0.0, min(86400.0, now - created_at - 7200))
-        added = int((created_at + rng.uniform(0, 1) * window) * 1000)
-        wallet_id = "wallet_" + hex_id(rng, 8)
-        total = rng.randint(3, 4000)
-        if shape == "chain":
-            chain = CHAINS[0] if full and not integrations else rng.choice(CHAINS)
-            provider, public, symbols, style = chain
-            integ = IntegrationState(
-                wallet_id, provider, public, _address(rng, style), rng.choice(ALIASES),
-                "blockchain", "api", "COMPLETED", None, None, False, added, None, total, [],
-            )
-            for sym in symbols:
-                if sym == symbols[0] or rng.random() < 0.5:
-                    integ.balances.append((ASSETS[sym].token_id, _qty(rng, ASSETS[sym])))
-            forced = full and len(integrations) == 0
-            if provider == "ethereum" and (rng.random() < 0.5 or forced):
-                integ.balances.append((rng.choice(NFTS).token_id, 1.0))
-            if provider in ("ethereum", "solana") and (rng.random() < 0.5 or forced):
-                spam = [s for s in SPAM if s.chain_id == provider]
-                pick = rng.choice(spam)
-                integ.balances.append((pick.token_id, _qty(rng, pick)))
-        elif shape == "ledger":
-            integ = IntegrationState(
-                wallet_id, "ledger", "Ledger", _address(rng, "evm"), rng.choice(ALIASES),
-                "wallet", "api", "COMPLETED", None, None, False, added, None, total,
-                [("bitcoin", _qty(rng, ASSETS["BTC"])), ("ethereum", _qty(rng, ASSETS["ETH"]))],
-            )
-        elif shape == "exchange":
-            provider, public = rng.choice(EXCHANGES)
-            integ = IntegrationState(
-                wallet_id, provider, public, None, rng.choice(ALIASES), "exchange", "api",
-                "COMPLETED", None, None, False, added, None, total, [],
-            )
-            crypto = [a for a in ASSETS.values() if a.type == "crypto"]
-            for asset in rng.sample(crypto, rng.randint(2, 4)):
-                integ.balances.append((asset.token_id, _qty(rng, asset)))
-            integ.balances.append(("usd", _qty(rng, ASSETS["USD"])))
-        else:
-            provider, public = rng.choice(CSV_PROVIDERS)
-            integ = IntegrationState(
-                wallet_id, provider, public, None, rng.choice(("CSV import", "2023 export", None)),
-                "exchange" if provider != "custom" else "unknown", "csv", "COMPLETED", None, None,
-                False, added, None, total, [],
-            )
-            crypto = [a for a in ASSETS.values() if a.type == "crypto"]
-            for asset in rng.sample(crypto, rng.randint(1, 3)):
-                integ.balances.append((asset.token_id, _qty(rng, asset)))
-        _status(rng, kind, integ, now)
-        integrations.append(integ)
+    return shapes
 
+
+def _blank(wallet_id: str, provider: str, public: str, address: str | None, alias: str | None,
+           category: str, type_: str, added: int, total: int) -> IntegrationState:
+    return IntegrationState(wallet_id, provider, public, address, alias, category, type_,
+                            "COMPLETED", None, None, False, added, None, total, [])
+
+
+def _add_balances(rng: random.Random, integ: IntegrationState, low: int, high: int) -> None:
+    crypto = [a for a in ASSETS.values() if a.type == "crypto"]
+    for asset in rng.sample(crypto, rng.randint(low, high)):
+        integ.balances.append((asset.token_id, _qty(rng, asset)))
+
+
+def _chain(rng: random.Random, ids: tuple[str, int, int], first_of_full: bool) -> IntegrationState:
+    """A blockchain address; a `full` user's first one is an Ethereum address with an NFT and
+    a spam token."""
+    chain = CHAINS[0] if first_of_full else rng.choice(CHAINS)
+    provider, public, symbols, style = chain
+    wallet_id, added, total = ids
+    integ = _blank(wallet_id, provider, public, _address(rng, style), rng.choice(ALIASES),
+                   "blockchain", "api", added, total)
+    for sym in symbols:
+        if sym == symbols[0] or rng.random() < 0.5:
+            integ.balances.append((ASSETS[sym].token_id, _qty(rng, ASSETS[sym])))
+    if provider == "ethereum" and (rng.random() < 0.5 or first_of_full):
+        integ.balances.append((rng.choice(NFTS).token_id, 1.0))
+    if provider in ("ethereum", "solana") and (rng.random() < 0.5 or first_of_full):
+        pick = rng.choice([s for s in SPAM if s.chain_id == provider])
+        integ.balances.append((pick.token_id, _qty(rng, pick)))
+    return integ
+
+
+def _ledger(rng: random.Random, ids: tuple[str, int, int], _first: bool) -> IntegrationState:
+    wallet_id, added, total = ids
+    integ = _blank(wallet_id, "ledger", "Ledger", _address(rng, "evm"), rng.choice(ALIASES),
+                   "wallet", "api", added, total)
+    integ.balances = [("bitcoin", _qty(rng, ASSETS["BTC"])), ("ethereum", _qty(rng, ASSETS["ETH"]))]
+    return integ
+
+
+def _exchange(rng: random.Random, ids: tuple[str, int, int], _first: bool) -> IntegrationState:
+    wallet_id, added, total = ids
+    provider, public = rng.choice(EXCHANGES)
+    integ = _blank(wallet_id, provider, public, None, rng.choice(ALIASES), "exchange", "api",
+                   added, total)
+    _add_balances(rng, integ, 2, 4)
+    integ.balances.append(("usd", _qty(rng, ASSETS["USD"])))
+    return integ
+
+
+def _csv(rng: random.Random, ids: tuple[str, int, int], _first: bool) -> IntegrationState:
+    wallet_id, added, total = ids
+    provider, public = rng.choice(CSV_PROVIDERS)
+    integ = _blank(wallet_id, provider, public, None,
+                   rng.choice(("CSV import", "2023 export", None)),
+                   "exchange" if provider != "custom" else "unknown", "csv", added, total)
+    _add_balances(rng, integ, 1, 3)
+    return integ
+
+
+_BUILDERS = {"chain": _chain, "ledger": _ledger, "exchange": _exchange, "csv": _csv}
+
+
+def make_integration(rng: random.Random, shape: str, kind: str, created_at: float, now: float,
+                     first_of_full: bool = False) -> IntegrationState:
+    """One integration of `shape` (chain, ledger, exchange, csv), added within a day of
+    `created_at`, with a seeded sync status."""
+    window = max(0.0, min(86400.0, now - created_at - 7200))
+    added = int((created_at + rng.uniform(0, 1) * window) * 1000)
+    wallet_id = "wallet_" + hex_id(rng, 8)
+    total = rng.randint(3, 4000)
+    integ = _BUILDERS[shape](rng, (wallet_id, added, total), first_of_full)
+    _status(rng, kind, integ, now)
+    return integ
+
+
+def _apply_specials(integrations: list[IntegrationState], specials: frozenset[str],
+                    now: float) -> None:
+    """The seeded special cases (see sandbox/README.md) on a user's integrations."""
     if "xss" in specials:
         first = integrations[0]
         first.alias = XSS_ALIAS
@@ -415,20 +443,48 @@ def make_user(
         integrations[-1].sync_disabled = True
         integrations[-1].alias = "Sync disabled wallet"
 
+
+def _cost_ratios(rng: random.Random) -> dict[str, float]:
     cost_ratio = {token: round(rng.uniform(0.55, 1.3), 4) for token in ALL_ASSETS}
     for nft in NFTS:
         if rng.random() < 0.3:
             cost_ratio[nft.token_id] = 0.0  # cost basis unknown
+    return cost_ratio
+
+
+def _guest_limits(rng: random.Random, user: UserState, specials: frozenset[str]) -> None:
+    r = rng.random()
+    if "override_limit" in specials:
+        user.limit_override = 250
+    elif "limiter_off" in specials:
+        user.limiter_override = False
+    elif r < 0.1:
+        user.limit_override = rng.choice((500, 2500, 10000, 50000))
+
+
+def make_user(
+    rng: random.Random,
+    user_id: str,
+    kind: str,
+    created_at: float,
+    now: float,
+    specials: frozenset[str] = frozenset(),
+    full: bool = False,
+    name: str | None = None,
+    email: str | None = None,
+) -> UserState:
+    """Generate one user's details. `full`: wallets, an exchange and a CSV import."""
+    name, email = _identity(rng, kind, name, email)
+    integrations: list[IntegrationState] = []
+    for shape in _shapes(rng, full, specials):
+        first_of_full = full and not integrations
+        integrations.append(make_integration(rng, shape, kind, created_at, now, first_of_full))
+    _apply_specials(integrations, specials, now)
+    cost_ratio = _cost_ratios(rng)
     user = UserState(user_id, kind, name, email, rng.choice(("en", "en", "fr", "de", "es")),
                      integrations, cost_ratio)
     if kind == "guest":
-        r = rng.random()
-        if "override_limit" in specials:
-            user.limit_override = 250
-        elif "limiter_off" in specials:
-            user.limiter_override = False
-        elif r < 0.1:
-            user.limit_override = rng.choice((500, 2500, 10000, 50000))
+        _guest_limits(rng, user, specials)
     return user
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sandbox.data import CLIENTS, MAIN_CLIENT
 from sandbox.server import SandboxApp, SandboxHTTPServer
+from sandbox.webhooks import DEFAULT_BACKOFF, WebhookConfig
 
 
 class SandboxControlError(RuntimeError):
@@ -89,6 +90,43 @@ class SandboxClient:
         """Where the seeded special cases are (see sandbox/README.md)."""
         return dict(self._call("GET", "/sandbox/scenarios"))
 
+    # --- webhooks ---------------------------------------------------------------------------
+
+    def set_webhooks(self, url: str | None, secret: str | None = None,
+                     backoff: list[float] | None = None) -> None:
+        """Send signed webhooks to `url` (None: stop sending); `backoff`: seconds before the
+        2nd and 3rd attempts."""
+        body: dict[str, Any] = {"url": url, "secret": secret}
+        if backoff is not None:
+            body["backoff"] = list(backoff)
+        self._call("POST", "/sandbox/webhooks", body)
+
+    def webhook_config(self) -> dict:
+        """`{url, has_secret, backoff, deliveries}` (never the secret)."""
+        return dict(self._call("GET", "/sandbox/webhooks"))
+
+    def webhook_deliveries(self) -> list[dict]:
+        """`[{id, type, attempts, status, responses, fault}]`, oldest first."""
+        return list(self.webhook_config()["deliveries"])
+
+    def set_webhook_fault(self, kind: str, count: int | None = None,
+                          delay_ms: float | None = None) -> str:
+        """`kind`: drop, duplicate, delay or bad_signature, for the next `count` events."""
+        spec: dict[str, Any] = {"webhook": kind}
+        if count is not None:
+            spec["count"] = count
+        if delay_ms is not None:
+            spec["delay_ms"] = delay_ms
+        return self.set_fault(**spec)
+
+    def fail_next_resync(self, wallet_id: str | None = None, count: int | None = None) -> str:
+        """The next resync (of `wallet_id`, if given) ends FAILED (`integration.failed`)."""
+        spec: dict[str, Any] = {"resync": "fail"}
+        if wallet_id is not None:
+            spec["wallet_id"] = wallet_id
+        if count is not None:
+            spec["count"] = count
+        return self.set_fault(**spec)
 
 
 class SandboxHandle(SandboxClient):
@@ -106,6 +144,7 @@ class SandboxHandle(SandboxClient):
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        self._server.app.stop()
 
     def __enter__(self) -> SandboxHandle:
         return self
@@ -116,9 +155,15 @@ class SandboxHandle(SandboxClient):
 
 
 def start_sandbox(port: int = 0, seed: int = 42, grants: int = 40, resync_delay: float = 5.0,
-                  newer_api: bool = False, host: str = "127.0.0.1") -> SandboxHandle:
-    """Start a sandbox server in a daemon thread; returns once it accepts connections."""
-    app = SandboxApp(seed, grants, resync_delay, newer_api)
+                  newer_api: bool = False, host: str = "127.0.0.1",
+                  webhook_url: str | None = None, webhook_secret: str | None = None,
+                  webhook_backoff: tuple[float, ...] = DEFAULT_BACKOFF) -> SandboxHandle:
+    """Start a sandbox server in a daemon thread; returns once it accepts connections.
+    With `webhook_url` and `webhook_secret` it sends signed webhooks (also after a reset)."""
+    if webhook_url is not None and not webhook_secret:
+        raise ValueError("webhook_secret is required with webhook_url")
+    app = SandboxApp(seed, grants, resync_delay, newer_api,
+                     WebhookConfig(webhook_url, webhook_secret, tuple(webhook_backoff)))
     server = SandboxHTTPServer((host, port), app)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name=f"kryptos-sandbox-{server.server_address[1]}", daemon=True)

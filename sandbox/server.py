@@ -1,25 +1,27 @@
-"""HTTP layer of the sandbox: routing, auth headers, faults, latency and the request log."""
+"""HTTP layer of the sandbox: the route tables, auth headers, faults, latency and the
+request log."""
 
 from __future__ import annotations
 
 import json
-import random
-import re
 import secrets
 import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from sandbox.data import CLIENTS, MAIN_CLIENT
+from sandbox.control import CONTROL
+from sandbox.data import CLIENTS, GrantRecord
+from sandbox.faults import BadControl, Fault
+from sandbox.routes import Call, Router
 from sandbox.state import Clock, ConnectFailure, DataFailure, SandboxState
+from sandbox.webhooks import WebhookConfig, WebhookSender
 
-RESYNC_PATH = re.compile(r"^/developer/integrations/([^/]+)/resync$")
-LIMIT_PATH = re.compile(r"^/developer/grants/([^/]+)/transaction-limit$")
 CONNECT_DEFAULT_CODES = {400: "INVALID_REQUEST", 401: "INVALID_CLIENT", 403: "ACCESS_DENIED",
                          404: "NOT_FOUND", 409: "CONFLICT", 429: "RATE_LIMITED",
                          500: "INTERNAL_ERROR", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE",
@@ -30,82 +32,100 @@ DATA_DEFAULT_CODES = {400: "invalid_parameters", 401: "unauthorized", 403: "forb
 MALFORMED_BODY = b'{"success": true, "data": {"grants": [<html>upstream proxy error'
 
 
-@dataclass
-class Fault:
-    id: str
-    path: str
-    method: str | None
-    status: int | None
-    code: str | None
-    message: str | None
-    count: int | None
-    fraction: float | None
-    latency_ms: float
-    malformed: bool
-    drop: bool
-    retry_after: float | None
-    phase: str
-    rng: random.Random
+ConnectHandler = Callable[[SandboxState, str, Call], tuple[int, dict]]
+DataHandler = Callable[[SandboxState, Call], tuple[int, dict]]
 
-    @property
-    def acts(self) -> bool:
-        """Whether it replaces the answer (else it only adds latency)."""
-        return self.drop or self.malformed or self.status is not None
+# --- Connect API: (method, path pattern) -> handler(state, client id, call) -------------------
+CONNECT: Router[ConnectHandler] = Router()
+CONNECT.add("POST", "/link-token", lambda st, cid, c: st.create_link_token(cid, c.body))
+CONNECT.add("POST", "/link-token/check-session", lambda st, cid, c: st.check_session(cid, c.body))
+CONNECT.add("POST", "/token/exchange", lambda st, cid, c: st.exchange(cid, c.body))
+CONNECT.add("POST", "/token/revoke", lambda st, cid, c: st.revoke(cid, c.body))
+CONNECT.add("GET", "/token/grants", lambda st, cid, c: st.list_grants(cid))
+CONNECT.add("POST", "/developer/integrations/{wallet_id}/resync",
+            lambda st, cid, c: st.resync(cid, c.params["wallet_id"], c.body))
+CONNECT.add("PATCH", "/developer/grants/{grant_id}/transaction-limit",
+            lambda st, cid, c: st.transaction_limit(cid, c.params["grant_id"], c.body))
 
 
-class BadControl(ValueError):
-    """A /sandbox/* control request with wrong arguments (answered 400)."""
+# --- data API (below /api): (method, path pattern) -> handler(state, call) ----------------------
+def _grant(st: SandboxState, call: Call, scopes: tuple[str, ...]) -> GrantRecord:
+    h = call.headers
+    return st.data_grant(h.get("X-Client-Id"), h.get("X-Client-Secret"), h.get("Authorization"),
+                         scopes)
 
 
-def parse_fault(spec: dict, fault_id: str, seed: int) -> Fault:
-    path = spec.get("path")
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise BadControl("path (a prefix starting with '/') is required")
-    phase = spec.get("phase", "before")
-    if phase not in ("before", "after"):
-        raise BadControl("phase must be 'before' or 'after'")
-    status = spec.get("status")
-    if status is not None and (not isinstance(status, int) or not 100 <= status <= 599):
-        raise BadControl("status must be an HTTP status code")
-    count = spec.get("count")
-    if count is not None and (not isinstance(count, int) or count < 1):
-        raise BadControl("count must be a positive integer")
-    fraction = spec.get("fraction")
-    if fraction is not None and (not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1):
-        raise BadControl("fraction must be between 0 and 1")
-    method = spec.get("method")
-    return Fault(
-        id=fault_id, path=path, method=method.upper() if isinstance(method, str) else None,
-        status=status, code=spec.get("code"), message=spec.get("message"), count=count,
-        fraction=float(fraction) if fraction is not None else None,
-        latency_ms=float(spec.get("latency_ms") or 0), malformed=bool(spec.get("malformed")),
-        drop=bool(spec.get("drop")), retry_after=spec.get("retry_after"), phase=phase,
-        rng=random.Random(f"{seed}:fault:{fault_id}"),
-    )
+def _health(st: SandboxState, call: Call) -> tuple[int, dict]:
+    return 200, {"status": "OK", "service": "connect-apis", "version": "1.0.0",
+                 "environment": "sandbox"}
+
+
+def _holdings(st: SandboxState, call: Call) -> tuple[int, dict]:
+    grant = _grant(st, call, ("portfolios:read",))
+    return st.holdings(grant, _flag(call.one("isSpam"), "isSpam"),
+                       _flag(call.one("calculatedBalances"), "calculatedBalances"))
+
+
+def _integrations(st: SandboxState, call: Call) -> tuple[int, dict]:
+    grant = _grant(st, call, ("integrations:read",))
+    page = _int(call.one("page"), "page", 1, 1, None)
+    size = _int(call.one("pageSize"), "pageSize", 25, 1, 200)
+    return st.integrations(grant, page, size, call.one("searchedKey"))
+
+
+def _userinfo(st: SandboxState, call: Call) -> tuple[int, dict]:
+    return st.userinfo(_grant(st, call, ("users:read", "profile")))
+
+
+DATA: Router[DataHandler] = Router()
+DATA.add("GET", "/health", _health)
+DATA.add("GET", "/v1/holdings", _holdings)
+DATA.add("GET", "/v1/integrations", _integrations)
+DATA.add("GET", "/v1/userinfo", _userinfo)
 
 
 class SandboxApp:
-    """State plus the sandbox's own knobs (faults, latency, log, clock)."""
+    """State plus the sandbox's own knobs (faults, latency, log, clock, webhooks)."""
 
-    def __init__(self, seed: int, grants: int, resync_delay: float, newer_api: bool) -> None:
+    def __init__(self, seed: int, grants: int, resync_delay: float, newer_api: bool,
+                 webhooks: WebhookConfig | None = None) -> None:
         self.resync_delay = resync_delay
         self.newer_api = newer_api
         self.start_seed, self.start_grants = seed, grants
+        self.start_webhooks = webhooks or WebhookConfig()
+        self.webhooks = WebhookSender(replace(self.start_webhooks))
         self.lock = threading.Lock()
+        self.state: SandboxState | None = None
+        self.fault_counter = 0
         self.reset(seed, grants)
 
     def reset(self, seed: int, grants: int) -> None:
         clock = Clock()
-        state = SandboxState(seed, grants, self.resync_delay, self.newer_api, clock)
+        state = SandboxState(seed, grants, self.resync_delay, self.newer_api, clock,
+                             self.webhooks.emit)
+        self.webhooks.reset(replace(self.start_webhooks))
         with self.lock:
+            old, self.state = self.state, state
             self.seed, self.grants = seed, grants
             self.clock = clock
-            self.state = state
             self.faults: list[Fault] = []
             self.fault_counter = 0
             self.latency_ms = 0.0
             self.log: list[dict] = []
             self.log_since = time.time()
+        if old is not None:
+            old.close()
+
+    def stop(self) -> None:
+        """Stop the background threads (webhook deliveries, resync completion timer)."""
+        self.webhooks.stop()
+        if self.state is not None:
+            self.state.close()
+
+    def next_fault_id(self) -> str:
+        with self.lock:
+            self.fault_counter += 1
+            return f"fault_{self.fault_counter}"
 
     def match_fault(self, method: str, path: str) -> Fault | None:
         with self.lock:
@@ -128,93 +148,56 @@ class SandboxApp:
     def handle_api(self, method: str, path: str, query: dict[str, list[str]], body: bytes,
                    headers: Any) -> tuple[int, dict, dict[str, str]]:
         if path == "/api" or path.startswith("/api/"):
+            call = Call(method, path[len("/api"):], query, headers)
             try:
-                status, payload = self._data(method, path[len("/api"):], query, headers)
+                status, payload = self._data(call)
             except DataFailure as err:
                 status, payload = err.status, {"error": err.code, "message": err.message,
                                                "details": err.details}
             return status, payload, {}
         try:
-            status, payload = self._connect(method, path, body, headers)
+            status, payload = self._connect(Call(method, path, query, headers), body)
         except ConnectFailure as err:
             status, payload = err.status, {"success": False, "error": err.message,
                                            "code": err.code}
         return status, payload, {}
 
-    def _connect(self, method: str, path: str, raw: bytes, headers: Any) -> tuple[int, dict]:
-        routes = {
-            ("POST", "/link-token"): "link",
-            ("POST", "/link-token/check-session"): "check",
-            ("POST", "/token/exchange"): "exchange",
-            ("POST", "/token/revoke"): "revoke",
-            ("GET", "/token/grants"): "grants",
-        }
-        route = routes.get((method, path))
-        resync = RESYNC_PATH.match(path)
-        limit = LIMIT_PATH.match(path)
-        known_paths = {p for _, p in routes}
-        if route is None and not (resync and method == "POST") and not (
-                limit and method == "PATCH"):
-            if path in known_paths or resync or limit:
-                raise ConnectFailure(405, "METHOD_NOT_ALLOWED", f"{method} is not allowed here")
-            raise ConnectFailure(404, "NOT_FOUND", f"No route for {method} {path}")
-        client_id = headers.get("X-Client-Id")
-        if client_id is None or CLIENTS.get(client_id) != headers.get("X-Client-Secret"):
+    def _connect(self, call: Call, raw: bytes) -> tuple[int, dict]:
+        found = CONNECT.match(call.method, call.path)
+        if found.handler is None:
+            if found.path_known:
+                raise ConnectFailure(405, "METHOD_NOT_ALLOWED",
+                                     f"{call.method} is not allowed here")
+            raise ConnectFailure(404, "NOT_FOUND", f"No route for {call.method} {call.path}")
+        client_id = call.headers.get("X-Client-Id")
+        if client_id is None or CLIENTS.get(client_id) != call.headers.get("X-Client-Secret"):
             raise ConnectFailure(401, "INVALID_CLIENT", "Invalid client credentials")
-        body: dict = {}
-        if method != "GET" and raw:
+        if call.method != "GET" and raw:
             try:
-                body = json.loads(raw)
+                call.body = json.loads(raw)
             except ValueError:
                 raise ConnectFailure(400, "INVALID_REQUEST", "Body is not valid JSON") from None
-            if not isinstance(body, dict):
+            if not isinstance(call.body, dict):
                 raise ConnectFailure(400, "INVALID_REQUEST", "Body must be a JSON object")
-        st = self.state
-        if route == "link":
-            return st.create_link_token(client_id, body)
-        if route == "check":
-            return st.check_session(client_id, body)
-        if route == "exchange":
-            return st.exchange(client_id, body)
-        if route == "revoke":
-            return st.revoke(client_id, body)
-        if route == "grants":
-            return st.list_grants(client_id)
-        if resync:
-            return st.resync(client_id, resync.group(1), body)
-        assert limit is not None
-        return st.transaction_limit(client_id, limit.group(1), body)
+        call.params, call.client_id = found.params, client_id
+        return found.handler(self.current, client_id, call)
 
-    def _data(self, method: str, path: str, query: dict[str, list[str]],
-              headers: Any) -> tuple[int, dict]:
-        routes = {"/health": None, "/v1/holdings": ("portfolios:read",),
-                  "/v1/integrations": ("integrations:read",),
-                  "/v1/userinfo": ("users:read", "profile")}
-        if path not in routes:
-            raise DataFailure(404, "not_found", f"No route for {method} /api{path}")
-        if method != "GET":
-            raise DataFailure(405, "method_not_allowed", f"{method} is not allowed here")
-        if path == "/health":
-            return 200, {"status": "OK", "service": "connect-apis", "version": "1.0.0",
-                         "environment": "sandbox"}
-        st = self.state
-        grant = st.data_grant(headers.get("X-Client-Id"), headers.get("X-Client-Secret"),
-                              headers.get("Authorization"), routes[path] or ())
+    def _data(self, call: Call) -> tuple[int, dict]:
+        found = DATA.match(call.method, call.path)
+        if found.handler is None:
+            if found.path_known:
+                raise DataFailure(405, "method_not_allowed", f"{call.method} is not allowed here")
+            raise DataFailure(404, "not_found", f"No route for {call.method} /api{call.path}")
+        call.params = found.params
+        return found.handler(self.current, call)
 
-        def one(name: str) -> str | None:
-            values = query.get(name)
-            return values[-1] if values else None
+    @property
+    def current(self) -> SandboxState:
+        state = self.state
+        assert state is not None  # set in __init__
+        return state
 
-        if path == "/v1/holdings":
-            return st.holdings(grant, _flag(one("isSpam"), "isSpam"),
-                               _flag(one("calculatedBalances"), "calculatedBalances"))
-        if path == "/v1/integrations":
-            page = _int(one("page"), "page", 1, 1, None)
-            size = _int(one("pageSize"), "pageSize", 25, 1, 200)
-            return st.integrations(grant, page, size, one("searchedKey"))
-        return st.userinfo(grant)
-
-    # --- control ----------------------------------------------------------------------------
+    # --- control (handlers in sandbox/control.py) --------------------------------------------
 
     def control(self, method: str, path: str, query: dict[str, list[str]],
                 raw: bytes) -> tuple[int, dict]:
@@ -224,62 +207,18 @@ class SandboxApp:
             return 400, {"error": "body is not valid JSON"}
         if not isinstance(body, dict):
             return 400, {"error": "body must be a JSON object"}
+        found = CONTROL.match(method, path.rstrip("/"))
+        if found.handler is None:
+            return 404, {"error": f"no sandbox route {method} {path}"}
         try:
-            return self._control(method, path, query, body)
+            return found.handler(self, Call(method, path, query, None, body, found.params))
         except (BadControl, ValueError, TypeError) as err:
             return 400, {"error": str(err)}
 
-    def _control(self, method: str, path: str, query: dict[str, list[str]],
-                 body: dict) -> tuple[int, dict]:
-        key = (method, path.rstrip("/"))
-        if key == ("POST", "/sandbox/reset"):
-            seed = body.get("seed")
-            grants = body.get("grants")
-            self.reset(self.start_seed if seed is None else int(seed),
-                       self.start_grants if grants is None else int(grants))
-            return 200, {"ok": True, "seed": self.seed, "grants": self.grants}
-        if key == ("POST", "/sandbox/public-token"):
-            return 200, self.state.create_public_token(body)
-        if key == ("GET", "/sandbox/tokens"):
-            client_id = (query.get("client_id") or [MAIN_CLIENT])[-1]
-            return 200, {"tokens": self.state.export_tokens(client_id)}
-        if key == ("GET", "/sandbox/scenarios"):
-            return 200, self.state.scenarios()
-        if key == ("POST", "/sandbox/faults"):
-            with self.lock:
-                self.fault_counter += 1
-                fault = parse_fault(body, f"fault_{self.fault_counter}", self.seed)
-                self.faults.append(fault)
-            return 200, {"id": fault.id}
-        if key == ("DELETE", "/sandbox/faults"):
-            with self.lock:
-                self.faults.clear()
-            return 200, {"ok": True}
-        if key == ("GET", "/sandbox/faults"):
-            with self.lock:
-                return 200, {"faults": [{"id": f.id, "path": f.path, "count": f.count}
-                                        for f in self.faults]}
-        if key == ("POST", "/sandbox/latency"):
-            ms = body.get("ms")
-            if isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms < 0:
-                raise BadControl("ms must be a number >= 0")
-            self.latency_ms = float(ms)
-            return 200, {"ok": True, "ms": self.latency_ms}
-        if key == ("GET", "/sandbox/requests"):
-            with self.lock:
-                return 200, {"requests": list(self.log)}
-        if key == ("DELETE", "/sandbox/requests"):
-            with self.lock:
-                self.log.clear()
-                self.log_since = time.time()
-            return 200, {"ok": True}
-        if key == ("POST", "/sandbox/clock"):
-            seconds = body.get("advance_seconds")
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-                raise BadControl("advance_seconds must be a number >= 0")
-            self.clock.advance(float(seconds))
-            return 200, {"ok": True, "now": self.clock.now(), "offset": self.clock.offset}
-        return 404, {"error": f"no sandbox route {method} {path}"}
+    def clear_log(self) -> None:
+        with self.lock:
+            self.log.clear()
+            self.log_since = time.time()
 
     def record(self, entry: dict) -> None:
         with self.lock:
@@ -287,7 +226,6 @@ class SandboxApp:
             # slow one whose client timed out, belongs to the log that was cleared.
             if entry["started"] >= self.log_since:
                 self.log.append(entry)
-
 
 def _flag(value: str | None, name: str) -> bool:
     if value is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,11 @@ from sandbox.data import (
     make_user,
     uuid_from,
 )
+from sandbox.faults import ResyncFault
+from sandbox.timer import DueTimer
 
+# (event type, data, ISO time on the sandbox clock): what the webhook sender is given.
+EventSink = Callable[[str, dict, str], None]
 LINK_TOKEN_TTL = 30 * 60
 PUBLIC_TOKEN_TTL = 30 * 60
 
@@ -96,7 +100,7 @@ class SandboxState:
     """All mutable state of one sandbox; every public method holds the lock."""
 
     def __init__(self, seed: int, grants: int, resync_delay: float, newer_api: bool,
-                 clock: Clock) -> None:
+                 clock: Clock, on_event: EventSink | None = None) -> None:
         self.seed = seed
         self.grant_count = grants
         self.resync_delay = resync_delay
@@ -121,6 +125,10 @@ class SandboxState:
         self.public_tokens: dict[str, PublicTokenRecord] = {}
         self.pending_users: dict[str, UserState] = {}
         self.rng = random.Random(f"{seed}:runtime")
+        self.on_event = on_event
+        self.resyncing: dict[tuple[str, str], tuple[str, IntegrationState]] = {}
+        self.resync_faults: list[ResyncFault] = []
+        self.timer = DueTimer(clock, self.complete_due)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -131,10 +139,39 @@ class SandboxState:
             user = make_user(rng, grant.user_id, grant.kind, grant.created_at, SEED_NOW,
                              grant.specials)
             self.users[grant.user_id] = user
-        now = self.clock.now()
-        for integ in user.integrations:
-            integ.refresh(now)
+        self.complete_due()
         return user
+
+    # --- resync lifecycle and its webhook events --------------------------------------------
+
+    def emit(self, event: str, user_id: str, integ: IntegrationState) -> None:
+        if self.on_event is not None:
+            self.on_event(event, {**integ.to_api(), "uid": user_id}, iso(self.clock.now()))
+
+    def complete_due(self) -> float | None:
+        """Finish the resyncs whose time has come (sending their events); returns when the
+        next one is due on the sandbox clock, or None."""
+        with self.lock:
+            now = self.clock.now()
+            for key, (user_id, integ) in list(self.resyncing.items()):
+                if integ.refresh(now):
+                    del self.resyncing[key]
+                    failed = integ.status == "FAILED"
+                    self.emit("integration.failed" if failed else "integration.updated",
+                              user_id, integ)
+            pending = [i.resync_until for _, i in self.resyncing.values()
+                       if i.resync_until is not None]
+            return min(pending) if pending else None
+
+    def _take_resync_fault(self, wallet_id: str) -> str | None:
+        for fault in self.resync_faults:
+            if fault.count > 0 and fault.wallet_id in (None, wallet_id):
+                fault.count -= 1
+                return fault.message
+        return None
+
+    def close(self) -> None:
+        self.timer.stop()
 
     def active_grant_for_user(self, client_id: str, user_id: str) -> GrantRecord | None:
         for g in self.by_user.get(user_id, ()):
@@ -308,7 +345,7 @@ class SandboxState:
             if is_csv and not integ.csv_has_source:
                 raise ConnectFailure(404, "CSV_SOURCE_MISSING",
                                      "No original file is on record for this CSV")
-            self._start_resync(integ)
+            self._start_resync(grant.user_id, integ)
             kind = "csv" if is_csv else ("exchange" if integ.category == "exchange" else "wallet")
             data: dict[str, Any] = {"mode": mode, "integration_type": kind, "wallet_id": wallet_id}
             if is_csv:
@@ -318,10 +355,14 @@ class SandboxState:
                 data["status"] = "queued"
             return ok(data, 202)
 
-    def _start_resync(self, integ: IntegrationState) -> None:
+    def _start_resync(self, user_id: str, integ: IntegrationState) -> None:
         integ.status = "ONGOING"
         integ.message = None
         integ.resync_until = self.clock.now() + self.resync_delay
+        integ.resync_failure = self._take_resync_fault(integ.wallet_id)
+        self.resyncing[(user_id, integ.wallet_id)] = (user_id, integ)
+        self.emit("integration.updated", user_id, integ)
+        self.timer.poke()
 
     def transaction_limit(self, client_id: str, grant_id: str,
                           body: Mapping[str, Any]) -> tuple[int, dict]:
@@ -359,10 +400,10 @@ class SandboxState:
             if self.newer_api:
                 data["previous_transaction_limit"] = before[0]
                 data["previous_enable_limiter"] = before[1]
-                data["resync"] = self._limit_resync(user, before, after)
+                data["resync"] = self._limit_resync(grant.user_id, user, before, after)
             return ok(data)
 
-    def _limit_resync(self, user: UserState, before: tuple[int, bool],
+    def _limit_resync(self, user_id: str, user: UserState, before: tuple[int, bool],
                       after: tuple[int, bool]) -> dict | None:
         def cap(v: tuple[int, bool]) -> float:
             return v[0] if v[1] else float("inf")
@@ -377,8 +418,9 @@ class SandboxState:
                 skipped += 1
             elif integ.sync_disabled:
                 failed.append(integ.wallet_id)
+                self.emit("integration.failed", user_id, integ)
             else:
-                self._start_resync(integ)
+                self._start_resync(user_id, integ)
                 triggered.append(integ.wallet_id)
         return {"triggered": triggered, "failed": failed, "skipped": skipped}
 
@@ -535,6 +577,8 @@ class SandboxState:
             user = make_user(random.Random(f"{self.seed}:runtime:{user_id}"), user_id, kind,
                              now, now, full=True, name=name, email=email)
             self.pending_users[user_id] = user
+            for integ in user.integrations:
+                self.emit("integration.created", user_id, integ)
             ws = sorted(self.client_workspaces.get(client_id) or self.workspaces)
             token = "public_" + hex_id(self.rng, 12)
             self.public_tokens[token] = PublicTokenRecord(
@@ -552,6 +596,7 @@ class SandboxState:
                           grant.user_id, grant.kind, now, now, full=False)
         added = extra.integrations[0]
         user.integrations.append(added)
+        self.emit("integration.created", grant.user_id, added)
         return {"public_token": None, "user_id": grant.user_id, "kind": grant.kind,
                 "resumed": True, "grant_id": grant.grant_id, "wallet_id": added.wallet_id}
 
