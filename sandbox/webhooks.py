@@ -19,6 +19,7 @@ DEFAULT_BACKOFF = (0.2, 1.0)
 MAX_ATTEMPTS = 3
 WEBHOOK_FAULTS = ("drop", "duplicate", "delay", "bad_signature")
 DEFAULT_FAULT_DELAY_MS = 1000.0
+LOG_SIZE = 1000  # deliveries kept for GET /sandbox/webhooks
 
 
 def iso_now() -> str:
@@ -53,6 +54,7 @@ class Delivery:
     status: str = "pending"  # pending | delivered | failed | dropped
     responses: list[int | str] = field(default_factory=list)
     copies_left: int = 0  # the duplicate fault: sent again after it is delivered
+    generation: int = 0  # a reset forgets the deliveries of earlier generations
 
     def describe(self) -> dict:
         return {"id": self.id, "type": self.event, "attempts": self.attempts,
@@ -75,7 +77,7 @@ class WebhookSender:
         self.faults: list[WebhookFault] = []
         self.deliveries: list[Delivery] = []
         self._cond = threading.Condition()
-        self._due: list[tuple[float, int, int, Delivery]] = []
+        self._due: list[tuple[float, int, Delivery]] = []
         self._seq = itertools.count()
         self._generation = 0
         self._stopped = False
@@ -136,8 +138,9 @@ class WebhookSender:
                                "data": data}).encode()
             fault = self._take_fault()
             delivery = Delivery(event_id, event, body, fault.kind if fault else None,
-                                fault.delay_ms if fault else 0.0)
+                                fault.delay_ms if fault else 0.0, generation=self._generation)
             self.deliveries.append(delivery)
+            del self.deliveries[:-LOG_SIZE]
             if delivery.fault == "drop":
                 delivery.status = "dropped"
                 return
@@ -154,7 +157,8 @@ class WebhookSender:
         return None
 
     def _push(self, due: float, delivery: Delivery) -> None:
-        heapq.heappush(self._due, (due, next(self._seq), self._generation, delivery))
+        if delivery.generation == self._generation:
+            heapq.heappush(self._due, (due, next(self._seq), delivery))
         self._cond.notify_all()
 
     def _ensure_thread(self) -> None:
@@ -172,13 +176,13 @@ class WebhookSender:
                 if not self._due:
                     self._cond.wait()
                     continue
-                due, _, generation, delivery = self._due[0]
+                due, _, delivery = self._due[0]
                 wait = due - time.monotonic()
                 if wait > 0:
                     self._cond.wait(timeout=wait)
                     continue
                 heapq.heappop(self._due)
-                if generation == self._generation:
+                if delivery.generation == self._generation:
                     return delivery, self.config
             return None
 
