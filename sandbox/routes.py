@@ -21,7 +21,6 @@ class Call:
     headers: Any = None
     body: dict = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
-    client_id: str | None = None
 
     def one(self, name: str) -> str | None:
         """The last value of query parameter `name`, or None."""

@@ -179,7 +179,7 @@ class SandboxApp:
                 raise ConnectFailure(400, "INVALID_REQUEST", "Body is not valid JSON") from None
             if not isinstance(call.body, dict):
                 raise ConnectFailure(400, "INVALID_REQUEST", "Body must be a JSON object")
-        call.params, call.client_id = found.params, client_id
+        call.params = found.params
         return found.handler(self.current, client_id, call)
 
     def _data(self, call: Call) -> tuple[int, dict]:
