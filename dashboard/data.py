@@ -130,13 +130,14 @@ def list_grants(
     kind: str | None = None,
     has_token: bool | None = None,
 ) -> tuple[GrantRow, ...]:
-    """`ops.list_grants` with the same filters, cached per actor and filters."""
+    """`ops.grants.list_grants` with the same filters, cached per actor and filters."""
     search = (search or "").strip() or None
     key = _key(ops, actor, "list_grants", _ALL, search, status, kind, has_token)
     return CACHE.get_or_load(
         key,
         lambda: tuple(
-            ops.list_grants(actor, search=search, status=status, kind=kind, has_token=has_token)
+            ops.grants.list_grants(actor, search=search, status=status, kind=kind,
+                                   has_token=has_token)
         ),
     )
 
@@ -147,21 +148,21 @@ def _no_failed_part(detail: GrantDetail) -> bool:
 
 
 def grant_detail(ops: Any, actor: Actor, grant_id: str) -> GrantDetail:
-    """`ops.grant_detail`, cached per actor and grant; never kept when a part failed."""
+    """`ops.grants.grant_detail`, cached per actor and grant; never kept when a part failed."""
     key = _key(ops, actor, "grant_detail", grant_id)
-    return CACHE.get_or_load(key, lambda: ops.grant_detail(actor, grant_id), _no_failed_part)
+    return CACHE.get_or_load(key, lambda: ops.grants.grant_detail(actor, grant_id), _no_failed_part)
 
 
 def grant_history(ops: Any, actor: Actor, grant_id: str) -> tuple[Any, ...]:
-    """`ops.grant_history` (audit events, newest first), cached per actor and grant."""
+    """`ops.grants.grant_history` (audit events, newest first), cached per actor and grant."""
     key = _key(ops, actor, "grant_history", grant_id)
-    return CACHE.get_or_load(key, lambda: tuple(ops.grant_history(actor, grant_id)))
+    return CACHE.get_or_load(key, lambda: tuple(ops.grants.grant_history(actor, grant_id)))
 
 
 def overview(ops: Any, actor: Actor) -> Overview:
-    """`ops.overview`, cached per actor; dropped by any grant change."""
+    """`ops.grants.overview`, cached per actor; dropped by any grant change."""
     key = _key(ops, actor, "overview", _ALL)
-    return CACHE.get_or_load(key, lambda: ops.overview(actor))
+    return CACHE.get_or_load(key, lambda: ops.grants.overview(actor))
 
 
 def invalidate_grant(grant_id: str) -> None:

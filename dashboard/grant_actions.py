@@ -32,6 +32,7 @@ from services.operations import (
     ValidationError,
 )
 from services.operations.validation import GRANT_ID_RE
+from services.store.actions import AuditAction
 
 LIMITER_KEEP = "keep"
 LIMITER_ON = "on"
@@ -56,7 +57,7 @@ def confirm_revoke(
             "grant id", "the id typed does not match this grant; type it again exactly."
         )
     try:
-        return str(ops.revoke_grant(actor, grant_id, reason, ticket=ticket or None))
+        return str(ops.grants.revoke_grant(actor, grant_id, reason, ticket=ticket or None))
     finally:
         data.invalidate_grant(grant_id)
 
@@ -71,7 +72,8 @@ def request_resync(
 ) -> ResyncOutcome:
     """Ask Kryptos to resync one integration (`mode` "latest" or "from_start")."""
     try:
-        return ops.resync_integration(actor, grant_id, wallet_id, mode, reason=reason or None)
+        return ops.grants.resync_integration(actor, grant_id, wallet_id, mode,
+                                             reason=reason or None)
     finally:
         data.invalidate_grant(grant_id)
 
@@ -131,14 +133,14 @@ def submit_limit(
                 raise ValidationError(
                     "tier", "choose a tier, or a limit and limiter, not both."
                 )
-            result = ops.apply_tier(actor, [grant_id], tier, reason, ticket=ticket or None)
+            result = ops.limits.apply_tier(actor, [grant_id], tier, reason, ticket=ticket or None)
             item = _only_item(result, grant_id)
             if item.outcome in ("failed", "skipped"):
                 raise OperationError(
                     item.message or "Applying the tier failed.", code=item.error_code
                 )
             return LimitFormResult(tier_item=item)
-        change = ops.set_guest_limit(
+        change = ops.limits.set_guest_limit(
             actor,
             grant_id,
             transaction_limit=limit,
@@ -235,7 +237,7 @@ def run_bulk(
     progress: ProgressFn | None = None,
 ) -> BulkResult:
     """Apply a configured tier to many grants (or preview it with `dry_run`)."""
-    return _bulk(dry_run, lambda: ops.apply_tier(
+    return _bulk(dry_run, lambda: ops.limits.apply_tier(
         actor, list(grant_ids), tier, reason, dry_run=dry_run, ticket=ticket or None,
         progress=progress,
     ))
@@ -269,7 +271,7 @@ def run_bulk_limit(
     One bulk operation, like a tier: bounded concurrency, per-grant outcome, and a dry run
     that reads each grant's current limit.
     """
-    return _bulk(dry_run, lambda: ops.apply_limit(
+    return _bulk(dry_run, lambda: ops.limits.apply_limit(
         actor, list(grant_ids), transaction_limit=limit, enable_limiter=True, reason=reason,
         dry_run=dry_run, ticket=ticket or None, progress=progress,
     ))
@@ -339,7 +341,7 @@ def refuse_unless_allowed(ops: Any, actor: Actor) -> PermissionDenied | None:
     return the refusal to show. None when the actor is in fact allowed.
     """
     try:
-        ops.require(actor, Permission.MANAGE_LIMITS, "guest.tier.apply", *GUEST_LIMITS_PAGE)
+        ops.require(actor, Permission.MANAGE_LIMITS, AuditAction.TIER_APPLY, *GUEST_LIMITS_PAGE)
     except PermissionDenied as exc:
         return exc
     return None
@@ -355,6 +357,6 @@ def import_tokens_csv(ops: Any, actor: Actor, content: bytes) -> Any:
     except UnicodeDecodeError:
         raise ValidationError("file", "is not UTF-8 text; save the CSV as UTF-8.") from None
     try:
-        return ops.import_tokens(actor, io.StringIO(text, newline=""))
+        return ops.connect.import_tokens(actor, io.StringIO(text, newline=""))
     finally:
         data.invalidate_all()

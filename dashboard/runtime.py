@@ -184,7 +184,7 @@ def load_sandbox_tokens(ops: Any, sandbox: SandboxControl, client_id: str) -> in
     """Store the sandbox's exported tokens in the vault (what the backend kept at exchange)."""
     count = 0
     for row in sandbox.tokens(client_id=client_id):
-        ops.vault.put(
+        ops.ctx.vault.put(
             row["grant_id"],
             row["access_token"],
             workspace_id=row.get("workspace_id"),
