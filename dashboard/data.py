@@ -24,7 +24,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from services.operations import Actor, GrantDetail, GrantRow, Overview
+from services.operations import Actor, GrantDetail, GrantRow, Operations, Overview
+from services.store.audit import AuditEvent
 
 T = TypeVar("T")
 
@@ -122,7 +123,7 @@ def _key(ops: object, actor: Actor, read: str, grant: str, *args: Hashable) -> _
 
 
 def list_grants(
-    ops: Any,
+    ops: Operations,
     actor: Actor,
     *,
     search: str | None = None,
@@ -147,19 +148,19 @@ def _no_failed_part(detail: GrantDetail) -> bool:
     return all(p.error is None for p in parts)
 
 
-def grant_detail(ops: Any, actor: Actor, grant_id: str) -> GrantDetail:
+def grant_detail(ops: Operations, actor: Actor, grant_id: str) -> GrantDetail:
     """`ops.grants.grant_detail`, cached per actor and grant; never kept when a part failed."""
     key = _key(ops, actor, "grant_detail", grant_id)
     return CACHE.get_or_load(key, lambda: ops.grants.grant_detail(actor, grant_id), _no_failed_part)
 
 
-def grant_history(ops: Any, actor: Actor, grant_id: str) -> tuple[Any, ...]:
+def grant_history(ops: Operations, actor: Actor, grant_id: str) -> tuple[AuditEvent, ...]:
     """`ops.grants.grant_history` (audit events, newest first), cached per actor and grant."""
     key = _key(ops, actor, "grant_history", grant_id)
     return CACHE.get_or_load(key, lambda: tuple(ops.grants.grant_history(actor, grant_id)))
 
 
-def overview(ops: Any, actor: Actor) -> Overview:
+def overview(ops: Operations, actor: Actor) -> Overview:
     """`ops.grants.overview`, cached per actor; dropped by any grant change."""
     key = _key(ops, actor, "overview", _ALL)
     return CACHE.get_or_load(key, lambda: ops.grants.overview(actor))

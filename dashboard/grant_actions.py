@@ -26,6 +26,7 @@ from services.operations import (
     BulkResult,
     LimitChange,
     OperationError,
+    Operations,
     Permission,
     PermissionDenied,
     ResyncOutcome,
@@ -33,6 +34,7 @@ from services.operations import (
 )
 from services.operations.validation import GRANT_ID_RE
 from services.store.actions import AuditAction
+from services.store.vault import ImportReport
 
 LIMITER_KEEP = "keep"
 LIMITER_ON = "on"
@@ -41,7 +43,7 @@ LIMITER_CHOICES = (LIMITER_KEEP, LIMITER_ON, LIMITER_OFF)
 
 
 def confirm_revoke(
-    ops: Any,
+    ops: Operations,
     actor: Actor,
     grant_id: str,
     typed_grant_id: str,
@@ -63,7 +65,7 @@ def confirm_revoke(
 
 
 def request_resync(
-    ops: Any,
+    ops: Operations,
     actor: Actor,
     grant_id: str,
     wallet_id: str,
@@ -110,7 +112,7 @@ class LimitFormResult:
 
 
 def submit_limit(
-    ops: Any,
+    ops: Operations,
     actor: Actor,
     grant_id: str,
     *,
@@ -226,7 +228,7 @@ ProgressFn = Callable[[int, int], None]
 
 
 def run_bulk(
-    ops: Any,
+    ops: Operations,
     actor: Actor,
     grant_ids: Sequence[str],
     tier: str,
@@ -256,7 +258,7 @@ CUSTOM = CUSTOM_LIMIT
 
 
 def run_bulk_limit(
-    ops: Any,
+    ops: Operations,
     actor: Actor,
     grant_ids: Sequence[str],
     limit: int,
@@ -335,7 +337,7 @@ def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
 GUEST_LIMITS_PAGE = ("page", "guest_limits")
 
 
-def refuse_unless_allowed(ops: Any, actor: Actor) -> PermissionDenied | None:
+def refuse_unless_allowed(ops: Operations, actor: Actor) -> PermissionDenied | None:
     """For the Guest limits page reached without the permission to manage limits: let the
     operations refuse (one `denied` event, action `guest.tier.apply`, target the page) and
     return the refusal to show. None when the actor is in fact allowed.
@@ -347,7 +349,7 @@ def refuse_unless_allowed(ops: Any, actor: Actor) -> PermissionDenied | None:
     return None
 
 
-def import_tokens_csv(ops: Any, actor: Actor, content: bytes) -> Any:
+def import_tokens_csv(ops: Operations, actor: Actor, content: bytes) -> ImportReport:
     """Import an uploaded CSV of `grant_id, access_token, customer_ref` into the vault (the
     same as `python -m services.store import-tokens`); returns the store's `ImportReport`.
     The operation checks the permission and audits the counts; the grant lists are dropped

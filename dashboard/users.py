@@ -250,7 +250,7 @@ def _roles_of(user: User) -> dict[str, list[str]]:
 
 
 def _audited_change(args: argparse.Namespace, path: Path, stdin: TextIO, stdout: TextIO) -> None:
-    """add / set-roles / remove, recorded in the audit log (services/operations/cli_audit.py).
+    """add / set-roles / remove, recorded in the audit log (services/store/cli_audit.py).
 
     Input is checked first (a bad name, role or password is refused without an event, as in
     the console); then the audit log is opened, before the password is asked for, so that

@@ -369,7 +369,7 @@ def test_operations_refuse_a_malformed_head_before_auditing(db: Database, head,
 def test_operations_verify_still_needs_the_permission(db: Database) -> None:
     log = AuditLog(db)
     with pytest.raises(PermissionDenied):
-        Operations(None, log, None, ()).verify_audit(SUPPORT, expected_head=(1, "a" * 64))
+        Operations(None, log, None, ()).audit.verify_audit(SUPPORT, expected_head=(1, "a" * 64))
     assert [(e.action, e.outcome) for e in log.iter_events()] == [("audit.verify", "denied")]
 
 
