@@ -71,10 +71,10 @@ def main() -> None:
     gid = guests[0]
     token = vault.reveal(gid)
     o8 = ops(8)
-    o8.grant_detail(ADMIN, gid)  # warm the connection pool
+    o8.grants.grant_detail(ADMIN, gid)  # warm the connection pool
     walls, sums = [], []
     for _ in range(args.repeat):
-        walls.append(timed(lambda: o8.grant_detail(ADMIN, gid)))
+        walls.append(timed(lambda: o8.grants.grant_detail(ADMIN, gid)))
         sums.append(sum(timed(f) for f in (
             client.list_grants,
             lambda: client.check_session(token),
@@ -92,9 +92,10 @@ def main() -> None:
     handle.set_latency(50)
     n = min(args.grants, len(guests))
     batch = guests[:n]
-    t_par = timed(lambda: check(ops(8).apply_tier(ADMIN, batch, "Plus", reason="bench run"), n))
+    t_par = timed(lambda: check(
+        ops(8).limits.apply_tier(ADMIN, batch, "Plus", reason="bench run"), n))
     seq_n = min(100, n) if args.quick else n
-    t_seq = timed(lambda: check(ops(1).apply_tier(ADMIN, batch[:seq_n], "Pro",
+    t_seq = timed(lambda: check(ops(1).limits.apply_tier(ADMIN, batch[:seq_n], "Pro",
                                                   reason="bench run"), seq_n))
     t_seq_full = t_seq * n / seq_n
     print(f"\nbulk tier change over {n} Guest grants, 50 ms sandbox latency "

@@ -40,6 +40,7 @@ from services.operations import (
     PermissionDenied,
     permissions_for,
 )
+from services.store.actions import AuditAction
 from services.store.errors import StoreError
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class PageSpec:
     title: str
     icon: str
     permission: Permission
-    denied_action: str
+    denied_action: AuditAction
     default: bool = False
 
     @property
@@ -109,17 +110,17 @@ class PageSpec:
 
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/overview.py", "Overview", ":material/dashboard:", Permission.VIEW_GRANTS,
-             "grant.view", default=True),
+             AuditAction.GRANT_VIEW, default=True),
     PageSpec("pages/grants.py", "Grants", ":material/list:", Permission.VIEW_GRANTS,
-             "grant.view"),
+             AuditAction.GRANT_VIEW),
     PageSpec("pages/grant_detail.py", "Grant detail", ":material/person_search:",
-             Permission.VIEW_GRANTS, "grant.view"),
+             Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW),
     PageSpec("pages/guest_limits.py", "Guest limits", ":material/tune:",
-             Permission.MANAGE_LIMITS, "guest.tier.apply"),
+             Permission.MANAGE_LIMITS, AuditAction.TIER_APPLY),
     PageSpec("pages/audit_log.py", "Audit log", ":material/history:", Permission.READ_AUDIT,
-             "audit.read"),
+             AuditAction.AUDIT_READ),
     PageSpec("pages/connect.py", "Connect a customer", ":material/link:",
-             Permission.MANAGE_TOKENS, "link_token.create"),
+             Permission.MANAGE_TOKENS, AuditAction.LINK_TOKEN_CREATE),
 )
 
 #: Title of a page registered only to refuse it (its address typed by a user without access).
@@ -222,7 +223,7 @@ def require_actor() -> Actor:
 
 def _audit(runtime: Runtime, call: str, *args: object) -> None:
     try:
-        getattr(runtime.ops, call)(*args)
+        getattr(runtime.ops.auth, call)(*args)
     except (OperationError, StoreError) as exc:  # a login must not fail on the audit write
         logger.error("audit of %s failed: %s", call, exc.user_message)
 

@@ -24,7 +24,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from services.operations import Actor, GrantDetail, GrantRow, Overview
+from services.operations import Actor, GrantDetail, GrantRow, Operations, Overview
+from services.store.audit import AuditEvent
 
 T = TypeVar("T")
 
@@ -122,7 +123,7 @@ def _key(ops: object, actor: Actor, read: str, grant: str, *args: Hashable) -> _
 
 
 def list_grants(
-    ops: Any,
+    ops: Operations,
     actor: Actor,
     *,
     search: str | None = None,
@@ -130,13 +131,14 @@ def list_grants(
     kind: str | None = None,
     has_token: bool | None = None,
 ) -> tuple[GrantRow, ...]:
-    """`ops.list_grants` with the same filters, cached per actor and filters."""
+    """`ops.grants.list_grants` with the same filters, cached per actor and filters."""
     search = (search or "").strip() or None
     key = _key(ops, actor, "list_grants", _ALL, search, status, kind, has_token)
     return CACHE.get_or_load(
         key,
         lambda: tuple(
-            ops.list_grants(actor, search=search, status=status, kind=kind, has_token=has_token)
+            ops.grants.list_grants(actor, search=search, status=status, kind=kind,
+                                   has_token=has_token)
         ),
     )
 
@@ -146,22 +148,22 @@ def _no_failed_part(detail: GrantDetail) -> bool:
     return all(p.error is None for p in parts)
 
 
-def grant_detail(ops: Any, actor: Actor, grant_id: str) -> GrantDetail:
-    """`ops.grant_detail`, cached per actor and grant; never kept when a part failed."""
+def grant_detail(ops: Operations, actor: Actor, grant_id: str) -> GrantDetail:
+    """`ops.grants.grant_detail`, cached per actor and grant; never kept when a part failed."""
     key = _key(ops, actor, "grant_detail", grant_id)
-    return CACHE.get_or_load(key, lambda: ops.grant_detail(actor, grant_id), _no_failed_part)
+    return CACHE.get_or_load(key, lambda: ops.grants.grant_detail(actor, grant_id), _no_failed_part)
 
 
-def grant_history(ops: Any, actor: Actor, grant_id: str) -> tuple[Any, ...]:
-    """`ops.grant_history` (audit events, newest first), cached per actor and grant."""
+def grant_history(ops: Operations, actor: Actor, grant_id: str) -> tuple[AuditEvent, ...]:
+    """`ops.grants.grant_history` (audit events, newest first), cached per actor and grant."""
     key = _key(ops, actor, "grant_history", grant_id)
-    return CACHE.get_or_load(key, lambda: tuple(ops.grant_history(actor, grant_id)))
+    return CACHE.get_or_load(key, lambda: tuple(ops.grants.grant_history(actor, grant_id)))
 
 
-def overview(ops: Any, actor: Actor) -> Overview:
-    """`ops.overview`, cached per actor; dropped by any grant change."""
+def overview(ops: Operations, actor: Actor) -> Overview:
+    """`ops.grants.overview`, cached per actor; dropped by any grant change."""
     key = _key(ops, actor, "overview", _ALL)
-    return CACHE.get_or_load(key, lambda: ops.overview(actor))
+    return CACHE.get_or_load(key, lambda: ops.grants.overview(actor))
 
 
 def invalidate_grant(grant_id: str) -> None:

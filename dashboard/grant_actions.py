@@ -26,12 +26,15 @@ from services.operations import (
     BulkResult,
     LimitChange,
     OperationError,
+    Operations,
     Permission,
     PermissionDenied,
     ResyncOutcome,
     ValidationError,
 )
 from services.operations.validation import GRANT_ID_RE
+from services.store.actions import AuditAction
+from services.store.vault import ImportReport
 
 LIMITER_KEEP = "keep"
 LIMITER_ON = "on"
@@ -40,7 +43,7 @@ LIMITER_CHOICES = (LIMITER_KEEP, LIMITER_ON, LIMITER_OFF)
 
 
 def confirm_revoke(
-    ops: Any,
+    ops: Operations,
     actor: Actor,
     grant_id: str,
     typed_grant_id: str,
@@ -56,13 +59,13 @@ def confirm_revoke(
             "grant id", "the id typed does not match this grant; type it again exactly."
         )
     try:
-        return str(ops.revoke_grant(actor, grant_id, reason, ticket=ticket or None))
+        return str(ops.grants.revoke_grant(actor, grant_id, reason, ticket=ticket or None))
     finally:
         data.invalidate_grant(grant_id)
 
 
 def request_resync(
-    ops: Any,
+    ops: Operations,
     actor: Actor,
     grant_id: str,
     wallet_id: str,
@@ -71,7 +74,8 @@ def request_resync(
 ) -> ResyncOutcome:
     """Ask Kryptos to resync one integration (`mode` "latest" or "from_start")."""
     try:
-        return ops.resync_integration(actor, grant_id, wallet_id, mode, reason=reason or None)
+        return ops.grants.resync_integration(actor, grant_id, wallet_id, mode,
+                                             reason=reason or None)
     finally:
         data.invalidate_grant(grant_id)
 
@@ -108,7 +112,7 @@ class LimitFormResult:
 
 
 def submit_limit(
-    ops: Any,
+    ops: Operations,
     actor: Actor,
     grant_id: str,
     *,
@@ -131,14 +135,14 @@ def submit_limit(
                 raise ValidationError(
                     "tier", "choose a tier, or a limit and limiter, not both."
                 )
-            result = ops.apply_tier(actor, [grant_id], tier, reason, ticket=ticket or None)
+            result = ops.limits.apply_tier(actor, [grant_id], tier, reason, ticket=ticket or None)
             item = _only_item(result, grant_id)
             if item.outcome in ("failed", "skipped"):
                 raise OperationError(
                     item.message or "Applying the tier failed.", code=item.error_code
                 )
             return LimitFormResult(tier_item=item)
-        change = ops.set_guest_limit(
+        change = ops.limits.set_guest_limit(
             actor,
             grant_id,
             transaction_limit=limit,
@@ -224,7 +228,7 @@ ProgressFn = Callable[[int, int], None]
 
 
 def run_bulk(
-    ops: Any,
+    ops: Operations,
     actor: Actor,
     grant_ids: Sequence[str],
     tier: str,
@@ -235,7 +239,7 @@ def run_bulk(
     progress: ProgressFn | None = None,
 ) -> BulkResult:
     """Apply a configured tier to many grants (or preview it with `dry_run`)."""
-    return _bulk(dry_run, lambda: ops.apply_tier(
+    return _bulk(dry_run, lambda: ops.limits.apply_tier(
         actor, list(grant_ids), tier, reason, dry_run=dry_run, ticket=ticket or None,
         progress=progress,
     ))
@@ -254,7 +258,7 @@ CUSTOM = CUSTOM_LIMIT
 
 
 def run_bulk_limit(
-    ops: Any,
+    ops: Operations,
     actor: Actor,
     grant_ids: Sequence[str],
     limit: int,
@@ -269,7 +273,7 @@ def run_bulk_limit(
     One bulk operation, like a tier: bounded concurrency, per-grant outcome, and a dry run
     that reads each grant's current limit.
     """
-    return _bulk(dry_run, lambda: ops.apply_limit(
+    return _bulk(dry_run, lambda: ops.limits.apply_limit(
         actor, list(grant_ids), transaction_limit=limit, enable_limiter=True, reason=reason,
         dry_run=dry_run, ticket=ticket or None, progress=progress,
     ))
@@ -333,19 +337,19 @@ def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
 GUEST_LIMITS_PAGE = ("page", "guest_limits")
 
 
-def refuse_unless_allowed(ops: Any, actor: Actor) -> PermissionDenied | None:
+def refuse_unless_allowed(ops: Operations, actor: Actor) -> PermissionDenied | None:
     """For the Guest limits page reached without the permission to manage limits: let the
     operations refuse (one `denied` event, action `guest.tier.apply`, target the page) and
     return the refusal to show. None when the actor is in fact allowed.
     """
     try:
-        ops.require(actor, Permission.MANAGE_LIMITS, "guest.tier.apply", *GUEST_LIMITS_PAGE)
+        ops.require(actor, Permission.MANAGE_LIMITS, AuditAction.TIER_APPLY, *GUEST_LIMITS_PAGE)
     except PermissionDenied as exc:
         return exc
     return None
 
 
-def import_tokens_csv(ops: Any, actor: Actor, content: bytes) -> Any:
+def import_tokens_csv(ops: Operations, actor: Actor, content: bytes) -> ImportReport:
     """Import an uploaded CSV of `grant_id, access_token, customer_ref` into the vault (the
     same as `python -m services.store import-tokens`); returns the store's `ImportReport`.
     The operation checks the permission and audits the counts; the grant lists are dropped
@@ -355,6 +359,6 @@ def import_tokens_csv(ops: Any, actor: Actor, content: bytes) -> Any:
     except UnicodeDecodeError:
         raise ValidationError("file", "is not UTF-8 text; save the CSV as UTF-8.") from None
     try:
-        return ops.import_tokens(actor, io.StringIO(text, newline=""))
+        return ops.connect.import_tokens(actor, io.StringIO(text, newline=""))
     finally:
         data.invalidate_all()

@@ -19,6 +19,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -26,6 +27,8 @@ from typing import Any, Literal, Protocol
 import streamlit as st
 
 from dashboard.users import User, UsersError, hash_password, load_users, save_users
+from services.kryptos.client import KryptosClient
+from services.operations import Operations
 from services.settings import ConfigError, Settings, load_settings
 from services.store.errors import StoreError
 
@@ -101,7 +104,7 @@ class Runtime:
 
     settings: Settings | None
     mode: Mode
-    ops: Any = None  # services.operations.Operations
+    ops: Operations | None = None
     client_id: str | None = None
     sandbox: SandboxControl | None = None
     problems: tuple[str, ...] = ()
@@ -110,7 +113,7 @@ class Runtime:
     demo_users: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     _users_cache: tuple[float, dict[str, User]] | None = field(default=None, repr=False)
-    _stop: Any = field(default=None, repr=False)
+    _stop: Callable[[], None] | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -173,18 +176,16 @@ def write_demo_users(path: Path) -> None:
     save_users(path, users)
 
 
-def _build_ops(settings: Settings, client: Any) -> Any:
+def _build_ops(settings: Settings, client: KryptosClient) -> Operations:
     """Operations over the settings' database and vault, with the given client."""
-    from services.operations import Operations
-
     return Operations.from_settings(settings, client=client)
 
 
-def load_sandbox_tokens(ops: Any, sandbox: SandboxControl, client_id: str) -> int:
+def load_sandbox_tokens(ops: Operations, sandbox: SandboxControl, client_id: str) -> int:
     """Store the sandbox's exported tokens in the vault (what the backend kept at exchange)."""
     count = 0
     for row in sandbox.tokens(client_id=client_id):
-        ops.vault.put(
+        ops.ctx.vault.put(
             row["grant_id"],
             row["access_token"],
             workspace_id=row.get("workspace_id"),
@@ -208,7 +209,6 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
 
 
 def _build_sandbox(settings: Settings) -> Runtime:
-    from services.kryptos.client import KryptosClient
     from services.settings import SANDBOX_CLIENT_ID
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -281,8 +281,6 @@ def _build_live(settings: Settings) -> Runtime:
     ops = None
     if not problems:
         try:
-            from services.kryptos.client import KryptosClient
-
             ops = _build_ops(settings, KryptosClient.from_settings(settings))
         except ConfigError as exc:
             problems.append(exc.user_message)

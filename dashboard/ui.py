@@ -12,11 +12,15 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from services.operations import Actor, OperationError
+from services.store.audit import AuditEvent, AuditFilter
+
+if TYPE_CHECKING:
+    from dashboard.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +99,7 @@ def roles_text(actor: Actor) -> str:
     return ", ".join(sorted(actor.roles)) or "no role"
 
 
-def badge(runtime: Any, actor: Actor | None) -> None:
+def badge(runtime: Runtime, actor: Actor | None) -> None:
     """SANDBOX or LIVE, the client id (never the secret), and the signed-in user and roles."""
     mode = "SANDBOX" if runtime.is_sandbox else "LIVE"
     color = "orange" if runtime.is_sandbox else "green"
@@ -125,10 +129,9 @@ def audit_filter(
     action: str | None = None,
     target_id: str | None = None,
     outcome: str | None = None,
-) -> Any:
+) -> AuditFilter:
     """An audit-log filter from the page's widgets: dates are whole UTC days (`until`
     inclusive); empty texts mean "any"."""
-    from services.store import AuditFilter
 
     def clean(value: str | None) -> str | None:
         value = (value or "").strip()
@@ -144,7 +147,7 @@ def audit_filter(
     )
 
 
-def audit_rows(events: Iterable[Any]) -> list[dict[str, Any]]:
+def audit_rows(events: Iterable[AuditEvent]) -> list[dict[str, Any]]:
     """Audit events as table rows (plain values; shown with `table()`, never as Markdown)."""
     return [
         {

@@ -16,7 +16,7 @@ not stored here: it comes from the settings (secrets or environment).
 `failed`, to the console's audit log (`DATABASE_URL`, else `<data_dir>/console.db`), actions
 `user.add`, `user.set_roles`, `user.remove`, as the operator `cli:<OS user>` (role `cli`),
 with the user's roles before and after (never a password or hash). When the audit log cannot
-be written they change nothing and exit 2. See services/operations/cli_audit.py. Exit codes:
+be written they change nothing and exit 2. See services/store/cli_audit.py. Exit codes:
 0 done, 1 refused (bad input, unknown or existing user, unreadable file), 2 audit log
 unavailable.
 """
@@ -38,13 +38,8 @@ import bcrypt
 import yaml
 
 from services.operations import ROLES
-from services.operations.cli_audit import (
-    A_USER_ADD,
-    A_USER_REMOVE,
-    A_USER_SET_ROLES,
-    AuditUnavailable,
-    CliAudit,
-)
+from services.store.actions import AuditAction
+from services.store.cli_audit import AuditUnavailable, CliAudit
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MIN_PASSWORD_CHARS = 8
@@ -110,16 +105,6 @@ def hash_password(password: str, rounds: int = DEFAULT_ROUNDS) -> str:
     """A bcrypt hash of the password (validated first)."""
     validate_password(password)
     return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds=rounds)).decode("ascii")
-
-
-def check_password(password: str, password_hash: str) -> bool:
-    raw = password.encode("utf-8")
-    if len(raw) > MAX_PASSWORD_BYTES:
-        return False
-    try:
-        return bcrypt.checkpw(raw, password_hash.encode("ascii"))
-    except ValueError:
-        return False
 
 
 def load_users(path: Path) -> dict[str, User]:
@@ -265,7 +250,7 @@ def _roles_of(user: User) -> dict[str, list[str]]:
 
 
 def _audited_change(args: argparse.Namespace, path: Path, stdin: TextIO, stdout: TextIO) -> None:
-    """add / set-roles / remove, recorded in the audit log (services/operations/cli_audit.py).
+    """add / set-roles / remove, recorded in the audit log (services/store/cli_audit.py).
 
     Input is checked first (a bad name, role or password is refused without an event, as in
     the console); then the audit log is opened, before the password is asked for, so that
@@ -282,7 +267,7 @@ def _audited_change(args: argparse.Namespace, path: Path, stdin: TextIO, stdout:
                                 email=args.email)
                 return user, None, _roles_of(user)
 
-            user = audit.run(A_USER_ADD, add, target_type="user", target_id=username,
+            user = audit.run(AuditAction.USER_ADD, add, target_type="user", target_id=username,
                              params={"roles": list(roles)})
             print(f"Added {user.username} ({', '.join(user.roles)}) to {path}.", file=stdout)
         elif args.command == "set-roles":
@@ -291,15 +276,15 @@ def _audited_change(args: argparse.Namespace, path: Path, stdin: TextIO, stdout:
                 old, new = replace_roles(path, username, roles)
                 return new, _roles_of(old), _roles_of(new)
 
-            user = audit.run(A_USER_SET_ROLES, change, target_type="user", target_id=username,
-                             params={"roles": list(roles)})
+            user = audit.run(AuditAction.USER_SET_ROLES, change, target_type="user",
+                             target_id=username, params={"roles": list(roles)})
             print(f"{user.username} now has roles: {', '.join(user.roles)}.", file=stdout)
         else:
 
             def remove() -> tuple[None, dict[str, Any], None]:
                 return None, _roles_of(remove_user(path, username)), None
 
-            audit.run(A_USER_REMOVE, remove, target_type="user", target_id=username)
+            audit.run(AuditAction.USER_REMOVE, remove, target_type="user", target_id=username)
             print(f"Removed {username} from {path}.", file=stdout)
 
 

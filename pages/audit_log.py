@@ -86,10 +86,10 @@ page_no = int(st.session_state.get(PAGE_KEY, 1))
 
 try:
     with st.spinner("Reading the audit log..."):
-        result = runtime.ops.audit_page(actor, filters, page=page_no, page_size=page_size)
+        result = runtime.ops.audit.audit_page(actor, filters, page=page_no, page_size=page_size)
         if result.total and page_no > result.pages:
             page_no = st.session_state[PAGE_KEY] = result.pages
-            result = runtime.ops.audit_page(actor, filters, page=page_no, page_size=page_size)
+            result = runtime.ops.audit.audit_page(actor, filters, page=page_no, page_size=page_size)
 except OperationError as exc:
     ui.show_error(exc)
     st.stop()
@@ -137,7 +137,7 @@ fmt = e1.radio("Format", list(FORMATS), format_func=lambda f: FORMATS[f][0], hor
 if e2.button("Prepare export", key="audit_export", icon=":material/download:"):
     try:
         with st.spinner("Exporting..."):
-            content = runtime.ops.export_audit(actor, filters, fmt)
+            content = runtime.ops.audit.export_audit(actor, filters, fmt)
         parse = parse_csv_export if fmt == "csv" else parse_jsonl_export
         exported = parse(io.StringIO(content))
         st.session_state[EXPORT_KEY] = PreparedExport(
@@ -165,7 +165,7 @@ st.caption("Each event carries a hash of the previous one; verifying recomputes 
 def _verify(expected: tuple[object, object] | None = None) -> None:
     try:
         with st.spinner("Verifying..."):
-            report = runtime.ops.verify_audit(actor, expected_head=expected)
+            report = runtime.ops.audit.verify_audit(actor, expected_head=expected)
     except OperationError as exc:
         ui.show_error(exc)
         return

@@ -38,7 +38,7 @@ def _exchange() -> None:
     pasted = (st.session_state.get("connect_public_token") or "").strip()
     public_token = pasted or (held or {}).get("public_token") or ""
     try:
-        row = runtime.ops.exchange_public_token(
+        row = runtime.ops.connect.exchange_public_token(
             actor, st.session_state.get("connect_ex_ref") or "", public_token)
     except OperationError as exc:
         st.session_state[EXCHANGE_ERROR_KEY] = exc
@@ -70,7 +70,8 @@ with st.form("connect_link_form"):
 if create:
     try:
         with st.spinner("Asking Kryptos for a link token..."):
-            issued = runtime.ops.create_link_token(actor, ref, (returning or "").strip() or None)
+            issued = runtime.ops.connect.create_link_token(
+                actor, ref, (returning or "").strip() or None)
         st.session_state[ISSUED_KEY] = issued
         st.session_state["connect_ex_ref"] = issued.customer_ref  # prefill the exchange form
         st.session_state.pop(RESULT_KEY, None)

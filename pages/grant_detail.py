@@ -19,6 +19,7 @@ from dashboard.auth import require_actor
 from dashboard.runtime import get_runtime
 from dashboard.ui import escape_markdown, show_error, toast_done
 from services.operations import GrantDetail, OperationError, Permission, can, validation
+from services.store.actions import AuditAction
 
 GRANTS_PAGE = str(Path(__file__).resolve().parent / "grants.py")
 POLL_SECONDS = 2.0
@@ -125,7 +126,8 @@ def _revoke_event() -> Any:
     """The console's record of this grant's revoke (newest succeeded), or None."""
     events = data.grant_history(ops, actor, gid)
     return next(
-        (e for e in events if e.action == "grant.revoke" and e.outcome == "succeeded"), None
+        (e for e in events
+         if e.action == AuditAction.GRANT_REVOKE and e.outcome == "succeeded"), None
     )
 
 
@@ -421,7 +423,7 @@ def _resync_status() -> None:
     settled: list[str] = []
     for wid in list(current):
         try:
-            it = ops.integration(actor, gid, wid)
+            it = ops.grants.integration(actor, gid, wid)
         except OperationError as exc:
             failures[wid] = failures.get(wid, 0) + 1
             if failures[wid] < STATUS_ATTEMPTS:

@@ -131,11 +131,6 @@ class Settings:
     def effective_audit_anchor_file(self) -> Path:
         return self.audit_anchor_file or (self.data_dir / "audit-anchor.json")
 
-    def with_overrides(self, **changes: object) -> Settings:
-        from dataclasses import replace
-
-        return replace(self, **changes)  # type: ignore[arg-type]
-
 
 def _read_secrets(path: Path) -> dict:
     if not path.is_file():

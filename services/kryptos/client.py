@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -63,6 +63,9 @@ from services.kryptos.models import (
     TransactionLimit,
     UserInfo,
 )
+
+if TYPE_CHECKING:
+    from services.settings import Settings
 
 logger = logging.getLogger("services.kryptos")
 
@@ -146,7 +149,7 @@ class KryptosClient:
         self._random_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Any, **overrides: Any) -> KryptosClient:
+    def from_settings(cls, settings: Settings, **overrides: Any) -> KryptosClient:
         """Build a client from `services.settings.Settings`.
 
         In sandbox mode (no credentials configured) the sandbox's demo client is used; the

@@ -1,9 +1,11 @@
 """Use cases of the console: take an Actor, check permission, validate, audit, call.
 
-Plain Python, no Streamlit. See docs/architecture.md, "Operations".
+Plain Python, no Streamlit. `Operations` (facade.py) holds one object per resource; see
+docs/architecture.md, "Where each use case lives".
 """
 
-from services.operations.cli_audit import AuditUnavailable, CliAudit, cli_actor_username
+from services.operations.bulk import CUSTOM_LIMIT
+from services.operations.context import OpsContext
 from services.operations.errors import (
     NotFound,
     OperationError,
@@ -11,6 +13,7 @@ from services.operations.errors import (
     UpstreamError,
     ValidationError,
 )
+from services.operations.facade import Operations
 from services.operations.models import (
     BulkItem,
     BulkResult,
@@ -31,17 +34,14 @@ from services.operations.permissions import (
     can,
     permissions_for,
 )
-from services.operations.service import CUSTOM_LIMIT, Operations
 
 __all__ = [
     "CUSTOM_LIMIT",
     "PERMISSIONS",
     "ROLES",
     "Actor",
-    "AuditUnavailable",
     "BulkItem",
     "BulkResult",
-    "CliAudit",
     "GrantDetail",
     "GrantRow",
     "LimitChange",
@@ -49,6 +49,7 @@ __all__ = [
     "NotFound",
     "OperationError",
     "Operations",
+    "OpsContext",
     "Overview",
     "Part",
     "Permission",
@@ -58,6 +59,5 @@ __all__ = [
     "UpstreamError",
     "ValidationError",
     "can",
-    "cli_actor_username",
     "permissions_for",
 ]

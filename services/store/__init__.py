@@ -1,6 +1,7 @@
 """The console's own store: audit log and token vault over SQLAlchemy 2 (SQLite or
 PostgreSQL), schema managed by the Alembic migrations in `migrations/`."""
 
+from services.store.actions import AuditAction
 from services.store.audit import (
     OUTCOMES,
     AuditEvent,
@@ -10,12 +11,12 @@ from services.store.audit import (
     AuditPage,
     ChainReport,
     NewAuditEvent,
-    new_correlation_id,
     parse_csv_export,
     parse_jsonl_export,
 )
 from services.store.db import Database, open_database
 from services.store.errors import StoreError, VaultEntryNotFound, VaultKeyError
+from services.store.trail import AuditTrail, AuditUnavailable
 from services.store.vault import (
     ImportReport,
     RejectedRow,
@@ -28,11 +29,14 @@ from services.store.vault import (
 
 __all__ = [
     "OUTCOMES",
+    "AuditAction",
     "AuditEvent",
     "AuditFilter",
     "AuditHead",
     "AuditLog",
     "AuditPage",
+    "AuditTrail",
+    "AuditUnavailable",
     "ChainReport",
     "Database",
     "ImportReport",
@@ -45,7 +49,6 @@ __all__ = [
     "VaultEntryNotFound",
     "VaultKeyError",
     "load_vault_key",
-    "new_correlation_id",
     "open_database",
     "parse_csv_export",
     "parse_jsonl_export",

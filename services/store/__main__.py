@@ -10,7 +10,7 @@ Defaults come from `load_settings()` (DATABASE_URL, KRYPTOS_VAULT_KEY, CONSOLE_D
 Never prints a token or a key.
 
 `import-tokens` and `rotate-key` change the vault, so they are audited in the same
-database's audit log (services/operations/cli_audit.py): `requested`, then `succeeded` (with
+database's audit log (services/store/cli_audit.py): `requested`, then `succeeded` (with
 counts: added/updated/rejected, re-encrypted/already primary/unreadable; rejected or
 unreadable rows still make it `succeeded`, as the Connect page's import does) or `failed`, as
 the operator `cli:<OS user>`, actions `token.import` and `vault.rotate_key`. When the audit
@@ -27,14 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from services.operations.cli_audit import (
-    A_TOKEN_IMPORT,
-    A_VAULT_ROTATE_KEY,
-    AuditUnavailable,
-    CliAudit,
-)
 from services.settings import ConfigError, Settings, load_settings
+from services.store.actions import AuditAction
 from services.store.audit import AuditLog, ChainReport, audit_head
+from services.store.cli_audit import AuditUnavailable, CliAudit
 from services.store.db import open_database
 from services.store.errors import StoreError
 from services.store.vault import ImportReport, RotationReport, TokenVault, load_vault_key
@@ -98,7 +94,7 @@ def _audited_change(args: argparse.Namespace, settings: Settings) -> int:
                     "unreadable": len(report.unreadable), "keys": vault.key_count,
                 }
 
-            report, key_count = audit.run(A_VAULT_ROTATE_KEY, rotate, target_type="vault")
+            report, key_count = audit.run(AuditAction.VAULT_ROTATE_KEY, rotate, target_type="vault")
             return _print_rotation(report, key_count)
 
         def import_tokens() -> tuple[ImportReport, None, dict[str, Any]]:
@@ -107,7 +103,7 @@ def _audited_change(args: argparse.Namespace, settings: Settings) -> int:
             return report, None, {"added": report.added, "updated": report.updated,
                                   "rejected": len(report.rejected)}
 
-        imported = audit.run(A_TOKEN_IMPORT, import_tokens, target_type="vault",
+        imported = audit.run(AuditAction.TOKEN_IMPORT, import_tokens, target_type="vault",
                              params={"file": Path(args.file).name})
     return _print_import(imported)
 

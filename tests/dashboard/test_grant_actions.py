@@ -133,7 +133,7 @@ def test_resync_queues_and_audits(env: Env) -> None:
     out = grant_actions.request_resync(env.ops, SUPPORT, gid, wid, "latest")
     assert out.wallet_id == wid
     assert env.outcomes("integration.resync", gid) == ["requested", "succeeded"]
-    assert env.ops.integration(SUPPORT, gid, wid).is_syncing
+    assert env.ops.grants.integration(SUPPORT, gid, wid).is_syncing
 
 
 def test_resync_failure_shows_upstream_code(env: Env) -> None:

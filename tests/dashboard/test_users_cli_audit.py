@@ -153,7 +153,7 @@ def test_refused_input_is_not_audited(data_dir, path, monkeypatch):
 
 
 def test_the_actor_falls_back_to_the_uid(data_dir, path, monkeypatch):
-    from services.operations import cli_audit
+    from services.store import cli_audit
 
     def no_login_name() -> str:
         raise KeyError("getpwuid(): uid not found")

@@ -112,7 +112,7 @@ def audit_events(runtime: Runtime) -> Callable[..., list]:
     from services.store import AuditFilter
 
     def read(action: str | None = None, outcome: str | None = None) -> list:
-        page = runtime.ops.audit.query(
+        page = runtime.ops.ctx.audit_log.query(
             AuditFilter(action=action, outcome=outcome), page=1, page_size=1000
         )
         return list(reversed(page.events))

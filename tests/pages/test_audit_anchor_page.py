@@ -14,7 +14,7 @@ FORM_BUTTON = "Verify against this head"
 
 def _fail_logins(runtime, name: str, n: int) -> None:
     for _ in range(n):
-        runtime.ops.record_login_failed(name)
+        runtime.ops.auth.record_login_failed(name)
 
 
 def _delete_newest(runtime, n: int) -> None:
@@ -28,7 +28,7 @@ def _delete_newest(runtime, n: int) -> None:
 
 
 def _row_hash(runtime, seq: int) -> str:
-    return next(e.hash for e in runtime.ops.audit.iter_events() if e.seq == seq)
+    return next(e.hash for e in runtime.ops.ctx.audit_log.iter_events() if e.seq == seq)
 
 
 def _form_button(at):
@@ -49,7 +49,7 @@ def test_a_clean_log_shows_its_head_to_note(make_app, runtime, console_env):
     assert not at.exception
     success = next(s.value for s in at.success if "the chain is intact" in s.value)
     # the verification's own `requested` event is the newest one it checked
-    head = runtime.ops.audit.count() - 1
+    head = runtime.ops.ctx.audit_log.count() - 1
     assert f"it holds the head kept outside the database (event #{head})" in success
     caption = next(c.value for c in at.caption if c.value.startswith("Head: "))
     digest = _row_hash(runtime, head)
@@ -62,8 +62,8 @@ def test_a_clean_log_shows_its_head_to_note(make_app, runtime, console_env):
 def test_newest_events_deleted_are_reported_through_the_anchor(make_app, runtime):
     _fail_logins(runtime, "victim", 5)
     at = make_app("finance", page=PAGE)
-    runtime.ops.audit.flush_anchor()  # as the interval's timer would within 0.25 s
-    newest = runtime.ops.audit.count()
+    runtime.ops.ctx.audit_log.flush_anchor()  # as the interval's timer would within 0.25 s
+    newest = runtime.ops.ctx.audit_log.count()
     _delete_newest(runtime, 3)
     at.button(key="audit_verify").click().run()
     assert not at.exception
@@ -77,7 +77,7 @@ def test_newest_events_deleted_are_reported_through_the_anchor(make_app, runtime
     assert "at least 2 newest row(s) were removed" in reason
     assert not at.code  # no head offered for noting
     assert any(c.value.startswith(f"The log now ends at row {ends}") for c in at.caption)
-    done = [e for e in runtime.ops.audit.iter_events() if e.action == "audit.verify"][-1]
+    done = [e for e in runtime.ops.ctx.audit_log.iter_events() if e.action == "audit.verify"][-1]
     assert (done.actor_username, done.outcome, done.after["ok"]) == ("finance", "succeeded",
                                                                       False)
 
@@ -93,8 +93,8 @@ def test_a_noted_head_catches_what_the_anchor_no_longer_can(make_app, runtime, c
     assert any(f"event #{noted[0]} has the hash you noted" in s.value for s in at.success)
     # someone with access to the database and the console's files deletes the newest
     # events and the anchor file with them
-    runtime.ops.audit.flush_anchor()
-    _delete_newest(runtime, runtime.ops.audit.count() - noted[0] + 1)
+    runtime.ops.ctx.audit_log.flush_anchor()
+    _delete_newest(runtime, runtime.ops.ctx.audit_log.count() - noted[0] + 1)
     (console_env / "audit-anchor.json").unlink()
     _submit(at, noted[0], noted[1])
     assert not at.exception and not at.success
@@ -103,24 +103,25 @@ def test_a_noted_head_catches_what_the_anchor_no_longer_can(make_app, runtime, c
     assert f"but you noted hash {noted[1][:8]}… for it" in reason
     assert any(f"event #{noted[0]} is not the one recorded earlier" in e.value
                for e in at.error)
-    requested = [e for e in runtime.ops.audit.iter_events() if e.action == "audit.verify"][-2]
+    requested = [e for e in runtime.ops.ctx.audit_log.iter_events()
+                 if e.action == "audit.verify"][-2]
     assert requested.params == {"expected_head": {"seq": noted[0], "hash": noted[1]}}
 
 
 def test_the_noted_head_is_validated_and_a_refused_one_is_not_audited(make_app, runtime):
     at = make_app("admin", page=PAGE)
-    before = runtime.ops.audit.count()
+    before = runtime.ops.ctx.audit_log.count()
     _submit(at, None, "a" * 64)
     assert any("row: must be a whole number of at least 1." in shown(e.value) for e in at.error)
     _submit(at, 3, "not-a-hash")
     assert any("hash: must be the row's whole hash" in shown(e.value) for e in at.error)
     assert not at.success and not at.exception
-    assert runtime.ops.audit.count() == before
+    assert runtime.ops.ctx.audit_log.count() == before
 
 
 def test_a_corrupt_anchor_file_is_reported(make_app, runtime, console_env):
     at = make_app("admin", page=PAGE)
-    runtime.ops.audit.flush_anchor()
+    runtime.ops.ctx.audit_log.flush_anchor()
     (console_env / "audit-anchor.json").write_text('{"seq": "x"', encoding="utf-8")
     at.button(key="audit_verify").click().run()
     assert not at.exception and not at.success

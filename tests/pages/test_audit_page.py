@@ -22,7 +22,7 @@ def _table(at):
 
 def _fail_logins(runtime, name: str, n: int) -> None:
     for _ in range(n):
-        runtime.ops.record_login_failed(name)
+        runtime.ops.auth.record_login_failed(name)
 
 
 @pytest.mark.parametrize("role", ["finance", "admin", "ops"])
@@ -65,7 +65,7 @@ def test_paging(make_app, runtime):
     _fail_logins(runtime, "pager", 60)
     at = make_app("admin", page=PAGE)
     at.selectbox(key="audit_page_size").select(25).run()
-    total = runtime.ops.audit.count()
+    total = runtime.ops.ctx.audit_log.count()
     pages = -(-total // 25)
     assert any(f"page 1 of {pages}" in c.value for c in at.caption)
     first = list(_table(at)["seq"])
@@ -109,7 +109,7 @@ def test_verify_reports_a_tampered_row(make_app, runtime):
     _fail_logins(runtime, "victim", 3)
     at = make_app("finance", page=PAGE)
     db_path = runtime.settings.data_dir / "console.db"
-    target = runtime.ops.audit.query(page=1, page_size=1000).events[-2]  # an early event
+    target = runtime.ops.ctx.audit_log.query(page=1, page_size=1000).events[-2]  # an early event
     # An attacker with file access drops the append-only trigger and edits a row.
     con = sqlite3.connect(db_path)
     con.execute("DROP TRIGGER audit_log_no_update")
@@ -162,7 +162,7 @@ def test_export_and_verification_say_when_and_what_they_cover(make_app, runtime)
     at.text_input(key="audit_actor").input("stamped").run()
     before = datetime.now(UTC).replace(microsecond=0)
     at.button(key="audit_export").click().run()
-    newest = max(e.seq for e in runtime.ops.audit.query(page=1, page_size=1000).events
+    newest = max(e.seq for e in runtime.ops.ctx.audit_log.query(page=1, page_size=1000).events
                  if e.actor_username == "stamped")
     made = next(c.value for c in at.caption if c.value.startswith("Prepared at"))
     assert before <= _utc_stamp(made) <= datetime.now(UTC)
@@ -173,7 +173,7 @@ def test_export_and_verification_say_when_and_what_they_cover(make_app, runtime)
     assert verified.startswith("Verified at ")
     assert before <= _utc_stamp(verified) <= datetime.now(UTC)
     # every event but the verification's own outcome, recorded after it
-    assert f"{runtime.ops.audit.count() - 1} event(s) checked" in verified
+    assert f"{runtime.ops.ctx.audit_log.count() - 1} event(s) checked" in verified
 
 
 def test_export_and_verification_are_dropped_when_the_page_is_opened_again(make_app):

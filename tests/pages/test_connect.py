@@ -52,12 +52,12 @@ def test_whole_flow_new_customer(make_app, runtime, sandbox, audit_events, role,
     assert row.customer_ref == "crm-1001" and row.has_token
     assert any("connected" in s.value for s in at.success)
     # The new grant is in the vault and in the API's list.
-    entry = runtime.ops.vault.get(row.grant_id)
+    entry = runtime.ops.ctx.vault.get(row.grant_id)
     assert entry is not None and entry.customer_ref == "crm-1001"
-    assert row.grant_id in {g.grant_id for g in runtime.ops.client.list_grants()}
+    assert row.grant_id in {g.grant_id for g in runtime.ops.ctx.client.list_grants()}
     # No token in the page: not the link token, the public token or the access token.
     dump = repr(at._tree)
-    access = runtime.ops.vault.reveal(row.grant_id)
+    access = runtime.ops.ctx.vault.reveal(row.grant_id)
     for secret in (issued.link_token, public["public_token"], access):
         assert secret not in dump
     actions = [(e.action, e.outcome) for e in audit_events() if e.actor_username == role]
@@ -166,9 +166,9 @@ def test_returning_customer_widget_run_adds_to_the_existing_grant(where, request
           else request.getfixturevalue("own_sandbox_runtime"))
     gid = next(t["grant_id"] for t in rt.sandbox.tokens(client_id=SANDBOX_CLIENT_ID)
                if not t["revoked"] and t["kind"] == "guest")
-    token = rt.ops.vault.reveal(gid)
-    before = {i.wallet_id for i in rt.ops.client.list_integrations(token)}
-    grants_before = {g.grant_id for g in rt.ops.client.list_grants()}
+    token = rt.ops.ctx.vault.reveal(gid)
+    before = {i.wallet_id for i in rt.ops.ctx.client.list_integrations(token)}
+    grants_before = {g.grant_id for g in rt.ops.ctx.client.list_grants()}
     at = new_app().run()
     login(at, "support", DEMO_PASSWORDS["support"])
     at.switch_page(page_path(PAGE)).run()
@@ -180,10 +180,10 @@ def test_returning_customer_widget_run_adds_to_the_existing_grant(where, request
     assert "added to their existing grant" in text and "no exchange is needed" in text
     assert gid in text
     assert "Public token from the widget" not in text
-    after = {i.wallet_id for i in rt.ops.client.list_integrations(token)}
+    after = {i.wallet_id for i in rt.ops.ctx.client.list_integrations(token)}
     added = after - before
     assert len(added) == 1 and added.pop() in text
-    assert {g.grant_id for g in rt.ops.client.list_grants()} == grants_before  # no new grant
+    assert {g.grant_id for g in rt.ops.ctx.client.list_grants()} == grants_before  # no new grant
 
 
 def test_import_section_waits_for_a_file(make_app):

@@ -204,7 +204,7 @@ def test_a_tick_stays_on_its_grant_when_the_list_changes(make_app: Callable[...,
     _pick(at, [target])
     # Meanwhile someone revokes a grant listed above it: every row below moves up one.
     admin = Actor("admin", "Demo admin", frozenset({"admin"}))
-    runtime.ops.revoke_grant(admin, listed[0], "customer left")
+    runtime.ops.grants.revoke_grant(admin, listed[0], "customer left")
     data.invalidate_all()
     at.run()
     assert listed[0] not in list(_picker(at).value["grant_id"])

@@ -15,13 +15,13 @@ def _metrics(at) -> dict[str, str]:
 def _expected(runtime, sandbox) -> dict[str, int]:
     """The counts, computed from the sandbox's own export and the API's grant list."""
     tokens = sandbox.tokens(client_id=SANDBOX_CLIENT_ID)
-    listed = {g.grant_id for g in runtime.ops.client.list_grants()}
+    listed = {g.grant_id for g in runtime.ops.ctx.client.list_grants()}
     stored = {t["grant_id"]: t for t in tokens}
     failing = syncing = unread = 0
     for t in tokens:
         if t["grant_id"] in listed:
             try:
-                items = runtime.ops.client.list_integrations(t["access_token"])
+                items = runtime.ops.ctx.client.list_integrations(t["access_token"])
             except KryptosError:
                 unread += 1
                 continue
@@ -70,7 +70,7 @@ def test_overview_reflects_a_revoke_at_once(make_app, runtime, sandbox):
     from dashboard import data
     from services.operations import Actor
 
-    runtime.ops.revoke_grant(Actor("admin", "", frozenset({"admin"})), gid, "customer asked")
+    runtime.ops.grants.revoke_grant(Actor("admin", "", frozenset({"admin"})), gid, "customer asked")
     data.invalidate_grant(gid)  # what the grant pages do after a mutation
     at.run()
     after = _metrics(at)

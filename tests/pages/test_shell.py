@@ -272,7 +272,7 @@ def test_sandbox_mode_without_sandbox_url_starts_its_own(console_env, monkeypatc
         assert runtime.sandbox is not None and runtime._stop is not None
         from services.operations import Actor
 
-        rows = runtime.ops.list_grants(Actor("viewer", "", frozenset({"viewer"})))
+        rows = runtime.ops.grants.list_grants(Actor("viewer", "", frozenset({"viewer"})))
         assert len(rows) >= 30 and any(r.has_token for r in rows)
         assert (console_env / "vault.key").exists()
     finally:

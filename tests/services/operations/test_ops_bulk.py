@@ -23,12 +23,12 @@ def in_flight_max(log: list[dict]) -> int:
 def test_dry_run_lists_changes_and_writes_nothing(env: Env) -> None:
     guests = [t["grant_id"] for t in env.stored(kind="guest")][:6]
     linked = env.stored(kind="linked")[0]["grant_id"]
-    first = env.ops.set_guest_limit(FINANCE, guests[0], 10000, reason="already on Plus")
+    first = env.ops.limits.set_guest_limit(FINANCE, guests[0], 10000, reason="already on Plus")
     assert first.after_limit == 10000
     n_events = len(env.events())
     env.sandbox.clear_requests_log()
     seen: list[tuple[int, int]] = []
-    res = env.ops.apply_tier(FINANCE, [*guests, linked], "Plus", dry_run=True,
+    res = env.ops.limits.apply_tier(FINANCE, [*guests, linked], "Plus", dry_run=True,
                              progress=lambda d, t: seen.append((d, t)))
     assert res.dry_run and res.tier == "Plus"
     by = {i.grant_id: i for i in res.items}
@@ -52,7 +52,7 @@ def test_real_run_some_fail(env: Env) -> None:
                           status=404, code="GRANT_NOT_FOUND", message="No grant", count=10)
     env.sandbox.set_latency(40)
     env.sandbox.clear_requests_log()
-    res = env.ops.apply_tier(FINANCE, [*guests, linked], "pro", reason="promo for Q3 cohort",
+    res = env.ops.limits.apply_tier(FINANCE, [*guests, linked], "pro", reason="promo for Q3 cohort",
                              ticket="FIN-99")
     by = {i.grant_id: i for i in res.items}
     assert by[bad_500].outcome == "failed" and by[bad_500].message
@@ -81,11 +81,11 @@ def test_real_run_some_fail(env: Env) -> None:
 
 
 def test_max_workers_one_is_sequential(env: Env) -> None:
-    env.ops.max_workers = 1
+    env.ops.ctx.max_workers = 1
     guests = [t["grant_id"] for t in env.stored(kind="guest")][:4]
     env.sandbox.set_latency(20)
     env.sandbox.clear_requests_log()
-    res = env.ops.apply_tier(FINANCE, guests, "Unlimited", reason="enterprise deal")
+    res = env.ops.limits.apply_tier(FINANCE, guests, "Unlimited", reason="enterprise deal")
     assert res.counts["succeeded"] == 4
     assert all(i.after is None for i in res.items)
     assert in_flight_max(env.upstream()) == 1
@@ -95,7 +95,7 @@ def test_429_fails_the_item_and_the_run_goes_on(env: Env) -> None:
     guests = [t["grant_id"] for t in env.stored(kind="guest")][:3]
     env.sandbox.set_fault(path=f"/developer/grants/{guests[0]}/transaction-limit", status=429,
                           code="rate_limit_exceeded", retry_after=0, count=100)
-    res = env.ops.apply_tier(FINANCE, guests, "Free", reason="downgrade after trial")
+    res = env.ops.limits.apply_tier(FINANCE, guests, "Free", reason="downgrade after trial")
     by = {i.grant_id: i for i in res.items}
     assert by[guests[0]].outcome == "failed"
     assert by[guests[0]].error_code == "rate_limit_exceeded"
@@ -107,10 +107,10 @@ def test_429_fails_the_item_and_the_run_goes_on(env: Env) -> None:
 def test_bulk_needs_reason_and_known_tier(env: Env) -> None:
     gid = env.stored(kind="guest")[0]["grant_id"]
     with pytest.raises(ValidationError) as info:
-        env.ops.apply_tier(FINANCE, [gid], "Plus", reason=None)
+        env.ops.limits.apply_tier(FINANCE, [gid], "Plus", reason=None)
     assert info.value.field == "reason"
     with pytest.raises(ValidationError) as info:
-        env.ops.apply_tier(FINANCE, [gid], "Diamond", reason="valid reason", dry_run=True)
+        env.ops.limits.apply_tier(FINANCE, [gid], "Diamond", reason="valid reason", dry_run=True)
     assert info.value.field == "tier" and "Free" in info.value.user_message
     assert env.upstream() == []
 
@@ -125,7 +125,7 @@ def test_a_damaged_vault_row_fails_its_grant_only_and_leaves_no_lone_requested(
     with env.vault._db.write() as conn:  # as damage would, under the vault's own API
         conn.execute(text("UPDATE vault_tokens SET token_ciphertext = 'gAAAAAbroken' "
                           "WHERE grant_id = :g"), {"g": gids[1]})
-    result = env.ops.apply_tier(FINANCE, gids, "Plus", "upgrade batch 12")
+    result = env.ops.limits.apply_tier(FINANCE, gids, "Plus", "upgrade batch 12")
     outcomes = {i.grant_id: (i.outcome, i.error_code) for i in result.items}
     assert outcomes[gids[1]] == ("failed", "STORE_ERROR")
     assert all(outcomes[g] == ("succeeded", None) for g in gids if g != gids[1])

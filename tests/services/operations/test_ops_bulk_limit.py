@@ -40,14 +40,15 @@ def test_dry_run_reads_real_before_values(env: Env) -> None:
     current = _limits(env, guests)
     capped = [g for g, lim in current.items() if lim is not None and lim != 555][:3]
     uncapped = next(g for g, lim in current.items() if lim is None)
-    env.ops.set_guest_limit(FINANCE, capped[0], 555, enable_limiter=True, reason="already set")
+    env.ops.limits.set_guest_limit(FINANCE, capped[0], 555, enable_limiter=True,
+                                   reason="already set")
     linked = env.stored(kind="linked")[0]["grant_id"]
     no_token = env.no_token_grant()
     n_events = len(env.events())
     env.sandbox.clear_requests_log()
     seen: list[int] = []
     ids = [*capped, uncapped, linked, no_token]
-    res = env.ops.apply_limit(FINANCE, ids, 555, enable_limiter=True, dry_run=True,
+    res = env.ops.limits.apply_limit(FINANCE, ids, 555, enable_limiter=True, dry_run=True,
                               progress=lambda d, t: seen.append(d))
     assert res.dry_run and res.tier == CUSTOM_LIMIT
     assert [i.grant_id for i in res.items] == ids and seen == list(range(1, 7))
@@ -62,9 +63,9 @@ def test_dry_run_reads_real_before_values(env: Env) -> None:
     assert not [r for r in env.upstream() if r["method"] == "PATCH"]
     assert len(env.events()) == n_events  # a dry run writes nothing
     # switching only the limiter: off is foreseeable (uncapped), on over "off" is not
-    off = env.ops.apply_limit(FINANCE, [capped[1]], enable_limiter=False, dry_run=True)
+    off = env.ops.limits.apply_limit(FINANCE, [capped[1]], enable_limiter=False, dry_run=True)
     assert off.items[0].after is None and off.items[0].before == current[capped[1]]
-    on = env.ops.apply_limit(FINANCE, [uncapped], enable_limiter=True, dry_run=True)
+    on = env.ops.limits.apply_limit(FINANCE, [uncapped], enable_limiter=True, dry_run=True)
     assert on.items[0].after == "unknown" and on.items[0].outcome == "would_change"
 
 
@@ -75,7 +76,7 @@ def test_apply_with_one_failing_grant(env: Env) -> None:
     bad = guests[2]
     env.sandbox.set_fault(path=f"/developer/grants/{bad}/transaction-limit", status=500,
                           code="INTERNAL_ERROR", message="boom", count=10)
-    res = env.ops.apply_limit(FINANCE, guests, 4321, enable_limiter=True,
+    res = env.ops.limits.apply_limit(FINANCE, guests, 4321, enable_limiter=True,
                               reason="pilot cohort cap", ticket="FIN-7")
     by = {i.grant_id: i for i in res.items}
     assert by[bad].outcome == "failed" and by[bad].error_code == "INTERNAL_ERROR"
@@ -123,7 +124,7 @@ def test_validation_sends_nothing(env: Env, kwargs: dict[str, Any], field: str) 
                                 reason="valid reason")
     args.update(kwargs)
     with pytest.raises(ValidationError) as info:
-        env.ops.apply_limit(FINANCE, **args)
+        env.ops.limits.apply_limit(FINANCE, **args)
     assert info.value.field == field
     assert env.upstream() == [] and env.events() == []
 
@@ -134,7 +135,7 @@ def test_refused_without_permission(env: Env, role: str) -> None:
     who = actor(role)
     for dry in (True, False):
         with pytest.raises(PermissionDenied):
-            env.ops.apply_limit(who, [gid], 100, reason="valid reason", dry_run=dry)
+            env.ops.limits.apply_limit(who, [gid], 100, reason="valid reason", dry_run=dry)
     denied = env.events()
     assert [(e.outcome, e.action, e.actor_username) for e in denied] == [
         ("denied", "guest.limit.update", role)] * 2
@@ -173,7 +174,7 @@ def test_newer_api_answer_spares_the_pre_reads(newer_env: Env) -> None:
     rows = _readable_guests(env, 4)
     before = _limits(env, rows)
     env.sandbox.clear_requests_log()
-    res = env.ops.apply_tier(FINANCE, [t["grant_id"] for t in rows], "Pro",
+    res = env.ops.limits.apply_tier(FINANCE, [t["grant_id"] for t in rows], "Pro",
                              reason="promo for Q3 cohort")
     assert res.counts["succeeded"] == 4
     assert {i.grant_id: i.before for i in res.items} == before  # from the PATCH answers

@@ -31,18 +31,18 @@ def posts(env: Env, path_part: str, method: str = "POST") -> list[dict]:
 
 def test_revoke_success(env: Env) -> None:
     gid = env.stored()[0]["grant_id"]
-    msg = env.ops.revoke_grant(SUPPORT, gid, "customer asked to disconnect", ticket="SUP-12")
+    msg = env.ops.grants.revoke_grant(SUPPORT, gid, "customer asked to disconnect", ticket="SUP-12")
     assert "revoked" in msg.lower()
     req, end = pair(env, "grant.revoke")
     assert end.outcome == "succeeded" and end.target_id == gid
     assert req.reason == "customer asked to disconnect" and req.ticket == "SUP-12"
     assert end.before == {"status": "active"} and end.after == {"status": "revoked"}
-    assert {r.grant_id: r.status for r in env.ops.list_grants(SUPPORT)}[gid] == "revoked"
+    assert {r.grant_id: r.status for r in env.ops.grants.list_grants(SUPPORT)}[gid] == "revoked"
 
 
 def test_revoke_unknown_grant_fails_with_api_code(env: Env) -> None:
     with pytest.raises(UpstreamError) as info:
-        env.ops.revoke_grant(SUPPORT, "cgrant_nosuchgrant", "cleanup of test data")
+        env.ops.grants.revoke_grant(SUPPORT, "cgrant_nosuchgrant", "cleanup of test data")
     err = info.value
     assert err.code == "GRANT_NOT_FOUND" and err.status in (403, 404)
     assert "Revoking the grant failed" in err.user_message and err.request_id
@@ -66,7 +66,7 @@ def test_revoke_failure_classes(env: Env, fault: dict, code: str) -> None:
     gid = env.stored()[0]["grant_id"]
     env.sandbox.set_fault(path="/token/revoke", method="POST", **fault)
     with pytest.raises(UpstreamError) as info:
-        env.ops.revoke_grant(SUPPORT, gid, "customer asked to disconnect")
+        env.ops.grants.revoke_grant(SUPPORT, gid, "customer asked to disconnect")
     code = code or info.value.code  # None: whatever the API named it, kept as is
     assert info.value.code == code and info.value.user_message
     _, end = pair(env, "grant.revoke")
@@ -84,10 +84,10 @@ def test_revoke_that_took_effect_behind_a_500_says_so(env: Env) -> None:
     gid = env.stored()[0]["grant_id"]
     env.sandbox.set_fault(path="/token/revoke", method="POST", status=500, phase="after")
     with pytest.raises(UpstreamError) as info:
-        env.ops.revoke_grant(SUPPORT, gid, "customer asked to disconnect")
+        env.ops.grants.revoke_grant(SUPPORT, gid, "customer asked to disconnect")
     assert "refresh and check" in info.value.user_message
     # ... and it had: the grant is gone from the API's list, shown as revoked
-    row = next(r for r in env.ops.list_grants(SUPPORT) if r.grant_id == gid)
+    row = next(r for r in env.ops.grants.list_grants(SUPPORT) if r.grant_id == gid)
     assert row.status == "revoked"
 
 
@@ -96,7 +96,7 @@ def test_revoke_that_took_effect_behind_a_500_says_so(env: Env) -> None:
 def test_resync_latest_success_learns_user_id(env: Env) -> None:
     row, integ = env.find_integration(lambda i: not i.is_csv)
     env.sandbox.clear_requests_log()
-    out = env.ops.resync_integration(SUPPORT, row["grant_id"], integ.wallet_id, "latest")
+    out = env.ops.grants.resync_integration(SUPPORT, row["grant_id"], integ.wallet_id, "latest")
     assert out.wallet_id == integ.wallet_id and out.mode == "latest" and out.status
     req, end = pair(env, "integration.resync")
     assert req.params == {"wallet_id": integ.wallet_id, "mode": "latest"}
@@ -104,13 +104,13 @@ def test_resync_latest_success_learns_user_id(env: Env) -> None:
     assert env.vault.get(row["grant_id"]).kryptos_user_id == row["user_id"]
     assert len(posts(env, "/link-token/check-session")) == 1
     env.sandbox.clear_requests_log()
-    env.ops.resync_integration(SUPPORT, row["grant_id"], integ.wallet_id, "latest")
+    env.ops.grants.resync_integration(SUPPORT, row["grant_id"], integ.wallet_id, "latest")
     assert posts(env, "/link-token/check-session") == []  # remembered in the vault
 
 
 def test_resync_csv_from_start(env: Env) -> None:
     row, integ = env.find_integration(lambda i: i.is_csv)
-    out = env.ops.resync_integration(SUPPORT, row["grant_id"], integ.wallet_id, "from_start",
+    out = env.ops.grants.resync_integration(SUPPORT, row["grant_id"], integ.wallet_id, "from_start",
                                      reason="customer re-uploaded the file")
     assert out.integration_type == "csv" and out.job_id
     _, end = pair(env, "integration.resync")
@@ -121,7 +121,7 @@ def test_resync_csv_latest_refused_before_call(env: Env) -> None:
     row, integ = env.find_integration(lambda i: i.is_csv)
     env.sandbox.clear_requests_log()
     with pytest.raises(OperationError) as info:
-        env.ops.resync_integration(SUPPORT, row["grant_id"], integ.wallet_id, "latest")
+        env.ops.grants.resync_integration(SUPPORT, row["grant_id"], integ.wallet_id, "latest")
     assert info.value.code == "CSV_RESYNC_LATEST_UNSUPPORTED"
     assert "from_start" in info.value.user_message
     assert posts(env, "/resync") == []
@@ -133,7 +133,7 @@ def test_resync_csv_latest_type_unknown_api_answers(env: Env) -> None:
     row, integ = env.find_integration(lambda i: i.is_csv)
     env.sandbox.set_fault(path="/api/v1/integrations", status=500, count=100)
     with pytest.raises(UpstreamError) as info:
-        env.ops.resync_integration(SUPPORT, row["grant_id"], integ.wallet_id, "latest")
+        env.ops.grants.resync_integration(SUPPORT, row["grant_id"], integ.wallet_id, "latest")
     assert info.value.code == "CSV_RESYNC_LATEST_UNSUPPORTED" and info.value.status == 409
     assert len(posts(env, "/resync")) == 1
 
@@ -141,14 +141,14 @@ def test_resync_csv_latest_type_unknown_api_answers(env: Env) -> None:
 def test_resync_unknown_wallet(env: Env) -> None:
     gid = env.stored()[0]["grant_id"]
     with pytest.raises(UpstreamError) as info:
-        env.ops.resync_integration(SUPPORT, gid, "wallet_nope", "latest")
+        env.ops.grants.resync_integration(SUPPORT, gid, "wallet_nope", "latest")
     assert info.value.code == "INTEGRATION_NOT_FOUND"
     assert pair(env, "integration.resync")[1].error_code == "INTEGRATION_NOT_FOUND"
 
 
 def test_resync_without_token_or_user_id(env: Env) -> None:
     with pytest.raises(OperationError) as info:
-        env.ops.resync_integration(SUPPORT, env.no_token_grant(), "wallet_x", "latest")
+        env.ops.grants.resync_integration(SUPPORT, env.no_token_grant(), "wallet_x", "latest")
     assert info.value.code == "NO_USER_ID" and "no access token" in info.value.user_message
     assert posts(env, "/resync") == []
 
@@ -158,7 +158,7 @@ def test_resync_without_token_or_user_id(env: Env) -> None:
 def test_set_limit_before_and_after(env: Env) -> None:
     t = env.stored(kind="guest")[0]
     before = env.client.get_userinfo(t["access_token"]).transaction_limit
-    change = env.ops.set_guest_limit(FINANCE, t["grant_id"], 12345, reason="upgrade to Plus",
+    change = env.ops.limits.set_guest_limit(FINANCE, t["grant_id"], 12345, reason="upgrade to Plus",
                                      ticket="FIN-7")
     assert isinstance(change, LimitChange)
     assert change.before_limit == before and change.after_limit == 12345
@@ -173,9 +173,10 @@ def test_set_limit_before_and_after(env: Env) -> None:
 
 def test_set_limit_before_from_audit_when_user_info_unreadable(env: Env) -> None:
     gid = env.stored(kind="guest")[0]["grant_id"]
-    env.ops.set_guest_limit(FINANCE, gid, 2000, reason="trial extension")
+    env.ops.limits.set_guest_limit(FINANCE, gid, 2000, reason="trial extension")
     env.sandbox.set_fault(path="/api/v1/userinfo", status=500, count=100)
-    change = env.ops.set_guest_limit(FINANCE, gid, enable_limiter=False, reason="goes unlimited")
+    change = env.ops.limits.set_guest_limit(FINANCE, gid, enable_limiter=False,
+                                            reason="goes unlimited")
     assert change.before_limit == 2000 and change.before_limiter is True
     assert change.after_limiter is False
 
@@ -184,7 +185,7 @@ def test_set_limit_refused_for_known_linked(env: Env) -> None:
     t = env.stored(kind="linked")[0]
     env.sandbox.clear_requests_log()
     with pytest.raises(OperationError) as info:
-        env.ops.set_guest_limit(FINANCE, t["grant_id"], 5000, reason="upgrade to Plus")
+        env.ops.limits.set_guest_limit(FINANCE, t["grant_id"], 5000, reason="upgrade to Plus")
     assert info.value.code == "NOT_ANON_USER" and "Guest" in info.value.user_message
     assert posts(env, "/transaction-limit", "PATCH") == []
     assert env.vault.get(t["grant_id"]).user_kind == "linked"  # learned from user info
@@ -195,13 +196,13 @@ def test_set_limit_learns_linked_from_api(env: Env) -> None:
     t = env.stored(kind="linked")[0]
     env.sandbox.set_fault(path="/api/v1/userinfo", status=500, count=100)
     with pytest.raises(UpstreamError) as info:
-        env.ops.set_guest_limit(FINANCE, t["grant_id"], 5000, reason="upgrade to Plus")
+        env.ops.limits.set_guest_limit(FINANCE, t["grant_id"], 5000, reason="upgrade to Plus")
     assert info.value.code == "NOT_ANON_USER" and info.value.status == 400
     assert len(posts(env, "/transaction-limit", "PATCH")) == 1
     assert env.vault.get(t["grant_id"]).user_kind == "linked"
     env.sandbox.clear_requests_log()
     with pytest.raises(OperationError):  # now refused before the call
-        env.ops.set_guest_limit(FINANCE, t["grant_id"], 5000, reason="upgrade to Plus")
+        env.ops.limits.set_guest_limit(FINANCE, t["grant_id"], 5000, reason="upgrade to Plus")
     assert posts(env, "/transaction-limit", "PATCH") == []
 
 
@@ -209,7 +210,7 @@ def test_set_limit_learns_linked_from_api(env: Env) -> None:
 
 def test_exchange_stores_token(env: Env) -> None:
     created = env.sandbox.create_public_token(kind="guest")
-    row = env.ops.exchange_public_token(SUPPORT, "cust-new-1", created["public_token"])
+    row = env.ops.connect.exchange_public_token(SUPPORT, "cust-new-1", created["public_token"])
     assert row.has_token and row.customer_ref == "cust-new-1" and row.status == "active"
     assert row.user_kind == "guest" and row.kryptos_user_id == created["user_id"]
     stored = {t["grant_id"]: t for t in env.sandbox.tokens()}[row.grant_id]
@@ -217,16 +218,16 @@ def test_exchange_stores_token(env: Env) -> None:
     req, end = pair(env, "token.exchange")
     assert end.outcome == "succeeded" and end.after["grant_id"] == row.grant_id
     with pytest.raises(UpstreamError) as info:  # single use
-        env.ops.exchange_public_token(SUPPORT, "cust-new-1", created["public_token"])
+        env.ops.connect.exchange_public_token(SUPPORT, "cust-new-1", created["public_token"])
     assert info.value.code in ("TOKEN_ALREADY_USED", "INVALID_TOKEN")
 
 
 def test_link_token_fresh_and_resumed(env: Env) -> None:
-    issued = env.ops.create_link_token(SUPPORT, "cust-9")
+    issued = env.ops.connect.create_link_token(SUPPORT, "cust-9")
     assert issued.link_token.startswith("link_") and not issued.resumed
     assert issued.link_token not in repr(issued)
     gid = env.stored()[0]["grant_id"]
-    resumed = env.ops.create_link_token(SUPPORT, "cust-9", grant_id=gid)
+    resumed = env.ops.connect.create_link_token(SUPPORT, "cust-9", grant_id=gid)
     assert resumed.resumed and resumed.grant_id == gid
     assert [e.outcome for e in env.events(action="link_token.create")] == [
         "requested", "succeeded", "requested", "succeeded"]
@@ -238,7 +239,7 @@ def test_import_tokens_counts_only(env: Env) -> None:
             f"{t['grant_id']},{t['access_token']},c-1\n"
             "cgrant_new_one,cat_abcdefghijkl,c-2\n"
             "cgrant_no_token,,x\n")
-    report = env.ops.import_tokens(SUPPORT, io.StringIO(text))
+    report = env.ops.connect.import_tokens(SUPPORT, io.StringIO(text))
     assert (report.added, report.updated, len(report.rejected)) == (1, 1, 1)
     _, end = pair(env, "token.import")
     assert end.after == {"added": 1, "updated": 1, "rejected": 1}
@@ -247,20 +248,20 @@ def test_import_tokens_counts_only(env: Env) -> None:
 # --- audit ---------------------------------------------------------------------------------
 
 def test_audit_export_and_verify(env: Env) -> None:
-    env.ops.revoke_grant(SUPPORT, env.stored()[0]["grant_id"], "customer asked")
-    text = env.ops.export_audit(FINANCE, fmt="jsonl")
+    env.ops.grants.revoke_grant(SUPPORT, env.stored()[0]["grant_id"], "customer asked")
+    text = env.ops.audit.export_audit(FINANCE, fmt="jsonl")
     # the revoke pair, and the export's own `requested` event
     assert text.count("\n") == 3 and text.count("grant.revoke") == 2
-    report = env.ops.verify_audit(FINANCE)
+    report = env.ops.audit.verify_audit(FINANCE)
     assert report.ok and report.checked >= 3
     assert env.events(action="audit.verify")[-1].after["ok"] is True
-    assert env.ops.audit_page(FINANCE).total == len(env.events())
+    assert env.ops.audit.audit_page(FINANCE).total == len(env.events())
 
 
 def test_login_events(env: Env) -> None:
-    env.ops.record_login(SUPPORT)
-    env.ops.record_login_failed("mallory")
-    env.ops.record_logout(SUPPORT)
+    env.ops.auth.record_login(SUPPORT)
+    env.ops.auth.record_login_failed("mallory")
+    env.ops.auth.record_logout(SUPPORT)
     assert [(e.action, e.outcome) for e in env.events()] == [
         ("auth.login", "succeeded"), ("auth.login_failed", "failed"),
         ("auth.logout", "succeeded")]
@@ -268,14 +269,14 @@ def test_login_events(env: Env) -> None:
 
 def test_no_secret_in_audit_or_errors(env: Env) -> None:
     t = env.stored(kind="guest")[0]
-    env.ops.set_guest_limit(FINANCE, t["grant_id"], 3000, reason="upgrade to Plus")
-    env.ops.create_link_token(SUPPORT, "cust-1", grant_id=t["grant_id"])
+    env.ops.limits.set_guest_limit(FINANCE, t["grant_id"], 3000, reason="upgrade to Plus")
+    env.ops.connect.create_link_token(SUPPORT, "cust-1", grant_id=t["grant_id"])
     created = env.sandbox.create_public_token(kind="linked")
-    env.ops.exchange_public_token(SUPPORT, "cust-2", created["public_token"])
+    env.ops.connect.exchange_public_token(SUPPORT, "cust-2", created["public_token"])
     env.sandbox.set_fault(path="/token/revoke", status=500, message="boom")
     with pytest.raises(UpstreamError) as info:
-        env.ops.revoke_grant(SUPPORT, t["grant_id"], "customer asked")
-    dump = env.ops.export_audit(ADMIN, fmt="csv") + repr(info.value) + info.value.user_message
+        env.ops.grants.revoke_grant(SUPPORT, t["grant_id"], "customer asked")
+    dump = env.ops.audit.export_audit(ADMIN, fmt="csv") + repr(info.value) + info.value.user_message
     secrets = [x["access_token"] for x in env.sandbox.tokens()]
     secrets += [env.sandbox.client_secret, created["public_token"]]
     assert not [s for s in secrets if s in dump]

@@ -66,68 +66,68 @@ def _csv_wallet(env: Env) -> tuple[str, str]:
 
 
 def op_list(env: Env, a: Actor) -> Any:
-    return env.ops.list_grants(a)
+    return env.ops.grants.list_grants(a)
 
 
 def op_detail(env: Env, a: Actor) -> Any:
-    return env.ops.grant_detail(a, _guest(env))
+    return env.ops.grants.grant_detail(a, _guest(env))
 
 
 def op_history(env: Env, a: Actor) -> Any:
-    return env.ops.grant_history(a, _guest(env))
+    return env.ops.grants.grant_history(a, _guest(env))
 
 
 def op_overview(env: Env, a: Actor) -> Any:
-    return env.ops.overview(a)
+    return env.ops.grants.overview(a)
 
 
 def op_resync_latest(env: Env, a: Actor) -> Any:
     gid, wid = _api_wallet(env)
-    return env.ops.resync_integration(a, gid, wid, "latest")
+    return env.ops.grants.resync_integration(a, gid, wid, "latest")
 
 
 def op_resync_from_start(env: Env, a: Actor) -> Any:
     gid, wid = _csv_wallet(env)
-    return env.ops.resync_integration(a, gid, wid, "from_start", reason="customer re-upload")
+    return env.ops.grants.resync_integration(a, gid, wid, "from_start", reason="customer re-upload")
 
 
 def op_revoke(env: Env, a: Actor) -> Any:
-    return env.ops.revoke_grant(a, _guest(env), reason="customer asked to disconnect")
+    return env.ops.grants.revoke_grant(a, _guest(env), reason="customer asked to disconnect")
 
 
 def op_set_limit(env: Env, a: Actor) -> Any:
-    return env.ops.set_guest_limit(a, _guest(env), 5000, reason="upgrade to paid plan")
+    return env.ops.limits.set_guest_limit(a, _guest(env), 5000, reason="upgrade to paid plan")
 
 
 def op_apply_tier(env: Env, a: Actor) -> Any:
-    return env.ops.apply_tier(a, [_guest(env)], "Plus", reason="bulk upgrade of trial users")
+    return env.ops.limits.apply_tier(a, [_guest(env)], "Plus", reason="bulk upgrade of trial users")
 
 
 def op_link_token(env: Env, a: Actor) -> Any:
-    return env.ops.create_link_token(a, "customer-42")
+    return env.ops.connect.create_link_token(a, "customer-42")
 
 
 def op_exchange(env: Env, a: Actor) -> Any:
     pub = env.sandbox.create_public_token(kind="guest")["public_token"]
-    return env.ops.exchange_public_token(a, "customer-43", pub)
+    return env.ops.connect.exchange_public_token(a, "customer-43", pub)
 
 
 def op_import(env: Env, a: Actor) -> Any:
     t = env.stored()[0]
     text = "grant_id,access_token,customer_ref\n" f"{t['grant_id']},{t['access_token']},c-1\n"
-    return env.ops.import_tokens(a, io.StringIO(text))
+    return env.ops.connect.import_tokens(a, io.StringIO(text))
 
 
 def op_audit_page(env: Env, a: Actor) -> Any:
-    return env.ops.audit_page(a)
+    return env.ops.audit.audit_page(a)
 
 
 def op_export(env: Env, a: Actor) -> Any:
-    return env.ops.export_audit(a, fmt="csv")
+    return env.ops.audit.export_audit(a, fmt="csv")
 
 
 def op_verify(env: Env, a: Actor) -> Any:
-    return env.ops.verify_audit(a)
+    return env.ops.audit.verify_audit(a)
 
 
 OPERATIONS: dict[str, tuple[Callable[[Env, Actor], Any], Permission, str]] = {
@@ -182,7 +182,7 @@ def test_role_by_operation(env: Env, role: str, name: str) -> None:
 def test_denied_before_validation(env: Env) -> None:
     """A refusal for permissions comes first, even for invalid input, and is audited."""
     with pytest.raises(PermissionDenied):
-        env.ops.revoke_grant(actor("viewer"), "not-a-grant", reason="")
+        env.ops.grants.revoke_grant(actor("viewer"), "not-a-grant", reason="")
     assert [e.outcome for e in env.events()] == ["denied"]
     assert env.upstream() == []
 
@@ -190,7 +190,7 @@ def test_denied_before_validation(env: Env) -> None:
 def test_a_refusal_never_records_a_pasted_token_as_its_target(env: Env) -> None:
     token = env.stored()[0]["access_token"]
     with pytest.raises(PermissionDenied):
-        env.ops.revoke_grant(actor("viewer"), token, "pasted the wrong thing")
+        env.ops.grants.revoke_grant(actor("viewer"), token, "pasted the wrong thing")
     (event,) = env.events(action="grant.revoke")
     assert event.outcome == "denied" and event.target_id is None
     assert token not in repr(event)

@@ -15,7 +15,7 @@ ADMIN = actor("admin")
 
 
 def test_list_grants_joins_vault(env: Env) -> None:
-    rows = env.ops.list_grants(VIEWER)
+    rows = env.ops.grants.list_grants(VIEWER)
     by_id = {r.grant_id: r for r in rows}
     api_ids = {g.grant_id for g in env.client.list_grants()}
     stored = {t["grant_id"]: t for t in env.sandbox.tokens()}
@@ -34,26 +34,26 @@ def test_list_grants_joins_vault(env: Env) -> None:
 
 def test_list_grants_search_and_filters(env: Env) -> None:
     t = env.stored(kind="guest")[0]
-    assert [r.grant_id for r in env.ops.list_grants(VIEWER, search=t["customer_ref"].upper())] \
-        == [t["grant_id"]]
-    found = env.ops.list_grants(VIEWER, search=t["grant_id"][-8:])
+    found = env.ops.grants.list_grants(VIEWER, search=t["customer_ref"].upper())
+    assert [r.grant_id for r in found] == [t["grant_id"]]
+    found = env.ops.grants.list_grants(VIEWER, search=t["grant_id"][-8:])
     assert t["grant_id"] in {r.grant_id for r in found}
-    ws = env.ops.list_grants(VIEWER, search=t["workspace_id"])
+    ws = env.ops.grants.list_grants(VIEWER, search=t["workspace_id"])
     assert ws and all(t["workspace_id"] in (r.workspace_id or "") for r in ws)
-    no_token = env.ops.list_grants(VIEWER, has_token=False)
+    no_token = env.ops.grants.list_grants(VIEWER, has_token=False)
     assert no_token and all(not r.has_token and r.status == "active" for r in no_token)
-    assert all(r.status == "revoked" for r in env.ops.list_grants(VIEWER, status="revoked"))
+    assert all(r.status == "revoked" for r in env.ops.grants.list_grants(VIEWER, status="revoked"))
     # nothing is known about the kind until learned (the fixture stores no kind)
-    assert env.ops.list_grants(VIEWER, kind="guest") == []
-    env.ops.grant_detail(VIEWER, t["grant_id"])  # learns Guest from the user info
-    assert [r.grant_id for r in env.ops.list_grants(VIEWER, kind="guest")] == [t["grant_id"]]
+    assert env.ops.grants.list_grants(VIEWER, kind="guest") == []
+    env.ops.grants.grant_detail(VIEWER, t["grant_id"])  # learns Guest from the user info
+    assert [r.grant_id for r in env.ops.grants.list_grants(VIEWER, kind="guest")] == [t["grant_id"]]
 
 
 def test_grant_detail_reads_in_parallel(env: Env) -> None:
     gid = env.stored(kind="guest")[0]["grant_id"]
     env.sandbox.set_latency(150)
     env.sandbox.clear_requests_log()
-    detail = env.ops.grant_detail(VIEWER, gid)
+    detail = env.ops.grants.grant_detail(VIEWER, gid)
     assert isinstance(detail, GrantDetail)
     assert detail.session.ok and detail.holdings.ok and detail.integrations.ok
     assert detail.userinfo.ok and detail.is_guest is True
@@ -68,7 +68,7 @@ def test_grant_detail_part_fails_alone(env: Env) -> None:
     gid = env.stored(kind="guest")[0]["grant_id"]
     env.sandbox.set_fault(path="/api/v1/holdings", status=401, code="unauthorized",
                           message="Invalid or revoked token")
-    detail = env.ops.grant_detail(VIEWER, gid)
+    detail = env.ops.grants.grant_detail(VIEWER, gid)
     assert detail.session.ok and detail.session.value.has_valid_session
     assert detail.integrations.ok and detail.userinfo.ok
     assert not detail.holdings.ok and isinstance(detail.holdings.error, UpstreamError)
@@ -79,7 +79,7 @@ def test_grant_detail_part_fails_alone(env: Env) -> None:
 def test_grant_detail_without_token(env: Env) -> None:
     gid = env.no_token_grant()
     env.sandbox.clear_requests_log()
-    detail = env.ops.grant_detail(VIEWER, gid)
+    detail = env.ops.grants.grant_detail(VIEWER, gid)
     assert detail.grant.grant_id == gid and detail.grant.status == "active"
     assert not detail.grant.has_token and detail.grant.created_at is not None
     for part in (detail.session, detail.holdings, detail.integrations, detail.userinfo):
@@ -91,10 +91,10 @@ def test_grant_detail_without_token(env: Env) -> None:
 
 def test_grant_detail_unknown_and_revoked(env: Env) -> None:
     with pytest.raises(NotFound) as info:
-        env.ops.grant_detail(VIEWER, "cgrant_doesnotexist")
+        env.ops.grants.grant_detail(VIEWER, "cgrant_doesnotexist")
     assert info.value.code == "GRANT_NOT_FOUND"
     revoked = env.stored(revoked=True)[0]["grant_id"]
-    detail = env.ops.grant_detail(VIEWER, revoked)
+    detail = env.ops.grants.grant_detail(VIEWER, revoked)
     assert detail.grant.status == "revoked"
     assert detail.holdings.error is not None and detail.holdings.error.status == 401
 
@@ -102,44 +102,44 @@ def test_grant_detail_unknown_and_revoked(env: Env) -> None:
 def test_grant_detail_when_grants_list_fails(env: Env) -> None:
     gid = env.stored(kind="guest")[0]["grant_id"]
     env.sandbox.set_fault(path="/token/grants", status=500, count=10)
-    detail = env.ops.grant_detail(VIEWER, gid)
+    detail = env.ops.grants.grant_detail(VIEWER, gid)
     assert detail.session.ok and detail.grant.status == "active"
     assert any("grants list could not be read" in n for n in detail.notes)
 
 
 def test_integration_lookup(env: Env) -> None:
     row, integ = env.find_integration(lambda i: True)
-    got = env.ops.integration(VIEWER, row["grant_id"], integ.wallet_id)
+    got = env.ops.grants.integration(VIEWER, row["grant_id"], integ.wallet_id)
     assert got.wallet_id == integ.wallet_id
     with pytest.raises(NotFound):
-        env.ops.integration(VIEWER, row["grant_id"], "wallet_missing")
+        env.ops.grants.integration(VIEWER, row["grant_id"], "wallet_missing")
     with pytest.raises(NotFound) as info:
-        env.ops.integration(VIEWER, env.no_token_grant(), "wallet_x")
+        env.ops.grants.integration(VIEWER, env.no_token_grant(), "wallet_x")
     assert info.value.code == "NO_TOKEN"
 
 
 def test_overview(env: Env) -> None:
-    ov = env.ops.overview(VIEWER)
-    rows = env.ops.list_grants(VIEWER)
+    ov = env.ops.grants.overview(VIEWER)
+    rows = env.ops.grants.list_grants(VIEWER)
     assert ov.active == sum(r.status == "active" for r in rows)
     assert ov.revoked == sum(r.status == "revoked" for r in rows) > 0
     assert ov.with_token + ov.without_token == len(rows)
     assert ov.integrations_failing > 0
     assert ov.unknown_kind == len(rows)  # nothing learned yet
     assert ov.latest_events == ()  # a viewer may not read the audit log
-    env.ops.revoke_grant(ADMIN, env.stored()[0]["grant_id"], reason="closing the account")
-    assert [e.action for e in env.ops.overview(ADMIN).latest_events][:1] == ["grant.revoke"]
+    env.ops.grants.revoke_grant(ADMIN, env.stored()[0]["grant_id"], reason="closing the account")
+    assert [e.action for e in env.ops.grants.overview(ADMIN).latest_events][:1] == ["grant.revoke"]
 
 
 def test_grant_history(env: Env) -> None:
     gid = env.stored(kind="guest")[0]["grant_id"]
-    env.ops.set_guest_limit(ADMIN, gid, 2000, reason="trial extension")
-    hist = env.ops.grant_history(SUPPORT, gid)
+    env.ops.limits.set_guest_limit(ADMIN, gid, 2000, reason="trial extension")
+    hist = env.ops.grants.grant_history(SUPPORT, gid)
     assert [e.outcome for e in hist] == ["succeeded", "requested"]
     assert all(e.target_id == gid for e in hist)
     # a viewer reads grants, not who changed them and why
     with pytest.raises(PermissionDenied):
-        env.ops.grant_history(VIEWER, gid)
+        env.ops.grants.grant_history(VIEWER, gid)
 
 
 def test_from_settings(sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -153,8 +153,8 @@ def test_from_settings(sandbox, tmp_path) -> None:  # type: ignore[no-untyped-de
     ops = Operations.from_settings(settings, client=client)
     assert [t.name for t in ops.tiers] == ["Basic", "Max"]
     assert (tmp_path / "console.db").exists()
-    rows = ops.list_grants(VIEWER)
+    rows = ops.grants.list_grants(VIEWER)
     assert rows and not any(r.has_token for r in rows)  # empty vault
-    ops.record_login(VIEWER)
-    assert ops.verify_audit(ADMIN).ok
+    ops.auth.record_login(VIEWER)
+    assert ops.audit.verify_audit(ADMIN).ok
     client.close()

@@ -102,22 +102,27 @@ def test_messages_say_field_and_why() -> None:
 # --- operations: nothing is sent upstream on a bad input -------------------------------------
 
 BAD_CALLS = {
-    "grant_id": lambda ops: ops.revoke_grant(ADMIN, "cgrant_../x", reason="valid reason"),
-    "reason": lambda ops: ops.revoke_grant(ADMIN, "cgrant_abc", reason="no"),
-    "ticket": lambda ops: ops.revoke_grant(ADMIN, "cgrant_abc", "valid reason", ticket="a\nb"),
-    "wallet_id": lambda ops: ops.resync_integration(ADMIN, "cgrant_abc", "wal let", "latest"),
-    "mode": lambda ops: ops.resync_integration(ADMIN, "cgrant_abc", "wallet_1", "full"),
-    "reason ": lambda ops: ops.resync_integration(ADMIN, "cgrant_abc", "wallet_1", "from_start"),
-    "transaction_limit": lambda ops: ops.set_guest_limit(
+    "grant_id": lambda ops: ops.grants.revoke_grant(ADMIN, "cgrant_../x", reason="valid reason"),
+    "reason": lambda ops: ops.grants.revoke_grant(ADMIN, "cgrant_abc", reason="no"),
+    "ticket": lambda ops: ops.grants.revoke_grant(ADMIN, "cgrant_abc", "valid reason",
+                                                  ticket="a\nb"),
+    "wallet_id": lambda ops: ops.grants.resync_integration(
+        ADMIN, "cgrant_abc", "wal let", "latest"),
+    "mode": lambda ops: ops.grants.resync_integration(ADMIN, "cgrant_abc", "wallet_1", "full"),
+    "reason ": lambda ops: ops.grants.resync_integration(
+        ADMIN, "cgrant_abc", "wallet_1", "from_start"),
+    "transaction_limit": lambda ops: ops.limits.set_guest_limit(
         ADMIN, "cgrant_abc", 10**9 + 1, reason="valid reason"),
-    "transaction_limit ": lambda ops: ops.set_guest_limit(ADMIN, "cgrant_abc", reason="valid"),
-    "enable_limiter": lambda ops: ops.set_guest_limit(
+    "transaction_limit ": lambda ops: ops.limits.set_guest_limit(
+        ADMIN, "cgrant_abc", reason="valid"),
+    "enable_limiter": lambda ops: ops.limits.set_guest_limit(
         ADMIN, "cgrant_abc", enable_limiter="yes", reason="valid reason"),
-    "tier": lambda ops: ops.apply_tier(ADMIN, ["cgrant_abc"], "Gold", reason="valid reason"),
-    "grant_ids": lambda ops: ops.apply_tier(ADMIN, [], "Free", reason="valid reason"),
-    "grant_ids[1]": lambda ops: ops.apply_tier(ADMIN, ["cgrant_a", "x"], "Free", "valid reason"),
-    "customer_ref": lambda ops: ops.create_link_token(ADMIN, "  "),
-    "public_token": lambda ops: ops.exchange_public_token(ADMIN, "c-1", "cat_secret"),
+    "tier": lambda ops: ops.limits.apply_tier(ADMIN, ["cgrant_abc"], "Gold", reason="valid reason"),
+    "grant_ids": lambda ops: ops.limits.apply_tier(ADMIN, [], "Free", reason="valid reason"),
+    "grant_ids[1]": lambda ops: ops.limits.apply_tier(
+        ADMIN, ["cgrant_a", "x"], "Free", "valid reason"),
+    "customer_ref": lambda ops: ops.connect.create_link_token(ADMIN, "  "),
+    "public_token": lambda ops: ops.connect.exchange_public_token(ADMIN, "c-1", "cat_secret"),
 }
 
 
@@ -139,7 +144,7 @@ def test_set_limit_property(env: Env, limit: int) -> None:
         return
     env.sandbox.clear_requests_log()
     with pytest.raises(ValidationError):
-        env.ops.set_guest_limit(ADMIN, "cgrant_abc", limit, reason="valid reason")
+        env.ops.limits.set_guest_limit(ADMIN, "cgrant_abc", limit, reason="valid reason")
     assert env.upstream() == []
 
 
@@ -148,6 +153,6 @@ def test_set_limit_property(env: Env, limit: int) -> None:
 def test_revoke_bad_grant_property(env: Env, gid: str) -> None:
     env.sandbox.clear_requests_log()
     with pytest.raises(ValidationError) as info:
-        env.ops.revoke_grant(ADMIN, gid, reason="valid reason")
+        env.ops.grants.revoke_grant(ADMIN, gid, reason="valid reason")
     assert info.value.field == "grant_id"
     assert env.upstream() == []

@@ -337,12 +337,12 @@ def test_operations_verify_with_a_noted_head_is_audited(db: Database, tmp_path: 
     log = anchored_log(db, tmp_path)
     ops = Operations(None, log, None, ())
     fill(log, 4)
-    first = ops.verify_audit(FINANCE)
+    first = ops.audit.verify_audit(FINANCE)
     assert first.ok and first.anchor_checked
     noted = (first.head_seq, first.head_hash)
-    assert ops.verify_audit(FINANCE, expected_head=(str(noted[0]), f" {noted[1]} ")).ok
+    assert ops.audit.verify_audit(FINANCE, expected_head=(str(noted[0]), f" {noted[1]} ")).ok
     as_attacker(db, f"DELETE FROM audit_log WHERE seq >= {noted[0]}")
-    report = ops.verify_audit(FINANCE, expected_head=noted)
+    report = ops.audit.verify_audit(FINANCE, expected_head=noted)
     assert not report.ok and report.first_bad_seq is not None
     done = [e for e in log.iter_events() if e.action == "audit.verify"][-1]
     assert done.outcome == "succeeded"
@@ -361,7 +361,7 @@ def test_operations_refuse_a_malformed_head_before_auditing(db: Database, head,
     log = AuditLog(db)
     ops = Operations(None, log, None, ())
     with pytest.raises(ValidationError) as caught:
-        ops.verify_audit(FINANCE, expected_head=head)
+        ops.audit.verify_audit(FINANCE, expected_head=head)
     assert caught.value.field == field
     assert log.count() == 0  # nothing attempted, nothing audited
 
@@ -369,7 +369,7 @@ def test_operations_refuse_a_malformed_head_before_auditing(db: Database, head,
 def test_operations_verify_still_needs_the_permission(db: Database) -> None:
     log = AuditLog(db)
     with pytest.raises(PermissionDenied):
-        Operations(None, log, None, ()).verify_audit(SUPPORT, expected_head=(1, "a" * 64))
+        Operations(None, log, None, ()).audit.verify_audit(SUPPORT, expected_head=(1, "a" * 64))
     assert [(e.action, e.outcome) for e in log.iter_events()] == [("audit.verify", "denied")]
 
 
@@ -390,8 +390,8 @@ def test_operations_from_settings_anchor_the_log(tmp_path: Path) -> None:
     settings = load_settings(env={"CONSOLE_DATA_DIR": str(tmp_path / "data")},
                              secrets_path=tmp_path / "absent.toml")
     ops = Operations.from_settings(settings, client=object())
-    ops.record_login(FINANCE)
-    assert ops.verify_audit(FINANCE).anchor_checked
+    ops.auth.record_login(FINANCE)
+    assert ops.audit.verify_audit(FINANCE).anchor_checked
     assert stored_anchor(tmp_path / "data" / "audit-anchor.json")["seq"] >= 1
 
 

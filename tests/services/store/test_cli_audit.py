@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from services.operations import AuditUnavailable, CliAudit, cli_actor_username
-from services.operations.cli_audit import CLI_ROLE
 from services.settings import Settings
 from services.store import AuditFilter, AuditLog, StoreError, open_database
+from services.store.cli_audit import CLI_ROLE, AuditUnavailable, CliAudit, cli_actor_username
 
 
 class FlakyLog:
@@ -138,7 +137,7 @@ def test_open_uses_the_settings_database_and_anchor(tmp_path):
 
 
 def test_actor_name(monkeypatch):
-    from services.operations import cli_audit
+    from services.store import cli_audit
 
     monkeypatch.setattr(cli_audit.getpass, "getuser", lambda: "ops alice\n")
     assert cli_actor_username() == "cli:ops_alice"

@@ -1,0 +1,205 @@
+"""The bulk engine behind `LimitOps.apply_tier` and `LimitOps.apply_limit`: many grants, a
+bounded thread pool, shared pacing after a 429, one audited pair per grant plus a summary
+pair. How a run goes is in docs/architecture.md, "Bulk limit changes"."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from services.kryptos.errors import RateLimitedError
+from services.operations.errors import OperationError, UpstreamError
+from services.operations.models import BulkItem, BulkResult, LimitChange
+from services.operations.permissions import Actor
+from services.store.actions import AuditAction
+from services.store.vault import VaultEntry
+
+if TYPE_CHECKING:  # only for the annotation: limits.py imports this module
+    from services.operations.limits import LimitOps
+
+log = logging.getLogger(__name__)
+
+CUSTOM_LIMIT = "custom limit"  # BulkResult.tier of an apply_limit run
+Progress = Callable[[int, int], None]
+Effective = int | None | str  # an effective limit, None (uncapped) or "unknown"
+
+
+@dataclass
+class Pace:
+    """Shared state of one run's workers: the pause after a 429 that survived the client's
+    retries, and whether PATCH answers carry the `previous_*` values."""
+
+    until: float = 0.0
+    api_reports_previous: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait(self) -> None:
+        with self.lock:
+            delay = self.until - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    def pause(self, seconds: float) -> None:
+        with self.lock:
+            self.until = max(self.until, time.monotonic() + seconds)
+
+
+@dataclass(frozen=True)
+class BulkPlan:
+    """What one bulk run sends to every grant and how it is audited."""
+
+    label: str  # BulkResult.tier: the tier's name or CUSTOM_LIMIT
+    limit: int | None
+    limiter: bool | None
+    action: AuditAction  # per-grant audit action
+    bulk_action: AuditAction  # summary audit action
+    what: str  # for error messages
+    params: Mapping[str, Any]
+
+
+def effective(limit: int | None, limiter: bool | None) -> int | None:
+    """The limit in force: None when the limiter is off (uncapped)."""
+    return None if limiter is False else limit
+
+
+def projected(before: Effective, limit: int | None, limiter: bool | None) -> Effective:
+    """The effective limit after sending (limit, limiter) over `before`; "unknown" when it
+    depends on a stored limit nobody can read."""
+    if limiter is False:
+        return None
+    if limit is not None:
+        if limiter is True:
+            return limit
+        if before == "unknown":
+            return "unknown"
+        return None if before is None else limit  # the limiter stays as it is
+    # limiter switched on, limit kept: the stored limit shows only when it was already on
+    return before if isinstance(before, int) else "unknown"
+
+
+def before_fields(c: LimitChange) -> dict[str, Any]:
+    return {"transaction_limit": c.before_limit, "enable_limiter": c.before_limiter}
+
+
+def after_fields(c: LimitChange) -> dict[str, Any]:
+    return {"transaction_limit": c.after_limit, "enable_limiter": c.after_limiter}
+
+
+class BulkRun:
+    """One run of a plan over grants (inputs already checked)."""
+
+    def __init__(self, limits: LimitOps, actor: Actor, plan: BulkPlan, why: str | None,
+                 tkt: str | None) -> None:
+        self.limits = limits
+        self.ctx = limits.ctx
+        self.actor, self.plan, self.why, self.tkt = actor, plan, why, tkt
+        self.entries = {e.grant_id: e for e in self.ctx.vault.list()}  # one read per run
+        self.bulk_id = str(uuid.uuid4())
+        self.pace = Pace()
+
+    def _ref(self, gid: str) -> str | None:
+        return getattr(self.entries.get(gid), "customer_ref", None)
+
+    def dry(self, gid: str) -> BulkItem:
+        """What a real run would do to this grant; nothing is written."""
+        self.pace.wait()
+        entry = self.entries.get(gid)
+        b = self.limits.known_before(gid, entry)
+        before = effective(b.limit, b.limiter) if b.known else "unknown"
+        after = projected(before, self.plan.limit, self.plan.limiter)
+        base: dict[str, Any] = dict(grant_id=gid, customer_ref=self._ref(gid), after=after,
+                                    before=before)
+        if b.is_guest is False:
+            return BulkItem(**base, outcome="skipped", error_code="NOT_ANON_USER",
+                            message="Linked user: limits do not apply.")
+        if before == "unknown":
+            return BulkItem(**base, outcome="would_change",
+                            message="Current limit unknown (no token stored, no history).")
+        if after == "unknown":
+            return BulkItem(**base, outcome="would_change",
+                            message="The resulting limit depends on a stored limit that "
+                                    "the user info does not show (limiter off).")
+        return BulkItem(**base, outcome="unchanged" if before == after else "would_change")
+
+    def real(self, gid: str) -> BulkItem:
+        """Send the plan's values to this grant, audited as one pair."""
+        self.pace.wait()
+        entry: VaultEntry | None = self.entries.get(gid)
+        read_before = not self.pace.api_reports_previous
+        plan = self.plan
+
+        def body() -> tuple[LimitChange, dict[str, Any], dict[str, Any]]:
+            change = self.limits.change_limit(gid, plan.limit, plan.limiter, entry,
+                                              read_before=read_before)
+            return change, before_fields(change), after_fields(change)
+
+        try:
+            change = self.ctx.run(
+                self.actor, plan.action, body, what=plan.what, target_type="grant",
+                target_id=gid, reason=self.why, ticket=self.tkt,
+                params={**plan.params, "bulk_id": self.bulk_id},
+            )
+        except OperationError as err:
+            if isinstance(err, UpstreamError) and err.kind == RateLimitedError.__name__:
+                self.pace.pause(err.retry_after if err.retry_after is not None else 1.0)
+            outcome = "skipped" if err.code == "NOT_ANON_USER" else "failed"
+            return BulkItem(gid, self._ref(gid), outcome, None, None, err.code,
+                            err.user_message)
+        if change.before_reported and not self.pace.api_reports_previous:
+            self.pace.api_reports_previous = True  # later grants skip the user-info pre-read
+        return BulkItem(gid, self._ref(gid), "succeeded",
+                        effective(change.before_limit, change.before_limiter),
+                        effective(change.after_limit, change.after_limiter))
+
+    def run(self, gids: tuple[str, ...], *, dry_run: bool,
+            progress: Progress | None) -> BulkResult:
+        summary_cid = None
+        if not dry_run:
+            summary_cid = self._summary("requested", None, params={
+                **self.plan.params, "grants": len(gids)})
+        work = self.dry if dry_run else self.real
+        results: dict[str, BulkItem] = {}
+        total = len(gids)
+        workers = min(self.ctx.max_workers, total)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bulk-limit") as pool:
+            futs = {pool.submit(work, gid): gid for gid in gids}
+            for done, fut in enumerate(as_completed(futs), start=1):
+                gid = futs[fut]
+                try:
+                    results[gid] = fut.result()
+                except Exception:  # one grant's surprise must not lose the others' report
+                    log.exception("bulk %s: grant %s failed unexpectedly", self.bulk_id, gid)
+                    results[gid] = BulkItem(
+                        gid, self._ref(gid), "failed", None, None,
+                        "INTERNAL", "An unexpected error in the console (see its log).")
+                if progress is not None:
+                    progress(done, total)
+        result = BulkResult(items=tuple(results[g] for g in gids), dry_run=dry_run,
+                            tier=self.plan.label)
+        if not dry_run:
+            counts = dict(result.counts)
+            self._summary(
+                "failed" if counts["failed"] else "succeeded", summary_cid,
+                after={k: n for k, n in counts.items() if n},
+                error_code="PARTIAL_FAILURE" if counts["failed"] else None,
+            )
+        return result
+
+    def _summary(self, outcome: str, cid: str | None, **fields: Any) -> str | None:
+        """One event of the summary pair; returns its correlation id."""
+        ev = self.ctx.event(
+            self.actor.username, self.actor.roles, self.plan.bulk_action, outcome, cid,
+            target_type="bulk", target_id=self.bulk_id, reason=self.why, ticket=self.tkt,
+            **fields,
+        )
+        return ev.correlation_id
+
+
+__all__ = ["CUSTOM_LIMIT", "BulkPlan", "BulkRun", "Pace", "after_fields", "before_fields",
+           "effective", "projected"]

@@ -1,0 +1,135 @@
+"""Connecting customers: link tokens, the public-token exchange, importing stored tokens."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
+
+from services.kryptos.errors import KryptosError
+from services.kryptos.models import mask_token
+from services.operations import validation as v
+from services.operations.context import OpsContext
+from services.operations.errors import NotFound, OperationError, ValidationError
+from services.operations.models import GrantRow, LinkTokenIssued
+from services.operations.permissions import Actor, Permission
+from services.store.actions import AuditAction
+from services.store.errors import StoreError
+from services.store.vault import ImportReport
+
+log = logging.getLogger(__name__)
+
+
+class ConnectOps:
+    """Use cases of the Connect page."""
+
+    def __init__(self, ctx: OpsContext) -> None:
+        self.ctx = ctx
+
+    def __repr__(self) -> str:
+        return f"ConnectOps({self.ctx!r})"
+
+    def create_link_token(
+        self, actor: Actor, customer_ref: str, grant_id: str | None = None
+    ) -> LinkTokenIssued:
+        """A link token for the Connect widget; with `grant_id`, resumes that grant's session."""
+        self.ctx.check(actor, Permission.MANAGE_TOKENS, AuditAction.LINK_TOKEN_CREATE, "grant",
+                       grant_id)
+        ref = v.customer_ref(customer_ref)
+        gid = v.grant_id(grant_id) if grant_id is not None else None
+
+        def body() -> tuple[LinkTokenIssued, None, dict[str, Any]]:
+            token = None
+            if gid is not None:
+                token = self.ctx.token(gid)
+                if token is None:
+                    raise NotFound(
+                        f"No access token is stored for grant {gid}; cannot resume its session.",
+                        code="NO_TOKEN",
+                    )
+            lt = self.ctx.client.create_link_token(access_token=token)
+            issued = LinkTokenIssued(
+                link_token=lt.link_token, masked=mask_token(lt.link_token),
+                expires_at=lt.expires_at, customer_ref=ref,
+                resumed=token is not None or lt.has_existing_grant, grant_id=gid,
+            )
+            return issued, None, {
+                "expires_at": lt.expires_at.isoformat() if lt.expires_at else None,
+                "resumed": issued.resumed,
+            }
+
+        return self.ctx.run(
+            actor, AuditAction.LINK_TOKEN_CREATE, body, what="Creating a link token",
+            target_type="grant", target_id=gid, params={"customer_ref": ref},
+        )
+
+    def exchange_public_token(
+        self, actor: Actor, customer_ref: str, public_token: str
+    ) -> GrantRow:
+        """Exchange a public token and store the access token in the vault."""
+        self.ctx.check(actor, Permission.MANAGE_TOKENS, AuditAction.TOKEN_EXCHANGE)
+        ref = v.customer_ref(customer_ref)
+        pub = v.public_token(public_token)
+
+        def body() -> tuple[GrantRow, None, dict[str, Any]]:
+            ex = self.ctx.client.exchange_public_token(pub)
+            try:
+                self.ctx.vault.put(ex.grant_id, ex.access_token, workspace_id=ex.workspace_id,
+                                   customer_ref=ref)
+            except StoreError as exc:
+                raise OperationError(
+                    f"Grant {ex.grant_id} was created but its token could not be stored: "
+                    f"{exc.user_message}",
+                    code="STORE_ERROR",
+                ) from None
+            self._learn_best_effort(ex.grant_id, ex.access_token)
+            entry = self.ctx.entry(ex.grant_id)
+            row = GrantRow(
+                grant_id=ex.grant_id, workspace_id=ex.workspace_id, scopes=ex.scope,
+                created_at=None, expires_at=None, status="active", customer_ref=ref,
+                user_kind=entry.user_kind if entry is not None else None,
+                has_token=True, masked_token=ex.masked_token,
+                kryptos_user_id=entry.kryptos_user_id if entry is not None else None,
+            )
+            return row, None, {"grant_id": ex.grant_id, "workspace_id": ex.workspace_id,
+                               "user_kind": row.user_kind}
+
+        return self.ctx.run(
+            actor, AuditAction.TOKEN_EXCHANGE, body, what="Exchanging the public token",
+            target_type="customer", target_id=ref, params={"customer_ref": ref},
+        )
+
+    def _learn_best_effort(self, gid: str, token: str) -> None:
+        client = self.ctx.client
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="learn") as pool:
+            sf = pool.submit(client.check_session, token)
+            uf = pool.submit(client.get_userinfo, token)
+            try:
+                self.ctx.learn_from_userinfo(gid, uf.result())
+            except KryptosError as exc:
+                log.info("exchange: user info of %s unreadable: %s", gid, exc)
+            try:
+                session = sf.result()
+                if session.user_id:
+                    self.ctx.remember(gid, kryptos_user_id=session.user_id)
+            except KryptosError as exc:
+                log.info("exchange: session of %s unreadable: %s", gid, exc)
+
+    def import_tokens(self, actor: Actor, file: IO[str]) -> ImportReport:
+        """Import a CSV of tokens into the vault (audited with counts only)."""
+        self.ctx.check(actor, Permission.MANAGE_TOKENS, AuditAction.TOKEN_IMPORT)
+        if file is None:
+            raise ValidationError("file", "choose a CSV file.")
+
+        def body() -> tuple[ImportReport, None, dict[str, Any]]:
+            try:
+                report = self.ctx.vault.import_csv(file)
+            except StoreError as exc:
+                raise OperationError(exc.user_message, code="STORE_ERROR") from None
+            return report, None, {
+                "added": report.added, "updated": report.updated,
+                "rejected": len(report.rejected),
+            }
+
+        return self.ctx.run(actor, AuditAction.TOKEN_IMPORT, body, what="Importing tokens",
+                            target_type="vault")

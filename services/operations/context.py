@@ -1,0 +1,220 @@
+"""What every use case shares: the client, the audit trail, the vault, the permission guard.
+
+The order of a use case (permission, validation, audited call) is in docs/architecture.md,
+"Operations".
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, TypeVar
+
+from services.kryptos.client import KryptosClient
+from services.kryptos.errors import KryptosError, MalformedResponseError, ServerError
+from services.kryptos.models import UserInfo
+from services.operations.errors import OperationError, PermissionDenied, UpstreamError
+from services.operations.permissions import Actor, Permission, can
+from services.settings import Tier
+from services.store.audit import AuditEvent, AuditLog
+from services.store.errors import StoreError, VaultEntryNotFound
+from services.store.trail import AuditTrail, Failure, Outcome
+from services.store.vault import TokenVault, VaultEntry
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Added to a failed change whose request reached Kryptos: it may have acted all the same.
+UNCERTAIN_OUTCOME = (
+    " Kryptos may have made the change before failing: refresh and check before trying again."
+)
+
+
+class Unread:
+    def __repr__(self) -> str:
+        return "UNREAD"
+
+
+#: "The caller did not read the vault entry": read it.
+UNREAD: Final = Unread()
+EntryArg = VaultEntry | None | Unread
+
+_TOKEN_PREFIXES = ("cat_", "public_", "link_")
+_TARGET_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,127}$")
+
+
+def safe_target(value: object) -> str | None:
+    """A refused request's target as typed, only when it looks like a grant or wallet id:
+    whatever else was pasted there (a token, say) is not recorded."""
+    if isinstance(value, str) and _TARGET_RE.match(value) and not value.startswith(
+            _TOKEN_PREFIXES):
+        return value
+    return None
+
+
+def describe(what: str) -> Callable[[BaseException], Failure]:
+    """How a use case's failure is recorded and raised: a `KryptosError` becomes an
+    `UpstreamError`, a `StoreError` an `OperationError`, anything else `INTERNAL`."""
+
+    def failure(exc: BaseException) -> Failure:
+        if isinstance(exc, KryptosError):
+            err = UpstreamError.from_kryptos(exc, what)
+            if isinstance(exc, (ServerError, MalformedResponseError)):
+                # The server got the request; whether it acted is unknown (timeouts and
+                # dropped connections already say so in the client's own message).
+                err.user_message += UNCERTAIN_OUTCOME
+                err.args = (err.user_message,)
+            return Failure(err.code, err.user_message, err.request_id, raise_instead=err)
+        if isinstance(exc, OperationError):
+            return Failure(exc.code, exc.user_message, exc.request_id)
+        if isinstance(exc, StoreError):  # e.g. a vault row that no longer decrypts
+            err = OperationError(f"{what} failed: {exc.user_message}", code="STORE_ERROR")
+            return Failure(err.code, err.user_message, raise_instead=err)
+        if not isinstance(exc, Exception):  # interrupted (Ctrl-C, a session stopped)
+            return Failure("INTERRUPTED", f"{what} was interrupted before it finished; part "
+                                          "of it may have been done.")
+        return Failure("INTERNAL",
+                       f"{what} failed: an unexpected error in the console (see its log).")
+
+    return failure
+
+
+class OpsContext:
+    """The shared state of the use cases; no per-user state, safe to share between
+    sessions. `max_workers` bounds each call's own thread pool."""
+
+    def __init__(
+        self,
+        client: KryptosClient,
+        audit_log: AuditLog,
+        vault: TokenVault,
+        tiers: Iterable[Tier],
+        *,
+        max_workers: int = 8,
+    ) -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self.client = client
+        self.audit_log = audit_log
+        self.trail = AuditTrail(audit_log)
+        self.vault = vault
+        self.tiers: tuple[Tier, ...] = tuple(tiers)
+        self.max_workers = max_workers
+
+    def __repr__(self) -> str:
+        return f"OpsContext(max_workers={self.max_workers}, tiers={len(self.tiers)})"
+
+    # --- permission and audit ------------------------------------------------------------
+
+    def event(self, actor_username: str, actor_roles: Iterable[str], action: str,
+              outcome: str, correlation_id: str | None = None, **fields: Any) -> AuditEvent:
+        return self.trail.event(actor_username, actor_roles, action, outcome, correlation_id,
+                                **fields)
+
+    def require(
+        self,
+        actor: Actor,
+        permission: Permission | str,
+        action: str,
+        target_type: str | None = None,
+        target_id: str | None = None,
+    ) -> None:
+        """Raise `PermissionDenied` (after one `denied` audit event for `action`) unless the
+        actor's roles allow `permission`. For a caller that refuses before any operation
+        runs, e.g. a page reached by a user who may not use it."""
+        try:
+            perm = Permission(permission)
+        except ValueError:
+            raise ValueError(f"unknown permission {permission!r}") from None
+        if not isinstance(action, str) or not action.strip():
+            raise ValueError("action is required")
+        self.check(actor, perm, action.strip(), target_type, target_id)
+
+    def check(
+        self,
+        actor: Actor,
+        permission: Permission,
+        action: str,
+        target_type: str | None = None,
+        target_id: object = None,
+    ) -> None:
+        """`require` for the use cases (arguments already well-formed)."""
+        if can(actor, permission):
+            return
+        self.event(
+            actor.username, actor.roles, action, "denied",
+            target_type=target_type, target_id=safe_target(target_id),
+            error_code="PERMISSION_DENIED",
+            error_message=f"missing permission {permission.value}",
+        )
+        raise PermissionDenied(actor.username, permission.value)
+
+    def run(
+        self,
+        actor: Actor,
+        action: str,
+        body: Callable[[], Outcome[T]],
+        *,
+        what: str,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+        ticket: str | None = None,
+        correlation_id: str | None = None,
+    ) -> T:
+        """requested -> body() -> succeeded(before, after) | failed(code); `what` names the
+        change in error messages ("Revoking the grant failed: ...")."""
+        return self.trail.run(
+            actor.username, actor.roles, action, body, target_type=target_type,
+            target_id=target_id, params=params, reason=reason, ticket=ticket,
+            correlation_id=correlation_id, describe=describe(what),
+        )
+
+    # --- vault helpers -------------------------------------------------------------------
+
+    def entry(self, grant_id: str) -> VaultEntry | None:
+        return self.vault.get(grant_id)
+
+    def token(self, grant_id: str, entry: EntryArg = UNREAD) -> str | None:
+        """The plaintext token, or None when none is stored. Never logged or returned.
+        `entry`: the grant's vault entry when the caller already read it."""
+        if isinstance(entry, Unread):
+            entry = self.vault.get(grant_id)
+        if entry is None:
+            return None
+        try:
+            return self.vault.reveal(grant_id)
+        except VaultEntryNotFound:
+            return None
+
+    def remember(self, grant_id: str, entry: EntryArg = UNREAD,
+                 **fields: Any) -> VaultEntry | None:
+        """Best effort: record what we learned (user id, Guest/Linked) in the vault, writing
+        only what differs from `entry`. Returns the entry as it now is."""
+        if isinstance(entry, Unread):
+            entry = self.vault.get(grant_id)
+        if entry is None:
+            return None
+        changes = {k: val for k, val in fields.items() if val and getattr(entry, k, None) != val}
+        if not changes:
+            return entry
+        try:
+            return self.vault.update(grant_id, **changes)
+        except StoreError as exc:
+            log.warning("could not record %s for %s: %s", sorted(changes), grant_id, exc)
+            return entry
+
+    def learn_from_userinfo(self, grant_id: str, info: UserInfo,
+                            entry: EntryArg = UNREAD) -> VaultEntry | None:
+        return self.remember(
+            grant_id, entry,
+            user_kind="guest" if info.is_guest else "linked",
+            kryptos_user_id=info.sub,
+        )
+
+
+__all__ = ["UNCERTAIN_OUTCOME", "UNREAD", "EntryArg", "OpsContext", "Unread", "describe",
+           "safe_target"]

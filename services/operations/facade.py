@@ -1,0 +1,76 @@
+"""`Operations`: the console's use cases, one object per resource over one shared context.
+
+    ops.grants   list_grants, grant_detail, integration, grant_history, overview,
+                 revoke_grant, resync_integration            (grants.py)
+    ops.limits   tiers, tier, set_guest_limit, apply_tier, apply_limit  (limits.py, bulk.py)
+    ops.connect  create_link_token, exchange_public_token, import_tokens  (connect.py)
+    ops.audit    audit_page, export_audit, verify_audit      (audit.py)
+    ops.auth     record_login, record_login_failed, record_logout  (auth.py)
+    ops.require  the permission guard for a page             (context.py)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from services.kryptos.client import KryptosClient
+from services.operations.audit import AuditOps
+from services.operations.auth import AuthOps
+from services.operations.connect import ConnectOps
+from services.operations.context import OpsContext
+from services.operations.grants import GrantOps
+from services.operations.limits import LimitOps
+from services.operations.permissions import Actor, Permission
+from services.settings import Settings, Tier
+from services.store.audit import AuditLog
+from services.store.cli_audit import audit_anchor_file
+from services.store.db import open_database
+from services.store.vault import TokenVault, load_vault_key
+
+
+class Operations:
+    """The console's use cases over a Kryptos client, an audit log and a token vault."""
+
+    def __init__(
+        self,
+        client: KryptosClient,
+        audit: AuditLog,
+        vault: TokenVault,
+        tiers: Iterable[Tier],
+        *,
+        max_workers: int = 8,
+    ) -> None:
+        self.ctx = OpsContext(client, audit, vault, tiers, max_workers=max_workers)
+        self.grants = GrantOps(self.ctx)
+        self.limits = LimitOps(self.ctx)
+        self.connect = ConnectOps(self.ctx)
+        self.audit = AuditOps(self.ctx)
+        self.auth = AuthOps(self.ctx)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: KryptosClient | None = None) -> Operations:
+        """Open the database (migrations applied), load the vault key, build the client."""
+        db = open_database(settings.effective_database_url)
+        vault = TokenVault(db, load_vault_key(settings))
+        if client is None:
+            client = KryptosClient.from_settings(settings)
+        log = AuditLog(db, anchor_file=audit_anchor_file(settings))
+        return cls(client, log, vault, settings.tiers)
+
+    def __repr__(self) -> str:
+        return f"Operations(max_workers={self.ctx.max_workers}, tiers={len(self.ctx.tiers)})"
+
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        return self.ctx.tiers
+
+    def require(
+        self,
+        actor: Actor,
+        permission: Permission | str,
+        action: str,
+        target_type: str | None = None,
+        target_id: str | None = None,
+    ) -> None:
+        """`OpsContext.require`: refuse (one `denied` event) unless the actor may."""
+        self.ctx.require(actor, permission, action, target_type, target_id)

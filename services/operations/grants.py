@@ -1,0 +1,355 @@
+"""Grants and integrations: list, detail, one integration, overview, revoke, resync."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from services.kryptos.errors import KryptosError
+from services.kryptos.models import Grant, Integration
+from services.operations import validation as v
+from services.operations.context import OpsContext
+from services.operations.errors import NotFound, OperationError, UpstreamError, ValidationError
+from services.operations.models import GrantDetail, GrantRow, Overview, Part, ResyncOutcome
+from services.operations.permissions import Actor, Permission, can
+from services.store.actions import AuditAction
+from services.store.audit import AuditEvent, AuditFilter
+from services.store.vault import VaultEntry
+
+log = logging.getLogger(__name__)
+
+NO_TOKEN_NOTE = "No access token is stored for this grant, so Kryptos cannot be asked for this."
+CSV_LATEST_MESSAGE = (
+    'Resync refused: mode "latest" is not valid for CSV imports (CSVs have no incremental '
+    'concept); use "from_start" instead, which wipes and re-ingests the uploaded file.'
+)
+LATEST_EVENTS = 10
+_PART_LABELS = {
+    "session": "Checking the session",
+    "holdings": "Reading holdings",
+    "integrations": "Reading integrations",
+    "userinfo": "Reading user info",
+}
+
+
+class GrantOps:
+    """Use cases on grants and their integrations."""
+
+    def __init__(self, ctx: OpsContext) -> None:
+        self.ctx = ctx
+
+    def __repr__(self) -> str:
+        return f"GrantOps({self.ctx!r})"
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def grant_rows(self) -> list[GrantRow]:
+        """The API's grants joined with the vault (no permission check: callers check)."""
+        try:
+            grants: list[Grant] = self.ctx.client.list_grants()
+        except KryptosError as exc:
+            raise UpstreamError.from_kryptos(exc, "Listing grants") from None
+        entries = {e.grant_id: e for e in self.ctx.vault.list()}
+        rows: list[GrantRow] = []
+        listed: set[str] = set()
+        for g in grants:
+            listed.add(g.grant_id)
+            rows.append(_row(g.grant_id, g, entries.get(g.grant_id), "active"))
+        for gid, e in entries.items():
+            if gid not in listed:
+                rows.append(_row(gid, None, e, "revoked"))
+        return rows
+
+    def list_grants(
+        self,
+        actor: Actor,
+        search: str | None = None,
+        status: str | None = None,
+        kind: str | None = None,
+        has_token: bool | None = None,
+    ) -> list[GrantRow]:
+        """The API's grants joined with the vault, searched (grant id, customer reference,
+        workspace id) and filtered; vault grants the API no longer lists show as revoked."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
+        if status not in (None, "active", "revoked"):
+            raise ValidationError("status", "must be 'active' or 'revoked'.")
+        if kind not in (None, "guest", "linked", "unknown"):
+            raise ValidationError("kind", "must be 'guest', 'linked' or 'unknown'.")
+        needle = (search or "").strip().lower()
+        out = []
+        for r in self.grant_rows():
+            if status and r.status != status:
+                continue
+            if kind and (r.user_kind or "unknown") != kind:
+                continue
+            if has_token is not None and r.has_token != has_token:
+                continue
+            if needle and not any(
+                needle in (x or "").lower() for x in (r.grant_id, r.customer_ref, r.workspace_id)
+            ):
+                continue
+            out.append(r)
+        return out
+
+    def grant_detail(self, actor: Actor, grant_id: str) -> GrantDetail:
+        """Session, holdings, integrations and user info of one grant, read concurrently with
+        the grants list; each part fails on its own, or gets a note when no token is stored."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW, "grant", grant_id)
+        gid = v.grant_id(grant_id)
+        entry = self.ctx.entry(gid)
+        token = self.ctx.token(gid) if entry is not None else None
+        parts, grants, grants_error = self._read_parts(token)
+        notes: list[str] = []
+        if grants is not None:
+            match = next((g for g in grants if g.grant_id == gid), None)
+            if match is None and entry is None:
+                raise NotFound(
+                    f"Grant {gid} is neither listed by Kryptos nor stored in the vault.",
+                    code="GRANT_NOT_FOUND",
+                )
+            status = "active" if match is not None else "revoked"
+        else:
+            match = None
+            session = parts["session"].value
+            invalid = session is not None and not session.has_valid_session
+            status = "revoked" if invalid else "active"
+            assert grants_error is not None
+            notes.append(f"The grants list could not be read: {grants_error.user_message}")
+        if entry is None:
+            notes.append(
+                "No access token is stored for this grant: session, holdings, integrations "
+                "and user info cannot be read. Only what the grants list knows is shown."
+            )
+        if parts["userinfo"].ok:
+            self.ctx.learn_from_userinfo(gid, parts["userinfo"].value)
+        elif parts["session"].ok and parts["session"].value.user_id:
+            self.ctx.remember(gid, kryptos_user_id=parts["session"].value.user_id)
+        row = _row(gid, match, self.ctx.entry(gid) if entry is not None else None, status)
+        return GrantDetail(
+            grant=row,
+            session=parts["session"],
+            holdings=parts["holdings"],
+            integrations=parts["integrations"],
+            userinfo=parts["userinfo"],
+            notes=tuple(notes),
+        )
+
+    def _read_parts(
+        self, token: str | None
+    ) -> tuple[dict[str, Part[Any]], list[Grant] | None, OperationError | None]:
+        c = self.ctx.client
+        with ThreadPoolExecutor(max_workers=5, thread_name_prefix="grant-detail") as pool:
+            grants_f = pool.submit(c.list_grants)
+            futs: dict[str, Future[Any]] = {}
+            if token is not None:
+                futs = {
+                    "session": pool.submit(c.check_session, token),
+                    "holdings": pool.submit(c.get_holdings, token),
+                    "integrations": pool.submit(c.list_integrations, token),
+                    "userinfo": pool.submit(c.get_userinfo, token),
+                }
+            parts: dict[str, Part[Any]] = {}
+            for name, label in _PART_LABELS.items():
+                if name not in futs:
+                    parts[name] = Part(note=NO_TOKEN_NOTE)
+                    continue
+                try:
+                    value = futs[name].result()
+                except KryptosError as exc:
+                    parts[name] = Part(error=UpstreamError.from_kryptos(exc, label))
+                    continue
+                if name == "integrations":
+                    value = tuple(value)
+                parts[name] = Part(value=value)
+            try:
+                return parts, grants_f.result(), None
+            except KryptosError as exc:
+                return parts, None, UpstreamError.from_kryptos(exc, "Listing grants")
+
+    def integration(self, actor: Actor, grant_id: str, wallet_id: str) -> Integration:
+        """One integration of a grant (for polling a resync's progress)."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW, "grant", grant_id)
+        gid, wid = v.grant_id(grant_id), v.wallet_id(wallet_id)
+        token = self.ctx.token(gid)
+        if token is None:
+            raise NotFound(f"No access token is stored for grant {gid}.", code="NO_TOKEN")
+        try:
+            items = self.ctx.client.list_integrations(token)
+        except KryptosError as exc:
+            raise UpstreamError.from_kryptos(exc, "Reading integrations") from None
+        for it in items:
+            if it.wallet_id == wid:
+                return it
+        raise NotFound(
+            f"Grant {gid} has no integration {wid}.", code="INTEGRATION_NOT_FOUND"
+        )
+
+    def grant_history(self, actor: Actor, grant_id: str, limit: int = 200) -> list[AuditEvent]:
+        """Audit events whose target is this grant, newest first
+        (`Permission.VIEW_GRANT_HISTORY`)."""
+        self.ctx.check(actor, Permission.VIEW_GRANT_HISTORY, AuditAction.AUDIT_READ, "grant",
+                       grant_id)
+        gid = v.grant_id(grant_id)
+        page = self.ctx.audit_log.query(AuditFilter(target_id=gid), page=1, page_size=limit)
+        return list(page.events)
+
+    def overview(self, actor: Actor) -> Overview:
+        """Counts over all grants, integrations failing/syncing, and the latest audit events."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
+        rows = self.grant_rows()
+        active = [r for r in rows if r.status == "active"]
+        failing, syncing, unread = self._integration_counts([r for r in active if r.has_token])
+        events: tuple[AuditEvent, ...] = ()
+        if can(actor, Permission.READ_AUDIT):
+            page = self.ctx.audit_log.query(AuditFilter(), page=1, page_size=LATEST_EVENTS)
+            events = tuple(page.events)
+        return Overview(
+            active=len(active),
+            revoked=sum(1 for r in rows if r.status == "revoked"),
+            guest=sum(1 for r in rows if r.user_kind == "guest"),
+            linked=sum(1 for r in rows if r.user_kind == "linked"),
+            unknown_kind=sum(1 for r in rows if r.user_kind is None),
+            with_token=sum(1 for r in rows if r.has_token),
+            without_token=sum(1 for r in rows if not r.has_token),
+            integrations_failing=failing,
+            integrations_syncing=syncing,
+            integrations_unread=unread,
+            latest_events=events,
+        )
+
+    def _integration_counts(self, with_token: list[GrantRow]) -> tuple[int, int, int]:
+        """(failing, syncing, unreadable grants) over these grants' integrations."""
+        failing = syncing = unread = 0
+        if not with_token:
+            return failing, syncing, unread
+
+        def read(row: GrantRow) -> list[Integration] | None:
+            token = self.ctx.token(row.grant_id)
+            if token is None:
+                return None
+            try:
+                return self.ctx.client.list_integrations(token)
+            except KryptosError as exc:
+                log.info("overview: integrations of %s unreadable: %s", row.grant_id, exc)
+                return None
+
+        workers = min(self.ctx.max_workers, len(with_token))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overview") as pool:
+            for items in pool.map(read, with_token):
+                if items is None:
+                    unread += 1
+                    continue
+                failing += sum(1 for i in items if i.is_failing)
+                syncing += sum(1 for i in items if i.is_syncing)
+        return failing, syncing, unread
+
+    # --- changes -------------------------------------------------------------------------
+
+    def revoke_grant(
+        self, actor: Actor, grant_id: str, reason: str, ticket: str | None = None
+    ) -> str:
+        """Revoke a grant (its tokens stop working at once). Returns the API's message."""
+        self.ctx.check(actor, Permission.REVOKE_GRANT, AuditAction.GRANT_REVOKE, "grant",
+                       grant_id)
+        gid = v.grant_id(grant_id)
+        why = v.reason(reason)
+        tkt = v.ticket(ticket)
+
+        def body() -> tuple[str, dict[str, Any], dict[str, Any]]:
+            message = self.ctx.client.revoke_grant(gid)
+            return message, {"status": "active"}, {"status": "revoked"}
+
+        return self.ctx.run(
+            actor, AuditAction.GRANT_REVOKE, body, what="Revoking the grant",
+            target_type="grant", target_id=gid, reason=why, ticket=tkt,
+        )
+
+    def resync_integration(
+        self,
+        actor: Actor,
+        grant_id: str,
+        wallet_id: str,
+        mode: str,
+        reason: str | None = None,
+        ticket: str | None = None,
+    ) -> ResyncOutcome:
+        """Queue a resync of one integration; `from_start` needs a reason. A CSV integration
+        with `latest` is refused before the call when its type can be read."""
+        perm = Permission.RESYNC_FROM_START if mode == "from_start" else Permission.RESYNC_LATEST
+        self.ctx.check(actor, perm, AuditAction.INTEGRATION_RESYNC, "grant", grant_id)
+        gid = v.grant_id(grant_id)
+        wid = v.wallet_id(wallet_id)
+        m = v.mode(mode)
+        why = v.reason(reason, required=(m == "from_start"))
+        tkt = v.ticket(ticket)
+
+        def body() -> tuple[ResyncOutcome, None, dict[str, Any]]:
+            user_id = self._resync_user_id(gid, wid, m)
+            res = self.ctx.client.resync_integration(wid, user_id, m)
+            out = ResyncOutcome(
+                grant_id=gid, wallet_id=res.wallet_id, mode=res.mode,
+                integration_type=res.integration_type, status=res.status, job_id=res.job_id,
+            )
+            return out, None, {
+                "status": res.status, "integration_type": res.integration_type,
+                "job_id": res.job_id,
+            }
+
+        return self.ctx.run(
+            actor, AuditAction.INTEGRATION_RESYNC, body, what="Resync", target_type="grant",
+            target_id=gid, params={"wallet_id": wid, "mode": m}, reason=why, ticket=tkt,
+        )
+
+    def _resync_user_id(self, gid: str, wid: str, mode: str) -> str:
+        """The Kryptos user id to resync for; refuses `latest` on a CSV integration."""
+        entry = self.ctx.entry(gid)
+        token = self.ctx.token(gid) if entry is not None else None
+        user_id = entry.kryptos_user_id if entry is not None else None
+        if token is not None:
+            if mode == "latest":
+                self._refuse_csv_latest(gid, wid, token)
+            if not user_id:
+                user_id = self.ctx.client.check_session(token).user_id
+                if user_id:
+                    self.ctx.remember(gid, kryptos_user_id=user_id)
+        if not user_id:
+            raise OperationError(
+                f"Cannot resync: the Kryptos user id of grant {gid} is unknown"
+                + (" (no access token is stored)." if token is None else "."),
+                code="NO_USER_ID",
+                hint="Store the grant's access token (import tokens) and try again.",
+            )
+        return user_id
+
+    def _refuse_csv_latest(self, gid: str, wid: str, token: str) -> None:
+        try:
+            items = self.ctx.client.list_integrations(token)
+        except KryptosError as exc:
+            log.info("resync: integrations of %s unreadable: %s", gid, exc)
+            items = []
+        target = next((i for i in items if i.wallet_id == wid), None)
+        if target is not None and target.is_csv:
+            raise OperationError(
+                CSV_LATEST_MESSAGE,
+                code="CSV_RESYNC_LATEST_UNSUPPORTED",
+                hint='Use mode "from_start" for CSV imports.',
+            )
+
+
+def _row(gid: str, g: Grant | None, e: VaultEntry | None, status: str) -> GrantRow:
+    kind = getattr(e, "user_kind", None)
+    return GrantRow(
+        grant_id=gid,
+        workspace_id=(g.workspace_id if g is not None else None)
+        or getattr(e, "workspace_id", None),
+        scopes=g.scopes if g is not None else "",
+        created_at=g.created_at if g is not None else None,
+        expires_at=g.expires_at if g is not None else None,
+        status=status,  # type: ignore[arg-type]
+        customer_ref=getattr(e, "customer_ref", None),
+        user_kind=kind if kind in ("guest", "linked") else None,
+        has_token=e is not None,
+        masked_token=getattr(e, "masked_token", None),
+        kryptos_user_id=getattr(e, "kryptos_user_id", None),
+    )

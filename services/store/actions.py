@@ -1,0 +1,39 @@
+"""The one catalogue of audit actions (the `action` column of the audit log).
+
+Values are the stored strings: never rename one, old rows keep it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AuditAction(StrEnum):
+    # grants and integrations
+    GRANT_VIEW = "grant.view"
+    GRANT_REVOKE = "grant.revoke"
+    INTEGRATION_RESYNC = "integration.resync"
+    # guest limits
+    LIMIT_UPDATE = "guest.limit.update"
+    LIMIT_UPDATE_BULK = "guest.limit.update.bulk"
+    TIER_APPLY = "guest.tier.apply"
+    TIER_APPLY_BULK = "guest.tier.apply.bulk"
+    # connect and tokens
+    LINK_TOKEN_CREATE = "link_token.create"
+    TOKEN_EXCHANGE = "token.exchange"
+    TOKEN_IMPORT = "token.import"
+    # audit log
+    AUDIT_READ = "audit.read"
+    AUDIT_EXPORT = "audit.export"
+    AUDIT_VERIFY = "audit.verify"
+    # console sign-in
+    LOGIN = "auth.login"
+    LOGIN_FAILED = "auth.login_failed"
+    LOGOUT = "auth.logout"
+    # operator command-line tools
+    USER_ADD = "user.add"
+    USER_SET_ROLES = "user.set_roles"
+    USER_REMOVE = "user.remove"
+    VAULT_ROTATE_KEY = "vault.rotate_key"
+
+
+__all__ = ["AuditAction"]

@@ -1,0 +1,216 @@
+"""The one audit trail runner: `requested`, the change, then `succeeded` or `failed`.
+
+Used by the console's use cases (`services/operations/context.py`) and by the operator's
+command-line tools (`services/store/cli_audit.py`). See docs/architecture.md, "Audit trail".
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from services.settings import ConfigError
+from services.store.audit import AuditEvent, NewAuditEvent
+from services.store.errors import StoreError
+
+T = TypeVar("T")
+
+#: What a change returns: (value for the caller, `before`, `after` for the audit row).
+Outcome = tuple[T, Mapping[str, Any] | None, Mapping[str, Any] | None]
+
+_NOT_MADE = "so nothing was changed: a change that cannot be recorded is not made."
+
+
+class AuditSink(Protocol):
+    """What the trail needs of an audit log (`AuditLog`, or a test's failing wrapper)."""
+
+    def append(self, event: NewAuditEvent) -> AuditEvent: ...
+
+
+class AuditUnavailable(Exception):
+    """The audit log cannot record a change that must be recorded; `user_message` says why
+    and whether the change was made (`change_made`). Never holds a secret."""
+
+    def __init__(self, user_message: str, *, change_made: bool = False) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+        self.change_made = change_made
+
+
+@dataclass
+class Failure:
+    """How a failed change is recorded: error code and message (never an exception's raw
+    text), the API's request id, and the exception to raise instead of the original one."""
+
+    code: str
+    message: str
+    request_id: str | None = None
+    raise_instead: BaseException | None = None
+
+
+def describe_failure(exc: BaseException) -> Failure:
+    """The default: the exception's own `code`/`user_message`, else a generic one."""
+    if isinstance(exc, KeyboardInterrupt):
+        return Failure("INTERRUPTED",
+                       "Interrupted before it finished; part of it may have been done.")
+    code = getattr(exc, "code", None)
+    if not isinstance(code, str) or not code:
+        if isinstance(exc, StoreError):
+            code = "STORE_ERROR"
+        elif isinstance(exc, ConfigError):
+            code = "CONFIG_ERROR"
+        else:
+            code = "INTERNAL"
+    message = getattr(exc, "user_message", None)
+    if not isinstance(message, str) or not message:
+        message = f"An unexpected error ({type(exc).__name__}); see the command's output."
+    return Failure(code, message, getattr(exc, "request_id", None))
+
+
+def _new_cid() -> str:
+    """A correlation id, in the store's own format (uuid4 hex)."""
+    return uuid.uuid4().hex
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def why_unusable(exc: BaseException) -> str:
+    """A short, secret-free description of why the audit log could not be used."""
+    if isinstance(exc, (StoreError, ConfigError)):
+        return exc.user_message.rstrip(".")
+    orig = getattr(exc, "orig", None)  # a SQLAlchemy DBAPIError: the driver's own error
+    if orig is not None:
+        lines = str(orig).strip().splitlines()
+        return f"{type(orig).__name__}: {lines[0]}" if lines else type(orig).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__  # its text might hold the database URL
+
+
+class AuditTrail:
+    """Writes audit events to one audit log; `run` wraps a change in its event pair."""
+
+    def __init__(self, log: AuditSink, *, secrets: tuple[str, ...] = ()) -> None:
+        self.log = log
+        self._secrets = secrets
+
+    def __repr__(self) -> str:
+        return f"AuditTrail({self.log!r})"
+
+    def event(
+        self,
+        actor_username: str,
+        actor_roles: Iterable[str],
+        action: str,
+        outcome: str,
+        correlation_id: str | None = None,
+        **fields: Any,
+    ) -> AuditEvent:
+        """Append one event (a fresh correlation id when none is given)."""
+        if fields.get("target_id") is not None:
+            fields["target_id"] = str(fields["target_id"])[:200]
+        return self.log.append(NewAuditEvent(
+            actor_username=actor_username,
+            actor_roles=tuple(sorted(actor_roles)),
+            action=action,
+            outcome=outcome,
+            correlation_id=correlation_id or _new_cid(),
+            **fields,
+        ))
+
+    def run(
+        self,
+        actor_username: str,
+        actor_roles: Iterable[str],
+        action: str,
+        body: Callable[[], Outcome[T]],
+        *,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+        ticket: str | None = None,
+        correlation_id: str | None = None,
+        require_record: bool = False,
+        describe: Callable[[BaseException], Failure] = describe_failure,
+    ) -> T:
+        """`requested` -> body() -> `succeeded`(before, after) | `failed`(code, message).
+
+        `body` makes the change and returns (value, before, after); on an exception,
+        `describe` says how to record it and what to raise. `require_record`: a change that
+        cannot be recorded is not made (`AuditUnavailable` before `body`), and a failure to
+        record the outcome raises `AuditUnavailable` (with `change_made` after a success).
+        Without it, a failure to write an event propagates as it is."""
+        cid = correlation_id or _new_cid()
+        roles = tuple(actor_roles)
+        common: dict[str, Any] = dict(target_type=target_type, target_id=target_id,
+                                      reason=reason, ticket=ticket)
+
+        def write(outcome: str, **fields: Any) -> None:
+            self.event(actor_username, roles, action, outcome, cid, **fields, **common)
+
+        try:
+            write("requested", params=dict(params) if params else None)
+        except Exception as exc:
+            if not require_record:
+                raise
+            raise AuditUnavailable(
+                f"The audit log cannot be written ({self._reason(exc)}), {_NOT_MADE}"
+            ) from None
+        try:
+            value, before, after = body()
+        except BaseException as exc:
+            failure = describe(exc)
+            self._record_failure(write, failure, cid, require_record)
+            if failure.raise_instead is not None:
+                raise failure.raise_instead from None
+            raise
+        try:
+            write("succeeded", before=dict(before) if before is not None else None,
+                  after=dict(after) if after is not None else None)
+        except Exception as exc:
+            if not require_record:
+                raise
+            raise AuditUnavailable(
+                f"The change WAS made, but the audit log could not record its outcome "
+                f"({self._reason(exc)}): it holds the request (correlation id {cid}) without "
+                "an outcome. Tell whoever audits the console.",
+                change_made=True,
+            ) from None
+        return value
+
+    def _record_failure(self, write: Callable[..., None], failure: Failure, cid: str,
+                        require_record: bool) -> None:
+        try:
+            write("failed", error_code=failure.code, error_message=failure.message,
+                  request_id=failure.request_id)
+        except Exception as exc:
+            if not require_record:
+                raise
+            raise AuditUnavailable(
+                f"{failure.message} The audit log could not record this failure "
+                f"({self._reason(exc)}): it holds the request (correlation id "
+                f"{cid}) without an outcome."
+            ) from None
+
+    def _reason(self, exc: BaseException) -> str:
+        return scrub(why_unusable(exc), self._secrets)
+
+
+__all__ = [
+    "AuditSink",
+    "AuditTrail",
+    "AuditUnavailable",
+    "Failure",
+    "Outcome",
+    "describe_failure",
+    "scrub",
+    "why_unusable",
+]
