@@ -390,3 +390,12 @@ def test_import_tokens_refuses_a_non_utf8_file_and_a_viewer(env: Env) -> None:
     with pytest.raises(PermissionDenied):
         actions.import_tokens_csv(env.ops, VIEWER, b"grant_id,access_token\n")
     assert [e.outcome for e in env.events(action="token.import")] == ["denied"]
+
+
+def test_a_failed_exchange_drops_the_lists(env: Env) -> None:
+    """A grant may have been made upstream before the exchange failed: the lists go."""
+    reads.list_grants(env.ops, SUPPORT)
+    assert len(reads.CACHE) == 1
+    with pytest.raises(OperationError):
+        actions.exchange_public_token(env.ops, SUPPORT, "crm-x", "not-a-public-token")
+    assert len(reads.CACHE) == 0
