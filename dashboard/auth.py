@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import logging
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,13 @@ import streamlit_authenticator as stauth
 from streamlit_authenticator.models import cookie_model as _cookie_model
 from streamlit_authenticator.utilities import LoginError
 
+from dashboard import actions
 from dashboard.runtime import Runtime
 from dashboard.users import MAX_PASSWORD_BYTES, credentials_dict
 from services.operations import (
     Actor,
     OperationError,
     Permission,
-    PermissionDenied,
     permissions_for,
 )
 from services.store.actions import AuditAction
@@ -146,15 +147,15 @@ def refuse_page(runtime: Runtime, actor: Actor, spec: PageSpec) -> bool:
     """For a page's address opened by a user without its permission: let the operations
     refuse (one `denied` event for the page's action, target the page) and show the refusal
     alone. Returns False (nothing shown) when the operations in fact allow the actor."""
-    try:
-        runtime.ops.require(actor, spec.permission, spec.denied_action, "page", spec.url_path)
-    except PermissionDenied as exc:
-        st.title(REFUSED_TITLE)
-        st.error(exc.user_message, icon=":material/block:")
-        st.caption("This page is not part of your role. Use the pages in the menu, or ask an "
-                   "administrator for the role you need.")
-        return True
-    return False
+    refused = actions.refusal(runtime.ops, actor, spec.permission, spec.denied_action, "page",
+                              spec.url_path)
+    if refused is None:
+        return False
+    st.title(REFUSED_TITLE)
+    st.error(refused.user_message, icon=":material/block:")
+    st.caption("This page is not part of your role. Use the pages in the menu, or ask an "
+               "administrator for the role you need.")
+    return True
 
 
 def note_page_run(url_path: str) -> None:
@@ -212,20 +213,12 @@ def current_actor(runtime: Runtime | None = None) -> Actor | None:
     return Actor(username=user.username, display_name=user.name, roles=frozenset(user.roles))
 
 
-def require_actor() -> Actor:
-    """For pages: the logged-in actor, or stop the page with a message."""
-    actor = current_actor()
-    if actor is None:
-        st.warning("Please log in first.")
-        st.stop()
-    return actor
-
-
-def _audit(runtime: Runtime, call: str, *args: object) -> None:
+def _audit(what: str, record: Callable[[], object]) -> None:
+    """Record a login event; a login must not fail on the audit write."""
     try:
-        getattr(runtime.ops.auth, call)(*args)
-    except (OperationError, StoreError) as exc:  # a login must not fail on the audit write
-        logger.error("audit of %s failed: %s", call, exc.user_message)
+        record()
+    except (OperationError, StoreError) as exc:
+        logger.error("audit of %s failed: %s", what, exc.user_message)
 
 
 def login_gate(runtime: Runtime) -> Actor | None:
@@ -263,7 +256,7 @@ def _login_gate(runtime: Runtime) -> Actor | None:
     if st.session_state.get(AUDITED_LOGIN_KEY) != actor.username:
         st.session_state[AUDITED_LOGIN_KEY] = actor.username
         runtime.throttle.success(actor.username)
-        _audit(runtime, "record_login", actor)
+        _audit("login", lambda: runtime.ops.auth.record_login(actor))
     if st.session_state.pop(SET_COOKIE_KEY, False):
         # After a form login, for the same reason as above.
         authenticator.cookie_controller.set_cookie()
@@ -294,7 +287,7 @@ def attempt_login(runtime: Runtime, authenticator: stauth.Authenticate, username
         return "Enter a username and a password."
     wait = runtime.throttle.locked_for(username)
     if wait > 0:
-        _audit(runtime, "record_login_failed", username)
+        _audit("login failure", lambda: runtime.ops.auth.record_login_failed(username))
         minutes = max(1, round(wait / 60))
         return (f"Too many failed attempts for this username. Try again in about {minutes} "
                 "minute(s), or ask an administrator.")
@@ -307,7 +300,7 @@ def attempt_login(runtime: Runtime, authenticator: stauth.Authenticate, username
         return None
     st.session_state["authentication_status"] = None
     left = runtime.throttle.failure(username)
-    _audit(runtime, "record_login_failed", username)
+    _audit("login failure", lambda: runtime.ops.auth.record_login_failed(username))
     if left == 0:
         return ("Wrong username or password. This username is now locked for "
                 f"{runtime.throttle.window / 60:.0f} minutes.")
@@ -357,20 +350,9 @@ def logout(runtime: Runtime, actor: Actor) -> None:
     """End the session's login now; the cookie is deleted by the login page's run that
     follows (a cookie component drawn just before `st.rerun()` never reaches the browser).
     Until then the library's `logout` flag keeps the cookie from logging the session in."""
-    _audit(runtime, "record_logout", actor)
+    _audit("logout", lambda: runtime.ops.auth.record_logout(actor))
     get_authenticator(runtime).authentication_controller.logout()
     st.session_state[DELETE_COOKIE_KEY] = True
     st.session_state.pop(SET_COOKIE_KEY, None)
     st.session_state.pop(AUDITED_LOGIN_KEY, None)
     st.session_state.pop(PASSWORD_KEY, None)
-
-
-def page_context() -> tuple[Runtime, Actor]:
-    """For pages: the runtime and the logged-in actor (stops the page if there is none)."""
-    from dashboard.runtime import get_runtime
-
-    runtime = get_runtime()
-    if not runtime.ok:
-        st.error("The console is not configured; open the start page.")
-        st.stop()
-    return runtime, require_actor()

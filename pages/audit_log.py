@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import streamlit as st
 
-from dashboard import ui
-from dashboard.auth import page_context, page_opened_anew
+from dashboard import reads, ui
+from dashboard.auth import page_opened_anew
+from dashboard.context import page_context
+from dashboard.formats import fmt_second
 from services.operations import OperationError
-from services.store import parse_csv_export, parse_jsonl_export
 
 OUTCOMES = ["any", "requested", "succeeded", "failed", "denied"]
 PAGE_SIZES = [25, 50, 100, 200]
@@ -20,18 +20,6 @@ FORMATS = {"csv": ("CSV", "text/csv", "csv"), "jsonl": ("JSON Lines", "applicati
 PAGE_KEY = "audit_page_no"
 EXPORT_KEY = "audit_export_data"
 VERIFY_KEY = "audit_verify_report"
-
-
-
-@dataclass(frozen=True)
-class PreparedExport:
-    """An export made from this page: what it holds and when it was made."""
-
-    fmt: str
-    content: str
-    made_at: datetime
-    events: int
-    newest_seq: int | None
 
 
 @dataclass(frozen=True)
@@ -48,11 +36,7 @@ def _forget_results() -> None:
     st.session_state.pop(VERIFY_KEY, None)
 
 
-def _utc(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-runtime, actor = page_context()
+ctx = page_context()
 if page_opened_anew():
     _forget_results()
 st.title("Audit log")
@@ -86,10 +70,9 @@ page_no = int(st.session_state.get(PAGE_KEY, 1))
 
 try:
     with st.spinner("Reading the audit log..."):
-        result = runtime.ops.audit.audit_page(actor, filters, page=page_no, page_size=page_size)
-        if result.total and page_no > result.pages:
-            page_no = st.session_state[PAGE_KEY] = result.pages
-            result = runtime.ops.audit.audit_page(actor, filters, page=page_no, page_size=page_size)
+        result = reads.audit_page(ctx.ops, ctx.actor, filters, page_no, page_size)
+    if result.page != page_no:  # asked past the end: the last page is shown
+        st.session_state[PAGE_KEY] = result.page
 except OperationError as exc:
     ui.show_error(exc)
     st.stop()
@@ -137,12 +120,7 @@ fmt = e1.radio("Format", list(FORMATS), format_func=lambda f: FORMATS[f][0], hor
 if e2.button("Prepare export", key="audit_export", icon=":material/download:"):
     try:
         with st.spinner("Exporting..."):
-            content = runtime.ops.audit.export_audit(actor, filters, fmt)
-        parse = parse_csv_export if fmt == "csv" else parse_jsonl_export
-        exported = parse(io.StringIO(content))
-        st.session_state[EXPORT_KEY] = PreparedExport(
-            fmt, content, datetime.now(UTC), len(exported),
-            max((e.seq for e in exported), default=None))
+            st.session_state[EXPORT_KEY] = reads.export_audit(ctx.ops, ctx.actor, filters, fmt)
     except OperationError as exc:
         ui.show_error(exc)
 held = st.session_state.get(EXPORT_KEY)
@@ -150,7 +128,7 @@ if held is not None:
     label, mime, ext = FORMATS[held.fmt]
     covered = (f"{held.events} event(s), up to #{held.newest_seq}" if held.events
                else "no event")
-    st.caption(f"Prepared at {_utc(held.made_at)}: {covered}, oldest first.")
+    st.caption(f"Prepared at {fmt_second(held.made_at)}: {covered}, oldest first.")
     st.download_button(f"Download {label} (the events matching the filters)",
                        data=held.content,
                        file_name=f"audit-log-{held.made_at.strftime('%Y%m%dT%H%M%SZ')}.{ext}",
@@ -165,7 +143,7 @@ st.caption("Each event carries a hash of the previous one; verifying recomputes 
 def _verify(expected: tuple[object, object] | None = None) -> None:
     try:
         with st.spinner("Verifying..."):
-            report = runtime.ops.audit.verify_audit(actor, expected_head=expected)
+            report = reads.verify_audit(ctx.ops, ctx.actor, expected)
     except OperationError as exc:
         ui.show_error(exc)
         return
@@ -188,7 +166,7 @@ with st.expander("Check against a head you noted", icon=":material/pin:"):
 verified = st.session_state.get(VERIFY_KEY)
 if verified is not None:
     report = verified.report
-    when = f"Verified at {_utc(verified.made_at)}"
+    when = f"Verified at {fmt_second(verified.made_at)}"
     also = []
     if report.anchor_checked:
         also.append(f"it holds the head kept outside the database (event #{report.anchor_seq})")

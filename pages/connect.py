@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data, grant_actions, ui
-from dashboard.auth import PROJECT_ROOT, page_context
-from dashboard.runtime import play_widget
-from sandbox import SandboxControlError
+from dashboard import actions, ui
+from dashboard.auth import PROJECT_ROOT
+from dashboard.context import page_context
 from services.kryptos.models import mask_token
-from services.operations import LinkTokenIssued, OperationError
+from services.operations import OperationError
 
 ISSUED_KEY = "connect_issued"  # LinkTokenIssued of the last link token
 PUBLIC_KEY = "connect_public"  # {"public_token", "user_id", "kind"} from the sandbox widget
@@ -21,14 +20,7 @@ RESULT_KEY = "connect_result"  # GrantRow of the last exchange
 RESUMED_KEY = "connect_resumed"  # the sandbox's answer to a returning customer's widget run
 EXCHANGE_ERROR_KEY = "_connect_exchange_error"  # OperationError of the last exchange
 
-runtime, actor = page_context()
-
-
-def _complete_widget(issued: LinkTokenIssued, kind: str) -> dict:
-    """The sandbox's answer to a widget run opened with `issued`'s link token (a returning
-    customer's adds the integration to their grant: `{public_token: None, resumed: True,
-    grant_id, ...}`)."""
-    return play_widget(runtime, kind, issued.link_token)
+ctx = page_context()
 
 
 def _exchange() -> None:
@@ -38,15 +30,14 @@ def _exchange() -> None:
     pasted = (st.session_state.get("connect_public_token") or "").strip()
     public_token = pasted or (held or {}).get("public_token") or ""
     try:
-        row = runtime.ops.connect.exchange_public_token(
-            actor, st.session_state.get("connect_ex_ref") or "", public_token)
+        row = actions.exchange_public_token(
+            ctx.ops, ctx.actor, st.session_state.get("connect_ex_ref") or "", public_token)
     except OperationError as exc:
         st.session_state[EXCHANGE_ERROR_KEY] = exc
         return
     st.session_state[RESULT_KEY] = row
     st.session_state.pop(PUBLIC_KEY, None)
     st.session_state["connect_public_token"] = ""
-    data.invalidate_grant(row.grant_id)
     ui.toast_done(f"Grant {row.grant_id} stored")
 
 
@@ -70,8 +61,7 @@ with st.form("connect_link_form"):
 if create:
     try:
         with st.spinner("Asking Kryptos for a link token..."):
-            issued = runtime.ops.connect.create_link_token(
-                actor, ref, (returning or "").strip() or None)
+            issued = actions.create_link_token(ctx.ops, ctx.actor, ref, returning)
         st.session_state[ISSUED_KEY] = issued
         st.session_state["connect_ex_ref"] = issued.customer_ref  # prefill the exchange form
         st.session_state.pop(RESULT_KEY, None)
@@ -89,7 +79,7 @@ if issued is not None:
         ui.kv("Session", "resumes an existing grant" if issued.resumed else "new customer")
 
 # --- sandbox: play the widget ----------------------------------------------------------------
-if runtime.is_sandbox:
+if ctx.runtime.is_sandbox:
     st.subheader("Sandbox: play the widget's part")
     st.caption("As if the customer completed the Connect widget opened with this link token: "
                "a new customer gets a user with wallets and holdings and a public token to "
@@ -100,18 +90,13 @@ if runtime.is_sandbox:
                  icon=":material/smart_button:"):
         st.session_state.pop(RESUMED_KEY, None)
         try:
-            answer = _complete_widget(issued, kind)
-        except (OSError, SandboxControlError) as exc:
-            ui.show_error(OperationError(
-                "The sandbox did not complete the widget run "
-                f"({type(exc).__name__}). If the link token has expired, create a new one; "
-                "otherwise restart the console.",
-                code="SANDBOX_WIDGET_FAILED"))
+            answer = actions.complete_widget(ctx.runtime, issued, kind)
+        except OperationError as exc:
+            ui.show_error(exc)
         else:
             if answer.get("resumed"):
                 st.session_state.pop(PUBLIC_KEY, None)
                 st.session_state[RESUMED_KEY] = answer
-                data.invalidate_grant(str(answer.get("grant_id")))
                 ui.toast_done("Integration added to the existing grant")
             else:
                 st.session_state[PUBLIC_KEY] = answer
@@ -170,7 +155,7 @@ upload = st.file_uploader("Tokens CSV", type=["csv"], key="connect_import_file")
 if st.button("Import", key="connect_import", disabled=upload is None) and upload is not None:
     try:
         with st.spinner("Importing..."):
-            report = grant_actions.import_tokens_csv(runtime.ops, actor, upload.getvalue())
+            report = actions.import_tokens_csv(ctx.ops, ctx.actor, upload.getvalue())
     except OperationError as exc:
         ui.show_error(exc)
     else:

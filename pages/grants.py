@@ -7,10 +7,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import data
-from dashboard.auth import require_actor
-from dashboard.grant_actions import csv_safe_frame
-from dashboard.runtime import get_runtime
+from dashboard import reads
+from dashboard.context import page_context
+from dashboard.csv_io import csv_safe_frame
 from dashboard.ui import show_error
 from services.operations import OperationError, validation
 
@@ -27,8 +26,7 @@ def open_grant(grant_id: str) -> None:
     st.switch_page(DETAIL_PAGE, query_params={"grant": grant_id})
 
 
-rt = get_runtime()
-actor = require_actor()
+ctx = page_context()
 
 st.title("Grants")
 
@@ -51,8 +49,8 @@ has_token = TOKEN[c4.selectbox("Token", list(TOKEN), key="grants_token")]
 
 try:
     with st.spinner("Reading grants..."):
-        rows = data.list_grants(
-            rt.ops, actor, search=search, status=status, kind=kind, has_token=has_token
+        rows = reads.list_grants(
+            ctx.ops, ctx.actor, search=search, status=status, kind=kind, has_token=has_token
         )
 except OperationError as exc:
     show_error(exc)

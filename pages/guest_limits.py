@@ -9,9 +9,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, grant_actions
-from dashboard.auth import require_actor
-from dashboard.runtime import get_runtime
+from dashboard import actions, reads
+from dashboard.context import page_context
+from dashboard.csv_io import BULK_COLUMNS, bulk_csv, bulk_rows, parse_grant_id_csv
 from dashboard.ui import show_error
 from services.operations import BulkResult, OperationError, Permission, can
 
@@ -24,16 +24,14 @@ PICKER_ROWS_KEY = "bulk_picker_rows"  # (generation, grant ids in the drawn tabl
 TIER, CUSTOM = "Tier", "Custom limit"
 KIND_LABEL = {"guest": "Guest", "linked": "Linked", None: "unknown"}
 
-rt = get_runtime()
-ops = rt.ops
-actor = require_actor()
+ctx = page_context()
 
 st.title("Guest limits")
 
-if not can(actor, Permission.MANAGE_LIMITS):
+if not can(ctx.actor, Permission.MANAGE_LIMITS):
     # Not in this user's navigation; reached anyway (old link): ask the operations, which
     # refuse and record the attempt as `denied`.
-    refusal = grant_actions.refuse_unless_allowed(ops, actor)
+    refusal = actions.refuse_unless_allowed(ctx.ops, ctx.actor)
     st.error(
         refusal.user_message if refusal is not None else "You cannot manage Guest limits.",
         icon=":material/block:",
@@ -47,7 +45,7 @@ st.dataframe(
     pd.DataFrame(
         [
             {"tier": t.name, "limit": t.limit, "limiter": "on" if t.enable_limiter else "off"}
-            for t in ops.tiers
+            for t in reads.tiers(ctx.ops)
         ],
         columns=["tier", "limit", "limiter"],
     ),
@@ -63,17 +61,6 @@ st.dataframe(
 # --- which grants -------------------------------------------------------------------------
 
 st.subheader("Grants")
-try:
-    with st.spinner("Reading grants..."):
-        rows = [
-            r
-            for r in data.list_grants(ops, actor, status="active")
-            if r.user_kind in ("guest", None)
-        ]
-except OperationError as exc:
-    show_error(exc)
-    st.stop()
-
 st.caption("Active Guest grants and grants whose kind is not known yet. Tick the ones to change; "
            "ticks are kept by grant id while you filter.")
 
@@ -108,13 +95,12 @@ def _clear_selection() -> None:
 _merge_ticks()
 picked_set = dict.fromkeys(st.session_state.get(PICKED_KEY, ()))
 search = st.text_input("Filter the table", key="bulk_search")
-needle = search.strip().lower()
-shown = [
-    r
-    for r in rows
-    if not needle
-    or any(needle in (x or "").lower() for x in (r.grant_id, r.customer_ref, r.workspace_id))
-]
+try:
+    with st.spinner("Reading grants..."):
+        shown = reads.bulk_candidates(ctx.ops, ctx.actor, search)
+except OperationError as exc:
+    show_error(exc)
+    st.stop()
 picker = pd.DataFrame(
     [
         {
@@ -158,7 +144,7 @@ if picked:
 upload = st.file_uploader("Or upload a CSV of grant ids", type=["csv", "txt"], key="bulk_upload")
 uploaded: tuple[str, ...] = ()
 if upload is not None:
-    parsed = grant_actions.parse_grant_id_csv(upload.getvalue())
+    parsed = parse_grant_id_csv(upload.getvalue())
     uploaded = parsed.grant_ids
     st.text(f"{len(uploaded)} grant id(s) read from the file.")
     if parsed.rejected:
@@ -178,11 +164,10 @@ st.metric("Grants selected", len(selected))
 
 st.subheader("Change")
 how = st.radio("Apply", [TIER, CUSTOM], horizontal=True, key="bulk_how")
-tier_names = [t.name for t in ops.tiers]
+tier_names = [t.name for t in reads.tiers(ctx.ops)]
 if how == TIER:
     tier = st.selectbox(
-        "Tier", tier_names, key="bulk_tier",
-        format_func=lambda n: next((t.describe() for t in ops.tiers if t.name == n), n),
+        "Tier", tier_names, key="bulk_tier", format_func=lambda n: reads.tier_label(ctx.ops, n)
     )
     limit = None
 else:
@@ -194,28 +179,18 @@ else:
 reason = st.text_input("Reason (required to apply)", key="bulk_reason")
 ticket = st.text_input("Ticket (optional)", key="bulk_ticket")
 
-plan = (selected, how, tier, int(limit) if limit is not None else None)
+plan = actions.BulkPlan(selected, str(tier) if how == TIER else None,
+                       int(limit) if limit is not None else None)
 
 
-def _run(dry_run: bool, progress: grant_actions.ProgressFn | None = None) -> BulkResult:
-    if how == TIER:
-        return grant_actions.run_bulk(
-            ops, actor, selected, str(tier), reason, dry_run=dry_run, ticket=ticket,
-            progress=progress,
-        )
-    if limit is None:
-        raise OperationError(
-            "Enter the transaction limit to set.", code="VALIDATION", hint="A whole number >= 1."
-        )
-    return grant_actions.run_bulk_limit(
-        ops, actor, selected, int(limit), reason, dry_run=dry_run, ticket=ticket,
-        progress=progress,
-    )
+def _run(dry_run: bool, progress: actions.ProgressFn | None = None) -> BulkResult:
+    return actions.run_plan(ctx.ops, ctx.actor, plan, reason, dry_run=dry_run, ticket=ticket,
+                            progress=progress)
 
 
 def _table(result: BulkResult, key: str) -> None:
     st.dataframe(
-        pd.DataFrame(grant_actions.bulk_rows(result.items), columns=grant_actions.BULK_COLUMNS),
+        pd.DataFrame(bulk_rows(result.items), columns=BULK_COLUMNS),
         hide_index=True,
         key=key,
         column_config={
@@ -288,7 +263,7 @@ if done is not None:
     _table(done, "bulk_result_table")
     st.download_button(
         "Download results (CSV)",
-        data=grant_actions.bulk_csv(done),
+        data=bulk_csv(done),
         file_name="guest-limit-results.csv",
         mime="text/csv",
         key="bulk_csv",

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data, ui
-from dashboard.auth import page_context
+from dashboard import reads, ui
+from dashboard.context import page_context
 from services.operations import OperationError, Permission, can
 
-runtime, actor = page_context()
+ctx = page_context()
 
 head, refresh = st.columns([5, 1], vertical_alignment="bottom")
 head.title("Overview")
 if refresh.button("Refresh", key="overview_refresh", icon=":material/refresh:"):
-    data.invalidate_all()
+    reads.refresh_all()
 
 try:
     with st.spinner("Reading grants and integrations from Kryptos..."):
-        ov = data.overview(runtime.ops, actor)
+        ov = reads.overview(ctx.ops, ctx.actor)
 except OperationError as exc:
     ui.show_error(exc)
     st.stop()
@@ -41,7 +41,7 @@ cols[2].metric("Grants not readable", ov.integrations_unread,
                help="Active grants with a stored token whose integrations could not be read.")
 
 st.subheader("Latest audit events")
-if not can(actor, Permission.READ_AUDIT):
+if not can(ctx.actor, Permission.READ_AUDIT):
     st.caption("The audit log is shown to finance and admin.")
 elif not ov.latest_events:
     st.caption("No audit events yet.")

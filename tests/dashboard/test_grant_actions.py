@@ -1,4 +1,4 @@
-"""The grant pages' actions (dialog and form logic) and cached reads, against the sandbox."""
+"""The pages' actions (dialog and form logic) and cached reads, against the sandbox."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from dashboard import data, grant_actions
+from dashboard import actions, csv_io, reads
 from services.kryptos.client import KryptosClient
 from services.kryptos.errors import KryptosError
 from services.operations import (
@@ -61,17 +61,17 @@ class Env:
 
 @pytest.fixture
 def env(sandbox: Any, tmp_path: Any) -> Iterator[Env]:
-    data.invalidate_all()
+    reads.invalidate_all()
     e = Env(sandbox, tmp_path)
     sandbox.clear_requests_log()
     yield e
-    data.invalidate_all()
+    reads.invalidate_all()
     e.client.close()
     e.db.dispose()
 
 
 def _status(env: Env, actor: Actor, gid: str) -> str:
-    rows = data.list_grants(env.ops, actor, search=gid)
+    rows = reads.list_grants(env.ops, actor, search=gid)
     return next(r.status for r in rows if r.grant_id == gid)
 
 
@@ -80,7 +80,7 @@ def _status(env: Env, actor: Actor, gid: str) -> str:
 def test_revoke_refused_when_typed_id_differs(env: Env) -> None:
     gid = env.active()[0]["grant_id"]
     with pytest.raises(ValidationError) as info:
-        grant_actions.confirm_revoke(env.ops, SUPPORT, gid, gid + "x", "customer asked", None)
+        actions.confirm_revoke(env.ops, SUPPORT, gid, gid + "x", "customer asked", None)
     assert "does not match" in info.value.user_message
     assert env.upstream("POST", "/token/revoke") == []
     assert env.events(action="grant.revoke") == []
@@ -89,7 +89,7 @@ def test_revoke_refused_when_typed_id_differs(env: Env) -> None:
 def test_revoke_clears_cached_list_and_audits(env: Env) -> None:
     gid = env.active()[0]["grant_id"]
     assert _status(env, SUPPORT, gid) == "active"  # now cached
-    msg = grant_actions.confirm_revoke(env.ops, SUPPORT, gid, f"  {gid} ", "customer asked",
+    msg = actions.confirm_revoke(env.ops, SUPPORT, gid, f"  {gid} ", "customer asked",
                                        "T-1")
     assert isinstance(msg, str)
     assert _status(env, SUPPORT, gid) == "revoked"
@@ -99,13 +99,13 @@ def test_revoke_clears_cached_list_and_audits(env: Env) -> None:
 
 def test_revoke_upstream_failure_is_audited_and_clears_cache(env: Env) -> None:
     gid = env.active()[0]["grant_id"]
-    data.list_grants(env.ops, SUPPORT)
-    cached = len(data.CACHE)
+    reads.list_grants(env.ops, SUPPORT)
+    cached = len(reads.CACHE)
     env.sandbox.set_fault(path="/token/revoke", status=500, code="INTERNAL_ERROR", count=1)
     with pytest.raises(UpstreamError) as info:
-        grant_actions.confirm_revoke(env.ops, SUPPORT, gid, gid, "customer asked")
+        actions.confirm_revoke(env.ops, SUPPORT, gid, gid, "customer asked")
     assert info.value.code == "INTERNAL_ERROR"
-    assert len(data.CACHE) < cached
+    assert len(reads.CACHE) < cached
     assert env.outcomes("grant.revoke", gid) == ["requested", "failed"]
     assert _status(env, SUPPORT, gid) == "active"
 
@@ -113,7 +113,7 @@ def test_revoke_upstream_failure_is_audited_and_clears_cache(env: Env) -> None:
 def test_revoke_denied_for_viewer(env: Env) -> None:
     gid = env.active()[0]["grant_id"]
     with pytest.raises(PermissionDenied):
-        grant_actions.confirm_revoke(env.ops, VIEWER, gid, gid, "customer asked")
+        actions.confirm_revoke(env.ops, VIEWER, gid, gid, "customer asked")
     assert env.outcomes("grant.revoke", gid) == ["denied"]
     assert env.upstream("POST", "/token/revoke") == []
 
@@ -130,7 +130,7 @@ def _wallet(env: Env, csv: bool = False) -> tuple[str, str]:
 
 def test_resync_queues_and_audits(env: Env) -> None:
     gid, wid = _wallet(env)
-    out = grant_actions.request_resync(env.ops, SUPPORT, gid, wid, "latest")
+    out = actions.request_resync(env.ops, SUPPORT, gid, wid, "latest")
     assert out.wallet_id == wid
     assert env.outcomes("integration.resync", gid) == ["requested", "succeeded"]
     assert env.ops.grants.integration(SUPPORT, gid, wid).is_syncing
@@ -141,7 +141,7 @@ def test_resync_failure_shows_upstream_code(env: Env) -> None:
     env.sandbox.set_fault(path="/developer/integrations", status=503, code="UNAVAILABLE",
                           count=5)
     with pytest.raises(UpstreamError):
-        grant_actions.request_resync(env.ops, SUPPORT, gid, wid, "from_start", "full reimport")
+        actions.request_resync(env.ops, SUPPORT, gid, wid, "from_start", "full reimport")
     assert env.outcomes("integration.resync", gid) == ["requested", "failed"]
 
 
@@ -149,30 +149,30 @@ def test_resync_failure_shows_upstream_code(env: Env) -> None:
 
 def test_limit_form_sets_limit_and_limiter(env: Env) -> None:
     gid = env.active("guest")[0]["grant_id"]
-    res = grant_actions.submit_limit(env.ops, FINANCE, gid, limit=2500, limiter="on", tier=None,
+    res = actions.submit_limit(env.ops, FINANCE, gid, limit=2500, limiter="on", tier=None,
                                      reason="raise for KYC", ticket="FIN-9")
     assert res.change is not None and res.change.after_limit == 2500
     assert "2,500" in res.summary()
     assert env.outcomes("guest.limit.update", gid) == ["requested", "succeeded"]
-    assert data.grant_detail(env.ops, FINANCE, gid).effective_limit == 2500
+    assert reads.grant_detail(env.ops, FINANCE, gid).effective_limit == 2500
 
 
 def test_a_limit_with_limiter_on_keep_takes_effect_on_a_guest_whose_limiter_is_off(
         env: Env) -> None:
     gid = env.active("guest")[0]["grant_id"]
-    grant_actions.submit_limit(env.ops, FINANCE, gid, limit=None, limiter="off", tier=None,
+    actions.submit_limit(env.ops, FINANCE, gid, limit=None, limiter="off", tier=None,
                                reason="start uncapped")
-    assert data.grant_detail(env.ops, FINANCE, gid).effective_limit is None
-    res = grant_actions.submit_limit(env.ops, FINANCE, gid, limit=777, limiter="keep",
+    assert reads.grant_detail(env.ops, FINANCE, gid).effective_limit is None
+    res = actions.submit_limit(env.ops, FINANCE, gid, limit=777, limiter="keep",
                                      tier=None, reason="cap this guest")
     assert res.change is not None and res.change.after_limiter is True
     assert "limiter off -> on" in res.summary()
-    assert data.grant_detail(env.ops, FINANCE, gid).effective_limit == 777  # enforced
+    assert reads.grant_detail(env.ops, FINANCE, gid).effective_limit == 777  # enforced
 
 
 def test_limit_form_applies_tier_to_one_grant(env: Env) -> None:
     gid = env.active("guest")[0]["grant_id"]
-    res = grant_actions.submit_limit(env.ops, FINANCE, gid, limit=None, limiter="keep",
+    res = actions.submit_limit(env.ops, FINANCE, gid, limit=None, limiter="keep",
                                      tier="Plus", reason="upgrade to plus")
     assert res.tier_item is not None and res.tier_item.after == 10000
     assert env.outcomes("guest.tier.apply", gid) == ["requested", "succeeded"]
@@ -181,7 +181,7 @@ def test_limit_form_applies_tier_to_one_grant(env: Env) -> None:
 def test_limit_form_refuses_tier_and_limit_together(env: Env) -> None:
     gid = env.active("guest")[0]["grant_id"]
     with pytest.raises(ValidationError):
-        grant_actions.submit_limit(env.ops, FINANCE, gid, limit=5, limiter="keep", tier="Plus",
+        actions.submit_limit(env.ops, FINANCE, gid, limit=5, limiter="keep", tier="Plus",
                                    reason="upgrade to plus")
     assert env.upstream("PATCH", "/developer/grants") == []
 
@@ -189,17 +189,17 @@ def test_limit_form_refuses_tier_and_limit_together(env: Env) -> None:
 def test_limit_form_on_linked_user_says_so(env: Env) -> None:
     gid = env.active("linked")[0]["grant_id"]
     with pytest.raises(OperationError) as info:
-        grant_actions.submit_limit(env.ops, FINANCE, gid, limit=100, limiter="keep", tier=None,
+        actions.submit_limit(env.ops, FINANCE, gid, limit=100, limiter="keep", tier=None,
                                    reason="attempt on linked")
     assert info.value.code == "NOT_ANON_USER"
     assert "Guest" in info.value.user_message
 
 
 def test_limiter_choices() -> None:
-    assert [grant_actions.limiter_value(c) for c in grant_actions.LIMITER_CHOICES] == [
+    assert [actions.limiter_value(c) for c in actions.LIMITER_CHOICES] == [
         None, True, False]
     with pytest.raises(ValidationError):
-        grant_actions.limiter_value("maybe")
+        actions.limiter_value("maybe")
 
 
 # --- bulk ---------------------------------------------------------------------------------
@@ -207,33 +207,33 @@ def test_limiter_choices() -> None:
 def test_parse_grant_id_csv_reports_rejected_lines() -> None:
     text = ("grant_id,note\ncgrant_a1,x\n\nnot-a-grant,y\ncgrant_a1,dup\n"
             "cgrant_b2\n,empty\n")
-    parsed = grant_actions.parse_grant_id_csv(text.encode())
+    parsed = csv_io.parse_grant_id_csv(text.encode())
     assert parsed.grant_ids == ("cgrant_a1", "cgrant_b2")
     assert [(r.line, r.reason) for r in parsed.rejected] == [
         (4, "not a grant id (cgrant_...)"), (5, "duplicate"), (7, "no grant id in this line")]
-    no_header = grant_actions.parse_grant_id_csv("cgrant_x\ncgrant_y\n")
+    no_header = csv_io.parse_grant_id_csv("cgrant_x\ncgrant_y\n")
     assert no_header.grant_ids == ("cgrant_x", "cgrant_y") and not no_header.rejected
-    assert grant_actions.parse_grant_id_csv(b"\xff\xfe\x00").rejected
+    assert csv_io.parse_grant_id_csv(b"\xff\xfe\x00").rejected
 
 
 def test_bulk_dry_run_then_apply_with_one_failure(env: Env) -> None:
     gids = [t["grant_id"] for t in env.active("guest")[:4]]
-    preview = grant_actions.run_bulk(env.ops, FINANCE, gids, "Free", "", dry_run=True)
+    preview = actions.run_bulk(env.ops, FINANCE, gids, "Free", "", dry_run=True)
     assert preview.dry_run and len(preview.items) == 4
     assert env.upstream("PATCH", "/developer/grants") == []
     env.sandbox.set_fault(path=f"/developer/grants/{gids[1]}", status=500,
                           code="INTERNAL_ERROR", count=1)
     seen: list[tuple[int, int]] = []
-    result = grant_actions.run_bulk(env.ops, FINANCE, gids, "Free", "move to free tier",
+    result = actions.run_bulk(env.ops, FINANCE, gids, "Free", "move to free tier",
                                     dry_run=False, progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (4, 4)
     by_id = {i.grant_id: i for i in result.items}
     assert by_id[gids[1]].outcome == "failed" and by_id[gids[1]].error_code == "INTERNAL_ERROR"
     assert all(by_id[g].outcome == "succeeded" for g in gids if g != gids[1])
-    rows = grant_actions.bulk_rows(result.items)
+    rows = csv_io.bulk_rows(result.items)
     assert {r["outcome"] for r in rows} == {"failed", "succeeded"}
-    csv_text = grant_actions.bulk_csv(result)
-    assert csv_text.splitlines()[0] == ",".join(grant_actions.BULK_COLUMNS)
+    csv_text = csv_io.bulk_csv(result)
+    assert csv_text.splitlines()[0] == ",".join(csv_io.BULK_COLUMNS)
     assert gids[1] in csv_text and "INTERNAL_ERROR" in csv_text
 
 
@@ -248,12 +248,12 @@ def test_bulk_custom_limit_dry_run_reads_before_then_applies(env: Env) -> None:
             break
     gids = [g for g, _ in rows]
     linked = env.active("linked")[0]["grant_id"]
-    dry = grant_actions.run_bulk_limit(env.ops, FINANCE, gids, 777, "", dry_run=True)
+    dry = actions.run_bulk_limit(env.ops, FINANCE, gids, 777, "", dry_run=True)
     assert [i.after for i in dry.items] == [777, 777]
     assert [i.before for i in dry.items] == [info.transaction_limit for _, info in rows]
     assert env.upstream("PATCH", "/developer/grants") == []
     seen: list[int] = []
-    res = grant_actions.run_bulk_limit(env.ops, FINANCE, [*gids, linked], 777, "custom cap",
+    res = actions.run_bulk_limit(env.ops, FINANCE, [*gids, linked], 777, "custom cap",
                                        dry_run=False, progress=lambda d, t: seen.append(d))
     assert seen == [1, 2, 3]
     assert [i.outcome for i in res.items] == ["succeeded", "succeeded", "skipped"]
@@ -261,13 +261,13 @@ def test_bulk_custom_limit_dry_run_reads_before_then_applies(env: Env) -> None:
     assert [e.outcome for e in env.events(action="guest.limit.update.bulk")] == [
         "requested", "succeeded"]
     with pytest.raises(PermissionDenied):
-        grant_actions.run_bulk_limit(env.ops, SUPPORT, gids, 777, "custom cap", dry_run=False)
+        actions.run_bulk_limit(env.ops, SUPPORT, gids, 777, "custom cap", dry_run=False)
 
 
 def test_refuse_unless_allowed_records_one_denial(env: Env) -> None:
-    assert grant_actions.refuse_unless_allowed(env.ops, FINANCE) is None
+    assert actions.refuse_unless_allowed(env.ops, FINANCE) is None
     assert env.events() == []
-    refusal = grant_actions.refuse_unless_allowed(env.ops, VIEWER)
+    refusal = actions.refuse_unless_allowed(env.ops, VIEWER)
     assert isinstance(refusal, PermissionDenied) and "not allowed" in refusal.user_message
     [ev] = env.events()
     assert (ev.actor_username, ev.outcome, ev.action, ev.target_type, ev.target_id) == (
@@ -278,57 +278,57 @@ def test_refuse_unless_allowed_records_one_denial(env: Env) -> None:
 def test_csv_export_neutralises_formulas() -> None:
     import pandas as pd
 
-    out = grant_actions.csv_safe_frame(pd.DataFrame({"a": ["=1+1", "ok"], "n": [1, 2]}))
+    out = csv_io.csv_safe_frame(pd.DataFrame({"a": ["=1+1", "ok"], "n": [1, 2]}))
     assert out["a"].tolist() == ["'=1+1", "ok"] and out["n"].tolist() == [1, 2]
 
 
 # --- cached reads -------------------------------------------------------------------------
 
 def test_reads_are_cached_per_actor(env: Env) -> None:
-    data.list_grants(env.ops, SUPPORT)
+    reads.list_grants(env.ops, SUPPORT)
     first = len(env.upstream("GET", "/token/grants"))
-    data.list_grants(env.ops, SUPPORT)
+    reads.list_grants(env.ops, SUPPORT)
     assert len(env.upstream("GET", "/token/grants")) == first  # a rerun costs no API call
-    data.list_grants(env.ops, FINANCE)  # another user never gets the first user's entry
+    reads.list_grants(env.ops, FINANCE)  # another user never gets the first user's entry
     assert len(env.upstream("GET", "/token/grants")) == first + 1
     other_roles = Actor("sam", "Sam", frozenset({"viewer"}))
-    data.list_grants(env.ops, other_roles)
+    reads.list_grants(env.ops, other_roles)
     assert len(env.upstream("GET", "/token/grants")) == first + 2
 
 
 def test_invalidate_grant_drops_only_what_changed(env: Env) -> None:
     a, b = [t["grant_id"] for t in env.active()[:2]]
-    data.grant_history(env.ops, SUPPORT, a)
-    data.grant_history(env.ops, SUPPORT, b)
-    data.list_grants(env.ops, SUPPORT)
-    assert len(data.CACHE) == 3
-    data.invalidate_grant(a)
-    assert len(data.CACHE) == 1  # b's history stays; a's and the list go
+    reads.grant_history(env.ops, SUPPORT, a)
+    reads.grant_history(env.ops, SUPPORT, b)
+    reads.list_grants(env.ops, SUPPORT)
+    assert len(reads.CACHE) == 3
+    reads.invalidate_grant(a)
+    assert len(reads.CACHE) == 1  # b's history stays; a's and the list go
 
 
 def test_errors_are_not_cached(env: Env) -> None:
     env.sandbox.set_fault(path="/token/grants", status=401, code="INVALID_CLIENT", count=1)
     with pytest.raises(UpstreamError):
-        data.list_grants(env.ops, SUPPORT)
-    assert data.list_grants(env.ops, SUPPORT)
+        reads.list_grants(env.ops, SUPPORT)
+    assert reads.list_grants(env.ops, SUPPORT)
 
 
 def test_a_detail_with_a_failed_part_is_not_cached(env: Env) -> None:
     gid = env.active("guest")[0]["grant_id"]
     env.sandbox.set_fault(path="/api/v1/holdings", status=500, code="INTERNAL_ERROR", count=9)
-    first = data.grant_detail(env.ops, SUPPORT, gid)
+    first = reads.grant_detail(env.ops, SUPPORT, gid)
     assert first.holdings.error is not None and first.integrations.ok
     env.sandbox.clear_faults()
     # The next read (the next rerun) asks again and gets the holdings, not the old failure.
-    assert data.grant_detail(env.ops, SUPPORT, gid).holdings.ok
-    assert len(data.CACHE) == 1  # a complete detail is kept
-    assert data.grant_detail(env.ops, SUPPORT, gid).holdings.ok
+    assert reads.grant_detail(env.ops, SUPPORT, gid).holdings.ok
+    assert len(reads.CACHE) == 1  # a complete detail is kept
+    assert reads.grant_detail(env.ops, SUPPORT, gid).holdings.ok
 
 
 def test_cache_expires_after_ttl() -> None:
     now = [0.0]
-    cache = data.ReadCache(ttl=10, clock=lambda: now[0])
-    key = data._key(object(), SUPPORT, "r", "*")
+    cache = reads.ReadCache(ttl=10, clock=lambda: now[0])
+    key = reads._key(object(), SUPPORT, "r", "*")
     calls: list[int] = []
 
     def load() -> int:
@@ -344,14 +344,14 @@ def test_cache_expires_after_ttl() -> None:
 def test_a_read_overtaken_by_an_invalidation_is_not_kept() -> None:
     """Session A starts reading; session B changes the grant and invalidates; A's read (from
     before the change) must not be served to the next caller for the TTL."""
-    cache = data.ReadCache(ttl=30)
-    key = data._key(object(), SUPPORT, "grant_detail", "cgrant_x")
+    cache = reads.ReadCache(ttl=30)
+    key = reads._key(object(), SUPPORT, "grant_detail", "cgrant_x")
     truth = ["limit 1000"]
 
     def slow_read_overtaken_by_a_change() -> str:
         seen = truth[0]
         truth[0] = "limit 5000"  # meanwhile another session changes the grant...
-        cache.invalidate("cgrant_x")  # ...and invalidates, as grant_actions does
+        cache.invalidate("cgrant_x")  # ...and invalidates, as dashboard.actions does
         return seen
 
     assert cache.get_or_load(key, slow_read_overtaken_by_a_change) == "limit 1000"
@@ -368,13 +368,13 @@ def test_import_tokens_from_an_upload_stores_them_and_audits_counts_only(env: En
         f"{exchanged.grant_id},{exchanged.access_token},crm-import-1\n"
         "not-a-grant,cat_whatever0000,crm-bad\n"
     ).encode()
-    before = data.list_grants(env.ops, SUPPORT)
+    before = reads.list_grants(env.ops, SUPPORT)
     assert not next(r for r in before if r.grant_id == exchanged.grant_id).has_token
-    report = grant_actions.import_tokens_csv(env.ops, SUPPORT, csv_bytes)
+    report = actions.import_tokens_csv(env.ops, SUPPORT, csv_bytes)
     assert (report.added, report.updated, report.rejected_count) == (1, 0, 1)
     assert report.rejected[0].line == 3
     # the cached list was dropped: the grant shows with its token at once
-    row = next(r for r in data.list_grants(env.ops, SUPPORT) if r.grant_id == exchanged.grant_id)
+    row = next(r for r in reads.list_grants(env.ops, SUPPORT) if r.grant_id == exchanged.grant_id)
     assert row.has_token and row.customer_ref == "crm-import-1"
     assert env.vault.reveal(exchanged.grant_id) == exchanged.access_token
     events = env.events(action="token.import")
@@ -385,8 +385,17 @@ def test_import_tokens_from_an_upload_stores_them_and_audits_counts_only(env: En
 
 def test_import_tokens_refuses_a_non_utf8_file_and_a_viewer(env: Env) -> None:
     with pytest.raises(ValidationError, match="UTF-8"):
-        grant_actions.import_tokens_csv(env.ops, SUPPORT, b"grant_id,access_token\n\xff\xfe\n")
+        actions.import_tokens_csv(env.ops, SUPPORT, b"grant_id,access_token\n\xff\xfe\n")
     assert env.events(action="token.import") == []
     with pytest.raises(PermissionDenied):
-        grant_actions.import_tokens_csv(env.ops, VIEWER, b"grant_id,access_token\n")
+        actions.import_tokens_csv(env.ops, VIEWER, b"grant_id,access_token\n")
     assert [e.outcome for e in env.events(action="token.import")] == ["denied"]
+
+
+def test_a_failed_exchange_drops_the_lists(env: Env) -> None:
+    """A grant may have been made upstream before the exchange failed: the lists go."""
+    reads.list_grants(env.ops, SUPPORT)
+    assert len(reads.CACHE) == 1
+    with pytest.raises(OperationError):
+        actions.exchange_public_token(env.ops, SUPPORT, "crm-x", "not-a-public-token")
+    assert len(reads.CACHE) == 0

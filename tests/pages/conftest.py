@@ -39,11 +39,11 @@ _CONSOLE_ENV = (
 
 
 def _clear_caches() -> None:
-    from dashboard import data
+    from dashboard import reads
 
     st.cache_resource.clear()
     st.cache_data.clear()
-    data.invalidate_all()  # its keys hold id(ops), which a new runtime may reuse
+    reads.invalidate_all()  # its keys hold id(ops), which a new runtime may reuse
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import data, grant_actions
+from dashboard import actions, reads
 from dashboard.ui import ZWSP
 from services.operations import Actor, OperationError
 from tests.pages.helpers import shown
@@ -128,13 +128,13 @@ def test_resync_button_then_status_polls_until_settled(
     wid = _wallet(at)
     at.button(key=f"resync_{wid}").click().run()
     assert not at.exception and not at.error
-    assert at.session_state["resync_watch"][gid] == {wid: "latest"}
+    assert at.session_state["resync_watch"].watching(gid) == {wid: "latest"}
     assert any("Resync in progress" in c.value for c in at.caption)
     assert any(": ONGOING" in t.value or ": SYNCING" in t.value for t in at.text)
     sandbox.advance_clock(60)
     at.run()  # the fragment re-reads, sees it settled, stops polling
     assert not at.exception
-    assert at.session_state["resync_watch"][gid] == {}
+    assert at.session_state["resync_watch"].watching(gid) == {}
     assert not any("Resync in progress" in c.value for c in at.caption)
     assert [e.outcome for e in audit_events(action="integration.resync")] == [
         "requested", "succeeded"]
@@ -154,7 +154,7 @@ def test_resync_upstream_failure_shows_code(make_app: Callable[..., AppTest], sa
     assert any("Resync failed" in e.value for e in at.error), [e.value for e in at.error]
     errors = [shown(e.value) for e in at.error]
     assert any("INTERNAL_ERROR" in e and "request id" in e for e in errors)
-    assert at.session_state["resync_watch"][gid] == {}
+    assert at.session_state["resync_watch"].watching(gid) == {}
     assert [e.outcome for e in audit_events(action="integration.resync")] == [
         "requested", "failed"]
 
@@ -207,7 +207,7 @@ def test_limit_on_linked_user_says_not_anon(sandbox: Any, runtime: Any,
     finance = Actor("finance", "Finance", frozenset({"finance"}))
     gid = _grant(sandbox, "linked")
     with pytest.raises(OperationError) as info:
-        grant_actions.submit_limit(runtime.ops, finance, gid, limit=50, limiter="keep",
+        actions.submit_limit(runtime.ops, finance, gid, limit=50, limiter="keep",
                                    tier=None, reason="try a cap")
     assert info.value.code == "NOT_ANON_USER"
     assert "Guest" in info.value.user_message
@@ -225,9 +225,9 @@ def test_support_revokes_through_the_dialog_logic(make_app: Callable[..., AppTes
     assert any(ti.key == "revoke_typed" for ti in at.text_input)
     support = Actor("support", "Support", frozenset({"support"}))
     with pytest.raises(OperationError):
-        grant_actions.confirm_revoke(runtime.ops, support, gid, "cgrant_wrong", "asked to")
+        actions.confirm_revoke(runtime.ops, support, gid, "cgrant_wrong", "asked to")
     assert audit_events(action="grant.revoke") == []
-    grant_actions.confirm_revoke(runtime.ops, support, gid, gid, "customer asked", "SUP-7")
+    actions.confirm_revoke(runtime.ops, support, gid, gid, "customer asked", "SUP-7")
     assert [e.outcome for e in audit_events(action="grant.revoke")] == [
         "requested", "succeeded"]
     at.run()  # the page shows the change at once: no danger zone on a revoked grant
@@ -245,10 +245,10 @@ def test_revoke_failure_shows_error_and_is_audited(make_app: Callable[..., AppTe
     sandbox.set_fault(path="/token/revoke", status=500, code="INTERNAL_ERROR", count=1)
     support = Actor("support", "Support", frozenset({"support"}))
     with pytest.raises(OperationError) as info:
-        grant_actions.confirm_revoke(runtime.ops, support, gid, gid, "customer asked")
+        actions.confirm_revoke(runtime.ops, support, gid, gid, "customer asked")
     assert "INTERNAL_ERROR" in info.value.user_message
     assert [e.outcome for e in audit_events(action="grant.revoke")] == ["requested", "failed"]
-    assert data.grant_detail(runtime.ops, support, gid).grant.status == "active"
+    assert reads.grant_detail(runtime.ops, support, gid).grant.status == "active"
 
 
 def test_viewer_revoke_attempt_is_refused_and_audited(
@@ -256,7 +256,7 @@ def test_viewer_revoke_attempt_is_refused_and_audited(
     gid = _grant(sandbox)
     viewer = Actor("viewer", "Viewer", frozenset({"viewer"}))
     with pytest.raises(OperationError) as info:
-        grant_actions.confirm_revoke(runtime.ops, viewer, gid, gid, "customer asked")
+        actions.confirm_revoke(runtime.ops, viewer, gid, gid, "customer asked")
     assert info.value.code == "PERMISSION_DENIED"
     assert [e.outcome for e in audit_events(action="grant.revoke")] == ["denied"]
 
@@ -305,12 +305,12 @@ def test_a_settling_resync_does_not_close_the_revoke_dialog(
     at = _open(make_app, "support", gid)
     wid = _wallet(at)
     at.button(key=f"resync_{wid}").click().run()
-    assert at.session_state["resync_watch"][gid] == {wid: "latest"}
+    assert at.session_state["resync_watch"].watching(gid) == {wid: "latest"}
     sandbox.advance_clock(60)  # the resync settles...
     at.button(key="revoke_open").click().run()  # ...as the person opens the revoke dialog
     assert not at.exception
     assert any(ti.key == "revoke_typed" for ti in at.text_input)  # the dialog is open
-    assert at.session_state["resync_watch"][gid] == {}
+    assert at.session_state["resync_watch"].watching(gid) == {}
     assert any("the rest of the page shows it once the dialog is closed" in c.value
                for c in at.caption)
 
@@ -323,11 +323,11 @@ def test_failed_status_reads_are_retried_then_leave_a_lasting_message(
     at.button(key=f"resync_{wid}").click().run()
     sandbox.set_fault(path="/api/v1/integrations", status=400, code="BAD_REQUEST", count=999)
     at.run()  # one failed read: still watching, and says so
-    assert at.session_state["resync_watch"][gid] == {wid: "latest"}
+    assert at.session_state["resync_watch"].watching(gid) == {wid: "latest"}
     assert any("status not read (try 1 of 3)" in t.value for t in at.text)
     at.run()
     at.run()  # the third failure in a row: the page stops watching and says what to do
-    assert at.session_state["resync_watch"][gid] == {}
+    assert at.session_state["resync_watch"].watching(gid) == {}
     sandbox.clear_faults()
     at.run()
     at.run()  # the message stays on later runs
@@ -343,7 +343,7 @@ def test_a_limit_on_a_guest_with_the_limiter_off_is_enforced_and_the_form_cleare
         make_app: Callable[..., AppTest], sandbox: Any, runtime: Any) -> None:
     gid = _grant(sandbox)
     finance = Actor("finance", "Finance", frozenset({"finance"}))
-    grant_actions.submit_limit(runtime.ops, finance, gid, limit=None, limiter="off", tier=None,
+    actions.submit_limit(runtime.ops, finance, gid, limit=None, limiter="off", tier=None,
                                reason="start uncapped")
     at = _open(make_app, "finance", gid)
     assert any(m.value == "no limit" for m in at.metric)
@@ -363,7 +363,7 @@ def test_a_revoked_grant_says_so_instead_of_showing_errors(
         make_app: Callable[..., AppTest], sandbox: Any, runtime: Any) -> None:
     gid = _grant(sandbox)
     support = Actor("support", "Support", frozenset({"support"}))
-    grant_actions.confirm_revoke(runtime.ops, support, gid, gid, "customer asked", "SUP-9")
+    actions.confirm_revoke(runtime.ops, support, gid, gid, "customer asked", "SUP-9")
     at = _open(make_app, "support", gid)
     assert not at.error, [e.value for e in at.error]
     banner = shown(at.warning[0].value)

@@ -195,7 +195,7 @@ def test_ticks_survive_filtering_and_are_kept_by_grant_id(make_app: Callable[...
 
 def test_a_tick_stays_on_its_grant_when_the_list_changes(make_app: Callable[..., AppTest],
                                                          runtime: Any, sandbox: Any) -> None:
-    from dashboard import data
+    from dashboard import reads
     from services.operations import Actor
 
     at = make_app("finance", PAGE)
@@ -205,7 +205,7 @@ def test_a_tick_stays_on_its_grant_when_the_list_changes(make_app: Callable[...,
     # Meanwhile someone revokes a grant listed above it: every row below moves up one.
     admin = Actor("admin", "Demo admin", frozenset({"admin"}))
     runtime.ops.grants.revoke_grant(admin, listed[0], "customer left")
-    data.invalidate_all()
+    reads.invalidate_all()
     at.run()
     assert listed[0] not in list(_picker(at).value["grant_id"])
     assert _ticked(at) == [target]

@@ -67,11 +67,11 @@ def test_overview_reflects_a_revoke_at_once(make_app, runtime, sandbox):
     before = _metrics(at)
     gid = next(t["grant_id"] for t in sandbox.tokens(client_id=SANDBOX_CLIENT_ID)
                if not t["revoked"])
-    from dashboard import data
+    from dashboard import reads
     from services.operations import Actor
 
     runtime.ops.grants.revoke_grant(Actor("admin", "", frozenset({"admin"})), gid, "customer asked")
-    data.invalidate_grant(gid)  # what the grant pages do after a mutation
+    reads.invalidate_grant(gid)  # what the grant pages do after a mutation
     at.run()
     after = _metrics(at)
     assert int(after["Active"]) == int(before["Active"]) - 1

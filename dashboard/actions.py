@@ -1,0 +1,320 @@
+"""Every change the pages make, as plain functions a test can call.
+
+Each one calls an operation (which checks permission, validates and audits) and then drops
+from `dashboard.reads`' cache what the change may have touched, whatever the outcome: a call
+that failed may still have changed something upstream. AppTest does not run buttons inside
+`st.dialog`, so a dialog only collects and confirms and then calls one of these.
+
+No Streamlit import here.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dashboard import reads
+from dashboard.formats import fmt_bool, fmt_limit
+from dashboard.runtime import NotInSandbox, Runtime, play_widget
+from sandbox import SandboxControlError
+from services.operations import (
+    CUSTOM_LIMIT,
+    Actor,
+    BulkItem,
+    BulkResult,
+    GrantRow,
+    LimitChange,
+    LinkTokenIssued,
+    OperationError,
+    Operations,
+    Permission,
+    PermissionDenied,
+    ResyncOutcome,
+    ValidationError,
+)
+from services.store.actions import AuditAction
+
+LIMITER_KEEP = "keep"
+LIMITER_ON = "on"
+LIMITER_OFF = "off"
+LIMITER_CHOICES = (LIMITER_KEEP, LIMITER_ON, LIMITER_OFF)
+CUSTOM = CUSTOM_LIMIT
+
+ProgressFn = Callable[[int, int], None]
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+
+def refusal(ops: Operations, actor: Actor, permission: Permission, action: str,
+            target_type: str, target_id: str) -> PermissionDenied | None:
+    """For a page reached without its permission: let the operations refuse (one `denied`
+    event for `action` on the target) and return the refusal to show; None when the actor
+    is in fact allowed."""
+    try:
+        ops.require(actor, permission, action, target_type, target_id)
+    except PermissionDenied as exc:
+        return exc
+    return None
+
+
+GUEST_LIMITS_PAGE = ("page", "guest_limits")
+
+
+def refuse_unless_allowed(ops: Operations, actor: Actor) -> PermissionDenied | None:
+    """The Guest limits page reached without the permission to manage limits (action
+    `guest.tier.apply`, target the page)."""
+    return refusal(ops, actor, Permission.MANAGE_LIMITS, AuditAction.TIER_APPLY, *GUEST_LIMITS_PAGE)
+
+
+# --- one grant (Grant detail page) ---------------------------------------------------------
+
+
+def confirm_revoke(
+    ops: Operations,
+    actor: Actor,
+    grant_id: str,
+    typed_grant_id: str,
+    reason: str,
+    ticket: str | None = None,
+) -> str:
+    """Revoke `grant_id` once the user typed the same id again. Returns the API's message.
+
+    Refuses (ValidationError, nothing sent, nothing audited) when the typed id does not match.
+    """
+    if (typed_grant_id or "").strip() != grant_id:
+        raise ValidationError(
+            "grant id", "the id typed does not match this grant; type it again exactly."
+        )
+    try:
+        return str(ops.grants.revoke_grant(actor, grant_id, reason, ticket=ticket or None))
+    finally:
+        reads.invalidate_grant(grant_id)
+
+
+def request_resync(
+    ops: Operations,
+    actor: Actor,
+    grant_id: str,
+    wallet_id: str,
+    mode: str,
+    reason: str | None = None,
+) -> ResyncOutcome:
+    """Ask Kryptos to resync one integration (`mode` "latest" or "from_start")."""
+    try:
+        return ops.grants.resync_integration(
+            actor, grant_id, wallet_id, mode, reason=reason or None)
+    finally:
+        reads.invalidate_grant(grant_id)
+
+
+def limiter_value(choice: str) -> bool | None:
+    """The limiter select of the form -> the operation's `enable_limiter` argument."""
+    if choice == LIMITER_KEEP:
+        return None
+    if choice == LIMITER_ON:
+        return True
+    if choice == LIMITER_OFF:
+        return False
+    raise ValidationError("limiter", f"must be one of {', '.join(LIMITER_CHOICES)}.")
+
+
+@dataclass(frozen=True)
+class LimitFormResult:
+    """What the Guest limit form did: a direct change, or a tier applied to this one grant."""
+
+    change: LimitChange | None = None
+    tier_item: BulkItem | None = None
+
+    def summary(self) -> str:
+        if self.change is not None:
+            c = self.change
+            return (
+                f"Limit {fmt_limit(c.before_limit)} -> {fmt_limit(c.after_limit)}, "
+                f"limiter {fmt_bool(c.before_limiter)} -> {fmt_bool(c.after_limiter)}."
+            )
+        if self.tier_item is not None:
+            i = self.tier_item
+            return f"Tier applied: limit {fmt_limit(i.before)} -> {fmt_limit(i.after)}."
+        return "Nothing changed."
+
+
+def submit_limit(
+    ops: Operations,
+    actor: Actor,
+    grant_id: str,
+    *,
+    limit: int | None,
+    limiter: str,
+    tier: str | None,
+    reason: str,
+    ticket: str | None = None,
+) -> LimitFormResult:
+    """The Guest limit form: either apply a tier, or set a limit and/or switch the limiter.
+
+    A new limit with the limiter left on "keep" also switches the limiter on (a limit on a
+    Guest whose limiter is off would never be enforced); "off" chosen explicitly still stores
+    a limit without enforcing it.
+    """
+    try:
+        if tier:
+            return _apply_tier_to_one(ops, actor, grant_id, limit, limiter, tier, reason, ticket)
+        change = ops.limits.set_guest_limit(
+            actor,
+            grant_id,
+            transaction_limit=limit,
+            enable_limiter=(
+                True if limit is not None and limiter == LIMITER_KEEP else limiter_value(limiter)
+            ),
+            reason=reason,
+            ticket=ticket or None,
+        )
+        return LimitFormResult(change=change)
+    finally:
+        reads.invalidate_grant(grant_id)
+
+
+def _apply_tier_to_one(ops: Operations, actor: Actor, grant_id: str, limit: int | None,
+                       limiter: str, tier: str, reason: str, ticket: str | None
+                       ) -> LimitFormResult:
+    if limit is not None or limiter != LIMITER_KEEP:
+        raise ValidationError("tier", "choose a tier, or a limit and limiter, not both.")
+    result = ops.limits.apply_tier(actor, [grant_id], tier, reason, ticket=ticket or None)
+    item = next((i for i in result.items if i.grant_id == grant_id), None)
+    if item is None:
+        raise OperationError(f"The tier run returned no result for {grant_id}.")
+    if item.outcome in ("failed", "skipped"):
+        raise OperationError(item.message or "Applying the tier failed.", code=item.error_code)
+    return LimitFormResult(tier_item=item)
+
+
+# --- many grants (Guest limits page) -------------------------------------------------------
+
+
+def run_bulk(
+    ops: Operations,
+    actor: Actor,
+    grant_ids: Sequence[str],
+    tier: str,
+    reason: str,
+    *,
+    dry_run: bool,
+    ticket: str | None = None,
+    progress: ProgressFn | None = None,
+) -> BulkResult:
+    """Apply a configured tier to many grants (or preview it with `dry_run`)."""
+    return _bulk(dry_run, lambda: ops.limits.apply_tier(
+        actor, list(grant_ids), tier, reason, dry_run=dry_run, ticket=ticket or None,
+        progress=progress,
+    ))
+
+
+def run_bulk_limit(
+    ops: Operations,
+    actor: Actor,
+    grant_ids: Sequence[str],
+    limit: int,
+    reason: str,
+    *,
+    dry_run: bool,
+    ticket: str | None = None,
+    progress: ProgressFn | None = None,
+) -> BulkResult:
+    """Set one custom limit (limiter on) on many grants (or preview it with `dry_run`): one
+    bulk operation, like a tier (bounded concurrency, per-grant outcome, a dry run that reads
+    each grant's current limit)."""
+    return _bulk(dry_run, lambda: ops.limits.apply_limit(
+        actor, list(grant_ids), transaction_limit=limit, enable_limiter=True, reason=reason,
+        dry_run=dry_run, ticket=ticket or None, progress=progress,
+    ))
+
+
+def _bulk(dry_run: bool, run: Callable[[], BulkResult]) -> BulkResult:
+    """Run a bulk change; after a real one (whatever its outcome) every cached read goes."""
+    try:
+        return run()
+    finally:
+        if not dry_run:
+            reads.invalidate_all()
+
+
+@dataclass(frozen=True)
+class BulkPlan:
+    """What the Guest limits page is about to change: grants, and a tier or a custom limit
+    (a dry run is valid for the apply of the same plan only)."""
+
+    grant_ids: tuple[str, ...]
+    tier: str | None = None
+    limit: int | None = None
+
+
+def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_run: bool,
+             ticket: str | None = None, progress: ProgressFn | None = None) -> BulkResult:
+    """Run `plan`: its tier, else its custom limit (refused when none was entered)."""
+    if plan.tier is not None:
+        return run_bulk(ops, actor, plan.grant_ids, plan.tier, reason, dry_run=dry_run,
+                        ticket=ticket, progress=progress)
+    if plan.limit is None:
+        raise OperationError(
+            "Enter the transaction limit to set.", code="VALIDATION", hint="A whole number >= 1."
+        )
+    return run_bulk_limit(ops, actor, plan.grant_ids, plan.limit, reason, dry_run=dry_run,
+                          ticket=ticket, progress=progress)
+
+
+# --- Connect page ---------------------------------------------------------------------------
+
+
+def create_link_token(ops: Operations, actor: Actor, customer_ref: str,
+                      returning_grant_id: str | None = None) -> LinkTokenIssued:
+    """A link token for a new customer, or one resuming `returning_grant_id`'s session.
+    Nothing cached changes (the grant is changed only when the widget completes)."""
+    returning = (returning_grant_id or "").strip() or None
+    return ops.connect.create_link_token(actor, customer_ref, returning)
+
+
+def exchange_public_token(ops: Operations, actor: Actor, customer_ref: str,
+                          public_token: str) -> GrantRow:
+    """Exchange the widget's public token for the customer's grant (its token goes to the
+    vault). On failure a grant may still have been created upstream: the lists are dropped."""
+    try:
+        row = ops.connect.exchange_public_token(actor, customer_ref, public_token)
+    except BaseException:
+        reads.invalidate_lists()
+        raise
+    reads.invalidate_grant(row.grant_id)
+    return row
+
+
+def complete_widget(runtime: Runtime, issued: LinkTokenIssued, kind: str) -> dict:
+    """Sandbox mode: play the customer's part of the widget opened with `issued`'s link
+    token. A returning customer's run adds an integration to their grant (`resumed`), which
+    is dropped from the cache; a new customer's gives a public token to exchange."""
+    try:
+        answer = play_widget(runtime, kind, issued.link_token)
+    except (OSError, SandboxControlError, NotInSandbox) as exc:
+        raise OperationError(
+            "The sandbox did not complete the widget run "
+            f"({type(exc).__name__}). If the link token has expired, create a new one; "
+            "otherwise restart the console.",
+            code="SANDBOX_WIDGET_FAILED",
+        ) from None
+    if answer.get("resumed"):
+        reads.invalidate_grant(str(answer.get("grant_id")))
+    return answer
+
+
+def import_tokens_csv(ops: Operations, actor: Actor, content: bytes) -> Any:
+    """Import an uploaded CSV of `grant_id, access_token, customer_ref` into the vault (the
+    same as `python -m services.store import-tokens`); returns the store's `ImportReport`.
+    Every cached read is dropped (any grant may have got a token)."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValidationError("file", "is not UTF-8 text; save the CSV as UTF-8.") from None
+    try:
+        return ops.connect.import_tokens(actor, io.StringIO(text, newline=""))
+    finally:
+        reads.invalidate_all()

@@ -1,0 +1,129 @@
+"""CSV in and out of the pages: grant ids uploaded for a bulk change, the bulk results and
+the grids' downloads (cells that a spreadsheet would read as a formula neutralised).
+
+No Streamlit import and no call into the operations here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from dashboard.formats import fmt_limit
+from services.operations import BulkItem, BulkResult
+from services.operations.validation import GRANT_ID_RE
+
+
+@dataclass(frozen=True)
+class RejectedLine:
+    line: int
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ParsedIds:
+    grant_ids: tuple[str, ...]
+    rejected: tuple[RejectedLine, ...]
+
+
+def _decode(content: bytes | str) -> str | None:
+    if isinstance(content, str):
+        return content
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+
+
+def _id_column(rows: list[list[str]]) -> tuple[int, int]:
+    """(the column holding grant ids, the first data row): a `grant_id` column when a header
+    names one, else the first column; any other header row is skipped."""
+    if not rows:
+        return 0, 0
+    header = [c.strip().lower() for c in rows[0]]
+    if "grant_id" in header:
+        return header.index("grant_id"), 1
+    if header and header[0] and not header[0].startswith("cgrant_"):
+        return 0, 1  # some other header, e.g. "id"
+    return 0, 0
+
+
+def parse_grant_id_csv(content: bytes | str, max_rows: int = 10_000) -> ParsedIds:
+    """Read grant ids from an uploaded CSV: the first column, or a column named `grant_id`.
+
+    A header row is skipped. Lines that are not a grant id are reported, duplicates dropped.
+    """
+    text = _decode(content)
+    if text is None:
+        return ParsedIds((), (RejectedLine(0, "", "the file is not UTF-8 text"),))
+    rows = list(csv.reader(io.StringIO(text)))
+    column, start = _id_column(rows)
+    ids: list[str] = []
+    seen: set[str] = set()
+    rejected: list[RejectedLine] = []
+    for n, row in enumerate(rows[start:], start=start + 1):
+        if not row or not any(c.strip() for c in row):
+            continue
+        value = row[column].strip() if column < len(row) else ""
+        shown = value[:80]
+        if not value:
+            rejected.append(RejectedLine(n, ",".join(row)[:80], "no grant id in this line"))
+        elif not GRANT_ID_RE.match(value):
+            rejected.append(RejectedLine(n, shown, "not a grant id (cgrant_...)"))
+        elif value in seen:
+            rejected.append(RejectedLine(n, shown, "duplicate"))
+        elif len(ids) >= max_rows:
+            rejected.append(RejectedLine(n, shown, f"more than {max_rows:,} grant ids"))
+        else:
+            seen.add(value)
+            ids.append(value)
+    return ParsedIds(tuple(ids), tuple(rejected))
+
+
+BULK_COLUMNS = ("grant_id", "customer_ref", "outcome", "before", "after", "error_code", "message")
+
+
+def bulk_rows(items: Iterable[BulkItem]) -> list[dict[str, Any]]:
+    """One plain dict per item (limits as text: "no limit", "unknown" or the number)."""
+    return [
+        {
+            "grant_id": i.grant_id,
+            "customer_ref": i.customer_ref or "",
+            "outcome": i.outcome,
+            "before": fmt_limit(i.before),
+            "after": fmt_limit(i.after) if i.outcome != "failed" else "",
+            "error_code": i.error_code or "",
+            "message": i.message or "",
+        }
+        for i in items
+    ]
+
+
+def bulk_csv(result: BulkResult) -> str:
+    """The per-grant results as CSV text, for download."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(BULK_COLUMNS))
+    writer.writeheader()
+    for row in bulk_rows(result.items):
+        writer.writerow({k: _csv_safe(str(v)) for k, v in row.items()})
+    return out.getvalue()
+
+
+def _csv_safe(value: str) -> str:
+    """Keep a spreadsheet from reading upstream text as a formula."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `frame` whose text cells cannot be read as spreadsheet formulas."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(lambda x: _csv_safe(x) if isinstance(x, str) else x)
+    return out

@@ -1,0 +1,29 @@
+"""How the pages write limits, switches and times (plain text, no Streamlit)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def fmt_limit(value: int | str | None) -> str:
+    """A transaction limit: "no limit", a text kept as it is ("unknown"), or the number."""
+    if value is None:
+        return "no limit"
+    if isinstance(value, str):
+        return value
+    return f"{value:,}"
+
+
+def fmt_bool(value: bool | None) -> str:
+    """The limiter switch: on, off or unknown."""
+    return "unknown" if value is None else ("on" if value else "off")
+
+
+def fmt_minute(value: datetime | None) -> str:
+    """A time to the minute, UTC ("-" when unknown)."""
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "-"
+
+
+def fmt_second(value: datetime) -> str:
+    """A time to the second, UTC."""
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -1,0 +1,312 @@
+"""Every read the pages make, and the cache that keeps them for a short time.
+
+Pages never call the operations: they read through the functions here and change through
+`dashboard.actions` (which drops what it changed from this cache). The cache keys, the
+single flight and the reasons for not using `st.cache_data` are in docs/architecture.md
+("Console reads and actions").
+
+No Streamlit import here.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from services.kryptos.models import Integration
+from services.operations import Actor, GrantDetail, GrantRow, Operations, Overview
+from services.settings import Tier
+from services.store import parse_csv_export, parse_jsonl_export
+from services.store.actions import AuditAction
+
+T = TypeVar("T")
+
+TTL_SECONDS = 30.0
+MAX_ENTRIES = 512
+
+_ALL = "*"  # the grant key of reads that span every grant (lists, overview)
+
+
+@dataclass(frozen=True)
+class _Key:
+    ops_id: int
+    username: str
+    roles: tuple[str, ...]
+    read: str
+    grant: str  # a grant id, or _ALL
+    args: tuple[Hashable, ...]
+
+
+@dataclass
+class _Flight:
+    """A load in progress: callers of the same key wait for it instead of loading again."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    value: Any = None
+    error: BaseException | None = None
+
+
+class ReadCache:
+    """A small thread-safe TTL cache of read results, with invalidation by grant id and a
+    single flight per key (a second caller of a key being loaded waits for that load)."""
+
+    def __init__(
+        self,
+        ttl: float = TTL_SECONDS,
+        max_entries: int = MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[_Key, tuple[float, Any]] = {}
+        self._flights: dict[_Key, _Flight] = {}
+        self._generation = 0  # bumped by every invalidation
+        self.hits = 0
+        self.misses = 0
+
+    def get_or_load(
+        self, key: _Key, load: Callable[[], T], keep: Callable[[T], bool] | None = None
+    ) -> T:
+        """The cached value of `key`, or `load()`'s (kept unless `keep(value)` is False)."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None and found[0] > self._clock():
+                self.hits += 1
+                return found[1]  # type: ignore[no-any-return]
+            flight = self._flights.get(key)
+            owner = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+            generation = self._generation
+        if not owner:
+            return self._wait(flight)
+        # Load outside the lock: reads can be slow, and other keys must not wait on us.
+        try:
+            value = load()
+        except BaseException as exc:
+            self._land(key, flight, error=exc)
+            raise
+        self._land(key, flight, value=value)
+        with self._lock:
+            self.misses += 1
+            if generation != self._generation:
+                # Something was invalidated while we read: what we read may predate that
+                # change, so hand it to this caller (and those who waited) only.
+                return value
+            if keep is not None and not keep(value):
+                return value  # e.g. a partly failed read: tried again on the next call
+            self._entries[key] = (self._clock() + self.ttl, value)
+            if len(self._entries) > self.max_entries:
+                self._evict(self._clock())
+        return value
+
+    def _land(self, key: _Key, flight: _Flight, value: Any = None,
+              error: BaseException | None = None) -> None:
+        flight.value, flight.error = value, error
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+        flight.done.set()
+
+    @staticmethod
+    def _wait(flight: _Flight) -> Any:
+        flight.done.wait()
+        if flight.error is not None:
+            raise flight.error  # the same read failed for the caller who made it
+        return flight.value
+
+    def _evict(self, now: float) -> None:
+        for k in [k for k, (exp, _) in self._entries.items() if exp <= now]:
+            del self._entries[k]
+        while len(self._entries) > self.max_entries:
+            oldest = min(self._entries, key=lambda k: self._entries[k][0])
+            del self._entries[oldest]
+
+    def _drop(self, stale: Callable[[_Key], bool]) -> int:
+        with self._lock:
+            self._generation += 1
+            # A load in flight for a stale key may predate the change: later callers start
+            # their own instead of waiting for it.
+            for k in [k for k in self._flights if stale(k)]:
+                del self._flights[k]
+            gone = [k for k in self._entries if stale(k)]
+            for k in gone:
+                del self._entries[k]
+            return len(gone)
+
+    def invalidate(self, grant_id: str) -> int:
+        """Drop what a change to `grant_id` makes stale: its own reads and every list."""
+        return self._drop(lambda k: k.grant in (grant_id, _ALL))
+
+    def invalidate_lists(self) -> int:
+        """Drop the reads that span every grant (a grant may have been added)."""
+        return self._drop(lambda k: k.grant == _ALL)
+
+    def clear(self) -> None:
+        self._drop(lambda k: True)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+CACHE = ReadCache()
+
+
+def _key(ops: object, actor: Actor, read: str, grant: str, *args: Hashable) -> _Key:
+    return _Key(id(ops), actor.username, tuple(sorted(actor.roles)), read, grant, args)
+
+
+def invalidate_grant(grant_id: str) -> None:
+    """After a change of `grant_id` (whatever its outcome): drops its detail and history for
+    every user, and every grant list and overview."""
+    CACHE.invalidate(grant_id)
+
+
+def invalidate_lists() -> None:
+    """After a change that may have added a grant we do not know the id of."""
+    CACHE.invalidate_lists()
+
+
+def invalidate_all() -> None:
+    """Drop every cached read (after a bulk change or an import)."""
+    CACHE.clear()
+
+
+def refresh_grant(grant_id: str) -> None:
+    """The grant page's Refresh button: read the grant (and the lists) again."""
+    invalidate_grant(grant_id)
+
+
+def refresh_all() -> None:
+    """The Overview's Refresh button: read everything again."""
+    invalidate_all()
+
+
+# --- grants -------------------------------------------------------------------------------
+
+
+def list_grants(
+    ops: Operations,
+    actor: Actor,
+    *,
+    search: str | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    has_token: bool | None = None,
+) -> tuple[GrantRow, ...]:
+    """The grants list, searched and filtered by the operations, cached per actor and filters.
+
+    The one way a page gets a filtered grants list (the Grants page and the Guest limits
+    picker): the filter itself is the operations' (`list_grants`)."""
+    search = (search or "").strip() or None
+    key = _key(ops, actor, "list_grants", _ALL, search, status, kind, has_token)
+    return CACHE.get_or_load(
+        key,
+        lambda: tuple(
+            ops.grants.list_grants(
+                actor, search=search, status=status, kind=kind, has_token=has_token)
+        ),
+    )
+
+
+def bulk_candidates(ops: Operations, actor: Actor, search: str | None = None
+                    ) -> tuple[GrantRow, ...]:
+    """The grants a bulk limit change may target: active Guest grants and active grants whose
+    kind is not known yet, matching `search`."""
+    rows = list_grants(ops, actor, search=search, status="active")
+    return tuple(r for r in rows if r.user_kind in ("guest", None))
+
+
+def overview(ops: Operations, actor: Actor) -> Overview:
+    """The Overview's counts and latest events, cached per actor; dropped by any grant change."""
+    key = _key(ops, actor, "overview", _ALL)
+    return CACHE.get_or_load(key, lambda: ops.grants.overview(actor))
+
+
+def _no_failed_part(detail: GrantDetail) -> bool:
+    parts = (detail.session, detail.holdings, detail.integrations, detail.userinfo)
+    return all(p.error is None for p in parts)
+
+
+def grant_detail(ops: Operations, actor: Actor, grant_id: str) -> GrantDetail:
+    """One grant's parts, cached per actor and grant; never kept when a part failed."""
+    key = _key(ops, actor, "grant_detail", grant_id)
+    return CACHE.get_or_load(key, lambda: ops.grants.grant_detail(actor, grant_id), _no_failed_part)
+
+
+def grant_history(ops: Operations, actor: Actor, grant_id: str) -> tuple[Any, ...]:
+    """The grant's audit events (newest first), cached per actor and grant."""
+    key = _key(ops, actor, "grant_history", grant_id)
+    return CACHE.get_or_load(key, lambda: tuple(ops.grants.grant_history(actor, grant_id)))
+
+
+def revoke_event(ops: Operations, actor: Actor, grant_id: str) -> Any:
+    """The console's record of the grant's revoke (the newest succeeded one), or None."""
+    return next(
+        (e for e in grant_history(ops, actor, grant_id)
+         if e.action == AuditAction.GRANT_REVOKE and e.outcome == "succeeded"),
+        None,
+    )
+
+
+def integration(ops: Operations, actor: Actor, grant_id: str, wallet_id: str) -> Integration:
+    """One integration as it is now (the resync status poll: never cached)."""
+    return ops.grants.integration(actor, grant_id, wallet_id)
+
+
+# --- limits -------------------------------------------------------------------------------
+
+
+def tiers(ops: Operations) -> tuple[Tier, ...]:
+    """The configured tier presets."""
+    return tuple(ops.tiers)
+
+
+def tier_label(ops: Operations, name: str) -> str:
+    """A tier's name with what it sets (for select boxes); the name when it is not a tier."""
+    return next((t.describe() for t in tiers(ops) if t.name == name), name)
+
+
+# --- audit log (not cached: every action appends to it) ------------------------------------
+
+
+def audit_page(ops: Operations, actor: Actor, filters: Any, page: int, page_size: int) -> Any:
+    """A page of the audit log, newest first; a page past the end gives the last page."""
+    result = ops.audit.audit_page(actor, filters, page=page, page_size=page_size)
+    if result.total and page > result.pages:
+        result = ops.audit.audit_page(actor, filters, page=result.pages, page_size=page_size)
+    return result
+
+
+@dataclass(frozen=True)
+class PreparedExport:
+    """An export made from the Audit log page: what it holds and when it was made."""
+
+    fmt: str
+    content: str
+    made_at: datetime
+    events: int
+    newest_seq: int | None
+
+
+def export_audit(ops: Operations, actor: Actor, filters: Any, fmt: str) -> PreparedExport:
+    """The events matching `filters` as a file (oldest first), with what it covers."""
+    content = ops.audit.export_audit(actor, filters, fmt)
+    parse = parse_csv_export if fmt == "csv" else parse_jsonl_export
+    exported = parse(io.StringIO(content))
+    return PreparedExport(fmt, content, datetime.now(UTC), len(exported),
+                          max((e.seq for e in exported), default=None))
+
+
+def verify_audit(ops: Operations, actor: Actor,
+                 expected_head: tuple[Any, Any] | None = None) -> Any:
+    """The audit chain's verification (`ChainReport`), optionally against a noted head."""
+    return ops.audit.verify_audit(actor, expected_head=expected_head)
