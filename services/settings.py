@@ -6,7 +6,7 @@ connect_timeout, read_timeout, max_retries, retry_budget) and the `[console]` ta
 (lower-case keys: database_url, vault_key, cookie_key, cookie_name, cookie_expiry_days,
 auth_file, audit_anchor_file, data_dir, tiers, sandbox_port, sandbox_resync_delay,
 sandbox_url) and the `[backend]` table (lower-case keys: jwt_secret, jwt_public_key,
-jwt_audience, jwt_issuer, webhook_secret, webhook_max_age, link_token_rate_limit).
+jwt_audience, jwt_issuer, webhook_secret, webhook_max_age, link_token_rate_limit, port).
 
 Nothing else in the project reads `os.environ` or the secrets file.
 """
@@ -130,6 +130,8 @@ class Settings:
     webhook_secret: str | None = field(default=None, repr=False)
     webhook_max_age: float = DEFAULT_WEBHOOK_MAX_AGE
     link_token_rate_limit: int = DEFAULT_LINK_TOKEN_RATE_LIMIT
+    #: Sandbox mode: the port `bin/console` starts the backend on (0: any free port).
+    backend_port: int = 0
 
     @property
     def effective_webhook_secret(self) -> str | None:
@@ -245,4 +247,5 @@ def load_settings(
         link_token_rate_limit=int(number(
             "BACKEND_LINK_TOKEN_RATE_LIMIT", backend, "link_token_rate_limit",
             DEFAULT_LINK_TOKEN_RATE_LIMIT, int)),
+        backend_port=int(number("BACKEND_PORT", backend, "port", 0, int)),
     )
