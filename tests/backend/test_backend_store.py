@@ -120,3 +120,18 @@ def test_webhook_store_once_under_concurrency(db):  # noqa: F811
     assert len(seen) == 1  # processed events are left alone
     with db.read() as conn:
         assert len(conn.execute(select(webhook_events)).all()) == 1
+
+
+def test_customer_lookup_uses_the_index(tmp_path):
+    from services.store import open_database
+
+    database = open_database(f"sqlite:///{tmp_path / 'plan.db'}")
+    try:
+        with database.read() as conn:
+            plan = conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT * FROM vault_tokens WHERE customer_ref = 'c' "
+                "AND revoked_at IS NULL ORDER BY updated_at DESC LIMIT 1").all()
+        assert any("USING INDEX ix_vault_tokens_customer_ref" in str(row) for row in plan)
+        assert not any("SCAN vault_tokens" in str(row) for row in plan)
+    finally:
+        database.dispose()
