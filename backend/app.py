@@ -125,9 +125,33 @@ class BodyLimit:
         await JSONResponse(err.body(), status_code=400)(scope, receive, send)
 
 
+class RequestId:
+    """Every answer carries `X-Request-Id`: the caller's (when sane) or a new one; the same
+    id goes into the audit events of the call."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _REQUEST_ID_RE.match(given) else f"bk_{uuid.uuid4().hex[:16]}"
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
 def request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id") or ""
-    return given if _REQUEST_ID_RE.match(given) else f"bk_{uuid.uuid4().hex[:16]}"
+    return str(getattr(request.state, "request_id", "") or f"bk_{uuid.uuid4().hex[:16]}")
 
 
 async def raw_body(request: Request) -> bytes:
@@ -146,17 +170,14 @@ def parse_json(raw: bytes, *, optional: bool = False) -> Any:
     return value
 
 
-def _error_response(err: ApiError, rid: str | None = None) -> JSONResponse:
-    headers = dict(err.headers)
-    if rid:
-        headers["X-Request-Id"] = rid
-    return JSONResponse(err.body(), status_code=err.status, headers=headers)
+def _error_response(err: ApiError) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status, headers=dict(err.headers))
 
 
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error_response(exc, request.headers.get("x-request-id"))
+        return _error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -227,6 +248,7 @@ def create_app(settings: Settings | None = None, *, client: KryptosClient | None
                   openapi_url=None, lifespan=lifespan)
     app.state.backend = backend
     app.add_middleware(BodyLimit)
+    app.add_middleware(RequestId)  # added last: outermost, so refusals carry the id too
     _install_handlers(app)
     _customer_routes(app, backend)
     _webhook_routes(app, backend)

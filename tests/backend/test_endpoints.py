@@ -338,3 +338,16 @@ def test_ready_reports_a_missing_webhook_secret(start_backend):
     ready = get(b.url, "/readyz")
     assert ready.status_code == 503
     assert any("KRYPTOS_WEBHOOK_SECRET" in p for p in ready.json()["problems"])
+
+
+def test_request_id_on_every_answer_and_in_the_audit(backend):
+    mine = post(backend.url, LINK, headers={**auth("rid"), "X-Request-Id": "req-abc-123"})
+    assert mine.headers["X-Request-Id"] == "req-abc-123"
+    assert {e.request_id for e in _audit(backend, "link_token.create")} == {"req-abc-123"}
+    fresh = get(backend.url, SESSION, headers=auth("rid"))
+    assert fresh.headers["X-Request-Id"].startswith("bk_")
+    assert _audit(backend, "session.check")[0].request_id == fresh.headers["X-Request-Id"]
+    weird = get(backend.url, "/healthz", headers={"X-Request-Id": "bad id\twith tab"})
+    assert weird.headers["X-Request-Id"].startswith("bk_")
+    refused = post(backend.url, EXCHANGE, raw=b"x" * (70 * 1024), headers=auth())
+    assert refused.status_code == 400 and refused.headers["X-Request-Id"].startswith("bk_")
