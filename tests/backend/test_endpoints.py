@@ -351,3 +351,11 @@ def test_request_id_on_every_answer_and_in_the_audit(backend):
     assert weird.headers["X-Request-Id"].startswith("bk_")
     refused = post(backend.url, EXCHANGE, raw=b"x" * (70 * 1024), headers=auth())
     assert refused.status_code == 400 and refused.headers["X-Request-Id"].startswith("bk_")
+
+
+def test_kryptos_rate_limit_is_503_with_its_retry_after(backend, sandbox):
+    sandbox.set_fault(path="/link-token", status=429, code="rate_limit_exceeded",
+                      retry_after=7, count=1)
+    answer = post(backend.url, LINK, headers=auth("rl"))
+    assert_error(answer, 503, "UPSTREAM_UNAVAILABLE")
+    assert answer.headers["Retry-After"] == "7"
