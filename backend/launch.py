@@ -65,6 +65,9 @@ def start_sandbox_stack(env: dict[str, str], *, python: str = sys.executable
     the sandbox URL and the backend URL. Sets SANDBOX_URL in `env`."""
     settings = load_settings(env)
     children: list[subprocess.Popen] = []
+    # The backend's port is chosen first, so that the sandbox could be told where to send its
+    # webhooks (`<backend>/api/kryptos/webhooks`) once its sender takes such a setting.
+    backend_port = settings.backend_port or free_port()
     try:
         sandbox_url = settings.sandbox_url
         if sandbox_url is None:
@@ -75,10 +78,9 @@ def start_sandbox_stack(env: dict[str, str], *, python: str = sys.executable
             sandbox_url = f"http://127.0.0.1:{port}"
             wait_until_up(sandbox_url + "/api/health", children[-1])
         env["SANDBOX_URL"] = sandbox_url
-        port = settings.backend_port or free_port()
-        children.append(subprocess.Popen([python, "-m", "backend", "--port", str(port)],
+        children.append(subprocess.Popen([python, "-m", "backend", "--port", str(backend_port)],
                                          cwd=ROOT, env=env))
-        backend_url = f"http://127.0.0.1:{port}"
+        backend_url = f"http://127.0.0.1:{backend_port}"
         wait_until_up(backend_url + "/healthz", children[-1])
     except BaseException:
         stop(children)
