@@ -36,7 +36,14 @@ from backend.service import CustomerService
 from backend.webhooks import Hook, WebhookHub, verify
 from services.kryptos.client import KryptosClient
 from services.settings import Settings, load_settings
-from services.store import AuditLog, Database, TokenVault, load_vault_key, open_database
+from services.store import (
+    AuditLog,
+    AuditTrail,
+    Database,
+    TokenVault,
+    load_vault_key,
+    open_database,
+)
 
 log = logging.getLogger("backend")
 
@@ -222,7 +229,7 @@ def _build_backend(settings: Settings, client: KryptosClient | None, db: Databas
         anchor.parent.mkdir(parents=True, exist_ok=True)
     audit = AuditLog(db, anchor_file=anchor)
     stops.append(audit.flush_anchor)
-    service = CustomerService(client, vault, audit,
+    service = CustomerService(client, vault, AuditTrail(audit),
                               RateLimiter(db, settings.link_token_rate_limit),
                               ExchangeOnce(db))
     hub = WebhookHub(db, vault, list(on_event))

@@ -1,38 +1,45 @@
 """Every backend call in the console's audit log, as `customer:<ref>` with role `customer`.
 
-`audited()` is the one place the backend writes audit events (a later refactor routes it
-through the shared trail runner: swap its body). Mutations record `requested`, then
-`succeeded` or `failed`; reads (`read=True`) record one event with the outcome. An
-`ApiError` 429 is recorded as `denied`. No token ever reaches a field: params are the
-caller's plain facts (customer ref, grant id, flags)."""
+The backend writes audit events only here, through the store's `AuditTrail` (the runner the
+console and the operator tools use). Mutations (`audited`): `requested`, then `succeeded`
+or `failed`. Reads (`audited(read=True)`): one event with the outcome. A refusal before
+anything is attempted (the rate limit) is one `denied` event (`denied()`). No token ever
+reaches a field: params are the caller's plain facts (customer ref, grant id, flags) and the
+call's `X-Request-Id`."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from backend.errors import ApiError
-from services.store import AuditLog, NewAuditEvent
+from services.store import AuditAction, AuditTrail
+from services.store.trail import Failure
 
 T = TypeVar("T")
 
 ROLE = "customer"
-A_LINK = "link_token.create"
-A_EXCHANGE = "token.exchange"
-A_DISCONNECT = "grant.disconnect"
-A_SESSION = "session.check"
-A_HOLDINGS = "holdings.read"
+A_LINK = AuditAction.LINK_TOKEN_CREATE
+A_EXCHANGE = AuditAction.TOKEN_EXCHANGE
+A_DISCONNECT = AuditAction.GRANT_DISCONNECT
+A_SESSION = AuditAction.SESSION_CHECK
+A_HOLDINGS = AuditAction.HOLDINGS_READ
 
 
 def actor(customer_ref: str) -> str:
     return f"customer:{customer_ref}"[:200]
 
 
+def _failure(exc: BaseException, request_id: str | None = None) -> Failure:
+    if isinstance(exc, ApiError):
+        return Failure(exc.code, exc.message, request_id)
+    return Failure("INTERNAL", "Unexpected error in the backend.", request_id)
+
+
 def audited(
-    audit: AuditLog,
+    trail: AuditTrail,
     customer_ref: str,
-    action: str,
+    action: AuditAction,
     body: Callable[[], tuple[T, Mapping[str, Any] | None]],
     *,
     target_type: str | None = None,
@@ -41,29 +48,37 @@ def audited(
     request_id: str | None = None,
     read: bool = False,
 ) -> T:
-    """Run `body()` (returning (value, after)) between audit events; re-raise its error."""
-    cid = str(uuid.uuid4())
-
-    def event(outcome: str, **fields: Any) -> None:
-        audit.append(NewAuditEvent(
-            actor_username=actor(customer_ref), actor_roles=(ROLE,), action=action,
-            outcome=outcome, target_type=target_type,
-            target_id=None if target_id is None else str(target_id)[:200],
-            request_id=request_id, correlation_id=cid, **fields))
-
+    """Run `body()` (returning (value, after)) inside its audit events; re-raise its error."""
+    who, what = actor(customer_ref), str(action)
+    tid = None if target_id is None else str(target_id)[:200]
     if not read:
-        event("requested", params=dict(params) if params else None)
+        def change() -> tuple[T, None, Mapping[str, Any] | None]:
+            value, after = body()
+            return value, None, after
+
+        # The runner has no request id column for requested/succeeded: it goes in params
+        # (and in the column of a failed event).
+        return trail.run(who, (ROLE,), what, change, target_type=target_type, target_id=tid,
+                         params={**(params or {}), "request_id": request_id},
+                         describe=lambda exc: _failure(exc, request_id))
+    common = dict(target_type=target_type, target_id=tid, request_id=request_id,
+                  params=dict(params) if params else None)
     try:
         value, after = body()
-    except ApiError as err:
-        event("denied" if err.status == 429 else "failed",
-              params=dict(params) if read and params else None,
-              error_code=err.code, error_message=err.message)
+    except BaseException as exc:
+        failure = _failure(exc)
+        trail.event(who, (ROLE,), what, "failed", error_code=failure.code,
+                    error_message=failure.message, **common)
         raise
-    except Exception:
-        event("failed", params=dict(params) if read and params else None,
-              error_code="INTERNAL", error_message="Unexpected error in the backend.")
-        raise
-    event("succeeded", params=dict(params) if read and params else None,
-          after=dict(after) if after is not None else None)
+    trail.event(who, (ROLE,), what, "succeeded", after=dict(after) if after else None,
+                **common)
     return value
+
+
+def denied(trail: AuditTrail, customer_ref: str, action: AuditAction, err: ApiError, *,
+           request_id: str | None = None, params: Mapping[str, Any] | None = None) -> None:
+    """One `denied` event: the call was refused before anything was attempted."""
+    trail.event(actor(customer_ref), (ROLE,), str(action), "denied",
+                target_type="customer", target_id=customer_ref[:200], request_id=request_id,
+                params=dict(params) if params else None, error_code=err.code,
+                error_message=err.message)

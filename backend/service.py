@@ -18,7 +18,7 @@ from backend.ratelimit import RateLimiter
 from backend.shapes import holdings_json, session_json
 from services.kryptos.client import KryptosClient
 from services.kryptos.errors import InvalidTokenError, KryptosError, NotFoundError
-from services.store import AuditLog, StoreError, TokenVault, VaultEntry
+from services.store import AuditTrail, StoreError, TokenVault, VaultEntry
 
 log = logging.getLogger("backend")
 
@@ -43,14 +43,14 @@ def _store_failed(what: str) -> ApiError:
 class CustomerService:
     client: KryptosClient
     vault: TokenVault
-    audit: AuditLog
+    trail: AuditTrail
     limiter: RateLimiter
     exchanges: ExchangeOnce
 
-    def _run(self, ref: str, action: str, body: Callable[[], tuple[T, Any]], *,
+    def _run(self, ref: str, action: A.AuditAction, body: Callable[[], tuple[T, Any]], *,
              request_id: str | None, read: bool = False, target_type: str = "customer",
              target_id: str | None = None, params: dict | None = None) -> T:
-        return A.audited(self.audit, ref, action, body, target_type=target_type,
+        return A.audited(self.trail, ref, action, body, target_type=target_type,
                          target_id=target_id or ref, params={"customer_ref": ref, **(params or {})},
                          request_id=request_id, read=read)
 
@@ -67,10 +67,14 @@ class CustomerService:
     # --- endpoints ------------------------------------------------------------------------
 
     def create_link_token(self, ref: str, request_id: str | None = None) -> dict[str, Any]:
+        wait = self.limiter.hit(f"link_token:{ref}")
+        if wait:
+            err = rate_limited(wait)
+            A.denied(self.trail, ref, A.A_LINK, err, request_id=request_id,
+                     params={"customer_ref": ref})
+            raise err
+
         def body() -> tuple[dict[str, Any], dict[str, Any]]:
-            wait = self.limiter.hit(f"link_token:{ref}")
-            if wait:
-                raise rate_limited(wait)
             stored = self._stored(ref)
             token = stored[1] if stored else None
             dropped = None

@@ -343,7 +343,11 @@ def test_ready_reports_a_missing_webhook_secret(start_backend):
 def test_request_id_on_every_answer_and_in_the_audit(backend):
     mine = post(backend.url, LINK, headers={**auth("rid"), "X-Request-Id": "req-abc-123"})
     assert mine.headers["X-Request-Id"] == "req-abc-123"
-    assert {e.request_id for e in _audit(backend, "link_token.create")} == {"req-abc-123"}
+    requested = [e for e in _audit(backend, "link_token.create") if e.outcome == "requested"]
+    assert requested[0].params["request_id"] == "req-abc-123"
+    refused = post(backend.url, DISCONNECT, headers={**auth("rid"), "X-Request-Id": "r-2"})
+    assert refused.status_code == 404
+    assert _audit(backend, "grant.disconnect")[0].request_id == "r-2"
     fresh = get(backend.url, SESSION, headers=auth("rid"))
     assert fresh.headers["X-Request-Id"].startswith("bk_")
     assert _audit(backend, "session.check")[0].request_id == fresh.headers["X-Request-Id"]
