@@ -229,10 +229,10 @@ def _build_backend(settings: Settings, client: KryptosClient | None, db: Databas
         anchor.parent.mkdir(parents=True, exist_ok=True)
     audit = AuditLog(db, anchor_file=anchor)
     stops.append(audit.flush_anchor)
+    hub = WebhookHub(db, vault, list(on_event))
     service = CustomerService(client, vault, AuditTrail(audit),
                               RateLimiter(db, settings.link_token_rate_limit),
-                              ExchangeOnce(db))
-    hub = WebhookHub(db, vault, list(on_event))
+                              ExchangeOnce(db), on_user_learned=hub.attach_user)
     return Backend(settings, client, db, vault, audit, jwt_config(settings), service, hub,
                    sandbox_url if settings.sandbox_mode else None, stops)
 

@@ -4,8 +4,8 @@ Live mode: the console alone (`streamlit run dashboard/app.py`); run the backend
 own (`python -m backend`, see the README). Sandbox mode: a sandbox (`python -m sandbox`,
 unless SANDBOX_URL names a running one), the backend and the console, as child processes
 sharing that sandbox and the data folder (database, vault key, audit anchor); the
-addresses are printed, and every child is stopped when the console stops (or on Ctrl-C /
-SIGTERM)."""
+addresses are printed, the sandbox's webhooks are sent to the backend, and every child
+is stopped when the console stops (or on Ctrl-C / SIGTERM)."""
 
 from __future__ import annotations
 
@@ -65,8 +65,6 @@ def start_sandbox_stack(env: dict[str, str], *, python: str = sys.executable
     the sandbox URL and the backend URL. Sets SANDBOX_URL in `env`."""
     settings = load_settings(env)
     children: list[subprocess.Popen] = []
-    # The backend's port is chosen first, so that the sandbox could be told where to send its
-    # webhooks (`<backend>/api/kryptos/webhooks`) once its sender takes such a setting.
     backend_port = settings.backend_port or free_port()
     try:
         sandbox_url = settings.sandbox_url
@@ -82,6 +80,12 @@ def start_sandbox_stack(env: dict[str, str], *, python: str = sys.executable
                                          cwd=ROOT, env=env))
         backend_url = f"http://127.0.0.1:{backend_port}"
         wait_until_up(backend_url + "/healthz", children[-1])
+        # The sandbox's webhooks go to the backend (through the control API, so the secret
+        # is not on a command line; a `POST /sandbox/reset` turns them off again).
+        from sandbox import SandboxClient
+
+        SandboxClient(sandbox_url).set_webhooks(backend_url + "/api/kryptos/webhooks",
+                                                settings.effective_webhook_secret)
     except BaseException:
         stop(children)
         raise

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from backend import audit as A
 from backend.errors import ApiError, from_kryptos, invalid, no_grant, rate_limited
 from backend.exchange import ExchangeOnce
@@ -46,6 +48,8 @@ class CustomerService:
     trail: AuditTrail
     limiter: RateLimiter
     exchanges: ExchangeOnce
+    #: Called with (Kryptos user id, grant id) once a new grant's user is known.
+    on_user_learned: Callable[[str, str], Any] | None = None
 
     def _run(self, ref: str, action: A.AuditAction, body: Callable[[], tuple[T, Any]], *,
              request_id: str | None, read: bool = False, target_type: str = "customer",
@@ -129,19 +133,29 @@ class CustomerService:
 
     def _learn(self, grant_id: str, token: str) -> None:
         """Best effort: the Kryptos user id (webhooks name users) and Guest or Linked."""
+        user = None
         try:
             info = self.client.get_userinfo(token)
             self.vault.update(grant_id, kryptos_user_id=info.sub,
                               user_kind="guest" if info.is_guest else "linked")
-            return
+            user = info.sub
         except (KryptosError, StoreError) as exc:
             log.info("exchange: user info of %s unreadable: %s", grant_id, type(exc).__name__)
-        try:
-            session = self.client.check_session(token)
-            if session.user_id:
-                self.vault.update(grant_id, kryptos_user_id=session.user_id)
-        except (KryptosError, StoreError) as exc:
-            log.info("exchange: session of %s unreadable: %s", grant_id, type(exc).__name__)
+        if user is None:
+            try:
+                session = self.client.check_session(token)
+                if session.user_id:
+                    self.vault.update(grant_id, kryptos_user_id=session.user_id)
+                    user = session.user_id
+            except (KryptosError, StoreError) as exc:
+                log.info("exchange: session of %s unreadable: %s", grant_id,
+                         type(exc).__name__)
+        if user and self.on_user_learned is not None:
+            try:
+                self.on_user_learned(user, grant_id)
+            except (StoreError, SQLAlchemyError) as exc:  # the exchange itself succeeded
+                log.warning("exchange: earlier webhooks of %s not tied to it: %s", grant_id,
+                            type(exc).__name__)
 
     def session(self, ref: str, request_id: str | None = None) -> dict[str, Any]:
         def body() -> tuple[dict[str, Any], dict[str, Any]]:

@@ -9,6 +9,10 @@ stored. Processing runs after the answer (`process_event`): it finds the grant (
 `grant_id`, else the vault's grant of the payload's Kryptos user `uid`), records it on the
 row, calls every `on_event` hook, then sets `processed_at`.
 
+An event that names a user the vault does not know yet (the widget's `integration.created`
+comes before the exchange) is tied to the grant when the exchange stores it
+(`WebhookHub.attach_user`), and the hooks see it again then.
+
 Hooks (for the read model): `WebhookHub.on_event.append(fn)`, `fn(event: WebhookEvent)`.
 A hook may run more than once for one event (a redelivery of an event whose processing
 failed): make it idempotent on `event.webhook_id`. A hook that raises leaves the event
@@ -165,6 +169,23 @@ class WebhookHub:
     def process(self, row_id: int) -> WebhookEvent | None:
         return process_event(self.db, row_id, vault=self.vault, hooks=self.on_event)
 
+    def attach_user(self, kryptos_user_id: str, grant_id: str) -> list[WebhookEvent]:
+        """A grant was just stored for this Kryptos user: events of the user received before
+        (the widget's `integration.created` arrives before the exchange) get its grant id,
+        and the hooks see them again, now with the grant. Returns those events."""
+        with self.db.write() as conn:
+            ids = list(conn.execute(
+                select(webhook_events.c.id).where(
+                    webhook_events.c.kryptos_user_id == kryptos_user_id,
+                    webhook_events.c.grant_id.is_(None))).scalars())
+            if ids:
+                conn.execute(update(webhook_events).where(webhook_events.c.id.in_(ids))
+                             .values(grant_id=grant_id))
+        events = [e for e in (self.get(i) for i in ids) if e is not None]
+        for event in events:
+            _run_hooks(self.on_event, event)
+        return events
+
     def for_grant(self, grant_id: str, limit: int = 100) -> list[WebhookEvent]:
         """A grant's events, newest first."""
         with self.db.read() as conn:
@@ -202,15 +223,7 @@ def process_event(db: Database, row_id: int, *, vault: TokenVault | None = None,
             conn.execute(update(webhook_events).where(webhook_events.c.id == row_id)
                          .values(grant_id=grant_id))
         event = WebhookEvent(**{**event.__dict__, "grant_id": grant_id})
-    failed = False
-    for hook in list(hooks):
-        try:
-            hook(event)
-        except Exception:  # one subscriber's failure must not stop the others
-            failed = True
-            log.exception("webhook hook %r failed for event %s (%s)",
-                          getattr(hook, "__name__", hook), event.webhook_id, event.type)
-    if failed:
+    if not _run_hooks(hooks, event):
         return event
     now = datetime.now(UTC)
     with db.write() as conn:
@@ -218,3 +231,16 @@ def process_event(db: Database, row_id: int, *, vault: TokenVault | None = None,
                                                   webhook_events.c.processed_at.is_(None))
                      .values(processed_at=now))
     return WebhookEvent(**{**event.__dict__, "processed_at": now})
+
+
+def _run_hooks(hooks: list[Hook] | tuple[Hook, ...], event: WebhookEvent) -> bool:
+    """Call every hook; False when one raised (the others still run)."""
+    ok = True
+    for hook in list(hooks):
+        try:
+            hook(event)
+        except Exception:  # one subscriber's failure must not stop the others
+            ok = False
+            log.exception("webhook hook %r failed for event %s (%s)",
+                          getattr(hook, "__name__", hook), event.webhook_id, event.type)
+    return ok

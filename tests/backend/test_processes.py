@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,16 @@ def test_sandbox_stack_starts_and_stops(tmp_path: Path):
         widget = post(backend_url, "/demo/widget", {"link_token": link.json()["link_token"]})
         assert post(backend_url, "/api/kryptos/exchange-token", widget.json(),
                     headers=bearer).json() == {"success": True}
+        from sandbox import SandboxClient
+
+        config = SandboxClient(sandbox_url).webhook_config()
+        assert config["url"] == backend_url + "/api/kryptos/webhooks" and config["has_secret"]
+        deadline = time.monotonic() + 15
+        while not all(d["status"] == "delivered" for d in config["deliveries"]) \
+                or not config["deliveries"]:
+            assert time.monotonic() < deadline, config["deliveries"]
+            time.sleep(0.1)
+            config = SandboxClient(sandbox_url).webhook_config()
         assert (tmp_path / "data" / "console.db").exists()
         assert (tmp_path / "data" / "vault.key").exists()
     finally:
