@@ -5,7 +5,8 @@ the `[kryptos]` table (lower-case keys: client_id, client_secret, connect_url, d
 connect_timeout, read_timeout, max_retries, retry_budget) and the `[console]` table
 (lower-case keys: database_url, vault_key, cookie_key, cookie_name, cookie_expiry_days,
 auth_file, audit_anchor_file, data_dir, tiers, sandbox_port, sandbox_resync_delay,
-sandbox_url).
+sandbox_url) and the `[backend]` table (lower-case keys: jwt_secret, jwt_public_key,
+jwt_audience, jwt_issuer, webhook_secret, webhook_max_age, link_token_rate_limit, port).
 
 Nothing else in the project reads `os.environ` or the secrets file.
 """
@@ -29,6 +30,12 @@ SANDBOX_CLIENT_ID = "sandbox_client"
 SANDBOX_CLIENT_SECRET = "sandbox_secret_do_not_use_live"
 
 DEFAULT_TIERS = "Free=1000,Plus=10000,Pro=100000,Unlimited=off"
+
+#: Sandbox mode only, when KRYPTOS_WEBHOOK_SECRET is not set: the secret the sandbox's
+#: webhook sender signs with and the backend verifies with. Never accepted in live mode.
+SANDBOX_WEBHOOK_SECRET = "sandbox_webhook_secret_do_not_use_live"
+DEFAULT_WEBHOOK_MAX_AGE = 300.0
+DEFAULT_LINK_TOKEN_RATE_LIMIT = 10
 
 
 class ConfigError(Exception):
@@ -113,6 +120,25 @@ class Settings:
     sandbox_resync_delay: float = 5.0
     #: Sandbox mode only: use an already running sandbox at this URL instead of starting one.
     sandbox_url: str | None = None
+    #: The customer backend (`backend/`): how customers' JWTs are checked (HS256 secret or
+    #: RS256 public key in PEM), the webhook signing secret, the webhook max age (seconds)
+    #: and link tokens allowed per customer per minute.
+    backend_jwt_secret: str | None = field(default=None, repr=False)
+    backend_jwt_public_key: str | None = field(default=None, repr=False)
+    backend_jwt_audience: str | None = None
+    backend_jwt_issuer: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_max_age: float = DEFAULT_WEBHOOK_MAX_AGE
+    link_token_rate_limit: int = DEFAULT_LINK_TOKEN_RATE_LIMIT
+    #: Sandbox mode: the port `bin/console` starts the backend on (0: any free port).
+    backend_port: int = 0
+
+    @property
+    def effective_webhook_secret(self) -> str | None:
+        """The webhook secret; in sandbox mode without one, the sandbox's well-known one."""
+        if self.webhook_secret:
+            return self.webhook_secret
+        return SANDBOX_WEBHOOK_SECRET if self.sandbox_mode else None
 
     @property
     def sandbox_mode(self) -> bool:
@@ -151,6 +177,7 @@ def load_settings(
     secrets = _read_secrets(path)
     kryptos = {str(k).lower(): v for k, v in dict(secrets.get("kryptos", {})).items()}
     console = {str(k).lower(): v for k, v in dict(secrets.get("console", {})).items()}
+    backend = {str(k).lower(): v for k, v in dict(secrets.get("backend", {})).items()}
 
     def get(env_name: str, table: dict, key: str) -> str | None:
         value = env.get(env_name)
@@ -210,4 +237,15 @@ def load_settings(
             "SANDBOX_RESYNC_DELAY", console, "sandbox_resync_delay", 5.0, float
         ),
         sandbox_url=(get("SANDBOX_URL", console, "sandbox_url") or "").rstrip("/") or None,
+        backend_jwt_secret=get("BACKEND_JWT_SECRET", backend, "jwt_secret"),
+        backend_jwt_public_key=get("BACKEND_JWT_PUBLIC_KEY", backend, "jwt_public_key"),
+        backend_jwt_audience=get("BACKEND_JWT_AUDIENCE", backend, "jwt_audience"),
+        backend_jwt_issuer=get("BACKEND_JWT_ISSUER", backend, "jwt_issuer"),
+        webhook_secret=get("KRYPTOS_WEBHOOK_SECRET", backend, "webhook_secret"),
+        webhook_max_age=number("BACKEND_WEBHOOK_MAX_AGE", backend, "webhook_max_age",
+                               DEFAULT_WEBHOOK_MAX_AGE, float),
+        link_token_rate_limit=int(number(
+            "BACKEND_LINK_TOKEN_RATE_LIMIT", backend, "link_token_rate_limit",
+            DEFAULT_LINK_TOKEN_RATE_LIMIT, int)),
+        backend_port=int(number("BACKEND_PORT", backend, "port", 0, int)),
     )

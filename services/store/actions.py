@@ -21,6 +21,10 @@ class AuditAction(StrEnum):
     LINK_TOKEN_CREATE = "link_token.create"
     TOKEN_EXCHANGE = "token.exchange"
     TOKEN_IMPORT = "token.import"
+    # the customer backend (backend/): a customer's own calls, actor customer:<ref>
+    GRANT_DISCONNECT = "grant.disconnect"
+    SESSION_CHECK = "session.check"
+    HOLDINGS_READ = "holdings.read"
     # audit log
     AUDIT_READ = "audit.read"
     AUDIT_EXPORT = "audit.export"

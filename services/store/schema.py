@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
@@ -69,6 +69,7 @@ vault_tokens = Table(
     Column("user_kind", String(10)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),  # 0003: the customer disconnected (token kept)
 )
 
 vault_meta = Table(
@@ -76,4 +77,43 @@ vault_meta = Table(
     metadata,
     Column("name", String(50), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# --- 0003_backend: the customer backend's tables ---------------------------------------------
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("webhook_id", String(200), nullable=False, unique=True),
+    Column("type", String(100), nullable=False),
+    Column("grant_id", String(200)),
+    Column("kryptos_user_id", String(200)),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("processed_at", UTCDateTime),
+)
+
+backend_exchanges = Table(
+    "backend_exchanges",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # SHA-256 of the public token
+    Column("customer_ref", String(320), nullable=False),
+    Column("state", String(10), nullable=False),  # pending, done, failed
+    Column("grant_id", String(200)),
+    Column("error_status", Integer),
+    Column("error_code", String(100)),
+    Column("error_message", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+backend_rate_hits = Table(
+    "backend_rate_hits",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("bucket", String(400), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
 )

@@ -62,6 +62,8 @@ class VaultEntry:
     user_kind: str | None
     created_at: datetime
     updated_at: datetime
+    #: When the customer disconnected through the backend (the token is kept, unusable).
+    revoked_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,7 @@ class TokenVault:
             workspace_id=row.workspace_id, kryptos_user_id=row.kryptos_user_id,
             customer_ref=row.customer_ref, user_kind=row.user_kind,
             created_at=row.created_at, updated_at=row.updated_at,
+            revoked_at=getattr(row, "revoked_at", None),
         )
 
     def _encrypt(self, token: str) -> dict[str, str]:
@@ -328,6 +331,50 @@ class TokenVault:
             "user_kind": _kind(user_kind),
         }.items() if v is not None}
         return self._write(gid, token, fields)
+
+    def put_for_customer(self, grant_id: str, access_token: str, customer_ref: str, *,
+                         workspace_id: str | None = None) -> VaultEntry:
+        """Store a token exchanged for `customer_ref` (a live grant: clears `revoked_at`)."""
+        gid, token = _grant_id(grant_id), _token(access_token)
+        ref = _clean(customer_ref, "customer_ref", 320)
+        if ref is None:
+            raise StoreError("The customer reference is empty.")
+        fields: dict[str, Any] = {"customer_ref": ref, "revoked_at": None}
+        workspace = _clean(workspace_id, "workspace_id", 200)
+        if workspace is not None:
+            fields["workspace_id"] = workspace
+        return self._write(gid, token, fields)
+
+    def for_customer(self, customer_ref: str) -> VaultEntry | None:
+        """The customer's newest stored grant that is not revoked (index on customer_ref)."""
+        with self._db.read() as conn:
+            row = conn.execute(
+                select(vault_tokens).where(vault_tokens.c.customer_ref == customer_ref,
+                                           vault_tokens.c.revoked_at.is_(None))
+                .order_by(vault_tokens.c.updated_at.desc(), vault_tokens.c.grant_id)
+                .limit(1)).first()
+        return None if row is None else self._entry(row)
+
+    def for_user(self, kryptos_user_id: str) -> VaultEntry | None:
+        """The newest stored grant of a Kryptos user id (index on kryptos_user_id)."""
+        with self._db.read() as conn:
+            row = conn.execute(
+                select(vault_tokens).where(vault_tokens.c.kryptos_user_id == kryptos_user_id)
+                .order_by(vault_tokens.c.updated_at.desc(), vault_tokens.c.grant_id)
+                .limit(1)).first()
+        return None if row is None else self._entry(row)
+
+    def mark_revoked(self, grant_id: str) -> VaultEntry:
+        """Record that the grant was revoked; the ciphertext stays (audit, support)."""
+        gid = _grant_id(grant_id)
+        now = datetime.now(UTC)
+        with self._db.write() as conn:
+            done = conn.execute(update(vault_tokens).where(vault_tokens.c.grant_id == gid)
+                                .values(revoked_at=now, updated_at=now))
+            if done.rowcount == 0:
+                raise VaultEntryNotFound(gid)
+            row = conn.execute(select(vault_tokens).where(vault_tokens.c.grant_id == gid)).one()
+        return self._entry(row)
 
     def update(self, grant_id: str, **fields: Any) -> VaultEntry:
         """Change some fields of a stored grant (`access_token`, `workspace_id`,

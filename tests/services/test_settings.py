@@ -96,3 +96,34 @@ def test_bad_numbers_and_bad_toml_are_config_errors(tmp_path: Path) -> None:
         load_settings(env={"KRYPTOS_READ_TIMEOUT": "soon"}, secrets_path=tmp_path / "x.toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(env={}, secrets_path=_file(tmp_path, "[kryptos\n"))
+
+
+def test_backend_settings_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    from services.settings import SANDBOX_WEBHOOK_SECRET
+
+    path = _file(tmp_path, SECRETS + """
+[backend]
+jwt_secret = "file-jwt-secret"
+jwt_audience = "kryptos-backend"
+webhook_secret = "file-webhook-secret"
+webhook_max_age = 120
+link_token_rate_limit = 4
+""")
+    s = load_settings(env={"BACKEND_JWT_ISSUER": "https://login.example",
+                           "BACKEND_LINK_TOKEN_RATE_LIMIT": "7"}, secrets_path=path)
+    assert s.backend_jwt_secret == "file-jwt-secret"
+    assert s.backend_jwt_audience == "kryptos-backend"
+    assert s.backend_jwt_issuer == "https://login.example"
+    assert s.webhook_secret == s.effective_webhook_secret == "file-webhook-secret"
+    assert s.webhook_max_age == 120 and s.link_token_rate_limit == 7
+    assert "file-jwt-secret" not in repr(s) and "file-webhook-secret" not in repr(s)
+
+    empty = load_settings(env={}, secrets_path=tmp_path / "absent.toml")
+    assert empty.webhook_max_age == 300 and empty.link_token_rate_limit == 10
+    assert empty.effective_webhook_secret == SANDBOX_WEBHOOK_SECRET  # sandbox mode only
+    live = load_settings(env={"KRYPTOS_CLIENT_ID": "a", "KRYPTOS_CLIENT_SECRET": "b"},
+                         secrets_path=tmp_path / "absent.toml")
+    assert live.effective_webhook_secret is None
+    with pytest.raises(ConfigError):
+        load_settings(env={"BACKEND_WEBHOOK_MAX_AGE": "soon"},
+                      secrets_path=tmp_path / "absent.toml")

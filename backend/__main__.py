@@ -1,0 +1,47 @@
+"""`python -m backend [--host 127.0.0.1] [--port 8000]`: the backend on uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+
+from services.settings import ConfigError, load_settings
+from services.store.errors import StoreError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m backend",
+                                     description="The Kryptos Connect customer backend.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--proxy-headers", action="store_true",
+                        help="trust X-Forwarded-* from --forwarded-allow-ips (behind a proxy)")
+    parser.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    from backend.app import create_app
+
+    try:
+        settings = load_settings()
+        app = create_app(settings)
+    except (ConfigError, StoreError) as exc:
+        print(f"backend: {exc.user_message}", file=sys.stderr)
+        return 2
+    mode = "sandbox" if settings.sandbox_mode else "live"
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
+                            proxy_headers=args.proxy_headers,
+                            forwarded_allow_ips=args.forwarded_allow_ips,
+                            server_header=False)
+    server = uvicorn.Server(config)
+    print(f"Kryptos backend ({mode} mode) starting on http://{args.host}:{args.port}",
+          flush=True)
+    server.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""Customers sign in with the company's own login: `Authorization: Bearer <JWT>`.
+
+HS256 with `BACKEND_JWT_SECRET` and/or RS256 with `BACKEND_JWT_PUBLIC_KEY` (PEM); `exp` and
+`sub` (the customer reference) are required; `aud` / `iss` are checked when configured.
+Anything else (alg none, another algorithm, bad signature, expired, wrong audience or
+issuer, missing or malformed sub) is 401 UNAUTHENTICATED, with one plain message."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+
+from backend.errors import ApiError, unauthenticated
+from services.settings import Settings
+
+CUSTOMER_REF_MAX = 320
+LEEWAY_S = 30
+DEMO_KEY_FILE = "backend-jwt.key"
+DEMO_TOKEN_LIFETIME_S = 3600
+
+
+@dataclass(frozen=True)
+class JwtConfig:
+    hs256_secret: str | None
+    rs256_public_key: str | None
+    audience: str | None
+    issuer: str | None
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.hs256_secret or self.rs256_public_key)
+
+    def __repr__(self) -> str:
+        return (f"JwtConfig(hs256={bool(self.hs256_secret)}, rs256={bool(self.rs256_public_key)},"
+                f" audience={self.audience!r}, issuer={self.issuer!r})")
+
+
+def _demo_secret(data_dir: Path) -> str:
+    """Sandbox mode without BACKEND_JWT_SECRET: a generated secret in the data folder."""
+    path = data_dir / DEMO_KEY_FILE
+    if path.exists():
+        value = path.read_text(encoding="utf-8").strip()
+        if value:
+            return value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def jwt_config(settings: Settings) -> JwtConfig:
+    secret = settings.backend_jwt_secret
+    if not secret and not settings.backend_jwt_public_key and settings.sandbox_mode:
+        secret = _demo_secret(Path(settings.data_dir))
+    return JwtConfig(secret, settings.backend_jwt_public_key,
+                     settings.backend_jwt_audience, settings.backend_jwt_issuer)
+
+
+def valid_customer_ref(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value or len(value) > CUSTOMER_REF_MAX or any(ord(c) < 32 or ord(c) == 127
+                                                         for c in value):
+        return None
+    return value
+
+
+def customer_from_header(authorization: str | None, config: JwtConfig) -> str:
+    """The customer reference of a valid bearer token; `ApiError` 401 otherwise."""
+    if not config.complete:
+        raise unauthenticated("Customer sign-in is not configured on this backend.")
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise unauthenticated()
+    try:
+        alg = jwt.get_unverified_header(token).get("alg")
+    except jwt.PyJWTError:
+        raise unauthenticated() from None
+    key = {"HS256": config.hs256_secret, "RS256": config.rs256_public_key}.get(str(alg))
+    if not key:  # "none", another algorithm, or one this backend has no key for
+        raise unauthenticated()
+    try:
+        claims = jwt.decode(
+            token, key, algorithms=[str(alg)], audience=config.audience,
+            issuer=config.issuer, leeway=LEEWAY_S,
+            options={"require": ["exp", "sub"], "verify_aud": bool(config.audience)},
+        )
+    except (jwt.PyJWTError, ValueError, TypeError):
+        raise unauthenticated() from None
+    ref = valid_customer_ref(claims.get("sub"))
+    if ref is None:
+        raise unauthenticated()
+    return ref
+
+
+def mint_demo_token(config: JwtConfig, customer_ref: str,
+                    lifetime: int = DEMO_TOKEN_LIFETIME_S) -> str:
+    """Sandbox mode only (the caller checks): an HS256 token for `customer_ref`."""
+    if not config.hs256_secret:
+        raise ApiError(409, "NO_DEMO_KEY", "Demo tokens need an HS256 secret.")
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": customer_ref, "iat": now, "exp": now + lifetime}
+    if config.audience:
+        claims["aud"] = config.audience
+    if config.issuer:
+        claims["iss"] = config.issuer
+    return jwt.encode(claims, config.hs256_secret, algorithm="HS256")

@@ -1,0 +1,246 @@
+"""The signed-webhook receiver's logic: verify, store once, then process.
+
+Verification: `X-Webhook-Signature` is the lowercase hex HMAC-SHA256 of the raw body keyed
+with KRYPTOS_WEBHOOK_SECRET, compared with `hmac.compare_digest`; `X-Webhook-Timestamp`
+(Unix seconds, or ISO 8601 as in the API notes) must be within the max age of now, either
+way. Storage: one row per `X-Webhook-Id` in `webhook_events` (unique constraint: a
+redelivery or a concurrent duplicate is answered 200 and stored once). Any event type is
+stored. Processing runs after the answer (`process_event`): it finds the grant (the payload's
+`grant_id`, else the vault's grant of the payload's Kryptos user `uid`), records it on the
+row, calls every `on_event` hook, then sets `processed_at`.
+
+An event that names a user the vault does not know yet (the widget's `integration.created`
+comes before the exchange) is tied to the grant when the exchange stores it
+(`WebhookHub.attach_user`), and the hooks see it again then.
+
+Hooks (for the read model): `WebhookHub.on_event.append(fn)`, `fn(event: WebhookEvent)`.
+A hook may run more than once for one event (a redelivery of an event whose processing
+failed): make it idempotent on `event.webhook_id`. A hook that raises leaves the event
+unprocessed (`processed_at` NULL) for the next delivery; the other hooks still run."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from backend.errors import ApiError, invalid
+from services.store import Database, TokenVault
+from services.store.schema import webhook_events
+
+log = logging.getLogger("backend.webhooks")
+
+ID_MAX = 200
+TYPE_MAX = 100
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """A stored webhook. `payload` is the parsed JSON body."""
+
+    id: int
+    webhook_id: str
+    type: str
+    grant_id: str | None
+    kryptos_user_id: str | None
+    received_at: datetime
+    payload: Any
+    processed_at: datetime | None = None
+
+
+Hook = Callable[[WebhookEvent], None]
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "UNAUTHENTICATED", message)
+
+
+def parse_timestamp(value: str) -> float | None:
+    """Unix seconds (or milliseconds when huge), or ISO 8601; None when neither."""
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    if not math.isfinite(number):
+        return None
+    return number / 1000 if number > 1e11 else number
+
+
+def sign(secret: str, raw: bytes) -> str:
+    return hmac.new(secret.encode("utf-8"), raw, hashlib.sha256).hexdigest()
+
+
+def verify(raw: bytes, headers: Mapping[str, str], secret: str | None, max_age: float,
+           now: float | None = None) -> None:
+    """Raise 401 unless the signature and the timestamp are good."""
+    if not secret:
+        raise _unauthorized("Webhooks are not configured on this backend.")
+    given = headers.get("x-webhook-signature") or ""
+    if not given:
+        raise _unauthorized("The webhook signature is missing.")
+    if not hmac.compare_digest(sign(secret, raw).encode(), given.strip().lower().encode()):
+        raise _unauthorized("The webhook signature does not match.")
+    stamp = parse_timestamp(headers.get("x-webhook-timestamp") or "")
+    if stamp is None:
+        raise _unauthorized("The webhook timestamp is missing or unreadable.")
+    now = time.time() if now is None else now
+    if abs(now - stamp) > max_age:
+        raise _unauthorized("The webhook timestamp is outside the allowed window.")
+
+
+def _text(value: Any, limit: int) -> str | None:
+    if isinstance(value, str) and value.strip() and len(value.strip()) <= limit:
+        return value.strip()
+    return None
+
+
+def _facts(payload: Any, headers: Mapping[str, str]) -> tuple[str, str, str | None, str | None]:
+    """(webhook id, type, grant id, Kryptos user id) of a delivery."""
+    body = payload if isinstance(payload, Mapping) else {}
+    data = body.get("data") if isinstance(body.get("data"), Mapping) else {}
+    webhook_id = _text(headers.get("x-webhook-id"), ID_MAX) or _text(body.get("id"), ID_MAX)
+    if webhook_id is None:
+        raise invalid("The webhook has no X-Webhook-Id.")
+    kind = (_text(body.get("event"), TYPE_MAX) or _text(body.get("type"), TYPE_MAX)
+            or _text(headers.get("x-webhook-event"), TYPE_MAX) or "unknown")
+    grant = _text(data.get("grant_id"), ID_MAX) or _text(body.get("grant_id"), ID_MAX)
+    user = (_text(data.get("uid"), ID_MAX) or _text(data.get("user_id"), ID_MAX)
+            or _text(body.get("uid"), ID_MAX))
+    return webhook_id, kind, grant, user
+
+
+def _row_event(row: Any) -> WebhookEvent:
+    return WebhookEvent(id=int(row.id), webhook_id=row.webhook_id, type=row.type,
+                        grant_id=row.grant_id, kryptos_user_id=row.kryptos_user_id,
+                        received_at=row.received_at, payload=json.loads(row.payload),
+                        processed_at=row.processed_at)
+
+
+@dataclass
+class WebhookHub:
+    """Stores and processes webhooks; `on_event` is the subscriber list."""
+
+    db: Database
+    vault: TokenVault | None = None
+    on_event: list[Hook] = field(default_factory=list)
+
+    def store(self, raw: bytes, headers: Mapping[str, str]) -> tuple[int, bool]:
+        """Store a verified delivery: (row id, True) or, for a known id, (its row id, False)."""
+        try:
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise invalid("The webhook body is not JSON.") from None
+        webhook_id, kind, grant, user = _facts(payload, headers)
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        try:
+            with self.db.write() as conn:
+                result = conn.execute(insert(webhook_events).values(
+                    webhook_id=webhook_id, type=kind, grant_id=grant, kryptos_user_id=user,
+                    received_at=datetime.now(UTC), payload=text))
+                return int(result.inserted_primary_key[0]), True
+        except IntegrityError:
+            with self.db.read() as conn:
+                row_id = conn.execute(select(webhook_events.c.id)
+                                      .where(webhook_events.c.webhook_id == webhook_id)).scalar()
+            if row_id is None:
+                raise
+            return int(row_id), False
+
+    def get(self, row_id: int) -> WebhookEvent | None:
+        with self.db.read() as conn:
+            row = conn.execute(select(webhook_events).where(webhook_events.c.id == row_id)).first()
+        return None if row is None else _row_event(row)
+
+    def process(self, row_id: int) -> WebhookEvent | None:
+        return process_event(self.db, row_id, vault=self.vault, hooks=self.on_event)
+
+    def attach_user(self, kryptos_user_id: str, grant_id: str) -> list[WebhookEvent]:
+        """A grant was just stored for this Kryptos user: events of the user received before
+        (the widget's `integration.created` arrives before the exchange) get its grant id,
+        and the hooks see them again, now with the grant. Returns those events."""
+        with self.db.write() as conn:
+            ids = list(conn.execute(
+                select(webhook_events.c.id).where(
+                    webhook_events.c.kryptos_user_id == kryptos_user_id,
+                    webhook_events.c.grant_id.is_(None))).scalars())
+            if ids:
+                conn.execute(update(webhook_events).where(webhook_events.c.id.in_(ids))
+                             .values(grant_id=grant_id))
+        events = [e for e in (self.get(i) for i in ids) if e is not None]
+        for event in events:
+            _run_hooks(self.on_event, event)
+        return events
+
+    def for_grant(self, grant_id: str, limit: int = 100) -> list[WebhookEvent]:
+        """A grant's events, newest first."""
+        with self.db.read() as conn:
+            rows = conn.execute(select(webhook_events)
+                                .where(webhook_events.c.grant_id == grant_id)
+                                .order_by(webhook_events.c.id.desc()).limit(limit)).all()
+        return [_row_event(r) for r in rows]
+
+    def recent(self, types: tuple[str, ...] = (), limit: int = 50) -> list[WebhookEvent]:
+        """The newest events (of `types` when given), newest first."""
+        query = select(webhook_events).order_by(webhook_events.c.id.desc()).limit(limit)
+        if types:
+            query = query.where(webhook_events.c.type.in_(types))
+        with self.db.read() as conn:
+            return [_row_event(r) for r in conn.execute(query).all()]
+
+
+def process_event(db: Database, row_id: int, *, vault: TokenVault | None = None,
+                  hooks: list[Hook] | tuple[Hook, ...] = ()) -> WebhookEvent | None:
+    """Attach the event to its grant, run the hooks, mark it processed. Returns the event
+    (None when the row does not exist). Already processed events are left alone."""
+    with db.read() as conn:
+        row = conn.execute(select(webhook_events).where(webhook_events.c.id == row_id)).first()
+    if row is None:
+        return None
+    event = _row_event(row)
+    if event.processed_at is not None:
+        return event
+    grant_id = event.grant_id
+    if grant_id is None and event.kryptos_user_id and vault is not None:
+        entry = vault.for_user(event.kryptos_user_id)
+        grant_id = entry.grant_id if entry is not None else None
+    if grant_id != event.grant_id:
+        with db.write() as conn:
+            conn.execute(update(webhook_events).where(webhook_events.c.id == row_id)
+                         .values(grant_id=grant_id))
+        event = WebhookEvent(**{**event.__dict__, "grant_id": grant_id})
+    if not _run_hooks(hooks, event):
+        return event
+    now = datetime.now(UTC)
+    with db.write() as conn:
+        conn.execute(update(webhook_events).where(webhook_events.c.id == row_id,
+                                                  webhook_events.c.processed_at.is_(None))
+                     .values(processed_at=now))
+    return WebhookEvent(**{**event.__dict__, "processed_at": now})
+
+
+def _run_hooks(hooks: list[Hook] | tuple[Hook, ...], event: WebhookEvent) -> bool:
+    """Call every hook; False when one raised (the others still run)."""
+    ok = True
+    for hook in list(hooks):
+        try:
+            hook(event)
+        except Exception:  # one subscriber's failure must not stop the others
+            ok = False
+            log.exception("webhook hook %r failed for event %s (%s)",
+                          getattr(hook, "__name__", hook), event.webhook_id, event.type)
+    return ok

@@ -1,0 +1,81 @@
+"""Fixtures: the backend built against the shared sandbox, served by a real uvicorn.
+
+Each test gets a fresh SQLite database in its own folder (also the data folder: vault key,
+audit anchor), a JWT secret and a webhook secret of its own."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from backend.app import Backend, create_app
+from sandbox import SandboxHandle
+from services.kryptos.client import KryptosClient
+from services.settings import Settings
+from services.store import Database, open_database
+from tests.backend.helpers import JWT_SECRET, WEBHOOK_SECRET
+from tests.backend.server import RunningServer
+
+
+@dataclass
+class BackendUnderTest:
+    url: str
+    app: Any
+    settings: Settings
+    db: Database
+    client: KryptosClient
+    sandbox: SandboxHandle
+    hooks: list = field(default_factory=list)
+
+    @property
+    def backend(self) -> Backend:
+        return self.app.state.backend
+
+
+def make_settings(tmp: Path, sb: SandboxHandle, **overrides: Any) -> Settings:
+    base = dict(
+        client_id=sb.client_id, client_secret=sb.client_secret,
+        connect_url=sb.connect_url, data_url=sb.data_url, data_dir=tmp,
+        database_url=f"sqlite:///{tmp / 'backend.db'}",
+        vault_key=Fernet.generate_key().decode(), max_retries=0, retry_budget=5.0,
+        read_timeout=10.0, backend_jwt_secret=JWT_SECRET, webhook_secret=WEBHOOK_SECRET,
+    )
+    base.update(overrides)
+    return Settings(**base)
+
+
+@pytest.fixture
+def start_backend(tmp_path: Path, sandbox: SandboxHandle
+                  ) -> Iterator[Callable[..., BackendUnderTest]]:
+    """`start_backend(**settings_overrides)`: a running backend (stopped after the test)."""
+    started: list[tuple[RunningServer, Database, KryptosClient]] = []
+
+    def start(sandbox_url: str | None = None, **overrides: Any) -> BackendUnderTest:
+        folder = tmp_path / f"b{len(started)}_{secrets.token_hex(3)}"
+        folder.mkdir()
+        settings = make_settings(folder, sandbox, **overrides)
+        db = open_database(settings.effective_database_url)
+        client = KryptosClient.from_settings(settings)
+        hooks: list = []
+        app = create_app(settings, client=client, db=db, sandbox_url=sandbox_url,
+                         on_event=[hooks.append])
+        server = RunningServer(app)
+        started.append((server, db, client))
+        return BackendUnderTest(server.url, app, settings, db, client, sandbox, hooks)
+
+    yield start
+    for server, db, client in started:
+        server.stop()
+        client.close()
+        db.dispose()
+
+
+@pytest.fixture
+def backend(start_backend: Callable[..., BackendUnderTest]) -> BackendUnderTest:
+    return start_backend()
