@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from dashboard import data
+from services.csv_safe import csv_safe
 from services.operations import (
     CUSTOM_LIMIT,
     Actor,
@@ -304,13 +305,8 @@ def bulk_csv(result: BulkResult) -> str:
     writer = csv.DictWriter(out, fieldnames=list(BULK_COLUMNS))
     writer.writeheader()
     for row in bulk_rows(result.items):
-        writer.writerow({k: _csv_safe(str(v)) for k, v in row.items()})
+        writer.writerow({k: csv_safe(str(v)) for k, v in row.items()})
     return out.getvalue()
-
-
-def _csv_safe(value: str) -> str:
-    """Keep a spreadsheet from reading upstream text as a formula."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _fmt_limit(value: int | str | None) -> str:
@@ -330,7 +326,7 @@ def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
-            out[col] = out[col].map(lambda x: _csv_safe(x) if isinstance(x, str) else x)
+            out[col] = out[col].map(lambda x: csv_safe(x) if isinstance(x, str) else x)
     return out
 
 
