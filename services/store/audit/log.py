@@ -7,10 +7,11 @@ is read under that lock, so concurrent writers, in this process or others, never
 chain.
 
 Group commit: concurrent `append` calls in one process share one transaction (one lock,
-one flush to disk). The first caller in leads: it takes every event queued so far, writes
-them in one transaction and wakes their callers; callers that arrive meanwhile queue for
-the next leader. A caller returns only once its event is committed, and when a batch's
-transaction fails every caller in it gets that error (nothing of the batch is stored).
+one flush to disk). The first caller in leads: once it holds the lock it takes every event
+queued so far, writes them in one transaction and wakes their callers; callers that arrive
+meanwhile queue for the next leader. A caller returns only once its event is committed;
+when a batch's transaction fails, every caller in it gets that error (nothing of the batch
+is stored). Invalid events are refused before they join a batch.
 """
 
 from __future__ import annotations
@@ -107,24 +108,37 @@ class AuditLog:
             self._queue.append(waiter)
             while self._leading and not waiter.done:
                 self._queue_cond.wait()
-            batch = None
-            if not waiter.done:  # lead: write everything queued so far, this one included
-                self._leading = True
-                batch, self._queue = self._queue, []
-        if batch is not None:
-            self._lead(batch)
+            lead = not waiter.done
+            self._leading = self._leading or lead
+        if lead:
+            self._lead()
         if waiter.error is not None:
             raise waiter.error
         return waiter.rows
 
-    def _lead(self, batch: list[_Waiter]) -> None:
+    def _take_queue(self) -> list[_Waiter]:
+        with self._queue_cond:
+            batch, self._queue = self._queue, []
+        return batch
+
+    def _lead(self) -> None:
+        """Write one batch: everything queued when the database lock is held (so callers
+        arriving while it is awaited join), the leader's own events included."""
+        batch: list[_Waiter] | None = None
         rows: list[dict[str, Any]] = []
         error: BaseException | None = None
         try:
-            rows = self._write([values for w in batch for values in w.prepared])
+            with self._db.write() as conn:
+                head = self._lock_head(conn)
+                batch = self._take_queue()
+                rows = self._seal(head, [values for w in batch for values in w.prepared])
+                for start in range(0, len(rows), self.chunk):
+                    conn.execute(insert(audit_log), rows[start:start + self.chunk])
         except BaseException as exc:  # handed to every caller in the batch
             error = exc
         finally:
+            if batch is None:  # failed before the cut: it was everyone's transaction
+                batch = self._take_queue()
             with self._queue_cond:
                 start = 0
                 for w in batch:
@@ -136,22 +150,22 @@ class AuditLog:
         if rows and self._keeper is not None:
             self._keeper.record(rows)
 
-    def _write(self, prepared: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        with self._db.write() as conn:
-            rows = self._seal(conn, prepared)
-            for start in range(0, len(rows), self.chunk):
-                conn.execute(insert(audit_log), rows[start:start + self.chunk])
-        return rows
-
-    def _seal(self, conn: Connection, prepared: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _lock_head(self, conn: Connection) -> tuple[int, str, int]:
+        """Take the append lock (SQLite: BEGIN IMMEDIATE did) and read the chain's head:
+        (seq, hash, ts_ms), (0, ZERO_HASH, 0) for an empty log."""
         if not self._db.is_sqlite:
             conn.exec_driver_sql("LOCK TABLE audit_log IN EXCLUSIVE MODE")
         last = conn.execute(
             select(audit_log.c.seq, audit_log.c.hash, audit_log.c.ts_ms)
             .order_by(audit_log.c.seq.desc()).limit(1)
         ).first()
-        seq, prev_hash, last_ms = (0, ZERO_HASH, 0) if last is None else (
-            int(last.seq), last.hash, int(last.ts_ms))
+        return (0, ZERO_HASH, 0) if last is None else (int(last.seq), last.hash,
+                                                       int(last.ts_ms))
+
+    def _seal(self, head: tuple[int, str, int],
+              prepared: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Number, time and hash `prepared` after `head`."""
+        seq, prev_hash, last_ms = head
         rows = []
         for values in prepared:
             seq += 1
