@@ -28,6 +28,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import text
 
 from services.store import AuditFilter, AuditLog, Database, NewAuditEvent, open_database
@@ -115,6 +116,27 @@ def check_tail(db: Database, since_seq: int) -> int:
     return len(rows) - (1 if since_seq else 0)
 
 
+def threads_report(db: Database, log: AuditLog, threads_n: int, appends: int,
+                   rounds: int) -> str:
+    """Median events/s of `rounds` threaded runs, events per transaction, chain check."""
+    before = log.count()
+    commits: list[int] = []
+
+    def on_commit(_conn: object) -> None:
+        commits.append(1)
+
+    sa_event.listen(db.engine, "commit", on_commit)
+    try:
+        rate = statistics.median(threaded_rate(log, threads_n, appends, seed=threads_n * 1000 + r)
+                                 for r in range(rounds))
+    finally:
+        sa_event.remove(db.engine, "commit", on_commit)
+    appended = check_tail(db, before)
+    return (f"  append() from {threads_n} thread(s): {appends:,} events x {rounds} round(s): "
+            f"median {rate:,.0f} events/s, {appended / max(1, len(commits)):.1f} events per "
+            f"transaction; chain linked over the {appended:,} new rows")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -176,13 +198,7 @@ def main() -> None:
     logs["on"].flush_anchor()
 
     for threads_n in [int(x) for x in args.threads.split(",") if x.strip()]:
-        before = log.count()
-        rate = statistics.median(threaded_rate(logs["off"], threads_n, args.appends,
-                                               seed=threads_n * 1000 + r)
-                                 for r in range(args.rounds))
-        checked = f", chain linked over {check_tail(db, before):,} new rows"
-        print(f"  append() from {threads_n} thread(s): {args.appends:,} events x "
-              f"{args.rounds} round(s): median {rate:,.0f} events/s{checked}")
+        print(threads_report(db, logs["off"], threads_n, args.appends, args.rounds))
 
     mid = T0 + timedelta(seconds=args.rows // 2)
     queries = {
