@@ -40,6 +40,7 @@ from services.store.audit.query import AuditFilter, AuditPage, iter_events, quer
 from services.store.audit.redact import prepare
 from services.store.audit.verify import ChainReport, verify_chain
 from services.store.db import Database
+from services.store.errors import StoreError
 from services.store.schema import audit_log
 
 
@@ -131,11 +132,16 @@ class AuditLog:
             with self._db.write() as conn:
                 head = self._lock_head(conn)
                 batch = self._take_queue()
-                rows = self._seal(head, [values for w in batch for values in w.prepared])
-                for start in range(0, len(rows), self.chunk):
-                    conn.execute(insert(audit_log), rows[start:start + self.chunk])
-        except BaseException as exc:  # handed to every caller in the batch
+                sealed = self._seal(head, [values for w in batch for values in w.prepared])
+                for start in range(0, len(sealed), self.chunk):
+                    conn.execute(insert(audit_log), sealed[start:start + self.chunk])
+            rows = sealed  # committed
+        except Exception as exc:  # handed to every caller in the batch
             error = exc
+        except BaseException:  # interrupted (KeyboardInterrupt...): only the leader's own
+            error = StoreError("The audit event was not stored: its transaction was "
+                               "interrupted.")
+            raise
         finally:
             if batch is None:  # failed before the cut: it was everyone's transaction
                 batch = self._take_queue()

@@ -4,11 +4,13 @@ caller in it. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import event, text
@@ -148,15 +150,18 @@ def refuse_poison(db: Database) -> None:
                               "FOR EACH ROW EXECUTE FUNCTION audit_poison()"))
 
 
-def test_a_failed_batch_fails_every_caller_in_it_and_stores_none(db: Database) -> None:
+def test_a_failed_batch_fails_every_caller_in_it_and_stores_none(db: Database,
+                                                                 tmp_path: Path) -> None:
     refuse_poison(db)
     held = HeldLeader()
-    log = AuditLog(db, clock=held.clock)
+    anchor = tmp_path / "anchor.json"
+    log = AuditLog(db, clock=held.clock, anchor_file=anchor, anchor_interval=0)
     followers = [ev("ok1", "a"), ev("poison", "b"), ev("ok2", "c")]
     first, rest = run_queued(log, held, followers)
     assert isinstance(first, AuditEvent) and first.seq == 1  # its own batch: committed
     assert all(isinstance(r, DBAPIError) and "poison refused" in str(r) for r in rest)
     assert log.count() == 1  # nothing of the failed batch, the innocent events included
+    assert json.loads(anchor.read_text())["seq"] == 1  # rows never committed: not anchored
     after = log.append(ev("ok3", "d"))  # the next batch starts clean
     assert after.seq == 2 and after.prev_hash == first.hash
     assert log.verify_chain().ok
