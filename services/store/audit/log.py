@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -42,6 +43,9 @@ from services.store.audit.verify import ChainReport, verify_chain
 from services.store.db import Database
 from services.store.errors import StoreError
 from services.store.schema import audit_log
+
+# How long a leader holding the lock waits for callers still preparing their events.
+GATHER_S = 0.002
 
 
 def _utcnow() -> datetime:
@@ -82,9 +86,12 @@ class AuditLog:
         self.anchor_interval = anchor_interval
         self._keeper = (AnchorKeeper(self.anchor, anchor_interval, self._row_hash)
                         if self.anchor is not None else None)
-        self._queue_cond = threading.Condition()
+        lock = threading.Lock()
+        self._queue_cond = threading.Condition(lock)  # a batch is done
+        self._arrival = threading.Condition(lock)  # a caller has queued its events
         self._queue: list[_Waiter] = []
         self._leading = False  # a caller is writing a batch
+        self._arriving = 0  # callers preparing their events, about to queue
 
     def __repr__(self) -> str:
         return f"AuditLog({self._db!r})"
@@ -98,15 +105,29 @@ class AuditLog:
     def append_many(self, events: Iterable[NewAuditEvent]) -> list[AuditEvent]:
         """Store several events in one transaction (one lock), in the given order, next to
         each other in the chain. Returns once they are committed."""
-        prepared = [prepare(e) for e in events]  # invalid events never join a batch
-        if not prepared:
-            return []
+        with self._queue_cond:
+            self._arriving += 1
+        try:
+            prepared = [prepare(e) for e in events]  # invalid events never join a batch
+        except BaseException:
+            with self._queue_cond:
+                self._arrived(None)
+            raise
         return [event_from_row(r) for r in self._commit(prepared)]
+
+    def _arrived(self, waiter: _Waiter | None) -> None:
+        """(Lock held.) A caller is done preparing: queue its events, if any."""
+        self._arriving -= 1
+        if waiter is not None:
+            self._queue.append(waiter)
+        self._arrival.notify_all()
 
     def _commit(self, prepared: list[dict[str, Any]]) -> list[dict[str, Any]]:
         waiter = _Waiter(prepared)
         with self._queue_cond:
-            self._queue.append(waiter)
+            self._arrived(waiter if prepared else None)
+            if not prepared:
+                return []
             while self._leading and not waiter.done:
                 self._queue_cond.wait()
             lead = not waiter.done
@@ -117,8 +138,13 @@ class AuditLog:
             raise waiter.error
         return waiter.rows
 
-    def _take_queue(self) -> list[_Waiter]:
+    def _take_queue(self, gather: float = 0.0) -> list[_Waiter]:
+        """Everything queued; first wait (at most `gather` seconds) for the callers still
+        preparing their events, so that they share this transaction."""
+        deadline = time.monotonic() + gather
         with self._queue_cond:
+            while self._arriving and (left := deadline - time.monotonic()) > 0:
+                self._arrival.wait(left)
             batch, self._queue = self._queue, []
         return batch
 
@@ -131,7 +157,7 @@ class AuditLog:
         try:
             with self._db.write() as conn:
                 head = self._lock_head(conn)
-                batch = self._take_queue()
+                batch = self._take_queue(GATHER_S)
                 sealed = self._seal(head, [values for w in batch for values in w.prepared])
                 for start in range(0, len(sealed), self.chunk):
                     conn.execute(insert(audit_log), sealed[start:start + self.chunk])
