@@ -2,12 +2,14 @@
 
     /work/venv/bin/python bench/audit_bench.py [--rows 1000000] [--appends 2000] [--fresh]
         [--anchor {off,on,compare}] [--rounds 5] [--anchor-interval S] [--verify]
-        [--database-url URL]
+        [--database-url URL] [--threads 1,4]
 
 `--anchor on` times append() with the anchor file (bench/out/audit-anchor.json) kept up to
 date; `compare` alternates rounds with and without it and prints both medians (small rounds
 many times, e.g. `--appends 100 --rounds 40`, resist a noisy disk best). `--database-url`
-runs on another database, e.g. a throwaway PostgreSQL one.
+runs on another database, e.g. a throwaway PostgreSQL one. `--threads 1,4` also times
+append() from that many writer threads at once (`--rounds` times, median; each thread its
+own events), then checks that the appended rows are gap-free and linked.
 
 The log is built (or reused) under bench/out/ (git-ignored), through the same sealing and
 hashing code as append(), in batches of one transaction each; the fake clock advances one
@@ -20,12 +22,16 @@ import argparse
 import itertools
 import random
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from services.store import AuditFilter, AuditLog, NewAuditEvent, open_database
+from sqlalchemy import event as sa_event
+from sqlalchemy import text
+
+from services.store import AuditFilter, AuditLog, Database, NewAuditEvent, open_database
 from services.store.audit import ANCHOR_INTERVAL_S
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -67,6 +73,70 @@ def timed(fn: Callable[[], object], repeat: int = 5) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+def threaded_rate(log: AuditLog, threads_n: int, total: int, seed: int) -> float:
+    """events/s of `total` single append() calls spread over `threads_n` threads."""
+    per_thread = max(1, total // threads_n)
+    batches = [[make_event(random.Random(seed + n)) for _ in range(per_thread)]
+               for n in range(threads_n)]
+    start = threading.Barrier(threads_n + 1)
+    errors: list[BaseException] = []
+
+    def writer(events: list[NewAuditEvent]) -> None:
+        start.wait()
+        try:
+            for event in events:
+                log.append(event)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    start.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return per_thread * threads_n / elapsed
+
+
+def check_tail(db: Database, since_seq: int) -> int:
+    """Rows after `since_seq` are gap-free and each links to the previous row's hash;
+    returns how many there are."""
+    with db.read() as conn:
+        rows = conn.execute(text("SELECT seq, prev_hash, hash FROM audit_log WHERE seq >= :s "
+                                 "ORDER BY seq"), {"s": since_seq}).all()
+    expected, prev_hash = since_seq, None
+    for seq, prev, digest in rows:
+        if seq != expected or (prev_hash is not None and prev != prev_hash):
+            raise AssertionError(f"chain broken at row {seq}")
+        expected, prev_hash = seq + 1, digest
+    return len(rows) - (1 if since_seq else 0)
+
+
+def threads_report(db: Database, log: AuditLog, threads_n: int, appends: int,
+                   rounds: int) -> str:
+    """Median events/s of `rounds` threaded runs, events per transaction, chain check."""
+    before = log.count()
+    commits: list[int] = []
+
+    def on_commit(_conn: object) -> None:
+        commits.append(1)
+
+    sa_event.listen(db.engine, "commit", on_commit)
+    try:
+        rate = statistics.median(threaded_rate(log, threads_n, appends, seed=threads_n * 1000 + r)
+                                 for r in range(rounds))
+    finally:
+        sa_event.remove(db.engine, "commit", on_commit)
+    appended = check_tail(db, before)
+    return (f"  append() from {threads_n} thread(s): {appends:,} events x {rounds} round(s): "
+            f"median {rate:,.0f} events/s, {appended / max(1, len(commits)):.1f} events per "
+            f"transaction; chain linked over the {appended:,} new rows")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -75,9 +145,12 @@ def main() -> None:
     parser.add_argument("--verify", action="store_true", help="also time verify_chain()")
     parser.add_argument("--anchor", choices=("off", "on", "compare"), default="off",
                         help="append() with the anchor file, without, or both (alternating)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of --anchor compare")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of --anchor compare and of --threads")
     parser.add_argument("--anchor-interval", type=float, default=ANCHOR_INTERVAL_S,
                         help="seconds between anchor writes (0: after every append)")
+    parser.add_argument("--threads", default="",
+                        help="comma-separated writer thread counts to time, e.g. 1,4")
     parser.add_argument("--database-url", help="another database (e.g. PostgreSQL) instead "
                         "of the SQLite file under bench/out/; --fresh does not apply")
     args = parser.parse_args()
@@ -123,6 +196,9 @@ def main() -> None:
         print(f"  anchor cost (interval {args.anchor_interval} s): {(1 - on / off) * 100:.1f} "
               f"% of the append rate ({(1 / on - 1 / off) * 1e6:,.0f} µs per append)")
     logs["on"].flush_anchor()
+
+    for threads_n in [int(x) for x in args.threads.split(",") if x.strip()]:
+        print(threads_report(db, logs["off"], threads_n, args.appends, args.rounds))
 
     mid = T0 + timedelta(seconds=args.rows // 2)
     queries = {

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from dashboard.formats import fmt_limit
+from services.csv_safe import csv_safe
 from services.operations import BulkItem, BulkResult
 from services.operations.validation import GRANT_ID_RE
 
@@ -111,13 +112,8 @@ def bulk_csv(result: BulkResult) -> str:
     writer = csv.DictWriter(out, fieldnames=list(BULK_COLUMNS))
     writer.writeheader()
     for row in bulk_rows(result.items):
-        writer.writerow({k: _csv_safe(str(v)) for k, v in row.items()})
+        writer.writerow({k: csv_safe(str(v)) for k, v in row.items()})
     return out.getvalue()
-
-
-def _csv_safe(value: str) -> str:
-    """Keep a spreadsheet from reading upstream text as a formula."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -125,5 +121,5 @@ def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
-            out[col] = out[col].map(lambda x: _csv_safe(x) if isinstance(x, str) else x)
+            out[col] = out[col].map(lambda x: csv_safe(x) if isinstance(x, str) else x)
     return out

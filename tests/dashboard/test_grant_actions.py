@@ -278,8 +278,8 @@ def test_refuse_unless_allowed_records_one_denial(env: Env) -> None:
 def test_csv_export_neutralises_formulas() -> None:
     import pandas as pd
 
-    out = csv_io.csv_safe_frame(pd.DataFrame({"a": ["=1+1", "ok"], "n": [1, 2]}))
-    assert out["a"].tolist() == ["'=1+1", "ok"] and out["n"].tolist() == [1, 2]
+    out = csv_io.csv_safe_frame(pd.DataFrame({"a": ["=1+1", "ok", "'q"], "n": [1, 2, 3]}))
+    assert out["a"].tolist() == ["'=1+1", "ok", "''q"] and out["n"].tolist() == [1, 2, 3]
 
 
 # --- cached reads -------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from services.store import AuditLog, Database, NewAuditEvent, StoreError, open_d
 from services.store import audit as audit_module
 from services.store.__main__ import main as store_cli
 from services.store.audit import AuditAnchor, AuditHead
+from services.store.audit import anchor as anchor_module
 from tests.services.store.test_store_audit import as_attacker
 from tests.services.store.test_store_concurrency import append_concurrently
 
@@ -237,7 +238,7 @@ def test_anchor_write_failure_does_not_lose_the_event(
         path = tmp_path / "plain-file" / "audit-anchor.json"
     else:  # the tests may run as root, which a chmod does not stop: fail the rename itself
         path = tmp_path / "audit-anchor.json"
-        monkeypatch.setattr(audit_module.os, "replace", fail_replace)
+        monkeypatch.setattr(anchor_module.os, "replace", fail_replace)
     log = AuditLog(db, anchor_file=path, anchor_interval=0)
     with caplog.at_level(logging.WARNING, logger=AUDIT_LOGGER):
         stored = log.append(ev(1, actor="kept"))

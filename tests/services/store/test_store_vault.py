@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from alembic.script import ScriptDirectory
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
@@ -25,7 +24,7 @@ from services.store import (
     open_database,
 )
 from services.store.__main__ import main
-from services.store.db import MIGRATIONS_DIR
+from tests.services.store.test_store_audit import migrations_head
 
 TOKEN = "cat_Zq8secretTOKENvalue4242"
 
@@ -199,7 +198,7 @@ def test_cli_migrate_as_a_module(db_url: str, tmp_path: Path) -> None:
     db = open_database(db_url)
     try:
         with db.read() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == \
-                ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        assert version == migrations_head()
     finally:
         db.dispose()

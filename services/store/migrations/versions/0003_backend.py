@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_backend"
-down_revision = "0001"
+down_revision = "0002_audit_index"
 branch_labels = None
 depends_on = None
 
