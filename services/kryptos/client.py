@@ -424,34 +424,45 @@ class KryptosClient:
                     if isinstance(body, Mapping) and body.get("success") is False:
                         raise self._error(response.status_code, body, call, request_id)
                     return body
-                body = _json_or_none(response)
-                error = self._error(response.status_code, body, call, request_id)
-                if response.status_code == 429:
-                    retry_after = _retry_after(response)
-                    if isinstance(error, RateLimitedError):
-                        error.retry_after = retry_after
-                    retryable = True
-                else:
-                    retryable = call.idempotent and response.status_code in RETRYABLE_READ_STATUSES
-                response.close()
+                error, retry_after, retryable = self._http_failure(response, call, request_id)
 
-            if not retryable or retries >= self.max_retries:
-                raise error
-            now = time.monotonic()
-            remaining = deadline - now
-            if retry_after is not None:
-                if retry_after > remaining:
-                    raise error
-                pause = retry_after
-            else:
-                pause = self._backoff(retries + 1)
-            if remaining - pause < MIN_RETRY_WINDOW:
+            pause = self._retry_pause(retries, retry_after, deadline) if retryable else None
+            if pause is None:
                 raise error
             time.sleep(pause)
             retries += 1
             previous = error
             left = max(0.01, deadline - time.monotonic())
             timeout = (min(self.connect_timeout, left), min(self.read_timeout, left))
+
+    def _http_failure(self, response: requests.Response, call: _Call,
+                      request_id: str | None) -> tuple[KryptosError, float | None, bool]:
+        """The error for a non-2xx answer, the server's Retry-After, and whether to retry."""
+        try:
+            error = self._error(response.status_code, _json_or_none(response), call, request_id)
+            if response.status_code == 429:
+                retry_after = _retry_after(response)
+                if isinstance(error, RateLimitedError):
+                    error.retry_after = retry_after
+                return error, retry_after, True
+            retryable = call.idempotent and response.status_code in RETRYABLE_READ_STATUSES
+            return error, None, retryable
+        finally:
+            response.close()
+
+    def _retry_pause(self, retries: int, retry_after: float | None,
+                     deadline: float) -> float | None:
+        """Seconds to wait before the next attempt, or None when no retry fits the rule."""
+        if retries >= self.max_retries:
+            return None
+        remaining = deadline - time.monotonic()
+        if retry_after is not None:
+            if retry_after > remaining:
+                return None
+            pause = retry_after
+        else:
+            pause = self._backoff(retries + 1)
+        return None if remaining - pause < MIN_RETRY_WINDOW else pause
 
     def _decode(self, response: requests.Response, call: _Call, request_id: str | None) -> Any:
         try:
