@@ -1,0 +1,57 @@
+"""Each layer imports only the ones below it (docs/architecture.md, "Layers")."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# package (folder) -> top-level modules it must never import
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "services": ("streamlit", "fastapi", "uvicorn", "dashboard", "pages", "backend", "sandbox"),
+    "services/store": ("services.operations", "services.kryptos.client", "services.sync"),
+    "services/kryptos": ("services.store", "services.operations", "services.sync"),
+    "services/operations": ("services.sync",),
+    "backend": ("dashboard", "pages", "streamlit"),
+    "dashboard": ("pages", "backend"),
+    "pages": ("services.store", "requests", "sqlalchemy", "backend"),
+    "sandbox": ("services", "dashboard", "pages", "backend"),
+}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def _violations(folder: str, forbidden: tuple[str, ...]) -> list[str]:
+    out = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        for line, name in _imports(path):
+            if any(name == f or name.startswith(f + ".") for f in forbidden):
+                out.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    return out
+
+
+@pytest.mark.parametrize("folder", sorted(FORBIDDEN))
+def test_no_upward_import(folder: str) -> None:
+    if not (ROOT / folder).is_dir():
+        pytest.skip(f"{folder}/ does not exist")
+    assert _violations(folder, FORBIDDEN[folder]) == []
+
+
+def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
+    bad = tmp_path / "m.py"
+    bad.write_text("import os\nfrom services.operations import Operations\n")
+    assert _imports(bad) == [(1, "os"), (2, "services.operations")]
