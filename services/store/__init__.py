@@ -19,6 +19,8 @@ from services.store.errors import StoreError, VaultEntryNotFound, VaultKeyError
 from services.store.trail import AuditTrail, AuditUnavailable
 from services.store.vault import (
     ImportReport,
+    NewVaultEntry,
+    PutReport,
     RejectedRow,
     RotationReport,
     TokenVault,
@@ -41,6 +43,8 @@ __all__ = [
     "Database",
     "ImportReport",
     "NewAuditEvent",
+    "NewVaultEntry",
+    "PutReport",
     "RejectedRow",
     "RotationReport",
     "StoreError",

@@ -12,14 +12,14 @@ import base64
 import csv
 import os
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.kryptos.models import mask_token
@@ -48,6 +48,9 @@ _KEY_HOWTO = (
 )
 #: Rows re-encrypted per transaction by `TokenVault.rotate()`.
 ROTATE_BATCH_SIZE = 500
+#: Grant ids per `IN (...)` query when `put_many` looks up which rows exist.
+_LOOKUP_CHUNK = 500
+_FIELD_LIMITS = {"workspace_id": 200, "kryptos_user_id": 200, "customer_ref": 320}
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,26 @@ class VaultEntry:
     updated_at: datetime
     #: When the customer disconnected through the backend (the token is kept, unusable).
     revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class NewVaultEntry:
+    """One grant for `TokenVault.put_many()`: the same fields as `put()`'s arguments."""
+
+    grant_id: str
+    access_token: str = field(repr=False)
+    workspace_id: str | None = None
+    kryptos_user_id: str | None = None
+    customer_ref: str | None = None
+    user_kind: str | None = None
+
+
+@dataclass(frozen=True)
+class PutReport:
+    """What `TokenVault.put_many()` stored: rows added and rows replaced."""
+
+    added: int
+    updated: int
 
 
 @dataclass(frozen=True)
@@ -221,6 +244,19 @@ def _kind(value: Any) -> str | None:
     return kind
 
 
+def _fields(workspace_id: Any, kryptos_user_id: Any, customer_ref: Any,
+            user_kind: Any) -> dict[str, str]:
+    """The validated non-token fields of a put; None (not given) is left out (kept)."""
+    cleaned = {
+        "workspace_id": _clean(workspace_id, "workspace_id", _FIELD_LIMITS["workspace_id"]),
+        "kryptos_user_id": _clean(kryptos_user_id, "kryptos_user_id",
+                                  _FIELD_LIMITS["kryptos_user_id"]),
+        "customer_ref": _clean(customer_ref, "customer_ref", _FIELD_LIMITS["customer_ref"]),
+        "user_kind": _kind(user_kind),
+    }
+    return {k: v for k, v in cleaned.items() if v is not None}
+
+
 class TokenVault:
     """Encrypted access tokens per grant in table `vault_tokens`.
 
@@ -319,18 +355,69 @@ class TokenVault:
                         f"Could not store grant {grant_id}: conflicting writes.") from None
         raise AssertionError("unreachable")
 
+    def _write_many(self, rows: list[tuple[str, str, dict[str, Any]]]) -> PutReport:
+        """Upsert (grant id, token, fields) rows, grant ids unique, in one transaction."""
+        encrypted = [(gid, self._encrypt(token), fields) for gid, token, fields in rows]
+        for attempt in (1, 2):  # a concurrent insert of one of the grants: retry once
+            try:
+                with self._db.write() as conn:
+                    return self._upsert_many(conn, encrypted)
+            except IntegrityError:
+                if attempt == 2:
+                    raise StoreError("Could not store the tokens: conflicting writes.") \
+                        from None
+        raise AssertionError("unreachable")
+
+    def _upsert_many(self, conn: Connection,
+                     rows: list[tuple[str, dict[str, str], dict[str, Any]]]) -> PutReport:
+        ids = [gid for gid, _, _ in rows]
+        existing: set[str] = set()
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start:start + _LOOKUP_CHUNK]
+            existing.update(conn.execute(select(vault_tokens.c.grant_id)
+                                         .where(vault_tokens.c.grant_id.in_(chunk))).scalars())
+        now = datetime.now(UTC)
+        blank = dict.fromkeys(_FIELD_LIMITS.keys() | {"user_kind"})
+        new = [{**blank, **fields, **secret, "grant_id": gid, "created_at": now,
+                "updated_at": now} for gid, secret, fields in rows if gid not in existing]
+        if new:
+            conn.execute(insert(vault_tokens), new)
+        # Fields not given keep their stored value: one executemany per set of given fields.
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for gid, secret, fields in rows:
+            if gid in existing:
+                values = {**fields, **secret, "updated_at": now}
+                groups.setdefault(tuple(sorted(values)), []).append({**values, "b_gid": gid})
+        statement = update(vault_tokens).where(vault_tokens.c.grant_id == bindparam("b_gid"))
+        for params in groups.values():
+            conn.execute(statement, params)  # SET: the columns named in params
+        return PutReport(added=len(new), updated=len(rows) - len(new))
+
     def put(self, grant_id: str, access_token: str, *, workspace_id: str | None = None,
             kryptos_user_id: str | None = None, customer_ref: str | None = None,
             user_kind: str | None = None) -> VaultEntry:
         """Store (or replace) the token of a grant. Fields given as None keep a stored value."""
         gid, token = _grant_id(grant_id), _token(access_token)
-        fields = {k: v for k, v in {
-            "workspace_id": _clean(workspace_id, "workspace_id", 200),
-            "kryptos_user_id": _clean(kryptos_user_id, "kryptos_user_id", 200),
-            "customer_ref": _clean(customer_ref, "customer_ref", 320),
-            "user_kind": _kind(user_kind),
-        }.items() if v is not None}
+        fields = _fields(workspace_id, kryptos_user_id, customer_ref, user_kind)
         return self._write(gid, token, fields)
+
+    def put_many(self, entries: Iterable[NewVaultEntry]) -> PutReport:
+        """`put()` for many grants in one transaction (all stored, or none): each token is
+        encrypted on its own, the rows are written with one insert and grouped updates. An
+        invalid entry raises `StoreError` (naming its position, never its token) before
+        anything is written. A grant listed twice is put twice, in order."""
+        merged: dict[str, tuple[str, dict[str, str]]] = {}
+        for position, e in enumerate(entries, start=1):
+            try:
+                gid, token = _grant_id(e.grant_id), _token(e.access_token)
+                fields = _fields(e.workspace_id, e.kryptos_user_id, e.customer_ref,
+                                 e.user_kind)
+            except StoreError as exc:
+                raise StoreError(f"Entry {position}: {exc.user_message}") from None
+            kept = merged.get(gid, ("", {}))[1]
+            merged[gid] = (token, {**kept, **fields})
+        rows = [(gid, token, fields) for gid, (token, fields) in merged.items()]
+        return self._write_many(rows)
 
     def put_for_customer(self, grant_id: str, access_token: str, customer_ref: str, *,
                          workspace_id: str | None = None) -> VaultEntry:
@@ -384,11 +471,10 @@ class TokenVault:
             raise StoreError(f"Unknown vault field(s): {', '.join(sorted(unknown))}.")
         gid = _grant_id(grant_id)
         token = _token(fields.pop("access_token")) if "access_token" in fields else None
-        limits = {"workspace_id": 200, "kryptos_user_id": 200, "customer_ref": 320}
         values: dict[str, Any] = {}
         for name, value in fields.items():
             values[name] = _kind(value) if name == "user_kind" else _clean(value, name,
-                                                                            limits[name])
+                                                                            _FIELD_LIMITS[name])
         with self._db.write() as conn:
             exists = conn.execute(
                 select(vault_tokens.c.grant_id).where(vault_tokens.c.grant_id == gid)).first()
@@ -551,11 +637,6 @@ class TokenVault:
                 valid.append((gid, token, fields))
         except csv.Error as exc:
             raise StoreError(f"The CSV is malformed at line {reader.line_num}: {exc}") from None
-        added = updated = 0
-        with self._db.write() as conn:
-            for gid, token, fields in valid:
-                _, was_added = self._upsert(conn, gid, token, fields)
-                added += was_added
-                updated += not was_added
-        return ImportReport(added, updated, tuple(rejected))
+        stored = self._write_many(valid) if valid else PutReport(0, 0)
+        return ImportReport(stored.added, stored.updated, tuple(rejected))
 

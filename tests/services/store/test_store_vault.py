@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from services.settings import ConfigError, Settings
 from services.store import (
     Database,
+    NewVaultEntry,
+    PutReport,
     StoreError,
     TokenVault,
     VaultEntryNotFound,
@@ -72,6 +74,62 @@ def test_tokens_are_encrypted_at_rest(db: Database, vault_key: bytes) -> None:
         row = conn.execute(text("SELECT * FROM vault_tokens")).mappings().one()
     assert TOKEN not in "".join(str(v) for v in row.values())
     assert Fernet(vault_key).decrypt(row["token_ciphertext"].encode()).decode() == TOKEN
+
+
+def _commits(db: Database) -> list[int]:
+    """A list that grows by one at each commit on `db`'s engine."""
+    seen: list[int] = []
+    event.listen(db.engine, "commit", lambda conn: seen.append(1))
+    return seen
+
+
+def test_put_many_upserts_in_one_transaction(db: Database, vault_key: bytes) -> None:
+    vault = TokenVault(db, vault_key)
+    vault.put("cgrant_old", "cat_oldtoken00001", customer_ref="keep-me", user_kind="guest")
+    created = vault.get("cgrant_old").created_at
+    entries = [NewVaultEntry(f"cgrant_{i}", f"cat_batchtoken{i:05d}", workspace_id=f"ws_{i}",
+                             user_kind="Linked" if i % 2 else "guest") for i in range(1200)]
+    entries.append(NewVaultEntry("cgrant_old", "cat_newtoken00002", kryptos_user_id="user_9"))
+    commits = _commits(db)
+    assert vault.put_many(entries) == PutReport(added=1200, updated=1)
+    assert len(commits) == 1
+    assert vault.reveal("cgrant_0") == "cat_batchtoken00000"
+    assert vault.reveal("cgrant_1199") == "cat_batchtoken01199"
+    first = vault.get("cgrant_7")
+    assert (first.workspace_id, first.user_kind, first.masked_token) == (
+        "ws_7", "linked", "cat_ba...07")
+    old = vault.get("cgrant_old")
+    assert vault.reveal("cgrant_old") == "cat_newtoken00002"
+    assert (old.customer_ref, old.user_kind, old.kryptos_user_id) == ("keep-me", "guest",
+                                                                       "user_9")
+    assert old.created_at == created and old.updated_at >= created
+    with db.read() as conn:  # each token encrypted on its own (Fernet: fresh IV per token)
+        ciphertexts = conn.execute(text("SELECT token_ciphertext FROM vault_tokens")).scalars()
+        assert len(set(ciphertexts)) == 1201
+    assert vault.put_many([]) == PutReport(0, 0)
+
+
+def test_put_many_same_grant_twice_is_two_puts(db: Database, vault_key: bytes) -> None:
+    vault = TokenVault(db, vault_key)
+    report = vault.put_many([NewVaultEntry("cgrant_1", "cat_firsttoken0001", customer_ref="a"),
+                             NewVaultEntry("cgrant_1", "cat_secondtoken002", workspace_id="w")])
+    assert report == PutReport(added=1, updated=0)
+    entry = vault.get("cgrant_1")
+    assert vault.reveal("cgrant_1") == "cat_secondtoken002"
+    assert (entry.customer_ref, entry.workspace_id) == ("a", "w")
+
+
+def test_put_many_stores_nothing_when_an_entry_is_invalid(db: Database,
+                                                          vault_key: bytes) -> None:
+    vault = TokenVault(db, vault_key)
+    secret = "cat_secretbutbad token"
+    bad = [NewVaultEntry("cgrant_1", "cat_goodtoken00001"), NewVaultEntry("cgrant_2", secret)]
+    with pytest.raises(StoreError, match="Entry 2: The access token contains whitespace") as info:
+        vault.put_many(bad)
+    assert secret not in str(info.value) and "cat_" not in repr(bad[1])
+    with pytest.raises(StoreError, match="Entry 1: .*must start with 'cgrant_'"):
+        vault.put_many([NewVaultEntry("grant_1", "cat_goodtoken00001")])
+    assert vault.list() == []
 
 
 def test_wrong_key_fails_clearly(db: Database, vault_key: bytes) -> None:
