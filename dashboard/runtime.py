@@ -182,19 +182,17 @@ def _build_ops(settings: Settings, client: KryptosClient) -> Operations:
 
 
 def load_sandbox_tokens(ops: Operations, sandbox: SandboxControl, client_id: str) -> int:
-    """Store the sandbox's exported tokens in the vault (what the backend kept at exchange)."""
-    count = 0
-    for row in sandbox.tokens(client_id=client_id):
-        ops.ctx.vault.put(
-            row["grant_id"],
-            row["access_token"],
-            workspace_id=row.get("workspace_id"),
-            kryptos_user_id=row.get("user_id"),
-            customer_ref=row.get("customer_ref"),
-            user_kind=row.get("kind"),
-        )
-        count += 1
-    return count
+    """Store the sandbox's exported tokens in the vault (what the backend kept at exchange),
+    in one transaction."""
+    from services.store import NewVaultEntry
+
+    entries = [NewVaultEntry(row["grant_id"], row["access_token"],
+                             workspace_id=row.get("workspace_id"),
+                             kryptos_user_id=row.get("user_id"),
+                             customer_ref=row.get("customer_ref"), user_kind=row.get("kind"))
+               for row in sandbox.tokens(client_id=client_id)]
+    ops.ctx.vault.put_many(entries)
+    return len(entries)
 
 
 def build_runtime(settings: Settings | None = None) -> Runtime:
