@@ -1,9 +1,12 @@
 """AppTest fixtures for the console's pages.
 
 `console_env` points the console at the shared test sandbox (`SANDBOX_URL`, reset per test by
-the `sandbox` fixture) with a fresh data directory (`CONSOLE_DATA_DIR`, so a fresh database,
-vault key, cookie key and demo users file), and clears Streamlit's caches so that the next
-`get_runtime()` builds a runtime for this test.
+the `sandbox` fixture) with a fresh data directory of its own (`CONSOLE_DATA_DIR`: database,
+vault key, cookie key, demo users file), and clears Streamlit's caches so that the next
+`get_runtime()` builds a runtime for this test. The data directory is a copy of a template
+that the console itself built once per session (`console_template`: migrations applied, demo
+users hashed, the sandbox's tokens stored), so a test's runtime start skips the bcrypt hashing
+and the migrations; each test still gets its own copy, and its start still loads the tokens.
 
 `make_app(role, page=None)` returns an `AppTest` of `dashboard/app.py` already logged in as
 that role's demo user, through the real login form (AppTest types the username and password
@@ -16,6 +19,8 @@ Helpers: `runtime()` is the test's `Runtime` (its `ops` reads the same database 
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,7 +28,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from dashboard.runtime import DEMO_USERS, Runtime, get_runtime
+from dashboard.runtime import DEMO_USERS, Runtime, build_runtime, get_runtime
 from sandbox import SandboxHandle
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -46,18 +51,50 @@ def _clear_caches() -> None:
     reads.invalidate_all()  # its keys hold id(ops), which a new runtime may reuse
 
 
-@pytest.fixture
-def console_env(
-    sandbox: SandboxHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
-    """Sandbox-mode environment for the console; yields the test's data directory."""
+def _sandbox_env(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxHandle, data_dir: Path,
+                 secrets_file: Path) -> None:
     for name in _CONSOLE_ENV:
         monkeypatch.delenv(name, raising=False)
-    data_dir = tmp_path / "console-data"
     monkeypatch.setenv("SANDBOX_URL", sandbox.base_url)
     monkeypatch.setenv("CONSOLE_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("CONSOLE_SECRETS_FILE", str(tmp_path / "no-secrets.toml"))
+    monkeypatch.setenv("CONSOLE_SECRETS_FILE", str(secrets_file))
     monkeypatch.setenv("SANDBOX_RESYNC_DELAY", "2")
+
+
+@pytest.fixture(scope="session")
+def console_template(sandbox_server: SandboxHandle,
+                     tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sandbox-mode data directory made once per session by the console's own start
+    (`build_runtime`) against the seeded shared sandbox. Copy it; never use it directly."""
+    root = tmp_path_factory.mktemp("console-template")
+    data_dir = root / "console-data"
+    sandbox_server.reset()
+    with pytest.MonkeyPatch.context() as mp:
+        _sandbox_env(mp, sandbox_server, data_dir, root / "no-secrets.toml")
+        rt = build_runtime()
+    assert rt.ok, rt.problems
+    database = data_dir / "console.db"
+    assert rt.settings is not None and rt.settings.effective_database_url.endswith(
+        str(database)), "the template expects the default SQLite database in the data dir"
+    # Everything committed into the database file itself, so a copy needs no WAL file.
+    with sqlite3.connect(database) as conn:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    conn.close()
+    assert busy == 0, "the template database could not be checkpointed"
+    return data_dir
+
+
+@pytest.fixture
+def console_env(
+    sandbox: SandboxHandle, console_template: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Path]:
+    """Sandbox-mode environment for the console; yields the test's data directory (its own
+    copy of `console_template`)."""
+    data_dir = tmp_path / "console-data"
+    shutil.copytree(console_template, data_dir,
+                    ignore=shutil.ignore_patterns("*.db-wal", "*.db-shm"))
+    _sandbox_env(monkeypatch, sandbox, data_dir, tmp_path / "no-secrets.toml")
     _clear_caches()
     yield data_dir
     _clear_caches()

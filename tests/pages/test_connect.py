@@ -150,10 +150,11 @@ def test_after_an_exchange_the_used_token_is_gone_from_the_form(make_app, audit_
 
 
 @pytest.fixture
-def own_sandbox_runtime(console_env, monkeypatch) -> Iterator[Runtime]:
+def own_sandbox_runtime(console_env, monkeypatch, tmp_path) -> Iterator[Runtime]:
     """The console as `streamlit run` starts it on a clean clone: its own sandbox in a
-    thread (no SANDBOX_URL)."""
+    thread (no SANDBOX_URL), no data directory yet."""
     monkeypatch.delenv("SANDBOX_URL")
+    monkeypatch.setenv("CONSOLE_DATA_DIR", str(tmp_path / "clean-data"))
     rt = get_runtime()
     assert rt.ok and rt.sandbox is not None, rt.problems
     yield rt

@@ -23,6 +23,8 @@ def live_env(console_env, sandbox, monkeypatch, tmp_path):
     auth_file = tmp_path / "users.yaml"
     add_user(auth_file, "alice", "alice-password-1", ["support", "finance"], rounds=4)
     monkeypatch.delenv("SANDBOX_URL")
+    # Live mode starts from an empty data directory, not from sandbox mode's template copy.
+    monkeypatch.setenv("CONSOLE_DATA_DIR", str(tmp_path / "live-data"))
     env = {
         "KRYPTOS_CLIENT_ID": SANDBOX_CLIENT_ID,
         "KRYPTOS_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,

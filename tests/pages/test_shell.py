@@ -263,9 +263,11 @@ def test_roles_changed_in_the_users_file_apply_at_next_rerun(make_app, runtime):
     assert any(t.value == "Audit log" for t in at.title)
 
 
-def test_sandbox_mode_without_sandbox_url_starts_its_own(console_env, monkeypatch):
+def test_sandbox_mode_without_sandbox_url_starts_its_own(console_env, monkeypatch, tmp_path):
     """What `streamlit run dashboard/app.py` does on a clean clone: start a sandbox in a thread."""
     monkeypatch.delenv("SANDBOX_URL")
+    clean = tmp_path / "clean-data"  # a clean clone has no data directory yet
+    monkeypatch.setenv("CONSOLE_DATA_DIR", str(clean))
     runtime = build_runtime(load_settings())
     try:
         assert runtime.ok and runtime.is_sandbox, runtime.problems
@@ -274,6 +276,6 @@ def test_sandbox_mode_without_sandbox_url_starts_its_own(console_env, monkeypatc
 
         rows = runtime.ops.grants.list_grants(Actor("viewer", "", frozenset({"viewer"})))
         assert len(rows) >= 30 and any(r.has_token for r in rows)
-        assert (console_env / "vault.key").exists()
+        assert (clean / "vault.key").exists() and (clean / "sandbox-users.yaml").exists()
     finally:
         runtime._stop()
