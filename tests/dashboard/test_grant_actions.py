@@ -20,7 +20,7 @@ from services.operations import (
     ValidationError,
 )
 from services.settings import parse_tiers
-from services.store import AuditFilter, AuditLog, TokenVault, open_database
+from services.store import AuditFilter, AuditLog, NewVaultEntry, TokenVault, open_database
 
 TIERS = parse_tiers("Free=1000,Plus=10000,Unlimited=off")
 SUPPORT = Actor("sam", "Sam", frozenset({"support"}))
@@ -34,9 +34,9 @@ class Env:
         self.db = open_database(f"sqlite:///{tmp_path / 'console.db'}")
         self.audit = AuditLog(self.db)
         self.vault = TokenVault(self.db, Fernet.generate_key())
-        for t in sandbox.tokens():
-            self.vault.put(t["grant_id"], t["access_token"], workspace_id=t.get("workspace_id"),
-                           customer_ref=t.get("customer_ref"))
+        self.vault.put_many(
+            NewVaultEntry(t["grant_id"], t["access_token"], workspace_id=t.get("workspace_id"),
+                          customer_ref=t.get("customer_ref")) for t in sandbox.tokens())
         self.client = KryptosClient(
             sandbox.client_id, sandbox.client_secret, sandbox.connect_url, sandbox.data_url,
             connect_timeout=1.0, read_timeout=3.0, max_retries=1, retry_budget=2.0,

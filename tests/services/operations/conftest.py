@@ -14,7 +14,7 @@ from services.kryptos.client import KryptosClient
 from services.kryptos.errors import KryptosError
 from services.operations import Actor, Operations
 from services.settings import parse_tiers
-from services.store import AuditFilter, AuditLog, TokenVault, open_database
+from services.store import AuditFilter, AuditLog, NewVaultEntry, TokenVault, open_database
 
 TIERS = parse_tiers("Free=1000,Plus=10000,Pro=100000,Unlimited=off")
 
@@ -78,12 +78,12 @@ class Env:
 
 
 def load_vault(vault: TokenVault, rows: list[dict], *, with_kind: bool = False) -> None:
-    for t in rows:
-        vault.put(
-            t["grant_id"], t["access_token"], workspace_id=t.get("workspace_id"),
-            customer_ref=t.get("customer_ref"),
-            user_kind=t.get("kind") if with_kind else None,
-        )
+    vault.put_many(
+        NewVaultEntry(t["grant_id"], t["access_token"], workspace_id=t.get("workspace_id"),
+                      customer_ref=t.get("customer_ref"),
+                      user_kind=t.get("kind") if with_kind else None)
+        for t in rows
+    )
 
 
 @pytest.fixture
