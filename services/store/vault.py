@@ -34,6 +34,7 @@ _CANARY_NAME = "key_check"
 _CANARY_PLAINTEXT = b"kryptos-console vault key check v1"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,199}$")
 _GRANT_ID_RE = re.compile(r"^cgrant_[A-Za-z0-9_-]{1,128}$")
+_SPACE_RE = re.compile(r"\s")  # the same characters as str.isspace()
 _UPDATABLE = frozenset(
     {"access_token", "workspace_id", "kryptos_user_id", "customer_ref", "user_kind"}
 )
@@ -230,7 +231,7 @@ def _token(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise StoreError("The access token is empty.")
     value = value.strip()
-    if any(ch.isspace() for ch in value) or len(value) > 4096:
+    if len(value) > 4096 or _SPACE_RE.search(value):
         raise StoreError("The access token contains whitespace or is too long.")
     return value
 
