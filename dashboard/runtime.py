@@ -30,6 +30,7 @@ from dashboard.users import User, UsersError, hash_password, load_users, save_us
 from services.kryptos.client import KryptosClient
 from services.operations import Operations
 from services.settings import ConfigError, Settings, load_settings
+from services.store import NewVaultEntry
 from services.store.errors import StoreError
 
 logger = logging.getLogger(__name__)
@@ -184,8 +185,6 @@ def _build_ops(settings: Settings, client: KryptosClient) -> Operations:
 def load_sandbox_tokens(ops: Operations, sandbox: SandboxControl, client_id: str) -> int:
     """Store the sandbox's exported tokens in the vault (what the backend kept at exchange),
     in one transaction."""
-    from services.store import NewVaultEntry
-
     entries = [NewVaultEntry(row["grant_id"], row["access_token"],
                              workspace_id=row.get("workspace_id"),
                              kryptos_user_id=row.get("user_id"),
