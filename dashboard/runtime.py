@@ -18,7 +18,6 @@ import logging
 import os
 import secrets
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,11 @@ from services.kryptos.client import KryptosClient
 from services.operations import Operations
 from services.settings import ConfigError, Settings, load_settings
 from services.store import NewVaultEntry
+from services.store.db import Database, open_database
 from services.store.errors import StoreError
+from services.store.sessions import LoginFailures, SessionStore
+from services.store.totp import TotpStore
+from services.store.vault import load_vault_key
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +53,7 @@ DEMO_HASH_ROUNDS = 10  # demo accounts only: fast to create on every start
 DEMO_USERS_FILE = "sandbox-users.yaml"
 COOKIE_KEY_FILE = "cookie.key"
 
-MAX_LOGIN_FAILURES = 5
-LOCKOUT_SECONDS = 15 * 60
+_AUTH_LOCK = threading.Lock()
 
 
 class SandboxControl(Protocol):
@@ -62,41 +64,29 @@ class SandboxControl(Protocol):
     def tokens(self, client_id: str | None = None) -> list[dict]: ...
 
 
-class LoginThrottle:
-    """Failed logins per username, process-wide: locked after `max_failures` in `window` s."""
+@dataclass(frozen=True)
+class AuthStores:
+    """Console logins in the database (services/store/sessions.py, totp.py): shared by all
+    replicas, kept across restarts."""
 
-    def __init__(self, max_failures: int = MAX_LOGIN_FAILURES,
-                 window: float = LOCKOUT_SECONDS) -> None:
-        self.max_failures = max_failures
-        self.window = window
-        self._lock = threading.Lock()
-        self._failures: dict[str, list[float]] = {}
+    sessions: SessionStore
+    throttle: LoginFailures
+    totp: TotpStore
 
-    def _recent(self, username: str, now: float) -> list[float]:
-        times = [t for t in self._failures.get(username, []) if now - t < self.window]
-        self._failures[username] = times
-        return times
 
-    def locked_for(self, username: str) -> float:
-        """Seconds until the username may try again (0 when not locked)."""
-        now = time.monotonic()
-        with self._lock:
-            times = self._recent(username, now)
-            if len(times) < self.max_failures:
-                return 0.0
-            return max(0.0, self.window - (now - times[-self.max_failures]))
+def LoginThrottle(db: Database, settings: Settings) -> LoginFailures:  # noqa: N802 (kept name)
+    """Failed logins per (username, address), username and address, in the database:
+    `services.store.sessions.LoginFailures` with the settings' limits."""
+    return LoginFailures(db, max_failures=settings.login_max_failures,
+                         max_failures_wide=settings.login_max_failures_wide,
+                         lock_seconds=settings.login_lock_seconds)
 
-    def failure(self, username: str) -> int:
-        """Record a failure; returns how many attempts are left before the lock."""
-        now = time.monotonic()
-        with self._lock:
-            times = self._recent(username, now)
-            times.append(now)
-            return max(0, self.max_failures - len(times))
 
-    def success(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop(username, None)
+def build_auth_stores(settings: Settings) -> AuthStores:
+    """Open the console's database (migrations applied) for the login stores."""
+    db = open_database(settings.effective_database_url)
+    return AuthStores(SessionStore(db), LoginThrottle(db, settings),
+                      TotpStore(db, load_vault_key(settings)))
 
 
 @dataclass
@@ -112,7 +102,7 @@ class Runtime:
     auth_file: Path | None = None
     cookie_key: str | None = field(default=None, repr=False)
     demo_users: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    _auth: AuthStores | None = field(default=None, repr=False)
     _users_cache: tuple[float, dict[str, User]] | None = field(default=None, repr=False)
     _stop: Callable[[], None] | None = field(default=None, repr=False)
 
@@ -123,6 +113,21 @@ class Runtime:
     @property
     def is_sandbox(self) -> bool:
         return self.mode == "sandbox"
+
+    @property
+    def auth(self) -> AuthStores:
+        """The login stores (opened on first use; only for a runtime that is `ok`)."""
+        if self._auth is None:
+            with _AUTH_LOCK:
+                if self._auth is None:
+                    assert self.settings is not None
+                    self._auth = build_auth_stores(self.settings)
+        return self._auth
+
+    @property
+    def throttle(self) -> LoginFailures:
+        """Failed logins and locks (services.store.sessions.LoginFailures)."""
+        return self.auth.throttle
 
     def users(self) -> dict[str, User]:
         """The users file, re-read when it changed (a CLI change applies at the next rerun)."""

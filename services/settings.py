@@ -5,8 +5,10 @@ the `[kryptos]` table (lower-case keys: client_id, client_secret, connect_url, d
 connect_timeout, read_timeout, max_retries, retry_budget) and the `[console]` table
 (lower-case keys: database_url, vault_key, cookie_key, cookie_name, cookie_expiry_days,
 auth_file, audit_anchor_file, data_dir, tiers, sandbox_port, sandbox_resync_delay,
-sandbox_url) and the `[backend]` table (lower-case keys: jwt_secret, jwt_public_key,
-jwt_audience, jwt_issuer, webhook_secret, webhook_max_age, link_token_rate_limit, port).
+sandbox_url, idle_timeout, session_lifetime, totp_required_roles, login_max_failures,
+login_max_failures_wide, login_lock_seconds, client_address_header) and the `[backend]`
+table (lower-case keys: jwt_secret, jwt_public_key, jwt_audience, jwt_issuer,
+webhook_secret, webhook_max_age, link_token_rate_limit, port).
 
 Nothing else in the project reads `os.environ` or the secrets file.
 """
@@ -120,6 +122,22 @@ class Settings:
     sandbox_resync_delay: float = 5.0
     #: Sandbox mode only: use an already running sandbox at this URL instead of starting one.
     sandbox_url: str | None = None
+    #: Console logins (dashboard/auth.py): a session ends after this many seconds without a
+    #: page run (CONSOLE_IDLE_TIMEOUT) or this long after its login (CONSOLE_SESSION_LIFETIME).
+    idle_timeout: float = 20 * 60
+    session_lifetime: float = 8 * 3600
+    #: Roles whose users must log in with a TOTP code (CONSOLE_TOTP_REQUIRED_ROLES,
+    #: comma-separated; "none" for none). None: the mode's default (see totp_roles).
+    totp_required_roles: tuple[str, ...] | None = None
+    #: Failed logins: `login_max_failures` for one username from one address, or
+    #: `login_max_failures_wide` for one username from all addresses or from one address for
+    #: all usernames, within `login_lock_seconds`, lock that for `login_lock_seconds`.
+    login_max_failures: int = 5
+    login_max_failures_wide: int = 20
+    login_lock_seconds: float = 15 * 60
+    #: A header set by a trusted reverse proxy that holds the client's address (e.g.
+    #: X-Forwarded-For: its first address is used). None: the connection's own address.
+    client_address_header: str | None = None
     #: The customer backend (`backend/`): how customers' JWTs are checked (HS256 secret or
     #: RS256 public key in PEM), the webhook signing secret, the webhook max age (seconds)
     #: and link tokens allowed per customer per minute.
@@ -144,6 +162,14 @@ class Settings:
     def sandbox_mode(self) -> bool:
         """No Kryptos credentials configured: the console runs against its own sandbox."""
         return not (self.client_id and self.client_secret)
+
+    @property
+    def totp_roles(self) -> frozenset[str]:
+        """Roles that must use a second factor: the setting, else admin and finance in live
+        mode and none in sandbox mode."""
+        if self.totp_required_roles is not None:
+            return frozenset(self.totp_required_roles)
+        return frozenset() if self.sandbox_mode else frozenset({"admin", "finance"})
 
     @property
     def effective_database_url(self) -> str:
@@ -248,4 +274,46 @@ def load_settings(
             "BACKEND_LINK_TOKEN_RATE_LIMIT", backend, "link_token_rate_limit",
             DEFAULT_LINK_TOKEN_RATE_LIMIT, int)),
         backend_port=int(number("BACKEND_PORT", backend, "port", 0, int)),
+        idle_timeout=_positive(number("CONSOLE_IDLE_TIMEOUT", console, "idle_timeout",
+                                      20 * 60, float), "CONSOLE_IDLE_TIMEOUT"),
+        session_lifetime=_positive(number("CONSOLE_SESSION_LIFETIME", console,
+                                          "session_lifetime", 8 * 3600, float),
+                                   "CONSOLE_SESSION_LIFETIME"),
+        totp_required_roles=_roles(get("CONSOLE_TOTP_REQUIRED_ROLES", console,
+                                       "totp_required_roles")),
+        login_max_failures=int(_positive(number("CONSOLE_LOGIN_MAX_FAILURES", console,
+                                                "login_max_failures", 5, int),
+                                         "CONSOLE_LOGIN_MAX_FAILURES")),
+        login_max_failures_wide=int(_positive(number(
+            "CONSOLE_LOGIN_MAX_FAILURES_WIDE", console, "login_max_failures_wide", 20, int),
+            "CONSOLE_LOGIN_MAX_FAILURES_WIDE")),
+        login_lock_seconds=_positive(number("CONSOLE_LOGIN_LOCK_SECONDS", console,
+                                            "login_lock_seconds", 15 * 60, float),
+                                     "CONSOLE_LOGIN_LOCK_SECONDS"),
+        client_address_header=get("CONSOLE_CLIENT_ADDRESS_HEADER", console,
+                                  "client_address_header"),
     )
+
+
+def _positive(value: float, name: str) -> float:
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0.")
+    return value
+
+
+#: The console's roles (services/operations/permissions.py ROLES; settings import nothing).
+_KNOWN_ROLES = ("viewer", "support", "finance", "admin")
+
+
+def _roles(text: str | None) -> tuple[str, ...] | None:
+    """CONSOLE_TOTP_REQUIRED_ROLES: comma-separated roles, "none" for none, unset: None."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    roles = tuple(dict.fromkeys(r.strip().lower() for r in text.split(",") if r.strip()))
+    unknown = [r for r in roles if r not in _KNOWN_ROLES]
+    if unknown:
+        raise ConfigError(f"CONSOLE_TOTP_REQUIRED_ROLES: unknown role(s) {', '.join(unknown)}; "
+                          f"roles: {', '.join(_KNOWN_ROLES)} (or 'none').")
+    return roles

@@ -27,6 +27,8 @@ class Permission(StrEnum):
     # One grant's own audit history (on its detail page): for those who act on grants or
     # audit them. A viewer reads grants but not who did what to them, nor why.
     VIEW_GRANT_HISTORY = "view_grant_history"
+    # Console users: unlock a locked login (admin only).
+    MANAGE_USERS = "manage_users"
 
 
 # The table. A user with several roles has the union of their permissions.

@@ -33,6 +33,7 @@ from services.store.audit import AuditLog, ChainReport, audit_head
 from services.store.cli_audit import AuditUnavailable, CliAudit
 from services.store.db import open_database
 from services.store.errors import StoreError
+from services.store.totp import TotpStore
 from services.store.vault import ImportReport, RotationReport, TokenVault, load_vault_key
 
 
@@ -86,12 +87,21 @@ def _audited_change(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "rotate-key":
 
             def rotate() -> tuple[tuple[RotationReport, int], None, dict[str, Any]]:
-                vault = TokenVault(audit.db, load_vault_key(settings))
+                key = load_vault_key(settings)
+                vault = TokenVault(audit.db, key)
                 report = vault.rotate()
+                # The console users' TOTP secrets are encrypted with the same keys.
+                totp_done, totp_unreadable = TotpStore(audit.db, key).rotate()
+                if totp_done or totp_unreadable:
+                    print(f"re-encrypted {totp_done} TOTP secret(s)"
+                          + (f"; {len(totp_unreadable)} could not be decrypted (users: "
+                             f"{', '.join(totp_unreadable)}: enrol them again)"
+                             if totp_unreadable else ""))
                 return (report, vault.key_count), None, {
                     "re_encrypted": report.re_encrypted,
                     "already_primary": report.already_primary,
                     "unreadable": len(report.unreadable), "keys": vault.key_count,
+                    "totp_re_encrypted": totp_done, "totp_unreadable": len(totp_unreadable),
                 }
 
             report, key_count = audit.run(AuditAction.VAULT_ROTATE_KEY, rotate, target_type="vault")

@@ -117,3 +117,49 @@ backend_rate_hits = Table(
     Column("bucket", String(400), nullable=False),
     Column("at_ms", BigInteger, nullable=False),
 )
+
+# --- 0005_auth: console logins (services/store/sessions.py and totp.py) ---------------------
+
+# Console logins (migration 0005_auth): see services/store/sessions.py and totp.py.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("username", String(64), nullable=False),
+    Column("roles", Text, nullable=False),
+    Column("credential_stamp", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+    Column("end_reason", String(32)),
+    Column("client_address", String(64)),
+)
+
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("locked_until", UTCDateTime),
+    Column("username", String(64)),
+    Column("client_address", String(64)),
+)
+
+totp_secrets = Table(
+    "totp_secrets",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("secret_ciphertext", Text, nullable=False),
+    Column("enrolled_at", UTCDateTime, nullable=False),
+    Column("last_step", BigInteger, nullable=False),
+)
+
+totp_recovery_codes = Table(
+    "totp_recovery_codes",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("code_hash", String(64), primary_key=True),
+    Column("used_at", UTCDateTime),
+)

@@ -99,9 +99,10 @@ def test_add_set_roles_remove_write_requested_then_succeeded(data_dir, path):
     assert (add_ok.before, add_ok.after) == (None, {"roles": ["support"]})
     assert set_req.params["roles"] == ["finance", "admin"]
     assert set_ok.before == {"roles": ["support"]}
-    assert set_ok.after == {"roles": ["finance", "admin"]}
+    assert set_ok.after == {"roles": ["finance", "admin"], "sessions_ended": 0}
     assert rm_req.params == {"host": add_req.params["host"]}
-    assert (rm_ok.before, rm_ok.after) == ({"roles": ["finance", "admin"]}, None)
+    assert (rm_ok.before, rm_ok.after) == ({"roles": ["finance", "admin"]},
+                                           {"sessions_ended": 0})
 
     text = exported(data_dir)
     assert PASSWORD not in text and password_hash not in text

@@ -22,16 +22,17 @@ TIMEOUT = 30_000  # ms; the first reads of a page go to the sandbox over HTTP
 
 #: The navigation each demo user must see, in menu order (dashboard/auth.py PAGES).
 NAV = {
-    "viewer": ["Overview", "Grants", "Grant detail"],
-    "support": ["Overview", "Grants", "Grant detail", "Connect a customer"],
-    "finance": ["Overview", "Grants", "Grant detail", "Guest limits", "Audit log"],
+    "viewer": ["Overview", "Grants", "Grant detail", "My account"],
+    "support": ["Overview", "Grants", "Grant detail", "Connect a customer", "My account"],
+    "finance": ["Overview", "Grants", "Grant detail", "Guest limits", "Audit log",
+                "My account"],
     "admin": ["Overview", "Grants", "Grant detail", "Guest limits", "Audit log",
-              "Connect a customer"],
+              "Connect a customer", "My account"],
     "ops": ["Overview", "Grants", "Grant detail", "Guest limits", "Audit log",
-            "Connect a customer"],
+            "Connect a customer", "My account"],
 }
 ALL_PAGES = ["Overview", "Grants", "Grant detail", "Guest limits", "Audit log",
-             "Connect a customer"]
+             "Connect a customer", "My account"]
 
 
 #: Counts the app's script runs (`window.__consoleRuns`): added to every browser context by

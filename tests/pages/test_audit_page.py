@@ -21,8 +21,12 @@ def _table(at):
 
 
 def _fail_logins(runtime, name: str, n: int) -> None:
+    """`n` events whose actor and target are the user `name` (logouts: a failed login's
+    actor is `anonymous`)."""
+    from services.operations import Actor
+
     for _ in range(n):
-        runtime.ops.auth.record_login_failed(name)
+        runtime.ops.auth.record_logout(Actor(name, name, frozenset({"viewer"})))
 
 
 @pytest.mark.parametrize("role", ["finance", "admin", "ops"])
@@ -44,7 +48,7 @@ def test_filters_by_actor_action_outcome_and_target(make_app, runtime):
     assert set(_table(at)["outcome"]) == {"succeeded"}
     at.selectbox(key="audit_outcome").select("any")
     at.text_input(key="audit_action").input("auth.*").run()
-    assert set(_table(at)["action"]) == {"auth.login", "auth.login_failed"}
+    assert set(_table(at)["action"]) == {"auth.login", "auth.logout"}
     at.text_input(key="audit_action").input("")
     at.text_input(key="audit_target").input("mallory").run()
     assert set(_table(at)["target"]) == {"user mallory"}
@@ -208,5 +212,6 @@ def test_viewer_opening_the_address_is_refused_not_sent_elsewhere(make_app, audi
     assert [t.value for t in at.title] == ["Not available"]
     assert any("not allowed" in e.value for e in at.error)
     assert _table(at) is None and not at.download_button
-    assert [(e.actor_username, e.action, e.target_id)
-            for e in audit_events(outcome="denied")] == [("viewer", "audit.read", "audit_log")]
+    assert [(e.actor_username, e.action, e.target_type, e.target_id)
+            for e in audit_events(outcome="denied")] == [("viewer", "page.view", "page",
+                                                          "audit_log")]

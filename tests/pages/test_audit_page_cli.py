@@ -37,7 +37,8 @@ def test_users_cli_events_on_the_audit_page(make_app, runtime, tmp_path, monkeyp
     newest = int(table["seq"].iloc[0])
     at.selectbox(key="audit_detail_seq").select(newest).run()
     details = json.loads(at.json[0].value)
-    assert (details["before"], details["after"]) == ({"roles": ["viewer"]}, {"roles": ["admin"]})
+    assert (details["before"], details["after"]) == ({"roles": ["viewer"]},
+                                                    {"roles": ["admin"], "sessions_ended": 0})
     at.selectbox(key="audit_detail_seq").select(newest - 1).run()  # its `requested` event
     assert json.loads(at.json[0].value)["params"]["roles"] == ["admin"]
 

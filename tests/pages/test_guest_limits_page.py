@@ -77,8 +77,9 @@ def test_not_in_navigation_and_refused_by_address(make_app: Callable[..., AppTes
     assert any("not allowed" in e.value for e in at.error)
     assert "Guest limits" not in [t.value for t in at.title]
     assert not list(at.dataframe) and all(b.key != "bulk_dry" for b in at.button)
-    assert [(e.actor_username, e.action, e.target_id)
-            for e in audit_events(outcome="denied")] == [(role, "guest.tier.apply",
+    # A page visit refused, naming the page (not `guest.tier.apply`: nothing was applied).
+    assert [(e.actor_username, e.action, e.target_type, e.target_id)
+            for e in audit_events(outcome="denied")] == [(role, "page.view", "page",
                                                           "guest_limits")]
 
 

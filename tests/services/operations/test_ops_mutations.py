@@ -267,6 +267,16 @@ def test_login_events(env: Env) -> None:
         ("auth.logout", "succeeded")]
 
 
+def test_failed_login_keeps_the_typed_name_out_of_actor_and_target(env: Env) -> None:
+    env.ops.auth.record_login_failed("  finance\x1b[31m\u202e" + "x" * 100)
+    event = env.events(action="auth.login_failed")[-1]
+    assert (event.actor_username, event.actor_roles, event.target_id) == ("anonymous", (), None)
+    typed = event.params["typed_username"]
+    assert typed.startswith("finance\\x1b[31m\\u202e") and "\x1b" not in typed
+    assert len(typed) == 64 - 2 + len("\\x1b") + len("\\u202e")
+    assert event.error_code == "BAD_CREDENTIALS"
+
+
 def test_no_secret_in_audit_or_errors(env: Env) -> None:
     t = env.stored(kind="guest")[0]
     env.ops.limits.set_guest_limit(FINANCE, t["grant_id"], 3000, reason="upgrade to Plus")

@@ -153,10 +153,11 @@ def test_rotate_key_is_audited_with_counts(
     for e in evs:
         assert e.actor_username == "cli:opsbob" and e.actor_roles == ("cli",)
         assert (e.target_type, e.target_id) == ("vault", None)
+    totp = {"totp_re_encrypted": 0, "totp_unreadable": 0}
     assert evs[1].after == {"re_encrypted": 5, "already_primary": 0, "unreadable": 0,
-                            "keys": 2}
+                            "keys": 2, **totp}
     assert evs[3].after == {"re_encrypted": 0, "already_primary": 5, "unreadable": 0,
-                            "keys": 2}
+                            "keys": 2, **totp}
     assert evs[5].error_code == "STORE_ERROR"
     assert "does not match" in evs[5].error_message
     assert evs[4].correlation_id == evs[5].correlation_id
