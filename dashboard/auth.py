@@ -58,6 +58,7 @@ from services.operations import (
     Actor,
     OperationError,
     Permission,
+    can,
     permissions_for,
 )
 from services.store.errors import StoreError
@@ -67,12 +68,14 @@ from services.store.sessions import (
     A_SESSION_ENDED,
     A_TOTP_ENROLLED,
     A_TOTP_FAILED,
+    A_UNLOCK,
     END_IDLE,
     END_LIFETIME,
     END_LOGOUT,
     END_PASSWORD_CHANGED,
     END_ROLES_CHANGED,
     END_USER_REMOVED,
+    SCOPE_ADDRESS,
     UNKNOWN_ADDRESS,
     ConsoleSession,
     credential_stamp,
@@ -778,3 +781,58 @@ def logout(runtime: Runtime, actor: Actor) -> None:
     st.session_state.pop(SET_COOKIE_KEY, None)
     st.session_state.pop(PASSWORD_KEY, None)
     _mark_cookie_dead(_cookie_token(runtime))
+
+
+# --- My account page --------------------------------------------------------------------------
+
+#: `Lock.scope` of a lock on a client address (for all usernames).
+ADDRESS_SCOPE = SCOPE_ADDRESS
+
+
+def new_totp_secret() -> str:
+    from services.store.totp import new_secret
+
+    return new_secret()
+
+
+def set_up_totp(runtime: Runtime, user: User, secret: str, new_code: str,
+                current_code: str | None = None) -> tuple[list[str] | None, str | None]:
+    """My account: store a new key once a code from it matches (and, when a key is set up
+    already, a current code from that one). Returns (recovery codes, None) or (None, why)."""
+    from services.store.totp import code_matches
+
+    totp = runtime.auth.totp
+    try:
+        if totp.is_enrolled(user.username) and not totp.verify(user.username,
+                                                               current_code or ""):
+            return None, "The current code is wrong: nothing was changed."
+        if code_matches(secret, new_code or "") is None:
+            return None, "The code from the new key does not match."
+        return enrol(runtime, user, secret, by=user.username), None
+    except StoreError as exc:
+        logger.error("TOTP set-up failed: %s", exc.user_message)
+        return None, STORE_DOWN
+
+
+def login_locks(runtime: Runtime) -> list[Any] | None:
+    """The failed-login locks in force (`services.store.sessions.Lock`), or None when the
+    database cannot be read."""
+    try:
+        return runtime.throttle.locks()
+    except StoreError as exc:
+        logger.error("reading the login locks failed: %s", exc.user_message)
+        return None
+
+
+def unlock(runtime: Runtime, actor: Actor, kind: str, value: str) -> int:
+    """An admin lifts the locks of a user (`kind` "user") or an address ("address");
+    audited `auth.unlock`. Returns how many locks were in force."""
+    if not can(actor, Permission.MANAGE_USERS):
+        runtime.ops.require(actor, Permission.MANAGE_USERS, A_UNLOCK, kind, value)
+    is_user = kind == "user"
+    lifted = runtime.throttle.unlock(username=value if is_user else None,
+                                     address=None if is_user else value)
+    record(runtime, actor.username, actor.roles, A_UNLOCK, "succeeded", target_type=kind,
+           target_id=value if is_user else None,
+           params={"locks_lifted": lifted, **({} if is_user else {"address": value})})
+    return lifted

@@ -11,9 +11,6 @@ from dashboard import auth
 from dashboard.context import page_context
 from dashboard.ui import kv, table, text
 from services.operations import Permission, can
-from services.store.errors import StoreError
-from services.store.sessions import A_UNLOCK, SCOPE_ADDRESS
-from services.store.totp import new_secret
 
 SECRET_KEY = "account_totp_secret"
 CODES_KEY = "account_totp_codes"
@@ -63,19 +60,16 @@ if codes:
 
 
 def _confirm() -> None:
-    from services.store.totp import code_matches
-
     secret = st.session_state.get(SECRET_KEY)
     if not secret or user is None:
         return
-    if enrolled and not stores.totp.verify(actor.username,
-                                           st.session_state.get("account_current_code", "")):
-        st.session_state[MESSAGE_KEY] = "The current code is wrong: nothing was changed."
+    codes, why = auth.set_up_totp(runtime, user, secret,
+                                  st.session_state.get("account_new_code", ""),
+                                  st.session_state.get("account_current_code"))
+    if why:
+        st.session_state[MESSAGE_KEY] = why
         return
-    if code_matches(secret, st.session_state.get("account_new_code", "")) is None:
-        st.session_state[MESSAGE_KEY] = "The code from the new key does not match."
-        return
-    st.session_state[CODES_KEY] = auth.enrol(runtime, user, secret, by=actor.username)
+    st.session_state[CODES_KEY] = codes
     st.session_state.pop(SECRET_KEY, None)
 
 
@@ -90,7 +84,7 @@ if st.session_state.get(SECRET_KEY):
         st.session_state.pop(SECRET_KEY, None)
         st.rerun()
 elif st.button("Set up a new key" if enrolled else "Set up", key="account_totp_start"):
-    st.session_state[SECRET_KEY] = new_secret()
+    st.session_state[SECRET_KEY] = auth.new_totp_secret()
     st.rerun()
 message = st.session_state.pop(MESSAGE_KEY, None)
 if message:
@@ -100,10 +94,9 @@ if message:
 
 if can(actor, Permission.MANAGE_USERS):
     st.subheader("Locked logins")
-    try:
-        locks = stores.throttle.locks()
-    except StoreError as exc:
-        st.error(exc.user_message)
+    locks = auth.login_locks(runtime)
+    if locks is None:
+        st.error(auth.STORE_DOWN)
         st.stop()
     if not locks:
         text("No login is locked.")
@@ -112,17 +105,13 @@ if can(actor, Permission.MANAGE_USERS):
             "kind": lock.scope, "failures": lock.failures,
             "locked until (UTC)": lock.locked_until.strftime("%Y-%m-%d %H:%M:%S")}
            for lock in locks], key="account_locks")
-    choices = sorted({("user", lock.username) for lock in locks if lock.username}
-                     | {("address", lock.key) for lock in locks if lock.scope == SCOPE_ADDRESS})
+    users_locked = {("user", lock.username) for lock in locks if lock.username}
+    addresses = {("address", lock.key) for lock in locks if lock.scope == auth.ADDRESS_SCOPE}
+    choices = sorted(users_locked | addresses)
     picked = st.selectbox("Unlock", choices, key="account_unlock_pick",
                           format_func=lambda c: f"{c[0]} {c[1]}")
     if st.button("Unlock", key="account_unlock", type="primary") and picked:
         kind, value = picked
-        lifted = stores.throttle.unlock(username=value if kind == "user" else None,
-                                        address=value if kind == "address" else None)
-        auth.record(runtime, actor.username, actor.roles, A_UNLOCK, "succeeded",
-                    target_type=kind, target_id=value if kind == "user" else None,
-                    params={"locks_lifted": lifted, **({"address": value}
-                                                        if kind == "address" else {})})
+        auth.unlock(runtime, actor, kind, value)
         st.toast(f"Unlocked {kind} {value}.", icon=":material/lock_open:")
         st.rerun()
