@@ -61,14 +61,9 @@ from services.operations import (
     can,
     permissions_for,
 )
+from services.store.actions import AuditAction
 from services.store.errors import StoreError
 from services.store.sessions import (
-    A_PAGE_VIEW,
-    A_RECOVERY_CODE_USED,
-    A_SESSION_ENDED,
-    A_TOTP_ENROLLED,
-    A_TOTP_FAILED,
-    A_UNLOCK,
     END_IDLE,
     END_LIFETIME,
     END_LOGOUT,
@@ -191,7 +186,7 @@ def refuse_page(runtime: Runtime, actor: Actor, spec: PageSpec) -> bool:
     """For a page's address opened by a user without its permission: one `page.view`
     `denied` event naming the page (not the page's actions: none was attempted), and the
     refusal alone. Returns False (nothing shown) when the operations in fact allow it."""
-    refused = actions.refusal(runtime.ops, actor, spec.permission, A_PAGE_VIEW, "page",
+    refused = actions.refusal(runtime.ops, actor, spec.permission, AuditAction.PAGE_VIEW, "page",
                               spec.url_path)
     if refused is None:
         return False
@@ -432,7 +427,7 @@ def _check_session(runtime: Runtime, sid: str) -> Actor | None:
             store.end_user(session.username, reason)
         else:
             store.end(sid, reason)
-        record(runtime, session.username, session.roles, A_SESSION_ENDED, "succeeded",
+        record(runtime, session.username, session.roles, AuditAction.SESSION_ENDED, "succeeded",
                target_type="user", target_id=session.username, params={"reason": reason})
         st.session_state[ENDED_MESSAGE_KEY] = END_MESSAGES[reason]
         return None
@@ -562,12 +557,12 @@ def check_code(runtime: Runtime, code: str, address: str) -> str | None:
         return None
     if code and not code.isdigit() and totp.use_recovery_code(username, code):
         left = totp.recovery_codes_left(username)
-        record(runtime, username, user.roles, A_RECOVERY_CODE_USED, "succeeded",
+        record(runtime, username, user.roles, AuditAction.RECOVERY_CODE_USED, "succeeded",
                target_type="user", target_id=username, params={"codes_left": left})
         complete_login(runtime, user, address)
         return None
     left = runtime.throttle.failure(username, address)
-    record(runtime, username, user.roles, A_TOTP_FAILED, "failed", target_type="user",
+    record(runtime, username, user.roles, AuditAction.TOTP_FAILED, "failed", target_type="user",
            target_id=username, error_code="BAD_CODE")
     if left == 0:
         st.session_state.pop(PENDING_KEY, None)
@@ -589,7 +584,7 @@ def confirm_enrolment(runtime: Runtime, code: str, address: str) -> str | None:
         return "Log in again."
     if code_matches(pending["secret"], code or "") is None:
         left = runtime.throttle.failure(username, address)
-        record(runtime, username, user.roles, A_TOTP_FAILED, "failed", target_type="user",
+        record(runtime, username, user.roles, AuditAction.TOTP_FAILED, "failed", target_type="user",
                target_id=username, error_code="BAD_CODE", params={"stage": "enrolment"})
         if left == 0:
             st.session_state.pop(PENDING_KEY, None)
@@ -603,7 +598,7 @@ def confirm_enrolment(runtime: Runtime, code: str, address: str) -> str | None:
 def enrol(runtime: Runtime, user: User, secret: str, by: str) -> list[str]:
     """Store a confirmed secret; returns the new recovery codes (audited, without them)."""
     codes = runtime.auth.totp.enroll(user.username, secret)
-    record(runtime, by, user.roles, A_TOTP_ENROLLED, "succeeded", target_type="user",
+    record(runtime, by, user.roles, AuditAction.TOTP_ENROLLED, "succeeded", target_type="user",
            target_id=user.username, params={"recovery_codes": len(codes), "via": "console"})
     return codes
 
@@ -828,11 +823,11 @@ def unlock(runtime: Runtime, actor: Actor, kind: str, value: str) -> int:
     """An admin lifts the locks of a user (`kind` "user") or an address ("address");
     audited `auth.unlock`. Returns how many locks were in force."""
     if not can(actor, Permission.MANAGE_USERS):
-        runtime.ops.require(actor, Permission.MANAGE_USERS, A_UNLOCK, kind, value)
+        runtime.ops.require(actor, Permission.MANAGE_USERS, AuditAction.UNLOCK, kind, value)
     is_user = kind == "user"
     lifted = runtime.throttle.unlock(username=value if is_user else None,
                                      address=None if is_user else value)
-    record(runtime, actor.username, actor.roles, A_UNLOCK, "succeeded", target_type=kind,
+    record(runtime, actor.username, actor.roles, AuditAction.UNLOCK, "succeeded", target_type=kind,
            target_id=value if is_user else None,
            params={"locks_lifted": lifted, **({} if is_user else {"address": value})})
     return lifted

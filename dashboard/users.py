@@ -51,10 +51,6 @@ from services.operations import ROLES
 from services.store.actions import AuditAction
 from services.store.cli_audit import AuditUnavailable, CliAudit
 from services.store.sessions import (
-    A_PASSWORD_CHANGE,
-    A_TOTP_ENROLLED,
-    A_TOTP_REMOVED,
-    A_UNLOCK,
     END_PASSWORD_CHANGED,
     END_ROLES_CHANGED,
     END_USER_REMOVED,
@@ -353,7 +349,7 @@ def _passwd(args: argparse.Namespace, path: Path, stdin: TextIO, stdout: TextIO)
             return user, None, {"sessions_ended": _end_sessions(audit, username,
                                                                END_PASSWORD_CHANGED)}
 
-        audit.run(A_PASSWORD_CHANGE, change, target_type="user", target_id=username)
+        audit.run(AuditAction.USER_PASSWD, change, target_type="user", target_id=username)
     print(f"Password of {username} changed; their sessions were ended.", file=stdout)
 
 
@@ -373,7 +369,7 @@ def _unlock(args: argparse.Namespace, path: Path, stdout: TextIO) -> None:
             lifted = throttle.unlock(username=username, address=args.address)
             return lifted, None, {"locks_lifted": lifted}
 
-        lifted = audit.run(A_UNLOCK, lift, target_type="user" if username else "address",
+        lifted = audit.run(AuditAction.UNLOCK, lift, target_type="user" if username else "address",
                            target_id=username,
                            params={"address": args.address} if args.address else None)
     print(f"Unlocked {username or args.address} ({lifted} lock(s) were in force).",
@@ -395,7 +391,8 @@ def _totp(args: argparse.Namespace, path: Path, stdout: TextIO) -> None:
             def remove() -> tuple[bool, None, dict[str, Any]]:
                 return (gone := store.remove(username)), None, {"removed": gone}
 
-            gone = audit.run(A_TOTP_REMOVED, remove, target_type="user", target_id=username)
+            gone = audit.run(AuditAction.TOTP_REMOVED, remove, target_type="user",
+                             target_id=username)
             print(f"Second factor of {username} " + ("removed." if gone else "was not set up."),
                   file=stdout)
             return
@@ -405,7 +402,7 @@ def _totp(args: argparse.Namespace, path: Path, stdout: TextIO) -> None:
             codes = store.enroll(username, secret)
             return codes, None, {"recovery_codes": len(codes), "via": "cli"}
 
-        codes = audit.run(A_TOTP_ENROLLED, enrol, target_type="user", target_id=username)
+        codes = audit.run(AuditAction.TOTP_ENROLLED, enrol, target_type="user", target_id=username)
     uri = provisioning_uri(username, secret)
     print(f"Second factor of {username} set up. Add it to an authenticator app:", file=stdout)
     print(uri, file=stdout)

@@ -33,7 +33,17 @@ class AuditAction(StrEnum):
     LOGIN = "auth.login"
     LOGIN_FAILED = "auth.login_failed"
     LOGOUT = "auth.logout"
+    # console sessions and second factor
+    SESSION_ENDED = "auth.session_ended"
+    UNLOCK = "auth.unlock"
+    TOTP_ENROLLED = "auth.totp_enrolled"
+    TOTP_FAILED = "auth.totp_failed"
+    TOTP_REMOVED = "auth.totp_removed"
+    RECOVERY_CODE_USED = "auth.recovery_code_used"
+    # pages
+    PAGE_VIEW = "page.view"
     # operator command-line tools
+    USER_PASSWD = "user.passwd"
     USER_ADD = "user.add"
     USER_SET_ROLES = "user.set_roles"
     USER_REMOVE = "user.remove"

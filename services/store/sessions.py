@@ -2,7 +2,6 @@
 server-side sessions (`SessionStore`, table `console_sessions`) and failed-login counters
 with their locks (`LoginFailures`, table `login_failures`). Migration 0005_auth.
 
-Also the audit action names of logins (one place; see `AUTH_ACTIONS`).
 """
 
 from __future__ import annotations
@@ -18,19 +17,6 @@ from sqlalchemy.exc import IntegrityError
 
 from services.store.db import Database
 from services.store.schema import console_sessions, login_failures
-
-# Audit actions of console logins, to move into services/store/actions.py `AuditAction`
-# (auth.login, auth.login_failed and auth.logout are there already).
-A_SESSION_ENDED = "auth.session_ended"
-A_UNLOCK = "auth.unlock"
-A_TOTP_ENROLLED = "auth.totp_enrolled"
-A_TOTP_FAILED = "auth.totp_failed"
-A_TOTP_REMOVED = "auth.totp_removed"
-A_RECOVERY_CODE_USED = "auth.recovery_code_used"
-A_PASSWORD_CHANGE = "user.passwd"
-A_PAGE_VIEW = "page.view"
-AUTH_ACTIONS = (A_SESSION_ENDED, A_UNLOCK, A_TOTP_ENROLLED, A_TOTP_FAILED, A_TOTP_REMOVED,
-                A_RECOVERY_CODE_USED, A_PASSWORD_CHANGE, A_PAGE_VIEW)
 
 # Why a session ended (`console_sessions.end_reason`).
 END_LOGOUT = "logout"
