@@ -27,35 +27,15 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
-
 from backend.errors import ApiError, invalid
 from services.store import Database, TokenVault
-from services.store.schema import webhook_events
+from services.store.webhook_events import ID_MAX, TYPE_MAX, WebhookEvent, WebhookEventStore
 
 log = logging.getLogger("backend.webhooks")
-
-ID_MAX = 200
-TYPE_MAX = 100
-
-
-@dataclass(frozen=True)
-class WebhookEvent:
-    """A stored webhook. `payload` is the parsed JSON body."""
-
-    id: int
-    webhook_id: str
-    type: str
-    grant_id: str | None
-    kryptos_user_id: str | None
-    received_at: datetime
-    payload: Any
-    processed_at: datetime | None = None
 
 
 Hook = Callable[[WebhookEvent], None]
@@ -124,13 +104,6 @@ def _facts(payload: Any, headers: Mapping[str, str]) -> tuple[str, str, str | No
     return webhook_id, kind, grant, user
 
 
-def _row_event(row: Any) -> WebhookEvent:
-    return WebhookEvent(id=int(row.id), webhook_id=row.webhook_id, type=row.type,
-                        grant_id=row.grant_id, kryptos_user_id=row.kryptos_user_id,
-                        received_at=row.received_at, payload=json.loads(row.payload),
-                        processed_at=row.processed_at)
-
-
 @dataclass
 class WebhookHub:
     """Stores and processes webhooks; `on_event` is the subscriber list."""
@@ -139,6 +112,9 @@ class WebhookHub:
     vault: TokenVault | None = None
     on_event: list[Hook] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.events = WebhookEventStore(self.db)
+
     def store(self, raw: bytes, headers: Mapping[str, str]) -> tuple[int, bool]:
         """Store a verified delivery: (row id, True) or, for a known id, (its row id, False)."""
         try:
@@ -146,25 +122,11 @@ class WebhookHub:
         except (ValueError, UnicodeDecodeError):
             raise invalid("The webhook body is not JSON.") from None
         webhook_id, kind, grant, user = _facts(payload, headers)
-        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-        try:
-            with self.db.write() as conn:
-                result = conn.execute(insert(webhook_events).values(
-                    webhook_id=webhook_id, type=kind, grant_id=grant, kryptos_user_id=user,
-                    received_at=datetime.now(UTC), payload=text))
-                return int(result.inserted_primary_key[0]), True
-        except IntegrityError:
-            with self.db.read() as conn:
-                row_id = conn.execute(select(webhook_events.c.id)
-                                      .where(webhook_events.c.webhook_id == webhook_id)).scalar()
-            if row_id is None:
-                raise
-            return int(row_id), False
+        return self.events.insert(webhook_id, kind, payload, grant_id=grant,
+                                  kryptos_user_id=user)
 
     def get(self, row_id: int) -> WebhookEvent | None:
-        with self.db.read() as conn:
-            row = conn.execute(select(webhook_events).where(webhook_events.c.id == row_id)).first()
-        return None if row is None else _row_event(row)
+        return self.events.get(row_id)
 
     def process(self, row_id: int) -> WebhookEvent | None:
         return process_event(self.db, row_id, vault=self.vault, hooks=self.on_event)
@@ -173,45 +135,28 @@ class WebhookHub:
         """A grant was just stored for this Kryptos user: events of the user received before
         (the widget's `integration.created` arrives before the exchange) get its grant id,
         and the hooks see them again, now with the grant. Returns those events."""
-        with self.db.write() as conn:
-            ids = list(conn.execute(
-                select(webhook_events.c.id).where(
-                    webhook_events.c.kryptos_user_id == kryptos_user_id,
-                    webhook_events.c.grant_id.is_(None))).scalars())
-            if ids:
-                conn.execute(update(webhook_events).where(webhook_events.c.id.in_(ids))
-                             .values(grant_id=grant_id))
-        events = [e for e in (self.get(i) for i in ids) if e is not None]
+        events = self.events.attach_user(kryptos_user_id, grant_id)
         for event in events:
             _run_hooks(self.on_event, event)
         return events
 
     def for_grant(self, grant_id: str, limit: int = 100) -> list[WebhookEvent]:
         """A grant's events, newest first."""
-        with self.db.read() as conn:
-            rows = conn.execute(select(webhook_events)
-                                .where(webhook_events.c.grant_id == grant_id)
-                                .order_by(webhook_events.c.id.desc()).limit(limit)).all()
-        return [_row_event(r) for r in rows]
+        return self.events.for_grant(grant_id, limit)
 
     def recent(self, types: tuple[str, ...] = (), limit: int = 50) -> list[WebhookEvent]:
         """The newest events (of `types` when given), newest first."""
-        query = select(webhook_events).order_by(webhook_events.c.id.desc()).limit(limit)
-        if types:
-            query = query.where(webhook_events.c.type.in_(types))
-        with self.db.read() as conn:
-            return [_row_event(r) for r in conn.execute(query).all()]
+        return self.events.recent(types, limit)
 
 
 def process_event(db: Database, row_id: int, *, vault: TokenVault | None = None,
                   hooks: list[Hook] | tuple[Hook, ...] = ()) -> WebhookEvent | None:
     """Attach the event to its grant, run the hooks, mark it processed. Returns the event
     (None when the row does not exist). Already processed events are left alone."""
-    with db.read() as conn:
-        row = conn.execute(select(webhook_events).where(webhook_events.c.id == row_id)).first()
-    if row is None:
+    store = WebhookEventStore(db)
+    event = store.get(row_id)
+    if event is None:
         return None
-    event = _row_event(row)
     if event.processed_at is not None:
         return event
     grant_id = event.grant_id
@@ -219,18 +164,11 @@ def process_event(db: Database, row_id: int, *, vault: TokenVault | None = None,
         entry = vault.for_user(event.kryptos_user_id)
         grant_id = entry.grant_id if entry is not None else None
     if grant_id != event.grant_id:
-        with db.write() as conn:
-            conn.execute(update(webhook_events).where(webhook_events.c.id == row_id)
-                         .values(grant_id=grant_id))
-        event = WebhookEvent(**{**event.__dict__, "grant_id": grant_id})
+        store.set_grant(row_id, grant_id)
+        event = replace(event, grant_id=grant_id)
     if not _run_hooks(hooks, event):
         return event
-    now = datetime.now(UTC)
-    with db.write() as conn:
-        conn.execute(update(webhook_events).where(webhook_events.c.id == row_id,
-                                                  webhook_events.c.processed_at.is_(None))
-                     .values(processed_at=now))
-    return WebhookEvent(**{**event.__dict__, "processed_at": now})
+    return replace(event, processed_at=store.mark_processed(row_id))
 
 
 def _run_hooks(hooks: list[Hook] | tuple[Hook, ...], event: WebhookEvent) -> bool:
