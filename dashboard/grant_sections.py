@@ -7,7 +7,7 @@ as chart labels, never through Markdown. Tokens are shown masked only. Reads go 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions, reads
+from dashboard import timeline as timeline_view
 from dashboard.context import PageContext
 from dashboard.formats import fmt_limit, fmt_minute
 from dashboard.resync_watch import ResyncWatch
@@ -347,6 +348,7 @@ def _resync_controls(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) 
                                 key=f"resync_mode_{wid}")
             reason = c2.text_input("Reason (required for from start)", key=f"resync_reason_{wid}")
             if c3.button("Resync", key=f"resync_{wid}", disabled=wid in watch.watching(gid)):
+                asked = datetime.now(UTC)  # its webhooks may arrive before the answer
                 try:
                     with st.spinner("Asking Kryptos to resync..."):
                         out = actions.request_resync(ctx.ops, ctx.actor, gid, wid, mode,
@@ -354,7 +356,7 @@ def _resync_controls(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) 
                 except OperationError as exc:
                     show_error(exc)
                 else:
-                    watch.started(gid, wid, mode)
+                    watch.started(gid, wid, mode, at=asked)
                     toast_done(f"Resync queued: {out.status}")
 
 
@@ -506,3 +508,33 @@ def history(ctx: PageContext, gid: str) -> None:
             "time": st.column_config.DatetimeColumn("Time", format="YYYY-MM-DD HH:mm:ss"),
         },
     )
+
+
+# --- timeline (webhooks, recorded actions, resyncs) ------------------------------------
+
+TIMELINE_COLUMNS = {
+    "time": st.column_config.DatetimeColumn("Time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+    "source": st.column_config.TextColumn("From"),
+    "what": st.column_config.TextColumn("What happened", width="large"),
+}
+
+
+def timeline(ctx: PageContext, gid: str) -> None:
+    """What Kryptos reported by webhook and what was done to the grant, newest first (upstream
+    text in table cells only)."""
+    st.subheader("Timeline")
+    try:
+        items = reads.timeline(ctx.ops, ctx.actor, gid)
+    except OperationError as exc:
+        show_error(exc)
+        return
+    if not reads.timeline_shows_actions(ctx.actor):
+        st.caption("Webhooks from Kryptos only: the actions recorded on this grant are shown "
+                   "to support, finance and admin.")
+    if not items:
+        st.text("Nothing yet: no webhook received for this grant and no recorded action.")
+        return
+    st.dataframe(pd.DataFrame(timeline_view.rows(items)), hide_index=True, width="stretch",
+                 key="timeline_table", column_config=TIMELINE_COLUMNS)
+
+

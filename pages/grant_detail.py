@@ -1,4 +1,5 @@
-"""Grant detail: session, holdings, integrations (resync), Guest limit, revoke, history.
+"""Grant detail: session, holdings, integrations (resync), Guest limit, revoke, timeline,
+history.
 
 Each section is drawn by `dashboard.grant_sections`.
 """
@@ -23,4 +24,5 @@ sections.holdings(detail)
 sections.integrations(ctx, detail, watch)
 sections.guest_limit(ctx, detail)
 sections.revoke(ctx, detail, watch)
+sections.timeline(ctx, gid)
 sections.history(ctx, gid)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import reads, ui
+from dashboard import overview_sections, reads, ui
 from dashboard.context import page_context
 from services.operations import OperationError, Permission, can
 
@@ -47,3 +47,5 @@ elif not ov.latest_events:
     st.caption("No audit events yet.")
 else:
     ui.table(ui.audit_rows(ov.latest_events), key="overview_events")
+
+overview_sections.recent_failures(ctx)

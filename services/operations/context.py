@@ -21,6 +21,7 @@ from services.store.audit import AuditEvent, AuditLog
 from services.store.errors import StoreError, VaultEntryNotFound
 from services.store.trail import AuditTrail, Failure, Outcome
 from services.store.vault import TokenVault, VaultEntry
+from services.store.webhook_events import WebhookEventStore
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class OpsContext:
         tiers: Iterable[Tier],
         *,
         max_workers: int = 8,
+        webhooks: WebhookEventStore | None = None,
     ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
@@ -100,6 +102,8 @@ class OpsContext:
         self.audit_log = audit_log
         self.trail = AuditTrail(audit_log)
         self.vault = vault
+        # Received webhooks (written by the customer backend), in the vault's database.
+        self.webhooks = webhooks if webhooks is not None else WebhookEventStore(vault.db)
         self.tiers: tuple[Tier, ...] = tuple(tiers)
         self.max_workers = max_workers
 

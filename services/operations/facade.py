@@ -6,6 +6,7 @@
     ops.connect  create_link_token, exchange_public_token, import_tokens  (connect.py)
     ops.audit    audit_page, export_audit, verify_audit      (audit.py)
     ops.auth     record_login, record_login_failed, record_logout  (auth.py)
+    ops.timeline grant_timeline, recent_failures, integration_news  (timeline.py; webhooks)
     ops.require  the permission guard for a page             (context.py)
 """
 
@@ -21,11 +22,13 @@ from services.operations.context import OpsContext
 from services.operations.grants import GrantOps
 from services.operations.limits import LimitOps
 from services.operations.permissions import Actor, Permission
+from services.operations.timeline import TimelineOps
 from services.settings import Settings, Tier
 from services.store.audit import AuditLog
 from services.store.cli_audit import audit_anchor_file
 from services.store.db import open_database
 from services.store.vault import TokenVault, load_vault_key
+from services.store.webhook_events import WebhookEventStore
 
 
 class Operations:
@@ -39,13 +42,16 @@ class Operations:
         tiers: Iterable[Tier],
         *,
         max_workers: int = 8,
+        webhooks: WebhookEventStore | None = None,
     ) -> None:
-        self.ctx = OpsContext(client, audit, vault, tiers, max_workers=max_workers)
+        self.ctx = OpsContext(client, audit, vault, tiers, max_workers=max_workers,
+                              webhooks=webhooks)
         self.grants = GrantOps(self.ctx)
         self.limits = LimitOps(self.ctx)
         self.connect = ConnectOps(self.ctx)
         self.audit = AuditOps(self.ctx)
         self.auth = AuthOps(self.ctx)
+        self.timeline = TimelineOps(self.ctx)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: KryptosClient | None = None) -> Operations:

@@ -281,6 +281,11 @@ class TokenVault:
         """How many keys this vault was opened with (the first one encrypts)."""
         return self._key_count
 
+    @property
+    def db(self) -> Database:
+        """The database this vault is stored in."""
+        return self._db
+
     def __repr__(self) -> str:
         return f"TokenVault({self._db!r})"
 

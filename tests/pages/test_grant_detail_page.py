@@ -55,7 +55,7 @@ def test_viewer_sees_parts_but_no_controls(make_app: Callable[..., AppTest],
     gid = _grant(sandbox)
     at = _open(make_app, "viewer", gid)
     assert [s.value for s in at.subheader] == [
-        "Session", "Holdings", "Integrations", "Transaction limit", "History"]
+        "Session", "Holdings", "Integrations", "Transaction limit", "Timeline", "History"]
     assert not at.error
     assert not any(k.startswith("resync_") for k in _keys(at))
     assert "revoke_open" not in _keys(at)
