@@ -199,13 +199,15 @@ class WebhookSender:
         secret = config.secret or ""
         if delivery.fault == "bad_signature":
             secret = secret + "-wrong"
-        request = urllib.request.Request(
-            config.url or "", data=delivery.body, method="POST",
-            headers={"Content-Type": "application/json",
-                     "X-Webhook-Signature": sign(secret, delivery.body),
-                     "X-Webhook-Id": delivery.id, "X-Webhook-Event": delivery.event,
-                     "X-Webhook-Timestamp": iso_now()})
         try:
+            # Inside the try: with the URL turned off meanwhile (`{url: null}`) the Request
+            # itself raises ValueError, which must fail this attempt, not kill the thread.
+            request = urllib.request.Request(
+                config.url or "", data=delivery.body, method="POST",
+                headers={"Content-Type": "application/json",
+                         "X-Webhook-Signature": sign(secret, delivery.body),
+                         "X-Webhook-Id": delivery.id, "X-Webhook-Event": delivery.event,
+                         "X-Webhook-Timestamp": iso_now()})
             with urllib.request.urlopen(request, timeout=config.timeout) as answer:
                 return int(answer.status)
         except urllib.error.HTTPError as err:

@@ -413,3 +413,19 @@ def test_bad_webhook_faults_are_refused(sandbox: SandboxHandle) -> None:
                           "delay_ms": 50.0}
     sandbox.clear_faults()
     assert sandbox._call("GET", "/sandbox/faults") == {"faults": []}
+
+
+def test_turning_the_url_off_with_deliveries_queued_keeps_the_sender_alive(
+        sandbox: SandboxHandle, receiver: Receiver) -> None:
+    receiver.default = 500  # every delivery waits for a retry...
+    sandbox.set_webhooks(receiver.url, SECRET, backoff=[0.3, 0.3])
+    sandbox.create_public_token(kind="guest")
+    receiver.wait_for(1)
+    sandbox.set_webhooks(None)  # ...when the URL is turned off: those attempts fail
+    log = wait_deliveries(sandbox, settled)
+    assert log and {d["status"] for d in log} == {"failed"}
+    receiver.default = 200
+    sandbox.set_webhooks(receiver.url, SECRET, backoff=FAST)
+    sandbox.create_public_token(kind="guest")  # the sender still sends
+    log = wait_deliveries(sandbox, lambda ds: any(d["status"] == "delivered" for d in ds))
+    assert any(d["status"] == "delivered" for d in log)
