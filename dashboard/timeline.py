@@ -8,7 +8,7 @@ shows them as table cells or `st.text`, never as Markdown."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -58,11 +58,13 @@ def webhook_text(event: WebhookEvent) -> tuple[str, str]:
         return f"Kryptos event {event.type}", "other"
     label = integration_label(integ)
     status = (integ.status or "").upper()
+    if event.type == "integration.created":
+        said = f", status {integ.status}" if integ.is_failing else ""
+        said += f": {integ.message}" if integ.is_failing and integ.message else ""
+        return f"Integration added: {label}{said}", "connect"
     if event.type == "integration.failed" or integ.is_failing:
         said = integ.message or "no message given"
         return f"Integration failed: {said} ({label})", "failure"
-    if event.type == "integration.created":
-        return f"Integration added: {label}", "connect"
     if event.type == "integration.deleted":
         return f"Integration removed: {label}", "other"
     if integ.is_syncing:
@@ -195,10 +197,19 @@ def audit_text(event: AuditEvent, names: Mapping[str, str] | None = None) -> Wor
 
 
 def _outcomes(events: Iterable[AuditEvent]) -> list[AuditEvent]:
-    """Each change once: a `requested` event is dropped when its outcome is recorded."""
+    """Each change once: a `requested` event is dropped when its outcome is recorded, and
+    its params (wallet, mode, tier: written on the `requested` event) go to the outcome."""
     events = list(events)
+    asked = {e.correlation_id: e.params for e in events if e.outcome == "requested"}
     settled = {e.correlation_id for e in events if e.outcome != "requested"}
-    return [e for e in events if e.outcome != "requested" or e.correlation_id not in settled]
+    out = []
+    for e in events:
+        if e.outcome == "requested" and e.correlation_id in settled:
+            continue
+        if e.params is None and asked.get(e.correlation_id) is not None:
+            e = replace(e, params=asked[e.correlation_id])
+        out.append(e)
+    return out
 
 
 def audit_item(event: AuditEvent, names: Mapping[str, str] | None = None) -> TimelineItem:

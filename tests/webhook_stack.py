@@ -18,10 +18,10 @@ from services.operations import Operations
 from services.settings import Settings, parse_tiers
 from services.store import AuditLog, Database, TokenVault, open_database
 from services.store.webhook_events import WebhookEvent, WebhookEventStore
+from tests.backend.helpers import JWT_SECRET, WEBHOOK_SECRET
 from tests.backend.server import RunningServer
 
 T = TypeVar("T")
-WEBHOOK_SECRET = "console-side-webhook-test-secret"
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 15.0, what: str = "it") -> T:
@@ -48,7 +48,7 @@ class WebhookStack:
             client_id=sandbox.client_id, client_secret=sandbox.client_secret,
             connect_url=sandbox.connect_url, data_url=sandbox.data_url, data_dir=data_dir,
             database_url=db_url, vault_key=vault_key, max_retries=0, retry_budget=5.0,
-            backend_jwt_secret="console-side-jwt-secret-of-32-bytes!!",
+            backend_jwt_secret=JWT_SECRET,
             webhook_secret=WEBHOOK_SECRET,
         )
         db = open_database(db_url)

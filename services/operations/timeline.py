@@ -7,6 +7,7 @@ Reads only: the webhooks are in the local database, nothing here calls Kryptos."
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -70,6 +71,11 @@ def integration_of(event: WebhookEvent) -> Integration | None:
         return None
 
 
+def _names_grant(event: AuditEvent, gid: str) -> bool:
+    after = event.after
+    return isinstance(after, Mapping) and after.get("grant_id") == gid
+
+
 class TimelineOps:
     """Reads over the received webhooks and the audit log."""
 
@@ -93,10 +99,23 @@ class TimelineOps:
         shown = can(actor, Permission.VIEW_GRANT_HISTORY)
         audit: tuple[AuditEvent, ...] = ()
         if shown:
-            page = self.ctx.audit_log.query(AuditFilter(target_id=gid), page=1,
-                                            page_size=limit)
-            audit = tuple(page.events)
+            audit = self._audit(gid, limit)
         return GrantTimeline(gid, tuple(hooks), audit, shown)
+
+    def _audit(self, gid: str, limit: int) -> tuple[AuditEvent, ...]:
+        """Events aimed at the grant, and the customer backend's events aimed at the grant's
+        customer that name this grant in their outcome (the exchange that stored it, a
+        session resume), newest first."""
+        log_ = self.ctx.audit_log
+        events = list(log_.query(AuditFilter(target_id=gid), page=1, page_size=limit).events)
+        entry = self.ctx.entry(gid)
+        if entry is not None and entry.customer_ref:
+            page = log_.query(AuditFilter(target_id=entry.customer_ref[:200]), page=1,
+                              page_size=limit)
+            events += [e for e in page.events
+                       if e.target_type == "customer" and _names_grant(e, gid)]
+        events.sort(key=lambda e: e.seq, reverse=True)
+        return tuple(events[:limit])
 
     def recent_failures(self, actor: Actor, window: timedelta = FAILURE_WINDOW,
                         limit: int = FAILURE_LIMIT, *,

@@ -167,7 +167,8 @@ class WebhookEventStore:
         return self._newest(query, limit)
 
     def _newest(self, query: Any, limit: int) -> list[WebhookEvent]:
-        query = query.order_by(webhook_events.c.id.desc()).limit(max(1, int(limit)))
+        query = query.order_by(webhook_events.c.received_at.desc(),
+                               webhook_events.c.id.desc()).limit(max(1, int(limit)))
         with self._db.read() as conn:
             return [_row_event(r) for r in conn.execute(query).all()]
 

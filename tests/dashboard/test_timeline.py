@@ -13,6 +13,7 @@ import pytest
 from dashboard import reads
 from dashboard.resync_watch import ResyncWatch
 from dashboard.timeline import audit_text, merge, webhook_text
+from sandbox import SandboxHandle, start_sandbox
 from services.operations import Actor
 from services.operations.timeline import GrantTimeline
 from services.store.audit import AuditEvent
@@ -116,9 +117,19 @@ class FakeClock:
         return self.now
 
 
+@pytest.fixture(scope="module")
+def slow_sandbox() -> Iterator[SandboxHandle]:
+    """A sandbox whose resyncs end only when its clock is advanced (10 minutes): what a
+    test sees while a resync runs cannot change under it on a busy machine."""
+    handle = start_sandbox(port=0, seed=42, grants=40, resync_delay=600.0)
+    yield handle
+    handle.stop()
+
+
 @pytest.fixture
-def stack(sandbox: Any, tmp_path: Path) -> Iterator[ConsoleWithWebhooks]:
-    s = ConsoleWithWebhooks(sandbox, tmp_path)
+def slow_stack(slow_sandbox: SandboxHandle, tmp_path: Path) -> Iterator[ConsoleWithWebhooks]:
+    slow_sandbox.reset()
+    s = ConsoleWithWebhooks(slow_sandbox, tmp_path)
     yield s
     s.close()
 
@@ -128,50 +139,50 @@ def _integration_reads(sandbox: Any) -> int:
 
 
 def test_resync_watch_follows_webhooks_and_polls_only_as_fallback(
-        stack: ConsoleWithWebhooks, sandbox: Any) -> None:
-    gid, integ = stack.guest()
+        slow_stack: ConsoleWithWebhooks) -> None:
+    gid, integ = slow_stack.guest()
     wid = integ.wallet_id
     clock = FakeClock()
     watch = ResyncWatch(fallback_after=6.0, clock=clock)
     asked = datetime.now(UTC)
     reads.invalidate_all()
-    stack.ops.grants.resync_integration(SUPPORT, gid, wid, "latest")
+    slow_stack.ops.grants.resync_integration(SUPPORT, gid, wid, "latest")
     watch.started(gid, wid, "latest", at=asked)
-    stack.hooks.wait_event("integration.updated", wid, "ONGOING")
-    sandbox.clear_requests_log()
+    slow_stack.hooks.wait_event("integration.updated", wid, "ONGOING")
+    slow_stack.sandbox.clear_requests_log()
 
-    poll = watch.poll(stack.ops, SUPPORT, gid, {})
+    poll = watch.poll(slow_stack.ops, SUPPORT, gid, {})
     assert not poll.settled and any("ONGOING" in line for line in poll.progress)
     assert (watch.webhook_updates, watch.api_polls) == (1, 0)
     clock.now += 2  # no new webhook, but one came 2 s ago: Kryptos is not asked
-    poll = watch.poll(stack.ops, SUPPORT, gid, {})
+    poll = watch.poll(slow_stack.ops, SUPPORT, gid, {})
     assert not poll.settled and any("ONGOING" in line for line in poll.progress)
-    assert watch.api_polls == 0 and _integration_reads(sandbox) == 0
+    assert watch.api_polls == 0 and _integration_reads(slow_stack.sandbox) == 0
     clock.now += 5  # 7 s without a webhook: the fallback asks Kryptos
-    poll = watch.poll(stack.ops, SUPPORT, gid, {})
-    assert watch.api_polls == 1 and _integration_reads(sandbox) == 1
+    poll = watch.poll(slow_stack.ops, SUPPORT, gid, {})
+    assert watch.api_polls == 1 and _integration_reads(slow_stack.sandbox) == 1
     assert not poll.settled
 
-    sandbox.advance_clock(60)
-    stack.hooks.wait_event("integration.updated", wid, "COMPLETED")
+    slow_stack.sandbox.advance_clock(700)
+    slow_stack.hooks.wait_event("integration.updated", wid, "COMPLETED")
     clock.now += 1
-    poll = watch.poll(stack.ops, SUPPORT, gid, {})
+    poll = watch.poll(slow_stack.ops, SUPPORT, gid, {})
     assert poll.settled and watch.watching(gid) == {}
-    assert watch.api_polls == 1 and _integration_reads(sandbox) == 1  # from the webhook
+    assert watch.api_polls == 1 and _integration_reads(slow_stack.sandbox) == 1  # from the webhook
     assert watch.settled_lines(gid) == (f"{integ.display_name}: COMPLETED",)
 
 
 def test_resync_watch_without_webhooks_polls_kryptos(
-        stack: ConsoleWithWebhooks, sandbox: Any) -> None:
-    gid, integ = stack.guest(1)
+        slow_stack: ConsoleWithWebhooks) -> None:
+    gid, integ = slow_stack.guest(1)
     wid = integ.wallet_id
-    sandbox.set_webhook_fault("drop", count=50)  # webhooks lost: the watch must not wait
+    slow_stack.sandbox.set_webhook_fault("drop", count=50)  # webhooks lost: the watch must not wait
     watch = ResyncWatch(fallback_after=6.0, clock=FakeClock())
     reads.invalidate_all()
-    stack.ops.grants.resync_integration(SUPPORT, gid, wid, "latest")
+    slow_stack.ops.grants.resync_integration(SUPPORT, gid, wid, "latest")
     watch.started(gid, wid, "latest")
-    poll = watch.poll(stack.ops, SUPPORT, gid, {})
+    poll = watch.poll(slow_stack.ops, SUPPORT, gid, {})
     assert watch.api_polls == 1 and not poll.settled and watch.webhook_updates == 0
-    sandbox.advance_clock(60)
-    poll = watch.poll(stack.ops, SUPPORT, gid, {})
+    slow_stack.sandbox.advance_clock(700)
+    poll = watch.poll(slow_stack.ops, SUPPORT, gid, {})
     assert poll.settled and watch.api_polls == 2

@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 
 from dashboard.timeline import failure_line, merge
+from sandbox import SandboxHandle, start_sandbox
 from services.operations import PermissionDenied
 from services.store.webhook_events import WebhookEventStore
+from tests.backend.helpers import connect
 from tests.services.operations.conftest import actor
 from tests.webhook_stack import ConsoleWithWebhooks as Stack
+from tests.webhook_stack import wait_for
 
 SUPPORT, FINANCE, VIEWER = actor("support"), actor("finance"), actor("viewer")
 
@@ -23,6 +26,23 @@ SUPPORT, FINANCE, VIEWER = actor("support"), actor("finance"), actor("viewer")
 @pytest.fixture
 def stack(sandbox: Any, tmp_path: Path) -> Iterator[Stack]:
     s = Stack(sandbox, tmp_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def slow_sandbox() -> Iterator[SandboxHandle]:
+    """A sandbox whose resyncs end only when its clock is advanced (10 minutes): what a
+    test sees while a resync runs cannot change under it on a busy machine."""
+    handle = start_sandbox(port=0, seed=42, grants=40, resync_delay=600.0)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def slow_stack(slow_sandbox: SandboxHandle, tmp_path: Path) -> Iterator[Stack]:
+    slow_sandbox.reset()
+    s = Stack(slow_sandbox, tmp_path)
     yield s
     s.close()
 
@@ -104,14 +124,28 @@ def test_recent_failures_window_limit_and_unknown_users(stack: Stack) -> None:
     assert later == ()
 
 
-def test_integration_news_only_after_the_given_time(stack: Stack) -> None:
-    gid, integ = stack.guest(3)
+def test_integration_news_only_after_the_given_time(slow_stack: Stack) -> None:
+    gid, integ = slow_stack.guest(3)
     wid = integ.wallet_id
     asked = datetime.now(UTC)
-    assert stack.ops.timeline.integration_news(SUPPORT, gid, wid, asked) is None
-    stack.ops.grants.resync_integration(SUPPORT, gid, wid, "latest")
-    news = stack.hooks.wait_event("integration.updated", wid, "ONGOING")
-    got = stack.ops.timeline.integration_news(SUPPORT, gid, wid, asked)
+    assert slow_stack.ops.timeline.integration_news(SUPPORT, gid, wid, asked) is None
+    slow_stack.ops.grants.resync_integration(SUPPORT, gid, wid, "latest")
+    news = slow_stack.hooks.wait_event("integration.updated", wid, "ONGOING")
+    got = slow_stack.ops.timeline.integration_news(SUPPORT, gid, wid, asked)
     assert got is not None and got.integration.status == "ONGOING"
     assert got.integration.wallet_id == wid and got.received_at == news.received_at
-    assert stack.ops.timeline.integration_news(SUPPORT, gid, wid, news.received_at) is None
+    assert slow_stack.ops.timeline.integration_news(SUPPORT, gid, wid, news.received_at) is None
+
+
+def test_a_customers_connection_through_the_backend_shows_on_its_grant(stack: Stack) -> None:
+    connect(stack.hooks.url, stack.sandbox, "cust-timeline")
+    gid = stack.vault.for_customer("cust-timeline").grant_id
+    wait_for(lambda: [e for e in stack.hooks.events()
+                      if e.type == "integration.created" and e.grant_id == gid],
+             what="the widget's webhooks tied to the new grant")
+    connect(stack.hooks.url, stack.sandbox, "cust-other")  # another customer's events
+    texts = [i.what for i in merge(stack.ops.timeline.grant_timeline(SUPPORT, gid))]
+    assert "Connected: access token stored by customer cust-timeline" in texts
+    assert any(t.startswith("Integration added: ") for t in texts)
+    assert not any("cust-other" in t for t in texts)
+    assert not any("Refused" in t for t in texts)
