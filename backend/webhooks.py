@@ -3,8 +3,9 @@
 Verification: `X-Webhook-Signature` is the lowercase hex HMAC-SHA256 of the raw body keyed
 with KRYPTOS_WEBHOOK_SECRET, compared with `hmac.compare_digest`; `X-Webhook-Timestamp`
 (Unix seconds, or ISO 8601 as in the API notes) must be within the max age of now, either
-way. Storage: one row per `X-Webhook-Id` in `webhook_events` (unique constraint: a
-redelivery or a concurrent duplicate is answered 200 and stored once). Any event type is
+way. Storage (the store's `WebhookEventStore`, shared with the console's reads): one row
+per `X-Webhook-Id` in `webhook_events` (unique constraint: a redelivery or a concurrent
+duplicate is answered 200 and stored once). Any event type is
 stored. Processing runs after the answer (`process_event`): it finds the grant (the payload's
 `grant_id`, else the vault's grant of the payload's Kryptos user `uid`), records it on the
 row, calls every `on_event` hook, then sets `processed_at`.

@@ -20,6 +20,7 @@ try:
         ov = reads.overview(ctx.ops, ctx.actor)
 except OperationError as exc:
     ui.show_error(exc)
+    overview_sections.recent_failures(ctx)  # a local read: shown while Kryptos is not
     st.stop()
 
 st.subheader("Grants")
