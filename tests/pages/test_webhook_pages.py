@@ -119,3 +119,6 @@ def test_overview_lists_webhook_failures_and_opens_the_grant(
     assert not at.exception
     assert at.session_state["selected_grant_id"] == gid
     assert any(t.value == "Grant detail" for t in at.title)
+    # the viewer's timeline has the failure, the upstream message as plain cell text
+    assert any(t.startswith(f"Integration failed: {XSS}") for t in _timeline(at))
+    assert not any("<img" in m.value or "javascript" in m.value for m in at.markdown)
