@@ -344,6 +344,29 @@ def _search_text(gid: str, ref: str | None, user: str | None) -> str:
     return "\n".join(x.lower() for x in (gid, ref or "", user or ""))
 
 
+def _grant_row(gid: str, g: Any, v: tuple[Any, ...] | None, now: datetime) -> dict[str, Any]:
+    """An rm_grants row from a listed grant (None: not listed) and its vault fields
+    (masked token, workspace, user id, customer ref, kind; None: no token stored)."""
+    status = "active" if g is not None else "revoked"
+    masked, v_ws, v_user, ref, kind = v if v is not None else (None,) * 5
+    gfields = ((g.workspace_id, g.scopes, g.created_at, g.expires_at)
+               if g is not None else (None, None, None, None))
+    return {
+        "grant_id": gid, "status": status, "workspace_id": gfields[0] or v_ws,
+        "scopes": gfields[1], "created_at": gfields[2], "expires_at": gfields[3],
+        "status_changed_at": now, "kryptos_user_id": v_user, "customer_ref": ref,
+        "has_token": v is not None, "masked_token": masked, "user_kind": kind,
+        "grants_seen_at": now if g is not None else None, "refreshed_at": now,
+        "unreadable": False, "n_integrations": 0, "n_failing": 0, "n_syncing": 0,
+        "n_never_synced": 0, "search_text": _search_text(gid, ref, v_user),
+        "fp": _fp(gfields, v is not None, masked, v_ws, v_user, ref, kind),
+    }
+
+
+def _vault_fields(e: Any) -> tuple[Any, ...]:
+    return (e.masked_token, e.workspace_id, e.kryptos_user_id, e.customer_ref, e.user_kind)
+
+
 def _insert(db: Database) -> Any:
     return sqlite.insert if db.is_sqlite else postgresql.insert
 
@@ -433,34 +456,20 @@ class ReadModel:
             if vault_entries is None:
                 vault = self._vault_rows(conn)
             else:
-                vault = {e.grant_id: (e.masked_token, e.workspace_id, e.kryptos_user_id,
-                                      e.customer_ref, e.user_kind) for e in vault_entries}
+                vault = {e.grant_id: _vault_fields(e) for e in vault_entries}
             existing = {r[0]: (r[1], r[2]) for r in conn.execute(
                 select(rm_grants.c.grant_id, rm_grants.c.fp, rm_grants.c.status))}
         listed = {g.grant_id: g for g in grants}
         rows: list[dict[str, Any]] = []
         reactivated = 0
         for gid in listed.keys() | vault.keys():
-            g, v = listed.get(gid), vault.get(gid)
-            status = "active" if g is not None else "revoked"
-            masked, v_ws, v_user, ref, kind = v if v is not None else (None,) * 5
-            gfields = ((g.workspace_id, g.scopes, g.created_at, g.expires_at)
-                       if g is not None else (None, None, None, None))
-            fp = _fp(gfields, v is not None, masked, v_ws, v_user, ref, kind)
+            row = _grant_row(gid, listed.get(gid), vault.get(gid), now)
             before = existing.get(gid)
-            if before == (fp, status):
+            if before == (row["fp"], row["status"]):
                 continue
-            if before is not None and before[1] == "revoked" and status == "active":
+            if before is not None and before[1] == "revoked" and row["status"] == "active":
                 reactivated += 1
-            rows.append({
-                "grant_id": gid, "status": status, "workspace_id": gfields[0] or v_ws,
-                "scopes": gfields[1], "created_at": gfields[2], "expires_at": gfields[3],
-                "status_changed_at": now, "kryptos_user_id": v_user, "customer_ref": ref,
-                "has_token": v is not None, "masked_token": masked, "user_kind": kind,
-                "grants_seen_at": now if g is not None else None, "refreshed_at": now,
-                "unreadable": False, "n_integrations": 0, "n_failing": 0, "n_syncing": 0,
-                "n_never_synced": 0, "fp": fp, "search_text": _search_text(gid, ref, v_user),
-            })
+            rows.append(row)
         gone = [gid for gid, (_, st) in existing.items()
                 if st == "active" and gid not in listed and gid not in vault]
         for batch in _chunks(rows, BATCH_SIZE):
@@ -469,6 +478,25 @@ class ReadModel:
         return GrantsApplied(len(listed), len(rows), len(gone) + sum(
             1 for r in rows if r["status"] == "revoked" and existing.get(r["grant_id"], (0, ""))[1]
             == "active"), reactivated)
+
+    def apply_grant(self, grant: Any, vault_entry: Any | None, *,
+                    now: datetime | None = None) -> None:
+        """One grant the console just created or changed (e.g. after a token exchange: the
+        `Grant` or None when not listed yet, and its `VaultEntry`), shown at once."""
+        now = now or _now()
+        if grant is None and vault_entry is None:
+            raise StoreError("apply_grant needs the grant or its vault entry.")
+        gid = grant.grant_id if grant is not None else vault_entry.grant_id
+        v = _vault_fields(vault_entry) if vault_entry is not None else None
+        row = _grant_row(gid, grant, v, now)
+        if grant is None:  # not listed yet: a new grant is active until a sync says otherwise
+            row.update(status="active", fp=None)
+        self._upsert_grants([row])
+
+    def request_full_sync(self) -> None:
+        """Ask the sync worker (in whichever process holds it) for a full grants sync at
+        its next step, e.g. after a vault import."""
+        self.set_sync_state({"full_sync_requested": _now().isoformat()})
 
     def _upsert_grants(self, batch: Sequence[dict[str, Any]]) -> None:
         stmt = _insert(self._db)(rm_grants)

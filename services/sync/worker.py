@@ -264,6 +264,7 @@ class SyncWorker:
             if not self.lock.still_held():
                 log.warning("sync worker %s lost the lock; standing by", self.name)
                 self._holder = False
+                self._stop.wait(self.lock_retry)  # let a standby take over first
                 continue
             try:
                 self._step(force=False)
@@ -292,7 +293,7 @@ class SyncWorker:
 
     def _step(self, *, force: bool) -> RunReport:
         full = False
-        if force or time.monotonic() >= self._next_full:
+        if force or time.monotonic() >= self._next_full or self._full_requested():
             try:
                 self.sync_grants()
                 full = True
@@ -317,6 +318,12 @@ class SyncWorker:
         if not force and not ids and not ui_ids:
             self._stop.wait(self.tick)  # nothing due: idle a tick
         return RunReport(full, done[0], done[1], deferred)
+
+    def _full_requested(self) -> bool:
+        asked = self.readmodel.sync_state().get("full_sync_requested")
+        with self._state_lock:
+            last = self._last_full
+        return bool(asked) and (last is None or datetime.fromisoformat(asked) > last)
 
     def sync_grants(self) -> None:
         """List every grant and apply the list (joined with the vault) to the read model."""

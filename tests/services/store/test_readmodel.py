@@ -203,3 +203,15 @@ def test_mark_revoked_shows_at_once(rm, vault):
     assert rm.version() == v + 1
     assert rm.grant("cgrant_00002").grant.status == "revoked"
     assert rm.counts().revoked == 2
+
+
+def test_a_new_grant_from_the_console_shows_at_once(rm, vault):
+    seeded(rm, vault)
+    entry = vault.put("cgrant_00500", "cat_newtoken500xyz", customer_ref="fresh")
+    v = rm.version()
+    rm.apply_grant(None, entry)  # just exchanged: not in the grants list yet
+    row = rm.grant("cgrant_00500").grant
+    assert (row.status, row.has_token, row.customer_ref) == ("active", True, "fresh")
+    assert rm.version() == v + 1 and rm.counts().active == 13
+    rm.apply_grants([grant(i) for i in range(12)] + [grant(500)])  # the list agrees
+    assert rm.grant("cgrant_00500").grant.created_at == grant(500).created_at
