@@ -81,9 +81,14 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
 
     proc, base = _start_sandbox(n)
     tmp = tempfile.TemporaryDirectory()
+    schema = _pg_schema(database_url) if database_url else None
     try:
         sb = SandboxClient(base)
-        db = open_database(database_url or f"sqlite:///{Path(tmp.name) / 'console.db'}")
+        url = database_url or f"sqlite:///{Path(tmp.name) / 'console.db'}"
+        if schema:
+            from sqlalchemy.engine import make_url
+            url = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+        db = open_database(url)
         vault = TokenVault(db, Fernet.generate_key())
         t = time.perf_counter()
         csv_text = io.StringIO()
@@ -146,6 +151,25 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
         proc.terminate()
         proc.wait(10)
         tmp.cleanup()
+        if schema and database_url:
+            _pg_schema(database_url, drop=schema)
+
+
+def _pg_schema(url: str, drop: str | None = None) -> str | None:
+    """A fresh schema of this run's own in a PostgreSQL database (dropped afterwards)."""
+    from sqlalchemy import create_engine, text
+
+    if not url.startswith("postgresql"):
+        return None
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    name = drop or f"rm_bench_{os.getpid()}"
+    with engine.connect() as conn:
+        if drop:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        else:
+            conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    engine.dispose()
+    return name
 
 
 def _hms(seconds: float) -> str:
