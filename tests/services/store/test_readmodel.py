@@ -215,3 +215,35 @@ def test_a_new_grant_from_the_console_shows_at_once(rm, vault):
     assert rm.version() == v + 1 and rm.counts().active == 13
     rm.apply_grants([grant(i) for i in range(12)] + [grant(500)])  # the list agrees
     assert rm.grant("cgrant_00500").grant.created_at == grant(500).created_at
+
+
+def test_another_process_sees_a_change_within_two_seconds(rm, vault, db_url):
+    """Two real processes: a change made by one moves the version the other polls."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    seeded(rm, vault)
+    v = rm.version()
+    code = ("import sys, time; from services.store import open_database;"
+            "from services.store.readmodel import ReadModel;"
+            "rm = ReadModel(open_database(sys.argv[1])); time.sleep(0.5);"
+            "rm.mark_revoked('cgrant_00004'); print(time.time(), flush=True)")
+    root = Path(__file__).resolve().parents[3]
+    child = subprocess.Popen([sys.executable, "-c", code, db_url], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=root,
+                             env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        deadline = time.time() + 30
+        while rm.version() == v and time.time() < deadline:  # what a console's cache does
+            time.sleep(0.1)
+        seen = time.time()
+        out, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    committed = float(out.split()[-1])
+    assert rm.version() > v and seen - committed < 2.0
+    assert rm.grant("cgrant_00004").grant.status == "revoked"
