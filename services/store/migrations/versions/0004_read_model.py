@@ -62,15 +62,23 @@ def upgrade() -> None:
         sa.CheckConstraint("limit_source IS NULL OR limit_source IN ('userinfo', 'console')",
                            name="ck_rm_grants_limit_source"),
     )
-    # Filters (status first: pages and work queues look at active grants) and sorts.
-    op.create_index("ix_rm_grants_status_created", "rm_grants", ["status", "created_at"])
-    op.create_index("ix_rm_grants_customer_ref", "rm_grants", ["customer_ref"])
-    op.create_index("ix_rm_grants_user", "rm_grants", ["kryptos_user_id"])
-    op.create_index("ix_rm_grants_kind", "rm_grants", ["status", "user_kind"])
-    op.create_index("ix_rm_grants_token", "rm_grants", ["status", "has_token"])
+    # Sorts end in grant_id (the tie-breaker), so a page is an index walk and a deep page's
+    # ids come from the index alone (page() fetches the rows of one page afterwards).
+    op.create_index("ix_rm_grants_created", "rm_grants", ["created_at", "grant_id"])
+    op.create_index("ix_rm_grants_status_created", "rm_grants",
+                    ["status", "created_at", "grant_id"])
+    op.create_index("ix_rm_grants_customer_ref", "rm_grants", ["customer_ref", "grant_id"])
+    op.create_index("ix_rm_grants_user", "rm_grants", ["kryptos_user_id", "grant_id"])
     op.create_index("ix_rm_grants_limit", "rm_grants",
                     ["limiter_enabled", "transaction_limit"])
-    # The worker's queues: oldest first, failing/syncing ones again sooner.
+    # Narrow covering indexes: counts() and the work queues scan these, not the wide rows;
+    # a substring search scans search_text alone.
+    op.create_index("ix_rm_grants_counts", "rm_grants",
+                    ["status", "user_kind", "has_token", "unreadable", "n_failing",
+                     "n_syncing", "n_never_synced", "n_integrations",
+                     "integrations_refreshed_at"])
+    op.create_index("ix_rm_grants_search", "rm_grants", ["search_text", "grant_id"])
+    # The worker's queues: never read first, failing/syncing ones again sooner, then oldest.
     op.create_index("ix_rm_grants_sync_due", "rm_grants",
                     ["sync_state", "integrations_refreshed_at"])
     op.create_index("ix_rm_grants_due", "rm_grants",
