@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from services.csv_safe import csv_safe
 from services.store.db import Database
 from services.store.errors import StoreError
 from services.store.schema import UTCDateTime, vault_tokens
@@ -146,9 +147,7 @@ def _now() -> datetime:
 
 
 def _csv_safe(value: Any) -> str:
-    # TODO(csv_safe): use services.csv_safe.csv_safe once it is on main (formula injection).
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return "" if value is None else csv_safe(str(value))
 
 
 # --- value types ----------------------------------------------------------------------------

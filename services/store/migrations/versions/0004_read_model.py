@@ -2,7 +2,7 @@
 change counter (see services/store/readmodel.py).
 
 Revision ID: 0004_read_model
-Revises: 0001 (re-chained after 0002/0003 when those land)
+Revises: 0003_backend
 Create Date: 2026-12-01
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_read_model"
-down_revision = "0001"
+down_revision = "0003_backend"
 branch_labels = None
 depends_on = None
 
