@@ -279,11 +279,10 @@ def test_a_killed_process_releases_the_file_lock(tmp_path: Path) -> None:
         db.dispose()
 
 
-@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)],
+                         indirect=True)
 def test_postgres_advisory_lock_moves_when_the_holders_connection_dies(
         env: Env, db_url: str) -> None:
-    if env.db.is_sqlite:
-        pytest.skip("PostgreSQL only")
     a = env.worker(name="a", lock_retry=2.0, tick=0.2)
     b = env.worker(name="b", lock_retry=0.1, tick=0.2)
     assert isinstance(a.lock, PgAdvisorySyncLock)
