@@ -6,9 +6,10 @@ connect_timeout, read_timeout, max_retries, retry_budget) and the `[console]` ta
 (lower-case keys: database_url, vault_key, cookie_key, cookie_name, cookie_expiry_days,
 auth_file, audit_anchor_file, data_dir, tiers, sandbox_port, sandbox_resync_delay,
 sandbox_url, idle_timeout, session_lifetime, totp_required_roles, login_max_failures,
-login_max_failures_wide, login_lock_seconds, client_address_header) and the `[backend]`
-table (lower-case keys: jwt_secret, jwt_public_key, jwt_audience, jwt_issuer,
-webhook_secret, webhook_max_age, link_token_rate_limit, port).
+login_max_failures_wide, login_lock_seconds, client_address_header, sync_grants_interval,
+sync_rate, sync_enabled) and the `[backend]` table (lower-case keys: jwt_secret,
+jwt_public_key, jwt_audience, jwt_issuer, webhook_secret, webhook_max_age,
+link_token_rate_limit, port).
 
 Nothing else in the project reads `os.environ` or the secrets file.
 """
@@ -20,6 +21,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SECRETS_PATH = PROJECT_ROOT / ".streamlit" / "secrets.toml"
@@ -150,6 +152,11 @@ class Settings:
     link_token_rate_limit: int = DEFAULT_LINK_TOKEN_RATE_LIMIT
     #: Sandbox mode: the port `bin/console` starts the backend on (0: any free port).
     backend_port: int = 0
+    #: The read model's sync worker (services/sync): seconds between full grants lists,
+    #: upstream calls a second, and whether this process runs it (standing by for the lock).
+    sync_grants_interval: float = 300.0
+    sync_rate: float = 10.0
+    sync_enabled: bool = True
 
     @property
     def effective_webhook_secret(self) -> str | None:
@@ -194,6 +201,24 @@ def _read_secrets(path: Path) -> dict:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
 
+def _sync_settings(get: Any, number: Any, console: dict) -> dict[str, Any]:
+    """SYNC_GRANTS_INTERVAL (s, >= 1), SYNC_RATE (calls/s, > 0), SYNC_ENABLED (bool)."""
+    interval = number("SYNC_GRANTS_INTERVAL", console, "sync_grants_interval", 300.0, float)
+    rate = number("SYNC_RATE", console, "sync_rate", 10.0, float)
+    if interval < 1:
+        raise ConfigError("SYNC_GRANTS_INTERVAL must be at least 1 second.")
+    if rate <= 0:
+        raise ConfigError("SYNC_RATE must be a positive number of calls a second.")
+    raw = get("SYNC_ENABLED", console, "sync_enabled")
+    enabled = True
+    if raw is not None:
+        value = raw.strip().lower()
+        if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ConfigError(f"SYNC_ENABLED must be true or false, not '{raw}'.")
+        enabled = value in ("1", "true", "yes", "on")
+    return {"sync_grants_interval": interval, "sync_rate": rate, "sync_enabled": enabled}
+
+
 def load_settings(
     env: Mapping[str, str] | None = None, secrets_path: Path | None = None
 ) -> Settings:
@@ -223,6 +248,8 @@ def load_settings(
         if value < 0:
             raise ConfigError(f"{env_name} must not be negative.")
         return value
+
+    sync = _sync_settings(get, number, console)
 
     client_id = get("KRYPTOS_CLIENT_ID", kryptos, "client_id")
     client_secret = get("KRYPTOS_CLIENT_SECRET", kryptos, "client_secret")
@@ -292,6 +319,7 @@ def load_settings(
                                      "CONSOLE_LOGIN_LOCK_SECONDS"),
         client_address_header=get("CONSOLE_CLIENT_ADDRESS_HEADER", console,
                                   "client_address_header"),
+        **sync,
     )
 
 

@@ -127,3 +127,18 @@ link_token_rate_limit = 4
     with pytest.raises(ConfigError):
         load_settings(env={"BACKEND_WEBHOOK_MAX_AGE": "soon"},
                       secrets_path=tmp_path / "absent.toml")
+
+
+def test_sync_settings_defaults_environment_and_secrets(tmp_path: Path) -> None:
+    s = load_settings(env={}, secrets_path=tmp_path / "absent.toml")
+    assert (s.sync_grants_interval, s.sync_rate, s.sync_enabled) == (300.0, 10.0, True)
+    s = load_settings(env={"SYNC_GRANTS_INTERVAL": "60", "SYNC_RATE": "2.5",
+                           "SYNC_ENABLED": "off"}, secrets_path=tmp_path / "absent.toml")
+    assert (s.sync_grants_interval, s.sync_rate, s.sync_enabled) == (60.0, 2.5, False)
+    path = _file(tmp_path, "[console]\nsync_rate = 4\nsync_enabled = false\n")
+    s = load_settings(env={}, secrets_path=path)
+    assert (s.sync_rate, s.sync_enabled) == (4.0, False)
+    for env in ({"SYNC_RATE": "0"}, {"SYNC_GRANTS_INTERVAL": "0.5"}, {"SYNC_ENABLED": "maybe"},
+                {"SYNC_RATE": "fast"}):
+        with pytest.raises(ConfigError):
+            load_settings(env=env, secrets_path=tmp_path / "absent.toml")

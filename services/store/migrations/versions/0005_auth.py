@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_auth"
-down_revision = "0003_backend"
+down_revision = "0004_read_model"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,489 @@
+"""The sync worker: keeps the read model (services/store/readmodel.py) fresh.
+
+Exactly one process runs it at a time (services/sync/lock.py); the others stand by and
+retry the lock every `lock_retry` seconds, so one takes over when the holder dies.
+
+While holding the lock it loops: the full grants list every `grants_interval` seconds;
+between those, integrations (and, for grants whose kind or limit is unknown, user info)
+at a bounded rate (a token bucket, `rate` upstream calls a second): never-read grants
+first, then failing/syncing ones again after `hot_interval`, then the least recently read.
+A 429 pauses for its Retry-After, halves the rate, and the rate recovers slowly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from services.kryptos.errors import (
+    InvalidTokenError,
+    KryptosError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+)
+from services.store.readmodel import IntegrationsError, ReadModel, UserFacts
+from services.sync.lock import SyncLock, sync_lock_for
+
+log = logging.getLogger("services.sync")
+
+#: Answers that say "this grant's data cannot be read" (not "try again later").
+UNREADABLE_ERRORS = (InvalidTokenError, PermissionDeniedError, NotFoundError,
+                     MalformedResponseError)
+INTEGRATIONS_PAGE = 200
+
+
+class TokenBucket:
+    """`rate` calls a second with bursts of `burst`. A 429 (`slow_down`) pauses calls for
+    the server's Retry-After (or `default_pause`), halves the rate (not below `min_rate`);
+    after `recover_every` seconds without one the rate grows by a quarter, up to `target`."""
+
+    def __init__(self, rate: float, *, burst: float | None = None, min_rate: float = 0.2,
+                 recover_every: float = 10.0, default_pause: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.target = float(rate)
+        self.rate = float(rate)
+        self.burst = float(burst if burst is not None else max(1.0, rate))
+        self.min_rate = min(min_rate, self.target)
+        self.recover_every = recover_every
+        self.default_pause = default_pause
+        self._clock = clock
+        self._tokens = self.burst
+        self._stamp = clock()
+        self._paused_until = 0.0
+        self._last_change = clock()
+        self._calls: deque[float] = deque()
+        self._lock = threading.Lock()
+        self.rate_limited = 0
+
+    def _refill(self, now: float) -> None:
+        if self.rate < self.target and now - self._last_change >= self.recover_every:
+            self.rate = min(self.target, self.rate * 1.25)
+            self._last_change = now
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def acquire(self, stop: threading.Event | None = None, n: float = 1.0) -> bool:
+        """Wait for `n` tokens; False when `stop` was set while waiting."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._refill(now)
+                wait = self._paused_until - now
+                if wait <= 0:
+                    if self._tokens >= n:
+                        self._tokens -= n
+                        self._record(now)
+                        return True
+                    wait = (n - self._tokens) / self.rate
+            if stop is not None:
+                if stop.wait(min(wait, 0.5)):
+                    return False
+            else:
+                time.sleep(min(wait, 0.5))
+
+    def charge(self, n: float) -> None:
+        """Count `n` more calls made without waiting (extra pages, a user's refresh)."""
+        with self._lock:
+            now = self._clock()
+            self._refill(now)
+            self._tokens -= n
+            for _ in range(int(n)):
+                self._record(now)
+
+    def _record(self, now: float) -> None:
+        self._calls.append(now)
+        while self._calls and self._calls[0] < now - 10:
+            self._calls.popleft()
+
+    def slow_down(self, retry_after: float | None) -> None:
+        with self._lock:
+            now = self._clock()
+            pause = retry_after if retry_after and retry_after > 0 else self.default_pause
+            self._paused_until = max(self._paused_until, now + pause)
+            self.rate = max(self.min_rate, self.rate / 2)
+            self._tokens = min(self._tokens, 0.0)
+            self._last_change = now
+            self.rate_limited += 1
+
+    def calls_per_second(self) -> float:
+        """Calls a second over the last 10 s."""
+        with self._lock:
+            now = self._clock()
+            while self._calls and self._calls[0] < now - 10:
+                self._calls.popleft()
+            if not self._calls:
+                return 0.0
+            span = max(1.0, now - self._calls[0])
+            return len(self._calls) / span
+
+    @property
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - self._clock())
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    """The worker's state for an admin view."""
+
+    holder: bool
+    running: bool
+    last_full_sync: datetime | None
+    full_sync_seconds: float | None
+    grants_listed: int | None
+    last_error: str | None
+    last_error_at: datetime | None
+    errors: int
+    calls_per_second: float
+    rate: float
+    target_rate: float
+    rate_limited: int
+    rows_stale: int
+    never_refreshed: int
+    stale: bool
+
+    @property
+    def full_refresh_seconds(self) -> float | None:
+        """How long one pass over every grant's integrations takes at the target rate."""
+        return None if self.grants_listed is None else self.grants_listed / self.target_rate
+
+
+@dataclass(frozen=True)
+class RunReport:
+    full_sync: bool
+    integrations_refreshed: int
+    userinfo_refreshed: int
+    deferred: int  # skipped for now (rate limited or a passing error): still due
+
+
+def _utc(ts: float | None = None) -> datetime:
+    return datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
+
+
+class SyncWorker:
+    """Keeps `readmodel` fresh from `client` (a services.kryptos KryptosClient) with tokens
+    from `vault` (a services.store TokenVault).
+
+    `grants_interval`: seconds between full grants lists. `rate`: upstream calls a second.
+    `hot_interval`: failing/syncing grants are read again after this many seconds; other
+    grants not before `cold_interval` (default `grants_interval`). `userinfo_share`: the
+    part of each tick's calls spent on unknown user kinds/limits. `stale_after`: a grant's
+    integrations older than this count as stale (default: two passes at `rate`, at least
+    `3 * grants_interval`)."""
+
+    def __init__(self, client: Any, vault: Any, readmodel: ReadModel, *,
+                 grants_interval: float = 300.0, rate: float = 10.0,
+                 hot_interval: float = 60.0, cold_interval: float | None = None,
+                 userinfo_share: float = 0.1, userinfo_retry: float = 3600.0,
+                 concurrency: int = 4, tick: float = 1.0, lock: SyncLock | None = None,
+                 lock_retry: float = 5.0, error_backoff: float = 30.0,
+                 stale_after: float | None = None, name: str = "sync") -> None:
+        self.client = client
+        self.vault = vault
+        self.readmodel = readmodel
+        self.grants_interval = float(grants_interval)
+        self.hot_interval = float(hot_interval)
+        self.cold_interval = float(cold_interval if cold_interval is not None
+                                   else grants_interval)
+        self.userinfo_share = userinfo_share
+        self.userinfo_retry = userinfo_retry
+        self.concurrency = max(1, concurrency)
+        self.tick = tick
+        self.lock = lock if lock is not None else sync_lock_for(readmodel.db)
+        self.lock_retry = lock_retry
+        self.error_backoff = error_backoff
+        self.stale_after = stale_after
+        self.name = name
+        self.bucket = TokenBucket(rate)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._holder = False
+        self._next_full = 0.0
+        self._last_full: datetime | None = None
+        self._full_seconds: float | None = None
+        self._listed: int | None = None
+        self._last_error: str | None = None
+        self._last_error_at: datetime | None = None
+        self._errors = 0
+        self._state_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SyncWorker(name={self.name!r}, holder={self._holder})"
+
+    # --- thread -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run in a daemon thread: stand by until the lock is ours, then keep syncing."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=f"sync-worker-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread and give the lock up (another process may take over)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._release()
+
+    @property
+    def is_holder(self) -> bool:
+        return self._holder
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _release(self) -> None:
+        if self._holder:
+            self._holder = False
+        self.lock.release()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            if not self._holder:
+                if self._try_lock():
+                    log.info("sync worker %s holds the lock", self.name)
+                    self._next_full = 0.0  # a new holder starts with a full sync
+                    continue
+                self._stop.wait(self.lock_retry)
+                continue
+            if not self.lock.still_held():
+                log.warning("sync worker %s lost the lock; standing by", self.name)
+                self._holder = False
+                self._stop.wait(self.lock_retry)  # let a standby take over first
+                continue
+            try:
+                self._step(force=False)
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+                log.exception("sync worker %s: step failed", self.name)
+                self._error(f"{type(exc).__name__}: {exc}")
+                self._stop.wait(min(self.error_backoff, self.grants_interval))
+
+    def _try_lock(self) -> bool:
+        try:
+            self._holder = self.lock.try_acquire()
+        except Exception as exc:  # noqa: BLE001 - a database down: stand by and retry
+            self._error(f"Cannot take the sync lock: {type(exc).__name__}")
+            self._holder = False
+        return self._holder
+
+    # --- one step ---------------------------------------------------------------------------
+
+    def run_once(self, *, force: bool = False) -> RunReport:
+        """One step in the calling thread (takes the lock if free; returns an empty report
+        when another process holds it). `force`: list grants now and read every active
+        grant's integrations (and unknown user info) regardless of when they were read."""
+        if not self._holder and not self._try_lock():
+            return RunReport(False, 0, 0, 0)
+        return self._step(force=force)
+
+    def _step(self, *, force: bool) -> RunReport:
+        full = False
+        if force or time.monotonic() >= self._next_full or self._full_requested():
+            try:
+                self.sync_grants()
+                full = True
+            except KryptosError as exc:
+                self._error(f"Listing grants: {exc.user_message}")
+                self._next_full = time.monotonic() + min(self.error_backoff,
+                                                         self.grants_interval)
+        if force:
+            ids = self.readmodel.active_with_token()
+            ui_ids = self.readmodel.guests_with_token()
+        else:
+            budget = max(1, int(self.bucket.rate * self.tick))
+            ui_n = int(budget * self.userinfo_share) if self.userinfo_share > 0 else 0
+            now = _utc()
+            ui_ids = self.readmodel.due_for_userinfo(
+                ui_n, older_than=now - timedelta(seconds=self.userinfo_retry)) if ui_n else []
+            ids = self.readmodel.due_for_integrations(
+                budget - len(ui_ids), older_than=now - timedelta(seconds=self.cold_interval),
+                hot_older_than=now - timedelta(seconds=self.hot_interval))
+        done, deferred = self._refresh(ids, ui_ids)
+        self._publish()
+        if not force and not ids and not ui_ids:
+            self._stop.wait(self.tick)  # nothing due: idle a tick
+        return RunReport(full, done[0], done[1], deferred)
+
+    def _full_requested(self) -> bool:
+        asked = self.readmodel.sync_state().get("full_sync_requested")
+        with self._state_lock:
+            last = self._last_full
+        return bool(asked) and (last is None or datetime.fromisoformat(asked) > last)
+
+    def sync_grants(self) -> None:
+        """List every grant and apply the list (joined with the vault) to the read model."""
+        started = time.monotonic()
+        grants = self.client.list_grants()
+        self.bucket.charge(1)
+        applied = self.readmodel.apply_grants(grants)
+        del grants
+        now = _utc()
+        with self._state_lock:
+            self._last_full = now
+            self._full_seconds = time.monotonic() - started
+            self._listed = applied.listed
+        self._next_full = time.monotonic() + self.grants_interval
+        self.readmodel.set_sync_state({"last_full_sync": now.isoformat(),
+                                       "grants_listed": str(applied.listed)})
+        log.info("sync: %d grants listed, %d rows written, %d revoked in %.1f s",
+                 applied.listed, applied.written, applied.revoked, self._full_seconds)
+
+    def refresh_grant(self, grant_id: str) -> None:
+        """Read one grant's integrations and user info now (a person opened it), without
+        waiting on the rate (the calls are still counted)."""
+        tokens = self.vault.reveal_many([grant_id])
+        if grant_id not in tokens:
+            return
+        token = tokens[grant_id]
+        self.bucket.charge(2)
+        items = self._read_integrations(grant_id, token)
+        if items is not None:
+            self.readmodel.apply_integrations(grant_id, items)
+        self._apply_userinfo(grant_id, self._read_userinfo(token))
+
+    def _refresh(self, ids: Sequence[str], ui_ids: Sequence[str]) -> tuple[tuple[int, int], int]:
+        tokens = self.vault.reveal_many(list(dict.fromkeys([*ids, *ui_ids])))
+        deferred = 0
+        results: list[tuple[str, Any]] = []
+
+        def integrations(gid: str) -> tuple[str, Any]:
+            if not self.bucket.acquire(self._stop):
+                return gid, None
+            return gid, self._read_integrations(gid, tokens.get(gid, ""))
+
+        def userinfo(gid: str) -> tuple[str, Any]:
+            if not self.bucket.acquire(self._stop):
+                return gid, None
+            return gid, self._read_userinfo(tokens.get(gid))
+
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sync") as pool:
+            ui_futures = [pool.submit(userinfo, gid) for gid in ui_ids]
+            for gid, items in pool.map(integrations, ids):
+                if items is None:
+                    deferred += 1
+                else:
+                    results.append((gid, items))
+                if len(results) >= 200:
+                    self.readmodel.apply_integrations_many(results)
+                    results = []
+            self.readmodel.apply_integrations_many(results)
+            ui_done = 0
+            for fut in ui_futures:
+                gid, facts = fut.result()
+                if facts is _DEFERRED or (facts is None and self._stop.is_set()):
+                    deferred += 1
+                    continue
+                self._apply_userinfo(gid, facts)
+                ui_done += 1
+        return (len(ids) - deferred, ui_done), deferred
+
+    def _apply_userinfo(self, gid: str, facts: Any) -> None:
+        if facts is not _DEFERRED:
+            self.readmodel.apply_userinfo(gid, facts)
+
+    def _read_integrations(self, gid: str, token: str | None) -> Any:
+        """The grant's integrations, an `IntegrationsError`, or None (try again later)."""
+        if not token:
+            return IntegrationsError("The stored token cannot be read (vault key or row).")
+        try:
+            items = self.client.list_integrations(token)
+        except RateLimitedError as exc:
+            self.bucket.slow_down(exc.retry_after)
+            self._error(f"Rate limited (429); rate now {self.bucket.rate:.2f}/s")
+            return None
+        except UNREADABLE_ERRORS as exc:
+            return IntegrationsError(exc.user_message)
+        except KryptosError as exc:
+            self._error(f"Reading integrations of {gid}: {exc.user_message}")
+            return None
+        extra = len(items) // INTEGRATIONS_PAGE
+        if extra:
+            self.bucket.charge(extra)
+        return items
+
+    def _read_userinfo(self, token: str | None) -> Any:
+        """`UserFacts`, None (cannot be read: recorded, asked again later) or `_DEFERRED`."""
+        if not token:
+            return None
+        try:
+            info = self.client.get_userinfo(token)
+        except RateLimitedError as exc:
+            self.bucket.slow_down(exc.retry_after)
+            return _DEFERRED
+        except UNREADABLE_ERRORS:
+            return None
+        except KryptosError as exc:
+            self._error(f"Reading user info: {exc.user_message}")
+            return _DEFERRED
+        return UserFacts(info.sub, info.is_guest, info.transaction_limit)
+
+    # --- state ------------------------------------------------------------------------------
+
+    def _error(self, message: str) -> None:
+        with self._state_lock:
+            self._last_error = message[:500]
+            self._last_error_at = _utc()
+            self._errors += 1
+
+    def _stale_after(self, listed: int) -> float:
+        if self.stale_after is not None:
+            return self.stale_after
+        return max(3 * self.grants_interval, 2 * listed / self.bucket.target)
+
+    def status(self) -> SyncStatus:
+        """This worker's state (holder or not) and the read model's staleness."""
+        with self._state_lock:
+            last, secs, listed = self._last_full, self._full_seconds, self._listed
+            err, err_at, errors = self._last_error, self._last_error_at, self._errors
+        fresh = self.readmodel.freshness()
+        last = last or fresh.last_full_sync
+        cutoff = _utc() - timedelta(seconds=self._stale_after(listed or fresh.rows))
+        rows_stale = self.readmodel.stale_rows(cutoff)
+        stale = last is None or (_utc() - last).total_seconds() > 2 * self.grants_interval
+        return SyncStatus(
+            holder=self._holder, running=self.running, last_full_sync=last,
+            full_sync_seconds=secs, grants_listed=listed, last_error=err,
+            last_error_at=err_at, errors=errors,
+            calls_per_second=round(self.bucket.calls_per_second(), 2),
+            rate=round(self.bucket.rate, 3), target_rate=self.bucket.target,
+            rate_limited=self.bucket.rate_limited, rows_stale=rows_stale,
+            never_refreshed=fresh.never_refreshed, stale=stale)
+
+    def _publish(self) -> None:
+        """Share the state through rm_sync_state, for the admin view of other replicas."""
+        with self._state_lock:
+            values = {"holder": self.name, "heartbeat": _utc().isoformat(),
+                      "last_error": self._last_error,
+                      "last_error_at": self._last_error_at.isoformat()
+                      if self._last_error_at else None,
+                      "errors": str(self._errors)}
+        values["calls_per_second"] = f"{self.bucket.calls_per_second():.2f}"
+        values["rate"] = f"{self.bucket.rate:.3f}"
+        self.readmodel.set_sync_state(values)
+
+
+_DEFERRED: Any = object()
+
+
+def worker_from_settings(settings: Any, client: Any, vault: Any,
+                         readmodel: ReadModel) -> SyncWorker | None:
+    """The worker configured by SYNC_* settings, or None when SYNC_ENABLED is off."""
+    if not settings.sync_enabled:
+        return None
+    return SyncWorker(client, vault, readmodel, grants_interval=settings.sync_grants_interval,
+                      rate=settings.sync_rate)

@@ -1,0 +1,249 @@
+"""The read model's writes and SQL queries, on SQLite and PostgreSQL (the `db` fixture)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.kryptos.models import Grant, Integration
+from services.settings import parse_tiers
+from services.store import Database, TokenVault
+from services.store.errors import StoreError
+from services.store.readmodel import GrantFilter, IntegrationsError, ReadModel, UserFacts
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+TIERS = parse_tiers("Free=1000,Plus=10000,Unlimited=off")
+
+
+def grant(n: int) -> Grant:
+    return Grant(grant_id=f"cgrant_{n:05d}", workspace_id="ws_1", scopes="integrations:read",
+                 created_at=T0 + timedelta(hours=n), expires_at=None)
+
+
+def integ(wallet: str, status: str = "COMPLETED", synced: bool = True,
+          txs: int | None = 10) -> Integration:
+    return Integration(
+        wallet_id=wallet, provider="coinbase", provider_public_name="Coinbase",
+        public_address=None, alias=None, status=status, message=None, last_sync_log=None,
+        limit_exceeded=False, added_on=None, last_synced_at=T0 if synced else None,
+        category="exchange", type="api", total_transactions=txs)
+
+
+@pytest.fixture
+def vault(db: Database, vault_key: bytes) -> TokenVault:
+    return TokenVault(db, vault_key)
+
+
+@pytest.fixture
+def rm(db: Database) -> ReadModel:
+    return ReadModel(db, TIERS)
+
+
+def seeded(rm: ReadModel, vault: TokenVault, n: int = 12) -> None:
+    """n listed grants; the even ones have a token (customer-<n>); grant 99 only in the vault."""
+    for i in range(0, n, 2):
+        vault.put(grant(i).grant_id, f"cat_secret{i:04d}xyz", customer_ref=f"customer-{i}")
+    vault.put("cgrant_00099", "cat_secret0099xyz", customer_ref="gone-customer")
+    rm.apply_grants([grant(i) for i in range(n)])
+
+
+def test_apply_grants_joins_the_vault_and_revokes_the_unlisted(rm, vault):
+    seeded(rm, vault)
+    counts = rm.counts()
+    assert (counts.total, counts.active, counts.revoked) == (13, 12, 1)
+    assert (counts.with_token, counts.without_token) == (7, 6)
+    assert counts.queues["no_token"] == 6
+    row = rm.grant("cgrant_00002")
+    assert row is not None and row.grant.has_token and row.grant.customer_ref == "customer-2"
+    assert row.grant.masked_token == "cat_se...yz"
+    assert rm.grant("cgrant_00099").grant.status == "revoked"
+    assert rm.grant("cgrant_00003").grant.customer_ref is None
+    # A grant that disappears from the list is revoked; one listed again is active again.
+    v = rm.version()
+    applied = rm.apply_grants([grant(i) for i in range(1, 12)] + [grant(99)])
+    assert (applied.revoked, applied.reactivated) == (1, 1)
+    assert rm.grant("cgrant_00000").grant.status == "revoked"
+    assert rm.grant("cgrant_00099").grant.status == "active"
+    assert rm.version() > v
+
+
+def test_an_unchanged_list_writes_nothing_and_keeps_the_version(rm, vault):
+    seeded(rm, vault)
+    v = rm.version()
+    applied = rm.apply_grants([grant(i) for i in range(12)])
+    assert applied.written == 0 and applied.revoked == 0
+    assert rm.version() == v
+    items = [integ("w1"), integ("w2", "FAILED")]
+    rm.apply_integrations("cgrant_00002", items)
+    v = rm.version()
+    rm.apply_integrations("cgrant_00002", items)
+    assert rm.version() == v  # same integrations: only the times move
+    rm.apply_integrations("cgrant_00002", items[:1])
+    assert rm.version() == v + 1
+
+
+def test_integrations_aggregates_and_work_queues(rm, vault):
+    seeded(rm, vault)
+    rm.apply_integrations_many([
+        ("cgrant_00000", [integ("a", "FAILED"), integ("b", "PARTIALLY SYNCED")]),
+        ("cgrant_00002", [integ("c", "ONGOING"), integ("d", synced=False)]),
+        ("cgrant_00004", [integ("e")]),
+        ("cgrant_00006", []),
+        ("cgrant_00008", IntegrationsError("The data API refused the token.")),
+    ])
+    c = rm.counts()
+    assert c.queues == {"failing": 1, "syncing": 1, "never_synced": 1, "not_readable": 1,
+                        "no_token": 6}
+    assert (c.integrations, c.integrations_failing, c.integrations_syncing) == (5, 2, 1)
+    assert c.never_refreshed == 1  # cgrant_00010 has a token and was not read yet
+    by_state = {s: [r.grant_id for r in rm.page(GrantFilter(integration_status=s)).rows]
+                for s in ("failing", "syncing", "ok", "empty", "unreadable")}
+    assert by_state == {"failing": ["cgrant_00000"], "syncing": ["cgrant_00002"],
+                        "ok": ["cgrant_00004"], "empty": ["cgrant_00006"],
+                        "unreadable": ["cgrant_00008"]}
+    assert rm.page(GrantFilter(queue="never_synced")).rows[0].grant_id == "cgrant_00002"
+    detail = rm.grant("cgrant_00008")
+    assert detail.grant.unreadable and "refused" in detail.grant.error_message
+    detail = rm.grant("cgrant_00000")
+    assert [i.status for i in detail.integrations] == ["FAILED", "PARTIALLY SYNCED"]
+    assert detail.grant.total_transactions == 20
+    # Unknown grants are ignored rather than invented.
+    rm.apply_integrations("cgrant_77777", [integ("x")])
+    assert rm.grant("cgrant_77777") is None
+
+
+def test_user_info_limits_and_the_consoles_own_changes(rm, vault):
+    seeded(rm, vault)
+    rm.apply_userinfo("cgrant_00000", UserFacts("anon_1", True, 1000))
+    rm.apply_userinfo("cgrant_00002", UserFacts("anon_2", True, None))  # limiter off
+    rm.apply_userinfo("cgrant_00004", UserFacts("user-4", False, None))
+    rm.apply_userinfo("cgrant_00006", UserFacts("anon_6", True, 777))
+    v = rm.version()
+    rm.apply_limit_change("cgrant_00006", 10000, True)
+    assert rm.version() == v + 1
+    row = rm.grant("cgrant_00006").grant
+    assert (row.transaction_limit, row.limiter_enabled, row.limit_source) == (10000, True,
+                                                                              "console")
+    ids = lambda f: [r.grant_id for r in rm.page(f, sort="grant_id").rows]  # noqa: E731
+    assert ids(GrantFilter(tier="Free")) == ["cgrant_00000"]
+    assert ids(GrantFilter(tier="Plus")) == ["cgrant_00006"]
+    assert ids(GrantFilter(tier="Unlimited")) == ["cgrant_00002"]
+    assert ids(GrantFilter(limit=1000)) == ["cgrant_00000"]
+    assert ids(GrantFilter(limit="off")) == ["cgrant_00002"]
+    rm.apply_limit_change("cgrant_00000", 4242, None)
+    assert ids(GrantFilter(limit="custom")) == ["cgrant_00000"]
+    assert ids(GrantFilter(kind="linked")) == ["cgrant_00004"]
+    assert ids(GrantFilter(kind="guest")) == ["cgrant_00000", "cgrant_00002", "cgrant_00006"]
+    assert len(ids(GrantFilter(kind="unknown"))) == 9
+    with pytest.raises(StoreError):
+        rm.page(GrantFilter(tier="Gold"))
+    # The user id is searchable once known.
+    assert ids(GrantFilter(search="ANON_6")) == ["cgrant_00006"]
+
+
+def test_search_sort_and_paging_in_sql(rm, vault):
+    seeded(rm, vault, n=30)
+    page = rm.page(GrantFilter(status="active"), sort="created_at", page=2, page_size=7,
+                   descending=True)
+    assert page.total == 30 and page.pages == 5
+    assert [r.grant_id for r in page.rows] == [f"cgrant_{i:05d}" for i in range(22, 15, -1)]
+    assert rm.page(GrantFilter(search="customer-1"), sort="grant_id").total == 5  # 10..18
+    assert rm.page(GrantFilter(search="customer-1", search_mode="prefix")).total == 5
+    assert rm.page(GrantFilter(search="CGRANT_0002", search_mode="prefix")).total == 10
+    assert rm.page(GrantFilter(search="grant_0002", search_mode="prefix")).total == 0
+    assert rm.page(GrantFilter(search="grant_0002")).total == 10
+    assert rm.page(GrantFilter(search="ustomer-2")).total == 6  # substring: 2, 20..28
+    assert rm.page(GrantFilter(search="100%_")).total == 0  # wildcards are literal
+    assert rm.page(GrantFilter(has_token=False)).total == 15
+    assert rm.page(GrantFilter(status="active"), page=9, page_size=7).rows == ()
+    with pytest.raises(StoreError):
+        rm.page(sort="token_ciphertext")
+    with pytest.raises(StoreError):
+        rm.page(page_size=5000)
+
+
+def test_csv_streams_in_chunks_and_is_formula_safe(rm, vault):
+    seeded(rm, vault, n=25)
+    vault.update("cgrant_00004", customer_ref="=HYPERLINK(\"http://x\")")
+    rm.apply_grants([grant(i) for i in range(25)])
+    pieces = list(rm.csv_chunks(GrantFilter(status="active"), chunk=10))
+    assert len(pieces) == 4  # header + 10 + 10 + 5
+    rows = list(csv.DictReader(io.StringIO("".join(pieces))))
+    assert [r["grant_id"] for r in rows] == [f"cgrant_{i:05d}" for i in range(25)]
+    assert rows[4]["customer_ref"].startswith("'=")
+    out = io.StringIO()
+    assert rm.iter_csv(GrantFilter(has_token=True), out, sort="created_at", chunk=4) == 14
+    assert "cat_secret" not in out.getvalue()  # never a token
+
+
+def test_freshness_and_sync_state(rm, vault):
+    assert rm.freshness().as_of() == "not synced yet"
+    seeded(rm, vault)
+    now = datetime.now(UTC)
+    rm.set_sync_state({"last_full_sync": (now - timedelta(seconds=12)).isoformat()})
+    fresh = rm.freshness()
+    assert fresh.rows == 13 and fresh.never_refreshed == 6  # active, with a token
+    assert fresh.as_of(now) == "as of 12 s ago"
+    assert fresh.is_stale(10, now) and not fresh.is_stale(60, now)
+    assert fresh.oldest <= fresh.newest
+    assert rm.stale_rows(now + timedelta(seconds=1)) == 6
+    rm.apply_integrations("cgrant_00000", [integ("w")])
+    assert rm.stale_rows(now - timedelta(seconds=60)) == 5
+    # Rows untouched by a full sync still say when the list last confirmed them.
+    assert rm.grant("cgrant_00000").grant.grants_seen_at >= now - timedelta(seconds=13)
+
+
+def test_mark_revoked_shows_at_once(rm, vault):
+    seeded(rm, vault)
+    v = rm.version()
+    rm.mark_revoked("cgrant_00002")
+    assert rm.version() == v + 1
+    assert rm.grant("cgrant_00002").grant.status == "revoked"
+    assert rm.counts().revoked == 2
+
+
+def test_a_new_grant_from_the_console_shows_at_once(rm, vault):
+    seeded(rm, vault)
+    entry = vault.put("cgrant_00500", "cat_newtoken500xyz", customer_ref="fresh")
+    v = rm.version()
+    rm.apply_grant(None, entry)  # just exchanged: not in the grants list yet
+    row = rm.grant("cgrant_00500").grant
+    assert (row.status, row.has_token, row.customer_ref) == ("active", True, "fresh")
+    assert rm.version() == v + 1 and rm.counts().active == 13
+    rm.apply_grants([grant(i) for i in range(12)] + [grant(500)])  # the list agrees
+    assert rm.grant("cgrant_00500").grant.created_at == grant(500).created_at
+
+
+def test_another_process_sees_a_change_within_two_seconds(rm, vault, db_url):
+    """Two real processes: a change made by one moves the version the other polls."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    seeded(rm, vault)
+    v = rm.version()
+    code = ("import sys, time; from services.store import open_database;"
+            "from services.store.readmodel import ReadModel;"
+            "rm = ReadModel(open_database(sys.argv[1])); time.sleep(0.5);"
+            "rm.mark_revoked('cgrant_00004'); print(time.time(), flush=True)")
+    root = Path(__file__).resolve().parents[3]
+    child = subprocess.Popen([sys.executable, "-c", code, db_url], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=root,
+                             env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        deadline = time.time() + 30
+        while rm.version() == v and time.time() < deadline:  # what a console's cache does
+            time.sleep(0.1)
+        seen = time.time()
+        out, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    committed = float(out.split()[-1])
+    assert rm.version() > v and seen - committed < 2.0
+    assert rm.grant("cgrant_00004").grant.status == "revoked"
