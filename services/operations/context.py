@@ -102,8 +102,8 @@ class OpsContext:
         self.audit_log = audit_log
         self.trail = AuditTrail(audit_log)
         self.vault = vault
-        # Received webhooks (written by the customer backend), in the vault's database.
-        self.webhooks = webhooks if webhooks is not None else WebhookEventStore(vault.db)
+        # Received webhooks (written by the customer backend), in the console's database.
+        self.webhooks = webhooks if webhooks is not None else WebhookEventStore(audit_log.db)
         self.tiers: tuple[Tier, ...] = tuple(tiers)
         self.max_workers = max_workers
 

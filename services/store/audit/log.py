@@ -96,6 +96,11 @@ class AuditLog:
     def __repr__(self) -> str:
         return f"AuditLog({self._db!r})"
 
+    @property
+    def db(self) -> Database:
+        """The database the log is kept in (the console's one database)."""
+        return self._db
+
     # writing
 
     def append(self, event: NewAuditEvent) -> AuditEvent:
