@@ -545,7 +545,7 @@ def timeline(ctx: PageContext, gid: str) -> None:
     if not items:
         st.text("Nothing yet: no webhook received for this grant and no recorded action.")
         return
-    st.dataframe(pd.DataFrame(timeline_view.rows(items)), hide_index=True, width="stretch",
-                 key="timeline_table", column_config=TIMELINE_COLUMNS)
+    st.dataframe(csv_safe_frame(pd.DataFrame(timeline_view.rows(items))), hide_index=True,
+                 width="stretch", key="timeline_table", column_config=TIMELINE_COLUMNS)
 
 
