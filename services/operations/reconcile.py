@@ -156,14 +156,15 @@ class Reconciler:
         found = self._scan(now)
         opened = [ev for cid, ev in found.requested.items()
                   if cid not in found.closed and ev.ts <= now - self.min_age]
-        grants: list[Any] | None = None
+        grants: list[Any] | None = None  # read once a pass, when a revoke needs it
+        tried = False
         settled = 0
         unsettled: list[Unsettled] = []
         # Bulk summaries last: they settle from their grants' outcomes.
         for ev in sorted(opened, key=lambda e: (e.target_type == "bulk", e.seq)):
+            if ev.action == AuditAction.GRANT_REVOKE and grants is None and not tried:
+                tried, grants = True, self._grants()
             try:
-                if ev.action == AuditAction.GRANT_REVOKE and grants is None:
-                    grants = self._grants()
                 after = self.settle(ev, found, grants, now)
             except Unsettleable as exc:
                 unsettled.append(Unsettled(ev.seq, ev.ts, ev.correlation_id, ev.actor_username,
@@ -174,12 +175,12 @@ class Reconciler:
             settled += 1
         return ReconcileReport(now, len(opened), settled, tuple(unsettled), journal)
 
-    def _grants(self) -> list[Any]:
+    def _grants(self) -> list[Any] | None:
         try:
             return self.ctx.client.list_grants()
         except KryptosError as exc:
-            raise Unsettleable(f"the grants list cannot be read ({type(exc).__name__})") \
-                from None
+            log.info("reconciler: the grants list cannot be read (%s)", type(exc).__name__)
+            return None
 
     def _record(self, ev: AuditEvent, after: Mapping[str, Any]) -> None:
         self.ctx.event(
@@ -221,10 +222,19 @@ class Reconciler:
         return token
 
     def _revoke(self, ev: AuditEvent, grants: list[Any] | None) -> dict[str, Any]:
-        assert grants is not None
-        listed = any(g.grant_id == ev.target_id for g in grants)
-        return {"status": "active" if listed else "revoked", "made": not listed,
-                "source": "grants list"}
+        if grants is not None:
+            listed = any(g.grant_id == ev.target_id for g in grants)
+            return {"status": "active" if listed else "revoked", "made": not listed,
+                    "source": "grants list"}
+        token = self._token(ev)  # the grants list is unreadable: ask the grant's session
+        try:
+            session = self.ctx.client.check_session(token)
+        except KryptosError as exc:
+            raise Unsettleable("neither the grants list nor the grant's session can be read "
+                               f"({type(exc).__name__})") from None
+        valid = session.has_valid_session
+        return {"status": "active" if valid else "revoked", "made": not valid,
+                "source": "session", "session_reason": session.reason}
 
     def _limit(self, ev: AuditEvent) -> dict[str, Any]:
         token = self._token(ev)

@@ -200,6 +200,19 @@ def test_reconciler_reads_what_happened_upstream(env: Env) -> None:
     assert again.settled == 0 and [u.correlation_id for u in again.unsettled] == [imp]
 
 
+def test_reconciler_asks_the_session_when_the_grants_list_fails(env: Env) -> None:
+    revoked, kept = env.stored()[0]["grant_id"], env.stored()[1]["grant_id"]
+    env.client.revoke_grant(revoked)
+    made = _orphan(env, "grant.revoke", revoked)
+    not_made = _orphan(env, "grant.revoke", kept)
+    env.sandbox.set_fault(path="/token/grants", status=503, count=100)
+    report = Reconciler(env.ops.ctx, min_age=timedelta(0)).run_once()
+    assert report.settled == 2 and report.unsettled == ()
+    found = {e.correlation_id: e.after for e in env.events(outcome="reconciled")}
+    assert found[made]["status"] == "revoked" and found[made]["source"] == "session"
+    assert found[not_made]["status"] == "active" and found[not_made]["made"] is False
+
+
 def test_reconciler_reads_a_resync_status(env: Env) -> None:
     row, integ = env.find_integration(lambda i: not i.is_csv)
     cid = _orphan(env, "integration.resync", row["grant_id"], wallet_id=integ.wallet_id,
