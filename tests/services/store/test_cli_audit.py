@@ -117,6 +117,18 @@ def test_change_made_but_outcome_not_recorded(log):
     assert "pg-Pass-w0rd-xyz" not in caught.value.user_message
 
 
+def test_outcome_kept_in_the_journal_when_the_store_stays_down(log, tmp_path, capsys):
+    from services.store.journal import AuditJournal
+
+    journal = AuditJournal(tmp_path / "audit-journal.jsonl")
+    cli = CliAudit(FlakyLog(log, fail_at=2), actor_username="cli:ops", journal=journal)
+    assert cli.run("user.remove", lambda: ("gone", {"roles": ["admin"]}, None)) == "gone"
+    assert "audit record is pending" in capsys.readouterr().err
+    assert [e.event.outcome for e in journal.pending()] == ["succeeded"]
+    assert journal.replay(log).replayed == 1
+    assert [e.outcome for e in events(log)] == ["requested", "succeeded"]
+
+
 def test_failure_not_recorded(log):
     cli = CliAudit(FlakyLog(log, fail_at=2), actor_username="cli:ops")
 
