@@ -35,6 +35,11 @@ from services.operations import (
     ValidationError,
 )
 from services.store.actions import AuditAction
+from services.store.trail import watch_pending
+
+#: `with watch_records() as pending: actions.confirm_revoke(...)`; `pending` is true when a
+#: change was made but its audit record waits in the journal (see `ui.record_pending_note`).
+watch_records = watch_pending
 
 LIMITER_KEEP = "keep"
 LIMITER_ON = "on"

@@ -22,7 +22,7 @@ st.set_page_config(page_title="Kryptos Connect console", page_icon=":material/ke
 
 runtime = get_runtime()
 if not runtime.ok:
-    render_setup(runtime.problems, runtime.mode)
+    render_setup(runtime.problems, runtime.mode, runtime.live_check)
     st.stop()
 
 actor = auth.login_gate(runtime)
@@ -58,6 +58,7 @@ entries = [
 page = st.navigation([p for _, p in entries], position="sidebar")
 spec = next(s for s, p in entries if p is page)
 ui.badge(runtime, actor)
+ui.kryptos_warning(runtime, actor)
 auth.logout_button(runtime, actor)
 auth.note_page_run(spec.url_path)
 if spec in available or not auth.refuse_page(runtime, actor, spec):

@@ -161,6 +161,8 @@ PAGES: tuple[PageSpec, ...] = (
              Permission.MANAGE_TOKENS),
     PageSpec("pages/my_account.py", "My account", ":material/account_circle:",
              Permission.VIEW_GRANTS),
+    PageSpec("pages/outcomes.py", "Outcomes", ":material/rule:",
+             Permission.SETTLE_OUTCOMES),
 )
 
 #: Title of a page registered only to refuse it (its address typed by a user without access).

@@ -18,14 +18,16 @@ import streamlit as st
 from dashboard import actions, reads
 from dashboard import timeline as timeline_view
 from dashboard.context import PageContext
+from dashboard.csv_io import csv_safe_frame
 from dashboard.formats import fmt_limit, fmt_minute
 from dashboard.resync_watch import ResyncWatch
-from dashboard.ui import escape_markdown, show_error, toast_done
+from dashboard.ui import escape_markdown, record_pending_note, show_error, toast_done
 from services.operations import GrantDetail, OperationError, Permission, can, validation
 
 GRANTS_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grants.py")
 POLL_SECONDS = 2.0
 FLASH_KEY = "grant_flash"
+PENDING_KEY = "grant_record_pending"  # the last change's audit record waits in the journal
 SELECTED_KEY = "selected_grant_id"
 LIMIT_FORM_KEYS = ("limit_value", "limit_limiter", "limit_tier", "limit_reason", "limit_ticket")
 MODE_LABEL = {"latest": "Latest (new transactions)", "from_start": "From start (full re-import)"}
@@ -35,7 +37,8 @@ NO_TIER = "(no tier)"
 def _kv(rows: list[tuple[str, str]]) -> None:
     """A two-column table of labels and (possibly upstream) values, rendered as cells."""
     st.dataframe(
-        pd.DataFrame(rows, columns=["Field", "Value"]), hide_index=True, width="stretch"
+        csv_safe_frame(pd.DataFrame(rows, columns=["Field", "Value"])), hide_index=True,
+        width="stretch",
     )
 
 
@@ -111,6 +114,7 @@ def grant(ctx: PageContext, gid: str) -> GrantDetail:
     flash = st.session_state.pop(FLASH_KEY, None)
     if flash:
         toast_done(flash)  # carries upstream text (the API's message): escaped
+    record_pending_note(st.session_state.pop(PENDING_KEY, False))
     top1, top2 = st.columns([5, 1])
     top1.code(gid, language=None)
     if top2.button("Refresh", key="detail_refresh"):
@@ -243,7 +247,8 @@ def holdings(detail: GrantDetail) -> None:
         }
         for x in h.holdings
     ])
-    st.dataframe(hold, hide_index=True, key="holdings_table", column_config=HOLDING_COLUMNS)
+    st.dataframe(csv_safe_frame(hold), hide_index=True, key="holdings_table",
+                 column_config=HOLDING_COLUMNS)
     names = _names(detail)
     by_wallet: dict[str, float] = {}
     for x in h.holdings:
@@ -319,8 +324,9 @@ def integrations(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) -> N
         if not found:
             st.text("No integrations.")
         else:
-            st.dataframe(pd.DataFrame([_integration_row(i) for i in found]), hide_index=True,
-                         key="integrations_table", column_config=INTEGRATION_COLUMNS)
+            st.dataframe(csv_safe_frame(pd.DataFrame([_integration_row(i) for i in found])),
+                         hide_index=True, key="integrations_table",
+                         column_config=INTEGRATION_COLUMNS)
         _resync_controls(ctx, detail, watch)
     if watch.watching(gid):
         st.caption("Resync in progress; the status refreshes by itself.")
@@ -350,7 +356,8 @@ def _resync_controls(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) 
             if c3.button("Resync", key=f"resync_{wid}", disabled=wid in watch.watching(gid)):
                 asked = datetime.now(UTC)  # its webhooks may arrive before the answer
                 try:
-                    with st.spinner("Asking Kryptos to resync..."):
+                    with st.spinner("Asking Kryptos to resync..."), \
+                            actions.watch_records() as pending:
                         out = actions.request_resync(ctx.ops, ctx.actor, gid, wid, mode,
                                                      reason or None)
                 except OperationError as exc:
@@ -358,6 +365,7 @@ def _resync_controls(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) 
                 else:
                     watch.started(gid, wid, mode, at=asked)
                     toast_done(f"Resync queued: {out.status}")
+                    record_pending_note(pending)
 
 
 def _dialog_open(watch: ResyncWatch) -> bool:
@@ -421,7 +429,7 @@ def _limit_form(ctx: PageContext, gid: str) -> None:
         if not st.form_submit_button("Apply limit"):
             return
         try:
-            with st.spinner("Changing the limit..."):
+            with st.spinner("Changing the limit..."), actions.watch_records() as pending:
                 res = actions.submit_limit(
                     ctx.ops, ctx.actor, gid,
                     limit=int(new_limit) if new_limit is not None else None,
@@ -432,6 +440,8 @@ def _limit_form(ctx: PageContext, gid: str) -> None:
             show_error(exc)
             return
         st.session_state[FLASH_KEY] = res.summary()
+        st.session_state[PENDING_KEY] = bool(pending) or bool(
+            res.tier_item is not None and res.tier_item.record_pending)
         for k in LIMIT_FORM_KEYS:  # an empty form: a second click changes nothing
             st.session_state.pop(k, None)
         st.rerun()
@@ -453,12 +463,13 @@ def _revoke_dialog(ctx: PageContext, gid: str, watch: ResyncWatch) -> None:
     typed = st.text_input("Grant id, typed again", key="revoke_typed")
     if st.button("Revoke", type="primary", key="revoke_confirm"):
         try:
-            with st.spinner("Revoking..."):
+            with st.spinner("Revoking..."), actions.watch_records() as pending:
                 msg = actions.confirm_revoke(ctx.ops, ctx.actor, gid, typed, reason, ticket)
         except OperationError as exc:
             show_error(exc)
         else:
             st.session_state[FLASH_KEY] = f"Grant revoked. {msg}"
+            st.session_state[PENDING_KEY] = bool(pending)
             st.rerun()
 
 
@@ -489,7 +500,7 @@ def history(ctx: PageContext, gid: str) -> None:
         st.text("No recorded actions on this grant.")
         return
     st.dataframe(
-        pd.DataFrame([
+        csv_safe_frame(pd.DataFrame([
             {
                 "time": e.ts,
                 "user": e.actor_username,
@@ -501,7 +512,7 @@ def history(ctx: PageContext, gid: str) -> None:
                 "request_id": e.request_id or "",
             }
             for e in events
-        ]),
+        ])),
         hide_index=True,
         key="history_table",
         column_config={
@@ -534,7 +545,7 @@ def timeline(ctx: PageContext, gid: str) -> None:
     if not items:
         st.text("Nothing yet: no webhook received for this grant and no recorded action.")
         return
-    st.dataframe(pd.DataFrame(timeline_view.rows(items)), hide_index=True, width="stretch",
-                 key="timeline_table", column_config=TIMELINE_COLUMNS)
+    st.dataframe(csv_safe_frame(pd.DataFrame(timeline_view.rows(items))), hide_index=True,
+                 width="stretch", key="timeline_table", column_config=TIMELINE_COLUMNS)
 
 

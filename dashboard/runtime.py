@@ -28,6 +28,7 @@ import streamlit as st
 from dashboard.users import User, UsersError, hash_password, load_users, save_users
 from services.kryptos.client import KryptosClient
 from services.operations import Operations
+from services.operations.health import LiveChecker
 from services.settings import ConfigError, Settings, load_settings
 from services.store import NewVaultEntry
 from services.store.db import Database, open_database
@@ -103,6 +104,8 @@ class Runtime:
     cookie_key: str | None = field(default=None, repr=False)
     demo_users: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     _auth: AuthStores | None = field(default=None, repr=False)
+    #: Kryptos hosts and credentials, checked in the background at start.
+    live_check: LiveChecker | None = None
     _users_cache: tuple[float, dict[str, User]] | None = field(default=None, repr=False)
     _stop: Callable[[], None] | None = field(default=None, repr=False)
 
@@ -187,6 +190,19 @@ def _build_ops(settings: Settings, client: KryptosClient) -> Operations:
     return Operations.from_settings(settings, client=client)
 
 
+def start_background(ops: Operations | None, client: KryptosClient | None,
+                     settings: Settings) -> LiveChecker | None:
+    """Start, without waiting: the Kryptos check, and the reconciler (a pass now, then
+    every `reconcile_interval` seconds; it replays the audit journal first)."""
+    checker = None
+    if client is not None:
+        checker = LiveChecker(client)
+        checker.start()
+    if ops is not None:
+        ops.reconciler.start(settings.reconcile_interval)
+    return checker
+
+
 def load_sandbox_tokens(ops: Operations, sandbox: SandboxControl, client_id: str) -> int:
     """Store the sandbox's exported tokens in the vault (what the backend kept at exchange),
     in one transaction."""
@@ -243,6 +259,7 @@ def _build_sandbox(settings: Settings) -> Runtime:
         settings=settings,
         mode="sandbox",
         ops=ops,
+        live_check=start_background(ops, client, settings),
         client_id=SANDBOX_CLIENT_ID,
         sandbox=control,
         auth_file=auth_file,
@@ -281,9 +298,10 @@ def _build_live(settings: Settings) -> Runtime:
         except UsersError as exc:
             problems.append(f"Auth file: {exc.user_message}")
     ops = None
+    client = KryptosClient.from_settings(settings)  # for the check, whatever else is missing
     if not problems:
         try:
-            ops = _build_ops(settings, KryptosClient.from_settings(settings))
+            ops = _build_ops(settings, client)
         except ConfigError as exc:
             problems.append(exc.user_message)
         except Exception as exc:  # the database or vault could not be opened
@@ -300,6 +318,7 @@ def _build_live(settings: Settings) -> Runtime:
         problems=tuple(problems),
         auth_file=auth_file,
         cookie_key=settings.cookie_key,
+        live_check=start_background(ops, client, settings),
     )
 
 

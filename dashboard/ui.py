@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from services.operations import Actor, OperationError
+from dashboard.csv_io import csv_safe_frame
+from services.operations import Actor, OperationError, RecordUnavailable
 from services.store.audit import AuditEvent, AuditFilter
+from services.store.trail import RECORD_PENDING, AuditUnavailable, PendingRecords
 
 if TYPE_CHECKING:
     from dashboard.runtime import Runtime
+    from services.operations.health import LiveChecker
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,13 @@ def show_error(exc: BaseException, action: str | None = None) -> None:
     hint for support. Anything else is logged with its traceback on the server and shown as
     a generic message.
     """
+    if isinstance(exc, AuditUnavailable | RecordUnavailable) and exc.change_made:
+        # Made upstream: never shown as a failure (the message says the record is missing).
+        st.warning(escape_markdown(exc.user_message), icon=":material/receipt_long:")
+        return
+    if isinstance(exc, AuditUnavailable):
+        st.error(escape_markdown(exc.user_message), icon=":material/receipt_long:")
+        return
     if isinstance(exc, OperationError):
         # The message carries the API's own text: escaped, so it can never render as Markdown.
         st.error(escape_markdown(exc.user_message), icon=":material/error:")
@@ -114,11 +124,49 @@ def badge(runtime: Runtime, actor: Actor | None) -> None:
         st.markdown(" · ".join(parts))
 
 
+def record_pending_note(pending: PendingRecords | bool) -> None:
+    """After a change that was made: say so when its audit record waits in the journal."""
+    if pending:
+        st.warning(RECORD_PENDING, icon=":material/pending_actions:")
+
+
+def kryptos_check(checker: LiveChecker, *, wait: float = 0.0) -> None:
+    """What the check of the Kryptos hosts and credentials found (waits up to `wait` s)."""
+    result = checker.wait(wait) if wait > 0 else checker.result
+    if result is None:
+        if checker.running:
+            st.info("Checking the Kryptos hosts and credentials... reload to see the result.",
+                    icon=":material/hourglass_top:")
+        else:
+            st.warning("The Kryptos check could not run (see the server log).")
+        return
+    when = result.checked_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if result.ok:
+        st.success(f"Kryptos is reachable and accepts the console's credentials (checked "
+                   f"{when}).", icon=":material/check_circle:")
+    else:
+        st.error(f"Kryptos check failed (checked {when}):", icon=":material/cloud_off:")
+    for host in result.hosts:
+        text(f"{'OK ' if host.ok else 'FAILED '} {host.name} at {host.url}: {host.message} "
+             f"({host.elapsed_ms} ms)")
+
+
+def kryptos_warning(runtime: Runtime, actor: Actor) -> None:
+    """For admins: a banner on every page while the check at start found a problem."""
+    checker = runtime.live_check
+    if checker is None or "admin" not in actor.roles:
+        return
+    result = checker.result
+    if result is not None and not result.ok:
+        st.error("Kryptos check at start failed: " + escape_markdown("; ".join(result.problems))
+                 + " (see the Outcomes page).", icon=":material/cloud_off:")
+
+
 def table(rows: Iterable[Mapping[str, Any]], **kwargs: Any) -> None:
     """Rows of upstream values as a dataframe (cells shown as text, never Markdown)."""
     import pandas as pd
 
-    data = pd.DataFrame(list(rows))
+    data = csv_safe_frame(pd.DataFrame(list(rows)))
     st.dataframe(data, hide_index=True, width="stretch", **kwargs)
 
 

@@ -13,7 +13,7 @@ from dashboard.context import page_context
 from dashboard.formats import fmt_second
 from services.operations import OperationError
 
-OUTCOMES = ["any", "requested", "succeeded", "failed", "denied"]
+OUTCOMES = ["any", "requested", "succeeded", "failed", "denied", "skipped", "reconciled"]
 PAGE_SIZES = [25, 50, 100, 200]
 FORMATS = {"csv": ("CSV", "text/csv", "csv"), "jsonl": ("JSON Lines", "application/x-ndjson",
                                                        "jsonl")}

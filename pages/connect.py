@@ -19,6 +19,7 @@ PUBLIC_KEY = "connect_public"  # {"public_token", "user_id", "kind"} from the sa
 RESULT_KEY = "connect_result"  # GrantRow of the last exchange
 RESUMED_KEY = "connect_resumed"  # the sandbox's answer to a returning customer's widget run
 EXCHANGE_ERROR_KEY = "_connect_exchange_error"  # OperationError of the last exchange
+PENDING_KEY = "_connect_record_pending"  # the last exchange's audit record is in the journal
 
 ctx = page_context()
 
@@ -30,12 +31,14 @@ def _exchange() -> None:
     pasted = (st.session_state.get("connect_public_token") or "").strip()
     public_token = pasted or (held or {}).get("public_token") or ""
     try:
-        row = actions.exchange_public_token(
-            ctx.ops, ctx.actor, st.session_state.get("connect_ex_ref") or "", public_token)
+        with actions.watch_records() as pending:
+            row = actions.exchange_public_token(
+                ctx.ops, ctx.actor, st.session_state.get("connect_ex_ref") or "", public_token)
     except OperationError as exc:
         st.session_state[EXCHANGE_ERROR_KEY] = exc
         return
     st.session_state[RESULT_KEY] = row
+    st.session_state[PENDING_KEY] = bool(pending)
     st.session_state.pop(PUBLIC_KEY, None)
     st.session_state["connect_public_token"] = ""
     ui.toast_done(f"Grant {row.grant_id} stored")
@@ -133,6 +136,7 @@ row = st.session_state.get(RESULT_KEY)
 if row is not None:
     st.success(f"The customer is connected: grant {row.grant_id}, its access token stored in "
                "the vault (shown masked).", icon=":material/check_circle:")
+    ui.record_pending_note(st.session_state.get(PENDING_KEY, False))
     with st.container(border=True):
         ui.kv("Grant", row.grant_id)
         ui.kv("Customer reference", row.customer_ref)
@@ -154,11 +158,12 @@ st.caption(
 upload = st.file_uploader("Tokens CSV", type=["csv"], key="connect_import_file")
 if st.button("Import", key="connect_import", disabled=upload is None) and upload is not None:
     try:
-        with st.spinner("Importing..."):
+        with st.spinner("Importing..."), actions.watch_records() as pending:
             report = actions.import_tokens_csv(ctx.ops, ctx.actor, upload.getvalue())
     except OperationError as exc:
         ui.show_error(exc)
     else:
+        ui.record_pending_note(pending)
         message = (f"Added {report.added}, updated {report.updated}, "
                    f"rejected {report.rejected_count}.")
         (st.warning if report.rejected_count else st.success)(message)

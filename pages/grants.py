@@ -80,7 +80,7 @@ frame = pd.DataFrame(
 
 st.caption(f"{len(frame)} grant(s). Choose a row to open its detail.")
 event = st.dataframe(
-    frame,
+    csv_safe_frame(frame),
     key="grants_table",
     hide_index=True,
     on_select="rerun",

@@ -11,8 +11,14 @@ import streamlit as st
 
 from dashboard import actions, reads
 from dashboard.context import page_context
-from dashboard.csv_io import BULK_COLUMNS, bulk_csv, bulk_rows, parse_grant_id_csv
-from dashboard.ui import show_error
+from dashboard.csv_io import (
+    BULK_COLUMNS,
+    bulk_csv,
+    bulk_rows,
+    csv_safe_frame,
+    parse_grant_id_csv,
+)
+from dashboard.ui import record_pending_note, show_error
 from services.operations import BulkResult, OperationError, Permission, can
 
 PREVIEW_KEY = "bulk_preview"  # (plan, BulkResult)
@@ -42,13 +48,13 @@ if not can(ctx.actor, Permission.MANAGE_LIMITS):
 
 st.subheader("Tier presets")
 st.dataframe(
-    pd.DataFrame(
+    csv_safe_frame(pd.DataFrame(
         [
             {"tier": t.name, "limit": t.limit, "limiter": "on" if t.enable_limiter else "off"}
             for t in reads.tiers(ctx.ops)
         ],
         columns=["tier", "limit", "limiter"],
-    ),
+    )),
     hide_index=True,
     key="tiers_table",
     column_config={
@@ -118,7 +124,7 @@ picker = pd.DataFrame(
 gen = int(st.session_state.get(PICKER_GEN_KEY, 0))
 st.session_state[PICKER_ROWS_KEY] = (gen, [r.grant_id for r in shown])
 st.data_editor(
-    picker,
+    csv_safe_frame(picker),
     key=f"{PICKER_PREFIX}{gen}",
     hide_index=True,
     num_rows="fixed",
@@ -150,9 +156,9 @@ if upload is not None:
     if parsed.rejected:
         st.warning(f"{len(parsed.rejected)} line(s) rejected:", icon=":material/warning:")
         st.dataframe(
-            pd.DataFrame(
+            csv_safe_frame(pd.DataFrame(
                 [{"line": r.line, "text": r.text, "reason": r.reason} for r in parsed.rejected]
-            ),
+            )),
             hide_index=True,
             key="bulk_rejected",
         )
@@ -190,7 +196,7 @@ def _run(dry_run: bool, progress: actions.ProgressFn | None = None) -> BulkResul
 
 def _table(result: BulkResult, key: str) -> None:
     st.dataframe(
-        pd.DataFrame(bulk_rows(result.items), columns=BULK_COLUMNS),
+        csv_safe_frame(pd.DataFrame(bulk_rows(result.items), columns=BULK_COLUMNS)),
         hide_index=True,
         key=key,
         column_config={
@@ -260,6 +266,8 @@ if done is not None:
             "See the message and error code of each; retry the failed ones.",
             icon=":material/error:",
         )
+    if done.records_pending:
+        record_pending_note(True)
     _table(done, "bulk_result_table")
     st.download_button(
         "Download results (CSV)",

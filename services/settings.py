@@ -4,12 +4,12 @@ Values come from the environment first, then from `.streamlit/secrets.toml`:
 the `[kryptos]` table (lower-case keys: client_id, client_secret, connect_url, data_url,
 connect_timeout, read_timeout, max_retries, retry_budget) and the `[console]` table
 (lower-case keys: database_url, vault_key, cookie_key, cookie_name, cookie_expiry_days,
-auth_file, audit_anchor_file, data_dir, tiers, sandbox_port, sandbox_resync_delay,
-sandbox_url, idle_timeout, session_lifetime, totp_required_roles, login_max_failures,
-login_max_failures_wide, login_lock_seconds, client_address_header, sync_grants_interval,
-sync_rate, sync_enabled) and the `[backend]` table (lower-case keys: jwt_secret,
-jwt_public_key, jwt_audience, jwt_issuer, webhook_secret, webhook_max_age,
-link_token_rate_limit, port).
+auth_file, audit_anchor_file, audit_journal_file, reconcile_interval, data_dir, tiers,
+sandbox_port, sandbox_resync_delay, sandbox_url, idle_timeout, session_lifetime,
+totp_required_roles, login_max_failures, login_max_failures_wide, login_lock_seconds,
+client_address_header, sync_grants_interval, sync_rate, sync_enabled) and the `[backend]`
+table (lower-case keys: jwt_secret, jwt_public_key, jwt_audience, jwt_issuer,
+webhook_secret, webhook_max_age, link_token_rate_limit, port).
 
 Nothing else in the project reads `os.environ` or the secrets file.
 """
@@ -119,6 +119,11 @@ class Settings:
     #: Where the audit log's newest head is kept outside the database (see
     #: services/store/audit.py, AuditAnchor); default `<data_dir>/audit-anchor.json`.
     audit_anchor_file: Path | None = None
+    #: Audit events the store could not take wait here (services/store/journal.py);
+    #: default `<data_dir>/audit-journal.jsonl`.
+    audit_journal_file: Path | None = None
+    #: Seconds between reconciler passes (and journal replays) in the console process.
+    reconcile_interval: float = 60.0
     tiers: tuple[Tier, ...] = field(default_factory=lambda: parse_tiers(DEFAULT_TIERS))
     sandbox_port: int = 0
     sandbox_resync_delay: float = 5.0
@@ -189,6 +194,10 @@ class Settings:
     @property
     def effective_audit_anchor_file(self) -> Path:
         return self.audit_anchor_file or (self.data_dir / "audit-anchor.json")
+
+    @property
+    def effective_audit_journal_file(self) -> Path:
+        return self.audit_journal_file or (self.data_dir / "audit-journal.jsonl")
 
 
 def _read_secrets(path: Path) -> dict:
@@ -263,6 +272,7 @@ def load_settings(
     data_dir = Path(get("CONSOLE_DATA_DIR", console, "data_dir") or PROJECT_ROOT / "data")
     auth_file = get("CONSOLE_AUTH_FILE", console, "auth_file")
     anchor_file = get("CONSOLE_AUDIT_ANCHOR_FILE", console, "audit_anchor_file")
+    journal_file = get("CONSOLE_AUDIT_JOURNAL_FILE", console, "audit_journal_file")
     return Settings(
         client_id=client_id,
         client_secret=client_secret,
@@ -284,6 +294,9 @@ def load_settings(
         ),
         auth_file=Path(auth_file) if auth_file else None,
         audit_anchor_file=Path(anchor_file) if anchor_file else None,
+        audit_journal_file=Path(journal_file) if journal_file else None,
+        reconcile_interval=number("CONSOLE_RECONCILE_INTERVAL", console, "reconcile_interval",
+                                  60.0, float),
         tiers=parse_tiers(get("CONSOLE_TIERS", console, "tiers") or DEFAULT_TIERS),
         sandbox_port=int(number("SANDBOX_PORT", console, "sandbox_port", 0, int)),
         sandbox_resync_delay=number(

@@ -178,6 +178,13 @@ class KryptosClient:
             f"data_url={self.data_url!r})"
         )
 
+    def probe(self, timeout: float) -> KryptosClient:
+        """The same hosts and credentials with a short timeout and no retries (checks)."""
+        return KryptosClient(
+            self.client_id, self._client_secret, self.connect_url, self.data_url,
+            connect_timeout=timeout, read_timeout=timeout, max_retries=0, retry_budget=timeout,
+        )
+
     def close(self) -> None:
         self._session.close()
 

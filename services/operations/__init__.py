@@ -10,6 +10,7 @@ from services.operations.errors import (
     NotFound,
     OperationError,
     PermissionDenied,
+    RecordUnavailable,
     UpstreamError,
     ValidationError,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "Part",
     "Permission",
     "PermissionDenied",
+    "RecordUnavailable",
     "ResyncOutcome",
     "Role",
     "UpstreamError",

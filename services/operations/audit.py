@@ -33,8 +33,11 @@ class AuditOps:
             raise ValidationError("page", "must be a positive whole number.")
         if not isinstance(page_size, int) or not 1 <= page_size <= 1000:
             raise ValidationError("page_size", "must be between 1 and 1000.")
-        return self.ctx.audit_log.query(filters or AuditFilter(), page=page,
-                                        page_size=page_size)
+        flt = v.audit_filter(filters)
+        try:
+            return self.ctx.audit_log.query(flt, page=page, page_size=page_size)
+        except StoreError as exc:  # a filter the store still refuses: the person's input
+            raise ValidationError("filters", exc.user_message) from None
 
     def export_audit(self, actor: Actor, filters: AuditFilter | None = None,
                      fmt: str = "csv") -> str:
@@ -42,7 +45,7 @@ class AuditOps:
         self.ctx.check(actor, Permission.READ_AUDIT, AuditAction.AUDIT_EXPORT)
         if fmt not in ("csv", "jsonl"):
             raise ValidationError("fmt", "must be 'csv' or 'jsonl'.")
-        flt = filters or AuditFilter()
+        flt = v.audit_filter(filters)
         log = self.ctx.audit_log
 
         def body() -> tuple[str, None, dict[str, Any]]:

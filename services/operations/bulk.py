@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from services.kryptos.errors import RateLimitedError
-from services.operations.errors import OperationError, UpstreamError
+from services.operations.errors import OperationError, RecordUnavailable, UpstreamError
 from services.operations.models import BulkItem, BulkResult, LimitChange
 from services.operations.permissions import Actor
 from services.store.actions import AuditAction
+from services.store.trail import RECORD_PENDING, watch_pending
 from services.store.vault import VaultEntry
 
 if TYPE_CHECKING:  # only for the annotation: limits.py imports this module
@@ -102,6 +103,8 @@ class BulkRun:
         self.entries = {e.grant_id: e for e in self.ctx.vault.list()}  # one read per run
         self.bulk_id = str(uuid.uuid4())
         self.pace = Pace()
+        self.extra_params: dict[str, Any] = {}  # e.g. {"resumes": bulk_id}
+        self.skip_at_target = False  # resume: leave grants already at the target alone
 
     def _ref(self, gid: str) -> str | None:
         return getattr(self.entries.get(gid), "customer_ref", None)
@@ -133,6 +136,10 @@ class BulkRun:
         entry: VaultEntry | None = self.entries.get(gid)
         read_before = not self.pace.api_reports_previous
         plan = self.plan
+        if self.skip_at_target:
+            done = self._at_target(gid, entry)
+            if done is not None:
+                return done
 
         def body() -> tuple[LimitChange, dict[str, Any], dict[str, Any]]:
             change = self.limits.change_limit(gid, plan.limit, plan.limiter, entry,
@@ -140,11 +147,19 @@ class BulkRun:
             return change, before_fields(change), after_fields(change)
 
         try:
-            change = self.ctx.run(
-                self.actor, plan.action, body, what=plan.what, target_type="grant",
-                target_id=gid, reason=self.why, ticket=self.tkt,
-                params={**plan.params, "bulk_id": self.bulk_id},
-            )
+            with watch_pending() as pending:
+                change = self.ctx.run(
+                    self.actor, plan.action, body, what=plan.what, target_type="grant",
+                    target_id=gid, reason=self.why, ticket=self.tkt,
+                    params={**plan.params, "bulk_id": self.bulk_id}, skippable=True,
+                )
+        except RecordUnavailable as err:
+            if not err.change_made:  # nothing was sent
+                return BulkItem(gid, self._ref(gid), "failed", None, None,
+                                "AUDIT_UNAVAILABLE", err.user_message)
+            # Made upstream; the record could not be kept anywhere: never "failed".
+            return BulkItem(gid, self._ref(gid), "succeeded", None, None, "RECORD_LOST",
+                            err.user_message, record_pending=True)
         except OperationError as err:
             if isinstance(err, UpstreamError) and err.kind == RateLimitedError.__name__:
                 self.pace.pause(err.retry_after if err.retry_after is not None else 1.0)
@@ -155,14 +170,28 @@ class BulkRun:
             self.pace.api_reports_previous = True  # later grants skip the user-info pre-read
         return BulkItem(gid, self._ref(gid), "succeeded",
                         effective(change.before_limit, change.before_limiter),
-                        effective(change.after_limit, change.after_limiter))
+                        effective(change.after_limit, change.after_limiter),
+                        message=RECORD_PENDING if pending else None,
+                        record_pending=bool(pending))
+
+    def _at_target(self, gid: str, entry: VaultEntry | None) -> BulkItem | None:
+        """A resumed run's check: the grant already has the target (read upstream)."""
+        b = self.limits.known_before(gid, entry)
+        if not b.known or b.is_guest is False:
+            return None
+        before = effective(b.limit, b.limiter)
+        if projected(before, self.plan.limit, self.plan.limiter) != before:
+            return None
+        return BulkItem(gid, self._ref(gid), "unchanged", before, before,
+                        message="Already at the target: left as it is.")
 
     def run(self, gids: tuple[str, ...], *, dry_run: bool,
             progress: Progress | None) -> BulkResult:
-        summary_cid = None
+        summary_cid = uuid.uuid4().hex
         if not dry_run:
-            summary_cid = self._summary("requested", None, params={
-                **self.plan.params, "grants": len(gids)})
+            self._summary("requested", summary_cid, params={
+                **self.plan.params, "grants": len(gids), **self.extra_params,
+                "grant_ids": list(gids)})
         work = self.dry if dry_run else self.real
         results: dict[str, BulkItem] = {}
         total = len(gids)
@@ -181,7 +210,7 @@ class BulkRun:
                 if progress is not None:
                     progress(done, total)
         result = BulkResult(items=tuple(results[g] for g in gids), dry_run=dry_run,
-                            tier=self.plan.label)
+                            tier=self.plan.label, bulk_id=None if dry_run else self.bulk_id)
         if not dry_run:
             counts = dict(result.counts)
             self._summary(
@@ -191,14 +220,13 @@ class BulkRun:
             )
         return result
 
-    def _summary(self, outcome: str, cid: str | None, **fields: Any) -> str | None:
-        """One event of the summary pair; returns its correlation id."""
-        ev = self.ctx.event(
+    def _summary(self, outcome: str, cid: str, **fields: Any) -> None:
+        """One event of the summary pair (the outcome is durable: the run happened)."""
+        self.ctx.event(
             self.actor.username, self.actor.roles, self.plan.bulk_action, outcome, cid,
-            target_type="bulk", target_id=self.bulk_id, reason=self.why, ticket=self.tkt,
-            **fields,
+            durable=outcome != "requested", target_type="bulk", target_id=self.bulk_id,
+            reason=self.why, ticket=self.tkt, **fields,
         )
-        return ev.correlation_id
 
 
 __all__ = ["CUSTOM_LIMIT", "BulkPlan", "BulkRun", "Pace", "after_fields", "before_fields",

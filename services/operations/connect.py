@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
@@ -10,7 +12,7 @@ from services.kryptos.errors import KryptosError
 from services.kryptos.models import mask_token
 from services.operations import validation as v
 from services.operations.context import OpsContext
-from services.operations.errors import NotFound, OperationError, ValidationError
+from services.operations.errors import NotFound, OperationError, UpstreamError, ValidationError
 from services.operations.models import GrantRow, LinkTokenIssued
 from services.operations.permissions import Actor, Permission
 from services.store.actions import AuditAction
@@ -19,12 +21,16 @@ from services.store.vault import ImportReport
 
 log = logging.getLogger(__name__)
 
+USED = "TOKEN_ALREADY_USED"  # the API's code for a public token exchanged before
+EXCHANGE_WAIT_STEPS = 15  # x 0.2 s: how long to wait for another exchange of the same token
+
 
 class ConnectOps:
     """Use cases of the Connect page."""
 
     def __init__(self, ctx: OpsContext) -> None:
         self.ctx = ctx
+        self._exchanging = threading.Lock()  # one exchange at a time in this process
 
     def __repr__(self) -> str:
         return f"ConnectOps({self.ctx!r})"
@@ -72,7 +78,24 @@ class ConnectOps:
         pub = v.public_token(public_token)
 
         def body() -> tuple[GrantRow, None, dict[str, Any]]:
-            ex = self.ctx.client.exchange_public_token(pub)
+            with self._exchanging:
+                return exchange()
+
+        def exchange() -> tuple[GrantRow, None, dict[str, Any]]:
+            ledger = self.ctx.vault.exchanges
+            known = ledger.grant_for(pub)
+            if known is None:
+                try:
+                    ex = self.ctx.client.exchange_public_token(pub)
+                except KryptosError as exc:
+                    # Another replica's exchange of this token may be finishing.
+                    known = self._wait_for_exchange(pub) if exc.code == USED else None
+                    if known is None:
+                        raise
+            if known is not None:
+                row = self._stored_row(known, ref)
+                return row, None, {"grant_id": known, "already_exchanged": True,
+                                   "user_kind": row.user_kind}
             try:
                 self.ctx.vault.put(ex.grant_id, ex.access_token, workspace_id=ex.workspace_id,
                                    customer_ref=ref)
@@ -82,6 +105,11 @@ class ConnectOps:
                     f"{exc.user_message}",
                     code="STORE_ERROR",
                 ) from None
+            try:
+                ledger.remember(pub, ex.grant_id)
+            except Exception as exc:  # noqa: BLE001 - the grant is stored: answer it
+                log.warning("exchange: could not remember the public token's grant (%s)",
+                            type(exc).__name__)
             self._learn_best_effort(ex.grant_id, ex.access_token)
             entry = self.ctx.entry(ex.grant_id)
             row = GrantRow(
@@ -97,6 +125,30 @@ class ConnectOps:
         return self.ctx.run(
             actor, AuditAction.TOKEN_EXCHANGE, body, what="Exchanging the public token",
             target_type="customer", target_id=ref, params={"customer_ref": ref},
+        )
+
+    def _wait_for_exchange(self, pub: str) -> str | None:
+        """The grant another exchange of `pub` created, once it is recorded (a few s)."""
+        ledger = self.ctx.vault.exchanges
+        for _ in range(EXCHANGE_WAIT_STEPS):
+            gid = ledger.grant_for(pub)
+            if gid is not None:
+                return gid
+            time.sleep(0.2)
+        return None
+
+    def _stored_row(self, gid: str, ref: str) -> GrantRow:
+        entry = self.ctx.entry(gid)
+        if entry is None:
+            raise OperationError(
+                f"This public token was already exchanged (grant {gid}), but that grant's "
+                "token is no longer stored.", code="NO_TOKEN")
+        return GrantRow(
+            grant_id=gid, workspace_id=entry.workspace_id, scopes="", created_at=None,
+            expires_at=None, status="active", customer_ref=entry.customer_ref or ref,
+            user_kind=entry.user_kind if entry.user_kind in ("guest", "linked") else None,
+            has_token=True, masked_token=entry.masked_token,
+            kryptos_user_id=entry.kryptos_user_id,
         )
 
     def _learn_best_effort(self, gid: str, token: str) -> None:
@@ -116,14 +168,20 @@ class ConnectOps:
                 log.info("exchange: session of %s unreadable: %s", gid, exc)
 
     def import_tokens(self, actor: Actor, file: IO[str]) -> ImportReport:
-        """Import a CSV of tokens into the vault (audited with counts only)."""
+        """Import a CSV of tokens into the vault (audited with counts only). Grants Kryptos
+        does not list are refused, as are fields with control characters."""
         self.ctx.check(actor, Permission.MANAGE_TOKENS, AuditAction.TOKEN_IMPORT)
         if file is None:
             raise ValidationError("file", "choose a CSV file.")
 
         def body() -> tuple[ImportReport, None, dict[str, Any]]:
             try:
-                report = self.ctx.vault.import_csv(file)
+                listed = {g.grant_id for g in self.ctx.client.list_grants()}
+            except KryptosError as exc:
+                raise UpstreamError.from_kryptos(
+                    exc, "Checking the grants against Kryptos (nothing was imported)") from None
+            try:
+                report = self.ctx.vault.import_csv(file, listed=listed)
             except StoreError as exc:
                 raise OperationError(exc.user_message, code="STORE_ERROR") from None
             return report, None, {

@@ -11,15 +11,23 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
+from sqlalchemy.exc import DBAPIError
+
 from services.kryptos.client import KryptosClient
 from services.kryptos.errors import KryptosError, MalformedResponseError, ServerError
 from services.kryptos.models import UserInfo
-from services.operations.errors import OperationError, PermissionDenied, UpstreamError
+from services.operations.errors import (
+    OperationError,
+    PermissionDenied,
+    RecordUnavailable,
+    UpstreamError,
+)
 from services.operations.permissions import Actor, Permission, can
 from services.settings import Tier
 from services.store.audit import AuditEvent, AuditLog
 from services.store.errors import StoreError, VaultEntryNotFound
-from services.store.trail import AuditTrail, Failure, Outcome
+from services.store.journal import AuditJournal
+from services.store.trail import AuditTrail, AuditUnavailable, Failure, Outcome
 from services.store.vault import TokenVault, VaultEntry
 from services.store.webhook_events import WebhookEventStore
 
@@ -43,6 +51,8 @@ UNREAD: Final = Unread()
 EntryArg = VaultEntry | None | Unread
 
 _TOKEN_PREFIXES = ("cat_", "public_", "link_")
+#: Refusals made before any call, where the change does not apply: recorded as `skipped`.
+SKIPPED_CODES = frozenset({"NOT_ANON_USER"})
 _TARGET_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,127}$")
 
 
@@ -55,13 +65,17 @@ def safe_target(value: object) -> str | None:
     return None
 
 
-def describe(what: str) -> Callable[[BaseException], Failure]:
+def describe(what: str, *, skippable: bool = False) -> Callable[[BaseException], Failure]:
     """How a use case's failure is recorded and raised: a `KryptosError` becomes an
-    `UpstreamError`, a `StoreError` an `OperationError`, anything else `INTERNAL`."""
+    `UpstreamError`, a `StoreError` an `OperationError`, anything else `INTERNAL`.
+    `skippable` (a bulk run): a refusal in `SKIPPED_CODES` is recorded as `skipped`."""
 
     def failure(exc: BaseException) -> Failure:
         if isinstance(exc, KryptosError):
             err = UpstreamError.from_kryptos(exc, what)
+            if skippable and err.code in SKIPPED_CODES:
+                return Failure(err.code, err.user_message, err.request_id, raise_instead=err,
+                               outcome="skipped")
             if isinstance(exc, (ServerError, MalformedResponseError)):
                 # The server got the request; whether it acted is unknown (timeouts and
                 # dropped connections already say so in the client's own message).
@@ -69,7 +83,8 @@ def describe(what: str) -> Callable[[BaseException], Failure]:
                 err.args = (err.user_message,)
             return Failure(err.code, err.user_message, err.request_id, raise_instead=err)
         if isinstance(exc, OperationError):
-            return Failure(exc.code, exc.user_message, exc.request_id)
+            outcome = "skipped" if skippable and exc.code in SKIPPED_CODES else "failed"
+            return Failure(exc.code, exc.user_message, exc.request_id, outcome=outcome)
         if isinstance(exc, StoreError):  # e.g. a vault row that no longer decrypts
             err = OperationError(f"{what} failed: {exc.user_message}", code="STORE_ERROR")
             return Failure(err.code, err.user_message, raise_instead=err)
@@ -95,12 +110,14 @@ class OpsContext:
         *,
         max_workers: int = 8,
         webhooks: WebhookEventStore | None = None,
+        journal: AuditJournal | None = None,
     ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self.client = client
         self.audit_log = audit_log
-        self.trail = AuditTrail(audit_log)
+        self.journal = journal
+        self.trail = AuditTrail(audit_log, journal=journal)
         self.vault = vault
         # Received webhooks (written by the customer backend), in the console's database.
         self.webhooks = webhooks if webhooks is not None else WebhookEventStore(audit_log.db)
@@ -113,9 +130,11 @@ class OpsContext:
     # --- permission and audit ------------------------------------------------------------
 
     def event(self, actor_username: str, actor_roles: Iterable[str], action: str,
-              outcome: str, correlation_id: str | None = None, **fields: Any) -> AuditEvent:
+              outcome: str, correlation_id: str | None = None, *, durable: bool = False,
+              **fields: Any) -> AuditEvent | None:
+        """One event; `durable`: kept in the journal (None) if the store stays unavailable."""
         return self.trail.event(actor_username, actor_roles, action, outcome, correlation_id,
-                                **fields)
+                                durable=durable, **fields)
 
     def require(
         self,
@@ -168,14 +187,21 @@ class OpsContext:
         reason: str | None = None,
         ticket: str | None = None,
         correlation_id: str | None = None,
+        skippable: bool = False,
     ) -> T:
         """requested -> body() -> succeeded(before, after) | failed(code); `what` names the
-        change in error messages ("Revoking the grant failed: ...")."""
-        return self.trail.run(
-            actor.username, actor.roles, action, body, target_type=target_type,
-            target_id=target_id, params=params, reason=reason, ticket=ticket,
-            correlation_id=correlation_id, describe=describe(what),
-        )
+        change in error messages ("Revoking the grant failed: ..."); `skippable`: see
+        `describe`. A change whose request cannot be recorded is not made, and outcomes are
+        durable (retried, else journalled): `RecordUnavailable` says which."""
+        try:
+            return self.trail.run(
+                actor.username, actor.roles, action, body, target_type=target_type,
+                target_id=target_id, params=params, reason=reason, ticket=ticket,
+                correlation_id=correlation_id, describe=describe(what, skippable=skippable),
+                require_record=True,
+            )
+        except AuditUnavailable as exc:
+            raise RecordUnavailable(exc.user_message, change_made=exc.change_made) from None
 
     # --- vault helpers -------------------------------------------------------------------
 
@@ -207,8 +233,9 @@ class OpsContext:
             return entry
         try:
             return self.vault.update(grant_id, **changes)
-        except StoreError as exc:
-            log.warning("could not record %s for %s: %s", sorted(changes), grant_id, exc)
+        except (StoreError, DBAPIError) as exc:  # refused, or the store is locked/down
+            log.warning("could not record %s for %s: %s", sorted(changes), grant_id,
+                        type(exc).__name__)
             return entry
 
     def learn_from_userinfo(self, grant_id: str, info: UserInfo,
@@ -220,5 +247,5 @@ class OpsContext:
         )
 
 
-__all__ = ["UNCERTAIN_OUTCOME", "UNREAD", "EntryArg", "OpsContext", "Unread", "describe",
-           "safe_target"]
+__all__ = ["SKIPPED_CODES", "UNCERTAIN_OUTCOME", "UNREAD", "EntryArg", "OpsContext", "Unread",
+           "describe", "safe_target"]

@@ -69,6 +69,17 @@ class ValidationError(OperationError):
         )
 
 
+class RecordUnavailable(OperationError):
+    """The audit log could not record a change: not made (`change_made` False: its request
+    could not be written), or made but recorded nowhere (True: the store and the journal both
+    failed). The message says which."""
+
+    def __init__(self, user_message: str, *, change_made: bool) -> None:
+        super().__init__(user_message, code="AUDIT_UNAVAILABLE",
+                         hint="Tell whoever runs the console: the audit store is unavailable.")
+        self.change_made = change_made
+
+
 class NotFound(OperationError):
     """The thing asked for does not exist (in the API's grant list or the vault)."""
 

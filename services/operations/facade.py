@@ -2,11 +2,13 @@
 
     ops.grants   list_grants, grant_detail, integration, grant_history, overview,
                  revoke_grant, resync_integration            (grants.py)
-    ops.limits   tiers, tier, set_guest_limit, apply_tier, apply_limit  (limits.py, bulk.py)
+    ops.limits   tiers, tier, set_guest_limit, apply_tier, apply_limit, resume_bulk
+                                                             (limits.py, bulk.py)
     ops.connect  create_link_token, exchange_public_token, import_tokens  (connect.py)
     ops.audit    audit_page, export_audit, verify_audit      (audit.py)
     ops.auth     record_login, record_login_failed, record_logout  (auth.py)
     ops.timeline grant_timeline, recent_failures, integration_news  (timeline.py; webhooks)
+    ops.reconciler  settles `requested` events without an outcome (reconcile.py)
     ops.require  the permission guard for a page             (context.py)
 """
 
@@ -22,11 +24,13 @@ from services.operations.context import OpsContext
 from services.operations.grants import GrantOps
 from services.operations.limits import LimitOps
 from services.operations.permissions import Actor, Permission
+from services.operations.reconcile import Reconciler
 from services.operations.timeline import TimelineOps
 from services.settings import Settings, Tier
 from services.store.audit import AuditLog
 from services.store.cli_audit import audit_anchor_file
 from services.store.db import open_database
+from services.store.journal import AuditJournal
 from services.store.vault import TokenVault, load_vault_key
 from services.store.webhook_events import WebhookEventStore
 
@@ -43,15 +47,17 @@ class Operations:
         *,
         max_workers: int = 8,
         webhooks: WebhookEventStore | None = None,
+        journal: AuditJournal | None = None,
     ) -> None:
         self.ctx = OpsContext(client, audit, vault, tiers, max_workers=max_workers,
-                              webhooks=webhooks)
+                              webhooks=webhooks, journal=journal)
         self.grants = GrantOps(self.ctx)
         self.limits = LimitOps(self.ctx)
         self.connect = ConnectOps(self.ctx)
         self.audit = AuditOps(self.ctx)
         self.auth = AuthOps(self.ctx)
         self.timeline = TimelineOps(self.ctx)
+        self.reconciler = Reconciler(self.ctx)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: KryptosClient | None = None) -> Operations:
@@ -61,7 +67,8 @@ class Operations:
         if client is None:
             client = KryptosClient.from_settings(settings)
         log = AuditLog(db, anchor_file=audit_anchor_file(settings))
-        return cls(client, log, vault, settings.tiers)
+        journal = AuditJournal(settings.effective_audit_journal_file)
+        return cls(client, log, vault, settings.tiers, journal=journal)
 
     def __repr__(self) -> str:
         return f"Operations(max_workers={self.ctx.max_workers}, tiers={len(self.ctx.tiers)})"

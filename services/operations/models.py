@@ -107,6 +107,7 @@ class BulkItem:
     after: int | None | str = None  # "unknown" in a dry run when it cannot be foreseen
     error_code: str | None = None
     message: str | None = None
+    record_pending: bool = False  # made, but its audit record waits in the journal
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,12 @@ class BulkResult:
     items: tuple[BulkItem, ...]
     dry_run: bool
     tier: str
+    bulk_id: str | None = None  # the run's id (`resume_bulk` takes it)
+
+    @property
+    def records_pending(self) -> int:
+        """Grants changed whose audit record waits in the journal."""
+        return sum(1 for i in self.items if i.record_pending)
 
     def count(self, outcome: BulkOutcome) -> int:
         return sum(1 for i in self.items if i.outcome == outcome)

@@ -29,6 +29,8 @@ class Permission(StrEnum):
     VIEW_GRANT_HISTORY = "view_grant_history"
     # Console users: unlock a locked login (admin only).
     MANAGE_USERS = "manage_users"
+    # Unsettled outcomes, the audit journal, the Kryptos check; run the reconciler (admin).
+    SETTLE_OUTCOMES = "settle_outcomes"
 
 
 # The table. A user with several roles has the union of their permissions.

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable
+from datetime import datetime
 
 from services.operations.errors import ValidationError
+from services.store.audit import OUTCOMES, AuditFilter
 
 GRANT_ID_RE = re.compile(r"^cgrant_[A-Za-z0-9_-]{1,128}$")
 SAFE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 PUBLIC_TOKEN_RE = re.compile(r"^public_[A-Za-z0-9_-]{1,256}$")
 AUDIT_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+ACTION_FILTER_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.?\*)?$")
+FILTER_TEXT_MAX = 200
 RESYNC_MODES = ("latest", "from_start")
 MAX_LIMIT = 10**9
 REASON_MIN, REASON_MAX = 5, 500
@@ -149,3 +154,47 @@ def grant_ids(values: Iterable[object]) -> tuple[str, ...]:
     if len(out) > MAX_BULK:
         raise ValidationError("grant_ids", f"at most {MAX_BULK:,} grants per run.")
     return tuple(out)
+
+
+def bulk_id(value: object) -> str:
+    try:
+        return str(uuid.UUID(str(value).strip()))
+    except ValueError:
+        raise ValidationError("bulk_id", "must be a bulk run's id (a UUID).") from None
+
+
+def _filter_text(value: object, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be text.")
+    value = value.strip()
+    if len(value) > FILTER_TEXT_MAX or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValidationError(name, f"must be one line of at most {FILTER_TEXT_MAX} characters.")
+    return value or None
+
+
+def audit_filter(flt: object) -> AuditFilter:
+    """An audit log filter with every value checked (the store's own errors never reach a
+    page)."""
+    if flt is None:
+        return AuditFilter()
+    if not isinstance(flt, AuditFilter):
+        raise ValidationError("filters", "must be an AuditFilter.")
+    for name in ("since", "until"):
+        value = getattr(flt, name)
+        if value is not None and not isinstance(value, datetime):
+            raise ValidationError(name, "must be a date and time.")
+    if flt.since is not None and flt.until is not None and (
+            flt.since.tzinfo is None) != (flt.until.tzinfo is None):
+        raise ValidationError("until", "since and until must both have a time zone, or neither.")
+    action = _filter_text(flt.action, "action")
+    if action is not None and not ACTION_FILTER_RE.match(action):
+        raise ValidationError("action", "must be an action like grant.revoke, or a prefix "
+                                        "ending in * like grant.*")
+    outcome = _filter_text(flt.outcome, "outcome")
+    if outcome is not None and outcome not in OUTCOMES:
+        raise ValidationError("outcome", f"must be one of {', '.join(OUTCOMES)}.")
+    return AuditFilter(since=flt.since, until=flt.until,
+                       actor=_filter_text(flt.actor, "actor"), action=action,
+                       target_id=_filter_text(flt.target_id, "target_id"), outcome=outcome)

@@ -29,6 +29,7 @@ class AuditAction(StrEnum):
     AUDIT_READ = "audit.read"
     AUDIT_EXPORT = "audit.export"
     AUDIT_VERIFY = "audit.verify"
+    AUDIT_RECONCILE = "audit.reconcile"  # reading or running the reconciler (admin)
     # console sign-in
     LOGIN = "auth.login"
     LOGIN_FAILED = "auth.login_failed"

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import socket
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -19,12 +20,14 @@ from services.settings import ConfigError, Settings
 from services.store.audit import AuditLog
 from services.store.db import Database, open_database
 from services.store.errors import StoreError
+from services.store.journal import AuditJournal
 from services.store.trail import (
     AuditSink,
     AuditTrail,
     AuditUnavailable,
     Outcome,
     scrub,
+    watch_pending,
     why_unusable,
 )
 
@@ -94,10 +97,11 @@ class CliAudit:
     command that also changes it (the vault). Use as a context manager, or call `close()`."""
 
     def __init__(self, audit: CliAuditLog, db: Database | None = None, *,
-                 actor_username: str | None = None, secrets: tuple[str, ...] = ()) -> None:
+                 actor_username: str | None = None, secrets: tuple[str, ...] = (),
+                 journal: AuditJournal | None = None) -> None:
         self.audit = audit
         self.db = db
-        self.trail = AuditTrail(audit, secrets=secrets)
+        self.trail = AuditTrail(audit, secrets=secrets, journal=journal)
         self.actor_username = actor_username or cli_actor_username()
         self.actor_roles: tuple[str, ...] = (CLI_ROLE,)
 
@@ -128,7 +132,8 @@ class CliAudit:
         except Exception:
             db.dispose()
             raise
-        return cls(audit, db, secrets=secrets)
+        journal = AuditJournal(settings.effective_audit_journal_file)
+        return cls(audit, db, secrets=secrets, journal=journal)
 
     def close(self) -> None:
         """Write the newest head to the anchor file now and close the database."""
@@ -157,10 +162,17 @@ class CliAudit:
         raises `AuditUnavailable` when the change cannot be recorded."""
         host = _host()
         requested = {**(params or {}), **({"host": host} if host else {})}
-        return self.trail.run(
-            self.actor_username, self.actor_roles, action, body, target_type=target_type,
-            target_id=target_id, params=requested or None, require_record=True,
-        )
+        with watch_pending() as pending:
+            value = self.trail.run(
+                self.actor_username, self.actor_roles, action, body, target_type=target_type,
+                target_id=target_id, params=requested or None, require_record=True,
+            )
+        journal = self.trail.journal
+        if pending and journal is not None:  # made; its outcome waits in the journal
+            print(f"Done. Its audit record is pending: the audit store is unavailable, so the "
+                  f"record was kept in {journal.path}; the console writes it to the audit "
+                  "log when the store is back.", file=sys.stderr)
+        return value
 
 
 __all__ = ["CLI_ROLE", "AuditUnavailable", "CliAudit", "audit_anchor_file",

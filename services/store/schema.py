@@ -163,3 +163,13 @@ totp_recovery_codes = Table(
     Column("code_hash", String(64), primary_key=True),
     Column("used_at", UTCDateTime),
 )
+
+# --- 0006_reconciled: public tokens the console exchanged ------------------------------------
+
+token_exchanges = Table(
+    "token_exchanges",
+    metadata,
+    Column("public_token_sha256", String(64), primary_key=True),
+    Column("grant_id", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

@@ -6,14 +6,24 @@ command-line tools (`services/store/cli_audit.py`). See docs/architecture.md, "A
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from services.settings import ConfigError
 from services.store.audit import AuditEvent, NewAuditEvent
 from services.store.errors import StoreError
+from services.store.journal import AuditJournal, ReplayTarget
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -21,6 +31,50 @@ T = TypeVar("T")
 Outcome = tuple[T, Mapping[str, Any] | None, Mapping[str, Any] | None]
 
 _NOT_MADE = "so nothing was changed: a change that cannot be recorded is not made."
+#: Pauses between attempts to write an outcome the store refused (locked, unreachable).
+RETRY_DELAYS = (0.05, 0.2, 0.5)
+#: No retry starts this many seconds after the first attempt (SQLite's busy handler may
+#: already have waited its timeout on a locked database): the journal takes the event.
+RETRY_WINDOW = 5.0
+#: What a page says when a change was made but its record waits in the journal.
+RECORD_PENDING = (
+    "The change was made. Its audit record is pending: the audit store is unavailable, so "
+    "the record was kept in the console's local journal and will be written to the audit "
+    "log when the store is back."
+)
+
+
+@dataclass
+class PendingRecords:
+    """Correlation ids of the events journalled (not yet in the audit log) while watched."""
+
+    correlation_ids: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.correlation_ids)
+
+
+_watchers: ContextVar[tuple[PendingRecords, ...]] = ContextVar("audit_pending", default=())
+
+
+@contextmanager
+def watch_pending() -> Iterator[PendingRecords]:
+    """Collect the events journalled in this thread (context) while the block runs, e.g.
+    `with watch_pending() as pending: ops.grants.revoke_grant(...)`; `if pending: ...`."""
+    rec = PendingRecords()
+    token = _watchers.set((*_watchers.get(), rec))
+    try:
+        yield rec
+    finally:
+        _watchers.reset(token)
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """The store could not take a write (locked, down, disk): worth a retry, then the
+    journal. A refused event (`StoreError`, a constraint) is not."""
+    if isinstance(exc, IntegrityError):
+        return False
+    return isinstance(exc, DBAPIError | OSError)
 
 
 class AuditSink(Protocol):
@@ -48,6 +102,7 @@ class Failure:
     message: str
     request_id: str | None = None
     raise_instead: BaseException | None = None
+    outcome: str = "failed"  # or "skipped": refused before any call, nothing to do
 
 
 def describe_failure(exc: BaseException) -> Failure:
@@ -94,12 +149,27 @@ def why_unusable(exc: BaseException) -> str:
     return type(exc).__name__  # its text might hold the database URL
 
 
+def build_event(actor_username: str, actor_roles: Iterable[str], action: str, outcome: str,
+                correlation_id: str | None = None, **fields: Any) -> NewAuditEvent:
+    """An event (a fresh correlation id when none is given; the target id cut to 200)."""
+    if fields.get("target_id") is not None:
+        fields["target_id"] = str(fields["target_id"])[:200]
+    return NewAuditEvent(
+        actor_username=actor_username, actor_roles=tuple(sorted(actor_roles)), action=action,
+        outcome=outcome, correlation_id=correlation_id or _new_cid(), **fields,
+    )
+
+
 class AuditTrail:
     """Writes audit events to one audit log; `run` wraps a change in its event pair."""
 
-    def __init__(self, log: AuditSink, *, secrets: tuple[str, ...] = ()) -> None:
+    def __init__(self, log: AuditSink, *, secrets: tuple[str, ...] = (),
+                 journal: AuditJournal | None = None,
+                 retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
         self.log = log
         self._secrets = secrets
+        self.journal = journal
+        self.retry_delays = retry_delays
 
     def __repr__(self) -> str:
         return f"AuditTrail({self.log!r})"
@@ -111,19 +181,69 @@ class AuditTrail:
         action: str,
         outcome: str,
         correlation_id: str | None = None,
+        *,
+        durable: bool = False,
         **fields: Any,
-    ) -> AuditEvent:
-        """Append one event (a fresh correlation id when none is given)."""
-        if fields.get("target_id") is not None:
-            fields["target_id"] = str(fields["target_id"])[:200]
-        return self.log.append(NewAuditEvent(
-            actor_username=actor_username,
-            actor_roles=tuple(sorted(actor_roles)),
-            action=action,
-            outcome=outcome,
-            correlation_id=correlation_id or _new_cid(),
-            **fields,
-        ))
+    ) -> AuditEvent | None:
+        """Append one event (a fresh correlation id when none is given). `durable`: retry
+        a store that is unavailable, then keep the event in the journal (returns None)."""
+        event = build_event(actor_username, actor_roles, action, outcome, correlation_id,
+                            **fields)
+        return self.durable_append(event) if durable else self.log.append(event)
+
+    def _append_retrying(self, event: NewAuditEvent) -> AuditEvent:
+        """Append, retrying (no journal) while the store is unavailable: a `requested` event
+        must be in the log before the change is made."""
+        start = time.monotonic()
+        for delay in self.retry_delays:
+            try:
+                return self.log.append(event)
+            except Exception as exc:
+                if not store_unavailable(exc) or time.monotonic() - start + delay > RETRY_WINDOW:
+                    raise
+                time.sleep(delay)
+        return self.log.append(event)
+
+    def durable_append(self, event: NewAuditEvent) -> AuditEvent | None:
+        """Append, retrying while the store is unavailable; then journal the event (returns
+        None). Raises when there is no journal or it cannot be written either."""
+        start = time.monotonic()
+        for delay in (*self.retry_delays, None):
+            try:
+                stored = self.log.append(event)
+            except Exception as exc:
+                if not store_unavailable(exc):
+                    raise
+                if delay is None or time.monotonic() - start + delay > RETRY_WINDOW:
+                    if self.journal is None:
+                        raise
+                    self._journal(event, exc)
+                    return None
+                time.sleep(delay)
+            else:
+                self._replay_soon()
+                return stored
+        raise AssertionError("unreachable")
+
+    def _replay_soon(self) -> None:
+        """The store took a write: replay what waits in the journal (in the background)."""
+        journal = self.journal
+        if journal is None or not journal.has_pending() or not isinstance(self.log, ReplayTarget):
+            return
+        threading.Thread(target=journal.replay, args=(self.log,), name="journal-replay",
+                         daemon=True).start()
+
+    def _journal(self, event: NewAuditEvent, exc: BaseException) -> None:
+        assert self.journal is not None
+        try:
+            self.journal.add(event)
+        except OSError:
+            log.error("audit journal %s cannot be written either", self.journal.path)
+            raise exc from None
+        log.warning("audit store unavailable (%s): %s %s kept in the journal",
+                    self._reason(exc), event.action, event.outcome)
+        for rec in _watchers.get():
+            rec.correlation_ids.append(event.correlation_id or "")
 
     def run(
         self,
@@ -154,10 +274,14 @@ class AuditTrail:
                                       reason=reason, ticket=ticket)
 
         def write(outcome: str, **fields: Any) -> None:
-            self.event(actor_username, roles, action, outcome, cid, **fields, **common)
+            # Outcomes are durable: the change (or its failure) happened whatever the store.
+            self.event(actor_username, roles, action, outcome, cid,
+                       durable=outcome != "requested", **fields, **common)
 
         try:
-            write("requested", params=dict(params) if params else None)
+            self._append_retrying(build_event(
+                actor_username, roles, action, "requested", cid,
+                params=dict(params) if params else None, **common))
         except Exception as exc:
             if not require_record:
                 raise
@@ -176,7 +300,7 @@ class AuditTrail:
             write("succeeded", before=dict(before) if before is not None else None,
                   after=dict(after) if after is not None else None)
         except Exception as exc:
-            if not require_record:
+            if not require_record and not store_unavailable(exc):
                 raise
             raise AuditUnavailable(
                 f"The change WAS made, but the audit log could not record its outcome "
@@ -189,7 +313,7 @@ class AuditTrail:
     def _record_failure(self, write: Callable[..., None], failure: Failure, cid: str,
                         require_record: bool) -> None:
         try:
-            write("failed", error_code=failure.code, error_message=failure.message,
+            write(failure.outcome, error_code=failure.code, error_message=failure.message,
                   request_id=failure.request_id)
         except Exception as exc:
             if not require_record:
@@ -205,12 +329,18 @@ class AuditTrail:
 
 
 __all__ = [
+    "RECORD_PENDING",
+    "RETRY_DELAYS",
+    "RETRY_WINDOW",
     "AuditSink",
+    "PendingRecords",
     "AuditTrail",
     "AuditUnavailable",
     "Failure",
     "Outcome",
     "describe_failure",
     "scrub",
+    "store_unavailable",
+    "watch_pending",
     "why_unusable",
 ]

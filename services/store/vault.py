@@ -12,7 +12,7 @@ import base64
 import csv
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from services.kryptos.models import mask_token
 from services.settings import ConfigError, Settings
 from services.store.db import Database
 from services.store.errors import StoreError, VaultEntryNotFound, VaultKeyError
+from services.store.exchanges import ExchangeLedger
 from services.store.schema import vault_meta, vault_tokens
 
 VAULT_KEY_FILENAME = "vault.key"
@@ -35,6 +36,10 @@ _CANARY_PLAINTEXT = b"kryptos-console vault key check v1"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,199}$")
 _GRANT_ID_RE = re.compile(r"^cgrant_[A-Za-z0-9_-]{1,128}$")
 _SPACE_RE = re.compile(r"\s")  # the same characters as str.isspace()
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: Why an imported grant that Kryptos does not list is refused.
+NOT_LISTED = ("Kryptos does not list this grant (revoked, expired, or of another client): "
+              "not imported.")
 _UPDATABLE = frozenset(
     {"access_token", "workspace_id", "kryptos_user_id", "customer_ref", "user_kind"}
 )
@@ -214,6 +219,8 @@ def _clean(value: Any, name: str, limit: int) -> str | None:
         return None
     if len(value) > limit:
         raise StoreError(f"Vault field '{name}' is longer than {limit} characters.")
+    if _CONTROL_RE.search(value):
+        raise StoreError(f"Vault field '{name}' contains a control character (e.g. NUL).")
     return value
 
 
@@ -233,6 +240,8 @@ def _token(value: Any) -> str:
     value = value.strip()
     if len(value) > 4096 or _SPACE_RE.search(value):
         raise StoreError("The access token contains whitespace or is too long.")
+    if _CONTROL_RE.search(value):
+        raise StoreError("The access token contains a control character (e.g. NUL).")
     return value
 
 
@@ -267,6 +276,11 @@ class TokenVault:
     `key` may be a comma-separated list of keys (or a sequence), primary first: tokens are
     encrypted with the primary and decrypted with whichever key fits; the check value
     passes if any listed key decrypts it."""
+
+    @property
+    def exchanges(self) -> ExchangeLedger:
+        """Which grant each public token's exchange created (same database)."""
+        return ExchangeLedger(self._db)
 
     def __init__(self, db: Database, key: bytes | str | Sequence[bytes | str]) -> None:
         self._db = db
@@ -604,20 +618,22 @@ class TokenVault:
                              .values(value=new))
         return RotationReport(re_encrypted, already_primary, tuple(unreadable))
 
-    def import_csv(self, file: str | os.PathLike[str] | TextIO) -> ImportReport:
+    def import_csv(self, file: str | os.PathLike[str] | TextIO, *,
+                   listed: Collection[str] | None = None) -> ImportReport:
         """Import `grant_id, access_token, customer_ref` rows (optional columns: workspace_id,
         kryptos_user_id, user_kind). Valid rows are stored in one transaction; invalid ones are
-        reported by line number with a reason that never contains the token."""
+        reported by line number with a reason that never contains the token. `listed`: the
+        grants Kryptos lists; any other grant is refused (`NOT_LISTED`)."""
         if isinstance(file, str | os.PathLike):
             try:
                 with open(file, encoding="utf-8-sig", newline="") as fh:
-                    return self._import(fh)
+                    return self._import(fh, listed)
             except (OSError, UnicodeDecodeError) as exc:
                 raise StoreError(f"Cannot read {os.fspath(file)}: {exc.__class__.__name__}") \
                     from None
-        return self._import(file)
+        return self._import(file, listed)
 
-    def _import(self, fh: TextIO) -> ImportReport:
+    def _import(self, fh: TextIO, listed: Collection[str] | None = None) -> ImportReport:
         reader = csv.DictReader(fh)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
         missing = {"grant_id", "access_token"} - set(header)
@@ -652,6 +668,9 @@ class TokenVault:
                     }.items() if v is not None}
                 except StoreError as exc:
                     rejected.append(RejectedRow(line, shown, exc.user_message))
+                    continue
+                if listed is not None and gid not in listed:
+                    rejected.append(RejectedRow(line, gid, NOT_LISTED))
                     continue
                 if gid in seen:
                     rejected.append(RejectedRow(

@@ -59,6 +59,7 @@ def _sandbox_env(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxHandle, data_d
     monkeypatch.setenv("CONSOLE_DATA_DIR", str(data_dir))
     monkeypatch.setenv("CONSOLE_SECRETS_FILE", str(secrets_file))
     monkeypatch.setenv("SANDBOX_RESYNC_DELAY", "2")
+    monkeypatch.setenv("CONSOLE_RECONCILE_INTERVAL", "0")  # one pass at start, no timer
 
 
 @pytest.fixture(scope="session")

@@ -192,3 +192,25 @@ def test_import_section_waits_for_a_file(make_app):
     assert "3. Import tokens your backend already stores" in [s.value for s in at.subheader]
     assert len(at.get("file_uploader")) == 1
     assert at.button(key="connect_import").disabled  # nothing to import yet
+
+
+def test_a_public_token_exchanged_again_answers_the_same_grant(make_app, sandbox,
+                                                               audit_events):
+    """Double click, or the token pasted again from another tab: the same grant, no error,
+    no second grant (issue 11)."""
+    at = make_app("support", page=PAGE)
+    _create_link(at, "crm-77")
+    at.button(key="connect_play").click().run()
+    public_token = at.session_state["connect_public"]["public_token"]
+    _exchange(at)
+    first = at.session_state["connect_result"]
+    grants = len(sandbox.tokens())
+    at.text_input(key="connect_ex_ref").input("crm-77")
+    at.text_input(key="connect_public_token").input(public_token)
+    _exchange(at)
+    assert not at.exception and not at.error
+    assert at.session_state["connect_result"].grant_id == first.grant_id
+    assert len(sandbox.tokens()) == grants
+    ends = [e for e in audit_events(action="token.exchange") if e.outcome != "requested"]
+    assert [e.outcome for e in ends] == ["succeeded", "succeeded"]
+    assert ends[1].after["already_exchanged"] is True

@@ -21,7 +21,7 @@ from typing import Any
 
 from services.store.errors import StoreError
 
-OUTCOMES = ("requested", "succeeded", "failed", "denied")
+OUTCOMES = ("requested", "succeeded", "failed", "denied", "skipped", "reconciled")
 ZERO_HASH = "0" * 64
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 

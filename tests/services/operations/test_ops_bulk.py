@@ -68,10 +68,14 @@ def test_real_run_some_fail(env: Env) -> None:
     assert len(per_grant) == 2 * 13
     for g in [*guests, linked]:
         evs = [e for e in per_grant if e.target_id == g]
-        assert [e.outcome for e in evs] == ["requested", "succeeded" if g in ok else "failed"]
+        want = "succeeded" if g in ok else "skipped" if g == linked else "failed"
+        assert [e.outcome for e in evs] == ["requested", want]
         assert evs[0].correlation_id == evs[1].correlation_id
         assert evs[0].params["tier"] == "Pro" and evs[0].ticket == "FIN-99"
     assert {e.error_code for e in per_grant if e.outcome == "failed"} >= {"GRANT_NOT_FOUND"}
+    # the Linked grant the screen calls "skipped" is recorded as skipped, with the reason
+    skipped = [e for e in per_grant if e.outcome == "skipped"]
+    assert [(e.target_id, e.error_code) for e in skipped] == [(linked, "NOT_ANON_USER")]
     summary = env.events(action="guest.tier.apply.bulk")
     assert [e.outcome for e in summary] == ["requested", "failed"]
     assert summary[1].after == {"succeeded": 10, "failed": 2, "skipped": 1}

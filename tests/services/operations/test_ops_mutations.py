@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -217,9 +218,36 @@ def test_exchange_stores_token(env: Env) -> None:
     assert env.vault.reveal(row.grant_id) == stored["access_token"]
     req, end = pair(env, "token.exchange")
     assert end.outcome == "succeeded" and end.after["grant_id"] == row.grant_id
-    with pytest.raises(UpstreamError) as info:  # single use
-        env.ops.connect.exchange_public_token(SUPPORT, "cust-new-1", created["public_token"])
-    assert info.value.code in ("TOKEN_ALREADY_USED", "INVALID_TOKEN")
+    # a second exchange of the same token (a double click) answers the same grant
+    grants_before = len(env.sandbox.tokens())
+    env.sandbox.clear_requests_log()
+    again = env.ops.connect.exchange_public_token(SUPPORT, "cust-new-1", created["public_token"])
+    assert again.grant_id == row.grant_id and again.has_token
+    assert len(env.sandbox.tokens()) == grants_before  # no duplicate grant upstream
+    assert posts(env, "exchange") == []  # answered from the store, not asked again
+    last = env.events(action="token.exchange")[-1]
+    assert last.outcome == "succeeded" and last.after["already_exchanged"] is True
+
+
+def test_exchange_twice_at_once_one_grant(env: Env) -> None:
+    """Two clicks at once (two threads): one exchange upstream, both answer one grant."""
+    created = env.sandbox.create_public_token(kind="guest")
+    env.sandbox.set_latency(300)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futs = [pool.submit(env.ops.connect.exchange_public_token, SUPPORT, "cust-dbl",
+                            created["public_token"]) for _ in range(2)]
+        rows = [f.result() for f in futs]
+    assert rows[0].grant_id == rows[1].grant_id
+    assert len([t for t in env.sandbox.tokens() if t.get("customer_ref") == "cust-dbl"]) <= 1
+    assert [t["grant_id"] for t in env.sandbox.tokens()].count(rows[0].grant_id) == 1
+
+
+def test_exchange_of_a_used_token_never_stored_is_an_error(env: Env) -> None:
+    created = env.sandbox.create_public_token(kind="guest")
+    env.client.exchange_public_token(created["public_token"])  # exchanged outside the console
+    with pytest.raises(UpstreamError) as info:
+        env.ops.connect.exchange_public_token(SUPPORT, "cust-x", created["public_token"])
+    assert info.value.code == "TOKEN_ALREADY_USED"
 
 
 def test_link_token_fresh_and_resumed(env: Env) -> None:
@@ -233,16 +261,52 @@ def test_link_token_fresh_and_resumed(env: Env) -> None:
         "requested", "succeeded", "requested", "succeeded"]
 
 
+def _new_grant(env: Env) -> tuple[str, str]:
+    """A grant Kryptos lists whose token the vault does not hold yet."""
+    ex = env.client.exchange_public_token(env.sandbox.create_public_token()["public_token"])
+    return ex.grant_id, ex.access_token
+
+
 def test_import_tokens_counts_only(env: Env) -> None:
     t = env.stored()[0]
+    gid, token = _new_grant(env)
     text = ("grant_id,access_token,customer_ref\n"
             f"{t['grant_id']},{t['access_token']},c-1\n"
-            "cgrant_new_one,cat_abcdefghijkl,c-2\n"
+            f"{gid},{token},c-2\n"
             "cgrant_no_token,,x\n")
     report = env.ops.connect.import_tokens(SUPPORT, io.StringIO(text))
     assert (report.added, report.updated, len(report.rejected)) == (1, 1, 1)
     _, end = pair(env, "token.import")
     assert end.after == {"added": 1, "updated": 1, "rejected": 1}
+
+
+def test_import_refuses_unlisted_grants_and_control_characters(env: Env) -> None:
+    gid, token = _new_grant(env)
+    other, other_token = _new_grant(env)
+    text = ("grant_id,access_token,customer_ref\n"
+            "cgrant_not_at_kryptos,cat_abcdefghijkl,c-2\n"  # line 2: not listed
+            f"{gid},{token},=HYPER\x00LINK\n"  # line 3: NUL
+            f"{other},{other_token},\"two\x1blines\"\n")  # line 4: ESC
+    report = env.ops.connect.import_tokens(SUPPORT, io.StringIO(text))
+    assert (report.added, report.updated) == (0, 0)
+    why = {r.line: r.reason for r in report.rejected}
+    assert "Kryptos does not list this grant" in why[2]
+    assert "control character" in why[3] and "control character" in why[4]
+    assert token not in repr(report) and other_token not in repr(report)
+    assert env.vault.get("cgrant_not_at_kryptos") is None and env.vault.get(gid) is None
+    # nothing imported shows up as "revoked outside this console"
+    rows = env.ops.grants.list_grants(SUPPORT, status="revoked")
+    assert "cgrant_not_at_kryptos" not in {r.grant_id for r in rows}
+
+
+def test_import_refused_when_grants_cannot_be_checked(env: Env) -> None:
+    gid, token = _new_grant(env)
+    env.sandbox.set_fault(path="/token/grants", status=503, count=100)
+    with pytest.raises(UpstreamError) as info:
+        env.ops.connect.import_tokens(
+            SUPPORT, io.StringIO(f"grant_id,access_token,customer_ref\n{gid},{token},c\n"))
+    assert "nothing was imported" in info.value.user_message
+    assert env.vault.get(gid) is None
 
 
 # --- audit ---------------------------------------------------------------------------------

@@ -14,15 +14,15 @@ from services.store.cli_audit import CLI_ROLE, AuditUnavailable, CliAudit, cli_a
 
 
 class FlakyLog:
-    """A real audit log whose append number `fail_at` (1-based) raises like a database that
-    went away (the driver's text holding the URL's password)."""
+    """A real audit log whose appends from number `fail_at` (1-based) on, `times` of them,
+    raise like a database that went away (the driver's text holding the URL's password)."""
 
-    def __init__(self, log: AuditLog, fail_at: int) -> None:
-        self.log, self.fail_at, self.calls = log, fail_at, 0
+    def __init__(self, log: AuditLog, fail_at: int, times: int = 1000) -> None:
+        self.log, self.fail_at, self.times, self.calls = log, fail_at, times, 0
 
     def append(self, event):
         self.calls += 1
-        if self.calls == self.fail_at:
+        if self.fail_at <= self.calls < self.fail_at + self.times:
             raise OperationalError("INSERT", {}, ConnectionError(
                 "server closed the connection; password=pg-Pass-w0rd-xyz"))
         return self.log.append(event)
@@ -95,6 +95,16 @@ def test_no_change_when_requested_cannot_be_written(log):
     assert events(log) == []
 
 
+def test_a_store_that_comes_back_is_retried(log):
+    """One failed write of the request, then of the outcome: the retries outlast both."""
+    flaky = FlakyLog(log, fail_at=1, times=1)
+    cli = CliAudit(flaky, actor_username="cli:ops")
+    assert cli.run("user.add", lambda: ("done", None, None)) == "done"
+    flaky.fail_at, flaky.calls = 2, 0
+    assert cli.run("user.add", lambda: ("done", None, None)) == "done"
+    assert [e.outcome for e in events(log)] == ["requested", "succeeded"] * 2
+
+
 def test_change_made_but_outcome_not_recorded(log):
     cli = CliAudit(FlakyLog(log, fail_at=2), actor_username="cli:ops",
                    secrets=("pg-Pass-w0rd-xyz",))
@@ -105,6 +115,18 @@ def test_change_made_but_outcome_not_recorded(log):
     assert "WAS made" in caught.value.user_message
     assert req.correlation_id in caught.value.user_message
     assert "pg-Pass-w0rd-xyz" not in caught.value.user_message
+
+
+def test_outcome_kept_in_the_journal_when_the_store_stays_down(log, tmp_path, capsys):
+    from services.store.journal import AuditJournal
+
+    journal = AuditJournal(tmp_path / "audit-journal.jsonl")
+    cli = CliAudit(FlakyLog(log, fail_at=2), actor_username="cli:ops", journal=journal)
+    assert cli.run("user.remove", lambda: ("gone", {"roles": ["admin"]}, None)) == "gone"
+    assert "audit record is pending" in capsys.readouterr().err
+    assert [e.event.outcome for e in journal.pending()] == ["succeeded"]
+    assert journal.replay(log).replayed == 1
+    assert [e.outcome for e in events(log)] == ["requested", "succeeded"]
 
 
 def test_failure_not_recorded(log):
