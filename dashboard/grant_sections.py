@@ -458,7 +458,8 @@ def _revoke_dialog(ctx: PageContext, gid: str, watch: ResyncWatch) -> None:
         except OperationError as exc:
             show_error(exc)
         else:
-            st.session_state[FLASH_KEY] = f"Grant revoked. {msg}"
+            held = isinstance(msg, actions.HeldForApproval)
+            st.session_state[FLASH_KEY] = msg.summary() if held else f"Grant revoked. {msg}"
             st.rerun()
 
 

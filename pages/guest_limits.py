@@ -244,6 +244,10 @@ if apply_clicked:
         show_error(exc)
     else:
         st.session_state.pop(PREVIEW_KEY, None)
+        if isinstance(result, actions.HeldForApproval):  # waits for a second person
+            st.session_state.pop(RESULT_KEY, None)
+            st.info(result.summary(), icon=":material/approval_delegation:")
+            st.stop()
         st.session_state[RESULT_KEY] = result
         failed = result.count("failed")
         st.toast(

@@ -158,10 +158,11 @@ class BulkRun:
                         effective(change.after_limit, change.after_limiter))
 
     def run(self, gids: tuple[str, ...], *, dry_run: bool,
-            progress: Progress | None) -> BulkResult:
+            progress: Progress | None, correlation_id: str | None = None) -> BulkResult:
+        """`correlation_id`: the summary pair's (an approval's), else a fresh one."""
         summary_cid = None
         if not dry_run:
-            summary_cid = self._summary("requested", None, params={
+            summary_cid = self._summary("requested", correlation_id, params={
                 **self.plan.params, "grants": len(gids)})
         work = self.dry if dry_run else self.real
         results: dict[str, BulkItem] = {}

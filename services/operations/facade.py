@@ -7,6 +7,8 @@
     ops.audit    audit_page, export_audit, verify_audit      (audit.py)
     ops.auth     record_login, record_login_failed, record_logout  (auth.py)
     ops.timeline grant_timeline, recent_failures, integration_news  (timeline.py; webhooks)
+    ops.approvals  four-eyes requests: needs_approval, request, approve, reject, cancel,
+                 list_waiting_for, list_mine, history   (approvals.py)
     ops.require  the permission guard for a page             (context.py)
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from services.kryptos.client import KryptosClient
+from services.operations.approvals import ApprovalOps, ApprovalPolicy
 from services.operations.audit import AuditOps
 from services.operations.auth import AuthOps
 from services.operations.connect import ConnectOps
@@ -24,6 +27,7 @@ from services.operations.limits import LimitOps
 from services.operations.permissions import Actor, Permission
 from services.operations.timeline import TimelineOps
 from services.settings import Settings, Tier
+from services.store.approvals import ApprovalStore
 from services.store.audit import AuditLog
 from services.store.cli_audit import audit_anchor_file
 from services.store.db import open_database
@@ -43,7 +47,10 @@ class Operations:
         *,
         max_workers: int = 8,
         webhooks: WebhookEventStore | None = None,
+        approval_policy: ApprovalPolicy | None = None,
     ) -> None:
+        """`approval_policy`: None holds nothing for approval (`from_settings` passes the
+        configured one, on by default)."""
         self.ctx = OpsContext(client, audit, vault, tiers, max_workers=max_workers,
                               webhooks=webhooks)
         self.grants = GrantOps(self.ctx)
@@ -52,6 +59,10 @@ class Operations:
         self.audit = AuditOps(self.ctx)
         self.auth = AuthOps(self.ctx)
         self.timeline = TimelineOps(self.ctx)
+        # The approvals live in the console's database (the vault's and audit log's).
+        db = getattr(vault, "_db", None) or getattr(audit, "_db", None)
+        self.approvals = ApprovalOps(self.ctx, ApprovalStore(db), self.grants, self.limits,
+                                     approval_policy)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: KryptosClient | None = None) -> Operations:
@@ -61,7 +72,8 @@ class Operations:
         if client is None:
             client = KryptosClient.from_settings(settings)
         log = AuditLog(db, anchor_file=audit_anchor_file(settings))
-        return cls(client, log, vault, settings.tiers)
+        return cls(client, log, vault, settings.tiers,
+                   approval_policy=ApprovalPolicy.from_settings(settings))
 
     def __repr__(self) -> str:
         return f"Operations(max_workers={self.ctx.max_workers}, tiers={len(self.ctx.tiers)})"
