@@ -372,6 +372,20 @@ def hold_for_approval(ops: Operations, actor: Actor, change: Change, reason: str
     return HeldForApproval(ops.approvals.request(actor, change, reason, ticket or None), why)
 
 
+def approval_note(ops: Operations, form: str) -> str | None:
+    """What a form says before it is sent, when approvals are on: which of its changes
+    become requests (`form`: "revoke", "limit" or "bulk")."""
+    p = ops.approvals.policy
+    if not p.enabled:
+        return None
+    if form == "revoke":
+        return ("Four-eyes approval: a revoke becomes a request that a second person with "
+                "the permission must approve (Approvals page).")
+    many = f"more than {p.bulk_over} grants, " if form == "bulk" else ""
+    return (f"Four-eyes approval: {many}a limit above {p.limit_over:,} or a limiter switched "
+            "off becomes a request that a second person must approve (Approvals page).")
+
+
 def approve_request(ops: Operations, actor: Actor, request_id: int) -> ApprovalRequest:
     """Approve and execute a request; every cached read goes (grants may have changed)."""
     try:

@@ -227,6 +227,8 @@ apply_clicked = c2.button(
 )
 if not previewed and selected:
     st.caption("Run a dry run of this selection first; Apply is enabled after it.")
+if note := actions.approval_note(ctx.ops, "bulk"):
+    st.caption(note)
 
 if previewed and not apply_clicked:
     st.markdown("**Dry run: nothing was changed.**")
