@@ -303,11 +303,14 @@ class ApprovalOps:
             if not rec.pending:
                 raise _not_pending(rec)
             requester = self._requester_now(rec, change)
+            # Read the grants as they are now before taking the request: a read that fails
+            # leaves it pending, to be approved again.
+            now = self._current(requester, change)
             if not self.store.transition(rec.id, "pending", "approved",
                                          decided_by=approver.username, unexpired=True):
                 raise _not_pending(self.store.get(rec.id) or rec)
             try:
-                result = self._execute(requester, rec, change)
+                result = self._execute(requester, rec, change, now)
             except BaseException as exc:
                 self.store.transition(rec.id, "approved", "executed", result={
                     "error_code": getattr(exc, "code", "INTERNAL"),
@@ -375,14 +378,16 @@ class ApprovalOps:
 
     # --- execution ------------------------------------------------------------------------
 
-    def _execute(self, requester: Actor, rec: ApprovalRecord,
-                 change: Change) -> dict[str, Any]:
-        asked = {i["grant_id"]: i for i in rec.params.get("items", [])}
+    def _current(self, requester: Actor, change: Change) -> dict[str, dict[str, Any]]:
+        """Each grant's before value now (a new dry run), by grant id."""
         if change.action == REVOKE:
-            now = {i["grant_id"]: i for i in self._revoke_states(change.grant_ids)}
-        else:
-            now = {i.grant_id: _item(i) for i in self._dry(requester, change,
-                                                            change.grant_ids).items}
+            return {i["grant_id"]: i for i in self._revoke_states(change.grant_ids)}
+        return {i.grant_id: _item(i) for i in self._dry(requester, change,
+                                                         change.grant_ids).items}
+
+    def _execute(self, requester: Actor, rec: ApprovalRecord, change: Change,
+                 now: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        asked = {i["grant_id"]: i for i in rec.params.get("items", [])}
         changed: dict[str, dict[str, Any]] = {}
         for gid in change.grant_ids:
             was = asked.get(gid, {}).get("before")

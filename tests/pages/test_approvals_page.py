@@ -19,12 +19,18 @@ SUPPORT = Actor("support", "Support", frozenset({"support"}))
 
 
 @pytest.fixture
-def runtime(console_env: Path, monkeypatch: pytest.MonkeyPatch) -> Runtime:
+def approvals() -> str:
+    """CONSOLE_APPROVALS for the test (a test parametrizes it to "off")."""
+    return "on"
+
+
+@pytest.fixture
+def runtime(console_env: Path, monkeypatch: pytest.MonkeyPatch, approvals: str) -> Runtime:
     """The test's runtime, with four-eyes approval on (the default of a deployment)."""
-    monkeypatch.setenv("CONSOLE_APPROVALS", "on")
+    monkeypatch.setenv("CONSOLE_APPROVALS", approvals)
     rt = get_runtime()
     assert rt.ok, rt.problems
-    assert rt.ops.approvals.policy.enabled
+    assert rt.ops.approvals.policy.enabled is (approvals == "on")
     return rt
 
 
@@ -165,3 +171,20 @@ def test_page_in_navigation_only_for_deciding_roles(make_app: Callable[..., AppT
     assert "Approvals" not in _nav(viewer)
     viewer.switch_page("../" + PAGE).run()
     assert [t.value for t in viewer.title] == ["Not available"]
+
+
+@pytest.mark.parametrize("approvals", ["off"])
+def test_approvals_switched_off(make_app: Callable[..., AppTest], sandbox: Any,
+                                runtime: Runtime, audit_events: Callable[..., list]) -> None:
+    at = make_app("admin")
+    assert "Approvals" not in _nav(at)
+    gid = _guest(sandbox)[0]
+    at.session_state["selected_grant_id"] = gid
+    at.switch_page("../pages/grant_detail.py").run()
+    at.button(key="revoke_open").click().run()
+    assert not any("Four-eyes" in c.value for c in at.caption)
+    msg = actions.confirm_revoke(runtime.ops, SUPPORT, gid, gid, "customer asked to close")
+    assert isinstance(msg, str) and not _active(sandbox, gid)
+    assert [e.outcome for e in audit_events(action="grant.revoke")] == [
+        "requested", "succeeded"]
+    assert audit_events(action="approval.requested") == []

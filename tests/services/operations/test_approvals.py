@@ -426,3 +426,17 @@ def test_tier_on_many_grants(env: Env) -> None:
     done = env.ops.approvals.approve(FRED, req.id)
     assert done.record.result["counts"] == {"succeeded": 12}  # type: ignore[index]
     assert all(env.limit_of(x) == 10_000 for x in g[:3])
+
+
+def test_a_failed_read_at_approval_leaves_the_request_pending(env: Env) -> None:
+    gid = env.guests(1)[0]
+    req = env.ops.approvals.request(SAM, Change.revoke(gid), "customer asked to close")
+    env.sandbox.set_fault(path="/token/grants", status=503, code="SERVICE_UNAVAILABLE",
+                          count=20)
+    with pytest.raises(OperationError):
+        env.ops.approvals.approve(SUE, req.id)
+    assert env.ops.approvals.store.get(req.id).state == "pending"  # type: ignore[union-attr]
+    assert env.active(gid)
+    env.sandbox.clear_faults()
+    assert env.ops.approvals.approve(SUE, req.id).state == "executed"
+    assert not env.active(gid)
