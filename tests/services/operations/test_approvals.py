@@ -298,6 +298,43 @@ def test_store_transition_is_won_once(db_url: str) -> None:  # noqa: F811
             db.dispose()
 
 
+def _claim_in_process(url: str, request_id: int, who: str, barrier: Any, out: Any) -> None:
+    db = open_database(url)
+    try:
+        barrier.wait(30)
+        out.put((who, ApprovalStore(db).transition(request_id, "pending", "approved",
+                                                   decided_by=who, unexpired=True)))
+    finally:
+        db.dispose()
+
+
+def test_store_transition_is_won_once_across_processes(db_url: str) -> None:  # noqa: F811
+    """Four processes (replicas) take the same request at once: exactly one wins."""
+    import multiprocessing
+
+    db = open_database(db_url)
+    try:
+        rec = ApprovalStore(db).create(
+            action="grant.revoke", params={"grant_ids": ["g"]}, requester="sam",
+            roles=["support"], reason="a reason", ticket=None, ttl=timedelta(hours=1),
+            correlation_id="d" * 32)
+        mp = multiprocessing.get_context("spawn")
+        barrier, out = mp.Barrier(4), mp.Queue()
+        procs = [mp.Process(target=_claim_in_process, args=(db_url, rec.id, f"p{i}", barrier,
+                                                            out)) for i in range(4)]
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(30)
+        assert sorted(won for _, won in results) == [False, False, False, True]
+        winner = next(who for who, won in results if won)
+        got = ApprovalStore(db).get(rec.id)
+        assert got is not None and got.state == "approved" and got.decided_by == winner
+    finally:
+        db.dispose()
+
+
 # --- expiry -------------------------------------------------------------------------------
 
 
