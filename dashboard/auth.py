@@ -166,11 +166,15 @@ PAGES: tuple[PageSpec, ...] = (
 #: The Approvals page: in the navigation only when approvals are on (see `pages_for`); for
 #: support, finance and admin (the roles that decide changes and read grants' history).
 APPROVALS_PAGE = PageSpec("pages/approvals.py", "Approvals", ":material/approval_delegation:",
-                          Permission.VIEW_GRANT_HISTORY, AuditAction.APPROVAL_APPROVED)
+                          Permission.VIEW_GRANT_HISTORY)
 
 
 def _table(approvals: bool) -> tuple[PageSpec, ...]:
-    return PAGES + (APPROVALS_PAGE,) if approvals else PAGES
+    """PAGES, with the Approvals page before My account when approvals are on."""
+    if not approvals:
+        return PAGES
+    last = tuple(p for p in PAGES if p.url_path == "my_account")
+    return tuple(p for p in PAGES if p not in last) + (APPROVALS_PAGE,) + last
 
 
 def nav_title(runtime: Runtime, actor: Actor, spec: PageSpec) -> str:

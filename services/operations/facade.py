@@ -60,7 +60,7 @@ class Operations:
         self.auth = AuthOps(self.ctx)
         self.timeline = TimelineOps(self.ctx)
         # The approvals live in the console's database (the vault's and audit log's).
-        db = getattr(vault, "_db", None) or getattr(audit, "_db", None)
+        db = getattr(vault, "db", None) or getattr(audit, "_db", None)
         self.approvals = ApprovalOps(self.ctx, ApprovalStore(db), self.grants, self.limits,
                                      approval_policy)
 
