@@ -34,6 +34,7 @@ from services.operations import (
     ResyncOutcome,
     ValidationError,
 )
+from services.operations.approvals import ApprovalRequest, Change
 from services.store.actions import AuditAction
 from services.store.trail import watch_pending
 
@@ -84,8 +85,9 @@ def confirm_revoke(
     typed_grant_id: str,
     reason: str,
     ticket: str | None = None,
-) -> str:
-    """Revoke `grant_id` once the user typed the same id again. Returns the API's message.
+) -> str | HeldForApproval:
+    """Revoke `grant_id` once the user typed the same id again. Returns the API's message,
+    or the request made instead when the change needs approval.
 
     Refuses (ValidationError, nothing sent, nothing audited) when the typed id does not match.
     """
@@ -93,6 +95,9 @@ def confirm_revoke(
         raise ValidationError(
             "grant id", "the id typed does not match this grant; type it again exactly."
         )
+    held = hold_for_approval(ops, actor, Change.revoke(grant_id), reason, ticket)
+    if held is not None:
+        return held
     try:
         return str(ops.grants.revoke_grant(actor, grant_id, reason, ticket=ticket or None))
     finally:
@@ -132,8 +137,11 @@ class LimitFormResult:
 
     change: LimitChange | None = None
     tier_item: BulkItem | None = None
+    held: HeldForApproval | None = None  # a request made instead (needs approval)
 
     def summary(self) -> str:
+        if self.held is not None:
+            return self.held.summary()
         if self.change is not None:
             c = self.change
             return (
@@ -166,13 +174,16 @@ def submit_limit(
     try:
         if tier:
             return _apply_tier_to_one(ops, actor, grant_id, limit, limiter, tier, reason, ticket)
+        enable = True if limit is not None and limiter == LIMITER_KEEP else limiter_value(limiter)
+        held = hold_for_approval(ops, actor, Change.guest_limit(grant_id, limit, enable),
+                                 reason, ticket)
+        if held is not None:
+            return LimitFormResult(held=held)
         change = ops.limits.set_guest_limit(
             actor,
             grant_id,
             transaction_limit=limit,
-            enable_limiter=(
-                True if limit is not None and limiter == LIMITER_KEEP else limiter_value(limiter)
-            ),
+            enable_limiter=enable,
             reason=reason,
             ticket=ticket or None,
         )
@@ -186,6 +197,9 @@ def _apply_tier_to_one(ops: Operations, actor: Actor, grant_id: str, limit: int 
                        ) -> LimitFormResult:
     if limit is not None or limiter != LIMITER_KEEP:
         raise ValidationError("tier", "choose a tier, or a limit and limiter, not both.")
+    held = hold_for_approval(ops, actor, Change.apply_tier([grant_id], tier), reason, ticket)
+    if held is not None:
+        return LimitFormResult(held=held)
     result = ops.limits.apply_tier(actor, [grant_id], tier, reason, ticket=ticket or None)
     item = next((i for i in result.items if i.grant_id == grant_id), None)
     if item is None:
@@ -208,8 +222,14 @@ def run_bulk(
     dry_run: bool,
     ticket: str | None = None,
     progress: ProgressFn | None = None,
-) -> BulkResult:
-    """Apply a configured tier to many grants (or preview it with `dry_run`)."""
+) -> BulkResult | HeldForApproval:
+    """Apply a configured tier to many grants (or preview it with `dry_run`); a change that
+    needs approval becomes a request."""
+    if not dry_run:
+        held = hold_for_approval(ops, actor, Change.apply_tier(grant_ids, tier), reason,
+                                 ticket)
+        if held is not None:
+            return held
     return _bulk(dry_run, lambda: ops.limits.apply_tier(
         actor, list(grant_ids), tier, reason, dry_run=dry_run, ticket=ticket or None,
         progress=progress,
@@ -226,10 +246,15 @@ def run_bulk_limit(
     dry_run: bool,
     ticket: str | None = None,
     progress: ProgressFn | None = None,
-) -> BulkResult:
+) -> BulkResult | HeldForApproval:
     """Set one custom limit (limiter on) on many grants (or preview it with `dry_run`): one
     bulk operation, like a tier (bounded concurrency, per-grant outcome, a dry run that reads
-    each grant's current limit)."""
+    each grant's current limit); a change that needs approval becomes a request."""
+    if not dry_run:
+        held = hold_for_approval(ops, actor, Change.apply_limit(grant_ids, limit, True), reason,
+                                 ticket)
+        if held is not None:
+            return held
     return _bulk(dry_run, lambda: ops.limits.apply_limit(
         actor, list(grant_ids), transaction_limit=limit, enable_limiter=True, reason=reason,
         dry_run=dry_run, ticket=ticket or None, progress=progress,
@@ -256,7 +281,8 @@ class BulkPlan:
 
 
 def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_run: bool,
-             ticket: str | None = None, progress: ProgressFn | None = None) -> BulkResult:
+             ticket: str | None = None, progress: ProgressFn | None = None
+             ) -> BulkResult | HeldForApproval:
     """Run `plan`: its tier, else its custom limit (refused when none was entered)."""
     if plan.tier is not None:
         return run_bulk(ops, actor, plan.grant_ids, plan.tier, reason, dry_run=dry_run,
@@ -323,3 +349,60 @@ def import_tokens_csv(ops: Operations, actor: Actor, content: bytes) -> Any:
         return ops.connect.import_tokens(actor, io.StringIO(text, newline=""))
     finally:
         reads.invalidate_all()
+
+
+# --- four-eyes approval (Approvals page) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldForApproval:
+    """A change not made but turned into an approval request (the policy says why)."""
+
+    request: ApprovalRequest
+    why: str
+
+    def summary(self) -> str:
+        return (f"Not changed yet: {self.why} Request #{self.request.id} "
+                f"({self.request.describe()}) now waits for a second person's approval "
+                "(Approvals page).")
+
+
+def hold_for_approval(ops: Operations, actor: Actor, change: Change, reason: str,
+                      ticket: str | None) -> HeldForApproval | None:
+    """When the policy says `change` needs approval: record the request (audited
+    `approval.requested`) and return it; else None (make the change now)."""
+    why = ops.approvals.needs_approval(change)
+    if why is None:
+        return None
+    return HeldForApproval(ops.approvals.request(actor, change, reason, ticket or None), why)
+
+
+def approval_note(ops: Operations, form: str) -> str | None:
+    """What a form says before it is sent, when approvals are on: which of its changes
+    become requests (`form`: "revoke", "limit" or "bulk")."""
+    p = ops.approvals.policy
+    if not p.enabled:
+        return None
+    if form == "revoke":
+        return ("Four-eyes approval: a revoke becomes a request that a second person with "
+                "the permission must approve (Approvals page).")
+    many = f"more than {p.bulk_over} grants, " if form == "bulk" else ""
+    return (f"Four-eyes approval: {many}a limit above {p.limit_over:,} or a limiter switched "
+            "off becomes a request that a second person must approve (Approvals page).")
+
+
+def approve_request(ops: Operations, actor: Actor, request_id: int) -> ApprovalRequest:
+    """Approve and execute a request; every cached read goes (grants may have changed)."""
+    try:
+        return ops.approvals.approve(actor, request_id)
+    finally:
+        reads.invalidate_all()
+
+
+def reject_request(ops: Operations, actor: Actor, request_id: int,
+                   reason: str) -> ApprovalRequest:
+    return ops.approvals.reject(actor, request_id, reason)
+
+
+def cancel_request(ops: Operations, actor: Actor, request_id: int) -> ApprovalRequest:
+    return ops.approvals.cancel(actor, request_id)

@@ -31,7 +31,8 @@ if actor is None:
                   position="hidden").run()
     st.stop()
 
-specs = auth.pages_for(actor.roles)
+approvals_on = runtime.ops.approvals.policy.enabled
+specs = auth.pages_for(actor.roles, approvals=approvals_on)
 available = [s for s in specs if (auth.PROJECT_ROOT / s.path).is_file()]
 missing = [s.path for s in specs if s not in available]
 if missing:
@@ -46,9 +47,11 @@ if not available:
 # The pages of other roles are registered too, hidden from the menu, so that their address
 # typed or bookmarked by this user shows a refusal (audited by the operations) rather than
 # Streamlit's "Page not found".
-refused = [s for s in auth.pages_refused(actor.roles) if (auth.PROJECT_ROOT / s.path).is_file()]
+refused = [s for s in auth.pages_refused(actor.roles, approvals=approvals_on)
+           if (auth.PROJECT_ROOT / s.path).is_file()]
 entries = [
-    (s, st.Page(auth.PROJECT_ROOT / s.path, title=s.title, icon=s.icon, default=s.default))
+    (s, st.Page(auth.PROJECT_ROOT / s.path, title=auth.nav_title(runtime, actor, s),
+                icon=s.icon, default=s.default))
     for s in available
 ] + [
     (s, st.Page(auth.PROJECT_ROOT / s.path, title=auth.REFUSED_TITLE, icon=":material/block:",

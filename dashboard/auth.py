@@ -51,7 +51,7 @@ import extra_streamlit_components as stx
 import jwt
 import streamlit as st
 
-from dashboard import actions
+from dashboard import actions, reads
 from dashboard.runtime import Runtime
 from dashboard.users import User, check_password
 from services.operations import (
@@ -165,6 +165,33 @@ PAGES: tuple[PageSpec, ...] = (
              Permission.SETTLE_OUTCOMES),
 )
 
+#: The Approvals page: in the navigation only when approvals are on (see `pages_for`); for
+#: support, finance and admin (the roles that decide changes and read grants' history).
+APPROVALS_PAGE = PageSpec("pages/approvals.py", "Approvals", ":material/approval_delegation:",
+                          Permission.VIEW_GRANT_HISTORY)
+
+
+def _table(approvals: bool) -> tuple[PageSpec, ...]:
+    """PAGES, with the Approvals page before My account when approvals are on."""
+    if not approvals:
+        return PAGES
+    last = tuple(p for p in PAGES if p.url_path == "my_account")
+    return tuple(p for p in PAGES if p not in last) + (APPROVALS_PAGE,) + last
+
+
+def nav_title(runtime: Runtime, actor: Actor, spec: PageSpec) -> str:
+    """A page's title in the navigation: "Approvals (2)" when two requests wait for the
+    actor."""
+    if spec is not APPROVALS_PAGE:
+        return spec.title
+    try:
+        n = reads.approvals_waiting_count(runtime.ops, actor)
+    except (OperationError, StoreError) as exc:
+        logger.warning("approvals count unavailable: %s", exc.user_message)
+        return spec.title
+    return f"{spec.title} ({n})" if n else spec.title
+
+
 #: Title of a page registered only to refuse it (its address typed by a user without access).
 REFUSED_TITLE = "Not available"
 
@@ -172,16 +199,19 @@ CURRENT_PAGE_KEY = "_console_current_page"
 PREVIOUS_PAGE_KEY = "_console_previous_page"
 
 
-def pages_for(roles: frozenset[str] | set[str] | tuple[str, ...]) -> list[PageSpec]:
-    """The pages a user with these roles may see, in menu order."""
+def pages_for(roles: frozenset[str] | set[str] | tuple[str, ...], *,
+              approvals: bool = False) -> list[PageSpec]:
+    """The pages a user with these roles may see, in menu order (`approvals`: with the
+    Approvals page)."""
     allowed = permissions_for(roles)
-    return [p for p in PAGES if p.permission in allowed]
+    return [p for p in _table(approvals) if p.permission in allowed]
 
 
-def pages_refused(roles: frozenset[str] | set[str] | tuple[str, ...]) -> list[PageSpec]:
+def pages_refused(roles: frozenset[str] | set[str] | tuple[str, ...], *,
+                  approvals: bool = False) -> list[PageSpec]:
     """The pages a user with these roles may not use (registered hidden, to refuse them)."""
     allowed = permissions_for(roles)
-    return [p for p in PAGES if p.permission not in allowed]
+    return [p for p in _table(approvals) if p.permission not in allowed]
 
 
 def refuse_page(runtime: Runtime, actor: Actor, spec: PageSpec) -> bool:

@@ -418,6 +418,7 @@ def _limit_form(ctx: PageContext, gid: str) -> None:
             "the limiter on when it is left on \"keep\" (a limit with the limiter off is "
             "not enforced); choose \"off\" to store a limit without enforcing it."
         )
+        _approval_caption(ctx, "limit")
         f1, f2, f3 = st.columns(3)
         new_limit = f1.number_input("New limit", min_value=1, step=1, value=None,
                                     key="limit_value")
@@ -447,6 +448,12 @@ def _limit_form(ctx: PageContext, gid: str) -> None:
         st.rerun()
 
 
+def _approval_caption(ctx: PageContext, form: str) -> None:
+    note = actions.approval_note(ctx.ops, form)
+    if note:
+        st.caption(note)
+
+
 # --- danger zone -----------------------------------------------------------------------
 
 
@@ -458,6 +465,7 @@ def _revoke_dialog(ctx: PageContext, gid: str, watch: ResyncWatch) -> None:
         "Type the grant id again to confirm."
     )
     st.code(gid, language=None)
+    _approval_caption(ctx, "revoke")
     reason = st.text_input("Reason", key="revoke_reason")
     ticket = st.text_input("Ticket (optional)", key="revoke_ticket")
     typed = st.text_input("Grant id, typed again", key="revoke_typed")
@@ -468,7 +476,8 @@ def _revoke_dialog(ctx: PageContext, gid: str, watch: ResyncWatch) -> None:
         except OperationError as exc:
             show_error(exc)
         else:
-            st.session_state[FLASH_KEY] = f"Grant revoked. {msg}"
+            held = isinstance(msg, actions.HeldForApproval)
+            st.session_state[FLASH_KEY] = msg.summary() if held else f"Grant revoked. {msg}"
             st.session_state[PENDING_KEY] = bool(pending)
             st.rerun()
 

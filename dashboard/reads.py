@@ -346,3 +346,24 @@ def verify_audit(ops: Operations, actor: Actor,
                  expected_head: tuple[Any, Any] | None = None) -> Any:
     """The audit chain's verification (`ChainReport`), optionally against a noted head."""
     return ops.audit.verify_audit(actor, expected_head=expected_head)
+
+
+# --- approvals (not cached: small, and a decision must show at once) ------------------------
+
+
+def approvals_waiting(ops: Operations, actor: Actor) -> list[Any]:
+    """Pending requests this actor may decide (oldest first)."""
+    return ops.approvals.list_waiting_for(actor)
+
+
+def approvals_mine(ops: Operations, actor: Actor) -> list[Any]:
+    return ops.approvals.list_mine(actor)
+
+
+def approvals_history(ops: Operations, actor: Actor) -> list[Any]:
+    return ops.approvals.history(actor)
+
+
+def approvals_waiting_count(ops: Operations, actor: Actor) -> int:
+    """For the navigation's "Approvals (n)"."""
+    return ops.approvals.waiting_count(actor)

@@ -221,9 +221,24 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         settings = settings or load_settings()
     except ConfigError as exc:
         return Runtime(settings=None, mode="live", problems=(exc.user_message,))
-    if settings.sandbox_mode:
-        return _build_sandbox(settings)
-    return _build_live(settings)
+    runtime = _build_sandbox(settings) if settings.sandbox_mode else _build_live(settings)
+    if runtime.ops is not None:
+        wire_approvals(runtime)
+    return runtime
+
+
+APPROVAL_EXPIRY_INTERVAL = 60.0
+
+
+def wire_approvals(runtime: Runtime) -> None:
+    """Approvals check the requester's roles as the users file has them now, and expire
+    due requests on a timer (as well as on every read)."""
+    def roles_of(username: str) -> tuple[str, ...] | None:
+        user = runtime.users().get(username)
+        return None if user is None else tuple(user.roles)
+
+    runtime.ops.approvals.roles_of = roles_of
+    runtime.ops.approvals.start_expiry_timer(APPROVAL_EXPIRY_INTERVAL)
 
 
 def _build_sandbox(settings: Settings) -> Runtime:

@@ -233,6 +233,8 @@ apply_clicked = c2.button(
 )
 if not previewed and selected:
     st.caption("Run a dry run of this selection first; Apply is enabled after it.")
+if note := actions.approval_note(ctx.ops, "bulk"):
+    st.caption(note)
 
 if previewed and not apply_clicked:
     st.markdown("**Dry run: nothing was changed.**")
@@ -250,6 +252,10 @@ if apply_clicked:
         show_error(exc)
     else:
         st.session_state.pop(PREVIEW_KEY, None)
+        if isinstance(result, actions.HeldForApproval):  # waits for a second person
+            st.session_state.pop(RESULT_KEY, None)
+            st.info(result.summary(), icon=":material/approval_delegation:")
+            st.stop()
         st.session_state[RESULT_KEY] = result
         failed = result.count("failed")
         st.toast(

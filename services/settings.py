@@ -7,7 +7,8 @@ connect_timeout, read_timeout, max_retries, retry_budget) and the `[console]` ta
 auth_file, audit_anchor_file, audit_journal_file, reconcile_interval, data_dir, tiers,
 sandbox_port, sandbox_resync_delay, sandbox_url, idle_timeout, session_lifetime,
 totp_required_roles, login_max_failures, login_max_failures_wide, login_lock_seconds,
-client_address_header, sync_grants_interval, sync_rate, sync_enabled) and the `[backend]`
+client_address_header, sync_grants_interval, sync_rate, sync_enabled, approvals,
+approval_bulk_over, approval_limit_over, approval_ttl_hours) and the `[backend]`
 table (lower-case keys: jwt_secret, jwt_public_key, jwt_audience, jwt_issuer,
 webhook_secret, webhook_max_age, link_token_rate_limit, port).
 
@@ -162,6 +163,13 @@ class Settings:
     sync_grants_interval: float = 300.0
     sync_rate: float = 10.0
     sync_enabled: bool = True
+    #: Four-eyes approval (services/operations/approvals.py): on/off, a bulk change of more
+    #: than `approval_bulk_over` grants, a limit above `approval_limit_over`, and how long
+    #: a request waits before it expires. A revoke and a limiter switched off always need one.
+    approvals_enabled: bool = True
+    approval_bulk_over: int = 10
+    approval_limit_over: int = 100_000
+    approval_ttl_hours: float = 24.0
 
     @property
     def effective_webhook_secret(self) -> str | None:
@@ -226,6 +234,21 @@ def _sync_settings(get: Any, number: Any, console: dict) -> dict[str, Any]:
             raise ConfigError(f"SYNC_ENABLED must be true or false, not '{raw}'.")
         enabled = value in ("1", "true", "yes", "on")
     return {"sync_grants_interval": interval, "sync_rate": rate, "sync_enabled": enabled}
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(raw: str | None, env_name: str, default: bool) -> bool:
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{env_name} must be on or off, not '{raw}'.")
 
 
 def load_settings(
@@ -333,6 +356,14 @@ def load_settings(
         client_address_header=get("CONSOLE_CLIENT_ADDRESS_HEADER", console,
                                   "client_address_header"),
         **sync,
+        approvals_enabled=_flag(get("CONSOLE_APPROVALS", console, "approvals"),
+                                "CONSOLE_APPROVALS", True),
+        approval_bulk_over=int(number("CONSOLE_APPROVAL_BULK_OVER", console,
+                                      "approval_bulk_over", 10, int)),
+        approval_limit_over=int(number("CONSOLE_APPROVAL_LIMIT_OVER", console,
+                                       "approval_limit_over", 100_000, int)),
+        approval_ttl_hours=number("CONSOLE_APPROVAL_TTL_HOURS", console, "approval_ttl_hours",
+                                  24.0, float),
     )
 
 

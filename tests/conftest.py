@@ -1,4 +1,7 @@
-"""Shared fixtures: the Kryptos sandbox (see sandbox/README.md)."""
+"""Shared fixtures: the Kryptos sandbox (see sandbox/README.md).
+
+Four-eyes approval is on by default in a deployment; tests run with it off
+(`CONSOLE_APPROVALS=off`) unless they turn it on (tests/*/test_approvals*.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,11 @@ from collections.abc import Iterator
 import pytest
 
 from sandbox import SandboxHandle, start_sandbox
+
+
+@pytest.fixture(autouse=True)
+def _approvals_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSOLE_APPROVALS", "off")
 
 
 @pytest.fixture(scope="session")

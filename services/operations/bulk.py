@@ -186,8 +186,9 @@ class BulkRun:
                         message="Already at the target: left as it is.")
 
     def run(self, gids: tuple[str, ...], *, dry_run: bool,
-            progress: Progress | None) -> BulkResult:
-        summary_cid = uuid.uuid4().hex
+            progress: Progress | None, correlation_id: str | None = None) -> BulkResult:
+        """`correlation_id`: the summary pair's (an approval's), else a fresh one."""
+        summary_cid = correlation_id or uuid.uuid4().hex
         if not dry_run:
             self._summary("requested", summary_cid, params={
                 **self.plan.params, "grants": len(gids), **self.extra_params,

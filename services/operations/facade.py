@@ -9,6 +9,8 @@
     ops.auth     record_login, record_login_failed, record_logout  (auth.py)
     ops.timeline grant_timeline, recent_failures, integration_news  (timeline.py; webhooks)
     ops.reconciler  settles `requested` events without an outcome (reconcile.py)
+    ops.approvals  four-eyes requests: needs_approval, request, approve, reject, cancel,
+                 list_waiting_for, list_mine, history   (approvals.py)
     ops.require  the permission guard for a page             (context.py)
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from services.kryptos.client import KryptosClient
+from services.operations.approvals import ApprovalOps, ApprovalPolicy
 from services.operations.audit import AuditOps
 from services.operations.auth import AuthOps
 from services.operations.connect import ConnectOps
@@ -27,6 +30,7 @@ from services.operations.permissions import Actor, Permission
 from services.operations.reconcile import Reconciler
 from services.operations.timeline import TimelineOps
 from services.settings import Settings, Tier
+from services.store.approvals import ApprovalStore
 from services.store.audit import AuditLog
 from services.store.cli_audit import audit_anchor_file
 from services.store.db import open_database
@@ -48,7 +52,10 @@ class Operations:
         max_workers: int = 8,
         webhooks: WebhookEventStore | None = None,
         journal: AuditJournal | None = None,
+        approval_policy: ApprovalPolicy | None = None,
     ) -> None:
+        """`approval_policy`: None holds nothing for approval (`from_settings` passes the
+        configured one, on by default)."""
         self.ctx = OpsContext(client, audit, vault, tiers, max_workers=max_workers,
                               webhooks=webhooks, journal=journal)
         self.grants = GrantOps(self.ctx)
@@ -58,6 +65,9 @@ class Operations:
         self.auth = AuthOps(self.ctx)
         self.timeline = TimelineOps(self.ctx)
         self.reconciler = Reconciler(self.ctx)
+        # The approvals live in the console's database (the audit log's).
+        self.approvals = ApprovalOps(self.ctx, ApprovalStore(audit.db), self.grants,
+                                     self.limits, approval_policy)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: KryptosClient | None = None) -> Operations:
@@ -68,7 +78,8 @@ class Operations:
             client = KryptosClient.from_settings(settings)
         log = AuditLog(db, anchor_file=audit_anchor_file(settings))
         journal = AuditJournal(settings.effective_audit_journal_file)
-        return cls(client, log, vault, settings.tiers, journal=journal)
+        return cls(client, log, vault, settings.tiers, journal=journal,
+                   approval_policy=ApprovalPolicy.from_settings(settings))
 
     def __repr__(self) -> str:
         return f"Operations(max_workers={self.ctx.max_workers}, tiers={len(self.ctx.tiers)})"

@@ -247,9 +247,11 @@ class GrantOps:
     # --- changes -------------------------------------------------------------------------
 
     def revoke_grant(
-        self, actor: Actor, grant_id: str, reason: str, ticket: str | None = None
+        self, actor: Actor, grant_id: str, reason: str, ticket: str | None = None,
+        *, correlation_id: str | None = None,
     ) -> str:
-        """Revoke a grant (its tokens stop working at once). Returns the API's message."""
+        """Revoke a grant (its tokens stop working at once). Returns the API's message.
+        `correlation_id`: an approval's, linking the change to it."""
         self.ctx.check(actor, Permission.REVOKE_GRANT, AuditAction.GRANT_REVOKE, "grant",
                        grant_id)
         gid = v.grant_id(grant_id)
@@ -263,6 +265,7 @@ class GrantOps:
         return self.ctx.run(
             actor, AuditAction.GRANT_REVOKE, body, what="Revoking the grant",
             target_type="grant", target_id=gid, reason=why, ticket=tkt,
+            correlation_id=correlation_id,
         )
 
     def resync_integration(

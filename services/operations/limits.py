@@ -78,6 +78,8 @@ class LimitOps:
         enable_limiter: bool | None = None,
         reason: str | None = None,
         ticket: str | None = None,
+        *,
+        correlation_id: str | None = None,
     ) -> LimitChange:
         """Set a Guest's transaction limit and/or switch its limiter; refused before the call
         when the grant is known to be Linked (`NOT_ANON_USER`)."""
@@ -95,7 +97,7 @@ class LimitOps:
             actor, AuditAction.LIMIT_UPDATE, body, what="Changing the limit",
             target_type="grant", target_id=gid,
             params={"transaction_limit": limit, "enable_limiter": limiter},
-            reason=why, ticket=tkt,
+            reason=why, ticket=tkt, correlation_id=correlation_id,
         )
 
     def apply_tier(
@@ -108,6 +110,7 @@ class LimitOps:
         dry_run: bool = False,
         ticket: str | None = None,
         progress: Progress | None = None,
+        correlation_id: str | None = None,
     ) -> BulkResult:
         """Apply a configured tier to many grants (`BulkRun`); reason optional for a dry run."""
         self.ctx.check(actor, Permission.MANAGE_LIMITS, AuditAction.TIER_APPLY)
@@ -122,7 +125,8 @@ class LimitOps:
             params={"tier": t.name, "transaction_limit": limit, "enable_limiter": limiter},
         )
         return BulkRun(self, actor, plan, why, tkt).run(gids, dry_run=dry_run,
-                                                        progress=progress)
+                                                        progress=progress,
+                                                        correlation_id=correlation_id)
 
     def apply_limit(
         self,
@@ -135,6 +139,7 @@ class LimitOps:
         dry_run: bool = False,
         ticket: str | None = None,
         progress: Progress | None = None,
+        correlation_id: str | None = None,
     ) -> BulkResult:
         """One custom limit and/or limiter switch on many grants; validated like
         `set_guest_limit`, run like `apply_tier`; `BulkResult.tier` is `CUSTOM_LIMIT`."""
@@ -152,7 +157,8 @@ class LimitOps:
             params={"transaction_limit": limit, "enable_limiter": limiter},
         )
         return BulkRun(self, actor, plan, why, tkt).run(gids, dry_run=dry_run,
-                                                        progress=progress)
+                                                        progress=progress,
+                                                        correlation_id=correlation_id)
 
     def resume_bulk(
         self,

@@ -25,6 +25,12 @@ class AuditAction(StrEnum):
     GRANT_DISCONNECT = "grant.disconnect"
     SESSION_CHECK = "session.check"
     HOLDINGS_READ = "holdings.read"
+    # four-eyes approval requests (services/operations/approvals.py)
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_APPROVED = "approval.approved"
+    APPROVAL_REJECTED = "approval.rejected"
+    APPROVAL_EXPIRED = "approval.expired"
+    APPROVAL_CANCELLED = "approval.cancelled"
     # audit log
     AUDIT_READ = "audit.read"
     AUDIT_EXPORT = "audit.export"

@@ -35,6 +35,8 @@ CONSOLE_ENV = (
     "CONSOLE_TOTP_REQUIRED_ROLES", "CONSOLE_LOGIN_MAX_FAILURES",
     "CONSOLE_LOGIN_MAX_FAILURES_WIDE", "CONSOLE_LOGIN_LOCK_SECONDS",
     "CONSOLE_CLIENT_ADDRESS_HEADER",
+    "CONSOLE_APPROVALS", "CONSOLE_APPROVAL_BULK_OVER", "CONSOLE_APPROVAL_LIMIT_OVER",
+    "CONSOLE_APPROVAL_TTL_HOURS",
 )
 
 CHROMIUM_ARGS = [
@@ -84,6 +86,8 @@ class ConsoleProcess:
             # A secrets file that does not exist: .streamlit/secrets.toml must not apply.
             CONSOLE_SECRETS_FILE=str(self.data_dir.parent / "no-secrets.toml"),
             PYTHONUNBUFFERED="1",
+            # Four-eyes approval off unless a test turns it on (extra_env).
+            CONSOLE_APPROVALS="off",
         )
         env.update(self.extra_env)
         return env

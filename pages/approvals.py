@@ -1,0 +1,143 @@
+"""Approvals (support, finance, admin; shown when approvals are on): requests waiting for me
+(approve or reject), my requests (cancel), and the history of decided requests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import streamlit as st
+
+from dashboard import actions, reads, ui
+from dashboard.context import page_context
+from dashboard.formats import fmt_limit, fmt_minute
+from services.operations import OperationError
+
+FLASH_KEY = "approvals_flash"
+RESULT_KEY = "approvals_result"
+STATE_LABELS = {"pending": "pending", "approved": "approved (running)",
+                "executed": "approved and executed", "rejected": "rejected",
+                "expired": "expired", "cancelled": "cancelled"}
+
+
+def _value(v: Any) -> str:
+    return v if isinstance(v, str) else fmt_limit(v)
+
+
+def _item_rows(items: list[Mapping[str, Any]]) -> list[dict[str, str]]:
+    return [{"grant_id": str(i.get("grant_id")), "customer_ref": str(i.get("customer_ref") or ""),
+             "outcome": str(i.get("outcome") or ""), "before": _value(i.get("before")),
+             "after": _value(i.get("after")), "error_code": str(i.get("error_code") or ""),
+             "message": str(i.get("message") or "")} for i in items]
+
+
+def _summary_rows(requests: list[Any]) -> list[dict[str, str]]:
+    rows = []
+    for r in requests:
+        rec = r.record
+        counts = (rec.result or {}).get("counts") or {}
+        rows.append({
+            "id": f"#{r.id}", "change": r.describe(), "state": STATE_LABELS.get(r.state, r.state),
+            "requested by": rec.requester_username, "reason": rec.reason,
+            "ticket": rec.ticket or "", "requested": fmt_minute(rec.created_at),
+            "expires": fmt_minute(rec.expires_at), "decided by": rec.decided_by or "",
+            "decision reason": rec.decision_reason or "",
+            "result": ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()),
+        })
+    return rows
+
+
+def _details(r: Any) -> None:
+    rec = r.record
+    ui.kv("Change", r.describe())
+    ui.kv("Requested by", f"{rec.requester_username} at {fmt_minute(rec.created_at)}")
+    ui.kv("Reason", rec.reason)
+    ui.kv("Ticket", rec.ticket)
+    ui.kv("Expires", fmt_minute(rec.expires_at))
+    ui.kv("Why it needs approval", rec.params.get("policy"))
+    st.caption("Dry run when requested (before -> after); grants changed since then are "
+               "left as they are.")
+    ui.table(_item_rows(r.items), key=f"appr_items_{r.id}")
+
+
+def _decide(kind: str, run: Any, request_id: int) -> None:
+    try:
+        with st.spinner("Working..."):
+            done = run()
+    except OperationError as exc:
+        ui.show_error(exc)
+        return
+    counts = (done.record.result or {}).get("counts") or {}
+    said = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items())
+    st.session_state[FLASH_KEY] = (f"Request #{request_id} {kind}." +
+                                   (f" Result: {said}." if said else ""))
+    st.session_state[RESULT_KEY] = (request_id, done.result_items)
+    st.rerun()
+
+
+def _waiting(ctx: Any, r: Any) -> None:
+    with st.container(border=True, key=f"appr_box_{r.id}"):
+        st.markdown(f"**Request #{r.id}: {ui.escape_markdown(r.label)}**")
+        _details(r)
+        ok = st.checkbox("I have checked this change", key=f"appr_ok_{r.id}")
+        why = st.text_input("Reason for a rejection", key=f"appr_reason_{r.id}")
+        c1, c2 = st.columns(2)
+        if c1.button("Approve and execute", key=f"appr_approve_{r.id}", type="primary"):
+            if not ok:
+                st.warning("Tick \"I have checked this change\" first.")
+            else:
+                _decide("approved and executed",
+                        lambda: actions.approve_request(ctx.ops, ctx.actor, r.id), r.id)
+        if c2.button("Reject", key=f"appr_reject_{r.id}"):
+            if not ok:
+                st.warning("Tick \"I have checked this change\" first.")
+            else:
+                _decide("rejected",
+                        lambda: actions.reject_request(ctx.ops, ctx.actor, r.id, why), r.id)
+
+
+def _mine(ctx: Any, mine: list[Any]) -> None:
+    ui.table(_summary_rows(mine), key="appr_mine_table")
+    for r in (m for m in mine if m.state == "pending"):
+        with st.container(border=True, key=f"appr_mine_{r.id}"):
+            st.text(f"Request #{r.id} ({r.describe()}) is waiting.")
+            ok = st.checkbox(f"Withdraw request #{r.id}", key=f"appr_cancel_ok_{r.id}")
+            if st.button("Cancel request", key=f"appr_cancel_{r.id}", disabled=not ok):
+                _decide("cancelled",
+                        lambda r=r: actions.cancel_request(ctx.ops, ctx.actor, r.id), r.id)
+
+
+ctx = page_context()
+st.title("Approvals")
+flash = st.session_state.pop(FLASH_KEY, None)
+if flash:
+    st.success(ui.escape_markdown(flash), icon=":material/check_circle:")
+    shown = st.session_state.pop(RESULT_KEY, None)
+    if shown and shown[1]:
+        ui.table(_item_rows(shown[1]), key="appr_result_table")
+
+try:
+    waiting = reads.approvals_waiting(ctx.ops, ctx.actor)
+    mine = reads.approvals_mine(ctx.ops, ctx.actor)
+    history = reads.approvals_history(ctx.ops, ctx.actor)
+except OperationError as exc:
+    ui.show_error(exc)
+    st.stop()
+
+st.subheader(f"Waiting for me ({len(waiting)})")
+if not waiting:
+    st.caption("Nothing waits for your approval.")
+for req in waiting:
+    _waiting(ctx, req)
+
+st.subheader("My requests")
+if mine:
+    _mine(ctx, mine)
+else:
+    st.caption("You have made no request.")
+
+st.subheader("History")
+if history:
+    ui.table(_summary_rows(history), key="appr_history_table")
+else:
+    st.caption("No request has been decided yet.")

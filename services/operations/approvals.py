@@ -1,0 +1,519 @@
+"""Four-eyes approval: changes that cannot be undone or that touch many customers wait for a
+second person. Policy, life of a request and execution: docs/architecture.md, "Approvals".
+
+    ops.approvals  needs_approval, request, approve, reject, cancel, expire_due,
+                   list_waiting_for, list_mine, history, waiting_count
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from services.operations import validation as v
+from services.operations.bulk import effective
+from services.operations.context import OpsContext
+from services.operations.errors import NotFound, OperationError, ValidationError
+from services.operations.grants import GrantOps
+from services.operations.limits import LimitOps
+from services.operations.models import BulkItem, BulkResult
+from services.operations.permissions import Actor, Permission, can
+from services.settings import Settings
+from services.store.actions import AuditAction
+from services.store.approvals import DECIDED, ApprovalRecord, ApprovalStore
+
+log = logging.getLogger(__name__)
+
+#: The actor of events nobody triggers (a request expiring).
+SYSTEM_ACTOR = "system"
+CHANGED = "CHANGED_SINCE_REQUEST"
+REVOKE = AuditAction.GRANT_REVOKE.value
+LIMIT = AuditAction.LIMIT_UPDATE.value
+TIER_BULK = AuditAction.TIER_APPLY_BULK.value
+LIMIT_BULK = AuditAction.LIMIT_UPDATE_BULK.value
+ACTIONS = (REVOKE, LIMIT, TIER_BULK, LIMIT_BULK)
+LABELS = {REVOKE: "Revoke grant", LIMIT: "Change a Guest's limit",
+          TIER_BULK: "Apply a tier", LIMIT_BULK: "Set a limit on many grants"}
+
+RolesOf = Callable[[str], Iterable[str] | None]
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """Which changes wait for a second person (see `why`)."""
+
+    enabled: bool = True
+    bulk_over: int = 10
+    limit_over: int = 100_000
+    ttl_hours: float = 24.0
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> ApprovalPolicy:
+        return cls(s.approvals_enabled, s.approval_bulk_over, s.approval_limit_over,
+                   s.approval_ttl_hours)
+
+    @classmethod
+    def off(cls) -> ApprovalPolicy:
+        return cls(enabled=False)
+
+    def why(self, action: str, grants: int, limit: int | None,
+            limiter: bool | None) -> str | None:
+        """Why this change needs approval, or None when it does not."""
+        if not self.enabled:
+            return None
+        if action == REVOKE:
+            return "A revoke cannot be undone."
+        if grants > self.bulk_over:
+            return f"It changes {grants} grants (more than {self.bulk_over})."
+        if limiter is False:
+            return "It switches a limiter off."
+        if limit is not None and limit > self.limit_over:
+            return f"It sets a limit above {self.limit_over:,}."
+        return None
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a request asks for: one of `ACTIONS` over grants, with its values."""
+
+    action: str
+    grant_ids: tuple[str, ...]
+    tier: str | None = None
+    limit: int | None = None
+    limiter: bool | None = None
+
+    @classmethod
+    def revoke(cls, grant_id: str) -> Change:
+        return cls(REVOKE, (grant_id,))
+
+    @classmethod
+    def guest_limit(cls, grant_id: str, limit: int | None, limiter: bool | None) -> Change:
+        return cls(LIMIT, (grant_id,), limit=limit, limiter=limiter)
+
+    @classmethod
+    def apply_tier(cls, grant_ids: Iterable[str], tier: str) -> Change:
+        return cls(TIER_BULK, tuple(grant_ids), tier=tier)
+
+    @classmethod
+    def apply_limit(cls, grant_ids: Iterable[str], limit: int | None,
+                    limiter: bool | None) -> Change:
+        return cls(LIMIT_BULK, tuple(grant_ids), limit=limit, limiter=limiter)
+
+    @classmethod
+    def of(cls, rec: ApprovalRecord) -> Change:
+        p = rec.params
+        return cls(rec.action, tuple(p["grant_ids"]), p.get("tier"), p.get("limit"),
+                   p.get("limiter"))
+
+    @property
+    def permission(self) -> Permission:
+        return Permission.REVOKE_GRANT if self.action == REVOKE else Permission.MANAGE_LIMITS
+
+    def values(self) -> dict[str, Any]:
+        return {"grant_ids": list(self.grant_ids), "tier": self.tier, "limit": self.limit,
+                "limiter": self.limiter}
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """A request as the console shows it."""
+
+    record: ApprovalRecord
+    change: Change
+
+    @property
+    def id(self) -> int:
+        return self.record.id
+
+    @property
+    def state(self) -> str:
+        return self.record.state
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.change.action, self.change.action)
+
+    @property
+    def items(self) -> list[Mapping[str, Any]]:
+        """The dry run's items at request time: grant_id, customer_ref, before, after."""
+        return list(self.record.params.get("items", []))
+
+    @property
+    def result_items(self) -> list[Mapping[str, Any]]:
+        return list((self.record.result or {}).get("items", []))
+
+    def describe(self) -> str:
+        c = self.change
+        n = len(c.grant_ids)
+        what = c.grant_ids[0] if n == 1 else f"{n} grants"
+        if c.action == REVOKE:
+            return f"Revoke {what}"
+        if c.tier is not None:
+            return f"Tier {c.tier} on {what}"
+        parts = []
+        if c.limit is not None:
+            parts.append(f"limit {c.limit:,}")
+        if c.limiter is not None:
+            parts.append("limiter " + ("on" if c.limiter else "off"))
+        return f"{', '.join(parts) or 'limit'} on {what}"
+
+
+def _item(i: BulkItem) -> dict[str, Any]:
+    return {"grant_id": i.grant_id, "customer_ref": i.customer_ref, "outcome": i.outcome,
+            "before": i.before, "after": i.after, "error_code": i.error_code,
+            "message": i.message}
+
+
+def _counts(items: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for i in items:
+        out[str(i["outcome"])] = out.get(str(i["outcome"]), 0) + 1
+    return out
+
+
+def _not_pending(rec: ApprovalRecord) -> OperationError:
+    return OperationError(f"Request #{rec.id} is no longer pending: it is {rec.state}.",
+                          code="ALREADY_DECIDED")
+
+
+class ApprovalOps:
+    """Use cases on approval requests. `roles_of(username)`: a user's roles as they are now
+    (the runtime passes the users file's); None when the user no longer exists."""
+
+    def __init__(self, ctx: OpsContext, store: ApprovalStore, grants: GrantOps,
+                 limits: LimitOps, policy: ApprovalPolicy | None = None,
+                 roles_of: RolesOf | None = None) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.grants = grants
+        self.limits = limits
+        self.policy = policy or ApprovalPolicy.off()
+        self.roles_of = roles_of
+
+    def __repr__(self) -> str:
+        return f"ApprovalOps({self.policy!r})"
+
+    # --- policy ---------------------------------------------------------------------------
+
+    def needs_approval(self, change: Change) -> str | None:
+        """Why `change` must wait for a second person, or None (policy off, or a change
+        below every threshold)."""
+        limit, limiter = change.limit, change.limiter
+        if change.tier is not None:
+            t = self.limits.tier(change.tier)
+            limit, limiter = t.limit, t.enable_limiter
+        return self.policy.why(change.action, len(change.grant_ids), limit, limiter)
+
+    # --- request --------------------------------------------------------------------------
+
+    def request(self, actor: Actor, change: Change, reason: str,
+                ticket: str | None = None) -> ApprovalRequest:
+        """Record a pending request for `change` (the requester must hold its permission),
+        with the dry run's before -> after; audited `approval.requested`."""
+        if change.action not in ACTIONS:
+            raise ValidationError("action", f"must be one of {', '.join(ACTIONS)}.")
+        first = change.grant_ids[0] if change.grant_ids else None
+        self.ctx.check(actor, change.permission, AuditAction.APPROVAL_REQUESTED, "grant", first)
+        change = Change(change.action, v.grant_ids(change.grant_ids), change.tier,
+                        change.limit, change.limiter)
+        why = v.reason(reason)
+        assert why is not None
+        tkt = v.ticket(ticket)
+        items = self._preview(actor, change)
+        cid = uuid.uuid4().hex
+        rec = self.store.create(
+            action=change.action, params={**change.values(), "items": items,
+                                          "policy": self.needs_approval(change)},
+            requester=actor.username, roles=actor.roles, reason=why, ticket=tkt,
+            ttl=timedelta(hours=self.policy.ttl_hours), correlation_id=cid,
+        )
+        self.ctx.event(
+            actor.username, actor.roles, AuditAction.APPROVAL_REQUESTED, "succeeded", cid,
+            target_type="approval", target_id=str(rec.id), reason=why, ticket=tkt,
+            params={"action": change.action, "grants": len(change.grant_ids),
+                    **{k: val for k, val in change.values().items() if k != "grant_ids"},
+                    "grant_ids": list(change.grant_ids[:50])},
+            before={i["grant_id"]: i["before"] for i in items[:50]},
+            after={i["grant_id"]: i["after"] for i in items[:50]},
+        )
+        return ApprovalRequest(rec, change)
+
+    def _preview(self, actor: Actor, change: Change) -> list[dict[str, Any]]:
+        if change.action == REVOKE:
+            items = self._revoke_states(change.grant_ids)
+            for i in items:
+                if i["before"] != "active":
+                    raise OperationError(f"Grant {i['grant_id']} is not active: nothing to "
+                                         "revoke.", code="GRANT_NOT_ACTIVE")
+            return items
+        return [_item(i) for i in self._dry(actor, change, change.grant_ids).items]
+
+    def _revoke_states(self, gids: Iterable[str]) -> list[dict[str, Any]]:
+        rows = {r.grant_id: r for r in self.grants.grant_rows()}
+        out = []
+        for gid in gids:
+            row = rows.get(gid)
+            out.append({"grant_id": gid, "customer_ref": getattr(row, "customer_ref", None),
+                        "before": row.status if row is not None else "unknown",
+                        "after": "revoked", "outcome": "would_change"})
+        return out
+
+    def _dry(self, actor: Actor, change: Change, gids: Iterable[str]) -> BulkResult:
+        if change.tier is not None:
+            return self.limits.apply_tier(actor, gids, change.tier, dry_run=True)
+        return self.limits.apply_limit(actor, gids, change.limit, change.limiter, dry_run=True)
+
+    # --- decisions ------------------------------------------------------------------------
+
+    def _load(self, request_id: int) -> ApprovalRecord:
+        self.expire_due()
+        rec = self.store.get(int(request_id))
+        if rec is None:
+            raise NotFound(f"There is no approval request #{request_id}.",
+                           code="APPROVAL_NOT_FOUND")
+        return rec
+
+    def _refuse_same_person(self, actor: Actor, rec: ApprovalRecord, action: str) -> None:
+        if actor.username != rec.requester_username:
+            return
+        self.ctx.event(actor.username, actor.roles, action, "denied", rec.correlation_id,
+                       target_type="approval", target_id=str(rec.id), error_code="SAME_PERSON",
+                       error_message="the requester cannot decide their own request")
+        raise OperationError("You asked for this change: a second person must approve it.",
+                             code="SAME_PERSON")
+
+    def approve(self, approver: Actor, request_id: int) -> ApprovalRequest:
+        """Approve and execute a pending request, exactly once: the conditional UPDATE
+        pending -> approved lets one approver through; the others get `ALREADY_DECIDED`.
+        Both people's permissions are checked again; grants changed since the request are
+        left alone (`CHANGED_SINCE_REQUEST`)."""
+        rec = self._load(request_id)
+        change = Change.of(rec)
+        self.ctx.check(approver, change.permission, AuditAction.APPROVAL_APPROVED, "approval",
+                       str(rec.id))
+        self._refuse_same_person(approver, rec, AuditAction.APPROVAL_APPROVED)
+
+        def body() -> tuple[ApprovalRequest, dict[str, Any], dict[str, Any]]:
+            if not rec.pending:
+                raise _not_pending(rec)
+            requester = self._requester_now(rec, change)
+            # Read the grants as they are now before taking the request: a read that fails
+            # leaves it pending, to be approved again.
+            now = self._current(requester, change)
+            if not self.store.transition(rec.id, "pending", "approved",
+                                         decided_by=approver.username, unexpired=True):
+                raise _not_pending(self.store.get(rec.id) or rec)
+            try:
+                result = self._execute(requester, rec, change, now)
+            except BaseException as exc:
+                self.store.transition(rec.id, "approved", "executed", result={
+                    "error_code": getattr(exc, "code", "INTERNAL"),
+                    "message": getattr(exc, "user_message", type(exc).__name__)})
+                raise
+            self.store.transition(rec.id, "approved", "executed", result=result)
+            done = self.store.get(rec.id) or rec
+            return (ApprovalRequest(done, change), {"state": "pending"},
+                    {"state": "executed", "counts": result["counts"]})
+
+        return self.ctx.run(approver, AuditAction.APPROVAL_APPROVED, body,
+                            what=f"Approving request #{rec.id}", target_type="approval",
+                            target_id=str(rec.id), correlation_id=rec.correlation_id)
+
+    def _requester_now(self, rec: ApprovalRecord, change: Change) -> Actor:
+        """The requester with their roles as they are now; refused when they no longer hold
+        the change's permission."""
+        roles: Iterable[str] | None = rec.requester_roles
+        if self.roles_of is not None:
+            roles = self.roles_of(rec.requester_username)
+        actor = Actor(rec.requester_username, roles=frozenset(roles or ()))
+        if roles is None or not can(actor, change.permission):
+            raise OperationError(
+                f"{rec.requester_username} no longer holds the permission "
+                f"{change.permission.value}: the request cannot be executed; reject it.",
+                code="REQUESTER_NOT_PERMITTED")
+        return actor
+
+    def reject(self, approver: Actor, request_id: int, reason: str) -> ApprovalRequest:
+        """Reject a pending request, with a reason."""
+        rec = self._load(request_id)
+        change = Change.of(rec)
+        self.ctx.check(approver, change.permission, AuditAction.APPROVAL_REJECTED, "approval",
+                       str(rec.id))
+        self._refuse_same_person(approver, rec, AuditAction.APPROVAL_REJECTED)
+        why = v.reason(reason)
+        return self._decide(approver, rec, change, "rejected", AuditAction.APPROVAL_REJECTED,
+                            why)
+
+    def cancel(self, requester: Actor, request_id: int) -> ApprovalRequest:
+        """The requester withdraws their own pending request."""
+        rec = self._load(request_id)
+        if requester.username != rec.requester_username:
+            self.ctx.event(requester.username, requester.roles, AuditAction.APPROVAL_CANCELLED,
+                           "denied", rec.correlation_id, target_type="approval",
+                           target_id=str(rec.id), error_code="NOT_REQUESTER",
+                           error_message="only the requester can cancel a request")
+            raise OperationError("Only the person who asked can cancel a request.",
+                                 code="NOT_REQUESTER")
+        return self._decide(requester, rec, Change.of(rec), "cancelled",
+                            AuditAction.APPROVAL_CANCELLED, None)
+
+    def _decide(self, actor: Actor, rec: ApprovalRecord, change: Change, state: str,
+                action: AuditAction, why: str | None) -> ApprovalRequest:
+        def body() -> tuple[ApprovalRequest, dict[str, Any], dict[str, Any]]:
+            if not self.store.transition(rec.id, "pending", state, decided_by=actor.username,
+                                         decision_reason=why):
+                raise _not_pending(self.store.get(rec.id) or rec)
+            done = self.store.get(rec.id) or rec
+            return ApprovalRequest(done, change), {"state": "pending"}, {"state": state}
+
+        return self.ctx.run(actor, action, body, what=f"Deciding request #{rec.id}",
+                            target_type="approval", target_id=str(rec.id), reason=why,
+                            correlation_id=rec.correlation_id)
+
+    # --- execution ------------------------------------------------------------------------
+
+    def _current(self, requester: Actor, change: Change) -> dict[str, dict[str, Any]]:
+        """Each grant's before value now (a new dry run), by grant id."""
+        if change.action == REVOKE:
+            return {i["grant_id"]: i for i in self._revoke_states(change.grant_ids)}
+        return {i.grant_id: _item(i) for i in self._dry(requester, change,
+                                                         change.grant_ids).items}
+
+    def _execute(self, requester: Actor, rec: ApprovalRecord, change: Change,
+                 now: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        asked = {i["grant_id"]: i for i in rec.params.get("items", [])}
+        changed: dict[str, dict[str, Any]] = {}
+        for gid in change.grant_ids:
+            was = asked.get(gid, {}).get("before")
+            is_ = now.get(gid, {}).get("before")
+            if was != is_:
+                changed[gid] = {
+                    "grant_id": gid, "customer_ref": now.get(gid, {}).get("customer_ref"),
+                    "outcome": "skipped", "before": is_, "after": is_, "error_code": CHANGED,
+                    "message": f"Changed since the request (was {was}, now {is_}): left "
+                               "as it is.",
+                }
+        todo = [g for g in change.grant_ids if g not in changed]
+        done = self._run(requester, rec, change, todo) if todo else {}
+        items = [changed.get(g) or done[g] for g in change.grant_ids]
+        return {"items": items, "counts": _counts(items)}
+
+    def _run(self, requester: Actor, rec: ApprovalRecord, change: Change,
+             gids: list[str]) -> dict[str, dict[str, Any]]:
+        cid, why, tkt = rec.correlation_id, rec.reason, rec.ticket
+        if change.action in (REVOKE, LIMIT):
+            return {g: self._one(requester, change, g, cid, why, tkt) for g in gids}
+        if change.tier is not None:
+            res = self.limits.apply_tier(requester, gids, change.tier, why, ticket=tkt,
+                                         correlation_id=cid)
+        else:
+            res = self.limits.apply_limit(requester, gids, change.limit, change.limiter, why,
+                                          ticket=tkt, correlation_id=cid)
+        return {i.grant_id: _item(i) for i in res.items}
+
+    def _one(self, requester: Actor, change: Change, gid: str, cid: str, why: str,
+             tkt: str | None) -> dict[str, Any]:
+        base: dict[str, Any] = {"grant_id": gid, "customer_ref": None, "error_code": None,
+                                "message": None}
+        try:
+            if change.action == REVOKE:
+                msg = self.grants.revoke_grant(requester, gid, why, tkt, correlation_id=cid)
+                return {**base, "outcome": "succeeded", "before": "active",
+                        "after": "revoked", "message": msg}
+            c = self.limits.set_guest_limit(requester, gid, change.limit, change.limiter, why,
+                                            tkt, correlation_id=cid)
+        except OperationError as err:
+            outcome = "skipped" if err.code == "NOT_ANON_USER" else "failed"
+            return {**base, "outcome": outcome, "before": None, "after": None,
+                    "error_code": err.code, "message": err.user_message}
+        return {**base, "outcome": "succeeded",
+                "before": effective(c.before_limit, c.before_limiter),
+                "after": effective(c.after_limit, c.after_limiter)}
+
+    # --- expiry ---------------------------------------------------------------------------
+
+    def expire_due(self, now: datetime | None = None) -> int:
+        """Pending requests past their expiry become `expired` (each audited once, by the
+        replica whose UPDATE won). Returns how many this call expired."""
+        now = now or datetime.now(UTC)
+        n = 0
+        for rec in self.store.due(now):
+            if not self.store.transition(rec.id, "pending", "expired", now=now):
+                continue
+            n += 1
+            self.ctx.event(SYSTEM_ACTOR, (), AuditAction.APPROVAL_EXPIRED, "succeeded",
+                           rec.correlation_id, target_type="approval", target_id=str(rec.id),
+                           before={"state": "pending"},
+                           after={"state": "expired", "expires_at": rec.expires_at.isoformat()})
+        return n
+
+    def start_expiry_timer(self, interval: float = 60.0) -> threading.Event:
+        """Expire due requests every `interval` seconds in a daemon thread, until the
+        returned event is set or these operations are gone."""
+        stop = threading.Event()
+        ref = weakref.ref(self)
+
+        def loop() -> None:
+            while not stop.wait(interval):
+                ops = ref()
+                if ops is None:
+                    return
+                try:
+                    ops.expire_due()
+                except Exception:  # the next tick tries again; the log says why
+                    log.exception("approvals: expiring due requests failed")
+                del ops
+
+        threading.Thread(target=loop, name="approval-expiry", daemon=True).start()
+        return stop
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def _view(self, actor: Actor) -> None:
+        self.ctx.check(actor, Permission.VIEW_GRANT_HISTORY, AuditAction.AUDIT_READ)
+        self.expire_due()
+
+    def get(self, actor: Actor, request_id: int) -> ApprovalRequest:
+        self._view(actor)
+        rec = self._load(request_id)
+        return ApprovalRequest(rec, Change.of(rec))
+
+    def list_waiting_for(self, actor: Actor) -> list[ApprovalRequest]:
+        """Pending requests this actor may decide: someone else's, with a permission the
+        actor holds. Oldest first."""
+        self._view(actor)
+        return self._waiting(actor)
+
+    def _waiting(self, actor: Actor) -> list[ApprovalRequest]:
+        out = [ApprovalRequest(r, Change.of(r)) for r in self.store.list(states=["pending"])]
+        return [r for r in reversed(out) if r.record.requester_username != actor.username
+                and can(actor, r.change.permission)]
+
+    def waiting_count(self, actor: Actor) -> int:
+        """How many requests wait for this actor (for the navigation; nothing audited)."""
+        if not can(actor, Permission.VIEW_GRANT_HISTORY):
+            return 0
+        self.expire_due()
+        return len(self._waiting(actor))
+
+    def list_mine(self, actor: Actor, limit: int = 200) -> list[ApprovalRequest]:
+        """The actor's own requests, newest first."""
+        self._view(actor)
+        return [ApprovalRequest(r, Change.of(r))
+                for r in self.store.list(requester=actor.username, limit=limit)]
+
+    def history(self, actor: Actor, limit: int = 200) -> list[ApprovalRequest]:
+        """Decided requests (any outcome), newest first."""
+        self._view(actor)
+        return [ApprovalRequest(r, Change.of(r))
+                for r in self.store.list(states=DECIDED, limit=limit)]
+
+
+__all__ = ["ACTIONS", "CHANGED", "LABELS", "ApprovalOps", "ApprovalPolicy", "ApprovalRequest",
+           "Change", "RolesOf"]

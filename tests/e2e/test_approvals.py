@@ -1,0 +1,91 @@
+"""Four-eyes approval in the browser: support asks for a revoke (a request, not a change),
+an admin approves it on the Approvals page, and the grant is revoked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from sandbox import SandboxHandle
+from tests.e2e import helpers as h
+from tests.e2e.console_process import ConsoleProcess
+
+
+@pytest.fixture(scope="module")
+def approvals_console(e2e_sandbox: SandboxHandle,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess]:
+    """A console of its own with approvals on (the session's console has them off)."""
+    root = tmp_path_factory.mktemp("approvals")
+    proc = ConsoleProcess(e2e_sandbox.base_url, root / "data", log_path=root / "console.log",
+                          extra_env={"CONSOLE_APPROVALS": "on"})
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def two_pages(browser: Browser) -> Iterator[tuple[Page, Page]]:
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 900})
+                for _ in range(2)]
+    for ctx in contexts:
+        ctx.add_init_script(h.RUN_COUNTER_JS)
+    yield contexts[0].new_page(), contexts[1].new_page()
+    for ctx in contexts:
+        ctx.close()
+
+
+def _revoked(sandbox: SandboxHandle, gid: str) -> bool:
+    return next(t for t in sandbox.tokens() if t["grant_id"] == gid)["revoked"]
+
+
+def test_request_then_approve_then_done(two_pages: tuple[Page, Page],
+                                        approvals_console: ConsoleProcess,
+                                        e2e_sandbox: SandboxHandle,
+                                        plain_guests: list[str]) -> None:
+    asker, approver = two_pages
+    gid = plain_guests[-1]
+    url = approvals_console.url
+
+    # support asks: the dialog says it needs approval, and the grant stays active
+    h.login(asker, url, "support")
+    assert "Approvals" in h.nav_titles(asker)
+    h.open_grant(asker, url, gid)
+    h.main(asker).get_by_role("button", name="Revoke grant...").click()
+    dialog = asker.get_by_role("dialog")
+    expect(dialog).to_be_visible(timeout=h.TIMEOUT)
+    expect(dialog).to_contain_text("a revoke becomes a request")
+    dialog.get_by_label("Reason", exact=True).fill("customer asked by e-mail")
+    dialog.get_by_label("Grant id, typed again", exact=True).fill(gid)
+    dialog.get_by_role("button", name="Revoke", exact=True).click()
+    expect(dialog).to_have_count(0, timeout=h.TIMEOUT)
+    expect(asker.get_by_test_id("stToast").filter(has_text="Not changed yet")).to_be_visible(
+        timeout=h.TIMEOUT)
+    assert not _revoked(e2e_sandbox, gid)
+
+    # an admin sees it waiting (count in the navigation) and approves it
+    h.login(approver, url, "admin")
+    assert "Approvals (1)" in h.nav_titles(approver)
+    h.goto_page(approver, "Approvals (1)", "Approvals")
+    m = h.main(approver)
+    expect(m.get_by_role("heading", name="Waiting for me (1)")).to_be_visible()
+    expect(m).to_contain_text(gid)
+    m.get_by_text("I have checked this change").click()
+    h.settle(approver)
+    m.get_by_role("button", name="Approve and execute").click()
+    expect(m.get_by_test_id("stAlertContentSuccess")).to_contain_text(
+        "approved and executed", timeout=h.TIMEOUT)
+    expect(m.get_by_test_id("stAlertContentSuccess")).to_contain_text("1 succeeded")
+    assert _revoked(e2e_sandbox, gid)
+    expect(m.get_by_role("heading", name="Waiting for me (0)")).to_be_visible()
+    h.eventually(approver, lambda: "Approvals" in h.nav_titles(approver),
+                 "the navigation shows Approvals without a count")
+    h.assert_no_secrets(approver, e2e_sandbox)
+
+    # the requester sees the outcome under "My requests"
+    h.goto_page(asker, "Approvals")
+    h.eventually(asker, lambda: any(
+        r.get("state") == "approved and executed"
+        for r in h.grid_dicts(h.grid(h.main(asker), "state"))),
+        "the requester's list shows the request executed")

@@ -1,0 +1,192 @@
+"""Approvals page and the forms that make requests instead of changes (approvals on)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import actions
+from dashboard.runtime import Runtime, get_runtime
+from services.operations import Actor
+from tests.pages.helpers import shown
+
+PAGE = "pages/approvals.py"
+SUPPORT = Actor("support", "Support", frozenset({"support"}))
+
+
+@pytest.fixture
+def approvals() -> str:
+    """CONSOLE_APPROVALS for the test (a test parametrizes it to "off")."""
+    return "on"
+
+
+@pytest.fixture
+def runtime(console_env: Path, monkeypatch: pytest.MonkeyPatch, approvals: str) -> Runtime:
+    """The test's runtime, with four-eyes approval on (the default of a deployment)."""
+    monkeypatch.setenv("CONSOLE_APPROVALS", approvals)
+    rt = get_runtime()
+    assert rt.ok, rt.problems
+    assert rt.ops.approvals.policy.enabled is (approvals == "on")
+    return rt
+
+
+def _guest(sandbox: Any, n: int = 1) -> list[str]:
+    return [t["grant_id"] for t in sandbox.tokens()
+            if not t["revoked"] and t["kind"] == "guest"][:n]
+
+
+def _active(sandbox: Any, gid: str) -> bool:
+    return any(t["grant_id"] == gid and not t["revoked"] for t in sandbox.tokens())
+
+
+def _nav(at: AppTest) -> str:
+    """The navigation's pages as the last run registered them (titles included)."""
+    return str(at._registered_pages)  # noqa: SLF001
+
+
+def _request_revoke(runtime: Runtime, gid: str) -> Any:
+    held = actions.confirm_revoke(runtime.ops, SUPPORT, gid, gid, "customer asked to close",
+                                  "SUP-9")
+    assert isinstance(held, actions.HeldForApproval)
+    return held.request
+
+
+def test_revoke_becomes_a_request_and_says_so(runtime: Runtime, sandbox: Any,
+                                               audit_events: Callable[..., list]) -> None:
+    gid = _guest(sandbox)[0]
+    held = actions.confirm_revoke(runtime.ops, SUPPORT, gid, gid, "customer asked to close")
+    assert isinstance(held, actions.HeldForApproval)
+    assert "Not changed yet" in held.summary() and f"#{held.request.id}" in held.summary()
+    assert _active(sandbox, gid)
+    assert audit_events(action="grant.revoke") == []
+    assert [e.outcome for e in audit_events(action="approval.requested")] == ["succeeded"]
+
+
+def test_revoke_dialog_and_limit_form_say_approval(make_app: Callable[..., AppTest],
+                                                   sandbox: Any) -> None:
+    at = make_app("admin")
+    at.session_state["selected_grant_id"] = _guest(sandbox)[0]
+    at.switch_page("../pages/grant_detail.py").run()
+    assert any("Four-eyes approval" in c.value and "limit above 100,000" in c.value
+               for c in at.caption)
+    at.button(key="revoke_open").click().run()
+    assert any("a revoke becomes a request" in c.value for c in at.caption)
+
+
+def test_limit_form_above_threshold_makes_a_request(make_app: Callable[..., AppTest],
+                                                   sandbox: Any, runtime: Runtime,
+                                                   audit_events: Callable[..., list]) -> None:
+    gid = _guest(sandbox)[0]
+    at = make_app("finance")
+    at.session_state["selected_grant_id"] = gid
+    at.switch_page("../pages/grant_detail.py").run()
+    at.number_input(key="limit_value").set_value(250_000)
+    at.text_input(key="limit_reason").input("VIP contract 12")
+    at.button(key="FormSubmitter:limit_form-Apply limit").click().run()
+    assert not at.exception and not at.error
+    assert any("Not changed yet" in t.value for t in at.toast)
+    assert audit_events(action="guest.limit.update") == []
+    mine = runtime.ops.approvals.list_mine(Actor("finance", roles=frozenset({"finance"})))
+    assert [(r.state, r.change.limit) for r in mine] == [("pending", 250_000)]
+
+
+def test_bulk_apply_of_a_limiter_off_tier_makes_a_request(make_app: Callable[..., AppTest],
+                                                          sandbox: Any, runtime: Runtime) -> None:
+    gids = _guest(sandbox, 2)
+    at = make_app("finance", "pages/guest_limits.py")
+    table = next(df for df in at.dataframe if str(df.key).startswith("bulk_picker_"))
+    rows = {g: i for i, g in enumerate(table.value["grant_id"])}
+    at.session_state[table.key] = {"edited_rows": {rows[g]: {"pick": True} for g in gids},
+                                   "added_rows": [], "deleted_rows": []}
+    at.run()
+    at.selectbox(key="bulk_tier").select("Unlimited")
+    at.button(key="bulk_dry").click().run()
+    assert any("Four-eyes approval: more than 10 grants" in c.value for c in at.caption)
+    at.text_input(key="bulk_reason").input("switch off for the audit firm")
+    at.button(key="bulk_apply").click().run()
+    assert not at.exception and not at.error
+    assert any("Not changed yet" in i.value and "limiter off" in i.value for i in at.info)
+    assert not [r for r in sandbox.requests_log() if r["method"] == "PATCH"]
+
+
+def test_approvals_page_approve_executes(make_app: Callable[..., AppTest], sandbox: Any,
+                                         runtime: Runtime,
+                                         audit_events: Callable[..., list]) -> None:
+    gid = _guest(sandbox)[0]
+    req = _request_revoke(runtime, gid)
+    # the requester sees it under "My requests", not as waiting
+    own = make_app("support", PAGE)
+    assert not own.exception
+    assert [s.value for s in own.subheader] == ["Waiting for me (0)", "My requests", "History"]
+    assert f"appr_approve_{req.id}" not in {b.key for b in own.button}
+    assert "Approvals (1)" not in _nav(own)
+    # the admin sees it waiting, with the count in the navigation
+    at = make_app("admin", PAGE)
+    assert "Approvals (1)" in _nav(at)
+    assert at.subheader[0].value == "Waiting for me (1)"
+    at.button(key=f"appr_approve_{req.id}").click().run()
+    assert any("Tick" in w.value for w in at.warning)  # the confirmation comes first
+    assert _active(sandbox, gid)
+    at.checkbox(key=f"appr_ok_{req.id}").check().run()
+    at.button(key=f"appr_approve_{req.id}").click().run()
+    assert not at.exception and not at.error
+    assert any(f"Request #{req.id} approved and executed. Result: 1 succeeded." in shown(s.value)
+               for s in at.success)
+    assert not _active(sandbox, gid)
+    assert at.subheader[0].value == "Waiting for me (0)"
+    assert "Approvals (1)" not in _nav(at)
+    assert [e.outcome for e in audit_events(action="grant.revoke")] == [
+        "requested", "succeeded"]
+    history = [df.value for df in at.dataframe if "decided by" in df.value.columns][-1]
+    assert list(history["state"]) == ["approved and executed"]
+    assert list(history["decided by"]) == ["admin"]
+
+
+def test_approvals_page_reject_and_cancel(make_app: Callable[..., AppTest], sandbox: Any,
+                                          runtime: Runtime) -> None:
+    g1, g2 = _guest(sandbox, 2)
+    r1, r2 = _request_revoke(runtime, g1), _request_revoke(runtime, g2)
+    at = make_app("admin", PAGE)
+    at.checkbox(key=f"appr_ok_{r1.id}").check()
+    at.text_input(key=f"appr_reason_{r1.id}").input("no ticket attached")
+    at.button(key=f"appr_reject_{r1.id}").click().run()
+    assert any(f"Request #{r1.id} rejected" in shown(s.value) for s in at.success)
+    own = make_app("support", PAGE)
+    assert own.button(key=f"appr_cancel_{r2.id}").disabled
+    own.checkbox(key=f"appr_cancel_ok_{r2.id}").check().run()
+    own.button(key=f"appr_cancel_{r2.id}").click().run()
+    assert any(f"Request #{r2.id} cancelled" in shown(s.value) for s in own.success)
+    states = {r.id: r.state for r in runtime.ops.approvals.list_mine(SUPPORT)}
+    assert states == {r1.id: "rejected", r2.id: "cancelled"}
+    assert _active(sandbox, g1) and _active(sandbox, g2)
+
+
+def test_page_in_navigation_only_for_deciding_roles(make_app: Callable[..., AppTest]) -> None:
+    finance = make_app("finance")
+    assert "Approvals" in _nav(finance)
+    assert [t.value for t in finance.title] == ["Overview"]  # still the start page
+    viewer = make_app("viewer")
+    assert "Approvals" not in _nav(viewer)
+    viewer.switch_page("../" + PAGE).run()
+    assert [t.value for t in viewer.title] == ["Not available"]
+
+
+@pytest.mark.parametrize("approvals", ["off"])
+def test_approvals_switched_off(make_app: Callable[..., AppTest], sandbox: Any,
+                                runtime: Runtime, audit_events: Callable[..., list]) -> None:
+    at = make_app("admin")
+    assert "Approvals" not in _nav(at)
+    gid = _guest(sandbox)[0]
+    at.session_state["selected_grant_id"] = gid
+    at.switch_page("../pages/grant_detail.py").run()
+    at.button(key="revoke_open").click().run()
+    assert not any("Four-eyes" in c.value for c in at.caption)
+    msg = actions.confirm_revoke(runtime.ops, SUPPORT, gid, gid, "customer asked to close")
+    assert isinstance(msg, str) and not _active(sandbox, gid)
+    assert [e.outcome for e in audit_events(action="grant.revoke")] == [
+        "requested", "succeeded"]
+    assert audit_events(action="approval.requested") == []
