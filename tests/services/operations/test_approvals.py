@@ -298,35 +298,45 @@ def test_store_transition_is_won_once(db_url: str) -> None:  # noqa: F811
             db.dispose()
 
 
-def _claim_in_process(url: str, request_id: int, who: str, barrier: Any, out: Any) -> None:
-    db = open_database(url)
-    try:
-        barrier.wait(30)
-        out.put((who, ApprovalStore(db).transition(request_id, "pending", "approved",
-                                                   decided_by=who, unexpired=True)))
-    finally:
-        db.dispose()
+_CLAIM = """
+import os, sys, time
+from services.store.approvals import ApprovalStore
+from services.store.db import open_database
+url, rid, who, go = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+db = open_database(url)
+print("ready", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.005)
+won = ApprovalStore(db).transition(rid, "pending", "approved", decided_by=who, unexpired=True)
+print("won" if won else "lost", flush=True)
+db.dispose()
+"""
 
 
-def test_store_transition_is_won_once_across_processes(db_url: str) -> None:  # noqa: F811
-    """Four processes (replicas) take the same request at once: exactly one wins."""
-    import multiprocessing
+def test_store_transition_is_won_once_across_processes(db_url: str, tmp_path) -> None:  # noqa: F811
+    """Four processes (replicas) take the same request at once: exactly one wins. (Plain
+    subprocesses: multiprocessing's spawn re-imports the test run's __main__.)"""
+    import subprocess
+    import sys
 
     db = open_database(db_url)
+    go = tmp_path / "go"
     try:
         rec = ApprovalStore(db).create(
             action="grant.revoke", params={"grant_ids": ["g"]}, requester="sam",
             roles=["support"], reason="a reason", ticket=None, ttl=timedelta(hours=1),
             correlation_id="d" * 32)
-        mp = multiprocessing.get_context("spawn")
-        barrier, out = mp.Barrier(4), mp.Queue()
-        procs = [mp.Process(target=_claim_in_process, args=(db_url, rec.id, f"p{i}", barrier,
-                                                            out)) for i in range(4)]
-        for p in procs:
-            p.start()
-        results = [out.get(timeout=60) for _ in procs]
-        for p in procs:
-            p.join(30)
+        procs = [subprocess.Popen([sys.executable, "-c", _CLAIM, db_url, str(rec.id), f"p{i}",
+                                   str(go)], stdout=subprocess.PIPE, text=True)
+                 for i in range(4)]
+        for p in procs:  # every one connected before any goes
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        go.touch()
+        results = []
+        for i, p in enumerate(procs):
+            out, _ = p.communicate(timeout=60)
+            assert p.returncode == 0
+            results.append((f"p{i}", out.strip() == "won"))
         assert sorted(won for _, won in results) == [False, False, False, True]
         winner = next(who for who, won in results if won)
         got = ApprovalStore(db).get(rec.id)
