@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 import streamlit as st
 
-from dashboard.users import User, UsersError, hash_password, load_users, save_users
+from dashboard.users_file import User, UsersError, hash_password, load_users, save_users
 from services.kryptos.client import KryptosClient
 from services.operations import Operations
 from services.operations.health import LiveChecker

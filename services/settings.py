@@ -163,7 +163,7 @@ class Settings:
     sync_grants_interval: float = 300.0
     sync_rate: float = 10.0
     sync_enabled: bool = True
-    #: Four-eyes approval (services/operations/approvals.py): on/off, a bulk change of more
+    #: Four-eyes approval (services/operations/approval_policy.py): on/off, a bulk change of more
     #: than `approval_bulk_over` grants, a limit above `approval_limit_over`, and how long
     #: a request waits before it expires. A revoke and a limiter switched off always need one.
     approvals_enabled: bool = True

@@ -1,5 +1,7 @@
-"""Four-eyes approval: changes that cannot be undone or that touch many customers wait for a
-second person. Policy, life of a request and execution: docs/architecture.md, "Approvals".
+"""Four-eyes approval, the use cases: changes that cannot be undone or that touch many
+customers wait for a second person. The rules and the request model are in
+`approval_policy.py`. Policy, life of a request and execution: docs/architecture.md,
+"Approvals".
 
     ops.approvals  needs_approval, request, approve, reject, cancel, expire_due,
                    list_waiting_for, list_mine, history, waiting_count
@@ -11,12 +13,22 @@ import logging
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.operations import validation as v
+from services.operations.approval_policy import (
+    ACTIONS,
+    CHANGED,
+    LABELS,
+    LIMIT,
+    REVOKE,
+    ApprovalPolicy,
+    ApprovalRequest,
+    Change,
+    RolesOf,
+)
 from services.operations.bulk import effective
 from services.operations.context import OpsContext
 from services.operations.errors import NotFound, OperationError, ValidationError
@@ -24,7 +36,6 @@ from services.operations.grants import GrantOps
 from services.operations.limits import LimitOps
 from services.operations.models import BulkItem, BulkResult
 from services.operations.permissions import Actor, Permission, can
-from services.settings import Settings
 from services.store.actions import AuditAction
 from services.store.approvals import DECIDED, ApprovalRecord, ApprovalStore
 
@@ -32,136 +43,6 @@ log = logging.getLogger(__name__)
 
 #: The actor of events nobody triggers (a request expiring).
 SYSTEM_ACTOR = "system"
-CHANGED = "CHANGED_SINCE_REQUEST"
-REVOKE = AuditAction.GRANT_REVOKE.value
-LIMIT = AuditAction.LIMIT_UPDATE.value
-TIER_BULK = AuditAction.TIER_APPLY_BULK.value
-LIMIT_BULK = AuditAction.LIMIT_UPDATE_BULK.value
-ACTIONS = (REVOKE, LIMIT, TIER_BULK, LIMIT_BULK)
-LABELS = {REVOKE: "Revoke grant", LIMIT: "Change a Guest's limit",
-          TIER_BULK: "Apply a tier", LIMIT_BULK: "Set a limit on many grants"}
-
-RolesOf = Callable[[str], Iterable[str] | None]
-
-
-@dataclass(frozen=True)
-class ApprovalPolicy:
-    """Which changes wait for a second person (see `why`)."""
-
-    enabled: bool = True
-    bulk_over: int = 10
-    limit_over: int = 100_000
-    ttl_hours: float = 24.0
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> ApprovalPolicy:
-        return cls(s.approvals_enabled, s.approval_bulk_over, s.approval_limit_over,
-                   s.approval_ttl_hours)
-
-    @classmethod
-    def off(cls) -> ApprovalPolicy:
-        return cls(enabled=False)
-
-    def why(self, action: str, grants: int, limit: int | None,
-            limiter: bool | None) -> str | None:
-        """Why this change needs approval, or None when it does not."""
-        if not self.enabled:
-            return None
-        if action == REVOKE:
-            return "A revoke cannot be undone."
-        if grants > self.bulk_over:
-            return f"It changes {grants} grants (more than {self.bulk_over})."
-        if limiter is False:
-            return "It switches a limiter off."
-        if limit is not None and limit > self.limit_over:
-            return f"It sets a limit above {self.limit_over:,}."
-        return None
-
-
-@dataclass(frozen=True)
-class Change:
-    """What a request asks for: one of `ACTIONS` over grants, with its values."""
-
-    action: str
-    grant_ids: tuple[str, ...]
-    tier: str | None = None
-    limit: int | None = None
-    limiter: bool | None = None
-
-    @classmethod
-    def revoke(cls, grant_id: str) -> Change:
-        return cls(REVOKE, (grant_id,))
-
-    @classmethod
-    def guest_limit(cls, grant_id: str, limit: int | None, limiter: bool | None) -> Change:
-        return cls(LIMIT, (grant_id,), limit=limit, limiter=limiter)
-
-    @classmethod
-    def apply_tier(cls, grant_ids: Iterable[str], tier: str) -> Change:
-        return cls(TIER_BULK, tuple(grant_ids), tier=tier)
-
-    @classmethod
-    def apply_limit(cls, grant_ids: Iterable[str], limit: int | None,
-                    limiter: bool | None) -> Change:
-        return cls(LIMIT_BULK, tuple(grant_ids), limit=limit, limiter=limiter)
-
-    @classmethod
-    def of(cls, rec: ApprovalRecord) -> Change:
-        p = rec.params
-        return cls(rec.action, tuple(p["grant_ids"]), p.get("tier"), p.get("limit"),
-                   p.get("limiter"))
-
-    @property
-    def permission(self) -> Permission:
-        return Permission.REVOKE_GRANT if self.action == REVOKE else Permission.MANAGE_LIMITS
-
-    def values(self) -> dict[str, Any]:
-        return {"grant_ids": list(self.grant_ids), "tier": self.tier, "limit": self.limit,
-                "limiter": self.limiter}
-
-
-@dataclass(frozen=True)
-class ApprovalRequest:
-    """A request as the console shows it."""
-
-    record: ApprovalRecord
-    change: Change
-
-    @property
-    def id(self) -> int:
-        return self.record.id
-
-    @property
-    def state(self) -> str:
-        return self.record.state
-
-    @property
-    def label(self) -> str:
-        return LABELS.get(self.change.action, self.change.action)
-
-    @property
-    def items(self) -> list[Mapping[str, Any]]:
-        """The dry run's items at request time: grant_id, customer_ref, before, after."""
-        return list(self.record.params.get("items", []))
-
-    @property
-    def result_items(self) -> list[Mapping[str, Any]]:
-        return list((self.record.result or {}).get("items", []))
-
-    def describe(self) -> str:
-        c = self.change
-        n = len(c.grant_ids)
-        what = c.grant_ids[0] if n == 1 else f"{n} grants"
-        if c.action == REVOKE:
-            return f"Revoke {what}"
-        if c.tier is not None:
-            return f"Tier {c.tier} on {what}"
-        parts = []
-        if c.limit is not None:
-            parts.append(f"limit {c.limit:,}")
-        if c.limiter is not None:
-            parts.append("limiter " + ("on" if c.limiter else "off"))
-        return f"{', '.join(parts) or 'limit'} on {what}"
 
 
 def _item(i: BulkItem) -> dict[str, Any]:
@@ -515,5 +396,6 @@ class ApprovalOps:
                 for r in self.store.list(states=DECIDED, limit=limit)]
 
 
+# The rules and the request model stay importable from here.
 __all__ = ["ACTIONS", "CHANGED", "LABELS", "ApprovalOps", "ApprovalPolicy", "ApprovalRequest",
            "Change", "RolesOf"]

@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from services.kryptos.client import KryptosClient
-from services.operations.approvals import ApprovalOps, ApprovalPolicy
+from services.operations.approval_policy import ApprovalPolicy
+from services.operations.approvals import ApprovalOps
 from services.operations.audit import AuditOps
 from services.operations.auth import AuthOps
 from services.operations.connect import ConnectOps

@@ -24,7 +24,7 @@ from sqlalchemy import delete, insert, select, update
 from services.store.db import Database
 from services.store.errors import StoreError
 from services.store.schema import totp_recovery_codes, totp_secrets
-from services.store.vault import parse_vault_keys
+from services.store.vault_keys import parse_vault_keys
 
 ISSUER = "Kryptos Connect console"
 RECOVERY_CODES = 10

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.operations.approvals import ApprovalPolicy
+from services.operations.approval_policy import ApprovalPolicy
 from services.settings import ConfigError, load_settings
 
 

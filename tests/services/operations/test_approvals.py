@@ -13,7 +13,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from services.operations import OperationError, Operations, PermissionDenied
-from services.operations.approvals import ApprovalPolicy, Change
+from services.operations.approval_policy import ApprovalPolicy, Change
 from services.store import AuditFilter, AuditLog, TokenVault, open_database
 from services.store.approvals import ApprovalStore
 from tests.services.store.conftest import (  # noqa: F401 (fixtures)
