@@ -10,6 +10,7 @@ from services.operations.errors import (
     NotFound,
     OperationError,
     PermissionDenied,
+    StaleChange,
     UpstreamError,
     ValidationError,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "Permission",
     "PermissionDenied",
     "ResyncOutcome",
+    "StaleChange",
     "Role",
     "UpstreamError",
     "ValidationError",

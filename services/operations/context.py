@@ -168,13 +168,15 @@ class OpsContext:
         reason: str | None = None,
         ticket: str | None = None,
         correlation_id: str | None = None,
+        target_of: Callable[[T], str | None] | None = None,
     ) -> T:
         """requested -> body() -> succeeded(before, after) | failed(code); `what` names the
-        change in error messages ("Revoking the grant failed: ...")."""
+        change in error messages ("Revoking the grant failed: ..."); `target_of`: the
+        succeeded event's target id from the value (a grant created by the change)."""
         return self.trail.run(
             actor.username, actor.roles, action, body, target_type=target_type,
             target_id=target_id, params=params, reason=reason, ticket=ticket,
-            correlation_id=correlation_id, describe=describe(what),
+            correlation_id=correlation_id, describe=describe(what), target_of=target_of,
         )
 
     # --- vault helpers -------------------------------------------------------------------
