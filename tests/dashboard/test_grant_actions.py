@@ -378,8 +378,11 @@ def test_import_tokens_from_an_upload_stores_them_and_audits_counts_only(env: En
     assert row.has_token and row.customer_ref == "crm-import-1"
     assert env.vault.reveal(exchanged.grant_id) == exchanged.access_token
     events = env.events(action="token.import")
-    assert [e.outcome for e in events] == ["requested", "succeeded"]
-    assert events[1].after == {"added": 1, "updated": 0, "rejected": 1}
+    summary = [e for e in events if e.target_type == "vault"]
+    assert [e.outcome for e in summary] == ["requested", "succeeded"]
+    assert summary[1].after == {"added": 1, "updated": 0, "rejected": 1}
+    # and one pair filed under the imported grant, for its history
+    assert [e.target_id for e in events if e.target_type == "grant"] == [exchanged.grant_id] * 2
     assert exchanged.access_token not in repr(events)
 
 
