@@ -306,6 +306,11 @@ def tiers(ops: Operations) -> tuple[Tier, ...]:
     return tuple(ops.tiers)
 
 
+def matching_tier(ops: Operations, effective: int | None | str) -> Tier | None:
+    """The configured tier whose limit is this effective limit (None: limiter off)."""
+    return ops.limits.matching_tier(effective)
+
+
 def tier_label(ops: Operations, name: str) -> str:
     """A tier's name with what it sets (for select boxes); the name when it is not a tier."""
     return next((t.describe() for t in tiers(ops) if t.name == name), name)
