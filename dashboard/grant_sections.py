@@ -401,8 +401,9 @@ def _resync_status(ctx: PageContext, gid: str, names: dict[str, str],
 
 # --- Guest limit ------------------------------------------------------------------------
 
-PENDING_KEY = "limit_pending"  # a change waiting for its confirmation (kwargs, why)
+PENDING_KEY = "limit_pending"  # a change waiting for its confirmation (gid, kwargs, why, seen)
 STALE_KEY = "limit_stale"  # the refusal of a change made against an old value
+SEEN_KEY = "limit_seen"  # (gid, Seen) drawn by the previous run: what the person saw
 
 
 def seen_limit(detail: GrantDetail) -> actions.Seen:
@@ -433,12 +434,17 @@ def guest_limit(ctx: PageContext, detail: GrantDetail) -> None:
         _limit_form(ctx, detail.grant.grant_id, seen)
 
 
-def _limit_form(ctx: PageContext, gid: str, seen: actions.Seen) -> None:
+def _limit_form(ctx: PageContext, gid: str, now: actions.Seen) -> None:
+    # A click reruns the page, which reads the grant again (another tab's change included):
+    # the change is made against what the previous run drew, i.e. what the person saw.
+    drawn = st.session_state.get(SEEN_KEY)
+    st.session_state[SEEN_KEY] = (gid, now)
+    seen = drawn[1] if drawn is not None and drawn[0] == gid else now
     stale = st.session_state.pop(STALE_KEY, None)
     if stale is not None:
         st.error(escape_markdown(stale), icon=":material/sync_problem:")
         st.caption("The values above are the current ones: review them and apply again.")
-    if _pending(ctx, gid, seen):
+    if _pending(ctx, gid):
         return
     tiers = [NO_TIER] + [t.name for t in reads.tiers(ctx.ops)]
     with st.form("limit_form"):
@@ -471,17 +477,17 @@ def _limit_form(ctx: PageContext, gid: str, seen: actions.Seen) -> None:
             _refusal(exc, beside)
             return
         if check is not None:
-            st.session_state[PENDING_KEY] = (gid, values, check)
+            st.session_state[PENDING_KEY] = (gid, values, check, seen)
             st.rerun()
         _apply_limit(ctx, gid, seen, values, beside)
 
 
-def _pending(ctx: PageContext, gid: str, seen: actions.Seen) -> bool:
+def _pending(ctx: PageContext, gid: str) -> bool:
     """The confirmation of a risky change (before -> after); True while it is shown."""
     pending = st.session_state.get(PENDING_KEY)
     if pending is None or pending[0] != gid:
         return False
-    _, values, check = pending
+    _, values, check, seen = pending
     with st.container(border=True):
         st.warning(escape_markdown(check) + " Apply it?", icon=":material/warning:")
         b1, b2 = st.columns(2)
