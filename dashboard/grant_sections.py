@@ -544,12 +544,12 @@ def _revoke_dialog(ctx: PageContext, gid: str, watch: ResyncWatch) -> None:
     if st.button("Revoke", type="primary", key="revoke_confirm"):
         try:
             with st.spinner("Revoking..."):
-                msg = actions.confirm_revoke(ctx.ops, ctx.actor, gid, typed, reason, ticket)
+                actions.confirm_revoke(ctx.ops, ctx.actor, gid, typed, reason, ticket)
         except OperationError as exc:
             show_error(exc)
         else:
             # The API's own message ("Grant revoked successfully") would say it twice.
-            st.session_state[FLASH_KEY] = f"Grant {gid} revoked." if msg else "Grant revoked."
+            st.session_state[FLASH_KEY] = f"Grant revoked ({gid})."
             st.rerun()
 
 
