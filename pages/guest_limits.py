@@ -12,6 +12,7 @@ import streamlit as st
 from dashboard import actions, reads
 from dashboard.context import page_context
 from dashboard.csv_io import BULK_COLUMNS, bulk_csv, bulk_rows, parse_grant_id_csv
+from dashboard.formats import fmt_bool, fmt_limit
 from dashboard.ui import show_error
 from services.operations import BulkResult, OperationError, Permission, can
 
@@ -101,19 +102,40 @@ try:
 except OperationError as exc:
     show_error(exc)
     st.stop()
+try:
+    with st.spinner("Reading the current limits..."):
+        now = reads.current_limits(ctx.ops, ctx.actor, tuple(r.grant_id for r in shown))
+except OperationError as exc:
+    show_error(exc)
+    now = {}
+
+
+def _limit_cells(gid: str) -> dict[str, str]:
+    eff, on = now.get(gid, ("unknown", None))
+    tier = reads.matching_tier(ctx.ops, eff) if eff != "unknown" else None
+    return {
+        "current_limit": "no cap" if eff is None else fmt_limit(eff),
+        "limiter": fmt_bool(on),
+        "tier": tier.name if tier is not None else ("unknown" if eff == "unknown" else "custom"),
+    }
+
+
+PICKER_COLUMNS = ["pick", "grant_id", "customer_ref", "current_limit", "limiter", "tier",
+                  "user", "workspace", "token_stored"]
 picker = pd.DataFrame(
     [
         {
             "pick": r.grant_id in picked_set,
             "grant_id": r.grant_id,
             "customer_ref": r.customer_ref or "",
+            **_limit_cells(r.grant_id),
             "user": KIND_LABEL.get(r.user_kind, "unknown"),
             "workspace": r.workspace_id or "",
             "token_stored": r.has_token,
         }
         for r in shown
     ],
-    columns=["pick", "grant_id", "customer_ref", "user", "workspace", "token_stored"],
+    columns=PICKER_COLUMNS,
 )
 gen = int(st.session_state.get(PICKER_GEN_KEY, 0))
 st.session_state[PICKER_ROWS_KEY] = (gen, [r.grant_id for r in shown])
@@ -122,11 +144,14 @@ st.data_editor(
     key=f"{PICKER_PREFIX}{gen}",
     hide_index=True,
     num_rows="fixed",
-    disabled=["grant_id", "customer_ref", "user", "workspace", "token_stored"],
+    disabled=PICKER_COLUMNS[1:],
     column_config={
         "pick": st.column_config.CheckboxColumn("Pick"),
         "grant_id": st.column_config.TextColumn("Grant id"),
         "customer_ref": st.column_config.TextColumn("Customer reference"),
+        "current_limit": st.column_config.TextColumn("Current limit"),
+        "limiter": st.column_config.TextColumn("Limiter"),
+        "tier": st.column_config.TextColumn("Tier"),
         "user": st.column_config.TextColumn("User"),
         "workspace": st.column_config.TextColumn("Workspace"),
         "token_stored": st.column_config.CheckboxColumn("Token stored"),
@@ -146,7 +171,9 @@ uploaded: tuple[str, ...] = ()
 if upload is not None:
     parsed = parse_grant_id_csv(upload.getvalue())
     uploaded = parsed.grant_ids
-    st.text(f"{len(uploaded)} grant id(s) read from the file.")
+    if parsed.problem:
+        st.error(parsed.problem, icon=":material/error:")
+    st.text(f"{len(uploaded):,} grant id(s) read from the file.")
     if parsed.rejected:
         st.warning(f"{len(parsed.rejected)} line(s) rejected:", icon=":material/warning:")
         st.dataframe(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,27 @@ class LimitOps:
                 return t
         names = ", ".join(t.name for t in self.ctx.tiers)
         raise ValidationError("tier", f"There is no tier “{wanted}”; the tiers are {names}.")
+
+    def current_limits(self, actor: Actor, grant_ids: Iterable[str]
+                       ) -> dict[str, tuple[Effective, bool | None]]:
+        """Each grant's limit as it is now: (effective limit, limiter), read concurrently from
+        the user info, else the last recorded change; ("unknown", None) when nobody knows."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
+        gids = list(dict.fromkeys(v.grant_id(g) for g in grant_ids))
+        if not gids:
+            return {}
+        entries = {e.grant_id: e for e in self.ctx.vault.list()}
+
+        def read(gid: str) -> tuple[Effective, bool | None]:
+            b = self.known_before(gid, entries.get(gid))
+            if not b.known:
+                return "unknown", None
+            eff = effective(b.limit, b.limiter)
+            return eff, (eff is not None) if b.limiter is None else b.limiter
+
+        workers = min(self.ctx.max_workers, len(gids))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="limits") as pool:
+            return dict(zip(gids, pool.map(read, gids), strict=True))
 
     def matching_tier(self, value: Effective) -> Tier | None:
         """The configured tier whose limit is this effective limit (None: limiter off)."""

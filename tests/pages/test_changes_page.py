@@ -247,3 +247,27 @@ def test_history_says_what_changed(make_app: Callable[..., AppTest], sandbox: An
     history = list(_df(at, "what")["what"])
     assert history[0] == "Limit change: limit 5,000 → 4,000 — done"
     assert not any("requested" in h for h in history)  # one row per change
+
+
+def test_the_limits_table_shows_current_limit_limiter_and_tier(
+        make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    a, b = _guest(sandbox, 0), _guest(sandbox, 1)
+    _set(sandbox, a, 10_000)
+    _set(sandbox, b, 1234, on=False)
+    at = make_app("finance", LIMITS)
+    table = next(d.value for d in at.dataframe if str(d.key).startswith("bulk_picker_"))
+    rows = {r["grant_id"]: r for r in table.to_dict("records")}
+    assert (rows[a]["current_limit"], rows[a]["limiter"], rows[a]["tier"]) == (
+        "10,000", "on", "Plus")
+    assert (rows[b]["current_limit"], rows[b]["limiter"], rows[b]["tier"]) == (
+        "no cap", "off", "Unlimited")
+    assert "None" not in table.astype(str).to_string()
+
+
+def test_a_file_that_is_not_utf8_says_so_without_a_line_0(
+        make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    at = make_app("finance", LIMITS)
+    at.file_uploader(key="bulk_upload").upload("ids.csv", b"grant_id\n\xff\xfe\n", "text/csv")
+    at.run()
+    assert any("not UTF-8 text" in shown(e.value) for e in at.error)
+    assert not [d for d in at.dataframe if "line" in d.value.columns]

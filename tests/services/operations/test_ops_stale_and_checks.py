@@ -186,3 +186,15 @@ def test_import_is_in_each_grants_history(env: Env) -> None:
     lines = [describe_event(e) for e in env.ops.grants.grant_history(ADMIN, "cgrant_imported_9")
              if e.outcome == "succeeded"]
     assert lines == ["Token imported: customer c-9, token added — done"]
+
+
+def test_current_limits_of_many_grants(env: Env) -> None:
+    a, b = (t["grant_id"] for t in _readable_guests(env, 2))
+    env.ops.limits.set_guest_limit(FINANCE, a, 10_000, reason="Plus level")
+    env.ops.limits.set_guest_limit(FINANCE, b, enable_limiter=False, reason="no cap")
+    unknown = env.no_token_grant()
+    now = env.ops.limits.current_limits(SUPPORT, [a, b, unknown])
+    assert now[a] == (10_000, True) and now[b] == (None, False)
+    assert now[unknown] == ("unknown", None)
+    assert env.ops.limits.matching_tier(now[a][0]).name == "Plus"
+    assert env.ops.limits.matching_tier(None).name == "Unlimited"
