@@ -89,7 +89,7 @@ class PutReport:
 
     added: int
     updated: int
-    added_ids: frozenset[str] = frozenset()
+    added_ids: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 @dataclass(frozen=True)
