@@ -205,11 +205,11 @@ def _names(detail: GrantDetail) -> dict[str, str]:
 HOLDING_COLUMNS = {
     "asset": st.column_config.TextColumn("Asset"),
     "name": st.column_config.TextColumn("Name"),
-    "quantity": st.column_config.NumberColumn("Quantity", format="%.6f"),
-    "price": st.column_config.NumberColumn("Price", format="%.4f"),
-    "value": st.column_config.NumberColumn("Value", format="%.2f"),
-    "cost_basis": st.column_config.NumberColumn("Cost basis", format="%.2f"),
-    "pnl": st.column_config.NumberColumn("Unrealised P&L", format="%.2f"),
+    "quantity": st.column_config.NumberColumn("Quantity", format="%,.6f"),
+    "price": st.column_config.NumberColumn("Price", format="%,.4f"),
+    "value": st.column_config.NumberColumn("Value", format="%,.2f"),
+    "cost_basis": st.column_config.NumberColumn("Cost basis", format="%,.2f"),
+    "pnl": st.column_config.NumberColumn("Unrealised P&L", format="%,.2f"),
     "change_24h": st.column_config.NumberColumn("24 h change", format="%.2f %%"),
 }
 
@@ -285,7 +285,7 @@ INTEGRATION_COLUMNS = {
     "type": st.column_config.TextColumn("Type"),
     "status": st.column_config.TextColumn("Status"),
     "last_sync": st.column_config.DatetimeColumn("Last sync", format="YYYY-MM-DD HH:mm"),
-    "transactions": st.column_config.NumberColumn("Transactions", format="%d"),
+    "transactions": st.column_config.NumberColumn("Transactions", format="%,d"),
     "message": st.column_config.TextColumn("Message", width="large"),
     "wallet_id": st.column_config.TextColumn("Wallet id"),
 }

@@ -45,7 +45,8 @@ st.subheader("Tier presets")
 st.dataframe(
     pd.DataFrame(
         [
-            {"tier": t.name, "limit": t.limit, "limiter": "on" if t.enable_limiter else "off"}
+            {"tier": t.name, "limit": "no cap" if t.limit is None else fmt_limit(t.limit),
+             "limiter": "on" if t.enable_limiter else "off"}
             for t in reads.tiers(ctx.ops)
         ],
         columns=["tier", "limit", "limiter"],
@@ -54,7 +55,7 @@ st.dataframe(
     key="tiers_table",
     column_config={
         "tier": st.column_config.TextColumn("Tier"),
-        "limit": st.column_config.NumberColumn("Transaction limit", format="%d"),
+        "limit": st.column_config.TextColumn("Transaction limit"),  # "no cap", never None
         "limiter": st.column_config.TextColumn("Limiter"),
     },
 )
