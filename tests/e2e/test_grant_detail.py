@@ -57,9 +57,9 @@ def test_holdings_chart_and_resync(page: Page, console, e2e_sandbox, plain_guest
     wallet = rows[pick]["wallet"]
     h.eventually(
         page,
-        lambda: any(r["What happened"].startswith(f"Resync: wallet {wallet}, mode latest")
-                    and r["What happened"].endswith("— done")
-                    for r in h.grid_dicts(h.grid(m, "What happened"))),
+        lambda: any(r["What was done"].startswith(f"Resync: wallet {wallet}, mode latest")
+                    and r["What was done"].endswith("— done")
+                    for r in h.grid_dicts(h.grid(m, "What was done"))),
         "the grant's history says which wallet was resynced, in which mode, and that it "
         "was done")
 
@@ -118,8 +118,8 @@ def test_revoke_failing_upstream_shows_an_error_and_is_audited(
     assert _status_value(page) == "active"
 
     def revokes() -> list[str]:
-        history = h.grid_dicts(h.grid(h.main(page), "What happened"))
-        return [r["What happened"] for r in history if r["What happened"].startswith("Revoke")]
+        history = h.grid_dicts(h.grid(h.main(page), "What was done"))
+        return [r["What was done"] for r in history if r["What was done"].startswith("Revoke")]
 
     h.eventually(page, lambda: len(revokes()) == 1 and revokes()[0].startswith(
                      "Revoke — failed: Revoking the grant failed"),

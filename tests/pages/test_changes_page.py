@@ -244,7 +244,7 @@ def test_history_says_what_changed(make_app: Callable[..., AppTest], sandbox: An
     _set(sandbox, gid, 5000)
     at = _open(make_app, gid)
     _submit(at, "4000")
-    history = list(_df(at, "what")["what"])
+    history = list(_df(at, "done")["done"])
     assert history[0] == "Limit change: limit 5,000 → 4,000 — done"
     assert not any("requested" in h for h in history)  # one row per change
 

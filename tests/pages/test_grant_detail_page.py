@@ -66,7 +66,7 @@ def test_viewer_sees_parts_but_no_controls(make_app: Callable[..., AppTest],
     assert {"status", "message"} <= set(integrations.columns)
     assert len(at.get("vega_lite_chart")) == 2
     # who did what to the grant, and why, is not for a viewer
-    assert not [d for d in at.dataframe if "what" in d.value.columns]
+    assert not [d for d in at.dataframe if "done" in d.value.columns]
     assert any("shown to support, finance and admin" in c.value for c in at.caption)
 
 
@@ -140,8 +140,8 @@ def test_resync_button_then_status_polls_until_settled(
     assert not any("Resync in progress" in c.value for c in at.caption)
     assert [e.outcome for e in audit_events(action="integration.resync")] == [
         "requested", "succeeded"]
-    history = _df(at, "what")
-    said = [w for w in history["what"] if w.startswith("Resync:")]
+    history = _df(at, "done")
+    said = [w for w in history["done"] if w.startswith("Resync:")]
     assert said == [f"Resync: wallet {wid}, mode latest (new transactions), type "
                     f"{said[0].split('type ')[1].split(' —')[0]} — done"]
 
