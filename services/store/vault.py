@@ -89,10 +89,12 @@ class NewVaultEntry:
 
 @dataclass(frozen=True)
 class PutReport:
-    """What `TokenVault.put_many()` stored: rows added and rows replaced."""
+    """What `TokenVault.put_many()` stored: rows added and rows replaced (`added_ids`: the
+    grants added)."""
 
     added: int
     updated: int
+    added_ids: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -104,11 +106,13 @@ class RejectedRow:
 
 @dataclass(frozen=True)
 class ImportReport:
-    """`added` and `updated` are counts; `rejected` lists each refused CSV line with why."""
+    """`added` and `updated` are counts; `rejected` lists each refused CSV line with why;
+    `stored` names each stored grant: (grant id, added, customer reference)."""
 
     added: int
     updated: int
     rejected: tuple[RejectedRow, ...]
+    stored: tuple[tuple[str, bool, str | None], ...] = ()
 
     @property
     def rejected_count(self) -> int:
@@ -411,7 +415,8 @@ class TokenVault:
         statement = update(vault_tokens).where(vault_tokens.c.grant_id == bindparam("b_gid"))
         for params in groups.values():
             conn.execute(statement, params)  # SET: the columns named in params
-        return PutReport(added=len(new), updated=len(rows) - len(new))
+        return PutReport(added=len(new), updated=len(rows) - len(new),
+                         added_ids=frozenset(r["grant_id"] for r in new))
 
     def put(self, grant_id: str, access_token: str, *, workspace_id: str | None = None,
             kryptos_user_id: str | None = None, customer_ref: str | None = None,
@@ -635,7 +640,12 @@ class TokenVault:
 
     def _import(self, fh: TextIO, listed: Collection[str] | None = None) -> ImportReport:
         reader = csv.DictReader(fh)
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        try:
+            names = reader.fieldnames
+        except (UnicodeDecodeError, csv.Error):
+            raise StoreError("The file is not a readable UTF-8 CSV: save it as CSV UTF-8 and "
+                             "upload it again.") from None
+        header = [h.strip().lower() for h in (names or [])]
         missing = {"grant_id", "access_token"} - set(header)
         if missing:
             raise StoreError(
@@ -679,7 +689,13 @@ class TokenVault:
                 seen[gid] = line
                 valid.append((gid, token, fields))
         except csv.Error as exc:
-            raise StoreError(f"The CSV is malformed at line {reader.line_num}: {exc}") from None
+            raise StoreError(f"The CSV cannot be read at line {max(reader.line_num, 1)}: "
+                             f"{exc}.") from None
+        except UnicodeDecodeError:
+            raise StoreError(f"The file is not UTF-8 text (from line {reader.line_num + 1}): "
+                             "save the CSV as UTF-8 and upload it again.") from None
         stored = self._write_many(valid) if valid else PutReport(0, 0)
-        return ImportReport(stored.added, stored.updated, tuple(rejected))
+        named = tuple((gid, gid in stored.added_ids, fields.get("customer_ref"))
+                      for gid, _, fields in valid)
+        return ImportReport(stored.added, stored.updated, tuple(rejected), named)
 
