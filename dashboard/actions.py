@@ -11,7 +11,7 @@ No Streamlit import here.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +33,10 @@ from services.operations import (
     PermissionDenied,
     ResyncOutcome,
     ValidationError,
+    validation,
 )
 from services.operations.approvals import ApprovalRequest, Change
+from services.operations.bulk import Effective, limit_words, projected
 from services.store.actions import AuditAction
 from services.store.trail import watch_pending
 
@@ -93,13 +95,15 @@ def confirm_revoke(
     """
     if (typed_grant_id or "").strip() != grant_id:
         raise ValidationError(
-            "grant id", "the id typed does not match this grant; type it again exactly."
+            "grant id", "The id typed does not match this grant: type it again exactly."
         )
     held = hold_for_approval(ops, actor, Change.revoke(grant_id), reason, ticket)
     if held is not None:
         return held
     try:
-        return str(ops.grants.revoke_grant(actor, grant_id, reason, ticket=ticket or None))
+        # The page offers Revoke only on an active grant: refused (STALE) if it no longer is.
+        return str(ops.grants.revoke_grant(actor, grant_id, reason, ticket=ticket or None,
+                                           expected_status="active"))
     finally:
         reads.invalidate_grant(grant_id)
 
@@ -128,7 +132,7 @@ def limiter_value(choice: str) -> bool | None:
         return True
     if choice == LIMITER_OFF:
         return False
-    raise ValidationError("limiter", f"must be one of {', '.join(LIMITER_CHOICES)}.")
+    raise ValidationError("limiter", "Please choose keep, on or off for the limiter.")
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,9 @@ class LimitFormResult:
             return self.held.summary()
         if self.change is not None:
             c = self.change
+            if not c.before_known:
+                return (f"Limit set to {fmt_limit(c.after_limit)}, limiter "
+                        f"{fmt_bool(c.after_limiter)} (before: unknown).")
             return (
                 f"Limit {fmt_limit(c.before_limit)} -> {fmt_limit(c.after_limit)}, "
                 f"limiter {fmt_bool(c.before_limiter)} -> {fmt_bool(c.after_limiter)}."
@@ -154,38 +161,94 @@ class LimitFormResult:
         return "Nothing changed."
 
 
+def limit_from_text(text: object) -> int | None:
+    """The limit typed in a form (text, so "12.5" or "1e3" is refused, not rounded); None
+    when nothing was typed."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    return validation.parse_limit(text)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the page showed of a grant's limit: the effective limit (None: no cap) and the
+    limiter; `known` False when the page could not read it."""
+
+    limit: int | None = None
+    limiter: bool | None = None
+    known: bool = False
+
+    @property
+    def effective(self) -> Effective:
+        if not self.known:
+            return "unknown"
+        return None if self.limiter is False else self.limit
+
+
+def _planned(ops: Operations, seen: Seen, limit: int | None, limiter: str,
+             tier: str | None) -> tuple[Effective, bool | None]:
+    """The effective limit and limiter the form's values would leave."""
+    if tier:
+        t = ops.limits.tier(tier)
+        return t.limit, t.enable_limiter
+    on = True if limit is not None and limiter == LIMITER_KEEP else limiter_value(limiter)
+    return projected(seen.effective, limit, on), on if on is not None else seen.limiter
+
+
+def needs_confirmation(ops: Operations, seen: Seen, limit: int | None, limiter: str,
+                       tier: str | None) -> str | None:
+    """Why the person must confirm this change (before -> after), or None: a cut of more
+    than half, or the limiter switched off."""
+    after, on = _planned(ops, seen, limit, limiter, tier)
+    before = seen.effective
+    if on is False and seen.limiter is not False:
+        return (f"This switches the limiter off: the limit goes from {limit_words(before)} "
+                "to no cap (the Guest can make any number of transactions).")
+    if isinstance(before, int) and isinstance(after, int) and after * 2 < before:
+        return (f"This cuts the limit by more than half: {before:,} -> {after:,} "
+                "transactions.")
+    return None
+
+
 def submit_limit(
     ops: Operations,
     actor: Actor,
     grant_id: str,
     *,
-    limit: int | None,
+    limit: int | str | None,
     limiter: str,
     tier: str | None,
     reason: str,
     ticket: str | None = None,
+    seen: Seen | None = None,
 ) -> LimitFormResult:
     """The Guest limit form: either apply a tier, or set a limit and/or switch the limiter.
 
     A new limit with the limiter left on "keep" also switches the limiter on (a limit on a
     Guest whose limiter is off would never be enforced); "off" chosen explicitly still stores
-    a limit without enforcing it.
+    a limit without enforcing it. `limit` may be the typed text. `seen`: what the page showed;
+    when the grant changed since, `StaleChange` and nothing is sent.
     """
+    seen = seen or Seen()
     try:
+        value = limit_from_text(limit)
         if tier:
-            return _apply_tier_to_one(ops, actor, grant_id, limit, limiter, tier, reason, ticket)
-        enable = True if limit is not None and limiter == LIMITER_KEEP else limiter_value(limiter)
-        held = hold_for_approval(ops, actor, Change.guest_limit(grant_id, limit, enable),
+            return _apply_tier_to_one(ops, actor, grant_id, value, limiter, tier, reason,
+                                      ticket, seen)
+        enable = True if value is not None and limiter == LIMITER_KEEP else limiter_value(limiter)
+        held = hold_for_approval(ops, actor, Change.guest_limit(grant_id, value, enable),
                                  reason, ticket)
         if held is not None:
             return LimitFormResult(held=held)
         change = ops.limits.set_guest_limit(
             actor,
             grant_id,
-            transaction_limit=limit,
+            transaction_limit=value,
             enable_limiter=enable,
             reason=reason,
             ticket=ticket or None,
+            expected_limit=seen.limit if seen.known else None,
+            expected_limiter=seen.limiter if seen.known else None,
         )
         return LimitFormResult(change=change)
     finally:
@@ -193,14 +256,15 @@ def submit_limit(
 
 
 def _apply_tier_to_one(ops: Operations, actor: Actor, grant_id: str, limit: int | None,
-                       limiter: str, tier: str, reason: str, ticket: str | None
-                       ) -> LimitFormResult:
+                       limiter: str, tier: str, reason: str, ticket: str | None,
+                       seen: Seen) -> LimitFormResult:
     if limit is not None or limiter != LIMITER_KEEP:
-        raise ValidationError("tier", "choose a tier, or a limit and limiter, not both.")
+        raise ValidationError("tier", "Choose a tier, or a limit and limiter, not both.")
     held = hold_for_approval(ops, actor, Change.apply_tier([grant_id], tier), reason, ticket)
     if held is not None:
         return LimitFormResult(held=held)
-    result = ops.limits.apply_tier(actor, [grant_id], tier, reason, ticket=ticket or None)
+    result = ops.limits.apply_tier(actor, [grant_id], tier, reason, ticket=ticket or None,
+                                   expected={grant_id: seen.effective})
     item = next((i for i in result.items if i.grant_id == grant_id), None)
     if item is None:
         raise OperationError(f"The tier run returned no result for {grant_id}.")
@@ -222,6 +286,7 @@ def run_bulk(
     dry_run: bool,
     ticket: str | None = None,
     progress: ProgressFn | None = None,
+    expected: Mapping[str, Effective] | None = None,
 ) -> BulkResult | HeldForApproval:
     """Apply a configured tier to many grants (or preview it with `dry_run`); a change that
     needs approval becomes a request."""
@@ -232,7 +297,7 @@ def run_bulk(
             return held
     return _bulk(dry_run, lambda: ops.limits.apply_tier(
         actor, list(grant_ids), tier, reason, dry_run=dry_run, ticket=ticket or None,
-        progress=progress,
+        progress=progress, expected=expected,
     ))
 
 
@@ -246,6 +311,7 @@ def run_bulk_limit(
     dry_run: bool,
     ticket: str | None = None,
     progress: ProgressFn | None = None,
+    expected: Mapping[str, Effective] | None = None,
 ) -> BulkResult | HeldForApproval:
     """Set one custom limit (limiter on) on many grants (or preview it with `dry_run`): one
     bulk operation, like a tier (bounded concurrency, per-grant outcome, a dry run that reads
@@ -257,7 +323,7 @@ def run_bulk_limit(
             return held
     return _bulk(dry_run, lambda: ops.limits.apply_limit(
         actor, list(grant_ids), transaction_limit=limit, enable_limiter=True, reason=reason,
-        dry_run=dry_run, ticket=ticket or None, progress=progress,
+        dry_run=dry_run, ticket=ticket or None, progress=progress, expected=expected,
     ))
 
 
@@ -281,18 +347,49 @@ class BulkPlan:
 
 
 def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_run: bool,
-             ticket: str | None = None, progress: ProgressFn | None = None
-             ) -> BulkResult | HeldForApproval:
-    """Run `plan`: its tier, else its custom limit (refused when none was entered)."""
+             ticket: str | None = None, progress: ProgressFn | None = None,
+             preview: BulkResult | None = None) -> BulkResult | HeldForApproval:
+    """Run `plan`: its tier, else its custom limit (refused when none was entered). A real
+    run after a dry run (`preview`) acts only on the grants that would change, each against
+    the limit the dry run showed (a grant changed since is skipped as `STALE`); a change
+    that needs approval becomes a request."""
+    ids: Sequence[str] = plan.grant_ids
+    expected: dict[str, Effective] | None = None
+    if preview is not None and not dry_run:
+        todo = [i for i in preview.items if i.outcome == "would_change"]
+        if not todo:
+            raise OperationError("Nothing to apply: the dry run found no grant that would "
+                                 "change.", code="NOTHING_TO_APPLY")
+        ids = [i.grant_id for i in todo]
+        expected = {i.grant_id: i.before for i in todo}  # type: ignore[misc]
     if plan.tier is not None:
-        return run_bulk(ops, actor, plan.grant_ids, plan.tier, reason, dry_run=dry_run,
-                        ticket=ticket, progress=progress)
+        return run_bulk(ops, actor, ids, plan.tier, reason, dry_run=dry_run,
+                        ticket=ticket, progress=progress, expected=expected)
     if plan.limit is None:
-        raise OperationError(
-            "Enter the transaction limit to set.", code="VALIDATION", hint="A whole number >= 1."
-        )
-    return run_bulk_limit(ops, actor, plan.grant_ids, plan.limit, reason, dry_run=dry_run,
-                          ticket=ticket, progress=progress)
+        raise ValidationError("transaction_limit", "Please type the transaction limit to set "
+                                                   "(a whole number, e.g. 7500).")
+    return run_bulk_limit(ops, actor, ids, plan.limit, reason, dry_run=dry_run,
+                          ticket=ticket, progress=progress, expected=expected)
+
+
+def applied_summary(preview: BulkResult | None, result: BulkResult) -> str:
+    """The final message of a run, in the dry run's terms."""
+    c = result.counts
+    parts = [f"{c['succeeded']:,} changed"]
+    if c["unchanged"]:
+        parts.append(f"{c['unchanged']:,} already there")
+    if c["skipped"]:
+        parts.append(f"{c['skipped']:,} skipped (changed since the dry run, or not a Guest)")
+    if c["failed"]:
+        parts.append(f"{c['failed']:,} failed")
+    text = ", ".join(parts)
+    if preview is not None:
+        would = preview.count("would_change")
+        left = len(preview.items) - would
+        text = f"Of the {would:,} grant(s) the dry run said would change: {text}."
+        if left:
+            text += f" The other {left:,} selected grant(s) were not touched (see the dry run)."
+    return text
 
 
 # --- Connect page ---------------------------------------------------------------------------
@@ -344,7 +441,8 @@ def import_tokens_csv(ops: Operations, actor: Actor, content: bytes) -> Any:
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ValidationError("file", "is not UTF-8 text; save the CSV as UTF-8.") from None
+        raise ValidationError("file", "This file is not UTF-8 text: save the CSV as UTF-8 "
+                                      "(in Excel: \"CSV UTF-8\") and upload it again.") from None
     try:
         return ops.connect.import_tokens(actor, io.StringIO(text, newline=""))
     finally:

@@ -27,8 +27,16 @@ if not runtime.ok:
 
 actor = auth.login_gate(runtime)
 if actor is None:
-    st.navigation([st.Page(auth.login_page, title="Log in", icon=":material/login:")],
-                  position="hidden").run()
+    # Every page's address shows the login too (not "Page not found" over it), under the
+    # same address: Streamlit keys a page by its address, so once logged in the same run
+    # opens the page that was asked for, with its query (a grant's link opens that grant).
+    stand_ins = [
+        st.Page(auth.login_page, title="Log in", icon=":material/login:",
+                url_path=spec.url_path)
+        for spec in auth.PAGES if not spec.default
+    ]
+    st.navigation([st.Page(auth.login_page, title="Log in", icon=":material/login:",
+                           default=True), *stand_ins], position="hidden").run()
     st.stop()
 
 approvals_on = runtime.ops.approvals.policy.enabled

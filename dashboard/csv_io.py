@@ -31,6 +31,7 @@ class RejectedLine:
 class ParsedIds:
     grant_ids: tuple[str, ...]
     rejected: tuple[RejectedLine, ...]
+    problem: str | None = None  # the whole file could not be read (said in words)
 
 
 def _decode(content: bytes | str) -> str | None:
@@ -55,6 +56,10 @@ def _id_column(rows: list[list[str]]) -> tuple[int, int]:
     return 0, 0
 
 
+NOT_UTF8 = ("This file is not UTF-8 text, so no grant id was read: save the CSV as UTF-8 "
+            "(in Excel: \"CSV UTF-8\") and upload it again.")
+
+
 def parse_grant_id_csv(content: bytes | str, max_rows: int = 10_000) -> ParsedIds:
     """Read grant ids from an uploaded CSV: the first column, or a column named `grant_id`.
 
@@ -62,7 +67,7 @@ def parse_grant_id_csv(content: bytes | str, max_rows: int = 10_000) -> ParsedId
     """
     text = _decode(content)
     if text is None:
-        return ParsedIds((), (RejectedLine(0, "", "the file is not UTF-8 text"),))
+        return ParsedIds((), (), NOT_UTF8)
     rows = list(csv.reader(io.StringIO(text)))
     column, start = _id_column(rows)
     ids: list[str] = []

@@ -23,6 +23,7 @@ from dashboard.formats import fmt_limit, fmt_minute
 from dashboard.resync_watch import ResyncWatch
 from dashboard.ui import escape_markdown, record_pending_note, show_error, toast_done
 from services.operations import GrantDetail, OperationError, Permission, can, validation
+from services.operations.history import collapse, describe_event
 
 GRANTS_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grants.py")
 POLL_SECONDS = 2.0
@@ -208,11 +209,11 @@ def _names(detail: GrantDetail) -> dict[str, str]:
 HOLDING_COLUMNS = {
     "asset": st.column_config.TextColumn("Asset"),
     "name": st.column_config.TextColumn("Name"),
-    "quantity": st.column_config.NumberColumn("Quantity", format="%.6f"),
-    "price": st.column_config.NumberColumn("Price", format="%.4f"),
-    "value": st.column_config.NumberColumn("Value", format="%.2f"),
-    "cost_basis": st.column_config.NumberColumn("Cost basis", format="%.2f"),
-    "pnl": st.column_config.NumberColumn("Unrealised P&L", format="%.2f"),
+    "quantity": st.column_config.NumberColumn("Quantity", format="%,.6f"),
+    "price": st.column_config.NumberColumn("Price", format="%,.4f"),
+    "value": st.column_config.NumberColumn("Value", format="%,.2f"),
+    "cost_basis": st.column_config.NumberColumn("Cost basis", format="%,.2f"),
+    "pnl": st.column_config.NumberColumn("Unrealised P&L", format="%,.2f"),
     "change_24h": st.column_config.NumberColumn("24 h change", format="%.2f %%"),
 }
 
@@ -289,7 +290,7 @@ INTEGRATION_COLUMNS = {
     "type": st.column_config.TextColumn("Type"),
     "status": st.column_config.TextColumn("Status"),
     "last_sync": st.column_config.DatetimeColumn("Last sync", format="YYYY-MM-DD HH:mm"),
-    "transactions": st.column_config.NumberColumn("Transactions", format="%d"),
+    "transactions": st.column_config.NumberColumn("Transactions", format="%,d"),
     "message": st.column_config.TextColumn("Message", width="large"),
     "wallet_id": st.column_config.TextColumn("Wallet id"),
 }
@@ -300,7 +301,7 @@ def _integration_row(i: Any) -> dict[str, Any]:
         "name": i.display_name,
         "provider": i.provider_public_name or i.provider,
         "type": i.type or "",
-        "status": i.status,
+        "status": i.status.lower(),  # one style with the grant's "active"/"revoked"
         "last_sync": i.last_synced_at,
         "transactions": i.total_transactions,
         "message": i.message or "",
@@ -321,6 +322,7 @@ def integrations(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) -> N
                 st.rerun()
     if not _part_problem(detail, detail.integrations):
         found = detail.integrations.value or ()
+        watch.adopt(gid, [i.wallet_id for i in found if i.is_syncing])
         if not found:
             st.text("No integrations.")
         else:
@@ -331,6 +333,17 @@ def integrations(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) -> N
     if watch.watching(gid):
         st.caption("Resync in progress; the status refreshes by itself.")
         _resync_status(ctx, gid, _names(detail), watch)
+
+
+def card_title(i: Any) -> str:
+    """A resync card's title: two integrations may share a name, so the provider and the
+    wallet (id, and address when known) tell them apart."""
+    provider = i.provider_public_name or i.provider or "provider unknown"
+    where = f"wallet {i.wallet_id}"
+    if i.public_address:
+        where += f", address {i.public_address}"
+    return (f"{i.display_name} - {provider}, {i.type or 'integration'}, "
+            f"status {i.status.lower()}\n{where}")
 
 
 def _resync_controls(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) -> None:
@@ -345,7 +358,7 @@ def _resync_controls(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) 
     for i in found:
         wid = i.wallet_id
         with st.container(border=True):
-            st.text(f"{i.display_name} ({i.type or 'integration'}, status {i.status})")
+            st.text(card_title(i))
             modes = list(allowed)
             if i.is_csv and "from_start" in modes:
                 modes = ["from_start"] + [m for m in modes if m != "from_start"]
@@ -364,7 +377,9 @@ def _resync_controls(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) 
                     show_error(exc)
                 else:
                     watch.started(gid, wid, mode, at=asked)
-                    toast_done(f"Resync queued: {out.status}")
+                    toast_done(f"Resync of {i.display_name} requested "
+                               f"({MODE_LABEL.get(out.mode, out.mode).lower()}); Kryptos says "
+                               f"{out.status.lower()}.")
                     record_pending_note(pending)
 
 
@@ -394,6 +409,18 @@ def _resync_status(ctx: PageContext, gid: str, names: dict[str, str],
 
 # --- Guest limit ------------------------------------------------------------------------
 
+CONFIRM_KEY = "limit_pending"  # a change waiting for its confirmation (gid, kwargs, why, seen)
+STALE_KEY = "limit_stale"  # the refusal of a change made against an old value
+SEEN_KEY = "limit_seen"  # (gid, Seen) drawn by the previous run: what the person saw
+
+
+def seen_limit(detail: GrantDetail) -> actions.Seen:
+    """What the page shows of the limit (the user info's effective limit)."""
+    if not detail.userinfo.ok:
+        return actions.Seen()
+    lim = detail.effective_limit
+    return actions.Seen(limit=lim, limiter=lim is not None, known=True)
+
 
 def guest_limit(ctx: PageContext, detail: GrantDetail) -> None:
     st.subheader("Transaction limit")
@@ -402,15 +429,31 @@ def guest_limit(ctx: PageContext, detail: GrantDetail) -> None:
         return
     if detail.is_guest is None:
         st.caption("Guest or Linked is not known yet for this grant.")
-    if detail.userinfo.ok:
-        st.metric("Effective limit", fmt_limit(detail.effective_limit))
+    seen = seen_limit(detail)
+    if seen.known:
+        tier = reads.matching_tier(ctx.ops, seen.effective)
+        m1, m2, m3 = st.columns(3)
+        m1.metric("Limiter", "on" if seen.limiter else "off")
+        m2.metric("Effective limit", fmt_limit(seen.limit) if seen.limiter else "no cap")
+        m3.metric("Tier", tier.name if tier is not None else "none (custom limit)")
     else:
-        st.text("Effective limit: unknown (user info not available).")
+        st.text("Limiter, effective limit and tier: unknown (user info not available).")
     if can(ctx.actor, Permission.MANAGE_LIMITS) and detail.grant.status == "active":
-        _limit_form(ctx, detail.grant.grant_id)
+        _limit_form(ctx, detail.grant.grant_id, seen)
 
 
-def _limit_form(ctx: PageContext, gid: str) -> None:
+def _limit_form(ctx: PageContext, gid: str, now: actions.Seen) -> None:
+    # A click reruns the page, which reads the grant again (another tab's change included):
+    # the change is made against what the previous run drew, i.e. what the person saw.
+    drawn = st.session_state.get(SEEN_KEY)
+    st.session_state[SEEN_KEY] = (gid, now)
+    seen = drawn[1] if drawn is not None and drawn[0] == gid else now
+    stale = st.session_state.pop(STALE_KEY, None)
+    if stale is not None:
+        st.error(escape_markdown(stale), icon=":material/sync_problem:")
+        st.caption("The values above are the current ones: review them and apply again.")
+    if _pending(ctx, gid):
+        return
     tiers = [NO_TIER] + [t.name for t in reads.tiers(ctx.ops)]
     with st.form("limit_form"):
         st.caption(
@@ -420,32 +463,79 @@ def _limit_form(ctx: PageContext, gid: str) -> None:
         )
         _approval_caption(ctx, "limit")
         f1, f2, f3 = st.columns(3)
-        new_limit = f1.number_input("New limit", min_value=1, step=1, value=None,
-                                    key="limit_value")
+        # Text, not a number input: "12.5" or "1e3" is refused with the reason, not rounded.
+        typed = f1.text_input("New limit", key="limit_value",
+                              placeholder="a whole number, e.g. 7500")
+        beside: dict[str, Any] = {"transaction_limit": f1.empty()}
         limiter = f2.selectbox("Limiter", actions.LIMITER_CHOICES, key="limit_limiter")
         tier = f3.selectbox("Tier", tiers, key="limit_tier",
                             format_func=lambda n: reads.tier_label(ctx.ops, n))
+        beside["tier"] = f3.empty()
         why = st.text_input("Reason", key="limit_reason")
+        beside["reason"] = st.empty()
         ticket = st.text_input("Ticket (optional)", key="limit_ticket")
+        beside["ticket"] = st.empty()
         if not st.form_submit_button("Apply limit"):
             return
+        values = dict(limit=typed, limiter=limiter, tier=None if tier == NO_TIER else tier,
+                      reason=why, ticket=ticket)
         try:
-            with st.spinner("Changing the limit..."), actions.watch_records() as pending:
-                res = actions.submit_limit(
-                    ctx.ops, ctx.actor, gid,
-                    limit=int(new_limit) if new_limit is not None else None,
-                    limiter=limiter, tier=None if tier == NO_TIER else tier,
-                    reason=why, ticket=ticket,
-                )
+            check = actions.needs_confirmation(
+                ctx.ops, seen, actions.limit_from_text(typed), limiter, values["tier"])
         except OperationError as exc:
-            show_error(exc)
+            _refusal(exc, beside)
             return
-        st.session_state[FLASH_KEY] = res.summary()
-        st.session_state[PENDING_KEY] = bool(pending) or bool(
-            res.tier_item is not None and res.tier_item.record_pending)
-        for k in LIMIT_FORM_KEYS:  # an empty form: a second click changes nothing
-            st.session_state.pop(k, None)
-        st.rerun()
+        if check is not None:
+            st.session_state[CONFIRM_KEY] = (gid, values, check, seen)
+            st.rerun()
+        _apply_limit(ctx, gid, seen, values, beside)
+
+
+def _pending(ctx: PageContext, gid: str) -> bool:
+    """The confirmation of a risky change (before -> after); True while it is shown."""
+    pending = st.session_state.get(CONFIRM_KEY)
+    if pending is None or pending[0] != gid:
+        return False
+    _, values, check, seen = pending
+    with st.container(border=True):
+        st.warning(escape_markdown(check) + " Apply it?", icon=":material/warning:")
+        b1, b2 = st.columns(2)
+        if b1.button("Yes, apply this change", key="limit_confirm", type="primary"):
+            st.session_state.pop(CONFIRM_KEY, None)
+            _apply_limit(ctx, gid, seen, values, {})
+        if b2.button("Cancel", key="limit_cancel"):
+            st.session_state.pop(CONFIRM_KEY, None)
+            st.rerun()
+    return True
+
+
+def _refusal(exc: OperationError, beside: dict[str, Any]) -> None:
+    """A refusal beside the field it is about, else as an error here."""
+    spot = beside.get(getattr(exc, "field", ""))
+    if spot is not None:
+        spot.error(exc.user_message, icon=":material/error:")
+    else:
+        show_error(exc)
+
+
+def _apply_limit(ctx: PageContext, gid: str, seen: actions.Seen, values: dict[str, Any],
+                 beside: dict[str, Any]) -> None:
+    try:
+        with st.spinner("Changing the limit..."), actions.watch_records() as pending:
+            res = actions.submit_limit(ctx.ops, ctx.actor, gid, seen=seen, **values)
+    except OperationError as exc:
+        if exc.code == "STALE":
+            # Shown after a rerun, over the values read afresh (the cache was dropped).
+            st.session_state[STALE_KEY] = exc.user_message
+            st.rerun()
+        _refusal(exc, beside)
+        return
+    st.session_state[FLASH_KEY] = res.summary()
+    st.session_state[PENDING_KEY] = bool(pending) or bool(
+        res.tier_item is not None and res.tier_item.record_pending)
+    for k in LIMIT_FORM_KEYS:  # an empty form: a second click changes nothing
+        st.session_state.pop(k, None)
+    st.rerun()
 
 
 def _approval_caption(ctx: PageContext, form: str) -> None:
@@ -476,8 +566,9 @@ def _revoke_dialog(ctx: PageContext, gid: str, watch: ResyncWatch) -> None:
         except OperationError as exc:
             show_error(exc)
         else:
+            # The API's own message ("Grant revoked successfully") would say it twice.
             held = isinstance(msg, actions.HeldForApproval)
-            st.session_state[FLASH_KEY] = msg.summary() if held else f"Grant revoked. {msg}"
+            st.session_state[FLASH_KEY] = msg.summary() if held else f"Grant revoked ({gid})."
             st.session_state[PENDING_KEY] = bool(pending)
             st.rerun()
 
@@ -508,24 +599,28 @@ def history(ctx: PageContext, gid: str) -> None:
     if not events:
         st.text("No recorded actions on this grant.")
         return
+    # One row per change (its request and outcome together), said in words.
     st.dataframe(
         csv_safe_frame(pd.DataFrame([
             {
                 "time": e.ts,
                 "user": e.actor_username,
-                "action": e.action,
-                "outcome": e.outcome,
+                "done": describe_event(e),
                 "reason": e.reason or "",
                 "ticket": e.ticket or "",
-                "error": e.error_code or "",
                 "request_id": e.request_id or "",
             }
-            for e in events
+            for e in collapse(events)
         ])),
         hide_index=True,
         key="history_table",
         column_config={
             "time": st.column_config.DatetimeColumn("Time", format="YYYY-MM-DD HH:mm:ss"),
+            "user": st.column_config.TextColumn("User"),
+            "done": st.column_config.TextColumn("What was done", width="large"),
+            "reason": st.column_config.TextColumn("Reason", width="medium"),
+            "ticket": st.column_config.TextColumn("Ticket"),
+            "request_id": st.column_config.TextColumn("Request id"),
         },
     )
 

@@ -235,6 +235,14 @@ def bulk_candidates(ops: Operations, actor: Actor, search: str | None = None
     return tuple(r for r in rows if r.user_kind in ("guest", None))
 
 
+def current_limits(ops: Operations, actor: Actor, grant_ids: tuple[str, ...]
+                   ) -> dict[str, tuple[Any, bool | None]]:
+    """Each grant's (effective limit, limiter) now, for the Guest limits table; cached per
+    actor and grants, dropped by any grant change."""
+    key = _key(ops, actor, "current_limits", _ALL, grant_ids)
+    return CACHE.get_or_load(key, lambda: ops.limits.current_limits(actor, grant_ids))
+
+
 def overview(ops: Operations, actor: Actor) -> Overview:
     """The Overview's counts and latest events, cached per actor; dropped by any grant change."""
     key = _key(ops, actor, "overview", _ALL)
@@ -304,6 +312,11 @@ def integration_news(ops: Operations, actor: Actor, grant_id: str, wallet_id: st
 def tiers(ops: Operations) -> tuple[Tier, ...]:
     """The configured tier presets."""
     return tuple(ops.tiers)
+
+
+def matching_tier(ops: Operations, effective: int | None | str) -> Tier | None:
+    """The configured tier whose limit is this effective limit (None: limiter off)."""
+    return ops.limits.matching_tier(effective)
 
 
 def tier_label(ops: Operations, name: str) -> str:

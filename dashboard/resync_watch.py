@@ -1,4 +1,5 @@
-"""The Grant detail page's watch over the resyncs it started, kept in one session-state entry.
+"""The Grant detail page's watch over resyncs, kept in one session-state entry: those it
+started, and any integration it finds syncing (`adopt`), whoever started it.
 
 A resync asked for is watched until its integration is no longer ONGOING/SYNCING. A status
 read that fails is tried again on the next poll, up to `STATUS_ATTEMPTS` in a row; then the
@@ -19,7 +20,7 @@ No Streamlit import here: the page draws what `poll` returns.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -94,6 +95,15 @@ class ResyncWatch:
         for kept in (g.lost, g.failures, g.heard, g.news_at, g.last_line):
             kept.pop(wallet_id, None)
 
+    def adopt(self, grant_id: str, wallet_ids: Iterable[str]) -> None:
+        """Watch these syncing integrations too, whoever started them (another tab, another
+        person, before a reload); one given up on stays given up until dismissed."""
+        g = self._grant(grant_id)
+        for wid in wallet_ids:
+            if wid not in g.watching and wid not in g.lost:
+                g.watching[wid] = "unknown"
+                g.since[wid] = datetime.now(UTC)
+
     def lost(self, grant_id: str) -> dict[str, str]:
         """Resyncs whose status could not be read: wallet id -> what to tell the person."""
         return dict(self._grant(grant_id).lost)
@@ -128,7 +138,7 @@ class ResyncWatch:
                         settled.append(wid)
                     continue
             g.failures.pop(wid, None)
-            line = f"{found.display_name}: {found.status}" + (
+            line = f"{found.display_name}: {found.status.lower()}" + (
                 f" - {found.message}" if found.message else "")
             g.last_line[wid] = line
             if found.is_syncing:

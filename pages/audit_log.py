@@ -156,8 +156,8 @@ if st.button("Verify the chain", key="audit_verify", icon=":material/verified:")
 with st.expander("Check against a head you noted", icon=":material/pin:"):
     with st.form("audit_expect_form", border=False):
         f1, f2 = st.columns([1, 4])
-        row = f1.number_input("Row", min_value=1, step=1, value=None, format="%d",
-                              key="audit_expect_seq")
+        # Text: a mistyped row ("12a", "1.5") is refused with the reason, not rounded.
+        row = f1.text_input("Row", key="audit_expect_seq", placeholder="e.g. 1234")
         digest = f2.text_input("Hash (64 characters)", key="audit_expect_hash",
                                max_chars=64)
         if st.form_submit_button("Verify against this head", icon=":material/verified:"):
@@ -176,6 +176,11 @@ if verified is not None:
         st.success(f"{when}: the chain is intact, {report.checked} event(s) checked"
                    + (f"; {' and '.join(also)}" if also else "") + ". Events added since are "
                    "not covered; verify again to include them.", icon=":material/check_circle:")
+    elif report.check_what_you_typed:  # a noted row past the newest: most likely a typo
+        st.warning(f"{when}: there is no event #{verified.expected[0]} yet: the log ends at "
+                   f"event #{report.head_seq}. Check what you typed (the row and the hash "
+                   "you noted). If it is right, the newest events were removed.",
+                   icon=":material/help:")
     elif report.head_seq is None:  # the walk stopped at a row that does not match
         st.error(f"{when}: the chain is broken at event #{report.first_bad_seq}: the events "
                  f"before it ({report.checked}) are intact; this one or an earlier one was "

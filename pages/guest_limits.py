@@ -18,11 +18,12 @@ from dashboard.csv_io import (
     csv_safe_frame,
     parse_grant_id_csv,
 )
+from dashboard.formats import fmt_bool, fmt_limit
 from dashboard.ui import record_pending_note, show_error
 from services.operations import BulkResult, OperationError, Permission, can
 
 PREVIEW_KEY = "bulk_preview"  # (plan, BulkResult)
-RESULT_KEY = "bulk_result"  # BulkResult
+RESULT_KEY = "bulk_result"  # (plan, preview BulkResult, BulkResult)
 PICKED_KEY = "bulk_picked"  # grant ids ticked in the table, in tick order
 PICKER_PREFIX = "bulk_picker_"  # + generation: the table's key, renewed after each merge
 PICKER_GEN_KEY = "bulk_picker_gen"
@@ -50,7 +51,8 @@ st.subheader("Tier presets")
 st.dataframe(
     csv_safe_frame(pd.DataFrame(
         [
-            {"tier": t.name, "limit": t.limit, "limiter": "on" if t.enable_limiter else "off"}
+            {"tier": t.name, "limit": "no cap" if t.limit is None else fmt_limit(t.limit),
+             "limiter": "on" if t.enable_limiter else "off"}
             for t in reads.tiers(ctx.ops)
         ],
         columns=["tier", "limit", "limiter"],
@@ -59,7 +61,7 @@ st.dataframe(
     key="tiers_table",
     column_config={
         "tier": st.column_config.TextColumn("Tier"),
-        "limit": st.column_config.NumberColumn("Transaction limit", format="%d"),
+        "limit": st.column_config.TextColumn("Transaction limit"),  # "no cap", never None
         "limiter": st.column_config.TextColumn("Limiter"),
     },
 )
@@ -107,19 +109,40 @@ try:
 except OperationError as exc:
     show_error(exc)
     st.stop()
+try:
+    with st.spinner("Reading the current limits..."):
+        now = reads.current_limits(ctx.ops, ctx.actor, tuple(r.grant_id for r in shown))
+except OperationError as exc:
+    show_error(exc)
+    now = {}
+
+
+def _limit_cells(gid: str) -> dict[str, str]:
+    eff, on = now.get(gid, ("unknown", None))
+    tier = reads.matching_tier(ctx.ops, eff) if eff != "unknown" else None
+    return {
+        "current_limit": "no cap" if eff is None else fmt_limit(eff),
+        "limiter": fmt_bool(on),
+        "tier": tier.name if tier is not None else ("unknown" if eff == "unknown" else "custom"),
+    }
+
+
+PICKER_COLUMNS = ["pick", "grant_id", "customer_ref", "current_limit", "limiter", "tier",
+                  "user", "workspace", "token_stored"]
 picker = pd.DataFrame(
     [
         {
             "pick": r.grant_id in picked_set,
             "grant_id": r.grant_id,
             "customer_ref": r.customer_ref or "",
+            **_limit_cells(r.grant_id),
             "user": KIND_LABEL.get(r.user_kind, "unknown"),
             "workspace": r.workspace_id or "",
             "token_stored": r.has_token,
         }
         for r in shown
     ],
-    columns=["pick", "grant_id", "customer_ref", "user", "workspace", "token_stored"],
+    columns=PICKER_COLUMNS,
 )
 gen = int(st.session_state.get(PICKER_GEN_KEY, 0))
 st.session_state[PICKER_ROWS_KEY] = (gen, [r.grant_id for r in shown])
@@ -128,11 +151,14 @@ st.data_editor(
     key=f"{PICKER_PREFIX}{gen}",
     hide_index=True,
     num_rows="fixed",
-    disabled=["grant_id", "customer_ref", "user", "workspace", "token_stored"],
+    disabled=PICKER_COLUMNS[1:],
     column_config={
         "pick": st.column_config.CheckboxColumn("Pick"),
         "grant_id": st.column_config.TextColumn("Grant id"),
         "customer_ref": st.column_config.TextColumn("Customer reference"),
+        "current_limit": st.column_config.TextColumn("Current limit"),
+        "limiter": st.column_config.TextColumn("Limiter"),
+        "tier": st.column_config.TextColumn("Tier"),
         "user": st.column_config.TextColumn("User"),
         "workspace": st.column_config.TextColumn("Workspace"),
         "token_stored": st.column_config.CheckboxColumn("Token stored"),
@@ -152,7 +178,9 @@ uploaded: tuple[str, ...] = ()
 if upload is not None:
     parsed = parse_grant_id_csv(upload.getvalue())
     uploaded = parsed.grant_ids
-    st.text(f"{len(uploaded)} grant id(s) read from the file.")
+    if parsed.problem:
+        st.error(parsed.problem, icon=":material/error:")
+    st.text(f"{len(uploaded):,} grant id(s) read from the file.")
     if parsed.rejected:
         st.warning(f"{len(parsed.rejected)} line(s) rejected:", icon=":material/warning:")
         st.dataframe(
@@ -178,20 +206,35 @@ if how == TIER:
     limit = None
 else:
     tier = None
-    limit = st.number_input(
-        "Transaction limit (the limiter is switched on)", min_value=1, step=1, value=None,
-        key="bulk_limit",
+    # Text, not a number input: "12.5" or "1e3" is refused with the reason, never rounded.
+    typed_limit = st.text_input(
+        "Transaction limit (the limiter is switched on)", key="bulk_limit",
+        placeholder="a whole number, e.g. 7500",
     )
+    try:
+        limit = actions.limit_from_text(typed_limit)
+    except OperationError as exc:
+        limit = None
+        st.error(exc.user_message, icon=":material/error:")
 reason = st.text_input("Reason (required to apply)", key="bulk_reason")
+reason_error = st.empty()
 ticket = st.text_input("Ticket (optional)", key="bulk_ticket")
 
-plan = actions.BulkPlan(selected, str(tier) if how == TIER else None,
-                       int(limit) if limit is not None else None)
+plan = actions.BulkPlan(selected, str(tier) if how == TIER else None, limit)
 
 
-def _run(dry_run: bool, progress: actions.ProgressFn | None = None) -> BulkResult:
+def _run(dry_run: bool, progress: actions.ProgressFn | None = None,
+         preview: BulkResult | None = None) -> BulkResult:
     return actions.run_plan(ctx.ops, ctx.actor, plan, reason, dry_run=dry_run, ticket=ticket,
-                            progress=progress)
+                            progress=progress, preview=preview)
+
+
+def _show_error(exc: OperationError) -> None:
+    """A refusal of the reason beside its field; anything else where the buttons are."""
+    if getattr(exc, "field", None) == "reason":
+        reason_error.error(exc.user_message, icon=":material/error:")
+    else:
+        show_error(exc)
 
 
 def _table(result: BulkResult, key: str) -> None:
@@ -209,7 +252,7 @@ def _table(result: BulkResult, key: str) -> None:
             "message": st.column_config.TextColumn("Message", width="large"),
         },
     )
-    counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in result.counts.items() if n)
+    counts = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in result.counts.items() if n)
     st.text(counts or "No grants.")
 
 
@@ -219,53 +262,62 @@ c1, c2 = st.columns(2)
 if c1.button("Dry run", key="bulk_dry", disabled=not selected):
     st.session_state.pop(RESULT_KEY, None)
     try:
-        with st.spinner("Reading the current limits..."):
+        with st.spinner("Checking each grant and reading the current limits..."):
             result = _run(dry_run=True)
     except OperationError as exc:
-        show_error(exc)
+        _show_error(exc)
     else:
         st.session_state[PREVIEW_KEY] = (plan, result)
         preview, previewed = (plan, result), True
 
+would = preview[1].count("would_change") if previewed else 0
 apply_clicked = c2.button(
-    "Apply", key="bulk_apply", type="primary", disabled=not (selected and previewed),
-    help="Run a dry run of this selection first.",
+    "Apply", key="bulk_apply", type="primary", disabled=not (selected and previewed and would),
+    help="Run a dry run of this selection first; Apply changes only what it says would change.",
 )
 if not previewed and selected:
     st.caption("Run a dry run of this selection first; Apply is enabled after it.")
+elif previewed and not would:
+    st.caption("The dry run found no grant that would change: nothing to apply.")
 if note := actions.approval_note(ctx.ops, "bulk"):
     st.caption(note)
 
 if previewed and not apply_clicked:
-    st.markdown("**Dry run: nothing was changed.**")
+    st.markdown(f"**Dry run: nothing was changed.** Apply would change {would:,} grant(s).")
     _table(preview[1], "bulk_preview_table")
 
 if apply_clicked:
-    bar = st.progress(0.0, text=f"0 of {len(selected)}")
+    bar = st.progress(0.0, text=f"0 of {would:,}")
 
     def _progress(done: int, total: int) -> None:
-        bar.progress(done / max(total, 1), text=f"{done} of {total}")
+        bar.progress(done / max(total, 1), text=f"{done:,} of {total:,}")
 
     try:
-        result = _run(dry_run=False, progress=_progress)
+        result = _run(dry_run=False, progress=_progress, preview=preview[1])
     except OperationError as exc:
-        show_error(exc)
+        _show_error(exc)
     else:
         st.session_state.pop(PREVIEW_KEY, None)
         if isinstance(result, actions.HeldForApproval):  # waits for a second person
             st.session_state.pop(RESULT_KEY, None)
             st.info(result.summary(), icon=":material/approval_delegation:")
             st.stop()
-        st.session_state[RESULT_KEY] = result
-        failed = result.count("failed")
-        st.toast(
-            f"{result.count('succeeded')} changed, {failed} failed.",
-            icon=":material/warning:" if failed else ":material/check_circle:",
-        )
+        st.session_state[RESULT_KEY] = (plan, preview[1], result)
 
-done = st.session_state.get(RESULT_KEY)
-if done is not None:
+# Results belong to the selection and change they were made for: another selection or
+# change hides them.
+kept = st.session_state.get(RESULT_KEY)
+if kept is not None and kept[0] != plan:
+    st.session_state.pop(RESULT_KEY, None)
+    kept = None
+done = kept[2] if kept is not None else None
+if kept is not None and done is not None:
     st.subheader("Results")
+    summary = actions.applied_summary(kept[1], done)
+    if done.count("failed") or done.count("skipped"):
+        st.warning(summary, icon=":material/warning:")
+    else:
+        st.success(summary, icon=":material/check_circle:")
     if done.count("failed"):
         st.error(
             f"{done.count('failed')} grant(s) failed; the others were applied. "

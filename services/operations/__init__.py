@@ -11,6 +11,7 @@ from services.operations.errors import (
     OperationError,
     PermissionDenied,
     RecordUnavailable,
+    StaleChange,
     UpstreamError,
     ValidationError,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "PermissionDenied",
     "RecordUnavailable",
     "ResyncOutcome",
+    "StaleChange",
     "Role",
     "UpstreamError",
     "ValidationError",

@@ -30,9 +30,9 @@ class AuditOps:
         """One page of the audit log (newest first)."""
         self.ctx.check(actor, Permission.READ_AUDIT, AuditAction.AUDIT_READ)
         if not isinstance(page, int) or page < 1:
-            raise ValidationError("page", "must be a positive whole number.")
+            raise ValidationError("page", "The page number is a whole number of at least 1.")
         if not isinstance(page_size, int) or not 1 <= page_size <= 1000:
-            raise ValidationError("page_size", "must be between 1 and 1000.")
+            raise ValidationError("page_size", "A page shows 1 to 1,000 events.")
         flt = v.audit_filter(filters)
         try:
             return self.ctx.audit_log.query(flt, page=page, page_size=page_size)
@@ -44,7 +44,7 @@ class AuditOps:
         """The filtered audit log as CSV or JSON lines text. Audited (counts only)."""
         self.ctx.check(actor, Permission.READ_AUDIT, AuditAction.AUDIT_EXPORT)
         if fmt not in ("csv", "jsonl"):
-            raise ValidationError("fmt", "must be 'csv' or 'jsonl'.")
+            raise ValidationError("fmt", "Please choose CSV or JSON lines.")
         flt = v.audit_filter(filters)
         log = self.ctx.audit_log
 

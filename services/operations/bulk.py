@@ -13,8 +13,13 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from services.kryptos.errors import RateLimitedError
-from services.operations.errors import OperationError, RecordUnavailable, UpstreamError
+from services.kryptos.errors import KryptosError, RateLimitedError
+from services.operations.errors import (
+    OperationError,
+    RecordUnavailable,
+    StaleChange,
+    UpstreamError,
+)
 from services.operations.models import BulkItem, BulkResult, LimitChange
 from services.operations.permissions import Actor
 from services.store.actions import AuditAction
@@ -84,6 +89,15 @@ def projected(before: Effective, limit: int | None, limiter: bool | None) -> Eff
     return before if isinstance(before, int) else "unknown"
 
 
+def limit_words(value: Effective) -> str:
+    """An effective limit in words: "7,500", "no cap (limiter off)", "unknown"."""
+    if value is None:
+        return "no cap (limiter off)"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "unknown"
+
+
 def before_fields(c: LimitChange) -> dict[str, Any]:
     return {"transaction_limit": c.before_limit, "enable_limiter": c.before_limiter}
 
@@ -96,11 +110,13 @@ class BulkRun:
     """One run of a plan over grants (inputs already checked)."""
 
     def __init__(self, limits: LimitOps, actor: Actor, plan: BulkPlan, why: str | None,
-                 tkt: str | None) -> None:
+                 tkt: str | None, seen: Mapping[str, Effective] | None = None) -> None:
         self.limits = limits
         self.ctx = limits.ctx
         self.actor, self.plan, self.why, self.tkt = actor, plan, why, tkt
+        self.seen: Mapping[str, Effective] = seen or {}
         self.entries = {e.grant_id: e for e in self.ctx.vault.list()}  # one read per run
+        self.listed: set[str] = set()  # the API's active grants, read once per run
         self.bulk_id = str(uuid.uuid4())
         self.pace = Pace()
         self.extra_params: dict[str, Any] = {}  # e.g. {"resumes": bulk_id}
@@ -109,8 +125,28 @@ class BulkRun:
     def _ref(self, gid: str) -> str | None:
         return getattr(self.entries.get(gid), "customer_ref", None)
 
+    def precheck(self, gid: str) -> BulkItem | None:
+        """A "skipped" item when this grant cannot take the change (no such grant, revoked,
+        a Linked user), else None. A limit change needs only the grant id (the API call is
+        made with the console's credentials), so no token or user id is required."""
+        entry = self.entries.get(gid)
+        why = None
+        if gid not in self.listed:
+            if entry is None:
+                code, why = "GRANT_NOT_FOUND", "No such grant: Kryptos does not list it."
+            else:
+                code, why = "GRANT_REVOKED", "Revoked: Kryptos no longer lists this grant."
+        elif getattr(entry, "user_kind", None) == "linked":
+            code, why = "NOT_ANON_USER", "Linked user: limits do not apply."
+        if why is None:
+            return None
+        return BulkItem(gid, self._ref(gid), "skipped", "unknown", None, code, why)
+
     def dry(self, gid: str) -> BulkItem:
         """What a real run would do to this grant; nothing is written."""
+        skipped = self.precheck(gid)
+        if skipped is not None:
+            return skipped
         self.pace.wait()
         entry = self.entries.get(gid)
         b = self.limits.known_before(gid, entry)
@@ -131,7 +167,11 @@ class BulkRun:
         return BulkItem(**base, outcome="unchanged" if before == after else "would_change")
 
     def real(self, gid: str) -> BulkItem:
-        """Send the plan's values to this grant, audited as one pair."""
+        """Send the plan's values to this grant, audited as one pair; a grant whose limit
+        is no longer what the person saw (`seen`) is refused as `STALE` (shown skipped)."""
+        skipped = self.precheck(gid)
+        if skipped is not None:
+            return skipped
         self.pace.wait()
         entry: VaultEntry | None = self.entries.get(gid)
         read_before = not self.pace.api_reports_previous
@@ -140,10 +180,11 @@ class BulkRun:
             done = self._at_target(gid, entry)
             if done is not None:
                 return done
+        seen = self.seen.get(gid, "unknown")
 
         def body() -> tuple[LimitChange, dict[str, Any], dict[str, Any]]:
             change = self.limits.change_limit(gid, plan.limit, plan.limiter, entry,
-                                              read_before=read_before)
+                                              read_before=read_before, seen=seen)
             return change, before_fields(change), after_fields(change)
 
         try:
@@ -163,13 +204,15 @@ class BulkRun:
         except OperationError as err:
             if isinstance(err, UpstreamError) and err.kind == RateLimitedError.__name__:
                 self.pace.pause(err.retry_after if err.retry_after is not None else 1.0)
-            outcome = "skipped" if err.code == "NOT_ANON_USER" else "failed"
-            return BulkItem(gid, self._ref(gid), outcome, None, None, err.code,
-                            err.user_message)
+            skip = err.code == "NOT_ANON_USER" or isinstance(err, StaleChange)
+            now = err.now if isinstance(err, StaleChange) else "unknown"
+            return BulkItem(gid, self._ref(gid), "skipped" if skip else "failed", now, None,
+                            err.code, err.user_message)
         if change.before_reported and not self.pace.api_reports_previous:
             self.pace.api_reports_previous = True  # later grants skip the user-info pre-read
-        return BulkItem(gid, self._ref(gid), "succeeded",
-                        effective(change.before_limit, change.before_limiter),
+        before = (effective(change.before_limit, change.before_limiter)
+                  if change.before_known else "unknown")
+        return BulkItem(gid, self._ref(gid), "succeeded", before,
                         effective(change.after_limit, change.after_limiter),
                         message=RECORD_PENDING if pending else None,
                         record_pending=bool(pending))
@@ -188,6 +231,10 @@ class BulkRun:
     def run(self, gids: tuple[str, ...], *, dry_run: bool,
             progress: Progress | None, correlation_id: str | None = None) -> BulkResult:
         """`correlation_id`: the summary pair's (an approval's), else a fresh one."""
+        try:
+            self.listed = {g.grant_id for g in self.ctx.client.list_grants()}
+        except KryptosError as exc:  # nothing checked, nothing done
+            raise UpstreamError.from_kryptos(exc, "Listing grants") from None
         summary_cid = correlation_id or uuid.uuid4().hex
         if not dry_run:
             self._summary("requested", summary_cid, params={
@@ -230,5 +277,5 @@ class BulkRun:
         )
 
 
-__all__ = ["CUSTOM_LIMIT", "BulkPlan", "BulkRun", "Pace", "after_fields", "before_fields",
-           "effective", "projected"]
+__all__ = ["CUSTOM_LIMIT", "BulkPlan", "BulkRun", "Effective", "Pace", "after_fields",
+           "before_fields", "effective", "limit_words", "projected"]

@@ -16,6 +16,7 @@ from services.operations.errors import NotFound, OperationError, UpstreamError, 
 from services.operations.models import GrantRow, LinkTokenIssued
 from services.operations.permissions import Actor, Permission
 from services.store.actions import AuditAction
+from services.store.audit import NewAuditEvent, new_correlation_id
 from services.store.errors import StoreError
 from services.store.vault import ImportReport
 
@@ -120,11 +121,14 @@ class ConnectOps:
                 kryptos_user_id=entry.kryptos_user_id if entry is not None else None,
             )
             return row, None, {"grant_id": ex.grant_id, "workspace_id": ex.workspace_id,
-                               "user_kind": row.user_kind}
+                               "user_kind": row.user_kind, "customer_ref": ref}
 
+        # The grant is known only once Kryptos answers: the succeeded event names it, so the
+        # grant's history shows how it was connected (the customer reference is in params).
         return self.ctx.run(
             actor, AuditAction.TOKEN_EXCHANGE, body, what="Exchanging the public token",
-            target_type="customer", target_id=ref, params={"customer_ref": ref},
+            target_type="grant", params={"customer_ref": ref},
+            target_of=lambda row: row.grant_id,
         )
 
     def _wait_for_exchange(self, pub: str) -> str | None:
@@ -172,7 +176,7 @@ class ConnectOps:
         does not list are refused, as are fields with control characters."""
         self.ctx.check(actor, Permission.MANAGE_TOKENS, AuditAction.TOKEN_IMPORT)
         if file is None:
-            raise ValidationError("file", "choose a CSV file.")
+            raise ValidationError("file", "Please choose a CSV file.")
 
         def body() -> tuple[ImportReport, None, dict[str, Any]]:
             try:
@@ -189,5 +193,24 @@ class ConnectOps:
                 "rejected": len(report.rejected),
             }
 
-        return self.ctx.run(actor, AuditAction.TOKEN_IMPORT, body, what="Importing tokens",
-                            target_type="vault")
+        report = self.ctx.run(actor, AuditAction.TOKEN_IMPORT, body, what="Importing tokens",
+                              target_type="vault")
+        self._file_under_grants(actor, report)
+        return report
+
+    def _file_under_grants(self, actor: Actor, report: ImportReport) -> None:
+        """One pair per stored grant (target the grant, customer reference in params), so
+        each grant's history says when its token was imported; written in one batch."""
+        events: list[NewAuditEvent] = []
+        for gid, added, ref in report.stored:
+            cid = new_correlation_id()
+            common = dict(actor_username=actor.username, actor_roles=tuple(sorted(actor.roles)),
+                          action=AuditAction.TOKEN_IMPORT.value, target_type="grant",
+                          target_id=gid, correlation_id=cid)
+            events.append(NewAuditEvent(outcome="requested",
+                                        params={"customer_ref": ref}, **common))
+            events.append(NewAuditEvent(outcome="succeeded", params={"customer_ref": ref},
+                                        after={"stored": "added" if added else "replaced"},
+                                        **common))
+        if events:
+            self.ctx.audit_log.append_many(events)

@@ -188,17 +188,19 @@ class OpsContext:
         ticket: str | None = None,
         correlation_id: str | None = None,
         skippable: bool = False,
+        target_of: Callable[[T], str | None] | None = None,
     ) -> T:
         """requested -> body() -> succeeded(before, after) | failed(code); `what` names the
         change in error messages ("Revoking the grant failed: ..."); `skippable`: see
-        `describe`. A change whose request cannot be recorded is not made, and outcomes are
-        durable (retried, else journalled): `RecordUnavailable` says which."""
+        `describe`; `target_of`: the succeeded event's target id from the value (a grant
+        created by the change). A change whose request cannot be recorded is not made, and
+        outcomes are durable (retried, else journalled): `RecordUnavailable` says which."""
         try:
             return self.trail.run(
                 actor.username, actor.roles, action, body, target_type=target_type,
                 target_id=target_id, params=params, reason=reason, ticket=ticket,
                 correlation_id=correlation_id, describe=describe(what, skippable=skippable),
-                require_record=True,
+                require_record=True, target_of=target_of,
             )
         except AuditUnavailable as exc:
             raise RecordUnavailable(exc.user_message, change_made=exc.change_made) from None

@@ -6,6 +6,8 @@ secret), plus the API's `code`, the upstream `request_id` and a `hint` where kno
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from services.kryptos.errors import (
     AuthenticationError,
     ConflictError,
@@ -65,7 +67,7 @@ class ValidationError(OperationError):
         self.field = field
         self.reason = reason
         super().__init__(
-            f"{field}: {reason}", code="VALIDATION", hint="Correct the value and retry."
+            reason, code="VALIDATION", hint="Correct the value and retry."
         )
 
 
@@ -135,15 +137,8 @@ class UpstreamError(OperationError):
         parts = [f"{action} failed: {what}" if action else what]
         if detail and detail.rstrip(".") != what.rstrip("."):
             parts.append(detail.rstrip(".") + ".")
-        meta = []
-        if exc.status is not None:
-            meta.append(f"HTTP {exc.status}")
-        if exc.code:
-            meta.append(exc.code)
-        if exc.request_id:
-            meta.append(f"request id {exc.request_id}")
-        if meta:
-            parts.append(f"({', '.join(meta)})")
+        # The status, code and request id are kept on the error (pages show them as "for
+        # support"), not in the sentence a person reads.
         if exc.hint:
             parts.append(exc.hint)
         err = cls(
@@ -172,3 +167,25 @@ def _default_code(exc: KryptosError) -> str:
     if exc.status is not None:
         return f"HTTP_{exc.status}"
     return "UPSTREAM_ERROR"
+
+
+class StaleChange(OperationError):
+    """The thing changed since the person read it: nothing was sent (code `STALE`).
+
+    `seen` and `now` are the values in words; `changed_by`/`changed_at` name the console
+    user and time from the audit log, or are None when it was changed outside the console."""
+
+    def __init__(self, what: str, seen: str, now: str, changed_by: str | None = None,
+                 changed_at: datetime | None = None) -> None:
+        self.what, self.seen, self.now = what, seen, now
+        self.changed_by, self.changed_at = changed_by, changed_at
+        if changed_by is not None and changed_at is not None:
+            who = f"{changed_by} changed it at {changed_at:%Y-%m-%d %H:%M:%S} UTC."
+        else:
+            who = "It was changed outside this console."
+        super().__init__(
+            f"Not changed: {what} is now {now}, not {seen} as shown. {who} Review the current "
+            "value and apply again if you still want the change.",
+            code="STALE",
+            hint="Refresh to see the current value.",
+        )

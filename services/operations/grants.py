@@ -10,7 +10,13 @@ from services.kryptos.errors import KryptosError
 from services.kryptos.models import Grant, Integration
 from services.operations import validation as v
 from services.operations.context import OpsContext
-from services.operations.errors import NotFound, OperationError, UpstreamError, ValidationError
+from services.operations.errors import (
+    NotFound,
+    OperationError,
+    StaleChange,
+    UpstreamError,
+    ValidationError,
+)
 from services.operations.models import GrantDetail, GrantRow, Overview, Part, ResyncOutcome
 from services.operations.permissions import Actor, Permission, can
 from services.store.actions import AuditAction
@@ -21,8 +27,9 @@ log = logging.getLogger(__name__)
 
 NO_TOKEN_NOTE = "No access token is stored for this grant, so Kryptos cannot be asked for this."
 CSV_LATEST_MESSAGE = (
-    'Resync refused: mode "latest" is not valid for CSV imports (CSVs have no incremental '
-    'concept); use "from_start" instead, which wipes and re-ingests the uploaded file.'
+    "Resync refused: a CSV import has no new transactions to fetch, so \"Latest (new "
+    "transactions)\" does not apply. Choose \"From start (full re-import)\" instead, which "
+    "wipes and re-reads the uploaded file."
 )
 LATEST_EVENTS = 10
 _PART_LABELS = {
@@ -73,9 +80,9 @@ class GrantOps:
         workspace id) and filtered; vault grants the API no longer lists show as revoked."""
         self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
         if status not in (None, "active", "revoked"):
-            raise ValidationError("status", "must be 'active' or 'revoked'.")
+            raise ValidationError("status", "Please choose a status: active or revoked.")
         if kind not in (None, "guest", "linked", "unknown"):
-            raise ValidationError("kind", "must be 'guest', 'linked' or 'unknown'.")
+            raise ValidationError("kind", "Please choose a kind: Guest, Linked or unknown.")
         needle = (search or "").strip().lower()
         out = []
         for r in self.grant_rows():
@@ -248,17 +255,24 @@ class GrantOps:
 
     def revoke_grant(
         self, actor: Actor, grant_id: str, reason: str, ticket: str | None = None,
-        *, correlation_id: str | None = None,
+        *, expected_status: str | None = None, correlation_id: str | None = None,
     ) -> str:
         """Revoke a grant (its tokens stop working at once). Returns the API's message.
+        `expected_status`: the status the person saw ("active"); when the grants list now
+        says otherwise, `StaleChange` (audited as failed, `STALE`) and nothing is sent.
         `correlation_id`: an approval's, linking the change to it."""
         self.ctx.check(actor, Permission.REVOKE_GRANT, AuditAction.GRANT_REVOKE, "grant",
                        grant_id)
         gid = v.grant_id(grant_id)
         why = v.reason(reason)
         tkt = v.ticket(ticket)
+        if expected_status not in (None, "active", "revoked"):
+            raise ValidationError("expected_status", "The status shown must be active or "
+                                                     "revoked.")
 
         def body() -> tuple[str, dict[str, Any], dict[str, Any]]:
+            if expected_status is not None:
+                self._check_status(gid, expected_status)
             message = self.ctx.client.revoke_grant(gid)
             return message, {"status": "active"}, {"status": "revoked"}
 
@@ -267,6 +281,18 @@ class GrantOps:
             target_type="grant", target_id=gid, reason=why, ticket=tkt,
             correlation_id=correlation_id,
         )
+
+    def _check_status(self, gid: str, seen: str) -> None:
+        """`StaleChange` when the grant's status now is not the one the person saw."""
+        now = "active" if any(g.grant_id == gid for g in self.ctx.client.list_grants()) \
+            else "revoked"
+        if now == seen:
+            return
+        last = self.ctx.audit_log.last_event(gid, action=AuditAction.GRANT_REVOKE,
+                                             outcome="succeeded")
+        if last is None or now != "revoked":
+            raise StaleChange("the grant", seen, now)
+        raise StaleChange("the grant", seen, now, last.actor_username, last.ts)
 
     def resync_integration(
         self,
@@ -336,7 +362,6 @@ class GrantOps:
             raise OperationError(
                 CSV_LATEST_MESSAGE,
                 code="CSV_RESYNC_LATEST_UNSUPPORTED",
-                hint='Use mode "from_start" for CSV imports.',
             )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,12 +14,15 @@ from services.operations.bulk import (
     CUSTOM_LIMIT,
     BulkPlan,
     BulkRun,
+    Effective,
     Progress,
     after_fields,
     before_fields,
+    effective,
+    limit_words,
 )
 from services.operations.context import UNREAD, EntryArg, OpsContext, Unread
-from services.operations.errors import NotFound, OperationError, ValidationError
+from services.operations.errors import NotFound, OperationError, StaleChange, ValidationError
 from services.operations.models import BulkResult, LimitChange
 from services.operations.permissions import Actor, Permission
 from services.settings import Tier
@@ -32,6 +36,8 @@ NOT_ANON_MESSAGE = (
     "Limit not changed: this user is not a Guest account. Transaction limits only apply to "
     "Guest users; Linked users manage their own volume."
 )
+
+NOTHING_TO_CHANGE = "Please type a limit, switch the limiter, or both."
 
 
 @dataclass(frozen=True)
@@ -63,12 +69,39 @@ class LimitOps:
         """The configured tier with this name (case-insensitive)."""
         wanted = name.name if isinstance(name, Tier) else name
         if not isinstance(wanted, str):
-            raise ValidationError("tier", "must be a tier name.")
+            raise ValidationError("tier", "Please choose a tier.")
         for t in self.ctx.tiers:
             if t.name.lower() == wanted.strip().lower():
                 return t
         names = ", ".join(t.name for t in self.ctx.tiers)
-        raise ValidationError("tier", f"unknown tier '{wanted}'; configured tiers: {names}.")
+        raise ValidationError("tier", f"There is no tier “{wanted}”; the tiers are {names}.")
+
+    def current_limits(self, actor: Actor, grant_ids: Iterable[str]
+                       ) -> dict[str, tuple[Effective, bool | None]]:
+        """Each grant's limit as it is now: (effective limit, limiter), read concurrently from
+        the user info, else the last recorded change; ("unknown", None) when nobody knows."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
+        gids = list(dict.fromkeys(v.grant_id(g) for g in grant_ids))
+        if not gids:
+            return {}
+        entries = {e.grant_id: e for e in self.ctx.vault.list()}
+
+        def read(gid: str) -> tuple[Effective, bool | None]:
+            b = self.known_before(gid, entries.get(gid))
+            if not b.known:
+                return "unknown", None
+            eff = effective(b.limit, b.limiter)
+            return eff, (eff is not None) if b.limiter is None else b.limiter
+
+        workers = min(self.ctx.max_workers, len(gids))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="limits") as pool:
+            return dict(zip(gids, pool.map(read, gids), strict=True))
+
+    def matching_tier(self, value: Effective) -> Tier | None:
+        """The configured tier whose limit is this effective limit (None: limiter off)."""
+        if value == "unknown":
+            return None
+        return next((t for t in self.ctx.tiers if t.limit == value), None)
 
     def set_guest_limit(
         self,
@@ -79,18 +112,25 @@ class LimitOps:
         reason: str | None = None,
         ticket: str | None = None,
         *,
+        expected_limit: int | None = None,
+        expected_limiter: bool | None = None,
         correlation_id: str | None = None,
     ) -> LimitChange:
         """Set a Guest's transaction limit and/or switch its limiter; refused before the call
-        when the grant is known to be Linked (`NOT_ANON_USER`)."""
+        when the grant is known to be Linked (`NOT_ANON_USER`).
+
+        `expected_limit`/`expected_limiter`: what the person saw (the effective limit, and
+        whether the limiter was on); when a fresh read differs, `StaleChange` (audited as
+        failed, `STALE`) and nothing is sent."""
         self.ctx.check(actor, Permission.MANAGE_LIMITS, AuditAction.LIMIT_UPDATE, "grant",
                        grant_id)
         gid, limit, limiter, why, tkt = _validate_limit(
             grant_id, transaction_limit, enable_limiter, reason, ticket
         )
+        seen = seen_effective(expected_limit, expected_limiter)
 
         def body() -> tuple[LimitChange, dict[str, Any], dict[str, Any]]:
-            change = self.change_limit(gid, limit, limiter)
+            change = self.change_limit(gid, limit, limiter, seen=seen)
             return change, before_fields(change), after_fields(change)
 
         return self.ctx.run(
@@ -110,11 +150,15 @@ class LimitOps:
         dry_run: bool = False,
         ticket: str | None = None,
         progress: Progress | None = None,
+        expected: Mapping[str, Effective] | None = None,
         correlation_id: str | None = None,
     ) -> BulkResult:
-        """Apply a configured tier to many grants (`BulkRun`); reason optional for a dry run."""
+        """Apply a configured tier to many grants (`BulkRun`); reason optional for a dry run.
+        `expected`: per grant, the effective limit the person saw (a dry run's `before`);
+        a grant whose fresh value differs is skipped as `STALE`."""
         self.ctx.check(actor, Permission.MANAGE_LIMITS, AuditAction.TIER_APPLY)
         gids = v.grant_ids(grant_ids)
+        seen = _seen_map(expected)
         t = self.tier(tier)
         why = v.reason(reason, required=not dry_run)
         tkt = v.ticket(ticket)
@@ -124,9 +168,8 @@ class LimitOps:
             bulk_action=AuditAction.TIER_APPLY_BULK, what=f"Applying tier {t.name}",
             params={"tier": t.name, "transaction_limit": limit, "enable_limiter": limiter},
         )
-        return BulkRun(self, actor, plan, why, tkt).run(gids, dry_run=dry_run,
-                                                        progress=progress,
-                                                        correlation_id=correlation_id)
+        return BulkRun(self, actor, plan, why, tkt, seen).run(
+            gids, dry_run=dry_run, progress=progress, correlation_id=correlation_id)
 
     def apply_limit(
         self,
@@ -139,16 +182,18 @@ class LimitOps:
         dry_run: bool = False,
         ticket: str | None = None,
         progress: Progress | None = None,
+        expected: Mapping[str, Effective] | None = None,
         correlation_id: str | None = None,
     ) -> BulkResult:
         """One custom limit and/or limiter switch on many grants; validated like
         `set_guest_limit`, run like `apply_tier`; `BulkResult.tier` is `CUSTOM_LIMIT`."""
         self.ctx.check(actor, Permission.MANAGE_LIMITS, AuditAction.LIMIT_UPDATE)
         gids = v.grant_ids(grant_ids)
+        seen = _seen_map(expected)
         limit = v.transaction_limit(transaction_limit) if transaction_limit is not None else None
         limiter = v.enable_limiter(enable_limiter) if enable_limiter is not None else None
         if limit is None and limiter is None:
-            raise ValidationError("transaction_limit", "set a limit, switch the limiter, or both.")
+            raise ValidationError("transaction_limit", NOTHING_TO_CHANGE)
         why = v.reason(reason, required=not dry_run)
         tkt = v.ticket(ticket)
         plan = BulkPlan(
@@ -156,9 +201,8 @@ class LimitOps:
             bulk_action=AuditAction.LIMIT_UPDATE_BULK, what="Changing the limit",
             params={"transaction_limit": limit, "enable_limiter": limiter},
         )
-        return BulkRun(self, actor, plan, why, tkt).run(gids, dry_run=dry_run,
-                                                        progress=progress,
-                                                        correlation_id=correlation_id)
+        return BulkRun(self, actor, plan, why, tkt, seen).run(
+            gids, dry_run=dry_run, progress=progress, correlation_id=correlation_id)
 
     def resume_bulk(
         self,
@@ -243,13 +287,8 @@ class LimitOps:
                 lim = info.transaction_limit
                 return Before(lim, lim is not None, info.is_guest, True, entry)
         is_guest = None if entry is None or entry.user_kind is None else entry.user_kind == "guest"
-        last = None
-        for action in (AuditAction.LIMIT_UPDATE, AuditAction.TIER_APPLY):
-            ev = self.ctx.audit_log.last_event(gid, action=action, outcome="succeeded")
-            if ev is not None and isinstance(ev.after, Mapping):
-                if last is None or ev.seq > last.seq:
-                    last = ev
-        if last is not None:
+        last = self.last_change(gid)
+        if last is not None and isinstance(last.after, Mapping):
             after = last.after
             return Before(after.get("transaction_limit"), after.get("enable_limiter"),
                           is_guest, True, entry)
@@ -263,13 +302,16 @@ class LimitOps:
         entry: EntryArg = UNREAD,
         *,
         read_before: bool = True,
+        seen: Effective = "unknown",
     ) -> LimitChange:
         """PATCH one grant's limit, refusing a grant known to be Linked before the call.
-        `read_before=False`: skip the user-info pre-read (the API reports `previous_*`)."""
+        `read_before=False`: skip the user-info pre-read (the API reports `previous_*`).
+        `seen`: the effective limit the person saw; `StaleChange` when it differs now."""
         if isinstance(entry, Unread):
             entry = self.ctx.entry(gid)
-        if read_before:
+        if read_before or seen != "unknown":
             before = self.known_before(gid, entry)
+            self.check_seen(gid, before, seen)
         else:
             kind = getattr(entry, "user_kind", None)
             before = Before(None, None, None if kind is None else kind == "guest", False, entry)
@@ -285,12 +327,13 @@ class LimitOps:
                 self.ctx.remember(gid, entry, user_kind="linked")
             raise
         self.ctx.remember(gid, entry, user_kind="guest", kryptos_user_id=res.user_id)
-        before_limit, before_limiter = before.limit, before.limiter
+        before_limit, before_limiter, before_known = before.limit, before.limiter, before.known
         reported = (res.previous_transaction_limit is not None
                     or res.previous_enable_limiter is not None)
         if reported:
             before_limit = res.previous_transaction_limit
             before_limiter = res.previous_enable_limiter
+            before_known = True
         return LimitChange(
             grant_id=gid,
             before_limit=before_limit,
@@ -299,7 +342,54 @@ class LimitOps:
             after_limiter=res.enable_limiter,
             resync=res.resync,
             before_reported=reported,
+            before_known=before_known,
         )
+
+    def check_seen(self, gid: str, before: Before, seen: Effective) -> None:
+        """Raise `StaleChange` when the effective limit read now is not the one seen (no
+        check when either is unknown)."""
+        if seen == "unknown" or not before.known:
+            return
+        now = effective(before.limit, before.limiter)
+        if now == seen:
+            return
+        who, when = None, None
+        last = self.last_change(gid)
+        if last is not None and isinstance(last.after, Mapping) and effective(
+                last.after.get("transaction_limit"), last.after.get("enable_limiter")) == now:
+            who, when = last.actor_username, last.ts
+        raise StaleChange("the limit", limit_words(seen), limit_words(now), who, when)
+
+    def last_change(self, gid: str) -> AuditEvent | None:
+        """The newest succeeded limit change or tier application on this grant."""
+        last = None
+        for action in (AuditAction.LIMIT_UPDATE, AuditAction.TIER_APPLY):
+            ev = self.ctx.audit_log.last_event(gid, action=action, outcome="succeeded")
+            if ev is not None and (last is None or ev.seq > last.seq):
+                last = ev
+        return last
+
+
+def seen_effective(limit: object, limiter: object) -> Effective:
+    """The effective limit a person saw, from the limit and limiter shown: None when the
+    limiter was off, "unknown" when nothing was shown."""
+    if limiter is not None and not isinstance(limiter, bool):
+        raise ValidationError("expected_limiter", "The limiter shown must be on or off.")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        raise ValidationError("expected_limit", "The limit shown must be a whole number.")
+    if limiter is False:
+        return None
+    return limit if limit is not None else "unknown"
+
+
+def _seen_map(expected: Mapping[str, Effective] | None) -> dict[str, Effective]:
+    out: dict[str, Effective] = {}
+    for gid, val in (expected or {}).items():
+        if val is None or val == "unknown":
+            out[str(gid)] = val
+        else:
+            out[str(gid)] = seen_effective(val, None)
+    return out
 
 
 _RESUMABLE = (AuditAction.TIER_APPLY_BULK, AuditAction.LIMIT_UPDATE_BULK)
@@ -329,7 +419,7 @@ def _validate_limit(
     lim = v.transaction_limit(limit) if limit is not None else None
     on = v.enable_limiter(limiter) if limiter is not None else None
     if lim is None and on is None:
-        raise ValidationError("transaction_limit", "set a limit, switch the limiter, or both.")
+        raise ValidationError("transaction_limit", NOTHING_TO_CHANGE)
     why = v.reason(reason)
     assert why is not None
     return gid, lim, on, why, v.ticket(ticket)

@@ -86,6 +86,7 @@ class LimitChange:
     after_limiter: bool | None
     resync: Any = None  # services.kryptos.models.LimitResync | None
     before_reported: bool = False  # the API's answer carried the previous values
+    before_known: bool = True  # False: nobody could say what the limit was before
 
 
 @dataclass(frozen=True)

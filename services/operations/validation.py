@@ -26,24 +26,29 @@ MAX_BULK = 10_000
 
 def grant_id(value: object, field: str = "grant_id") -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError(field, "is required.")
+        raise ValidationError(field, "Please give a grant id (it starts with cgrant_).")
     value = value.strip()
-    if not value.startswith("cgrant_"):
-        raise ValidationError(field, "must start with 'cgrant_'.")
-    if not GRANT_ID_RE.match(value):
+    if not value.startswith("cgrant_") or not GRANT_ID_RE.match(value):
+        shown = _shown(value)
         raise ValidationError(
-            field, "may contain only letters, digits, '_' and '-' after 'cgrant_' (at most 128)."
+            field, f"{shown} is not a grant id: a grant id is cgrant_ followed by up to 128 "
+                   "letters, digits, _ or -."
         )
     return value
 
 
+def _shown(value: str) -> str:
+    """A typed value quoted for a message, cut short (never echo a long paste)."""
+    return f"“{value[:40]}…”" if len(value) > 40 else f"“{value}”"
+
+
 def wallet_id(value: object, field: str = "wallet_id") -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError(field, "is required.")
+        raise ValidationError(field, "Please choose a wallet.")
     value = value.strip()
     if not SAFE_ID_RE.match(value):
         raise ValidationError(
-            field, "may contain only letters, digits, '_', '-', '.' and ':' (at most 200)."
+            field, "A wallet id has only letters, digits, _, -, . and : (at most 200)."
         )
     return value
 
@@ -51,41 +56,76 @@ def wallet_id(value: object, field: str = "wallet_id") -> str:
 def audit_head(value: object) -> tuple[int, str]:
     """A head of the audit chain an auditor noted: (row number >= 1, 64-hex hash)."""
     if not isinstance(value, tuple | list) or len(value) != 2:
-        raise ValidationError("expected_head", "must be a pair (row number, hash).")
+        raise ValidationError("expected_head", "Please give the row number and the hash you "
+                                               "noted.")
     seq, hash_ = value
     if isinstance(seq, str) and seq.strip().isdigit():
         seq = int(seq.strip())
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
-        raise ValidationError("row", "must be a whole number of at least 1.")
+        raise ValidationError("row", "The row number is a whole number of at least 1: "
+                                     "check what you typed.")
     if not isinstance(hash_, str) or not hash_.strip():
-        raise ValidationError("hash", "is required.")
+        raise ValidationError("hash", "Please give the hash you noted.")
     value = hash_.strip().lower()
     if not AUDIT_HASH_RE.match(value):
         raise ValidationError(
-            "hash", "must be the row's whole hash: 64 characters 0-9 and a-f."
+            "hash", "The hash is the row's whole hash, 64 characters 0-9 and a-f: check what "
+                    "you typed."
         )
     return seq, value
 
 
 def mode(value: object) -> str:
     if value not in RESYNC_MODES:
-        raise ValidationError("mode", "must be 'latest' or 'from_start'.")
+        raise ValidationError("mode", "Please choose a resync mode: latest (new "
+                                      "transactions) or from start (full re-import).")
     return str(value)
 
 
 def transaction_limit(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError("transaction_limit", "must be a whole number.")
+        raise ValidationError("transaction_limit", "The limit must be a whole number of "
+                                                   "transactions, e.g. 7500.")
     if value < 1:
-        raise ValidationError("transaction_limit", "must be a positive whole number.")
+        raise ValidationError("transaction_limit", f"The limit must be at least 1 (you gave "
+                                                   f"{value:,}); to lift the cap, switch the "
+                                                   "limiter off instead.")
     if value > MAX_LIMIT:
-        raise ValidationError("transaction_limit", f"must be at most {MAX_LIMIT:,}.")
+        raise ValidationError("transaction_limit",
+                              f"The limit can be at most {MAX_LIMIT:,}; to lift the cap, "
+                              "switch the limiter off instead.")
     return value
+
+
+_DIGITS_RE = re.compile(r"^[+-]?\d+$")
+_GROUPED_RE = re.compile(r"^[+-]?\d{1,3}([, _]\d{3})+$")
+
+
+def parse_limit(text: object) -> int:
+    """A limit typed as text: whole numbers only, thousands separators allowed ("7,500");
+    "12.5", "1e3", "-5", "0" and too large numbers are refused with the reason."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return transaction_limit(text)
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationError("transaction_limit", "Please type a limit (a whole number, "
+                                                   "e.g. 7500).")
+    raw = text.strip()
+    if _DIGITS_RE.match(raw) or _GROUPED_RE.match(raw):
+        return transaction_limit(int(re.sub(r"[, _]", "", raw)))
+    shown = _shown(raw)
+    if re.fullmatch(r"[+-]?\d*[.,]\d+", raw):
+        why = f"{shown} has a fraction: the limit is a whole number of transactions."
+    elif re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", raw):
+        why = f"{shown} is written as a power of ten: type the number in digits, e.g. 1000."
+    else:
+        why = f"{shown} is not a whole number: type digits only, e.g. 7500."
+    raise ValidationError("transaction_limit", why)
 
 
 def enable_limiter(value: object) -> bool:
     if not isinstance(value, bool):
-        raise ValidationError("enable_limiter", "must be true or false.")
+        raise ValidationError("enable_limiter", "Please choose whether the limiter is on "
+                                                "or off.")
     return value
 
 
@@ -93,16 +133,18 @@ def reason(value: object, *, required: bool = True) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise ValidationError(
-                "reason", f"is required ({REASON_MIN} to {REASON_MAX} characters)."
+                "reason", f"Please give a reason ({REASON_MIN} to {REASON_MAX} characters)."
             )
         return None
     if not isinstance(value, str):
-        raise ValidationError("reason", "must be text.")
+        raise ValidationError("reason", "Please give the reason as text.")
     value = value.strip()
     if len(value) < REASON_MIN:
-        raise ValidationError("reason", f"must be at least {REASON_MIN} characters.")
+        raise ValidationError("reason", f"Please give a longer reason (at least {REASON_MIN} "
+                                        "characters), so others can tell why.")
     if len(value) > REASON_MAX:
-        raise ValidationError("reason", f"must be at most {REASON_MAX} characters.")
+        raise ValidationError("reason", f"Please shorten the reason to {REASON_MAX} characters "
+                                        f"(it has {len(value)}).")
     return value
 
 
@@ -110,38 +152,43 @@ def ticket(value: object) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if not isinstance(value, str):
-        raise ValidationError("ticket", "must be text.")
+        raise ValidationError("ticket", "Please give the ticket as text.")
     value = value.strip()
     if len(value) > TICKET_MAX or any(ord(c) < 32 for c in value):
-        raise ValidationError("ticket", f"must be one line of at most {TICKET_MAX} characters.")
+        raise ValidationError("ticket", f"The ticket must be one line of at most {TICKET_MAX} "
+                                        "characters.")
     return value
 
 
 def customer_ref(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError("customer_ref", "is required.")
+        raise ValidationError("customer_ref", "Please give the customer reference (your "
+                                              "own id for this customer).")
     value = value.strip()
     if len(value) > CUSTOMER_REF_MAX or any(ord(c) < 32 for c in value):
         raise ValidationError(
-            "customer_ref", f"must be one line of at most {CUSTOMER_REF_MAX} characters."
+            "customer_ref", f"The customer reference must be one line of at most "
+                            f"{CUSTOMER_REF_MAX} characters."
         )
     return value
 
 
 def public_token(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError("public_token", "is required.")
+        raise ValidationError("public_token", "Please paste the public token the Connect "
+                                              "widget gave (it starts with public_).")
     value = value.strip()
     if not PUBLIC_TOKEN_RE.match(value):
         raise ValidationError(
-            "public_token", "must start with 'public_' followed by letters, digits, '_' or '-'."
+            "public_token", "That is not a public token: it starts with public_ followed by "
+                            "letters, digits, _ or -."
         )
     return value
 
 
 def grant_ids(values: Iterable[object]) -> tuple[str, ...]:
     if isinstance(values, str):
-        raise ValidationError("grant_ids", "must be a list of grant ids.")
+        raise ValidationError("grant_ids", "Please give a list of grant ids.")
     out: list[str] = []
     seen: set[str] = set()
     for i, v in enumerate(values):
@@ -150,9 +197,10 @@ def grant_ids(values: Iterable[object]) -> tuple[str, ...]:
             seen.add(gid)
             out.append(gid)
     if not out:
-        raise ValidationError("grant_ids", "select at least one grant.")
+        raise ValidationError("grant_ids", "Please select at least one grant.")
     if len(out) > MAX_BULK:
-        raise ValidationError("grant_ids", f"at most {MAX_BULK:,} grants per run.")
+        raise ValidationError("grant_ids", f"At most {MAX_BULK:,} grants per run (you gave "
+                                           f"{len(out):,}).")
     return tuple(out)
 
 

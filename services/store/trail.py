@@ -260,6 +260,7 @@ class AuditTrail:
         correlation_id: str | None = None,
         require_record: bool = False,
         describe: Callable[[BaseException], Failure] = describe_failure,
+        target_of: Callable[[T], str | None] | None = None,
     ) -> T:
         """`requested` -> body() -> `succeeded`(before, after) | `failed`(code, message).
 
@@ -267,7 +268,8 @@ class AuditTrail:
         `describe` says how to record it and what to raise. `require_record`: a change that
         cannot be recorded is not made (`AuditUnavailable` before `body`), and a failure to
         record the outcome raises `AuditUnavailable` (with `change_made` after a success).
-        Without it, a failure to write an event propagates as it is."""
+        Without it, a failure to write an event propagates as it is. `target_of`: the
+        target id of the `succeeded` event, from the value (a grant known only afterwards)."""
         cid = correlation_id or _new_cid()
         roles = tuple(actor_roles)
         common: dict[str, Any] = dict(target_type=target_type, target_id=target_id,
@@ -296,6 +298,8 @@ class AuditTrail:
             if failure.raise_instead is not None:
                 raise failure.raise_instead from None
             raise
+        if target_of is not None:
+            common["target_id"] = target_of(value) or target_id
         try:
             write("succeeded", before=dict(before) if before is not None else None,
                   after=dict(after) if after is not None else None)

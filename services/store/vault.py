@@ -79,10 +79,12 @@ class NewVaultEntry:
 
 @dataclass(frozen=True)
 class PutReport:
-    """What `TokenVault.put_many()` stored: rows added and rows replaced."""
+    """What `TokenVault.put_many()` stored: rows added and rows replaced (`added_ids`: the
+    grants added)."""
 
     added: int
     updated: int
+    added_ids: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 class TokenVault(VaultKeys):
@@ -193,7 +195,8 @@ class TokenVault(VaultKeys):
         statement = update(vault_tokens).where(vault_tokens.c.grant_id == bindparam("b_gid"))
         for params in groups.values():
             conn.execute(statement, params)  # SET: the columns named in params
-        return PutReport(added=len(new), updated=len(rows) - len(new))
+        return PutReport(added=len(new), updated=len(rows) - len(new),
+                         added_ids=frozenset(r["grant_id"] for r in new))
 
     def put(self, grant_id: str, access_token: str, *, workspace_id: str | None = None,
             kryptos_user_id: str | None = None, customer_ref: str | None = None,
@@ -344,7 +347,9 @@ class TokenVault(VaultKeys):
         refused (`NOT_LISTED`)."""
         valid, rejected = read_import(file, listed)
         stored = self._write_many(valid) if valid else PutReport(0, 0)
-        return ImportReport(stored.added, stored.updated, rejected)
+        named = tuple((gid, gid in stored.added_ids, fields.get("customer_ref"))
+                      for gid, _, fields in valid)
+        return ImportReport(stored.added, stored.updated, rejected, named)
 
 
 __all__ = ["NOT_LISTED", "ROTATE_BATCH_SIZE", "USER_KINDS", "VAULT_KEY_FILENAME", "ImportReport",

@@ -35,11 +35,13 @@ class RejectedRow:
 
 @dataclass(frozen=True)
 class ImportReport:
-    """`added` and `updated` are counts; `rejected` lists each refused CSV line with why."""
+    """`added` and `updated` are counts; `rejected` lists each refused CSV line with why;
+    `stored` names each stored grant: (grant id, added, customer reference)."""
 
     added: int
     updated: int
     rejected: tuple[RejectedRow, ...]
+    stored: tuple[tuple[str, bool, str | None], ...] = ()
 
     @property
     def rejected_count(self) -> int:
@@ -65,7 +67,12 @@ def read_import(file: str | os.PathLike[str] | TextIO,
 def _parse(fh: TextIO, listed: Collection[str] | None
            ) -> tuple[list[ImportRow], tuple[RejectedRow, ...]]:
     reader = csv.DictReader(fh)
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    try:
+        names = reader.fieldnames
+    except (UnicodeDecodeError, csv.Error):
+        raise StoreError("The file is not a readable UTF-8 CSV: save it as CSV UTF-8 and "
+                         "upload it again.") from None
+    header = [h.strip().lower() for h in (names or [])]
     missing = {"grant_id", "access_token"} - set(header)
     if missing:
         raise StoreError(
@@ -109,5 +116,9 @@ def _parse(fh: TextIO, listed: Collection[str] | None
             seen[gid] = line
             valid.append((gid, token, fields))
     except csv.Error as exc:
-        raise StoreError(f"The CSV is malformed at line {reader.line_num}: {exc}") from None
+        raise StoreError(f"The CSV cannot be read at line {max(reader.line_num, 1)}: "
+                         f"{exc}.") from None
+    except UnicodeDecodeError:
+        raise StoreError(f"The file is not UTF-8 text (from line {reader.line_num + 1}): "
+                         "save the CSV as UTF-8 and upload it again.") from None
     return valid, tuple(rejected)

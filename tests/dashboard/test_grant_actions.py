@@ -213,7 +213,9 @@ def test_parse_grant_id_csv_reports_rejected_lines() -> None:
         (4, "not a grant id (cgrant_...)"), (5, "duplicate"), (7, "no grant id in this line")]
     no_header = csv_io.parse_grant_id_csv("cgrant_x\ncgrant_y\n")
     assert no_header.grant_ids == ("cgrant_x", "cgrant_y") and not no_header.rejected
-    assert csv_io.parse_grant_id_csv(b"\xff\xfe\x00").rejected
+    not_utf8 = csv_io.parse_grant_id_csv(b"\xff\xfe\x00")
+    assert not not_utf8.grant_ids and not not_utf8.rejected  # no "line 0"
+    assert not_utf8.problem and "not UTF-8" in not_utf8.problem
 
 
 def test_bulk_dry_run_then_apply_with_one_failure(env: Env) -> None:
@@ -378,8 +380,11 @@ def test_import_tokens_from_an_upload_stores_them_and_audits_counts_only(env: En
     assert row.has_token and row.customer_ref == "crm-import-1"
     assert env.vault.reveal(exchanged.grant_id) == exchanged.access_token
     events = env.events(action="token.import")
-    assert [e.outcome for e in events] == ["requested", "succeeded"]
-    assert events[1].after == {"added": 1, "updated": 0, "rejected": 1}
+    summary = [e for e in events if e.target_type == "vault"]
+    assert [e.outcome for e in summary] == ["requested", "succeeded"]
+    assert summary[1].after == {"added": 1, "updated": 0, "rejected": 1}
+    # and one pair filed under the imported grant, for its history
+    assert [e.target_id for e in events if e.target_type == "grant"] == [exchanged.grant_id] * 2
     assert exchanged.access_token not in repr(events)
 
 

@@ -152,11 +152,11 @@ def test_resync_watch_follows_webhooks_and_polls_only_as_fallback(
     slow_stack.sandbox.clear_requests_log()
 
     poll = watch.poll(slow_stack.ops, SUPPORT, gid, {})
-    assert not poll.settled and any("ONGOING" in line for line in poll.progress)
+    assert not poll.settled and any("ONGOING" in line.upper() for line in poll.progress)
     assert (watch.webhook_updates, watch.api_polls) == (1, 0)
     clock.now += 2  # no new webhook, but one came 2 s ago: Kryptos is not asked
     poll = watch.poll(slow_stack.ops, SUPPORT, gid, {})
-    assert not poll.settled and any("ONGOING" in line for line in poll.progress)
+    assert not poll.settled and any("ONGOING" in line.upper() for line in poll.progress)
     assert watch.api_polls == 0 and _integration_reads(slow_stack.sandbox) == 0
     clock.now += 5  # 7 s without a webhook: the fallback asks Kryptos
     poll = watch.poll(slow_stack.ops, SUPPORT, gid, {})
@@ -169,7 +169,7 @@ def test_resync_watch_follows_webhooks_and_polls_only_as_fallback(
     poll = watch.poll(slow_stack.ops, SUPPORT, gid, {})
     assert poll.settled and watch.watching(gid) == {}
     assert watch.api_polls == 1 and _integration_reads(slow_stack.sandbox) == 1  # from the webhook
-    assert watch.settled_lines(gid) == (f"{integ.display_name}: COMPLETED",)
+    assert watch.settled_lines(gid) == (f"{integ.display_name}: completed",)
 
 
 def test_resync_watch_without_webhooks_polls_kryptos(

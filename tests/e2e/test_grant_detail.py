@@ -10,7 +10,8 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e import helpers as h
 
-RESYNC_ROW = re.compile(r"^(?P<name>.+) \((?P<type>[\w ]+), status (?P<status>[A-Z_ ]+)\)$")
+RESYNC_ROW = re.compile(r"^(?P<name>.+) - (?P<provider>.+), (?P<type>[\w ]+), "
+                        r"status (?P<status>[a-z_ ]+)\nwallet (?P<wallet>[^,\s]+)")
 
 
 def _resync_rows(page: Page) -> list[re.Match]:
@@ -43,22 +44,24 @@ def test_holdings_chart_and_resync(page: Page, console, e2e_sandbox, plain_guest
     name = rows[pick]["name"]
     e2e_sandbox.clear_requests_log()
     m.get_by_role("button", name="Resync", exact=True).nth(pick).click()
-    expect(page.get_by_test_id("stToast").filter(has_text="Resync queued")).to_be_visible(
-        timeout=h.TIMEOUT)
+    expect(page.get_by_test_id("stToast").filter(has_text=f"Resync of {name} requested")
+           ).to_be_visible(timeout=h.TIMEOUT)
     expect(m.get_by_text("Resync in progress")).to_be_visible()
-    expect(m.get_by_text(f"{name}: ONGOING")).to_be_visible(timeout=h.TIMEOUT)
+    expect(m.get_by_text(f"{name}: ongoing")).to_be_visible(timeout=h.TIMEOUT)
     # The sandbox finishes in 2 s; the page polls and settles by itself.
-    expect(m.get_by_text(f"{name} ({rows[pick]['type']}, status COMPLETED)")).to_be_visible(
+    expect(m.get_by_text(f"{rows[pick]['type']}, status completed").first).to_be_visible(
         timeout=h.TIMEOUT)
     expect(m.get_by_text("Resync in progress")).to_have_count(0)
     assert [r for r in e2e_sandbox.requests_log()
             if r["path"].startswith("/developer/") and r["method"] == "POST"]
-    wanted = {("integration.resync", "requested"), ("integration.resync", "succeeded")}
+    wallet = rows[pick]["wallet"]
     h.eventually(
         page,
-        lambda: wanted <= {(r["action"], r["outcome"])
-                           for r in h.grid_dicts(h.grid(m, "outcome"))},
-        "the grant's history shows the resync requested and succeeded")
+        lambda: any(r["What was done"].startswith(f"Resync: wallet {wallet}, mode latest")
+                    and r["What was done"].endswith("— done")
+                    for r in h.grid_dicts(h.grid(m, "What was done"))),
+        "the grant's history says which wallet was resynced, in which mode, and that it "
+        "was done")
 
 
 def test_revoke_through_the_dialog(page: Page, console, e2e_sandbox, plain_guests) -> None:
@@ -114,14 +117,13 @@ def test_revoke_failing_upstream_shows_an_error_and_is_audited(
     h.settle(page)
     assert _status_value(page) == "active"
 
-    def revokes() -> list[tuple[str, str]]:
-        history = h.grid_dicts(h.grid(h.main(page), "outcome"))
-        return sorted((r["action"], r["outcome"]) for r in history
-                      if r["action"] == "grant.revoke")
+    def revokes() -> list[str]:
+        history = h.grid_dicts(h.grid(h.main(page), "What was done"))
+        return [r["What was done"] for r in history if r["What was done"].startswith("Revoke")]
 
-    h.eventually(page, lambda: revokes() == [("grant.revoke", "failed"),
-                                             ("grant.revoke", "requested")],
-                 "the history shows the revoke requested and failed")
+    h.eventually(page, lambda: len(revokes()) == 1 and revokes()[0].startswith(
+                     "Revoke — failed: Revoking the grant failed"),
+                 "the history shows the revoke failed, in one row")
 
 
 def test_upstream_html_is_shown_literally(page: Page, console, e2e_sandbox) -> None:

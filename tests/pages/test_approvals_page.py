@@ -84,7 +84,7 @@ def test_limit_form_above_threshold_makes_a_request(make_app: Callable[..., AppT
     at = make_app("finance")
     at.session_state["selected_grant_id"] = gid
     at.switch_page("../pages/grant_detail.py").run()
-    at.number_input(key="limit_value").set_value(250_000)
+    at.text_input(key="limit_value").input("250000")
     at.text_input(key="limit_reason").input("VIP contract 12")
     at.button(key="FormSubmitter:limit_form-Apply limit").click().run()
     assert not at.exception and not at.error

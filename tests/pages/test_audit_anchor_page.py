@@ -37,7 +37,7 @@ def _form_button(at):
 
 def _submit(at, seq, digest):
     if seq is not None:
-        at.number_input(key="audit_expect_seq").set_value(seq)
+        at.text_input(key="audit_expect_seq").input(str(seq))
     at.text_input(key="audit_expect_hash").input(digest)
     _form_button(at).click()
     return at.run()
@@ -112,9 +112,10 @@ def test_the_noted_head_is_validated_and_a_refused_one_is_not_audited(make_app, 
     at = make_app("admin", page=PAGE)
     before = runtime.ops.ctx.audit_log.count()
     _submit(at, None, "a" * 64)
-    assert any("row: must be a whole number of at least 1." in shown(e.value) for e in at.error)
+    assert any("The row number is a whole number of at least 1: check what you typed."
+               in shown(e.value) for e in at.error)
     _submit(at, 3, "not-a-hash")
-    assert any("hash: must be the row's whole hash" in shown(e.value) for e in at.error)
+    assert any("The hash is the row's whole hash" in shown(e.value) for e in at.error)
     assert not at.success and not at.exception
     assert runtime.ops.ctx.audit_log.count() == before
 
@@ -129,3 +130,16 @@ def test_a_corrupt_anchor_file_is_reported(make_app, runtime, console_env):
                for e in at.error)
     reason = " ".join(shown(t.value) for t in at.text)
     assert "does not hold a valid head" in reason and "tampered" in reason
+
+
+def test_a_noted_row_past_the_end_says_check_what_you_typed_not_tampering(make_app, runtime):
+    at = make_app("admin", page=PAGE)
+    head = runtime.ops.ctx.audit_log.count()
+    _submit(at, head + 500, _row_hash(runtime, head))  # a mistyped row number
+    assert not at.exception and not at.success
+    assert not at.error  # no tamper alarm
+    warning = shown(at.warning[0].value)
+    assert f"there is no event #{head + 500} yet" in warning
+    assert "Check what you typed" in warning
+    _submit(at, "12a", "a" * 64)  # a row that is not a number: refused with the reason
+    assert any("check what you typed" in shown(e.value) for e in at.error)

@@ -161,7 +161,7 @@ def test_csv_upload_reports_rejected_lines_and_custom_limit(
     rejected = _df(at, "reason")
     assert list(rejected["text"]) == ["DROP TABLE grants"]
     at.radio(key="bulk_how").set_value("Custom limit").run()
-    at.number_input(key="bulk_limit").set_value(4321)
+    at.text_input(key="bulk_limit").input("4,321")
     at.button(key="bulk_dry").click().run()
     preview = _df(at, "outcome")
     assert set(preview["after"]) == {"4,321"}

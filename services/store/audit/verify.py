@@ -35,6 +35,8 @@ class ChainReport:
     anchor_checked: bool = False
     anchor_seq: int | None = None
     expected_checked: bool = False
+    #: The only finding is a noted head beyond the newest row: most likely mistyped.
+    check_what_you_typed: bool = False
 
 
 @dataclass
@@ -112,7 +114,10 @@ def verify_chain(db: Database, anchor: AuditAnchor | None, expected: AuditHead |
             if problem is not None:
                 problems.append(problem)
     bad_seqs = [seq for seq, _ in problems if seq is not None]
+    typo = (expected is not None and len(problems) == 1 and expected.seq > head_seq
+            and (anchored is None or anchored.seq <= head_seq))
     return ChainReport(
+        check_what_you_typed=typo,
         ok=not problems, checked=walk.checked,
         first_bad_seq=min(bad_seqs) if bad_seqs else None,
         reason="; ".join(text for _, text in problems) or None,
@@ -132,6 +137,12 @@ def _compare_head(head_seq: int, found: str | None, want: AuditHead,
     `want.seq` has hash `found`) does not hold the head `want`, else None. `noted`: `want`
     is a head an auditor noted, not the anchor file's."""
     short = f"{want.hash[:8]}…"
+    if want.seq > head_seq and noted:
+        ends = f"the newest row is {head_seq}" if head_seq else "the log is empty"
+        return head_seq + 1, (
+            f"{ends}, so there is no row {want.seq} to compare with the head you noted: check "
+            f"what you typed. If row {want.seq} (hash {short}) is what you noted, at least "
+            f"{want.seq - head_seq} newest row(s) were removed.")
     if want.seq > head_seq:
         ends = f"the log ends at row {head_seq}" if head_seq else "the log is empty"
         source = "the head you noted" if noted else f"anchored {_when(want.ts)}"

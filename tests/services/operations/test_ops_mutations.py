@@ -124,7 +124,8 @@ def test_resync_csv_latest_refused_before_call(env: Env) -> None:
     with pytest.raises(OperationError) as info:
         env.ops.grants.resync_integration(SUPPORT, row["grant_id"], integ.wallet_id, "latest")
     assert info.value.code == "CSV_RESYNC_LATEST_UNSUPPORTED"
-    assert "from_start" in info.value.user_message
+    assert "From start (full re-import)" in info.value.user_message
+    assert '"from_start"' not in info.value.user_message
     assert posts(env, "/resync") == []
     _, end = pair(env, "integration.resync")
     assert end.outcome == "failed" and end.error_code == "CSV_RESYNC_LATEST_UNSUPPORTED"
@@ -276,8 +277,17 @@ def test_import_tokens_counts_only(env: Env) -> None:
             "cgrant_no_token,,x\n")
     report = env.ops.connect.import_tokens(SUPPORT, io.StringIO(text))
     assert (report.added, report.updated, len(report.rejected)) == (1, 1, 1)
-    _, end = pair(env, "token.import")
-    assert end.after == {"added": 1, "updated": 1, "rejected": 1}
+    summary = [e for e in env.events(action="token.import") if e.target_type == "vault"]
+    assert [e.outcome for e in summary] == ["requested", "succeeded"]
+    assert summary[1].after == {"added": 1, "updated": 1, "rejected": 1}
+    # each stored grant's history has its import (customer reference in params, no token)
+    new = env.events(action="token.import", target_id=gid)
+    assert [e.outcome for e in new] == ["requested", "succeeded"]
+    assert new[0].params == {"customer_ref": "c-2"} and new[1].after == {"stored": "added"}
+    old = env.events(action="token.import", target_id=t["grant_id"])
+    assert old[1].after == {"stored": "replaced"}
+    assert env.events(action="token.import", target_id="cgrant_no_token") == []
+    assert token not in repr(env.events())
 
 
 def test_import_refuses_unlisted_grants_and_control_characters(env: Env) -> None:

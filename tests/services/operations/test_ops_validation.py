@@ -89,7 +89,8 @@ def test_mode(text: str) -> None:
 def test_messages_say_field_and_why() -> None:
     with pytest.raises(ValidationError) as info:
         v.transaction_limit(0)
-    assert info.value.user_message == "transaction_limit: must be a positive whole number."
+    assert info.value.field == "transaction_limit"
+    assert info.value.user_message.startswith("The limit must be at least 1 (you gave 0)")
     with pytest.raises(ValidationError) as info:
         v.grant_id("grant_1")
     assert "cgrant_" in info.value.user_message
@@ -131,7 +132,10 @@ def test_bad_input_sends_nothing(env: Env, field: str) -> None:
     with pytest.raises(ValidationError) as info:
         BAD_CALLS[field](env.ops)
     assert info.value.field == field.strip()
-    assert info.value.user_message.startswith(field.strip() + ":")
+    msg = info.value.user_message
+    # A sentence a person reads: no "field_name:" prefix, no "is required" fragment.
+    assert msg[0].isupper() or msg[0] == "“", msg
+    assert not msg.startswith(field.strip() + ":") and ": is required" not in msg
     assert env.upstream() == []
     assert env.events() == []  # validation failures are not audited: nothing was attempted
 
@@ -156,3 +160,37 @@ def test_revoke_bad_grant_property(env: Env, gid: str) -> None:
         env.ops.grants.revoke_grant(ADMIN, gid, reason="valid reason")
     assert info.value.field == "grant_id"
     assert env.upstream() == []
+
+
+@pytest.mark.parametrize(("typed", "words"), [
+    ("12.5", "has a fraction"),
+    ("1e3", "power of ten"),
+    ("-5", "at least 1"),
+    ("0", "at least 1"),
+    ("99999999999999999999", "at most 1,000,000,000"),
+    ("", "Please type a limit"),
+    ("ten", "not a whole number"),
+    ("7,5", "has a fraction"),
+])
+def test_parse_limit_refuses_with_a_reason(typed: str, words: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        v.parse_limit(typed)
+    assert info.value.field == "transaction_limit"
+    assert words in info.value.user_message
+
+
+@pytest.mark.parametrize(("typed", "value"), [
+    ("7500", 7500), (" 7,500 ", 7500), ("1 000 000", 1_000_000), ("+12", 12), (3000, 3000),
+])
+def test_parse_limit_takes_whole_numbers(typed: object, value: int) -> None:
+    assert v.parse_limit(typed) == value
+
+
+def test_plain_words_for_required_fields() -> None:
+    with pytest.raises(ValidationError) as info:
+        v.reason("")
+    assert info.value.user_message.startswith("Please give a reason")
+    with pytest.raises(ValidationError) as info:
+        v.customer_ref(" ")
+    assert "customer_ref" not in info.value.user_message
+    assert "customer reference" in info.value.user_message

@@ -99,8 +99,27 @@ def test_tail_deletion_is_caught_by_a_noted_head(db: Database) -> None:
     report = log.verify_chain(expected_head=noted)
     assert not report.ok and report.first_bad_seq == 8 and report.head_seq == 7
     assert report.expected_checked and not report.anchor_checked
-    assert report.reason == (f"the log ends at row 7 but row 10 (hash {events[-1].hash[:8]}…, "
-                             "the head you noted) existed: at least 3 newest row(s) were removed")
+    # Without an anchor, a noted row past the end may be a typo: that is said first.
+    assert report.check_what_you_typed
+    assert report.reason == (
+        "the newest row is 7, so there is no row 10 to compare with the head you noted: check "
+        f"what you typed. If row 10 (hash {events[-1].hash[:8]}…) is what you noted, at least 3 "
+        "newest row(s) were removed.")
+
+
+def test_a_mistyped_row_says_check_what_you_typed_and_a_wrong_hash_says_replaced(
+        db: Database) -> None:
+    log = AuditLog(db)
+    fill(log, 5)
+    head = log.verify_chain()
+    typo = log.verify_chain(expected_head=(head.head_seq + 50, head.head_hash))
+    assert not typo.ok and typo.check_what_you_typed
+    assert "check what you typed" in typo.reason and "replaced" not in typo.reason
+    wrong = log.verify_chain(expected_head=(head.head_seq, "ab" * 32))
+    assert not wrong.ok and not wrong.check_what_you_typed
+    assert "replaced" in wrong.reason and "check what you typed" not in wrong.reason
+    good = log.verify_chain(expected_head=(head.head_seq, head.head_hash))
+    assert good.ok and not good.check_what_you_typed
 
 
 def test_whole_log_emptied_is_caught(db: Database, tmp_path: Path) -> None:
