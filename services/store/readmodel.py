@@ -15,9 +15,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import secrets
+import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, Literal, TextIO
 
 from sqlalchemy import (
@@ -117,6 +121,15 @@ rm_version = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("version", BigInteger, nullable=False),
 )
+
+#: The ids a full grants sync listed, under its generation (deleted when it ends).
+rm_listed = Table(
+    "rm_listed", _md,
+    Column("generation", BigInteger, primary_key=True, autoincrement=False),
+    Column("grant_id", String(200), primary_key=True),
+)
+#: rm_listed rows older than this are a crashed sync's leftovers.
+_LISTED_MAX_AGE_NS = 24 * 3600 * 10**9
 
 SyncState = Literal["failing", "syncing", "ok", "empty", "unreadable"]
 Queue = Literal["failing", "syncing", "never_synced", "not_readable", "no_token"]
@@ -378,6 +391,30 @@ def _bump(conn: Connection) -> None:
                  .values(version=rm_version.c.version + 1))
 
 
+class _Tally:
+    """What a full sync wrote, batch by batch."""
+
+    def __init__(self) -> None:
+        self.written = self.revoked = self.reactivated = 0
+
+    def diff(self, rows: list[dict[str, Any]],
+             existing: Mapping[str, tuple[Any, str]]) -> list[dict[str, Any]]:
+        """The rows that differ from what is stored, counted."""
+        out = []
+        for row in rows:
+            before = existing.get(row["grant_id"])
+            if before == (row["fp"], row["status"]):
+                continue
+            if before is not None and before[1] != row["status"]:
+                if row["status"] == "active":
+                    self.reactivated += 1
+                else:
+                    self.revoked += 1
+            out.append(row)
+        self.written += len(out)
+        return out
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -422,6 +459,8 @@ class ReadModel:
     def __init__(self, db: Database, tiers: Sequence[Any] = ()) -> None:
         self._db = db
         self._tiers = tuple(tiers)
+        self._counts_cache: tuple[int, Counts] | None = None
+        self._cache_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ReadModel({self._db!r})"
@@ -440,11 +479,9 @@ class ReadModel:
 
     # --- writes -----------------------------------------------------------------------------
 
-    def _vault_rows(self, conn: Connection) -> dict[str, tuple[Any, ...]]:
-        cols = (vault_tokens.c.grant_id, vault_tokens.c.masked_token,
-                vault_tokens.c.workspace_id, vault_tokens.c.kryptos_user_id,
-                vault_tokens.c.customer_ref, vault_tokens.c.user_kind)
-        return {r[0]: tuple(r[1:]) for r in conn.execute(select(*cols))}
+    _VAULT_COLS = (vault_tokens.c.grant_id, vault_tokens.c.masked_token,
+                   vault_tokens.c.workspace_id, vault_tokens.c.kryptos_user_id,
+                   vault_tokens.c.customer_ref, vault_tokens.c.user_kind)
 
     def apply_grants(self, grants: Iterable[Any],
                      vault_entries: Iterable[Any] | None = None, *,
@@ -452,34 +489,111 @@ class ReadModel:
         """Apply a full `GET /token/grants` answer (services.kryptos.models.Grant), joined
         with the vault (`VaultEntry`s; None: read the vault table here, without decrypting
         anything). Listed grants are active; stored-but-unlisted ones and rows no longer in
-        either are revoked. Only rows that differ are written."""
+        either are revoked. Only rows that differ are written. See `apply_grant_batches`."""
+        it = iter(grants)
+        return self.apply_grant_batches(iter(lambda: list(islice(it, BATCH_SIZE)), []),
+                                        vault_entries, now=now)
+
+    def apply_grant_batches(self, batches: Iterable[Sequence[Any]],
+                            vault_entries: Iterable[Any] | None = None, *,
+                            now: datetime | None = None) -> GrantsApplied:
+        """`apply_grants` over the list in batches (e.g. `KryptosClient.iter_grants()`):
+        memory is one batch, whatever the list's length. Each batch is one transaction that
+        records its ids in `rm_listed` under this sync's generation and upserts the changed
+        rows; the unlisted are then found in SQL. Rows the console wrote meanwhile (a grant
+        exchanged during the sync) are left alone."""
         now = now or _now()
+        started = max(now, _now())
+        gen = time.time_ns() + secrets.randbelow(1000)
+        vault = ({e.grant_id: _vault_fields(e) for e in vault_entries}
+                 if vault_entries is not None else None)
+        tally = _Tally()
+        try:
+            for batch in batches:
+                listed = {g.grant_id: g for g in batch}
+                self._apply_batch(gen, listed, vault, now, tally)
+            self._apply_unlisted_vault(gen, vault, now, started, tally)
+            with self._db.write() as conn:
+                n_listed = int(conn.execute(select(func.count()).select_from(rm_listed)
+                                            .where(rm_listed.c.generation == gen)).scalar_one())
+                seen = select(rm_listed.c.grant_id).where(
+                    rm_listed.c.generation == gen, rm_listed.c.grant_id == rm_grants.c.grant_id)
+                gone = conn.execute(update(rm_grants).where(
+                    rm_grants.c.status == "active", rm_grants.c.refreshed_at <= started,
+                    ~seen.exists())
+                    .values(status="revoked", status_changed_at=now, refreshed_at=now,
+                            fp=None)).rowcount or 0
+                if gone:
+                    _bump(conn)
+        finally:
+            with self._db.write() as conn:  # this sync's ids, and any a crash left behind
+                conn.execute(delete(rm_listed).where(or_(
+                    rm_listed.c.generation == gen,
+                    rm_listed.c.generation < gen - _LISTED_MAX_AGE_NS)))
+        return GrantsApplied(n_listed, tally.written, tally.revoked + gone, tally.reactivated)
+
+    def _apply_batch(self, gen: int, listed: Mapping[str, Any],
+                     vault: Mapping[str, tuple[Any, ...]] | None, now: datetime,
+                     tally: _Tally) -> None:
+        """One batch of listed grants: note their ids, upsert the changed rows."""
+        if not listed:
+            return
+        ids = sorted(listed)
         with self._db.read() as conn:
-            if vault_entries is None:
-                vault = self._vault_rows(conn)
-            else:
-                vault = {e.grant_id: _vault_fields(e) for e in vault_entries}
-            existing = {r[0]: (r[1], r[2]) for r in conn.execute(
-                select(rm_grants.c.grant_id, rm_grants.c.fp, rm_grants.c.status))}
-        listed = {g.grant_id: g for g in grants}
-        rows: list[dict[str, Any]] = []
-        reactivated = 0
-        for gid in listed.keys() | vault.keys():
-            row = _grant_row(gid, listed.get(gid), vault.get(gid), now)
-            before = existing.get(gid)
-            if before == (row["fp"], row["status"]):
-                continue
-            if before is not None and before[1] == "revoked" and row["status"] == "active":
-                reactivated += 1
-            rows.append(row)
-        gone = [gid for gid, (_, st) in existing.items()
-                if st == "active" and gid not in listed and gid not in vault]
-        for batch in _chunks(rows, BATCH_SIZE):
-            self._upsert_grants(batch)
-        self._mark(gone, now)
-        return GrantsApplied(len(listed), len(rows), len(gone) + sum(
-            1 for r in rows if r["status"] == "revoked" and existing.get(r["grant_id"], (0, ""))[1]
-            == "active"), reactivated)
+            existing = self._existing(conn, ids)
+            if vault is None:
+                vault = {r[0]: tuple(r[1:]) for r in conn.execute(
+                    select(*self._VAULT_COLS).where(vault_tokens.c.grant_id.in_(ids)))}
+        rows = tally.diff([_grant_row(gid, listed[gid], vault.get(gid), now) for gid in ids],
+                          existing)
+        with self._db.write() as conn:
+            conn.execute(_insert(self._db)(rm_listed).on_conflict_do_nothing(),
+                         [{"generation": gen, "grant_id": gid} for gid in ids])
+            if rows:
+                self._upsert_rows(conn, rows)
+                _bump(conn)
+
+    def _apply_unlisted_vault(self, gen: int, vault: Mapping[str, tuple[Any, ...]] | None,
+                              now: datetime, started: datetime, tally: _Tally) -> None:
+        """Tokens stored for grants the list did not name: revoked rows (keyset-paged over
+        the vault table; tokens stored after the sync began are left for the next one)."""
+        listed = select(rm_listed.c.grant_id).where(rm_listed.c.generation == gen,
+                                                    rm_listed.c.grant_id == vault_tokens.c.grant_id)
+        after = ""
+        while True:
+            with self._db.read() as conn:
+                if vault is None:
+                    page = [(r[0], tuple(r[1:])) for r in conn.execute(
+                        select(*self._VAULT_COLS).where(
+                            vault_tokens.c.grant_id > after,
+                            vault_tokens.c.created_at <= started, ~listed.exists())
+                        .order_by(vault_tokens.c.grant_id).limit(BATCH_SIZE))]
+                    done = len(page) < BATCH_SIZE
+                else:
+                    chunk = sorted(g for g in vault if g > after)[:BATCH_SIZE]
+                    done = len(chunk) < BATCH_SIZE
+                    seen = set(conn.execute(select(rm_listed.c.grant_id).where(
+                        rm_listed.c.generation == gen, rm_listed.c.grant_id.in_(chunk)))
+                        .scalars()) if chunk else set()
+                    page = [(g, vault[g]) for g in chunk if g not in seen]
+                    after = chunk[-1] if chunk else after
+                if page:
+                    existing = self._existing(conn, [g for g, _ in page])
+            if page:
+                after = max(after, page[-1][0])
+                rows = tally.diff([_grant_row(g, None, v, now) for g, v in page], existing)
+                if rows:
+                    with self._db.write() as conn:
+                        self._upsert_rows(conn, rows)
+                        _bump(conn)
+            if done:
+                return
+
+    @staticmethod
+    def _existing(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, str]]:
+        return {r[0]: (r[1], r[2]) for r in conn.execute(
+            select(rm_grants.c.grant_id, rm_grants.c.fp, rm_grants.c.status)
+            .where(rm_grants.c.grant_id.in_(list(ids))))}
 
     def apply_grant(self, grant: Any, vault_entry: Any | None, *,
                     now: datetime | None = None) -> None:
@@ -501,6 +615,11 @@ class ReadModel:
         self.set_sync_state({"full_sync_requested": _now().isoformat()})
 
     def _upsert_grants(self, batch: Sequence[dict[str, Any]]) -> None:
+        with self._db.write() as conn:
+            self._upsert_rows(conn, batch)
+            _bump(conn)
+
+    def _upsert_rows(self, conn: Connection, batch: Sequence[dict[str, Any]]) -> None:
         stmt = _insert(self._db)(rm_grants)
         ex, cur = stmt.excluded, rm_grants.c
         keep = ("workspace_id", "created_at", "expires_at", "kryptos_user_id", "user_kind",
@@ -515,10 +634,8 @@ class ReadModel:
         set_["search_text"] = (func.lower(ex.grant_id) + "\n"
                                + func.lower(func.coalesce(ex.customer_ref, "")) + "\n"
                                + func.lower(func.coalesce(user, "")))
-        with self._db.write() as conn:
-            conn.execute(stmt.on_conflict_do_update(index_elements=["grant_id"], set_=set_),
-                         list(batch))
-            _bump(conn)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["grant_id"], set_=set_),
+                     list(batch))
 
     def _mark(self, grant_ids: Sequence[str], now: datetime) -> None:
         for batch in _chunks(list(grant_ids), BATCH_SIZE):
@@ -718,7 +835,19 @@ class ReadModel:
     # --- queries -------------------------------------------------------------------------
 
     def counts(self) -> Counts:
-        """Overview counts and work queues in one SQL scan."""
+        """Overview counts and work queues: one SQL scan, cached per `version()` (a
+        primary-key read), so reruns and other sessions of this process share it until
+        something is written (by any process)."""
+        version = self.version()
+        cached = self._counts_cache
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        counts = self._count()
+        with self._cache_lock:
+            self._counts_cache = (version, counts)
+        return counts
+
+    def _count(self) -> Counts:
         c = rm_grants.c
         active = c.status == "active"
 
@@ -771,7 +900,7 @@ class ReadModel:
         if f.search and f.search.strip():
             needle = f.search.strip().lower()
             if f.search_mode == "prefix":
-                conds.append(or_(*(func.lower(col).startswith(needle, autoescape=True)
+                conds.append(or_(*(self._prefix(func.lower(col), needle)
                                    for col in (c.grant_id, c.customer_ref, c.kryptos_user_id))))
             else:
                 conds.append(c.search_text.contains(needle, autoescape=True))
@@ -797,6 +926,13 @@ class ReadModel:
             tier_limit = self._tier_limit(f.tier)
             conds.append(self._limit_cond("off" if tier_limit is None else tier_limit))
         return conds
+
+    def _prefix(self, expr: Any, needle: str) -> Any:
+        """`expr` starts with `needle`, in a form the lower(...) indexes serve: a range on
+        SQLite (binary order), LIKE on PostgreSQL (text_pattern_ops indexes)."""
+        if not self._db.is_sqlite:
+            return expr.startswith(needle, autoescape=True)
+        return and_(expr >= needle, expr < needle + "\U0010ffff")
 
     def _ordered(self, query: Any, sort: str, descending: bool, *,
                  filter_first: bool = False) -> Any:

@@ -1,0 +1,40 @@
+"""Read model at scale: the ids a full grants sync listed (`rm_listed`, so the unlisted
+are found in SQL rather than by a set difference in memory) and lower-case expression
+indexes for prefix search.
+
+Revision ID: 0006_rm_scale
+Revises: 0005_auth
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006_rm_scale"
+down_revision = "0005_auth"
+branch_labels = None
+depends_on = None
+
+_PREFIX = (("ix_rm_grants_lower_id", "grant_id"), ("ix_rm_grants_lower_ref", "customer_ref"),
+           ("ix_rm_grants_lower_user", "kryptos_user_id"))
+
+
+def upgrade() -> None:
+    op.create_table(
+        "rm_listed",
+        sa.Column("generation", sa.BigInteger(), primary_key=True, autoincrement=False),
+        sa.Column("grant_id", sa.String(200), primary_key=True),
+    )
+    pg = op.get_bind().dialect.name == "postgresql"
+    for name, col in _PREFIX:
+        # PostgreSQL: text_pattern_ops so that LIKE 'abc%' uses it whatever the collation.
+        op.execute(f"CREATE INDEX {name} ON rm_grants "
+                   f"(lower({col}){' text_pattern_ops' if pg else ''})")
+
+
+def downgrade() -> None:
+    for name, _ in _PREFIX:
+        op.drop_index(name, table_name="rm_grants")
+    op.drop_table("rm_listed")
