@@ -109,6 +109,7 @@ rm_integrations = Table(
     Column("message", Text),
     Column("limit_exceeded", Boolean, nullable=False),
     Column("refreshed_at", UTCDateTime, nullable=False),
+    Column("webhook_id", String(200)),
 )
 rm_sync_state = Table(
     "rm_sync_state", _md,
@@ -422,11 +423,18 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def _aggregate(items: Sequence[Any]) -> dict[str, Any]:
     """Integration aggregates of a grant from `services.kryptos.models.Integration`s."""
-    failing = sum(1 for i in items if i.status.upper() in FAILING)
-    syncing = sum(1 for i in items if i.status.upper() in SYNCING)
-    never = sum(1 for i in items if i.last_synced_at is None)
-    txs = [i.total_transactions for i in items if i.total_transactions is not None]
-    syncs = [i.last_synced_at for i in items if i.last_synced_at is not None]
+    return _aggregate_facts([(i.status, i.last_synced_at, i.total_transactions)
+                             for i in items])
+
+
+def _aggregate_facts(items: Sequence[tuple[str, datetime | None, int | None]]
+                     ) -> dict[str, Any]:
+    """Aggregates from (status, last sync, transactions) of each integration."""
+    failing = sum(1 for st, _, _ in items if st.upper() in FAILING)
+    syncing = sum(1 for st, _, _ in items if st.upper() in SYNCING)
+    never = sum(1 for _, last, _ in items if last is None)
+    txs = [n for _, _, n in items if n is not None]
+    syncs = [last for _, last, _ in items if last is not None]
     state = ("failing" if failing else "syncing" if syncing else "ok" if items else "empty")
     return {"n_integrations": len(items), "n_failing": failing, "n_syncing": syncing,
             "n_never_synced": never, "total_transactions": sum(txs) if txs else None,
@@ -704,6 +712,45 @@ class ReadModel:
                     integrations_refreshed_at=now, refreshed_at=now,
                     integrations_fp=fps[gid], **values))
             _bump(conn)
+
+    def apply_webhook_integration(self, grant_id: str, item: Any, *, webhook_id: str,
+                                  received_at: datetime, deleted: bool = False) -> bool:
+        """One integration as a webhook reported it (`integration.created|updated|failed`:
+        a services.kryptos Integration; `deleted`: remove it), and the grant's aggregates
+        (status, last sync, failures) recomputed. Idempotent on `webhook_id`; an event
+        received before the worker last read the row is older news and ignored. False when
+        nothing changed (unknown grant, a redelivery, older news)."""
+        ri, c = rm_integrations.c, rm_grants.c
+        with self._db.write() as conn:
+            state = conn.execute(select(c.sync_state).where(c.grant_id == grant_id)).first()
+            if state is None:
+                return False
+            cur = conn.execute(select(ri.webhook_id, ri.refreshed_at).where(
+                ri.grant_id == grant_id, ri.wallet_id == item.wallet_id)).first()
+            if cur is not None and (cur.webhook_id == webhook_id
+                                    or cur.refreshed_at > received_at):
+                return False
+            conn.execute(delete(rm_integrations).where(ri.grant_id == grant_id,
+                                                       ri.wallet_id == item.wallet_id))
+            if not deleted:
+                conn.execute(rm_integrations.insert().values(
+                    grant_id=grant_id, wallet_id=item.wallet_id,
+                    name=(item.display_name or "")[:300], provider=item.provider,
+                    type=item.type, status=item.status, last_sync=item.last_synced_at,
+                    transactions=item.total_transactions, message=item.message,
+                    limit_exceeded=bool(item.limit_exceeded), refreshed_at=received_at,
+                    webhook_id=webhook_id))
+            facts = conn.execute(select(ri.status, ri.last_sync, ri.transactions)
+                                 .where(ri.grant_id == grant_id)).all()
+            values = _aggregate_facts([tuple(f) for f in facts])
+            del values["unreadable"], values["error_message"]
+            if state.sync_state == "unreadable":  # our token still cannot read it
+                del values["sync_state"]
+            # integrations_fp None: the worker's next read is written whatever it holds.
+            conn.execute(update(rm_grants).where(c.grant_id == grant_id).values(
+                refreshed_at=_now(), integrations_fp=None, **values))
+            _bump(conn)
+        return True
 
     def apply_userinfo(self, grant_id: str, facts: UserFacts | None, *,
                        now: datetime | None = None) -> None:

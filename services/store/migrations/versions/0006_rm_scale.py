@@ -1,6 +1,6 @@
 """Read model at scale: the ids a full grants sync listed (`rm_listed`, so the unlisted
 are found in SQL rather than by a set difference in memory) and lower-case expression
-indexes for prefix search.
+indexes for prefix search; the webhook id that last wrote an integration row.
 
 Revision ID: 0006_rm_scale
 Revises: 0005_auth
@@ -27,6 +27,8 @@ def upgrade() -> None:
         sa.Column("generation", sa.BigInteger(), primary_key=True, autoincrement=False),
         sa.Column("grant_id", sa.String(200), primary_key=True),
     )
+    # The webhook that last wrote an integration row (a redelivery changes nothing).
+    op.add_column("rm_integrations", sa.Column("webhook_id", sa.String(200)))
     pg = op.get_bind().dialect.name == "postgresql"
     for name, col in _PREFIX:
         # PostgreSQL: text_pattern_ops so that LIKE 'abc%' uses it whatever the collation.
@@ -38,3 +40,5 @@ def downgrade() -> None:
     for name, _ in _PREFIX:
         op.drop_index(name, table_name="rm_grants")
     op.drop_table("rm_listed")
+    with op.batch_alter_table("rm_integrations") as batch:
+        batch.drop_column("webhook_id")
