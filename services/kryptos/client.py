@@ -548,57 +548,57 @@ _SKIP = re.compile(r"[ \t\r\n]*,?[ \t\r\n]*")
 def _stream_array(response: requests.Response, key: str, call: _Call) -> Iterator[Any]:
     """The items of the array under `key` in a JSON answer, decoded one at a time from the
     response stream (the envelope's `{"success": true, "data": {"<key>": [...]}}`): only a
-    chunk and one item are held at once. A `"success": false` answer or no such array is
-    reported as malformed."""
-    decoder = json.JSONDecoder()
-    chunks = response.iter_content(_STREAM_CHUNK, decode_unicode=False)
-    utf8 = codecs.getincrementaldecoder("utf-8")()  # a character may span two chunks
-    buf = ""
+    chunk and one item are held at once. An answer without that array is malformed."""
+    return _ArrayStream(response, call).items(key)
 
-    def more() -> bool:
-        nonlocal buf
-        for raw in chunks:
+
+class _ArrayStream:
+    """Incremental reading of one JSON array out of a streamed answer."""
+
+    def __init__(self, response: requests.Response, call: _Call) -> None:
+        self._chunks = response.iter_content(_STREAM_CHUNK, decode_unicode=False)
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()  # a character may span chunks
+        self._call = call
+        self.buf = ""
+        self.pos = 0
+
+    def _malformed(self, message: str) -> MalformedResponseError:
+        return MalformedResponseError(message, method=self._call.method, path=self._call.path)
+
+    def more(self) -> bool:
+        """Drop what was read, then add the next chunk (False at the end)."""
+        self.buf, self.pos = self.buf[self.pos:], 0
+        for raw in self._chunks:
             try:
-                buf += utf8.decode(raw)
+                self.buf += self._utf8.decode(raw)
             except UnicodeDecodeError:
-                raise MalformedResponseError("The answer is not UTF-8.", method=call.method,
-                                             path=call.path) from None
+                raise self._malformed("The answer is not UTF-8.") from None
             return True
         return False
 
-    marker = re.compile(r'"' + re.escape(key) + r'"\s*:\s*\[')
-    found = None
-    while found is None:
-        found = marker.search(buf)
-        if found is None and not more():
-            raise MalformedResponseError(f"The answer has no '{key}' list.",
-                                         method=call.method, path=call.path)
-    buf = buf[found.end():]
-    pos = 0
-
-    def refill() -> bool:  # drop what was read, then add a chunk
-        nonlocal buf, pos
-        buf, pos = buf[pos:], 0
-        return more()
-
-    while True:
-        pos = _SKIP.match(buf, pos).end()
-        if pos >= len(buf):
-            if refill():
-                continue
-            raise MalformedResponseError("The answer ended inside the list.",
-                                         method=call.method, path=call.path)
-        if buf[pos] == "]":
-            return
+    def items(self, key: str) -> Iterator[Any]:
+        marker = re.compile(r'"' + re.escape(key) + r'"\s*:\s*\[')
+        while (found := marker.search(self.buf)) is None:
+            if not self.more():
+                raise self._malformed(f"The answer has no '{key}' list.")
+        self.pos = found.end()
+        decoder = json.JSONDecoder()
         while True:
-            try:
-                item, pos = decoder.raw_decode(buf, pos)
-                break
-            except json.JSONDecodeError:
-                if not refill():
-                    raise MalformedResponseError("The answer is not JSON.", method=call.method,
-                                                 path=call.path) from None
-        yield item
+            self.pos = _SKIP.match(self.buf, self.pos).end()
+            if self.pos >= len(self.buf):
+                if not self.more():
+                    raise self._malformed("The answer ended inside the list.")
+                continue
+            if self.buf[self.pos] == "]":
+                return
+            while True:
+                try:
+                    item, self.pos = decoder.raw_decode(self.buf, self.pos)
+                    break
+                except json.JSONDecodeError:
+                    if not self.more():
+                        raise self._malformed("The answer is not JSON.") from None
+            yield item
 
 def _require_text(value: Any, name: str) -> None:
     if not isinstance(value, str) or not value.strip():

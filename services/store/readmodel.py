@@ -15,9 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import secrets
 import threading
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -122,15 +120,6 @@ rm_version = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("version", BigInteger, nullable=False),
 )
-
-#: The ids a full grants sync listed, under its generation (deleted when it ends).
-rm_listed = Table(
-    "rm_listed", _md,
-    Column("generation", BigInteger, primary_key=True, autoincrement=False),
-    Column("grant_id", String(200), primary_key=True),
-)
-#: rm_listed rows older than this are a crashed sync's leftovers.
-_LISTED_MAX_AGE_NS = 24 * 3600 * 10**9
 
 SyncState = Literal["failing", "syncing", "ok", "empty", "unreadable"]
 Queue = Literal["failing", "syncing", "never_synced", "not_readable", "no_token"]
@@ -506,96 +495,92 @@ class ReadModel:
                             vault_entries: Iterable[Any] | None = None, *,
                             now: datetime | None = None) -> GrantsApplied:
         """`apply_grants` over the list in batches (e.g. `KryptosClient.iter_grants()`):
-        memory is one batch, whatever the list's length. Each batch is one transaction that
-        records its ids in `rm_listed` under this sync's generation and upserts the changed
-        rows; the unlisted are then found in SQL. Rows the console wrote meanwhile (a grant
-        exchanged during the sync) are left alone."""
+        each batch is read against the stored rows and the vault by primary key and its
+        changed rows upserted in one transaction, so memory holds one batch plus the set of
+        listed ids (about 90 bytes a grant); an unchanged list writes nothing. Then the
+        vault and the active rows are walked by key for what the list did not name. Rows
+        the console wrote meanwhile (a grant exchanged during the sync) are left alone."""
         now = now or _now()
         started = max(now, _now())
-        gen = time.time_ns() + secrets.randbelow(1000)
         vault = ({e.grant_id: _vault_fields(e) for e in vault_entries}
                  if vault_entries is not None else None)
         tally = _Tally()
-        try:
-            for batch in batches:
-                listed = {g.grant_id: g for g in batch}
-                self._apply_batch(gen, listed, vault, now, tally)
-            self._apply_unlisted_vault(gen, vault, now, started, tally)
-            with self._db.write() as conn:
-                n_listed = int(conn.execute(select(func.count()).select_from(rm_listed)
-                                            .where(rm_listed.c.generation == gen)).scalar_one())
-                seen = select(rm_listed.c.grant_id).where(
-                    rm_listed.c.generation == gen, rm_listed.c.grant_id == rm_grants.c.grant_id)
-                gone = conn.execute(update(rm_grants).where(
-                    rm_grants.c.status == "active", rm_grants.c.refreshed_at <= started,
-                    ~seen.exists())
-                    .values(status="revoked", status_changed_at=now, refreshed_at=now,
-                            fp=None)).rowcount or 0
-                if gone:
+        seen: set[str] = set()
+        for batch in batches:
+            listed = {g.grant_id: g for g in batch}
+            seen.update(listed)
+            self._apply_batch(listed, vault, now, tally)
+        self._apply_unlisted_vault(seen, vault, now, started, tally)
+        gone = 0
+        for ids in self._keys(rm_grants.c.grant_id, and_(rm_grants.c.status == "active",
+                                                         rm_grants.c.refreshed_at <= started)):
+            unlisted = [g for g in ids if g not in seen]
+            if unlisted:
+                with self._db.write() as conn:
+                    gone += conn.execute(update(rm_grants).where(
+                        rm_grants.c.grant_id.in_(unlisted), rm_grants.c.status == "active",
+                        rm_grants.c.refreshed_at <= started).values(
+                        status="revoked", status_changed_at=now, refreshed_at=now,
+                        fp=None)).rowcount or 0
                     _bump(conn)
-        finally:
-            with self._db.write() as conn:  # this sync's ids, and any a crash left behind
-                conn.execute(delete(rm_listed).where(or_(
-                    rm_listed.c.generation == gen,
-                    rm_listed.c.generation < gen - _LISTED_MAX_AGE_NS)))
-        return GrantsApplied(n_listed, tally.written, tally.revoked + gone, tally.reactivated)
+        return GrantsApplied(len(seen), tally.written, tally.revoked + gone, tally.reactivated)
 
-    def _apply_batch(self, gen: int, listed: Mapping[str, Any],
+    def _keys(self, col: Any, cond: Any) -> Iterator[list[str]]:
+        """The values of a primary key column whose rows match `cond`, in key order, a
+        batch at a time: keyset paging on the key alone (`cond` is tested here, so that
+        each page is a key range and never a scan of an index on `cond`'s columns)."""
+        after = ""
+        while True:
+            with self._db.read() as conn:
+                page = conn.execute(select(col, cond).where(col > after)
+                                    .order_by(col).limit(BATCH_SIZE)).all()
+            ids = [r[0] for r in page if r[1]]
+            if ids:
+                yield ids
+            if len(page) < BATCH_SIZE:
+                return
+            after = page[-1][0]
+
+    def _apply_batch(self, listed: Mapping[str, Any],
                      vault: Mapping[str, tuple[Any, ...]] | None, now: datetime,
                      tally: _Tally) -> None:
-        """One batch of listed grants: note their ids, upsert the changed rows."""
+        """One batch of listed grants: upsert the rows that changed."""
         if not listed:
             return
         ids = sorted(listed)
         with self._db.read() as conn:
             existing = self._existing(conn, ids)
             if vault is None:
-                vault = {r[0]: tuple(r[1:]) for r in conn.execute(
-                    select(*self._VAULT_COLS).where(vault_tokens.c.grant_id.in_(ids)))}
+                vault = self._vault_of(conn, ids)
         rows = tally.diff([_grant_row(gid, listed[gid], vault.get(gid), now) for gid in ids],
                           existing)
-        with self._db.write() as conn:
-            conn.execute(_insert(self._db)(rm_listed).on_conflict_do_nothing(),
-                         [{"generation": gen, "grant_id": gid} for gid in ids])
-            if rows:
-                self._upsert_rows(conn, rows)
-                _bump(conn)
+        if rows:
+            self._upsert_grants(rows)
 
-    def _apply_unlisted_vault(self, gen: int, vault: Mapping[str, tuple[Any, ...]] | None,
+    def _vault_of(self, conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        return {r[0]: tuple(r[1:]) for r in conn.execute(
+            select(*self._VAULT_COLS).where(vault_tokens.c.grant_id.in_(list(ids))))}
+
+    def _apply_unlisted_vault(self, seen: set[str], vault: Mapping[str, tuple[Any, ...]] | None,
                               now: datetime, started: datetime, tally: _Tally) -> None:
-        """Tokens stored for grants the list did not name: revoked rows (keyset-paged over
-        the vault table; tokens stored after the sync began are left for the next one)."""
-        listed = select(rm_listed.c.grant_id).where(rm_listed.c.generation == gen,
-                                                    rm_listed.c.grant_id == vault_tokens.c.grant_id)
-        after = ""
-        while True:
+        """Tokens stored for grants the list did not name: revoked rows (tokens stored
+        after the sync began are left for the next one)."""
+        if vault is not None:
+            chunks: Iterable[Sequence[str]] = _chunks(
+                sorted(g for g in vault if g not in seen), BATCH_SIZE)
+        else:
+            chunks = ([g for g in ids if g not in seen] for ids in self._keys(
+                vault_tokens.c.grant_id, vault_tokens.c.created_at <= started))
+        for ids in chunks:
+            if not ids:
+                continue
             with self._db.read() as conn:
-                if vault is None:
-                    page = [(r[0], tuple(r[1:])) for r in conn.execute(
-                        select(*self._VAULT_COLS).where(
-                            vault_tokens.c.grant_id > after,
-                            vault_tokens.c.created_at <= started, ~listed.exists())
-                        .order_by(vault_tokens.c.grant_id).limit(BATCH_SIZE))]
-                    done = len(page) < BATCH_SIZE
-                else:
-                    chunk = sorted(g for g in vault if g > after)[:BATCH_SIZE]
-                    done = len(chunk) < BATCH_SIZE
-                    seen = set(conn.execute(select(rm_listed.c.grant_id).where(
-                        rm_listed.c.generation == gen, rm_listed.c.grant_id.in_(chunk)))
-                        .scalars()) if chunk else set()
-                    page = [(g, vault[g]) for g in chunk if g not in seen]
-                    after = chunk[-1] if chunk else after
-                if page:
-                    existing = self._existing(conn, [g for g, _ in page])
-            if page:
-                after = max(after, page[-1][0])
-                rows = tally.diff([_grant_row(g, None, v, now) for g, v in page], existing)
-                if rows:
-                    with self._db.write() as conn:
-                        self._upsert_rows(conn, rows)
-                        _bump(conn)
-            if done:
-                return
+                existing = self._existing(conn, ids)
+                fields = vault if vault is not None else self._vault_of(conn, ids)
+            rows = tally.diff([_grant_row(g, None, fields[g], now) for g in ids
+                               if g in fields], existing)
+            if rows:
+                self._upsert_grants(rows)
 
     @staticmethod
     def _existing(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, str]]:

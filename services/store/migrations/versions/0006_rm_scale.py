@@ -1,6 +1,5 @@
-"""Read model at scale: the ids a full grants sync listed (`rm_listed`, so the unlisted
-are found in SQL rather than by a set difference in memory) and lower-case expression
-indexes for prefix search; the webhook id that last wrote an integration row.
+"""Read model at scale: lower-case expression indexes for prefix search; the webhook id
+that last wrote an integration row.
 
 Revision ID: 0006_rm_scale
 Revises: 0005_auth
@@ -22,11 +21,6 @@ _PREFIX = (("ix_rm_grants_lower_id", "grant_id"), ("ix_rm_grants_lower_ref", "cu
 
 
 def upgrade() -> None:
-    op.create_table(
-        "rm_listed",
-        sa.Column("generation", sa.BigInteger(), primary_key=True, autoincrement=False),
-        sa.Column("grant_id", sa.String(200), primary_key=True),
-    )
     # The webhook that last wrote an integration row (a redelivery changes nothing).
     op.add_column("rm_integrations", sa.Column("webhook_id", sa.String(200)))
     pg = op.get_bind().dialect.name == "postgresql"
@@ -39,6 +33,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     for name, _ in _PREFIX:
         op.drop_index(name, table_name="rm_grants")
-    op.drop_table("rm_listed")
     with op.batch_alter_table("rm_integrations") as batch:
         batch.drop_column("webhook_id")
