@@ -134,14 +134,16 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
         worker = SyncWorker(client, vault, rm, rate=test_rate, userinfo_share=0.0)
         _reset_peak()
         rss_before = _rss_mb()
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         worker.sync_grants()
         sync_s = time.perf_counter() - t
+        sync_cpu = time.process_time() - cpu
         sync_peak = _rss_mb("VmHWM")
         rows = rm.counts().total
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         worker.sync_grants()  # nothing changed: the diff writes nothing
         resync_s = time.perf_counter() - t
+        resync_cpu = time.process_time() - cpu
         # Integrations of a sample at the test rate.
         ids = rm.active_with_token()[:sample]
         t = time.perf_counter()
@@ -154,6 +156,7 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
             "n": n, "rows": rows, "vault_import_s": vault_s, "full_sync_s": sync_s,
             "rows_per_s": rows / sync_s, "unchanged_sync_s": resync_s,
             "rss_before_sync_mb": rss_before, "sync_peak_mb": sync_peak,
+            "sync_cpu_s": sync_cpu, "unchanged_cpu_s": resync_cpu,
             "counts_ms": _ms(rm.counts),
             "page_first_ms": _ms(lambda: rm.page(page_size=100)),
             "page_filtered_ms": _ms(lambda: rm.page(
@@ -219,11 +222,15 @@ def print_table(results: list[dict], test_rate: float) -> None:
         ("full grants sync (s)", lambda r: f"{r['full_sync_s']:.2f}"),
         ("  rows/s", lambda r: f"{r['rows_per_s']:,.0f}"),
         ("  us per grant", lambda r: f"{r['full_sync_s'] * 1e6 / max(1, r['rows']):,.0f}"),
+        ("  console CPU (s)", lambda r: f"{r['sync_cpu_s']:.2f}"),
+        ("  console CPU us per grant",
+         lambda r: f"{r['sync_cpu_s'] * 1e6 / max(1, r['rows']):,.0f}"),
         ("  RSS before / peak during (MB)",
          lambda r: f"{r['rss_before_sync_mb']:.0f} / {r['sync_peak_mb']:.0f}"),
         ("  peak above before (MB)",
          lambda r: f"{r['sync_peak_mb'] - r['rss_before_sync_mb']:.1f}"),
         ("unchanged re-sync (s)", lambda r: f"{r['unchanged_sync_s']:.2f}"),
+        ("  console CPU (s)", lambda r: f"{r['unchanged_cpu_s']:.2f}"),
         ("counts() ms", lambda r: f"{r['counts_ms']:.1f}"),
         ("page() first ms", lambda r: f"{r['page_first_ms']:.1f}"),
         ("page() filtered ms", lambda r: f"{r['page_filtered_ms']:.1f}"),
