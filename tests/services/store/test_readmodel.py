@@ -296,3 +296,42 @@ def test_prefix_search_uses_the_lower_case_indexes(rm, vault, db):
         plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
     assert "ix_rm_grants_lower_ref" in plan and "ix_rm_grants_lower_id" in plan, plan
     assert rm.page(GrantFilter(search="Customer-1", search_mode="prefix")).total == 5
+
+
+def test_webhook_integration_updates_idempotently(rm, vault):
+    seeded(rm, vault)
+    gid = "cgrant_00004"
+    t1 = datetime.now(UTC)
+    rm.apply_integrations(gid, [integ("w1"), integ("w2")], now=t1 - timedelta(minutes=5))
+    v = rm.version()
+    assert rm.apply_webhook_integration(gid, integ("w1", "FAILED"), webhook_id="whd_1",
+                                        received_at=t1)
+    g = rm.grant(gid)
+    assert (g.grant.sync_state, g.grant.n_failing, g.grant.n_integrations) == ("failing", 1, 2)
+    assert rm.version() == v + 1
+    # A redelivery, and older news than the row holds: nothing changes.
+    assert not rm.apply_webhook_integration(gid, integ("w1", "FAILED"), webhook_id="whd_1",
+                                            received_at=t1)
+    assert not rm.apply_webhook_integration(gid, integ("w1", "COMPLETED"), webhook_id="whd_0",
+                                            received_at=t1 - timedelta(minutes=1))
+    assert rm.version() == v + 1
+    # A new integration, then one deleted; an unknown grant is ignored.
+    assert rm.apply_webhook_integration(gid, integ("w3", "ONGOING", synced=False),
+                                        webhook_id="whd_2", received_at=t1)
+    g = rm.grant(gid).grant
+    assert (g.n_integrations, g.n_syncing, g.n_never_synced) == (3, 1, 1)
+    assert rm.apply_webhook_integration(gid, integ("w1"), webhook_id="whd_3",
+                                        received_at=t1, deleted=True)
+    g = rm.grant(gid)
+    assert [i.wallet_id for i in g.integrations] == ["w2", "w3"]
+    assert (g.grant.n_failing, g.grant.sync_state) == (0, "syncing")
+    assert not rm.apply_webhook_integration("cgrant_nope", integ("w1"), webhook_id="whd_4",
+                                            received_at=t1)
+    # The worker's next read is written whatever it holds (the fingerprint was cleared).
+    rm.apply_integrations(gid, [integ("w1"), integ("w2")])
+    assert [i.wallet_id for i in rm.grant(gid).integrations] == ["w1", "w2"]
+    # A grant our token cannot read stays unreadable.
+    rm.apply_integrations("cgrant_00006", IntegrationsError("refused"))
+    rm.apply_webhook_integration("cgrant_00006", integ("w9", "FAILED"), webhook_id="whd_5",
+                                 received_at=datetime.now(UTC))
+    assert rm.grant("cgrant_00006").grant.sync_state == "unreadable"
