@@ -1,8 +1,8 @@
 """Read model at scale: lower-case expression indexes for prefix search; the webhook id
 that last wrote an integration row.
 
-Revision ID: 0006_rm_scale
-Revises: 0005_auth
+Revision ID: 0008_rm_scale
+Revises: 0007_approvals
 Create Date: 2026-12-01
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_rm_scale"
-down_revision = "0005_auth"
+revision = "0008_rm_scale"
+down_revision = "0007_approvals"
 branch_labels = None
 depends_on = None
 
