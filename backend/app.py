@@ -44,6 +44,8 @@ from services.store import (
     load_vault_key,
     open_database,
 )
+from services.store.readmodel import ReadModel
+from services.sync.webhooks import readmodel_hook
 
 log = logging.getLogger("backend")
 
@@ -229,10 +231,12 @@ def _build_backend(settings: Settings, client: KryptosClient | None, db: Databas
         anchor.parent.mkdir(parents=True, exist_ok=True)
     audit = AuditLog(db, anchor_file=anchor)
     stops.append(audit.flush_anchor)
-    hub = WebhookHub(db, vault, list(on_event))
+    readmodel = ReadModel(db, settings.tiers)
+    hub = WebhookHub(db, vault, [readmodel_hook(readmodel), *on_event])
     service = CustomerService(client, vault, AuditTrail(audit),
                               RateLimiter(db, settings.link_token_rate_limit),
-                              ExchangeOnce(db), on_user_learned=hub.attach_user)
+                              ExchangeOnce(db), on_user_learned=hub.attach_user,
+                              readmodel=readmodel)
     return Backend(settings, client, db, vault, audit, jwt_config(settings), service, hub,
                    sandbox_url if settings.sandbox_mode else None, stops)
 

@@ -21,6 +21,7 @@ from backend.shapes import holdings_json, session_json
 from services.kryptos.client import KryptosClient
 from services.kryptos.errors import InvalidTokenError, KryptosError, NotFoundError
 from services.store import AuditTrail, StoreError, TokenVault, VaultEntry
+from services.store.readmodel import ReadModel
 
 log = logging.getLogger("backend")
 
@@ -50,6 +51,22 @@ class CustomerService:
     exchanges: ExchangeOnce
     #: Called with (Kryptos user id, grant id) once a new grant's user is known.
     on_user_learned: Callable[[str, str], Any] | None = None
+    #: The console's read model: a new grant shows there at once, a disconnect too.
+    readmodel: ReadModel | None = None
+
+    def _show(self, grant_id: str, *, revoked: bool = False) -> None:
+        """Best effort (the customer's call succeeded; the worker's next sync catches up)."""
+        if self.readmodel is None:
+            return
+        try:
+            if revoked:
+                self.readmodel.mark_revoked(grant_id)
+            else:
+                entry = self.vault.get(grant_id)
+                if entry is not None:
+                    self.readmodel.apply_grant(None, entry)
+        except (StoreError, SQLAlchemyError) as exc:
+            log.warning("read model not updated for %s: %s", grant_id, type(exc).__name__)
 
     def _run(self, ref: str, action: A.AuditAction, body: Callable[[], tuple[T, Any]], *,
              request_id: str | None, read: bool = False, target_type: str = "customer",
@@ -150,6 +167,7 @@ class CustomerService:
             except (KryptosError, StoreError) as exc:
                 log.info("exchange: session of %s unreadable: %s", grant_id,
                          type(exc).__name__)
+        self._show(grant_id)  # before the hub ties earlier webhooks to it
         if user and self.on_user_learned is not None:
             try:
                 self.on_user_learned(user, grant_id)
@@ -183,6 +201,7 @@ class CustomerService:
             except KryptosError as exc:
                 raise from_kryptos(exc) from None
             self.vault.mark_revoked(entry.grant_id)
+            self._show(entry.grant_id, revoked=True)
             return {"success": True}, {"revoked": True, "already_revoked": already}
 
         return self._run(ref, A.A_DISCONNECT, body, request_id=request_id, target_type="grant",

@@ -1,5 +1,13 @@
 """Read model figures at scale (issue 10, part 1: store and worker; the browser parts come later).
 
+TODO (issue 10, browser figures): once the pages read the read model (branch `rmpages`
+merged), add with Playwright on /usr/bin/chromium (executable_path; headless, --no-sandbox
+--disable-gpu --disable-background-networking --disable-component-update; never
+`playwright install`): console start to the login page at 40 vs 100,000 grants; login to a
+usable Overview; Grants page rerun vs a bare st.dataframe of the same visible rows; upstream
+calls for Overview and Grants once warm (the sandbox's request log); peak server memory
+with 5 browser sessions on the Grants page at 100,000 grants.
+
     PYTHONPATH=$PWD .venv/bin/python bench/scale_bench.py [--sizes 1000,10000,100000]
         [--with-300k] [--database-url URL] [--sample 2000] [--test-rate 400]
 
@@ -14,7 +22,10 @@ exported grant's token in a fresh vault (one CSV import), and times:
 - integration refresh of `--sample` grants at `--test-rate` calls/s (achieved calls/s),
   and from it how long a full integration refresh of all N grants takes at the default
   rate (SYNC_RATE 10/s): the refresh is rate-bound, so N / rate when the worker keeps up;
-- peak RSS of the child (the console side: client, worker, read model).
+- memory of the child (the console side: client, worker, read model): the resident set
+  before the sync, the peak during the full sync (the kernel's high-water mark, reset just
+  before it through /proc/self/clear_refs, so the bench's own vault import is not counted),
+  and the peak from the sync to the end (queries, CSV, integrations).
 """
 
 from __future__ import annotations
@@ -56,6 +67,24 @@ def _start_sandbox(n: int) -> tuple[subprocess.Popen, str]:
         proc.kill()
         raise RuntimeError(f"sandbox did not start: {line!r}")
     return proc, line.split(" on ", 1)[1].split(" ", 1)[0]
+
+
+def _rss_mb(field: str = "VmRSS") -> float:
+    """A field of /proc/self/status in MB (VmRSS now, VmHWM the peak since the last reset)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> None:
+    """Start the peak-RSS high-water mark afresh (Linux: 5 > /proc/self/clear_refs)."""
+    import gc
+
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
 
 
 def _null_sink() -> io.TextIOBase:
@@ -103,13 +132,18 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
                                max_retries=0, read_timeout=120)
         rm = ReadModel(db, parse_tiers(DEFAULT_TIERS))
         worker = SyncWorker(client, vault, rm, rate=test_rate, userinfo_share=0.0)
-        t = time.perf_counter()
+        _reset_peak()
+        rss_before = _rss_mb()
+        t, cpu = time.perf_counter(), time.process_time()
         worker.sync_grants()
         sync_s = time.perf_counter() - t
+        sync_cpu = time.process_time() - cpu
+        sync_peak = _rss_mb("VmHWM")
         rows = rm.counts().total
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         worker.sync_grants()  # nothing changed: the diff writes nothing
         resync_s = time.perf_counter() - t
+        resync_cpu = time.process_time() - cpu
         # Integrations of a sample at the test rate.
         ids = rm.active_with_token()[:sample]
         t = time.perf_counter()
@@ -121,6 +155,8 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
         out = {
             "n": n, "rows": rows, "vault_import_s": vault_s, "full_sync_s": sync_s,
             "rows_per_s": rows / sync_s, "unchanged_sync_s": resync_s,
+            "rss_before_sync_mb": rss_before, "sync_peak_mb": sync_peak,
+            "sync_cpu_s": sync_cpu, "unchanged_cpu_s": resync_cpu,
             "counts_ms": _ms(rm.counts),
             "page_first_ms": _ms(lambda: rm.page(page_size=100)),
             "page_filtered_ms": _ms(lambda: rm.page(
@@ -185,7 +221,16 @@ def print_table(results: list[dict], test_rate: float) -> None:
         ("vault import of all tokens (s)", lambda r: f"{r['vault_import_s']:.1f}"),
         ("full grants sync (s)", lambda r: f"{r['full_sync_s']:.2f}"),
         ("  rows/s", lambda r: f"{r['rows_per_s']:,.0f}"),
+        ("  us per grant", lambda r: f"{r['full_sync_s'] * 1e6 / max(1, r['rows']):,.0f}"),
+        ("  console CPU (s)", lambda r: f"{r['sync_cpu_s']:.2f}"),
+        ("  console CPU us per grant",
+         lambda r: f"{r['sync_cpu_s'] * 1e6 / max(1, r['rows']):,.0f}"),
+        ("  RSS before / peak during (MB)",
+         lambda r: f"{r['rss_before_sync_mb']:.0f} / {r['sync_peak_mb']:.0f}"),
+        ("  peak above before (MB)",
+         lambda r: f"{r['sync_peak_mb'] - r['rss_before_sync_mb']:.1f}"),
         ("unchanged re-sync (s)", lambda r: f"{r['unchanged_sync_s']:.2f}"),
+        ("  console CPU (s)", lambda r: f"{r['unchanged_cpu_s']:.2f}"),
         ("counts() ms", lambda r: f"{r['counts_ms']:.1f}"),
         ("page() first ms", lambda r: f"{r['page_first_ms']:.1f}"),
         ("page() filtered ms", lambda r: f"{r['page_filtered_ms']:.1f}"),
@@ -200,7 +245,8 @@ def print_table(results: list[dict], test_rate: float) -> None:
          lambda r: f"{r['refresh_calls_per_s']:.0f} (n={r['refresh_sample']})"),
         (f"full integration refresh at {DEFAULT_RATE:g}/s",
          lambda r: _hms(r["full_refresh_default_s"])),
-        ("peak RSS, console side (MB)", lambda r: f"{r['peak_rss_mb']:.0f}"),
+        ("peak RSS from the sync on (MB)",
+         lambda r: f"{r['peak_rss_mb']:.0f}"),
     ]
     width = max(len(name) for name, _ in lines) + 2
     colw = max(18, *(len(c) + 2 for c in cols))
@@ -240,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         results.append(json.loads(child.stdout.strip().splitlines()[-1]))
         print(f"N={n:,}: done in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     print_table(results, args.test_rate)
+    print("\nBrowser figures (console start, login to Overview, Grants rerun vs bare "
+          "st.dataframe, upstream calls once warm, memory with 5 sessions): TODO, once the "
+          "pages read the read model (branch rmpages).")
     return 0
 
 

@@ -25,12 +25,14 @@ request id only, never headers or bodies.
 
 from __future__ import annotations
 
+import codecs
+import json
 import logging
 import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -93,6 +95,7 @@ class _Call:
     access_token: str | None = None  # sent as Bearer on data calls
     client_auth: bool = True
     secrets: tuple[str, ...] = ()  # extra values to scrub (tokens in the body)
+    stream: bool = False  # 2xx: return the open response, read by the caller
 
 
 class KryptosClient:
@@ -253,6 +256,26 @@ class KryptosClient:
                                          method="GET", path="/token/grants")
         return [self._parse(Grant.from_api, g, "GET", "/token/grants") for g in grants]
 
+    def iter_grants(self, batch_size: int = 2000) -> Iterator[list[Grant]]:
+        """GET /token/grants read as a stream: the grants in lists of up to `batch_size`,
+        parsed as they arrive, so memory stays flat however many grants there are."""
+        call = _Call("GET", self.connect_url, "/token/grants", "connect", idempotent=True,
+                     stream=True)
+        response = self._request(call)
+        try:
+            batch: list[Grant] = []
+            for item in _stream_array(response, "grants", call):
+                batch.append(self._parse(Grant.from_api, item, "GET", "/token/grants"))
+                if len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+        except requests.exceptions.RequestException as exc:
+            raise _transport_error(exc, call)[0] from None
+        finally:
+            response.close()
+
     def resync_integration(self, wallet_id: str, user_id: str, mode: str) -> ResyncResult:
         """POST /developer/integrations/{walletId}/resync. Never repeated once sent."""
         _require_text(wallet_id, "wallet_id")
@@ -405,7 +428,7 @@ class KryptosClient:
             try:
                 response = self._session.request(
                     call.method, url, headers=headers, json=call.json, params=call.params,
-                    timeout=timeout, allow_redirects=False,
+                    timeout=timeout, allow_redirects=False, stream=call.stream,
                 )
             except requests.exceptions.RequestException as exc:
                 elapsed_ms = (time.monotonic() - t0) * 1000
@@ -427,6 +450,8 @@ class KryptosClient:
                              call.path, response.status_code, elapsed_ms, request_id or "-",
                              retries + 1)
                 if 200 <= response.status_code < 300:
+                    if call.stream:
+                        return response
                     body = self._decode(response, call, request_id)
                     if isinstance(body, Mapping) and body.get("success") is False:
                         raise self._error(response.status_code, body, call, request_id)
@@ -515,6 +540,65 @@ class KryptosClient:
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+_STREAM_CHUNK = 256 * 1024
+_SKIP = re.compile(r"[ \t\r\n]*,?[ \t\r\n]*")
+
+
+def _stream_array(response: requests.Response, key: str, call: _Call) -> Iterator[Any]:
+    """The items of the array under `key` in a JSON answer, decoded one at a time from the
+    response stream (the envelope's `{"success": true, "data": {"<key>": [...]}}`): only a
+    chunk and one item are held at once. An answer without that array is malformed."""
+    return _ArrayStream(response, call).items(key)
+
+
+class _ArrayStream:
+    """Incremental reading of one JSON array out of a streamed answer."""
+
+    def __init__(self, response: requests.Response, call: _Call) -> None:
+        self._chunks = response.iter_content(_STREAM_CHUNK, decode_unicode=False)
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()  # a character may span chunks
+        self._call = call
+        self.buf = ""
+        self.pos = 0
+
+    def _malformed(self, message: str) -> MalformedResponseError:
+        return MalformedResponseError(message, method=self._call.method, path=self._call.path)
+
+    def more(self) -> bool:
+        """Drop what was read, then add the next chunk (False at the end)."""
+        self.buf, self.pos = self.buf[self.pos:], 0
+        for raw in self._chunks:
+            try:
+                self.buf += self._utf8.decode(raw)
+            except UnicodeDecodeError:
+                raise self._malformed("The answer is not UTF-8.") from None
+            return True
+        return False
+
+    def items(self, key: str) -> Iterator[Any]:
+        marker = re.compile(r'"' + re.escape(key) + r'"\s*:\s*\[')
+        while (found := marker.search(self.buf)) is None:
+            if not self.more():
+                raise self._malformed(f"The answer has no '{key}' list.")
+        self.pos = found.end()
+        decoder = json.JSONDecoder()
+        while True:
+            self.pos = _SKIP.match(self.buf, self.pos).end()
+            if self.pos >= len(self.buf):
+                if not self.more():
+                    raise self._malformed("The answer ended inside the list.")
+                continue
+            if self.buf[self.pos] == "]":
+                return
+            while True:
+                try:
+                    item, self.pos = decoder.raw_decode(self.buf, self.pos)
+                    break
+                except json.JSONDecodeError:
+                    if not self.more():
+                        raise self._malformed("The answer is not JSON.") from None
+            yield item
 
 def _require_text(value: Any, name: str) -> None:
     if not isinstance(value, str) or not value.strip():

@@ -15,9 +15,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, Literal, TextIO
 
 from sqlalchemy import (
@@ -105,6 +107,7 @@ rm_integrations = Table(
     Column("message", Text),
     Column("limit_exceeded", Boolean, nullable=False),
     Column("refreshed_at", UTCDateTime, nullable=False),
+    Column("webhook_id", String(200)),
 )
 rm_sync_state = Table(
     "rm_sync_state", _md,
@@ -378,6 +381,30 @@ def _bump(conn: Connection) -> None:
                  .values(version=rm_version.c.version + 1))
 
 
+class _Tally:
+    """What a full sync wrote, batch by batch."""
+
+    def __init__(self) -> None:
+        self.written = self.revoked = self.reactivated = 0
+
+    def diff(self, rows: list[dict[str, Any]],
+             existing: Mapping[str, tuple[Any, str]]) -> list[dict[str, Any]]:
+        """The rows that differ from what is stored, counted."""
+        out = []
+        for row in rows:
+            before = existing.get(row["grant_id"])
+            if before == (row["fp"], row["status"]):
+                continue
+            if before is not None and before[1] != row["status"]:
+                if row["status"] == "active":
+                    self.reactivated += 1
+                else:
+                    self.revoked += 1
+            out.append(row)
+        self.written += len(out)
+        return out
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -385,11 +412,18 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def _aggregate(items: Sequence[Any]) -> dict[str, Any]:
     """Integration aggregates of a grant from `services.kryptos.models.Integration`s."""
-    failing = sum(1 for i in items if i.status.upper() in FAILING)
-    syncing = sum(1 for i in items if i.status.upper() in SYNCING)
-    never = sum(1 for i in items if i.last_synced_at is None)
-    txs = [i.total_transactions for i in items if i.total_transactions is not None]
-    syncs = [i.last_synced_at for i in items if i.last_synced_at is not None]
+    return _aggregate_facts([(i.status, i.last_synced_at, i.total_transactions)
+                             for i in items])
+
+
+def _aggregate_facts(items: Sequence[tuple[str, datetime | None, int | None]]
+                     ) -> dict[str, Any]:
+    """Aggregates from (status, last sync, transactions) of each integration."""
+    failing = sum(1 for st, _, _ in items if st.upper() in FAILING)
+    syncing = sum(1 for st, _, _ in items if st.upper() in SYNCING)
+    never = sum(1 for _, last, _ in items if last is None)
+    txs = [n for _, _, n in items if n is not None]
+    syncs = [last for _, last, _ in items if last is not None]
     state = ("failing" if failing else "syncing" if syncing else "ok" if items else "empty")
     return {"n_integrations": len(items), "n_failing": failing, "n_syncing": syncing,
             "n_never_synced": never, "total_transactions": sum(txs) if txs else None,
@@ -422,6 +456,8 @@ class ReadModel:
     def __init__(self, db: Database, tiers: Sequence[Any] = ()) -> None:
         self._db = db
         self._tiers = tuple(tiers)
+        self._counts_cache: tuple[int, Counts] | None = None
+        self._cache_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ReadModel({self._db!r})"
@@ -440,11 +476,9 @@ class ReadModel:
 
     # --- writes -----------------------------------------------------------------------------
 
-    def _vault_rows(self, conn: Connection) -> dict[str, tuple[Any, ...]]:
-        cols = (vault_tokens.c.grant_id, vault_tokens.c.masked_token,
-                vault_tokens.c.workspace_id, vault_tokens.c.kryptos_user_id,
-                vault_tokens.c.customer_ref, vault_tokens.c.user_kind)
-        return {r[0]: tuple(r[1:]) for r in conn.execute(select(*cols))}
+    _VAULT_COLS = (vault_tokens.c.grant_id, vault_tokens.c.masked_token,
+                   vault_tokens.c.workspace_id, vault_tokens.c.kryptos_user_id,
+                   vault_tokens.c.customer_ref, vault_tokens.c.user_kind)
 
     def apply_grants(self, grants: Iterable[Any],
                      vault_entries: Iterable[Any] | None = None, *,
@@ -452,34 +486,107 @@ class ReadModel:
         """Apply a full `GET /token/grants` answer (services.kryptos.models.Grant), joined
         with the vault (`VaultEntry`s; None: read the vault table here, without decrypting
         anything). Listed grants are active; stored-but-unlisted ones and rows no longer in
-        either are revoked. Only rows that differ are written."""
+        either are revoked. Only rows that differ are written. See `apply_grant_batches`."""
+        it = iter(grants)
+        return self.apply_grant_batches(iter(lambda: list(islice(it, BATCH_SIZE)), []),
+                                        vault_entries, now=now)
+
+    def apply_grant_batches(self, batches: Iterable[Sequence[Any]],
+                            vault_entries: Iterable[Any] | None = None, *,
+                            now: datetime | None = None) -> GrantsApplied:
+        """`apply_grants` over the list in batches (e.g. `KryptosClient.iter_grants()`):
+        each batch is read against the stored rows and the vault by primary key and its
+        changed rows upserted in one transaction, so memory holds one batch plus the set of
+        listed ids (about 90 bytes a grant); an unchanged list writes nothing. Then the
+        vault and the active rows are walked by key for what the list did not name. Rows
+        the console wrote meanwhile (a grant exchanged during the sync) are left alone."""
         now = now or _now()
+        started = max(now, _now())
+        vault = ({e.grant_id: _vault_fields(e) for e in vault_entries}
+                 if vault_entries is not None else None)
+        tally = _Tally()
+        seen: set[str] = set()
+        for batch in batches:
+            listed = {g.grant_id: g for g in batch}
+            seen.update(listed)
+            self._apply_batch(listed, vault, now, tally)
+        self._apply_unlisted_vault(seen, vault, now, started, tally)
+        gone = 0
+        for ids in self._keys(rm_grants.c.grant_id, and_(rm_grants.c.status == "active",
+                                                         rm_grants.c.refreshed_at <= started)):
+            unlisted = [g for g in ids if g not in seen]
+            if unlisted:
+                with self._db.write() as conn:
+                    gone += conn.execute(update(rm_grants).where(
+                        rm_grants.c.grant_id.in_(unlisted), rm_grants.c.status == "active",
+                        rm_grants.c.refreshed_at <= started).values(
+                        status="revoked", status_changed_at=now, refreshed_at=now,
+                        fp=None)).rowcount or 0
+                    _bump(conn)
+        return GrantsApplied(len(seen), tally.written, tally.revoked + gone, tally.reactivated)
+
+    def _keys(self, col: Any, cond: Any) -> Iterator[list[str]]:
+        """The values of a primary key column whose rows match `cond`, in key order, a
+        batch at a time: keyset paging on the key alone (`cond` is tested here, so that
+        each page is a key range and never a scan of an index on `cond`'s columns)."""
+        after = ""
+        while True:
+            with self._db.read() as conn:
+                page = conn.execute(select(col, cond).where(col > after)
+                                    .order_by(col).limit(BATCH_SIZE)).all()
+            ids = [r[0] for r in page if r[1]]
+            if ids:
+                yield ids
+            if len(page) < BATCH_SIZE:
+                return
+            after = page[-1][0]
+
+    def _apply_batch(self, listed: Mapping[str, Any],
+                     vault: Mapping[str, tuple[Any, ...]] | None, now: datetime,
+                     tally: _Tally) -> None:
+        """One batch of listed grants: upsert the rows that changed."""
+        if not listed:
+            return
+        ids = sorted(listed)
         with self._db.read() as conn:
-            if vault_entries is None:
-                vault = self._vault_rows(conn)
-            else:
-                vault = {e.grant_id: _vault_fields(e) for e in vault_entries}
-            existing = {r[0]: (r[1], r[2]) for r in conn.execute(
-                select(rm_grants.c.grant_id, rm_grants.c.fp, rm_grants.c.status))}
-        listed = {g.grant_id: g for g in grants}
-        rows: list[dict[str, Any]] = []
-        reactivated = 0
-        for gid in listed.keys() | vault.keys():
-            row = _grant_row(gid, listed.get(gid), vault.get(gid), now)
-            before = existing.get(gid)
-            if before == (row["fp"], row["status"]):
+            existing = self._existing(conn, ids)
+            if vault is None:
+                vault = self._vault_of(conn, ids)
+        rows = tally.diff([_grant_row(gid, listed[gid], vault.get(gid), now) for gid in ids],
+                          existing)
+        if rows:
+            self._upsert_grants(rows)
+
+    def _vault_of(self, conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        return {r[0]: tuple(r[1:]) for r in conn.execute(
+            select(*self._VAULT_COLS).where(vault_tokens.c.grant_id.in_(list(ids))))}
+
+    def _apply_unlisted_vault(self, seen: set[str], vault: Mapping[str, tuple[Any, ...]] | None,
+                              now: datetime, started: datetime, tally: _Tally) -> None:
+        """Tokens stored for grants the list did not name: revoked rows (tokens stored
+        after the sync began are left for the next one)."""
+        if vault is not None:
+            chunks: Iterable[Sequence[str]] = _chunks(
+                sorted(g for g in vault if g not in seen), BATCH_SIZE)
+        else:
+            chunks = ([g for g in ids if g not in seen] for ids in self._keys(
+                vault_tokens.c.grant_id, vault_tokens.c.created_at <= started))
+        for ids in chunks:
+            if not ids:
                 continue
-            if before is not None and before[1] == "revoked" and row["status"] == "active":
-                reactivated += 1
-            rows.append(row)
-        gone = [gid for gid, (_, st) in existing.items()
-                if st == "active" and gid not in listed and gid not in vault]
-        for batch in _chunks(rows, BATCH_SIZE):
-            self._upsert_grants(batch)
-        self._mark(gone, now)
-        return GrantsApplied(len(listed), len(rows), len(gone) + sum(
-            1 for r in rows if r["status"] == "revoked" and existing.get(r["grant_id"], (0, ""))[1]
-            == "active"), reactivated)
+            with self._db.read() as conn:
+                existing = self._existing(conn, ids)
+                fields = vault if vault is not None else self._vault_of(conn, ids)
+            rows = tally.diff([_grant_row(g, None, fields[g], now) for g in ids
+                               if g in fields], existing)
+            if rows:
+                self._upsert_grants(rows)
+
+    @staticmethod
+    def _existing(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, str]]:
+        return {r[0]: (r[1], r[2]) for r in conn.execute(
+            select(rm_grants.c.grant_id, rm_grants.c.fp, rm_grants.c.status)
+            .where(rm_grants.c.grant_id.in_(list(ids))))}
 
     def apply_grant(self, grant: Any, vault_entry: Any | None, *,
                     now: datetime | None = None) -> None:
@@ -501,6 +608,11 @@ class ReadModel:
         self.set_sync_state({"full_sync_requested": _now().isoformat()})
 
     def _upsert_grants(self, batch: Sequence[dict[str, Any]]) -> None:
+        with self._db.write() as conn:
+            self._upsert_rows(conn, batch)
+            _bump(conn)
+
+    def _upsert_rows(self, conn: Connection, batch: Sequence[dict[str, Any]]) -> None:
         stmt = _insert(self._db)(rm_grants)
         ex, cur = stmt.excluded, rm_grants.c
         keep = ("workspace_id", "created_at", "expires_at", "kryptos_user_id", "user_kind",
@@ -515,10 +627,8 @@ class ReadModel:
         set_["search_text"] = (func.lower(ex.grant_id) + "\n"
                                + func.lower(func.coalesce(ex.customer_ref, "")) + "\n"
                                + func.lower(func.coalesce(user, "")))
-        with self._db.write() as conn:
-            conn.execute(stmt.on_conflict_do_update(index_elements=["grant_id"], set_=set_),
-                         list(batch))
-            _bump(conn)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["grant_id"], set_=set_),
+                     list(batch))
 
     def _mark(self, grant_ids: Sequence[str], now: datetime) -> None:
         for batch in _chunks(list(grant_ids), BATCH_SIZE):
@@ -587,6 +697,45 @@ class ReadModel:
                     integrations_refreshed_at=now, refreshed_at=now,
                     integrations_fp=fps[gid], **values))
             _bump(conn)
+
+    def apply_webhook_integration(self, grant_id: str, item: Any, *, webhook_id: str,
+                                  received_at: datetime, deleted: bool = False) -> bool:
+        """One integration as a webhook reported it (`integration.created|updated|failed`:
+        a services.kryptos Integration; `deleted`: remove it), and the grant's aggregates
+        (status, last sync, failures) recomputed. Idempotent on `webhook_id`; an event
+        received before the worker last read the row is older news and ignored. False when
+        nothing changed (unknown grant, a redelivery, older news)."""
+        ri, c = rm_integrations.c, rm_grants.c
+        with self._db.write() as conn:
+            state = conn.execute(select(c.sync_state).where(c.grant_id == grant_id)).first()
+            if state is None:
+                return False
+            cur = conn.execute(select(ri.webhook_id, ri.refreshed_at).where(
+                ri.grant_id == grant_id, ri.wallet_id == item.wallet_id)).first()
+            if cur is not None and (cur.webhook_id == webhook_id
+                                    or cur.refreshed_at > received_at):
+                return False
+            conn.execute(delete(rm_integrations).where(ri.grant_id == grant_id,
+                                                       ri.wallet_id == item.wallet_id))
+            if not deleted:
+                conn.execute(rm_integrations.insert().values(
+                    grant_id=grant_id, wallet_id=item.wallet_id,
+                    name=(item.display_name or "")[:300], provider=item.provider,
+                    type=item.type, status=item.status, last_sync=item.last_synced_at,
+                    transactions=item.total_transactions, message=item.message,
+                    limit_exceeded=bool(item.limit_exceeded), refreshed_at=received_at,
+                    webhook_id=webhook_id))
+            facts = conn.execute(select(ri.status, ri.last_sync, ri.transactions)
+                                 .where(ri.grant_id == grant_id)).all()
+            values = _aggregate_facts([tuple(f) for f in facts])
+            del values["unreadable"], values["error_message"]
+            if state.sync_state == "unreadable":  # our token still cannot read it
+                del values["sync_state"]
+            # integrations_fp None: the worker's next read is written whatever it holds.
+            conn.execute(update(rm_grants).where(c.grant_id == grant_id).values(
+                refreshed_at=_now(), integrations_fp=None, **values))
+            _bump(conn)
+        return True
 
     def apply_userinfo(self, grant_id: str, facts: UserFacts | None, *,
                        now: datetime | None = None) -> None:
@@ -718,7 +867,19 @@ class ReadModel:
     # --- queries -------------------------------------------------------------------------
 
     def counts(self) -> Counts:
-        """Overview counts and work queues in one SQL scan."""
+        """Overview counts and work queues: one SQL scan, cached per `version()` (a
+        primary-key read), so reruns and other sessions of this process share it until
+        something is written (by any process)."""
+        version = self.version()
+        cached = self._counts_cache
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        counts = self._count()
+        with self._cache_lock:
+            self._counts_cache = (version, counts)
+        return counts
+
+    def _count(self) -> Counts:
         c = rm_grants.c
         active = c.status == "active"
 
@@ -771,7 +932,7 @@ class ReadModel:
         if f.search and f.search.strip():
             needle = f.search.strip().lower()
             if f.search_mode == "prefix":
-                conds.append(or_(*(func.lower(col).startswith(needle, autoescape=True)
+                conds.append(or_(*(self._prefix(func.lower(col), needle)
                                    for col in (c.grant_id, c.customer_ref, c.kryptos_user_id))))
             else:
                 conds.append(c.search_text.contains(needle, autoescape=True))
@@ -797,6 +958,13 @@ class ReadModel:
             tier_limit = self._tier_limit(f.tier)
             conds.append(self._limit_cond("off" if tier_limit is None else tier_limit))
         return conds
+
+    def _prefix(self, expr: Any, needle: str) -> Any:
+        """`expr` starts with `needle`, in a form the lower(...) indexes serve: a range on
+        SQLite (binary order), LIKE on PostgreSQL (text_pattern_ops indexes)."""
+        if not self._db.is_sqlite:
+            return expr.startswith(needle, autoescape=True)
+        return and_(expr >= needle, expr < needle + "\U0010ffff")
 
     def _ordered(self, query: Any, sort: str, descending: bool, *,
                  filter_first: bool = False) -> Any:

@@ -39,6 +39,8 @@ log = logging.getLogger("services.sync")
 UNREADABLE_ERRORS = (InvalidTokenError, PermissionDeniedError, NotFoundError,
                      MalformedResponseError)
 INTEGRATIONS_PAGE = 200
+#: Grants parsed and written per transaction by a full sync.
+BATCH = 2000
 
 
 class TokenBucket:
@@ -326,12 +328,11 @@ class SyncWorker:
         return bool(asked) and (last is None or datetime.fromisoformat(asked) > last)
 
     def sync_grants(self) -> None:
-        """List every grant and apply the list (joined with the vault) to the read model."""
+        """List every grant and apply the list (joined with the vault) to the read model,
+        streamed: batches are parsed and written as the answer arrives."""
         started = time.monotonic()
-        grants = self.client.list_grants()
         self.bucket.charge(1)
-        applied = self.readmodel.apply_grants(grants)
-        del grants
+        applied = self.readmodel.apply_grant_batches(self.client.iter_grants(BATCH))
         now = _utc()
         with self._state_lock:
             self._last_full = now

@@ -247,3 +247,91 @@ def test_another_process_sees_a_change_within_two_seconds(rm, vault, db_url):
     committed = float(out.split()[-1])
     assert rm.version() > v and seen - committed < 2.0
     assert rm.grant("cgrant_00004").grant.status == "revoked"
+
+
+def test_counts_are_cached_per_version_and_see_another_writer(rm, vault, db):
+    seeded(rm, vault)
+    first = rm.counts()
+    assert rm.counts() is first  # nothing written: the cached counts
+    ReadModel(db, TIERS).mark_revoked("cgrant_00002")  # another writer (another process)
+    after = rm.counts()
+    assert after is not first and after.active == first.active - 1
+    rm.apply_integrations("cgrant_00004", [integ("w1", "FAILED")])
+    assert rm.counts().queues["failing"] == 1
+
+
+def test_a_full_sync_in_batches_and_a_grant_stored_meanwhile(rm, vault):
+    seeded(rm, vault, n=10)
+    v = rm.version()
+    applied = rm.apply_grant_batches(iter([[grant(i) for i in range(5)],
+                                           [grant(i) for i in range(5, 10)]]))
+    assert (applied.listed, applied.written, applied.revoked) == (10, 0, 0)
+    assert rm.version() == v  # unchanged: nothing written
+
+    def batches():  # a customer connects while the list is being read
+        yield [grant(i) for i in range(5)]
+        vault.put("cgrant_00777", "cat_secret0777xyz", customer_ref="new-customer")
+        rm.apply_grant(None, vault.get("cgrant_00777"))
+        yield [grant(i) for i in range(5, 9)]  # grant 9 has gone
+
+    applied = rm.apply_grant_batches(batches())
+    assert applied.listed == 9 and applied.revoked == 1
+    assert rm.grant("cgrant_00009").grant.status == "revoked"
+    assert rm.grant("cgrant_00777").grant.status == "active"  # left for the next sync
+    assert rm.grant("cgrant_00099").grant.status == "revoked"
+
+
+def test_prefix_search_uses_the_lower_case_indexes(rm, vault, db):
+    seeded(rm, vault, n=30)
+    if not db.is_sqlite:
+        pytest.skip("the plan is checked on SQLite; PostgreSQL plans by statistics")
+    from sqlalchemy import func, select
+
+    from services.store.readmodel import rm_grants
+
+    q = select(func.count()).select_from(rm_grants).where(
+        *rm._where(GrantFilter(search="Customer-1", search_mode="prefix")))
+    sql = str(q.compile(db.engine, compile_kwargs={"literal_binds": True}))
+    with db.read() as conn:
+        plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+    assert "ix_rm_grants_lower_ref" in plan and "ix_rm_grants_lower_id" in plan, plan
+    assert rm.page(GrantFilter(search="Customer-1", search_mode="prefix")).total == 5
+
+
+def test_webhook_integration_updates_idempotently(rm, vault):
+    seeded(rm, vault)
+    gid = "cgrant_00004"
+    t1 = datetime.now(UTC)
+    rm.apply_integrations(gid, [integ("w1"), integ("w2")], now=t1 - timedelta(minutes=5))
+    v = rm.version()
+    assert rm.apply_webhook_integration(gid, integ("w1", "FAILED"), webhook_id="whd_1",
+                                        received_at=t1)
+    g = rm.grant(gid)
+    assert (g.grant.sync_state, g.grant.n_failing, g.grant.n_integrations) == ("failing", 1, 2)
+    assert rm.version() == v + 1
+    # A redelivery, and older news than the row holds: nothing changes.
+    assert not rm.apply_webhook_integration(gid, integ("w1", "FAILED"), webhook_id="whd_1",
+                                            received_at=t1)
+    assert not rm.apply_webhook_integration(gid, integ("w1", "COMPLETED"), webhook_id="whd_0",
+                                            received_at=t1 - timedelta(minutes=1))
+    assert rm.version() == v + 1
+    # A new integration, then one deleted; an unknown grant is ignored.
+    assert rm.apply_webhook_integration(gid, integ("w3", "ONGOING", synced=False),
+                                        webhook_id="whd_2", received_at=t1)
+    g = rm.grant(gid).grant
+    assert (g.n_integrations, g.n_syncing, g.n_never_synced) == (3, 1, 1)
+    assert rm.apply_webhook_integration(gid, integ("w1"), webhook_id="whd_3",
+                                        received_at=t1, deleted=True)
+    g = rm.grant(gid)
+    assert [i.wallet_id for i in g.integrations] == ["w2", "w3"]
+    assert (g.grant.n_failing, g.grant.sync_state) == (0, "syncing")
+    assert not rm.apply_webhook_integration("cgrant_nope", integ("w1"), webhook_id="whd_4",
+                                            received_at=t1)
+    # The worker's next read is written whatever it holds (the fingerprint was cleared).
+    rm.apply_integrations(gid, [integ("w1"), integ("w2")])
+    assert [i.wallet_id for i in rm.grant(gid).integrations] == ["w1", "w2"]
+    # A grant our token cannot read stays unreadable.
+    rm.apply_integrations("cgrant_00006", IntegrationsError("refused"))
+    rm.apply_webhook_integration("cgrant_00006", integ("w9", "FAILED"), webhook_id="whd_5",
+                                 received_at=datetime.now(UTC))
+    assert rm.grant("cgrant_00006").grant.sync_state == "unreadable"
