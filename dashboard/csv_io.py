@@ -96,7 +96,7 @@ BULK_COLUMNS = ("grant_id", "customer_ref", "outcome", "before", "after", "error
 
 
 def bulk_rows(items: Iterable[BulkItem]) -> list[dict[str, Any]]:
-    """One plain dict per item (limits as text: "no limit", "unknown" or the number)."""
+    """One plain dict per item (limits as text: "no cap", "unknown" or the number)."""
     return [
         {
             "grant_id": i.grant_id,

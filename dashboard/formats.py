@@ -6,9 +6,9 @@ from datetime import datetime
 
 
 def fmt_limit(value: int | str | None) -> str:
-    """A transaction limit: "no limit", a text kept as it is ("unknown"), or the number."""
+    """A transaction limit: "no cap", a text kept as it is ("unknown"), or the number."""
     if value is None:
-        return "no limit"
+        return "no cap"
     if isinstance(value, str):
         return value
     return f"{value:,}"

@@ -64,7 +64,7 @@ class Tier:
 
     def describe(self) -> str:
         if self.limit is None:
-            return f"{self.name} (no limit)"
+            return f"{self.name} (no cap)"
         return f"{self.name} ({self.limit:,})"
 
 

@@ -32,7 +32,7 @@ def _current_limit(sandbox: Any, gid: str) -> str:
         return "unknown"
     finally:
         client.close()
-    return "no limit" if limit is None else f"{limit:,}"
+    return "no cap" if limit is None else f"{limit:,}"
 
 
 def _df(at: AppTest, column: str) -> Any:
