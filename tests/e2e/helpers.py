@@ -20,7 +20,7 @@ from dashboard.runtime import DEMO_USERS
 PASSWORDS = {name: password for name, password, _ in DEMO_USERS}
 TIMEOUT = 30_000  # ms; the first reads of a page go to the sandbox over HTTP
 
-#: The navigation each demo user must see, in menu order (dashboard/auth.py PAGES).
+#: The navigation each demo user must see, in menu order (dashboard/navigation.py PAGES).
 NAV = {
     "viewer": ["Overview", "Grants", "Grant detail", "My account"],
     "support": ["Overview", "Grants", "Grant detail", "Connect a customer", "My account"],

@@ -14,7 +14,7 @@ import pyotp
 import pytest
 import streamlit as st
 
-from dashboard import auth
+from dashboard import auth, session_cookie
 from dashboard.runtime import get_runtime
 from dashboard.users import main as users_main
 from services.store.sessions import ConsoleSession
@@ -112,7 +112,7 @@ def test_idle_timeout_ends_the_session(console_env, monkeypatch):
 
 def test_activity_keeps_the_session_within_the_idle_timeout(console_env, monkeypatch):
     _runtime(monkeypatch, CONSOLE_IDLE_TIMEOUT="2")
-    monkeypatch.setattr(auth, "TOUCH_SECONDS", 0.2)
+    monkeypatch.setattr(session_cookie, "TOUCH_SECONDS", 0.2)
     at = _logged_in("viewer")
     for _ in range(4):
         time.sleep(0.8)
@@ -122,7 +122,7 @@ def test_activity_keeps_the_session_within_the_idle_timeout(console_env, monkeyp
 
 def test_lifetime_ends_the_session_even_when_active(console_env, monkeypatch):
     rt = _runtime(monkeypatch, CONSOLE_SESSION_LIFETIME="1.5")
-    monkeypatch.setattr(auth, "TOUCH_SECONDS", 0.0)
+    monkeypatch.setattr(session_cookie, "TOUCH_SECONDS", 0.0)
     at = _logged_in("support")
     time.sleep(0.8)
     at.run()

@@ -1,0 +1,362 @@
+"""The login form and its flow: password, lockout, the second factor step (a TOTP code, a
+recovery code, or enrolment for a role that requires it), and logout.
+
+- `auth.login` is audited once, when the password (and code) is accepted; a new browser
+  session opened from a cookie is not a login.
+- Failed logins are counted in the database (LoginFailures): per username and address,
+  per username, per address. A lock lasts its time; only an admin lifts it earlier.
+- An unknown username is checked against a dummy bcrypt hash of the same cost.
+- Logout ends every session of the user in the database (so on every replica).
+
+Tests log in through the real form (AppTest types into the text inputs and clicks the submit
+button); nothing else is faked. Policy: docs/architecture.md, "Console logins".
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import Any
+
+import bcrypt
+import streamlit as st
+
+from dashboard.account import STORE_DOWN, enrol, show_enrolment
+from dashboard.runtime import Runtime
+from dashboard.session_cookie import (
+    DEAD_COOKIE_KEY,
+    DELETE_COOKIE_KEY,
+    ENDED_MESSAGE_KEY,
+    LOGIN_MESSAGE_KEY,
+    SET_COOKIE_KEY,
+    SID_KEY,
+    actor_of,
+    audit_step,
+    clear_login,
+    client_address,
+    cookie_token,
+    encode_cookie,
+    mark_cookie_dead,
+    record,
+)
+from dashboard.users import User, check_password
+from services.operations import Actor
+from services.store.actions import AuditAction
+from services.store.errors import StoreError
+from services.store.sessions import END_LOGOUT, UNKNOWN_ADDRESS
+
+logger = logging.getLogger(__name__)
+
+LOGIN_FORM_KEY = "console_login"
+USERNAME_KEY = "login_username"
+PASSWORD_KEY = "login_password"
+CODE_FORM_KEY = "console_code"
+CODE_KEY = "login_code"
+LOGOUT_KEY = "console_logout"
+PENDING_KEY = "_console_pending"  # password accepted, second factor to come
+
+#: Time to type the code after the password (seconds).
+PENDING_SECONDS = 300.0
+
+
+# --- logging in -----------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _dummy_hash(cost: int) -> bytes:
+    return bcrypt.hashpw(b"no user has this password", bcrypt.gensalt(rounds=cost))
+
+
+def _dummy_check(runtime: Runtime, password: str) -> None:
+    """Spend the time a wrong password takes, for a username that does not exist (at the
+    highest cost of the file's hashes, so it is never quicker than a real user's check)."""
+    costs = [int(u.password_hash[4:6]) for u in runtime.users().values()
+             if u.password_hash[4:6].isdigit()]
+    check_password(password, _dummy_hash(max(costs, default=12)).decode("ascii"))
+
+
+def _locked_message(wait: float) -> str:
+    minutes = max(1, round(wait / 60))
+    return (f"Too many failed attempts. Try again in about {minutes} minute(s), or ask an "
+            "administrator to unlock your account.")
+
+
+def attempt_login(runtime: Runtime, username: str, password: str,
+                  address: str = UNKNOWN_ADDRESS) -> str | None:
+    """Check a username and password; returns None when accepted (logged in, or a second
+    factor to come: `PENDING_KEY`), else the message to show (and audits the failure)."""
+    typed = username
+    username = username.strip().lower()[:64]  # longer names do not exist (USERNAME_RE)
+    if not username or not password:
+        return "Enter a username and a password."
+    throttle = runtime.throttle
+    wait = throttle.locked_for(username, address)
+    if wait > 0:
+        audit_step("login failure",
+               lambda: runtime.ops.auth.record_login_failed(typed, error_code="LOCKED"))
+        return _locked_message(wait)
+    user = runtime.users().get(username)
+    if user is None:
+        _dummy_check(runtime, password)
+        ok = False
+    else:
+        ok = check_password(password, user.password_hash)
+    if not ok:
+        left = throttle.failure(username, address)
+        audit_step("login failure", lambda: runtime.ops.auth.record_login_failed(typed))
+        if left == 0:
+            return ("Wrong username or password. Too many failed attempts: locked for "
+                    f"{throttle.lock_seconds / 60:.0f} minutes.")
+        return f"Wrong username or password ({left} attempt(s) left before a lock)."
+    assert user is not None
+    if runtime.auth.totp.is_enrolled(user.username):
+        _set_pending(user.username, "code")
+        return None
+    if set(user.roles) & runtime.settings.totp_roles:  # type: ignore[union-attr]
+        from services.store.totp import new_secret
+
+        _set_pending(user.username, "enrol", secret=new_secret())
+        return None
+    complete_login(runtime, user, address)
+    return None
+
+
+def _set_pending(username: str, stage: str, **extra: Any) -> None:
+    st.session_state[PENDING_KEY] = {"username": username, "stage": stage,
+                                     "at": time.monotonic(), **extra}
+
+
+def _pending() -> dict | None:
+    pending = st.session_state.get(PENDING_KEY)
+    if not isinstance(pending, dict):
+        return None
+    if time.monotonic() - pending["at"] > PENDING_SECONDS:
+        st.session_state.pop(PENDING_KEY, None)
+        st.session_state[LOGIN_MESSAGE_KEY] = "The code was not entered in time. Log in again."
+        return None
+    return pending
+
+
+def complete_login(runtime: Runtime, user: User, address: str) -> None:
+    """Open a session for a user whose credentials were accepted: the record, the cookie
+    (written by the next run's cookie area), the audit event (the one `auth.login`)."""
+    settings = runtime.settings
+    assert settings is not None and runtime.cookie_key
+    runtime.throttle.success(user.username)
+    session = runtime.auth.sessions.create(user.username, user.roles, user.password_hash,
+                                           address)
+    st.session_state.pop(PENDING_KEY, None)
+    st.session_state[SID_KEY] = session.id
+    st.session_state[SET_COOKIE_KEY] = encode_cookie(runtime.cookie_key, session,
+                                                     settings.session_lifetime)
+    st.session_state.pop(DEAD_COOKIE_KEY, None)
+    st.session_state.pop(ENDED_MESSAGE_KEY, None)
+    st.session_state["authentication_status"] = True
+    st.session_state["username"] = user.username
+    actor = actor_of(user)
+    audit_step("login", lambda: runtime.ops.auth.record_login(actor))
+
+
+def check_code(runtime: Runtime, code: str, address: str) -> str | None:
+    """The second step: a TOTP code or a recovery code for the pending user. None when
+    accepted (logged in), else the message."""
+    pending = _pending()
+    if pending is None:
+        return st.session_state.pop(LOGIN_MESSAGE_KEY, None) or "Log in again."
+    username = pending["username"]
+    user = runtime.users().get(username)
+    if user is None:
+        st.session_state.pop(PENDING_KEY, None)
+        return "Log in again."
+    wait = runtime.throttle.locked_for(username, address)
+    if wait > 0:
+        st.session_state.pop(PENDING_KEY, None)
+        return _locked_message(wait)
+    code = (code or "").strip()
+    totp = runtime.auth.totp
+    if code and totp.verify(username, code):
+        complete_login(runtime, user, address)
+        return None
+    if code and not code.isdigit() and totp.use_recovery_code(username, code):
+        left = totp.recovery_codes_left(username)
+        record(runtime, username, user.roles, AuditAction.RECOVERY_CODE_USED, "succeeded",
+               target_type="user", target_id=username, params={"codes_left": left})
+        complete_login(runtime, user, address)
+        return None
+    left = runtime.throttle.failure(username, address)
+    record(runtime, username, user.roles, AuditAction.TOTP_FAILED, "failed", target_type="user",
+           target_id=username, error_code="BAD_CODE")
+    if left == 0:
+        st.session_state.pop(PENDING_KEY, None)
+        return _locked_message(runtime.throttle.lock_seconds)
+    return f"Wrong code ({left} attempt(s) left before a lock)."
+
+
+def confirm_enrolment(runtime: Runtime, code: str, address: str) -> str | None:
+    """At login, for a user who must use a second factor: the first code from the app
+    confirms the new secret. None when enrolled (recovery codes to show), else the message."""
+    from services.store.totp import code_matches
+
+    pending = _pending()
+    if pending is None or pending.get("stage") != "enrol":
+        return "Log in again."
+    username = pending["username"]
+    user = runtime.users().get(username)
+    if user is None:
+        return "Log in again."
+    if code_matches(pending["secret"], code or "") is None:
+        left = runtime.throttle.failure(username, address)
+        record(runtime, username, user.roles, AuditAction.TOTP_FAILED, "failed", target_type="user",
+               target_id=username, error_code="BAD_CODE", params={"stage": "enrolment"})
+        if left == 0:
+            st.session_state.pop(PENDING_KEY, None)
+            return _locked_message(runtime.throttle.lock_seconds)
+        return "That code does not match. Check the app and the device's clock, and try again."
+    codes = enrol(runtime, user, pending["secret"], by=user.username)
+    _set_pending(username, "codes", codes=codes)
+    return None
+
+
+def login_page() -> None:
+    """The page shown to a session that is not logged in (the only page of its navigation,
+    so that nothing of a previous user's menu stays in the sidebar after a logout)."""
+    from dashboard.runtime import get_runtime
+
+    runtime = get_runtime()
+    st.title("Kryptos Connect console")
+    pending = _pending()
+    if pending is None:
+        _password_form(runtime)
+    elif pending["stage"] == "code":
+        _code_form(runtime)
+    elif pending["stage"] == "enrol":
+        _enrol_form(runtime, pending)
+    else:
+        _codes_shown(runtime, pending)
+
+
+def _guarded(check: Any, *args: Any) -> str | None:
+    """Run a login step; a store that fails is a message, not a traceback."""
+    try:
+        return check(*args)
+    except StoreError as exc:
+        logger.error("login step failed: %s", exc.user_message)
+        return STORE_DOWN
+
+
+def _show_messages() -> None:
+    ended = st.session_state.pop(ENDED_MESSAGE_KEY, None)
+    if ended:
+        st.info(ended, icon=":material/logout:")
+    message = st.session_state.pop(LOGIN_MESSAGE_KEY, None)
+    if message:
+        st.error(message)
+
+
+def _password_form(runtime: Runtime) -> None:
+    def submit() -> None:
+        # A callback, not `if submitted:`: callbacks run before the script and cannot be
+        # cut short by a rerun that arrives meanwhile.
+        st.session_state[LOGIN_MESSAGE_KEY] = _guarded(
+            attempt_login, runtime, st.session_state.get(USERNAME_KEY) or "",
+            st.session_state.get(PASSWORD_KEY) or "", client_address(runtime))
+        st.session_state[PASSWORD_KEY] = ""
+
+    with st.form(LOGIN_FORM_KEY, clear_on_submit=False):
+        st.subheader("Log in")
+        st.text_input("Username", key=USERNAME_KEY, autocomplete="username")
+        st.text_input("Password", type="password", key=PASSWORD_KEY,
+                      autocomplete="current-password")
+        st.form_submit_button("Log in", type="primary", on_click=submit)
+    _show_messages()
+    if runtime.is_sandbox and runtime.demo_users:
+        st.info("Sandbox mode: a local Kryptos stand-in with demo data. Demo users:")
+        st.table(
+            [
+                {"username": name, "password": password, "roles": ", ".join(roles)}
+                for name, password, roles in runtime.demo_users
+            ]
+        )
+
+
+def _cancel() -> None:
+    st.session_state.pop(PENDING_KEY, None)
+
+
+def _code_form(runtime: Runtime) -> None:
+    def submit() -> None:
+        st.session_state[LOGIN_MESSAGE_KEY] = _guarded(
+            check_code, runtime, st.session_state.get(CODE_KEY) or "",
+            client_address(runtime))
+        st.session_state[CODE_KEY] = ""
+
+    with st.form(CODE_FORM_KEY, clear_on_submit=False):
+        st.subheader("Second factor")
+        st.text_input("Code from your authenticator app, or a recovery code", key=CODE_KEY,
+                      autocomplete="one-time-code")
+        st.form_submit_button("Verify", type="primary", on_click=submit)
+    st.button("Cancel", key="console_code_cancel", on_click=_cancel)
+    _show_messages()
+
+
+def _enrol_form(runtime: Runtime, pending: dict) -> None:
+    def submit() -> None:
+        st.session_state[LOGIN_MESSAGE_KEY] = _guarded(
+            confirm_enrolment, runtime, st.session_state.get(CODE_KEY) or "",
+            client_address(runtime))
+        st.session_state[CODE_KEY] = ""
+
+    st.subheader("Set up a second factor")
+    st.info("Your role requires a code from an authenticator app at every login. Add this "
+            "key to the app, then enter the code it shows.", icon=":material/security:")
+    show_enrolment(pending["username"], pending["secret"])
+    with st.form(CODE_FORM_KEY, clear_on_submit=False):
+        st.text_input("Code from your authenticator app", key=CODE_KEY,
+                      autocomplete="one-time-code")
+        st.form_submit_button("Confirm", type="primary", on_click=submit)
+    st.button("Cancel", key="console_code_cancel", on_click=_cancel)
+    _show_messages()
+
+
+def _codes_shown(runtime: Runtime, pending: dict) -> None:
+    def done() -> None:
+        user = runtime.users().get(pending["username"])
+        if user is None:
+            _cancel()
+            return
+        st.session_state[LOGIN_MESSAGE_KEY] = _guarded(complete_login, runtime, user,
+                                                       client_address(runtime))
+
+    st.subheader("Recovery codes")
+    st.warning("Keep these one-time codes somewhere safe: each logs you in once without the "
+               "app. They are not shown again.", icon=":material/key:")
+    st.code("\n".join(pending["codes"]), language=None)
+    st.button("I have saved them, continue", key="console_codes_done", type="primary",
+              on_click=done)
+    _show_messages()
+
+
+# --- logging out ----------------------------------------------------------------------------
+
+
+def logout_button(runtime: Runtime, actor: Actor) -> None:
+    """The sidebar's logout button (in a callback, for the same reason as the login form's)."""
+    st.sidebar.button("Log out", key=LOGOUT_KEY, icon=":material/logout:", on_click=logout,
+                      args=(runtime, actor))
+
+
+def logout(runtime: Runtime, actor: Actor) -> None:
+    """End every session of the user (all browsers, all replicas), clear this browser's
+    login; the cookie is deleted by the login page's run that follows."""
+    audit_step("logout", lambda: runtime.ops.auth.record_logout(actor))
+    try:
+        runtime.auth.sessions.end_user(actor.username, END_LOGOUT)
+    except StoreError as exc:
+        logger.error("ending the sessions of a logout failed: %s", exc.user_message)
+    clear_login()
+    st.session_state[DELETE_COOKIE_KEY] = True
+    st.session_state.pop(SET_COOKIE_KEY, None)
+    st.session_state.pop(PASSWORD_KEY, None)
+    mark_cookie_dead(cookie_token(runtime))
+
