@@ -6,7 +6,11 @@ recovery code, or enrolment for a role that requires it), and logout.
 - Failed logins are counted in the database (LoginFailures): per username and address,
   per username, per address. A lock lasts its time; only an admin lifts it earlier.
 - An unknown username is checked against a dummy bcrypt hash of the same cost.
-- Logout ends every session of the user in the database (so on every replica).
+- TOTP (services/store/totp.py): a user enrolled is asked for a code (or a one-time
+  recovery code) after the password; a user of a role in `settings.totp_roles` who is not
+  enrolled must enrol before reaching any page.
+- Logout, a password change, a role change and removing a user end every session of the
+  user in the database (so on every replica); the CLI does it too (dashboard/users.py).
 
 Tests log in through the real form (AppTest types into the text inputs and clicks the submit
 button); nothing else is faked. Policy: docs/architecture.md, "Console logins".
