@@ -36,6 +36,16 @@ from services.operations.permissions import (
     can,
     permissions_for,
 )
+from services.operations.sync import SyncView
+from services.store.readmodel import (
+    QUEUES,
+    SORTS,
+    Counts,
+    Freshness,
+    GrantFilter,
+    GrantPage,
+    RmGrant,
+)
 
 __all__ = [
     "CUSTOM_LIMIT",
@@ -44,6 +54,14 @@ __all__ = [
     "Actor",
     "BulkItem",
     "BulkResult",
+    "Counts",
+    "Freshness",
+    "GrantFilter",
+    "GrantPage",
+    "QUEUES",
+    "RmGrant",
+    "SORTS",
+    "SyncView",
     "GrantDetail",
     "GrantRow",
     "LimitChange",

@@ -113,6 +113,7 @@ class ConnectOps:
                             type(exc).__name__)
             self._learn_best_effort(ex.grant_id, ex.access_token)
             entry = self.ctx.entry(ex.grant_id)
+            self.ctx.rm_update("an exchange", lambda rm: rm.apply_grant(None, entry))
             row = GrantRow(
                 grant_id=ex.grant_id, workspace_id=ex.workspace_id, scopes=ex.scope,
                 created_at=None, expires_at=None, status="active", customer_ref=ref,
@@ -188,6 +189,8 @@ class ConnectOps:
                 report = self.ctx.vault.import_csv(file, listed=listed)
             except StoreError as exc:
                 raise OperationError(exc.user_message, code="STORE_ERROR") from None
+            # New tokens: the worker joins the vault again at its next step.
+            self.ctx.rm_update("an import", lambda rm: rm.request_full_sync())
             return report, None, {
                 "added": report.added, "updated": report.updated,
                 "rejected": len(report.rejected),

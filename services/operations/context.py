@@ -27,6 +27,7 @@ from services.settings import Tier
 from services.store.audit import AuditEvent, AuditLog
 from services.store.errors import StoreError, VaultEntryNotFound
 from services.store.journal import AuditJournal
+from services.store.readmodel import ReadModel
 from services.store.trail import AuditTrail, AuditUnavailable, Failure, Outcome
 from services.store.vault import TokenVault, VaultEntry
 from services.store.webhook_events import WebhookEventStore
@@ -111,6 +112,7 @@ class OpsContext:
         max_workers: int = 8,
         webhooks: WebhookEventStore | None = None,
         journal: AuditJournal | None = None,
+        readmodel: ReadModel | None = None,
     ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
@@ -123,6 +125,11 @@ class OpsContext:
         self.webhooks = webhooks if webhooks is not None else WebhookEventStore(audit_log.db)
         self.tiers: tuple[Tier, ...] = tuple(tiers)
         self.max_workers = max_workers
+        # The local copy the pages read (issue 10), in the console's database.
+        self.readmodel = (readmodel if readmodel is not None
+                          else ReadModel(audit_log.db, self.tiers))
+        # The process's sync worker (services.sync.SyncWorker), when the console runs one.
+        self.sync_worker: Any = None
 
     def __repr__(self) -> str:
         return f"OpsContext(max_workers={self.max_workers}, tiers={len(self.tiers)})"
@@ -204,6 +211,17 @@ class OpsContext:
             )
         except AuditUnavailable as exc:
             raise RecordUnavailable(exc.user_message, change_made=exc.change_made) from None
+
+    # --- read model -------------------------------------------------------------------------
+
+    def rm_update(self, what: str, write: Callable[[ReadModel], Any]) -> None:
+        """Best effort: show a change (or what a live read learned) in the read model at
+        once. The change itself is done: a failed write is logged, and the sync worker
+        brings the row up to date at its next pass."""
+        try:
+            write(self.readmodel)
+        except Exception as exc:  # noqa: BLE001 - never fail a done change on its copy
+            log.warning("read model not updated after %s: %s", what, type(exc).__name__)
 
     # --- vault helpers -------------------------------------------------------------------
 

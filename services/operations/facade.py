@@ -11,6 +11,8 @@
     ops.reconciler  settles `requested` events without an outcome (reconcile.py)
     ops.approvals  four-eyes requests: needs_approval, request, approve, reject, cancel,
                  list_waiting_for, list_mine, history   (approvals.py)
+    ops.sync     status (the read model's sync worker, admins)  (sync.py)
+    ops.readmodel  the local copy of the grants the pages read (services/store/readmodel.py)
     ops.require  the permission guard for a page             (context.py)
 """
 
@@ -29,6 +31,7 @@ from services.operations.grants import GrantOps
 from services.operations.limits import LimitOps
 from services.operations.permissions import Actor, Permission
 from services.operations.reconcile import Reconciler
+from services.operations.sync import SyncOps
 from services.operations.timeline import TimelineOps
 from services.settings import Settings, Tier
 from services.store.approvals import ApprovalStore
@@ -36,6 +39,7 @@ from services.store.audit import AuditLog
 from services.store.cli_audit import audit_anchor_file
 from services.store.db import open_database
 from services.store.journal import AuditJournal
+from services.store.readmodel import ReadModel
 from services.store.vault import TokenVault, load_vault_key
 from services.store.webhook_events import WebhookEventStore
 
@@ -54,11 +58,12 @@ class Operations:
         webhooks: WebhookEventStore | None = None,
         journal: AuditJournal | None = None,
         approval_policy: ApprovalPolicy | None = None,
+        readmodel: ReadModel | None = None,
     ) -> None:
         """`approval_policy`: None holds nothing for approval (`from_settings` passes the
         configured one, on by default)."""
         self.ctx = OpsContext(client, audit, vault, tiers, max_workers=max_workers,
-                              webhooks=webhooks, journal=journal)
+                              webhooks=webhooks, journal=journal, readmodel=readmodel)
         self.grants = GrantOps(self.ctx)
         self.limits = LimitOps(self.ctx)
         self.connect = ConnectOps(self.ctx)
@@ -69,6 +74,7 @@ class Operations:
         # The approvals live in the console's database (the audit log's).
         self.approvals = ApprovalOps(self.ctx, ApprovalStore(audit.db), self.grants,
                                      self.limits, approval_policy)
+        self.sync = SyncOps(self.ctx)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: KryptosClient | None = None) -> Operations:
@@ -80,10 +86,19 @@ class Operations:
         log = AuditLog(db, anchor_file=audit_anchor_file(settings))
         journal = AuditJournal(settings.effective_audit_journal_file)
         return cls(client, log, vault, settings.tiers, journal=journal,
-                   approval_policy=ApprovalPolicy.from_settings(settings))
+                   approval_policy=ApprovalPolicy.from_settings(settings),
+                   readmodel=ReadModel(db, settings.tiers))
 
     def __repr__(self) -> str:
         return f"Operations(max_workers={self.ctx.max_workers}, tiers={len(self.ctx.tiers)})"
+
+    @property
+    def readmodel(self) -> ReadModel:
+        return self.ctx.readmodel
+
+    def attach_sync_worker(self, worker: object) -> None:
+        """The process's sync worker (services.sync.SyncWorker), for `ops.sync.status`."""
+        self.ctx.sync_worker = worker
 
     @property
     def tiers(self) -> tuple[Tier, ...]:

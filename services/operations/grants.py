@@ -1,13 +1,23 @@
-"""Grants and integrations: list, detail, one integration, overview, revoke, resync."""
+"""Grants and integrations: list, detail, one integration, overview, revoke, resync.
+
+The pages' reads (`page`, `counts`, `overview`, `export_csv`, `grant_detail`'s row) come
+from the read model (services/store/readmodel.py); every change here updates its rows at
+once, and a grant's live reads write what they learned back to it."""
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TextIO
 
-from services.kryptos.errors import KryptosError
-from services.kryptos.models import Grant, Integration
+from services.kryptos.errors import (
+    InvalidTokenError,
+    KryptosError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from services.kryptos.models import Grant, Integration, UserInfo
 from services.operations import validation as v
 from services.operations.context import OpsContext
 from services.operations.errors import (
@@ -21,6 +31,18 @@ from services.operations.models import GrantDetail, GrantRow, Overview, Part, Re
 from services.operations.permissions import Actor, Permission, can
 from services.store.actions import AuditAction
 from services.store.audit import AuditEvent, AuditFilter
+from services.store.errors import StoreError
+from services.store.readmodel import (
+    MAX_PAGE_SIZE,
+    SORTS,
+    Counts,
+    Freshness,
+    GrantFilter,
+    GrantPage,
+    IntegrationsError,
+    RmGrant,
+    UserFacts,
+)
 from services.store.vault import VaultEntry
 
 log = logging.getLogger(__name__)
@@ -32,6 +54,8 @@ CSV_LATEST_MESSAGE = (
     "wipes and re-reads the uploaded file."
 )
 LATEST_EVENTS = 10
+#: Answers saying "this grant's integrations cannot be read" (as the sync worker reads them).
+UNREADABLE = (InvalidTokenError, PermissionDeniedError, NotFoundError, MalformedResponseError)
 _PART_LABELS = {
     "session": "Checking the session",
     "holdings": "Reading holdings",
@@ -100,15 +124,21 @@ class GrantOps:
         return out
 
     def grant_detail(self, actor: Actor, grant_id: str) -> GrantDetail:
-        """Session, holdings, integrations and user info of one grant, read concurrently with
-        the grants list; each part fails on its own, or gets a note when no token is stored."""
+        """Session, holdings, integrations and user info of one grant, read concurrently;
+        the grant itself from its read-model row (the grants list is read live only for a
+        grant the read model does not know yet). What the live reads learned goes back to
+        the read model ("opening a grant refreshes its rows")."""
         self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW, "grant", grant_id)
         gid = v.grant_id(grant_id)
         entry = self.ctx.entry(gid)
         token = self.ctx.token(gid) if entry is not None else None
-        parts, grants, grants_error = self._read_parts(token)
+        synced = self._rm_grant(gid)
+        parts, grants, grants_error = self._read_parts(token, list_grants=synced is None)
         notes: list[str] = []
-        if grants is not None:
+        match = None
+        if synced is not None:
+            status = synced.status
+        elif grants is not None:
             match = next((g for g in grants if g.grant_id == gid), None)
             if match is None and entry is None:
                 raise NotFound(
@@ -117,7 +147,6 @@ class GrantOps:
                 )
             status = "active" if match is not None else "revoked"
         else:
-            match = None
             session = parts["session"].value
             invalid = session is not None and not session.has_valid_session
             status = "revoked" if invalid else "active"
@@ -132,7 +161,11 @@ class GrantOps:
             self.ctx.learn_from_userinfo(gid, parts["userinfo"].value)
         elif parts["session"].ok and parts["session"].value.user_id:
             self.ctx.remember(gid, kryptos_user_id=parts["session"].value.user_id)
-        row = _row(gid, match, self.ctx.entry(gid) if entry is not None else None, status)
+        entry = self.ctx.entry(gid) if entry is not None else None
+        if synced is None and (match is not None or entry is not None):
+            self.ctx.rm_update("opening a grant", lambda rm: rm.apply_grant(match, entry))
+        self._learned(gid, parts)
+        row = _from_rm(synced, entry) if synced is not None else _row(gid, match, entry, status)
         return GrantDetail(
             grant=row,
             session=parts["session"],
@@ -140,14 +173,38 @@ class GrantOps:
             integrations=parts["integrations"],
             userinfo=parts["userinfo"],
             notes=tuple(notes),
+            row=self._rm_grant(gid),
         )
 
+    def _rm_grant(self, gid: str) -> RmGrant | None:
+        try:
+            found = self.ctx.readmodel.grant(gid)
+        except StoreError as exc:
+            log.warning("read model: grant %s unreadable: %s", gid, exc)
+            return None
+        return found.grant if found is not None else None
+
+    def _learned(self, gid: str, parts: dict[str, Part[Any]]) -> None:
+        """Write a grant's live integrations and user info back to its read-model rows."""
+        integ, info = parts["integrations"], parts["userinfo"]
+        if integ.ok:
+            items = list(integ.value or ())
+            self.ctx.rm_update("reading integrations",
+                               lambda rm: rm.apply_integrations(gid, items))
+        elif isinstance(integ.error, UpstreamError) and integ.error.kind in _UNREADABLE_NAMES:
+            failed = IntegrationsError(integ.error.user_message)
+            self.ctx.rm_update("reading integrations",
+                               lambda rm: rm.apply_integrations(gid, failed))
+        if info.ok and info.value is not None:
+            facts = _facts(info.value)
+            self.ctx.rm_update("reading user info", lambda rm: rm.apply_userinfo(gid, facts))
+
     def _read_parts(
-        self, token: str | None
+        self, token: str | None, *, list_grants: bool = True,
     ) -> tuple[dict[str, Part[Any]], list[Grant] | None, OperationError | None]:
         c = self.ctx.client
         with ThreadPoolExecutor(max_workers=5, thread_name_prefix="grant-detail") as pool:
-            grants_f = pool.submit(c.list_grants)
+            grants_f = pool.submit(c.list_grants) if list_grants else None
             futs: dict[str, Future[Any]] = {}
             if token is not None:
                 futs = {
@@ -169,6 +226,8 @@ class GrantOps:
                 if name == "integrations":
                     value = tuple(value)
                 parts[name] = Part(value=value)
+            if grants_f is None:
+                return parts, None, None
             try:
                 return parts, grants_f.result(), None
             except KryptosError as exc:
@@ -185,6 +244,8 @@ class GrantOps:
             items = self.ctx.client.list_integrations(token)
         except KryptosError as exc:
             raise UpstreamError.from_kryptos(exc, "Reading integrations") from None
+        self.ctx.rm_update("reading integrations",
+                           lambda rm: rm.apply_integrations(gid, list(items)))
         for it in items:
             if it.wallet_id == wid:
                 return it
@@ -202,54 +263,67 @@ class GrantOps:
         return list(page.events)
 
     def overview(self, actor: Actor) -> Overview:
-        """Counts over all grants, integrations failing/syncing, and the latest audit events."""
+        """Counts over all grants and the work queues (one SQL scan of the read model), and
+        the latest audit events."""
         self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
-        rows = self.grant_rows()
-        active = [r for r in rows if r.status == "active"]
-        failing, syncing, unread = self._integration_counts([r for r in active if r.has_token])
+        c: Counts = self._store(self.ctx.readmodel.counts)
+        fresh: Freshness = self._store(self.ctx.readmodel.freshness)
         events: tuple[AuditEvent, ...] = ()
         if can(actor, Permission.READ_AUDIT):
             page = self.ctx.audit_log.query(AuditFilter(), page=1, page_size=LATEST_EVENTS)
             events = tuple(page.events)
         return Overview(
-            active=len(active),
-            revoked=sum(1 for r in rows if r.status == "revoked"),
-            guest=sum(1 for r in rows if r.user_kind == "guest"),
-            linked=sum(1 for r in rows if r.user_kind == "linked"),
-            unknown_kind=sum(1 for r in rows if r.user_kind is None),
-            with_token=sum(1 for r in rows if r.has_token),
-            without_token=sum(1 for r in rows if not r.has_token),
-            integrations_failing=failing,
-            integrations_syncing=syncing,
-            integrations_unread=unread,
-            latest_events=events,
+            active=c.active, revoked=c.revoked, guest=c.guest, linked=c.linked,
+            unknown_kind=c.unknown_kind, with_token=c.with_token,
+            without_token=c.without_token, integrations_failing=c.integrations_failing,
+            integrations_syncing=c.integrations_syncing,
+            integrations_unread=c.queues["not_readable"], latest_events=events,
+            queues=dict(c.queues), never_refreshed=c.never_refreshed, freshness=fresh,
         )
 
-    def _integration_counts(self, with_token: list[GrantRow]) -> tuple[int, int, int]:
-        """(failing, syncing, unreadable grants) over these grants' integrations."""
-        failing = syncing = unread = 0
-        if not with_token:
-            return failing, syncing, unread
+    # --- the read model -------------------------------------------------------------------
 
-        def read(row: GrantRow) -> list[Integration] | None:
-            token = self.ctx.token(row.grant_id)
-            if token is None:
-                return None
-            try:
-                return self.ctx.client.list_integrations(token)
-            except KryptosError as exc:
-                log.info("overview: integrations of %s unreadable: %s", row.grant_id, exc)
-                return None
+    @staticmethod
+    def _store(read: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return read(*args, **kwargs)
+        except StoreError as exc:
+            raise OperationError("Reading the console's copy of the grants failed: "
+                                 f"{exc.user_message}", code="STORE_ERROR") from None
 
-        workers = min(self.ctx.max_workers, len(with_token))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overview") as pool:
-            for items in pool.map(read, with_token):
-                if items is None:
-                    unread += 1
-                    continue
-                failing += sum(1 for i in items if i.is_failing)
-                syncing += sum(1 for i in items if i.is_syncing)
-        return failing, syncing, unread
+    def version(self) -> int:
+        """The read model's change counter (no permission: it says nothing about grants)."""
+        return int(self._store(self.ctx.readmodel.version))
+
+    def counts(self, actor: Actor) -> Counts:
+        """The Overview's counts and work queues, from the read model."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
+        counts: Counts = self._store(self.ctx.readmodel.counts)
+        return counts
+
+    def freshness(self, actor: Actor) -> Freshness:
+        """How fresh the read model is ("as of 12 s ago")."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
+        fresh: Freshness = self._store(self.ctx.readmodel.freshness)
+        return fresh
+
+    def page(self, actor: Actor, filters: GrantFilter | None = None, sort: str = "created_at",
+             page: int = 1, page_size: int = 100, *, descending: bool = False) -> GrantPage:
+        """One page of grants, searched, filtered, sorted and counted in SQL."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
+        _check_page(sort, page, page_size)
+        found: GrantPage = self._store(self.ctx.readmodel.page, filters, sort, page,
+                                       page_size, descending=descending)
+        return found
+
+    def export_csv(self, actor: Actor, filters: GrantFilter | None, out: TextIO,
+                   sort: str = "grant_id", *, descending: bool = False) -> int:
+        """The filtered grants as CSV written to `out`, streamed from SQL in chunks (every
+        text cell through the formula guard). Returns the number of grants written."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
+        _check_page(sort, 1, 1)
+        return int(self._store(self.ctx.readmodel.iter_csv, filters, out, sort,
+                               descending=descending))
 
     # --- changes -------------------------------------------------------------------------
 
@@ -274,6 +348,7 @@ class GrantOps:
             if expected_status is not None:
                 self._check_status(gid, expected_status)
             message = self.ctx.client.revoke_grant(gid)
+            self.ctx.rm_update("a revoke", lambda rm: rm.mark_revoked(gid))
             return message, {"status": "active"}, {"status": "revoked"}
 
         return self.ctx.run(
@@ -380,4 +455,38 @@ def _row(gid: str, g: Grant | None, e: VaultEntry | None, status: str) -> GrantR
         has_token=e is not None,
         masked_token=getattr(e, "masked_token", None),
         kryptos_user_id=getattr(e, "kryptos_user_id", None),
+    )
+
+
+_UNREADABLE_NAMES = frozenset(e.__name__ for e in UNREADABLE)
+
+
+def _check_page(sort: str, page: int, page_size: int) -> None:
+    if sort not in SORTS:
+        raise ValidationError("sort", f"must be one of {', '.join(SORTS)}.")
+    if not isinstance(page, int) or page < 1:
+        raise ValidationError("page", "must be a whole number of at least 1.")
+    if not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValidationError("page_size", f"must be between 1 and {MAX_PAGE_SIZE}.")
+
+
+def _facts(info: UserInfo) -> UserFacts:
+    return UserFacts(info.sub, info.is_guest, info.transaction_limit)
+
+
+def _from_rm(r: RmGrant, e: VaultEntry | None) -> GrantRow:
+    """A read-model row as the grant pages show it (the vault entry, when given, is newer)."""
+    kind = getattr(e, "user_kind", None) or r.user_kind
+    return GrantRow(
+        grant_id=r.grant_id,
+        workspace_id=r.workspace_id or getattr(e, "workspace_id", None),
+        scopes=r.scopes or "",
+        created_at=r.created_at,
+        expires_at=r.expires_at,
+        status="revoked" if r.status == "revoked" else "active",
+        customer_ref=getattr(e, "customer_ref", None) or r.customer_ref,
+        user_kind=kind if kind in ("guest", "linked") else None,
+        has_token=e is not None,
+        masked_token=getattr(e, "masked_token", None) or r.masked_token,
+        kryptos_user_id=getattr(e, "kryptos_user_id", None) or r.kryptos_user_id,
     )

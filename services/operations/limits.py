@@ -327,6 +327,8 @@ class LimitOps:
                 self.ctx.remember(gid, entry, user_kind="linked")
             raise
         self.ctx.remember(gid, entry, user_kind="guest", kryptos_user_id=res.user_id)
+        self.ctx.rm_update("a limit change", lambda rm: rm.apply_limit_change(
+            gid, res.transaction_limit, res.enable_limiter))
         before_limit, before_limiter, before_known = before.limit, before.limiter, before.known
         reported = (res.previous_transaction_limit is not None
                     or res.previous_enable_limiter is not None)

@@ -55,6 +55,7 @@ class GrantDetail:
     integrations: Part[tuple[Integration, ...]]
     userinfo: Part[UserInfo]
     notes: tuple[str, ...] = ()  # plain sentences: no token stored, grants list unreadable
+    row: Any = None  # services.store.readmodel.RmGrant as the read model has it (or None)
 
     @property
     def has_token(self) -> bool:
@@ -149,6 +150,11 @@ class Overview:
     integrations_syncing: int
     integrations_unread: int  # grants whose integrations could not be read
     latest_events: tuple[Any, ...] = ()  # services.store AuditEvent
+    #: Work queues over active grants (services.store.readmodel.QUEUES -> count).
+    queues: Mapping[str, int] = field(default_factory=dict)
+    #: Active grants with a token whose integrations were never read yet.
+    never_refreshed: int = 0
+    freshness: Any = None  # services.store.readmodel.Freshness of the counts
 
 
 @dataclass(frozen=True)

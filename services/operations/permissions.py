@@ -31,6 +31,8 @@ class Permission(StrEnum):
     MANAGE_USERS = "manage_users"
     # Unsettled outcomes, the audit journal, the Kryptos check; run the reconciler (admin).
     SETTLE_OUTCOMES = "settle_outcomes"
+    # The sync worker's state: holder, errors, calls a second (admin only).
+    VIEW_SYNC_STATUS = "view_sync_status"
 
 
 # The table. A user with several roles has the union of their permissions.

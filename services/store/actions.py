@@ -49,6 +49,8 @@ class AuditAction(StrEnum):
     RECOVERY_CODE_USED = "auth.recovery_code_used"
     # pages
     PAGE_VIEW = "page.view"
+    # the read model's sync worker (admins)
+    SYNC_STATUS_VIEW = "sync.status.view"
     # operator command-line tools
     USER_PASSWD = "user.passwd"
     USER_ADD = "user.add"

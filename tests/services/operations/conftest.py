@@ -48,6 +48,19 @@ class Env:
         page = self.audit.query(AuditFilter(**filters), page=1, page_size=1000)
         return list(reversed(page.events))
 
+    def sync(self) -> None:
+        """One full sync of the read model (grants list, every grant's integrations and
+        unknown user info), as the console's sync worker makes it."""
+        from services.sync import SyncWorker
+
+        worker = SyncWorker(make_client(self.sandbox, max_retries=0), self.vault,
+                            self.ops.readmodel, rate=1000, name="test")
+        try:
+            worker.run_once(force=True)
+        finally:
+            worker.stop()
+            worker.client.close()
+
     def upstream(self, exclude_sandbox: bool = True) -> list[dict]:
         return [r for r in self.sandbox.requests_log()
                 if not (exclude_sandbox and r["path"].startswith("/sandbox"))]

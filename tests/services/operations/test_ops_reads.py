@@ -119,13 +119,16 @@ def test_integration_lookup(env: Env) -> None:
 
 
 def test_overview(env: Env) -> None:
+    assert env.ops.grants.overview(VIEWER).active == 0  # the read model: nothing synced yet
+    env.sync()
     ov = env.ops.grants.overview(VIEWER)
     rows = env.ops.grants.list_grants(VIEWER)
     assert ov.active == sum(r.status == "active" for r in rows)
     assert ov.revoked == sum(r.status == "revoked" for r in rows) > 0
     assert ov.with_token + ov.without_token == len(rows)
     assert ov.integrations_failing > 0
-    assert ov.unknown_kind == len(rows)  # nothing learned yet
+    assert ov.guest + ov.linked + ov.unknown_kind == len(rows)
+    assert ov.queues["no_token"] == sum(r.status == "active" and not r.has_token for r in rows)
     assert ov.latest_events == ()  # a viewer may not read the audit log
     env.ops.grants.revoke_grant(ADMIN, env.stored()[0]["grant_id"], reason="closing the account")
     assert [e.action for e in env.ops.grants.overview(ADMIN).latest_events][:1] == ["grant.revoke"]
