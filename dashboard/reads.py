@@ -22,11 +22,17 @@ from dashboard.timeline import TimelineItem, merge
 from services.kryptos.models import Integration
 from services.operations import (
     Actor,
+    Counts,
+    Freshness,
     GrantDetail,
+    GrantFilter,
+    GrantPage,
     GrantRow,
     Operations,
     Overview,
     Permission,
+    RmGrant,
+    SyncView,
     can,
 )
 from services.operations.timeline import IntegrationNews, RecentFailure
@@ -38,6 +44,13 @@ T = TypeVar("T")
 
 TTL_SECONDS = 30.0
 MAX_ENTRIES = 512
+#: The read model's change counter is read at most this often per process (one cheap query):
+#: a change made on another replica shows within about this long.
+VERSION_POLL_SECONDS = 1.0
+#: The freshness caption ("as of 12 s ago") is read again after this long.
+FRESHNESS_TTL = 2.0
+#: Rows the Guest limits picker shows at most (the rest is reached by its filter).
+CANDIDATES_MAX = 500
 
 _ALL = "*"  # the grant key of reads that span every grant (lists, overview)
 
@@ -168,6 +181,41 @@ class ReadCache:
 
 
 CACHE = ReadCache()
+#: Freshness of the read model (its sync time moves without a version bump): a short TTL.
+FRESH = ReadCache(ttl=FRESHNESS_TTL, max_entries=64)
+
+
+class VersionClock:
+    """The read model's version per operations object, read at most once per `poll`
+    seconds per process: read-model reads are cached under the version, so a change made
+    anywhere (this process, another replica, the sync worker) shows at the next poll."""
+
+    def __init__(self, poll: float = VERSION_POLL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.poll = poll
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: dict[int, tuple[float, int]] = {}
+        self.reads = 0
+
+    def version(self, ops: Operations) -> int:
+        with self._lock:
+            seen = self._seen.get(id(ops))
+            if seen is not None and self._clock() - seen[0] < self.poll:
+                return seen[1]
+        value = ops.grants.version()
+        with self._lock:
+            self.reads += 1
+            self._seen[id(ops)] = (self._clock(), value)
+        return value
+
+    def forget(self) -> None:
+        """Read the version again at the next call (after a change in this process)."""
+        with self._lock:
+            self._seen.clear()
+
+
+VERSIONS = VersionClock()
 
 
 def _key(ops: object, actor: Actor, read: str, grant: str, *args: Hashable) -> _Key:
@@ -178,16 +226,20 @@ def invalidate_grant(grant_id: str) -> None:
     """After a change of `grant_id` (whatever its outcome): drops its detail and history for
     every user, and every grant list and overview."""
     CACHE.invalidate(grant_id)
+    VERSIONS.forget()
 
 
 def invalidate_lists() -> None:
     """After a change that may have added a grant we do not know the id of."""
     CACHE.invalidate_lists()
+    VERSIONS.forget()
 
 
 def invalidate_all() -> None:
     """Drop every cached read (after a bulk change or an import)."""
     CACHE.clear()
+    FRESH.clear()
+    VERSIONS.forget()
 
 
 def refresh_grant(grant_id: str) -> None:
@@ -195,9 +247,53 @@ def refresh_grant(grant_id: str) -> None:
     invalidate_grant(grant_id)
 
 
-def refresh_all() -> None:
-    """The Overview's Refresh button: read everything again."""
+def refresh_all(ops: Operations | None = None, actor: Actor | None = None) -> None:
+    """The Overview's Refresh button: read everything again, and ask the sync worker
+    (whichever process holds it) for a full grants sync at its next step."""
     invalidate_all()
+    if ops is not None and actor is not None:
+        ops.grants.request_sync(actor)
+
+
+# --- the read model (cached under its version: see VersionClock) -------------------------
+
+
+def _rm_key(ops: Operations, actor: Actor, read: str, *args: Hashable) -> _Key:
+    return _key(ops, actor, read, _ALL, VERSIONS.version(ops), *args)
+
+
+def grant_page(ops: Operations, actor: Actor, filters: GrantFilter | None = None,
+               sort: str = "created_at", page: int = 1, page_size: int = 100, *,
+               descending: bool = False) -> GrantPage:
+    """One page of grants from the read model, searched, filtered and sorted in SQL."""
+    key = _rm_key(ops, actor, "grant_page", filters, sort, page, page_size, descending)
+    return CACHE.get_or_load(key, lambda: ops.grants.page(
+        actor, filters, sort, page, page_size, descending=descending))
+
+
+def counts(ops: Operations, actor: Actor) -> Counts:
+    """The read model's counts and work queues."""
+    return CACHE.get_or_load(_rm_key(ops, actor, "counts"), lambda: ops.grants.counts(actor))
+
+
+def freshness(ops: Operations, actor: Actor) -> Freshness:
+    """How fresh the read model is (`as_of()`, `is_stale(s)`), read again every 2 s."""
+    key = _rm_key(ops, actor, "freshness")
+    return FRESH.get_or_load(key, lambda: ops.grants.freshness(actor))
+
+
+def export_grants_csv(ops: Operations, actor: Actor, filters: GrantFilter | None = None,
+                      sort: str = "grant_id", *, descending: bool = False) -> str:
+    """The filtered grants as CSV (never cached), written chunk by chunk from SQL; for a
+    download made on demand (a callable handed to `st.download_button`)."""
+    out = io.StringIO()
+    ops.grants.export_csv(actor, filters, out, sort, descending=descending)
+    return out.getvalue()
+
+
+def sync_status(ops: Operations, actor: Actor, grants_interval: float = 300.0) -> SyncView:
+    """The sync worker's state (admins; never cached)."""
+    return ops.sync.status(actor, grants_interval)
 
 
 # --- grants -------------------------------------------------------------------------------
@@ -228,11 +324,26 @@ def list_grants(
 
 
 def bulk_candidates(ops: Operations, actor: Actor, search: str | None = None
-                    ) -> tuple[GrantRow, ...]:
-    """The grants a bulk limit change may target: active Guest grants and active grants whose
-    kind is not known yet, matching `search`."""
-    rows = list_grants(ops, actor, search=search, status="active")
-    return tuple(r for r in rows if r.user_kind in ("guest", None))
+                    ) -> tuple[RmGrant, ...]:
+    """The grants a bulk limit change may target: active Guest grants, then active grants
+    whose kind is not known yet, matching `search`, from the read model (at most
+    `CANDIDATES_MAX`; `bulk_candidate_count` says how many match)."""
+    search = (search or "").strip() or None
+    rows: list[RmGrant] = []
+    for kind in ("guest", "unknown"):
+        if len(rows) >= CANDIDATES_MAX:
+            break
+        found = grant_page(ops, actor, GrantFilter(search=search, status="active", kind=kind),
+                           "grant_id", 1, CANDIDATES_MAX - len(rows))
+        rows.extend(found.rows)
+    return tuple(rows)
+
+
+def bulk_candidate_count(ops: Operations, actor: Actor, search: str | None = None) -> int:
+    """How many grants `bulk_candidates` would list without its cap."""
+    search = (search or "").strip() or None
+    return sum(grant_page(ops, actor, GrantFilter(search=search, status="active", kind=kind),
+                          "grant_id", 1, 1).total for kind in ("guest", "unknown"))
 
 
 def current_limits(ops: Operations, actor: Actor, grant_ids: tuple[str, ...]
@@ -244,8 +355,9 @@ def current_limits(ops: Operations, actor: Actor, grant_ids: tuple[str, ...]
 
 
 def overview(ops: Operations, actor: Actor) -> Overview:
-    """The Overview's counts and latest events, cached per actor; dropped by any grant change."""
-    key = _key(ops, actor, "overview", _ALL)
+    """The Overview's counts (read model), work queues and latest events, cached per actor
+    and read-model version; dropped by any grant change."""
+    key = _rm_key(ops, actor, "overview")
     return CACHE.get_or_load(key, lambda: ops.grants.overview(actor))
 
 

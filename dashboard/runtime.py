@@ -10,6 +10,12 @@ else starts one in a background thread; it points the client at it with the sand
 client, loads the sandbox's stored tokens into the vault once, generates a vault key and a
 cookie key in the data directory when none is configured, and writes demo users (one per
 role, plus `ops` with support+finance) to `<data_dir>/sandbox-users.yaml`.
+
+Each runtime runs the read model's sync worker (`Runtime.sync`, services/sync/) in a thread
+when SYNC_ENABLED (the default): one process of all replicas holds its lock and syncs, the
+others stand by. Start never waits on it: the first full sync runs in the worker's thread,
+and pages say so until the read model has rows. `Runtime.stop()` (called when Streamlit
+releases the cached runtime) stops the worker and an in-process sandbox.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from services.store.errors import StoreError
 from services.store.sessions import LoginFailures, SessionStore
 from services.store.totp import TotpStore
 from services.store.vault import load_vault_key
+from services.sync import SyncWorker, worker_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +115,17 @@ class Runtime:
     live_check: LiveChecker | None = None
     _users_cache: tuple[float, dict[str, User]] | None = field(default=None, repr=False)
     _stop: Callable[[], None] | None = field(default=None, repr=False)
+    #: The read model's sync worker of this process (None: SYNC_ENABLED off, or no ops).
+    sync: SyncWorker | None = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        """Stop the sync worker (giving its lock up) and an in-process sandbox."""
+        if self.sync is not None:
+            self.sync.stop()
+            self.sync.client.close()
+        if self._stop is not None:
+            self._stop()
+            self._stop = None
 
     @property
     def ok(self) -> bool:
@@ -201,6 +219,18 @@ def start_background(ops: Operations | None, client: KryptosClient | None,
     if ops is not None:
         ops.reconciler.start(settings.reconcile_interval)
     return checker
+def start_sync(settings: Settings, ops: Operations, **client_urls: str) -> SyncWorker | None:
+    """The process's sync worker, started (None when SYNC_ENABLED is off). Its own client
+    makes no retries: a 429 reaches the worker's rate limiter instead (docs/architecture.md,
+    "Read model and sync worker")."""
+    client = KryptosClient.from_settings(settings, max_retries=0, **client_urls)
+    worker = worker_from_settings(settings, client, ops.ctx.vault, ops.readmodel)
+    if worker is None:
+        client.close()
+        return None
+    ops.attach_sync_worker(worker)
+    worker.start()
+    return worker
 
 
 def load_sandbox_tokens(ops: Operations, sandbox: SandboxControl, client_id: str) -> int:
@@ -267,6 +297,7 @@ def _build_sandbox(settings: Settings) -> Runtime:
         cookie_key = settings.cookie_key or _secret_file(settings.data_dir / COOKIE_KEY_FILE)
         auth_file = settings.data_dir / DEMO_USERS_FILE
         write_demo_users(auth_file)
+        sync = start_sync(settings, ops, connect_url=base_url, data_url=base_url + "/api")
     except (ConfigError, OSError, UsersError, StoreError) as exc:
         message = getattr(exc, "user_message", None) or f"{type(exc).__name__}: {exc}"
         return Runtime(settings=settings, mode="sandbox", problems=(message,), _stop=stop)
@@ -281,6 +312,7 @@ def _build_sandbox(settings: Settings) -> Runtime:
         cookie_key=cookie_key,
         demo_users=DEMO_USERS,
         _stop=stop,
+        sync=sync,
     )
 
 
@@ -314,9 +346,11 @@ def _build_live(settings: Settings) -> Runtime:
             problems.append(f"Auth file: {exc.user_message}")
     ops = None
     client = KryptosClient.from_settings(settings)  # for the check, whatever else is missing
+    sync = None
     if not problems:
         try:
             ops = _build_ops(settings, client)
+            sync = start_sync(settings, ops)
         except ConfigError as exc:
             problems.append(exc.user_message)
         except Exception as exc:  # the database or vault could not be opened
@@ -334,10 +368,15 @@ def _build_live(settings: Settings) -> Runtime:
         auth_file=auth_file,
         cookie_key=settings.cookie_key,
         live_check=start_background(ops, client, settings),
+        sync=sync,
     )
 
 
-@st.cache_resource(show_spinner="Starting the console...")
+def _release(runtime: Runtime) -> None:
+    runtime.stop()
+
+
+@st.cache_resource(show_spinner="Starting the console...", on_release=_release)
 def get_runtime() -> Runtime:
     """The process-wide runtime (built once; `st.cache_resource.clear()` rebuilds it)."""
     return build_runtime()

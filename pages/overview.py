@@ -1,10 +1,11 @@
-"""Overview: grant counts, integrations failing or syncing, and the latest audit events."""
+"""Overview: grant counts and work queues (from the read model: SQL, no upstream call),
+integrations failing or syncing, and the latest audit events."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import overview_sections, reads, ui
+from dashboard import overview_sections, reads, rm_sections, ui
 from dashboard.context import page_context
 from services.operations import OperationError, Permission, can
 
@@ -12,34 +13,47 @@ ctx = page_context()
 
 head, refresh = st.columns([5, 1], vertical_alignment="bottom")
 head.title("Overview")
-if refresh.button("Refresh", key="overview_refresh", icon=":material/refresh:"):
-    reads.refresh_all()
+if refresh.button("Refresh", key="overview_refresh", icon=":material/refresh:",
+                  help="Read the counts again and ask the sync worker for a full sync."):
+    try:
+        reads.refresh_all(ctx.ops, ctx.actor)
+    except OperationError as exc:
+        ui.show_error(exc)
 
+ready = rm_sections.freshness(ctx)
 try:
-    with st.spinner("Reading grants and integrations from Kryptos..."):
-        ov = reads.overview(ctx.ops, ctx.actor)
+    ov = reads.overview(ctx.ops, ctx.actor)
 except OperationError as exc:
     ui.show_error(exc)
-    overview_sections.recent_failures(ctx)  # a local read: shown while Kryptos is not
+    overview_sections.recent_failures(ctx)  # a local read: shown while the counts are not
+    rm_sections.sync_status(ctx)
     st.stop()
 
-st.subheader("Grants")
-cols = st.columns(4)
-cols[0].metric("Active", ov.active)
-cols[1].metric("Revoked", ov.revoked)
-cols[2].metric("Guest", ov.guest)
-cols[3].metric("Linked", ov.linked)
-cols = st.columns(4)
-cols[0].metric("With stored token", ov.with_token)
-cols[1].metric("Without stored token", ov.without_token)
-cols[2].metric("Kind unknown", ov.unknown_kind)
+if ready:
+    st.subheader("Grants")
+    cols = st.columns(4)
+    cols[0].metric("Active", ov.active)
+    cols[1].metric("Revoked", ov.revoked)
+    cols[2].metric("Guest", ov.guest)
+    cols[3].metric("Linked", ov.linked)
+    cols = st.columns(4)
+    cols[0].metric("With stored token", ov.with_token)
+    cols[1].metric("Without stored token", ov.without_token)
+    cols[2].metric("Kind unknown", ov.unknown_kind)
 
-st.subheader("Integrations")
-cols = st.columns(4)
-cols[0].metric("Failing", ov.integrations_failing)
-cols[1].metric("Syncing", ov.integrations_syncing)
-cols[2].metric("Grants not readable", ov.integrations_unread,
-               help="Active grants with a stored token whose integrations could not be read.")
+    rm_sections.queue_links(ov)
+
+    st.subheader("Integrations")
+    cols = st.columns(4)
+    cols[0].metric("Failing", ov.integrations_failing)
+    cols[1].metric("Syncing", ov.integrations_syncing)
+    cols[2].metric("Grants not readable", ov.integrations_unread,
+                   help="Active grants with a stored token whose integrations could not be "
+                        "read.")
+    if ov.never_refreshed:
+        cols[3].metric("Grants not read yet", ov.never_refreshed,
+                       help="Active grants with a stored token whose integrations the sync "
+                            "worker has not read yet.")
 
 st.subheader("Latest audit events")
 if not can(ctx.actor, Permission.READ_AUDIT):
@@ -50,3 +64,4 @@ else:
     ui.table(ui.audit_rows(ov.latest_events), key="overview_events")
 
 overview_sections.recent_failures(ctx)
+rm_sections.sync_status(ctx)

@@ -5,15 +5,19 @@ the `sandbox` fixture) with a fresh data directory of its own (`CONSOLE_DATA_DIR
 vault key, cookie key, demo users file), and clears Streamlit's caches so that the next
 `get_runtime()` builds a runtime for this test. The data directory is a copy of a template
 that the console itself built once per session (`console_template`: migrations applied, demo
-users hashed, the sandbox's tokens stored), so a test's runtime start skips the bcrypt hashing
-and the migrations; each test still gets its own copy, and its start still loads the tokens.
+users hashed, the sandbox's tokens stored, and the read model filled by one full sync), so a
+test's runtime start skips the bcrypt hashing, the migrations and the first sync; each test
+still gets its own copy, and its start still loads the tokens. The runtimes of page tests run
+no sync worker thread (`SYNC_ENABLED=false`): a test that needs an upstream change in the
+read model calls `sync_now()` (one synchronous full sync, `SyncWorker.run_once`).
 
 `make_app(role, page=None)` returns an `AppTest` of `dashboard/app.py` already logged in as
 that role's demo user, through the real login form (AppTest types the username and password
 and presses "Log in"), optionally switched to a page given relative to the project root
 (`"pages/grants.py"`). Roles: viewer, support, finance, admin, and `ops` (support+finance).
 
-Helpers: `runtime()` is the test's `Runtime` (its `ops` reads the same database as the app),
+Helpers: `sync_now()` runs one full sync of the read model; `runtime()` is the test's
+`Runtime` (its `ops` reads the same database as the app),
 `audit_events(action=None, outcome=None)` reads the test's audit log directly.
 """
 
@@ -60,6 +64,21 @@ def _sandbox_env(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxHandle, data_d
     monkeypatch.setenv("CONSOLE_SECRETS_FILE", str(secrets_file))
     monkeypatch.setenv("SANDBOX_RESYNC_DELAY", "2")
     monkeypatch.setenv("CONSOLE_RECONCILE_INTERVAL", "0")  # one pass at start, no timer
+    monkeypatch.setenv("SYNC_ENABLED", "false")  # tests sync on purpose: `sync_now`
+
+
+def full_sync(rt: Runtime) -> None:
+    """One full sync of the runtime's read model, in this thread (grants list, every active
+    grant's integrations, unknown user info), as the console's worker makes it."""
+    from services.sync import SyncWorker
+
+    assert rt.ops is not None
+    worker = SyncWorker(rt.ops.ctx.client, rt.ops.ctx.vault, rt.ops.readmodel, rate=1000,
+                        name="test")
+    try:
+        worker.run_once(force=True)
+    finally:
+        worker.stop()
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +93,8 @@ def console_template(sandbox_server: SandboxHandle,
         _sandbox_env(mp, sandbox_server, data_dir, root / "no-secrets.toml")
         rt = build_runtime()
     assert rt.ok, rt.problems
+    assert rt.sync is None, "page tests sync on purpose (SYNC_ENABLED=false)"
+    full_sync(rt)  # the first sync, once: every test's copy starts with a full read model
     database = data_dir / "console.db"
     assert rt.settings is not None and rt.settings.effective_database_url.endswith(
         str(database)), "the template expects the default SQLite database in the data dir"
@@ -142,6 +163,12 @@ def make_app(runtime: Runtime) -> Callable[..., AppTest]:
         return at
 
     return make
+
+
+@pytest.fixture
+def sync_now(runtime: Runtime) -> Callable[[], None]:
+    """`sync_now()`: one full sync of the test's read model (an upstream change shows)."""
+    return lambda: full_sync(runtime)
 
 
 @pytest.fixture

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
+from dashboard import reads
 from services.kryptos.errors import KryptosError
 from services.settings import SANDBOX_CLIENT_ID
+from tests.pages.conftest import page_path
 
 
 def _metrics(at) -> dict[str, str]:
@@ -67,7 +72,6 @@ def test_overview_reflects_a_revoke_at_once(make_app, runtime, sandbox):
     before = _metrics(at)
     gid = next(t["grant_id"] for t in sandbox.tokens(client_id=SANDBOX_CLIENT_ID)
                if not t["revoked"])
-    from dashboard import reads
     from services.operations import Actor
 
     runtime.ops.grants.revoke_grant(Actor("admin", "", frozenset({"admin"})), gid, "customer asked")
@@ -78,23 +82,90 @@ def test_overview_reflects_a_revoke_at_once(make_app, runtime, sandbox):
     assert int(after["Revoked"]) == int(before["Revoked"]) + 1
 
 
-def test_overview_rerun_uses_the_cache(make_app, sandbox):
-    at = make_app("viewer")
+def _upstream(sandbox):
+    return [r for r in sandbox.requests_log() if not r["path"].startswith("/sandbox")]
+
+
+def test_overview_and_grants_make_no_upstream_call(make_app, sandbox, runtime, sync_now):
+    """Warm read model: loading the Overview and the Grants page calls Kryptos 0 times; the
+    Refresh button asks the sync worker for a full sync instead of reading Kryptos itself."""
     sandbox.clear_requests_log()
-    at.run()
-    assert [r for r in sandbox.requests_log() if r["path"] == "/token/grants"] == []
-    at.button(key="overview_refresh").click().run()
-    assert [r for r in sandbox.requests_log() if r["path"] == "/token/grants"]
-
-
-def test_api_failure_shows_a_message_not_a_traceback(make_app, sandbox):
     at = make_app("viewer")
+    at.switch_page(page_path("pages/grants.py")).run()
+    at.switch_page(page_path("pages/overview.py")).run()
+    assert not at.exception
+    assert _upstream(sandbox) == []
+    at.button(key="overview_refresh").click().run()
+    assert _upstream(sandbox) == []
+    assert runtime.ops.readmodel.sync_state().get("full_sync_requested")
+    sync_now()
+    assert [r for r in _upstream(sandbox) if r["path"] == "/token/grants"]
+
+
+def test_a_failing_sync_keeps_the_counts_and_shows_admins_the_error(make_app, sandbox,
+                                                                    sync_now):
     sandbox.set_fault(path="/token/grants", status=500, code="INTERNAL", count=10,
                       message="<b>boom</b> **bold**")
-    at.button(key="overview_refresh").click().run()
+    sync_now()
+    at = make_app("admin")
     assert not at.exception
-    assert at.error, "an error message is shown"
-    message = at.error[0].value
-    assert "Listing grants failed" in message
-    assert any("For support" in c.value for c in at.caption)
-    assert len(at.metric) == 0
+    assert int(_metrics(at)["Active"]) > 0  # the read model still answers
+    table = next(d.value for d in at.dataframe if "what" in d.value.columns)
+    values = dict(zip(table["what"], table["value"], strict=True))
+    assert "Listing grants" in values["Last error"]
+    assert values["Errors"] != "0"
+    viewer = make_app("viewer")
+    assert not [d for d in viewer.dataframe if "what" in d.value.columns]
+
+
+def test_stale_data_is_labelled_stale(make_app, runtime):
+    at = make_app("viewer")
+    assert not [w for w in at.warning if "Stale" in w.value]
+    assert any("as of" in c.value for c in at.caption)
+    old = datetime.now(UTC) - timedelta(hours=2)
+    runtime.ops.readmodel.set_sync_state({"last_full_sync": old.isoformat()})
+    reads.invalidate_all()
+    at.run()
+    stale = [w.value for w in at.warning if "Stale" in w.value]
+    assert stale and "2.0 h ago" in stale[0]
+    at.switch_page(page_path("pages/grants.py")).run()
+    assert [w for w in at.warning if "Stale" in w.value]
+
+
+def test_first_sync_in_progress_then_counts(make_app, runtime, sync_now):
+    from sqlalchemy import delete
+
+    from services.store.readmodel import rm_grants, rm_integrations
+
+    with runtime.ops.readmodel.db.write() as conn:
+        conn.execute(delete(rm_integrations))
+        conn.execute(delete(rm_grants))
+    runtime.ops.readmodel.set_sync_state({"last_full_sync": None})
+    reads.invalidate_all()
+    at = make_app("viewer")
+    assert any("first sync in progress" in i.value for i in at.info)
+    assert "Active" not in _metrics(at)
+    sync_now()
+    time.sleep(reads.VERSION_POLL_SECONDS + 0.1)  # the next version poll sees the sync
+    at.run()
+    assert int(_metrics(at)["Active"]) > 0
+    assert not any("first sync in progress" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("queue", ["failing", "no_token", "not_readable"])
+def test_a_work_queue_count_opens_the_filtered_grants_page(make_app, runtime, queue):
+    at = make_app("support")
+    expected = runtime.ops.readmodel.counts().queues[queue]
+    button = at.button(key=f"queue_{queue}")
+    assert button.label.endswith(f": {expected}")
+    button.click().run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Grants"]
+    assert at.query_params.get("queue") in (queue, [queue])
+    frame = at.dataframe(key="grants_table").value
+    assert len(frame) == expected
+    from services.operations import GrantFilter
+
+    wanted = {r.grant_id for r in runtime.ops.readmodel.page(
+        GrantFilter(queue=queue), page_size=1000).rows}
+    assert set(frame["grant_id"]) == wanted

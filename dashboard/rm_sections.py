@@ -1,0 +1,110 @@
+"""What the pages that show read-model data share (issue 10): the freshness line ("as of
+12 s ago", stale, first sync in progress), the Overview's work-queue links into the Grants
+page, and the sync worker's state for admins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import reads
+from dashboard.context import PageContext
+from dashboard.formats import fmt_second
+from dashboard.ui import show_error
+from services.operations import QUEUES, OperationError, Overview, Permission, can
+
+GRANTS_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grants.py")
+#: Query parameter and session keys of the Grants page's work-queue filter.
+QUEUE_PARAM = "queue"
+QUEUE_SEEN_KEY = "grants_queue_seen"
+QUEUE_LABELS = {
+    "failing": "Failing",
+    "syncing": "Syncing",
+    "never_synced": "Never synced",
+    "not_readable": "Not readable",
+    "no_token": "No token",
+}
+QUEUE_HELP = {
+    "failing": "Active grants with a failed or partly synced integration.",
+    "syncing": "Active grants with an integration syncing now.",
+    "never_synced": "Active grants with an integration that never synced.",
+    "not_readable": "Active grants whose integrations could not be read.",
+    "no_token": "Active grants whose access token is not stored.",
+}
+LOADING = "Loading grants… first sync in progress."
+#: Without a full sync for this many grants intervals, the data is labelled stale.
+STALE_INTERVALS = 2
+
+
+def _grants_interval(ctx: PageContext) -> float:
+    settings = ctx.runtime.settings
+    return float(getattr(settings, "sync_grants_interval", 300.0))
+
+
+def freshness(ctx: PageContext) -> bool:
+    """The caption under a title: "Grants as of 12 s ago", a stale warning, or the first
+    sync's notice. Returns False while the read model has no rows yet."""
+    try:
+        fresh = reads.freshness(ctx.ops, ctx.actor)
+    except OperationError as exc:
+        show_error(exc)
+        return False
+    if fresh.rows == 0 and fresh.last_full_sync is None:
+        st.info(LOADING, icon=":material/hourglass_top:")
+        return False
+    if fresh.is_stale(STALE_INTERVALS * _grants_interval(ctx)):
+        st.warning(
+            f"Stale: grants {fresh.as_of()} (the last full sync is older than expected; "
+            "an administrator can see the sync worker's state on the Overview).",
+            icon=":material/history:",
+        )
+    else:
+        st.caption(f"Grants {fresh.as_of()}.", help="From the console's copy of Kryptos, "
+                   "kept fresh by its sync worker; changes made here show at once.")
+    return True
+
+
+def open_queue(queue: str) -> None:
+    """Open the Grants page filtered to one work queue."""
+    st.session_state.pop(QUEUE_SEEN_KEY, None)  # applied again even if it was the last one
+    st.switch_page(GRANTS_PAGE, query_params={QUEUE_PARAM: queue})
+
+
+def queue_links(ov: Overview) -> None:
+    """The work queues, each count a button opening the Grants page filtered to it."""
+    st.subheader("Work queues")
+    cols = st.columns(len(QUEUES))
+    for col, name in zip(cols, QUEUES, strict=True):
+        n = int(ov.queues.get(name, 0))
+        if col.button(f"{QUEUE_LABELS[name]}: {n}", key=f"queue_{name}",
+                      help=QUEUE_HELP[name]):
+            open_queue(name)
+
+
+def sync_status(ctx: PageContext) -> None:
+    """Admins: the sync worker's state (holder, last full sync, stale rows, errors, rate)."""
+    if not can(ctx.actor, Permission.VIEW_SYNC_STATUS):
+        return
+    with st.expander("Sync worker", icon=":material/sync:"):
+        try:
+            s = reads.sync_status(ctx.ops, ctx.actor, _grants_interval(ctx))
+        except OperationError as exc:
+            show_error(exc)
+            return
+        where = ("this process holds the lock" if s.holder_here
+                 else "this process stands by" if s.runs_here else "not run by this process")
+        rows = [
+            ("Holder", f"{s.holder or 'none yet'} ({where})"),
+            ("Last full sync", fmt_second(s.last_full_sync) if s.last_full_sync else "never"),
+            ("Grants listed", "-" if s.grants_listed is None else f"{s.grants_listed:,}"),
+            ("Rows", f"{s.rows:,}"),
+            ("Rows stale", f"{s.rows_stale:,} ({s.never_refreshed:,} never read)"),
+            ("Calls a second", "-" if s.calls_per_second is None
+             else f"{s.calls_per_second:.2f} (rate {s.rate or 0:.2f}/s)"),
+            ("Errors", str(s.errors)),
+            ("Last error", s.last_error or "-"),
+            ("State", "stale" if s.stale else "fresh"),
+        ]
+        st.dataframe({"what": [r[0] for r in rows], "value": [r[1] for r in rows]},
+                     hide_index=True, key="sync_status_table")
