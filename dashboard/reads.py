@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -344,6 +344,21 @@ def bulk_candidate_count(ops: Operations, actor: Actor, search: str | None = Non
     search = (search or "").strip() or None
     return sum(grant_page(ops, actor, GrantFilter(search=search, status="active", kind=kind),
                           "grant_id", 1, 1).total for kind in ("guest", "unknown"))
+
+
+def limits_of(rows: Iterable[RmGrant]) -> dict[str, tuple[Any, bool | None]]:
+    """Each read-model row's (effective limit, limiter), as `current_limits` gives them,
+    without an upstream call: ("unknown", None) where neither user info nor a console change
+    told the read model yet."""
+    out: dict[str, tuple[Any, bool | None]] = {}
+    for r in rows:
+        if r.limit_source is None:
+            out[r.grant_id] = ("unknown", None)
+            continue
+        eff = r.effective_limit
+        out[r.grant_id] = (eff, r.limiter_enabled if r.limiter_enabled is not None
+                           else eff is not None)
+    return out
 
 
 def current_limits(ops: Operations, actor: Actor, grant_ids: tuple[str, ...]

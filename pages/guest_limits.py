@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, reads
+from dashboard import actions, reads, rm_sections
 from dashboard.context import page_context
 from dashboard.csv_io import (
     BULK_COLUMNS,
@@ -71,6 +71,7 @@ st.dataframe(
 st.subheader("Grants")
 st.caption("Active Guest grants and grants whose kind is not known yet. Tick the ones to change; "
            "ticks are kept by grant id while you filter.")
+rm_sections.freshness(ctx)
 
 
 def _merge_ticks() -> None:
@@ -104,17 +105,17 @@ _merge_ticks()
 picked_set = dict.fromkeys(st.session_state.get(PICKED_KEY, ()))
 search = st.text_input("Filter the table", key="bulk_search")
 try:
-    with st.spinner("Reading grants..."):
-        shown = reads.bulk_candidates(ctx.ops, ctx.actor, search)
+    shown = reads.bulk_candidates(ctx.ops, ctx.actor, search)
+    matching = reads.bulk_candidate_count(ctx.ops, ctx.actor, search)
 except OperationError as exc:
     show_error(exc)
     st.stop()
-try:
-    with st.spinner("Reading the current limits..."):
-        now = reads.current_limits(ctx.ops, ctx.actor, tuple(r.grant_id for r in shown))
-except OperationError as exc:
-    show_error(exc)
-    now = {}
+if matching > len(shown):
+    st.caption(f"Showing the first {len(shown):,} of {matching:,} matching grants; filter the "
+               "table to reach the others, or upload a CSV of grant ids.")
+# The limits as the read model knows them (user info and the console's own changes): no
+# upstream call per row.
+now = reads.limits_of(shown)
 
 
 def _limit_cells(gid: str) -> dict[str, str]:

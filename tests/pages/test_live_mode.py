@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 from cryptography.fernet import Fernet
@@ -36,6 +37,8 @@ def live_env(console_env, sandbox, monkeypatch, tmp_path):
         # Live mode asks finance and admin for a TOTP code by default (tests/pages/
         # test_trust.py covers it); these tests are about the API, not the login.
         "CONSOLE_TOTP_REQUIRED_ROLES": "none",
+        # The console's own sync worker fills the read model in the background.
+        "SYNC_ENABLED": "true",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -52,11 +55,18 @@ def test_live_mode_logs_in_shows_live_badge_and_reads_the_api(live_env, sandbox,
     assert "LIVE" in badge and SANDBOX_CLIENT_ID in badge and "SANDBOX]" not in badge
     assert SANDBOX_CLIENT_SECRET not in repr(at._tree)
 
-    # The grants come from the API; nothing is in the vault yet.
+    # The grants come from the API through the sync worker's first full sync (in its own
+    # thread: the start did not wait for it); nothing is in the vault yet.
     at.switch_page(page_path("pages/grants.py")).run()
     assert not at.exception
     active = {t["grant_id"] for t in sandbox.tokens() if not t["revoked"]}
-    listed = set(at.dataframe[0].value["grant_id"])
+    deadline = time.monotonic() + 20
+    while True:
+        listed = set(at.dataframe(key="grants_table").value["grant_id"])
+        if active <= listed or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+        at.run()
     assert active <= listed
 
     # The operator imports the tokens the company's backend stores (the README's command).
