@@ -27,7 +27,7 @@ SORT = {"Created": "created_at", "Grant id": "grant_id", "Customer reference": "
         "Status": "status", "User": "user_kind", "Limit": "transaction_limit",
         "Integrations": "n_integrations", "Failing": "n_failing", "Last sync": "last_sync",
         "Read at": "integrations_refreshed_at"}
-PAGE_SIZES = (50, 100, 250, 500)
+PAGE_SIZES = (25, 50, 100, 250, 500)
 KIND_LABEL = {"guest": "Guest", "linked": "Linked", None: "unknown"}
 FILTER_KEYS = ("grants_search", "grants_status", "grants_kind", "grants_token",
                "grants_integrations", "grants_queue", "grants_limit", "grants_sort",

@@ -117,3 +117,107 @@ def test_choosing_a_row_opens_its_detail(make_app: Callable[..., AppTest]) -> No
     assert not at.exception
     assert at.session_state["selected_grant_id"] == first
     assert any(t.value == "Grant detail" for t in at.title)
+
+
+# --- the read model (issue 10) -------------------------------------------------------------
+
+
+def test_the_grid_shows_one_page_paged_and_sorted_on_the_server(
+        make_app: Callable[..., AppTest], runtime: Any) -> None:
+    at = make_app("viewer", "pages/grants.py")
+    total = runtime.ops.readmodel.counts().total
+    assert 25 < total <= 50  # the seeded sandbox: two pages of 25
+    at.selectbox(key="grants_sort").select("Grant id").run()
+    assert len(_table(at)) == total  # 100 a page by default
+    every = sorted(_table(at)["grant_id"])
+    assert list(_table(at)["grant_id"]) == every
+    at.selectbox(key="grants_page_size").select(25).run()
+    first = list(_table(at)["grant_id"])
+    assert first == every[:25]
+    at.number_input(key="grants_page").set_value(2).run()
+    assert list(_table(at)["grant_id"]) == every[25:]
+    assert any(f"showing 26-{total}" in c.value for c in at.caption)
+    at.toggle(key="grants_desc").set_value(True).run()  # back to page 1, sorted the other way
+    assert list(_table(at)["grant_id"]) == sorted(every, reverse=True)[:25]
+    # a filter change goes back to the first page
+    at.number_input(key="grants_page").set_value(2).run()
+    at.selectbox(key="grants_status").select("Active").run()
+    assert at.number_input(key="grants_page").value == 1
+
+
+def test_filters_by_work_queue_integrations_and_limit(make_app: Callable[..., AppTest],
+                                                      runtime: Any) -> None:
+    at = make_app("finance", "pages/grants.py")
+    at.selectbox(key="grants_queue").select("Failing").run()
+    frame = _table(at)
+    assert len(frame) == runtime.ops.readmodel.counts().queues["failing"] > 0
+    assert (frame["failing"] > 0).all()
+    assert at.query_params.get("queue") in ("failing", ["failing"])
+    at.selectbox(key="grants_queue").select("All").run()
+    at.selectbox(key="grants_integrations").select("Not read yet").run()
+    assert set(_table(at)["sync"]) <= {"not read yet"}
+    at.selectbox(key="grants_integrations").select("All").run()
+    # a limit set through the console is found by the limit filter at once
+    from services.operations import Actor, GrantFilter
+
+    gid = runtime.ops.readmodel.page(GrantFilter(kind="guest", status="active", has_token=True),
+                                     "grant_id", 1, 1).rows[0].grant_id
+    runtime.ops.limits.set_guest_limit(Actor("finance", "", frozenset({"finance"})), gid,
+                                       10000, reason="upgrade")
+    at.selectbox(key="grants_limit").select("Tier Plus").run()
+    assert gid in set(_table(at)["grant_id"])
+    assert set(_table(at)["limit"]) == {"10,000"}
+
+
+def test_a_change_through_the_console_shows_at_once(make_app: Callable[..., AppTest],
+                                                    runtime: Any, sandbox: Any) -> None:
+    from dashboard import actions
+    from services.operations import Actor
+
+    at = make_app("support", "pages/grants.py")
+    gid = next(t["grant_id"] for t in sandbox.tokens() if not t["revoked"])
+    at.text_input(key="grants_search").input(gid).run()
+    assert list(_table(at)["status"]) == ["active"]
+    sandbox.clear_requests_log()
+    actions.confirm_revoke(runtime.ops, Actor("support", "", frozenset({"support"})), gid, gid,
+                           "customer asked")
+    at.run()  # no sync, no wait
+    assert list(_table(at)["status"]) == ["revoked"]
+    assert [r["path"] for r in sandbox.requests_log() if r["path"] == "/token/grants"] == []
+
+
+def test_an_upstream_change_shows_after_a_sync(make_app: Callable[..., AppTest], runtime: Any,
+                                               sandbox: Any, sync_now: Callable[[], None]
+                                               ) -> None:
+    import time
+
+    from dashboard import reads
+
+    at = make_app("viewer", "pages/grants.py")
+    gid = next(t["grant_id"] for t in sandbox.tokens() if not t["revoked"])
+    at.text_input(key="grants_search").input(gid).run()
+    runtime.ops.ctx.client.revoke_grant(gid)  # in Kryptos, not through the console
+    at.run()
+    assert list(_table(at)["status"]) == ["active"]  # the read model does not know yet
+    sync_now()
+    time.sleep(reads.VERSION_POLL_SECONDS + 0.1)  # at most one version poll later
+    at.run()
+    assert list(_table(at)["status"]) == ["revoked"]
+
+
+def test_opening_a_grant_refreshes_its_row(make_app: Callable[..., AppTest], runtime: Any,
+                                           sandbox: Any) -> None:
+    from datetime import UTC, datetime
+
+    gid = next(t["grant_id"] for t in sandbox.tokens() if not t["revoked"])
+    before = runtime.ops.readmodel.grant(gid).grant
+    at = make_app("viewer", "pages/grants.py")
+    at.text_input(key="open_grant_id").input(gid)
+    at.button(key="FormSubmitter:open_grant-Open").click()
+    at.run()
+    assert any(t.value == "Grant detail" for t in at.title)
+    after = runtime.ops.readmodel.grant(gid).grant
+    assert after.userinfo_refreshed_at is not None
+    assert after.userinfo_refreshed_at > (before.userinfo_refreshed_at
+                                          or datetime.min.replace(tzinfo=UTC))
+    assert after.integrations_refreshed_at >= before.integrations_refreshed_at
