@@ -117,9 +117,11 @@ class Runtime:
     _stop: Callable[[], None] | None = field(default=None, repr=False)
     #: The read model's sync worker of this process (None: SYNC_ENABLED off, or no ops).
     sync: SyncWorker | None = field(default=None, repr=False)
+    _stopped: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def stop(self) -> None:
         """Stop the sync worker (giving its lock up) and an in-process sandbox."""
+        self._stopped.set()
         if self.sync is not None:
             self.sync.stop()
             self.sync.client.close()
@@ -219,18 +221,47 @@ def start_background(ops: Operations | None, client: KryptosClient | None,
     if ops is not None:
         ops.reconciler.start(settings.reconcile_interval)
     return checker
-def start_sync(settings: Settings, ops: Operations, **client_urls: str) -> SyncWorker | None:
-    """The process's sync worker, started (None when SYNC_ENABLED is off). Its own client
-    makes no retries: a 429 reaches the worker's rate limiter instead (docs/architecture.md,
-    "Read model and sync worker")."""
+
+
+def make_sync(settings: Settings, ops: Operations, **client_urls: str) -> SyncWorker | None:
+    """The process's sync worker, attached to the operations, not started (None when
+    SYNC_ENABLED is off). Its own client makes no retries: a 429 reaches the worker's rate
+    limiter instead (docs/architecture.md, "Read model and sync worker")."""
     client = KryptosClient.from_settings(settings, max_retries=0, **client_urls)
     worker = worker_from_settings(settings, client, ops.ctx.vault, ops.readmodel)
     if worker is None:
         client.close()
         return None
     ops.attach_sync_worker(worker)
-    worker.start()
     return worker
+
+
+def start_sync(settings: Settings, ops: Operations, **client_urls: str) -> SyncWorker | None:
+    """`make_sync`, started."""
+    worker = make_sync(settings, ops, **client_urls)
+    if worker is not None:
+        worker.start()
+    return worker
+
+
+def _load_tokens(ops: Operations, control: SandboxControl) -> None:
+    from services.settings import SANDBOX_CLIENT_ID
+
+    loaded = load_sandbox_tokens(ops, control, SANDBOX_CLIENT_ID)
+    logger.info("sandbox mode: %d stored tokens loaded into the vault", loaded)
+
+
+def _load_then_sync(ops: Operations, control: SandboxControl, worker: SyncWorker,
+                    stopped: threading.Event) -> None:
+    """Sandbox mode's background start: the sandbox's tokens into the vault (one
+    transaction), then the sync worker (whose first full sync joins them)."""
+    try:
+        _load_tokens(ops, control)
+    except (OSError, StoreError, ValueError) as exc:
+        logger.error("sandbox mode: the stored tokens could not be loaded (%s)",
+                     type(exc).__name__)
+    if not stopped.is_set():  # the runtime was not stopped meanwhile
+        worker.start()
 
 
 def load_sandbox_tokens(ops: Operations, sandbox: SandboxControl, client_id: str) -> int:
@@ -287,17 +318,23 @@ def _build_sandbox(settings: Settings) -> Runtime:
         handle = start_sandbox(port=settings.sandbox_port,
                                resync_delay=settings.sandbox_resync_delay)
         control, base_url, stop = handle, handle.base_url, handle.stop
+    stopped = threading.Event()
     try:
         client = KryptosClient.from_settings(
             settings, connect_url=base_url, data_url=base_url + "/api"
         )
         ops = _build_ops(settings, client)
-        loaded = load_sandbox_tokens(ops, control, SANDBOX_CLIENT_ID)
-        logger.info("sandbox mode: %d stored tokens loaded into the vault", loaded)
+        sync = make_sync(settings, ops, connect_url=base_url, data_url=base_url + "/api")
+        if sync is None:  # no worker (tests): the tokens are in the vault before the start ends
+            _load_tokens(ops, control)
         cookie_key = settings.cookie_key or _secret_file(settings.data_dir / COOKIE_KEY_FILE)
         auth_file = settings.data_dir / DEMO_USERS_FILE
         write_demo_users(auth_file)
-        sync = start_sync(settings, ops, connect_url=base_url, data_url=base_url + "/api")
+        if sync is not None:
+            # The start never waits on data: the tokens, then the first full sync, load in
+            # the background while the login page shows.
+            threading.Thread(target=_load_then_sync, args=(ops, control, sync, stopped),
+                             daemon=True, name="sandbox-tokens").start()
     except (ConfigError, OSError, UsersError, StoreError) as exc:
         message = getattr(exc, "user_message", None) or f"{type(exc).__name__}: {exc}"
         return Runtime(settings=settings, mode="sandbox", problems=(message,), _stop=stop)
@@ -313,6 +350,7 @@ def _build_sandbox(settings: Settings) -> Runtime:
         demo_users=DEMO_USERS,
         _stop=stop,
         sync=sync,
+        _stopped=stopped,
     )
 
 

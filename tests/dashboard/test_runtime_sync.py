@@ -1,0 +1,67 @@
+"""The console's runtime runs the read model's sync worker (issue 10): started in the
+background by a sandbox-mode start that does not wait on data, stopped with the runtime."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dashboard.runtime import build_runtime
+from services.operations import Actor
+
+_ENV = ("KRYPTOS_CLIENT_ID", "KRYPTOS_CLIENT_SECRET", "KRYPTOS_CONNECT_URL",
+        "KRYPTOS_DATA_URL", "DATABASE_URL", "KRYPTOS_VAULT_KEY", "CONSOLE_COOKIE_KEY",
+        "CONSOLE_AUTH_FILE", "CONSOLE_TIERS", "SANDBOX_PORT")
+
+
+@pytest.fixture
+def sandbox_env(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in _ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SANDBOX_URL", sandbox.base_url)
+    monkeypatch.setenv("CONSOLE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CONSOLE_SECRETS_FILE", str(tmp_path / "none.toml"))
+    return tmp_path
+
+
+def _wait(check: Any, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_sandbox_start_syncs_in_the_background_and_stops_with_the_runtime(
+        sandbox_env: Path, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_ENABLED", "true")
+    rt = build_runtime()
+    try:
+        assert rt.ok, rt.problems
+        assert rt.sync is not None and rt.ops is not None
+        listed = len(rt.ops.ctx.client.list_grants())
+        assert _wait(lambda: rt.ops.readmodel.counts().active == listed)
+        assert _wait(lambda: rt.ops.readmodel.counts().with_token > 0)  # tokens joined
+        assert _wait(lambda: rt.sync.is_holder)
+        view = rt.ops.sync.status(Actor("admin", "", frozenset({"admin"})))
+        assert view.runs_here and view.holder_here and view.last_full_sync is not None
+    finally:
+        rt.stop()
+    assert rt.sync is not None and not rt.sync.running and not rt.sync.is_holder
+
+
+def test_sync_disabled_runs_no_worker_and_loads_tokens_before_the_start_ends(
+        sandbox_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_ENABLED", "false")
+    rt = build_runtime()
+    try:
+        assert rt.ok, rt.problems
+        assert rt.sync is None and rt.ops is not None
+        assert rt.ops.ctx.vault.list()  # loaded in the start itself
+        assert rt.ops.readmodel.counts().total == 0  # nobody synced
+    finally:
+        rt.stop()
