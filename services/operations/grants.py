@@ -307,6 +307,12 @@ class GrantOps:
         fresh: Freshness = self._store(self.ctx.readmodel.freshness)
         return fresh
 
+    def request_sync(self, actor: Actor) -> None:
+        """Ask the sync worker (whichever process holds it) for a full grants sync at its
+        next step: a Refresh button (not audited: it changes nothing a page shows)."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
+        self._store(self.ctx.readmodel.request_full_sync)
+
     def page(self, actor: Actor, filters: GrantFilter | None = None, sort: str = "created_at",
              page: int = 1, page_size: int = 100, *, descending: bool = False) -> GrantPage:
         """One page of grants, searched, filtered, sorted and counted in SQL."""
