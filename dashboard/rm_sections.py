@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import reads
 from dashboard.context import PageContext
+from dashboard.csv_io import csv_safe_frame
 from dashboard.formats import fmt_second
 from dashboard.ui import show_error
 from services.operations import QUEUES, OperationError, Overview, Permission, can
@@ -106,5 +108,6 @@ def sync_status(ctx: PageContext) -> None:
             ("Last error", s.last_error or "-"),
             ("State", "stale" if s.stale else "fresh"),
         ]
-        st.dataframe({"what": [r[0] for r in rows], "value": [r[1] for r in rows]},
+        # Grid cells neutralised like every grid's (the last error may carry upstream text).
+        st.dataframe(csv_safe_frame(pd.DataFrame(rows, columns=["what", "value"])),
                      hide_index=True, key="sync_status_table")

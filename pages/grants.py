@@ -11,6 +11,7 @@ import streamlit as st
 
 from dashboard import reads, rm_sections
 from dashboard.context import page_context
+from dashboard.csv_io import csv_safe_frame
 from dashboard.ui import show_error
 from services.operations import QUEUES, GrantFilter, OperationError, validation
 
