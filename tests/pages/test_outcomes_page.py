@@ -131,10 +131,11 @@ def test_limit_made_while_the_store_fails_says_its_record_is_pending(
 # --- grids ----------------------------------------------------------------------------------
 
 def test_grid_cells_are_neutralised_and_the_builtin_export_is_off(make_app, runtime,
-                                                                  sandbox):
+                                                                  sandbox, sync_now):
     gid = next(t["grant_id"] for t in sandbox.tokens() if not t["revoked"])
     formula = '=HYPERLINK("http://evil.example/","click")'
     runtime.ops.ctx.vault.update(gid, customer_ref=formula)
+    sync_now()  # the Grants page reads the read model, which joins the vault at a sync
     at = make_app("support", "pages/grants.py")
     refs = list(at.dataframe[0].value["customer_ref"])
     assert "'" + formula in refs and formula not in refs
