@@ -250,10 +250,11 @@ def test_history_says_what_changed(make_app: Callable[..., AppTest], sandbox: An
 
 
 def test_the_limits_table_shows_current_limit_limiter_and_tier(
-        make_app: Callable[..., AppTest], sandbox: Any) -> None:
+        make_app: Callable[..., AppTest], sandbox: Any, sync_now: Callable[[], None]) -> None:
     a, b = _guest(sandbox, 0), _guest(sandbox, 1)
     _set(sandbox, a, 10_000)
     _set(sandbox, b, 1234, on=False)
+    sync_now()  # changed behind the console: the table (read model) shows them after a sync
     at = make_app("finance", LIMITS)
     table = next(d.value for d in at.dataframe if str(d.key).startswith("bulk_picker_"))
     rows = {r["grant_id"]: r for r in table.to_dict("records")}
