@@ -12,6 +12,7 @@ import streamlit as st
 from dashboard import reads, rm_sections
 from dashboard.context import page_context
 from dashboard.csv_io import csv_safe_frame
+from dashboard.formats import fmt_minute
 from dashboard.ui import show_error
 from services.operations import QUEUES, GrantFilter, OperationError, validation
 
@@ -114,7 +115,7 @@ def _frame(rows: Any) -> pd.DataFrame:
                 "integrations": r.n_integrations,
                 "failing": r.n_failing,
                 "sync": ("not readable" if r.unreadable else r.sync_state or "not read yet"),
-                "last_sync": r.last_sync,
+                "last_sync": fmt_minute(r.last_sync) if r.last_sync else "never",
                 "workspace": r.workspace_id or "",
                 "created": r.created_at,
                 "token_stored": r.has_token,
@@ -177,7 +178,7 @@ event = st.dataframe(
         "integrations": st.column_config.NumberColumn("Integrations"),
         "failing": st.column_config.NumberColumn("Failing"),
         "sync": st.column_config.TextColumn("Sync state"),
-        "last_sync": st.column_config.DatetimeColumn("Last sync", format="YYYY-MM-DD HH:mm"),
+        "last_sync": st.column_config.TextColumn("Last sync"),
         "workspace": st.column_config.TextColumn("Workspace"),
         "created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm"),
         "token_stored": st.column_config.CheckboxColumn("Token stored"),
