@@ -17,14 +17,13 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from enum import Enum
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from services.kryptos.models import mask_token
-from services.store.audit import SECRET_KEYS, AuditEvent, AuditFilter, NewAuditEvent, format_ts
+from services.store.audit import AuditEvent, AuditFilter, NewAuditEvent
+from services.store.audit.events import format_ts, json_default
+from services.store.audit.redact import redact
 from services.store.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -56,29 +55,6 @@ class ReplayReport:
     left: int = 0  # still in the journal (the store failed again)
     unreadable: int = 0  # torn lines moved aside
     error: str | None = None
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return format_ts(value if value.tzinfo else value.replace(tzinfo=UTC))
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=str)
-    raise TypeError(f"type {type(value).__name__} is not JSON serialisable")
-
-
-def _redact(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): (mask_token(str(v)) if v is not None else None)
-                if str(k).lower() in SECRET_KEYS else _redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact(v) for v in value]
-    return value
 
 
 def _fsync_dir(path: Path) -> None:
@@ -260,7 +236,7 @@ class AuditJournal:
 
 
 def _line(entry: JournalEntry) -> str:
-    return json.dumps(_redact(asdict(entry.event)), default=_default, ensure_ascii=False,
+    return json.dumps(redact(asdict(entry.event)), default=json_default, ensure_ascii=False,
                       separators=(",", ":"), sort_keys=True)
 
 

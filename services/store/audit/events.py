@@ -127,7 +127,8 @@ def audit_head(value: AuditHead | tuple[int, str] | Sequence[Any]) -> AuditHead:
 
 # --- canonical JSON and time -----------------------------------------------------------------
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """JSON for the values an event may hold (times, dates, decimals, enums, sets)."""
     if isinstance(value, datetime):
         return format_ts(value if value.tzinfo else value.replace(tzinfo=UTC))
     if isinstance(value, date):
@@ -144,7 +145,7 @@ def _json_default(value: Any) -> Any:
 def dumps(value: Any) -> str:
     """Canonical JSON: sorted keys, no spaces, UTF-8 kept, NaN refused."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False, default=_json_default)
+                      allow_nan=False, default=json_default)
 
 
 def format_ts(ts: datetime) -> str:
