@@ -290,15 +290,10 @@ def run_bulk(
 ) -> BulkResult | HeldForApproval:
     """Apply a configured tier to many grants (or preview it with `dry_run`); a change that
     needs approval becomes a request."""
-    if not dry_run:
-        held = hold_for_approval(ops, actor, Change.apply_tier(grant_ids, tier), reason,
-                                 ticket)
-        if held is not None:
-            return held
-    return _bulk(dry_run, lambda: ops.limits.apply_tier(
-        actor, list(grant_ids), tier, reason, dry_run=dry_run, ticket=ticket or None,
-        progress=progress, expected=expected,
-    ))
+    return _bulk(ops, actor, Change.apply_tier(grant_ids, tier), reason, ticket, dry_run,
+                 lambda: ops.limits.apply_tier(
+                     actor, list(grant_ids), tier, reason, dry_run=dry_run,
+                     ticket=ticket or None, progress=progress, expected=expected))
 
 
 def run_bulk_limit(
@@ -316,19 +311,21 @@ def run_bulk_limit(
     """Set one custom limit (limiter on) on many grants (or preview it with `dry_run`): one
     bulk operation, like a tier (bounded concurrency, per-grant outcome, a dry run that reads
     each grant's current limit); a change that needs approval becomes a request."""
+    return _bulk(ops, actor, Change.apply_limit(grant_ids, limit, True), reason, ticket,
+                 dry_run, lambda: ops.limits.apply_limit(
+                     actor, list(grant_ids), transaction_limit=limit, enable_limiter=True,
+                     reason=reason, dry_run=dry_run, ticket=ticket or None, progress=progress,
+                     expected=expected))
+
+
+def _bulk(ops: Operations, actor: Actor, change: Change, reason: str, ticket: str | None,
+          dry_run: bool, run: Callable[[], BulkResult]) -> BulkResult | HeldForApproval:
+    """Run a bulk change, or the approval request a real one needs; after a real run
+    (whatever its outcome) every cached read goes."""
     if not dry_run:
-        held = hold_for_approval(ops, actor, Change.apply_limit(grant_ids, limit, True), reason,
-                                 ticket)
+        held = hold_for_approval(ops, actor, change, reason, ticket)
         if held is not None:
             return held
-    return _bulk(dry_run, lambda: ops.limits.apply_limit(
-        actor, list(grant_ids), transaction_limit=limit, enable_limiter=True, reason=reason,
-        dry_run=dry_run, ticket=ticket or None, progress=progress, expected=expected,
-    ))
-
-
-def _bulk(dry_run: bool, run: Callable[[], BulkResult]) -> BulkResult:
-    """Run a bulk change; after a real one (whatever its outcome) every cached read goes."""
     try:
         return run()
     finally:
