@@ -501,3 +501,21 @@ def reject_request(ops: Operations, actor: Actor, request_id: int,
 
 def cancel_request(ops: Operations, actor: Actor, request_id: int) -> ApprovalRequest:
     return ops.approvals.cancel(actor, request_id)
+
+
+def reconcile_now(ops: Operations, actor: Actor) -> Any:
+    """One reconciler pass now (admins); it may record outcomes, so cached reads go."""
+    try:
+        return ops.reconciler.run_now(actor)
+    finally:
+        reads.invalidate_all()
+
+
+def resume_bulk(ops: Operations, actor: Actor, bulk_id: str, reason: str | None, *,
+                dry_run: bool) -> BulkResult:
+    """Run again the unsettled grants of an interrupted bulk run (or preview it)."""
+    try:
+        return ops.limits.resume_bulk(actor, bulk_id, reason, dry_run=dry_run)
+    finally:
+        if not dry_run:
+            reads.invalidate_all()

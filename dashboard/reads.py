@@ -507,3 +507,8 @@ def approvals_history(ops: Operations, actor: Actor) -> list[Any]:
 def approvals_waiting_count(ops: Operations, actor: Actor) -> int:
     """For the navigation's "Approvals (n)"."""
     return ops.approvals.waiting_count(actor)
+
+
+def reconciler_status(ops: Operations, actor: Actor) -> Any:
+    """The reconciler's state (admins): journal backlog and its last pass. Not cached."""
+    return ops.reconciler.status(actor)

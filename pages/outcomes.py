@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import ui
+from dashboard import actions, reads, ui
 from dashboard.context import page_context
 from services.operations import OperationError
 
@@ -20,7 +20,7 @@ st.caption(
 )
 
 try:
-    status = ops.reconciler.status(actor)
+    status = reads.reconciler_status(ops, actor)
 except OperationError as exc:
     ui.show_error(exc)
     st.stop()
@@ -36,7 +36,7 @@ if status.journal_pending:
 
 if st.button("Run a reconciler pass now", key="reconcile_now"):
     try:
-        report = ops.reconciler.run_now(actor)
+        report = actions.reconcile_now(ops, actor)
     except OperationError as exc:
         ui.show_error(exc)
     else:
@@ -74,7 +74,7 @@ with st.form("resume_bulk"):
 if go:
     try:
         with st.spinner("Resuming..."):
-            result = ops.limits.resume_bulk(actor, bulk_id, reason or None, dry_run=dry)
+            result = actions.resume_bulk(ops, actor, bulk_id, reason or None, dry_run=dry)
     except OperationError as exc:
         ui.show_error(exc)
     else:

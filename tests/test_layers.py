@@ -55,3 +55,15 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     bad = tmp_path / "m.py"
     bad.write_text("import os\nfrom services.operations import Operations\n")
     assert _imports(bad) == [(1, "os"), (2, "services.operations")]
+
+
+def test_pages_reach_the_use_cases_only_through_reads_and_actions() -> None:
+    """A page calls dashboard.reads / dashboard.actions, never `ops.<resource>.<use case>`."""
+    import re
+
+    call = re.compile(r"\bops\.(grants|limits|connect|audit|auth|approvals|reconciler|sync|"
+                      r"timeline|ctx)\.")
+    found = [f"{p.relative_to(ROOT)}:{n}" for p in sorted((ROOT / "pages").glob("*.py"))
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1)
+             if call.search(line)]
+    assert found == []
