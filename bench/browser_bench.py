@@ -1,0 +1,512 @@
+"""Browser-level figures at scale (issue 10, "Figures"), side by side in one run.
+
+    PYTHONPATH=$PWD .venv/bin/python bench/scale_bench.py --browser [--sizes 40,100000]
+        [--step-timeout 300] [--keep-logs]
+
+(or `python -m bench.browser_bench` with the same options). Needs Debian's chromium on
+PATH (never `playwright install`). For each N it starts a sandbox (`python -m sandbox
+--port 0 --grants N`) and the console (`streamlit run dashboard/app.py`, as the browser
+tests do: tests/e2e/console_process.py, fresh CONSOLE_DATA_DIR, CONSOLE_APPROVALS=off), and
+measures in headless Chromium:
+
+- start: console process start until the login page shows its form;
+- login: the "Log in" click (admin / admin-demo) until the Overview's metrics are drawn
+  (while the read model's first sync is in progress the page says so; the bench reruns it
+  every second until the counts show);
+- Grants rerun: a rerun ("r" key) of the Grants page until the script run is over (the
+  `data-test-script-state` of stApp, as tests/e2e/helpers.py), median of 5, against the same
+  for a bare `st.dataframe` of the same visible rows and columns in its own tiny Streamlit
+  app; the ratio of the two;
+- upstream calls: the sandbox's request log (cleared first) over loading Overview and Grants
+  once warm, minus what the sync worker calls in the background (the same log over an
+  equally long idle window just after);
+- memory: VmHWM (peak RSS) of the streamlit process from /proc with 5 browser contexts
+  logged in and on the Grants page.
+
+Every wait is bounded (`--step-timeout`); a size whose step times out shows "-" for the
+figures it did not reach. Every process started is stopped at the end, even on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+from tests.e2e import helpers as h  # noqa: E402
+from tests.e2e.console_process import (  # noqa: E402
+    ConsoleProcess,
+    chromium_path,
+    launch_chromium,
+)
+
+USER = "admin"
+SESSIONS = 5
+RERUNS = 5
+LOADING = "first sync in progress"
+MEMORY_LIMIT_MB = 400.0
+
+#: Script-run start/end times (performance.now()) of the page, next to helpers' run counter.
+TIMES_JS = """
+(() => {
+  window.__benchStarts = []; window.__benchEnds = [];
+  let last = null;
+  const note = (state, now) => {
+    if (state === last) return;
+    if (state === 'running') window.__benchStarts.push(now);
+    if (state === 'notRunning' && last === 'running') window.__benchEnds.push(now);
+    last = state;
+  };
+  // Every transition, even a run so short that both changes land in one batch: each
+  // record's oldValue is the value before it, the next record's the value after.
+  new MutationObserver((records) => {
+    const now = performance.now();
+    const mine = records.filter(r => r.attributeName === 'data-test-script-state'
+                                     && r.target.getAttribute('data-testid') === 'stApp');
+    mine.forEach((r, i) => {
+      if (i === 0) note(r.oldValue, now);
+      note(i + 1 < mine.length ? mine[i + 1].oldValue
+                               : r.target.getAttribute('data-test-script-state'), now);
+    });
+  }).observe(document, {attributes: true, subtree: true, attributeOldValue: true,
+                        attributeFilter: ['data-test-script-state']});
+})();
+"""
+
+
+BARE_APP = '''
+import pandas as pd
+import streamlit as st
+
+rows = int(st.query_params.get("rows", "100"))
+cols = int(st.query_params.get("cols", "10"))
+st.title("Bare dataframe")
+st.dataframe(pd.DataFrame({f"c{j}": [f"cgrant_{i:08d}_{j}" for i in range(rows)]
+                           for j in range(cols)}), hide_index=True)
+'''
+
+
+@dataclass
+class Result:
+    n: int
+    start_s: float | None = None
+    login_s: float | None = None
+    first_sync_seen: bool = False
+    grants_rows: int | None = None
+    grants_cols: int | None = None
+    grants_rerun_ms: float | None = None
+    bare_rerun_ms: float | None = None
+    upstream_raw: int | None = None
+    upstream_window_s: float | None = None
+    upstream_background: float | None = None
+    upstream_paths: dict[str, int] = field(default_factory=dict)
+    peak_mb: float | None = None
+    rss_mb: float | None = None
+    error: str | None = None
+
+    @property
+    def upstream_page(self) -> float | None:
+        if self.upstream_raw is None or self.upstream_background is None:
+            return None
+        return max(0.0, self.upstream_raw - self.upstream_background)
+
+
+# --- processes ---------------------------------------------------------------------------
+
+class Sandbox:
+    def __init__(self, n: int, log: Path) -> None:
+        self.n = n
+        self.log = log
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self, timeout: float) -> Sandbox:
+        with open(self.log, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sandbox", "--port", "0", "--grants", str(self.n)],
+                cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        line = _readline(self.proc, timeout)
+        if " on http" not in line:
+            self.stop()
+            raise RuntimeError(f"sandbox did not start: {line!r}")
+        self.url = line.split(" on ", 1)[1].split(" ", 1)[0]
+        return self
+
+    def call(self, method: str, path: str) -> Any:
+        import json
+
+        req = urllib.request.Request(self.url + path, method=method)
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read() or b"{}")
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+
+def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The process's first stdout line, or "" after `timeout` seconds."""
+    import threading
+
+    out: list[str] = []
+    t = threading.Thread(target=lambda: out.append(proc.stdout.readline() if proc.stdout
+                                                   else ""), daemon=True)
+    t.start()
+    t.join(timeout)
+    return out[0] if out else ""
+
+
+def _stop(proc: subprocess.Popen[Any] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+class BareApp(ConsoleProcess):
+    """The bare `st.dataframe` app, run with the console's Streamlit flags."""
+
+    def __init__(self, script: Path, log_path: Path) -> None:
+        super().__init__("", script.parent / "bare-data", log_path=log_path)
+        self.script = script
+
+    def start(self, timeout: float = 60.0) -> BareApp:
+        cmd = [sys.executable, "-m", "streamlit", "run", str(self.script),
+               "--server.address", "127.0.0.1", "--server.port", str(self.port),
+               "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self._proc = subprocess.Popen(cmd, cwd=self.script.parent, stdout=self._log,
+                                      stderr=subprocess.STDOUT)
+        self._wait_healthy(timeout)
+        return self
+
+
+def vm_mb(pid: int, field_name: str) -> float | None:
+    """VmHWM (peak RSS) or VmRSS of a process, in MB, from /proc/<pid>/status."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+# --- browser steps -----------------------------------------------------------------------
+
+def new_page(browser: Browser) -> Page:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.add_init_script(h.RUN_COUNTER_JS)
+    ctx.add_init_script(TIMES_JS)
+    return ctx.new_page()
+
+
+def wait_login_form(page: Page, url: str, timeout_ms: float) -> None:
+    page.goto(url + "/", timeout=timeout_ms)
+    form = page.get_by_test_id("stForm").filter(has_text="Log in")
+    expect(form.get_by_label("Username", exact=True)).to_be_visible(timeout=timeout_ms)
+
+
+def _metrics_drawn(page: Page) -> bool:
+    metric = h.fresh(page).get_by_test_id("stMetric").filter(has_text="Active")
+    return metric.count() > 0 and metric.first.is_visible()
+
+
+def wait_overview(page: Page, timeout_ms: float, result: Result | None = None) -> None:
+    """Until the Overview's counts are drawn in a finished run; reruns while the read
+    model's first sync is in progress (the page says so)."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    expect(h.main(page).locator("h1", has_text="Overview").first).to_be_visible(
+        timeout=timeout_ms)
+    while True:
+        left = max(1.0, (deadline - time.monotonic()) * 1000)
+        h.settle(page, left)
+        if _metrics_drawn(page):
+            return
+        loading = h.main(page).get_by_text(LOADING).count() > 0
+        if result is not None and loading:
+            result.first_sync_seen = True
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no Overview counts within {timeout_ms / 1000:.0f} s")
+        page.wait_for_timeout(1000)
+        rerun(page)
+
+
+def login(page: Page, url: str, timeout_ms: float, result: Result | None = None,
+          load: bool = True) -> float:
+    """Log in as admin from the login page; seconds until a usable Overview."""
+    if load:
+        wait_login_form(page, url, timeout_ms)
+    form = page.get_by_test_id("stForm").filter(has_text="Log in")
+    expect(form).to_have_count(1, timeout=timeout_ms)
+    h.settle(page, timeout_ms)
+    form.get_by_label("Username", exact=True).fill(USER)
+    form.get_by_label("Password", exact=True).fill(h.PASSWORDS[USER])
+    t = time.perf_counter()
+    form.get_by_role("button", name="Log in").click()
+    wait_overview(page, timeout_ms, result)
+    took = time.perf_counter() - t
+    h.wait_for_login_cookie(page, timeout=timeout_ms)
+    h.quiet(page, timeout=timeout_ms)
+    return took
+
+
+def goto(page: Page, title: str, timeout_ms: float) -> None:
+    h.nav(page).get_by_role("link", name=title, exact=True).click()
+    expect(h.main(page).locator("h1", has_text=title).first).to_be_visible(timeout=timeout_ms)
+    h.quiet(page, timeout=timeout_ms)
+
+
+def rerun(page: Page) -> None:
+    """Streamlit's rerun shortcut, with the focus out of any input."""
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("r")
+
+
+def time_rerun(page: Page, timeout_ms: float) -> float:
+    """ms from the rerun key to the end of the script run it started."""
+    starts = page.evaluate("window.__benchStarts.length")
+    t0 = page.evaluate("performance.now()")
+    rerun(page)
+    page.wait_for_function(
+        f"""() => window.__benchStarts.length > {starts}
+              && window.__benchEnds.length >= window.__benchStarts.length
+              && document.querySelector('[data-testid="stApp"]')
+                   .getAttribute('data-test-script-state') === 'notRunning'""",
+        timeout=timeout_ms)
+    end = page.evaluate(f"window.__benchEnds[{starts}]")
+    h.quiet(page, timeout=timeout_ms)
+    return float(end - t0)
+
+
+def median_rerun(page: Page, timeout_ms: float) -> float:
+    time_rerun(page, timeout_ms)  # warm-up
+    return statistics.median(time_rerun(page, timeout_ms) for _ in range(RERUNS))
+
+
+def grants_shape(page: Page, timeout_ms: float) -> tuple[int, int]:
+    """Visible rows (from the caption) and columns (the grid's header) of the Grants grid."""
+    caption = h.fresh(page).get_by_text(re.compile(r"grant\(s\)")).first
+    expect(caption).to_be_visible(timeout=timeout_ms)
+    text = caption.inner_text().replace(",", "")
+    m = re.search(r"showing (\d+)-(\d+)", text)
+    rows = int(m.group(2)) - int(m.group(1)) + 1 if m else int(
+        re.search(r"(\d+) grant\(s\)", text).group(1))  # type: ignore[union-attr]
+    table = h.fresh(page).get_by_test_id("stDataFrame").first.locator("table[role=grid]")
+    expect(table).to_be_attached(timeout=timeout_ms)
+    cols = table.evaluate(
+        "t => Number(t.getAttribute('aria-colcount')) "
+        "|| t.querySelectorAll('thead th').length")
+    return rows, int(cols)
+
+
+def upstream_calls(page: Page, sandbox: Sandbox, timeout_ms: float, r: Result) -> None:
+    """Calls logged by the sandbox over loading Overview and Grants (warm), and the worker's
+    background calls over an equally long idle window."""
+    sandbox.call("DELETE", "/sandbox/requests")
+    t = time.monotonic()
+    goto(page, "Overview", timeout_ms)
+    wait_overview(page, timeout_ms)
+    goto(page, "Grants", timeout_ms)
+    window = time.monotonic() - t
+    calls = sandbox.call("GET", "/sandbox/requests")["requests"]
+    sandbox.call("DELETE", "/sandbox/requests")
+    time.sleep(window)
+    idle = sandbox.call("GET", "/sandbox/requests")["requests"]
+    r.upstream_raw = len(calls)
+    r.upstream_window_s = window
+    r.upstream_background = float(len(idle))
+    for c in calls:
+        r.upstream_paths[c["path"]] = r.upstream_paths.get(c["path"], 0) + 1
+
+
+def measure(n: int, browser: Browser, bare: BareApp, work: Path,
+            timeout_s: float) -> Result:
+    r = Result(n)
+    ms = timeout_s * 1000
+    pages: list[Page] = []
+    sandbox = Sandbox(n, work / f"sandbox-{n}.log")
+    console: ConsoleProcess | None = None
+    try:
+        sandbox.start(timeout_s)
+        page = new_page(browser)
+        pages.append(page)
+        console = ConsoleProcess(sandbox.url, work / f"data-{n}",
+                                 log_path=work / f"console-{n}.log")
+        t = time.perf_counter()
+        console.start(timeout_s)
+        wait_login_form(page, console.url, ms)
+        r.start_s = time.perf_counter() - t
+        print(f"  N={n:,}: start {r.start_s:.1f} s", file=sys.stderr, flush=True)
+        r.login_s = login(page, console.url, ms, r, load=False)
+        print(f"  N={n:,}: login {r.login_s:.1f} s", file=sys.stderr, flush=True)
+        goto(page, "Grants", ms)
+        r.grants_rows, r.grants_cols = grants_shape(page, ms)
+        r.grants_rerun_ms = median_rerun(page, ms)
+        bare_page = new_page(browser)
+        pages.append(bare_page)
+        bare_page.goto(f"{bare.url}/?rows={r.grants_rows}&cols={r.grants_cols}", timeout=ms)
+        expect(bare_page.get_by_test_id("stDataFrame")).to_be_visible(timeout=ms)
+        h.quiet(bare_page, timeout=ms)
+        r.bare_rerun_ms = median_rerun(bare_page, ms)
+        print(f"  N={n:,}: grants rerun {r.grants_rerun_ms:.0f} ms, bare "
+              f"{r.bare_rerun_ms:.0f} ms", file=sys.stderr, flush=True)
+        upstream_calls(page, sandbox, ms, r)
+        for _ in range(SESSIONS - 1):
+            other = new_page(browser)
+            pages.append(other)
+            login(other, console.url, ms)
+            goto(other, "Grants", ms)
+        pid = console._proc.pid if console._proc else 0
+        r.peak_mb, r.rss_mb = vm_mb(pid, "VmHWM"), vm_mb(pid, "VmRSS")
+    except Exception as exc:  # noqa: BLE001 - reported in the table, the other sizes still run
+        r.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        if console is not None:
+            print(console.log_tail(1500), file=sys.stderr)
+    finally:
+        for p in pages:
+            p.context.close()
+        if console is not None:
+            console.stop()
+        sandbox.stop()
+    return r
+
+
+# --- table -------------------------------------------------------------------------------
+
+def _f(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def table(results: list[Result]) -> str:
+    small, big = results[0], results[-1]
+    cols = [f"N={r.n:,}" for r in results]
+    rows: list[tuple[str, list[str], str, str, str]] = []
+
+    def ratio_row(name: str, key: str, fmt: str) -> None:
+        vals = [getattr(r, key) for r in results]
+        q = _ratio(getattr(big, key), getattr(small, key))
+        ok = None if q is None or len(results) < 2 else q <= 2
+        rows.append((name, [_f(v, fmt) for v in vals],
+                     f"{big.n:,}/{small.n:,}: {_f(q, '.2f')}", "<= 2", _verdict(ok)))
+
+    ratio_row("console start to login form (s)", "start_s", ".2f")
+    ratio_row("login to usable Overview (s)", "login_s", ".2f")
+    rows.append(("Grants visible rows x cols",
+                 [f"{r.grants_rows}x{r.grants_cols}" if r.grants_rows else "-"
+                  for r in results], "", "", ""))
+    rows.append(("Grants rerun (ms, median of 5)",
+                 [_f(r.grants_rerun_ms, ".0f") for r in results], "", "", ""))
+    rows.append(("bare st.dataframe rerun (ms)",
+                 [_f(r.bare_rerun_ms, ".0f") for r in results], "", "", ""))
+    q = [_ratio(r.grants_rerun_ms, r.bare_rerun_ms) for r in results]
+    rows.append(("Grants rerun / bare", [_f(x, ".2f") for x in q],
+                 f"worst: {_f(max((x for x in q if x is not None), default=None), '.2f')}",
+                 "<= 1.5", _verdict(None if None in q else all(x <= 1.5 for x in q))))
+    rows.append(("upstream calls, Overview+Grants warm (raw)",
+                 [_f(r.upstream_raw, "d") for r in results], "", "", ""))
+    rows.append(("  worker's calls, same idle window",
+                 [_f(r.upstream_background, ".0f") for r in results], "", "", ""))
+    up = [r.upstream_page for r in results]
+    rows.append(("  attributed to the pages", [_f(x, ".0f") for x in up], "", "0",
+                 _verdict(None if None in up else all(x == 0 for x in up))))
+    rows.append((f"server peak RSS, {SESSIONS} sessions on Grants (MB)",
+                 [_f(r.peak_mb, ".0f") for r in results], "", f"<= {MEMORY_LIMIT_MB:.0f}",
+                 _verdict(None if big.peak_mb is None else big.peak_mb <= MEMORY_LIMIT_MB)))
+    rows.append(("  RSS at the end (MB)", [_f(r.rss_mb, ".0f") for r in results], "", "", ""))
+    rows.append(("first-sync notice seen at login",
+                 ["yes" if r.first_sync_seen else "no" for r in results], "", "", ""))
+
+    head = ["figure", *cols, "ratio", "target", "verdict"]
+    body = [[name, *vals, ratio, target, verdict] for name, vals, ratio, target, verdict in rows]
+    widths = [max(len(str(line[i])) for line in [head, *body]) for i in range(len(head))]
+    out = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                     for i, (c, w) in enumerate(zip(line, widths, strict=True)))
+           for line in [head, *body]]
+    out.append("(the memory target is checked at the largest size; ratios are largest/smallest)")
+    for r in results:
+        if r.error:
+            out.append(f"N={r.n:,}: stopped early: {r.error}")
+        if r.upstream_paths:
+            paths = ", ".join(f"{p} x{c}" for p, c in sorted(r.upstream_paths.items()))
+            out.append(f"N={r.n:,}: upstream calls over {r.upstream_window_s:.1f} s: {paths}")
+    return "\n".join(out)
+
+
+def run(sizes: list[int], timeout_s: float, keep_logs: bool = False) -> list[Result]:
+    if chromium_path() is None:
+        raise SystemExit("chromium is not on PATH (apt-get install chromium; never "
+                         "`playwright install`)")
+    results: list[Result] = []
+    with ExitStack() as stack:
+        tmp = tempfile.mkdtemp(prefix="browser-bench-")
+        work = Path(tmp)
+        if not keep_logs:
+            import shutil
+
+            stack.callback(shutil.rmtree, tmp, True)
+        script = work / "bare_app.py"
+        script.write_text(BARE_APP)
+        bare = BareApp(script, work / "bare.log")
+        bare.start(timeout_s)
+        stack.callback(bare.stop)
+        p = stack.enter_context(sync_playwright())
+        browser = launch_chromium(p)
+        stack.callback(browser.close)
+        for n in sizes:
+            t = time.perf_counter()
+            results.append(measure(n, browser, bare, work, timeout_s))
+            print(f"N={n:,}: done in {time.perf_counter() - t:.0f} s", file=sys.stderr,
+                  flush=True)
+        if keep_logs:
+            print(f"logs in {work}", file=sys.stderr)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="40,100000")
+    parser.add_argument("--step-timeout", type=float, default=300.0,
+                        help="seconds any one wait may take (default 300)")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="keep the console/sandbox logs (their folder is printed)")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    results = run(sizes, args.step_timeout, args.keep_logs)
+    print(table(results))
+    return 1 if any(r.error for r in results) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
