@@ -1,12 +1,13 @@
-"""Read model figures at scale (issue 10, part 1: store and worker; the browser parts come later).
+"""Read model figures at scale (issue 10: store and worker), and with `--browser` the
+browser figures (bench/browser_bench.py: console start to the login page, login to a usable
+Overview, Grants page rerun vs a bare st.dataframe, upstream calls once warm, peak server
+memory with 5 browser sessions on the Grants page; headless Chromium at /usr/bin/chromium,
+never `playwright install`):
 
-TODO (issue 10, browser figures): once the pages read the read model (branch `rmpages`
-merged), add with Playwright on /usr/bin/chromium (executable_path; headless, --no-sandbox
---disable-gpu --disable-background-networking --disable-component-update; never
-`playwright install`): console start to the login page at 40 vs 100,000 grants; login to a
-usable Overview; Grants page rerun vs a bare st.dataframe of the same visible rows; upstream
-calls for Overview and Grants once warm (the sandbox's request log); peak server memory
-with 5 browser sessions on the Grants page at 100,000 grants.
+    PYTHONPATH=$PWD .venv/bin/python bench/scale_bench.py --browser [--sizes 40,100000]
+        [--step-timeout 300] [--keep-logs]
+
+Without `--browser`, the read model figures:
 
     PYTHONPATH=$PWD .venv/bin/python bench/scale_bench.py [--sizes 1000,10000,100000]
         [--with-300k] [--database-url URL] [--sample 2000] [--test-rate 400]
@@ -257,7 +258,14 @@ def print_table(results: list[dict], test_rate: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--sizes", default=None,
+                        help="default 1000,10000,100000 (40,100000 with --browser)")
+    parser.add_argument("--browser", action="store_true",
+                        help="the browser figures instead (bench/browser_bench.py)")
+    parser.add_argument("--step-timeout", type=float, default=300.0,
+                        help="--browser: seconds any one wait may take")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="--browser: keep the console and sandbox logs")
     parser.add_argument("--with-300k", action="store_true")
     parser.add_argument("--database-url", default=None,
                         help="an empty database (default: a temporary SQLite file)")
@@ -268,7 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         print(json.dumps(measure(args.one, args.database_url, args.sample, args.test_rate)))
         return 0
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.browser:
+        from bench import browser_bench
+
+        argv = ["--sizes", args.sizes or "40,100000", "--step-timeout", str(args.step_timeout)]
+        return browser_bench.main(argv + (["--keep-logs"] if args.keep_logs else []))
+    sizes = [int(s) for s in (args.sizes or "1000,10000,100000").split(",") if s.strip()]
     if args.with_300k:
         sizes.append(300000)
     results = []
@@ -286,9 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(json.loads(child.stdout.strip().splitlines()[-1]))
         print(f"N={n:,}: done in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     print_table(results, args.test_rate)
-    print("\nBrowser figures (console start, login to Overview, Grants rerun vs bare "
-          "st.dataframe, upstream calls once warm, memory with 5 sessions): TODO, once the "
-          "pages read the read model (branch rmpages).")
+    print("\nBrowser figures: --browser (bench/browser_bench.py).")
     return 0
 
 
