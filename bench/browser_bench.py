@@ -67,10 +67,13 @@ TIMES_JS = """
 (() => {
   window.__benchStarts = []; window.__benchEnds = [];
   let last = null;
+  // A run is busy from leaving notRunning (rerunRequested or running: a short run may
+  // never show running) until notRunning again.
+  const busy = (s) => s !== null && s !== 'notRunning';
   const note = (state, now) => {
     if (state === last) return;
-    if (state === 'running') window.__benchStarts.push(now);
-    if (state === 'notRunning' && last !== null) window.__benchEnds.push(now);
+    if (!busy(last) && busy(state)) window.__benchStarts.push(now);
+    if (busy(last) && state === 'notRunning') window.__benchEnds.push(now);
     last = state;
   };
   // Every transition, even a run so short that both changes land in one batch: each
@@ -506,6 +509,10 @@ def run(sizes: list[int], timeout_s: float, keep_logs: bool = False) -> list[Res
         p = stack.enter_context(sync_playwright())
         browser = launch_chromium(p)
         stack.callback(browser.close)
+        warm = new_page(browser)  # the first size does not pay for a cold browser
+        warm.goto(f"{bare.url}/?rows=5&cols=3", timeout=timeout_s * 1000)
+        h.quiet(warm, timeout=timeout_s * 1000)
+        warm.context.close()
         for n in sizes:
             t = time.perf_counter()
             results.append(measure(n, browser, bare, work, timeout_s))
