@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
-from typing import Any, TextIO
+from typing import Any
 
 from services.kryptos.errors import (
     InvalidTokenError,
@@ -28,18 +27,13 @@ from services.operations.errors import (
     UpstreamError,
     ValidationError,
 )
-from services.operations.models import GrantDetail, GrantRow, Overview, Part, ResyncOutcome
-from services.operations.permissions import Actor, Permission, can
+from services.operations.grant_lists import GrantListReads, grant_row
+from services.operations.models import GrantDetail, GrantRow, Part, ResyncOutcome
+from services.operations.permissions import Actor, Permission
 from services.store.actions import AuditAction
 from services.store.audit import AuditEvent, AuditFilter
 from services.store.errors import StoreError
 from services.store.readmodel import (
-    MAX_PAGE_SIZE,
-    SORTS,
-    Counts,
-    Freshness,
-    GrantFilter,
-    GrantPage,
     IntegrationsError,
     RmGrant,
     UserFacts,
@@ -54,7 +48,6 @@ CSV_LATEST_MESSAGE = (
     "transactions)\" does not apply. Choose \"From start (full re-import)\" instead, which "
     "wipes and re-reads the uploaded file."
 )
-LATEST_EVENTS = 10
 #: Answers saying "this grant's integrations cannot be read" (as the sync worker reads them).
 UNREADABLE = (InvalidTokenError, PermissionDeniedError, NotFoundError, MalformedResponseError)
 _PART_LABELS = {
@@ -65,8 +58,8 @@ _PART_LABELS = {
 }
 
 
-class GrantOps:
-    """Use cases on grants and their integrations."""
+class GrantOps(GrantListReads):
+    """Use cases on grants and their integrations (the lists and counts: grant_lists.py)."""
 
     def __init__(self, ctx: OpsContext) -> None:
         self.ctx = ctx
@@ -75,54 +68,6 @@ class GrantOps:
         return f"GrantOps({self.ctx!r})"
 
     # --- reads ---------------------------------------------------------------------------
-
-    def grant_rows(self) -> list[GrantRow]:
-        """The API's grants joined with the vault (no permission check: callers check)."""
-        try:
-            grants: list[Grant] = self.ctx.client.list_grants()
-        except KryptosError as exc:
-            raise UpstreamError.from_kryptos(exc, "Listing grants") from None
-        entries = {e.grant_id: e for e in self.ctx.vault.list()}
-        rows: list[GrantRow] = []
-        listed: set[str] = set()
-        for g in grants:
-            listed.add(g.grant_id)
-            rows.append(_row(g.grant_id, g, entries.get(g.grant_id), "active"))
-        for gid, e in entries.items():
-            if gid not in listed:
-                rows.append(_row(gid, None, e, "revoked"))
-        return rows
-
-    def list_grants(
-        self,
-        actor: Actor,
-        search: str | None = None,
-        status: str | None = None,
-        kind: str | None = None,
-        has_token: bool | None = None,
-    ) -> list[GrantRow]:
-        """The API's grants joined with the vault, searched (grant id, customer reference,
-        workspace id) and filtered; vault grants the API no longer lists show as revoked."""
-        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
-        if status not in (None, "active", "revoked"):
-            raise ValidationError("status", "Please choose a status: active or revoked.")
-        if kind not in (None, "guest", "linked", "unknown"):
-            raise ValidationError("kind", "Please choose a kind: Guest, Linked or unknown.")
-        needle = (search or "").strip().lower()
-        out = []
-        for r in self.grant_rows():
-            if status and r.status != status:
-                continue
-            if kind and (r.user_kind or "unknown") != kind:
-                continue
-            if has_token is not None and r.has_token != has_token:
-                continue
-            if needle and not any(
-                needle in (x or "").lower() for x in (r.grant_id, r.customer_ref, r.workspace_id)
-            ):
-                continue
-            out.append(r)
-        return out
 
     def grant_detail(self, actor: Actor, grant_id: str) -> GrantDetail:
         """Session, holdings, integrations and user info of one grant, read concurrently;
@@ -166,7 +111,8 @@ class GrantOps:
         if synced is None and (match is not None or entry is not None):
             self.ctx.rm_update("opening a grant", lambda rm: rm.apply_grant(match, entry))
         self._learned(gid, parts)
-        row = _from_rm(synced, entry) if synced is not None else _row(gid, match, entry, status)
+        row = (_from_rm(synced, entry) if synced is not None
+               else grant_row(gid, match, entry, status))
         return GrantDetail(
             grant=row,
             session=parts["session"],
@@ -262,81 +208,6 @@ class GrantOps:
         gid = v.grant_id(grant_id)
         page = self.ctx.audit_log.query(AuditFilter(target_id=gid), page=1, page_size=limit)
         return list(page.events)
-
-    def overview(self, actor: Actor) -> Overview:
-        """Counts over all grants and the work queues (one SQL scan of the read model), and
-        the latest audit events."""
-        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
-        c: Counts = self._store(self.ctx.readmodel.counts)
-        fresh = self._light_freshness(c)
-        events: tuple[AuditEvent, ...] = ()
-        if can(actor, Permission.READ_AUDIT):
-            page = self.ctx.audit_log.query(AuditFilter(), page=1, page_size=LATEST_EVENTS)
-            events = tuple(page.events)
-        return Overview(
-            active=c.active, revoked=c.revoked, guest=c.guest, linked=c.linked,
-            unknown_kind=c.unknown_kind, with_token=c.with_token,
-            without_token=c.without_token, integrations_failing=c.integrations_failing,
-            integrations_syncing=c.integrations_syncing,
-            integrations_unread=c.queues["not_readable"], latest_events=events,
-            queues=dict(c.queues), never_refreshed=c.never_refreshed, freshness=fresh,
-        )
-
-    # --- the read model -------------------------------------------------------------------
-
-    @staticmethod
-    def _store(read: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return read(*args, **kwargs)
-        except StoreError as exc:
-            raise OperationError("Reading the console's copy of the grants failed: "
-                                 f"{exc.user_message}", code="STORE_ERROR") from None
-
-    def version(self) -> int:
-        """The read model's change counter (no permission: it says nothing about grants)."""
-        return int(self._store(self.ctx.readmodel.version))
-
-    def counts(self, actor: Actor) -> Counts:
-        """The Overview's counts and work queues, from the read model."""
-        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
-        counts: Counts = self._store(self.ctx.readmodel.counts)
-        return counts
-
-    def freshness(self, actor: Actor) -> Freshness:
-        """How fresh the read model is, for a page's "as of 12 s ago": its rows, never-read
-        grants and last full sync (from the version-cached counts and one key read; the
-        rows' own oldest/newest times, a scan of every row, are left out: None)."""
-        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
-        return self._light_freshness(self._store(self.ctx.readmodel.counts))
-
-    def _light_freshness(self, c: Counts) -> Freshness:
-        last = self._store(self.ctx.readmodel.sync_state).get("last_full_sync")
-        return Freshness(c.total, None, None, None, c.never_refreshed,
-                         datetime.fromisoformat(last) if last else None)
-
-    def request_sync(self, actor: Actor) -> None:
-        """Ask the sync worker (whichever process holds it) for a full grants sync at its
-        next step: a Refresh button (not audited: it changes nothing a page shows)."""
-        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
-        self._store(self.ctx.readmodel.request_full_sync)
-
-    def page(self, actor: Actor, filters: GrantFilter | None = None, sort: str = "created_at",
-             page: int = 1, page_size: int = 100, *, descending: bool = False) -> GrantPage:
-        """One page of grants, searched, filtered, sorted and counted in SQL."""
-        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
-        _check_page(sort, page, page_size)
-        found: GrantPage = self._store(self.ctx.readmodel.page, filters, sort, page,
-                                       page_size, descending=descending)
-        return found
-
-    def export_csv(self, actor: Actor, filters: GrantFilter | None, out: TextIO,
-                   sort: str = "grant_id", *, descending: bool = False) -> int:
-        """The filtered grants as CSV written to `out`, streamed from SQL in chunks (every
-        text cell through the formula guard). Returns the number of grants written."""
-        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
-        _check_page(sort, 1, 1)
-        return int(self._store(self.ctx.readmodel.iter_csv, filters, out, sort,
-                               descending=descending))
 
     # --- changes -------------------------------------------------------------------------
 
@@ -472,15 +343,6 @@ def _row(gid: str, g: Grant | None, e: VaultEntry | None, status: str) -> GrantR
 
 
 _UNREADABLE_NAMES = frozenset(e.__name__ for e in UNREADABLE)
-
-
-def _check_page(sort: str, page: int, page_size: int) -> None:
-    if sort not in SORTS:
-        raise ValidationError("sort", f"must be one of {', '.join(SORTS)}.")
-    if not isinstance(page, int) or page < 1:
-        raise ValidationError("page", "must be a whole number of at least 1.")
-    if not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ValidationError("page_size", f"must be between 1 and {MAX_PAGE_SIZE}.")
 
 
 def _facts(info: UserInfo) -> UserFacts:

@@ -21,13 +21,14 @@ from services.operations.bulk import (
     effective,
     limit_words,
 )
+from services.operations.bulk_resume import recorded_run, resumed_plan, settled_grants
 from services.operations.context import UNREAD, EntryArg, OpsContext, Unread
-from services.operations.errors import NotFound, OperationError, StaleChange, ValidationError
+from services.operations.errors import OperationError, StaleChange, ValidationError
 from services.operations.models import BulkResult, LimitChange
 from services.operations.permissions import Actor, Permission
 from services.settings import Tier
 from services.store.actions import AuditAction
-from services.store.audit import AuditEvent, AuditFilter
+from services.store.audit import AuditEvent
 from services.store.vault import VaultEntry
 
 log = logging.getLogger(__name__)
@@ -220,11 +221,11 @@ class LimitOps:
         self.ctx.check(actor, Permission.MANAGE_LIMITS, AuditAction.LIMIT_UPDATE, "bulk",
                        bulk_id)
         bid = v.bulk_id(bulk_id)
-        first = self._bulk_request(bid)
+        first = recorded_run(self.ctx.audit_log, bid)
         params = first.params
-        plan = _resumed_plan(first.action, params)
-        remaining = tuple(g for g in params["grant_ids"]
-                          if g not in self._settled_grants(bid, plan.action, first))
+        plan = resumed_plan(first.action, params)
+        settled = settled_grants(self.ctx.audit_log, bid, plan.action, first)
+        remaining = tuple(g for g in params["grant_ids"] if g not in settled)
         why = v.reason(reason if reason is not None else first.reason,
                        required=not dry_run)
         tkt = v.ticket(ticket if ticket is not None else first.ticket)
@@ -232,42 +233,6 @@ class LimitOps:
         run.skip_at_target = True
         run.extra_params = {"resumes": bid}
         return run.run(remaining, dry_run=dry_run, progress=progress)
-
-    def _bulk_request(self, bid: str) -> AuditEvent:
-        page = self.ctx.audit_log.query(AuditFilter(target_id=bid, outcome="requested"),
-                                        page=1, page_size=5)
-        for ev in page.events:
-            if ev.target_type == "bulk" and ev.action in _RESUMABLE:
-                if not isinstance(ev.params, Mapping) or not isinstance(
-                        ev.params.get("grant_ids"), list):
-                    raise ValidationError("bulk_id", "this run did not record its grants "
-                                                     "(it predates resumable runs).")
-                return ev
-        raise NotFound(f"No bulk limit run {bid} is in the audit log.", code="BULK_NOT_FOUND")
-
-    def _settled_grants(self, bid: str, action: str, first: AuditEvent) -> set[str]:
-        """Grants of run `bid` (or of earlier resumes of it) that need nothing more: changed,
-        skipped, or found at the target by the reconciler. Failed ones are tried again."""
-        runs = {bid}
-        for ev in self.ctx.audit_log.iter_events(AuditFilter(
-                since=first.ts, action=first.action, outcome="requested")):
-            if isinstance(ev.params, Mapping) and ev.params.get("resumes") == bid:
-                runs.add(ev.target_id or "")
-        grants: dict[str, str] = {}  # correlation id -> grant, of these runs' changes
-        settled: set[str] = set()
-        for ev in self.ctx.audit_log.iter_events(AuditFilter(since=first.ts, action=action)):
-            if ev.outcome == "requested":
-                if isinstance(ev.params, Mapping) and ev.params.get("bulk_id") in runs:
-                    grants[ev.correlation_id] = ev.target_id or ""
-                continue
-            gid = grants.get(ev.correlation_id)
-            if gid is None:
-                continue
-            at_target = isinstance(ev.after, Mapping) and ev.after.get("at_target") is True
-            if ev.outcome in ("succeeded", "skipped") or (
-                    ev.outcome == "reconciled" and at_target):
-                settled.add(gid)
-        return settled
 
     # --- one grant's limit (also used by the bulk engine) ----------------------------------
 
@@ -392,26 +357,6 @@ def _seen_map(expected: Mapping[str, Effective] | None) -> dict[str, Effective]:
         else:
             out[str(gid)] = seen_effective(val, None)
     return out
-
-
-_RESUMABLE = (AuditAction.TIER_APPLY_BULK, AuditAction.LIMIT_UPDATE_BULK)
-
-
-def _resumed_plan(action: str, params: Mapping[str, Any]) -> BulkPlan:
-    """The plan a run recorded (values as sent then, whatever the tiers say now)."""
-    limit, limiter = params.get("transaction_limit"), params.get("enable_limiter")
-    if action == AuditAction.TIER_APPLY_BULK:
-        name = str(params.get("tier"))
-        return BulkPlan(
-            label=name, limit=limit, limiter=limiter, action=AuditAction.TIER_APPLY,
-            bulk_action=AuditAction.TIER_APPLY_BULK, what=f"Applying tier {name}",
-            params={"tier": name, "transaction_limit": limit, "enable_limiter": limiter},
-        )
-    return BulkPlan(
-        label=CUSTOM_LIMIT, limit=limit, limiter=limiter, action=AuditAction.LIMIT_UPDATE,
-        bulk_action=AuditAction.LIMIT_UPDATE_BULK, what="Changing the limit",
-        params={"transaction_limit": limit, "enable_limiter": limiter},
-    )
 
 
 def _validate_limit(
