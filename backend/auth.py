@@ -7,8 +7,6 @@ issuer, missing or malformed sub) is 401 UNAUTHENTICATED, with one plain message
 
 from __future__ import annotations
 
-import os
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import jwt
 
 from backend.errors import ApiError, unauthenticated
+from services.secret_file import secret_file
 from services.settings import Settings
 
 CUSTOMER_REF_MAX = 320
@@ -40,25 +39,10 @@ class JwtConfig:
                 f" audience={self.audience!r}, issuer={self.issuer!r})")
 
 
-def _demo_secret(data_dir: Path) -> str:
-    """Sandbox mode without BACKEND_JWT_SECRET: a generated secret in the data folder."""
-    path = data_dir / DEMO_KEY_FILE
-    if path.exists():
-        value = path.read_text(encoding="utf-8").strip()
-        if value:
-            return value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(value + "\n")
-    return value
-
-
 def jwt_config(settings: Settings) -> JwtConfig:
     secret = settings.backend_jwt_secret
     if not secret and not settings.backend_jwt_public_key and settings.sandbox_mode:
-        secret = _demo_secret(Path(settings.data_dir))
+        secret = secret_file(Path(settings.data_dir) / DEMO_KEY_FILE)
     return JwtConfig(secret, settings.backend_jwt_public_key,
                      settings.backend_jwt_audience, settings.backend_jwt_issuer)
 

@@ -21,8 +21,6 @@ releases the cached runtime) stops the worker and an in-process sandbox.
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from dashboard.users_file import User, UsersError, hash_password, load_users, sa
 from services.kryptos.client import KryptosClient
 from services.operations import Operations
 from services.operations.health import LiveChecker
+from services.secret_file import secret_file
 from services.settings import ConfigError, Settings, load_settings
 from services.store import NewVaultEntry
 from services.store.db import Database, open_database
@@ -170,20 +169,6 @@ class Runtime:
             users = {}
         self._users_cache = (mtime, users)
         return users
-
-
-def _secret_file(path: Path) -> str:
-    """Read a generated secret from `path`, creating it (mode 0600) when missing."""
-    if path.exists():
-        value = path.read_text(encoding="utf-8").strip()
-        if value:
-            return value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(value + "\n")
-    return value
 
 
 def write_demo_users(path: Path) -> None:
@@ -327,7 +312,7 @@ def _build_sandbox(settings: Settings) -> Runtime:
         sync = make_sync(settings, ops, connect_url=base_url, data_url=base_url + "/api")
         if sync is None:  # no worker (tests): the tokens are in the vault before the start ends
             _load_tokens(ops, control)
-        cookie_key = settings.cookie_key or _secret_file(settings.data_dir / COOKIE_KEY_FILE)
+        cookie_key = settings.cookie_key or secret_file(settings.data_dir / COOKIE_KEY_FILE)
         auth_file = settings.data_dir / DEMO_USERS_FILE
         write_demo_users(auth_file)
         if sync is not None:

@@ -324,24 +324,6 @@ class GrantOps(GrantListReads):
             )
 
 
-def _row(gid: str, g: Grant | None, e: VaultEntry | None, status: str) -> GrantRow:
-    kind = getattr(e, "user_kind", None)
-    return GrantRow(
-        grant_id=gid,
-        workspace_id=(g.workspace_id if g is not None else None)
-        or getattr(e, "workspace_id", None),
-        scopes=g.scopes if g is not None else "",
-        created_at=g.created_at if g is not None else None,
-        expires_at=g.expires_at if g is not None else None,
-        status=status,  # type: ignore[arg-type]
-        customer_ref=getattr(e, "customer_ref", None),
-        user_kind=kind if kind in ("guest", "linked") else None,
-        has_token=e is not None,
-        masked_token=getattr(e, "masked_token", None),
-        kryptos_user_id=getattr(e, "kryptos_user_id", None),
-    )
-
-
 _UNREADABLE_NAMES = frozenset(e.__name__ for e in UNREADABLE)
 
 
