@@ -137,7 +137,12 @@ class WebhookHub:
         (the widget's `integration.created` arrives before the exchange) get its grant id,
         and the hooks see them again, now with the grant. Returns those events."""
         events = self.events.attach_user(kryptos_user_id, grant_id)
-        for event in events:
+        # An event processed while the grant was being stored found it in the vault but not
+        # yet in the read model: the hooks (idempotent on the webhook id) see it again too.
+        tied = {e.id for e in events}
+        earlier = [e for e in self.events.for_grant(grant_id)
+                   if e.kryptos_user_id == kryptos_user_id and e.id not in tied]
+        for event in sorted([*earlier, *events], key=lambda e: e.id):
             _run_hooks(self.on_event, event)
         return events
 
