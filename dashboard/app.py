@@ -21,7 +21,6 @@ st.set_page_config(page_title="Kryptos Connect console", page_icon=":material/ke
                    layout="wide")
 
 runtime = get_runtime()
-heap.freeze_startup_heap()  # once per process: keeps the collection after each run cheap
 if not runtime.ok:
     render_setup(runtime.problems, runtime.mode, runtime.live_check)
     st.stop()
@@ -73,5 +72,10 @@ ui.badge(runtime, actor)
 ui.kryptos_warning(runtime, actor)
 auth.logout_button(runtime, actor)
 auth.note_page_run(spec.url_path)
-if spec in available or not auth.refuse_page(runtime, actor, spec):
-    page.run()
+try:
+    if spec in available or not auth.refuse_page(runtime, actor, spec):
+        page.run()
+finally:
+    # Once per process, after the first page a user opened (not in the way of the login
+    # page): keeps the collection Streamlit makes after every run cheap.
+    heap.freeze_startup_heap()

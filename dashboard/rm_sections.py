@@ -35,6 +35,9 @@ QUEUE_HELP = {
     "no_token": "Active grants whose access token is not stored.",
 }
 LOADING = "Loading grants… first sync in progress."
+#: Rows are showing but the first full sync has not ended: counts still grow.
+PARTIAL = ("First sync in progress: {rows:,} grant(s) loaded so far. Counts and lists are "
+           "partial until it finishes.")
 #: Without a full sync for this many grants intervals, the data is labelled stale.
 STALE_INTERVALS = 2
 
@@ -46,7 +49,8 @@ def _grants_interval(ctx: PageContext) -> float:
 
 def freshness(ctx: PageContext) -> bool:
     """The caption under a title: "Grants as of 12 s ago", a stale warning, or the first
-    sync's notice. Returns False while the read model has no rows yet."""
+    sync's notice (partial counts while it runs). Returns False while the read model has
+    no rows yet."""
     try:
         fresh = reads.freshness(ctx.ops, ctx.actor)
     except OperationError as exc:
@@ -55,6 +59,9 @@ def freshness(ctx: PageContext) -> bool:
     if fresh.rows == 0 and fresh.last_full_sync is None:
         st.info(LOADING, icon=":material/hourglass_top:")
         return False
+    if fresh.last_full_sync is None:
+        st.info(PARTIAL.format(rows=fresh.rows), icon=":material/hourglass_top:")
+        return True
     if fresh.is_stale(STALE_INTERVALS * _grants_interval(ctx)):
         st.warning(
             f"Stale: grants {fresh.as_of()} (the last full sync is older than expected; "

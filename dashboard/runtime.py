@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -69,6 +69,9 @@ class SandboxControl(Protocol):
     def create_public_token(self, kind: str = "guest", **kw: Any) -> dict: ...
 
     def tokens(self, client_id: str | None = None) -> list[dict]: ...
+
+    def token_pages(self, client_id: str | None = None,
+                    size: int = 5000) -> Iterator[list[dict]]: ...
 
 
 @dataclass(frozen=True)
@@ -238,8 +241,9 @@ def _load_tokens(ops: Operations, control: SandboxControl) -> None:
 
 def _load_then_sync(ops: Operations, control: SandboxControl, worker: SyncWorker,
                     stopped: threading.Event) -> None:
-    """Sandbox mode's background start: the sandbox's tokens into the vault (one
-    transaction), then the sync worker (whose first full sync joins them)."""
+    """Sandbox mode's background start: the sandbox's tokens into the vault (a page a
+    transaction, each shown in the read model at once), then the sync worker (whose first
+    full sync joins them)."""
     try:
         _load_tokens(ops, control)
     except (OSError, StoreError, ValueError) as exc:
@@ -249,16 +253,29 @@ def _load_then_sync(ops: Operations, control: SandboxControl, worker: SyncWorker
         worker.start()
 
 
+#: Tokens fetched, stored and shown per transaction when sandbox mode loads them.
+TOKEN_PAGE = 5000
+
+
 def load_sandbox_tokens(ops: Operations, sandbox: SandboxControl, client_id: str) -> int:
     """Store the sandbox's exported tokens in the vault (what the backend kept at exchange),
-    in one transaction."""
-    entries = [NewVaultEntry(row["grant_id"], row["access_token"],
-                             workspace_id=row.get("workspace_id"),
-                             kryptos_user_id=row.get("user_id"),
-                             customer_ref=row.get("customer_ref"), user_kind=row.get("kind"))
-               for row in sandbox.tokens(client_id=client_id)]
-    ops.ctx.vault.put_many(entries)
-    return len(entries)
+    a page at a time: each page is one vault transaction and shows in the read model at
+    once (`ReadModel.apply_stored_tokens`), so the Overview fills while the rest loads and
+    memory holds one page (the whole list at once took 280 MB at 100,000 grants)."""
+    loaded = 0
+    for page in sandbox.token_pages(client_id=client_id, size=TOKEN_PAGE):
+        entries = [NewVaultEntry(row["grant_id"], row["access_token"],
+                                 workspace_id=row.get("workspace_id"),
+                                 kryptos_user_id=row.get("user_id"),
+                                 customer_ref=row.get("customer_ref"),
+                                 user_kind=row.get("kind"))
+                   for row in page]
+        ops.ctx.vault.put_many(entries)
+        ops.readmodel.apply_stored_tokens([e.grant_id for e in entries],
+                                          [row["grant_id"] for row in page
+                                           if row.get("revoked")])
+        loaded += len(entries)
+    return loaded
 
 
 def build_runtime(settings: Settings | None = None) -> Runtime:

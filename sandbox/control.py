@@ -34,8 +34,26 @@ def public_token(app: SandboxApp, call: Call) -> tuple[int, dict]:
     return 200, app.current.create_public_token(call.body)
 
 
+def _cursor(call: Call, name: str, default: int | None) -> int | None:
+    raw = call.one(name)
+    if raw is None:
+        return default
+    if not raw.lstrip("-").isdigit() or int(raw) < -1:
+        raise BadControl(f"{name} must be a whole number >= -1")
+    return int(raw)
+
+
 def tokens(app: SandboxApp, call: Call) -> tuple[int, dict]:
-    return 200, {"tokens": app.current.export_tokens(call.one("client_id") or MAIN_CLIENT)}
+    """The exported tokens; with `limit`, a page of them and the `next` cursor (pass it as
+    `after`; null on the last page)."""
+    limit = _cursor(call, "limit", None)
+    if limit is not None and limit < 1:
+        raise BadControl("limit must be a whole number >= 1")
+    after = _cursor(call, "after", -1)
+    page, nxt = app.current.export_token_page(call.one("client_id") or MAIN_CLIENT,
+                                              after=-1 if after is None else after,
+                                              limit=limit)
+    return 200, {"tokens": page, "next": nxt}
 
 
 def scenarios(app: SandboxApp, call: Call) -> tuple[int, dict]:

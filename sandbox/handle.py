@@ -7,6 +7,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -85,6 +86,21 @@ class SandboxClient:
     def tokens(self, client_id: str | None = None) -> list[dict]:
         query = "?" + urllib.parse.urlencode({"client_id": client_id}) if client_id else ""
         return list(self._call("GET", "/sandbox/tokens" + query)["tokens"])
+
+    def token_pages(self, client_id: str | None = None,
+                    size: int = 5000) -> Iterator[list[dict]]:
+        """`tokens()` a page of at most `size` at a time (memory holds one page)."""
+        after = -1
+        while True:
+            query: dict[str, Any] = {"after": after, "limit": size}
+            if client_id:
+                query["client_id"] = client_id
+            answer = self._call("GET", "/sandbox/tokens?" + urllib.parse.urlencode(query))
+            if answer["tokens"]:
+                yield list(answer["tokens"])
+            if answer.get("next") is None:
+                return
+            after = int(answer["next"])
 
     def scenarios(self) -> dict:
         """Where the seeded special cases are (see sandbox/README.md)."""

@@ -601,9 +601,22 @@ class SandboxState:
                 "resumed": True, "grant_id": grant.grant_id, "wallet_id": added.wallet_id}
 
     def export_tokens(self, client_id: str) -> list[dict]:
+        return self.export_token_page(client_id)[0]
+
+    def export_token_page(self, client_id: str, after: int = -1,
+                          limit: int | None = None) -> tuple[list[dict], int | None]:
+        """The stored tokens a company's backend holds, in creation order: those of grants
+        after position `after` (a cursor from the previous page), at most `limit` of them,
+        and the cursor of the next page (None: no more)."""
+        out: list[dict] = []
         with self.lock:
-            return [
-                {
+            for pos in range(max(after + 1, 0), len(self.grants)):
+                g = self.grants[pos]
+                if g.client_id != client_id or not g.exported:
+                    continue
+                if limit is not None and len(out) == limit:
+                    return out, pos - 1
+                out.append({
                     "grant_id": g.grant_id,
                     "access_token": g.access_token,
                     "user_id": g.user_id,
@@ -611,10 +624,8 @@ class SandboxState:
                     "customer_ref": g.customer_ref,
                     "workspace_id": g.workspace_id,
                     "revoked": g.revoked,
-                }
-                for g in self.grants
-                if g.client_id == client_id and g.exported
-            ]
+                })
+        return out, None
 
     def scenarios(self) -> dict:
         """Where the seeded special cases are (grant, user and wallet ids)."""

@@ -602,6 +602,44 @@ class ReadModel:
             row.update(status="active", fp=None)
         self._upsert_grants([row])
 
+    def apply_stored_tokens(self, grant_ids: Sequence[str],
+                            revoked: Iterable[str] = (), *,
+                            now: datetime | None = None) -> int:
+        """Tokens just stored in the vault for these grants (e.g. sandbox mode loading what
+        the company's backend kept), shown at once as an exchange is: a grant with a stored
+        token is active until a sync says otherwise, or revoked when the source said so
+        (`revoked`). Rows already showing the same vault fields and status are left alone;
+        others are written without a fingerprint, so the next full sync writes them whole.
+        Returns how many rows were written."""
+        now = now or _now()
+        gone = set(revoked)
+        ids = sorted(set(grant_ids))
+        c = rm_grants.c
+        rows = []
+        with self._db.read() as conn:
+            for batch in _chunks(ids, BATCH_SIZE):
+                vault = self._vault_of(conn, batch)
+                shown = {r[0]: tuple(r[1:]) for r in conn.execute(
+                    select(c.grant_id, c.status, c.has_token, c.masked_token, c.workspace_id,
+                           c.kryptos_user_id, c.customer_ref, c.user_kind)
+                    .where(c.grant_id.in_(list(batch))))}
+                for gid in batch:
+                    v = vault.get(gid)
+                    if v is None:  # not stored after all (removed meanwhile): nothing to show
+                        continue
+                    status = "revoked" if gid in gone else "active"
+                    if shown.get(gid) == (status, True, *v):
+                        continue
+                    row = _grant_row(gid, None, v, now)
+                    row.update(status=status, fp=None)
+                    rows.append(row)
+        if rows:  # one transaction (one flush) for the lot
+            with self._db.write() as conn:
+                for batch in _chunks(rows, BATCH_SIZE):
+                    self._upsert_rows(conn, batch)
+                _bump(conn)
+        return len(rows)
+
     def request_full_sync(self) -> None:
         """Ask the sync worker (in whichever process holds it) for a full grants sync at
         its next step, e.g. after a vault import."""

@@ -61,7 +61,44 @@ def test_sync_disabled_runs_no_worker_and_loads_tokens_before_the_start_ends(
     try:
         assert rt.ok, rt.problems
         assert rt.sync is None and rt.ops is not None
-        assert rt.ops.ctx.vault.list()  # loaded in the start itself
-        assert rt.ops.readmodel.counts().total == 0  # nobody synced
+        stored = rt.ops.ctx.vault.list()
+        assert stored  # loaded in the start itself
+        # Each page of tokens shows in the read model at once, before any sync.
+        counts = rt.ops.readmodel.counts()
+        assert counts.total == len(stored) and counts.with_token == len(stored)
+        assert rt.ops.readmodel.freshness().last_full_sync is None  # nobody synced
+    finally:
+        rt.stop()
+
+
+def test_sandbox_tokens_load_a_page_at_a_time_and_show_before_the_first_sync(
+        sandbox_env: Path, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paged load (pages of 7 here): every exported token stored once, revoked ones shown
+    revoked, kinds and references shown; loading again writes nothing."""
+    import dashboard.runtime as runtime_mod
+    from services.settings import SANDBOX_CLIENT_ID
+
+    monkeypatch.setenv("SYNC_ENABLED", "false")
+    monkeypatch.setattr(runtime_mod, "TOKEN_PAGE", 7)
+    rt = build_runtime()
+    try:
+        assert rt.ok, rt.problems
+        exported = sandbox.tokens(client_id=SANDBOX_CLIENT_ID)
+        assert len(exported) > 7 * 3  # several pages
+        rm = rt.ops.readmodel
+        assert {e.grant_id for e in rt.ops.ctx.vault.list()} == {t["grant_id"]
+                                                                  for t in exported}
+        for t in exported:
+            row = rm.grant(t["grant_id"])
+            assert row is not None, t["grant_id"]
+            g = row.grant
+            assert g.status == ("revoked" if t["revoked"] else "active")
+            assert (g.has_token, g.user_kind, g.customer_ref) == (True, t["kind"],
+                                                                  t["customer_ref"])
+            assert g.masked_token and t["access_token"] not in g.masked_token
+        v = rm.version()
+        assert runtime_mod.load_sandbox_tokens(rt.ops, rt.sandbox, SANDBOX_CLIENT_ID) \
+            == len(exported)
+        assert rm.version() == v  # nothing differed: no row written
     finally:
         rt.stop()

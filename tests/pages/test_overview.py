@@ -156,6 +156,35 @@ def test_first_sync_in_progress_then_counts(make_app, runtime, sync_now):
     assert not any("first sync in progress" in i.value for i in at.info)
 
 
+def test_partial_counts_while_the_first_sync_runs(make_app, runtime, sync_now):
+    """Rows already loaded (sandbox mode shows each page of stored tokens at once) but no
+    full sync yet: the counts show, labelled partial, and the Grants page lists them."""
+    from sqlalchemy import delete
+
+    from services.store.readmodel import rm_grants, rm_integrations
+
+    rm = runtime.ops.readmodel
+    with rm.db.write() as conn:
+        conn.execute(delete(rm_integrations))
+        conn.execute(delete(rm_grants))
+    rm.set_sync_state({"last_full_sync": None})
+    stored = [e.grant_id for e in runtime.ops.ctx.vault.list()][:5]
+    rm.apply_stored_tokens(stored)
+    reads.invalidate_all()
+    at = make_app("viewer")
+    notice = [i.value for i in at.info if "First sync in progress" in i.value]
+    assert notice and "5 grant(s) loaded so far" in notice[0]
+    assert int(_metrics(at)["Active"]) == 5
+    at.switch_page(page_path("pages/grants.py")).run()
+    assert [i for i in at.info if "First sync in progress" in i.value]
+    assert any(c.value.startswith("5 grant(s)") for c in at.caption)
+    sync_now()
+    time.sleep(reads.VERSION_POLL_SECONDS + 0.1)
+    at.switch_page(page_path("pages/overview.py")).run()
+    assert not [i for i in at.info if "First sync in progress" in i.value]
+    assert int(_metrics(at)["Active"]) > 5
+
+
 @pytest.mark.parametrize("queue", ["failing", "no_token", "not_readable"])
 def test_a_work_queue_count_opens_the_filtered_grants_page(make_app, runtime, queue):
     at = make_app("support")

@@ -191,6 +191,19 @@ def test_tokens_export(sandbox: SandboxHandle) -> None:
     assert len(other) == 3 and not exported & {t["grant_id"] for t in other}
 
 
+def test_tokens_export_in_pages(sandbox: SandboxHandle) -> None:
+    whole = sandbox.tokens()
+    for size in (1, 4, len(whole) - 1, len(whole), len(whole) + 5):
+        pages = list(sandbox.token_pages(size=size))
+        assert all(1 <= len(p) <= size for p in pages)
+        assert [t for p in pages for t in p] == whole  # each once, in order
+    other = [t for p in sandbox.token_pages(client_id="other_client", size=2) for t in p]
+    assert other == sandbox.tokens(client_id="other_client")
+    for query in ("limit=0", "limit=x", "after=-2", "after=1.5"):
+        with pytest.raises(SandboxControlError):
+            sandbox._call("GET", "/sandbox/tokens?" + query)
+
+
 def test_determinism_across_starts() -> None:
     with start_sandbox(port=0, seed=1234, grants=15) as one, \
             start_sandbox(port=0, seed=1234, grants=15) as two:

@@ -217,6 +217,30 @@ def test_a_new_grant_from_the_console_shows_at_once(rm, vault):
     assert rm.grant("cgrant_00500").grant.created_at == grant(500).created_at
 
 
+def test_stored_tokens_show_before_any_sync_and_the_sync_then_agrees(rm, vault):
+    for i in range(5):
+        vault.put(grant(i).grant_id, f"cat_secret{i:04d}xyz", customer_ref=f"customer-{i}",
+                  user_kind="guest")
+    ids = [grant(i).grant_id for i in range(5)] + ["cgrant_77777"]  # the last not stored
+    assert rm.apply_stored_tokens(ids, revoked=[grant(4).grant_id]) == 5
+    counts = rm.counts()
+    assert (counts.total, counts.active, counts.revoked, counts.with_token) == (5, 4, 1, 5)
+    row = rm.grant(grant(1).grant_id).grant
+    assert (row.customer_ref, row.user_kind, row.masked_token) == ("customer-1", "guest",
+                                                                   "cat_se...yz")
+    assert rm.freshness().last_full_sync is None
+    v = rm.version()
+    assert rm.apply_stored_tokens(ids, revoked=[grant(4).grant_id]) == 0  # nothing differs
+    assert rm.version() == v
+    # The first full sync writes the rows whole (created_at from the list; the unlisted
+    # grant 4 stays revoked); then all agree.
+    applied = rm.apply_grants([grant(i) for i in range(4)])
+    assert rm.grant(grant(4).grant_id).grant.status == "revoked"
+    assert applied.written == 5 and rm.grant(grant(2).grant_id).grant.created_at == \
+        grant(2).created_at
+    assert rm.apply_grants([grant(i) for i in range(4)]).written == 0
+
+
 def test_another_process_sees_a_change_within_two_seconds(rm, vault, db_url):
     """Two real processes: a change made by one moves the version the other polls."""
     import os
