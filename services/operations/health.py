@@ -2,7 +2,8 @@
 
 Two calls with a short timeout and no retries: the data API's `/health` (is the data host
 there) and the grants list, read only up to its first grant (is the Connect host there,
-and does it take the console's client id and secret). The setup page and admins see the result (`LiveCheck`)."""
+and does it take the console's client id and secret). The setup page and admins see the
+result (`LiveCheck`)."""
 
 from __future__ import annotations
 
