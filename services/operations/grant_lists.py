@@ -87,7 +87,7 @@ class GrantListReads:
         the latest audit events."""
         self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
         c: Counts = self._store(self.ctx.readmodel.counts)
-        fresh = self._light_freshness(c)
+        fresh = self._light_freshness(c.total, c.never_refreshed)
         events: tuple[AuditEvent, ...] = ()
         if can(actor, Permission.READ_AUDIT):
             page = self.ctx.audit_log.query(AuditFilter(), page=1, page_size=LATEST_EVENTS)
@@ -122,15 +122,16 @@ class GrantListReads:
         return counts
 
     def freshness(self, actor: Actor) -> Freshness:
-        """How fresh the read model is, for a page's "as of 12 s ago": its rows, never-read
-        grants and last full sync (from the version-cached counts and one key read; the
-        rows' own oldest/newest times, a scan of every row, are left out: None)."""
+        """How fresh the read model is, for a page's "as of 12 s ago": its rows and last
+        full sync (an index-only count cached per version, and one key read). Left out
+        (None): the rows' own oldest/newest times and the never-read grants, which need a
+        scan of every row (the Overview has them from its counts)."""
         self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
-        return self._light_freshness(self._store(self.ctx.readmodel.counts))
+        return self._light_freshness(self._store(self.ctx.readmodel.row_count), None)
 
-    def _light_freshness(self, c: Counts) -> Freshness:
+    def _light_freshness(self, rows: int, never_refreshed: int | None) -> Freshness:
         last = self._store(self.ctx.readmodel.sync_state).get("last_full_sync")
-        return Freshness(c.total, None, None, None, c.never_refreshed,
+        return Freshness(rows, None, None, None, never_refreshed,
                          datetime.fromisoformat(last) if last else None)
 
     def request_sync(self, actor: Actor) -> None:

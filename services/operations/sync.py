@@ -76,7 +76,7 @@ class SyncOps:
             runs_here=False, holder_here=False, holder=shared.get("holder"),
             heartbeat=_time(shared.get("heartbeat")), last_full_sync=last,
             grants_listed=int(listed) if listed is not None else None, rows=fresh.rows,
-            rows_stale=rm.stale_rows(cutoff), never_refreshed=fresh.never_refreshed,
+            rows_stale=rm.stale_rows(cutoff), never_refreshed=fresh.never_refreshed or 0,
             errors=int(_num(shared.get("errors")) or 0), last_error=shared.get("last_error"),
             calls_per_second=_num(shared.get("calls_per_second")),
             rate=_num(shared.get("rate")),

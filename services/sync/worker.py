@@ -463,7 +463,7 @@ class SyncWorker:
             calls_per_second=round(self.bucket.calls_per_second(), 2),
             rate=round(self.bucket.rate, 3), target_rate=self.bucket.target,
             rate_limited=self.bucket.rate_limited, rows_stale=rows_stale,
-            never_refreshed=fresh.never_refreshed, stale=stale)
+            never_refreshed=fresh.never_refreshed or 0, stale=stale)
 
     def _publish(self) -> None:
         """Share the state through rm_sync_state, for the admin view of other replicas."""

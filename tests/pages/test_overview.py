@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dashboard import reads
+from dashboard import reads, rm_sections
 from services.kryptos.errors import KryptosError
 from services.settings import SANDBOX_CLIENT_ID
 from tests.pages.conftest import page_path
@@ -114,6 +114,11 @@ def test_a_failing_sync_keeps_the_counts_and_shows_admins_the_error(make_app, sa
     at = make_app("admin")
     assert not at.exception
     assert int(_metrics(at)["Active"]) > 0  # the read model still answers
+    # The worker's state is read only once its expander is opened.
+    assert [e.label for e in at.expander] == ["Sync worker"]
+    assert not [d for d in at.dataframe if "what" in d.value.columns]
+    at.session_state[rm_sections.SYNC_BOX_KEY] = True
+    at.run()
     table = next(d.value for d in at.dataframe if "what" in d.value.columns)
     values = dict(zip(table["what"], table["value"], strict=True))
     assert "Listing grants" in values["Last error"]

@@ -196,6 +196,18 @@ def test_freshness_and_sync_state(rm, vault):
     assert rm.grant("cgrant_00000").grant.grants_seen_at >= now - timedelta(seconds=13)
 
 
+def test_row_count_is_cached_per_version_and_sees_every_write(rm, vault):
+    assert rm.row_count() == 0
+    seeded(rm, vault)
+    assert rm.row_count() == 13 == rm.counts().total
+    vault.put("cgrant_00700", "cat_secret0700xyz")
+    rm.apply_grant(None, vault.get("cgrant_00700"))
+    assert rm.row_count() == 14  # a new version: counted again
+    rm._counts_cache = None  # noqa: SLF001 - the count of its own, not the counts' total
+    rm.mark_revoked("cgrant_00700")
+    assert rm.row_count() == 14
+
+
 def test_mark_revoked_shows_at_once(rm, vault):
     seeded(rm, vault)
     v = rm.version()
