@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 import streamlit as st
 
 from dashboard.users_file import User, UsersError, hash_password, load_users, save_users
-from services.kryptos.client import KryptosClient
+from services.kryptos.client import SYNC_USER_AGENT, KryptosClient
 from services.operations import Operations
 from services.operations.health import LiveChecker
 from services.secret_file import secret_file
@@ -215,7 +215,8 @@ def make_sync(settings: Settings, ops: Operations, **client_urls: str) -> SyncWo
     """The process's sync worker, attached to the operations, not started (None when
     SYNC_ENABLED is off). Its own client makes no retries: a 429 reaches the worker's rate
     limiter instead (docs/architecture.md, "Read model and sync worker")."""
-    client = KryptosClient.from_settings(settings, max_retries=0, **client_urls)
+    client = KryptosClient.from_settings(settings, max_retries=0,
+                                         user_agent=SYNC_USER_AGENT, **client_urls)
     worker = worker_from_settings(settings, client, ops.ctx.vault, ops.readmodel)
     if worker is None:
         client.close()

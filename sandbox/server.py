@@ -321,6 +321,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             "started": started,
             "ended": None,
             "client_id": self.headers.get("X-Client-Id"),
+            "user_agent": self.headers.get("User-Agent"),
             "request_id": request_id,
         }
         try:

@@ -77,6 +77,10 @@ MAX_MESSAGE_CHARS = 300
 #: A retry is only worth sending with at least this much of the time budget left (seconds).
 MIN_RETRY_WINDOW = 0.1
 POOL_SIZE = 16
+#: Sent as User-Agent, so that upstream logs (and the sandbox's request log) can tell the
+#: console's own calls from its sync worker's (`SYNC_USER_AGENT`).
+USER_AGENT = "kryptos-console/2"
+SYNC_USER_AGENT = "kryptos-console-sync/2"
 
 T = TypeVar("T")
 
@@ -124,6 +128,7 @@ class KryptosClient:
         backoff_max: float = 8.0,
         page_size: int = 200,
         max_pages: int = 1000,
+        user_agent: str = USER_AGENT,
     ) -> None:
         if not client_id or not client_secret:
             raise ValueError("KryptosClient needs a client id and a client secret.")
@@ -141,6 +146,7 @@ class KryptosClient:
         self.backoff_max = max(0.0, float(backoff_max))
         self.page_size = page_size
         self.max_pages = max_pages
+        self.user_agent = user_agent
         if session is None:
             session = requests.Session()
             # Our own loop decides retries: the adapter makes exactly one attempt.
@@ -186,6 +192,7 @@ class KryptosClient:
         return KryptosClient(
             self.client_id, self._client_secret, self.connect_url, self.data_url,
             connect_timeout=timeout, read_timeout=timeout, max_retries=0, retry_budget=timeout,
+            user_agent=self.user_agent,
         )
 
     def close(self) -> None:
@@ -399,7 +406,7 @@ class KryptosClient:
             ) from None
 
     def _headers(self, call: _Call) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         if call.client_auth:
             headers["X-Client-Id"] = self.client_id
             headers["X-Client-Secret"] = self._client_secret

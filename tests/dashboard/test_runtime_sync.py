@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from dashboard.runtime import build_runtime
+from services.kryptos.client import SYNC_USER_AGENT, USER_AGENT
 from services.operations import Actor
 
 _ENV = ("KRYPTOS_CLIENT_ID", "KRYPTOS_CLIENT_SECRET", "KRYPTOS_CONNECT_URL",
@@ -49,6 +50,12 @@ def test_sandbox_start_syncs_in_the_background_and_stops_with_the_runtime(
         assert _wait(lambda: rt.sync.is_holder)
         view = rt.ops.sync.status(Actor("admin", "", frozenset({"admin"})))
         assert view.runs_here and view.holder_here and view.last_full_sync is not None
+        # The worker's calls say who makes them (upstream logs tell them from the pages').
+        agents = {(r["path"], r["user_agent"]) for r in sandbox.requests_log()}
+        assert ("/token/grants", SYNC_USER_AGENT) in agents
+        rt.ops.ctx.client.list_grants()
+        agents = {(r["path"], r["user_agent"]) for r in sandbox.requests_log()}
+        assert ("/token/grants", USER_AGENT) in agents and USER_AGENT != SYNC_USER_AGENT
     finally:
         rt.stop()
     assert rt.sync is not None and not rt.sync.running and not rt.sync.is_holder
