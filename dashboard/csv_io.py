@@ -95,13 +95,15 @@ def parse_grant_id_csv(content: bytes | str, max_rows: int = 10_000) -> ParsedId
 BULK_COLUMNS = ("grant_id", "customer_ref", "outcome", "before", "after", "error_code", "message")
 
 
-def bulk_rows(items: Iterable[BulkItem]) -> list[dict[str, Any]]:
-    """One plain dict per item (limits as text: "no cap", "unknown" or the number)."""
+def bulk_rows(items: Iterable[BulkItem], *, words: bool = False) -> list[dict[str, Any]]:
+    """One plain dict per item (limits as text: "no cap", "unknown" or the number). The
+    outcome is its code (`would_change`: what a CSV keeps, stable for a spreadsheet) or,
+    with `words`, as a person reads it ("would change", like the summary line)."""
     return [
         {
             "grant_id": i.grant_id,
             "customer_ref": i.customer_ref or "",
-            "outcome": i.outcome,
+            "outcome": i.outcome.replace("_", " ") if words else i.outcome,
             "before": fmt_limit(i.before),
             "after": fmt_limit(i.after) if i.outcome != "failed" else "",
             "error_code": i.error_code or "",

@@ -240,7 +240,8 @@ def _show_error(exc: OperationError) -> None:
 
 def _table(result: BulkResult, key: str) -> None:
     st.dataframe(
-        csv_safe_frame(pd.DataFrame(bulk_rows(result.items), columns=BULK_COLUMNS)),
+        csv_safe_frame(pd.DataFrame(bulk_rows(result.items, words=True),
+                                    columns=BULK_COLUMNS)),
         hide_index=True,
         key=key,
         column_config={

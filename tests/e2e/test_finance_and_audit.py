@@ -40,8 +40,8 @@ def test_bulk_tier_with_dry_run_then_audit_and_csv(
     assert sorted(r["Grant id"] for r in preview) == sorted(picked)
     assert all(r["After"] == "1,000" for r in preview)
     # Apply acts only on what the dry run says would change (a grant already at 1,000 not)
-    would = [r["Grant id"] for r in preview if r["Outcome"] == "would_change"]
-    assert would and all(r["Outcome"] in ("would_change", "unchanged") for r in preview)
+    would = [r["Grant id"] for r in preview if r["Outcome"] == "would change"]
+    assert would and all(r["Outcome"] in ("would change", "unchanged") for r in preview)
     assert not [r for r in e2e_sandbox.requests_log() if r["method"] == "PATCH"]
 
     expect(apply).to_be_enabled()

@@ -201,7 +201,7 @@ def test_dry_run_checks_each_grant_and_apply_acts_on_what_would_change(
     at.button(key="bulk_dry").click().run()
     preview = _df(at, "outcome")
     by = dict(zip(preview["grant_id"], preview["outcome"], strict=True))
-    assert by == {guest: "would_change", revoked: "skipped", made_up: "skipped"}
+    assert by == {guest: "would change", revoked: "skipped", made_up: "skipped"}  # words
     before = dict(zip(preview["grant_id"], preview["before"], strict=True))
     assert before[made_up] == "unknown" and before[guest] == "500"
     at.text_input(key="bulk_reason").input("move to Plus")
