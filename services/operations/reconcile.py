@@ -156,7 +156,7 @@ class Reconciler:
         found = self._scan(now)
         opened = [ev for cid, ev in found.requested.items()
                   if cid not in found.closed and ev.ts <= now - self.min_age]
-        grants: list[Any] | None = None  # read once a pass, when a revoke needs it
+        grants: set[str] | None = None  # read once a pass, when a revoke needs it
         tried = False
         settled = 0
         unsettled: list[Unsettled] = []
@@ -175,9 +175,10 @@ class Reconciler:
             settled += 1
         return ReconcileReport(now, len(opened), settled, tuple(unsettled), journal)
 
-    def _grants(self) -> list[Any] | None:
+    def _grants(self) -> set[str] | None:
+        """The listed grant ids, or None when the list cannot be read."""
         try:
-            return self.ctx.client.list_grants()
+            return self.ctx.client.listed_grant_ids()
         except KryptosError as exc:
             log.info("reconciler: the grants list cannot be read (%s)", type(exc).__name__)
             return None
@@ -193,7 +194,7 @@ class Reconciler:
 
     # --- what each kind of request left behind --------------------------------------------
 
-    def settle(self, ev: AuditEvent, found: _Open, grants: list[Any] | None,
+    def settle(self, ev: AuditEvent, found: _Open, grants: set[str] | None,
                now: datetime) -> dict[str, Any]:
         """What became of this request upstream; raises `Unsettleable`."""
         action = ev.action
@@ -221,9 +222,9 @@ class Reconciler:
                                "cannot be read")
         return token
 
-    def _revoke(self, ev: AuditEvent, grants: list[Any] | None) -> dict[str, Any]:
+    def _revoke(self, ev: AuditEvent, grants: set[str] | None) -> dict[str, Any]:
         if grants is not None:
-            listed = any(g.grant_id == ev.target_id for g in grants)
+            listed = ev.target_id in grants
             return {"status": "active" if listed else "revoked", "made": not listed,
                     "source": "grants list"}
         token = self._token(ev)  # the grants list is unreadable: ask the grant's session

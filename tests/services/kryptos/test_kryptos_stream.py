@@ -47,3 +47,17 @@ def test_errors_are_those_of_list_grants(client: KryptosClient, make_client, san
     sandbox.set_fault(path="/token/grants", drop=True, count=10)
     with pytest.raises(KryptosConnectionError):
         next(client.iter_grants())
+
+
+def test_listed_ids_and_is_listed_read_the_stream(client: KryptosClient, sandbox) -> None:
+    whole = client.list_grants()
+    assert client.listed_grant_ids() == {g.grant_id for g in whole}
+    assert client.is_listed(whole[0].grant_id) and client.is_listed(whole[-1].grant_id)
+    assert not client.is_listed("cgrant_not_a_listed_one")
+    revoked = next(t["grant_id"] for t in sandbox.tokens() if t["revoked"])
+    assert not client.is_listed(revoked)
+    sandbox.set_fault(path="/token/grants", status=401, code="UNAUTHORIZED", count=10)
+    with pytest.raises(AuthenticationError):
+        client.is_listed(whole[0].grant_id)
+    with pytest.raises(AuthenticationError):
+        client.listed_grant_ids()
