@@ -12,7 +12,7 @@
     ops.approvals  four-eyes requests: needs_approval, request, approve, reject, cancel,
                  list_waiting_for, list_mine, history   (approvals.py)
     ops.sync     status (the read model's sync worker, admins)  (sync.py)
-    ops.readmodel  the local copy of the grants the pages read (services/store/readmodel.py)
+    ops.readmodel  the local copy of the grants the pages read (services/store/readmodel/)
     ops.require  the permission guard for a page             (context.py)
 """
 

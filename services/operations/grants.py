@@ -1,7 +1,7 @@
 """Grants and integrations: list, detail, one integration, overview, revoke, resync.
 
 The pages' reads (`page`, `counts`, `overview`, `export_csv`, `grant_detail`'s row) come
-from the read model (services/store/readmodel.py); every change here updates its rows at
+from the read model (services/store/readmodel/); every change here updates its rows at
 once, and a grant's live reads write what they learned back to it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The sync worker: keeps the read model (services/store/readmodel.py) fresh.
+"""The sync worker: keeps the read model (services/store/readmodel/) fresh.
 
 Exactly one process runs it at a time (services/sync/lock.py); the others stand by and
 retry the lock every `lock_retry` seconds, so one takes over when the holder dies.

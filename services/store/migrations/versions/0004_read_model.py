@@ -1,5 +1,5 @@
 """Read model: the grants joined with the vault, their integrations, sync state, and a
-change counter (see services/store/readmodel.py).
+change counter (see services/store/readmodel/).
 
 Revision ID: 0004_read_model
 Revises: 0003_backend

@@ -1,0 +1,351 @@
+"""The read model's queries (see services/store/readmodel/__init__.py)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, TextIO
+
+from sqlalchemy import (
+    Connection,
+    and_,
+    case,
+    func,
+    literal_column,
+    or_,
+    select,
+)
+
+from services.store.errors import StoreError
+from services.store.readmodel.models import (
+    Counts,
+    Freshness,
+    GrantDetailRow,
+    GrantFilter,
+    GrantPage,
+    RmIntegration,
+)
+from services.store.readmodel.rows import _CSV_CONVERTERS, _GRANT_COLUMNS, _aware, _grant
+from services.store.readmodel.tables import (
+    CSV_CHUNK,
+    CSV_COLUMNS,
+    FILTER_FIRST_MAX,
+    MAX_PAGE_SIZE,
+    QUEUES,
+    SORTS,
+    rm_grants,
+    rm_integrations,
+    rm_sync_state,
+)
+from services.store.readmodel.writes import ReadModelWrites
+
+
+class ReadModelQueries(ReadModelWrites):
+    """The reads: the worker's queues, counts, pages, one grant, the CSV export, freshness.
+    Every one is SQL with indexes: no Python loop over all rows."""
+
+    # --- the worker's queues --------------------------------------------------------------
+
+    def due_for_integrations(self, limit: int, *, older_than: datetime,
+                             hot_older_than: datetime, hot_share: float = 0.5) -> list[str]:
+        """Active grants with a token whose integrations are due: never read first, then
+        failing/syncing ones read before `hot_older_than` (up to `hot_share` of `limit`),
+        then the oldest read before `older_than`."""
+        c = rm_grants.c
+        base = and_(c.status == "active", c.has_token.is_(True))
+        out: list[str] = []
+        with self._db.read() as conn:
+            out += conn.execute(select(c.grant_id).where(
+                base, c.integrations_refreshed_at.is_(None))
+                .order_by(c.grant_id).limit(limit)).scalars()
+            hot_n = max(0, min(limit - len(out), int(round(limit * hot_share))))
+            if hot_n:
+                out += conn.execute(select(c.grant_id).where(
+                    base, c.sync_state.in_(("failing", "syncing")),
+                    c.integrations_refreshed_at < hot_older_than)
+                    .order_by(c.integrations_refreshed_at).limit(hot_n)).scalars()
+            rest = limit - len(out)
+            if rest > 0:
+                seen = set(out)
+                more = conn.execute(select(c.grant_id).where(
+                    base, c.integrations_refreshed_at < older_than)
+                    .order_by(c.integrations_refreshed_at).limit(rest + len(seen))).scalars()
+                out += [g for g in more if g not in seen][:rest]
+        return out
+
+    def due_for_userinfo(self, limit: int, *, older_than: datetime) -> list[str]:
+        """Active grants with a token whose kind or limit is unknown and whose user info
+        was not asked for since `older_than` (never asked first)."""
+        c = rm_grants.c
+        unknown = or_(c.user_kind.is_(None),
+                      and_(c.user_kind == "guest", c.limit_source.is_(None)))
+        due = or_(c.userinfo_refreshed_at.is_(None), c.userinfo_refreshed_at < older_than)
+        with self._db.read() as conn:
+            return list(conn.execute(
+                select(c.grant_id).where(c.status == "active", c.has_token.is_(True),
+                                         unknown, due)
+                .order_by(c.userinfo_refreshed_at.is_not(None), c.userinfo_refreshed_at,
+                          c.grant_id)
+                .limit(limit)).scalars())
+
+    def active_with_token(self) -> list[str]:
+        with self._db.read() as conn:
+            return list(conn.execute(select(rm_grants.c.grant_id).where(
+                rm_grants.c.status == "active", rm_grants.c.has_token.is_(True))
+                .order_by(rm_grants.c.grant_id)).scalars())
+
+    def guests_with_token(self) -> list[str]:
+        c = rm_grants.c
+        with self._db.read() as conn:
+            return list(conn.execute(select(c.grant_id).where(
+                c.status == "active", c.has_token.is_(True),
+                or_(c.user_kind.is_(None), c.user_kind == "guest"))
+                .order_by(c.grant_id)).scalars())
+
+    # --- queries -------------------------------------------------------------------------
+
+    def counts(self) -> Counts:
+        """Overview counts and work queues: one SQL scan, cached per `version()` (a
+        primary-key read), so reruns and other sessions of this process share it until
+        something is written (by any process)."""
+        version = self.version()
+        cached = self._counts_cache
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        counts = self._count()
+        with self._cache_lock:
+            self._counts_cache = (version, counts)
+        return counts
+
+    def row_count(self) -> int:
+        """How many rows (grants) the read model holds: an index-only count (7 ms at
+        300,000 rows where `counts()` scans every row, 200 ms), cached per `version()`
+        like `counts()`, whose total it reuses when that is current."""
+        version = self.version()
+        for cached in (self._counts_cache, self._rows_cache):
+            if cached is not None and cached[0] == version:
+                value = cached[1]
+                return value.total if isinstance(value, Counts) else int(value)
+        with self._db.read() as conn:
+            rows = int(conn.execute(select(func.count()).select_from(rm_grants)).scalar_one())
+        with self._cache_lock:
+            self._rows_cache = (version, rows)
+        return rows
+
+    def _count(self) -> Counts:
+        c = rm_grants.c
+        active = c.status == "active"
+
+        def n(cond: Any) -> Any:
+            return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+        def total(col: Any) -> Any:
+            return func.coalesce(func.sum(case((active, col), else_=0)), 0)
+
+        q = select(
+            func.count(), n(active), n(c.user_kind == "guest"), n(c.user_kind == "linked"),
+            n(c.user_kind.is_(None)), n(c.has_token.is_(True)),
+            n(and_(active, c.n_failing > 0)), n(and_(active, c.n_syncing > 0)),
+            n(and_(active, c.n_never_synced > 0)), n(and_(active, c.unreadable.is_(True))),
+            n(and_(active, c.has_token.is_(False))), total(c.n_integrations),
+            total(c.n_failing), total(c.n_syncing),
+            n(and_(active, c.has_token.is_(True), c.integrations_refreshed_at.is_(None))),
+        )
+        with self._db.read() as conn:
+            r = [int(x) for x in conn.execute(q).one()]
+        queues = dict(zip(QUEUES, r[6:11], strict=True))
+        return Counts(total=r[0], active=r[1], revoked=r[0] - r[1], guest=r[2], linked=r[3],
+                      unknown_kind=r[4], with_token=r[5], without_token=r[0] - r[5],
+                      queues=queues, integrations=r[11], integrations_failing=r[12],
+                      integrations_syncing=r[13], never_refreshed=r[14])
+
+    def _tier_limit(self, name: str) -> int | None:
+        for t in self._tiers:
+            if t.name.lower() == name.strip().lower():
+                return t.limit
+        raise StoreError(f"Unknown tier '{name}'.")
+
+    def _limit_cond(self, limit: Any) -> Any:
+        c = rm_grants.c
+        if limit == "off":
+            return c.limiter_enabled.is_(False)
+        if limit == "unknown":
+            return c.limit_source.is_(None)
+        if limit == "custom":
+            known = [t.limit for t in self._tiers if t.limit is not None]
+            cond = and_(c.limiter_enabled.is_(True), c.transaction_limit.is_not(None))
+            return and_(cond, c.transaction_limit.not_in(known)) if known else cond
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise StoreError("limit must be a whole number, 'off', 'unknown' or 'custom'.")
+        return and_(c.limiter_enabled.is_(True), c.transaction_limit == limit)
+
+    def _where(self, f: GrantFilter) -> list[Any]:
+        c = rm_grants.c
+        conds: list[Any] = []
+        if f.search and f.search.strip():
+            needle = f.search.strip().lower()
+            if f.search_mode == "prefix":
+                conds.append(or_(*(self._prefix(func.lower(col), needle)
+                                   for col in (c.grant_id, c.customer_ref, c.kryptos_user_id))))
+            else:
+                conds.append(c.search_text.contains(needle, autoescape=True))
+        if f.status:
+            conds.append(c.status == f.status)
+        if f.kind:
+            conds.append(c.user_kind.is_(None) if f.kind == "unknown" else c.user_kind == f.kind)
+        if f.has_token is not None:
+            conds.append(c.has_token.is_(bool(f.has_token)))
+        if f.integration_status == "never":
+            conds.append(c.sync_state.is_(None))
+        elif f.integration_status:
+            conds.append(c.sync_state == f.integration_status)
+        if f.queue:
+            conds.append(c.status == "active")
+            conds.append({
+                "failing": c.n_failing > 0, "syncing": c.n_syncing > 0,
+                "never_synced": c.n_never_synced > 0, "not_readable": c.unreadable.is_(True),
+                "no_token": c.has_token.is_(False)}[f.queue])
+        if f.limit is not None:
+            conds.append(self._limit_cond(f.limit))
+        if f.tier:
+            tier_limit = self._tier_limit(f.tier)
+            conds.append(self._limit_cond("off" if tier_limit is None else tier_limit))
+        return conds
+
+    def _prefix(self, expr: Any, needle: str) -> Any:
+        """`expr` starts with `needle`, in a form the lower(...) indexes serve: a range on
+        SQLite (binary order), LIKE on PostgreSQL (text_pattern_ops indexes)."""
+        if not self._db.is_sqlite:
+            return expr.startswith(needle, autoescape=True)
+        return and_(expr >= needle, expr < needle + "\U0010ffff")
+
+    def _ordered(self, query: Any, sort: str, descending: bool, *,
+                 filter_first: bool = False) -> Any:
+        """`query` ordered by `sort`, then grant id. `filter_first` (SQLite): sort the
+        matching rows instead of walking the sort's index (SQLite keeps no statistics on
+        the filter columns, and walking 100,000 rows in order to find a few matches is
+        slower than sorting the few: `+col` keeps the sort off the index)."""
+        if sort not in SORTS:
+            raise StoreError(f"Cannot sort by '{sort}'; choose one of {', '.join(SORTS)}.")
+        cols = [SORTS[sort]] if sort == "grant_id" else [SORTS[sort], rm_grants.c.grant_id]
+        if filter_first and self._db.is_sqlite:
+            cols = [literal_column(f"+rm_grants.{c.name}") for c in cols]
+        return query.order_by(*(c.desc() if descending else c.asc() for c in cols))
+
+    def page(self, filters: GrantFilter | None = None, sort: str = "created_at",
+             page: int = 1, page_size: int = 100, *, descending: bool = False) -> GrantPage:
+        """One page of grants, filtered, sorted and counted in SQL."""
+        f = filters or GrantFilter()
+        if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise StoreError(f"page must be >= 1 and page_size 1-{MAX_PAGE_SIZE}.")
+        conds = self._where(f)
+        # Deferred join: the page's ids from an index walk, then only those rows.
+        with self._db.read() as conn:
+            total = int(conn.execute(select(func.count()).select_from(rm_grants)
+                                     .where(*conds)).scalar_one())
+            ids_q = self._ordered(select(rm_grants.c.grant_id).where(*conds), sort, descending,
+                                  filter_first=total <= FILTER_FIRST_MAX)
+            ids = list(conn.execute(
+                ids_q.limit(page_size).offset((page - 1) * page_size)).scalars())
+            rows = conn.execute(select(*_GRANT_COLUMNS)
+                                .where(rm_grants.c.grant_id.in_(ids))).all() if ids else []
+            last = self._last_full_sync(conn)
+        by_id = {r.grant_id: r for r in rows}
+        return GrantPage(tuple(_grant(by_id[g], last) for g in ids if g in by_id), total,
+                         page, page_size)
+
+    def grant(self, grant_id: str) -> GrantDetailRow | None:
+        """One grant's row and its integrations (two primary-key lookups)."""
+        with self._db.read() as conn:
+            row = conn.execute(select(*_GRANT_COLUMNS)
+                               .where(rm_grants.c.grant_id == grant_id)).first()
+            if row is None:
+                return None
+            items = conn.execute(select(rm_integrations)
+                                 .where(rm_integrations.c.grant_id == grant_id)
+                                 .order_by(rm_integrations.c.wallet_id)).all()
+            last = self._last_full_sync(conn)
+        return GrantDetailRow(_grant(row, last), tuple(
+            RmIntegration(**{k: getattr(r, k) for k in RmIntegration.__dataclass_fields__})
+            for r in items))
+
+    def csv_chunks(self, filters: GrantFilter | None = None, sort: str = "grant_id", *,
+                   descending: bool = False, chunk: int = CSV_CHUNK) -> Iterator[str]:
+        """The filtered grants as CSV text, one piece per `chunk` rows (header first)."""
+        for text, _ in self._csv_pieces(filters, sort, descending, chunk):
+            yield text
+
+    def _csv_pieces(self, filters: GrantFilter | None, sort: str, descending: bool,
+                    chunk: int) -> Iterator[tuple[str, int]]:
+        """CSV pieces with their row counts, read by keyset paging on the grant id (offset
+        paging on another sort key), each chunk in its own short read transaction."""
+        conds = self._where(filters or GrantFilter())
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(CSV_COLUMNS)
+        yield buf.getvalue(), 0
+        cols = [rm_grants.c[name] for name in CSV_COLUMNS]
+        base = self._ordered(select(*cols).where(*conds), sort, descending)
+        after: str | None = None
+        offset = 0
+        while True:
+            q = base
+            if sort == "grant_id":
+                if after is not None:
+                    gid = rm_grants.c.grant_id
+                    q = q.where(gid < after if descending else gid > after)
+                q = q.limit(chunk)
+            else:
+                q = q.limit(chunk).offset(offset)
+            with self._db.read() as conn:
+                rows = conn.execute(q).all()
+            buf.seek(0)
+            buf.truncate()
+            writer.writerows([conv(v) for conv, v in zip(_CSV_CONVERTERS, r, strict=True)]
+                             for r in rows)
+            if rows:
+                yield buf.getvalue(), len(rows)
+            if len(rows) < chunk:
+                return
+            offset += len(rows)
+            after = rows[-1][0]
+
+    def iter_csv(self, filters: GrantFilter | None, out: TextIO, sort: str = "grant_id", *,
+                 descending: bool = False, chunk: int = CSV_CHUNK) -> int:
+        """Write `csv_chunks(...)` to `out`; returns the number of grant rows written."""
+        written = 0
+        for text, rows in self._csv_pieces(filters, sort, descending, chunk):
+            out.write(text)
+            written += rows
+        return written
+
+    def _last_full_sync(self, conn: Connection) -> datetime | None:
+        value = conn.execute(select(rm_sync_state.c.value).where(
+            rm_sync_state.c.name == "last_full_sync")).scalar()
+        return datetime.fromisoformat(value) if value else None
+
+    def freshness(self) -> Freshness:
+        c = rm_grants.c
+        ready = and_(c.status == "active", c.has_token.is_(True))
+        q = select(func.count(), func.min(c.refreshed_at), func.max(c.refreshed_at),
+                   func.min(case((ready, c.integrations_refreshed_at))),
+                   func.coalesce(func.sum(case(
+                       (and_(ready, c.integrations_refreshed_at.is_(None)), 1), else_=0)), 0))
+        with self._db.read() as conn:
+            r = conn.execute(q).one()
+            last = self._last_full_sync(conn)
+        return Freshness(int(r[0]), _aware(r[1]), _aware(r[2]), _aware(r[3]), int(r[4]), last)
+
+    def stale_rows(self, older_than: datetime) -> int:
+        """Active grants with a token whose integrations were read before `older_than`
+        or never."""
+        c = rm_grants.c
+        with self._db.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(rm_grants).where(
+                c.status == "active", c.has_token.is_(True),
+                or_(c.integrations_refreshed_at.is_(None),
+                    c.integrations_refreshed_at < older_than))).scalar_one())
+
+
