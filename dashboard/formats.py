@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+
+from services.store.readmodel.models import ago_text
 
 
 def fmt_limit(value: int | str | None) -> str:
@@ -27,3 +29,8 @@ def fmt_minute(value: datetime | None) -> str:
 def fmt_second(value: datetime) -> str:
     """A time to the second, UTC."""
     return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def fmt_ago(value: datetime, now: datetime | None = None) -> str:
+    """How long ago, as the freshness lines say it: "12 s ago", "5 min ago", "2.0 h ago"."""
+    return ago_text(((now or datetime.now(UTC)) - value).total_seconds())

@@ -19,7 +19,7 @@ from dashboard import actions, reads
 from dashboard import timeline as timeline_view
 from dashboard.context import PageContext
 from dashboard.csv_io import csv_safe_frame
-from dashboard.formats import fmt_limit, fmt_minute
+from dashboard.formats import fmt_ago, fmt_limit, fmt_minute
 from dashboard.resync_watch import ResyncWatch
 from dashboard.ui import escape_markdown, record_pending_note, show_error, toast_done
 from services.operations import GrantDetail, OperationError, Permission, can, validation
@@ -149,7 +149,23 @@ def grant(ctx: PageContext, gid: str) -> GrantDetail:
         ("Expires", fmt_minute(g.expires_at)),
         ("Token", g.masked_token or "not stored"),
     ])
+    _facts_freshness(detail)
     return detail
+
+
+def _facts_freshness(detail: GrantDetail) -> None:
+    """How fresh the facts above are (the console's copy); the parts below are live."""
+    row = getattr(detail, "row", None)
+    live = "Session, holdings and integrations below are read from Kryptos now."
+    if row is None:
+        st.caption(f"Read from Kryptos now (the console's copy did not have this grant yet). "
+                   f"{live}")
+        return
+    seen = row.grants_seen_at
+    confirmed = (f"the grants list confirmed it {fmt_ago(seen)}" if seen is not None
+                 else "no full sync has listed it yet")
+    st.caption(f"Status and ids from the console's copy, as of {fmt_ago(row.refreshed_at)} "
+               f"({confirmed}). {live}")
 
 
 def _revoked_banner(ctx: PageContext, gid: str) -> None:

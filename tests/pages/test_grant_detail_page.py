@@ -68,6 +68,10 @@ def test_viewer_sees_parts_but_no_controls(make_app: Callable[..., AppTest],
     # who did what to the grant, and why, is not for a viewer
     assert not [d for d in at.dataframe if "done" in d.value.columns]
     assert any("shown to support, finance and admin" in c.value for c in at.caption)
+    # The facts say how fresh they are; the live parts say they are live.
+    fresh = [c.value for c in at.caption if "from the console's copy" in c.value]
+    assert fresh and " s ago" in fresh[0] and "the grants list confirmed it" in fresh[0]
+    assert "read from Kryptos now" in fresh[0]
 
 
 @pytest.mark.parametrize(("role", "resync", "revoke", "limit"), [

@@ -17,6 +17,16 @@ def _now() -> datetime:
 
 # --- value types ----------------------------------------------------------------------------
 
+def ago_text(age_seconds: float) -> str:
+    """"12 s ago", "5 min ago", "2.0 h ago": how the pages say an age."""
+    age = max(0.0, age_seconds)
+    if age < 90:
+        return f"{age:.0f} s ago"
+    if age < 5400:
+        return f"{age / 60:.0f} min ago"
+    return f"{age / 3600:.1f} h ago"
+
+
 @dataclass(frozen=True)
 class RmIntegration:
     grant_id: str
@@ -156,13 +166,7 @@ class Freshness:
     def as_of(self, now: datetime | None = None) -> str:
         """'as of 12 s ago' for page captions."""
         age = self.age_seconds(now)
-        if age is None:
-            return "not synced yet"
-        if age < 90:
-            return f"as of {age:.0f} s ago"
-        if age < 5400:
-            return f"as of {age / 60:.0f} min ago"
-        return f"as of {age / 3600:.1f} h ago"
+        return "not synced yet" if age is None else f"as of {ago_text(age)}"
 
     def is_stale(self, max_age_s: float, now: datetime | None = None) -> bool:
         age = self.age_seconds(now)
