@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.kryptos.errors import KryptosError
 from services.operations import validation as v
 from services.operations.approval_policy import (
     ACTIONS,
@@ -31,7 +32,12 @@ from services.operations.approval_policy import (
 )
 from services.operations.bulk import effective
 from services.operations.context import OpsContext
-from services.operations.errors import NotFound, OperationError, ValidationError
+from services.operations.errors import (
+    NotFound,
+    OperationError,
+    UpstreamError,
+    ValidationError,
+)
 from services.operations.grants import GrantOps
 from services.operations.limits import LimitOps
 from services.operations.models import BulkItem, BulkResult
@@ -136,13 +142,21 @@ class ApprovalOps:
         return [_item(i) for i in self._dry(actor, change, change.grant_ids).items]
 
     def _revoke_states(self, gids: Iterable[str]) -> list[dict[str, Any]]:
-        rows = {r.grant_id: r for r in self.grants.grant_rows()}
+        """Each grant's status now (listed: active; stored but not listed: revoked; else
+        unknown) and customer reference: the grants list read as ids (a stream) and the
+        vault by key, never the whole list joined with the whole vault."""
+        try:
+            listed = self.ctx.client.listed_grant_ids()
+        except KryptosError as exc:
+            raise UpstreamError.from_kryptos(exc, "Listing grants") from None
         out = []
         for gid in gids:
-            row = rows.get(gid)
-            out.append({"grant_id": gid, "customer_ref": getattr(row, "customer_ref", None),
-                        "before": row.status if row is not None else "unknown",
-                        "after": "revoked", "outcome": "would_change"})
+            entry = self.ctx.vault.get(gid)
+            before = ("active" if gid in listed else
+                      "revoked" if entry is not None else "unknown")
+            out.append({"grant_id": gid,
+                        "customer_ref": entry.customer_ref if entry is not None else None,
+                        "before": before, "after": "revoked", "outcome": "would_change"})
         return out
 
     def _dry(self, actor: Actor, change: Change, gids: Iterable[str]) -> BulkResult:

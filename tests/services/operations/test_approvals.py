@@ -149,6 +149,18 @@ def test_request_records_dry_run_and_audits(env: Env) -> None:
     assert ev[0].correlation_id == req.record.correlation_id
 
 
+def test_a_revoke_request_names_the_customer_and_refuses_what_is_not_active(env: Env) -> None:
+    gid = env.guests(1)[0]
+    stored = env.ops.ctx.vault.get(gid)
+    req = env.ops.approvals.request(SAM, Change.revoke(gid), "customer asked to close")
+    assert stored is not None and req.items[0]["customer_ref"] == stored.customer_ref
+    gone = next(t["grant_id"] for t in env.sandbox.tokens() if t["revoked"])
+    for gid in (gone, "cgrant_nobody_has_this_one"):  # revoked already; unknown
+        with pytest.raises(OperationError) as info:
+            env.ops.approvals.request(SAM, Change.revoke(gid), "customer asked to close")
+        assert info.value.code == "GRANT_NOT_ACTIVE"
+
+
 def test_request_needs_the_permission(env: Env) -> None:
     with pytest.raises(PermissionDenied):
         env.ops.approvals.request(FAY, Change.revoke(env.guests(1)[0]), "not mine to ask")
