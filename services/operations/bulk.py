@@ -115,7 +115,7 @@ class BulkRun:
         self.ctx = limits.ctx
         self.actor, self.plan, self.why, self.tkt = actor, plan, why, tkt
         self.seen: Mapping[str, Effective] = seen or {}
-        self.entries = {e.grant_id: e for e in self.ctx.vault.list()}  # one read per run
+        self.entries: dict[str, VaultEntry] = {}  # the run's grants, read when it starts
         self.listed: set[str] = set()  # the API's active grants, read once per run
         self.bulk_id = str(uuid.uuid4())
         self.pace = Pace()
@@ -231,6 +231,7 @@ class BulkRun:
     def run(self, gids: tuple[str, ...], *, dry_run: bool,
             progress: Progress | None, correlation_id: str | None = None) -> BulkResult:
         """`correlation_id`: the summary pair's (an approval's), else a fresh one."""
+        self.entries = self.ctx.vault.get_many(gids)
         try:
             self.listed = self.ctx.client.listed_grant_ids()
         except KryptosError as exc:  # nothing checked, nothing done

@@ -300,8 +300,8 @@ class Reconciler:
     def _exchange(self, ev: AuditEvent) -> dict[str, Any]:
         params = ev.params if isinstance(ev.params, Mapping) else {}
         ref = params.get("customer_ref")
-        made = [e.grant_id for e in self.ctx.vault.list()
-                if e.customer_ref == ref and e.created_at >= ev.ts - timedelta(seconds=1)]
+        made = ([e.grant_id for e in self.ctx.vault.stored_for_customer(
+                    ref, ev.ts - timedelta(seconds=1))] if isinstance(ref, str) else [])
         if not made:
             raise Unsettleable("no grant of this customer was stored after the request; the "
                                "exchange may have failed, or its token was not kept")

@@ -68,6 +68,26 @@ def test_put_get_reveal_list_update(db: Database, vault_key: bytes) -> None:
         vault.put("grant_1", TOKEN)  # a typo must never become a phantom "revoked" grant
 
 
+def test_get_many_and_a_customers_new_grants(db: Database, vault_key: bytes) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    vault = TokenVault(db, vault_key)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    for i in range(3):
+        vault.put(f"cgrant_many{i:03d}", f"cat_secret_many{i:03d}", customer_ref="ann")
+    vault.put("cgrant_other000", "cat_secret_other000", customer_ref="bob")
+    found = vault.get_many(["cgrant_many002", "cgrant_many000", "cgrant_not_stored",
+                            "cgrant_many000"])
+    assert sorted(found) == ["cgrant_many000", "cgrant_many002"]
+    assert found["cgrant_many002"].customer_ref == "ann"
+    assert "cat_secret" not in repr(found)
+    assert vault.get_many([]) == {}
+    assert [e.grant_id for e in vault.stored_for_customer("ann", before)] == [
+        "cgrant_many000", "cgrant_many001", "cgrant_many002"]
+    assert vault.stored_for_customer("ann", datetime.now(UTC) + timedelta(seconds=5)) == []
+    assert vault.stored_for_customer("nobody", before) == []
+
+
 def test_tokens_are_encrypted_at_rest(db: Database, vault_key: bytes) -> None:
     TokenVault(db, vault_key).put("cgrant_1", TOKEN)
     with db.read() as conn:
