@@ -37,6 +37,9 @@ if actor is None:
     ]
     st.navigation([st.Page(auth.login_page, title="Log in", icon=":material/login:",
                            default=True), *stand_ins], position="hidden").run()
+    # Once per process, once the form is drawn (while a person types): keeps the
+    # collection Streamlit makes after every run cheap (dashboard/heap.py).
+    heap.freeze_startup_heap()
     st.stop()
 
 approvals_on = runtime.ops.approvals.policy.enabled
@@ -76,6 +79,6 @@ try:
     if spec in available or not auth.refuse_page(runtime, actor, spec):
         page.run()
 finally:
-    # Once per process, after the first page a user opened (not in the way of the login
-    # page): keeps the collection Streamlit makes after every run cheap.
+    # Once per process, when its first run is a logged-in one (a session cookie): see
+    # above.
     heap.freeze_startup_heap()

@@ -6,9 +6,10 @@ SQLAlchemy, Streamlit itself), about 100 ms a run on this 2-core machine, and it
 GIL, so the browser's "run finished" message waited for it: most of a Grants rerun's time
 (159 ms against 64 ms without it, `bench/scale_bench.py --browser`).
 
-Once per process, at the end of the first page run after a login (so the login page does
-not wait for it), the modules the pages use are imported and everything alive then
-(modules, classes, the runtime) is moved to the permanent generation
+Once per process, at the end of its first run (after the login form is drawn, while a
+person types; or after the first page when a session cookie skipped the login), the
+modules the pages use are imported and everything alive then (modules, classes, the
+runtime) is moved to the permanent generation
 (`gc.freeze()`): later collections walk only what was made since (sessions, caches, frames),
 so they stay cheap and still free what the runs leave behind. Frozen objects are still freed
 by reference counting; only a cycle made before the freeze would never be collected, and
