@@ -254,8 +254,9 @@ def _load_then_sync(ops: Operations, control: SandboxControl, worker: SyncWorker
         worker.start()
 
 
-#: Tokens fetched, stored and shown per transaction when sandbox mode loads them.
-TOKEN_PAGE = 5000
+#: Tokens fetched, stored and shown per transaction when sandbox mode loads them: short
+#: write transactions, so that a login's own writes meanwhile wait little for SQLite's lock.
+TOKEN_PAGE = 1000
 
 
 def load_sandbox_tokens(ops: Operations, sandbox: SandboxControl, client_id: str) -> int:
