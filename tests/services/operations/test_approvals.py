@@ -392,8 +392,10 @@ def test_expiry_timer(sandbox: Any, tmp_path: Any) -> None:
         req = e.ops.approvals.request(SAM, Change.revoke(e.guests(1)[0]), "customer asked")
         stop = e.ops.approvals.start_expiry_timer(0.05)
         try:
-            for _ in range(100):
-                if e.ops.approvals.store.get(req.id).state == "expired":  # type: ignore
+            # Bounded generously (a loaded CI machine): the state and its event, both.
+            for _ in range(400):
+                if (e.ops.approvals.store.get(req.id).state == "expired"  # type: ignore
+                        and e.events(action="approval.expired")):
                     break
                 threading.Event().wait(0.05)
         finally:
