@@ -38,6 +38,8 @@ LOADING = "Loading grants… first sync in progress."
 #: Rows are showing but the first full sync has not ended: counts still grow.
 PARTIAL = ("First sync in progress: {rows:,} grant(s) loaded so far. Counts and lists are "
            "partial until it finishes.")
+#: While the first sync runs, the Overview looks for new rows this often (seconds).
+FIRST_SYNC_POLL_S = 3.0
 #: Session key of the admin's "Sync worker" expander (open or not).
 SYNC_BOX_KEY = "sync_worker_open"
 #: Without a full sync for this many grants intervals, the data is labelled stale.
@@ -74,6 +76,30 @@ def freshness(ctx: PageContext) -> bool:
         st.caption(f"Grants {fresh.as_of()}.", help="From the console's copy of Kryptos, "
                    "kept fresh by its sync worker; changes made here show at once.")
     return True
+
+
+def follow_first_sync(ctx: PageContext) -> None:
+    """While the first sync runs (rows shown, no full sync yet), rerun the page by itself
+    when more rows have arrived, every `FIRST_SYNC_POLL_S` seconds, so partial counts grow
+    without a click; nothing is drawn, and nothing runs once the first sync has ended."""
+    try:
+        fresh = reads.freshness(ctx.ops, ctx.actor)
+    except OperationError:
+        return  # the page's own freshness line has said what is wrong
+    if fresh.last_full_sync is not None:
+        return
+    shown = fresh.rows
+
+    @st.fragment(run_every=FIRST_SYNC_POLL_S)
+    def watch() -> None:
+        try:
+            now = reads.freshness(ctx.ops, ctx.actor)
+        except OperationError:
+            return
+        if now.rows != shown or now.last_full_sync is not None:
+            st.rerun()
+
+    watch()
 
 
 def open_queue(queue: str) -> None:

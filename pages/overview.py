@@ -21,6 +21,7 @@ if refresh.button("Refresh", key="overview_refresh", icon=":material/refresh:",
         ui.show_error(exc)
 
 ready = rm_sections.freshness(ctx)
+rm_sections.follow_first_sync(ctx)  # partial counts grow by themselves while it runs
 try:
     ov = reads.overview(ctx.ops, ctx.actor)
 except OperationError as exc:
