@@ -61,6 +61,7 @@ from tests.e2e.console_process import (  # noqa: E402
     ConsoleProcess,
     chromium_path,
     launch_chromium,
+    stop_process,
 )
 
 USER = "admin"
@@ -169,7 +170,7 @@ class Sandbox:
             return json.loads(r.read() or b"{}")
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
         self.proc = None
 
 
@@ -183,17 +184,6 @@ def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
     t.start()
     t.join(timeout)
     return out[0] if out else ""
-
-
-def _stop(proc: subprocess.Popen[Any] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 class BareApp(ConsoleProcess):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import bcrypt
@@ -288,13 +289,20 @@ def _cancel() -> None:
     st.session_state.pop(PENDING_KEY, None)
 
 
-def _code_form(runtime: Runtime) -> None:
+def _code_submit(runtime: Runtime, check: Callable[[Runtime, str, str], str | None]
+                 ) -> Callable[[], None]:
+    """The callback of a form that sends the typed code to `check` (a second-factor login
+    step or an enrolment), its message kept for the next run, the field emptied."""
     def submit() -> None:
         st.session_state[LOGIN_MESSAGE_KEY] = _guarded(
-            check_code, runtime, st.session_state.get(CODE_KEY) or "",
-            client_address(runtime))
+            check, runtime, st.session_state.get(CODE_KEY) or "", client_address(runtime))
         st.session_state[CODE_KEY] = ""
 
+    return submit
+
+
+def _code_form(runtime: Runtime) -> None:
+    submit = _code_submit(runtime, check_code)
     with st.form(CODE_FORM_KEY, clear_on_submit=False):
         st.subheader("Second factor")
         st.text_input("Code from your authenticator app, or a recovery code", key=CODE_KEY,
@@ -305,12 +313,7 @@ def _code_form(runtime: Runtime) -> None:
 
 
 def _enrol_form(runtime: Runtime, pending: dict) -> None:
-    def submit() -> None:
-        st.session_state[LOGIN_MESSAGE_KEY] = _guarded(
-            confirm_enrolment, runtime, st.session_state.get(CODE_KEY) or "",
-            client_address(runtime))
-        st.session_state[CODE_KEY] = ""
-
+    submit = _code_submit(runtime, confirm_enrolment)
     st.subheader("Set up a second factor")
     st.info("Your role requires a code from an authenticator app at every login. Add this "
             "key to the app, then enter the code it shows.", icon=":material/security:")

@@ -60,15 +60,15 @@ class SyncOps:
         rm = self.ctx.readmodel
         shared = rm.sync_state()
         worker = self.ctx.sync_worker
-        fresh = rm.freshness()
         if worker is not None:
-            s = worker.status()
+            s = worker.status()  # its own freshness and stale rows: not read again here
             return SyncView(
                 runs_here=True, holder_here=s.holder, holder=shared.get("holder"),
                 heartbeat=_time(shared.get("heartbeat")), last_full_sync=s.last_full_sync,
-                grants_listed=s.grants_listed, rows=fresh.rows, rows_stale=s.rows_stale,
+                grants_listed=s.grants_listed, rows=rm.row_count(), rows_stale=s.rows_stale,
                 never_refreshed=s.never_refreshed, errors=s.errors, last_error=s.last_error,
                 calls_per_second=s.calls_per_second, rate=s.rate, stale=s.stale)
+        fresh = rm.freshness()
         last = fresh.last_full_sync
         cutoff = datetime.now(UTC) - timedelta(seconds=3 * grants_interval)
         listed = _num(shared.get("grants_listed"))

@@ -4,25 +4,13 @@ integrations and aggregates, a redelivery changes nothing, a disconnect shows re
 
 from __future__ import annotations
 
-import time
-
 from services.store.readmodel import FAILING, SYNCING, GrantFilter, ReadModel
 from services.store.webhook_events import WebhookEventStore
 from services.sync.webhooks import readmodel_hook
 from tests.backend.helpers import WEBHOOK_SECRET, auth, connect, post
 from tests.sandbox.helpers import connect as kryptos
 from tests.sandbox.helpers import data
-
-
-def _wait(predicate, timeout: float = 15.0, what: str = "it"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last: {value!r})")
-        time.sleep(0.05)
+from tests.webhook_stack import wait_for
 
 
 def _integration(rm: ReadModel, gid: str, wallet: str):
@@ -51,7 +39,7 @@ def test_exchange_and_webhooks_update_the_read_model(backend, sandbox):
     # The widget's integration.created (sent before the exchange) reached the row.
     token = backend.backend.vault.reveal(gid)
     wallets = [i["walletId"] for i in data(sandbox, "/v1/integrations", token).json()["data"]]
-    _wait(lambda: rm.grant(gid).grant.n_integrations == len(wallets),
+    wait_for(lambda: rm.grant(gid).grant.n_integrations == len(wallets),
           what="integration.created")
     wallet = next(w for w in wallets
                   if _integration(rm, gid, w).status.upper() not in FAILING | SYNCING)
@@ -63,7 +51,7 @@ def test_exchange_and_webhooks_update_the_read_model(backend, sandbox):
                      {"user_id": user, "mode": "from_start"})
     assert answer.status_code == 202, answer.text
     sandbox.advance_clock(60)
-    _wait(lambda: _integration(rm, gid, wallet).status == "FAILED", what="FAILED")
+    wait_for(lambda: _integration(rm, gid, wallet).status == "FAILED", what="FAILED")
     assert rm.grant(gid).grant.sync_state == "failing"
     assert rm.grant(gid).grant.n_failing == failing_before + 1
     assert gid in {r.grant_id for r in rm.page(GrantFilter(queue="failing")).rows}
@@ -81,7 +69,7 @@ def test_exchange_and_webhooks_update_the_read_model(backend, sandbox):
                      {"user_id": user, "mode": "latest"})
     assert answer.status_code == 202, answer.text
     sandbox.advance_clock(60)
-    _wait(lambda: _integration(rm, gid, wallet).status != "FAILED",
+    wait_for(lambda: _integration(rm, gid, wallet).status != "FAILED",
           what="integration.updated")
     assert rm.grant(gid).grant.n_failing == failing_before
     assert rm.grant(gid).grant.last_sync is not None

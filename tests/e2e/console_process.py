@@ -45,6 +45,18 @@ CHROMIUM_ARGS = [
 ]
 
 
+def stop_process(proc: subprocess.Popen[Any] | None) -> None:
+    """Terminate a child that still runs; kill it when it has not ended after 10 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def chromium_path() -> str | None:
     """Debian's chromium on PATH (installed by .ci/run), or None."""
     return shutil.which("chromium")
@@ -135,13 +147,7 @@ class ConsoleProcess:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_process(proc)
         if self._log is not None:
             self._log.close()
             self._log = None
