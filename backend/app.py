@@ -2,7 +2,7 @@
 
 Routes: the customer endpoints under `/api/kryptos/` (bearer JWT), the webhook receiver
 `POST /api/kryptos/webhooks` (signed), `/healthz`, `/readyz`, and in sandbox mode the demo
-customer app under `/demo`. Every error is `{"success": false, "error", "code"}`."""
+customer app under `/demo` when BACKEND_DEMO asks for it. Every error is `{"success": false, "error", "code"}`."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from backend.ratelimit import RateLimiter
 from backend.service import CustomerService
 from backend.webhooks import Hook, WebhookHub, verify
 from services.kryptos.client import KryptosClient
-from services.settings import Settings, load_settings
+from services.settings import ConfigError, Settings, load_settings
 from services.store import (
     AuditLog,
     AuditTrail,
@@ -249,6 +249,9 @@ def create_app(settings: Settings | None = None, *, client: KryptosClient | None
     started here) is the sandbox the client and the demo talk to. `on_event`: webhook hooks
     (more can be added later to `app.state.backend.hub.on_event`)."""
     settings = settings or load_settings()
+    if settings.backend_demo and not settings.sandbox_mode:
+        raise ConfigError("BACKEND_DEMO hands out customer tokens without sign-in: it is only "
+                          "for sandbox mode (no Kryptos credentials). Unset it.")
     backend = _build_backend(settings, client, db, sandbox_url, on_event)
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -325,21 +328,23 @@ def _health_routes(app: FastAPI, b: Backend) -> None:
                              "mode": "sandbox" if b.settings.sandbox_mode else "live"})
 
 
-def _sandbox_only(b: Backend) -> None:
-    if not b.settings.sandbox_mode or b.sandbox_url is None:
-        raise ApiError(403, "SANDBOX_ONLY", "The demo is only available in sandbox mode.")
+def _demo_only(b: Backend) -> None:
+    """The demo hands out customer tokens without sign-in: it exists only when demo mode was
+    asked for (BACKEND_DEMO, which needs sandbox mode); otherwise it is not there at all."""
+    if not b.settings.backend_demo or not b.settings.sandbox_mode or b.sandbox_url is None:
+        raise ApiError(404, "NOT_FOUND", "No such endpoint.")
 
 
 def _demo_routes(app: FastAPI, b: Backend) -> None:
     @app.get("/demo")
     def demo() -> HTMLResponse:
-        _sandbox_only(b)
+        _demo_only(b)
         return HTMLResponse((STATIC / "demo.html").read_text(encoding="utf-8"),
                             headers={"Cache-Control": "no-store"})
 
     @app.get("/demo/token")
     def demo_token(customer: str = "demo-customer") -> dict:
-        _sandbox_only(b)
+        _demo_only(b)
         ref = valid_customer_ref(customer)
         if ref is None:
             raise invalid("customer must be one line of at most 320 characters.")
@@ -349,7 +354,7 @@ def _demo_routes(app: FastAPI, b: Backend) -> None:
     def demo_widget(raw: bytes = Depends(raw_body)) -> dict:
         """The sandbox has no widget page: this plays the customer finishing the widget
         opened with `link_token`, through the sandbox's `POST /sandbox/public-token`."""
-        _sandbox_only(b)
+        _demo_only(b)
         body = parse_json(raw)
         link_token, kind = body.get("link_token"), body.get("kind", "guest")
         if not isinstance(link_token, str) or not link_token.startswith("link_"):

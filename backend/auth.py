@@ -41,7 +41,8 @@ class JwtConfig:
 
 def jwt_config(settings: Settings) -> JwtConfig:
     secret = settings.backend_jwt_secret
-    if not secret and not settings.backend_jwt_public_key and settings.sandbox_mode:
+    if (not secret and not settings.backend_jwt_public_key and settings.sandbox_mode
+            and settings.backend_demo):
         secret = secret_file(Path(settings.data_dir) / DEMO_KEY_FILE)
     return JwtConfig(secret, settings.backend_jwt_public_key,
                      settings.backend_jwt_audience, settings.backend_jwt_issuer)

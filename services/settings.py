@@ -10,7 +10,8 @@ totp_required_roles, login_max_failures, login_max_failures_wide, login_lock_sec
 client_address_header, sync_grants_interval, sync_rate, sync_enabled, approvals,
 approval_bulk_over, approval_limit_over, approval_ttl_hours) and the `[backend]`
 table (lower-case keys: jwt_secret, jwt_public_key, jwt_audience, jwt_issuer,
-webhook_secret, webhook_max_age, link_token_rate_limit, port).
+webhook_secret, webhook_secret_previous, webhook_max_age, link_token_rate_limit,
+customer_rate_limit, jwt_max_lifetime, demo, port).
 
 Nothing else in the project reads `os.environ` or the secrets file.
 """
@@ -158,6 +159,9 @@ class Settings:
     link_token_rate_limit: int = DEFAULT_LINK_TOKEN_RATE_LIMIT
     #: Sandbox mode: the port `bin/console` starts the backend on (0: any free port).
     backend_port: int = 0
+    #: The backend's demo customer app (`/demo`, `/demo/token`: customer tokens without
+    #: sign-in): served only when asked for (BACKEND_DEMO=on), and only in sandbox mode.
+    backend_demo: bool = False
     #: The read model's sync worker (services/sync): seconds between full grants lists,
     #: upstream calls a second, and whether this process runs it (standing by for the lock).
     sync_grants_interval: float = 300.0
@@ -337,6 +341,7 @@ def load_settings(
             "BACKEND_LINK_TOKEN_RATE_LIMIT", backend, "link_token_rate_limit",
             DEFAULT_LINK_TOKEN_RATE_LIMIT, int)),
         backend_port=int(number("BACKEND_PORT", backend, "port", 0, int)),
+        backend_demo=_flag(get("BACKEND_DEMO", backend, "demo"), "BACKEND_DEMO", False),
         idle_timeout=_positive(number("CONSOLE_IDLE_TIMEOUT", console, "idle_timeout",
                                       20 * 60, float), "CONSOLE_IDLE_TIMEOUT"),
         session_lifetime=_positive(number("CONSOLE_SESSION_LIFETIME", console,

@@ -81,7 +81,7 @@ def test_python_m_backend_live_mode_serves_health(tmp_path: Path, sandbox):
         assert get(url, "/readyz").json() == {"status": "ready", "mode": "live"}
         assert post(url, "/api/kryptos/create-link-token", {},
                     headers=auth("p", secret="j" * 40)).status_code == 200
-        assert get(url, "/demo").status_code == 403
+        assert get(url, "/demo/token").status_code == 404
     finally:
         stop([child])
     output = child.stdout.read() if child.stdout else ""
