@@ -236,7 +236,8 @@ def _build_backend(settings: Settings, client: KryptosClient | None, db: Databas
     service = CustomerService(client, vault, AuditTrail(audit),
                               RateLimiter(db, settings.link_token_rate_limit),
                               ExchangeOnce(db), on_user_learned=hub.attach_user,
-                              readmodel=readmodel)
+                              readmodel=readmodel,
+                              customer_limiter=RateLimiter(db, settings.customer_rate_limit))
     return Backend(settings, client, db, vault, audit, jwt_config(settings), service, hub,
                    sandbox_url if settings.sandbox_mode else None, stops)
 
@@ -273,7 +274,10 @@ def create_app(settings: Settings | None = None, *, client: KryptosClient | None
 
 def _customer_routes(app: FastAPI, b: Backend) -> None:
     def customer(request: Request) -> str:
-        return customer_from_header(request.headers.get("authorization"), b.jwt)
+        """The signed-in customer, admitted by its rate limit (every route below uses it)."""
+        ref = customer_from_header(request.headers.get("authorization"), b.jwt)
+        b.service.admit(ref)
+        return ref
 
     @app.post("/api/kryptos/create-link-token")
     def create_link_token(request: Request, ref: str = Depends(customer),

@@ -42,6 +42,8 @@ DEFAULT_TIERS = "Free=1000,Plus=10000,Pro=100000,Unlimited=off"
 SANDBOX_WEBHOOK_SECRET = "sandbox_webhook_secret_do_not_use_live"
 DEFAULT_WEBHOOK_MAX_AGE = 300.0
 DEFAULT_LINK_TOKEN_RATE_LIMIT = 10
+DEFAULT_CUSTOMER_RATE_LIMIT = 60
+DEFAULT_JWT_MAX_LIFETIME = 24 * 3600.0
 
 
 class ConfigError(Exception):
@@ -149,7 +151,8 @@ class Settings:
     client_address_header: str | None = None
     #: The customer backend (`backend/`): how customers' JWTs are checked (HS256 secret or
     #: RS256 public key in PEM), the webhook signing secret, the webhook max age (seconds)
-    #: and link tokens allowed per customer per minute.
+    #: link tokens allowed per customer per minute, calls to all customer endpoints allowed
+    #: per customer per minute, and the longest customer token lifetime accepted (seconds).
     backend_jwt_secret: str | None = field(default=None, repr=False)
     backend_jwt_public_key: str | None = field(default=None, repr=False)
     backend_jwt_audience: str | None = None
@@ -157,6 +160,8 @@ class Settings:
     webhook_secret: str | None = field(default=None, repr=False)
     webhook_max_age: float = DEFAULT_WEBHOOK_MAX_AGE
     link_token_rate_limit: int = DEFAULT_LINK_TOKEN_RATE_LIMIT
+    customer_rate_limit: int = DEFAULT_CUSTOMER_RATE_LIMIT
+    jwt_max_lifetime: float = DEFAULT_JWT_MAX_LIFETIME
     #: Sandbox mode: the port `bin/console` starts the backend on (0: any free port).
     backend_port: int = 0
     #: The backend's demo customer app (`/demo`, `/demo/token`: customer tokens without
@@ -340,6 +345,12 @@ def load_settings(
         link_token_rate_limit=int(number(
             "BACKEND_LINK_TOKEN_RATE_LIMIT", backend, "link_token_rate_limit",
             DEFAULT_LINK_TOKEN_RATE_LIMIT, int)),
+        customer_rate_limit=int(number(
+            "BACKEND_CUSTOMER_RATE_LIMIT", backend, "customer_rate_limit",
+            DEFAULT_CUSTOMER_RATE_LIMIT, int)),
+        jwt_max_lifetime=_positive(number("BACKEND_JWT_MAX_LIFETIME", backend,
+                                          "jwt_max_lifetime", DEFAULT_JWT_MAX_LIFETIME, float),
+                                   "BACKEND_JWT_MAX_LIFETIME"),
         backend_port=int(number("BACKEND_PORT", backend, "port", 0, int)),
         backend_demo=_flag(get("BACKEND_DEMO", backend, "demo"), "BACKEND_DEMO", False),
         idle_timeout=_positive(number("CONSOLE_IDLE_TIMEOUT", console, "idle_timeout",
