@@ -2,11 +2,11 @@
 
 Routes: the customer endpoints under `/api/kryptos/` (bearer JWT), the webhook receiver
 `POST /api/kryptos/webhooks` (signed), `/healthz`, `/readyz`, and in sandbox mode the demo
-customer app under `/demo` when BACKEND_DEMO asks for it. Every error is `{"success": false, "error", "code"}`."""
+customer app under `/demo` when BACKEND_DEMO asks for it. Every error is
+`{"success": false, "error", "code"}`."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import uuid
@@ -22,6 +22,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend import jsonbody
 from backend.auth import (
     JwtConfig,
     customer_from_header,
@@ -170,10 +171,7 @@ async def raw_body(request: Request) -> bytes:
 def parse_json(raw: bytes, *, optional: bool = False) -> Any:
     if optional and not raw.strip():
         return {}
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("The request body is not valid JSON.") from None
+    value = jsonbody.loads(raw)
     if not isinstance(value, dict):
         raise invalid("The request body must be a JSON object.")
     return value

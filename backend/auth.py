@@ -3,8 +3,9 @@
 HS256 with `BACKEND_JWT_SECRET` and/or RS256 with `BACKEND_JWT_PUBLIC_KEY` (PEM); `exp` and
 `sub` (the customer reference) are required; `aud` / `iss` are checked when configured; a
 token whose lifetime (`exp - iat`, or `exp - now` without `iat`) is over the configured
-maximum (BACKEND_JWT_MAX_LIFETIME, 24 h) is refused. Anything else (alg none, another algorithm, bad signature, expired, wrong audience or
-issuer, missing or malformed sub) is 401 UNAUTHENTICATED, with one plain message."""
+maximum (BACKEND_JWT_MAX_LIFETIME, 24 h) is refused. Anything else (alg none, another
+algorithm, bad signature, expired, wrong audience or issuer, missing or malformed sub) is 401
+UNAUTHENTICATED, with one plain message (a too long lifetime says so)."""
 
 from __future__ import annotations
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import math
 import time
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from backend import jsonbody
 from backend.errors import ApiError, invalid
 from services.store import Database, TokenVault
 from services.store.webhook_events import ID_MAX, TYPE_MAX, WebhookEvent, WebhookEventStore
@@ -118,10 +118,7 @@ class WebhookHub:
 
     def store(self, raw: bytes, headers: Mapping[str, str]) -> tuple[int, bool]:
         """Store a verified delivery: (row id, True) or, for a known id, (its row id, False)."""
-        try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise invalid("The webhook body is not JSON.") from None
+        payload = jsonbody.loads(raw, "webhook body")
         webhook_id, kind, grant, user = _facts(payload, headers)
         return self.events.insert(webhook_id, kind, payload, grant_id=grant,
                                   kryptos_user_id=user)
