@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -34,7 +35,8 @@ from backend.errors import ApiError, invalid
 from backend.exchange import ExchangeOnce
 from backend.ratelimit import RateLimiter
 from backend.service import CustomerService
-from backend.webhooks import Hook, WebhookHub, verify
+from backend.webhook_auth import Clock, WebhookVerifier, verifier_for
+from backend.webhooks import Hook, WebhookHub
 from services.kryptos.client import KryptosClient
 from services.settings import ConfigError, Settings, load_settings
 from services.store import (
@@ -67,6 +69,8 @@ class Backend:
     jwt: JwtConfig
     service: CustomerService
     hub: WebhookHub
+    #: Checks webhook signatures (backend/webhook_auth.py); None: no secret, all refused.
+    webhook_verifier: WebhookVerifier | None = None
     sandbox_url: str | None = None
     _stops: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
@@ -202,8 +206,9 @@ def _install_handlers(app: FastAPI) -> None:
 
 
 def _build_backend(settings: Settings, client: KryptosClient | None, db: Database | None,
-                   sandbox_url: str | None, on_event: Iterable[Hook]) -> Backend:
+                   sandbox_url: str | None, on_event: Iterable[Hook], clock: Clock) -> Backend:
     stops: list[Callable[[], None]] = []
+    verifier = verifier_for(settings, clock)  # a bad secret fails here, before anything starts
     if client is None:
         if settings.sandbox_mode:
             base = sandbox_url or settings.sandbox_url
@@ -232,26 +237,28 @@ def _build_backend(settings: Settings, client: KryptosClient | None, db: Databas
     readmodel = ReadModel(db, settings.tiers)
     hub = WebhookHub(db, vault, [readmodel_hook(readmodel), *on_event])
     service = CustomerService(client, vault, AuditTrail(audit),
-                              RateLimiter(db, settings.link_token_rate_limit),
+                              RateLimiter(db, settings.link_token_rate_limit, clock=clock),
                               ExchangeOnce(db), on_user_learned=hub.attach_user,
                               readmodel=readmodel,
-                              customer_limiter=RateLimiter(db, settings.customer_rate_limit))
+                              customer_limiter=RateLimiter(db, settings.customer_rate_limit,
+                                                           clock=clock))
     return Backend(settings, client, db, vault, audit, jwt_config(settings), service, hub,
-                   sandbox_url if settings.sandbox_mode else None, stops)
+                   verifier, sandbox_url if settings.sandbox_mode else None, stops)
 
 
 def create_app(settings: Settings | None = None, *, client: KryptosClient | None = None,
                db: Database | None = None, sandbox_url: str | None = None,
-               on_event: Iterable[Hook] = ()) -> FastAPI:
+               on_event: Iterable[Hook] = (), clock: Clock = time.time) -> FastAPI:
     """The application. `client`/`db` are used as given (the caller closes them); otherwise
     built from the settings. In sandbox mode `sandbox_url` (else SANDBOX_URL, else a sandbox
     started here) is the sandbox the client and the demo talk to. `on_event`: webhook hooks
-    (more can be added later to `app.state.backend.hub.on_event`)."""
+    (more can be added later to `app.state.backend.hub.on_event`). `clock`: the time the
+    webhook window and the rate limits are measured against (tests make it exact)."""
     settings = settings or load_settings()
     if settings.backend_demo and not settings.sandbox_mode:
         raise ConfigError("BACKEND_DEMO hands out customer tokens without sign-in: it is only "
                           "for sandbox mode (no Kryptos credentials). Unset it.")
-    backend = _build_backend(settings, client, db, sandbox_url, on_event)
+    backend = _build_backend(settings, client, db, sandbox_url, on_event, clock)
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -307,9 +314,12 @@ def _webhook_routes(app: FastAPI, b: Backend) -> None:
     @app.post("/api/kryptos/webhooks")
     def webhooks(request: Request, tasks: BackgroundTasks,
                  raw: bytes = Depends(raw_body)) -> dict:
+        if b.webhook_verifier is None:
+            raise ApiError(401, "UNAUTHENTICATED", "Webhooks are not configured on this "
+                           "backend.")
         headers = {k.lower(): v for k, v in request.headers.items()}
-        verify(raw, headers, b.settings.effective_webhook_secret, b.settings.webhook_max_age)
-        row_id, new = b.hub.store(raw, headers)
+        delivery = b.webhook_verifier.verify(raw, headers)
+        row_id, new = b.hub.store(raw, delivery)
         event = None if new else b.hub.get(row_id)
         if new or (event is not None and event.processed_at is None):
             tasks.add_task(b.hub.process, row_id)  # after the answer is sent

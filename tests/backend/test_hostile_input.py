@@ -4,8 +4,6 @@ envelope, and no client error leaves a traceback (or any error record) in the lo
 from __future__ import annotations
 
 import base64
-import logging
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,36 +17,6 @@ NESTED = [
 ]
 CUSTOMER_POSTS = ["/api/kryptos/create-link-token", "/api/kryptos/exchange-token",
                   "/api/kryptos/disconnect"]
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def problems(self) -> list[str]:
-        return [f"{r.name}: {r.getMessage()}" for r in self.records
-                if r.exc_info or r.levelno >= logging.ERROR or "Traceback" in r.getMessage()]
-
-
-@pytest.fixture
-def log_of(request) -> Iterator:
-    """`log_of(backend)`: the records the backend's loggers (and uvicorn's) write from now
-    on. Attached after the server started: uvicorn's logging set-up replaces handlers."""
-    handler = _Records()
-    names = ["", "uvicorn", "uvicorn.error", "backend", "fastapi", "starlette"]
-
-    def attach(_backend) -> _Records:
-        for name in names:
-            logging.getLogger(name).addHandler(handler)
-        return handler
-
-    yield attach
-    for name in names:
-        logging.getLogger(name).removeHandler(handler)
 
 
 @pytest.mark.parametrize("body", NESTED, ids=["array", "object", "34-levels"])
