@@ -2,8 +2,8 @@
 
 A client's body can never make the backend fail: bytes that are not UTF-8 JSON, the
 constants NaN/Infinity (not JSON; they would be stored as invalid JSON) and nesting deeper
-than MAX_DEPTH (5,000 levels made the parser raise RecursionError, a 500 with a traceback)
-all raise `ApiError` 400 INVALID_REQUEST."""
+than MAX_DEPTH (thousands of levels make the parser raise RecursionError, which would be a
+500 with a traceback) all raise `ApiError` 400 INVALID_REQUEST."""
 
 from __future__ import annotations
 
