@@ -4,6 +4,7 @@ envelope, and no client error leaves a traceback (or any error record) in the lo
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
@@ -77,4 +78,59 @@ def test_not_utf8_and_not_an_object_are_400(backend, log_of):
     for raw in (b"\xff\xfe{", b"[]", b'"text"', b"1"):
         assert_error(post(backend.url, CUSTOMER_POSTS[1], raw=raw, headers=auth("bytes")), 400,
                      "INVALID_REQUEST")
+    assert log.problems() == []
+
+
+def _signed_token(claims: dict) -> str:
+    """An HS256 token with the backend's own secret over claims PyJWT would not write."""
+    import hashlib
+    import hmac
+
+    from tests.backend.helpers import JWT_SECRET
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(b'{"alg":"HS256","typ":"JWT"}')
+    body = b64(json.dumps(claims).encode().replace(b'"INF"', b"1e400"))
+    mac = hmac.new(JWT_SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(mac)}"
+
+
+@pytest.mark.parametrize("claims", [
+    {"sub": "a", "exp": "INF"},  # 1e400: infinity once parsed
+    {"sub": "a", "exp": "soon"},
+    {"sub": "a", "exp": 4102444800, "iat": "INF"},
+    {"sub": ["a"], "exp": 4102444800},
+])
+def test_validly_signed_tokens_with_absurd_claims_are_401(backend, log_of, claims):
+    log = log_of(backend)
+    answer = get(backend.url, "/api/kryptos/session",
+                 headers={"Authorization": f"Bearer {_signed_token(claims)}"})
+    assert_error(answer, 401, "UNAUTHENTICATED")
+    assert log.problems() == []
+
+
+def test_assorted_malformed_requests_are_client_errors(backend, log_of):
+    log = log_of(backend)
+    link = "/api/kryptos/create-link-token"
+    exchange = "/api/kryptos/exchange-token"
+    cases = [
+        post(backend.url, exchange, {"public_token": 5}, headers=auth("m")),
+        post(backend.url, exchange, {"public_token": "public_" + "a" * 600}, headers=auth("m")),
+        post(backend.url, exchange, {"other": 1}, headers=auth("m")),
+        post(backend.url, link, raw=b"\x00\x01", headers=auth("m")),
+        get(backend.url, "/api/kryptos/session", headers={"Authorization": "Bearer a.b.c"}),
+    ]
+    raw, headers = signed({"id": "whd_many", "event": "x", "data": {}}, webhook_id="whd_many")
+    cases.append(post(backend.url, "/api/kryptos/webhooks", raw=raw, headers={
+        **headers, "webhook-signature": " ".join(["v1,AAAA"] * 500)}))
+    cases.append(post(backend.url, "/api/kryptos/webhooks", raw=b"\xff" * 10, headers={
+        **headers}))
+    cases.append(post(backend.url, "/api/kryptos/webhooks", raw=raw, headers={
+        **headers, "webhook-id": "a b"}))
+    assert all(400 <= c.status_code < 500 for c in cases), [(c.status_code, c.text)
+                                                           for c in cases]
+    for c in cases:
+        assert c.json()["success"] is False and "Traceback" not in c.text
     assert log.problems() == []
