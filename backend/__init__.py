@@ -1,7 +1,8 @@
 """The company's customer-facing backend for Kryptos Connect (issue 13).
 
 The Web SDK's endpoints (link token, token exchange, session, disconnect, holdings), the
-signed-webhook receiver and, in sandbox mode, a demo customer app. FastAPI on uvicorn, over
+signed-webhook receiver (Standard Webhooks) and, in sandbox mode with BACKEND_DEMO on, a demo
+customer app. FastAPI on uvicorn, over
 `services/` (client, vault, audit log). Run with `python -m backend`; build in tests with
 `backend.app.create_app`. Never imports `dashboard/`.
 """

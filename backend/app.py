@@ -2,13 +2,14 @@
 
 Routes: the customer endpoints under `/api/kryptos/` (bearer JWT), the webhook receiver
 `POST /api/kryptos/webhooks` (signed), `/healthz`, `/readyz`, and in sandbox mode the demo
-customer app under `/demo`. Every error is `{"success": false, "error", "code"}`."""
+customer app under `/demo` when BACKEND_DEMO asks for it. Every error is
+`{"success": false, "error", "code"}`."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend import jsonbody
 from backend.auth import (
     JwtConfig,
     customer_from_header,
@@ -33,9 +35,10 @@ from backend.errors import ApiError, invalid
 from backend.exchange import ExchangeOnce
 from backend.ratelimit import RateLimiter
 from backend.service import CustomerService
-from backend.webhooks import Hook, WebhookHub, verify
+from backend.webhook_auth import Clock, WebhookVerifier, verifier_for
+from backend.webhooks import Hook, WebhookHub
 from services.kryptos.client import KryptosClient
-from services.settings import Settings, load_settings
+from services.settings import ConfigError, Settings, load_settings
 from services.store import (
     AuditLog,
     AuditTrail,
@@ -66,6 +69,8 @@ class Backend:
     jwt: JwtConfig
     service: CustomerService
     hub: WebhookHub
+    #: Checks webhook signatures (backend/webhook_auth.py); None: no secret, all refused.
+    webhook_verifier: WebhookVerifier | None = None
     sandbox_url: str | None = None
     _stops: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
@@ -170,10 +175,7 @@ async def raw_body(request: Request) -> bytes:
 def parse_json(raw: bytes, *, optional: bool = False) -> Any:
     if optional and not raw.strip():
         return {}
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("The request body is not valid JSON.") from None
+    value = jsonbody.loads(raw)
     if not isinstance(value, dict):
         raise invalid("The request body must be a JSON object.")
     return value
@@ -204,8 +206,9 @@ def _install_handlers(app: FastAPI) -> None:
 
 
 def _build_backend(settings: Settings, client: KryptosClient | None, db: Database | None,
-                   sandbox_url: str | None, on_event: Iterable[Hook]) -> Backend:
+                   sandbox_url: str | None, on_event: Iterable[Hook], clock: Clock) -> Backend:
     stops: list[Callable[[], None]] = []
+    verifier = verifier_for(settings, clock)  # a bad secret fails here, before anything starts
     if client is None:
         if settings.sandbox_mode:
             base = sandbox_url or settings.sandbox_url
@@ -234,22 +237,28 @@ def _build_backend(settings: Settings, client: KryptosClient | None, db: Databas
     readmodel = ReadModel(db, settings.tiers)
     hub = WebhookHub(db, vault, [readmodel_hook(readmodel), *on_event])
     service = CustomerService(client, vault, AuditTrail(audit),
-                              RateLimiter(db, settings.link_token_rate_limit),
+                              RateLimiter(db, settings.link_token_rate_limit, clock=clock),
                               ExchangeOnce(db), on_user_learned=hub.attach_user,
-                              readmodel=readmodel)
+                              readmodel=readmodel,
+                              customer_limiter=RateLimiter(db, settings.customer_rate_limit,
+                                                           clock=clock))
     return Backend(settings, client, db, vault, audit, jwt_config(settings), service, hub,
-                   sandbox_url if settings.sandbox_mode else None, stops)
+                   verifier, sandbox_url if settings.sandbox_mode else None, stops)
 
 
 def create_app(settings: Settings | None = None, *, client: KryptosClient | None = None,
                db: Database | None = None, sandbox_url: str | None = None,
-               on_event: Iterable[Hook] = ()) -> FastAPI:
+               on_event: Iterable[Hook] = (), clock: Clock = time.time) -> FastAPI:
     """The application. `client`/`db` are used as given (the caller closes them); otherwise
     built from the settings. In sandbox mode `sandbox_url` (else SANDBOX_URL, else a sandbox
     started here) is the sandbox the client and the demo talk to. `on_event`: webhook hooks
-    (more can be added later to `app.state.backend.hub.on_event`)."""
+    (more can be added later to `app.state.backend.hub.on_event`). `clock`: the time the
+    webhook window and the rate limits are measured against (tests make it exact)."""
     settings = settings or load_settings()
-    backend = _build_backend(settings, client, db, sandbox_url, on_event)
+    if settings.backend_demo and not settings.sandbox_mode:
+        raise ConfigError("BACKEND_DEMO hands out customer tokens without sign-in: it is only "
+                          "for sandbox mode (no Kryptos credentials). Unset it.")
+    backend = _build_backend(settings, client, db, sandbox_url, on_event, clock)
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -270,7 +279,10 @@ def create_app(settings: Settings | None = None, *, client: KryptosClient | None
 
 def _customer_routes(app: FastAPI, b: Backend) -> None:
     def customer(request: Request) -> str:
-        return customer_from_header(request.headers.get("authorization"), b.jwt)
+        """The signed-in customer, admitted by its rate limit (every route below uses it)."""
+        ref = customer_from_header(request.headers.get("authorization"), b.jwt)
+        b.service.admit(ref)
+        return ref
 
     @app.post("/api/kryptos/create-link-token")
     def create_link_token(request: Request, ref: str = Depends(customer),
@@ -302,9 +314,12 @@ def _webhook_routes(app: FastAPI, b: Backend) -> None:
     @app.post("/api/kryptos/webhooks")
     def webhooks(request: Request, tasks: BackgroundTasks,
                  raw: bytes = Depends(raw_body)) -> dict:
+        if b.webhook_verifier is None:
+            raise ApiError(401, "UNAUTHENTICATED", "Webhooks are not configured on this "
+                           "backend.")
         headers = {k.lower(): v for k, v in request.headers.items()}
-        verify(raw, headers, b.settings.effective_webhook_secret, b.settings.webhook_max_age)
-        row_id, new = b.hub.store(raw, headers)
+        delivery = b.webhook_verifier.verify(raw, headers)
+        row_id, new = b.hub.store(raw, delivery)
         event = None if new else b.hub.get(row_id)
         if new or (event is not None and event.processed_at is None):
             tasks.add_task(b.hub.process, row_id)  # after the answer is sent
@@ -325,21 +340,23 @@ def _health_routes(app: FastAPI, b: Backend) -> None:
                              "mode": "sandbox" if b.settings.sandbox_mode else "live"})
 
 
-def _sandbox_only(b: Backend) -> None:
-    if not b.settings.sandbox_mode or b.sandbox_url is None:
-        raise ApiError(403, "SANDBOX_ONLY", "The demo is only available in sandbox mode.")
+def _demo_only(b: Backend) -> None:
+    """The demo hands out customer tokens without sign-in: it exists only when demo mode was
+    asked for (BACKEND_DEMO, which needs sandbox mode); otherwise it is not there at all."""
+    if not b.settings.backend_demo or not b.settings.sandbox_mode or b.sandbox_url is None:
+        raise ApiError(404, "NOT_FOUND", "No such endpoint.")
 
 
 def _demo_routes(app: FastAPI, b: Backend) -> None:
     @app.get("/demo")
     def demo() -> HTMLResponse:
-        _sandbox_only(b)
+        _demo_only(b)
         return HTMLResponse((STATIC / "demo.html").read_text(encoding="utf-8"),
                             headers={"Cache-Control": "no-store"})
 
     @app.get("/demo/token")
     def demo_token(customer: str = "demo-customer") -> dict:
-        _sandbox_only(b)
+        _demo_only(b)
         ref = valid_customer_ref(customer)
         if ref is None:
             raise invalid("customer must be one line of at most 320 characters.")
@@ -349,7 +366,7 @@ def _demo_routes(app: FastAPI, b: Backend) -> None:
     def demo_widget(raw: bytes = Depends(raw_body)) -> dict:
         """The sandbox has no widget page: this plays the customer finishing the widget
         opened with `link_token`, through the sandbox's `POST /sandbox/public-token`."""
-        _sandbox_only(b)
+        _demo_only(b)
         body = parse_json(raw)
         link_token, kind = body.get("link_token"), body.get("kind", "guest")
         if not isinstance(link_token, str) or not link_token.startswith("link_"):

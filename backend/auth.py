@@ -1,9 +1,11 @@
 """Customers sign in with the company's own login: `Authorization: Bearer <JWT>`.
 
 HS256 with `BACKEND_JWT_SECRET` and/or RS256 with `BACKEND_JWT_PUBLIC_KEY` (PEM); `exp` and
-`sub` (the customer reference) are required; `aud` / `iss` are checked when configured.
-Anything else (alg none, another algorithm, bad signature, expired, wrong audience or
-issuer, missing or malformed sub) is 401 UNAUTHENTICATED, with one plain message."""
+`sub` (the customer reference) are required; `aud` / `iss` are checked when configured; a
+token whose lifetime (`exp - iat`, or `exp - now` without `iat`) is over the configured
+maximum (BACKEND_JWT_MAX_LIFETIME, 24 h) is refused. Anything else (alg none, another
+algorithm, bad signature, expired, wrong audience or issuer, missing or malformed sub) is 401
+UNAUTHENTICATED, with one plain message (a too long lifetime says so)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ class JwtConfig:
     rs256_public_key: str | None
     audience: str | None
     issuer: str | None
+    #: The longest lifetime accepted (seconds): `exp - iat`, or `exp - now` without `iat`.
+    max_lifetime: float = 24 * 3600.0
 
     @property
     def complete(self) -> bool:
@@ -41,10 +45,12 @@ class JwtConfig:
 
 def jwt_config(settings: Settings) -> JwtConfig:
     secret = settings.backend_jwt_secret
-    if not secret and not settings.backend_jwt_public_key and settings.sandbox_mode:
+    if (not secret and not settings.backend_jwt_public_key and settings.sandbox_mode
+            and settings.backend_demo):
         secret = secret_file(Path(settings.data_dir) / DEMO_KEY_FILE)
     return JwtConfig(secret, settings.backend_jwt_public_key,
-                     settings.backend_jwt_audience, settings.backend_jwt_issuer)
+                     settings.backend_jwt_audience, settings.backend_jwt_issuer,
+                     settings.jwt_max_lifetime)
 
 
 def valid_customer_ref(value: object) -> str | None:
@@ -67,7 +73,7 @@ def customer_from_header(authorization: str | None, config: JwtConfig) -> str:
         raise unauthenticated()
     try:
         alg = jwt.get_unverified_header(token).get("alg")
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, RecursionError):  # RecursionError: a deeply nested header
         raise unauthenticated() from None
     key = {"HS256": config.hs256_secret, "RS256": config.rs256_public_key}.get(str(alg))
     if not key:  # "none", another algorithm, or one this backend has no key for
@@ -78,12 +84,29 @@ def customer_from_header(authorization: str | None, config: JwtConfig) -> str:
             issuer=config.issuer, leeway=LEEWAY_S,
             options={"require": ["exp", "sub"], "verify_aud": bool(config.audience)},
         )
-    except (jwt.PyJWTError, ValueError, TypeError):
+    except (jwt.PyJWTError, ValueError, TypeError, ArithmeticError, RecursionError):
         raise unauthenticated() from None
     ref = valid_customer_ref(claims.get("sub"))
     if ref is None:
         raise unauthenticated()
+    if _lifetime(claims) > config.max_lifetime:
+        # A token that lives for months cannot be taken back once it leaks.
+        raise unauthenticated("Sign in again: the bearer token lives longer than this backend "
+                              "accepts.")
     return ref
+
+
+def _lifetime(claims: dict) -> float:
+    """`exp - iat`, or `exp - now` when the token has no `iat` (seconds)."""
+    try:
+        exp = float(claims["exp"])
+        start = float(claims["iat"]) if claims.get("iat") is not None else time.time()
+    except (TypeError, ValueError, OverflowError):
+        raise unauthenticated() from None
+    lifetime = exp - start
+    if lifetime != lifetime:  # NaN
+        raise unauthenticated()
+    return lifetime
 
 
 def mint_demo_token(config: JwtConfig, customer_ref: str,

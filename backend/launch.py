@@ -62,7 +62,10 @@ def stop(children: Sequence[subprocess.Popen]) -> None:
 def start_sandbox_stack(env: dict[str, str], *, python: str = sys.executable
                         ) -> tuple[list[subprocess.Popen], str, str]:
     """Start the sandbox (unless SANDBOX_URL is set) and the backend; return the children,
-    the sandbox URL and the backend URL. Sets SANDBOX_URL in `env`."""
+    the sandbox URL and the backend URL. Sets SANDBOX_URL (and BACKEND_DEMO=on unless set) in
+    `env`."""
+    # The sandbox stack serves the demo customer app (`/demo`), which must be asked for.
+    env.setdefault("BACKEND_DEMO", "on")
     settings = load_settings(env)
     children: list[subprocess.Popen] = []
     backend_port = settings.backend_port or free_port()

@@ -1,18 +1,31 @@
 """A sliding-window rate limit kept in the database (table `backend_rate_hits`), so every
 backend replica on the same database shares it. Each check runs in one write transaction,
 serialised per bucket (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction advisory lock on
-the bucket's hash), so concurrent requests cannot both take the last slot."""
+the bucket's hash), so concurrent requests cannot both take the last slot.
+
+A bucket's old hits are deleted when the bucket is hit again; the hits of buckets that are
+never hit again are deleted by a sweep of all expired rows, at most once a window per
+process, so the table holds about one window of hits whatever the number of customers."""
 
 from __future__ import annotations
 
 import hashlib
 import time
+import unicodedata
 from collections.abc import Callable
 
 from sqlalchemy import delete, func, insert, select
 
 from services.store import Database
 from services.store.schema import backend_rate_hits
+
+
+def customer_bucket(kind: str, customer_ref: str) -> str:
+    """The bucket of one customer: the reference compared case-insensitively (NFKC,
+    casefold), so `Cust-1` and `cust-1` share one limit; hashed, so the table holds no
+    customer reference and the key has a fixed length."""
+    folded = unicodedata.normalize("NFKC", customer_ref).casefold()
+    return f"{kind}:{hashlib.sha256(folded.encode('utf-8')).hexdigest()[:32]}"
 
 
 class RateLimiter:
@@ -22,6 +35,7 @@ class RateLimiter:
         self.limit = limit
         self.window_ms = int(window_s * 1000)
         self._clock = clock
+        self._next_sweep_ms = 0
 
     def hit(self, bucket: str) -> float:
         """Take a slot in `bucket`: 0.0 when allowed, else the seconds until one frees up.
@@ -34,8 +48,12 @@ class RateLimiter:
             if not self._db.is_sqlite:
                 key = int.from_bytes(hashlib.sha256(bucket.encode()).digest()[:7], "big")
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({key})")
-            conn.execute(delete(backend_rate_hits).where(
-                backend_rate_hits.c.bucket == bucket, backend_rate_hits.c.at_ms <= start))
+            if now >= self._next_sweep_ms:
+                self._next_sweep_ms = now + self.window_ms
+                conn.execute(delete(backend_rate_hits).where(backend_rate_hits.c.at_ms <= start))
+            else:
+                conn.execute(delete(backend_rate_hits).where(
+                    backend_rate_hits.c.bucket == bucket, backend_rate_hits.c.at_ms <= start))
             count, oldest = conn.execute(
                 select(func.count(), func.min(backend_rate_hits.c.at_ms))
                 .where(backend_rate_hits.c.bucket == bucket)).one()

@@ -1,7 +1,8 @@
 """What each customer endpoint does, without HTTP: `CustomerService`.
 
 Each method takes the authenticated customer reference, audits itself through
-`backend.audit.audited`, and raises `ApiError` for every failure."""
+`backend.audit.audited`, and raises `ApiError` for every failure. `admit(ref)` is the
+per-customer rate limit that the HTTP layer runs before every customer endpoint."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from backend import audit as A
 from backend.errors import ApiError, from_kryptos, invalid, no_grant, rate_limited
 from backend.exchange import ExchangeOnce
-from backend.ratelimit import RateLimiter
+from backend.ratelimit import RateLimiter, customer_bucket
 from backend.shapes import holdings_json, session_json
 from services.kryptos.client import KryptosClient
 from services.kryptos.errors import InvalidTokenError, KryptosError, NotFoundError
@@ -53,6 +54,18 @@ class CustomerService:
     on_user_learned: Callable[[str, str], Any] | None = None
     #: The console's read model: a new grant shows there at once, a disconnect too.
     readmodel: ReadModel | None = None
+    #: Calls to any customer endpoint per customer (see `admit`); None: no such limit.
+    customer_limiter: RateLimiter | None = None
+
+    def admit(self, ref: str) -> None:
+        """Every customer endpoint starts here: 429 RATE_LIMITED (with Retry-After) once the
+        customer (its reference compared case-insensitively) has used its calls of the
+        window. Not audited: an authenticated flood must not grow the audit chain."""
+        if self.customer_limiter is None:
+            return
+        wait = self.customer_limiter.hit(customer_bucket("customer", ref))
+        if wait:
+            raise rate_limited(wait)
 
     def _show(self, grant_id: str, *, revoked: bool = False) -> None:
         """Best effort (the customer's call succeeded; the worker's next sync catches up)."""
@@ -88,7 +101,7 @@ class CustomerService:
     # --- endpoints ------------------------------------------------------------------------
 
     def create_link_token(self, ref: str, request_id: str | None = None) -> dict[str, Any]:
-        wait = self.limiter.hit(f"link_token:{ref}")
+        wait = self.limiter.hit(customer_bucket("link_token", ref))
         if wait:
             err = rate_limited(wait)
             A.denied(self.trail, ref, A.A_LINK, err, request_id=request_id,

@@ -1,11 +1,9 @@
 """The signed-webhook receiver's logic: verify, store once, then process.
 
-Verification: `X-Webhook-Signature` is the lowercase hex HMAC-SHA256 of the raw body keyed
-with KRYPTOS_WEBHOOK_SECRET, compared with `hmac.compare_digest`; `X-Webhook-Timestamp`
-(Unix seconds, or ISO 8601 as in the API notes) must be within the max age of now, either
-way. Storage (the store's `WebhookEventStore`, shared with the console's reads): one row
-per `X-Webhook-Id` in `webhook_events` (unique constraint: a redelivery or a concurrent
-duplicate is answered 200 and stored once). Any event type is
+Verification is `backend.webhook_auth` (Standard Webhooks: the signature covers the id, the
+timestamp and the body). Storage (the store's `WebhookEventStore`, shared with the console's
+reads): one row per signed `webhook-id` in `webhook_events` (unique constraint: a
+redelivery or a concurrent duplicate is answered 200 and stored once). Any event type is
 stored. Processing runs after the answer (`process_event`): it finds the grant (the payload's
 `grant_id`, else the vault's grant of the payload's Kryptos user `uid`), records it on the
 row, calls every `on_event` hook, then sets `processed_at`.
@@ -21,18 +19,13 @@ unprocessed (`processed_at` NULL) for the next delivery; the other hooks still r
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
-import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
-from backend.errors import ApiError, invalid
+from backend import jsonbody
+from backend.webhook_auth import SignedDelivery
 from services.store import Database, TokenVault
 from services.store.webhook_events import ID_MAX, TYPE_MAX, WebhookEvent, WebhookEventStore
 
@@ -42,67 +35,22 @@ log = logging.getLogger("backend.webhooks")
 Hook = Callable[[WebhookEvent], None]
 
 
-def _unauthorized(message: str) -> ApiError:
-    return ApiError(401, "UNAUTHENTICATED", message)
-
-
-def parse_timestamp(value: str) -> float | None:
-    """Unix seconds (or milliseconds when huge), or ISO 8601; None when neither."""
-    text = value.strip()
-    try:
-        number = float(text)
-    except ValueError:
-        try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-    if not math.isfinite(number):
-        return None
-    return number / 1000 if number > 1e11 else number
-
-
-def sign(secret: str, raw: bytes) -> str:
-    return hmac.new(secret.encode("utf-8"), raw, hashlib.sha256).hexdigest()
-
-
-def verify(raw: bytes, headers: Mapping[str, str], secret: str | None, max_age: float,
-           now: float | None = None) -> None:
-    """Raise 401 unless the signature and the timestamp are good."""
-    if not secret:
-        raise _unauthorized("Webhooks are not configured on this backend.")
-    given = headers.get("x-webhook-signature") or ""
-    if not given:
-        raise _unauthorized("The webhook signature is missing.")
-    if not hmac.compare_digest(sign(secret, raw).encode(), given.strip().lower().encode()):
-        raise _unauthorized("The webhook signature does not match.")
-    stamp = parse_timestamp(headers.get("x-webhook-timestamp") or "")
-    if stamp is None:
-        raise _unauthorized("The webhook timestamp is missing or unreadable.")
-    now = time.time() if now is None else now
-    if abs(now - stamp) > max_age:
-        raise _unauthorized("The webhook timestamp is outside the allowed window.")
-
-
 def _text(value: Any, limit: int) -> str | None:
     if isinstance(value, str) and value.strip() and len(value.strip()) <= limit:
         return value.strip()
     return None
 
 
-def _facts(payload: Any, headers: Mapping[str, str]) -> tuple[str, str, str | None, str | None]:
-    """(webhook id, type, grant id, Kryptos user id) of a delivery."""
+def _facts(payload: Any) -> tuple[str, str | None, str | None]:
+    """(type, grant id, Kryptos user id) of a delivery's body."""
     body = payload if isinstance(payload, Mapping) else {}
     data = body.get("data") if isinstance(body.get("data"), Mapping) else {}
-    webhook_id = _text(headers.get("x-webhook-id"), ID_MAX) or _text(body.get("id"), ID_MAX)
-    if webhook_id is None:
-        raise invalid("The webhook has no X-Webhook-Id.")
     kind = (_text(body.get("event"), TYPE_MAX) or _text(body.get("type"), TYPE_MAX)
-            or _text(headers.get("x-webhook-event"), TYPE_MAX) or "unknown")
+            or "unknown")
     grant = _text(data.get("grant_id"), ID_MAX) or _text(body.get("grant_id"), ID_MAX)
     user = (_text(data.get("uid"), ID_MAX) or _text(data.get("user_id"), ID_MAX)
             or _text(body.get("uid"), ID_MAX))
-    return webhook_id, kind, grant, user
+    return kind, grant, user
 
 
 @dataclass
@@ -116,14 +64,13 @@ class WebhookHub:
     def __post_init__(self) -> None:
         self.events = WebhookEventStore(self.db)
 
-    def store(self, raw: bytes, headers: Mapping[str, str]) -> tuple[int, bool]:
-        """Store a verified delivery: (row id, True) or, for a known id, (its row id, False)."""
-        try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise invalid("The webhook body is not JSON.") from None
-        webhook_id, kind, grant, user = _facts(payload, headers)
-        return self.events.insert(webhook_id, kind, payload, grant_id=grant,
+    def store(self, raw: bytes, delivery: SignedDelivery) -> tuple[int, bool]:
+        """Store a verified delivery under its signed id: (row id, True) or, for a known id,
+        (its row id, False). Never under an id the signature does not cover (an unsigned
+        header or the body's own `id`), so a replay cannot pass as a new event."""
+        payload = jsonbody.loads(raw, "webhook body")
+        kind, grant, user = _facts(payload)
+        return self.events.insert(delivery.webhook_id, kind, payload, grant_id=grant,
                                   kryptos_user_id=user)
 
     def get(self, row_id: int) -> WebhookEvent | None:

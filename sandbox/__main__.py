@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--newer-api", action="store_true",
                         help="answer with the newer guide's extra fields and 409 codes")
     parser.add_argument("--webhook-url", help="send signed webhooks (integration.*) here")
-    parser.add_argument("--webhook-secret", help="their HMAC-SHA256 signing secret")
+    parser.add_argument("--webhook-secret",
+                        help="their Standard Webhooks signing secret (whsec_<base64>)")
     args = parser.parse_args(argv)
     if args.webhook_url and not args.webhook_secret:
         parser.error("--webhook-url needs --webhook-secret")

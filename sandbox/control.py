@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from sandbox.data import MAIN_CLIENT
 from sandbox.faults import BadControl, parse_fault, parse_resync_fault, parse_webhook_fault
 from sandbox.routes import Call, Router
+from sandbox.webhooks import check_secret
 
 if TYPE_CHECKING:
     from sandbox.server import SandboxApp
@@ -123,7 +124,12 @@ def set_webhooks(app: SandboxApp, call: Call) -> tuple[int, dict]:
                             or not url.startswith(("http://", "https://"))):
         raise BadControl("url must be an http(s) URL or null")
     if url is not None and (not isinstance(secret, str) or not secret):
-        raise BadControl("secret (a non-empty string) is required with a url")
+        raise BadControl("secret (a whsec_... string) is required with a url")
+    if url is not None:
+        try:
+            check_secret(secret)
+        except ValueError as exc:
+            raise BadControl(str(exc)) from None
     if backoff is not None and (not isinstance(backoff, list) or any(
             isinstance(b, bool) or not isinstance(b, (int, float)) or b < 0 for b in backoff)):
         raise BadControl("backoff must be a list of seconds >= 0")

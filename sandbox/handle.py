@@ -13,7 +13,7 @@ from typing import Any
 
 from sandbox.data import CLIENTS, MAIN_CLIENT
 from sandbox.server import SandboxApp, SandboxHTTPServer
-from sandbox.webhooks import DEFAULT_BACKOFF, WebhookConfig
+from sandbox.webhooks import DEFAULT_BACKOFF, WebhookConfig, check_secret
 
 
 class SandboxControlError(RuntimeError):
@@ -178,6 +178,8 @@ def start_sandbox(port: int = 0, seed: int = 42, grants: int = 40, resync_delay:
     With `webhook_url` and `webhook_secret` it sends signed webhooks (also after a reset)."""
     if webhook_url is not None and not webhook_secret:
         raise ValueError("webhook_secret is required with webhook_url")
+    if webhook_secret is not None:
+        check_secret(webhook_secret)
     app = SandboxApp(seed, grants, resync_delay, newer_api,
                      WebhookConfig(webhook_url, webhook_secret, tuple(webhook_backoff)))
     server = SandboxHTTPServer((host, port), app)

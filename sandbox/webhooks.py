@@ -1,11 +1,16 @@
 """Signed webhook deliveries from a background thread: a due-time queue, up to 3 attempts with
-the same id, and the webhook faults (drop, duplicate, delay, bad_signature)."""
+the same id, and the webhook faults (drop, duplicate, delay, bad_signature).
+
+Signatures are Standard Webhooks' (the `standardwebhooks` package): headers `webhook-id`
+(the event's id, the same on every attempt), `webhook-timestamp` (Unix seconds of the
+attempt) and `webhook-signature` (`v1,<base64 HMAC-SHA256>` of `{id}.{timestamp}.{body}`
+keyed with the `whsec_<base64>` secret)."""
 
 from __future__ import annotations
 
-import hashlib
+import base64
+import binascii
 import heapq
-import hmac
 import itertools
 import json
 import secrets
@@ -14,6 +19,9 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from standardwebhooks import Webhook
 
 DEFAULT_BACKOFF = (0.2, 1.0)
 MAX_ATTEMPTS = 3
@@ -22,13 +30,31 @@ DEFAULT_FAULT_DELAY_MS = 1000.0
 LOG_SIZE = 1000  # deliveries kept for GET /sandbox/webhooks
 
 
-def iso_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def check_secret(secret: str) -> None:
+    """ValueError unless `secret` is `whsec_` and base64 (what Standard Webhooks signs with)."""
+    if not secret.startswith("whsec_"):
+        raise ValueError("the webhook secret must be a Standard Webhooks secret (whsec_...)")
+    try:
+        key = base64.b64decode(secret[len("whsec_"):], validate=True)
+    except (ValueError, binascii.Error):
+        raise ValueError("the webhook secret must be whsec_ followed by base64") from None
+    if not key:
+        raise ValueError("the webhook secret is empty")
 
 
-def sign(secret: str, body: bytes) -> str:
-    """Lowercase hex HMAC-SHA256 of the raw body."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signed_headers(secret: str, delivery_id: str, body: bytes, at: float,
+                   *, wrong_key: bool = False) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt made at `at` (Unix seconds);
+    `wrong_key` (the bad_signature fault) signs with a key the receiver does not have."""
+    check_secret(secret)
+    signer = Webhook(secret)
+    if wrong_key:
+        signer = Webhook(base64.b64decode(secret[len("whsec_"):]) + b"-wrong")
+    stamp = int(at)
+    signature = signer.sign(delivery_id, datetime.fromtimestamp(stamp, tz=UTC),
+                            body.decode("utf-8"))
+    return {"webhook-id": delivery_id, "webhook-timestamp": str(stamp),
+            "webhook-signature": signature}
 
 
 @dataclass
@@ -87,6 +113,8 @@ class WebhookSender:
 
     def configure(self, url: str | None, secret: str | None,
                   backoff: tuple[float, ...] | None = None) -> None:
+        if secret is not None:
+            check_secret(secret)
         with self._cond:
             self.config.url, self.config.secret = url, secret
             if backoff is not None:
@@ -196,18 +224,15 @@ class WebhookSender:
             self._after(delivery, outcome, config)
 
     def _post(self, delivery: Delivery, config: WebhookConfig) -> int | str:
-        secret = config.secret or ""
-        if delivery.fault == "bad_signature":
-            secret = secret + "-wrong"
         try:
-            # Inside the try: with the URL turned off meanwhile (`{url: null}`) the Request
-            # itself raises ValueError, which must fail this attempt, not kill the thread.
+            # Inside the try: with the URL or the secret turned off meanwhile (`{url: null}`)
+            # signing or the Request itself raises ValueError, which must fail this attempt,
+            # not kill the thread.
+            headers = signed_headers(config.secret or "", delivery.id, delivery.body,
+                                     time.time(), wrong_key=delivery.fault == "bad_signature")
             request = urllib.request.Request(
                 config.url or "", data=delivery.body, method="POST",
-                headers={"Content-Type": "application/json",
-                         "X-Webhook-Signature": sign(secret, delivery.body),
-                         "X-Webhook-Id": delivery.id, "X-Webhook-Event": delivery.event,
-                         "X-Webhook-Timestamp": iso_now()})
+                headers={"Content-Type": "application/json", **headers})
             with urllib.request.urlopen(request, timeout=config.timeout) as answer:
                 return int(answer.status)
         except urllib.error.HTTPError as err:

@@ -10,13 +10,16 @@ totp_required_roles, login_max_failures, login_max_failures_wide, login_lock_sec
 client_address_header, sync_grants_interval, sync_rate, sync_enabled, approvals,
 approval_bulk_over, approval_limit_over, approval_ttl_hours) and the `[backend]`
 table (lower-case keys: jwt_secret, jwt_public_key, jwt_audience, jwt_issuer,
-webhook_secret, webhook_max_age, link_token_rate_limit, port).
+webhook_secret, webhook_secret_previous, webhook_max_age, link_token_rate_limit,
+customer_rate_limit, jwt_max_lifetime, demo, port).
 
 Nothing else in the project reads `os.environ` or the secrets file.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import tomllib
 from collections.abc import Mapping
@@ -37,10 +40,16 @@ SANDBOX_CLIENT_SECRET = "sandbox_secret_do_not_use_live"
 DEFAULT_TIERS = "Free=1000,Plus=10000,Pro=100000,Unlimited=off"
 
 #: Sandbox mode only, when KRYPTOS_WEBHOOK_SECRET is not set: the secret the sandbox's
-#: webhook sender signs with and the backend verifies with. Never accepted in live mode.
-SANDBOX_WEBHOOK_SECRET = "sandbox_webhook_secret_do_not_use_live"
+#: webhook sender signs with and the backend verifies with (a Standard Webhooks secret: the
+#: base64 of b"sandbox-webhook-secret-do-not-use-live"). Refused in live mode.
+SANDBOX_WEBHOOK_SECRET = "whsec_c2FuZGJveC13ZWJob29rLXNlY3JldC1kby1ub3QtdXNlLWxpdmU="
+#: Standard Webhooks secrets: `whsec_` and the base64 of at least this many random bytes.
+WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_SECRET_MIN_BYTES = 24
 DEFAULT_WEBHOOK_MAX_AGE = 300.0
 DEFAULT_LINK_TOKEN_RATE_LIMIT = 10
+DEFAULT_CUSTOMER_RATE_LIMIT = 60
+DEFAULT_JWT_MAX_LIFETIME = 24 * 3600.0
 
 
 class ConfigError(Exception):
@@ -148,16 +157,24 @@ class Settings:
     client_address_header: str | None = None
     #: The customer backend (`backend/`): how customers' JWTs are checked (HS256 secret or
     #: RS256 public key in PEM), the webhook signing secret, the webhook max age (seconds)
-    #: and link tokens allowed per customer per minute.
+    #: link tokens allowed per customer per minute, calls to all customer endpoints allowed
+    #: per customer per minute, and the longest customer token lifetime accepted (seconds).
     backend_jwt_secret: str | None = field(default=None, repr=False)
     backend_jwt_public_key: str | None = field(default=None, repr=False)
     backend_jwt_audience: str | None = None
     backend_jwt_issuer: str | None = None
     webhook_secret: str | None = field(default=None, repr=False)
+    #: While a secret rotation runs: the previous secret, still accepted beside the new one.
+    webhook_secret_previous: str | None = field(default=None, repr=False)
     webhook_max_age: float = DEFAULT_WEBHOOK_MAX_AGE
     link_token_rate_limit: int = DEFAULT_LINK_TOKEN_RATE_LIMIT
+    customer_rate_limit: int = DEFAULT_CUSTOMER_RATE_LIMIT
+    jwt_max_lifetime: float = DEFAULT_JWT_MAX_LIFETIME
     #: Sandbox mode: the port `bin/console` starts the backend on (0: any free port).
     backend_port: int = 0
+    #: The backend's demo customer app (`/demo`, `/demo/token`: customer tokens without
+    #: sign-in): served only when asked for (BACKEND_DEMO=on), and only in sandbox mode.
+    backend_demo: bool = False
     #: The read model's sync worker (services/sync): seconds between full grants lists,
     #: upstream calls a second, and whether this process runs it (standing by for the lock).
     sync_grants_interval: float = 300.0
@@ -330,13 +347,25 @@ def load_settings(
         backend_jwt_public_key=get("BACKEND_JWT_PUBLIC_KEY", backend, "jwt_public_key"),
         backend_jwt_audience=get("BACKEND_JWT_AUDIENCE", backend, "jwt_audience"),
         backend_jwt_issuer=get("BACKEND_JWT_ISSUER", backend, "jwt_issuer"),
-        webhook_secret=get("KRYPTOS_WEBHOOK_SECRET", backend, "webhook_secret"),
+        webhook_secret=_webhook_secret(get("KRYPTOS_WEBHOOK_SECRET", backend,
+                                           "webhook_secret"), "KRYPTOS_WEBHOOK_SECRET",
+                                       live=bool(client_id)),
+        webhook_secret_previous=_webhook_secret(
+            get("KRYPTOS_WEBHOOK_SECRET_PREVIOUS", backend, "webhook_secret_previous"),
+            "KRYPTOS_WEBHOOK_SECRET_PREVIOUS", live=bool(client_id)),
         webhook_max_age=number("BACKEND_WEBHOOK_MAX_AGE", backend, "webhook_max_age",
                                DEFAULT_WEBHOOK_MAX_AGE, float),
         link_token_rate_limit=int(number(
             "BACKEND_LINK_TOKEN_RATE_LIMIT", backend, "link_token_rate_limit",
             DEFAULT_LINK_TOKEN_RATE_LIMIT, int)),
+        customer_rate_limit=int(number(
+            "BACKEND_CUSTOMER_RATE_LIMIT", backend, "customer_rate_limit",
+            DEFAULT_CUSTOMER_RATE_LIMIT, int)),
+        jwt_max_lifetime=_positive(number("BACKEND_JWT_MAX_LIFETIME", backend,
+                                          "jwt_max_lifetime", DEFAULT_JWT_MAX_LIFETIME, float),
+                                   "BACKEND_JWT_MAX_LIFETIME"),
         backend_port=int(number("BACKEND_PORT", backend, "port", 0, int)),
+        backend_demo=_flag(get("BACKEND_DEMO", backend, "demo"), "BACKEND_DEMO", False),
         idle_timeout=_positive(number("CONSOLE_IDLE_TIMEOUT", console, "idle_timeout",
                                       20 * 60, float), "CONSOLE_IDLE_TIMEOUT"),
         session_lifetime=_positive(number("CONSOLE_SESSION_LIFETIME", console,
@@ -365,6 +394,33 @@ def load_settings(
         approval_ttl_hours=number("CONSOLE_APPROVAL_TTL_HOURS", console, "approval_ttl_hours",
                                   24.0, float),
     )
+
+
+def webhook_secret_problem(value: str) -> str | None:
+    """Why `value` is not a Standard Webhooks secret (`whsec_<base64>`), or None."""
+    if not value.startswith(WEBHOOK_SECRET_PREFIX):
+        return f"must start with {WEBHOOK_SECRET_PREFIX} (a Standard Webhooks secret)"
+    try:
+        key = base64.b64decode(value[len(WEBHOOK_SECRET_PREFIX):], validate=True)
+    except (ValueError, binascii.Error):
+        return f"must be {WEBHOOK_SECRET_PREFIX} followed by base64"
+    if len(key) < WEBHOOK_SECRET_MIN_BYTES:
+        return f"must hold at least {WEBHOOK_SECRET_MIN_BYTES} random bytes"
+    return None
+
+
+def _webhook_secret(value: str | None, env_name: str, *, live: bool) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    problem = webhook_secret_problem(value)
+    if problem:
+        raise ConfigError(f"{env_name} {problem}; make one with: python -c \"import base64, "
+                          "secrets; print('whsec_' + base64.b64encode(secrets.token_bytes(32))"
+                          ".decode())\"")
+    if live and value == SANDBOX_WEBHOOK_SECRET:
+        raise ConfigError(f"{env_name} is the sandbox's published secret: set your own.")
+    return value
 
 
 def _positive(value: float, name: str) -> float:

@@ -5,7 +5,9 @@ audit anchor), a JWT secret and a webhook secret of its own."""
 
 from __future__ import annotations
 
+import logging
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,10 +55,13 @@ def make_settings(tmp: Path, sb: SandboxHandle, **overrides: Any) -> Settings:
 @pytest.fixture
 def start_backend(tmp_path: Path, sandbox: SandboxHandle
                   ) -> Iterator[Callable[..., BackendUnderTest]]:
-    """`start_backend(**settings_overrides)`: a running backend (stopped after the test)."""
+    """`start_backend(sandbox_url=None, clock=time.time, **settings_overrides)`: a running
+    backend (stopped after the test); `clock` is what its webhook window and rate limits
+    measure time with."""
     started: list[tuple[RunningServer, Database, KryptosClient]] = []
 
-    def start(sandbox_url: str | None = None, **overrides: Any) -> BackendUnderTest:
+    def start(sandbox_url: str | None = None, clock: Callable[[], float] = time.time,
+              **overrides: Any) -> BackendUnderTest:
         folder = tmp_path / f"b{len(started)}_{secrets.token_hex(3)}"
         folder.mkdir()
         settings = make_settings(folder, sandbox, **overrides)
@@ -64,7 +69,7 @@ def start_backend(tmp_path: Path, sandbox: SandboxHandle
         client = KryptosClient.from_settings(settings)
         hooks: list = []
         app = create_app(settings, client=client, db=db, sandbox_url=sandbox_url,
-                         on_event=[hooks.append])
+                         on_event=[hooks.append], clock=clock)
         server = RunningServer(app)
         started.append((server, db, client))
         return BackendUnderTest(server.url, app, settings, db, client, sandbox, hooks)
@@ -79,3 +84,33 @@ def start_backend(tmp_path: Path, sandbox: SandboxHandle
 @pytest.fixture
 def backend(start_backend: Callable[..., BackendUnderTest]) -> BackendUnderTest:
     return start_backend()
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def problems(self) -> list[str]:
+        return [f"{r.name}: {r.getMessage()}" for r in self.records
+                if r.exc_info or r.levelno >= logging.ERROR or "Traceback" in r.getMessage()]
+
+
+@pytest.fixture
+def log_of(request) -> Iterator:
+    """`log_of(backend)`: the records the backend's loggers (and uvicorn's) write from now
+    on. Attached after the server started: uvicorn's logging set-up replaces handlers."""
+    handler = _Records()
+    names = ["", "uvicorn", "uvicorn.error", "backend", "fastapi", "starlette"]
+
+    def attach(_backend) -> _Records:
+        for name in names:
+            logging.getLogger(name).addHandler(handler)
+        return handler
+
+    yield attach
+    for name in names:
+        logging.getLogger(name).removeHandler(handler)

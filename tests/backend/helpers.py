@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import base64
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
 import requests
+from standardwebhooks import Webhook
 
 TIMEOUT = 20
 JWT_SECRET = "test-jwt-secret-" + "x" * 32
-WEBHOOK_SECRET = "whsec_test_" + "y" * 24
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"backend-webhook-test-secret-0123456789").decode()
 
 
 def token(sub: Any = "cust-1", *, secret: str = JWT_SECRET, exp_in: int = 600,
@@ -63,16 +64,23 @@ def connect(url: str, sb: Any, sub: str = "cust-1", kind: str = "guest") -> dict
     return {"link": link.json(), "public": public}
 
 
-def signed(body: dict | bytes, *, secret: str = WEBHOOK_SECRET, webhook_id: str | None = None,
-           ts: float | str | None = None, event: str | None = None) -> tuple[bytes, dict]:
+def signature(secret: str, webhook_id: str, ts: int, raw: bytes) -> str:
+    """One Standard Webhooks signature (`v1,<base64>`), made by the package."""
+    return Webhook(secret).sign(webhook_id, datetime.fromtimestamp(ts, tz=UTC), raw.decode())
+
+
+def signed(body: dict | bytes, *, secret: str | list[str] = WEBHOOK_SECRET,
+           webhook_id: str = "whd_test", ts: int | None = None) -> tuple[bytes, dict]:
+    """A delivery as a Standard Webhooks sender makes it: the raw body and its headers
+    (`webhook-id`, `webhook-timestamp`, `webhook-signature`; one signature per secret,
+    space-separated, as during a rotation). `ts` defaults to now."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    stamp = int(time.time()) if ts is None else ts
+    keys = [secret] if isinstance(secret, str) else secret
     headers = {
         "Content-Type": "application/json",
-        "X-Webhook-Signature": hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest(),
-        "X-Webhook-Timestamp": str(int(time.time()) if ts is None else ts),
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": " ".join(signature(k, webhook_id, stamp, raw) for k in keys),
     }
-    if webhook_id is not None:
-        headers["X-Webhook-Id"] = webhook_id
-    if event is not None:
-        headers["X-Webhook-Event"] = event
     return raw, headers

@@ -76,6 +76,37 @@ def test_missing_exp_is_401(backend):
     assert_error(_session(backend.url, bearer), 401, "UNAUTHENTICATED")
 
 
+@pytest.mark.parametrize("claims", [
+    {"iat": int(time.time()), "exp": int(time.time()) + 24 * 3600 + 60},
+    {"exp": int(time.time()) + 24 * 3600 + 60},  # no iat: counted from now
+    {"iat": int(time.time()) - 24 * 3600, "exp": int(time.time()) + 3600},  # 25 h
+    {"iat": int(time.time()), "exp": int(time.time()) + 10 * 365 * 86400},
+])
+def test_a_token_living_longer_than_allowed_is_401(backend, claims):
+    bearer = "Bearer " + jwt.encode({"sub": "alice", **claims}, JWT_SECRET, algorithm="HS256")
+    body = assert_error(_session(backend.url, bearer), 401, "UNAUTHENTICATED")
+    assert "lives longer" in body["error"]
+
+
+def test_lifetime_limit_is_a_setting(start_backend):
+    b = start_backend(jwt_max_lifetime=600)
+    now = int(time.time())
+    ok = jwt.encode({"sub": "a", "iat": now - 60, "exp": now + 500}, JWT_SECRET,
+                    algorithm="HS256")
+    too_long = jwt.encode({"sub": "a", "iat": now, "exp": now + 700}, JWT_SECRET,
+                          algorithm="HS256")
+    assert _session(b.url, "Bearer " + ok).status_code == 200
+    assert_error(_session(b.url, "Bearer " + too_long), 401, "UNAUTHENTICATED")
+    assert_error(_session(b.url, "Bearer " + token("a", exp_in=700)), 401, "UNAUTHENTICATED")
+
+
+def test_a_day_long_token_is_accepted(backend):
+    now = int(time.time())
+    bearer = "Bearer " + jwt.encode({"sub": "alice", "iat": now, "exp": now + 24 * 3600},
+                                    JWT_SECRET, algorithm="HS256")
+    assert _session(backend.url, bearer).status_code == 200
+
+
 @pytest.mark.parametrize("sub", [None, "", "   ", "a\nb", "x" * 321])
 def test_missing_or_bad_sub_is_401(backend, sub):
     if sub is None:

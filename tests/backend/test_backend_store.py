@@ -13,6 +13,7 @@ from sqlalchemy import inspect, select
 from backend.errors import ApiError
 from backend.exchange import ExchangeOnce
 from backend.ratelimit import RateLimiter
+from backend.webhook_auth import StandardWebhooks
 from backend.webhooks import WebhookHub, process_event
 from services.store import TokenVault
 from services.store.db import MIGRATIONS_DIR
@@ -109,9 +110,9 @@ def test_webhook_store_once_under_concurrency(db):  # noqa: F811
     hub = WebhookHub(db)
     raw, headers = signed({"id": "whd_1", "event": "integration.failed", "data": {}},
                           secret=WEBHOOK_SECRET, webhook_id="whd_1")
-    lowered = {k.lower(): v for k, v in headers.items()}
+    delivery = StandardWebhooks([WEBHOOK_SECRET]).verify(raw, headers)
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda _: hub.store(raw, lowered), range(16)))
+        results = list(pool.map(lambda _: hub.store(raw, delivery), range(16)))
     assert sum(new for _, new in results) == 1 and len({rid for rid, _ in results}) == 1
     seen = []
     event = process_event(db, results[0][0], hooks=[seen.append])

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from tests.backend.helpers import assert_error, get, post
 
 
-def _sandbox_mode(start_backend, sandbox):
+def _sandbox_mode(start_backend, sandbox, demo=True):
     return start_backend(sandbox_url=sandbox.base_url, client_id=None, client_secret=None,
-                         backend_jwt_secret=None, webhook_secret=None)
+                         backend_jwt_secret=None, webhook_secret=None, backend_demo=demo)
+
+
+def _demo_is_absent(b) -> None:
+    assert_error(get(b.url, "/demo"), 404, "NOT_FOUND")
+    assert_error(get(b.url, "/demo/token", params={"customer": "x"}), 404, "NOT_FOUND")
+    assert_error(post(b.url, "/demo/widget", {"link_token": "link_x"}), 404, "NOT_FOUND")
 
 
 def test_demo_flow_new_then_returning_customer(start_backend, sandbox):
@@ -46,11 +56,33 @@ def test_demo_widget_errors(start_backend, sandbox):
     assert_error(get(b.url, "/demo/token", params={"customer": ""}), 400, "INVALID_REQUEST")
 
 
-def test_demo_is_refused_outside_sandbox_mode(backend):
-    assert_error(get(backend.url, "/demo"), 403, "SANDBOX_ONLY")
-    assert_error(get(backend.url, "/demo/token", params={"customer": "x"}), 403, "SANDBOX_ONLY")
-    assert_error(post(backend.url, "/demo/widget", {"link_token": "link_x"}), 403,
-                 "SANDBOX_ONLY")
+def test_demo_is_absent_outside_sandbox_mode(backend):
+    _demo_is_absent(backend)
+
+
+def test_sandbox_mode_without_the_demo_flag_hands_out_no_token(start_backend, sandbox):
+    b = _sandbox_mode(start_backend, sandbox, demo=False)
+    _demo_is_absent(b)
+    # No demo key either: without a JWT secret nobody can sign in.
+    assert not (b.settings.data_dir / "backend-jwt.key").exists()
+
+
+def test_the_demo_flag_is_refused_in_live_mode(backend):
+    from dataclasses import replace
+
+    from backend.app import create_app
+    from services.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="BACKEND_DEMO"):
+        create_app(replace(backend.settings, backend_demo=True), client=backend.client,
+                   db=backend.db)
+
+
+def test_demo_flag_setting():
+    from services.settings import load_settings
+
+    assert load_settings({}, secrets_path=Path("/nonexistent")).backend_demo is False
+    assert load_settings({"BACKEND_DEMO": "on"}, secrets_path=Path("/nonexistent")).backend_demo
 
 
 def test_sandbox_mode_verifies_webhooks_with_the_sandbox_secret(start_backend, sandbox):

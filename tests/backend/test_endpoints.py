@@ -78,6 +78,67 @@ def test_link_token_rate_limited_per_customer(start_backend):
                for e in _audit(b, "link_token.create"))
 
 
+def test_link_token_limit_counts_a_customer_whatever_the_case(start_backend):
+    b = start_backend(link_token_rate_limit=2)
+    assert post(b.url, LINK, headers=auth("Busy-Co")).status_code == 200
+    assert post(b.url, LINK, headers=auth("busy-co")).status_code == 200
+    assert_error(post(b.url, LINK, headers=auth("BUSY-CO")), 429, "RATE_LIMITED")
+
+
+@pytest.mark.parametrize("path", [SESSION, HOLDINGS])
+def test_every_customer_endpoint_is_limited_per_customer(start_backend, path):
+    b = start_backend(customer_rate_limit=10)
+    answers = [get(b.url, path, headers=auth("reader" if i % 2 else "READER"))
+               for i in range(12)]
+    assert [a.status_code for a in answers[:10]] == [200 if path == SESSION else 404] * 10
+    for late in answers[10:]:
+        assert_error(late, 429, "RATE_LIMITED")
+        assert 1 <= int(late.headers["Retry-After"]) <= 60
+    # The limit is the customer's: another customer, and the other endpoints' shared count.
+    assert get(b.url, path, headers=auth("someone-else")).status_code in (200, 404)
+    assert_error(post(b.url, LINK, headers=auth("Reader")), 429, "RATE_LIMITED")
+    assert_error(post(b.url, DISCONNECT, headers=auth("reader")), 429, "RATE_LIMITED")
+
+
+def test_default_customer_limit_refuses_a_flood(start_backend):
+    b = start_backend()
+    statuses = [get(b.url, SESSION, headers=auth("flood")).status_code for _ in range(61)]
+    assert statuses[:60] == [200] * 60 and statuses[60] == 429
+
+
+def test_customer_limit_setting():
+    from pathlib import Path
+
+    from services.settings import ConfigError, load_settings
+
+    none = Path("/nonexistent")
+    s = load_settings({}, secrets_path=none)
+    assert s.customer_rate_limit == 60 and s.jwt_max_lifetime == 24 * 3600
+    s = load_settings({"BACKEND_CUSTOMER_RATE_LIMIT": "5", "BACKEND_JWT_MAX_LIFETIME": "900"},
+                      secrets_path=none)
+    assert s.customer_rate_limit == 5 and s.jwt_max_lifetime == 900
+    with pytest.raises(ConfigError, match="BACKEND_JWT_MAX_LIFETIME"):
+        load_settings({"BACKEND_JWT_MAX_LIFETIME": "0"}, secrets_path=none)
+
+
+def test_rate_limit_table_holds_one_window_whatever_the_customers(backend):
+    from sqlalchemy import func, select
+
+    from backend.ratelimit import RateLimiter
+    from services.store.schema import backend_rate_hits
+
+    now = [1_000_000.0]
+    limiter = RateLimiter(backend.db, 5, window_s=60, clock=lambda: now[0])
+    for i in range(50):  # customers seen once, never again
+        assert limiter.hit(f"t:{i}") == 0.0
+    now[0] += 61
+    assert limiter.hit("t:last") == 0.0
+    with backend.db.read() as conn:
+        buckets = conn.execute(select(func.count()).select_from(backend_rate_hits)
+                               .where(backend_rate_hits.c.bucket.like("t:%"))).scalar()
+    assert buckets == 1
+
+
 @pytest.mark.parametrize("fault,status,code,upstream", [
     ({"status": 503}, 503, "UPSTREAM_UNAVAILABLE", None),
     ({"drop": True}, 503, "UPSTREAM_UNAVAILABLE", None),

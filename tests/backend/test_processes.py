@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from backend.launch import free_port, start_sandbox_stack, stop, wait_until_up
-from tests.backend.helpers import auth, get, post
+from tests.backend.helpers import WEBHOOK_SECRET, auth, get, post
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +71,7 @@ def test_python_m_backend_live_mode_serves_health(tmp_path: Path, sandbox):
     env.update(KRYPTOS_CLIENT_ID=sandbox.client_id, KRYPTOS_CLIENT_SECRET=sandbox.client_secret,
                KRYPTOS_CONNECT_URL=sandbox.connect_url, KRYPTOS_DATA_URL=sandbox.data_url,
                KRYPTOS_VAULT_KEY=Fernet.generate_key().decode(),
-               BACKEND_JWT_SECRET="j" * 40, KRYPTOS_WEBHOOK_SECRET="w" * 30)
+               BACKEND_JWT_SECRET="j" * 40, KRYPTOS_WEBHOOK_SECRET=WEBHOOK_SECRET)
     port = free_port()
     child = subprocess.Popen([sys.executable, "-m", "backend", "--port", str(port)], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -81,7 +81,7 @@ def test_python_m_backend_live_mode_serves_health(tmp_path: Path, sandbox):
         assert get(url, "/readyz").json() == {"status": "ready", "mode": "live"}
         assert post(url, "/api/kryptos/create-link-token", {},
                     headers=auth("p", secret="j" * 40)).status_code == 200
-        assert get(url, "/demo").status_code == 403
+        assert get(url, "/demo/token").status_code == 404
     finally:
         stop([child])
     output = child.stdout.read() if child.stdout else ""

@@ -3,6 +3,7 @@ and the sender's faults (duplicate, bad signature)."""
 
 from __future__ import annotations
 
+import base64
 import time
 
 from sqlalchemy import select
@@ -81,3 +82,26 @@ def test_sender_faults_duplicate_and_bad_signature(backend, sandbox):
     assert failed[0]["id"] not in stored  # refused, never stored
     assert others <= set(stored)  # the run's other events were (one fault, one event)
     assert {stored[i].kryptos_user_id for i in others} <= {second["user_id"]}
+
+
+def test_a_secret_rotation_keeps_the_sandbox_deliveries_flowing(start_backend, sandbox):
+    new = "whsec_" + base64.b64encode(b"the-rotated-webhook-secret-0123456789").decode()
+    # The backend already has the new secret; the sender still signs with the previous one.
+    rotating = start_backend(webhook_secret=new, webhook_secret_previous=WEBHOOK_SECRET)
+    sandbox.set_webhooks(rotating.url + "/api/kryptos/webhooks", WEBHOOK_SECRET,
+                         backoff=[0.05, 0.05])
+    sandbox.create_public_token()
+    done = _wait(lambda: _deliveries_done(sandbox))
+    assert [d["status"] for d in done] == ["delivered"] * len(done)
+    assert {r.webhook_id for r in _rows(rotating)} == {d["id"] for d in done}
+
+    # Once the rotation is over (no previous secret), the old secret is refused.
+    after = start_backend(webhook_secret=new)
+    sandbox.reset()
+    sandbox.set_webhooks(after.url + "/api/kryptos/webhooks", WEBHOOK_SECRET,
+                         backoff=[0.05, 0.05])
+    sandbox.create_public_token()
+    done = _wait(lambda: _deliveries_done(sandbox))
+    assert {d["status"] for d in done} == {"failed"}
+    assert {code for d in done for code in d["responses"]} == {401}
+    assert _rows(after) == []

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import base64
 import json
 import threading
 import time
@@ -13,11 +12,13 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from sandbox import SandboxControlError, SandboxHandle, start_sandbox
 from tests.sandbox.helpers import connect, data, new_grant
 
-SECRET = "whsec_test_only"
+SECRET = "whsec_" + base64.b64encode(b"sandbox-webhook-test-secret-0123456789").decode()
+OTHER_SECRET = "whsec_" + base64.b64encode(b"another-webhook-test-secret-987654321").decode()
 FAST = [0.05, 0.1]
 
 
@@ -31,13 +32,17 @@ class Received:
     def body(self) -> dict:
         return dict(json.loads(self.raw))
 
-    def signed_with(self, secret: str) -> bool:
-        expected = hmac.new(secret.encode(), self.raw, hashlib.sha256).hexdigest()
-        return hmac.compare_digest(expected, self.headers.get("X-Webhook-Signature", ""))
+    def signed_with(self, secret: str, **changed: str) -> bool:
+        """Standard Webhooks' check (the package), with `changed` headers swapped in."""
+        try:
+            Webhook(secret).verify(self.raw, {**self.headers, **changed}, json_parse=False)
+        except WebhookVerificationError:
+            return False
+        return True
 
 
 class Receiver:
-    """Records every POST; the n-th request with one X-Webhook-Id gets `script[n]` (then
+    """Records every POST; the n-th request with one webhook-id gets `script[n]` (then
     `default`); 401 to a bad signature when `check_signature`."""
 
     def __init__(self) -> None:
@@ -54,9 +59,10 @@ class Receiver:
 
             def do_POST(self) -> None:  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                got = Received(dict(self.headers.items()), raw, time.monotonic())
+                got = Received({k.lower(): v for k, v in self.headers.items()}, raw,
+                               time.monotonic())
                 with receiver.lock:
-                    seen = sum(r.headers.get("X-Webhook-Id") == got.headers.get("X-Webhook-Id")
+                    seen = sum(r.headers.get("webhook-id") == got.headers.get("webhook-id")
                                for r in receiver.received)
                     receiver.received.append(got)
                     script = receiver.script
@@ -145,14 +151,19 @@ def test_widget_run_sends_signed_integration_created(hooked: SandboxHandle,
     for item in got:
         body = item.body
         assert item.signed_with(SECRET)
-        assert not item.signed_with(SECRET + "x")
-        assert item.headers["X-Webhook-Signature"] == item.headers["X-Webhook-Signature"].lower()
-        assert item.headers["Content-Type"] == "application/json"
+        assert not item.signed_with(OTHER_SECRET)
+        # The signature covers the id and the time too: neither can be swapped.
+        assert not item.signed_with(SECRET, **{"webhook-id": "whd_fresh"})
+        stamp = int(item.headers["webhook-timestamp"])
+        assert not item.signed_with(SECRET, **{"webhook-timestamp": str(stamp + 1)})
+        version, _, signature = item.headers["webhook-signature"].partition(",")
+        assert version == "v1" and len(base64.b64decode(signature, validate=True)) == 32
+        assert item.headers["content-type"] == "application/json"
         assert set(body) == {"id", "event", "timestamp", "data"}
-        assert body["id"].startswith("whd_") and item.headers["X-Webhook-Id"] == body["id"]
-        assert body["event"] == item.headers["X-Webhook-Event"] == "integration.created"
-        sent = datetime.strptime(item.headers["X-Webhook-Timestamp"], "%Y-%m-%dT%H:%M:%SZ")
-        assert abs(sent.replace(tzinfo=UTC) - now) < timedelta(seconds=30)
+        assert body["id"].startswith("whd_") and item.headers["webhook-id"] == body["id"]
+        assert body["event"] == "integration.created"
+        sent = datetime.fromtimestamp(stamp, tz=UTC)
+        assert abs(sent - now) < timedelta(seconds=30)
         datetime.strptime(body["timestamp"], "%Y-%m-%dT%H:%M:%SZ")
         event_data = dict(body["data"])
         assert event_data.pop("uid") == public["user_id"]
@@ -198,10 +209,12 @@ def test_no_url_no_webhooks_and_config_never_shows_the_secret(sandbox: SandboxHa
 
 
 @pytest.mark.parametrize("body", [
-    {"url": "ftp://x", "secret": "s"}, {"url": "http://127.0.0.1:9/x"},
-    {"url": "http://127.0.0.1:9/x", "secret": ""}, {"url": 5, "secret": "s"},
-    {"url": "http://127.0.0.1:9/x", "secret": "s", "backoff": [-1]},
-    {"url": "http://127.0.0.1:9/x", "secret": "s", "backoff": "fast"},
+    {"url": "ftp://x", "secret": SECRET}, {"url": "http://127.0.0.1:9/x"},
+    {"url": "http://127.0.0.1:9/x", "secret": ""}, {"url": 5, "secret": SECRET},
+    {"url": "http://127.0.0.1:9/x", "secret": SECRET, "backoff": [-1]},
+    {"url": "http://127.0.0.1:9/x", "secret": SECRET, "backoff": "fast"},
+    {"url": "http://127.0.0.1:9/x", "secret": "plain-text-secret"},  # not whsec_
+    {"url": "http://127.0.0.1:9/x", "secret": "whsec_not base64!"},
 ])
 def test_bad_webhook_config_is_refused(sandbox: SandboxHandle, body: dict) -> None:
     with pytest.raises(SandboxControlError, match="HTTP 400"):
@@ -297,13 +310,13 @@ def test_retry_after_500_keeps_the_id(hooked: SandboxHandle, receiver: Receiver)
     receiver.script = [500, 503]
     hooked.create_public_token()
     got = receiver.wait_for(12)
-    first_id = got[0].headers["X-Webhook-Id"]
-    tries = [r for r in got if r.headers["X-Webhook-Id"] == first_id]
+    first_id = got[0].headers["webhook-id"]
+    tries = [r for r in got if r.headers["webhook-id"] == first_id]
     assert len(tries) == 3
     assert len({r.raw for r in tries}) == 1 and all(r.signed_with(SECRET) for r in tries)
     assert tries[1].at - tries[0].at >= 0.04  # the backoff
     log = wait_deliveries(hooked, lambda d: len(d) == 4 and settled(d))
-    assert {d["id"] for d in log} == {r.headers["X-Webhook-Id"] for r in got}
+    assert {d["id"] for d in log} == {r.headers["webhook-id"] for r in got}
     assert [(d["attempts"], d["status"], d["responses"]) for d in log] == [
         (3, "delivered", [500, 503, 200])] * 4
 
@@ -334,9 +347,9 @@ def test_duplicate_fault_sends_the_same_event_twice(hooked: SandboxHandle,
     hooked.create_public_token()
     got = receiver.wait_for(5)
     time.sleep(0.2)
-    ids = [r.headers["X-Webhook-Id"] for r in receiver.received]
+    ids = [r.headers["webhook-id"] for r in receiver.received]
     assert len(ids) == 5 and len(set(ids)) == 4
-    twice = [r for r in got if ids.count(r.headers["X-Webhook-Id"]) == 2]
+    twice = [r for r in got if ids.count(r.headers["webhook-id"]) == 2]
     assert twice[0].raw == twice[1].raw and all(r.signed_with(SECRET) for r in twice)
     log = wait_deliveries(hooked, settled)
     assert sorted(d["attempts"] for d in log) == [1, 1, 1, 2]
@@ -352,7 +365,7 @@ def test_drop_fault_sends_nothing_for_that_event(hooked: SandboxHandle,
     assert len(receiver.received) == 2
     log = wait_deliveries(hooked, lambda d: len(d) == 4 and settled(d))
     assert [(d["status"], d["attempts"]) for d in log[:2]] == [("dropped", 0)] * 2
-    assert {r.headers["X-Webhook-Id"] for r in receiver.received} == {d["id"] for d in log[2:]}
+    assert {r.headers["webhook-id"] for r in receiver.received} == {d["id"] for d in log[2:]}
 
 
 def test_bad_signature_fault(hooked: SandboxHandle, receiver: Receiver) -> None:
@@ -364,9 +377,9 @@ def test_bad_signature_fault(hooked: SandboxHandle, receiver: Receiver) -> None:
     assert (log[0]["attempts"], log[0]["status"], log[0]["responses"]) == (3, "failed",
                                                                             [401, 401, 401])
     assert [(d["attempts"], d["status"]) for d in log[1:]] == [(1, "delivered")] * 3
-    bad = [r for r in receiver.received if r.headers["X-Webhook-Id"] == log[0]["id"]]
+    bad = [r for r in receiver.received if r.headers["webhook-id"] == log[0]["id"]]
     assert len(bad) == 3 and not any(r.signed_with(SECRET) for r in bad)
-    assert len(bad[0].headers["X-Webhook-Signature"]) == 64
+    assert bad[0].headers["webhook-signature"].startswith("v1,")
 
 
 def test_delay_fault_and_the_api_never_waits(hooked: SandboxHandle,
@@ -376,7 +389,7 @@ def test_delay_fault_and_the_api_never_waits(hooked: SandboxHandle,
     hooked.create_public_token()
     assert time.monotonic() - started < 0.6  # the request does not wait for its webhooks
     got = receiver.wait_for(4)
-    delayed = next(r for r in got if r.headers["X-Webhook-Id"] ==
+    delayed = next(r for r in got if r.headers["webhook-id"] ==
                    hooked.webhook_deliveries()[0]["id"])
     assert delayed.at - started >= 0.75
     assert got[-1] is delayed  # the others went first

@@ -105,7 +105,7 @@ def test_backend_settings_from_the_file_and_the_environment(tmp_path: Path) -> N
 [backend]
 jwt_secret = "file-jwt-secret"
 jwt_audience = "kryptos-backend"
-webhook_secret = "file-webhook-secret"
+webhook_secret = "whsec_ZmlsZS13ZWJob29rLXNlY3JldC0wMTIzNDU2Nzg5"
 webhook_max_age = 120
 link_token_rate_limit = 4
 """)
@@ -114,9 +114,10 @@ link_token_rate_limit = 4
     assert s.backend_jwt_secret == "file-jwt-secret"
     assert s.backend_jwt_audience == "kryptos-backend"
     assert s.backend_jwt_issuer == "https://login.example"
-    assert s.webhook_secret == s.effective_webhook_secret == "file-webhook-secret"
+    assert s.webhook_secret == s.effective_webhook_secret == (
+        "whsec_ZmlsZS13ZWJob29rLXNlY3JldC0wMTIzNDU2Nzg5")
     assert s.webhook_max_age == 120 and s.link_token_rate_limit == 7
-    assert "file-jwt-secret" not in repr(s) and "file-webhook-secret" not in repr(s)
+    assert "file-jwt-secret" not in repr(s) and "ZmlsZS13ZWJob29r" not in repr(s)
 
     empty = load_settings(env={}, secrets_path=tmp_path / "absent.toml")
     assert empty.webhook_max_age == 300 and empty.link_token_rate_limit == 10
