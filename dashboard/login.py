@@ -21,6 +21,7 @@ button); nothing else is faked. Policy: docs/architecture.md, "Console logins".
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -113,7 +114,7 @@ def _rehash(runtime: Runtime, user: User, password: str) -> User:
         return user
     logger.info("rehashed the password of %s from cost %s to %s", user.username, cost,
                 _rounds(runtime))
-    return runtime.users().get(user.username) or user
+    return dataclasses.replace(user, password_hash=new_hash)
 
 
 def _locked_message(wait: float) -> str:

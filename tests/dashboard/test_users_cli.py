@@ -121,6 +121,22 @@ def test_a_file_with_one_name_in_two_cases_is_refused(path):
     assert code == 1 and "'Sam' and 'sam'" in err
 
 
+def test_rehash_replaces_only_the_hash_it_was_given(path):
+    from dashboard.users_file import hash_cost, rehash_password
+
+    add_user(path, "Lena", "lena-password", ["viewer"], rounds=4)
+    old = load_users(path)["lena"].password_hash
+    newer = bcrypt.hashpw(b"lena-password", bcrypt.gensalt(rounds=5)).decode()
+    before = path.read_text()
+    # The password was changed meanwhile (the file no longer holds `old`): left alone.
+    assert rehash_password(path, "LENA", "$2b$04$" + "x" * 53, newer) is False
+    assert path.read_text() == before
+    assert rehash_password(path, "LENA", old, newer) is True
+    assert hash_cost(load_users(path)["lena"].password_hash) == 5
+    assert bcrypt.checkpw(b"lena-password", load_users(path)["lena"].password_hash.encode())
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
 def test_plain_text_password_in_file_is_rejected(path):
     path.write_text(yaml.safe_dump({"credentials": {"usernames": {"h": {
         "password": "plain", "roles": ["admin"]}}}}))
