@@ -3,9 +3,12 @@ recovery code, or enrolment for a role that requires it), and logout.
 
 - `auth.login` is audited once, when the password (and code) is accepted; a new browser
   session opened from a cookie is not a login.
-- Failed logins are counted in the database (LoginFailures): per username and address,
-  per username, per address. A lock lasts its time; only an admin lifts it earlier.
-- An unknown username is checked against a dummy bcrypt hash of the same cost.
+- Failed logins are counted in the database (LoginFailures): per username (any address)
+  and per address (services/operations/login_policy.py says which address). A lock lasts
+  its time; only an admin lifts it earlier.
+- A failed login answers no sooner than `login_failure_floor` after it started, whatever
+  the username (an unknown one is also checked against a dummy hash of the current cost);
+  an accepted password whose hash has a lower cost than `password_rounds` is rehashed.
 - TOTP (services/store/totp.py): a user enrolled is asked for a code (or a one-time
   recovery code) after the password; a user of a role in `settings.totp_roles` who is not
   enrolled must enrol before reaching any page.
@@ -18,6 +21,7 @@ button); nothing else is faked. Policy: docs/architecture.md, "Console logins".
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -46,7 +50,9 @@ from dashboard.session_cookie import (
     record,
 )
 from dashboard.users import User, check_password
-from services.operations import Actor
+from dashboard.users_file import UsersError, hash_cost, hash_password, rehash_password
+from services.operations import Actor, canonical_username
+from services.operations.login_policy import FailureFloor
 from services.store.actions import AuditAction
 from services.store.errors import StoreError
 from services.store.sessions import END_LOGOUT, UNKNOWN_ADDRESS
@@ -74,11 +80,41 @@ def _dummy_hash(cost: int) -> bytes:
 
 
 def _dummy_check(runtime: Runtime, password: str) -> None:
-    """Spend the time a wrong password takes, for a username that does not exist (at the
-    highest cost of the file's hashes, so it is never quicker than a real user's check)."""
-    costs = [int(u.password_hash[4:6]) for u in runtime.users().values()
-             if u.password_hash[4:6].isdigit()]
-    check_password(password, _dummy_hash(max(costs, default=12)).decode("ascii"))
+    """Spend the work of a password check for a username that does not exist (at the
+    current cost; the time is evened out by the failure floor)."""
+    check_password(password, _dummy_hash(_rounds(runtime)).decode("ascii"))
+
+
+def _rounds(runtime: Runtime) -> int:
+    return runtime.settings.password_rounds if runtime.settings else 12
+
+
+def failure_floor(runtime: Runtime) -> FailureFloor:
+    return FailureFloor(runtime.settings.login_failure_floor if runtime.settings else 1.5)
+
+
+def _rehash(runtime: Runtime, user: User, password: str) -> User:
+    """A user whose hash has a lower cost than the current one gets a new hash of the same
+    password (the users file rewritten atomically, its open sessions kept valid). A file
+    that cannot be written leaves the login as it is."""
+    cost = hash_cost(user.password_hash)
+    if runtime.auth_file is None or cost is None or cost >= _rounds(runtime):
+        return user
+    try:
+        # A password accepted today may break today's rules (an imported file): then
+        # hash_password refuses it and the old hash stays.
+        new_hash = hash_password(password, _rounds(runtime))
+        if not rehash_password(runtime.auth_file, user.username, user.password_hash,
+                               new_hash):
+            return user
+        runtime.auth.sessions.restamp(user.username, user.password_hash, new_hash)
+    except (OSError, UsersError, StoreError) as exc:
+        logger.error("rehashing the password of %s failed: %s", user.username,
+                     getattr(exc, "user_message", type(exc).__name__))
+        return user
+    logger.info("rehashed the password of %s from cost %s to %s", user.username, cost,
+                _rounds(runtime))
+    return dataclasses.replace(user, password_hash=new_hash)
 
 
 def _locked_message(wait: float) -> str:
@@ -88,11 +124,23 @@ def _locked_message(wait: float) -> str:
 
 
 def attempt_login(runtime: Runtime, username: str, password: str,
-                  address: str = UNKNOWN_ADDRESS) -> str | None:
+                  address: str = UNKNOWN_ADDRESS, *,
+                  floor: FailureFloor | None = None) -> str | None:
     """Check a username and password; returns None when accepted (logged in, or a second
-    factor to come: `PENDING_KEY`), else the message to show (and audits the failure)."""
+    factor to come: `PENDING_KEY`), else the message to show (and audits the failure),
+    no sooner than the failure floor after the call began."""
+    floor = floor or failure_floor(runtime)
+    started = floor.start()
+    message = _attempt_login(runtime, username, password, address)
+    if message is not None:
+        floor.hold(started)
+    return message
+
+
+def _attempt_login(runtime: Runtime, username: str, password: str, address: str) -> str | None:
     typed = username
-    username = username.strip().lower()[:64]  # longer names do not exist (USERNAME_RE)
+    # One form of a username (`SUPPORT` is `support`); longer names do not exist.
+    username = canonical_username(username)[:64]
     if not username or not password:
         return "Enter a username and a password."
     throttle = runtime.throttle
@@ -115,6 +163,7 @@ def attempt_login(runtime: Runtime, username: str, password: str,
                     f"{throttle.lock_seconds / 60:.0f} minutes.")
         return f"Wrong username or password ({left} attempt(s) left before a lock)."
     assert user is not None
+    user = _rehash(runtime, user, password)
     if runtime.auth.totp.is_enrolled(user.username):
         _set_pending(user.username, "code")
         return None

@@ -85,7 +85,7 @@ class AuthStores:
 
 
 def LoginThrottle(db: Database, settings: Settings) -> LoginFailures:  # noqa: N802 (kept name)
-    """Failed logins per (username, address), username and address, in the database:
+    """Failed logins per username (any address) and per address, in the database:
     `services.store.sessions.LoginFailures` with the settings' limits."""
     return LoginFailures(db, max_failures=settings.login_max_failures,
                          max_failures_wide=settings.login_max_failures_wide,

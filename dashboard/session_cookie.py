@@ -32,7 +32,7 @@ import streamlit as st
 
 from dashboard.runtime import Runtime
 from dashboard.users import User
-from services.operations import Actor, OperationError
+from services.operations import Actor, OperationError, login_policy
 from services.store.actions import AuditAction
 from services.store.errors import StoreError
 from services.store.sessions import (
@@ -192,17 +192,39 @@ def mark_cookie_dead(token: str | None) -> None:
     st.session_state[DELETE_COOKIE_KEY] = True
 
 
+def _proxies(runtime: Runtime) -> int:
+    return runtime.settings.trusted_proxies if runtime.settings else 0
+
+
+def _header_values(name: str) -> list[str]:
+    """Every value of a request header (it may be sent several times), in order."""
+    values = st.context.headers.get_all(name)
+    return [v for v in values if isinstance(v, str)]
+
+
 def client_address(runtime: Runtime) -> str:
-    """The client's address: the trusted proxy header's first address when configured,
-    else the connection's; `unknown` when there is none (AppTest, localhost)."""
-    header = runtime.settings.client_address_header if runtime.settings else None
+    """The address a login counts against (services/operations/login_policy.py): behind
+    `trusted_proxies` proxies the X-Forwarded-For entry the outermost added, else the
+    connection's; `unknown` when there is none (AppTest, localhost)."""
     try:
-        value = st.context.headers.get(header) if header else st.context.ip_address
+        peer = st.context.ip_address
+        forwarded = _header_values("X-Forwarded-For") if _proxies(runtime) else []
     except Exception:  # noqa: BLE001 - no request context: not known
         return UNKNOWN_ADDRESS
-    if not isinstance(value, str):  # None (localhost), or AppTest's stand-in
-        return UNKNOWN_ADDRESS
-    return value.split(",")[0].strip()[:64] or UNKNOWN_ADDRESS
+    return login_policy.client_address(peer if isinstance(peer, str) else None, forwarded,
+                                       _proxies(runtime))
+
+
+def reached_over_https(runtime: Runtime) -> bool:
+    """Whether this browser uses https (the page's address, or a trusted proxy's
+    X-Forwarded-Proto): the login cookie is then `Secure`."""
+    try:
+        url = st.context.url
+        proto = _header_values("X-Forwarded-Proto") if _proxies(runtime) else []
+    except Exception:  # noqa: BLE001 - no request context: not known, so plain http
+        return False
+    return login_policy.reached_over_https(url if isinstance(url, str) else None, proto,
+                                           _proxies(runtime))
 
 
 # --- the gate, run first in every script run ------------------------------------------------
@@ -231,7 +253,8 @@ def _cookie_ops(runtime: Runtime) -> None:
     writer = CookieWriter()
     if token:
         writer.set(settings.cookie_name, token, key="console_cookie_set",
-                   expires_at=datetime.now() + timedelta(seconds=settings.session_lifetime))
+                   expires_at=datetime.now() + timedelta(seconds=settings.session_lifetime),
+                   secure=reached_over_https(runtime))
     elif delete:
         writer.delete(settings.cookie_name, key="console_cookie_delete")
 

@@ -7,17 +7,19 @@ not stored here: it comes from the settings (secrets or environment)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
 import yaml
 
-from services.operations import ROLES
+from services.operations import ROLES, canonical_username
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MIN_PASSWORD_CHARS = 8
@@ -48,7 +50,8 @@ class User:
 
 
 def validate_username(username: str) -> str:
-    name = username.strip().lower()
+    """The username in its one stored form (`canonical_username`: `Sam` is `sam`), checked."""
+    name = canonical_username(username)
     if not USERNAME_RE.match(name):
         raise UsersError(
             "A username is 1 to 64 characters: lower-case letters, digits, '.', '_' or '-', "
@@ -112,16 +115,26 @@ def load_users(path: Path) -> dict[str, User]:
     if not isinstance(usernames, dict):
         raise UsersError(f"The users file {path} has no 'credentials.usernames' mapping.")
     users: dict[str, User] = {}
+    spelled: dict[str, str] = {}
     for raw_name, entry in usernames.items():
         if not isinstance(entry, dict):
             raise UsersError(f"User '{raw_name}' in {path} is not a mapping.")
+        username = canonical_username(str(raw_name))
+        if username in spelled:
+            # Two entries would be one person at login and in the audit log: which password
+            # and roles hold is not for the console to guess.
+            raise UsersError(
+                f"The users file {path} has both '{spelled[username]}' and '{raw_name}': "
+                "usernames are compared without regard to case, so these are one user. "
+                "Keep one of them: delete the other entry from the file.",
+                code="DUPLICATE_USER")
+        spelled[username] = str(raw_name)
         pw = str(entry.get("password") or "")
         if not pw.startswith(("$2a$", "$2b$", "$2y$")):
             raise UsersError(
                 f"User '{raw_name}' in {path} has no bcrypt hash; set the password with "
                 "`python -m dashboard.users add` instead of writing it in the file."
             )
-        username = str(raw_name).lower()
         roles = entry.get("roles") or []
         users[username] = User(
             username=username,
@@ -131,6 +144,59 @@ def load_users(path: Path) -> dict[str, User]:
             roles=tuple(str(r) for r in roles),
         )
     return users
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold the users file's lock (`<file>.lock`, 0600) for a read-modify-write: the CLI's
+    changes and the console's rehash at login never overwrite each other."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def hash_cost(password_hash: str) -> int | None:
+    """The bcrypt cost of a hash (`$2b$12$...` -> 12), None when it is not bcrypt's."""
+    parts = password_hash.split("$")
+    return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
+
+
+def rehash_password(path: Path, username: str, old_hash: str, new_hash: str) -> bool:
+    """Replace a user's hash by one of the same password at another cost, if the file still
+    holds `old_hash` for them (a password changed meanwhile wins). Only that entry's
+    `password` changes: the file's other keys and fields, order and mode are kept, and the
+    new file replaces the old atomically. Returns whether the file was changed."""
+    username = canonical_username(username)
+    with file_lock(path):
+        try:
+            mode = path.stat().st_mode & 0o777
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsersError(f"Cannot read the users file {path}: {type(exc).__name__}.") \
+                from None
+        usernames = data["credentials"]["usernames"]
+        key = next((k for k in usernames if canonical_username(str(k)) == username), None)
+        if key is None or usernames[key].get("password") != old_hash:
+            return False
+        usernames[key]["password"] = new_hash
+        _write_atomically(path, data, mode)
+    return True
+
+
+def _write_atomically(path: Path, data: dict, mode: int) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".users-", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(data, fh, sort_keys=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def save_users(path: Path, users: dict[str, User]) -> None:
@@ -175,13 +241,15 @@ def add_user(
 ) -> User:
     username = validate_username(username)
     role_tuple = validate_roles(roles)
-    users = load_users(path)
-    if username in users:
-        raise UsersError(f"User '{username}' already exists; use set-roles or remove it first.",
-                         code="USER_EXISTS")
-    user = User(username, name or username, email, hash_password(password, rounds), role_tuple)
-    users[username] = user
-    save_users(path, users)
+    password_hash = hash_password(password, rounds)
+    with file_lock(path):
+        users = load_users(path)
+        if username in users:
+            raise UsersError(f"User '{username}' already exists; use set-roles or remove it "
+                             "first.", code="USER_EXISTS")
+        user = User(username, name or username, email, password_hash, role_tuple)
+        users[username] = user
+        save_users(path, users)
     return user
 
 
@@ -189,12 +257,14 @@ def replace_roles(path: Path, username: str, roles: Iterable[str]) -> tuple[User
     """Set a user's roles; returns the user (before, after)."""
     username = validate_username(username)
     role_tuple = validate_roles(roles)
-    users = load_users(path)
-    if username not in users:
-        raise UsersError(f"No user '{username}' in {path}.", code="USER_NOT_FOUND")
-    old = users[username]
-    users[username] = User(old.username, old.name, old.email, old.password_hash, role_tuple)
-    save_users(path, users)
+    with file_lock(path):
+        users = load_users(path)
+        if username not in users:
+            raise UsersError(f"No user '{username}' in {path}.", code="USER_NOT_FOUND")
+        old = users[username]
+        users[username] = User(old.username, old.name, old.email, old.password_hash,
+                               role_tuple)
+        save_users(path, users)
     return old, users[username]
 
 
@@ -202,13 +272,14 @@ def replace_password(path: Path, username: str, password: str,
                      rounds: int = DEFAULT_ROUNDS) -> User:
     """Set a user's password (validated, bcrypt); returns the user."""
     username = validate_username(username)
-    users = load_users(path)
-    if username not in users:
-        raise UsersError(f"No user '{username}' in {path}.", code="USER_NOT_FOUND")
-    old = users[username]
-    users[username] = User(old.username, old.name, old.email, hash_password(password, rounds),
-                           old.roles)
-    save_users(path, users)
+    password_hash = hash_password(password, rounds)
+    with file_lock(path):
+        users = load_users(path)
+        if username not in users:
+            raise UsersError(f"No user '{username}' in {path}.", code="USER_NOT_FOUND")
+        old = users[username]
+        users[username] = User(old.username, old.name, old.email, password_hash, old.roles)
+        save_users(path, users)
     return users[username]
 
 
@@ -219,9 +290,10 @@ def set_roles(path: Path, username: str, roles: Iterable[str]) -> User:
 def remove_user(path: Path, username: str) -> User:
     """Remove a user; returns the user removed."""
     username = validate_username(username)
-    users = load_users(path)
-    if username not in users:
-        raise UsersError(f"No user '{username}' in {path}.", code="USER_NOT_FOUND")
-    removed = users.pop(username)
-    save_users(path, users)
+    with file_lock(path):
+        users = load_users(path)
+        if username not in users:
+            raise UsersError(f"No user '{username}' in {path}.", code="USER_NOT_FOUND")
+        removed = users.pop(username)
+        save_users(path, users)
     return removed

@@ -7,9 +7,9 @@ connect_timeout, read_timeout, max_retries, retry_budget) and the `[console]` ta
 auth_file, audit_anchor_file, audit_journal_file, reconcile_interval, data_dir, tiers,
 sandbox_port, sandbox_resync_delay, sandbox_url, idle_timeout, session_lifetime,
 totp_required_roles, login_max_failures, login_max_failures_wide, login_lock_seconds,
-client_address_header, sync_grants_interval, sync_rate, sync_enabled, approvals,
-approval_bulk_over, approval_limit_over, approval_ttl_hours) and the `[backend]`
-table (lower-case keys: jwt_secret, jwt_public_key, jwt_audience, jwt_issuer,
+login_failure_floor, password_rounds, trusted_proxies, sync_grants_interval, sync_rate,
+sync_enabled, approvals, approval_bulk_over, approval_limit_over, approval_ttl_hours) and
+the `[backend]` table (lower-case keys: jwt_secret, jwt_public_key, jwt_audience, jwt_issuer,
 webhook_secret, webhook_secret_previous, webhook_max_age, link_token_rate_limit,
 customer_rate_limit, jwt_max_lifetime, demo, port).
 
@@ -146,15 +146,24 @@ class Settings:
     #: Roles whose users must log in with a TOTP code (CONSOLE_TOTP_REQUIRED_ROLES,
     #: comma-separated; "none" for none). None: the mode's default (see totp_roles).
     totp_required_roles: tuple[str, ...] | None = None
-    #: Failed logins: `login_max_failures` for one username from one address, or
-    #: `login_max_failures_wide` for one username from all addresses or from one address for
-    #: all usernames, within `login_lock_seconds`, lock that for `login_lock_seconds`.
+    #: Failed logins: `login_max_failures` for one username (from any address), or
+    #: `login_max_failures_wide` from one address (for all usernames), within
+    #: `login_lock_seconds`, lock that username or address for `login_lock_seconds`.
     login_max_failures: int = 5
     login_max_failures_wide: int = 20
     login_lock_seconds: float = 15 * 60
-    #: A header set by a trusted reverse proxy that holds the client's address (e.g.
-    #: X-Forwarded-For: its first address is used). None: the connection's own address.
-    client_address_header: str | None = None
+    #: Every failed login answers after at least this many seconds, whatever the username
+    #: (CONSOLE_LOGIN_FAILURE_FLOOR): above the slowest password check, so that the time
+    #: does not tell which usernames exist. 0 turns it off (tests only).
+    login_failure_floor: float = 1.5
+    #: The bcrypt cost of new hashes (CONSOLE_PASSWORD_ROUNDS); a user whose hash has a
+    #: lower cost is rehashed at this cost at their next login.
+    password_rounds: int = 12
+    #: Reverse proxies in front of the console that append to X-Forwarded-For
+    #: (CONSOLE_TRUSTED_PROXIES): the client's address is the entry the outermost of them
+    #: added (the N-th from the right), and their X-Forwarded-Proto says whether the browser
+    #: used https. 0: no proxy, the connection's own address; the headers are ignored.
+    trusted_proxies: int = 0
     #: The customer backend (`backend/`): how customers' JWTs are checked (HS256 secret or
     #: RS256 public key in PEM), the webhook signing secret, the webhook max age (seconds)
     #: link tokens allowed per customer per minute, calls to all customer endpoints allowed
@@ -382,8 +391,11 @@ def load_settings(
         login_lock_seconds=_positive(number("CONSOLE_LOGIN_LOCK_SECONDS", console,
                                             "login_lock_seconds", 15 * 60, float),
                                      "CONSOLE_LOGIN_LOCK_SECONDS"),
-        client_address_header=get("CONSOLE_CLIENT_ADDRESS_HEADER", console,
-                                  "client_address_header"),
+        login_failure_floor=number("CONSOLE_LOGIN_FAILURE_FLOOR", console,
+                                   "login_failure_floor", 1.5, float),
+        password_rounds=_rounds(int(number("CONSOLE_PASSWORD_ROUNDS", console,
+                                           "password_rounds", 12, int))),
+        trusted_proxies=_trusted_proxies(get, console, number),
         **sync,
         approvals_enabled=_flag(get("CONSOLE_APPROVALS", console, "approvals"),
                                 "CONSOLE_APPROVALS", True),
@@ -420,6 +432,27 @@ def _webhook_secret(value: str | None, env_name: str, *, live: bool) -> str | No
                           ".decode())\"")
     if live and value == SANDBOX_WEBHOOK_SECRET:
         raise ConfigError(f"{env_name} is the sandbox's published secret: set your own.")
+    return value
+
+
+def _rounds(value: int) -> int:
+    if not 10 <= value <= 16:
+        raise ConfigError("CONSOLE_PASSWORD_ROUNDS (the bcrypt cost) must be between 10 and 16.")
+    return value
+
+
+def _trusted_proxies(get: Any, console: dict, number: Any) -> int:
+    """CONSOLE_TRUSTED_PROXIES. CONSOLE_CLIENT_ADDRESS_HEADER (a header's left-most entry,
+    which the client writes) is refused rather than ignored: a deployment that sets it must
+    count its proxies instead, not silently lose its per-address limit."""
+    if get("CONSOLE_CLIENT_ADDRESS_HEADER", console, "client_address_header") is not None:
+        raise ConfigError(
+            "CONSOLE_CLIENT_ADDRESS_HEADER is not supported: set CONSOLE_TRUSTED_PROXIES to "
+            "the number of reverse proxies in front of the console that append to "
+            "X-Forwarded-For (1 for the README's nginx), and remove the old setting.")
+    value = int(number("CONSOLE_TRUSTED_PROXIES", console, "trusted_proxies", 0, int))
+    if value > 10:
+        raise ConfigError("CONSOLE_TRUSTED_PROXIES must be between 0 and 10.")
     return value
 
 

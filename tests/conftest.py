@@ -1,7 +1,10 @@
 """Shared fixtures: the Kryptos sandbox (see sandbox/README.md).
 
 Four-eyes approval is on by default in a deployment; tests run with it off
-(`CONSOLE_APPROVALS=off`) unless they turn it on (tests/*/test_approvals*.py)."""
+(`CONSOLE_APPROVALS=off`) unless they turn it on (tests/*/test_approvals*.py). Likewise
+failed logins answer at once (`CONSOLE_LOGIN_FAILURE_FLOOR=0`) and the current bcrypt cost
+is the demo users' (`CONSOLE_PASSWORD_ROUNDS=10`: no rehash at every test login) unless a
+test sets them (tests/pages/test_login_hardening.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,12 @@ from sandbox import SandboxHandle, start_sandbox
 @pytest.fixture(autouse=True)
 def _approvals_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONSOLE_APPROVALS", "off")
+
+
+@pytest.fixture(autouse=True)
+def _fast_logins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSOLE_LOGIN_FAILURE_FLOOR", "0")
+    monkeypatch.setenv("CONSOLE_PASSWORD_ROUNDS", "10")
 
 
 @pytest.fixture(scope="session")

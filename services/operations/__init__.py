@@ -34,6 +34,7 @@ from services.operations.permissions import (
     Permission,
     Role,
     can,
+    canonical_username,
     permissions_for,
 )
 from services.operations.sync import SyncView
@@ -52,6 +53,7 @@ __all__ = [
     "PERMISSIONS",
     "ROLES",
     "Actor",
+    "canonical_username",
     "BulkItem",
     "BulkResult",
     "Counts",

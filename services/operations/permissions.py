@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -60,15 +61,25 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
 }
 
 
+def canonical_username(name: str) -> str:
+    """The one form of a username wherever people are compared: NFKC-normalised, case-folded
+    and stripped (`SUPPORT`, `Support` and full-width `ｓｕｐｐｏｒｔ` are all `support`)."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return folded.strip()
+
+
 @dataclass(frozen=True)
 class Actor:
-    """The person acting. `roles` are role names; unknown names grant nothing."""
+    """The person acting. `roles` are role names; unknown names grant nothing. The username
+    is kept in its canonical form (`canonical_username`), so that two actors are the same
+    person exactly when their usernames are equal."""
 
     username: str
     display_name: str = ""
     roles: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "username", canonical_username(self.username))
         if not isinstance(self.roles, frozenset):
             object.__setattr__(self, "roles", frozenset(self.roles))
 

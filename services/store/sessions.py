@@ -118,6 +118,18 @@ class SessionStore:
                 .values(ended_at=self._clock(), end_reason=reason))
         return int(result.rowcount or 0)
 
+    def restamp(self, username: str, old_hash: str, new_hash: str) -> int:
+        """The user's password was rehashed (same password, another bcrypt cost): their open
+        sessions opened with the old hash stay valid under the new one."""
+        with self._db.write() as conn:
+            result = conn.execute(
+                update(console_sessions)
+                .where(console_sessions.c.username == username,
+                       console_sessions.c.credential_stamp == credential_stamp(old_hash),
+                       console_sessions.c.ended_at.is_(None))
+                .values(credential_stamp=credential_stamp(new_hash)))
+        return int(result.rowcount or 0)
+
     def open_sessions(self, username: str) -> list[ConsoleSession]:
         with self._db.read() as conn:
             rows = conn.execute(
@@ -145,8 +157,8 @@ def _aware(value: datetime) -> datetime:
 
 # --- failed logins ------------------------------------------------------------------------
 
-SCOPE_PAIR = "user_address"  # one username from one address: the small limit
-SCOPE_USER = "user"  # one username from all addresses: the wide limit
+SCOPE_PAIR = "user_address"  # one username from one address (not written; cleared only)
+SCOPE_USER = "user"  # one username from all addresses: the small limit
 SCOPE_ADDRESS = "address"  # one address, all usernames: the wide limit
 
 
@@ -163,11 +175,14 @@ class Lock:
 class LoginFailures:
     """Failed-login counters and locks in the database.
 
-    A failure counts for (username, address), for the username and for the address (an
-    unknown address counts only for the username: no shared "unknown" bucket). A counter
-    that reaches its limit within `lock_seconds` locks its key until `locked_until`; nothing
-    but that time or an administrator's `unlock` lifts a lock (a successful login cannot
-    happen while locked, and it clears only the username's counters, never the address's).
+    A failure counts for the username, whatever the address (`max_failures`: a lock that
+    a made-up address cannot get round), and for the address, whatever the username
+    (`max_failures_wide`; an unknown address counts only for the username: no shared
+    "unknown" bucket). A counter that reaches its limit within `lock_seconds` locks its key
+    until `locked_until`; nothing but that time or an administrator's `unlock` lifts a lock
+    (a successful login cannot happen while locked, and it clears only the username's
+    counters, never the address's). Rows of scope `user_address` (one username from one
+    address) are not written; `success` and `unlock` clear those a database still holds.
     """
 
     def __init__(self, db: Database, *, max_failures: int = 5, max_failures_wide: int = 20,
@@ -182,8 +197,7 @@ class LoginFailures:
         return f"LoginFailures({self._db!r}, max_failures={self.max_failures})"
 
     def _keys(self, username: str, address: str | None) -> list[tuple[str, str, int]]:
-        keys = [(SCOPE_PAIR, f"{username}@{address or UNKNOWN_ADDRESS}", self.max_failures),
-                (SCOPE_USER, username, self.max_failures_wide)]
+        keys = [(SCOPE_USER, username, self.max_failures)]
         if address and address != UNKNOWN_ADDRESS:
             keys.append((SCOPE_ADDRESS, address, self.max_failures_wide))
         return keys
@@ -201,8 +215,8 @@ class LoginFailures:
         return max([0.0, *waits])
 
     def failure(self, username: str, address: str | None) -> int:
-        """Count a failure; returns the attempts left for this username from this address
-        before a lock (0: it is locked now)."""
+        """Count a failure; returns the attempts left for this username before a lock (0: it
+        is locked now)."""
         now = self._clock()
         window = timedelta(seconds=self.lock_seconds)
         left = self.max_failures
@@ -234,7 +248,7 @@ class LoginFailures:
                     values = {"failures": count, "window_start": start, "locked_until":
                               now + window if count >= limit else None}
                 conn.execute(update(login_failures).where(cond).values(**values))
-                if scope == SCOPE_PAIR:
+                if scope == SCOPE_USER:
                     left = max(0, limit - count)
         return left
 

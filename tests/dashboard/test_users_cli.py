@@ -100,6 +100,43 @@ def test_usernames_are_lower_cased(path):
     assert list(load_users(path)) == ["grace"]
 
 
+def test_one_form_of_a_username_in_the_file_and_the_cli(path):
+    code, out, err = run(["--file", str(path), "add", "\uff2bate", "--role", "viewer",
+                          "--password-stdin"], "kate-password\n")  # full-width K
+    assert code == 0, err
+    assert list(load_users(path)) == ["kate"]
+    assert "kate:" in path.read_text() and "\uff2b" not in path.read_text()
+    assert run(["--file", str(path), "add", "KATE", "--role", "admin", "--password-stdin"],
+               "kate-password\n")[0] == 1  # the same user
+
+
+def test_a_file_with_one_name_in_two_cases_is_refused(path):
+    hashed = bcrypt.hashpw(b"sam-password", bcrypt.gensalt(rounds=4)).decode()
+    path.write_text(yaml.safe_dump({"credentials": {"usernames": {
+        "Sam": {"password": hashed, "roles": ["admin"]},
+        "sam": {"password": hashed, "roles": ["viewer"]}}}}))
+    with pytest.raises(UsersError, match="both 'Sam' and 'sam'"):
+        load_users(path)
+    code, _, err = run(["--file", str(path), "list"])
+    assert code == 1 and "'Sam' and 'sam'" in err
+
+
+def test_rehash_replaces_only_the_hash_it_was_given(path):
+    from dashboard.users_file import hash_cost, rehash_password
+
+    add_user(path, "Lena", "lena-password", ["viewer"], rounds=4)
+    old = load_users(path)["lena"].password_hash
+    newer = bcrypt.hashpw(b"lena-password", bcrypt.gensalt(rounds=5)).decode()
+    before = path.read_text()
+    # The password was changed meanwhile (the file no longer holds `old`): left alone.
+    assert rehash_password(path, "LENA", "$2b$04$" + "x" * 53, newer) is False
+    assert path.read_text() == before
+    assert rehash_password(path, "LENA", old, newer) is True
+    assert hash_cost(load_users(path)["lena"].password_hash) == 5
+    assert bcrypt.checkpw(b"lena-password", load_users(path)["lena"].password_hash.encode())
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
 def test_plain_text_password_in_file_is_rejected(path):
     path.write_text(yaml.safe_dump({"credentials": {"usernames": {"h": {
         "password": "plain", "roles": ["admin"]}}}}))

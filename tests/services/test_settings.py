@@ -143,3 +143,23 @@ def test_sync_settings_defaults_environment_and_secrets(tmp_path: Path) -> None:
                 {"SYNC_RATE": "fast"}):
         with pytest.raises(ConfigError):
             load_settings(env=env, secrets_path=tmp_path / "absent.toml")
+
+
+def test_login_hardening_settings(tmp_path: Path) -> None:
+    absent = tmp_path / "absent.toml"
+    s = load_settings(env={}, secrets_path=absent)
+    assert (s.trusted_proxies, s.login_failure_floor, s.password_rounds) == (0, 1.5, 12)
+    s = load_settings(env={"CONSOLE_TRUSTED_PROXIES": "2", "CONSOLE_LOGIN_FAILURE_FLOOR": "3",
+                           "CONSOLE_PASSWORD_ROUNDS": "13"}, secrets_path=absent)
+    assert (s.trusted_proxies, s.login_failure_floor, s.password_rounds) == (2, 3.0, 13)
+    path = _file(tmp_path, "[console]\ntrusted_proxies = 1\n")
+    assert load_settings(env={}, secrets_path=path).trusted_proxies == 1
+    # The header setting that trusted the client's own entry is refused, not ignored.
+    with pytest.raises(ConfigError, match="CONSOLE_TRUSTED_PROXIES"):
+        load_settings(env={"CONSOLE_CLIENT_ADDRESS_HEADER": "X-Forwarded-For"},
+                      secrets_path=absent)
+    for env in ({"CONSOLE_TRUSTED_PROXIES": "-1"}, {"CONSOLE_TRUSTED_PROXIES": "11"},
+                {"CONSOLE_PASSWORD_ROUNDS": "4"}, {"CONSOLE_PASSWORD_ROUNDS": "20"},
+                {"CONSOLE_LOGIN_FAILURE_FLOOR": "-1"}):
+        with pytest.raises(ConfigError):
+            load_settings(env=env, secrets_path=absent)

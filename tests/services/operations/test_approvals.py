@@ -161,6 +161,23 @@ def test_a_revoke_request_names_the_customer_and_refuses_what_is_not_active(env:
         assert info.value.code == "GRANT_NOT_ACTIVE"
 
 
+def test_the_same_person_in_another_case_is_refused(env: Env) -> None:
+    """An approver named `SUPPORT` is `support`: not a second person."""
+    env.roles["support"] = ["support"]
+    requester = actor("support", name="support")
+    shouting = actor("support", name="SUPPORT")
+    assert shouting == requester
+    gid = env.guests(1)[0]
+    req = env.ops.approvals.request(requester, Change.revoke(gid), "customer asked to close")
+    with pytest.raises(OperationError) as err:
+        env.ops.approvals.approve(shouting, req.id)
+    assert err.value.code == "SAME_PERSON"
+    assert env.active(gid) and not env.upstream("POST", "/token/revoke")
+    assert env.ops.approvals.store.get(req.id).state == "pending"  # type: ignore[union-attr]
+    assert [(e.actor_username, e.error_code) for e in env.events(outcome="denied")] == [
+        ("support", "SAME_PERSON")]
+
+
 def test_request_needs_the_permission(env: Env) -> None:
     with pytest.raises(PermissionDenied):
         env.ops.approvals.request(FAY, Change.revoke(env.guests(1)[0]), "not mine to ask")
