@@ -337,8 +337,8 @@ def load_settings(
             "BACKEND_LINK_TOKEN_RATE_LIMIT", backend, "link_token_rate_limit",
             DEFAULT_LINK_TOKEN_RATE_LIMIT, int)),
         backend_port=int(number("BACKEND_PORT", backend, "port", 0, int)),
-        idle_timeout=_positive(number("CONSOLE_IDLE_TIMEOUT", console, "idle_timeout",
-                                      20 * 60, float), "CONSOLE_IDLE_TIMEOUT"),
+        idle_timeout=_idle_timeout(number("CONSOLE_IDLE_TIMEOUT", console, "idle_timeout",
+                                          20 * 60, float)),
         session_lifetime=_positive(number("CONSOLE_SESSION_LIFETIME", console,
                                           "session_lifetime", 8 * 3600, float),
                                    "CONSOLE_SESSION_LIFETIME"),
@@ -365,6 +365,20 @@ def load_settings(
         approval_ttl_hours=number("CONSOLE_APPROVAL_TTL_HOURS", console, "approval_ttl_hours",
                                   24.0, float),
     )
+
+
+#: The shortest idle timeout accepted (seconds). A session's last use is recorded at most
+#: every 30 s and at least every half of the timeout; a shorter timeout would end the
+#: sessions of people reading a page.
+MIN_IDLE_TIMEOUT = 60.0
+
+
+def _idle_timeout(value: float) -> float:
+    if value < MIN_IDLE_TIMEOUT:
+        raise ConfigError(
+            f"CONSOLE_IDLE_TIMEOUT (idle_timeout in the [console] table) is {value:g} s; it "
+            f"must be at least {MIN_IDLE_TIMEOUT:.0f} s (the default is 1200, 20 minutes).")
+    return value
 
 
 def _positive(value: float, name: str) -> float:

@@ -67,14 +67,18 @@ class SessionStore:
 
     def __init__(self, db: Database, *, clock: Clock = _utcnow) -> None:
         self._db = db
-        self._clock = clock
+        #: The time source of every check and write (a test injects its own).
+        self.clock = clock
 
     def __repr__(self) -> str:
         return f"SessionStore({self._db!r})"
 
+    def now(self) -> datetime:
+        return self.clock()
+
     def create(self, username: str, roles: Iterable[str], password_hash: str,
                client_address: str | None = None) -> ConsoleSession:
-        now = self._clock()
+        now = self.clock()
         sid = secrets.token_urlsafe(32)
         row = dict(id=sid, username=username, roles=roles_text(roles),
                    credential_stamp=credential_stamp(password_hash), created_at=now,
@@ -93,11 +97,12 @@ class SessionStore:
         return _session(dict(row)) if row is not None else None
 
     def touch(self, sid: str) -> None:
-        """Record that the session was used now (callers do so at most every ~30 s)."""
+        """Record that the session was used now (callers throttle it: dashboard/session_cookie.py
+        `touch_interval`)."""
         with self._db.write() as conn:
             conn.execute(update(console_sessions)
                          .where(console_sessions.c.id == sid, console_sessions.c.ended_at.is_(None))
-                         .values(last_seen_at=self._clock()))
+                         .values(last_seen_at=self.clock()))
 
     def end(self, sid: str, reason: str) -> bool:
         """End one session; False when it had already ended (or never existed)."""
@@ -105,7 +110,7 @@ class SessionStore:
             result = conn.execute(
                 update(console_sessions)
                 .where(console_sessions.c.id == sid, console_sessions.c.ended_at.is_(None))
-                .values(ended_at=self._clock(), end_reason=reason))
+                .values(ended_at=self.clock(), end_reason=reason))
         return bool(result.rowcount)
 
     def end_user(self, username: str, reason: str) -> int:
@@ -115,7 +120,7 @@ class SessionStore:
                 update(console_sessions)
                 .where(console_sessions.c.username == username,
                        console_sessions.c.ended_at.is_(None))
-                .values(ended_at=self._clock(), end_reason=reason))
+                .values(ended_at=self.clock(), end_reason=reason))
         return int(result.rowcount or 0)
 
     def open_sessions(self, username: str) -> list[ConsoleSession]:
