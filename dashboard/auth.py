@@ -41,6 +41,7 @@ from dashboard.navigation import (
     PROJECT_ROOT,
     REFUSED_TITLE,
     PageSpec,
+    all_pages,
     nav_title,
     note_page_run,
     page_opened_anew,
@@ -59,7 +60,7 @@ from dashboard.session_cookie import (
 
 __all__ = [
     "ADDRESS_SCOPE", "APPROVALS_PAGE", "CODE_KEY", "PAGES", "PENDING_KEY", "PROJECT_ROOT",
-    "REFUSED_TITLE", "STORE_DOWN", "PageSpec", "attempt_login", "check_code", "client_address",
+    "REFUSED_TITLE", "STORE_DOWN", "PageSpec", "all_pages", "attempt_login", "check_code", "client_address",
     "complete_login", "confirm_enrolment", "current_actor", "current_session_id",
     "decode_cookie", "encode_cookie", "enrol", "login_gate", "login_locks", "login_page",
     "logout", "logout_button", "nav_title", "new_totp_secret", "note_page_run",
