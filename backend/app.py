@@ -35,6 +35,7 @@ from backend.ratelimit import RateLimiter
 from backend.service import CustomerService
 from backend.webhooks import Hook, WebhookHub, verify
 from services.kryptos.client import KryptosClient
+from services.private_files import prepare_data_dir
 from services.settings import Settings, load_settings
 from services.store import (
     AuditLog,
@@ -205,6 +206,7 @@ def _install_handlers(app: FastAPI) -> None:
 
 def _build_backend(settings: Settings, client: KryptosClient | None, db: Database | None,
                    sandbox_url: str | None, on_event: Iterable[Hook]) -> Backend:
+    prepare_data_dir(settings)  # the data folder 0700, new files 0600; loose modes logged
     stops: list[Callable[[], None]] = []
     if client is None:
         if settings.sandbox_mode:

@@ -73,6 +73,7 @@ page = st.navigation([p for _, p in entries], position="sidebar")
 spec = next(s for s, p in entries if p is page)
 ui.badge(runtime, actor)
 ui.kryptos_warning(runtime, actor)
+ui.loose_modes_warning(runtime, actor)
 auth.logout_button(runtime, actor)
 auth.note_page_run(spec.url_path)
 try:

@@ -60,10 +60,10 @@ from dashboard.session_cookie import (
 
 __all__ = [
     "ADDRESS_SCOPE", "APPROVALS_PAGE", "CODE_KEY", "PAGES", "PENDING_KEY", "PROJECT_ROOT",
-    "REFUSED_TITLE", "STORE_DOWN", "PageSpec", "all_pages", "attempt_login", "check_code", "client_address",
+    "REFUSED_TITLE", "STORE_DOWN", "PageSpec", "attempt_login", "check_code", "client_address",
     "complete_login", "confirm_enrolment", "current_actor", "current_session_id",
     "decode_cookie", "encode_cookie", "enrol", "login_gate", "login_locks", "login_page",
     "logout", "logout_button", "nav_title", "new_totp_secret", "note_page_run",
     "page_opened_anew", "pages_for", "pages_refused", "refuse_page", "set_up_totp",
-    "show_enrolment", "unlock",
+    "show_enrolment", "unlock", "all_pages",
 ]

@@ -18,6 +18,7 @@ import bcrypt
 import yaml
 
 from services.operations import ROLES
+from services.private_files import private_dir
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MIN_PASSWORD_CHARS = 8
@@ -136,7 +137,7 @@ def load_users(path: Path) -> dict[str, User]:
 def save_users(path: Path, users: dict[str, User]) -> None:
     """Write the users atomically, readable by the owner only (0600)."""
     data = {"credentials": credentials_dict(users)}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=".users-", dir=path.parent)
     try:
         os.fchmod(fd, 0o600)
