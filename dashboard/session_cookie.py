@@ -60,15 +60,16 @@ ENDED_MESSAGE_KEY = "_console_session_ended"
 
 #: `last_seen_at` is written at most this often (seconds), not on every run.
 TOUCH_SECONDS = 30.0
+ALGORITHM = "HS256"
 
 
 def touch_interval(idle_timeout: float) -> float:
     """How old `last_seen_at` may get before a run writes it again: `TOUCH_SECONDS`, but
     never more than half the idle timeout. The idle check counts from the last write, which
-    lags the last click by up to this interval: with a 30 s throttle and a 40 s timeout,
-    someone clicking every 14 s was logged out."""
+    lags the last click by up to this interval: a fixed 30 s throttle with a 40 s timeout
+    would log out someone clicking every 14 s."""
     return min(TOUCH_SECONDS, idle_timeout / 2)
-ALGORITHM = "HS256"
+
 
 END_MESSAGES = {
     END_IDLE: "Your session ended after a time without activity. Log in again.",
