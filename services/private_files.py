@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 logger = logging.getLogger(__name__)
 
@@ -111,13 +112,23 @@ def private_paths(settings: Any) -> list[Path]:
     file)."""
     data_dir = Path(settings.data_dir)
     paths = [data_dir, *(sorted(data_dir.iterdir()) if data_dir.is_dir() else ())]
-    url = make_url(settings.effective_database_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        db_file = Path(url.database).expanduser()
-        paths += [db_file, Path(f"{db_file}-wal"), Path(f"{db_file}-shm")]
+    paths += _sqlite_files(settings.effective_database_url)
     paths += [Path(settings.effective_audit_anchor_file),
               Path(settings.effective_audit_journal_file), Path(settings.effective_auth_file)]
     return paths
+
+
+def _sqlite_files(database_url: str) -> list[Path]:
+    """A SQLite database's file and its companions ([] for another database, or a URL that
+    the store will refuse with its own message)."""
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        return []
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return []
+    db_file = Path(url.database).expanduser()
+    return [db_file, Path(f"{db_file}-wal"), Path(f"{db_file}-shm")]
 
 
 def prepare_data_dir(settings: Any) -> tuple[str, ...]:
