@@ -38,6 +38,7 @@ from backend.service import CustomerService
 from backend.webhook_auth import Clock, WebhookVerifier, verifier_for
 from backend.webhooks import Hook, WebhookHub
 from services.kryptos.client import KryptosClient
+from services.private_files import prepare_data_dir
 from services.settings import ConfigError, Settings, load_settings
 from services.store import (
     AuditLog,
@@ -207,6 +208,7 @@ def _install_handlers(app: FastAPI) -> None:
 
 def _build_backend(settings: Settings, client: KryptosClient | None, db: Database | None,
                    sandbox_url: str | None, on_event: Iterable[Hook], clock: Clock) -> Backend:
+    prepare_data_dir(settings)  # the data folder 0700, new files 0600; loose modes logged
     stops: list[Callable[[], None]] = []
     verifier = verifier_for(settings, clock)  # a bad secret fails here, before anything starts
     if client is None:

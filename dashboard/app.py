@@ -25,6 +25,7 @@ if not runtime.ok:
     render_setup(runtime.problems, runtime.mode, runtime.live_check)
     st.stop()
 
+approvals_on = runtime.ops.approvals.policy.enabled
 actor = auth.login_gate(runtime)
 if actor is None:
     # Every page's address shows the login too (not "Page not found" over it), under the
@@ -33,7 +34,7 @@ if actor is None:
     stand_ins = [
         st.Page(auth.login_page, title="Log in", icon=":material/login:",
                 url_path=spec.url_path)
-        for spec in auth.PAGES if not spec.default
+        for spec in auth.all_pages(approvals=approvals_on) if not spec.default
     ]
     st.navigation([st.Page(auth.login_page, title="Log in", icon=":material/login:",
                            default=True), *stand_ins], position="hidden").run()
@@ -42,7 +43,6 @@ if actor is None:
     heap.freeze_startup_heap()
     st.stop()
 
-approvals_on = runtime.ops.approvals.policy.enabled
 specs = auth.pages_for(actor.roles, approvals=approvals_on)
 available = [s for s in specs if (auth.PROJECT_ROOT / s.path).is_file()]
 missing = [s.path for s in specs if s not in available]
@@ -73,6 +73,7 @@ page = st.navigation([p for _, p in entries], position="sidebar")
 spec = next(s for s, p in entries if p is page)
 ui.badge(runtime, actor)
 ui.kryptos_warning(runtime, actor)
+ui.loose_modes_warning(runtime, actor)
 auth.logout_button(runtime, actor)
 auth.note_page_run(spec.url_path)
 try:

@@ -41,6 +41,7 @@ from dashboard.navigation import (
     PROJECT_ROOT,
     REFUSED_TITLE,
     PageSpec,
+    all_pages,
     nav_title,
     note_page_run,
     page_opened_anew,
@@ -64,5 +65,5 @@ __all__ = [
     "decode_cookie", "encode_cookie", "enrol", "login_gate", "login_locks", "login_page",
     "logout", "logout_button", "nav_title", "new_totp_secret", "note_page_run",
     "page_opened_anew", "pages_for", "pages_refused", "refuse_page", "set_up_totp",
-    "show_enrolment", "unlock",
+    "show_enrolment", "unlock", "all_pages",
 ]

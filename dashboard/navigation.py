@@ -69,6 +69,13 @@ def _table(approvals: bool) -> tuple[PageSpec, ...]:
     return tuple(p for p in PAGES if p not in last) + (APPROVALS_PAGE,) + last
 
 
+def all_pages(*, approvals: bool = False) -> tuple[PageSpec, ...]:
+    """Every page of the console, in menu order (`approvals`: with the Approvals page). A
+    logged-out session registers each address with the login form, so that a link to any
+    of them shows the login and then that page."""
+    return _table(approvals)
+
+
 def nav_title(runtime: Runtime, actor: Actor, spec: PageSpec) -> str:
     """A page's title in the navigation: "Approvals (2)" when two requests wait for the
     actor."""

@@ -33,6 +33,7 @@ from dashboard.users_file import User, UsersError, hash_password, load_users, sa
 from services.kryptos.client import SYNC_USER_AGENT, KryptosClient
 from services.operations import Operations
 from services.operations.health import LiveChecker
+from services.private_files import prepare_data_dir
 from services.secret_file import secret_file
 from services.settings import ConfigError, Settings, load_settings
 from services.store import NewVaultEntry
@@ -120,6 +121,9 @@ class Runtime:
     #: The read model's sync worker of this process (None: SYNC_ENABLED off, or no ops).
     sync: SyncWorker | None = field(default=None, repr=False)
     _stopped: threading.Event = field(default_factory=threading.Event, repr=False)
+    #: Files and folders of the console's private data that group or others may use, found
+    #: at start (services/private_files.py); shown to admins.
+    loose_modes: tuple[str, ...] = ()
 
     def stop(self) -> None:
         """Stop the sync worker (giving its lock up) and an in-process sandbox."""
@@ -286,7 +290,14 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         settings = settings or load_settings()
     except ConfigError as exc:
         return Runtime(settings=None, mode="live", problems=(exc.user_message,))
+    try:
+        loose = prepare_data_dir(settings)
+    except OSError as exc:
+        return Runtime(settings=settings, mode="sandbox" if settings.sandbox_mode else "live",
+                       problems=(f"Cannot create the data folder {settings.data_dir} "
+                                 f"({type(exc).__name__}: {exc.strerror or exc}).",))
     runtime = _build_sandbox(settings) if settings.sandbox_mode else _build_live(settings)
+    runtime.loose_modes = loose
     if runtime.ops is not None:
         wire_approvals(runtime)
     return runtime
@@ -309,7 +320,6 @@ def wire_approvals(runtime: Runtime) -> None:
 def _build_sandbox(settings: Settings) -> Runtime:
     from services.settings import SANDBOX_CLIENT_ID
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     stop = None
     if settings.sandbox_url:
         from sandbox import SandboxClient

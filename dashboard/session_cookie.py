@@ -8,7 +8,8 @@
   ended, not be idle for more than `idle_timeout` nor older than `session_lifetime`, and
   its user must still exist with the same roles and password. Anything else logs the
   browser out (and ends the record, audited `auth.session_ended`). `last_seen_at` is
-  written at most every `TOUCH_SECONDS`.
+  written at most every `TOUCH_SECONDS`, and at least every half of the idle timeout
+  (`touch_interval`), so someone who acts at least that often is never taken for idle.
 - A cookie that cannot be read (garbage, bad signature, `alg: none`, expired, missing
   fields) means "logged out": no traceback.
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import extra_streamlit_components as stx
@@ -60,6 +61,15 @@ ENDED_MESSAGE_KEY = "_console_session_ended"
 #: `last_seen_at` is written at most this often (seconds), not on every run.
 TOUCH_SECONDS = 30.0
 ALGORITHM = "HS256"
+
+
+def touch_interval(idle_timeout: float) -> float:
+    """How old `last_seen_at` may get before a run writes it again: `TOUCH_SECONDS`, but
+    never more than half the idle timeout. The idle check counts from the last write, which
+    lags the last click by up to this interval: a fixed 30 s throttle with a 40 s timeout
+    would log out someone clicking every 14 s."""
+    return min(TOUCH_SECONDS, idle_timeout / 2)
+
 
 END_MESSAGES = {
     END_IDLE: "Your session ended after a time without activity. Log in again.",
@@ -322,7 +332,7 @@ def _check_session(runtime: Runtime, sid: str) -> Actor | None:
             st.session_state[ENDED_MESSAGE_KEY] = END_MESSAGES.get(
                 session.end_reason or "", END_MESSAGES[END_USER_REMOVED])
         return None
-    now = datetime.now(UTC)
+    now = store.now()
     user = runtime.users().get(session.username)
     reason = _end_reason(runtime, session, user, now)
     if reason is not None:
@@ -335,6 +345,8 @@ def _check_session(runtime: Runtime, sid: str) -> Actor | None:
         st.session_state[ENDED_MESSAGE_KEY] = END_MESSAGES[reason]
         return None
     assert user is not None
-    if (now - session.last_seen_at).total_seconds() >= TOUCH_SECONDS:
+    settings = runtime.settings
+    assert settings is not None
+    if (now - session.last_seen_at).total_seconds() >= touch_interval(settings.idle_timeout):
         store.touch(sid)
     return actor_of(user)

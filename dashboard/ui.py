@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from dashboard.csv_io import csv_safe_frame
-from services.operations import Actor, OperationError, RecordUnavailable
+from services.operations import Actor, OperationError, Permission, RecordUnavailable, can
 from services.store.audit import AuditEvent, AuditFilter
 from services.store.trail import RECORD_PENDING, AuditUnavailable, PendingRecords
 
@@ -160,6 +160,18 @@ def kryptos_warning(runtime: Runtime, actor: Actor) -> None:
     if result is not None and not result.ok:
         st.error("Kryptos check at start failed: " + escape_markdown("; ".join(result.problems))
                  + " (see the Outcomes page).", icon=":material/cloud_off:")
+
+
+def loose_modes_warning(runtime: Runtime, actor: Actor) -> None:
+    """For those who look after the console (`settle_outcomes`): a banner on every page
+    while files or folders of its private data, found at start, are open to other local
+    users."""
+    if not runtime.loose_modes or not can(actor, Permission.SETTLE_OUTCOMES):
+        return
+    st.warning("The console's private data is readable by other local users of this "
+               "server (found at start; restart once fixed):\n\n"
+               + "\n".join(f"- {escape_markdown(w)}" for w in runtime.loose_modes),
+               icon=":material/folder_open:")
 
 
 def table(rows: Iterable[Mapping[str, Any]], **kwargs: Any) -> None:

@@ -20,6 +20,7 @@ import bcrypt
 import yaml
 
 from services.operations import ROLES, canonical_username
+from services.private_files import private_dir
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MIN_PASSWORD_CHARS = 8
@@ -202,7 +203,7 @@ def _write_atomically(path: Path, data: dict, mode: int) -> None:
 def save_users(path: Path, users: dict[str, User]) -> None:
     """Write the users atomically, readable by the owner only (0600)."""
     data = {"credentials": credentials_dict(users)}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=".users-", dir=path.parent)
     try:
         os.fchmod(fd, 0o600)

@@ -375,8 +375,8 @@ def load_settings(
                                    "BACKEND_JWT_MAX_LIFETIME"),
         backend_port=int(number("BACKEND_PORT", backend, "port", 0, int)),
         backend_demo=_flag(get("BACKEND_DEMO", backend, "demo"), "BACKEND_DEMO", False),
-        idle_timeout=_positive(number("CONSOLE_IDLE_TIMEOUT", console, "idle_timeout",
-                                      20 * 60, float), "CONSOLE_IDLE_TIMEOUT"),
+        idle_timeout=_idle_timeout(number("CONSOLE_IDLE_TIMEOUT", console, "idle_timeout",
+                                          20 * 60, float)),
         session_lifetime=_positive(number("CONSOLE_SESSION_LIFETIME", console,
                                           "session_lifetime", 8 * 3600, float),
                                    "CONSOLE_SESSION_LIFETIME"),
@@ -453,6 +453,20 @@ def _trusted_proxies(get: Any, console: dict, number: Any) -> int:
     value = int(number("CONSOLE_TRUSTED_PROXIES", console, "trusted_proxies", 0, int))
     if value > 10:
         raise ConfigError("CONSOLE_TRUSTED_PROXIES must be between 0 and 10.")
+    return value
+
+
+#: The shortest idle timeout accepted (seconds). A session's last use is recorded at most
+#: every 30 s and at least every half of the timeout; a shorter timeout would end the
+#: sessions of people reading a page.
+MIN_IDLE_TIMEOUT = 60.0
+
+
+def _idle_timeout(value: float) -> float:
+    if value < MIN_IDLE_TIMEOUT:
+        raise ConfigError(
+            f"CONSOLE_IDLE_TIMEOUT (idle_timeout in the [console] table) is {value:g} s; it "
+            f"must be at least {MIN_IDLE_TIMEOUT:.0f} s (the default is 1200, 20 minutes).")
     return value
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from services.private_files import private_dir
 from services.settings import ConfigError, Settings
 from services.store.audit import AuditLog
 from services.store.db import Database, open_database
@@ -60,7 +61,7 @@ def audit_anchor_file(settings: Settings) -> Path:
     anchor = settings.effective_audit_anchor_file
     if settings.audit_anchor_file is None:  # the default, in the console's own folder
         try:
-            anchor.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(anchor.parent)
         except OSError as exc:  # appends still work; the log warns (once a minute)
             _log.warning("cannot create %s for the audit anchor: %s", anchor.parent, exc)
     return anchor

@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import StaticPool
 
+from services.private_files import create_private_file
 from services.store.errors import StoreError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -89,7 +90,9 @@ class Database:
         if in_memory:
             kwargs["poolclass"] = StaticPool
         else:
-            Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            # Created here (0600, its folder 0700) rather than by SQLite (0644 less the
+            # umask); SQLite gives the -wal and -shm files the database file's mode.
+            create_private_file(Path(database).expanduser().resolve())
         engine = create_engine(self.url, **kwargs)
 
         @event.listens_for(engine, "connect")

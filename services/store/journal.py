@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from services.private_files import open_private, private_dir
 from services.store.audit import AuditEvent, AuditFilter, NewAuditEvent
 from services.store.audit.events import format_ts, json_default
 from services.store.audit.redact import redact
@@ -79,8 +80,8 @@ class AuditJournal:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """The journal's file lock (shared by every process using this journal)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a+") as fh:
+        private_dir(self.path.parent)
+        with open_private(self._lock_path, "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
@@ -159,8 +160,8 @@ class AuditJournal:
             self._replaying.release()
 
     def _replay_locked(self, target: ReplayTarget) -> ReplayReport:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".replay"), "a+") as guard:
+        private_dir(self.path.parent)
+        with open_private(self.path.with_name(self.path.name + ".replay"), "a+") as guard:
             try:  # one replayer across processes: check-then-append must not race
                 fcntl.flock(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -218,7 +219,7 @@ class AuditJournal:
             lines = [line for line in self.path.read_text(encoding="utf-8").splitlines()
                      if line.strip() and line not in bad and _line_id(line) not in done]
             tmp = self.path.with_name(self.path.name + ".tmp")
-            with open(tmp, "w", encoding="utf-8") as fh:
+            with open_private(tmp, "w") as fh:
                 fh.write("".join(line + "\n" for line in lines))
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -229,7 +230,7 @@ class AuditJournal:
     def _set_aside(self, bad: list[str]) -> None:
         aside = self.path.with_name(self.path.name + ".unreadable")
         log.warning("audit journal: %d unreadable line(s) moved to %s", len(bad), aside)
-        with open(aside, "a", encoding="utf-8") as fh:
+        with open_private(aside, "a") as fh:
             fh.write("".join(line + "\n" for line in bad))
             fh.flush()
             os.fsync(fh.fileno())

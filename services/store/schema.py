@@ -124,7 +124,8 @@ backend_rate_hits = Table(
 console_sessions = Table(
     "console_sessions",
     metadata,
-    Column("id", String(64), primary_key=True),
+    # SHA-256 (hex) of the session id; the id itself is only in the browser's cookie.
+    Column("id_hash", String(64), primary_key=True),
     Column("username", String(64), nullable=False),
     Column("roles", Text, nullable=False),
     Column("credential_stamp", String(64), nullable=False),

@@ -2,6 +2,9 @@
 server-side sessions (`SessionStore`, table `console_sessions`) and failed-login counters
 with their locks (`LoginFailures`, table `login_failures`). Migration 0005_auth.
 
+A session id is a bearer secret: the browser's cookie holds it, the table only its SHA-256
+(`id_hash`, migration 0010_session_hash), so a copy of the database names no usable session.
+
 """
 
 from __future__ import annotations
@@ -41,13 +44,20 @@ def credential_stamp(password_hash: str) -> str:
     return hashlib.sha256(password_hash.encode("utf-8")).hexdigest()
 
 
+def session_id_hash(sid: str) -> str:
+    """What the table keeps of a session id. A plain SHA-256 suffices: the id is 32 random
+    bytes, so there is nothing to guess from the hash."""
+    return hashlib.sha256(sid.encode("utf-8")).hexdigest()
+
+
 def roles_text(roles: Iterable[str]) -> str:
     return ",".join(sorted(set(roles)))
 
 
 @dataclass(frozen=True)
 class ConsoleSession:
-    id: str
+    #: The session id: known from `create` and `get(id)` only (None from `open_sessions`).
+    id: str | None
     username: str
     roles: tuple[str, ...]
     credential_stamp: str
@@ -56,6 +66,7 @@ class ConsoleSession:
     ended_at: datetime | None
     end_reason: str | None
     client_address: str | None
+    id_hash: str | None = None
 
     def __repr__(self) -> str:  # the id is a bearer secret
         return (f"ConsoleSession(username={self.username!r}, created_at={self.created_at!r}, "
@@ -63,49 +74,58 @@ class ConsoleSession:
 
 
 class SessionStore:
-    """Server-side sessions: the login cookie names one (`id`, 32 random bytes)."""
+    """Server-side sessions: the login cookie names one (`id`, 32 random bytes, kept in the
+    table as `id_hash` only)."""
 
     def __init__(self, db: Database, *, clock: Clock = _utcnow) -> None:
         self._db = db
-        self._clock = clock
+        #: The time source of every check and write (a test injects its own).
+        self.clock = clock
 
     def __repr__(self) -> str:
         return f"SessionStore({self._db!r})"
 
+    def now(self) -> datetime:
+        return self.clock()
+
     def create(self, username: str, roles: Iterable[str], password_hash: str,
                client_address: str | None = None) -> ConsoleSession:
-        now = self._clock()
+        now = self.clock()
         sid = secrets.token_urlsafe(32)
-        row = dict(id=sid, username=username, roles=roles_text(roles),
+        row = dict(id_hash=session_id_hash(sid), username=username, roles=roles_text(roles),
                    credential_stamp=credential_stamp(password_hash), created_at=now,
                    last_seen_at=now, ended_at=None, end_reason=None,
                    client_address=(client_address or None) and client_address[:64])
         with self._db.write() as conn:
             conn.execute(insert(console_sessions).values(**row))
-        return _session(row)
+        return _session(row, sid)
 
     def get(self, sid: str) -> ConsoleSession | None:
         if not isinstance(sid, str) or not 20 <= len(sid) <= 64:
             return None
         with self._db.read() as conn:
-            row = conn.execute(select(console_sessions).where(console_sessions.c.id == sid)
+            row = conn.execute(select(console_sessions)
+                               .where(console_sessions.c.id_hash == session_id_hash(sid))
                                ).mappings().first()
-        return _session(dict(row)) if row is not None else None
+        return _session(dict(row), sid) if row is not None else None
 
     def touch(self, sid: str) -> None:
-        """Record that the session was used now (callers do so at most every ~30 s)."""
+        """Record that the session was used now (callers throttle it: dashboard/session_cookie.py
+        `touch_interval`)."""
         with self._db.write() as conn:
             conn.execute(update(console_sessions)
-                         .where(console_sessions.c.id == sid, console_sessions.c.ended_at.is_(None))
-                         .values(last_seen_at=self._clock()))
+                         .where(console_sessions.c.id_hash == session_id_hash(sid),
+                                console_sessions.c.ended_at.is_(None))
+                         .values(last_seen_at=self.clock()))
 
     def end(self, sid: str, reason: str) -> bool:
         """End one session; False when it had already ended (or never existed)."""
         with self._db.write() as conn:
             result = conn.execute(
                 update(console_sessions)
-                .where(console_sessions.c.id == sid, console_sessions.c.ended_at.is_(None))
-                .values(ended_at=self._clock(), end_reason=reason))
+                .where(console_sessions.c.id_hash == session_id_hash(sid),
+                       console_sessions.c.ended_at.is_(None))
+                .values(ended_at=self.clock(), end_reason=reason))
         return bool(result.rowcount)
 
     def end_user(self, username: str, reason: str) -> int:
@@ -115,7 +135,7 @@ class SessionStore:
                 update(console_sessions)
                 .where(console_sessions.c.username == username,
                        console_sessions.c.ended_at.is_(None))
-                .values(ended_at=self._clock(), end_reason=reason))
+                .values(ended_at=self.clock(), end_reason=reason))
         return int(result.rowcount or 0)
 
     def restamp(self, username: str, old_hash: str, new_hash: str) -> int:
@@ -140,10 +160,10 @@ class SessionStore:
         return [_session(dict(r)) for r in rows]
 
 
-def _session(row: dict) -> ConsoleSession:
+def _session(row: dict, sid: str | None = None) -> ConsoleSession:
     created = _aware(row["created_at"])
     return ConsoleSession(
-        id=row["id"], username=row["username"],
+        id=sid, id_hash=row["id_hash"], username=row["username"],
         roles=tuple(r for r in str(row["roles"]).split(",") if r),
         credential_stamp=row["credential_stamp"], created_at=created,
         last_seen_at=_aware(row["last_seen_at"]),

@@ -18,6 +18,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from services.private_files import private_dir
 from services.settings import ConfigError, Settings
 from services.store.db import Database
 from services.store.errors import StoreError, VaultKeyError
@@ -118,7 +119,7 @@ def load_vault_key(settings: Settings) -> bytes:
             "store and set KRYPTOS_VAULT_KEY (or console.vault_key in .streamlit/secrets.toml)."
         )
     path = Path(settings.data_dir) / VAULT_KEY_FILENAME
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -106,7 +106,7 @@ class ConsoleProcess:
         return env
 
     def start(self, timeout: float = 60.0) -> ConsoleProcess:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the console makes it
         cmd = [
             sys.executable, "-m", "streamlit", "run", "dashboard/app.py",
             "--server.address", "127.0.0.1",

@@ -89,3 +89,21 @@ def test_request_then_approve_then_done(two_pages: tuple[Page, Page],
         r.get("state") == "approved and executed"
         for r in h.grid_dicts(h.grid(h.main(asker), "state"))),
         "the requester's list shows the request executed")
+
+
+def test_the_approvals_address_opened_logged_out_logs_in_to_approvals(
+        page: Page, approvals_console: ConsoleProcess) -> None:
+    """A link to /approvals (say, in an e-mail to an approver) opened without a session:
+    the login form under that address, not "Page not found" over it; after the login, the
+    Approvals page with the link's query."""
+    url = approvals_console.url
+    page.goto(url + "/approvals?view=mine")
+    expect(page.get_by_test_id("stForm").get_by_role("heading", name="Log in")).to_be_visible(
+        timeout=h.TIMEOUT)
+    h.settle(page)
+    expect(page.get_by_text("Page not found")).to_have_count(0)
+    assert page.url == url + "/approvals?view=mine"
+    h.fill_login(page, "admin", h.PASSWORDS["admin"])
+    h.expect_page(page, "Approvals")
+    expect(page.get_by_text("Page not found")).to_have_count(0)
+    assert page.url == url + "/approvals?view=mine"

@@ -112,3 +112,18 @@ def test_viewer_opening_the_audit_log_by_address_is_refused(page: Page, console)
     expect(m.get_by_test_id("stDataFrame")).to_have_count(0)
     assert page.url.rstrip("/").endswith("/audit_log")
     assert h.nav_titles(page) == h.NAV["viewer"]  # the refused page is not in the menu
+
+
+def test_a_grants_link_opened_logged_out_logs_in_to_that_grant(page: Page, console,
+                                                                plain_guests) -> None:
+    gid = plain_guests[0]
+    page.goto(f"{console.url}/grant_detail?grant={gid}")
+    expect(page.get_by_test_id("stForm").get_by_role("heading", name="Log in")).to_be_visible(
+        timeout=h.TIMEOUT)
+    h.settle(page)
+    expect(page.get_by_text("Page not found")).to_have_count(0)
+    h.fill_login(page, "viewer", h.PASSWORDS["viewer"])
+    h.expect_page(page, "Grant detail")
+    expect(h.main(page).get_by_text(gid, exact=True).first).to_be_visible(timeout=h.TIMEOUT)
+    expect(page.get_by_text("Page not found")).to_have_count(0)
+    assert page.url == f"{console.url}/grant_detail?grant={gid}"

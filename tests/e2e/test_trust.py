@@ -7,6 +7,7 @@ console process of their own (`trust_console`), so the other browser tests never
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
@@ -109,6 +110,34 @@ def test_a_forged_cookie_is_logged_out_without_a_traceback(trust_console, contex
     h.quiet(page)
     h.fill_login(page, "viewer", h.PASSWORDS["viewer"])
     h.expect_page(page, "Overview")
+
+
+def test_a_stolen_database_row_is_no_cookie(trust_console, contexts) -> None:
+    """Someone who copied the database (and even the cookie key) while an admin is logged
+    in: every value of the session's row, signed as a cookie, opens nothing."""
+    url = trust_console.url
+    admin = contexts()
+    h.login(admin, url, "admin")
+    h.wait_for_login_cookie(admin)
+    key = (trust_console.data_dir / "cookie.key").read_text(encoding="utf-8").strip()
+    with sqlite3.connect(trust_console.data_dir / "console.db") as conn:
+        conn.row_factory = sqlite3.Row
+        rows = [dict(r) for r in conn.execute(
+            "SELECT * FROM console_sessions WHERE username = 'admin' AND ended_at IS NULL")]
+    conn.close()
+    assert rows
+    real_sid = jwt.decode(next(c["value"] for c in admin.context.cookies()
+                               if c["name"] == h.COOKIE), key, algorithms=["HS256"])["sid"]
+    stolen = {str(v) for row in rows for v in row.values() if v is not None}
+    assert real_sid not in stolen
+    for value in sorted(v for v in stolen if 20 <= len(v) <= 64):
+        token = jwt.encode({"sid": value, "exp": 4_000_000_000}, key, algorithm="HS256")
+        page = contexts([{"name": h.COOKIE, "value": token, "url": url}])
+        page.goto(url + "/audit_log")
+        expect_login_form(page)
+        expect(h.main(page).locator("h1", has_text="Audit log")).to_have_count(0)
+    admin.reload()  # the real cookie still works
+    h.expect_page(admin, "Overview")
 
 
 def test_a_lock_survives_the_users_reload_until_an_admin_unlocks(trust_console,

@@ -5,16 +5,17 @@ tests/e2e/test_trust.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pyotp
 import pytest
 import streamlit as st
 
-from dashboard import auth, session_cookie
+from dashboard import auth
 from dashboard.runtime import get_runtime
 from dashboard.users import main as users_main
 from services.store.sessions import ConsoleSession
@@ -98,10 +99,33 @@ def test_a_login_is_audited_once_and_reruns_write_nothing(console_env, monkeypat
     assert len(sessions) == 1 and sessions[0].roles == ("viewer",)
 
 
+class Clock:
+    """The sessions' time source, moved by hand (no sleeping): starts at the real time."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def _clocked(rt) -> Clock:
+    clock = Clock()
+    rt.auth.sessions.clock = clock
+    return clock
+
+
 def test_idle_timeout_ends_the_session(console_env, monkeypatch):
-    rt = _runtime(monkeypatch, CONSOLE_IDLE_TIMEOUT="1")
+    rt = _runtime(monkeypatch, CONSOLE_IDLE_TIMEOUT="60")
+    clock = _clocked(rt)
     at = _logged_in("viewer")
-    time.sleep(1.3)
+    clock.advance(59)
+    at.run()
+    assert at.session_state["authentication_status"] is True
+    clock.advance(61)
     at.run()
     assert _logged_out(at)
     assert any("without activity" in i.value for i in at.info)
@@ -110,24 +134,50 @@ def test_idle_timeout_ends_the_session(console_env, monkeypatch):
     assert rt.auth.sessions.open_sessions("viewer") == []
 
 
-def test_activity_keeps_the_session_within_the_idle_timeout(console_env, monkeypatch):
-    _runtime(monkeypatch, CONSOLE_IDLE_TIMEOUT="2")
-    monkeypatch.setattr(session_cookie, "TOUCH_SECONDS", 0.2)
+def test_someone_clicking_every_14_s_is_not_idle_whatever_the_timeout(console_env, monkeypatch):
+    """The last use is written at least every half of the idle timeout: with a fixed 30 s
+    throttle and a 40 s timeout, clicks every 14 s ended the session at the fourth click
+    (the recorded use was 42 s old). 40 s is below the settings' floor; the throttle must
+    follow the timeout however it was set."""
+    rt = _runtime(monkeypatch)
+    rt.settings = dataclasses.replace(rt.settings, idle_timeout=40)
+    clock = _clocked(rt)
     at = _logged_in("viewer")
-    for _ in range(4):
-        time.sleep(0.8)
+    for _ in range(20):  # 4 min 40 s of activity
+        clock.advance(14)
         at.run()
-        assert at.session_state["authentication_status"] is True
+        assert at.session_state["authentication_status"] is True, clock.now
+    assert _events(rt, action="auth.session_ended") == []
+    clock.advance(41)
+    at.run()
+    assert _logged_out(at)
+
+
+def test_idle_timeouts_under_a_minute_are_refused(tmp_path):
+    from services.settings import ConfigError, load_settings
+
+    base = {"CONSOLE_SECRETS_FILE": str(tmp_path / "none.toml")}
+    for value in ("59", "40", "1", "0"):
+        with pytest.raises(ConfigError) as err:
+            load_settings({**base, "CONSOLE_IDLE_TIMEOUT": value})
+        assert "CONSOLE_IDLE_TIMEOUT" in err.value.user_message
+        assert "at least 60 s" in err.value.user_message
+    assert load_settings({**base, "CONSOLE_IDLE_TIMEOUT": "60"}).idle_timeout == 60
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text("[console]\nidle_timeout = 30\n", encoding="utf-8")
+    with pytest.raises(ConfigError):
+        load_settings({"CONSOLE_SECRETS_FILE": str(secrets)})
 
 
 def test_lifetime_ends_the_session_even_when_active(console_env, monkeypatch):
-    rt = _runtime(monkeypatch, CONSOLE_SESSION_LIFETIME="1.5")
-    monkeypatch.setattr(session_cookie, "TOUCH_SECONDS", 0.0)
+    rt = _runtime(monkeypatch, CONSOLE_SESSION_LIFETIME="90")
+    clock = _clocked(rt)
     at = _logged_in("support")
-    time.sleep(0.8)
-    at.run()
-    assert at.session_state["authentication_status"] is True
-    time.sleep(0.9)
+    for _ in range(3):  # active every 30 s: the last use is written each time
+        clock.advance(30)
+        at.run()
+        assert at.session_state["authentication_status"] is True
+    clock.advance(1)
     at.run()
     assert _logged_out(at)
     assert any("maximum length" in i.value for i in at.info)

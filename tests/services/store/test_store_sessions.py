@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pyotp
 import pytest
-from sqlalchemy import select
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import select, text
 
-from services.store.schema import totp_recovery_codes, totp_secrets
+from services.store import Database, open_database
+from services.store.db import MIGRATIONS_DIR
+from services.store.schema import console_sessions, totp_recovery_codes, totp_secrets
 from services.store.sessions import LoginFailures, SessionStore
 from services.store.totp import TotpStore
 
@@ -42,9 +47,51 @@ def test_sessions_create_touch_end_and_end_user(db):
     assert store.end_user("bob", "roles_changed") == 1  # b; a was already ended
     assert store.get(b.id).end_reason == "roles_changed"
     assert store.get(other.id).ended_at is None
-    assert [s.id for s in store.open_sessions("eve")] == [other.id]
+    assert [s.id_hash for s in store.open_sessions("eve")] == [other.id_hash]
     assert store.get("not-a-session-id-at-all-xxxxxx") is None
     assert store.get("short") is None
+
+
+def test_the_table_holds_no_session_id_and_a_stolen_row_opens_nothing(db):
+    """Whoever reads the database (a copied file, a backup) learns each session's hash,
+    not its id: the row's values, used as the id, name no session."""
+    store = SessionStore(db)
+    session = store.create("admin", ["admin"], "$2b$12$hash", "10.0.0.1")
+    with db.read() as conn:
+        [row] = conn.execute(select(console_sessions)).mappings().all()
+    assert session.id not in {str(v) for v in row.values()}
+    assert row["id_hash"] == hashlib.sha256(session.id.encode()).hexdigest()
+    for stolen in row.values():
+        assert store.get(str(stolen)) is None
+    store.touch(row["id_hash"])
+    assert not store.end(row["id_hash"], "logout")
+    assert store.get(session.id).ended_at is None  # the cookie's id still works
+
+
+def test_migration_ends_the_sessions_stored_with_readable_ids(db_url):
+    """The ids stored before the migration were readable by whoever read the database, so
+    they are dropped, not hashed (a hashed copy would still open its session)."""
+    db = Database(db_url)
+    with db.write() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0008_rm_scale")
+        now = datetime.now(UTC)
+        conn.execute(text(
+            "INSERT INTO console_sessions (id, username, roles, credential_stamp, created_at, "
+            "last_seen_at) VALUES (:id, 'admin', 'admin', 'x', :now, :now)"),
+            {"id": "old-readable-session-id-xxxxxxxxxxxxxxxxxxx", "now": now})
+    db.dispose()
+    db = open_database(db_url)
+    try:
+        store = SessionStore(db)
+        assert store.get("old-readable-session-id-xxxxxxxxxxxxxxxxxxx") is None
+        assert store.open_sessions("admin") == []
+        session = store.create("admin", ["admin"], "$2b$12$hash")
+        assert store.get(session.id).username == "admin"
+    finally:
+        db.dispose()
 
 
 def test_five_failures_lock_the_username_from_every_address_for_the_lock_time(db):
