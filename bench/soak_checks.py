@@ -30,8 +30,8 @@ from typing import Any
 from services.kryptos.client import KryptosClient
 from services.kryptos.errors import KryptosError
 from services.operations import Operations
-from services.store.audit import AuditEvent, AuditFilter
 from services.store.approvals import ApprovalStore
+from services.store.audit import AuditEvent, AuditFilter
 
 OUTCOMES = ("done", "held", "failed", "interrupted", "none")
 #: Audit outcomes that close a `requested` event.
