@@ -73,6 +73,9 @@ SMALL_BULK = 3
 LARGE_BULK = 12  # more than CONSOLE_APPROVAL_BULK_OVER (10): a request
 SMALL_TIERS = {"Free": 1000, "Plus": 10000, "Pro": 100000}
 REQUEST_RE = re.compile(r"Request #(\d+)")
+#: What the Grant detail page's toast says after the limit form (a toast starts with its
+#: icon's name, so nothing is anchored at the start; Markdown may draw "->" as an arrow).
+LIMIT_TOAST = r"Limit .+ (->|→) |Limit set to |Not changed yet|Tier applied"
 
 
 # --- the console, killed and restarted ------------------------------------------------------
@@ -332,7 +335,7 @@ def step_resync(s: Session, a: Action) -> None:
     wallet = rows[pick]["wallet"]
     a.value = wallet
     h.main(page).get_by_role("button", name="Resync", exact=True).nth(pick).click()
-    expect(_toast(page, r"^Resync of .* requested").first).to_be_visible(timeout=STEP_MS)
+    expect(_toast(page, r"Resync of .* requested").first).to_be_visible(timeout=STEP_MS)
     a.ended = time.time()
     a.outcome = "done"
     a.claims.append(Claim("resync", gid, wallet))
@@ -371,7 +374,7 @@ def _limit_outcome(page: Page) -> str:
     change, or a refusal; returns "toast", "confirm" or raises with the refusal."""
     deadline = time.monotonic() + STEP_MS / 1000
     while time.monotonic() < deadline:
-        if _toast(page, r"^Limit |Not changed yet|Tier applied").count():
+        if _toast(page, LIMIT_TOAST).count():
             return "toast"
         if h.main(page).get_by_role("button", name="Yes, apply this change").count():
             return "confirm"
@@ -404,7 +407,7 @@ def step_set_limit(s: Session, a: Action) -> None:
         h.settle(page)
         h.main(page).get_by_role("button", name="Yes, apply this change").click()
         _limit_outcome(page)
-    said = _toast(page, r"^Limit |Not changed yet|Tier applied").first
+    said = _toast(page, LIMIT_TOAST).first
     text = said.inner_text()
     a.ended = time.time()
     found = REQUEST_RE.search(text)
@@ -627,9 +630,10 @@ def table(args: argparse.Namespace, soak: Soak, sessions: list[Session], report:
             out.append(f"  {title}: {line}")
         if len(lines) > 25:
             out.append(f"  {title}: ... {len(lines) - 25} more")
-    failed = [a for a in soak.actions if a.outcome == "failed"]
-    for a in failed[:15]:
-        out.append(f"  failed: {a.session} {a.kind} {','.join(a.grants)[:60]}: {a.detail}")
+    for outcome in ("failed", "interrupted"):
+        for a in [a for a in soak.actions if a.outcome == outcome][:15]:
+            out.append(f"  {outcome}: {a.session} {a.kind} {','.join(a.grants)[:40]}: "
+                       f"{a.detail}")
     for s in sessions:
         if s.error:
             out.append(f"  session {s.user} stopped: {s.error}")
