@@ -1,7 +1,7 @@
 """Soak bench: three people at work in the console while it is killed and restarted.
 
     .venv/bin/python -m bench.soak --minutes 10 [--kill-every 60] [--grants 40] [--seed 42]
-        [--latency-ms 200] [--keep-logs]
+        [--latency-ms 200] [--change-latency-ms 1000] [--aim] [--keep-logs]
 
 Starts a sandbox (a thread of this process) and the console as a real `streamlit run`
 process (tests/e2e/console_process.py's environment, with CONSOLE_APPROVALS=on) on a data
@@ -73,6 +73,9 @@ SMALL_BULK = 3
 LARGE_BULK = 12
 BULK_OVER = 10  # CONSOLE_APPROVAL_BULK_OVER's default: a run of more grants is a request
 SMALL_TIERS = {"Free": 1000, "Plus": 10000, "Pro": 100000}
+#: The upstream calls that change something (revoke, limit PATCH, resync).
+CHANGE_CALLS = (("/token/revoke", "POST"), ("/developer/grants/", "PATCH"),
+                ("/developer/integrations/", "POST"))
 REQUEST_RE = re.compile(r"Request #(\d+)")
 #: What the Grant detail page's toast says after the limit form (a toast starts with its
 #: icon's name, so nothing is anchored at the start; Markdown may draw "->" as an arrow).
@@ -125,6 +128,22 @@ class SoakConsole(ConsoleProcess):
 class Kill:
     at: float
     back: float | None = None
+    aimed: bool = False  # right after a session sent a change
+
+
+def kill_moment(soak: Soak, due: float, end: float, aim: bool, rng: random.Random) -> tuple[
+        float, bool]:
+    """When to kill: at `due`; with `aim`, at the first change a session sends after `due`
+    (waiting at most until `end`), 0.1-1.5 s after its click, so that the kill often falls
+    while the console handles it (upstream call, audit events, approval state)."""
+    time.sleep(max(0.0, due - time.time()))
+    if not aim:
+        return time.time(), False
+    soak.sent.clear()
+    if not soak.sent.wait(max(0.0, end - time.time())):
+        return time.time(), False
+    time.sleep(rng.uniform(0.1, 1.5))
+    return time.time(), True
 
 
 @dataclass
@@ -171,10 +190,15 @@ class Soak:
     seed: int
     stop: threading.Event = field(default_factory=threading.Event)
     up: threading.Event = field(default_factory=threading.Event)
+    sent: threading.Event = field(default_factory=threading.Event)
     kills: list[Kill] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     requested_revokes: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def submitted(self) -> None:
+        """A session just sent a change (its last click): an aimed kill may follow."""
+        self.sent.set()
 
     def record(self, action: Action) -> None:
         with self.lock:
@@ -186,14 +210,14 @@ class Soak:
             return any(k.at <= end + 1.0 and (k.back or time.time()) >= start - 1.0
                        for k in self.kills)
 
-    def claim_revoke(self, pool: list[str]) -> str | None:
-        """A grant of `pool` not asked to be revoked yet (one request per grant)."""
+    def revoke_candidate(self, pool: list[str]) -> str | None:
+        """A grant of `pool` no revoke was sent for yet (one request per grant)."""
         with self.lock:
-            left = [g for g in pool if g not in self.requested_revokes]
-            if not left:
-                return None
-            self.requested_revokes.add(left[0])
-            return left[0]
+            return next((g for g in pool if g not in self.requested_revokes), None)
+
+    def revoke_sent(self, grant_id: str) -> None:
+        with self.lock:
+            self.requested_revokes.add(grant_id)
 
 
 Step = Callable[["Session", Action], None]
@@ -336,6 +360,7 @@ def step_resync(s: Session, a: Action) -> None:
     wallet = rows[pick]["wallet"]
     a.value = wallet
     h.main(page).get_by_role("button", name="Resync", exact=True).nth(pick).click()
+    s.soak.submitted()
     expect(_toast(page, r"Resync of .* requested").first).to_be_visible(timeout=STEP_MS)
     a.ended = time.time()
     a.outcome = "done"
@@ -346,7 +371,7 @@ def step_revoke(s: Session, a: Action) -> None:
     """Support: revoke a grant through the dialog (with approvals on: a request)."""
     page = s.page
     assert page is not None
-    gid = s.soak.claim_revoke(_active(s, s.soak.pools.revoke))
+    gid = s.soak.revoke_candidate(_active(s, s.soak.pools.revoke))
     if gid is None:
         a.outcome, a.detail = "none", "no grant left to revoke"
         return
@@ -358,6 +383,8 @@ def step_revoke(s: Session, a: Action) -> None:
     dialog.get_by_label("Reason", exact=True).fill("soak: customer asked")
     dialog.get_by_label("Grant id, typed again", exact=True).fill(gid)
     dialog.get_by_role("button", name="Revoke", exact=True).click()
+    s.soak.revoke_sent(gid)  # sent: whatever the page says next, never asked again
+    s.soak.submitted()
     said = _toast(page, r"Not changed yet|Grant revoked").first
     expect(said).to_be_visible(timeout=STEP_MS)
     a.ended = time.time()
@@ -404,9 +431,11 @@ def step_set_limit(s: Session, a: Action) -> None:
     form.get_by_label("New limit", exact=True).fill(str(value))
     form.get_by_label("Reason", exact=True).fill("soak: plan change")
     form.get_by_role("button", name="Apply limit").click()
+    s.soak.submitted()
     if _limit_outcome(page) == "confirm":
         h.settle(page)
         h.main(page).get_by_role("button", name="Yes, apply this change").click()
+        s.soak.submitted()
         _limit_outcome(page)
     said = _toast(page, LIMIT_TOAST).first
     text = said.inner_text()
@@ -485,6 +514,7 @@ def step_bulk(s: Session, a: Action, large: bool) -> None:
         return
     h.settle(page)
     m.get_by_role("button", name="Apply", exact=True).click()
+    s.soak.submitted()
     said = m.get_by_text(re.compile(r"^Of the \d+ grant\(s\) the dry run said would change|"
                                     r"^Not changed yet"))
     expect(said.first).to_be_visible(timeout=STEP_MS)
@@ -529,6 +559,7 @@ def step_approve(s: Session, a: Action) -> None:
     box.get_by_text("I have checked this change").click()
     h.settle(page)
     box.get_by_role("button", name="Approve and execute").click()
+    s.soak.submitted()
     said = m.get_by_test_id("stAlertContentSuccess").filter(
         has_text=f"Request #{a.request_id} approved and executed")
     err = m.get_by_test_id("stAlertContentError")
@@ -607,7 +638,8 @@ def reconcile_and_check(console: SoakConsole, sandbox: SandboxHandle,
 def table(args: argparse.Namespace, soak: Soak, sessions: list[Session], report: Any,
           f: Findings, ran_s: float) -> str:
     out = [f"soak: {ran_s / 60:.1f} min of work, kill every {args.kill_every:.0f} s, "
-           f"{args.grants} grants, seed {args.seed}, sandbox latency {args.latency_ms} ms"]
+           f"{args.grants} grants, seed {args.seed}, sandbox latency {args.latency_ms} ms "
+           f"(+{args.change_latency_ms} ms on changes){', aimed kills' if args.aim else ''}"]
     by = Counter((a.session, a.kind, a.outcome) for a in soak.actions)
     kinds = sorted({(a.session, a.kind) for a in soak.actions})
     cols = ("done", "held", "failed", "interrupted", "none")
@@ -618,7 +650,8 @@ def table(args: argparse.Namespace, soak: Soak, sessions: list[Session], report:
     out.append(f"  {'total':<26}"
                + "".join(f"{sum(n for k, n in by.items() if k[2] == c):>12}" for c in cols))
     downs = [k.back - k.at for k in soak.kills if k.back is not None]
-    out.append(f"kills: {len(soak.kills)} (console back after "
+    aimed = sum(k.aimed for k in soak.kills)
+    out.append(f"kills: {len(soak.kills)}, {aimed} aimed at a change (console back after "
                + (f"{min(downs):.1f}-{max(downs):.1f} s" if downs else "-") + "); logins "
                + ", ".join(f"{s.user} {s.logins}" for s in sessions))
     audit = f.audit_counts
@@ -664,7 +697,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     sandbox = start_sandbox(port=0, seed=args.seed, grants=args.grants, resync_delay=2.0)
-    sandbox.set_latency(args.latency_ms)  # upstream calls in flight long enough to be killed
+    sandbox.set_latency(args.latency_ms)
+    if args.change_latency_ms > 0:  # a change is held before the sandbox applies it
+        for path, method in CHANGE_CALLS:
+            sandbox.set_fault(path=path, method=method, latency_ms=args.change_latency_ms)
     console = SoakConsole(sandbox.base_url, work / "data", log_path=work / "console.log",
                           extra_env={"CONSOLE_APPROVALS": "on"})
     soak = Soak("", sandbox, pick_pools(sandbox, random.Random(args.seed)), work, args.seed)
@@ -685,23 +721,26 @@ def run(args: argparse.Namespace) -> int:
             s.start()
         end = started + args.minutes * 60
         next_kill = started + args.kill_every
-        while time.time() < end:
-            time.sleep(max(0.0, min(next_kill, end) - time.time()))
+        rng = random.Random(f"{args.seed}:kills")
+        while args.kill_every > 0 and next_kill < end:
+            # an aimed kill waits for a change at most half a period
+            _, aimed = kill_moment(soak, next_kill, min(end, next_kill + args.kill_every / 2),
+                                   args.aim, rng)
             if time.time() >= end:
                 break
-            if args.kill_every > 0 and time.time() >= next_kill:
-                soak.up.clear()
-                kill = Kill(time.time())
-                with soak.lock:
-                    soak.kills.append(kill)
-                console.kill()
-                console.start()
-                kill.back = time.time()
-                soak.up.set()
-                print(f"kill {len(soak.kills)}: console back after "
-                      f"{kill.back - kill.at:.1f} s; {len(soak.actions)} actions so far",
-                      file=sys.stderr, flush=True)
-                next_kill += args.kill_every
+            soak.up.clear()
+            kill = Kill(time.time(), aimed=aimed)
+            with soak.lock:
+                soak.kills.append(kill)
+            console.kill()
+            console.start()
+            kill.back = time.time()
+            soak.up.set()
+            print(f"kill {len(soak.kills)}{' (aimed)' if aimed else ''}: console back after "
+                  f"{kill.back - kill.at:.1f} s; {len(soak.actions)} actions so far",
+                  file=sys.stderr, flush=True)
+            next_kill = max(next_kill + args.kill_every, time.time() + 1.0)
+        time.sleep(max(0.0, end - time.time()))
     except KeyboardInterrupt:
         print("interrupted: stopping", file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - the bench could not run: say why, clean up
@@ -742,6 +781,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=200,
                         help="added by the sandbox to every API call (default 200), so that "
                              "a kill often falls while a change is in flight")
+    parser.add_argument("--change-latency-ms", type=int, default=1000,
+                        help="more latency on the calls that change something (revoke, limit, "
+                             "resync; default 1000): the sandbox holds them before applying "
+                             "them, and applies them even when the console died meanwhile")
+    parser.add_argument("--aim", action="store_true",
+                        help="kill just after a session sends a change (waiting for one at "
+                             "most half a period) rather than at the exact time")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the console's data folder and log (the path is printed)")
     args = parser.parse_args(argv)
