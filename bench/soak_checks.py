@@ -10,7 +10,8 @@ a real store without a browser (tests/bench/test_soak_checks.py).
 - `Claim`: a change the UI said was made: a limit (effective: None = no cap), a revoke, a
   resync. An approval's claims are its request's executed items as the console stored them
   (what the Approvals page showed).
-- `lost`: a claim whose change is not in the sandbox (and was not changed again later, as a
+- `lost`: a request the page said it made (held) that the approval store does not have;
+  a claim whose change is not in the sandbox (and was not changed again later, as a
   later `requested` event on the grant shows), or whose `succeeded` audit event is missing.
 - `unsettled`: `requested` audit events without their own outcome (same correlation id,
   action and target, later in the log), and approval requests still `approved`.
@@ -173,6 +174,20 @@ def approval_claims(store: ApprovalStore, action: Action) -> tuple[list[Claim], 
     return claims, None
 
 
+def held_request_problem(store: ApprovalStore, action: Action) -> str | None:
+    """What is wrong with a request the page said it made instead of the change: none
+    stored under its number, or one for other grants."""
+    if action.request_id is None:
+        return "the page named no request"
+    rec = store.get(action.request_id)
+    if rec is None:
+        return f"request #{action.request_id} is not in the approval store"
+    asked = set((rec.params or {}).get("grant_ids") or ())
+    if not set(action.grants) <= asked:
+        return f"request #{rec.id} is not for {', '.join(sorted(set(action.grants) - asked))}"
+    return None
+
+
 def _matching(events: Sequence[AuditEvent], actions: Iterable[str], grant_id: str,
               start: datetime, end: datetime) -> list[AuditEvent]:
     wanted = set(actions)
@@ -280,6 +295,11 @@ def check_all(ops: Operations, sandbox: Any, client: KryptosClient,
     f.audit_counts = Counter((e.action, e.outcome) for e in events)
     store = ApprovalStore(ops.ctx.audit_log.db)
     for action in actions:
+        if action.outcome == "held":
+            problem = held_request_problem(store, action)
+            if problem:
+                f.lost.append(f"{action.session} {action.kind}: {problem}")
+            continue
         if action.outcome != "done":
             continue
         claims = list(action.claims)

@@ -89,10 +89,16 @@ def test_a_claimed_limit_is_found_and_a_wrong_or_undone_one_is_lost(ops, sandbox
     assert _lost(ops, sandbox, [claimed], [gid]) == []
 
 
-def test_an_approved_revoke_is_checked_from_the_stored_request(ops, sandbox) -> None:
+def test_a_held_then_approved_revoke_is_checked_from_the_stored_request(ops, sandbox) -> None:
     gid = _guests(sandbox, 2)[1]
     t0 = time.time()
     req = ops.approvals.request(SUPPORT, Change.revoke(gid), "customer asked")
+    held = Action("support", "revoke", t0, time.time(), "held", grants=(gid,),
+                  request_id=req.id)
+    assert _lost(ops, sandbox, [held], [gid]) == []
+    other = Action("support", "revoke", t0, time.time(), "held", grants=("cgrant_other",),
+                   request_id=req.id)
+    assert any("is not for cgrant_other" in x for x in _lost(ops, sandbox, [other], [gid]))
     ops.approvals.approve(ADMIN, req.id)
     approved = Action("admin", "approve", t0, time.time(), "done", request_id=req.id, value=1)
     assert _lost(ops, sandbox, [approved], [gid]) == []
