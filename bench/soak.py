@@ -20,7 +20,12 @@ think times:
 
 Every `--kill-every` seconds the console's whole process group gets SIGKILL and the console
 is started again on the same data folder and port; the sessions reconnect (or log in again)
-and go on. An action a kill fell into is "interrupted", not failed.
+and go on. An action a kill fell into is "interrupted", not failed. The sandbox adds
+`--latency-ms` to every API call and holds the calls that change something (revoke, limit,
+resync) `--change-latency-ms` more before applying them (it applies them even when the
+console died meanwhile, as Kryptos would); with `--aim` a kill waits (at most half a period)
+for a session to send a change and falls 0.1-1.5 s after its click, so that kills land
+while changes are in flight rather than between them.
 
 At the end the work stops, the console is stopped, one reconciler pass runs (the console's
 reconciler use case over its database, with no minimum age: nothing is in flight any more),
