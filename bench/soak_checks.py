@@ -176,15 +176,17 @@ def approval_claims(store: ApprovalStore, action: Action) -> tuple[list[Claim], 
 
 def held_request_problem(store: ApprovalStore, action: Action) -> str | None:
     """What is wrong with a request the page said it made instead of the change: none
-    stored under its number, or one for other grants."""
+    stored under its number, or one for other grants than the page had (a bulk request
+    holds the grants the dry run said would change: some of those selected)."""
     if action.request_id is None:
         return "the page named no request"
     rec = store.get(action.request_id)
     if rec is None:
         return f"request #{action.request_id} is not in the approval store"
     asked = set((rec.params or {}).get("grant_ids") or ())
-    if not set(action.grants) <= asked:
-        return f"request #{rec.id} is not for {', '.join(sorted(set(action.grants) - asked))}"
+    if not asked or not asked <= set(action.grants):
+        other = ", ".join(sorted(asked - set(action.grants))) or "no grant"
+        return f"request #{rec.id} is for {other}, not a grant the page had"
     return None
 
 
