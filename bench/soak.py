@@ -43,6 +43,7 @@ import argparse
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -711,7 +712,7 @@ def run(args: argparse.Namespace) -> int:
     soak = Soak("", sandbox, pick_pools(sandbox, random.Random(args.seed)), work, args.seed)
     sessions: list[Session] = []
     report, findings, started = None, None, time.time()
-    broken = False
+    broken = interrupted = False
     try:
         console.start()
         soak.url = console.url
@@ -747,32 +748,44 @@ def run(args: argparse.Namespace) -> int:
             next_kill = max(next_kill + args.kill_every, time.time() + 1.0)
         time.sleep(max(0.0, end - time.time()))
     except KeyboardInterrupt:
-        print("interrupted: stopping", file=sys.stderr)
+        print("interrupted: stopping (no checks)", file=sys.stderr)
+        interrupted = True
     except Exception as exc:  # noqa: BLE001 - the bench could not run: say why, clean up
         print(f"the bench stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
         print(console.log_tail(2000), file=sys.stderr)
         broken = True
     finally:
+        # The clean-up is bounded; a second Ctrl-C must not cut it short and leave the
+        # console running.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         ran = time.time() - started
-        soak.stop.set()
-        soak.up.set()
-        joined_by = time.monotonic() + STEP_MS / 1000 * 3  # one step's waits, and a login
-        for s in sessions:
-            s.join(timeout=max(0.1, joined_by - time.monotonic()))
-        console.stop()
-        if not broken and sessions:
+        try:
+            soak.stop.set()
+            soak.up.set()
+            # one step's waits and a login; a few seconds only after Ctrl-C (the sessions
+            # are daemon threads, and their browsers end with this process)
+            budget = 5.0 if interrupted else STEP_MS / 1000 * 3
+            joined_by = time.monotonic() + budget
+            for s in sessions:
+                s.join(timeout=max(0.1, joined_by - time.monotonic()))
+        finally:
+            console.stop()
+    try:
+        if not (broken or interrupted) and sessions:
             try:
                 report, findings = reconcile_and_check(console, sandbox, list(soak.actions))
             except Exception as exc:  # noqa: BLE001
                 print(f"the checks failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    finally:
         sandbox.stop()
+        if not args.keep_logs:
+            shutil.rmtree(work, ignore_errors=True)
+    if interrupted:
+        return 130
     if findings is None:
         return 2
     print(table(args, soak, sessions, report, findings, ran))
-    if not args.keep_logs:
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
     return 0 if findings.ok else 1
 
 
@@ -797,10 +810,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the console's data folder and log (the path is printed)")
     args = parser.parse_args(argv)
 
-    def on_term(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_term)
+    # Also SIGINT: a process started in the background by a shell ignores it otherwise.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     return run(args)
 
 
