@@ -95,7 +95,7 @@ class SoakConsole(ConsoleProcess):
     appended to across restarts, on the same port every time (the browsers reconnect)."""
 
     def start(self, timeout: float = 90.0) -> SoakConsole:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the console makes it
         cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py",
                "--server.address", "127.0.0.1", "--server.port", str(self.port),
                "--server.headless", "true", "--browser.gatherUsageStats", "false",
