@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # package (folder) -> top-level modules it must never import
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "services": ("streamlit", "fastapi", "uvicorn", "dashboard", "pages", "backend", "sandbox"),
-    "services/store": ("services.operations", "services.kryptos.client", "services.sync"),
+    "services/store": ("services.operations", "services.kryptos.client",
+                       "services.kryptos.transport", "services.kryptos.stream", "services.sync"),
     "services/kryptos": ("services.store", "services.operations", "services.sync"),
     "services/operations": ("services.sync",),
     "backend": ("dashboard", "pages", "streamlit"),

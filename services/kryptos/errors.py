@@ -3,11 +3,13 @@
 One base (`KryptosError`) and a subclass for each kind of failure a caller would handle
 differently. Every error keeps the HTTP status, the API's `code`, the API's message and the
 upstream request id (for support). None of them ever holds a secret or a token: messages are
-built from the API's own error text, which the client scrubs before it gets here.
+built from the API's own error text, scrubbed of every secret the call carried
+(`error_for_answer`, which maps an HTTP error answer to its class).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -189,3 +191,82 @@ def error_class_for(status: int, code: str | None) -> type[KryptosError]:
     if status >= 500:
         return ServerError
     return STATUS_TO_ERROR.get(status, KryptosError)
+
+
+#: The API's error text is cut to this many characters before it is kept in an error.
+MAX_MESSAGE_CHARS = 300
+
+
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every non-empty secret replaced by `***`, cut to `MAX_MESSAGE_CHARS`."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS] + "..."
+    return text
+
+
+def code_and_message(body: object) -> tuple[str | None, str | None]:
+    """Read both documented error shapes.
+
+    Connect: `{"success": false, "error": "Error message", "code": "ERROR_CODE"}`.
+    Data API: `{"error": "<code>", "message": "...", "details": []}`.
+    """
+    if not isinstance(body, Mapping):
+        return None, None
+    code = _text(body.get("code"))
+    error = _text(body.get("error"))
+    message = _text(body.get("message"))
+    if code:
+        return code, error or message
+    if error and message:
+        return error, message
+    if error:
+        if error.replace("_", "").isalnum() and " " not in error:
+            return error, None
+        return None, error
+    return None, message
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def error_for_answer(
+    status: int,
+    body: object,
+    *,
+    api: str,
+    method: str,
+    path: str,
+    request_id: str | None,
+    secrets: Iterable[str | None],
+) -> KryptosError:
+    """The error for an HTTP error answer (`body` is its decoded JSON, or None).
+
+    The API's code and message are scrubbed of `secrets` (the client secret and any token
+    the call sent). On the data API (`api="data"`) a 401 is about the token unless the code
+    says `INVALID_CLIENT`: the API answers 401 both for a revoked grant's token and for bad
+    client credentials, and the message says so.
+    """
+    secrets = tuple(secrets)
+    code, message = code_and_message(body)
+    if code:
+        code = scrub(code, secrets)
+    if message:
+        message = scrub(message, secrets)
+    cls: type[KryptosError]
+    if api == "data" and status == 401 and code != "INVALID_CLIENT":
+        cls = InvalidTokenError
+        detail = message or "unauthorized"
+        message = (
+            f"The data API refused the token ({detail}): the grant is revoked or invalid, "
+            "or the client credentials are wrong."
+        )
+    else:
+        cls = error_class_for(status, code)
+    if not message and status >= 500:
+        message = f"The Kryptos API answered HTTP {status}."
+    return cls(message, status=status, code=code, request_id=request_id, method=method,
+               path=path)

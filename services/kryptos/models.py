@@ -54,11 +54,10 @@ def _opt(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where
     return _req(data, key, kind, where)
 
 
-def _num(
-    data: Mapping[str, Any], key: str, where: str, default: float | None = 0.0
-) -> float | None:
+def _num(data: Mapping[str, Any], key: str, where: str) -> float:
+    """An optional number field; 0.0 when it is absent or null."""
     value = _opt(data, key, float, where)
-    return default if value is None else float(value)
+    return 0.0 if value is None else float(value)
 
 
 def _ms_to_dt(value: Any) -> datetime | None:

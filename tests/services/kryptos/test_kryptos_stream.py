@@ -13,7 +13,7 @@ from services.kryptos import (
     MalformedResponseError,
     RateLimitedError,
 )
-from services.kryptos import client as client_module
+from services.kryptos import stream as stream_module
 
 
 def test_iter_grants_equals_list_grants_in_batches(client: KryptosClient) -> None:
@@ -27,7 +27,7 @@ def test_iter_grants_equals_list_grants_in_batches(client: KryptosClient) -> Non
 def test_any_chunk_boundary(client: KryptosClient, monkeypatch: pytest.MonkeyPatch) -> None:
     whole = client.list_grants()
     for size in (1, 5, 64):  # a boundary inside every token, key and value
-        monkeypatch.setattr(client_module, "_STREAM_CHUNK", size)
+        monkeypatch.setattr(stream_module, "_STREAM_CHUNK", size)
         assert [g for b in client.iter_grants(batch_size=1000) for g in b] == whole
 
 
