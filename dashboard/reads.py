@@ -504,6 +504,17 @@ def approvals_history(ops: Operations, actor: Actor) -> list[Any]:
     return ops.approvals.history(actor)
 
 
+def before_now(ops: Operations, actor: Actor, request: Any) -> dict[str, Any]:
+    """A request's grants' *before* as the read model has it now (not cached)."""
+    return ops.approvals.before_now(actor, request)
+
+
+def pending_requests(ops: Operations, actor: Actor, grant_id: str) -> list[Any]:
+    """The pending approval requests holding this grant (not cached: one indexed query, and
+    another replica's request must show at once)."""
+    return ops.approvals.pending_for_grant(actor, grant_id)
+
+
 def approvals_waiting_count(ops: Operations, actor: Actor) -> int:
     """For the navigation's "Approvals (n)"."""
     return ops.approvals.waiting_count(actor)

@@ -300,7 +300,7 @@ if apply_clicked:
         _show_error(exc)
     else:
         st.session_state.pop(PREVIEW_KEY, None)
-        if isinstance(result, actions.HeldForApproval):  # waits for a second person
+        if isinstance(result, actions.Held):  # waits for a second person
             st.session_state.pop(RESULT_KEY, None)
             st.info(result.summary(), icon=":material/approval_delegation:")
             st.stop()

@@ -51,7 +51,7 @@ def _nav(at: AppTest) -> str:
 def _request_revoke(runtime: Runtime, gid: str) -> Any:
     held = actions.confirm_revoke(runtime.ops, SUPPORT, gid, gid, "customer asked to close",
                                   "SUP-9")
-    assert isinstance(held, actions.HeldForApproval)
+    assert isinstance(held, actions.Held)
     return held.request
 
 
@@ -59,7 +59,7 @@ def test_revoke_becomes_a_request_and_says_so(runtime: Runtime, sandbox: Any,
                                                audit_events: Callable[..., list]) -> None:
     gid = _guest(sandbox)[0]
     held = actions.confirm_revoke(runtime.ops, SUPPORT, gid, gid, "customer asked to close")
-    assert isinstance(held, actions.HeldForApproval)
+    assert isinstance(held, actions.Held)
     assert "Not changed yet" in held.summary() and f"#{held.request.id}" in held.summary()
     assert _active(sandbox, gid)
     assert audit_events(action="grant.revoke") == []

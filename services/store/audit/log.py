@@ -263,6 +263,24 @@ class AuditLog:
         self.flush_anchor()  # this process's newest head, if the interval held it back
         return verify_chain(self._db, self.anchor, expected, self.chunk)
 
+    def count_targets(self, actor: str, actions: Iterable[str], since: datetime, *,
+                      outcome: str = "succeeded", without_param: str | None = None) -> int:
+        """How many distinct targets `actor` acted on with `actions` since `since` (events of
+        `outcome`); `without_param`: leave out events whose params hold that key. One query
+        on the (actor, action, seq, ts) index, bounded to the window's seq range."""
+        c = audit_log.c
+        with self._db.read() as conn:
+            lo = conn.execute(select(c.seq).where(c.ts_ms >= dt_to_ms(since))
+                              .order_by(c.ts_ms, c.seq).limit(1)).scalar()
+            if lo is None:
+                return 0
+            q = (select(func.count(func.distinct(c.target_id)))
+                 .where(c.actor_username == actor, c.action.in_(list(actions)),
+                        c.seq >= lo, c.outcome == outcome))
+            if without_param is not None:
+                q = q.where(func.coalesce(c.params, "").not_like(f'%"{without_param}":%'))
+            return int(conn.execute(q).scalar() or 0)
+
     def count(self) -> int:
         with self._db.read() as conn:
             return int(conn.execute(select(func.count()).select_from(audit_log)).scalar() or 0)
