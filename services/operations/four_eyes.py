@@ -114,8 +114,8 @@ class FourEyes:
     def recent_changes(self, actor: Actor, now: datetime | None = None) -> int:
         """Grants `actor` changed directly (not through an approval) within the window."""
         since = (now or datetime.now(UTC)) - timedelta(seconds=self.policy.bulk_window)
-        return self.ctx.audit_log.count_targets(actor.username, _COUNTED, since,
-                                                without_param=APPROVAL_REQUEST)
+        return self.ctx.audit_log.count_changed_targets(actor.username, _COUNTED, since,
+                                                        without_param=APPROVAL_REQUEST)
 
     def why(self, change: Change, actor: Actor | None = None) -> str | None:
         """Why `change` must wait for a second person, or None. With `actor`, the grants
