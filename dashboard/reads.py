@@ -35,6 +35,7 @@ from services.operations import (
     SyncView,
     can,
 )
+from services.operations.history import collapse
 from services.operations.timeline import IntegrationNews, RecentFailure
 from services.settings import Tier
 from services.store import parse_csv_export, parse_jsonl_export
@@ -394,9 +395,10 @@ def grant_history(ops: Operations, actor: Actor, grant_id: str) -> tuple[Any, ..
 
 
 def revoke_event(ops: Operations, actor: Actor, grant_id: str) -> Any:
-    """The console's record of the grant's revoke (the newest succeeded one), or None."""
+    """The console's record of the grant's revoke (the newest succeeded one, with its
+    request's params: an approval's credit), or None."""
     return next(
-        (e for e in grant_history(ops, actor, grant_id)
+        (e for e in collapse(grant_history(ops, actor, grant_id))
          if e.action == AuditAction.GRANT_REVOKE and e.outcome == "succeeded"),
         None,
     )
