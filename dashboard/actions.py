@@ -462,11 +462,19 @@ def approve_request(ops: Operations, actor: Actor, request_id: int) -> ApprovalR
 
 def reject_request(ops: Operations, actor: Actor, request_id: int,
                    reason: str) -> ApprovalRequest:
-    return ops.approvals.reject(actor, request_id, reason)
+    """Reject a request; the lists go (their "waiting for approval" filter changed)."""
+    try:
+        return ops.approvals.reject(actor, request_id, reason)
+    finally:
+        reads.invalidate_lists()
 
 
 def cancel_request(ops: Operations, actor: Actor, request_id: int) -> ApprovalRequest:
-    return ops.approvals.cancel(actor, request_id)
+    """Withdraw one's own request; the lists go, as for a rejection."""
+    try:
+        return ops.approvals.cancel(actor, request_id)
+    finally:
+        reads.invalidate_lists()
 
 
 def reconcile_now(ops: Operations, actor: Actor) -> Any:

@@ -180,21 +180,12 @@ APPROVALS_LINK = "/approvals"
 
 
 def pending_requests(ctx: PageContext, gid: str) -> list[Any]:
-    """The pending approval requests on this grant, read once per run (session state keeps
-    nothing: another replica's request must show)."""
-    key = f"_pending_requests_{gid}"
-    cached = st.session_state.get("_pending_requests_run")
-    if cached is not None and cached[0] == key and cached[1] is _RUN_MARK[0]:
-        return list(cached[2])
+    """The pending approval requests on this grant (one indexed query, never cached:
+    another replica's request must show); none when they cannot be read."""
     try:
-        found = reads.pending_requests(ctx.ops, ctx.actor, gid)
+        return reads.pending_requests(ctx.ops, ctx.actor, gid)
     except OperationError:
-        found = []
-    st.session_state["_pending_requests_run"] = (key, _RUN_MARK[0], found)
-    return found
-
-
-_RUN_MARK: list[object] = [object()]
+        return []
 
 
 def _request_words(r: Any) -> str:
@@ -205,7 +196,6 @@ def _request_words(r: Any) -> str:
 
 def _pending_banner(ctx: PageContext, gid: str) -> None:
     """A change waiting for approval on this grant: what, who, when, and where to decide."""
-    _RUN_MARK[0] = object()  # a new page run: read the pending requests afresh
     for r in pending_requests(ctx, gid):
         st.info(escape_markdown(f"Waiting for approval: {_request_words(r)}. Nothing is "
                                 "changed until a second person approves it")
