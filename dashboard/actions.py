@@ -438,18 +438,10 @@ def import_tokens_csv(ops: Operations, actor: Actor, content: bytes) -> Any:
 # --- four-eyes approval (Approvals page) -----------------------------------------------------
 
 
-def approval_note(ops: Operations, form: str) -> str | None:
+def approval_note(ops: Operations, form: str, actor: Actor | None = None) -> str | None:
     """What a form says before it is sent, when approvals are on: which of its changes
-    become requests (`form`: "revoke", "limit" or "bulk")."""
-    p = ops.approvals.policy
-    if not p.enabled:
-        return None
-    if form == "revoke":
-        return ("Four-eyes approval: a revoke becomes a request that a second person with "
-                "the permission must approve (Approvals page).")
-    many = f"more than {p.bulk_over} grants, " if form == "bulk" else ""
-    return (f"Four-eyes approval: {many}a limit above {p.limit_over:,} or a limiter switched "
-            "off becomes a request that a second person must approve (Approvals page).")
+    would wait for approval (`form`: "revoke", "limit" or "bulk"), in the policy's words."""
+    return ops.four_eyes.form_note(form, actor)
 
 
 def approve_request(ops: Operations, actor: Actor, request_id: int) -> ApprovalRequest:

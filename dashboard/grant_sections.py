@@ -595,7 +595,7 @@ def _apply_limit(ctx: PageContext, gid: str, seen: actions.Seen, values: dict[st
 
 
 def _approval_caption(ctx: PageContext, form: str, gid: str | None = None) -> None:
-    note = actions.approval_note(ctx.ops, form)
+    note = actions.approval_note(ctx.ops, form, ctx.actor)
     if note:
         st.caption(note)
     kind = "revoke" if form == "revoke" else "limit"

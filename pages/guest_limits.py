@@ -281,7 +281,7 @@ if not previewed and selected:
     st.caption("Run a dry run of this selection first; Apply is enabled after it.")
 elif previewed and not would:
     st.caption("The dry run found no grant that would change: nothing to apply.")
-if note := actions.approval_note(ctx.ops, "bulk"):
+if note := actions.approval_note(ctx.ops, "bulk", ctx.actor):
     st.caption(note)
 
 if previewed and not apply_clicked:

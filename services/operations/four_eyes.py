@@ -127,6 +127,26 @@ class FourEyes:
                   if actor is not None and change.action != REVOKE else 0)
         return self.policy.why(change.action, len(change.grant_ids), limit, limiter, recent)
 
+    def form_note(self, form: str, actor: Actor | None = None) -> str | None:
+        """The policy in words for a change form (`form`: "revoke", "limit" or "bulk"), with
+        the actor's own count in the window; None when approvals are off."""
+        p = self.policy
+        if not p.enabled:
+            return None
+        if form == "revoke":
+            return ("Four-eyes approval: a revoke becomes a request that a second person with "
+                    "the permission must approve (Approvals page).")
+        many = f"more than {p.bulk_over} grants, " if form == "bulk" else ""
+        note = (f"Four-eyes approval: {many}a limit above {p.limit_over:,} or a limiter "
+                "switched off becomes a request that a second person must approve (Approvals "
+                "page).")
+        recent = self.recent_changes(actor) if actor is not None else 0
+        if recent:
+            note += (f" You changed {recent} grant{'s' if recent != 1 else ''} in "
+                     f"{p.window_words()}: a change that takes you past {p.bulk_over} waits "
+                     "too.")
+        return note
+
     # --- the gate ------------------------------------------------------------------------
 
     def hold(self, actor: Actor, change: Change, reason: str | None, ticket: str | None,

@@ -134,6 +134,8 @@ def test_splitting_a_run_is_held_on_the_eleventh_grant(env: Env) -> None:
     g = env.guests(12)
     first = env.ops.limits.apply_limit(FAY, g[:10], 20_000, True, "ten of them")
     assert isinstance(first, BulkResult) and first.count("succeeded") == 10
+    note = env.ops.four_eyes.form_note("limit", FAY) or ""
+    assert "You changed 10 grants in the last hour: a change that takes you past 10" in note
     out = env.ops.limits.set_guest_limit(FAY, g[10], 20_000, True, "one more")
     assert isinstance(out, Held)
     assert out.why == "You changed 10 grants in the last hour; with this one 11, more than 10."
