@@ -181,7 +181,8 @@ APPROVALS_LINK = "/approvals"
 
 def pending_requests(ctx: PageContext, gid: str) -> list[Any]:
     """The pending approval requests on this grant (one indexed query, never cached:
-    another replica's request must show); none when they cannot be read."""
+    another replica's request must show); none when they cannot be read (the banner at the
+    top of the page says why)."""
     try:
         return reads.pending_requests(ctx.ops, ctx.actor, gid)
     except OperationError:
@@ -196,7 +197,12 @@ def _request_words(r: Any) -> str:
 
 def _pending_banner(ctx: PageContext, gid: str) -> None:
     """A change waiting for approval on this grant: what, who, when, and where to decide."""
-    for r in pending_requests(ctx, gid):
+    try:
+        waiting = reads.pending_requests(ctx.ops, ctx.actor, gid)
+    except OperationError as exc:  # said here once; the forms below then assume none
+        show_error(exc)
+        return
+    for r in waiting:
         st.info(escape_markdown(f"Waiting for approval: {_request_words(r)}. Nothing is "
                                 "changed until a second person approves it")
                 + f" on the [Approvals page]({APPROVALS_LINK}).",
