@@ -99,6 +99,23 @@ def _null_sink() -> io.TextIOBase:
     return Sink()
 
 
+def _awaiting_ms(db: object, rm: object, ids: list[str]) -> float:
+    """The Grants page's "waiting for approval" filter with one pending bulk request over
+    up to 1,000 grants (a semi-join on `approval_grants`)."""
+    from datetime import timedelta
+
+    from services.store.approvals import ApprovalStore
+    from services.store.readmodel import GrantFilter
+
+    held = ids[:1000]
+    ApprovalStore(db).create(  # type: ignore[arg-type]
+        action="guest.tier.apply.bulk", params={"grant_ids": held, "tier": "Plus"},
+        requester="bench", roles=["finance"], reason="bench run", ticket=None,
+        ttl=timedelta(hours=1), correlation_id="bench", grants=held, kind="limit")
+    return _ms(lambda: rm.page(GrantFilter(awaiting_approval=True),  # type: ignore[attr-defined]
+                               page_size=100))
+
+
 def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> dict:
     from cryptography.fernet import Fernet
 
@@ -168,6 +185,7 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
             "page_deep_ms": _ms(lambda: rm.page(page=deep, page_size=100)),
             "page_search_ms": _ms(lambda: rm.page(GrantFilter(search="cust-00"),
                                                   page_size=100)),
+            "page_awaiting_ms": _awaiting_ms(db, rm, ids),
             "grant_ms": _ms(lambda: rm.grant(ids[0] if ids else "cgrant_x")),
             "version_ms": _ms(rm.version),
         }
@@ -239,6 +257,7 @@ def print_table(results: list[dict], test_rate: float) -> None:
         ("page() sorted desc ms", lambda r: f"{r['page_sorted_ms']:.1f}"),
         ("page() deep (last pages) ms", lambda r: f"{r['page_deep_ms']:.1f}"),
         ("page() substring search ms", lambda r: f"{r['page_search_ms']:.1f}"),
+        ("page() waiting for approval ms", lambda r: f"{r['page_awaiting_ms']:.1f}"),
         ("grant() ms", lambda r: f"{r['grant_ms']:.2f}"),
         ("version() ms", lambda r: f"{r['version_ms']:.2f}"),
         ("CSV stream, all rows (s)", lambda r: f"{r['csv_s']:.2f} ({r['csv_mb']:.1f} MB)"),

@@ -35,8 +35,9 @@ from services.operations import (
     ValidationError,
     validation,
 )
-from services.operations.approvals import ApprovalRequest, Change
-from services.operations.bulk import Effective, limit_words, projected
+from services.operations.approvals import ApprovalRequest
+from services.operations.bulk import Effective
+from services.operations.four_eyes import Held
 from services.store.actions import AuditAction
 from services.store.trail import watch_pending
 
@@ -87,9 +88,9 @@ def confirm_revoke(
     typed_grant_id: str,
     reason: str,
     ticket: str | None = None,
-) -> str | HeldForApproval:
+) -> str | Held:
     """Revoke `grant_id` once the user typed the same id again. Returns the API's message,
-    or the request made instead when the change needs approval.
+    or the request the use case made instead (`Held`: the change waits for approval).
 
     Refuses (ValidationError, nothing sent, nothing audited) when the typed id does not match.
     """
@@ -97,13 +98,11 @@ def confirm_revoke(
         raise ValidationError(
             "grant id", "The id typed does not match this grant: type it again exactly."
         )
-    held = hold_for_approval(ops, actor, Change.revoke(grant_id), reason, ticket)
-    if held is not None:
-        return held
     try:
         # The page offers Revoke only on an active grant: refused (STALE) if it no longer is.
-        return str(ops.grants.revoke_grant(actor, grant_id, reason, ticket=ticket or None,
-                                           expected_status="active"))
+        done = ops.grants.revoke_grant(actor, grant_id, reason, ticket=ticket or None,
+                                       expected_status="active")
+        return done if isinstance(done, Held) else str(done)
     finally:
         reads.invalidate_grant(grant_id)
 
@@ -141,7 +140,7 @@ class LimitFormResult:
 
     change: LimitChange | None = None
     tier_item: BulkItem | None = None
-    held: HeldForApproval | None = None  # a request made instead (needs approval)
+    held: Held | None = None  # a request made instead (needs approval)
 
     def summary(self) -> str:
         if self.held is not None:
@@ -185,29 +184,27 @@ class Seen:
         return None if self.limiter is False else self.limit
 
 
-def _planned(ops: Operations, seen: Seen, limit: int | None, limiter: str,
-             tier: str | None) -> tuple[Effective, bool | None]:
-    """The effective limit and limiter the form's values would leave."""
+def _form_limiter(limit: int | None, limiter: str) -> bool | None:
+    """The form's limiter choice as the operation's `enable_limiter`: a new limit with the
+    limiter left on "keep" switches it on."""
+    return True if limit is not None and limiter == LIMITER_KEEP else limiter_value(limiter)
+
+
+def _seen_values(seen: Seen) -> dict[str, Any]:
+    """What the page showed, as the use cases' `expected_limit`/`expected_limiter`."""
+    if not seen.known:
+        return {}
+    return {"expected_limit": seen.limit, "expected_limiter": seen.limiter}
+
+
+def needs_confirmation(ops: Operations, actor: Actor, grant_id: str, seen: Seen,
+                       limit: int | None, limiter: str, tier: str | None) -> str | None:
+    """The question the limit use case asks before this change (before -> after), or None;
+    the rule (a cut of more than half, the limiter switched off) is the operation's."""
     if tier:
-        t = ops.limits.tier(tier)
-        return t.limit, t.enable_limiter
-    on = True if limit is not None and limiter == LIMITER_KEEP else limiter_value(limiter)
-    return projected(seen.effective, limit, on), on if on is not None else seen.limiter
-
-
-def needs_confirmation(ops: Operations, seen: Seen, limit: int | None, limiter: str,
-                       tier: str | None) -> str | None:
-    """Why the person must confirm this change (before -> after), or None: a cut of more
-    than half, or the limiter switched off."""
-    after, on = _planned(ops, seen, limit, limiter, tier)
-    before = seen.effective
-    if on is False and seen.limiter is not False:
-        return (f"This switches the limiter off: the limit goes from {limit_words(before)} "
-                "to no cap (the Guest can make any number of transactions).")
-    if isinstance(before, int) and isinstance(after, int) and after * 2 < before:
-        return (f"This cuts the limit by more than half: {before:,} -> {after:,} "
-                "transactions.")
-    return None
+        return ops.limits.confirmation_for(actor, grant_id, tier=tier, **_seen_values(seen))
+    return ops.limits.confirmation_for(actor, grant_id, limit, _form_limiter(limit, limiter),
+                                       **_seen_values(seen))
 
 
 def submit_limit(
@@ -221,35 +218,34 @@ def submit_limit(
     reason: str,
     ticket: str | None = None,
     seen: Seen | None = None,
+    confirmed: bool = False,
 ) -> LimitFormResult:
     """The Guest limit form: either apply a tier, or set a limit and/or switch the limiter.
 
     A new limit with the limiter left on "keep" also switches the limiter on (a limit on a
     Guest whose limiter is off would never be enforced); "off" chosen explicitly still stores
     a limit without enforcing it. `limit` may be the typed text. `seen`: what the page showed;
-    when the grant changed since, `StaleChange` and nothing is sent.
+    when the grant changed since, `StaleChange` and nothing is sent. `confirmed`: the person
+    answered yes to the use case's question (`ConfirmationRequired` without it).
     """
     seen = seen or Seen()
     try:
         value = limit_from_text(limit)
         if tier:
             return _apply_tier_to_one(ops, actor, grant_id, value, limiter, tier, reason,
-                                      ticket, seen)
-        enable = True if value is not None and limiter == LIMITER_KEEP else limiter_value(limiter)
-        held = hold_for_approval(ops, actor, Change.guest_limit(grant_id, value, enable),
-                                 reason, ticket)
-        if held is not None:
-            return LimitFormResult(held=held)
+                                      ticket, seen, confirmed)
         change = ops.limits.set_guest_limit(
             actor,
             grant_id,
             transaction_limit=value,
-            enable_limiter=enable,
+            enable_limiter=_form_limiter(value, limiter),
             reason=reason,
             ticket=ticket or None,
-            expected_limit=seen.limit if seen.known else None,
-            expected_limiter=seen.limiter if seen.known else None,
+            confirmed=confirmed,
+            **_seen_values(seen),
         )
+        if isinstance(change, Held):
+            return LimitFormResult(held=change)
         return LimitFormResult(change=change)
     finally:
         reads.invalidate_grant(grant_id)
@@ -257,14 +253,13 @@ def submit_limit(
 
 def _apply_tier_to_one(ops: Operations, actor: Actor, grant_id: str, limit: int | None,
                        limiter: str, tier: str, reason: str, ticket: str | None,
-                       seen: Seen) -> LimitFormResult:
+                       seen: Seen, confirmed: bool) -> LimitFormResult:
     if limit is not None or limiter != LIMITER_KEEP:
         raise ValidationError("tier", "Choose a tier, or a limit and limiter, not both.")
-    held = hold_for_approval(ops, actor, Change.apply_tier([grant_id], tier), reason, ticket)
-    if held is not None:
-        return LimitFormResult(held=held)
     result = ops.limits.apply_tier(actor, [grant_id], tier, reason, ticket=ticket or None,
-                                   expected={grant_id: seen.effective})
+                                   expected={grant_id: seen.effective}, confirmed=confirmed)
+    if isinstance(result, Held):
+        return LimitFormResult(held=result)
     item = next((i for i in result.items if i.grant_id == grant_id), None)
     if item is None:
         raise OperationError(f"The tier run returned no result for {grant_id}.")
@@ -287,13 +282,13 @@ def run_bulk(
     ticket: str | None = None,
     progress: ProgressFn | None = None,
     expected: Mapping[str, Effective] | None = None,
-) -> BulkResult | HeldForApproval:
-    """Apply a configured tier to many grants (or preview it with `dry_run`); a change that
-    needs approval becomes a request."""
-    return _bulk(ops, actor, Change.apply_tier(grant_ids, tier), reason, ticket, dry_run,
-                 lambda: ops.limits.apply_tier(
-                     actor, list(grant_ids), tier, reason, dry_run=dry_run,
-                     ticket=ticket or None, progress=progress, expected=expected))
+    confirmed: bool = False,
+) -> BulkResult | Held:
+    """Apply a configured tier to many grants (or preview it with `dry_run`); the use case
+    may hold it for approval (`Held`)."""
+    return _bulk(dry_run, lambda: ops.limits.apply_tier(
+        actor, list(grant_ids), tier, reason, dry_run=dry_run, ticket=ticket or None,
+        progress=progress, expected=expected, confirmed=confirmed))
 
 
 def run_bulk_limit(
@@ -307,25 +302,17 @@ def run_bulk_limit(
     ticket: str | None = None,
     progress: ProgressFn | None = None,
     expected: Mapping[str, Effective] | None = None,
-) -> BulkResult | HeldForApproval:
+) -> BulkResult | Held:
     """Set one custom limit (limiter on) on many grants (or preview it with `dry_run`): one
     bulk operation, like a tier (bounded concurrency, per-grant outcome, a dry run that reads
-    each grant's current limit); a change that needs approval becomes a request."""
-    return _bulk(ops, actor, Change.apply_limit(grant_ids, limit, True), reason, ticket,
-                 dry_run, lambda: ops.limits.apply_limit(
-                     actor, list(grant_ids), transaction_limit=limit, enable_limiter=True,
-                     reason=reason, dry_run=dry_run, ticket=ticket or None, progress=progress,
-                     expected=expected))
+    each grant's current limit); the use case may hold it for approval (`Held`)."""
+    return _bulk(dry_run, lambda: ops.limits.apply_limit(
+        actor, list(grant_ids), transaction_limit=limit, enable_limiter=True, reason=reason,
+        dry_run=dry_run, ticket=ticket or None, progress=progress, expected=expected))
 
 
-def _bulk(ops: Operations, actor: Actor, change: Change, reason: str, ticket: str | None,
-          dry_run: bool, run: Callable[[], BulkResult]) -> BulkResult | HeldForApproval:
-    """Run a bulk change, or the approval request a real one needs; after a real run
-    (whatever its outcome) every cached read goes."""
-    if not dry_run:
-        held = hold_for_approval(ops, actor, change, reason, ticket)
-        if held is not None:
-            return held
+def _bulk(dry_run: bool, run: Callable[[], BulkResult | Held]) -> BulkResult | Held:
+    """Run a bulk change; after a real run (whatever its outcome) every cached read goes."""
     try:
         return run()
     finally:
@@ -345,7 +332,7 @@ class BulkPlan:
 
 def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_run: bool,
              ticket: str | None = None, progress: ProgressFn | None = None,
-             preview: BulkResult | None = None) -> BulkResult | HeldForApproval:
+             preview: BulkResult | None = None) -> BulkResult | Held:
     """Run `plan`: its tier, else its custom limit (refused when none was entered). A real
     run after a dry run (`preview`) acts only on the grants that would change, each against
     the limit the dry run showed (a grant changed since is skipped as `STALE`); a change
@@ -360,8 +347,10 @@ def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_
         ids = [i.grant_id for i in todo]
         expected = {i.grant_id: i.before for i in todo}  # type: ignore[misc]
     if plan.tier is not None:
+        # Applying after the dry run is the person's yes to the before -> after it showed.
         return run_bulk(ops, actor, ids, plan.tier, reason, dry_run=dry_run,
-                        ticket=ticket, progress=progress, expected=expected)
+                        ticket=ticket, progress=progress, expected=expected,
+                        confirmed=preview is not None)
     if plan.limit is None:
         raise ValidationError("transaction_limit", "Please type the transaction limit to set "
                                                    "(a whole number, e.g. 7500).")
@@ -449,41 +438,10 @@ def import_tokens_csv(ops: Operations, actor: Actor, content: bytes) -> Any:
 # --- four-eyes approval (Approvals page) -----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class HeldForApproval:
-    """A change not made but turned into an approval request (the policy says why)."""
-
-    request: ApprovalRequest
-    why: str
-
-    def summary(self) -> str:
-        return (f"Not changed yet: {self.why} Request #{self.request.id} "
-                f"({self.request.describe()}) now waits for a second person's approval "
-                "(Approvals page).")
-
-
-def hold_for_approval(ops: Operations, actor: Actor, change: Change, reason: str,
-                      ticket: str | None) -> HeldForApproval | None:
-    """When the policy says `change` needs approval: record the request (audited
-    `approval.requested`) and return it; else None (make the change now)."""
-    why = ops.approvals.needs_approval(change)
-    if why is None:
-        return None
-    return HeldForApproval(ops.approvals.request(actor, change, reason, ticket or None), why)
-
-
-def approval_note(ops: Operations, form: str) -> str | None:
+def approval_note(ops: Operations, form: str, actor: Actor | None = None) -> str | None:
     """What a form says before it is sent, when approvals are on: which of its changes
-    become requests (`form`: "revoke", "limit" or "bulk")."""
-    p = ops.approvals.policy
-    if not p.enabled:
-        return None
-    if form == "revoke":
-        return ("Four-eyes approval: a revoke becomes a request that a second person with "
-                "the permission must approve (Approvals page).")
-    many = f"more than {p.bulk_over} grants, " if form == "bulk" else ""
-    return (f"Four-eyes approval: {many}a limit above {p.limit_over:,} or a limiter switched "
-            "off becomes a request that a second person must approve (Approvals page).")
+    would wait for approval (`form`: "revoke", "limit" or "bulk"), in the policy's words."""
+    return ops.four_eyes.form_note(form, actor)
 
 
 def approve_request(ops: Operations, actor: Actor, request_id: int) -> ApprovalRequest:
@@ -496,11 +454,19 @@ def approve_request(ops: Operations, actor: Actor, request_id: int) -> ApprovalR
 
 def reject_request(ops: Operations, actor: Actor, request_id: int,
                    reason: str) -> ApprovalRequest:
-    return ops.approvals.reject(actor, request_id, reason)
+    """Reject a request; the lists go (their "waiting for approval" filter changed)."""
+    try:
+        return ops.approvals.reject(actor, request_id, reason)
+    finally:
+        reads.invalidate_lists()
 
 
 def cancel_request(ops: Operations, actor: Actor, request_id: int) -> ApprovalRequest:
-    return ops.approvals.cancel(actor, request_id)
+    """Withdraw one's own request; the lists go, as for a rejection."""
+    try:
+        return ops.approvals.cancel(actor, request_id)
+    finally:
+        reads.invalidate_lists()
 
 
 def reconcile_now(ops: Operations, actor: Actor) -> Any:
@@ -512,7 +478,7 @@ def reconcile_now(ops: Operations, actor: Actor) -> Any:
 
 
 def resume_bulk(ops: Operations, actor: Actor, bulk_id: str, reason: str | None, *,
-                dry_run: bool) -> BulkResult:
+                dry_run: bool) -> BulkResult | Held:
     """Run again the unsettled grants of an interrupted bulk run (or preview it)."""
     try:
         return ops.limits.resume_bulk(actor, bulk_id, reason, dry_run=dry_run)

@@ -22,8 +22,15 @@ from dashboard.csv_io import csv_safe_frame
 from dashboard.formats import fmt_ago, fmt_limit, fmt_minute
 from dashboard.resync_watch import ResyncWatch
 from dashboard.ui import escape_markdown, record_pending_note, show_error, toast_done
-from services.operations import GrantDetail, OperationError, Permission, can, validation
-from services.operations.history import collapse, describe_event
+from services.operations import (
+    ConfirmationRequired,
+    GrantDetail,
+    OperationError,
+    Permission,
+    can,
+    validation,
+)
+from services.operations.history import approved_words, collapse, describe_event
 
 GRANTS_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grants.py")
 POLL_SECONDS = 2.0
@@ -132,6 +139,7 @@ def grant(ctx: PageContext, gid: str) -> GrantDetail:
         st.stop()
     if _revoked(detail):
         _revoked_banner(ctx, gid)
+    _pending_banner(ctx, gid)
     for note in getattr(detail, "notes", ()):
         with st.container(border=True):
             st.text(note)
@@ -168,6 +176,39 @@ def _facts_freshness(detail: GrantDetail) -> None:
                f"({confirmed}). {live}")
 
 
+APPROVALS_LINK = "/approvals"
+
+
+def pending_requests(ctx: PageContext, gid: str) -> list[Any]:
+    """The pending approval requests on this grant (one indexed query, never cached:
+    another replica's request must show); none when they cannot be read (the banner at the
+    top of the page says why)."""
+    try:
+        return reads.pending_requests(ctx.ops, ctx.actor, gid)
+    except OperationError:
+        return []
+
+
+def _request_words(r: Any) -> str:
+    rec = r.record
+    return (f"Request #{r.id} ({r.describe()}) by {rec.requester_username} at "
+            f"{fmt_minute(rec.created_at)}")
+
+
+def _pending_banner(ctx: PageContext, gid: str) -> None:
+    """A change waiting for approval on this grant: what, who, when, and where to decide."""
+    try:
+        waiting = reads.pending_requests(ctx.ops, ctx.actor, gid)
+    except OperationError as exc:  # said here once; the forms below then assume none
+        show_error(exc)
+        return
+    for r in waiting:
+        st.info(escape_markdown(f"Waiting for approval: {_request_words(r)}. Nothing is "
+                                "changed until a second person approves it")
+                + f" on the [Approvals page]({APPROVALS_LINK}).",
+                icon=":material/pending_actions:")
+
+
 def _revoked_banner(ctx: PageContext, gid: str) -> None:
     """Says plainly that the grant is revoked, and when and by whom when the viewer may know."""
     said = "This grant is revoked: its tokens no longer work, so session, holdings, "
@@ -187,7 +228,7 @@ def _revoked_banner(ctx: PageContext, gid: str) -> None:
                  "console (by the customer, or directly through the Kryptos API).")
     else:
         said += (f" Revoked on {fmt_minute(event.ts)} by "
-                 f"{event.actor_username} through this console")
+                 f"{event.actor_username}{approved_words(event)} through this console")
         said += f", reason: {event.reason}" if event.reason else ""
         said += f", ticket {event.ticket}." if event.ticket else "."
     st.warning(escape_markdown(said), icon=":material/block:")  # reason and ticket: typed text
@@ -477,7 +518,7 @@ def _limit_form(ctx: PageContext, gid: str, now: actions.Seen) -> None:
             "the limiter on when it is left on \"keep\" (a limit with the limiter off is "
             "not enforced); choose \"off\" to store a limit without enforcing it."
         )
-        _approval_caption(ctx, "limit")
+        _approval_caption(ctx, "limit", gid)
         f1, f2, f3 = st.columns(3)
         # Text, not a number input: "12.5" or "1e3" is refused with the reason, not rounded.
         typed = f1.text_input("New limit", key="limit_value",
@@ -497,7 +538,8 @@ def _limit_form(ctx: PageContext, gid: str, now: actions.Seen) -> None:
                       reason=why, ticket=ticket)
         try:
             check = actions.needs_confirmation(
-                ctx.ops, seen, actions.limit_from_text(typed), limiter, values["tier"])
+                ctx.ops, ctx.actor, gid, seen, actions.limit_from_text(typed), limiter,
+                values["tier"])
         except OperationError as exc:
             _refusal(exc, beside)
             return
@@ -518,7 +560,7 @@ def _pending(ctx: PageContext, gid: str) -> bool:
         b1, b2 = st.columns(2)
         if b1.button("Yes, apply this change", key="limit_confirm", type="primary"):
             st.session_state.pop(CONFIRM_KEY, None)
-            _apply_limit(ctx, gid, seen, values, {})
+            _apply_limit(ctx, gid, seen, values, {}, confirmed=True)
         if b2.button("Cancel", key="limit_cancel"):
             st.session_state.pop(CONFIRM_KEY, None)
             st.rerun()
@@ -535,10 +577,14 @@ def _refusal(exc: OperationError, beside: dict[str, Any]) -> None:
 
 
 def _apply_limit(ctx: PageContext, gid: str, seen: actions.Seen, values: dict[str, Any],
-                 beside: dict[str, Any]) -> None:
+                 beside: dict[str, Any], *, confirmed: bool = False) -> None:
     try:
         with st.spinner("Changing the limit..."), actions.watch_records() as pending:
-            res = actions.submit_limit(ctx.ops, ctx.actor, gid, seen=seen, **values)
+            res = actions.submit_limit(ctx.ops, ctx.actor, gid, seen=seen,
+                                       confirmed=confirmed, **values)
+    except ConfirmationRequired as exc:  # the use case asks: show its question
+        st.session_state[CONFIRM_KEY] = (gid, values, exc.question, seen)
+        st.rerun()
     except OperationError as exc:
         if exc.code == "STALE":
             # Shown after a rerun, over the values read afresh (the cache was dropped).
@@ -554,10 +600,16 @@ def _apply_limit(ctx: PageContext, gid: str, seen: actions.Seen, values: dict[st
     st.rerun()
 
 
-def _approval_caption(ctx: PageContext, form: str) -> None:
-    note = actions.approval_note(ctx.ops, form)
+def _approval_caption(ctx: PageContext, form: str, gid: str | None = None) -> None:
+    note = actions.approval_note(ctx.ops, form, ctx.actor)
     if note:
         st.caption(note)
+    kind = "revoke" if form == "revoke" else "limit"
+    for r in pending_requests(ctx, gid) if gid is not None else ():
+        if r.change.kind == kind:
+            st.caption(escape_markdown(f"{_request_words(r)} already waits for approval: "
+                                       "another request for this grant would be refused "
+                                       "until it is decided."))
 
 
 # --- danger zone -----------------------------------------------------------------------
@@ -583,7 +635,7 @@ def _revoke_dialog(ctx: PageContext, gid: str, watch: ResyncWatch) -> None:
             show_error(exc)
         else:
             # The API's own message ("Grant revoked successfully") would say it twice.
-            held = isinstance(msg, actions.HeldForApproval)
+            held = isinstance(msg, actions.Held)
             st.session_state[FLASH_KEY] = msg.summary() if held else f"Grant revoked ({gid})."
             st.session_state[PENDING_KEY] = bool(pending)
             st.rerun()
@@ -593,10 +645,17 @@ def revoke(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) -> None:
     if not (can(ctx.actor, Permission.REVOKE_GRANT) and detail.grant.status == "active"):
         return
     st.subheader("Danger zone")
+    gid = detail.grant.grant_id
     with st.container(border=True):
         st.text("Revoke this grant: its access and refresh tokens stop working at once.")
+        waiting = [r for r in pending_requests(ctx, gid) if r.change.kind == "revoke"]
+        if waiting:  # a second request would be refused: say where the first one is
+            st.markdown(escape_markdown(f"A revoke request is already waiting: "
+                                        f"{_request_words(waiting[0])}.")
+                        + f" Decide it on the [Approvals page]({APPROVALS_LINK}).")
+            return
         if st.button("Revoke grant...", key="revoke_open"):
-            _revoke_dialog(ctx, detail.grant.grant_id, watch)
+            _revoke_dialog(ctx, gid, watch)
 
 
 # --- history ---------------------------------------------------------------------------

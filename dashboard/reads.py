@@ -35,6 +35,7 @@ from services.operations import (
     SyncView,
     can,
 )
+from services.operations.history import collapse
 from services.operations.timeline import IntegrationNews, RecentFailure
 from services.settings import Tier
 from services.store import parse_csv_export, parse_jsonl_export
@@ -394,9 +395,10 @@ def grant_history(ops: Operations, actor: Actor, grant_id: str) -> tuple[Any, ..
 
 
 def revoke_event(ops: Operations, actor: Actor, grant_id: str) -> Any:
-    """The console's record of the grant's revoke (the newest succeeded one), or None."""
+    """The console's record of the grant's revoke (the newest succeeded one, with its
+    request's params: an approval's credit), or None."""
     return next(
-        (e for e in grant_history(ops, actor, grant_id)
+        (e for e in collapse(grant_history(ops, actor, grant_id))
          if e.action == AuditAction.GRANT_REVOKE and e.outcome == "succeeded"),
         None,
     )
@@ -502,6 +504,17 @@ def approvals_mine(ops: Operations, actor: Actor) -> list[Any]:
 
 def approvals_history(ops: Operations, actor: Actor) -> list[Any]:
     return ops.approvals.history(actor)
+
+
+def before_now(ops: Operations, actor: Actor, request: Any) -> dict[str, Any]:
+    """A request's grants' *before* as the read model has it now (not cached)."""
+    return ops.approvals.before_now(actor, request)
+
+
+def pending_requests(ops: Operations, actor: Actor, grant_id: str) -> list[Any]:
+    """The pending approval requests holding this grant (not cached: one indexed query, and
+    another replica's request must show at once)."""
+    return ops.approvals.pending_for_grant(actor, grant_id)
 
 
 def approvals_waiting_count(ops: Operations, actor: Actor) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 
 from dashboard.formats import fmt_bool, fmt_limit, fmt_second
 from services.kryptos.models import Integration
+from services.operations.history import approved_words
 from services.operations.timeline import GrantTimeline, RecentFailure, integration_of
 from services.store.actions import AuditAction
 from services.store.audit import AuditEvent
@@ -84,10 +85,11 @@ def webhook_item(event: WebhookEvent) -> TimelineItem:
 
 
 def who(event: AuditEvent) -> str:
+    """Who did it: "sam", "sam, approved by sue (request #12)", "customer c-1"."""
     name = event.actor_username
     if name.startswith(CUSTOMER_PREFIX):
         return f"customer {name[len(CUSTOMER_PREFIX):]}"
-    return name
+    return name + approved_words(event)
 
 
 def _why(event: AuditEvent) -> str:

@@ -15,20 +15,28 @@ from services.operations import OperationError
 
 FLASH_KEY = "approvals_flash"
 RESULT_KEY = "approvals_result"
-STATE_LABELS = {"pending": "pending", "approved": "approved (running)",
-                "executed": "approved and executed", "rejected": "rejected",
-                "expired": "expired", "cancelled": "cancelled"}
 
 
 def _value(v: Any) -> str:
     return v if isinstance(v, str) else fmt_limit(v)
 
 
-def _item_rows(items: list[Mapping[str, Any]]) -> list[dict[str, str]]:
-    return [{"grant_id": str(i.get("grant_id")), "customer_ref": str(i.get("customer_ref") or ""),
-             "outcome": str(i.get("outcome") or ""), "before": _value(i.get("before")),
-             "after": _value(i.get("after")), "error_code": str(i.get("error_code") or ""),
-             "message": str(i.get("message") or "")} for i in items]
+def _item_rows(items: list[Mapping[str, Any]],
+               now: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
+    """One row per grant; `now`: each grant's before as it is now, beside the recorded one."""
+    rows = []
+    for i in items:
+        row = {"grant_id": str(i.get("grant_id")),
+               "customer_ref": str(i.get("customer_ref") or ""),
+               "outcome": str(i.get("outcome") or ""), "before": _value(i.get("before"))}
+        if now is not None:
+            row["before"] = _value(i.get("before"))
+            row["before now"] = _value(now.get(str(i.get("grant_id")), "unknown"))
+        row.update({"after": _value(i.get("after")),
+                    "error_code": str(i.get("error_code") or ""),
+                    "message": str(i.get("message") or "")})
+        rows.append(row)
+    return rows
 
 
 def _summary_rows(requests: list[Any]) -> list[dict[str, str]]:
@@ -37,7 +45,7 @@ def _summary_rows(requests: list[Any]) -> list[dict[str, str]]:
         rec = r.record
         counts = (rec.result or {}).get("counts") or {}
         rows.append({
-            "id": f"#{r.id}", "change": r.describe(), "state": STATE_LABELS.get(r.state, r.state),
+            "id": f"#{r.id}", "change": r.describe(), "state": r.outcome(),
             "requested by": rec.requester_username, "reason": rec.reason,
             "ticket": rec.ticket or "", "requested": fmt_minute(rec.created_at),
             "expires": fmt_minute(rec.expires_at), "decided by": rec.decided_by or "",
@@ -47,7 +55,7 @@ def _summary_rows(requests: list[Any]) -> list[dict[str, str]]:
     return rows
 
 
-def _details(r: Any) -> None:
+def _details(ctx: Any, r: Any) -> None:
     rec = r.record
     ui.kv("Change", r.describe())
     ui.kv("Requested by", f"{rec.requester_username} at {fmt_minute(rec.created_at)}")
@@ -55,9 +63,14 @@ def _details(r: Any) -> None:
     ui.kv("Ticket", rec.ticket)
     ui.kv("Expires", fmt_minute(rec.expires_at))
     ui.kv("Why it needs approval", rec.params.get("policy"))
-    st.caption("Dry run when requested (before -> after); grants changed since then are "
-               "left as they are.")
-    ui.table(_item_rows(r.items), key=f"appr_items_{r.id}")
+    st.caption("Dry run when requested (before -> after) and each grant's before as the "
+               "console knows it now; grants changed since the request are left as they are.")
+    try:
+        now = reads.before_now(ctx.ops, ctx.actor, r)
+    except OperationError as exc:
+        ui.show_error(exc)
+        now = None
+    ui.table(_item_rows(r.items, now), key=f"appr_items_{r.id}")
 
 
 def _decide(kind: str, run: Any, request_id: int) -> None:
@@ -78,7 +91,7 @@ def _decide(kind: str, run: Any, request_id: int) -> None:
 def _waiting(ctx: Any, r: Any) -> None:
     with st.container(border=True, key=f"appr_box_{r.id}"):
         st.markdown(f"**Request #{r.id}: {ui.escape_markdown(r.label)}**")
-        _details(r)
+        _details(ctx, r)
         ok = st.checkbox("I have checked this change", key=f"appr_ok_{r.id}")
         why = st.text_input("Reason for a rejection", key=f"appr_reason_{r.id}")
         c1, c2 = st.columns(2)
@@ -139,5 +152,12 @@ else:
 st.subheader("History")
 if history:
     ui.table(_summary_rows(history), key="appr_history_table")
+    shown_ids = [r.id for r in history if r.result_items]
+    if shown_ids:
+        pick = st.selectbox("Each grant's outcome of request", shown_ids,
+                            format_func=lambda i: f"#{i}", key="appr_history_pick")
+        chosen = next(r for r in history if r.id == pick)
+        st.caption(f"Request #{chosen.id}: {chosen.outcome()}.")
+        ui.table(_item_rows(chosen.result_items), key="appr_history_items")
 else:
     st.caption("No request has been decided yet.")

@@ -76,6 +76,8 @@ def _filters() -> tuple[GrantFilter, str, bool, int]:
     kind = KIND[c3.selectbox("User", list(KIND), key="grants_kind", on_change=_first_page)]
     has_token = TOKEN[c4.selectbox("Token", list(TOKEN), key="grants_token",
                                    on_change=_first_page)]
+    awaiting = st.toggle("Waiting for approval", key="grants_awaiting", on_change=_first_page,
+                         help="Only grants a pending four-eyes request holds (Approvals page)")
     c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 1], vertical_alignment="bottom")
     integ = INTEGRATIONS[c1.selectbox("Integrations", list(INTEGRATIONS),
                                       key="grants_integrations", on_change=_first_page)]
@@ -91,6 +93,7 @@ def _filters() -> tuple[GrantFilter, str, bool, int]:
         integration_status=integ, queue=queue,
         limit=picked[1] if picked and picked[0] == "limit" else None,
         tier=picked[1] if picked and picked[0] == "tier" else None,
+        awaiting_approval=bool(awaiting),
     )
     if queue != st.session_state.get(rm_sections.QUEUE_SEEN_KEY):
         if queue is None:

@@ -281,7 +281,7 @@ if not previewed and selected:
     st.caption("Run a dry run of this selection first; Apply is enabled after it.")
 elif previewed and not would:
     st.caption("The dry run found no grant that would change: nothing to apply.")
-if note := actions.approval_note(ctx.ops, "bulk"):
+if note := actions.approval_note(ctx.ops, "bulk", ctx.actor):
     st.caption(note)
 
 if previewed and not apply_clicked:
@@ -300,7 +300,7 @@ if apply_clicked:
         _show_error(exc)
     else:
         st.session_state.pop(PREVIEW_KEY, None)
-        if isinstance(result, actions.HeldForApproval):  # waits for a second person
+        if isinstance(result, actions.Held):  # waits for a second person
             st.session_state.pop(RESULT_KEY, None)
             st.info(result.summary(), icon=":material/approval_delegation:")
             st.stop()

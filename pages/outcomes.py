@@ -78,13 +78,16 @@ if go:
     except OperationError as exc:
         ui.show_error(exc)
     else:
-        counts = {k: n for k, n in result.counts.items() if n}
-        st.success(f"{'Dry run' if dry else 'Resumed'}: {len(result.items)} grant(s) left to "
-                   f"do; {counts or 'nothing to do'}.")
-        if result.records_pending:
-            ui.record_pending_note(True)
-        ui.table([{"grant": i.grant_id, "outcome": i.outcome, "before": i.before,
-                   "after": i.after, "message": i.message or ""} for i in result.items])
+        if isinstance(result, actions.Held):  # the use case holds it for a second person
+            st.info(ui.escape_markdown(result.summary()), icon=":material/approval_delegation:")
+        else:
+            counts = {k: n for k, n in result.counts.items() if n}
+            st.success(f"{'Dry run' if dry else 'Resumed'}: {len(result.items)} grant(s) "
+                       f"left to do; {counts or 'nothing to do'}.")
+            if result.records_pending:
+                ui.record_pending_note(True)
+            ui.table([{"grant": i.grant_id, "outcome": i.outcome, "before": i.before,
+                       "after": i.after, "message": i.message or ""} for i in result.items])
 
 st.subheader("Kryptos")
 if runtime.live_check is not None:

@@ -8,10 +8,10 @@ auth_file, audit_anchor_file, audit_journal_file, reconcile_interval, data_dir, 
 sandbox_port, sandbox_resync_delay, sandbox_url, idle_timeout, session_lifetime,
 totp_required_roles, login_max_failures, login_max_failures_wide, login_lock_seconds,
 login_failure_floor, password_rounds, trusted_proxies, sync_grants_interval, sync_rate,
-sync_enabled, approvals, approval_bulk_over, approval_limit_over, approval_ttl_hours) and
-the `[backend]` table (lower-case keys: jwt_secret, jwt_public_key, jwt_audience, jwt_issuer,
-webhook_secret, webhook_secret_previous, webhook_max_age, link_token_rate_limit,
-customer_rate_limit, jwt_max_lifetime, demo, port).
+sync_enabled, approvals, approval_bulk_over, approval_bulk_window, approval_limit_over,
+approval_ttl_hours) and the `[backend]` table (lower-case keys: jwt_secret, jwt_public_key,
+jwt_audience, jwt_issuer, webhook_secret, webhook_secret_previous, webhook_max_age,
+link_token_rate_limit, customer_rate_limit, jwt_max_lifetime, demo, port).
 
 Nothing else in the project reads `os.environ` or the secrets file.
 """
@@ -192,8 +192,11 @@ class Settings:
     #: Four-eyes approval (services/operations/approval_policy.py): on/off, a bulk change of more
     #: than `approval_bulk_over` grants, a limit above `approval_limit_over`, and how long
     #: a request waits before it expires. A revoke and a limiter switched off always need one.
+    #: `approval_bulk_window` (seconds): the grants a person changed directly in this window
+    #: count towards `approval_bulk_over` with the change at hand (a split run is still held).
     approvals_enabled: bool = True
     approval_bulk_over: int = 10
+    approval_bulk_window: float = 3600.0
     approval_limit_over: int = 100_000
     approval_ttl_hours: float = 24.0
 
@@ -401,6 +404,9 @@ def load_settings(
                                 "CONSOLE_APPROVALS", True),
         approval_bulk_over=int(number("CONSOLE_APPROVAL_BULK_OVER", console,
                                       "approval_bulk_over", 10, int)),
+        approval_bulk_window=_positive(number("CONSOLE_APPROVAL_BULK_WINDOW", console,
+                                              "approval_bulk_window", 3600.0, float),
+                                       "CONSOLE_APPROVAL_BULK_WINDOW"),
         approval_limit_over=int(number("CONSOLE_APPROVAL_LIMIT_OVER", console,
                                        "approval_limit_over", 100_000, int)),
         approval_ttl_hours=number("CONSOLE_APPROVAL_TTL_HOURS", console, "approval_ttl_hours",

@@ -7,6 +7,7 @@ docs/architecture.md, "Where each use case lives".
 from services.operations.bulk import CUSTOM_LIMIT
 from services.operations.context import OpsContext
 from services.operations.errors import (
+    ConfirmationRequired,
     NotFound,
     OperationError,
     PermissionDenied,
@@ -16,6 +17,7 @@ from services.operations.errors import (
     ValidationError,
 )
 from services.operations.facade import Operations
+from services.operations.four_eyes import Held
 from services.operations.models import (
     BulkItem,
     BulkResult,
@@ -56,6 +58,7 @@ __all__ = [
     "canonical_username",
     "BulkItem",
     "BulkResult",
+    "ConfirmationRequired",
     "Counts",
     "Freshness",
     "GrantFilter",
@@ -66,6 +69,7 @@ __all__ = [
     "SyncView",
     "GrantDetail",
     "GrantRow",
+    "Held",
     "LimitChange",
     "LinkTokenIssued",
     "NotFound",

@@ -22,6 +22,8 @@ LIMIT_BULK = AuditAction.LIMIT_UPDATE_BULK.value
 ACTIONS = (REVOKE, LIMIT, TIER_BULK, LIMIT_BULK)
 LABELS = {REVOKE: "Revoke grant", LIMIT: "Change a Guest's limit",
           TIER_BULK: "Apply a tier", LIMIT_BULK: "Set a limit on many grants"}
+#: The kind of change a request holds its grants for: one pending request per grant and kind.
+KINDS = {REVOKE: "revoke", LIMIT: "limit", TIER_BULK: "limit", LIMIT_BULK: "limit"}
 
 RolesOf = Callable[[str], Iterable[str] | None]
 
@@ -34,23 +36,41 @@ class ApprovalPolicy:
     bulk_over: int = 10
     limit_over: int = 100_000
     ttl_hours: float = 24.0
+    bulk_window: float = 3600.0  # seconds: a person's recent changes count with this one
 
     @classmethod
     def from_settings(cls, s: Settings) -> ApprovalPolicy:
         return cls(s.approvals_enabled, s.approval_bulk_over, s.approval_limit_over,
-                   s.approval_ttl_hours)
+                   s.approval_ttl_hours, s.approval_bulk_window)
 
     @classmethod
     def off(cls) -> ApprovalPolicy:
         return cls(enabled=False)
 
+    def window_words(self) -> str:
+        """The bulk window in words: "the last hour", "the last 30 minutes"."""
+        w = self.bulk_window
+        if w == 3600:
+            return "the last hour"
+        if w % 3600 == 0:
+            return f"the last {int(w // 3600)} hours"
+        if w % 60 == 0:
+            return f"the last {int(w // 60)} minutes"
+        return f"the last {w:g} seconds"
+
     def why(self, action: str, grants: int, limit: int | None,
-            limiter: bool | None) -> str | None:
-        """Why this change needs approval, or None when it does not."""
+            limiter: bool | None, recent: int = 0) -> str | None:
+        """Why this change needs approval, or None when it does not. `recent`: grants the
+        same person changed directly within `bulk_window` (they count with this change)."""
         if not self.enabled:
             return None
         if action == REVOKE:
             return "A revoke cannot be undone."
+        if recent and recent + grants > self.bulk_over:
+            this = "this one" if grants == 1 else f"these {grants}"
+            return (f"You changed {recent} grant{'s' if recent != 1 else ''} in "
+                    f"{self.window_words()}; with {this} {recent + grants}, more than "
+                    f"{self.bulk_over}.")
         if grants > self.bulk_over:
             return f"It changes {grants} grants (more than {self.bulk_over})."
         if limiter is False:
@@ -94,6 +114,10 @@ class Change:
                    p.get("limiter"))
 
     @property
+    def kind(self) -> str:
+        return KINDS[self.action]
+
+    @property
     def permission(self) -> Permission:
         return Permission.REVOKE_GRANT if self.action == REVOKE else Permission.MANAGE_LIMITS
 
@@ -130,6 +154,28 @@ class ApprovalRequest:
     def result_items(self) -> list[Mapping[str, Any]]:
         return list((self.record.result or {}).get("items", []))
 
+    def outcome(self) -> str:
+        """The request's state in words, with what its execution really did: "approved
+        and executed" only when every grant was changed as asked."""
+        state = self.record.state
+        if state != "executed":
+            return {"pending": "pending", "approved": "approved (running)"}.get(state, state)
+        result = self.record.result or {}
+        if not result.get("items"):
+            if result.get("error_code"):
+                return f"approved; execution failed ({result['error_code']})"
+            return "approved; nothing executed"
+        counts: Mapping[str, int] = result.get("counts") or {}
+        total = sum(counts.values())
+        done = counts.get("succeeded", 0) + counts.get("unchanged", 0)
+        if done == total:
+            return "approved and executed"
+        others = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(counts.items())
+                           if k not in ("succeeded", "unchanged"))
+        if done == 0:
+            return f"approved; nothing executed ({others})"
+        return f"approved; executed for {done} of {total} grants ({others})"
+
     def describe(self) -> str:
         c = self.change
         n = len(c.grant_ids)
@@ -146,5 +192,5 @@ class ApprovalRequest:
         return f"{', '.join(parts) or 'limit'} on {what}"
 
 
-__all__ = ["ACTIONS", "CHANGED", "LABELS", "LIMIT", "LIMIT_BULK", "REVOKE", "TIER_BULK",
+__all__ = ["ACTIONS", "CHANGED", "KINDS", "LABELS", "LIMIT", "LIMIT_BULK", "REVOKE", "TIER_BULK",
            "ApprovalPolicy", "ApprovalRequest", "Change", "RolesOf"]

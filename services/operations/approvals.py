@@ -4,20 +4,18 @@ customers wait for a second person. The rules and the request model are in
 "Approvals".
 
     ops.approvals  needs_approval, request, approve, reject, cancel, expire_due,
-                   list_waiting_for, list_mine, history, waiting_count
+                   list_waiting_for, list_mine, history, waiting_count, pending_for_grant
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import uuid
 import weakref
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from services.kryptos.errors import KryptosError
 from services.operations import validation as v
 from services.operations.approval_policy import (
     ACTIONS,
@@ -30,31 +28,18 @@ from services.operations.approval_policy import (
     Change,
     RolesOf,
 )
-from services.operations.bulk import effective
+from services.operations.bulk import effective, item_dict
 from services.operations.context import OpsContext
-from services.operations.errors import (
-    NotFound,
-    OperationError,
-    UpstreamError,
-    ValidationError,
-)
+from services.operations.errors import NotFound, OperationError, ValidationError
+from services.operations.four_eyes import ApprovalExecution, FourEyes
 from services.operations.grants import GrantOps
 from services.operations.limits import LimitOps
-from services.operations.models import BulkItem, BulkResult
+from services.operations.models import BulkResult, LimitChange
 from services.operations.permissions import Actor, Permission, can
 from services.store.actions import AuditAction
-from services.store.approvals import DECIDED, ApprovalRecord, ApprovalStore
+from services.store.approvals import DECIDED, ApprovalRecord
 
 log = logging.getLogger(__name__)
-
-#: The actor of events nobody triggers (a request expiring).
-SYSTEM_ACTOR = "system"
-
-
-def _item(i: BulkItem) -> dict[str, Any]:
-    return {"grant_id": i.grant_id, "customer_ref": i.customer_ref, "outcome": i.outcome,
-            "before": i.before, "after": i.after, "error_code": i.error_code,
-            "message": i.message}
 
 
 def _counts(items: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -71,98 +56,72 @@ def _not_pending(rec: ApprovalRecord) -> OperationError:
 
 class ApprovalOps:
     """Use cases on approval requests. `roles_of(username)`: a user's roles as they are now
-    (the runtime passes the users file's); None when the user no longer exists."""
+    (the runtime passes the users file's); None when the user no longer exists. The
+    requests are made by the four-eyes gate (`gate`) when a change use case is held, or
+    here (`request`); an approval executes the change through the same use cases, with the
+    gate's proof (`ApprovalExecution`)."""
 
-    def __init__(self, ctx: OpsContext, store: ApprovalStore, grants: GrantOps,
-                 limits: LimitOps, policy: ApprovalPolicy | None = None,
-                 roles_of: RolesOf | None = None) -> None:
+    def __init__(self, ctx: OpsContext, gate: FourEyes, grants: GrantOps,
+                 limits: LimitOps, roles_of: RolesOf | None = None) -> None:
         self.ctx = ctx
-        self.store = store
+        self.gate = gate
+        self.store = gate.store
         self.grants = grants
         self.limits = limits
-        self.policy = policy or ApprovalPolicy.off()
         self.roles_of = roles_of
 
     def __repr__(self) -> str:
         return f"ApprovalOps({self.policy!r})"
 
+    @property
+    def policy(self) -> ApprovalPolicy:
+        return self.gate.policy
+
+    @policy.setter
+    def policy(self, value: ApprovalPolicy) -> None:
+        self.gate.policy = value
+
     # --- policy ---------------------------------------------------------------------------
 
-    def needs_approval(self, change: Change) -> str | None:
+    def needs_approval(self, change: Change, actor: Actor | None = None) -> str | None:
         """Why `change` must wait for a second person, or None (policy off, or a change
-        below every threshold)."""
-        limit, limiter = change.limit, change.limiter
-        if change.tier is not None:
-            t = self.limits.tier(change.tier)
-            limit, limiter = t.limit, t.enable_limiter
-        return self.policy.why(change.action, len(change.grant_ids), limit, limiter)
+        below every threshold). With `actor`, their recent changes count (the window)."""
+        return self.gate.why(change, actor)
 
     # --- request --------------------------------------------------------------------------
 
     def request(self, actor: Actor, change: Change, reason: str,
                 ticket: str | None = None) -> ApprovalRequest:
         """Record a pending request for `change` (the requester must hold its permission),
-        with the dry run's before -> after; audited `approval.requested`."""
+        with the dry run's before -> after; audited `approval.requested`. A grant with a
+        pending request of the same kind refuses it (`ALREADY_REQUESTED`)."""
         if change.action not in ACTIONS:
             raise ValidationError("action", f"must be one of {', '.join(ACTIONS)}.")
         first = change.grant_ids[0] if change.grant_ids else None
         self.ctx.check(actor, change.permission, AuditAction.APPROVAL_REQUESTED, "grant", first)
         change = Change(change.action, v.grant_ids(change.grant_ids), change.tier,
                         change.limit, change.limiter)
-        why = v.reason(reason)
-        assert why is not None
-        tkt = v.ticket(ticket)
-        items = self._preview(actor, change)
-        cid = uuid.uuid4().hex
-        rec = self.store.create(
-            action=change.action, params={**change.values(), "items": items,
-                                          "policy": self.needs_approval(change)},
-            requester=actor.username, roles=actor.roles, reason=why, ticket=tkt,
-            ttl=timedelta(hours=self.policy.ttl_hours), correlation_id=cid,
-        )
-        self.ctx.event(
-            actor.username, actor.roles, AuditAction.APPROVAL_REQUESTED, "succeeded", cid,
-            target_type="approval", target_id=str(rec.id), reason=why, ticket=tkt,
-            params={"action": change.action, "grants": len(change.grant_ids),
-                    **{k: val for k, val in change.values().items() if k != "grant_ids"},
-                    "grant_ids": list(change.grant_ids[:50])},
-            before={i["grant_id"]: i["before"] for i in items[:50]},
-            after={i["grant_id"]: i["after"] for i in items[:50]},
-        )
-        return ApprovalRequest(rec, change)
+        v.reason(reason)
+        self.gate.refuse_if_waiting(change)
+        return self.gate.request(actor, change, reason, ticket, self._preview(actor, change),
+                                 self.needs_approval(change, actor))
 
     def _preview(self, actor: Actor, change: Change) -> list[dict[str, Any]]:
         if change.action == REVOKE:
-            items = self._revoke_states(change.grant_ids)
-            for i in items:
-                if i["before"] != "active":
-                    raise OperationError(f"Grant {i['grant_id']} is not active: nothing to "
-                                         "revoke.", code="GRANT_NOT_ACTIVE")
-            return items
-        return [_item(i) for i in self._dry(actor, change, change.grant_ids).items]
+            return self.gate.revoke_preview(change.grant_ids)
+        return [item_dict(i) for i in self._dry(actor, change, change.grant_ids).items]
 
     def _revoke_states(self, gids: Iterable[str]) -> list[dict[str, Any]]:
-        """Each grant's status now (listed: active; stored but not listed: revoked; else
-        unknown) and customer reference: the grants list read as ids (a stream) and the
-        vault by key, never the whole list joined with the whole vault."""
-        try:
-            listed = self.ctx.client.listed_grant_ids()
-        except KryptosError as exc:
-            raise UpstreamError.from_kryptos(exc, "Listing grants") from None
-        out = []
-        for gid in gids:
-            entry = self.ctx.vault.get(gid)
-            before = ("active" if gid in listed else
-                      "revoked" if entry is not None else "unknown")
-            out.append({"grant_id": gid,
-                        "customer_ref": entry.customer_ref if entry is not None else None,
-                        "before": before, "after": "revoked", "outcome": "would_change"})
-        return out
+        return self.gate.revoke_states(gids)
 
     def _dry(self, actor: Actor, change: Change, gids: Iterable[str]) -> BulkResult:
         if change.tier is not None:
-            return self.limits.apply_tier(actor, gids, change.tier, dry_run=True)
-        return self.limits.apply_limit(actor, gids, change.limit, change.limiter, dry_run=True)
+            res = self.limits.apply_tier(actor, gids, change.tier, dry_run=True)
+        else:
+            res = self.limits.apply_limit(actor, gids, change.limit, change.limiter,
+                                          dry_run=True)
+        assert isinstance(res, BulkResult)  # a dry run is never held
+        return res
 
     # --- decisions ------------------------------------------------------------------------
 
@@ -204,8 +163,9 @@ class ApprovalOps:
             if not self.store.transition(rec.id, "pending", "approved",
                                          decided_by=approver.username, unexpired=True):
                 raise _not_pending(self.store.get(rec.id) or rec)
+            proof = self.gate.issue(self.store.get(rec.id) or rec)
             try:
-                result = self._execute(requester, rec, change, now)
+                result = self._execute(requester, rec, change, now, proof)
             except BaseException as exc:
                 self.store.transition(rec.id, "approved", "executed", result={
                     "error_code": getattr(exc, "code", "INTERNAL"),
@@ -277,11 +237,12 @@ class ApprovalOps:
         """Each grant's before value now (a new dry run), by grant id."""
         if change.action == REVOKE:
             return {i["grant_id"]: i for i in self._revoke_states(change.grant_ids)}
-        return {i.grant_id: _item(i) for i in self._dry(requester, change,
+        return {i.grant_id: item_dict(i) for i in self._dry(requester, change,
                                                          change.grant_ids).items}
 
     def _execute(self, requester: Actor, rec: ApprovalRecord, change: Change,
-                 now: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+                 now: Mapping[str, Mapping[str, Any]],
+                 proof: ApprovalExecution) -> dict[str, Any]:
         asked = {i["grant_id"]: i for i in rec.params.get("items", [])}
         changed: dict[str, dict[str, Any]] = {}
         for gid in change.grant_ids:
@@ -295,38 +256,40 @@ class ApprovalOps:
                                "as it is.",
                 }
         todo = [g for g in change.grant_ids if g not in changed]
-        done = self._run(requester, rec, change, todo) if todo else {}
+        done = self._run(requester, rec, change, todo, proof) if todo else {}
         items = [changed.get(g) or done[g] for g in change.grant_ids]
         return {"items": items, "counts": _counts(items)}
 
     def _run(self, requester: Actor, rec: ApprovalRecord, change: Change,
-             gids: list[str]) -> dict[str, dict[str, Any]]:
-        cid, why, tkt = rec.correlation_id, rec.reason, rec.ticket
+             gids: list[str], proof: ApprovalExecution) -> dict[str, dict[str, Any]]:
+        why, tkt = rec.reason, rec.ticket
         if change.action in (REVOKE, LIMIT):
-            return {g: self._one(requester, change, g, cid, why, tkt) for g in gids}
+            return {g: self._one(requester, change, g, why, tkt, proof) for g in gids}
         if change.tier is not None:
             res = self.limits.apply_tier(requester, gids, change.tier, why, ticket=tkt,
-                                         correlation_id=cid)
+                                         approval=proof)
         else:
             res = self.limits.apply_limit(requester, gids, change.limit, change.limiter, why,
-                                          ticket=tkt, correlation_id=cid)
-        return {i.grant_id: _item(i) for i in res.items}
+                                          ticket=tkt, approval=proof)
+        assert isinstance(res, BulkResult)  # the proof lets it through
+        return {i.grant_id: item_dict(i) for i in res.items}
 
-    def _one(self, requester: Actor, change: Change, gid: str, cid: str, why: str,
-             tkt: str | None) -> dict[str, Any]:
+    def _one(self, requester: Actor, change: Change, gid: str, why: str,
+             tkt: str | None, proof: ApprovalExecution) -> dict[str, Any]:
         base: dict[str, Any] = {"grant_id": gid, "customer_ref": None, "error_code": None,
                                 "message": None}
         try:
             if change.action == REVOKE:
-                msg = self.grants.revoke_grant(requester, gid, why, tkt, correlation_id=cid)
+                msg = self.grants.revoke_grant(requester, gid, why, tkt, approval=proof)
                 return {**base, "outcome": "succeeded", "before": "active",
-                        "after": "revoked", "message": msg}
+                        "after": "revoked", "message": str(msg)}
             c = self.limits.set_guest_limit(requester, gid, change.limit, change.limiter, why,
-                                            tkt, correlation_id=cid)
+                                            tkt, approval=proof)
         except OperationError as err:
             outcome = "skipped" if err.code == "NOT_ANON_USER" else "failed"
             return {**base, "outcome": outcome, "before": None, "after": None,
                     "error_code": err.code, "message": err.user_message}
+        assert isinstance(c, LimitChange)
         return {**base, "outcome": "succeeded",
                 "before": effective(c.before_limit, c.before_limiter),
                 "after": effective(c.after_limit, c.after_limiter)}
@@ -336,17 +299,7 @@ class ApprovalOps:
     def expire_due(self, now: datetime | None = None) -> int:
         """Pending requests past their expiry become `expired` (each audited once, by the
         replica whose UPDATE won). Returns how many this call expired."""
-        now = now or datetime.now(UTC)
-        n = 0
-        for rec in self.store.due(now):
-            if not self.store.transition(rec.id, "pending", "expired", now=now):
-                continue
-            n += 1
-            self.ctx.event(SYSTEM_ACTOR, (), AuditAction.APPROVAL_EXPIRED, "succeeded",
-                           rec.correlation_id, target_type="approval", target_id=str(rec.id),
-                           before={"state": "pending"},
-                           after={"state": "expired", "expires_at": rec.expires_at.isoformat()})
-        return n
+        return self.gate.expire_due(now)
 
     def start_expiry_timer(self, interval: float = 60.0) -> threading.Event:
         """Expire due requests every `interval` seconds in a daemon thread, until the
@@ -378,6 +331,35 @@ class ApprovalOps:
         self._view(actor)
         rec = self._load(request_id)
         return ApprovalRequest(rec, Change.of(rec))
+
+    def pending_for_grant(self, actor: Actor, grant_id: str) -> list[ApprovalRequest]:
+        """The pending requests holding this grant, oldest first (an indexed lookup: the
+        grant detail's banner)."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW, "grant",
+                       grant_id)
+        gid = v.grant_id(grant_id)
+        self.expire_due()
+        return [ApprovalRequest(r, Change.of(r)) for r in self.store.pending_for_grant(gid)]
+
+    def before_now(self, actor: Actor, request: ApprovalRequest) -> dict[str, Any]:
+        """Each grant's *before* as the console knows it now (its read model: one indexed
+        read, no upstream call), to show beside the one recorded at request time: a
+        revoke's status, else the effective limit (None: no cap; "unknown")."""
+        self._view(actor)
+        rows = self.ctx.readmodel.grants_by_id(request.change.grant_ids)
+        out: dict[str, Any] = {}
+        for gid in request.change.grant_ids:
+            row = rows.get(gid)
+            if row is None:
+                out[gid] = "unknown"
+            elif request.change.action == REVOKE:
+                out[gid] = row.status
+            elif row.limiter_enabled is False:
+                out[gid] = None
+            else:
+                out[gid] = row.transaction_limit if row.transaction_limit is not None \
+                    else "unknown"
+        return out
 
     def list_waiting_for(self, actor: Actor) -> list[ApprovalRequest]:
         """Pending requests this actor may decide: someone else's, with a permission the

@@ -98,6 +98,13 @@ def limit_words(value: Effective) -> str:
     return "unknown"
 
 
+def item_dict(i: BulkItem) -> dict[str, Any]:
+    """A bulk item as stored with an approval request (its dry run, its result)."""
+    return {"grant_id": i.grant_id, "customer_ref": i.customer_ref, "outcome": i.outcome,
+            "before": i.before, "after": i.after, "error_code": i.error_code,
+            "message": i.message}
+
+
 def before_fields(c: LimitChange) -> dict[str, Any]:
     return {"transaction_limit": c.before_limit, "enable_limiter": c.before_limiter}
 
@@ -120,6 +127,8 @@ class BulkRun:
         self.bulk_id = str(uuid.uuid4())
         self.pace = Pace()
         self.extra_params: dict[str, Any] = {}  # e.g. {"resumes": bulk_id}
+        # On every event of the run (an approval's execution: approver, request number).
+        self.approval_params: dict[str, Any] = {}
         self.skip_at_target = False  # resume: leave grants already at the target alone
 
     def _ref(self, gid: str) -> str | None:
@@ -192,7 +201,8 @@ class BulkRun:
                 change = self.ctx.run(
                     self.actor, plan.action, body, what=plan.what, target_type="grant",
                     target_id=gid, reason=self.why, ticket=self.tkt,
-                    params={**plan.params, "bulk_id": self.bulk_id}, skippable=True,
+                    params={**plan.params, "bulk_id": self.bulk_id, **self.approval_params},
+                    skippable=True,
                 )
         except RecordUnavailable as err:
             if not err.change_made:  # nothing was sent
@@ -240,6 +250,7 @@ class BulkRun:
         if not dry_run:
             self._summary("requested", summary_cid, params={
                 **self.plan.params, "grants": len(gids), **self.extra_params,
+                **self.approval_params,
                 "grant_ids": list(gids)})
         work = self.dry if dry_run else self.real
         results: dict[str, BulkItem] = {}
@@ -279,4 +290,4 @@ class BulkRun:
 
 
 __all__ = ["CUSTOM_LIMIT", "BulkPlan", "BulkRun", "Effective", "Pace", "after_fields",
-           "before_fields", "effective", "limit_words", "projected"]
+           "before_fields", "effective", "item_dict", "limit_words", "projected"]

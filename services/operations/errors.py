@@ -189,3 +189,13 @@ class StaleChange(OperationError):
             code="STALE",
             hint="Refresh to see the current value.",
         )
+
+
+class ConfirmationRequired(OperationError):
+    """A risky change asked without its confirmation: nothing was sent or recorded (code
+    `CONFIRMATION_REQUIRED`). `question` is what the person must answer yes to; asking
+    again with `confirmed=True` makes the change."""
+
+    def __init__(self, question: str) -> None:
+        self.question = question
+        super().__init__(f"{question} Confirm to apply it.", code="CONFIRMATION_REQUIRED")

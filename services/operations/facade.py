@@ -10,7 +10,8 @@
     ops.timeline grant_timeline, recent_failures, integration_news  (timeline.py; webhooks)
     ops.reconciler  settles `requested` events without an outcome (reconcile.py)
     ops.approvals  four-eyes requests: needs_approval, request, approve, reject, cancel,
-                 list_waiting_for, list_mine, history   (approvals.py)
+                 list_waiting_for, list_mine, history, pending_for_grant   (approvals.py)
+    ops.four_eyes  the gate every change use case asks (four_eyes.py)
     ops.sync     status (the read model's sync worker, admins)  (sync.py)
     ops.readmodel  the local copy of the grants the pages read (services/store/readmodel/)
     ops.require  the permission guard for a page             (context.py)
@@ -27,6 +28,7 @@ from services.operations.audit import AuditOps
 from services.operations.auth import AuthOps
 from services.operations.connect import ConnectOps
 from services.operations.context import OpsContext
+from services.operations.four_eyes import FourEyes
 from services.operations.grants import GrantOps
 from services.operations.limits import LimitOps
 from services.operations.permissions import Actor, Permission
@@ -64,16 +66,17 @@ class Operations:
         configured one, on by default)."""
         self.ctx = OpsContext(client, audit, vault, tiers, max_workers=max_workers,
                               webhooks=webhooks, journal=journal, readmodel=readmodel)
-        self.grants = GrantOps(self.ctx)
-        self.limits = LimitOps(self.ctx)
+        # Four-eyes: every change use case asks the gate; the approvals execute through it.
+        self.four_eyes = FourEyes(self.ctx, ApprovalStore(audit.db), approval_policy)
+        self.grants = GrantOps(self.ctx, self.four_eyes)
+        self.limits = LimitOps(self.ctx, self.four_eyes)
         self.connect = ConnectOps(self.ctx)
         self.audit = AuditOps(self.ctx)
         self.auth = AuthOps(self.ctx)
         self.timeline = TimelineOps(self.ctx)
         self.reconciler = Reconciler(self.ctx)
         # The approvals live in the console's database (the audit log's).
-        self.approvals = ApprovalOps(self.ctx, ApprovalStore(audit.db), self.grants,
-                                     self.limits, approval_policy)
+        self.approvals = ApprovalOps(self.ctx, self.four_eyes, self.grants, self.limits)
         self.sync = SyncOps(self.ctx)
 
     @classmethod

@@ -19,6 +19,7 @@ from services.kryptos.errors import (
 )
 from services.kryptos.models import Grant, Integration, UserInfo
 from services.operations import validation as v
+from services.operations.approval_policy import Change
 from services.operations.context import OpsContext
 from services.operations.errors import (
     NotFound,
@@ -27,6 +28,7 @@ from services.operations.errors import (
     UpstreamError,
     ValidationError,
 )
+from services.operations.four_eyes import ApprovalExecution, FourEyes, Held
 from services.operations.grant_lists import GrantListReads, grant_row
 from services.operations.models import GrantDetail, GrantRow, Part, ResyncOutcome
 from services.operations.permissions import Actor, Permission
@@ -61,8 +63,9 @@ _PART_LABELS = {
 class GrantOps(GrantListReads):
     """Use cases on grants and their integrations (the lists and counts: grant_lists.py)."""
 
-    def __init__(self, ctx: OpsContext) -> None:
+    def __init__(self, ctx: OpsContext, gate: FourEyes) -> None:
         self.ctx = ctx
+        self.gate = gate  # four-eyes: every change asks it
 
     def __repr__(self) -> str:
         return f"GrantOps({self.ctx!r})"
@@ -213,12 +216,15 @@ class GrantOps(GrantListReads):
 
     def revoke_grant(
         self, actor: Actor, grant_id: str, reason: str, ticket: str | None = None,
-        *, expected_status: str | None = None, correlation_id: str | None = None,
-    ) -> str:
-        """Revoke a grant (its tokens stop working at once). Returns the API's message.
+        *, expected_status: str | None = None, approval: ApprovalExecution | None = None,
+    ) -> str | Held:
+        """Revoke a grant (its tokens stop working at once). Returns the API's message, or
+        `Held` when the four-eyes policy says it waits for a second person (the request is
+        recorded; nothing is sent). `approval`: the proof of an approved request for this
+        revoke (only the approvals use case has one); its events carry the approver and the
+        request number, and its correlation id.
         `expected_status`: the status the person saw ("active"); when the grants list now
-        says otherwise, `StaleChange` (audited as failed, `STALE`) and nothing is sent.
-        `correlation_id`: an approval's, linking the change to it."""
+        says otherwise, `StaleChange` (audited as failed, `STALE`) and nothing is sent."""
         self.ctx.check(actor, Permission.REVOKE_GRANT, AuditAction.GRANT_REVOKE, "grant",
                        grant_id)
         gid = v.grant_id(grant_id)
@@ -227,6 +233,10 @@ class GrantOps(GrantListReads):
         if expected_status not in (None, "active", "revoked"):
             raise ValidationError("expected_status", "The status shown must be active or "
                                                      "revoked.")
+        held = self.gate.hold(actor, Change.revoke(gid), why, tkt, approval,
+                              lambda: self.gate.revoke_preview([gid]))
+        if held is not None:
+            return held
 
         def body() -> tuple[str, dict[str, Any], dict[str, Any]]:
             if expected_status is not None:
@@ -238,7 +248,8 @@ class GrantOps(GrantListReads):
         return self.ctx.run(
             actor, AuditAction.GRANT_REVOKE, body, what="Revoking the grant",
             target_type="grant", target_id=gid, reason=why, ticket=tkt,
-            correlation_id=correlation_id,
+            params=approval.params() if approval is not None else None,
+            correlation_id=approval.correlation_id if approval is not None else None,
         )
 
     def _check_status(self, gid: str, seen: str) -> None:

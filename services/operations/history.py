@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from services.operations.bulk import effective, limit_words
+from services.operations.four_eyes import credit
 from services.store.actions import AuditAction
 from services.store.audit import AuditEvent
 
@@ -95,7 +96,19 @@ def describe_event(ev: AuditEvent) -> str:
     text = f"{text} — {outcome}"
     if ev.outcome in ("failed", "denied") and ev.error_message:
         text += f": {ev.error_message}"
-    return text
+    return text + approved_words(ev)
 
 
-__all__ = ["MODE_WORDS", "OUTCOME_WORDS", "collapse", "describe_event"]
+def approved_words(ev: AuditEvent) -> str:
+    """", approved by sue (request #12)" for a change an approval executed, else ""."""
+    who = credit(ev.params)
+    return f", approved by {who[0]} (request #{who[1]})" if who is not None else ""
+
+
+def performed_by(ev: AuditEvent) -> str:
+    """Who made the change: "sam", or "sam, approved by sue (request #12)"."""
+    return ev.actor_username + approved_words(ev)
+
+
+__all__ = ["MODE_WORDS", "OUTCOME_WORDS", "approved_words", "collapse", "describe_event",
+           "performed_by"]

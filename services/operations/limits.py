@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from services.kryptos.errors import KryptosError
 from services.operations import validation as v
+from services.operations.approval_policy import Change
 from services.operations.bulk import (
     CUSTOM_LIMIT,
     BulkPlan,
@@ -19,11 +20,19 @@ from services.operations.bulk import (
     after_fields,
     before_fields,
     effective,
+    item_dict,
     limit_words,
+    projected,
 )
 from services.operations.bulk_resume import recorded_run, resumed_plan, settled_grants
 from services.operations.context import UNREAD, EntryArg, OpsContext, Unread
-from services.operations.errors import OperationError, StaleChange, ValidationError
+from services.operations.errors import (
+    ConfirmationRequired,
+    OperationError,
+    StaleChange,
+    ValidationError,
+)
+from services.operations.four_eyes import ApprovalExecution, FourEyes, Held
 from services.operations.models import BulkResult, LimitChange
 from services.operations.permissions import Actor, Permission
 from services.settings import Tier
@@ -56,11 +65,58 @@ class Before:
 class LimitOps:
     """Use cases on Guest transaction limits."""
 
-    def __init__(self, ctx: OpsContext) -> None:
+    def __init__(self, ctx: OpsContext, gate: FourEyes) -> None:
         self.ctx = ctx
+        self.gate = gate  # four-eyes: every change asks it
 
     def __repr__(self) -> str:
         return f"LimitOps({self.ctx!r})"
+
+    def _preview(self, actor: Actor, change: Change) -> Callable[[], list[dict[str, Any]]]:
+        """A request's before -> after per grant: the change's dry run."""
+        def run() -> list[dict[str, Any]]:
+            if change.tier is not None:
+                res = self.apply_tier(actor, change.grant_ids, change.tier, dry_run=True)
+            else:
+                res = self.apply_limit(actor, change.grant_ids, change.limit, change.limiter,
+                                       dry_run=True)
+            return [item_dict(i) for i in res.items]
+        return run
+
+    def confirmation_for(self, actor: Actor, grant_id: str, transaction_limit: object = None,
+                         enable_limiter: object = None, *, tier: str | None = None,
+                         expected_limit: object = None, expected_limiter: object = None,
+                         ) -> str | None:
+        """The question a person must answer yes to before this change of one grant is
+        made (None: no question): a cut of the limit by more than half, or the limiter
+        switched off. Judged against what the person saw (`expected_*`), else the limit
+        read now. `set_guest_limit` and `apply_tier` on one grant refuse such a change
+        without `confirmed=True`."""
+        self.ctx.check(actor, Permission.MANAGE_LIMITS, AuditAction.LIMIT_UPDATE, "grant",
+                       grant_id)
+        gid = v.grant_id(grant_id)
+        if tier is not None:
+            t = self.tier(tier)
+            limit, limiter = (t.limit, True) if t.limit is not None else (None, False)
+        else:
+            limit = v.transaction_limit(transaction_limit) if transaction_limit is not None \
+                else None
+            limiter = v.enable_limiter(enable_limiter) if enable_limiter is not None else None
+        seen = seen_effective(expected_limit, expected_limiter)
+        seen_on: bool | None = None if expected_limiter is None else bool(expected_limiter)
+        if seen == "unknown" and expected_limiter is None:
+            b = self.known_before(gid)
+            if b.known:
+                seen = effective(b.limit, b.limiter)
+                seen_on = b.limiter if b.limiter is not None else seen is not None
+        return confirmation_question(seen, seen_on, limit, limiter)
+
+    def _confirm(self, actor: Actor, gid: str, confirmed: bool, **values: Any) -> None:
+        if confirmed:
+            return
+        question = self.confirmation_for(actor, gid, **values)
+        if question is not None:
+            raise ConfirmationRequired(question)
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
@@ -115,11 +171,16 @@ class LimitOps:
         *,
         expected_limit: int | None = None,
         expected_limiter: bool | None = None,
-        correlation_id: str | None = None,
-    ) -> LimitChange:
+        approval: ApprovalExecution | None = None,
+        confirmed: bool = False,
+    ) -> LimitChange | Held:
         """Set a Guest's transaction limit and/or switch its limiter; refused before the call
-        when the grant is known to be Linked (`NOT_ANON_USER`).
+        when the grant is known to be Linked (`NOT_ANON_USER`). `Held` (nothing sent) when
+        the four-eyes policy says it waits for a second person; `approval`: the proof of an
+        approved request for it (the approvals use case's).
 
+        A cut by more than half or a limiter switched off is refused (`ConfirmationRequired`,
+        its question; nothing recorded) unless `confirmed`.
         `expected_limit`/`expected_limiter`: what the person saw (the effective limit, and
         whether the limiter was on); when a fresh read differs, `StaleChange` (audited as
         failed, `STALE`) and nothing is sent."""
@@ -129,6 +190,15 @@ class LimitOps:
             grant_id, transaction_limit, enable_limiter, reason, ticket
         )
         seen = seen_effective(expected_limit, expected_limiter)
+        if approval is None:
+            self._confirm(actor, gid, confirmed, transaction_limit=limit,
+                          enable_limiter=limiter, expected_limit=expected_limit,
+                          expected_limiter=expected_limiter)
+        change_ = Change.guest_limit(gid, limit, limiter)
+        held = self.gate.hold(actor, change_, why, tkt, approval,
+                              self._preview(actor, change_))
+        if held is not None:
+            return held
 
         def body() -> tuple[LimitChange, dict[str, Any], dict[str, Any]]:
             change = self.change_limit(gid, limit, limiter, seen=seen)
@@ -137,8 +207,10 @@ class LimitOps:
         return self.ctx.run(
             actor, AuditAction.LIMIT_UPDATE, body, what="Changing the limit",
             target_type="grant", target_id=gid,
-            params={"transaction_limit": limit, "enable_limiter": limiter},
-            reason=why, ticket=tkt, correlation_id=correlation_id,
+            params={"transaction_limit": limit, "enable_limiter": limiter,
+                    **(approval.params() if approval is not None else {})},
+            reason=why, ticket=tkt,
+            correlation_id=approval.correlation_id if approval is not None else None,
         )
 
     def apply_tier(
@@ -152,9 +224,13 @@ class LimitOps:
         ticket: str | None = None,
         progress: Progress | None = None,
         expected: Mapping[str, Effective] | None = None,
-        correlation_id: str | None = None,
-    ) -> BulkResult:
+        approval: ApprovalExecution | None = None,
+        confirmed: bool = False,
+    ) -> BulkResult | Held:
         """Apply a configured tier to many grants (`BulkRun`); reason optional for a dry run.
+        A real run asks the four-eyes gate first (`Held`: nothing sent); `approval`: the
+        proof of an approved request. On one grant, a cut by more than half or a limiter
+        switched off needs `confirmed` (as `set_guest_limit`).
         `expected`: per grant, the effective limit the person saw (a dry run's `before`);
         a grant whose fresh value differs is skipped as `STALE`."""
         self.ctx.check(actor, Permission.MANAGE_LIMITS, AuditAction.TIER_APPLY)
@@ -163,14 +239,25 @@ class LimitOps:
         t = self.tier(tier)
         why = v.reason(reason, required=not dry_run)
         tkt = v.ticket(ticket)
+        if not dry_run:
+            if len(gids) == 1 and approval is None:
+                shown = seen.get(gids[0], "unknown")
+                self._confirm(actor, gids[0], confirmed, tier=t.name,
+                              **_shown_values(shown))
+            change_ = Change.apply_tier(gids, t.name)
+            held = self.gate.hold(actor, change_, why, tkt, approval,
+                                  self._preview(actor, change_))
+            if held is not None:
+                return held
         limit, limiter = (t.limit, True) if t.limit is not None else (None, False)
         plan = BulkPlan(
             label=t.name, limit=limit, limiter=limiter, action=AuditAction.TIER_APPLY,
             bulk_action=AuditAction.TIER_APPLY_BULK, what=f"Applying tier {t.name}",
             params={"tier": t.name, "transaction_limit": limit, "enable_limiter": limiter},
         )
-        return BulkRun(self, actor, plan, why, tkt, seen).run(
-            gids, dry_run=dry_run, progress=progress, correlation_id=correlation_id)
+        return _bulk_run(self, actor, plan, why, tkt, seen, approval).run(
+            gids, dry_run=dry_run, progress=progress,
+            correlation_id=approval.correlation_id if approval is not None else None)
 
     def apply_limit(
         self,
@@ -184,10 +271,11 @@ class LimitOps:
         ticket: str | None = None,
         progress: Progress | None = None,
         expected: Mapping[str, Effective] | None = None,
-        correlation_id: str | None = None,
-    ) -> BulkResult:
+        approval: ApprovalExecution | None = None,
+    ) -> BulkResult | Held:
         """One custom limit and/or limiter switch on many grants; validated like
-        `set_guest_limit`, run like `apply_tier`; `BulkResult.tier` is `CUSTOM_LIMIT`."""
+        `set_guest_limit`, run (and held for approval) like `apply_tier`;
+        `BulkResult.tier` is `CUSTOM_LIMIT`."""
         self.ctx.check(actor, Permission.MANAGE_LIMITS, AuditAction.LIMIT_UPDATE)
         gids = v.grant_ids(grant_ids)
         seen = _seen_map(expected)
@@ -197,13 +285,20 @@ class LimitOps:
             raise ValidationError("transaction_limit", NOTHING_TO_CHANGE)
         why = v.reason(reason, required=not dry_run)
         tkt = v.ticket(ticket)
+        if not dry_run:
+            change_ = Change.apply_limit(gids, limit, limiter)
+            held = self.gate.hold(actor, change_, why, tkt, approval,
+                                  self._preview(actor, change_))
+            if held is not None:
+                return held
         plan = BulkPlan(
             label=CUSTOM_LIMIT, limit=limit, limiter=limiter, action=AuditAction.LIMIT_UPDATE,
             bulk_action=AuditAction.LIMIT_UPDATE_BULK, what="Changing the limit",
             params={"transaction_limit": limit, "enable_limiter": limiter},
         )
-        return BulkRun(self, actor, plan, why, tkt, seen).run(
-            gids, dry_run=dry_run, progress=progress, correlation_id=correlation_id)
+        return _bulk_run(self, actor, plan, why, tkt, seen, approval).run(
+            gids, dry_run=dry_run, progress=progress,
+            correlation_id=approval.correlation_id if approval is not None else None)
 
     def resume_bulk(
         self,
@@ -214,10 +309,13 @@ class LimitOps:
         dry_run: bool = False,
         ticket: str | None = None,
         progress: Progress | None = None,
-    ) -> BulkResult:
+    ) -> BulkResult | Held:
         """Run again, as a new bulk run, the grants of an interrupted run (`bulk_id`) that
         have no settled outcome; a grant already at the target is left alone. The plan is
-        the one recorded with the run; the reason defaults to the run's."""
+        the one recorded with the run; the reason defaults to the run's. A real run asks
+        the four-eyes gate like any change of these grants (`Held`: a request for the
+        remaining grants with the run's values; an approval given to the interrupted run
+        does not carry over)."""
         self.ctx.check(actor, Permission.MANAGE_LIMITS, AuditAction.LIMIT_UPDATE, "bulk",
                        bulk_id)
         bid = v.bulk_id(bulk_id)
@@ -229,6 +327,15 @@ class LimitOps:
         why = v.reason(reason if reason is not None else first.reason,
                        required=not dry_run)
         tkt = v.ticket(ticket if ticket is not None else first.ticket)
+        if not dry_run and remaining:
+            change_ = (Change.apply_tier(remaining, plan.label)
+                       if plan.action == AuditAction.TIER_APPLY
+                       and any(t.name == plan.label for t in self.ctx.tiers)
+                       else Change.apply_limit(remaining, plan.limit, plan.limiter))
+            held = self.gate.hold(actor, change_, why, tkt, None,
+                                  self._preview(actor, change_))
+            if held is not None:
+                return held
         run = BulkRun(self, actor, plan, why, tkt)
         run.skip_at_target = True
         run.extra_params = {"resumes": bid}
@@ -347,6 +454,40 @@ def seen_effective(limit: object, limiter: object) -> Effective:
     if limiter is False:
         return None
     return limit if limit is not None else "unknown"
+
+
+def confirmation_question(before: Effective, before_on: bool | None, limit: int | None,
+                          limiter: bool | None) -> str | None:
+    """The rule: a change of one grant's limit that cuts it by more than half, or switches
+    the limiter off, must be confirmed; this is the question (None: nothing to confirm).
+    `before`/`before_on`: the effective limit and limiter as known (seen or read)."""
+    on = True if limit is not None and limiter is None else limiter
+    after = projected(before, limit, on)
+    if on is False and before_on is not False:
+        return (f"This switches the limiter off: the limit goes from {limit_words(before)} "
+                "to no cap (the Guest can make any number of transactions).")
+    if isinstance(before, int) and isinstance(after, int) and after * 2 < before:
+        return (f"This cuts the limit by more than half: {before:,} -> {after:,} "
+                "transactions.")
+    return None
+
+
+def _shown_values(shown: Effective) -> dict[str, Any]:
+    """A seen effective limit as `expected_limit`/`expected_limiter`."""
+    if shown == "unknown":
+        return {}
+    if shown is None:
+        return {"expected_limiter": False}
+    return {"expected_limit": shown, "expected_limiter": True}
+
+
+def _bulk_run(limits: LimitOps, actor: Actor, plan: BulkPlan, why: str | None,
+              tkt: str | None, seen: Mapping[str, Effective],
+              approval: ApprovalExecution | None) -> BulkRun:
+    run = BulkRun(limits, actor, plan, why, tkt, seen)
+    if approval is not None:  # every event of the run credits the approver and the request
+        run.approval_params = approval.params()
+    return run
 
 
 def _seen_map(expected: Mapping[str, Effective] | None) -> dict[str, Effective]:

@@ -1,4 +1,6 @@
-"""Four-eyes approval requests: the `approval_requests` table (migration 0007_approvals).
+"""Four-eyes approval requests: the `approval_requests` table (migration 0007_approvals) and
+`approval_grants` (0009_approval_grants: one row per grant of a pending request; its primary
+key (grant_id, kind) allows one pending request per grant and kind of change, across replicas).
 
 A request moves from `pending` to exactly one of `approved` (then `executed`), `rejected`,
 `expired` or `cancelled`. Every move is one conditional UPDATE (`... WHERE state = :from`),
@@ -14,7 +16,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, String, Table, Text, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
 
 from services.store.db import Database
 from services.store.errors import StoreError
@@ -43,6 +60,27 @@ approval_requests = Table(
     Column("correlation_id", String(64), nullable=False),
     Column("result", Text),
 )
+
+#: The grants of pending requests, one row per grant and kind of change ("revoke", "limit").
+approval_grants = Table(
+    "approval_grants",
+    metadata,
+    Column("request_id", BigInteger().with_variant(Integer(), "sqlite"),
+           ForeignKey("approval_requests.id", ondelete="CASCADE"), nullable=False),
+    Column("grant_id", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    PrimaryKeyConstraint("grant_id", "kind", name="pk_approval_grants"),
+    Index("ix_approval_grants_request", "request_id"),
+)
+
+
+class AlreadyRequested(StoreError):
+    """A grant already has a pending request of this kind: `waiting` is that request."""
+
+    def __init__(self, waiting: ApprovalRecord, grant_id: str) -> None:
+        super().__init__(f"Grant {grant_id} already has pending request #{waiting.id}.")
+        self.waiting = waiting
+        self.grant_id = grant_id
 
 
 @dataclass(frozen=True)
@@ -116,23 +154,73 @@ class ApprovalStore:
         ticket: str | None,
         ttl: timedelta,
         correlation_id: str,
+        grants: Sequence[str] = (),
+        kind: str | None = None,
         now: datetime | None = None,
+        _retry: bool = True,
     ) -> ApprovalRecord:
-        """Store a new pending request; returns it with its id."""
+        """Store a new pending request; returns it with its id. `grants` and `kind`: the
+        grants it holds for that kind of change, in the same transaction; when one of them
+        already has a pending request of this kind, nothing is stored and
+        `AlreadyRequested` names the waiting request."""
         now = now or _now()
         t = approval_requests
-        with self._db.write() as conn:
-            res = conn.execute(t.insert().values(
-                action=action, params=json.dumps(dict(params), sort_keys=True),
-                requester_username=requester, requester_roles=json.dumps(sorted(roles)),
-                reason=reason, ticket=ticket, created_at=now, expires_at=now + ttl,
-                state="pending", correlation_id=correlation_id,
-            ))
-            new_id = res.inserted_primary_key[0]
+        try:
+            with self._db.write() as conn:
+                res = conn.execute(t.insert().values(
+                    action=action, params=json.dumps(dict(params), sort_keys=True),
+                    requester_username=requester, requester_roles=json.dumps(sorted(roles)),
+                    reason=reason, ticket=ticket, created_at=now, expires_at=now + ttl,
+                    state="pending", correlation_id=correlation_id,
+                ))
+                new_id = res.inserted_primary_key[0]
+                if kind is not None and grants:
+                    conn.execute(approval_grants.insert(), [
+                        {"request_id": new_id, "grant_id": g, "kind": kind}
+                        for g in dict.fromkeys(grants)])
+        except IntegrityError:
+            waiting = self.waiting_for(grants, kind)
+            if waiting is None and not _retry:
+                raise StoreError("The approval request could not be stored.") from None
+            if waiting is None:  # the other request left `pending` meanwhile: try again
+                return self.create(action=action, params=params, requester=requester,
+                                   roles=roles, reason=reason, ticket=ticket, ttl=ttl,
+                                   correlation_id=correlation_id, grants=grants, kind=kind,
+                                   now=now, _retry=False)
+            raise AlreadyRequested(*waiting) from None
         found = self.get(int(new_id))
         if found is None:  # pragma: no cover - the row was just written
             raise StoreError("The approval request could not be read back.")
         return found
+
+    def waiting_for(self, grants: Sequence[str], kind: str | None
+                    ) -> tuple[ApprovalRecord, str] | None:
+        """The oldest pending request holding one of `grants` for `kind` (any kind when
+        None), with that grant; an indexed lookup, in chunks."""
+        g = approval_grants
+        ids = list(dict.fromkeys(grants))
+        found: tuple[int, str] | None = None
+        with self._db.read() as conn:
+            for i in range(0, len(ids), 500):
+                q = select(g.c.request_id, g.c.grant_id).where(
+                    g.c.grant_id.in_(ids[i:i + 500]))
+                if kind is not None:
+                    q = q.where(g.c.kind == kind)
+                row = conn.execute(q.order_by(g.c.request_id).limit(1)).first()
+                if row is not None and (found is None or row[0] < found[0]):
+                    found = (int(row[0]), str(row[1]))
+        if found is None:
+            return None
+        rec = self.get(found[0])
+        return (rec, found[1]) if rec is not None else None
+
+    def pending_for_grant(self, grant_id: str) -> list[ApprovalRecord]:
+        """The pending requests that hold this grant, oldest first (an indexed join)."""
+        t, g = approval_requests, approval_grants
+        q = (select(t).join(g, g.c.request_id == t.c.id)
+             .where(g.c.grant_id == grant_id, t.c.state == "pending").order_by(t.c.id))
+        with self._db.read() as conn:
+            return [_record(r) for r in conn.execute(q)]
 
     def get(self, request_id: int) -> ApprovalRecord | None:
         t = approval_requests
@@ -200,7 +288,12 @@ class ApprovalStore:
             cond.append(t.c.expires_at > now)
         with self._db.write() as conn:
             res = conn.execute(update(t).where(*cond).values(**values))
-            return bool(res.rowcount == 1)
+            moved = bool(res.rowcount == 1)
+            if moved and from_state == "pending":  # its grants are free for a new request
+                conn.execute(delete(approval_grants)
+                             .where(approval_grants.c.request_id == request_id))
+            return moved
 
 
-__all__ = ["DECIDED", "STATES", "ApprovalRecord", "ApprovalStore", "approval_requests"]
+__all__ = ["DECIDED", "STATES", "AlreadyRequested", "ApprovalRecord", "ApprovalStore",
+           "approval_grants", "approval_requests"]

@@ -13,6 +13,7 @@ from services.kryptos.client import KryptosClient
 from services.kryptos.errors import KryptosError
 from services.operations import (
     Actor,
+    ConfirmationRequired,
     OperationError,
     Operations,
     PermissionDenied,
@@ -149,8 +150,14 @@ def test_resync_failure_shows_upstream_code(env: Env) -> None:
 
 def test_limit_form_sets_limit_and_limiter(env: Env) -> None:
     gid = env.active("guest")[0]["grant_id"]
+    # A cut by more than half: the use case asks first (its question), and sends nothing.
+    with pytest.raises(ConfirmationRequired) as asked:
+        actions.submit_limit(env.ops, FINANCE, gid, limit=2500, limiter="on", tier=None,
+                             reason="raise for KYC", ticket="FIN-9")
+    assert asked.value.question.startswith("This cuts the limit by more than half")
+    assert env.outcomes("guest.limit.update", gid) == []
     res = actions.submit_limit(env.ops, FINANCE, gid, limit=2500, limiter="on", tier=None,
-                                     reason="raise for KYC", ticket="FIN-9")
+                                     reason="raise for KYC", ticket="FIN-9", confirmed=True)
     assert res.change is not None and res.change.after_limit == 2500
     assert "2,500" in res.summary()
     assert env.outcomes("guest.limit.update", gid) == ["requested", "succeeded"]
@@ -161,7 +168,7 @@ def test_a_limit_with_limiter_on_keep_takes_effect_on_a_guest_whose_limiter_is_o
         env: Env) -> None:
     gid = env.active("guest")[0]["grant_id"]
     actions.submit_limit(env.ops, FINANCE, gid, limit=None, limiter="off", tier=None,
-                               reason="start uncapped")
+                               reason="start uncapped", confirmed=True)
     assert reads.grant_detail(env.ops, FINANCE, gid).effective_limit is None
     res = actions.submit_limit(env.ops, FINANCE, gid, limit=777, limiter="keep",
                                      tier=None, reason="cap this guest")
@@ -173,7 +180,7 @@ def test_a_limit_with_limiter_on_keep_takes_effect_on_a_guest_whose_limiter_is_o
 def test_limit_form_applies_tier_to_one_grant(env: Env) -> None:
     gid = env.active("guest")[0]["grant_id"]
     res = actions.submit_limit(env.ops, FINANCE, gid, limit=None, limiter="keep",
-                                     tier="Plus", reason="upgrade to plus")
+                                     tier="Plus", reason="upgrade to plus", confirmed=True)
     assert res.tier_item is not None and res.tier_item.after == 10000
     assert env.outcomes("guest.tier.apply", gid) == ["requested", "succeeded"]
 

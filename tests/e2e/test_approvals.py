@@ -63,6 +63,13 @@ def test_request_then_approve_then_done(two_pages: tuple[Page, Page],
     expect(asker.get_by_test_id("stToast").filter(has_text="Not changed yet")).to_be_visible(
         timeout=h.TIMEOUT)
     assert not _revoked(e2e_sandbox, gid)
+    # the grant says a request waits (with where to decide it) and offers no second revoke
+    page = h.main(asker)
+    expect(page.get_by_test_id("stAlertContentInfo").filter(
+        has_text="Waiting for approval")).to_contain_text("by support", timeout=h.TIMEOUT)
+    expect(page).to_contain_text("A revoke request is already waiting")
+    expect(page.get_by_role("link", name="Approvals page").first).to_be_visible()
+    expect(page.get_by_role("button", name="Revoke grant...")).to_have_count(0)
 
     # an admin sees it waiting (count in the navigation) and approves it
     h.login(approver, url, "admin")
@@ -82,6 +89,11 @@ def test_request_then_approve_then_done(two_pages: tuple[Page, Page],
     h.eventually(approver, lambda: "Approvals" in h.nav_titles(approver),
                  "the navigation shows Approvals without a count")
     h.assert_no_secrets(approver, e2e_sandbox)
+
+    # the grant's history credits both people
+    h.open_grant(approver, url, gid)
+    expect(h.main(approver).get_by_test_id("stAlertContentWarning")).to_contain_text(
+        "by support, approved by admin (request #", timeout=h.TIMEOUT)
 
     # the requester sees the outcome under "My requests"
     h.goto_page(asker, "Approvals")

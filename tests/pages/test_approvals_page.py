@@ -51,7 +51,7 @@ def _nav(at: AppTest) -> str:
 def _request_revoke(runtime: Runtime, gid: str) -> Any:
     held = actions.confirm_revoke(runtime.ops, SUPPORT, gid, gid, "customer asked to close",
                                   "SUP-9")
-    assert isinstance(held, actions.HeldForApproval)
+    assert isinstance(held, actions.Held)
     return held.request
 
 
@@ -59,7 +59,7 @@ def test_revoke_becomes_a_request_and_says_so(runtime: Runtime, sandbox: Any,
                                                audit_events: Callable[..., list]) -> None:
     gid = _guest(sandbox)[0]
     held = actions.confirm_revoke(runtime.ops, SUPPORT, gid, gid, "customer asked to close")
-    assert isinstance(held, actions.HeldForApproval)
+    assert isinstance(held, actions.Held)
     assert "Not changed yet" in held.summary() and f"#{held.request.id}" in held.summary()
     assert _active(sandbox, gid)
     assert audit_events(action="grant.revoke") == []
@@ -190,3 +190,81 @@ def test_approvals_switched_off(make_app: Callable[..., AppTest], sandbox: Any,
     assert [e.outcome for e in audit_events(action="grant.revoke")] == [
         "requested", "succeeded"]
     assert audit_events(action="approval.requested") == []
+
+
+# --- a waiting request where people look; both people credited; real outcomes ----------------
+
+FINANCE = Actor("finance", "Finance", frozenset({"finance"}))
+ADMIN = Actor("admin", "Admin", frozenset({"admin"}))
+
+
+def test_grant_detail_shows_the_waiting_request(make_app: Callable[..., AppTest],
+                                                sandbox: Any, runtime: Runtime) -> None:
+    gid = _guest(sandbox)[0]
+    req = _request_revoke(runtime, gid)
+    at = make_app("admin")
+    at.session_state["selected_grant_id"] = gid
+    at.switch_page("../pages/grant_detail.py").run()
+    assert not at.exception
+    banner = [i.value for i in at.info if "Waiting for approval" in i.value]
+    assert len(banner) == 1
+    assert f"Request #{req.id}" in shown(banner[0]) and "by support at" in shown(banner[0])
+    assert "(/approvals)" in banner[0]
+    # "Revoke grant..." is not offered a second time: the waiting request is named instead.
+    assert "revoke_open" not in {b.key for b in at.button}
+    assert any("A revoke request is already waiting" in shown(m.value) for m in at.markdown)
+    # The limit form still says what would wait for approval.
+    assert any("Four-eyes approval" in c.value for c in at.caption)
+
+
+def test_grants_page_filters_grants_waiting_for_approval(make_app: Callable[..., AppTest],
+                                                         sandbox: Any,
+                                                         runtime: Runtime) -> None:
+    gid = _guest(sandbox)[0]
+    _request_revoke(runtime, gid)
+    at = make_app("support", "pages/grants.py")
+    assert len(at.dataframe(key="grants_table").value) > 1
+    at.toggle(key="grants_awaiting").set_value(True).run()
+    assert not at.exception
+    assert list(at.dataframe(key="grants_table").value["grant_id"]) == [gid]
+
+
+def test_history_and_timeline_credit_both_people(make_app: Callable[..., AppTest],
+                                                 sandbox: Any, runtime: Runtime) -> None:
+    gid = _guest(sandbox)[0]
+    req = _request_revoke(runtime, gid)
+    runtime.ops.approvals.approve(ADMIN, req.id)
+    at = make_app("admin")
+    at.session_state["selected_grant_id"] = gid
+    at.switch_page("../pages/grant_detail.py").run()
+    assert not at.exception
+    credit = f"approved by admin (request #{req.id})"
+    done = [d for df in at.dataframe if "done" in df.value.columns for d in df.value["done"]]
+    assert any(credit in d for d in done)
+    said = [w for df in at.dataframe if "what" in df.value.columns for w in df.value["what"]]
+    assert any(s.startswith(f"Grant revoked by support, {credit}") for s in said)
+    assert any(credit in shown(w.value) for w in at.warning)  # the revoked banner
+
+
+def test_approvals_page_shows_each_grants_real_outcome(make_app: Callable[..., AppTest],
+                                                       sandbox: Any, runtime: Runtime) -> None:
+    g = _guest(sandbox, 3)
+    held = actions.run_bulk_limit(runtime.ops, FINANCE, g, 250_000, "large customers",
+                                  dry_run=False)
+    assert isinstance(held, actions.Held)
+    # One grant changes elsewhere: the approver sees its before now beside the recorded one.
+    runtime.ops.ctx.client.update_transaction_limit(g[1], transaction_limit=4321,
+                                                    enable_limiter=True)
+    runtime.ops.readmodel.apply_limit_change(g[1], 4321, True)
+    at = make_app("admin", PAGE)
+    items = next(df.value for df in at.dataframe if "before now" in df.value.columns)
+    row = items[items["grant_id"] == g[1]].iloc[0]
+    assert row["before now"] == "4,321" and row["before"] != "4,321"
+    at.checkbox(key=f"appr_ok_{held.request.id}").check().run()
+    at.button(key=f"appr_approve_{held.request.id}").click().run()
+    assert not at.exception
+    history = [df.value for df in at.dataframe if "decided by" in df.value.columns][-1]
+    assert list(history["state"]) == ["approved; executed for 2 of 3 grants (1 skipped)"]
+    outcome = [df.value for df in at.dataframe if "outcome" in df.value.columns][-1]
+    assert dict(zip(outcome["grant_id"], outcome["outcome"], strict=True)) == {
+        g[0]: "succeeded", g[1]: "skipped", g[2]: "succeeded"}

@@ -367,7 +367,7 @@ def test_a_limit_on_a_guest_with_the_limiter_off_is_enforced_and_the_form_cleare
     gid = _grant(sandbox)
     finance = Actor("finance", "Finance", frozenset({"finance"}))
     actions.submit_limit(runtime.ops, finance, gid, limit=None, limiter="off", tier=None,
-                               reason="start uncapped")
+                               reason="start uncapped", confirmed=True)
     at = _open(make_app, "finance", gid)
     assert any(m.value == "no cap" for m in at.metric)
     assert any(m.label == "Limiter" and m.value == "off" for m in at.metric)

@@ -163,7 +163,7 @@ def test_filters_by_work_queue_integrations_and_limit(make_app: Callable[..., Ap
     gid = runtime.ops.readmodel.page(GrantFilter(kind="guest", status="active", has_token=True),
                                      "grant_id", 1, 1).rows[0].grant_id
     runtime.ops.limits.set_guest_limit(Actor("finance", "", frozenset({"finance"})), gid,
-                                       10000, reason="upgrade")
+                                       10000, reason="upgrade", confirmed=True)
     at.selectbox(key="grants_limit").select("Tier Plus").run()
     assert gid in set(_table(at)["grant_id"])
     assert set(_table(at)["limit"]) == {"10,000"}

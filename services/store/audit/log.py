@@ -263,6 +263,30 @@ class AuditLog:
         self.flush_anchor()  # this process's newest head, if the interval held it back
         return verify_chain(self._db, self.anchor, expected, self.chunk)
 
+    def count_changed_targets(self, actor: str, actions: Iterable[str], since: datetime, *,
+                              without_param: str | None = None) -> int:
+        """How many distinct targets `actor` changed with `actions` since `since`: their
+        `requested` event (which carries the params) has a `succeeded` outcome of the same
+        correlation id, action and target. `without_param`: leave out changes whose params
+        hold that key. The (actor, action, seq, ts) index bounded to the window's seq range,
+        and the correlation id's index for each outcome."""
+        c = audit_log.c
+        done = audit_log.alias("done")
+        with self._db.read() as conn:
+            lo = conn.execute(select(c.seq).where(c.ts_ms >= dt_to_ms(since))
+                              .order_by(c.ts_ms, c.seq).limit(1)).scalar()
+            if lo is None:
+                return 0
+            succeeded = (select(done.c.seq).where(
+                done.c.correlation_id == c.correlation_id, done.c.outcome == "succeeded",
+                done.c.action == c.action, done.c.target_id == c.target_id).exists())
+            q = (select(func.count(func.distinct(c.target_id)))
+                 .where(c.actor_username == actor, c.action.in_(list(actions)),
+                        c.seq >= lo, c.outcome == "requested", succeeded))
+            if without_param is not None:
+                q = q.where(func.coalesce(c.params, "").not_like(f'%"{without_param}":%'))
+            return int(conn.execute(q).scalar() or 0)
+
     def count(self) -> int:
         with self._db.read() as conn:
             return int(conn.execute(select(func.count()).select_from(audit_log)).scalar() or 0)

@@ -99,7 +99,8 @@ class GrantFilter:
     as a substring (`search_mode="substring"`) or a prefix of one of them. `limit`: a number
     (the effective cap), "off" (limiter off), "unknown", or "custom" (known but matching no
     configured tier); `tier` names a configured tier (its limit, or "off"). `queue` is a
-    work queue (active grants only)."""
+    work queue (active grants only). `awaiting_approval`: grants a pending approval request
+    holds (a semi-join on `approval_grants`' primary key)."""
 
     search: str | None = None
     search_mode: Literal["substring", "prefix"] = "substring"
@@ -110,6 +111,7 @@ class GrantFilter:
     queue: Queue | None = None
     limit: int | Literal["off", "unknown", "custom"] | None = None
     tier: str | None = None
+    awaiting_approval: bool = False  # only grants held by a pending approval request
 
 
 @dataclass(frozen=True)

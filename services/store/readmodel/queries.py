@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -18,6 +18,7 @@ from sqlalchemy import (
     select,
 )
 
+from services.store.approvals import approval_grants
 from services.store.errors import StoreError
 from services.store.readmodel.models import (
     Counts,
@@ -25,6 +26,7 @@ from services.store.readmodel.models import (
     GrantDetailRow,
     GrantFilter,
     GrantPage,
+    RmGrant,
     RmIntegration,
 )
 from services.store.readmodel.rows import _CSV_CONVERTERS, _GRANT_COLUMNS, _aware, _grant
@@ -212,6 +214,8 @@ class ReadModelQueries(ReadModelWrites):
         if f.tier:
             tier_limit = self._tier_limit(f.tier)
             conds.append(self._limit_cond("off" if tier_limit is None else tier_limit))
+        if f.awaiting_approval:
+            conds.append(c.grant_id.in_(select(approval_grants.c.grant_id)))
         return conds
 
     def _prefix(self, expr: Any, needle: str) -> Any:
@@ -255,6 +259,19 @@ class ReadModelQueries(ReadModelWrites):
         by_id = {r.grant_id: r for r in rows}
         return GrantPage(tuple(_grant(by_id[g], last) for g in ids if g in by_id), total,
                          page, page_size)
+
+    def grants_by_id(self, grant_ids: Sequence[str]) -> dict[str, RmGrant]:
+        """The rows of these grants (primary-key lookups, 500 at a time); unknown ids are
+        left out."""
+        ids = list(dict.fromkeys(grant_ids))
+        out: dict[str, RmGrant] = {}
+        with self._db.read() as conn:
+            last = self._last_full_sync(conn)
+            for i in range(0, len(ids), 500):
+                for r in conn.execute(select(*_GRANT_COLUMNS).where(
+                        rm_grants.c.grant_id.in_(ids[i:i + 500]))):
+                    out[r.grant_id] = _grant(r, last)
+        return out
 
     def grant(self, grant_id: str) -> GrantDetailRow | None:
         """One grant's row and its integrations (two primary-key lookups)."""

@@ -23,7 +23,8 @@ def in_flight_max(log: list[dict]) -> int:
 def test_dry_run_lists_changes_and_writes_nothing(env: Env) -> None:
     guests = [t["grant_id"] for t in env.stored(kind="guest")][:6]
     linked = env.stored(kind="linked")[0]["grant_id"]
-    first = env.ops.limits.set_guest_limit(FINANCE, guests[0], 10000, reason="already on Plus")
+    first = env.ops.limits.set_guest_limit(FINANCE, guests[0], 10000, reason="already on Plus",
+                                           confirmed=True)
     assert first.after_limit == 10000
     n_events = len(env.events())
     env.sandbox.clear_requests_log()

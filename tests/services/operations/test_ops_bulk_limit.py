@@ -41,7 +41,7 @@ def test_dry_run_reads_real_before_values(env: Env) -> None:
     capped = [g for g, lim in current.items() if lim is not None and lim != 555][:3]
     uncapped = next(g for g, lim in current.items() if lim is None)
     env.ops.limits.set_guest_limit(FINANCE, capped[0], 555, enable_limiter=True,
-                                   reason="already set")
+                                   reason="already set", confirmed=True)
     linked = env.stored(kind="linked")[0]["grant_id"]
     no_token = env.no_token_grant()
     n_events = len(env.events())

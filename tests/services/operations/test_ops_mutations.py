@@ -161,7 +161,7 @@ def test_set_limit_before_and_after(env: Env) -> None:
     t = env.stored(kind="guest")[0]
     before = env.client.get_userinfo(t["access_token"]).transaction_limit
     change = env.ops.limits.set_guest_limit(FINANCE, t["grant_id"], 12345, reason="upgrade to Plus",
-                                     ticket="FIN-7")
+                                     ticket="FIN-7", confirmed=True)
     assert isinstance(change, LimitChange)
     assert change.before_limit == before and change.after_limit == 12345
     assert change.after_limiter is True
@@ -175,10 +175,10 @@ def test_set_limit_before_and_after(env: Env) -> None:
 
 def test_set_limit_before_from_audit_when_user_info_unreadable(env: Env) -> None:
     gid = env.stored(kind="guest")[0]["grant_id"]
-    env.ops.limits.set_guest_limit(FINANCE, gid, 2000, reason="trial extension")
+    env.ops.limits.set_guest_limit(FINANCE, gid, 2000, reason="trial extension", confirmed=True)
     env.sandbox.set_fault(path="/api/v1/userinfo", status=500, count=100)
     change = env.ops.limits.set_guest_limit(FINANCE, gid, enable_limiter=False,
-                                            reason="goes unlimited")
+                                            reason="goes unlimited", confirmed=True)
     assert change.before_limit == 2000 and change.before_limiter is True
     assert change.after_limiter is False
 
@@ -187,7 +187,8 @@ def test_set_limit_refused_for_known_linked(env: Env) -> None:
     t = env.stored(kind="linked")[0]
     env.sandbox.clear_requests_log()
     with pytest.raises(OperationError) as info:
-        env.ops.limits.set_guest_limit(FINANCE, t["grant_id"], 5000, reason="upgrade to Plus")
+        env.ops.limits.set_guest_limit(FINANCE, t["grant_id"], 5000, reason="upgrade to Plus",
+                                       confirmed=True)
     assert info.value.code == "NOT_ANON_USER" and "Guest" in info.value.user_message
     assert posts(env, "/transaction-limit", "PATCH") == []
     assert env.vault.get(t["grant_id"]).user_kind == "linked"  # learned from user info
@@ -198,13 +199,15 @@ def test_set_limit_learns_linked_from_api(env: Env) -> None:
     t = env.stored(kind="linked")[0]
     env.sandbox.set_fault(path="/api/v1/userinfo", status=500, count=100)
     with pytest.raises(UpstreamError) as info:
-        env.ops.limits.set_guest_limit(FINANCE, t["grant_id"], 5000, reason="upgrade to Plus")
+        env.ops.limits.set_guest_limit(FINANCE, t["grant_id"], 5000, reason="upgrade to Plus",
+                                       confirmed=True)
     assert info.value.code == "NOT_ANON_USER" and info.value.status == 400
     assert len(posts(env, "/transaction-limit", "PATCH")) == 1
     assert env.vault.get(t["grant_id"]).user_kind == "linked"
     env.sandbox.clear_requests_log()
     with pytest.raises(OperationError):  # now refused before the call
-        env.ops.limits.set_guest_limit(FINANCE, t["grant_id"], 5000, reason="upgrade to Plus")
+        env.ops.limits.set_guest_limit(FINANCE, t["grant_id"], 5000, reason="upgrade to Plus",
+                                       confirmed=True)
     assert posts(env, "/transaction-limit", "PATCH") == []
 
 
@@ -353,7 +356,8 @@ def test_failed_login_keeps_the_typed_name_out_of_actor_and_target(env: Env) -> 
 
 def test_no_secret_in_audit_or_errors(env: Env) -> None:
     t = env.stored(kind="guest")[0]
-    env.ops.limits.set_guest_limit(FINANCE, t["grant_id"], 3000, reason="upgrade to Plus")
+    env.ops.limits.set_guest_limit(FINANCE, t["grant_id"], 3000, reason="upgrade to Plus",
+                                   confirmed=True)
     env.ops.connect.create_link_token(SUPPORT, "cust-1", grant_id=t["grant_id"])
     created = env.sandbox.create_public_token(kind="linked")
     env.ops.connect.exchange_public_token(SUPPORT, "cust-2", created["public_token"])

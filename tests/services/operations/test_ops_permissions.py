@@ -96,11 +96,13 @@ def op_revoke(env: Env, a: Actor) -> Any:
 
 
 def op_set_limit(env: Env, a: Actor) -> Any:
-    return env.ops.limits.set_guest_limit(a, _guest(env), 5000, reason="upgrade to paid plan")
+    return env.ops.limits.set_guest_limit(a, _guest(env), 5000, reason="upgrade to paid plan",
+                                          confirmed=True)
 
 
 def op_apply_tier(env: Env, a: Actor) -> Any:
-    return env.ops.limits.apply_tier(a, [_guest(env)], "Plus", reason="bulk upgrade of trial users")
+    return env.ops.limits.apply_tier(a, [_guest(env)], "Plus", reason="bulk upgrade of trial users",
+                                     confirmed=True)
 
 
 def op_link_token(env: Env, a: Actor) -> Any:

@@ -44,7 +44,7 @@ def test_a_revoke_through_the_console_shows_at_once(env: Env) -> None:
 def test_a_limit_change_shows_at_once(env: Env) -> None:
     env.sync()
     gid = env.stored(kind="guest")[0]["grant_id"]
-    env.ops.limits.set_guest_limit(FINANCE, gid, 4321, reason="trial extension")
+    env.ops.limits.set_guest_limit(FINANCE, gid, 4321, reason="trial extension", confirmed=True)
     row = _row(env, gid)
     assert (row.transaction_limit, row.limiter_enabled, row.limit_source) == (
         4321, True, "console")

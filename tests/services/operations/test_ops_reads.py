@@ -136,7 +136,7 @@ def test_overview(env: Env) -> None:
 
 def test_grant_history(env: Env) -> None:
     gid = env.stored(kind="guest")[0]["grant_id"]
-    env.ops.limits.set_guest_limit(ADMIN, gid, 2000, reason="trial extension")
+    env.ops.limits.set_guest_limit(ADMIN, gid, 2000, reason="trial extension", confirmed=True)
     hist = env.ops.grants.grant_history(SUPPORT, gid)
     assert [e.outcome for e in hist] == ["succeeded", "requested"]
     assert all(e.target_id == gid for e in hist)

@@ -28,15 +28,15 @@ def patches(env: Env) -> list[dict]:
 def test_second_tab_is_refused_with_who_and_when(env: Env) -> None:
     t = _readable_guests(env, 1)[0]
     gid = t["grant_id"]
-    env.ops.limits.set_guest_limit(FINANCE, gid, 7500, reason="start at 7,500")
+    env.ops.limits.set_guest_limit(FINANCE, gid, 7500, reason="start at 7,500", confirmed=True)
     # Both tabs show 7,500; tab A applies 3,000 ...
     env.ops.limits.set_guest_limit(FINANCE, gid, 3000, reason="tab A cut", expected_limit=7500,
-                                   expected_limiter=True)
+                                   expected_limiter=True, confirmed=True)
     env.sandbox.clear_requests_log()
     # ... tab B, still showing 7,500, tries 9,000: refused, nothing sent.
     with pytest.raises(StaleChange) as info:
         env.ops.limits.set_guest_limit(FINANCE_B, gid, 9000, reason="tab B raise",
-                                       expected_limit=7500, expected_limiter=True)
+                                       expected_limit=7500, expected_limiter=True, confirmed=True)
     err = info.value
     assert err.code == "STALE" and err.changed_by == "fiona" and err.changed_at is not None
     assert err.seen == "7,500" and err.now == "3,000"
@@ -48,18 +48,19 @@ def test_second_tab_is_refused_with_who_and_when(env: Env) -> None:
     assert last.actor_username == "bob"
     # Reviewed: bob now sees 3,000 and applies again.
     change = env.ops.limits.set_guest_limit(FINANCE_B, gid, 9000, reason="tab B raise",
-                                            expected_limit=3000, expected_limiter=True)
+                                            expected_limit=3000, expected_limiter=True,
+                                            confirmed=True)
     assert change.before_limit == 3000 and change.after_limit == 9000
 
 
 def test_change_outside_the_console_is_named_so(env: Env) -> None:
     t = _readable_guests(env, 1)[0]
     gid = t["grant_id"]
-    env.ops.limits.set_guest_limit(FINANCE, gid, 5000, reason="console sets 5,000")
+    env.ops.limits.set_guest_limit(FINANCE, gid, 5000, reason="console sets 5,000", confirmed=True)
     env.client.update_transaction_limit(gid, transaction_limit=4000)  # someone else's tool
     with pytest.raises(StaleChange) as info:
         env.ops.limits.set_guest_limit(FINANCE, gid, 6000, reason="raise to 6,000",
-                                       expected_limit=5000, expected_limiter=True)
+                                       expected_limit=5000, expected_limiter=True, confirmed=True)
     assert info.value.changed_by is None
     assert "changed outside this console" in info.value.user_message
 
@@ -67,19 +68,21 @@ def test_change_outside_the_console_is_named_so(env: Env) -> None:
 def test_limiter_switched_off_elsewhere_is_stale(env: Env) -> None:
     t = _readable_guests(env, 1)[0]
     gid = t["grant_id"]
-    env.ops.limits.set_guest_limit(FINANCE, gid, 2500, enable_limiter=True, reason="cap 2,500")
+    env.ops.limits.set_guest_limit(FINANCE, gid, 2500, enable_limiter=True, reason="cap 2,500",
+                                   confirmed=True)
     env.ops.limits.set_guest_limit(FINANCE_B, gid, enable_limiter=False, reason="lift the cap",
-                                   expected_limit=2500, expected_limiter=True)
+                                   expected_limit=2500, expected_limiter=True, confirmed=True)
     with pytest.raises(StaleChange) as info:
         env.ops.limits.set_guest_limit(FINANCE, gid, 2000, reason="cut to 2,000",
-                                       expected_limit=2500, expected_limiter=True)
+                                       expected_limit=2500, expected_limiter=True, confirmed=True)
     assert info.value.now == "no cap (limiter off)" and info.value.changed_by == "bob"
 
 
 def test_no_expectation_keeps_the_old_behaviour(env: Env) -> None:
     gid = _readable_guests(env, 1)[0]["grant_id"]
-    env.ops.limits.set_guest_limit(FINANCE, gid, 1111, reason="first value")
-    change = env.ops.limits.set_guest_limit(FINANCE, gid, 2222, reason="no check asked")
+    env.ops.limits.set_guest_limit(FINANCE, gid, 1111, reason="first value", confirmed=True)
+    change = env.ops.limits.set_guest_limit(FINANCE, gid, 2222, reason="no check asked",
+                                            confirmed=True)
     assert change.before_limit == 1111 and change.after_limit == 2222
 
 
@@ -127,12 +130,12 @@ def test_ten_thousand_made_up_ids_are_all_skipped(env: Env) -> None:
 
 def test_real_run_skips_what_changed_since_the_dry_run(env: Env) -> None:
     a, b = (t["grant_id"] for t in _readable_guests(env, 2))
-    env.ops.limits.set_guest_limit(FINANCE, a, 7500, reason="seed a")
-    env.ops.limits.set_guest_limit(FINANCE, b, 7500, reason="seed b")
+    env.ops.limits.set_guest_limit(FINANCE, a, 7500, reason="seed a", confirmed=True)
+    env.ops.limits.set_guest_limit(FINANCE, b, 7500, reason="seed b", confirmed=True)
     dry = env.ops.limits.apply_tier(FINANCE, [a, b], "Free", dry_run=True)
     seen = {i.grant_id: i.before for i in dry.items}
     assert seen == {a: 7500, b: 7500}
-    env.ops.limits.set_guest_limit(FINANCE_B, b, 3000, reason="someone cut b")
+    env.ops.limits.set_guest_limit(FINANCE_B, b, 3000, reason="someone cut b", confirmed=True)
     res = env.ops.limits.apply_tier(FINANCE, [a, b], "Free", reason="move to Free",
                                     expected=seen)
     by = {i.grant_id: i for i in res.items}
@@ -158,8 +161,8 @@ def test_real_run_before_is_unknown_when_nobody_knows(env: Env) -> None:
 
 def test_history_says_what_changed(env: Env) -> None:
     gid = _readable_guests(env, 1)[0]["grant_id"]
-    env.ops.limits.set_guest_limit(FINANCE, gid, 7500, reason="start value")
-    env.ops.limits.set_guest_limit(FINANCE, gid, 3000, reason="cut it")
+    env.ops.limits.set_guest_limit(FINANCE, gid, 7500, reason="start value", confirmed=True)
+    env.ops.limits.set_guest_limit(FINANCE, gid, 3000, reason="cut it", confirmed=True)
     row, integ = env.find_integration(lambda i: not i.is_csv)
     env.ops.grants.resync_integration(SUPPORT, row["grant_id"], integ.wallet_id, "latest")
     limit_lines = [describe_event(e) for e in collapse(env.ops.grants.grant_history(ADMIN, gid))
@@ -192,8 +195,9 @@ def test_import_is_in_each_grants_history(env: Env) -> None:
 
 def test_current_limits_of_many_grants(env: Env) -> None:
     a, b = (t["grant_id"] for t in _readable_guests(env, 2))
-    env.ops.limits.set_guest_limit(FINANCE, a, 10_000, reason="Plus level")
-    env.ops.limits.set_guest_limit(FINANCE, b, enable_limiter=False, reason="no cap")
+    env.ops.limits.set_guest_limit(FINANCE, a, 10_000, reason="Plus level", confirmed=True)
+    env.ops.limits.set_guest_limit(FINANCE, b, enable_limiter=False, reason="no cap",
+                                   confirmed=True)
     unknown = env.no_token_grant()
     now = env.ops.limits.current_limits(SUPPORT, [a, b, unknown])
     assert now[a] == (10_000, True) and now[b] == (None, False)

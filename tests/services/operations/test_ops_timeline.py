@@ -50,7 +50,8 @@ def slow_stack(slow_sandbox: SandboxHandle, tmp_path: Path) -> Iterator[Stack]:
 def test_timeline_merges_webhooks_and_actions_in_plain_words(stack: Stack) -> None:
     gid, integ = stack.guest()
     wid = integ.wallet_id
-    stack.ops.limits.set_guest_limit(FINANCE, gid, transaction_limit=3000, reason="downgrade")
+    stack.ops.limits.set_guest_limit(FINANCE, gid, transaction_limit=3000, reason="downgrade",
+                                     confirmed=True)
     stack.ops.grants.resync_integration(SUPPORT, gid, wid, "latest")
     stack.hooks.wait_event("integration.updated", wid, "ONGOING")
     stack.sandbox.advance_clock(60)

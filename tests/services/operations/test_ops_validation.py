@@ -113,11 +113,11 @@ BAD_CALLS = {
     "reason ": lambda ops: ops.grants.resync_integration(
         ADMIN, "cgrant_abc", "wallet_1", "from_start"),
     "transaction_limit": lambda ops: ops.limits.set_guest_limit(
-        ADMIN, "cgrant_abc", 10**9 + 1, reason="valid reason"),
+        ADMIN, "cgrant_abc", 10**9 + 1, reason="valid reason", confirmed=True),
     "transaction_limit ": lambda ops: ops.limits.set_guest_limit(
-        ADMIN, "cgrant_abc", reason="valid"),
+        ADMIN, "cgrant_abc", reason="valid", confirmed=True),
     "enable_limiter": lambda ops: ops.limits.set_guest_limit(
-        ADMIN, "cgrant_abc", enable_limiter="yes", reason="valid reason"),
+        ADMIN, "cgrant_abc", enable_limiter="yes", reason="valid reason", confirmed=True),
     "tier": lambda ops: ops.limits.apply_tier(ADMIN, ["cgrant_abc"], "Gold", reason="valid reason"),
     "grant_ids": lambda ops: ops.limits.apply_tier(ADMIN, [], "Free", reason="valid reason"),
     "grant_ids[1]": lambda ops: ops.limits.apply_tier(
@@ -148,7 +148,8 @@ def test_set_limit_property(env: Env, limit: int) -> None:
         return
     env.sandbox.clear_requests_log()
     with pytest.raises(ValidationError):
-        env.ops.limits.set_guest_limit(ADMIN, "cgrant_abc", limit, reason="valid reason")
+        env.ops.limits.set_guest_limit(ADMIN, "cgrant_abc", limit, reason="valid reason",
+                                       confirmed=True)
     assert env.upstream() == []
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0010_session_hash"
-down_revision = "0008_rm_scale"
+down_revision = "0009_approval_grants"
 branch_labels = None
 depends_on = None
 
