@@ -436,14 +436,18 @@ class Reconciler:
 
     def _stuck_approvals(self, found: _Open, now: datetime,
                          unsettled: list[Unsettled]) -> int:
-        """Requests still `approved` whose approval has no open event left (its `requested`
-        is older than the window): finished the same way, recorded as `reconciled`."""
+        """Requests still `approved` whose approval has no open event (its outcome was
+        written, e.g. a failure, but the request's final move was lost with the store):
+        finished the same way, recorded as `reconciled`."""
         n = 0
         waiting = {k[0] for k in found.waiting if k[1] == AuditAction.APPROVAL_APPROVED}
         for rec in self.approvals.list(states=["approved"]):
             if rec.correlation_id in waiting:
                 continue  # its approval event is listed with the rest
             try:
+                if (rec.decided_at or rec.created_at) < now - self.lookback:
+                    raise Unsettleable("approved before the reconciler's window: its "
+                                       "changes cannot be read back; check them by hand")
                 done = self._finish(rec, found, now)
             except Unsettleable as exc:
                 unsettled.append(Unsettled(0, rec.decided_at or rec.created_at,
@@ -454,8 +458,8 @@ class Reconciler:
             self.ctx.event(
                 ACTOR, ROLES, AuditAction.APPROVAL_APPROVED, "reconciled", rec.correlation_id,
                 durable=True, target_type="approval", target_id=str(rec.id),
-                params={"requested_by": rec.decided_by, "note": "the approval's own event "
-                        "is older than the reconciler's window"},
+                params={"requested_by": rec.decided_by, "note": "the request was left "
+                        "approved after its approval's outcome was written"},
                 after={"state": done.state,
                        "counts": dict((done.result or {}).get("counts") or {})})
             n += 1

@@ -4,7 +4,7 @@ and one reconciler pass every `requested` event has its own outcome, no approval
 left `approved`, and the read model shows what Kryptos holds.
 
 Cases: a direct limit change, an approval-run revoke, an approval-run tier change of 12
-grants, a bulk run of 50. SQLite file; the sandbox over HTTP."""
+grants, a bulk run of 50. On a SQLite file and a PostgreSQL schema; the sandbox over HTTP."""
 
 from __future__ import annotations
 
@@ -33,6 +33,12 @@ from services.store import AuditFilter, AuditLog, TokenVault, open_database
 from services.store.approvals import ApprovalStore
 from services.store.readmodel import ReadModel
 from services.sync import SyncWorker
+from tests.services.store.conftest import (  # noqa: F401 (fixtures)
+    _PG_SKIP_REASON,
+    _pg_schema_url,
+    db_url,
+    pg_base_url,
+)
 
 from .conftest import TIERS, actor, load_vault, make_client
 
@@ -113,9 +119,9 @@ class Console:
 
 
 @pytest.fixture
-def console(crash_sandbox: SandboxHandle, tmp_path: Path) -> Iterator[Console]:
+def console(crash_sandbox: SandboxHandle, db_url: str) -> Iterator[Console]:  # noqa: F811
     crash_sandbox.reset()
-    url = f"sqlite:///{tmp_path / 'console.db'}"
+    url = db_url
     key = Fernet.generate_key()
     db = open_database(url)
     vault = TokenVault(db, key)
@@ -280,4 +286,44 @@ def test_bulk_run_of_50_killed_in_flight(console: Console) -> None:
     [summary] = list(ops.ctx.audit_log.iter_events(
         AuditFilter(outcome="reconciled", action="guest.tier.apply.bulk")))
     assert summary.after["grants_not_tried"] > 0
+    assert_read_model_matches(console, gids)
+
+
+# --- approvals settled from the request's state (no process killed) ---------------------
+
+def test_an_approval_that_died_before_taking_the_request_leaves_it_pending(
+        console: Console) -> None:
+    ops = console.ops()
+    gid = next(iter(console.rows))
+    req = ops.approvals.request(SAM, Change.revoke(gid), "customer asked to disconnect")
+    # the approver's process wrote its `requested` and died before the conditional UPDATE
+    ops.ctx.event("sue", ["support"], "approval.approved", "requested", req.record.correlation_id,
+                  target_type="approval", target_id=str(req.id))
+    ops, report = console.settle()
+    assert report.settled == 1
+    assert_settled(console, report, ops)
+    [rec] = list(ops.ctx.audit_log.iter_events(AuditFilter(outcome="reconciled")))
+    assert rec.after == {"state": "pending", "made": False, "source": "approval request"}
+    assert ops.approvals.get(SUE, req.id).state == "pending"  # still waits for a decision
+    assert upstream(console, ops.ctx.client, gid)[0] == "active"
+
+
+def test_a_request_left_approved_after_its_approval_was_recorded_is_finished(
+        console: Console) -> None:
+    ops = console.ops()
+    gids = console.guests(2)
+    req = ops.approvals.request(FAY, Change.apply_limit(gids, 2500, True), "pilot cohort")
+    store = ApprovalStore(ops.ctx.audit_log.db)
+    # the execution failed and its outcome was written, but the final move was lost
+    assert store.transition(req.id, "pending", "approved", decided_by="fred")
+    cid = req.record.correlation_id
+    for outcome in ("requested", "failed"):
+        ops.ctx.event("fred", ["finance"], "approval.approved", outcome, cid,
+                      target_type="approval", target_id=str(req.id))
+    ops, report = console.settle()
+    assert_settled(console, report, ops)
+    rec = ops.approvals.get(FRED, req.id).record
+    assert rec.state == "executed" and rec.result["counts"] == {NOT_TRIED: 2}
+    [ev] = list(ops.ctx.audit_log.iter_events(AuditFilter(outcome="reconciled")))
+    assert ev.action == "approval.approved" and ev.after["state"] == "executed"
     assert_read_model_matches(console, gids)
