@@ -487,7 +487,13 @@ class Reconciler:
         if any(e.outcome == "requested" and e.seq in found.open_seqs
                for e in [*per_grant, *summaries]):
             raise Unsettleable("some of the changes it ran are not settled yet (next pass)")
-        items = [self._item(gid, per_grant, found, rec) for gid in _grant_ids(rec)]
+        by_grant: dict[str | None, list[AuditEvent]] = {}
+        for e in sorted(per_grant, key=lambda e: e.seq):
+            by_grant.setdefault(e.target_id, []).append(e)
+        asked = {i.get("grant_id"): i for i in rec.params.get("items", [])
+                 if isinstance(i, Mapping)}
+        items = [self._item(gid, by_grant.get(gid, []), found, rec.action,
+                            asked.get(gid, {})) for gid in _grant_ids(rec)]
         counts: dict[str, int] = {}
         for i in items:
             counts[i["outcome"]] = counts.get(i["outcome"], 0) + 1
@@ -498,20 +504,18 @@ class Reconciler:
         self.approvals.transition(rec.id, "approved", "executed", result=result)
         return self.approvals.get(rec.id) or rec  # another replica may have finished it
 
-    def _item(self, gid: str, events: list[AuditEvent], found: _Open,
-              rec: ApprovalRecord) -> dict[str, Any]:
-        """One grant's real outcome in an interrupted execution, from its newest event."""
-        asked = {i.get("grant_id"): i for i in rec.params.get("items", [])
-                 if isinstance(i, Mapping)}.get(gid, {})
+    def _item(self, gid: str, mine: list[AuditEvent], found: _Open, action: str,
+              asked: Mapping[str, Any]) -> dict[str, Any]:
+        """One grant's real outcome in an interrupted execution, from its newest event
+        (`mine`: its events, oldest first; `asked`: its item at request time)."""
         item: dict[str, Any] = {"grant_id": gid, "customer_ref": asked.get("customer_ref"),
                                 "outcome": NOT_TRIED, "before": asked.get("before"),
                                 "after": asked.get("before"), "error_code": None,
                                 "message": "Not tried: the console stopped first."}
-        mine = sorted((e for e in events if e.target_id == gid), key=lambda e: e.seq)
         if not mine:
             return item
         last = mine[-1]
-        revoke = rec.action == AuditAction.GRANT_REVOKE
+        revoke = action == AuditAction.GRANT_REVOKE
         if last.outcome == "requested":  # settled in this pass
             after = found.reconciled_now.get(last.seq)
             outcome = "reconciled" if after is not None else "requested"

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -64,10 +64,12 @@ class Console:
     url: str
     key: bytes
     rows: dict[str, dict]  # grant id -> the sandbox's token row (readable, not revoked)
+    opened: list[Any] = field(default_factory=list)
 
     def ops(self) -> Operations:
         db = open_database(self.url)
         client = make_client(self.sandbox)
+        self.opened.append((client, db))
         return Operations(client, AuditLog(db), TokenVault(db, self.key), TIERS,
                           max_workers=4, approval_policy=ApprovalPolicy(),
                           readmodel=ReadModel(db, TIERS))
@@ -146,6 +148,9 @@ def console(crash_sandbox: SandboxHandle, db_url: str) -> Iterator[Console]:  # 
     c = Console(crash_sandbox, url, key, rows)
     assert_read_model_matches(c, list(rows))  # the copy starts equal to Kryptos
     yield c
+    for opened_client, opened_db in c.opened:
+        opened_client.close()
+        opened_db.dispose()
     client.close()
     db.dispose()
 
