@@ -370,6 +370,8 @@ class Reconciler:
         except KryptosError as exc:
             raise Unsettleable(f"the integrations cannot be read ({type(exc).__name__})") \
                 from None
+        gid = ev.target_id or ""
+        self.ctx.rm_update("reconciling a resync", lambda rm: rm.apply_integrations(gid, items))
         match = next((i for i in items if i.wallet_id == wid), None)
         if match is None:
             raise Unsettleable(f"integration {wid} is no longer listed for this grant")
