@@ -492,6 +492,9 @@ class Reconciler:
         by_grant: dict[str | None, list[AuditEvent]] = {}
         for e in sorted(per_grant, key=lambda e: e.seq):
             by_grant.setdefault(e.target_id, []).append(e)
+        if any(evs[-1].outcome == "requested" and evs[-1].seq not in found.reconciled_now
+               for evs in by_grant.values()):
+            raise Unsettleable("a grant's outcome still waits in the journal (next pass)")
         asked = {i.get("grant_id"): i for i in rec.params.get("items", [])
                  if isinstance(i, Mapping)}
         items = [self._item(gid, by_grant.get(gid, []), found, rec.action,
@@ -519,8 +522,7 @@ class Reconciler:
         last = mine[-1]
         revoke = action == AuditAction.GRANT_REVOKE
         if last.outcome == "requested":  # settled in this pass
-            after = found.reconciled_now.get(last.seq)
-            outcome = "reconciled" if after is not None else "requested"
+            after, outcome = found.reconciled_now.get(last.seq), "reconciled"
         else:
             after, outcome = last.after, last.outcome
         if outcome == "reconciled":
