@@ -4,8 +4,9 @@ SIGKILL while the sandbox holds the change's answer.
 
     python -m tests.services.operations.crash_driver SPEC_JSON
 
-SPEC: {database_url, vault_key, sandbox_url, case, args}. The use-case calls are all in
-`run_case` (one place to adapt when the use cases change)."""
+SPEC: {database_url, vault_key, sandbox_url, case, args, approvals}. `approvals`: the
+four-eyes policy on (default) or off (a bulk run of 50 then runs without a request). The
+use-case calls are all in `run_case` (one place to adapt when the use cases change)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def main(spec: dict[str, Any]) -> None:
     client = KryptosClient(sb.client_id, sb.client_secret, sb.connect_url, sb.data_url,
                            connect_timeout=2.0, read_timeout=120.0, max_retries=0)
     ops = Operations(client, AuditLog(db), TokenVault(db, spec["vault_key"].encode()), TIERS,
-                     max_workers=4, approval_policy=ApprovalPolicy(),
+                     max_workers=4,
+                     approval_policy=ApprovalPolicy(enabled=spec.get("approvals", True)),
                      readmodel=ReadModel(db, TIERS))
     print("start", flush=True)
     run_case(ops, spec["case"], spec["args"])

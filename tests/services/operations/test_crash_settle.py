@@ -81,11 +81,12 @@ class Console:
 
     def kill_while_held(self, case: str, args: dict[str, Any], path: str, method: str,
                         ready: Callable[[int], bool], hold_from: Callable[[], bool] = bool,
-                        ) -> None:
+                        approvals: bool = True) -> None:
         """Run the driver; once `hold_from()` is true hold every `method path` after it is
         made; SIGKILL the driver once `ready(held answers)`; release the holds."""
         spec = {"database_url": self.url, "vault_key": self.key.decode(),
-                "sandbox_url": self.sandbox.base_url, "case": case, "args": args}
+                "sandbox_url": self.sandbox.base_url, "case": case, "args": args,
+                "approvals": approvals}
         hold = None
         if hold_from is bool:
             hold = self.sandbox.hold_after_apply(path, method=method, ms=90_000)
@@ -282,7 +283,7 @@ def test_bulk_run_of_50_killed_in_flight(console: Console) -> None:
     console.kill_while_held("bulk", {"by": "fay", "grant_ids": gids, "tier": "Pro",
                                      "reason": "Q3 promotion for everyone"},
                             "/developer/grants/", "PATCH", lambda held: held >= 4,
-                            hold_from=twenty_done)
+                            hold_from=twenty_done, approvals=False)
     ops, report = console.settle()
     assert_settled(console, report, ops)
     held = [e for e in ops.ctx.audit_log.iter_events(
