@@ -78,8 +78,7 @@ def add_fault(app: SandboxApp, call: Call) -> tuple[int, dict]:
 
 
 def clear_faults(app: SandboxApp, call: Call) -> tuple[int, dict]:
-    with app.lock:
-        app.faults.clear()
+    app.clear_faults()
     with app.current.lock:
         app.current.resync_faults.clear()
     app.webhooks.clear_faults()
@@ -88,7 +87,7 @@ def clear_faults(app: SandboxApp, call: Call) -> tuple[int, dict]:
 
 def list_faults(app: SandboxApp, call: Call) -> tuple[int, dict]:
     with app.lock:
-        faults = [{"id": f.id, "path": f.path, "count": f.count} for f in app.faults]
+        faults = [f.describe() for f in app.faults]
     with app.current.lock:
         faults += [f.describe() for f in app.current.resync_faults]
     faults += app.webhooks.describe_faults()

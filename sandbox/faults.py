@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from sandbox.webhooks import DEFAULT_FAULT_DELAY_MS, WEBHOOK_FAULTS, WebhookFault
 
@@ -28,6 +29,16 @@ class Fault:
     retry_after: float | None
     phase: str
     rng: random.Random
+    hold_after_ms: float = 0.0
+    holding: int = 0  # requests applied and held now (under the app's lock)
+    held: int = 0  # requests applied and held so far
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def describe(self) -> dict:
+        out: dict = {"id": self.id, "path": self.path, "count": self.count}
+        if self.hold_after_ms:
+            out.update(hold_after_ms=self.hold_after_ms, holding=self.holding, held=self.held)
+        return out
 
     @property
     def acts(self) -> bool:
@@ -54,13 +65,19 @@ def parse_fault(spec: dict, fault_id: str, seed: int) -> Fault:
     if fraction is not None and (not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1):
         raise BadControl("fraction must be between 0 and 1")
     method = spec.get("method")
+    hold = spec.get("hold_after_ms") or 0
+    if isinstance(hold, bool) or not isinstance(hold, (int, float)) or hold < 0:
+        raise BadControl("hold_after_ms must be a number >= 0")
+    if hold and (spec.get("drop") or spec.get("malformed") or status is not None):
+        raise BadControl("hold_after_ms answers the real answer: not with status, drop or "
+                         "malformed")
     return Fault(
         id=fault_id, path=path, method=method.upper() if isinstance(method, str) else None,
         status=status, code=spec.get("code"), message=spec.get("message"), count=count,
         fraction=float(fraction) if fraction is not None else None,
         latency_ms=float(spec.get("latency_ms") or 0), malformed=bool(spec.get("malformed")),
         drop=bool(spec.get("drop")), retry_after=spec.get("retry_after"), phase=phase,
-        rng=random.Random(f"{seed}:fault:{fault_id}"),
+        rng=random.Random(f"{seed}:fault:{fault_id}"), hold_after_ms=float(hold),
     )
 
 

@@ -61,6 +61,29 @@ class SandboxClient:
     def clear_faults(self) -> None:
         self._call("DELETE", "/sandbox/faults")
 
+    def faults(self) -> list[dict]:
+        """Every fault set (HTTP, webhook, resync), as `GET /sandbox/faults` lists them."""
+        return list(self._call("GET", "/sandbox/faults")["faults"])
+
+    def hold_after_apply(self, path: str, method: str | None = None, ms: float = 30_000,
+                         count: int | None = None) -> str:
+        """Matching requests take effect, then their answer waits `ms` (or until the faults
+        are cleared): the client sees nothing while the change is already made. The
+        counterpart of `set_fault(path=..., latency_ms=...)`, which waits before acting."""
+        spec: dict[str, Any] = {"path": path, "hold_after_ms": ms}
+        if method is not None:
+            spec["method"] = method
+        if count is not None:
+            spec["count"] = count
+        return self.set_fault(**spec)
+
+    def holding(self, fault_id: str) -> int:
+        """How many requests the hold `fault_id` has applied and is holding now."""
+        found = [f for f in self.faults() if f["id"] == fault_id]
+        if not found:
+            raise SandboxControlError(f"no fault {fault_id}")
+        return int(found[0].get("holding", 0))
+
     def set_latency(self, ms: float) -> None:
         self._call("POST", "/sandbox/latency", {"ms": ms})
 

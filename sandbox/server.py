@@ -104,6 +104,8 @@ class SandboxApp:
         state = SandboxState(seed, grants, self.resync_delay, self.newer_api, clock,
                              self.webhooks.emit)
         self.webhooks.reset(replace(self.start_webhooks))
+        for fault in getattr(self, "faults", ()):
+            fault.release.set()  # held answers go out at once
         with self.lock:
             old, self.state = self.state, state
             self.seed, self.grants = seed, grants
@@ -142,6 +144,25 @@ class SandboxApp:
                     fault.count -= 1
                 return fault
         return None
+
+    def hold(self, fault: Fault) -> None:
+        """Hold a request's answer for the fault's `hold_after_ms`, or until the fault is
+        cleared; `holding` counts the requests waiting now."""
+        with self.lock:
+            fault.holding += 1
+            fault.held += 1
+        try:
+            fault.release.wait(fault.hold_after_ms / 1000)
+        finally:
+            with self.lock:
+                fault.holding -= 1
+
+    def clear_faults(self) -> None:
+        """Remove the HTTP faults; held answers go out at once."""
+        with self.lock:
+            for fault in self.faults:
+                fault.release.set()
+            self.faults.clear()
 
     # --- API dispatch -----------------------------------------------------------------------
 
@@ -333,6 +354,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 self._send_fault(fault, path, request_id)
                 return
             real_status, payload, extra = app.handle_api(method, path, query, raw, self.headers)
+            if fault is not None and fault.hold_after_ms:
+                app.hold(fault)  # applied: the answer waits (a client may die meanwhile)
             if fault is not None and fault.acts:
                 self._send_fault(fault, path, request_id)
                 return

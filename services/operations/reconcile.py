@@ -1,12 +1,17 @@
 """The reconciler: what became of changes whose outcome was never written.
 
-A `requested` event with no outcome under its correlation id (the console was killed, or the
-store failed and no journal took the outcome) says nothing about whether Kryptos acted. The
-reconciler replays the journal first, then reads the real state upstream for each such event
-older than `min_age` and records a `reconciled` outcome with what it found: a limit change
-(limit and limiter from the user info), a revoke (the grants list), a resync (the
-integration's status), a bulk run (its grants' settled outcomes). What it cannot settle is
-listed (`ReconcileReport.unsettled`) for an admin. See docs/architecture.md, "Reconciler"."""
+A `requested` event with no outcome of its own (the console was killed, or the store failed
+and no journal took the outcome) says nothing about whether Kryptos acted. Each `requested`
+event is paired with its own outcome: same correlation id, action and target (several
+events share a correlation id: an approval request, its approval and the change it ran).
+The reconciler replays the journal first, then reads the real state upstream for each
+unpaired event older than `min_age` and records a `reconciled` outcome with what it found:
+a limit change (limit and limiter from the user info), a revoke (the grants list), a resync
+(the integration's status), a bulk run (its grants' settled outcomes), an approval (the
+request's state; a request left `approved` by an execution that died is moved to `executed`
+with each grant's real outcome). What it reads goes to the read model too, so the pages
+show what Kryptos holds. What it cannot settle is listed (`ReconcileReport.unsettled`) for
+an admin. See docs/architecture.md, "Reconciler"."""
 
 from __future__ import annotations
 
@@ -21,8 +26,10 @@ from services.kryptos.errors import KryptosError
 from services.operations.context import OpsContext
 from services.operations.permissions import Actor, Permission
 from services.store.actions import AuditAction
+from services.store.approvals import ApprovalRecord, ApprovalStore
 from services.store.audit import AuditEvent, AuditFilter
 from services.store.journal import ReplayReport
+from services.store.readmodel import UserFacts
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +88,62 @@ class ReconcileStatus:
     journal_path: str | None
 
 
+#: What pairs a `requested` event with its outcome.
+Key = tuple[str, str, str | None]  # (correlation id, action, target id)
+_OUTCOMES = ("succeeded", "failed", "skipped", "reconciled")
+_APPROVAL_PREFIX = "approval."
+INTERRUPTED = "INTERRUPTED"
+NOT_TRIED = "not_tried"
+
+
+def _key(ev: Any) -> Key:
+    return (ev.correlation_id, str(ev.action), ev.target_id)
+
+
+def _params(ev: AuditEvent) -> Mapping[str, Any]:
+    return ev.params if isinstance(ev.params, Mapping) else {}
+
+
+def _bulk_id(ev: AuditEvent) -> str | None:
+    """The bulk run a per-grant event belongs to (a `reconciled` event: its request's)."""
+    params = _params(ev)
+    bid = params.get("bulk_id")
+    requested = params.get("requested")
+    if bid is None and isinstance(requested, Mapping):
+        bid = requested.get("bulk_id")
+    return bid if isinstance(bid, str) else None
+
+
 @dataclass
 class _Open:
     """Events of the lookback window grouped for the pass."""
 
-    requested: dict[str, AuditEvent] = field(default_factory=dict)  # cid -> requested
-    closed: set[str] = field(default_factory=set)  # cids with an outcome
+    waiting: dict[Key, list[AuditEvent]] = field(default_factory=dict)  # unpaired, by key
+    open_seqs: set[int] = field(default_factory=set)  # unpaired `requested` events
     by_bulk: dict[str, list[AuditEvent]] = field(default_factory=dict)  # bulk id -> events
+    by_cid: dict[str, list[AuditEvent]] = field(default_factory=dict)  # approvals' events
+    reconciled_now: dict[int, Mapping[str, Any]] = field(default_factory=dict)  # seq -> after
+
+    def requested(self) -> list[AuditEvent]:
+        return sorted((e for evs in self.waiting.values() for e in evs), key=lambda e: e.seq)
+
+    def pair(self, key: Key, requested_seq: object = None) -> None:
+        """An outcome arrived for `key`: it closes the `requested` event it names
+        (`requested_seq`, a reconciled one), else the oldest one still open."""
+        evs = self.waiting.get(key)
+        if not evs:
+            return
+        at = next((i for i, e in enumerate(evs) if e.seq == requested_seq), 0) \
+            if isinstance(requested_seq, int) else 0
+        if isinstance(requested_seq, int) and evs[at].seq != requested_seq:
+            return  # it names a request outside the window
+        self.open_seqs.discard(evs.pop(at).seq)
+        if not evs:
+            del self.waiting[key]
+
+    def settled(self, ev: AuditEvent, after: Mapping[str, Any]) -> None:
+        self.pair(_key(ev), ev.seq)
+        self.reconciled_now[ev.seq] = after
 
 
 def expected_limit(params: Mapping[str, Any] | None) -> tuple[bool, int | None]:
@@ -100,6 +156,19 @@ def expected_limit(params: Mapping[str, Any] | None) -> tuple[bool, int | None]:
     if isinstance(limit, int):
         return True, limit
     return False, None
+
+
+def _effective(values: Mapping[str, Any]) -> int | None:
+    """The limit in force from recorded limit fields: None when the limiter is off."""
+    if values.get("enable_limiter") is False:
+        return None
+    limit = values.get("transaction_limit")
+    return limit if isinstance(limit, int) else None
+
+
+def _grant_ids(rec: ApprovalRecord) -> list[str]:
+    gids = rec.params.get("grant_ids")
+    return [str(g) for g in gids] if isinstance(gids, list) else []
 
 
 class Reconciler:
@@ -138,30 +207,52 @@ class Reconciler:
             self.last_report = report
             return report
 
+    @property
+    def approvals(self) -> ApprovalStore:
+        """The approval requests (in the audit log's database, as `Operations` keeps them)."""
+        return ApprovalStore(self.ctx.audit_log.db)
+
     def _scan(self, now: datetime) -> _Open:
         found = _Open()
+        approval_cids: set[str] = set()
         for ev in self.ctx.audit_log.iter_events(AuditFilter(since=now - self.lookback)):
             if ev.outcome == "requested":
-                found.requested[ev.correlation_id] = ev
-            elif ev.outcome != "denied":
-                found.closed.add(ev.correlation_id)
-            bulk_id = ev.params.get("bulk_id") if isinstance(ev.params, Mapping) else None
-            if isinstance(bulk_id, str):
+                found.waiting.setdefault(_key(ev), []).append(ev)
+                found.open_seqs.add(ev.seq)
+            elif ev.outcome in _OUTCOMES:
+                found.pair(_key(ev), _params(ev).get("requested_seq")
+                           if ev.outcome == "reconciled" else None)
+            bulk_id = _bulk_id(ev)
+            if bulk_id is not None:
                 found.by_bulk.setdefault(bulk_id, []).append(ev)
+            if str(ev.action).startswith(_APPROVAL_PREFIX):
+                approval_cids.add(ev.correlation_id)
+            if ev.correlation_id in approval_cids:
+                found.by_cid.setdefault(ev.correlation_id, []).append(ev)
         if self.ctx.journal is not None:  # outcomes waiting in the journal are not open
-            found.closed |= self.ctx.journal.pending_correlation_ids()
+            for entry in self.ctx.journal.pending():
+                pending = entry.event
+                if pending.outcome in _OUTCOMES:
+                    found.pair(_key(pending), (pending.params or {}).get("requested_seq")
+                               if pending.outcome == "reconciled" else None)
         return found
 
     def _pass(self, now: datetime, journal: ReplayReport | None) -> ReconcileReport:
         found = self._scan(now)
-        opened = [ev for cid, ev in found.requested.items()
-                  if cid not in found.closed and ev.ts <= now - self.min_age]
+        opened = [ev for ev in found.requested() if ev.ts <= now - self.min_age]
         grants: set[str] | None = None  # read once a pass, when a revoke needs it
         tried = False
         settled = 0
         unsettled: list[Unsettled] = []
-        # Bulk summaries last: they settle from their grants' outcomes.
-        for ev in sorted(opened, key=lambda e: (e.target_type == "bulk", e.seq)):
+
+        def order(e: AuditEvent) -> tuple[int, int]:
+            # Grants first, then bulk summaries (from their grants' outcomes), then
+            # approvals (from the change they ran).
+            late = 2 if str(e.action).startswith(_APPROVAL_PREFIX) else int(
+                e.target_type == "bulk")
+            return late, e.seq
+
+        for ev in sorted(opened, key=order):
             if ev.action == AuditAction.GRANT_REVOKE and grants is None and not tried:
                 tried, grants = True, self._grants()
             try:
@@ -171,8 +262,9 @@ class Reconciler:
                                            ev.action, ev.target_id, exc.reason))
                 continue
             self._record(ev, after)
-            found.closed.add(ev.correlation_id)
+            found.settled(ev, after)
             settled += 1
+        settled += self._stuck_approvals(found, now, unsettled)
         return ReconcileReport(now, len(opened), settled, tuple(unsettled), journal)
 
     def _grants(self) -> set[str] | None:
@@ -210,6 +302,8 @@ class Reconciler:
             return self._bulk(ev, found, now)
         if action == AuditAction.TOKEN_EXCHANGE:
             return self._exchange(ev)
+        if action == AuditAction.APPROVAL_APPROVED:
+            return self._approval(ev, found, now)
         raise Unsettleable(
             "the console cannot read back what this request did; check it by hand "
             "(for an operator command: with whoever ran it).")
@@ -225,6 +319,7 @@ class Reconciler:
     def _revoke(self, ev: AuditEvent, grants: set[str] | None) -> dict[str, Any]:
         if grants is not None:
             listed = ev.target_id in grants
+            self._show_revoked(ev, not listed)
             return {"status": "active" if listed else "revoked", "made": not listed,
                     "source": "grants list"}
         token = self._token(ev)  # the grants list is unreadable: ask the grant's session
@@ -234,8 +329,14 @@ class Reconciler:
             raise Unsettleable("neither the grants list nor the grant's session can be read "
                                f"({type(exc).__name__})") from None
         valid = session.has_valid_session
+        self._show_revoked(ev, not valid)
         return {"status": "active" if valid else "revoked", "made": not valid,
                 "source": "session", "session_reason": session.reason}
+
+    def _show_revoked(self, ev: AuditEvent, revoked: bool) -> None:
+        gid = ev.target_id
+        if revoked and gid:
+            self.ctx.rm_update("reconciling a revoke", lambda rm: rm.mark_revoked(gid))
 
     def _limit(self, ev: AuditEvent) -> dict[str, Any]:
         token = self._token(ev)
@@ -244,6 +345,9 @@ class Reconciler:
         except KryptosError as exc:
             raise Unsettleable(f"the user info cannot be read ({type(exc).__name__})") \
                 from None
+        gid = ev.target_id or ""
+        facts = UserFacts(info.sub, info.is_guest, info.transaction_limit)
+        self.ctx.rm_update("reconciling a limit", lambda rm: rm.apply_userinfo(gid, facts))
         known, want = expected_limit(ev.params if isinstance(ev.params, Mapping) else None)
         out: dict[str, Any] = {
             "transaction_limit": info.transaction_limit,
@@ -266,6 +370,8 @@ class Reconciler:
         except KryptosError as exc:
             raise Unsettleable(f"the integrations cannot be read ({type(exc).__name__})") \
                 from None
+        gid = ev.target_id or ""
+        self.ctx.rm_update("reconciling a resync", lambda rm: rm.apply_integrations(gid, items))
         match = next((i for i in items if i.wallet_id == wid), None)
         if match is None:
             raise Unsettleable(f"integration {wid} is no longer listed for this grant")
@@ -279,11 +385,12 @@ class Reconciler:
                                "minute); next pass")
         outcomes: dict[str, str] = {}  # cid -> its outcome
         for e in sorted(events, key=lambda e: e.seq):
-            if e.outcome != "requested" or e.correlation_id not in outcomes:
+            if e.outcome == "requested":
+                # settled just now, or its outcome waits in the journal
+                outcomes.setdefault(e.correlation_id,
+                                    "requested" if e.seq in found.open_seqs else "reconciled")
+            else:
                 outcomes[e.correlation_id] = e.outcome
-        for cid, outcome in outcomes.items():
-            if outcome == "requested" and cid in found.closed:
-                outcomes[cid] = "reconciled"  # just now, or waiting in the journal
         if any(o == "requested" for o in outcomes.values()):
             raise Unsettleable("some of its grants are not settled yet (next pass)")
         counts: dict[str, int] = {}
@@ -306,6 +413,137 @@ class Reconciler:
             raise Unsettleable("no grant of this customer was stored after the request; the "
                                "exchange may have failed, or its token was not kept")
         return {"grant_ids": made, "source": "vault"}
+
+    # --- approvals: the request's state, and an execution that died --------------------
+
+    def _approval(self, ev: AuditEvent, found: _Open, now: datetime) -> dict[str, Any]:
+        """An approval whose outcome was never written: what became of its request."""
+        try:
+            rec = self.approvals.get(int(ev.target_id or ""))
+        except ValueError:
+            rec = None
+        if rec is None:
+            raise Unsettleable(f"there is no approval request #{ev.target_id}")
+        if rec.state == "approved":
+            rec = self._finish(rec, found, now)
+        out: dict[str, Any] = {"state": rec.state, "source": "approval request"}
+        if rec.state == "executed":
+            result = rec.result or {}
+            out["counts"] = dict(result.get("counts") or {})
+            if result.get("error_code") == INTERRUPTED:
+                out["interrupted"] = True
+        else:  # the approval never took the request: nothing was executed by it
+            out["made"] = False
+        return out
+
+    def _stuck_approvals(self, found: _Open, now: datetime,
+                         unsettled: list[Unsettled]) -> int:
+        """Requests still `approved` whose approval has no open event (its outcome was
+        written, e.g. a failure, but the request's final move was lost with the store):
+        finished the same way, recorded as `reconciled`."""
+        n = 0
+        waiting = {k[0] for k in found.waiting if k[1] == AuditAction.APPROVAL_APPROVED}
+        for rec in self.approvals.list(states=["approved"]):
+            if rec.correlation_id in waiting:
+                continue  # its approval event is listed with the rest
+            try:
+                if (rec.decided_at or rec.created_at) < now - self.lookback:
+                    raise Unsettleable("approved before the reconciler's window: its "
+                                       "changes cannot be read back; check them by hand")
+                done = self._finish(rec, found, now)
+            except Unsettleable as exc:
+                unsettled.append(Unsettled(0, rec.decided_at or rec.created_at,
+                                           rec.correlation_id, rec.decided_by or "",
+                                           AuditAction.APPROVAL_APPROVED.value, str(rec.id),
+                                           exc.reason))
+                continue
+            self.ctx.event(
+                ACTOR, ROLES, AuditAction.APPROVAL_APPROVED, "reconciled", rec.correlation_id,
+                durable=True, target_type="approval", target_id=str(rec.id),
+                params={"requested_by": rec.decided_by, "note": "the request was left "
+                        "approved after its approval's outcome was written"},
+                after={"state": done.state,
+                       "counts": dict((done.result or {}).get("counts") or {})})
+            n += 1
+        return n
+
+    def _finish(self, rec: ApprovalRecord, found: _Open, now: datetime) -> ApprovalRecord:
+        """An execution that died left this request `approved`: once every change it made
+        is settled, move it to `executed` with each grant's real outcome."""
+        events = found.by_cid.get(rec.correlation_id, [])
+        bulk = rec.action in _BULK_ACTIONS
+        if bulk:
+            runs = {e.target_id for e in events
+                    if e.action == rec.action and e.target_type == "bulk"}
+            per_grant = [e for b in runs for e in found.by_bulk.get(b or "", [])
+                         if e.action == _BULK_ACTIONS[AuditAction(rec.action)]]
+            summaries = [e for e in events if e.action == rec.action]
+        else:
+            per_grant = [e for e in events if e.action == rec.action]
+            summaries = []
+        times = [e.ts for e in [*events, *per_grant] if e.actor_username != ACTOR]
+        times.append(rec.decided_at or rec.created_at)
+        if max(times) > now - self.min_age:
+            raise Unsettleable("its execution may still be running (it acted within the "
+                               "last minute); next pass")
+        if any(e.outcome == "requested" and e.seq in found.open_seqs
+               for e in [*per_grant, *summaries]):
+            raise Unsettleable("some of the changes it ran are not settled yet (next pass)")
+        by_grant: dict[str | None, list[AuditEvent]] = {}
+        for e in sorted(per_grant, key=lambda e: e.seq):
+            by_grant.setdefault(e.target_id, []).append(e)
+        if any(evs[-1].outcome == "requested" and evs[-1].seq not in found.reconciled_now
+               for evs in by_grant.values()):
+            raise Unsettleable("a grant's outcome still waits in the journal (next pass)")
+        asked = {i.get("grant_id"): i for i in rec.params.get("items", [])
+                 if isinstance(i, Mapping)}
+        items = [self._item(gid, by_grant.get(gid, []), found, rec.action,
+                            asked.get(gid, {})) for gid in _grant_ids(rec)]
+        counts: dict[str, int] = {}
+        for i in items:
+            counts[i["outcome"]] = counts.get(i["outcome"], 0) + 1
+        result = {"items": items, "counts": counts, "error_code": INTERRUPTED,
+                  "message": "The console stopped while executing this request; each "
+                             "grant's outcome was read back afterwards.",
+                  "settled_by": ACTOR}
+        self.approvals.transition(rec.id, "approved", "executed", result=result)
+        return self.approvals.get(rec.id) or rec  # another replica may have finished it
+
+    def _item(self, gid: str, mine: list[AuditEvent], found: _Open, action: str,
+              asked: Mapping[str, Any]) -> dict[str, Any]:
+        """One grant's real outcome in an interrupted execution, from its newest event
+        (`mine`: its events, oldest first; `asked`: its item at request time)."""
+        item: dict[str, Any] = {"grant_id": gid, "customer_ref": asked.get("customer_ref"),
+                                "outcome": NOT_TRIED, "before": asked.get("before"),
+                                "after": asked.get("before"), "error_code": None,
+                                "message": "Not tried: the console stopped first."}
+        if not mine:
+            return item
+        last = mine[-1]
+        revoke = action == AuditAction.GRANT_REVOKE
+        if last.outcome == "requested":  # settled in this pass
+            after, outcome = found.reconciled_now.get(last.seq), "reconciled"
+        else:
+            after, outcome = last.after, last.outcome
+        if outcome == "reconciled":
+            after = after or {}
+            made = bool(after.get("made")) if revoke else bool(after.get("at_target"))
+            now = after.get("status") if revoke else _effective(after)
+            item.update(outcome="succeeded" if made else "failed", after=now,
+                        error_code=None if made else INTERRUPTED,
+                        message=("Read back from Kryptos after the console stopped: "
+                                 + ("the change is in place." if made else
+                                    f"not made (now {now}).")))
+            return item
+        item.update(outcome=outcome, error_code=last.error_code, message=last.error_message)
+        if outcome == "succeeded":
+            if revoke:
+                item.update(before="active", after="revoked")
+            elif isinstance(last.after, Mapping):
+                item["after"] = _effective(last.after)
+                if isinstance(last.before, Mapping):
+                    item["before"] = _effective(last.before)
+        return item
 
     # --- for the admin page -------------------------------------------------------------
 
@@ -351,5 +589,5 @@ class Reconciler:
                 return
 
 
-__all__ = ["ACTOR", "LOOKBACK", "MIN_AGE", "ReconcileReport", "ReconcileStatus", "Reconciler",
-           "Unsettleable", "Unsettled", "expected_limit"]
+__all__ = ["ACTOR", "INTERRUPTED", "LOOKBACK", "MIN_AGE", "NOT_TRIED", "ReconcileReport",
+           "ReconcileStatus", "Reconciler", "Unsettleable", "Unsettled", "expected_limit"]

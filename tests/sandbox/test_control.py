@@ -95,6 +95,40 @@ def test_fault_phase_after_drop(sandbox: SandboxHandle) -> None:
     assert info["userInfo"]["transaction_limit"] == 321
 
 
+def test_hold_after_apply_makes_the_change_then_holds_the_answer(
+        sandbox: SandboxHandle) -> None:
+    grant = new_grant(sandbox)
+    fid = sandbox.hold_after_apply("/developer/grants/", method="PATCH", ms=20_000, count=1)
+    path = f"/developer/grants/{grant['grant_id']}/transaction-limit"
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(connect, sandbox, "PATCH", path, {"transactionLimit": 4321})
+        deadline = time.monotonic() + 5
+        while sandbox.holding(fid) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sandbox.holding(fid) == 1 and not answer.done()  # made, not yet answered
+        info = data(sandbox, "/v1/userinfo", grant["access_token"]).json()
+        assert info["userInfo"]["transaction_limit"] == 4321
+        start = time.monotonic()
+        sandbox.clear_faults()  # lets the held answer go
+        assert answer.result(5).status_code == 200 and time.monotonic() - start < 2
+    assert sandbox.faults() == []
+    # the counterpart: latency_ms holds before acting
+    sandbox.set_fault(path="/developer/grants/", method="PATCH", latency_ms=1500, count=1)
+    with ThreadPoolExecutor(1) as pool:
+        late = pool.submit(connect, sandbox, "PATCH", path, {"transactionLimit": 777})
+        time.sleep(0.3)
+        info = data(sandbox, "/v1/userinfo", grant["access_token"]).json()
+        assert info["userInfo"]["transaction_limit"] == 4321  # not applied yet
+        assert late.result(5).status_code == 200
+
+
+def test_hold_after_apply_refuses_a_replaced_answer(sandbox: SandboxHandle) -> None:
+    for spec in ({"path": "/x", "hold_after_ms": 100, "status": 500},
+                 {"path": "/x", "hold_after_ms": -1}, {"path": "/x", "hold_after_ms": "1"}):
+        with pytest.raises(SandboxControlError):
+            sandbox.set_fault(**spec)
+
+
 def test_fault_latency_only(sandbox: SandboxHandle) -> None:
     sandbox.set_fault(path="/token/grants", latency_ms=150, count=1)
     start = time.monotonic()

@@ -224,6 +224,32 @@ def test_reconciler_reads_a_resync_status(env: Env) -> None:
     assert rec.after["status"] == integ.status
 
 
+def test_reconciler_shows_what_it_read_in_the_read_model(env: Env) -> None:
+    env.sync()
+    row, integ = env.find_integration(lambda i: not i.is_csv and i.status == "COMPLETED")
+    guest = next(t for t in env.stored(kind="guest") if t["grant_id"] != row["grant_id"])
+    revoked = next(t["grant_id"] for t in env.stored()
+                   if t["grant_id"] not in (row["grant_id"], guest["grant_id"]))
+    # made upstream, the console died before it could show them
+    env.client.update_transaction_limit(guest["grant_id"], transaction_limit=4321,
+                                        enable_limiter=True)
+    env.client.revoke_grant(revoked)
+    env.client.resync_integration(integ.wallet_id, row["user_id"], "latest")
+    _orphan(env, "guest.limit.update", guest["grant_id"], transaction_limit=4321,
+            enable_limiter=True)
+    _orphan(env, "grant.revoke", revoked)
+    _orphan(env, "integration.resync", row["grant_id"], wallet_id=integ.wallet_id,
+            mode="latest")
+    rm = env.ops.readmodel
+    assert rm.grant(guest["grant_id"]).grant.effective_limit != 4321
+    report = Reconciler(env.ops.ctx, min_age=timedelta(0)).run_once()
+    assert report.settled == 3
+    assert rm.grant(guest["grant_id"]).grant.effective_limit == 4321
+    assert rm.grant(revoked).grant.status == "revoked"
+    shown = {i.wallet_id: i.status for i in rm.grant(row["grant_id"]).integrations}
+    assert shown[integ.wallet_id] == "ONGOING"
+
+
 # --- kill -9 in the middle of a bulk run of 200 grants -------------------------------------
 
 BULK_SCRIPT = textwrap.dedent("""
