@@ -67,7 +67,7 @@ def _lost(ops: Operations, sandbox: Any, actions: list[Action], grants: list[str
 def test_a_claimed_limit_is_found_and_a_wrong_or_undone_one_is_lost(ops, sandbox) -> None:
     gid = _guests(sandbox, 1)[0]
     t0 = time.time()
-    ops.limits.set_guest_limit(FINANCE, gid, 4321, True, "soak check")
+    ops.limits.set_guest_limit(FINANCE, gid, 4321, True, "soak check", confirmed=True)
     claimed = _action("set_limit", t0, grants=(gid,), claims=[Claim("limit", gid, 4321)])
     assert _lost(ops, sandbox, [claimed], [gid]) == []
 
@@ -85,7 +85,8 @@ def test_a_claimed_limit_is_found_and_a_wrong_or_undone_one_is_lost(ops, sandbox
     assert len(lost) == 1 and "the sandbox has 1000" in lost[0]
 
     # a later change made through the console explains the new value: not lost
-    ops.limits.set_guest_limit(FINANCE, gid, 2000, True, "soak check, later")
+    ops.limits.set_guest_limit(FINANCE, gid, 2000, True, "soak check, later",
+                                confirmed=True)
     assert _lost(ops, sandbox, [claimed], [gid]) == []
 
 
@@ -155,7 +156,7 @@ def test_the_read_model_is_compared_with_the_sandbox(ops, sandbox) -> None:
         # a limit the read model was never told: unknown, not a mismatch
         state = read_sandbox(sandbox, client)
         assert read_model_mismatches(ops, state, [a]) == ([], 1)
-        ops.limits.set_guest_limit(FINANCE, a, 3333, True, "soak check")
+        ops.limits.set_guest_limit(FINANCE, a, 3333, True, "soak check", confirmed=True)
         state = read_sandbox(sandbox, client)
         assert read_model_mismatches(ops, state, [a]) == ([], 0)
         # changed upstream behind the console: the read model still says 3333
