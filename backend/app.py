@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -137,11 +136,6 @@ def _install_handlers(app: FastAPI) -> None:
         code, message = codes.get(exc.status_code, ("INVALID_REQUEST", "Invalid request."))
         return _error_response(ApiError(exc.status_code, code, message))
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Bodies are validated by backend.deps.json_body; this covers query parameters.
-        return _error_response(invalid("A parameter of the request is not valid."))
-
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected %s in %s %s", type(exc).__name__, request.method,
@@ -205,6 +199,7 @@ def create_app(settings: Settings | None = None, *, client: KryptosClient | None
         raise ConfigError("BACKEND_DEMO hands out customer tokens without sign-in: it is only "
                           "for sandbox mode (no Kryptos credentials). Unset it.")
     backend = _build_backend(settings, client, db, sandbox_url, on_event, clock)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
