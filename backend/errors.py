@@ -1,4 +1,5 @@
-"""The backend's error answers: `{"success": false, "error": "...", "code": "..."}`.
+"""The backend's error answers: `{"success": false, "error": "...", "code": "..."}`
+(`backend.models.ErrorBody`).
 
 `ApiError` carries the HTTP status, code, plain message, extra fields and headers.
 `from_kryptos` maps the client's error classes; messages are fixed sentences plus the
@@ -10,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from backend.models import ErrorBody
 from services.kryptos.errors import (
     AuthenticationError,
     InvalidTokenError,
@@ -34,7 +36,9 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
-        return {"success": False, "error": self.message, "code": self.code, **self.extra}
+        """The JSON answer: the documented envelope `ErrorBody` (extra fields as given)."""
+        return ErrorBody(success=False, error=self.message, code=self.code,
+                         **self.extra).model_dump(exclude_unset=True)
 
 
 def invalid(message: str) -> ApiError:

@@ -7,7 +7,6 @@ per-customer rate limit that the HTTP layer runs before every customer endpoint.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,10 +14,11 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend import audit as A
-from backend.errors import ApiError, from_kryptos, invalid, no_grant, rate_limited
+from backend.errors import ApiError, from_kryptos, no_grant, rate_limited
 from backend.exchange import ExchangeOnce
+from backend.models import HoldingsAnswer, LinkTokenAnswer, SessionAnswer, Success
 from backend.ratelimit import RateLimiter, customer_bucket
-from backend.shapes import holdings_json, session_json
+from backend.shapes import holdings_answer, session_answer
 from services.kryptos.client import KryptosClient
 from services.kryptos.errors import InvalidTokenError, KryptosError, NotFoundError
 from services.store import AuditTrail, StoreError, TokenVault, VaultEntry
@@ -27,7 +27,6 @@ from services.store.readmodel import ReadModel
 log = logging.getLogger("backend")
 
 T = TypeVar("T")
-PUBLIC_TOKEN_RE = re.compile(r"^public_[A-Za-z0-9_\-]{1,500}$")
 #: Kryptos answers for a grant that is already gone: a disconnect then only records it.
 GONE_CODES = frozenset({"INVALID_GRANT", "GRANT_NOT_FOUND"})
 
@@ -100,7 +99,7 @@ class CustomerService:
 
     # --- endpoints ------------------------------------------------------------------------
 
-    def create_link_token(self, ref: str, request_id: str | None = None) -> dict[str, Any]:
+    def create_link_token(self, ref: str, request_id: str | None = None) -> LinkTokenAnswer:
         wait = self.limiter.hit(customer_bucket("link_token", ref))
         if wait:
             err = rate_limited(wait)
@@ -108,7 +107,7 @@ class CustomerService:
                      params={"customer_ref": ref})
             raise err
 
-        def body() -> tuple[dict[str, Any], dict[str, Any]]:
+        def body() -> tuple[LinkTokenAnswer, dict[str, Any]]:
             stored = self._stored(ref)
             token = stored[1] if stored else None
             dropped = None
@@ -127,30 +126,25 @@ class CustomerService:
             after = {"resumed": token is not None,
                      "grant_id": stored[0].grant_id if stored else None,
                      "stale_grant_marked_revoked": dropped}
-            return {"link_token": lt.link_token, "isAuthorized": token is not None}, after
+            return LinkTokenAnswer(link_token=lt.link_token, isAuthorized=token is not None), after
 
         return self._run(ref, A.A_LINK, body, request_id=request_id)
 
-    def exchange_token(self, ref: str, payload: Any, request_id: str | None = None
-                       ) -> dict[str, Any]:
-        if not isinstance(payload, dict) or "public_token" not in payload:
-            raise invalid("Send a JSON object with public_token (a string, or null).")
-        public = payload["public_token"]
-        if public is not None and (not isinstance(public, str)
-                                   or not PUBLIC_TOKEN_RE.match(public.strip())):
-            raise invalid("public_token must be a Kryptos public token (public_...) or null.")
+    def exchange_token(self, ref: str, public: str | None, request_id: str | None = None
+                       ) -> Success:
+        """`public`: a validated public token (`ExchangeRequest`), or None."""
 
-        def body() -> tuple[dict[str, Any], dict[str, Any]]:
+        def body() -> tuple[Success, dict[str, Any]]:
             if public is None:  # a returning customer's widget run: nothing to exchange
-                return {"success": True}, {"exchanged": False}
-            gid = self.exchanges.run(ref, public.strip(), lambda: self._exchange(ref, public))
-            return {"success": True}, {"exchanged": True, "grant_id": gid}
+                return Success(), {"exchanged": False}
+            gid = self.exchanges.run(ref, public, lambda: self._exchange(ref, public))
+            return Success(), {"exchanged": True, "grant_id": gid}
 
         return self._run(ref, A.A_EXCHANGE, body, request_id=request_id,
                          params={"returning": public is None})
 
     def _exchange(self, ref: str, public: str) -> str:
-        ex = _kryptos(lambda: self.client.exchange_public_token(public.strip()),
+        ex = _kryptos(lambda: self.client.exchange_public_token(public),
                       token_conflict=True)
         try:
             self.vault.put_for_customer(ex.grant_id, ex.access_token, ref,
@@ -188,20 +182,20 @@ class CustomerService:
                 log.warning("exchange: earlier webhooks of %s not tied to it: %s", grant_id,
                             type(exc).__name__)
 
-    def session(self, ref: str, request_id: str | None = None) -> dict[str, Any]:
-        def body() -> tuple[dict[str, Any], dict[str, Any]]:
+    def session(self, ref: str, request_id: str | None = None) -> SessionAnswer:
+        def body() -> tuple[SessionAnswer, dict[str, Any]]:
             stored = self._stored(ref)
             if stored is None:
-                return {"has_valid_session": False, "reason": "no_token"}, {"stored": False}
-            answer = session_json(_kryptos(lambda: self.client.check_session(stored[1])))
-            return answer, {"has_valid_session": answer["has_valid_session"]}
+                return SessionAnswer(has_valid_session=False, reason="no_token"), {"stored": False}
+            answer = session_answer(_kryptos(lambda: self.client.check_session(stored[1])))
+            return answer, {"has_valid_session": answer.has_valid_session}
 
         return self._run(ref, A.A_SESSION, body, request_id=request_id, read=True)
 
-    def disconnect(self, ref: str, request_id: str | None = None) -> dict[str, Any]:
+    def disconnect(self, ref: str, request_id: str | None = None) -> Success:
         entry = self.vault.for_customer(ref)
 
-        def body() -> tuple[dict[str, Any], dict[str, Any]]:
+        def body() -> tuple[Success, dict[str, Any]]:
             if entry is None:
                 raise no_grant()
             already = False
@@ -215,18 +209,18 @@ class CustomerService:
                 raise from_kryptos(exc) from None
             self.vault.mark_revoked(entry.grant_id)
             self._show(entry.grant_id, revoked=True)
-            return {"success": True}, {"revoked": True, "already_revoked": already}
+            return Success(), {"revoked": True, "already_revoked": already}
 
         return self._run(ref, A.A_DISCONNECT, body, request_id=request_id, target_type="grant",
                          target_id=entry.grant_id if entry else None)
 
-    def holdings(self, ref: str, request_id: str | None = None) -> dict[str, Any]:
-        def body() -> tuple[dict[str, Any], dict[str, Any]]:
+    def holdings(self, ref: str, request_id: str | None = None) -> HoldingsAnswer:
+        def body() -> tuple[HoldingsAnswer, dict[str, Any]]:
             stored = self._stored(ref)
             if stored is None:
                 raise no_grant()
             h = _kryptos(lambda: self.client.get_holdings(stored[1]), token_conflict=True)
-            return holdings_json(h), {"grant_id": stored[0].grant_id, "rows": len(h.holdings)}
+            return holdings_answer(h), {"grant_id": stored[0].grant_id, "rows": len(h.holdings)}
 
         return self._run(ref, A.A_HOLDINGS, body, request_id=request_id, read=True)
 

@@ -1,13 +1,13 @@
-"""Answers in the shapes the customer app expects (the data API's own field names)."""
+"""Answers in the shapes the customer app expects (the data API's own field names), built
+from the client's models."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from backend.models import HoldingsAnswer, SessionAnswer
 from services.kryptos.models import Holdings, SessionStatus
 
 
-def holdings_json(h: Holdings) -> dict[str, Any]:
+def holdings_answer(h: Holdings) -> HoldingsAnswer:
     """`GET /v1/holdings` as the data API documents it, rebuilt from the client's model."""
     rows = []
     for row in h.holdings:
@@ -29,22 +29,19 @@ def holdings_json(h: Holdings) -> dict[str, Any]:
                 for d in row.distribution],
         })
     s = h.summary
-    return {
+    return HoldingsAnswer.model_validate({
         "holdings": rows,
         "summary": {"totalValue": s.total_value, "totalCostBasis": s.total_cost_basis,
                     "totalUnrealizedPnL": s.total_unrealized_pnl,
                     "roiPercentage": s.roi_percentage, "total24hrChange": s.total_24h_change},
         "user_id": h.user_id,
         "timestamp": int(h.timestamp.timestamp() * 1000) if h.timestamp else None,
-    }
+    })
 
 
-def session_json(s: SessionStatus) -> dict[str, Any]:
-    """The check-session answer's `data`, without empty fields."""
-    out: dict[str, Any] = {"has_valid_session": s.has_valid_session}
-    for name in ("reason", "user_id", "workspace_id", "workspace_name", "granted_scopes",
-                 "grant_id"):
-        value = getattr(s, name)
-        if value is not None:
-            out[name] = value
-    return out
+def session_answer(s: SessionStatus) -> SessionAnswer:
+    """The check-session answer's `data` (the route leaves empty fields out)."""
+    return SessionAnswer(has_valid_session=s.has_valid_session, reason=s.reason,
+                         user_id=s.user_id, workspace_id=s.workspace_id,
+                         workspace_name=s.workspace_name, granted_scopes=s.granted_scopes,
+                         grant_id=s.grant_id)

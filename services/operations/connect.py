@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
 from services.kryptos.errors import KryptosError
-from services.kryptos.models import mask_token
+from services.kryptos.models import TokenExchange, mask_token
 from services.operations import validation as v
 from services.operations.context import OpsContext
 from services.operations.errors import NotFound, OperationError, UpstreamError, ValidationError
@@ -18,12 +16,11 @@ from services.operations.permissions import Actor, Permission
 from services.store.actions import AuditAction
 from services.store.audit import NewAuditEvent, new_correlation_id
 from services.store.errors import StoreError
+from services.store.exchanges import ExchangeBusy, ExchangeRefused
 from services.store.vault import ImportReport
 
 log = logging.getLogger(__name__)
 
-USED = "TOKEN_ALREADY_USED"  # the API's code for a public token exchanged before
-EXCHANGE_WAIT_STEPS = 15  # x 0.2 s: how long to wait for another exchange of the same token
 
 
 class ConnectOps:
@@ -31,7 +28,6 @@ class ConnectOps:
 
     def __init__(self, ctx: OpsContext) -> None:
         self.ctx = ctx
-        self._exchanging = threading.Lock()  # one exchange at a time in this process
 
     def __repr__(self) -> str:
         return f"ConnectOps({self.ctx!r})"
@@ -78,25 +74,10 @@ class ConnectOps:
         ref = v.customer_ref(customer_ref)
         pub = v.public_token(public_token)
 
-        def body() -> tuple[GrantRow, None, dict[str, Any]]:
-            with self._exchanging:
-                return exchange()
+        made: list[TokenExchange] = []
 
-        def exchange() -> tuple[GrantRow, None, dict[str, Any]]:
-            ledger = self.ctx.vault.exchanges
-            known = ledger.grant_for(pub)
-            if known is None:
-                try:
-                    ex = self.ctx.client.exchange_public_token(pub)
-                except KryptosError as exc:
-                    # Another replica's exchange of this token may be finishing.
-                    known = self._wait_for_exchange(pub) if exc.code == USED else None
-                    if known is None:
-                        raise
-            if known is not None:
-                row = self._stored_row(known, ref)
-                return row, None, {"grant_id": known, "already_exchanged": True,
-                                   "user_kind": row.user_kind}
+        def exchange_new() -> str:
+            ex = self.ctx.client.exchange_public_token(pub)
             try:
                 self.ctx.vault.put(ex.grant_id, ex.access_token, workspace_id=ex.workspace_id,
                                    customer_ref=ref)
@@ -106,11 +87,23 @@ class ConnectOps:
                     f"{exc.user_message}",
                     code="STORE_ERROR",
                 ) from None
+            made.append(ex)
+            return ex.grant_id
+
+        def body() -> tuple[GrantRow, None, dict[str, Any]]:
+            # One exchange per token across threads, processes and the backend; a second
+            # click (or another tab) answers the grant the first one created.
             try:
-                ledger.remember(pub, ex.grant_id)
-            except Exception as exc:  # noqa: BLE001 - the grant is stored: answer it
-                log.warning("exchange: could not remember the public token's grant (%s)",
-                            type(exc).__name__)
+                done = self.ctx.vault.exchanges.run(ref, pub, exchange_new, any_customer=True)
+            except ExchangeRefused as exc:
+                raise OperationError(exc.refusal.message, code=exc.refusal.code) from None
+            except ExchangeBusy as exc:
+                raise OperationError(str(exc), code="EXCHANGE_BUSY") from None
+            if not done.first:
+                row = self._stored_row(done.grant_id, ref)
+                return row, None, {"grant_id": done.grant_id, "already_exchanged": True,
+                                   "user_kind": row.user_kind}
+            ex = made[0]
             self._learn_best_effort(ex.grant_id, ex.access_token)
             entry = self.ctx.entry(ex.grant_id)
             self.ctx.rm_update("an exchange", lambda rm: rm.apply_grant(None, entry))
@@ -131,16 +124,6 @@ class ConnectOps:
             target_type="grant", params={"customer_ref": ref},
             target_of=lambda row: row.grant_id,
         )
-
-    def _wait_for_exchange(self, pub: str) -> str | None:
-        """The grant another exchange of `pub` created, once it is recorded (a few s)."""
-        ledger = self.ctx.vault.exchanges
-        for _ in range(EXCHANGE_WAIT_STEPS):
-            gid = ledger.grant_for(pub)
-            if gid is not None:
-                return gid
-            time.sleep(0.2)
-        return None
 
     def _stored_row(self, gid: str, ref: str) -> GrantRow:
         entry = self.ctx.entry(gid)

@@ -95,6 +95,7 @@ webhook_events = Table(
     Column("processed_at", UTCDateTime),
 )
 
+# Each public token exchanged once, by the console or the backend (services/store/exchanges.py).
 backend_exchanges = Table(
     "backend_exchanges",
     metadata,
@@ -163,14 +164,4 @@ totp_recovery_codes = Table(
     Column("username", String(64), primary_key=True),
     Column("code_hash", String(64), primary_key=True),
     Column("used_at", UTCDateTime),
-)
-
-# --- 0006_reconciled: public tokens the console exchanged ------------------------------------
-
-token_exchanges = Table(
-    "token_exchanges",
-    metadata,
-    Column("public_token_sha256", String(64), primary_key=True),
-    Column("grant_id", String(200), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
 )

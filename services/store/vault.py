@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from services.kryptos.models import mask_token
 from services.store.db import Database
 from services.store.errors import StoreError, VaultEntryNotFound, VaultKeyError
-from services.store.exchanges import ExchangeLedger
+from services.store.exchanges import ExchangeOnce
 from services.store.schema import vault_tokens
 from services.store.vault_fields import (
     FIELD_LIMITS,
@@ -95,9 +95,9 @@ class TokenVault(VaultKeys):
     does not fit raises `VaultKeyError` at once; key check and rotation: `VaultKeys`."""
 
     @property
-    def exchanges(self) -> ExchangeLedger:
-        """Which grant each public token's exchange created (same database)."""
-        return ExchangeLedger(self._db)
+    def exchanges(self) -> ExchangeOnce:
+        """Each public token exchanged once (same database; shared with the backend)."""
+        return ExchangeOnce(self._db)
 
     def __init__(self, db: Database, key: bytes | str | Sequence[bytes | str]) -> None:
         self._db = db
