@@ -37,7 +37,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.runtime import DEMO_USERS, Runtime, build_runtime, get_runtime
 from sandbox import SandboxHandle
-from tests.clock import MovableClock
+from tests.timing import MovableClock
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 APP_PATH = str(PROJECT_ROOT / "dashboard" / "app.py")

@@ -30,7 +30,7 @@ from services.store.readmodel import GrantFilter, ReadModel
 from services.sync import SyncWorker, sync_lock_for
 from services.sync.lock import FileSyncLock, PgAdvisorySyncLock
 from services.sync.worker import UNREADABLE_ERRORS
-from tests.clock import MovableClock
+from tests.timing import MovableClock
 
 TIERS = parse_tiers("Free=1000,Plus=10000,Unlimited=off")
 
