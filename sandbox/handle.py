@@ -61,11 +61,6 @@ class SandboxClient:
     def clear_faults(self) -> None:
         self._call("DELETE", "/sandbox/faults")
 
-    def faults(self) -> list[dict]:
-        """The faults set, each with `id` and its `count` of uses left (taken when a
-        request arrives, before any latency)."""
-        return list(self._call("GET", "/sandbox/faults")["faults"])
-
     def set_latency(self, ms: float) -> None:
         self._call("POST", "/sandbox/latency", {"ms": ms})
 
