@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -77,10 +77,6 @@ class RunReport:
     deferred: int  # skipped for now (rate limited or a passing error): still due
 
 
-def _utc(ts: float | None = None) -> datetime:
-    return datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
-
-
 class SyncWorker:
     """Keeps `readmodel` fresh from `client` (a services.kryptos KryptosClient) with tokens
     from `vault` (a services.store TokenVault).
@@ -90,7 +86,8 @@ class SyncWorker:
     grants not before `cold_interval` (default `grants_interval`). `userinfo_share`: the
     part of each tick's calls spent on unknown user kinds/limits. `stale_after`: a grant's
     integrations older than this count as stale (default: two passes at `rate`, at least
-    `3 * grants_interval`)."""
+    `3 * grants_interval`). `clock`: the wall clock (epoch seconds) the worker stamps its
+    syncs with and measures staleness by."""
 
     def __init__(self, client: Any, vault: Any, readmodel: ReadModel, *,
                  grants_interval: float = 300.0, rate: float = 10.0,
@@ -98,7 +95,8 @@ class SyncWorker:
                  userinfo_share: float = 0.1, userinfo_retry: float = 3600.0,
                  concurrency: int = 4, tick: float = 1.0, lock: SyncLock | None = None,
                  lock_retry: float = 5.0, error_backoff: float = 30.0,
-                 stale_after: float | None = None, name: str = "sync") -> None:
+                 stale_after: float | None = None, name: str = "sync",
+                 clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.vault = vault
         self.readmodel = readmodel
@@ -115,6 +113,7 @@ class SyncWorker:
         self.error_backoff = error_backoff
         self.stale_after = stale_after
         self.name = name
+        self._clock = clock
         self.bucket = TokenBucket(rate)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -218,7 +217,7 @@ class SyncWorker:
         else:
             budget = max(1, int(self.bucket.rate * self.tick))
             ui_n = int(budget * self.userinfo_share) if self.userinfo_share > 0 else 0
-            now = _utc()
+            now = self._now()
             ui_ids = self.readmodel.due_for_userinfo(
                 ui_n, older_than=now - timedelta(seconds=self.userinfo_retry)) if ui_n else []
             ids = self.readmodel.due_for_integrations(
@@ -229,6 +228,9 @@ class SyncWorker:
         if not force and not ids and not ui_ids:
             self._stop.wait(self.tick)  # nothing due: idle a tick
         return RunReport(full, done[0], done[1], deferred)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
 
     def _full_requested(self) -> bool:
         asked = self.readmodel.sync_state().get("full_sync_requested")
@@ -242,7 +244,7 @@ class SyncWorker:
         started = time.monotonic()
         self.bucket.charge(1)
         applied = self.readmodel.apply_grant_batches(self.client.iter_grants(BATCH))
-        now = _utc()
+        now = self._now()
         with self._state_lock:
             self._last_full = now
             self._full_seconds = time.monotonic() - started
@@ -347,7 +349,7 @@ class SyncWorker:
     def _error(self, message: str) -> None:
         with self._state_lock:
             self._last_error = message[:500]
-            self._last_error_at = _utc()
+            self._last_error_at = self._now()
             self._errors += 1
 
     def _stale_after(self, listed: int) -> float:
@@ -362,9 +364,9 @@ class SyncWorker:
             err, err_at, errors = self._last_error, self._last_error_at, self._errors
         fresh = self.readmodel.freshness()
         last = last or fresh.last_full_sync
-        cutoff = _utc() - timedelta(seconds=self._stale_after(listed or fresh.rows))
+        cutoff = self._now() - timedelta(seconds=self._stale_after(listed or fresh.rows))
         rows_stale = self.readmodel.stale_rows(cutoff)
-        stale = last is None or (_utc() - last).total_seconds() > 2 * self.grants_interval
+        stale = last is None or (self._now() - last).total_seconds() > 2 * self.grants_interval
         return SyncStatus(
             holder=self._holder, running=self.running, last_full_sync=last,
             full_sync_seconds=secs, grants_listed=listed, last_error=err,
@@ -377,7 +379,7 @@ class SyncWorker:
     def _publish(self) -> None:
         """Share the state through rm_sync_state, for the admin view of other replicas."""
         with self._state_lock:
-            values = {"holder": self.name, "heartbeat": _utc().isoformat(),
+            values = {"holder": self.name, "heartbeat": self._now().isoformat(),
                       "last_error": self._last_error,
                       "last_error_at": self._last_error_at.isoformat()
                       if self._last_error_at else None,

@@ -130,7 +130,34 @@ def fill_login(page: Page, username: str, password: str) -> None:
     user_box.fill(username)
     pass_box.fill(password)
     expect(user_box).to_have_value(username)
-    form.get_by_role("button", name="Log in").click()
+    expect(pass_box).to_have_value(password)
+    submit(page, form.get_by_role("button", name="Log in"))
+
+
+def submit(page: Page, button: Locator) -> None:
+    """Click `button` and wait until the script run the click asked for has begun.
+
+    `settle()` right after a click can return before that run has begun: the page still
+    says "notRunning" until the server answers. A next step taken then races the run; a
+    second login typed into the form while the first submit's run is on its way has its
+    password box emptied by that run (the form empties it after each attempt), and the
+    next click sends an empty password, which is refused without being counted. Pages
+    opened without RUN_COUNTER_JS (`runs()` is None) only click."""
+    before = runs(page)
+    button.click()
+    if before is not None:
+        page.wait_for_function("n => window.__consoleRuns > n", arg=before, timeout=TIMEOUT)
+
+
+def wrong_passwords_until_locked(page: Page, username: str, attempts: int = 5) -> None:
+    """Type a wrong password `attempts` times (the console's lock threshold), each after the
+    previous answer is on the page, and check each answer counts one more failure."""
+    for left in range(attempts - 1, -1, -1):
+        fill_login(page, username, "wrong-password")
+        answer = (f"({left} attempt(s) left before a lock)" if left else
+                  "Too many failed attempts: locked")
+        expect(main(page).get_by_text(answer)).to_be_visible(timeout=TIMEOUT)
+        settle(page)
 
 
 def nav(page: Page) -> Locator:

@@ -148,10 +148,7 @@ def test_a_lock_survives_the_users_reload_until_an_admin_unlocks(trust_console,
     attacker = contexts()
     attacker.goto(url + "/")
     try:
-        for _ in range(5):
-            h.fill_login(attacker, "finance", "wrong-password")
-            h.settle(attacker)
-        expect(h.main(attacker).get_by_text("locked")).to_be_visible(timeout=h.TIMEOUT)
+        h.wrong_passwords_until_locked(attacker, "finance")
         # The real user reloads an open tab (a new browser session from the cookie).
         real.reload()
         h.expect_page(real, "Overview")

@@ -16,7 +16,9 @@ that role's demo user, through the real login form (AppTest types the username a
 and presses "Log in"), optionally switched to a page given relative to the project root
 (`"pages/grants.py"`). Roles: viewer, support, finance, admin, and `ops` (support+finance).
 
-Helpers: `sync_now()` runs one full sync of the read model; `runtime()` is the test's
+Helpers: `sync_now()` runs one full sync of the read model; `version_clock` moves the
+pages' read-model version poll by hand (`advance(reads.VERSION_POLL_SECONDS)`: the next
+poll, without waiting for it); `runtime()` is the test's
 `Runtime` (its `ops` reads the same database as the app),
 `audit_events(action=None, outcome=None)` reads the test's audit log directly.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.runtime import DEMO_USERS, Runtime, build_runtime, get_runtime
 from sandbox import SandboxHandle
+from tests.timing import MovableClock
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 APP_PATH = str(PROJECT_ROOT / "dashboard" / "app.py")
@@ -169,6 +173,17 @@ def make_app(runtime: Runtime) -> Callable[..., AppTest]:
 def sync_now(runtime: Runtime) -> Callable[[], None]:
     """`sync_now()`: one full sync of the test's read model (an upstream change shows)."""
     return lambda: full_sync(runtime)
+
+
+@pytest.fixture
+def version_clock(monkeypatch: pytest.MonkeyPatch) -> MovableClock:
+    """The clock of the pages' read-model version poll (`reads.VERSIONS`, which reads the
+    version at most once a `VERSION_POLL_SECONDS`), moved only by the test."""
+    from dashboard import reads
+
+    clock = MovableClock(time.monotonic())
+    monkeypatch.setattr(reads, "VERSIONS", reads.VersionClock(clock=clock))
+    return clock
 
 
 @pytest.fixture

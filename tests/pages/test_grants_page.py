@@ -187,10 +187,8 @@ def test_a_change_through_the_console_shows_at_once(make_app: Callable[..., AppT
 
 
 def test_an_upstream_change_shows_after_a_sync(make_app: Callable[..., AppTest], runtime: Any,
-                                               sandbox: Any, sync_now: Callable[[], None]
-                                               ) -> None:
-    import time
-
+                                               sandbox: Any, sync_now: Callable[[], None],
+                                               version_clock: Any) -> None:
     from dashboard import reads
 
     at = make_app("viewer", "pages/grants.py")
@@ -200,7 +198,9 @@ def test_an_upstream_change_shows_after_a_sync(make_app: Callable[..., AppTest],
     at.run()
     assert list(_table(at)["status"]) == ["active"]  # the read model does not know yet
     sync_now()
-    time.sleep(reads.VERSION_POLL_SECONDS + 0.1)  # at most one version poll later
+    at.run()
+    assert list(_table(at)["status"]) == ["active"]  # the version is read once a poll
+    version_clock.advance(reads.VERSION_POLL_SECONDS)  # at most one version poll later
     at.run()
     assert list(_table(at)["status"]) == ["revoked"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -141,7 +140,7 @@ def test_stale_data_is_labelled_stale(make_app, runtime):
     assert [w for w in at.warning if "Stale" in w.value]
 
 
-def test_first_sync_in_progress_then_counts(make_app, runtime, sync_now):
+def test_first_sync_in_progress_then_counts(make_app, runtime, sync_now, version_clock):
     from sqlalchemy import delete
 
     from services.store.readmodel import rm_grants, rm_integrations
@@ -155,13 +154,14 @@ def test_first_sync_in_progress_then_counts(make_app, runtime, sync_now):
     assert any("first sync in progress" in i.value for i in at.info)
     assert "Active" not in _metrics(at)
     sync_now()
-    time.sleep(reads.VERSION_POLL_SECONDS + 0.1)  # the next version poll sees the sync
+    version_clock.advance(reads.VERSION_POLL_SECONDS)  # the next version poll sees the sync
     at.run()
     assert int(_metrics(at)["Active"]) > 0
     assert not any("first sync in progress" in i.value for i in at.info)
 
 
-def test_partial_counts_while_the_first_sync_runs(make_app, runtime, sync_now):
+def test_partial_counts_while_the_first_sync_runs(make_app, runtime, sync_now,
+                                                 version_clock):
     """Rows already loaded (sandbox mode shows each page of stored tokens at once) but no
     full sync yet: the counts show, labelled partial, and the Grants page lists them."""
     from sqlalchemy import delete
@@ -184,7 +184,7 @@ def test_partial_counts_while_the_first_sync_runs(make_app, runtime, sync_now):
     assert [i for i in at.info if "First sync in progress" in i.value]
     assert any(c.value.startswith("5 grant(s)") for c in at.caption)
     sync_now()
-    time.sleep(reads.VERSION_POLL_SECONDS + 0.1)
+    version_clock.advance(reads.VERSION_POLL_SECONDS)
     at.switch_page(page_path("pages/overview.py")).run()
     assert not [i for i in at.info if "First sync in progress" in i.value]
     assert int(_metrics(at)["Active"]) > 5

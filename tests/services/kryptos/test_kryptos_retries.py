@@ -8,6 +8,7 @@ import socket
 import time
 
 import pytest
+import requests
 
 from services.kryptos import (
     KryptosClient,
@@ -16,6 +17,7 @@ from services.kryptos import (
     RateLimitedError,
     ServerError,
 )
+from tests.timing import wait_for
 
 # --- reads --------------------------------------------------------------------------------
 
@@ -45,7 +47,8 @@ def test_read_retried_after_timeout(make_client, sandbox, logged) -> None:
     c = make_client(read_timeout=0.3)
     sandbox.set_fault(path="/token/grants", latency_ms=800, count=1)
     assert c.list_grants()
-    time.sleep(0.6)  # the timed-out request is logged once the sandbox finishes it
+    # The timed-out request is logged once the sandbox finishes it; the client sent no more.
+    wait_for(lambda: len(logged("GET", "/token/grants")) >= 2, what="the slow request")
     assert len(logged("GET", "/token/grants")) == 2
 
 
@@ -135,7 +138,8 @@ def test_mutation_retry_that_times_out_is_reported_as_maybe_done(
     with pytest.raises(KryptosTimeoutError) as info:
         c.resync_integration(wallet.wallet_id, guest.user_id, "latest")
     assert "may have taken effect" in str(info.value)
-    time.sleep(1.8)  # the slow retry finishes on the server: it was queued
+    # The slow retry finishes on the server: it was queued.
+    wait_for(lambda: len(logged("POST", "/resync")) >= 2, what="the slow retry")
     assert [h["status"] for h in logged("POST", "/resync")] == [429, 202]
 
 
@@ -182,10 +186,14 @@ def test_resync_timeout_not_repeated(make_client, sandbox, guest, logged) -> Non
     c = make_client(read_timeout=0.3)
     wallet = next(i for i in c.list_integrations(guest.token) if not i.is_csv)
     sandbox.clear_requests_log()
-    sandbox.set_fault(path="/developer/integrations", latency_ms=900, count=5)
+    fault = sandbox.set_fault(path="/developer/integrations", latency_ms=900, count=5)
     with pytest.raises(KryptosTimeoutError):
         c.resync_integration(wallet.wallet_id, guest.user_id, "from_start")
-    time.sleep(0.8)  # let the sandbox finish the slow request so it is logged
+    # One request reached the sandbox (each one takes a use of the fault as it arrives)...
+    faults = requests.get(sandbox.base_url + "/sandbox/faults", timeout=5).json()["faults"]
+    assert {f["id"]: f["count"] for f in faults}[fault] == 4
+    # ...and it is logged once the sandbox has finished it.
+    wait_for(lambda: logged("POST", "/resync"), what="the slow request")
     assert len(logged("POST", "/resync")) == 1
 
 

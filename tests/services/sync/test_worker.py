@@ -30,6 +30,7 @@ from services.store.readmodel import GrantFilter, ReadModel
 from services.sync import SyncWorker, sync_lock_for
 from services.sync.lock import FileSyncLock, PgAdvisorySyncLock
 from services.sync.worker import UNREADABLE_ERRORS
+from tests.timing import MovableClock
 
 TIERS = parse_tiers("Free=1000,Plus=10000,Unlimited=off")
 
@@ -360,17 +361,21 @@ def _past(seconds: float) -> datetime:
 
 
 def test_staleness_is_reported(env: Env) -> None:
-    w = env.worker(grants_interval=1.0, stale_after=2.0)
+    clock = MovableClock()
+    w = env.worker(grants_interval=1.0, stale_after=2.0, clock=clock)
     st0 = w.status()
     assert st0.stale and st0.last_full_sync is None
     w.run_once(force=True)
+    read_by = time.time()  # the read model stamps the rows it writes with the real clock
     st1 = w.status()
     assert not st1.stale and st1.rows_stale == 0 and st1.holder
     assert env.rm.freshness().as_of().startswith("as of ")
-    time.sleep(2.3)
+    clock.advance(1.9)  # within both limits (2 * grants_interval, stale_after)
+    assert not w.status().stale and w.status().rows_stale == 0
+    clock.now = read_by + 2.1  # past both, even for the last row written
     st2 = w.status()
     assert st2.stale and st2.rows_stale == st2.grants_listed - env.rm.counts().without_token
-    assert env.rm.freshness().is_stale(2.0)
+    assert env.rm.freshness().is_stale(2.0, now=datetime.fromtimestamp(clock(), UTC))
 
 
 def test_an_upstream_change_shows_within_the_interval(env: Env) -> None:
