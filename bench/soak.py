@@ -501,11 +501,23 @@ def step_bulk(s: Session, a: Action, large: bool) -> None:
     a.grants, a.value = tuple(grants), tier
     h.goto_page(page, "Guest limits")
     m = h.main(page)
+    # A file (or ticks) left from an earlier step, e.g. one a kill interrupted, would count
+    # as this step's selection: remove them first, so the page holds exactly these grants.
+    read = m.get_by_text(re.compile(r"grant id\(s\) read from the file\.$"))
+    if read.count():
+        m.get_by_test_id("stFileUploaderDeleteBtn").first.click()
+        expect(read).to_have_count(0, timeout=STEP_MS)
+    clear = m.get_by_role("button", name="Clear selection")
+    if clear.count():
+        clear.first.click()
+        expect(clear).to_have_count(0, timeout=STEP_MS)
     upload = s.soak.work / f"ids-{s.user}.csv"
     upload.write_text("grant_id\n" + "\n".join(grants) + "\n", encoding="utf-8")
     m.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(upload))
     expect(m.get_by_text(f"{n} grant id(s) read from the file.")).to_be_visible(
         timeout=STEP_MS)
+    expect(m.get_by_test_id("stMetric").filter(has_text="Grants selected")
+           .get_by_test_id("stMetricValue")).to_have_text(str(n), timeout=STEP_MS)
     m.get_by_label("Reason (required to apply)", exact=True).fill("soak: plan review")
     # A large run is meant to wait for approval: when the dry run says no more than the
     # threshold would change (some grants already have the tier), try the other tiers.

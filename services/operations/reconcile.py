@@ -215,6 +215,7 @@ class Reconciler:
     def _scan(self, now: datetime) -> _Open:
         found = _Open()
         approval_cids: set[str] = set()
+        bulk_of: dict[Key, str] = {}  # a bulk item's key -> its run (outcomes carry no id)
         for ev in self.ctx.audit_log.iter_events(AuditFilter(since=now - self.lookback)):
             if ev.outcome == "requested":
                 found.waiting.setdefault(_key(ev), []).append(ev)
@@ -223,6 +224,10 @@ class Reconciler:
                 found.pair(_key(ev), _params(ev).get("requested_seq")
                            if ev.outcome == "reconciled" else None)
             bulk_id = _bulk_id(ev)
+            if bulk_id is not None and ev.outcome == "requested":
+                bulk_of[_key(ev)] = bulk_id
+            elif bulk_id is None:
+                bulk_id = bulk_of.get(_key(ev))
             if bulk_id is not None:
                 found.by_bulk.setdefault(bulk_id, []).append(ev)
             if str(ev.action).startswith(_APPROVAL_PREFIX):

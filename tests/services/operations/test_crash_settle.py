@@ -272,6 +272,32 @@ def test_approval_run_tier_change_of_12_killed_in_flight(console: Console) -> No
     assert_read_model_matches(console, gids)
 
 
+def test_approval_run_tier_change_killed_after_most_outcomes_were_written(
+        console: Console) -> None:
+    """The execution wrote the outcomes of 11 grants and died while the 12th was held: the
+    request ends `executed` with 12 successes, the 11 read from their written outcomes."""
+    gids = console.guests(12)
+    ops = console.ops()
+    audit = ops.ctx.audit_log
+    req = ops.approvals.request(FAY, Change.apply_tier(gids, "Plus"), "promo for Q3 cohort")
+
+    def eleven_written(held: int) -> bool:
+        return held >= 1 and sum(
+            1 for e in audit.iter_events(AuditFilter(action="guest.tier.apply"))
+            if e.outcome == "succeeded") >= 11
+
+    console.kill_while_held("approve", {"by": "fred", "role": "finance",
+                                        "request_id": req.id},
+                            f"/developer/grants/{gids[-1]}/", "PATCH", eleven_written)
+    ops, report = console.settle()
+    assert_settled(console, report, ops)
+    rec = ops.approvals.get(FRED, req.id).record
+    assert rec.state == "executed" and rec.result["error_code"] == "INTERRUPTED"
+    assert rec.result["counts"] == {"succeeded": 12}
+    assert all(i["after"] == 10000 for i in rec.result["items"]), rec.result["items"]
+    assert_read_model_matches(console, gids)
+
+
 def test_bulk_run_of_50_killed_in_flight(console: Console) -> None:
     gids = console.guests(50)
     audit = console.ops().ctx.audit_log
