@@ -514,7 +514,7 @@ def step_bulk(s: Session, a: Action, large: bool) -> None:
     # as this step's selection: remove them first, so the page holds exactly these grants.
     read = m.get_by_text(re.compile(r"grant id\(s\) read from the file\.$"))
     if read.count():
-        m.get_by_test_id("stFileUploaderDeleteBtn").first.click()
+        m.get_by_test_id("stFileChipDeleteBtn").first.click()
         expect(read).to_have_count(0, timeout=STEP_MS)
     clear = m.get_by_role("button", name="Clear selection")
     if clear.count():
