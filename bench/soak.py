@@ -325,6 +325,12 @@ def _toast(page: Page, pattern: str) -> Any:
     return page.get_by_test_id("stToast").filter(has_text=re.compile(pattern))
 
 
+def _no_toast(page: Page) -> None:
+    """Wait until an earlier step's toasts are gone, so the next toast read is this step's
+    (a lingering "Limit ... ->" or "Resync of ... requested" once counted as done)."""
+    expect(page.get_by_test_id("stToast")).to_have_count(0, timeout=STEP_MS)
+
+
 def _active(s: Session, pool: list[str]) -> list[str]:
     revoked = {t["grant_id"] for t in s.soak.sandbox.tokens() if t["revoked"]}
     return [g for g in pool if g not in revoked]
@@ -365,6 +371,7 @@ def step_resync(s: Session, a: Action) -> None:
         return
     wallet = rows[pick]["wallet"]
     a.value = wallet
+    _no_toast(page)
     h.main(page).get_by_role("button", name="Resync", exact=True).nth(pick).click()
     s.soak.submitted()
     expect(_toast(page, r"Resync of .* requested").first).to_be_visible(timeout=STEP_MS)
@@ -388,6 +395,7 @@ def step_revoke(s: Session, a: Action) -> None:
     expect(dialog).to_be_visible(timeout=STEP_MS)
     dialog.get_by_label("Reason", exact=True).fill("soak: customer asked")
     dialog.get_by_label("Grant id, typed again", exact=True).fill(gid)
+    _no_toast(page)
     dialog.get_by_role("button", name="Revoke", exact=True).click()
     s.soak.revoke_sent(gid)  # sent: whatever the page says next, never asked again
     s.soak.submitted()
@@ -436,6 +444,7 @@ def step_set_limit(s: Session, a: Action) -> None:
     form = h.main(page).get_by_test_id("stForm").filter(has_text="Apply limit")
     form.get_by_label("New limit", exact=True).fill(str(value))
     form.get_by_label("Reason", exact=True).fill("soak: plan change")
+    _no_toast(page)
     form.get_by_role("button", name="Apply limit").click()
     s.soak.submitted()
     if _limit_outcome(page) == "confirm":
@@ -505,7 +514,7 @@ def step_bulk(s: Session, a: Action, large: bool) -> None:
     # as this step's selection: remove them first, so the page holds exactly these grants.
     read = m.get_by_text(re.compile(r"grant id\(s\) read from the file\.$"))
     if read.count():
-        m.get_by_test_id("stFileUploaderDeleteBtn").first.click()
+        m.get_by_test_id("stFileChipDeleteBtn").first.click()
         expect(read).to_have_count(0, timeout=STEP_MS)
     clear = m.get_by_role("button", name="Clear selection")
     if clear.count():
