@@ -1,4 +1,4 @@
-"""Browser-level figures at scale (issue 10, "Figures"), side by side in one run.
+"""Browser-level figures at scale (docs/STATUS.md), side by side in one run.
 
     PYTHONPATH=$PWD .venv/bin/python bench/scale_bench.py --browser [--sizes 40,100000]
         [--step-timeout 300] [--keep-logs]

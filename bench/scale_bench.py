@@ -1,4 +1,4 @@
-"""Read model figures at scale (issue 10: store and worker), and with `--browser` the
+"""Read model figures at scale (store and worker), and with `--browser` the
 browser figures (bench/browser_bench.py: console start to the login page, login to a usable
 Overview, Grants page rerun vs a bare st.dataframe, upstream calls once warm, peak server
 memory with 5 browser sessions on the Grants page; headless Chromium at /usr/bin/chromium,

@@ -1,6 +1,6 @@
 """Second factor set-up and the admin unlock (the My account page, and the login's
 enrolment step): a TOTP key shown as a QR code, stored once a code from it matches, and
-the failed-login locks an admin may lift. Policy: docs/architecture.md, "Console logins"."""
+the failed-login locks an admin may lift. Policy: docs/architecture.md, "Sessions and logins"."""
 
 from __future__ import annotations
 

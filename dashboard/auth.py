@@ -9,7 +9,7 @@ the pages use. Each job lives in its own module:
 - `dashboard/navigation.py`: the page table (`PAGES`, `pages_for`, `pages_refused`) and
   page refusals.
 
-Policy: docs/architecture.md, "Console logins".
+Policy: docs/architecture.md, "Sessions and logins".
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Keep Streamlit's garbage collection after each script run cheap (issue 10).
+"""Keep Streamlit's garbage collection after each script run cheap.
 
 Streamlit runs a full `gc.collect(2)` after every script run (`runner.postScriptGC`). In
 the console's process that walked every object of the libraries (pandas, pyarrow,

@@ -16,7 +16,7 @@ recovery code, or enrolment for a role that requires it), and logout.
   user in the database (so on every replica); the CLI does it too (dashboard/users.py).
 
 Tests log in through the real form (AppTest types into the text inputs and clicks the submit
-button); nothing else is faked. Policy: docs/architecture.md, "Console logins".
+button); nothing else is faked. Policy: docs/architecture.md, "Sessions and logins".
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Pages never call the operations: they read through the functions here and change through
 `dashboard.actions` (which drops what it changed from this cache). The cache keys, the
 single flight and the reasons for not using `st.cache_data` are in docs/architecture.md
-("Console reads and actions").
+("Console cache", "Decisions and why").
 
 No Streamlit import here.
 """

@@ -1,4 +1,4 @@
-"""What the pages that show read-model data share (issue 10): the freshness line ("as of
+"""What the pages that show read-model data share: the freshness line ("as of
 12 s ago", stale, first sync in progress), the Overview's work-queue links into the Grants
 page, and the sync worker's state for admins."""
 
@@ -123,8 +123,8 @@ def sync_status(ctx: PageContext) -> None:
     """Admins: the sync worker's state (holder, last full sync, stale rows, errors, rate)."""
     if not can(ctx.actor, Permission.VIEW_SYNC_STATUS):
         return
-    # Read only while open (its staleness figures scan every row: 130 ms at 300,000
-    # grants, on every Overview run of an admin when it was always read).
+    # Read only while open: its staleness figures scan every row (130 ms at 300,000
+    # grants), too much for every Overview run of an admin.
     box = st.expander("Sync worker", icon=":material/sync:", key=SYNC_BOX_KEY,
                       on_change="rerun")
     if not box.open:

@@ -218,7 +218,7 @@ def start_background(ops: Operations | None, client: KryptosClient | None,
 def make_sync(settings: Settings, ops: Operations, **client_urls: str) -> SyncWorker | None:
     """The process's sync worker, attached to the operations, not started (None when
     SYNC_ENABLED is off). Its own client makes no retries: a 429 reaches the worker's rate
-    limiter instead (docs/architecture.md, "Read model and sync worker")."""
+    limiter instead (docs/architecture.md, "Decisions and why")."""
     client = KryptosClient.from_settings(settings, max_retries=0,
                                          user_agent=SYNC_USER_AGENT, **client_urls)
     worker = worker_from_settings(settings, client, ops.ctx.vault, ops.readmodel)

@@ -16,7 +16,7 @@
 The cookie is written and deleted by extra-streamlit-components' cookie component
 (`CookieWriter`): it runs in the browser, so the cookie cannot be HttpOnly; what a stolen
 cookie gives is bounded by the session record (idle, lifetime, logout). Policy:
-docs/architecture.md, "Console logins".
+docs/architecture.md, "Sessions and logins".
 """
 
 from __future__ import annotations

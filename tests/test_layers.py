@@ -1,4 +1,5 @@
-"""Each layer imports only the ones below it (docs/architecture.md, "Layers")."""
+"""Each layer imports only the ones below it: the table FORBIDDEN below is the one in
+docs/architecture.md, section "Layers" (keep the two the same)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ credentials. It sends a `Call` and returns either the decoded JSON body (`reques
 the open 2xx answer for the caller to read as a stream (`request_stream`); every failure is a
 `KryptosError` (see `services.kryptos.errors`), never a `requests` exception.
 
-Retry rule (pinned in docs/architecture.md):
+Retry rule (docs/architecture.md, "Retry rules"):
 
 - reads (GETs and `check-session`) are retried on connection errors, timeouts, 429, 502, 503
   and 504;

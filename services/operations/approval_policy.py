@@ -1,7 +1,7 @@
 """Four-eyes approval, the rules and the request model: which change waits for a second
 person (`ApprovalPolicy`), what a request asks for (`Change`) and how the console shows it
 (`ApprovalRequest`). The use cases are in `approvals.py`; policy: docs/architecture.md,
-"Approvals"."""
+"Approvals: the life of a request"."""
 
 from __future__ import annotations
 

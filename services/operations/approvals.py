@@ -1,7 +1,7 @@
 """Four-eyes approval, the use cases: changes that cannot be undone or that touch many
 customers wait for a second person. The rules and the request model are in
 `approval_policy.py`. Policy, life of a request and execution: docs/architecture.md,
-"Approvals".
+"Approvals: the life of a request".
 
     ops.approvals  needs_approval, request, approve, reject, cancel, expire_due,
                    list_waiting_for, list_mine, history, waiting_count, pending_for_grant

@@ -1,6 +1,6 @@
 """The bulk engine behind `LimitOps.apply_tier` and `LimitOps.apply_limit`: many grants, a
 bounded thread pool, shared pacing after a 429, one audited pair per grant plus a summary
-pair. How a run goes is in docs/architecture.md, "Bulk limit changes"."""
+pair. How a run goes is in docs/architecture.md, "Bulk runs"."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What every use case shares: the client, the audit trail, the vault, the permission guard.
 
 The order of a use case (permission, validation, audited call) is in docs/architecture.md,
-"Operations".
+"How a use case runs".
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class OpsContext:
         self.webhooks = webhooks if webhooks is not None else WebhookEventStore(audit_log.db)
         self.tiers: tuple[Tier, ...] = tuple(tiers)
         self.max_workers = max_workers
-        # The local copy the pages read (issue 10), in the console's database.
+        # The local copy the pages read (the read model), in the console's database.
         self.readmodel = (readmodel if readmodel is not None
                           else ReadModel(audit_log.db, self.tiers))
         # The process's sync worker (services.sync.SyncWorker), when the console runs one.

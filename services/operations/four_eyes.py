@@ -3,7 +3,7 @@ of a change that must wait (`Held`), and lets a held change through only with th
 an approved request (`ApprovalExecution`, issued by the approvals use case when a second
 person approves). A caller cannot skip it: the use cases themselves ask it, whoever calls
 them (a page, a CLI, the backend). Policy and life of a request: docs/architecture.md,
-"Approvals".
+"Approvals: the life of a request".
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ a limit change (limit and limiter from the user info), a revoke (the grants list
 request's state; a request left `approved` by an execution that died is moved to `executed`
 with each grant's real outcome). What it reads goes to the read model too, so the pages
 show what Kryptos holds. What it cannot settle is listed (`ReconcileReport.unsettled`) for
-an admin. See docs/architecture.md, "Reconciler"."""
+an admin. See docs/architecture.md, "The reconciler's pairing"."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The read model's sync worker as admins see it (issue 10)."""
+"""The read model's sync worker as admins see it."""
 
 from __future__ import annotations
 

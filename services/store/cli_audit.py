@@ -2,7 +2,7 @@
 `python -m services.store import-tokens | rotate-key`), written through `AuditTrail` with
 `require_record=True`: a change that cannot be recorded is not made. The actor is
 `cli:<OS user>` with the single role `cli`; no permission check (see docs/architecture.md,
-"Command-line audit")."""
+"Decisions and why")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The one audit trail runner: `requested`, the change, then `succeeded` or `failed`.
 
 Used by the console's use cases (`services/operations/context.py`) and by the operator's
-command-line tools (`services/store/cli_audit.py`). See docs/architecture.md, "Audit trail".
+command-line tools (`services/store/cli_audit.py`). See docs/architecture.md, "How a use case runs".
 """
 
 from __future__ import annotations

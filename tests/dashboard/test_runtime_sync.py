@@ -1,4 +1,4 @@
-"""The console's runtime runs the read model's sync worker (issue 10): started in the
+"""The console's runtime runs the read model's sync worker: started in the
 background by a sandbox-mode start that does not wait on data, stopped with the runtime."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Where the browser matters for issue 12: a grant's address opened while logged out opens
-that grant after the login; a resync keeps being watched after a reload, whoever started it;
-a limit typed with a fraction is refused beside the field."""
+"""Where the browser matters for changes a person can trust: a grant's address opened
+while logged out opens that grant after the login; a resync keeps being watched after a
+reload, whoever started it; a limit typed with a fraction is refused beside the field."""
 
 from __future__ import annotations
 

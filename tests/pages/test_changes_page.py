@@ -1,4 +1,4 @@
-"""Changes a support or finance person can trust (issue 12), through the pages: whole-number
+"""Changes a support or finance person can trust, through the pages: whole-number
 limits with the reason beside the field, a confirmation for a big cut or the limiter off,
 the limit as it is, two tabs, bulk dry runs that check each grant, history in words."""
 

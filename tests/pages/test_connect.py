@@ -197,7 +197,7 @@ def test_import_section_waits_for_a_file(make_app):
 def test_a_public_token_exchanged_again_answers_the_same_grant(make_app, sandbox,
                                                                audit_events):
     """Double click, or the token pasted again from another tab: the same grant, no error,
-    no second grant (issue 11)."""
+    no second grant."""
     at = make_app("support", page=PAGE)
     _create_link(at, "crm-77")
     at.button(key="connect_play").click().run()

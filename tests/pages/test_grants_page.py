@@ -119,7 +119,7 @@ def test_choosing_a_row_opens_its_detail(make_app: Callable[..., AppTest]) -> No
     assert any(t.value == "Grant detail" for t in at.title)
 
 
-# --- the read model (issue 10) -------------------------------------------------------------
+# --- the read model ------------------------------------------------------------------------
 
 
 def test_the_grid_shows_one_page_paged_and_sorted_on_the_server(

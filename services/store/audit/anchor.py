@@ -32,7 +32,7 @@ from services.store.audit.events import (
 )
 from services.store.errors import StoreError
 
-# The package's logger, as before it was split (operators' logging configuration names it).
+# The audit package's logger name, the one operators' logging configuration names.
 log = logging.getLogger("services.store.audit")
 
 ANCHOR_FORMAT = "kryptos-console-audit-anchor/1"

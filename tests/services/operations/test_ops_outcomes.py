@@ -1,4 +1,4 @@
-"""Outcomes are never lost (issue 11): a store failure after Kryptos acted, the reconciler,
+"""Outcomes are never lost: a store failure after Kryptos acted, the reconciler,
 a bulk run killed with SIGKILL and resumed, audit filters, the Kryptos check at start.
 
 Everything runs against the sandbox over HTTP and a real SQLite file; the store failure is

@@ -1,4 +1,4 @@
-"""The operations over the read model (issue 10): pages' reads from SQL, changes shown at
+"""The operations over the read model: pages' reads from SQL, changes shown at
 once, an upstream change after a sync, opening a grant refreshes its row, CSV export,
 the sync worker's state for admins."""
 

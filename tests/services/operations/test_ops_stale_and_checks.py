@@ -1,5 +1,5 @@
 """Changes made against what the person saw (`STALE`), bulk dry runs that check each grant,
-and a grant's history in words (issue 12)."""
+and a grant's history in words."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The audit log's stored form does not drift: the canonical form and its hashes are pinned
-(computed by the code before the audit package was split), a chain written by that code
-still verifies, and every field list follows the `AuditEvent` dataclass."""
+(fixed rows and hashes: rows already stored must keep verifying), a chain of those rows
+still verifies and grows, and every field list follows the `AuditEvent` dataclass."""
 
 from __future__ import annotations
 
