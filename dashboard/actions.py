@@ -36,8 +36,8 @@ from services.operations import (
     validation,
 )
 from services.operations.approvals import ApprovalRequest
-from services.operations.bulk import Effective
 from services.operations.four_eyes import Held
+from services.operations.limit_value import UNKNOWN, GuestLimit
 from services.store.actions import AuditAction
 from services.store.trail import watch_pending
 
@@ -156,7 +156,7 @@ class LimitFormResult:
             )
         if self.tier_item is not None:
             i = self.tier_item
-            return f"Tier applied: limit {fmt_limit(i.before)} -> {fmt_limit(i.after)}."
+            return f"Tier applied: limit {i.before.label()} -> {i.after.label()}."
         return "Nothing changed."
 
 
@@ -168,36 +168,20 @@ def limit_from_text(text: object) -> int | None:
     return validation.parse_limit(text)
 
 
-@dataclass(frozen=True)
-class Seen:
-    """What the page showed of a grant's limit: the effective limit (None: no cap) and the
-    limiter; `known` False when the page could not read it."""
-
-    limit: int | None = None
-    limiter: bool | None = None
-    known: bool = False
-
-    @property
-    def effective(self) -> Effective:
-        if not self.known:
-            return "unknown"
-        return None if self.limiter is False else self.limit
-
-
 def _form_limiter(limit: int | None, limiter: str) -> bool | None:
     """The form's limiter choice as the operation's `enable_limiter`: a new limit with the
     limiter left on "keep" switches it on."""
     return True if limit is not None and limiter == LIMITER_KEEP else limiter_value(limiter)
 
 
-def _seen_values(seen: Seen) -> dict[str, Any]:
+def _seen_values(seen: GuestLimit) -> dict[str, Any]:
     """What the page showed, as the use cases' `expected_limit`/`expected_limiter`."""
     if not seen.known:
         return {}
-    return {"expected_limit": seen.limit, "expected_limiter": seen.limiter}
+    return {"expected_limit": seen.cap, "expected_limiter": seen.limiter}
 
 
-def needs_confirmation(ops: Operations, actor: Actor, grant_id: str, seen: Seen,
+def needs_confirmation(ops: Operations, actor: Actor, grant_id: str, seen: GuestLimit,
                        limit: int | None, limiter: str, tier: str | None) -> str | None:
     """The question the limit use case asks before this change (before -> after), or None;
     the rule (a cut of more than half, the limiter switched off) is the operation's."""
@@ -217,7 +201,7 @@ def submit_limit(
     tier: str | None,
     reason: str,
     ticket: str | None = None,
-    seen: Seen | None = None,
+    seen: GuestLimit = UNKNOWN,
     confirmed: bool = False,
 ) -> LimitFormResult:
     """The Guest limit form: either apply a tier, or set a limit and/or switch the limiter.
@@ -228,7 +212,6 @@ def submit_limit(
     when the grant changed since, `StaleChange` and nothing is sent. `confirmed`: the person
     answered yes to the use case's question (`ConfirmationRequired` without it).
     """
-    seen = seen or Seen()
     try:
         value = limit_from_text(limit)
         if tier:
@@ -253,11 +236,11 @@ def submit_limit(
 
 def _apply_tier_to_one(ops: Operations, actor: Actor, grant_id: str, limit: int | None,
                        limiter: str, tier: str, reason: str, ticket: str | None,
-                       seen: Seen, confirmed: bool) -> LimitFormResult:
+                       seen: GuestLimit, confirmed: bool) -> LimitFormResult:
     if limit is not None or limiter != LIMITER_KEEP:
         raise ValidationError("tier", "Choose a tier, or a limit and limiter, not both.")
     result = ops.limits.apply_tier(actor, [grant_id], tier, reason, ticket=ticket or None,
-                                   expected={grant_id: seen.effective}, confirmed=confirmed)
+                                   expected={grant_id: seen}, confirmed=confirmed)
     if isinstance(result, Held):
         return LimitFormResult(held=result)
     item = next((i for i in result.items if i.grant_id == grant_id), None)
@@ -281,7 +264,7 @@ def run_bulk(
     dry_run: bool,
     ticket: str | None = None,
     progress: ProgressFn | None = None,
-    expected: Mapping[str, Effective] | None = None,
+    expected: Mapping[str, GuestLimit] | None = None,
     confirmed: bool = False,
 ) -> BulkResult | Held:
     """Apply a configured tier to many grants (or preview it with `dry_run`); the use case
@@ -301,7 +284,7 @@ def run_bulk_limit(
     dry_run: bool,
     ticket: str | None = None,
     progress: ProgressFn | None = None,
-    expected: Mapping[str, Effective] | None = None,
+    expected: Mapping[str, GuestLimit] | None = None,
 ) -> BulkResult | Held:
     """Set one custom limit (limiter on) on many grants (or preview it with `dry_run`): one
     bulk operation, like a tier (bounded concurrency, per-grant outcome, a dry run that reads
@@ -338,14 +321,14 @@ def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_
     the limit the dry run showed (a grant changed since is skipped as `STALE`); a change
     that needs approval becomes a request."""
     ids: Sequence[str] = plan.grant_ids
-    expected: dict[str, Effective] | None = None
+    expected: dict[str, GuestLimit] | None = None
     if preview is not None and not dry_run:
         todo = [i for i in preview.items if i.outcome == "would_change"]
         if not todo:
             raise OperationError("Nothing to apply: the dry run found no grant that would "
                                  "change.", code="NOTHING_TO_APPLY")
         ids = [i.grant_id for i in todo]
-        expected = {i.grant_id: i.before for i in todo}  # type: ignore[misc]
+        expected = {i.grant_id: i.before for i in todo}
     if plan.tier is not None:
         # Applying after the dry run is the person's yes to the before -> after it showed.
         return run_bulk(ops, actor, ids, plan.tier, reason, dry_run=dry_run,

@@ -14,7 +14,6 @@ from typing import Any
 
 import pandas as pd
 
-from dashboard.formats import fmt_limit
 from services.csv_safe import csv_safe
 from services.operations import BulkItem, BulkResult
 from services.operations.validation import GRANT_ID_RE
@@ -104,8 +103,8 @@ def bulk_rows(items: Iterable[BulkItem], *, words: bool = False) -> list[dict[st
             "grant_id": i.grant_id,
             "customer_ref": i.customer_ref or "",
             "outcome": i.outcome.replace("_", " ") if words else i.outcome,
-            "before": fmt_limit(i.before),
-            "after": fmt_limit(i.after) if i.outcome != "failed" else "",
+            "before": i.before.label(),
+            "after": i.after.label() if i.outcome != "failed" else "",
             "error_code": i.error_code or "",
             "message": i.message or "",
         }

@@ -19,7 +19,7 @@ from dashboard import actions, reads
 from dashboard import timeline as timeline_view
 from dashboard.context import PageContext
 from dashboard.csv_io import csv_safe_frame
-from dashboard.formats import fmt_ago, fmt_limit, fmt_minute
+from dashboard.formats import fmt_ago, fmt_minute
 from dashboard.resync_watch import ResyncWatch
 from dashboard.ui import escape_markdown, record_pending_note, show_error, toast_done
 from services.operations import (
@@ -31,6 +31,7 @@ from services.operations import (
     validation,
 )
 from services.operations.history import approved_words, collapse, describe_event
+from services.operations.limit_value import GuestLimit
 
 GRANTS_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grants.py")
 POLL_SECONDS = 2.0
@@ -468,15 +469,12 @@ def _resync_status(ctx: PageContext, gid: str, names: dict[str, str],
 
 CONFIRM_KEY = "limit_pending"  # a change waiting for its confirmation (gid, kwargs, why, seen)
 STALE_KEY = "limit_stale"  # the refusal of a change made against an old value
-SEEN_KEY = "limit_seen"  # (gid, Seen) drawn by the previous run: what the person saw
+SEEN_KEY = "limit_seen"  # (gid, GuestLimit) drawn by the previous run: what the person saw
 
 
-def seen_limit(detail: GrantDetail) -> actions.Seen:
-    """What the page shows of the limit (the user info's effective limit)."""
-    if not detail.userinfo.ok:
-        return actions.Seen()
-    lim = detail.effective_limit
-    return actions.Seen(limit=lim, limiter=lim is not None, known=True)
+def seen_limit(detail: GrantDetail) -> GuestLimit:
+    """What the page shows of the limit (the user info's; unknown when unread)."""
+    return detail.limit
 
 
 def guest_limit(ctx: PageContext, detail: GrantDetail) -> None:
@@ -488,10 +486,10 @@ def guest_limit(ctx: PageContext, detail: GrantDetail) -> None:
         st.caption("Guest or Linked is not known yet for this grant.")
     seen = seen_limit(detail)
     if seen.known:
-        tier = reads.matching_tier(ctx.ops, seen.effective)
+        tier = reads.matching_tier(ctx.ops, seen)
         m1, m2, m3 = st.columns(3)
         m1.metric("Limiter", "on" if seen.limiter else "off")
-        m2.metric("Effective limit", fmt_limit(seen.limit) if seen.limiter else "no cap")
+        m2.metric("Effective limit", seen.label())
         m3.metric("Tier", tier.name if tier is not None else "none (custom limit)")
     else:
         st.text("Limiter, effective limit and tier: unknown (user info not available).")
@@ -499,7 +497,7 @@ def guest_limit(ctx: PageContext, detail: GrantDetail) -> None:
         _limit_form(ctx, detail.grant.grant_id, seen)
 
 
-def _limit_form(ctx: PageContext, gid: str, now: actions.Seen) -> None:
+def _limit_form(ctx: PageContext, gid: str, now: GuestLimit) -> None:
     # A click reruns the page, which reads the grant again (another tab's change included):
     # the change is made against what the previous run drew, i.e. what the person saw.
     drawn = st.session_state.get(SEEN_KEY)
@@ -576,7 +574,7 @@ def _refusal(exc: OperationError, beside: dict[str, Any]) -> None:
         show_error(exc)
 
 
-def _apply_limit(ctx: PageContext, gid: str, seen: actions.Seen, values: dict[str, Any],
+def _apply_limit(ctx: PageContext, gid: str, seen: GuestLimit, values: dict[str, Any],
                  beside: dict[str, Any], *, confirmed: bool = False) -> None:
     try:
         with st.spinner("Changing the limit..."), actions.watch_records() as pending:

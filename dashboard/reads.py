@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from dashboard.timeline import TimelineItem, merge
 from services.kryptos.models import Integration
 from services.operations import (
+    UNKNOWN,
     Actor,
     Counts,
     Freshness,
@@ -28,6 +29,7 @@ from services.operations import (
     GrantFilter,
     GrantPage,
     GrantRow,
+    GuestLimit,
     Operations,
     Overview,
     Permission,
@@ -347,27 +349,11 @@ def bulk_candidate_count(ops: Operations, actor: Actor, search: str | None = Non
                           "grant_id", 1, 1).total for kind in ("guest", "unknown"))
 
 
-def limits_of(rows: Iterable[RmGrant]) -> dict[str, tuple[Any, bool | None]]:
-    """Each read-model row's (effective limit, limiter), as `current_limits` gives them,
-    without an upstream call: ("unknown", None) where neither user info nor a console change
-    told the read model yet."""
-    out: dict[str, tuple[Any, bool | None]] = {}
-    for r in rows:
-        if r.limit_source is None:
-            out[r.grant_id] = ("unknown", None)
-            continue
-        eff = r.effective_limit
-        out[r.grant_id] = (eff, r.limiter_enabled if r.limiter_enabled is not None
-                           else eff is not None)
-    return out
-
-
-def current_limits(ops: Operations, actor: Actor, grant_ids: tuple[str, ...]
-                   ) -> dict[str, tuple[Any, bool | None]]:
-    """Each grant's (effective limit, limiter) now, for the Guest limits table; cached per
-    actor and grants, dropped by any grant change."""
-    key = _key(ops, actor, "current_limits", _ALL, grant_ids)
-    return CACHE.get_or_load(key, lambda: ops.limits.current_limits(actor, grant_ids))
+def limits_of(rows: Iterable[RmGrant]) -> dict[str, GuestLimit]:
+    """Each read-model row's limit, without an upstream call: unknown where neither user
+    info nor a console change told the read model yet."""
+    return {r.grant_id: (GuestLimit.of(r.transaction_limit, r.limiter_enabled)
+                         if r.limit_source is not None else UNKNOWN) for r in rows}
 
 
 def overview(ops: Operations, actor: Actor) -> Overview:
@@ -443,9 +429,9 @@ def tiers(ops: Operations) -> tuple[Tier, ...]:
     return tuple(ops.tiers)
 
 
-def matching_tier(ops: Operations, effective: int | None | str) -> Tier | None:
-    """The configured tier whose limit is this effective limit (None: limiter off)."""
-    return ops.limits.matching_tier(effective)
+def matching_tier(ops: Operations, limit: GuestLimit) -> Tier | None:
+    """The configured tier whose limit is this one (None: unknown, or no tier matches)."""
+    return ops.limits.matching_tier(limit)
 
 
 def tier_label(ops: Operations, name: str) -> str:

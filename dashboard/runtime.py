@@ -37,7 +37,7 @@ from services.private_files import prepare_data_dir
 from services.secret_file import secret_file
 from services.settings import ConfigError, Settings, load_settings
 from services.store import NewVaultEntry
-from services.store.db import Database, open_database
+from services.store.db import open_database
 from services.store.errors import StoreError
 from services.store.sessions import LoginFailures, SessionStore
 from services.store.totp import TotpStore
@@ -85,18 +85,13 @@ class AuthStores:
     totp: TotpStore
 
 
-def LoginThrottle(db: Database, settings: Settings) -> LoginFailures:  # noqa: N802 (kept name)
-    """Failed logins per username (any address) and per address, in the database:
-    `services.store.sessions.LoginFailures` with the settings' limits."""
-    return LoginFailures(db, max_failures=settings.login_max_failures,
-                         max_failures_wide=settings.login_max_failures_wide,
-                         lock_seconds=settings.login_lock_seconds)
-
-
 def build_auth_stores(settings: Settings) -> AuthStores:
     """Open the console's database (migrations applied) for the login stores."""
     db = open_database(settings.effective_database_url)
-    return AuthStores(SessionStore(db), LoginThrottle(db, settings),
+    throttle = LoginFailures(db, max_failures=settings.login_max_failures,
+                             max_failures_wide=settings.login_max_failures_wide,
+                             lock_seconds=settings.login_lock_seconds)
+    return AuthStores(SessionStore(db), throttle,
                       TotpStore(db, load_vault_key(settings)))
 
 

@@ -10,15 +10,15 @@ import streamlit as st
 
 from dashboard import actions, reads, ui
 from dashboard.context import page_context
-from dashboard.formats import fmt_limit, fmt_minute
-from services.operations import OperationError
+from dashboard.formats import fmt_minute
+from services.operations import GuestLimit, OperationError
 
 FLASH_KEY = "approvals_flash"
 RESULT_KEY = "approvals_result"
 
 
 def _value(v: Any) -> str:
-    return v if isinstance(v, str) else fmt_limit(v)
+    return v if isinstance(v, str) else GuestLimit.from_json(v).label()
 
 
 def _item_rows(items: list[Mapping[str, Any]],

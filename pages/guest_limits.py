@@ -20,7 +20,7 @@ from dashboard.csv_io import (
 )
 from dashboard.formats import fmt_bool, fmt_limit
 from dashboard.ui import record_pending_note, show_error
-from services.operations import BulkResult, OperationError, Permission, can
+from services.operations import UNKNOWN, BulkResult, OperationError, Permission, can
 
 PREVIEW_KEY = "bulk_preview"  # (plan, BulkResult)
 RESULT_KEY = "bulk_result"  # (plan, preview BulkResult, BulkResult)
@@ -119,12 +119,12 @@ now = reads.limits_of(shown)
 
 
 def _limit_cells(gid: str) -> dict[str, str]:
-    eff, on = now.get(gid, ("unknown", None))
-    tier = reads.matching_tier(ctx.ops, eff) if eff != "unknown" else None
+    lim = now.get(gid, UNKNOWN)
+    tier = reads.matching_tier(ctx.ops, lim)
     return {
-        "current_limit": "no cap" if eff is None else fmt_limit(eff),
-        "limiter": fmt_bool(on),
-        "tier": tier.name if tier is not None else ("unknown" if eff == "unknown" else "custom"),
+        "current_limit": lim.label(),
+        "limiter": fmt_bool(lim.limiter),
+        "tier": tier.name if tier is not None else ("custom" if lim.known else "unknown"),
     }
 
 

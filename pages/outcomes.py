@@ -86,8 +86,8 @@ if go:
                        f"left to do; {counts or 'nothing to do'}.")
             if result.records_pending:
                 ui.record_pending_note(True)
-            ui.table([{"grant": i.grant_id, "outcome": i.outcome, "before": i.before,
-                       "after": i.after, "message": i.message or ""} for i in result.items])
+            ui.table([{"grant": i.grant_id, "outcome": i.outcome, "before": i.before.label(),
+                       "after": i.after.label(), "message": i.message or ""} for i in result.items])
 
 st.subheader("Kryptos")
 if runtime.live_check is not None:

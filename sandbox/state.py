@@ -600,9 +600,6 @@ class SandboxState:
         return {"public_token": None, "user_id": grant.user_id, "kind": grant.kind,
                 "resumed": True, "grant_id": grant.grant_id, "wallet_id": added.wallet_id}
 
-    def export_tokens(self, client_id: str) -> list[dict]:
-        return self.export_token_page(client_id)[0]
-
     def export_token_page(self, client_id: str, after: int = -1,
                           limit: int | None = None) -> tuple[list[dict], int | None]:
         """The stored tokens a company's backend holds, in creation order: those of grants

@@ -3,7 +3,7 @@
 Values come from the environment first, then from `.streamlit/secrets.toml`:
 the `[kryptos]` table (lower-case keys: client_id, client_secret, connect_url, data_url,
 connect_timeout, read_timeout, max_retries, retry_budget) and the `[console]` table
-(lower-case keys: database_url, vault_key, cookie_key, cookie_name, cookie_expiry_days,
+(lower-case keys: database_url, vault_key, cookie_key, cookie_name,
 auth_file, audit_anchor_file, audit_journal_file, reconcile_interval, data_dir, tiers,
 sandbox_port, sandbox_resync_delay, sandbox_url, idle_timeout, session_lifetime,
 totp_required_roles, login_max_failures, login_max_failures_wide, login_lock_seconds,
@@ -124,7 +124,6 @@ class Settings:
     vault_key: str | None = field(default=None, repr=False)
     cookie_key: str | None = field(default=None, repr=False)
     cookie_name: str = "kryptos_console"
-    cookie_expiry_days: float = 1.0
     auth_file: Path | None = None
     #: Where the audit log's newest head is kept outside the database (see
     #: services/store/audit.py, AuditAnchor); default `<data_dir>/audit-anchor.json`.
@@ -341,9 +340,6 @@ def load_settings(
         vault_key=get("KRYPTOS_VAULT_KEY", console, "vault_key"),
         cookie_key=get("CONSOLE_COOKIE_KEY", console, "cookie_key"),
         cookie_name=get("CONSOLE_COOKIE_NAME", console, "cookie_name") or "kryptos_console",
-        cookie_expiry_days=number(
-            "CONSOLE_COOKIE_EXPIRY_DAYS", console, "cookie_expiry_days", 1.0, float
-        ),
         auth_file=Path(auth_file) if auth_file else None,
         audit_anchor_file=Path(anchor_file) if anchor_file else None,
         audit_journal_file=Path(journal_file) if journal_file else None,

@@ -69,3 +69,13 @@ def test_pages_reach_the_use_cases_only_through_reads_and_actions() -> None:
              for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1)
              if call.search(line)]
     assert found == []
+
+
+def test_the_limit_modules_do_not_import_the_limit_use_cases() -> None:
+    """The bulk engine and the per-grant change sit under `limits.py` (which imports them),
+    and the limit value under everything: no cycle, no import hidden under TYPE_CHECKING."""
+    ops = ROOT / "services" / "operations"
+    for name in ("bulk.py", "limit_change.py", "limit_value.py"):
+        assert [m for _, m in _imports(ops / name) if m == "services.operations.limits"] == []
+    assert [m for _, m in _imports(ops / "limit_value.py")
+            if m.startswith("services.")] == []

@@ -18,6 +18,7 @@ from services.operations.errors import (
 )
 from services.operations.facade import Operations
 from services.operations.four_eyes import Held
+from services.operations.limit_value import NO_CAP, UNKNOWN, GuestLimit
 from services.operations.models import (
     BulkItem,
     BulkResult,
@@ -52,6 +53,9 @@ from services.store.readmodel import (
 
 __all__ = [
     "CUSTOM_LIMIT",
+    "NO_CAP",
+    "UNKNOWN",
+    "GuestLimit",
     "PERMISSIONS",
     "ROLES",
     "Actor",

@@ -28,11 +28,12 @@ from services.operations.approval_policy import (
     Change,
     RolesOf,
 )
-from services.operations.bulk import effective, item_dict
+from services.operations.bulk import item_dict
 from services.operations.context import OpsContext
 from services.operations.errors import NotFound, OperationError, ValidationError
 from services.operations.four_eyes import ApprovalExecution, FourEyes
 from services.operations.grants import GrantOps
+from services.operations.limit_value import NO_CAP, UNKNOWN, GuestLimit
 from services.operations.limits import LimitOps
 from services.operations.models import BulkResult, LimitChange
 from services.operations.permissions import Actor, Permission, can
@@ -291,8 +292,8 @@ class ApprovalOps:
                     "error_code": err.code, "message": err.user_message}
         assert isinstance(c, LimitChange)
         return {**base, "outcome": "succeeded",
-                "before": effective(c.before_limit, c.before_limiter),
-                "after": effective(c.after_limit, c.after_limiter)}
+                "before": GuestLimit.of(c.before_limit, c.before_limiter).to_json(),
+                "after": GuestLimit.of(c.after_limit, c.after_limiter).to_json()}
 
     # --- expiry ---------------------------------------------------------------------------
 
@@ -344,21 +345,21 @@ class ApprovalOps:
     def before_now(self, actor: Actor, request: ApprovalRequest) -> dict[str, Any]:
         """Each grant's *before* as the console knows it now (its read model: one indexed
         read, no upstream call), to show beside the one recorded at request time: a
-        revoke's status, else the effective limit (None: no cap; "unknown")."""
+        revoke's status, else the limit in its JSON form (`GuestLimit.to_json`)."""
         self._view(actor)
         rows = self.ctx.readmodel.grants_by_id(request.change.grant_ids)
         out: dict[str, Any] = {}
         for gid in request.change.grant_ids:
             row = rows.get(gid)
             if row is None:
-                out[gid] = "unknown"
+                out[gid] = UNKNOWN.to_json()
             elif request.change.action == REVOKE:
                 out[gid] = row.status
             elif row.limiter_enabled is False:
-                out[gid] = None
+                out[gid] = NO_CAP.to_json()
             else:
-                out[gid] = row.transaction_limit if row.transaction_limit is not None \
-                    else "unknown"
+                out[gid] = (GuestLimit.capped(row.transaction_limit)
+                            if row.transaction_limit is not None else UNKNOWN).to_json()
         return out
 
     def list_waiting_for(self, actor: Actor) -> list[ApprovalRequest]:

@@ -11,29 +11,28 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from services.kryptos.errors import KryptosError, RateLimitedError
+from services.operations.context import OpsContext
 from services.operations.errors import (
     OperationError,
     RecordUnavailable,
     StaleChange,
     UpstreamError,
 )
+from services.operations.limit_change import GrantLimitChange, after_fields, before_fields
+from services.operations.limit_value import UNKNOWN, GuestLimit
 from services.operations.models import BulkItem, BulkResult, LimitChange
 from services.operations.permissions import Actor
 from services.store.actions import AuditAction
 from services.store.trail import RECORD_PENDING, watch_pending
 from services.store.vault import VaultEntry
 
-if TYPE_CHECKING:  # only for the annotation: limits.py imports this module
-    from services.operations.limits import LimitOps
-
 log = logging.getLogger(__name__)
 
 CUSTOM_LIMIT = "custom limit"  # BulkResult.tier of an apply_limit run
 Progress = Callable[[int, int], None]
-Effective = int | None | str  # an effective limit, None (uncapped) or "unknown"
 
 
 @dataclass
@@ -69,59 +68,24 @@ class BulkPlan:
     params: Mapping[str, Any]
 
 
-def effective(limit: int | None, limiter: bool | None) -> int | None:
-    """The limit in force: None when the limiter is off (uncapped)."""
-    return None if limiter is False else limit
-
-
-def projected(before: Effective, limit: int | None, limiter: bool | None) -> Effective:
-    """The effective limit after sending (limit, limiter) over `before`; "unknown" when it
-    depends on a stored limit nobody can read."""
-    if limiter is False:
-        return None
-    if limit is not None:
-        if limiter is True:
-            return limit
-        if before == "unknown":
-            return "unknown"
-        return None if before is None else limit  # the limiter stays as it is
-    # limiter switched on, limit kept: the stored limit shows only when it was already on
-    return before if isinstance(before, int) else "unknown"
-
-
-def limit_words(value: Effective) -> str:
-    """An effective limit in words: "7,500", "no cap (limiter off)", "unknown"."""
-    if value is None:
-        return "no cap (limiter off)"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return "unknown"
-
-
 def item_dict(i: BulkItem) -> dict[str, Any]:
-    """A bulk item as stored with an approval request (its dry run, its result)."""
+    """A bulk item as stored with an approval request (its dry run, its result); the
+    limits in their JSON form (`GuestLimit.to_json`)."""
     return {"grant_id": i.grant_id, "customer_ref": i.customer_ref, "outcome": i.outcome,
-            "before": i.before, "after": i.after, "error_code": i.error_code,
+            "before": i.before.to_json(), "after": i.after.to_json(),
+            "error_code": i.error_code,
             "message": i.message}
-
-
-def before_fields(c: LimitChange) -> dict[str, Any]:
-    return {"transaction_limit": c.before_limit, "enable_limiter": c.before_limiter}
-
-
-def after_fields(c: LimitChange) -> dict[str, Any]:
-    return {"transaction_limit": c.after_limit, "enable_limiter": c.after_limiter}
 
 
 class BulkRun:
     """One run of a plan over grants (inputs already checked)."""
 
-    def __init__(self, limits: LimitOps, actor: Actor, plan: BulkPlan, why: str | None,
-                 tkt: str | None, seen: Mapping[str, Effective] | None = None) -> None:
-        self.limits = limits
-        self.ctx = limits.ctx
+    def __init__(self, ctx: OpsContext, actor: Actor, plan: BulkPlan, why: str | None,
+                 tkt: str | None, seen: Mapping[str, GuestLimit] | None = None) -> None:
+        self.ctx = ctx
+        self.grant = GrantLimitChange(ctx)
         self.actor, self.plan, self.why, self.tkt = actor, plan, why, tkt
-        self.seen: Mapping[str, Effective] = seen or {}
+        self.seen: Mapping[str, GuestLimit] = seen or {}
         self.entries: dict[str, VaultEntry] = {}  # the run's grants, read when it starts
         self.listed: set[str] = set()  # the API's active grants, read once per run
         self.bulk_id = str(uuid.uuid4())
@@ -149,7 +113,7 @@ class BulkRun:
             code, why = "NOT_ANON_USER", "Linked user: limits do not apply."
         if why is None:
             return None
-        return BulkItem(gid, self._ref(gid), "skipped", "unknown", None, code, why)
+        return BulkItem(gid, self._ref(gid), "skipped", UNKNOWN, UNKNOWN, code, why)
 
     def dry(self, gid: str) -> BulkItem:
         """What a real run would do to this grant; nothing is written."""
@@ -158,22 +122,23 @@ class BulkRun:
             return skipped
         self.pace.wait()
         entry = self.entries.get(gid)
-        b = self.limits.known_before(gid, entry)
-        before = effective(b.limit, b.limiter) if b.known else "unknown"
-        after = projected(before, self.plan.limit, self.plan.limiter)
+        b = self.grant.read(gid, entry)
+        before = b.value
+        after = before.after(self.plan.limit, self.plan.limiter)
         base: dict[str, Any] = dict(grant_id=gid, customer_ref=self._ref(gid), after=after,
                                     before=before)
         if b.is_guest is False:
             return BulkItem(**base, outcome="skipped", error_code="NOT_ANON_USER",
                             message="Linked user: limits do not apply.")
-        if before == "unknown":
+        if not before.known:
             return BulkItem(**base, outcome="would_change",
                             message="Current limit unknown (no token stored, no history).")
-        if after == "unknown":
+        if not after.known:
             return BulkItem(**base, outcome="would_change",
                             message="The resulting limit depends on a stored limit that "
                                     "the user info does not show (limiter off).")
-        return BulkItem(**base, outcome="unchanged" if before == after else "would_change")
+        return BulkItem(**base, outcome="unchanged" if before.same_limit(after)
+                        else "would_change")
 
     def real(self, gid: str) -> BulkItem:
         """Send the plan's values to this grant, audited as one pair; a grant whose limit
@@ -189,11 +154,11 @@ class BulkRun:
             done = self._at_target(gid, entry)
             if done is not None:
                 return done
-        seen = self.seen.get(gid, "unknown")
+        seen = self.seen.get(gid, UNKNOWN)
 
         def body() -> tuple[LimitChange, dict[str, Any], dict[str, Any]]:
-            change = self.limits.change_limit(gid, plan.limit, plan.limiter, entry,
-                                              read_before=read_before, seen=seen)
+            change = self.grant.change(gid, plan.limit, plan.limiter, entry,
+                                       read_before=read_before, seen=seen)
             return change, before_fields(change), after_fields(change)
 
         try:
@@ -206,34 +171,36 @@ class BulkRun:
                 )
         except RecordUnavailable as err:
             if not err.change_made:  # nothing was sent
-                return BulkItem(gid, self._ref(gid), "failed", None, None,
+                return BulkItem(gid, self._ref(gid), "failed", UNKNOWN, UNKNOWN,
                                 "AUDIT_UNAVAILABLE", err.user_message)
             # Made upstream; the record could not be kept anywhere: never "failed".
-            return BulkItem(gid, self._ref(gid), "succeeded", None, None, "RECORD_LOST",
+            return BulkItem(gid, self._ref(gid), "succeeded", UNKNOWN, UNKNOWN,
+                            "RECORD_LOST",
                             err.user_message, record_pending=True)
         except OperationError as err:
             if isinstance(err, UpstreamError) and err.kind == RateLimitedError.__name__:
                 self.pace.pause(err.retry_after if err.retry_after is not None else 1.0)
             skip = err.code == "NOT_ANON_USER" or isinstance(err, StaleChange)
-            now = err.now if isinstance(err, StaleChange) else "unknown"
-            return BulkItem(gid, self._ref(gid), "skipped" if skip else "failed", now, None,
+            now = (err.now_value if isinstance(err, StaleChange)
+                   and isinstance(err.now_value, GuestLimit) else UNKNOWN)
+            return BulkItem(gid, self._ref(gid), "skipped" if skip else "failed", now, UNKNOWN,
                             err.code, err.user_message)
         if change.before_reported and not self.pace.api_reports_previous:
             self.pace.api_reports_previous = True  # later grants skip the user-info pre-read
-        before = (effective(change.before_limit, change.before_limiter)
-                  if change.before_known else "unknown")
+        before = (GuestLimit.of(change.before_limit, change.before_limiter)
+                  if change.before_known else UNKNOWN)
         return BulkItem(gid, self._ref(gid), "succeeded", before,
-                        effective(change.after_limit, change.after_limiter),
+                        GuestLimit.of(change.after_limit, change.after_limiter),
                         message=RECORD_PENDING if pending else None,
                         record_pending=bool(pending))
 
     def _at_target(self, gid: str, entry: VaultEntry | None) -> BulkItem | None:
         """A resumed run's check: the grant already has the target (read upstream)."""
-        b = self.limits.known_before(gid, entry)
+        b = self.grant.read(gid, entry)
         if not b.known or b.is_guest is False:
             return None
-        before = effective(b.limit, b.limiter)
-        if projected(before, self.plan.limit, self.plan.limiter) != before:
+        before = b.value
+        if not before.after(self.plan.limit, self.plan.limiter).same_limit(before):
             return None
         return BulkItem(gid, self._ref(gid), "unchanged", before, before,
                         message="Already at the target: left as it is.")
@@ -265,7 +232,7 @@ class BulkRun:
                 except Exception:  # one grant's surprise must not lose the others' report
                     log.exception("bulk %s: grant %s failed unexpectedly", self.bulk_id, gid)
                     results[gid] = BulkItem(
-                        gid, self._ref(gid), "failed", None, None,
+                        gid, self._ref(gid), "failed", UNKNOWN, UNKNOWN,
                         "INTERNAL", "An unexpected error in the console (see its log).")
                 if progress is not None:
                     progress(done, total)
@@ -289,5 +256,5 @@ class BulkRun:
         )
 
 
-__all__ = ["CUSTOM_LIMIT", "BulkPlan", "BulkRun", "Effective", "Pace", "after_fields",
-           "before_fields", "effective", "item_dict", "limit_words", "projected"]
+__all__ = ["CUSTOM_LIMIT", "BulkPlan", "BulkRun", "Pace", "after_fields", "before_fields",
+           "item_dict"]

@@ -172,12 +172,14 @@ def _default_code(exc: KryptosError) -> str:
 class StaleChange(OperationError):
     """The thing changed since the person read it: nothing was sent (code `STALE`).
 
-    `seen` and `now` are the values in words; `changed_by`/`changed_at` name the console
-    user and time from the audit log, or are None when it was changed outside the console."""
+    `seen` and `now` are the values in words; `now_value` the value itself when the caller
+    has one (a `GuestLimit`); `changed_by`/`changed_at` name the console user and time from
+    the audit log, or are None when it was changed outside the console."""
 
     def __init__(self, what: str, seen: str, now: str, changed_by: str | None = None,
-                 changed_at: datetime | None = None) -> None:
+                 changed_at: datetime | None = None, *, now_value: object = None) -> None:
         self.what, self.seen, self.now = what, seen, now
+        self.now_value = now_value
         self.changed_by, self.changed_at = changed_by, changed_at
         if changed_by is not None and changed_at is not None:
             who = f"{changed_by} changed it at {changed_at:%Y-%m-%d %H:%M:%S} UTC."

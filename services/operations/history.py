@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from services.operations.bulk import effective, limit_words
 from services.operations.four_eyes import credit
+from services.operations.limit_value import GuestLimit
 from services.store.actions import AuditAction
 from services.store.audit import AuditEvent
 
@@ -34,7 +34,7 @@ def _map(value: Any) -> Mapping[str, Any]:
 def _limit(fields: Mapping[str, Any]) -> str:
     if not fields or all(fields.get(k) is None for k in ("transaction_limit", "enable_limiter")):
         return "unknown"
-    return limit_words(effective(fields.get("transaction_limit"), fields.get("enable_limiter")))
+    return GuestLimit.from_json(fields).words()
 
 
 def _details(ev: AuditEvent) -> str:

@@ -9,6 +9,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from services.kryptos.models import Holdings, Integration, SessionStatus, UserInfo
 from services.operations.errors import OperationError
+from services.operations.limit_value import UNKNOWN, GuestLimit
 
 T = TypeVar("T")
 
@@ -71,11 +72,11 @@ class GrantDetail:
         return None
 
     @property
-    def effective_limit(self) -> int | None:
-        """The user's effective transaction limit (None: uncapped or unknown)."""
+    def limit(self) -> GuestLimit:
+        """The user's transaction limit as the user info says (unknown when unread)."""
         if self.userinfo.ok and self.userinfo.value is not None:
-            return self.userinfo.value.transaction_limit
-        return None
+            return GuestLimit.from_userinfo(self.userinfo.value.transaction_limit)
+        return UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,8 @@ class BulkItem:
     grant_id: str
     customer_ref: str | None
     outcome: BulkOutcome
-    before: int | None | str = None  # effective limit, None for uncapped, or "unknown"
-    after: int | None | str = None  # "unknown" in a dry run when it cannot be foreseen
+    before: GuestLimit = UNKNOWN
+    after: GuestLimit = UNKNOWN  # unknown in a dry run when it cannot be foreseen
     error_code: str | None = None
     message: str | None = None
     record_pending: bool = False  # made, but its audit record waits in the journal

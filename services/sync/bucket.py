@@ -93,7 +93,3 @@ class TokenBucket:
                 return 0.0
             span = max(1.0, now - self._calls[0])
             return len(self._calls) / span
-
-    @property
-    def paused_for(self) -> float:
-        return max(0.0, self._paused_until - self._clock())

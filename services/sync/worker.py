@@ -63,11 +63,6 @@ class SyncStatus:
     never_refreshed: int
     stale: bool
 
-    @property
-    def full_refresh_seconds(self) -> float | None:
-        """How long one pass over every grant's integrations takes at the target rate."""
-        return None if self.grants_listed is None else self.grants_listed / self.target_rate
-
 
 @dataclass(frozen=True)
 class RunReport:

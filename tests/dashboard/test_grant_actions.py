@@ -20,6 +20,7 @@ from services.operations import (
     UpstreamError,
     ValidationError,
 )
+from services.operations.limit_value import NO_CAP, GuestLimit
 from services.settings import parse_tiers
 from services.store import AuditFilter, AuditLog, NewVaultEntry, TokenVault, open_database
 
@@ -161,7 +162,7 @@ def test_limit_form_sets_limit_and_limiter(env: Env) -> None:
     assert res.change is not None and res.change.after_limit == 2500
     assert "2,500" in res.summary()
     assert env.outcomes("guest.limit.update", gid) == ["requested", "succeeded"]
-    assert reads.grant_detail(env.ops, FINANCE, gid).effective_limit == 2500
+    assert reads.grant_detail(env.ops, FINANCE, gid).limit == GuestLimit.capped(2500)
 
 
 def test_a_limit_with_limiter_on_keep_takes_effect_on_a_guest_whose_limiter_is_off(
@@ -169,19 +170,19 @@ def test_a_limit_with_limiter_on_keep_takes_effect_on_a_guest_whose_limiter_is_o
     gid = env.active("guest")[0]["grant_id"]
     actions.submit_limit(env.ops, FINANCE, gid, limit=None, limiter="off", tier=None,
                                reason="start uncapped", confirmed=True)
-    assert reads.grant_detail(env.ops, FINANCE, gid).effective_limit is None
+    assert reads.grant_detail(env.ops, FINANCE, gid).limit == NO_CAP
     res = actions.submit_limit(env.ops, FINANCE, gid, limit=777, limiter="keep",
                                      tier=None, reason="cap this guest")
     assert res.change is not None and res.change.after_limiter is True
     assert "limiter off -> on" in res.summary()
-    assert reads.grant_detail(env.ops, FINANCE, gid).effective_limit == 777  # enforced
+    assert reads.grant_detail(env.ops, FINANCE, gid).limit == GuestLimit.capped(777)  # enforced
 
 
 def test_limit_form_applies_tier_to_one_grant(env: Env) -> None:
     gid = env.active("guest")[0]["grant_id"]
     res = actions.submit_limit(env.ops, FINANCE, gid, limit=None, limiter="keep",
                                      tier="Plus", reason="upgrade to plus", confirmed=True)
-    assert res.tier_item is not None and res.tier_item.after == 10000
+    assert res.tier_item is not None and res.tier_item.after == GuestLimit.capped(10000)
     assert env.outcomes("guest.tier.apply", gid) == ["requested", "succeeded"]
 
 
@@ -258,15 +259,16 @@ def test_bulk_custom_limit_dry_run_reads_before_then_applies(env: Env) -> None:
     gids = [g for g, _ in rows]
     linked = env.active("linked")[0]["grant_id"]
     dry = actions.run_bulk_limit(env.ops, FINANCE, gids, 777, "", dry_run=True)
-    assert [i.after for i in dry.items] == [777, 777]
-    assert [i.before for i in dry.items] == [info.transaction_limit for _, info in rows]
+    assert [i.after for i in dry.items] == [GuestLimit.capped(777)] * 2
+    assert [i.before.to_json() for i in dry.items] == [info.transaction_limit for _, info in rows]
     assert env.upstream("PATCH", "/developer/grants") == []
     seen: list[int] = []
     res = actions.run_bulk_limit(env.ops, FINANCE, [*gids, linked], 777, "custom cap",
                                        dry_run=False, progress=lambda d, t: seen.append(d))
     assert seen == [1, 2, 3]
     assert [i.outcome for i in res.items] == ["succeeded", "succeeded", "skipped"]
-    assert [i.before for i in res.items[:2]] == [info.transaction_limit for _, info in rows]
+    assert [i.before.to_json() for i in res.items[:2]] == [
+        info.transaction_limit for _, info in rows]
     assert [e.outcome for e in env.events(action="guest.limit.update.bulk")] == [
         "requested", "succeeded"]
     with pytest.raises(PermissionDenied):

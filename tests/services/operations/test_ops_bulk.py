@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.operations import ValidationError
+from services.operations.limit_value import NO_CAP, GuestLimit
 
 from .conftest import Env, actor
 
@@ -34,8 +35,9 @@ def test_dry_run_lists_changes_and_writes_nothing(env: Env) -> None:
     assert res.dry_run and res.tier == "Plus"
     by = {i.grant_id: i for i in res.items}
     assert [i.grant_id for i in res.items] == [*guests, linked]  # input order
-    assert by[guests[0]].outcome == "unchanged" and by[guests[0]].before == 10000
-    assert all(by[g].outcome == "would_change" and by[g].after == 10000 for g in guests[1:])
+    assert by[guests[0]].outcome == "unchanged" and by[guests[0]].before == GuestLimit.capped(10000)
+    assert all(by[g].outcome == "would_change" and by[g].after == GuestLimit.capped(10000)
+               for g in guests[1:])
     assert by[linked].outcome == "skipped" and by[linked].error_code == "NOT_ANON_USER"
     assert res.counts["would_change"] == 5 and res.counts["skipped"] == 1
     assert seen[-1] == (7, 7) and [d for d, _ in seen] == list(range(1, 8))
@@ -60,7 +62,8 @@ def test_real_run_some_fail(env: Env) -> None:
     assert by[bad_404].outcome == "failed" and by[bad_404].error_code == "GRANT_NOT_FOUND"
     assert by[linked].outcome == "skipped"
     ok = [g for g in guests if g not in (bad_500, bad_404)]
-    assert all(by[g].outcome == "succeeded" and by[g].after == 100000 for g in ok)
+    assert all(by[g].outcome == "succeeded" and by[g].after == GuestLimit.capped(100000)
+               for g in ok)
     assert res.counts["succeeded"] == 10 and res.counts["failed"] == 2 and res.tier == "Pro"
     tok = next(t for t in env.stored() if t["grant_id"] == ok[0])["access_token"]
     assert env.client.get_userinfo(tok).transaction_limit == 100000
@@ -92,7 +95,7 @@ def test_max_workers_one_is_sequential(env: Env) -> None:
     env.sandbox.clear_requests_log()
     res = env.ops.limits.apply_tier(FINANCE, guests, "Unlimited", reason="enterprise deal")
     assert res.counts["succeeded"] == 4
-    assert all(i.after is None for i in res.items)
+    assert all(i.after == NO_CAP for i in res.items)
     assert in_flight_max(env.upstream()) == 1
 
 

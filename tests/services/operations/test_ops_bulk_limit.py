@@ -10,6 +10,7 @@ from cryptography.fernet import Fernet
 
 from services.kryptos.errors import KryptosError
 from services.operations import CUSTOM_LIMIT, Operations, PermissionDenied, ValidationError
+from services.operations.limit_value import NO_CAP, UNKNOWN, GuestLimit
 from services.store import AuditLog, TokenVault, open_database
 
 from .conftest import TIERS, Env, actor, load_vault, make_client
@@ -53,20 +54,20 @@ def test_dry_run_reads_real_before_values(env: Env) -> None:
     assert res.dry_run and res.tier == CUSTOM_LIMIT
     assert [i.grant_id for i in res.items] == ids and seen == list(range(1, 7))
     by = {i.grant_id: i for i in res.items}
-    assert by[capped[0]].outcome == "unchanged" and by[capped[0]].before == 555
+    assert by[capped[0]].outcome == "unchanged" and by[capped[0]].before == GuestLimit.capped(555)
     for g in capped[1:]:
         assert by[g].outcome == "would_change"
-        assert by[g].before == current[g] and by[g].after == 555
-    assert by[uncapped].before is None and by[uncapped].after == 555
+        assert by[g].before.to_json() == current[g] and by[g].after == GuestLimit.capped(555)
+    assert by[uncapped].before == NO_CAP and by[uncapped].after == GuestLimit.capped(555)
     assert by[linked].outcome == "skipped" and by[linked].error_code == "NOT_ANON_USER"
-    assert by[no_token].before == "unknown" and by[no_token].outcome == "would_change"
+    assert by[no_token].before == UNKNOWN and by[no_token].outcome == "would_change"
     assert not [r for r in env.upstream() if r["method"] == "PATCH"]
     assert len(env.events()) == n_events  # a dry run writes nothing
     # switching only the limiter: off is foreseeable (uncapped), on over "off" is not
     off = env.ops.limits.apply_limit(FINANCE, [capped[1]], enable_limiter=False, dry_run=True)
-    assert off.items[0].after is None and off.items[0].before == current[capped[1]]
+    assert off.items[0].after == NO_CAP and off.items[0].before.to_json() == current[capped[1]]
     on = env.ops.limits.apply_limit(FINANCE, [uncapped], enable_limiter=True, dry_run=True)
-    assert on.items[0].after == "unknown" and on.items[0].outcome == "would_change"
+    assert on.items[0].after == UNKNOWN and on.items[0].outcome == "would_change"
 
 
 def test_apply_with_one_failing_grant(env: Env) -> None:
@@ -82,8 +83,8 @@ def test_apply_with_one_failing_grant(env: Env) -> None:
     assert by[bad].outcome == "failed" and by[bad].error_code == "INTERNAL_ERROR"
     ok = [g for g in guests if g != bad]
     for g in ok:
-        assert by[g].outcome == "succeeded" and by[g].after == 4321
-        assert by[g].before == before[g]
+        assert by[g].outcome == "succeeded" and by[g].after == GuestLimit.capped(4321)
+        assert by[g].before.to_json() == before[g]
     after = _limits(env, rows)
     assert all(after[g] == 4321 for g in ok) and after[bad] == before[bad]
     per_grant = env.events(action="guest.limit.update")
@@ -177,7 +178,7 @@ def test_newer_api_answer_spares_the_pre_reads(newer_env: Env) -> None:
     res = env.ops.limits.apply_tier(FINANCE, [t["grant_id"] for t in rows], "Pro",
                              reason="promo for Q3 cohort")
     assert res.counts["succeeded"] == 4
-    assert {i.grant_id: i.before for i in res.items} == before  # from the PATCH answers
+    assert {i.grant_id: i.before.to_json() for i in res.items} == before  # from the PATCH answers
     calls = env.upstream()
     assert len([r for r in calls if r["method"] == "PATCH"]) == 4
     gets = [r["path"] for r in calls if r["method"] == "GET"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from services.operations import GrantDetail, NotFound, PermissionDenied, UpstreamError
+from services.operations.limit_value import UNKNOWN, GuestLimit
 
 from .conftest import Env, actor
 
@@ -57,7 +58,7 @@ def test_grant_detail_reads_in_parallel(env: Env) -> None:
     assert isinstance(detail, GrantDetail)
     assert detail.session.ok and detail.holdings.ok and detail.integrations.ok
     assert detail.userinfo.ok and detail.is_guest is True
-    assert detail.effective_limit == detail.userinfo.value.transaction_limit
+    assert detail.limit == GuestLimit.from_userinfo(detail.userinfo.value.transaction_limit)
     log = env.upstream()
     assert len(log) == 5  # grants list, session, holdings, integrations, user info
     # all five were in flight at once: every one started before any ended
@@ -85,7 +86,7 @@ def test_grant_detail_without_token(env: Env) -> None:
     for part in (detail.session, detail.holdings, detail.integrations, detail.userinfo):
         assert not part.ok and part.error is None and "No access token" in part.note
     assert any("No access token is stored" in n for n in detail.notes)
-    assert detail.is_guest is None and detail.effective_limit is None
+    assert detail.is_guest is None and detail.limit == UNKNOWN
     assert [r["path"] for r in env.upstream()] == ["/token/grants"]
 
 

@@ -7,8 +7,10 @@ import io
 
 import pytest
 
+from dashboard.reads import limits_of
 from services.operations import StaleChange
 from services.operations.history import collapse, describe_event
+from services.operations.limit_value import NO_CAP, UNKNOWN, GuestLimit
 
 from .conftest import Env, actor
 from .test_ops_bulk_limit import _readable_guests
@@ -116,7 +118,7 @@ def test_dry_run_checks_each_grant(env: Env) -> None:
     assert (by[revoked].outcome, by[revoked].error_code) == ("skipped", "GRANT_REVOKED")
     assert (by[linked].outcome, by[linked].error_code) == ("skipped", "NOT_ANON_USER")
     assert (by[made_up].outcome, by[made_up].error_code) == ("skipped", "GRANT_NOT_FOUND")
-    assert by[made_up].before == "unknown" and "No such grant" in (by[made_up].message or "")
+    assert not by[made_up].before.known and "No such grant" in (by[made_up].message or "")
     assert res.counts["skipped"] == 3
 
 
@@ -134,14 +136,15 @@ def test_real_run_skips_what_changed_since_the_dry_run(env: Env) -> None:
     env.ops.limits.set_guest_limit(FINANCE, b, 7500, reason="seed b", confirmed=True)
     dry = env.ops.limits.apply_tier(FINANCE, [a, b], "Free", dry_run=True)
     seen = {i.grant_id: i.before for i in dry.items}
-    assert seen == {a: 7500, b: 7500}
+    assert seen == {a: GuestLimit.capped(7500), b: GuestLimit.capped(7500)}
     env.ops.limits.set_guest_limit(FINANCE_B, b, 3000, reason="someone cut b", confirmed=True)
     res = env.ops.limits.apply_tier(FINANCE, [a, b], "Free", reason="move to Free",
                                     expected=seen)
     by = {i.grant_id: i for i in res.items}
-    assert by[a].outcome == "succeeded" and by[a].before == 7500 and by[a].after == 1000
+    assert by[a].outcome == "succeeded" and by[a].before == GuestLimit.capped(7500)
+    assert by[a].after == GuestLimit.capped(1000)
     assert by[b].outcome == "skipped" and by[b].error_code == "STALE"
-    assert "bob" in (by[b].message or "") and by[b].before == "3,000"
+    assert "bob" in (by[b].message or "") and by[b].before == GuestLimit.capped(3000)
     fails = [e for e in env.events(action="guest.tier.apply", target_id=b)
              if e.outcome == "failed"]
     assert fails and fails[-1].error_code == "STALE"
@@ -152,7 +155,7 @@ def test_real_run_before_is_unknown_when_nobody_knows(env: Env) -> None:
     res = env.ops.limits.apply_tier(FINANCE, [gid], "Plus", reason="move to Plus")
     item = res.items[0]
     if item.outcome == "succeeded":  # a Guest: nothing said what it was before
-        assert item.before == "unknown"
+        assert item.before == UNKNOWN
     else:  # a Linked user, learned from the API's answer
         assert item.error_code == "NOT_ANON_USER"
 
@@ -193,14 +196,17 @@ def test_import_is_in_each_grants_history(env: Env) -> None:
     assert lines == ["Token imported: customer c-9, token added — done"]
 
 
-def test_current_limits_of_many_grants(env: Env) -> None:
+def test_the_read_models_limits_of_many_grants_and_their_tiers(env: Env) -> None:
+    env.sync()  # the read model lists the grants; the changes below update it at once
     a, b = (t["grant_id"] for t in _readable_guests(env, 2))
     env.ops.limits.set_guest_limit(FINANCE, a, 10_000, reason="Plus level", confirmed=True)
     env.ops.limits.set_guest_limit(FINANCE, b, enable_limiter=False, reason="no cap",
                                    confirmed=True)
     unknown = env.no_token_grant()
-    now = env.ops.limits.current_limits(SUPPORT, [a, b, unknown])
-    assert now[a] == (10_000, True) and now[b] == (None, False)
-    assert now[unknown] == ("unknown", None)
-    assert env.ops.limits.matching_tier(now[a][0]).name == "Plus"
-    assert env.ops.limits.matching_tier(None).name == "Unlimited"
+    now = limits_of(env.ops.readmodel.grants_by_id([a, b, unknown]).values())
+    assert now[a] == GuestLimit.capped(10_000) and now[a].limiter is True
+    assert now[b] == NO_CAP and now[b].limiter is False
+    assert now.get(unknown, UNKNOWN) == UNKNOWN
+    assert env.ops.limits.matching_tier(now[a]).name == "Plus"
+    assert env.ops.limits.matching_tier(NO_CAP).name == "Unlimited"
+    assert env.ops.limits.matching_tier(UNKNOWN) is None
