@@ -520,7 +520,9 @@ def step_bulk(s: Session, a: Action, large: bool) -> None:
     if clear.count():
         clear.first.click()
         expect(clear).to_have_count(0, timeout=STEP_MS)
-    upload = s.soak.work / f"ids-{s.user}.csv"
+    # a new name each time: the uploader may not register a file named like the one just
+    # removed
+    upload = s.soak.work / f"ids-{s.user}-{time.monotonic_ns()}.csv"
     upload.write_text("grant_id\n" + "\n".join(grants) + "\n", encoding="utf-8")
     m.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(upload))
     expect(m.get_by_text(f"{n} grant id(s) read from the file.")).to_be_visible(
