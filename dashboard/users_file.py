@@ -202,17 +202,8 @@ def _write_atomically(path: Path, data: dict, mode: int) -> None:
 
 def save_users(path: Path, users: dict[str, User]) -> None:
     """Write the users atomically, readable by the owner only (0600)."""
-    data = {"credentials": credentials_dict(users)}
     private_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=".users-", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(data, fh, sort_keys=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _write_atomically(path, {"credentials": credentials_dict(users)}, 0o600)
 
 
 def credentials_dict(users: dict[str, User]) -> dict:

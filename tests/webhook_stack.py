@@ -1,14 +1,12 @@
 """The customer backend receiving the sandbox's real signed webhooks into a given database
 (the console's), for the console-side webhook tests: `WebhookStack.start(sandbox, db_url,
-vault_key, data_dir)`; `wait_for(predicate)` polls."""
+vault_key, data_dir)`."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from cryptography.fernet import Fernet
 
@@ -20,19 +18,7 @@ from services.store import AuditLog, Database, TokenVault, open_database
 from services.store.webhook_events import WebhookEvent, WebhookEventStore
 from tests.backend.helpers import JWT_SECRET, WEBHOOK_SECRET
 from tests.backend.server import RunningServer
-
-T = TypeVar("T")
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 15.0, what: str = "it") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last: {value!r})")
-        time.sleep(0.05)
+from tests.timing import wait_for
 
 
 @dataclass

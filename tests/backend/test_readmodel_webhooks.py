@@ -10,7 +10,7 @@ from services.sync.webhooks import readmodel_hook
 from tests.backend.helpers import WEBHOOK_SECRET, auth, connect, post
 from tests.sandbox.helpers import connect as kryptos
 from tests.sandbox.helpers import data
-from tests.webhook_stack import wait_for
+from tests.timing import wait_for
 
 
 def _integration(rm: ReadModel, gid: str, wallet: str):

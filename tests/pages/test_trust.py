@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import time
 from datetime import UTC, datetime, timedelta
 
 import jwt

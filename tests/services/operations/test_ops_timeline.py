@@ -17,8 +17,8 @@ from services.operations import PermissionDenied
 from services.store.webhook_events import WebhookEventStore
 from tests.backend.helpers import connect
 from tests.services.operations.conftest import actor
+from tests.timing import wait_for
 from tests.webhook_stack import ConsoleWithWebhooks as Stack
-from tests.webhook_stack import wait_for
 
 SUPPORT, FINANCE, VIEWER = actor("support"), actor("finance"), actor("viewer")
 
