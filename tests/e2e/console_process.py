@@ -37,7 +37,10 @@ CONSOLE_ENV = (
     "CONSOLE_CLIENT_ADDRESS_HEADER", "CONSOLE_TRUSTED_PROXIES", "CONSOLE_LOGIN_FAILURE_FLOOR",
     "CONSOLE_PASSWORD_ROUNDS",
     "CONSOLE_APPROVALS", "CONSOLE_APPROVAL_BULK_OVER", "CONSOLE_APPROVAL_LIMIT_OVER",
-    "CONSOLE_APPROVAL_TTL_HOURS",
+    "CONSOLE_APPROVAL_TTL_HOURS", "CONSOLE_PASSWORD_LOGIN", "CONSOLE_SSO_ISSUER",
+    "CONSOLE_SSO_METADATA_URL", "CONSOLE_SSO_CLIENT_ID", "CONSOLE_SSO_CLIENT_SECRET",
+    "CONSOLE_SSO_REDIRECT_URI", "CONSOLE_SSO_SCOPES", "CONSOLE_SSO_CLAIM",
+    "CONSOLE_SSO_ROLE_MAP", "CONSOLE_SSO_USERNAME_CLAIM",
 )
 
 CHROMIUM_ARGS = [
@@ -116,6 +119,11 @@ class ConsoleProcess:
             "--server.fileWatcherType", "none",
             "--server.runOnSave", "false",
         ]
+        # As the launcher does (backend/launch.py): Streamlit's [auth] from the settings.
+        from services.settings import load_settings
+        from services.sso_config import streamlit_args
+
+        cmd += streamlit_args(load_settings(self.env()))
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         self._proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=self.env(),
                                       stdout=self._log, stderr=subprocess.STDOUT)
