@@ -327,9 +327,7 @@ def sso_available(runtime: Runtime) -> bool:
     by the launcher, services/sso_config.py)."""
     if runtime.settings is None or not runtime.settings.sso_enabled:
         return False
-    from streamlit.auth_util import get_secrets_auth_section
-
-    return bool(get_secrets_auth_section())
+    return bool(st.secrets.load_if_toml_exists() and st.secrets.get("auth"))
 
 
 def sso_claims() -> dict[str, Any]:
