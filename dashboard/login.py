@@ -175,7 +175,8 @@ def _attempt_login(runtime: Runtime, username: str, password: str, address: str)
                lambda: runtime.ops.auth.record_login_failed(typed, error_code="LOCKED"))
         return _locked_message(wait)
     user = runtime.users().get(username)
-    if user is None:
+    if user is None or user.sso:
+        # No password opens an SSO account; it costs the same as an unknown name.
         _dummy_check(runtime, password)
         ok = False
     else:

@@ -89,3 +89,15 @@ def test_a_role_that_needs_a_second_factor_asks_for_it_unless_the_provider_did(
     with_mfa = app_with({"sub": "u-3", "preferred_username": "ada",
                          "groups": ["kryptos-admins"], "amr": ["pwd", "mfa"]}).run()
     assert with_mfa.session_state["authentication_status"] is True
+
+
+def test_no_password_opens_an_sso_account(sso_runtime) -> None:
+    from dashboard.login import attempt_login
+    from services.operations.login_policy import FailureFloor
+
+    at = app_with({"sub": "u-4", "preferred_username": "fay", "groups": ["kryptos-finance"],
+                   "amr": ["pwd"]}).run()
+    assert at.session_state["authentication_status"] is True
+    for password in ("", "anything-at-all", "$2b$12$"):
+        message = attempt_login(sso_runtime, "fay", password or "x", floor=FailureFloor(0))
+        assert message is not None and message.startswith("Wrong username or password")
