@@ -358,13 +358,18 @@ def sso_sign_in(runtime: Runtime, claims: dict[str, Any], address: str
         return decision
     assert runtime.auth_file is not None
     try:
-        _before, user = save_sso_user(runtime.auth_file, decision.username, decision.roles,
-                                      name=decision.name, email=decision.email)
+        before, user = save_sso_user(runtime.auth_file, decision.username, decision.roles,
+                                     name=decision.name, email=decision.email)
     except UsersError as exc:
         refusal = SsoRefusal(LOCAL_ACCOUNT if exc.code == LOCAL_ACCOUNT else "BAD_USERNAME",
                              decision.username)
         runtime.ops.sso.record_refused(claims, refusal)
         return refusal
+    if before is None:
+        decision = dataclasses.replace(decision, users_file_change={"added": True})
+    elif before.roles != user.roles:
+        decision = dataclasses.replace(decision,
+                                       users_file_change={"roles_before": list(before.roles)})
     if decision.mfa:
         complete_login(runtime, user, address, sso=decision)
     elif runtime.auth.totp.is_enrolled(user.username):

@@ -91,10 +91,14 @@ class SsoIdentity:
     issued_at: datetime
     mfa: bool
     groups: tuple[str, ...]
+    #: What the sign-in changed in the users file: None, or `{"added": True}`, or
+    #: `{"roles_before": [...]}` (the groups changed at the provider).
+    users_file_change: dict[str, Any] | None = None
 
     def audit_params(self) -> dict[str, Any]:
         return {"issuer": self.issuer, "subject": self.subject, "mfa": self.mfa,
-                "groups": list(self.groups)[:50], "roles": list(self.roles)}
+                "groups": list(self.groups)[:50], "roles": list(self.roles),
+                **(self.users_file_change or {})}
 
 
 @dataclass(frozen=True)

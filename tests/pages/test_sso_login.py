@@ -64,6 +64,17 @@ def test_an_identity_from_the_provider_opens_a_console_session(
     assert sso_runtime.users()["fay"].sso
     [event] = audit_events(action="auth.sso_login")
     assert (event.actor_username, event.outcome) == ("fay", "succeeded")
+    assert event.params["added"] is True and event.params["roles"] == ["finance"]
+    # Signed in again (a new identity, issued after that session opened) with another
+    # group: the users file follows, the audit says so.
+    again = app_with({"sub": "u-1", "iat": int(time.time()) + 1, "preferred_username": "fay",
+                      "groups": [
+        "kryptos-finance", "kryptos-admins"], "amr": ["mfa"]}).run()
+    assert again.session_state["authentication_status"] is True
+    assert sso_runtime.users()["fay"].roles == ("finance", "admin")
+    latest = audit_events(action="auth.sso_login")[-1]
+    assert latest.params["roles_before"] == ["finance"]
+    assert latest.params["roles"] == ["finance", "admin"]
 
 
 def test_no_mapped_group_is_refused_on_the_page(sso_runtime,
