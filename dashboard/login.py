@@ -340,10 +340,15 @@ def sso_claims() -> dict[str, Any]:
     return dict(claims) if claims.get("is_logged_in") else {}
 
 
+USERS_FILE_DOWN = ("The console cannot record your sign-in now (its users file cannot be "
+                   "written). Try again later, or tell an administrator.")
+
+
 def sso_sign_in(runtime: Runtime, claims: dict[str, Any], address: str
-                ) -> SsoRefusal | None:
+                ) -> SsoRefusal | str | None:
     """An identity back from the provider: None when accepted (logged in, or a second
-    factor to come: `PENDING_KEY`), else the refusal (audited by `ops.sso.admit`)."""
+    factor to come: `PENDING_KEY`), else the refusal (audited by `ops.sso.admit`), or a
+    message when the users file cannot be written."""
     sessions = runtime.auth.sessions
     users = runtime.users()
 
@@ -365,6 +370,10 @@ def sso_sign_in(runtime: Runtime, claims: dict[str, Any], address: str
                              decision.username)
         runtime.ops.sso.record_refused(claims, refusal)
         return refusal
+    except OSError as exc:
+        logger.error("single sign-on of %s: the users file cannot be written: %s",
+                     decision.username, type(exc).__name__)
+        return USERS_FILE_DOWN
     if before is None:
         decision = dataclasses.replace(decision, users_file_change={"added": True})
     elif before.roles != user.roles:
@@ -416,7 +425,7 @@ def _sso_panel(runtime: Runtime) -> None:
         return
     if isinstance(answer, SsoRefusal):
         st.info(answer.message, icon=":material/info:")
-    elif isinstance(answer, str):  # the store was down
+    elif isinstance(answer, str):  # the store or the users file was unavailable
         st.error(answer)
     st.button("Sign in with SSO", key=SSO_BUTTON_KEY, type="primary",
               icon=":material/badge:", on_click=st.login)

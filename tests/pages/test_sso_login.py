@@ -112,3 +112,17 @@ def test_no_password_opens_an_sso_account(sso_runtime) -> None:
     for password in ("", "anything-at-all", "$2b$12$"):
         message = attempt_login(sso_runtime, "fay", password or "x", floor=FailureFloor(0))
         assert message is not None and message.startswith("Wrong username or password")
+
+
+def test_a_users_file_that_cannot_be_written_is_said_plainly(sso_runtime) -> None:
+    assert sso_runtime.auth_file is not None
+    # Its lock cannot be opened (a folder in its place: even root cannot open that).
+    lock = sso_runtime.auth_file.with_name(sso_runtime.auth_file.name + ".lock")
+    lock.unlink(missing_ok=True)
+    lock.mkdir()
+    at = app_with({"sub": "u-5", "preferred_username": "fay",
+                   "groups": ["kryptos-finance"], "amr": ["pwd"]}).run()
+    assert not at.exception, at.exception
+    assert at.session_state["authentication_status"] is None
+    assert "cannot record your sign-in" in texts(at)
+    assert "fay" not in sso_runtime.users()
