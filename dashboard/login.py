@@ -446,6 +446,10 @@ def login_page() -> None:
     if pending is None:
         if sso:
             _sso_panel(runtime)
+        elif runtime.settings is not None and runtime.settings.sso_enabled:
+            st.warning("Single sign-on is configured, but Streamlit was started without its "
+                       "[auth] secrets: start the console with bin/console (or python -m "
+                       "backend.launch), which writes them.", icon=":material/warning:")
         if runtime.settings is None or runtime.settings.password_login:
             _password_form(runtime)
         else:

@@ -126,3 +126,12 @@ def test_a_users_file_that_cannot_be_written_is_said_plainly(sso_runtime) -> Non
     assert at.session_state["authentication_status"] is None
     assert "cannot record your sign-in" in texts(at)
     assert "fay" not in sso_runtime.users()
+
+
+def test_without_streamlits_auth_table_the_page_says_how_to_start(sso_runtime) -> None:
+    at = new_app()
+    at.user = {"is_logged_in": False}
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.button and not at.text_input
+    assert "started without its [auth] secrets" in " ".join(w.value for w in at.warning)
