@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboard import auth
+from dashboard import account
 from dashboard.context import page_context
+from dashboard.session_cookie import current_session_id
 from dashboard.ui import kv, table, text
 from services.operations import Permission, can
 
@@ -29,7 +30,7 @@ kv("Roles", ", ".join(sorted(actor.roles)))
 # --- session --------------------------------------------------------------------------------
 
 st.subheader("Session")
-sid = auth.current_session_id()
+sid = current_session_id()
 session = stores.sessions.get(sid) if sid else None
 if session is not None:
     kv("Logged in at (UTC)", session.created_at.strftime("%Y-%m-%d %H:%M:%S"))
@@ -63,7 +64,7 @@ def _confirm() -> None:
     secret = st.session_state.get(SECRET_KEY)
     if not secret or user is None:
         return
-    codes, why = auth.set_up_totp(runtime, user, secret,
+    codes, why = account.set_up_totp(runtime, user, secret,
                                   st.session_state.get("account_new_code", ""),
                                   st.session_state.get("account_current_code"))
     if why:
@@ -74,7 +75,7 @@ def _confirm() -> None:
 
 
 if st.session_state.get(SECRET_KEY):
-    auth.show_enrolment(actor.username, st.session_state[SECRET_KEY])
+    account.show_enrolment(actor.username, st.session_state[SECRET_KEY])
     with st.form("account_totp_form"):
         if enrolled:
             st.text_input("Current code (from the key set up now)", key="account_current_code")
@@ -84,7 +85,7 @@ if st.session_state.get(SECRET_KEY):
         st.session_state.pop(SECRET_KEY, None)
         st.rerun()
 elif st.button("Set up a new key" if enrolled else "Set up", key="account_totp_start"):
-    st.session_state[SECRET_KEY] = auth.new_totp_secret()
+    st.session_state[SECRET_KEY] = account.new_totp_secret()
     st.rerun()
 message = st.session_state.pop(MESSAGE_KEY, None)
 if message:
@@ -94,9 +95,9 @@ if message:
 
 if can(actor, Permission.MANAGE_USERS):
     st.subheader("Locked logins")
-    locks = auth.login_locks(runtime)
+    locks = account.login_locks(runtime)
     if locks is None:
-        st.error(auth.STORE_DOWN)
+        st.error(account.STORE_DOWN)
         st.stop()
     if not locks:
         text("No login is locked.")
@@ -106,12 +107,12 @@ if can(actor, Permission.MANAGE_USERS):
             "locked until (UTC)": lock.locked_until.strftime("%Y-%m-%d %H:%M:%S")}
            for lock in locks], key="account_locks")
     users_locked = {("user", lock.username) for lock in locks if lock.username}
-    addresses = {("address", lock.key) for lock in locks if lock.scope == auth.ADDRESS_SCOPE}
+    addresses = {("address", lock.key) for lock in locks if lock.scope == account.ADDRESS_SCOPE}
     choices = sorted(users_locked | addresses)
     picked = st.selectbox("Unlock", choices, key="account_unlock_pick",
                           format_func=lambda c: f"{c[0]} {c[1]}")
     if st.button("Unlock", key="account_unlock", type="primary") and picked:
         kind, value = picked
-        auth.unlock(runtime, actor, kind, value)
+        account.unlock(runtime, actor, kind, value)
         st.toast(f"Unlocked {kind} {value}.", icon=":material/lock_open:")
         st.rerun()
