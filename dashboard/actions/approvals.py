@@ -5,10 +5,7 @@ are on.
 from __future__ import annotations
 
 from dashboard import reads
-from services.operations import (
-    Actor,
-    Operations,
-)
+from services.operations import Actor, Operations
 from services.operations.approvals import ApprovalRequest
 
 

@@ -8,13 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dashboard import reads
-from services.operations import (
-    Actor,
-    BulkResult,
-    OperationError,
-    Operations,
-    ValidationError,
-)
+from services.operations import Actor, BulkResult, OperationError, Operations, ValidationError
 from services.operations.four_eyes import Held
 from services.operations.limit_value import GuestLimit
 

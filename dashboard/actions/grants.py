@@ -4,12 +4,7 @@
 from __future__ import annotations
 
 from dashboard import reads
-from services.operations import (
-    Actor,
-    Operations,
-    ResyncOutcome,
-    ValidationError,
-)
+from services.operations import Actor, Operations, ResyncOutcome, ValidationError
 from services.operations.four_eyes import Held
 
 

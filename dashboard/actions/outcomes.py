@@ -4,11 +4,7 @@
 from __future__ import annotations
 
 from dashboard import reads
-from services.operations import (
-    Actor,
-    BulkResult,
-    Operations,
-)
+from services.operations import Actor, BulkResult, Operations
 from services.operations.four_eyes import Held
 from services.operations.reconcile import ReconcileReport
 

@@ -4,12 +4,7 @@ refusal), the page shows the refusal.
 
 from __future__ import annotations
 
-from services.operations import (
-    Actor,
-    Operations,
-    Permission,
-    PermissionDenied,
-)
+from services.operations import Actor, Operations, Permission, PermissionDenied
 from services.store.actions import AuditAction
 
 

@@ -7,10 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.ui import show_error
-from services.operations import (
-    OperationError,
-    validation,
-)
+from services.operations import OperationError, validation
 
 SELECTED_KEY = "selected_grant_id"
 

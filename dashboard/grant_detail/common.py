@@ -15,10 +15,9 @@ from dashboard.context import PageContext
 from dashboard.csv_io import csv_safe_frame
 from dashboard.formats import fmt_minute
 from dashboard.ui import escape_markdown, show_error
-from services.operations import (
-    GrantDetail,
-    OperationError,
-)
+from services.operations import GrantDetail, OperationError
+from services.operations.approvals import ApprovalRequest
+from services.operations.models import Part
 
 FLASH_KEY = "grant_flash"  # the last change's message, shown once after the rerun
 PENDING_KEY = "grant_record_pending"  # the last change's audit record waits in the journal
@@ -34,10 +33,11 @@ def kv_table(rows: list[tuple[str, str]]) -> None:
 
 
 def is_revoked(detail: GrantDetail) -> bool:
+    """The grant is revoked (its parts cannot be read: not an error)."""
     return detail.grant.status == "revoked"
 
 
-def part_problem(detail: GrantDetail, part: Any) -> bool:
+def part_problem(detail: GrantDetail, part: Part[Any]) -> bool:
     """Show a part's error or note; True when there is no value to render."""
     if part.error is not None and is_revoked(detail) and getattr(
             part.error, "status", None) in (401, 403):
@@ -53,13 +53,12 @@ def part_problem(detail: GrantDetail, part: Any) -> bool:
     return False
 
 
-
 def wallet_names(detail: GrantDetail) -> dict[str, str]:
     """Each integration's name by wallet id (for charts and resync lines)."""
     return {i.wallet_id: i.display_name for i in detail.integrations.value or ()}
 
 
-def pending_requests(ctx: PageContext, gid: str) -> list[Any]:
+def pending_requests(ctx: PageContext, gid: str) -> list[ApprovalRequest]:
     """The pending approval requests on this grant (one indexed query, never cached:
     another replica's request must show); none when they cannot be read (the banner at the
     top of the page says why)."""
@@ -69,11 +68,11 @@ def pending_requests(ctx: PageContext, gid: str) -> list[Any]:
         return []
 
 
-def request_words(r: Any) -> str:
+def request_words(r: ApprovalRequest) -> str:
+    """A pending request in words: number, change, who and when."""
     rec = r.record
     return (f"Request #{r.id} ({r.describe()}) by {rec.requester_username} at "
             f"{fmt_minute(rec.created_at)}")
-
 
 
 def approval_caption(ctx: PageContext, form: str, gid: str | None = None) -> None:

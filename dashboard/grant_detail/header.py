@@ -21,15 +21,10 @@ from dashboard.grant_detail.common import (
     request_words,
 )
 from dashboard.ui import escape_markdown, record_pending_note, show_error, toast_done
-from services.operations import (
-    GrantDetail,
-    OperationError,
-    Permission,
-    can,
-)
+from services.operations import GrantDetail, OperationError, Permission, can
 from services.operations.history import approved_words
 
-GRANTS_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grants.py")
+GRANTS_PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "grants.py")
 
 
 def grant(ctx: PageContext, gid: str) -> GrantDetail:
@@ -90,7 +85,6 @@ def _facts_freshness(detail: GrantDetail) -> None:
                  else "no full sync has listed it yet")
     st.caption(f"Status and ids from the console's copy, as of {fmt_ago(row.refreshed_at)} "
                f"({confirmed}). {live}")
-
 
 
 def _pending_banner(ctx: PageContext, gid: str) -> None:

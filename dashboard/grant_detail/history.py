@@ -11,11 +11,7 @@ from dashboard import timeline as timeline_view
 from dashboard.context import PageContext
 from dashboard.csv_io import csv_safe_frame
 from dashboard.ui import show_error
-from services.operations import (
-    OperationError,
-    Permission,
-    can,
-)
+from services.operations import OperationError, Permission, can
 from services.operations.history import collapse, describe_event
 
 
@@ -56,7 +52,6 @@ def history(ctx: PageContext, gid: str) -> None:
             "request_id": st.column_config.TextColumn("Request id"),
         },
     )
-
 
 
 TIMELINE_COLUMNS = {

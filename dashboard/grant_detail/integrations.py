@@ -13,18 +13,11 @@ import streamlit as st
 from dashboard import actions
 from dashboard.context import PageContext
 from dashboard.csv_io import csv_safe_frame
-from dashboard.grant_detail.common import (
-    part_problem,
-    wallet_names,
-)
+from dashboard.grant_detail.common import part_problem, wallet_names
 from dashboard.resync_watch import ResyncWatch
 from dashboard.ui import escape_markdown, record_pending_note, show_error, toast_done
-from services.operations import (
-    GrantDetail,
-    OperationError,
-    Permission,
-    can,
-)
+from services.kryptos.models import Integration
+from services.operations import GrantDetail, OperationError, Permission, can
 
 POLL_SECONDS = 2.0
 MODE_LABEL = {"latest": "Latest (new transactions)", "from_start": "From start (full re-import)"}
@@ -42,7 +35,7 @@ INTEGRATION_COLUMNS = {
 }
 
 
-def _integration_row(i: Any) -> dict[str, Any]:
+def _integration_row(i: Integration) -> dict[str, Any]:
     return {
         "name": i.display_name,
         "provider": i.provider_public_name or i.provider,
@@ -81,7 +74,7 @@ def integrations(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) -> N
         _resync_status(ctx, gid, wallet_names(detail), watch)
 
 
-def card_title(i: Any) -> str:
+def card_title(i: Integration) -> str:
     """A resync card's title: two integrations may share a name, so the provider and the
     wallet (id, and address when known) tell them apart."""
     provider = i.provider_public_name or i.provider or "provider unknown"

@@ -10,19 +10,9 @@ import streamlit as st
 
 from dashboard import actions, reads
 from dashboard.context import PageContext
-from dashboard.grant_detail.common import (
-    FLASH_KEY,
-    PENDING_KEY,
-    approval_caption,
-)
+from dashboard.grant_detail.common import FLASH_KEY, PENDING_KEY, approval_caption
 from dashboard.ui import escape_markdown, show_error
-from services.operations import (
-    ConfirmationRequired,
-    GrantDetail,
-    OperationError,
-    Permission,
-    can,
-)
+from services.operations import ConfirmationRequired, GrantDetail, OperationError, Permission, can
 from services.operations.limit_value import GuestLimit
 
 LIMIT_FORM_KEYS = ("limit_value", "limit_limiter", "limit_tier", "limit_reason", "limit_ticket")

@@ -8,15 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.csv_io import csv_safe_frame
-from dashboard.grant_detail.common import (
-    is_revoked,
-    kv_table,
-    part_problem,
-    wallet_names,
-)
-from services.operations import (
-    GrantDetail,
-)
+from dashboard.grant_detail.common import is_revoked, kv_table, part_problem, wallet_names
+from services.operations import GrantDetail
 
 
 def session(detail: GrantDetail) -> None:
@@ -36,7 +29,6 @@ def session(detail: GrantDetail) -> None:
         ("User id", s.user_id or "-"),
         ("Granted scopes", s.granted_scopes or "-"),
     ])
-
 
 
 HOLDING_COLUMNS = {

@@ -17,12 +17,7 @@ from dashboard.grant_detail.common import (
 )
 from dashboard.resync_watch import ResyncWatch
 from dashboard.ui import escape_markdown, show_error
-from services.operations import (
-    GrantDetail,
-    OperationError,
-    Permission,
-    can,
-)
+from services.operations import GrantDetail, OperationError, Permission, can
 
 
 @st.dialog("Revoke grant", on_dismiss="rerun")

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.operations import (
-    Actor,
-    Operations,
-)
+from services.operations import Actor, Operations
 from services.operations.approvals import ApprovalRequest
 
 

@@ -8,17 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.operations import (
-    Actor,
-    Operations,
-)
-from services.store import (
-    AuditFilter,
-    AuditPage,
-    ChainReport,
-    parse_csv_export,
-    parse_jsonl_export,
-)
+from services.operations import Actor, Operations
+from services.store import AuditFilter, AuditPage, ChainReport, parse_csv_export, parse_jsonl_export
 
 
 def audit_page(ops: Operations, actor: Actor, filters: AuditFilter | None, page: int,

@@ -24,8 +24,6 @@ MAX_ENTRIES = 512
 VERSION_POLL_SECONDS = 1.0
 #: The freshness caption ("as of 12 s ago") is read again after this long.
 FRESHNESS_TTL = 2.0
-#: Rows the Guest limits picker shows at most (the rest is reached by its filter).
-
 ALL = "*"  # the grant key of reads that span every grant (lists, overview)
 
 
@@ -193,6 +191,8 @@ VERSIONS = VersionClock()
 
 
 def read_key(ops: object, actor: Actor, read: str, grant: str, *args: Hashable) -> ReadKey:
+    """A read's key: the operations object, the actor (username and roles: one user's data
+    never reaches another), the read, its grant (or `ALL`) and its arguments."""
     return ReadKey(id(ops), actor.username, tuple(sorted(actor.roles)), read, grant, args)
 
 
@@ -227,7 +227,6 @@ def refresh_all(ops: Operations | None = None, actor: Actor | None = None) -> No
     invalidate_all()
     if ops is not None and actor is not None:
         ops.grants.request_sync(actor)
-
 
 
 def rm_read_key(ops: Operations, actor: Actor, read: str, *args: Hashable) -> ReadKey:

@@ -20,9 +20,7 @@ from services.operations import (
     Overview,
 )
 from services.operations.history import collapse
-from services.store import (
-    AuditEvent,
-)
+from services.store import AuditEvent
 from services.store.actions import AuditAction
 
 
@@ -55,7 +53,6 @@ def export_grants_csv(ops: Operations, actor: Actor, filters: GrantFilter | None
     return out.getvalue()
 
 
-
 def list_grants(
     ops: Operations,
     actor: Actor,
@@ -78,7 +75,6 @@ def list_grants(
                 actor, search=search, status=status, kind=kind, has_token=has_token)
         ),
     )
-
 
 
 def overview(ops: Operations, actor: Actor) -> Overview:

@@ -6,16 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from dashboard.reads.grants import grant_page
-from services.operations import (
-    UNKNOWN,
-    Actor,
-    GrantFilter,
-    GuestLimit,
-    Operations,
-    RmGrant,
-)
+from services.operations import UNKNOWN, Actor, GrantFilter, GuestLimit, Operations, RmGrant
 from services.settings import Tier
 
+#: Rows the Guest limits picker shows at most (the rest is reached by its filter).
 CANDIDATES_MAX = 500
 
 
@@ -47,7 +41,6 @@ def limits_of(rows: Iterable[RmGrant]) -> dict[str, GuestLimit]:
     info nor a console change told the read model yet."""
     return {r.grant_id: (GuestLimit.of(r.transaction_limit, r.limiter_enabled)
                          if r.limit_source is not None else UNKNOWN) for r in rows}
-
 
 
 def tiers(ops: Operations) -> tuple[Tier, ...]:

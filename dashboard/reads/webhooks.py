@@ -7,12 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from dashboard.timeline import TimelineItem, merge
-from services.operations import (
-    Actor,
-    Operations,
-    Permission,
-    can,
-)
+from services.operations import Actor, Operations, Permission, can
 from services.operations.timeline import IntegrationNews, RecentFailure
 
 
