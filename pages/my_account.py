@@ -3,13 +3,10 @@ locked logins with an unlock control."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import streamlit as st
 
-from dashboard import account
+from dashboard import account, account_view
 from dashboard.context import page_context
-from dashboard.session_cookie import current_session_id
 from dashboard.ui import kv, table, text
 from services.operations import Permission, can
 
@@ -18,7 +15,6 @@ CODES_KEY = "account_totp_codes"
 MESSAGE_KEY = "account_message"
 
 runtime, actor = page_context()  # (runtime, actor): a NamedTuple
-stores = runtime.auth
 settings = runtime.settings
 assert settings is not None
 
@@ -30,28 +26,17 @@ kv("Roles", ", ".join(sorted(actor.roles)))
 # --- session --------------------------------------------------------------------------------
 
 st.subheader("Session")
-sid = current_session_id()
-session = stores.sessions.get(sid) if sid else None
-if session is not None:
-    kv("Logged in at (UTC)", session.created_at.strftime("%Y-%m-%d %H:%M:%S"))
-    kv("Ends at the latest (UTC)", (session.created_at + timedelta(
-        seconds=settings.session_lifetime)).strftime("%Y-%m-%d %H:%M:%S"))
-    kv("Address", session.client_address or "unknown")
-st.caption(f"A session ends after {settings.idle_timeout / 60:.0f} minutes without activity, "
-           f"{settings.session_lifetime / 3600:g} hours after the login, at logout (which "
-           "ends your sessions in every browser), and when your password or roles change.")
+for label, value in account_view.session_facts(runtime, settings):
+    kv(label, value)
+st.caption(account_view.session_rules(settings))
 
 # --- second factor ----------------------------------------------------------------------------
 
 st.subheader("Second factor (authenticator app)")
 users = runtime.users()
 user = users.get(actor.username)
-enrolled = stores.totp.is_enrolled(actor.username)
-required = bool(set(actor.roles) & settings.totp_roles)
-if enrolled:
-    text(f"Set up. Recovery codes left: {stores.totp.recovery_codes_left(actor.username)}.")
-else:
-    text("Not set up." + (" Your role requires it at the next login." if required else ""))
+enrolled = account_view.totp_enrolled(runtime, actor)
+text(account_view.second_factor_state(runtime, settings, actor, enrolled))
 
 codes = st.session_state.pop(CODES_KEY, None)
 if codes:
@@ -102,13 +87,8 @@ if can(actor, Permission.MANAGE_USERS):
     if not locks:
         text("No login is locked.")
         st.stop()
-    table([{"user": lock.username or "", "address": lock.client_address or "",
-            "kind": lock.scope, "failures": lock.failures,
-            "locked until (UTC)": lock.locked_until.strftime("%Y-%m-%d %H:%M:%S")}
-           for lock in locks], key="account_locks")
-    users_locked = {("user", lock.username) for lock in locks if lock.username}
-    addresses = {("address", lock.key) for lock in locks if lock.scope == account.ADDRESS_SCOPE}
-    choices = sorted(users_locked | addresses)
+    table(account_view.lock_rows(locks), key="account_locks")
+    choices = account_view.unlock_choices(locks)
     picked = st.selectbox("Unlock", choices, key="account_unlock_pick",
                           format_func=lambda c: f"{c[0]} {c[1]}")
     if st.button("Unlock", key="account_unlock", type="primary") and picked:

@@ -388,6 +388,10 @@ def test_my_account_sets_up_a_second_factor(console_env, monkeypatch):
     assert rt.auth.totp.is_enrolled("viewer")
     assert any(len(c.value.splitlines()) == 10 for c in at.code)
     assert _events(rt, action="auth.totp_enrolled")[-1].target_id == "viewer"
+    at.run()  # the next run: the state and the session's facts
+    said = [m.value for m in at.markdown] + [t.value for t in at.text]
+    assert "Set up. Recovery codes left: 10." in said
+    assert any(m.startswith("**Logged in at \\(UTC\\):**") for m in said), said
 
 
 def test_settings_parse_the_new_options(tmp_path):
