@@ -31,6 +31,7 @@ import streamlit as st
 
 from dashboard.users_file import User, UsersError, hash_password, load_users, save_users
 from services.kryptos.client import SYNC_USER_AGENT, KryptosClient
+from services.logs import setup as setup_logging
 from services.operations import Operations
 from services.operations.health import LiveChecker
 from services.private_files import prepare_data_dir
@@ -284,7 +285,9 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     try:
         settings = settings or load_settings()
     except ConfigError as exc:
+        setup_logging("console")
         return Runtime(settings=None, mode="live", problems=(exc.user_message,))
+    setup_logging("console", settings)
     try:
         loose = prepare_data_dir(settings)
     except OSError as exc:
