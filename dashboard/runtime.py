@@ -340,7 +340,10 @@ def _build_sandbox(settings: Settings) -> Runtime:
         if sync is None:  # no worker (tests): the tokens are in the vault before the start ends
             _load_tokens(ops, control)
         cookie_key = settings.cookie_key or secret_file(settings.data_dir / COOKIE_KEY_FILE)
-        auth_file = settings.data_dir / DEMO_USERS_FILE
+        # CONSOLE_AUTH_FILE, when set, is where the demo users go: replicas that share one
+        # file share the password hashes their logins are stamped with (a session opened
+        # on one replica is then valid on the others).
+        auth_file = settings.auth_file or settings.data_dir / DEMO_USERS_FILE
         write_demo_users(auth_file)
         if sync is not None:
             # The start never waits on data: the tokens, then the first full sync, load in

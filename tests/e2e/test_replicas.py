@@ -1,0 +1,154 @@
+"""Replicas behind a real load balancer: Debian's nginx, configured by
+`deploy/nginx.conf.template`, in front of two console and two backend processes on one
+PostgreSQL database (tests/e2e/replicas.py starts them as compose.yaml does).
+
+- A webhook delivered through nginx is stored and processed once, whichever backend
+  replica each delivery reaches.
+- SIGKILL the console replica holding the sync lock: another records itself as the holder
+  within two leases (SYNC_LOCK_RETRY).
+- A person logged in through nginx changes a limit; SIGKILL the console replica serving
+  the browser: the page reconnects to the other, still logged in, on the same page, and
+  the change is in the audit log once.
+
+Skipped when nginx is not installed (.ci/run installs it); PostgreSQL is required.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import requests
+from playwright.sync_api import Browser, Page, expect
+
+from sandbox import SandboxClient
+from tests.backend.helpers import signed
+from tests.e2e import helpers as h
+from tests.e2e.replicas import (
+    NGINX,
+    Stack,
+    open_directly,
+    reconnect_after_kill,
+    sync_takeover,
+)
+from tests.timing import wait_for
+
+pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+
+HOOK = "/api/kryptos/webhooks"
+LIMIT_TOAST = re.compile(r"Limit .+ (->|→) |Limit set to ")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterator[Stack]:
+    running = Stack.start(tmp_path_factory.mktemp("replicas"))
+    try:
+        for console in running.consoles:
+            open_directly(browser, console.url)
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def guests(stack: Stack) -> list[dict]:
+    """The sandbox's active Guest grants, once the consoles stored their tokens."""
+    tokens = [t for t in SandboxClient(stack.sandbox_url).tokens()
+              if t["kind"] == "guest" and not t["revoked"] and t.get("user_id")]
+    wait_for(lambda: stack.sql("SELECT count(*) FROM vault_tokens")[0][0] >= len(tokens),
+             timeout=30, what="the sandbox's tokens in the vault")
+    return tokens
+
+
+def test_a_webhook_through_nginx_is_processed_once_whichever_backend_gets_it(
+        stack: Stack, guests: list[dict]) -> None:
+    grant = guests[0]
+    webhook_id = f"whd_lb_{int(time.time() * 1000)}"
+    body = {"id": webhook_id, "event": "integration.updated",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "data": {"walletId": "wallet_lb_test", "status": "COMPLETED",
+                     "uid": grant["user_id"]}}
+    raw, headers = signed(body, secret=stack.secrets["KRYPTOS_WEBHOOK_SECRET"],
+                          webhook_id=webhook_id)
+    answers: list[requests.Response] = []
+
+    def deliver() -> None:
+        answers.append(requests.post(stack.backend_url + HOOK, data=raw, headers=headers,
+                                     timeout=10))
+
+    # Two one after the other (round robin: one to each replica), then three at once.
+    deliver()
+    deliver()
+    at_once = [threading.Thread(target=deliver) for _ in range(3)]
+    for t in at_once:
+        t.start()
+    for t in at_once:
+        t.join()
+    assert [a.status_code for a in answers] == [200] * 5, [a.text for a in answers]
+    assert sorted(a.json()["duplicate"] for a in answers) == [False, True, True, True, True]
+    ports = {int(u.rsplit(":", 1)[1]) for u in stack.upstreams(path=HOOK)}
+    assert set(stack.backend_ports) <= ports, "both backend replicas got a delivery"
+
+    def stored() -> list:
+        rows = stack.sql("SELECT grant_id, processed_at FROM webhook_events "
+                         "WHERE webhook_id = :w", w=webhook_id)
+        return rows if rows and rows[0].processed_at is not None else []
+
+    rows = wait_for(stored, timeout=15, what="the webhook processed")
+    assert len(rows) == 1 and rows[0].grant_id == grant["grant_id"]
+
+
+def test_the_sync_holder_killed_another_replica_takes_over_within_two_leases(
+        stack: Stack, browser: Browser) -> None:
+    killed, seconds = sync_takeover(stack)
+    print(f"sync takeover: {seconds:.2f} s (lease {stack.lease:.0f} s)")
+    new_holder = stack.holder()
+    assert new_holder is not None and stack.console_of(new_holder) != killed
+    assert seconds <= 2 * stack.lease
+    stack.restart_console(killed, browser)
+
+
+def _set_limit(page: Page, value: int) -> None:
+    form = h.main(page).get_by_test_id("stForm").filter(has_text="Apply limit")
+    form.get_by_label("New limit", exact=True).fill(str(value))
+    form.get_by_label("Reason", exact=True).fill("replicas: plan change")
+    h.submit(page, form.get_by_role("button", name="Apply limit"))
+    confirm = h.main(page).get_by_role("button", name="Yes, apply this change")
+    toast = page.get_by_test_id("stToast").filter(has_text=LIMIT_TOAST)
+    expect(toast.or_(confirm).first).to_be_visible(timeout=h.TIMEOUT)
+    if confirm.count():
+        h.submit(page, confirm)
+    expect(toast.first).to_be_visible(timeout=h.TIMEOUT)
+
+
+def test_a_killed_console_replica_the_browser_reconnects_still_logged_in(
+        stack: Stack, browser: Browser, guests: list[dict]) -> None:
+    """Last of the module: the killed replica is not started again."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.add_init_script(h.RUN_COUNTER_JS)
+    page = ctx.new_page()
+    try:
+        gid = guests[1]["grant_id"]
+        h.login(page, stack.console_url, "finance")
+        h.open_grant(page, stack.console_url, gid)
+        _set_limit(page, 23_456)
+        h.quiet(page)
+
+        seconds, killed, now_serving = reconnect_after_kill(stack, page)
+        print(f"reconnection: {seconds:.2f} s")
+        assert now_serving != killed
+        # The next click runs on the other replica, still logged in: it found the session
+        # in PostgreSQL through the login cookie.
+        h.goto_page(page, "Grants")
+        expect(page.get_by_test_id("stForm").filter(has_text="Log in")).to_have_count(0)
+        route = next(c["value"] for c in ctx.cookies() if c["name"] == "kc_route")
+        assert stack.console_at(stack.upstreams(route, "/_stcore/")[-1]) == now_serving
+        events = stack.sql("SELECT outcome FROM audit_log WHERE action = "
+                           "'guest.limit.update' AND target_id = :g ORDER BY seq", g=gid)
+        assert [e.outcome for e in events] == ["requested", "succeeded"]
+    finally:
+        ctx.close()
