@@ -15,12 +15,14 @@ Skipped when nginx is not installed (.ci/run installs it); PostgreSQL is require
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import jwt
 import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect
@@ -127,7 +129,7 @@ def _set_limit(page: Page, value: int) -> None:
 
 def test_a_killed_console_replica_the_browser_reconnects_still_logged_in(
         stack: Stack, browser: Browser, guests: list[dict]) -> None:
-    """Last of the module: the killed replica is not started again."""
+    """The killed replica is not started again (the tests after this one need one)."""
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     ctx.add_init_script(h.RUN_COUNTER_JS)
     page = ctx.new_page()
@@ -152,3 +154,52 @@ def test_a_killed_console_replica_the_browser_reconnects_still_logged_in(
         assert [e.outcome for e in events] == ["requested", "succeeded"]
     finally:
         ctx.close()
+
+
+def test_the_logs_are_json_lines_with_request_ids_and_never_a_secret(
+        stack: Stack, browser: Browser, guests: list[dict]) -> None:
+    """LOG_FORMAT=json: every record of every console and backend replica is one JSON
+    object with its request and correlation ids, and none holds a secret in play: the
+    deployment's keys, the customers' access tokens, a customer's JWT, a password typed at
+    the login form, a token in a query string."""
+    wrong_password = "Wr0ng-Passw0rd-in-play"
+    ctx = browser.new_context()
+    ctx.add_init_script(h.RUN_COUNTER_JS)
+    try:
+        page = ctx.new_page()
+        page.goto(stack.console_url + "/")
+        h.fill_login(page, "support", wrong_password)
+        expect(page.get_by_test_id("stForm").filter(has_text="Log in")).to_have_count(1)
+    finally:
+        ctx.close()
+    customer = jwt.encode({"sub": "cust-logs", "exp": int(time.time()) + 600},
+                          stack.secrets["BACKEND_JWT_SECRET"], algorithm="HS256")
+    answer = requests.post(stack.backend_url + "/api/kryptos/create-link-token",
+                           headers={"Authorization": f"Bearer {customer}"}, json={},
+                           timeout=10)
+    assert answer.status_code < 500, answer.text
+    request_id = answer.headers["X-Request-Id"]
+    token = guests[0]["access_token"]
+    requests.get(stack.backend_url + f"/healthz?token={token}", timeout=10)
+
+    secrets = [*stack.secrets.values(), customer, wrong_password, h.PASSWORDS["support"],
+               h.PASSWORDS["finance"], *(g["access_token"] for g in guests)]
+    logs = {name: text for name, text in stack.logs().items()
+            if name.startswith(("console-", "backend-"))}
+    records: list[dict] = []
+    for name, text in logs.items():
+        for secret in secrets:
+            assert secret not in text, f"a secret in {name}"
+        for line in text.splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)
+                assert {"ts", "level", "logger", "message", "service", "pid", "request_id",
+                        "correlation_id"} <= set(record), line
+                records.append(record)
+            else:  # only what Streamlit and uvicorn print at start, never a log record
+                assert not re.search(r"\b(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b", line), line
+    services = {r["service"] for r in records}
+    assert services == {"console", "backend"}
+    # nginx's request id reached the backend: its lines about the call carry it.
+    assert any(r["request_id"] == request_id for r in records)
+    assert any("/healthz?token=***" in r["message"] for r in records)
