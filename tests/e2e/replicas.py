@@ -293,9 +293,11 @@ class Stack:
                 found.append(m.group(3).split(", ")[-1])
         return found
 
-    def console_at(self, address: str) -> int:
-        return next(i for i, c in enumerate(self.consoles)
-                    if address.endswith(f":{c.port}"))
+    def console_at(self, address: str) -> int | None:
+        """The console replica at `address` (None: nginx found no live replica and logged
+        the upstream's name)."""
+        return next((i for i, c in enumerate(self.consoles)
+                     if address.endswith(f":{c.port}")), None)
 
     def logs(self) -> dict[str, str]:
         return {p.name: p.read_text(errors="replace") for p in sorted(self.root.glob("*.log"))}
@@ -360,13 +362,14 @@ def reconnect_after_kill(stack: Stack, page: Any) -> tuple[float, int, int]:
     not rerun the page by itself: the person's next action runs on the new replica."""
     route = next(c["value"] for c in page.context.cookies() if c["name"] == ROUTE_COOKIE)
     serving = stack.console_at(stack.upstreams(route, "/_stcore/")[-1])
+    assert serving is not None, "the page's last request found no replica"
     seen = len(stack.upstreams(route, "/_stcore/"))
     started = time.monotonic()
     stack.consoles[serving].kill()
 
     def back() -> int | None:
         answered = [stack.console_at(u) for u in stack.upstreams(route, "/_stcore/")[seen:]]
-        others = [i for i in answered if i != serving]
+        others = [i for i in answered if i is not None and i != serving]
         state = page.get_by_test_id("stApp").get_attribute("data-test-connection-state")
         return others[-1] + 1 if others and state == "CONNECTED" else None
 
