@@ -59,8 +59,7 @@ def main() -> int:
         browser = launch_chromium(p)
         stack = Stack.start(Path(tmp))
         try:
-            for console in stack.consoles:
-                open_directly(browser, console.url)
+            open_directly(browser, *(c.url for c in stack.consoles))
             print(f"replicas: 2 consoles, 2 backends behind nginx on PostgreSQL; "
                   f"lease (SYNC_LOCK_RETRY) {stack.lease:.0f} s", flush=True)
             ctx = browser.new_context()

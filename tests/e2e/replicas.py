@@ -322,18 +322,21 @@ class Stack:
             engine.dispose()
 
 
-def open_directly(browser: Any, url: str) -> None:
-    """Open a console replica's login page directly (not through nginx): a Streamlit process
-    builds the console's runtime, and with it the sync worker that stands by for the lock,
-    at its first page run, so a replica no page opened yet does not stand by."""
+def open_directly(browser: Any, *urls: str) -> None:
+    """Open console replicas' login pages directly (not through nginx), all at once: a
+    Streamlit process builds the console's runtime, and with it the sync worker that
+    stands by for the lock, at its first page run, so a replica no page opened yet does not
+    stand by."""
     from playwright.sync_api import expect
 
     ctx = browser.new_context()
     try:
-        page = ctx.new_page()
-        page.goto(url + "/")
-        expect(page.get_by_test_id("stForm").filter(has_text="Log in")).to_have_count(
-            1, timeout=60_000)
+        pages = [ctx.new_page() for _ in urls]
+        for page, url in zip(pages, urls, strict=True):
+            page.goto(url + "/", wait_until="commit")
+        for page in pages:
+            expect(page.get_by_test_id("stForm").filter(has_text="Log in")).to_have_count(
+                1, timeout=60_000)
     finally:
         ctx.close()
 
