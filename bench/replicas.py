@@ -5,15 +5,16 @@ serving it is killed, and how long the sync takes to move when its holder is kil
 
 Starts what tests/e2e/test_replicas.py starts (tests/e2e/replicas.py: a throwaway
 PostgreSQL database, the sandbox, two backends, two consoles and Debian's nginx with
-deploy/nginx.conf.template), then, `--rounds` times:
+deploy/nginx.conf.template), then, `--rounds` times: a browser page (headless Chromium,
+Debian's) routed through nginx to the console replica holding the sync lock, logged in;
+SIGKILL that replica and time
 
-- takeover: SIGKILL the console replica holding the sync lock, time until another records
-  itself as the holder (the lease, SYNC_LOCK_RETRY, bounds it: a standby retries the lock
-  that often), then start the killed replica again;
-- reconnection: one logged-in browser page (headless Chromium, Debian's) through nginx;
-  SIGKILL the replica serving it, time until its connection is back through the other
-  replica, then check that the next click runs there still logged in, and start the killed
-  replica again.
+- reconnection: until the page's connection is back through the other replica (then the
+  next click must run there still logged in);
+- takeover: until the other replica records itself as the sync holder (the lease,
+  SYNC_LOCK_RETRY, bounds it: a standby retries the lock that often);
+
+then start the killed replica again (and open it once, so its sync worker stands by).
 
 Prints each round and the median and worst of each. Needs nginx, chromium and PostgreSQL
 (TEST_POSTGRES_URL, default postgresql+psycopg://postgres@127.0.0.1:5432/test).
@@ -37,10 +38,11 @@ from tests.e2e import helpers as h  # noqa: E402
 from tests.e2e.console_process import launch_chromium  # noqa: E402
 from tests.e2e.replicas import (  # noqa: E402
     Stack,
+    kill_serving_holder,
     open_directly,
-    reconnect_after_kill,
-    sync_takeover,
+    route_to,
 )
+from tests.timing import wait_for  # noqa: E402
 
 
 def _summary(name: str, values: list[float]) -> str:
@@ -62,27 +64,27 @@ def main() -> int:
             open_directly(browser, *(c.url for c in stack.consoles))
             print(f"replicas: 2 consoles, 2 backends behind nginx on PostgreSQL; "
                   f"lease (SYNC_LOCK_RETRY) {stack.lease:.0f} s", flush=True)
-            ctx = browser.new_context()
-            ctx.add_init_script(h.RUN_COUNTER_JS)
-            page = ctx.new_page()
-            h.login(page, stack.console_url, "viewer")
             for n in range(1, args.rounds + 1):
-                killed, seconds = sync_takeover(stack)
-                takeovers.append(seconds)
-                stack.restart_console(killed, browser)
-                seconds, killed, _ = reconnect_after_kill(stack, page)
-                reconnects.append(seconds)
-                h.goto_page(page, "Grants" if n % 2 else "Overview")
+                ctx = browser.new_context()
+                ctx.add_init_script(h.RUN_COUNTER_JS)
+                page = ctx.new_page()
+                holder = wait_for(stack.holder, timeout=60, what="a sync holder")
+                route_to(stack, ctx, stack.console_of(holder))
+                h.login(page, stack.console_url, "viewer")
+                failover = kill_serving_holder(stack, page)
+                reconnects.append(failover.reconnect_s)
+                takeovers.append(failover.takeover_s)
+                h.goto_page(page, "Grants")
                 expect(page.get_by_test_id("stForm").filter(has_text="Log in")).to_have_count(0)
-                stack.restart_console(killed, browser)
-                print(f"round {n}: takeover {takeovers[-1]:5.2f} s   "
-                      f"reconnection {reconnects[-1]:5.2f} s", flush=True)
-            ctx.close()
+                ctx.close()
+                stack.restart_console(failover.killed, browser)
+                print(f"round {n}: reconnection {reconnects[-1]:5.2f} s   "
+                      f"takeover {takeovers[-1]:5.2f} s", flush=True)
         finally:
             stack.stop()
             browser.close()
-    print(_summary("takeover", takeovers))
     print(_summary("reconnection", reconnects))
+    print(_summary("takeover", takeovers))
     return 0
 
 

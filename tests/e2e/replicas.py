@@ -305,12 +305,15 @@ class Stack:
     # --- stopping -----------------------------------------------------------------------
 
     def stop(self) -> None:
-        for proc in reversed(self._others):
-            stop_process(proc)
-        for c in self.consoles:
-            c.stop()
-        for proc in self.backends:
-            stop_process(proc)
+        """Stop every process (all at once: each may take a few seconds to end), then drop
+        the database."""
+        stops = [*(lambda p=p: stop_process(p) for p in (*self._others, *self.backends)),
+                 *(c.stop for c in self.consoles)]
+        threads = [threading.Thread(target=stop) for stop in stops]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         if self._engine is not None:
             self._engine.dispose()
         engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
@@ -341,40 +344,63 @@ def open_directly(browser: Any, *urls: str) -> None:
         ctx.close()
 
 
-# --- the two measured moves, shared by the test and the bench ----------------------------------
+# --- the measured move, shared by the test and the bench --------------------------------------
 
-def sync_takeover(stack: Stack) -> tuple[int, float]:
-    """SIGKILL the console replica holding the sync lock; returns (its index, seconds until
-    another replica recorded itself as the holder)."""
-    holder = wait_for(stack.holder, timeout=60, what="a sync holder")
-    killed = stack.console_of(holder)
-    started = time.monotonic()
-    stack.consoles[killed].kill()
-    wait_for(lambda: stack.holder() not in (None, holder), timeout=4 * stack.lease,
-             what="another replica taking the sync over")
-    return killed, time.monotonic() - started
+def route_to(stack: Stack, context: Any, index: int) -> str:
+    """Give the browser `context` a route cookie that nginx hashes onto console replica
+    `index` (tried on `/_stcore/health` until one lands there); returns the cookie."""
+    for _ in range(64):
+        route = uuid.uuid4().hex
+        context.add_cookies([{"name": ROUTE_COOKIE, "value": route,
+                              "url": stack.console_url}])
+        context.request.get(stack.console_url + "/_stcore/health")
+        answered = wait_for(lambda r=route: stack.upstreams(r), timeout=5,
+                            what="nginx logging the request")
+        if stack.console_at(answered[-1]) == index:
+            return route
+    raise AssertionError(f"no route cookie reached console replica {index}")
 
 
-def reconnect_after_kill(stack: Stack, page: Any) -> tuple[float, int, int]:
-    """SIGKILL the console replica serving `page` (a browser page opened through nginx);
-    wait until the page's connection is back, through the other replica. Returns
-    (seconds, the killed replica, the one serving now).
+@dataclass(frozen=True)
+class Failover:
+    killed: int
+    serving_now: int
+    reconnect_s: float
+    takeover_s: float
+
+
+def kill_serving_holder(stack: Stack, page: Any) -> Failover:
+    """SIGKILL the console replica that both serves `page` (opened through nginx, routed
+    there by `route_to`) and holds the sync lock; time until the page's connection is back
+    through another replica, and until another replica records itself as the sync holder.
 
     Streamlit's page notices the closed WebSocket, asks nginx for `/_stcore/health` (nginx
     passes the refused request to the other replica) and opens a new stream there; it does
     not rerun the page by itself: the person's next action runs on the new replica."""
     route = next(c["value"] for c in page.context.cookies() if c["name"] == ROUTE_COOKIE)
     serving = stack.console_at(stack.upstreams(route, "/_stcore/")[-1])
-    assert serving is not None, "the page's last request found no replica"
+    holder = wait_for(stack.holder, timeout=60, what="a sync holder")
+    assert serving is not None and stack.console_of(holder) == serving, \
+        "the page is not served by the sync holder (route_to first)"
     seen = len(stack.upstreams(route, "/_stcore/"))
     started = time.monotonic()
     stack.consoles[serving].kill()
+    back_at: dict[str, float] = {}
+    now_serving: list[int] = []
 
-    def back() -> int | None:
-        answered = [stack.console_at(u) for u in stack.upstreams(route, "/_stcore/")[seen:]]
-        others = [i for i in answered if i is not None and i != serving]
-        state = page.get_by_test_id("stApp").get_attribute("data-test-connection-state")
-        return others[-1] + 1 if others and state == "CONNECTED" else None
+    def done() -> bool:
+        if "reconnect" not in back_at:
+            answered = [stack.console_at(u) for u in stack.upstreams(route, "/_stcore/")[seen:]]
+            others = [i for i in answered if i is not None and i != serving]
+            state = page.get_by_test_id("stApp").get_attribute("data-test-connection-state")
+            if others and state == "CONNECTED":
+                back_at["reconnect"] = time.monotonic()
+                now_serving.append(others[-1])
+        if "takeover" not in back_at and stack.holder() not in (None, holder):
+            back_at["takeover"] = time.monotonic()
+        return len(back_at) == 2
 
-    now = wait_for(back, timeout=30, what="the page reconnected through the other replica")
-    return time.monotonic() - started, serving, now - 1
+    wait_for(done, timeout=max(30.0, 4 * stack.lease),
+             what=f"reconnection and sync takeover (so far: {sorted(back_at)})")
+    return Failover(serving, now_serving[0], back_at["reconnect"] - started,
+                    back_at["takeover"] - started)
