@@ -28,7 +28,6 @@ from services.operations import (
     GrantDetail,
     GrantFilter,
     GrantPage,
-    GrantRow,
     GuestLimit,
     Operations,
     Overview,
@@ -300,30 +299,6 @@ def sync_status(ops: Operations, actor: Actor, grants_interval: float = 300.0) -
 
 
 # --- grants -------------------------------------------------------------------------------
-
-
-def list_grants(
-    ops: Operations,
-    actor: Actor,
-    *,
-    search: str | None = None,
-    status: str | None = None,
-    kind: str | None = None,
-    has_token: bool | None = None,
-) -> tuple[GrantRow, ...]:
-    """The grants list, searched and filtered by the operations, cached per actor and filters.
-
-    The one way a page gets a filtered grants list (the Grants page and the Guest limits
-    picker): the filter itself is the operations' (`list_grants`)."""
-    search = (search or "").strip() or None
-    key = _key(ops, actor, "list_grants", _ALL, search, status, kind, has_token)
-    return CACHE.get_or_load(
-        key,
-        lambda: tuple(
-            ops.grants.list_grants(
-                actor, search=search, status=status, kind=kind, has_token=has_token)
-        ),
-    )
 
 
 def bulk_candidates(ops: Operations, actor: Actor, search: str | None = None
