@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -33,9 +33,9 @@ VIEWER = Actor("vic", "Vic", frozenset({"viewer"}))
 
 
 class Env:
-    def __init__(self, sandbox: Any, tmp_path: Any) -> None:
+    def __init__(self, sandbox: Any, db_url: str) -> None:
         self.sandbox = sandbox
-        self.db = open_database(f"sqlite:///{tmp_path / 'console.db'}")
+        self.db = open_database(db_url)
         self.audit = AuditLog(self.db)
         self.vault = TokenVault(self.db, Fernet.generate_key())
         self.vault.put_many(
@@ -73,9 +73,9 @@ class Env:
 
 
 @pytest.fixture
-def env(sandbox: Any, tmp_path: Any) -> Iterator[Env]:
+def env(sandbox: Any, tmp_path: Any, migrated_sqlite: Callable[[Any], str]) -> Iterator[Env]:
     reads.invalidate_all()
-    e = Env(sandbox, tmp_path)
+    e = Env(sandbox, migrated_sqlite(tmp_path / "console.db"))
     sandbox.clear_requests_log()
     yield e
     reads.invalidate_all()

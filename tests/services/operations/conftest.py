@@ -112,8 +112,8 @@ def load_vault(vault: TokenVault, rows: list[dict], *, with_kind: bool = False) 
 
 
 @pytest.fixture
-def env(sandbox: Any, tmp_path: Any) -> Iterator[Env]:
-    db = open_database(f"sqlite:///{tmp_path / 'console.db'}")
+def env(sandbox: Any, tmp_path: Any, migrated_sqlite: Callable[[Any], str]) -> Iterator[Env]:
+    db = open_database(migrated_sqlite(tmp_path / "console.db"))
     audit = AuditLog(db)
     vault = TokenVault(db, Fernet.generate_key())
     load_vault(vault, sandbox.tokens())
