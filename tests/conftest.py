@@ -4,15 +4,21 @@ Four-eyes approval is on by default in a deployment; tests run with it off
 (`CONSOLE_APPROVALS=off`) unless they turn it on (tests/*/test_approvals*.py). Likewise
 failed logins answer at once (`CONSOLE_LOGIN_FAILURE_FLOOR=0`) and the current bcrypt cost
 is the demo users' (`CONSOLE_PASSWORD_ROUNDS=10`: no rehash at every test login) unless a
-test sets them (tests/pages/test_login_hardening.py)."""
+test sets them (tests/pages/test_login_hardening.py).
+
+Databases: `migrated_sqlite(path)` gives a new SQLite database already at the newest
+migration (copied from `sqlite_template`, migrated once per session); the store's `db`
+fixture does the same for SQLite and PostgreSQL (tests/databases.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from sandbox import SandboxHandle, start_sandbox
+from tests.databases import SqliteTemplate
 
 
 @pytest.fixture(autouse=True)
@@ -47,3 +53,17 @@ def sandbox_newer() -> Iterator[SandboxHandle]:
     handle = start_sandbox(port=0, seed=42, grants=40, resync_delay=2.0, newer_api=True)
     yield handle
     handle.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
+    """A SQLite database at the newest migration, made once per session (tests/databases.py)."""
+    return SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"))
+
+
+@pytest.fixture
+def migrated_sqlite(sqlite_template: SqliteTemplate) -> Callable[[Path], str]:
+    """`migrated_sqlite(path)`: the URL of a new SQLite database at `path`, already at the
+    newest migration (a private copy of `sqlite_template`). The way to get a console
+    database in a test: opening it skips the migrations' half second."""
+    return sqlite_template.copy_to

@@ -48,7 +48,6 @@ from dashboard.reads.grants import (
     grant_history,
     grant_page,
     integration,
-    list_grants,
     overview,
     revoke_event,
 )
@@ -75,7 +74,7 @@ __all__ = [
     "audit_page", "before_now", "bulk_candidate_count", "bulk_candidates", "counts",
     "export_audit", "export_grants_csv", "freshness", "grant_detail", "grant_history",
     "grant_page", "integration", "integration_news", "invalidate_all", "invalidate_grant",
-    "invalidate_lists", "limits_of", "list_grants", "matching_tier", "overview",
+    "invalidate_lists", "limits_of", "matching_tier", "overview",
     "pending_requests", "recent_failures", "reconciler_status", "refresh_all",
     "refresh_grant", "revoke_event", "sync_status", "tier_label", "tiers", "timeline",
     "timeline_shows_actions", "verify_audit",

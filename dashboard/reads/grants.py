@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 
-from dashboard.reads.cache import ALL, CACHE, FRESH, read_key, rm_read_key
+from dashboard.reads.cache import CACHE, FRESH, read_key, rm_read_key
 from services.kryptos.models import Integration
 from services.operations import (
     Actor,
@@ -15,7 +15,6 @@ from services.operations import (
     GrantDetail,
     GrantFilter,
     GrantPage,
-    GrantRow,
     Operations,
     Overview,
 )
@@ -51,30 +50,6 @@ def export_grants_csv(ops: Operations, actor: Actor, filters: GrantFilter | None
     out = io.StringIO()
     ops.grants.export_csv(actor, filters, out, sort, descending=descending)
     return out.getvalue()
-
-
-def list_grants(
-    ops: Operations,
-    actor: Actor,
-    *,
-    search: str | None = None,
-    status: str | None = None,
-    kind: str | None = None,
-    has_token: bool | None = None,
-) -> tuple[GrantRow, ...]:
-    """The grants list, searched and filtered by the operations, cached per actor and filters.
-
-    The one way a page gets a filtered grants list (the Grants page and the Guest limits
-    picker): the filter itself is the operations' (`list_grants`)."""
-    search = (search or "").strip() or None
-    key = read_key(ops, actor, "list_grants", ALL, search, status, kind, has_token)
-    return CACHE.get_or_load(
-        key,
-        lambda: tuple(
-            ops.grants.list_grants(
-                actor, search=search, status=status, kind=kind, has_token=has_token)
-        ),
-    )
 
 
 def overview(ops: Operations, actor: Actor) -> Overview:

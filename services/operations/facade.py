@@ -1,7 +1,7 @@
 """`Operations`: the console's use cases, one object per resource over one shared context.
 
-    ops.grants   list_grants, grant_detail, integration, grant_history, overview,
-                 revoke_grant, resync_integration            (grants.py)
+    ops.grants   page, counts, freshness, export_csv, overview, grant_detail, integration,
+                 grant_history, revoke_grant, resync_integration  (grants.py)
     ops.limits   tiers, tier, set_guest_limit, apply_tier, apply_limit, resume_bulk
                                                              (limits.py, bulk.py)
     ops.connect  create_link_token, exchange_public_token, import_tokens  (connect.py)

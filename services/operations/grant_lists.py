@@ -1,16 +1,14 @@
-"""The grant lists and counts the pages show: from the read model (page, counts,
-freshness, overview, CSV export), plus the live grants list joined with the vault
-(`list_grants`, for a caller that must not wait for a sync). A base of `GrantOps`."""
+"""The grant lists and counts the pages show, from the read model (page, counts,
+freshness, overview, CSV export). A base of `GrantOps`."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, TextIO
 
-from services.kryptos.errors import KryptosError
 from services.kryptos.models import Grant
 from services.operations.context import OpsContext
-from services.operations.errors import OperationError, UpstreamError, ValidationError
+from services.operations.errors import OperationError, ValidationError
 from services.operations.models import GrantRow, Overview
 from services.operations.permissions import Actor, Permission, can
 from services.store.actions import AuditAction
@@ -33,54 +31,6 @@ class GrantListReads:
     """Lists, counts and exports of grants (permission VIEW_GRANTS)."""
 
     ctx: OpsContext
-
-    def grant_rows(self) -> list[GrantRow]:
-        """The API's grants joined with the vault (no permission check: callers check)."""
-        try:
-            grants: list[Grant] = self.ctx.client.list_grants()
-        except KryptosError as exc:
-            raise UpstreamError.from_kryptos(exc, "Listing grants") from None
-        entries = {e.grant_id: e for e in self.ctx.vault.list()}
-        rows: list[GrantRow] = []
-        listed: set[str] = set()
-        for g in grants:
-            listed.add(g.grant_id)
-            rows.append(grant_row(g.grant_id, g, entries.get(g.grant_id), "active"))
-        for gid, e in entries.items():
-            if gid not in listed:
-                rows.append(grant_row(gid, None, e, "revoked"))
-        return rows
-
-    def list_grants(
-        self,
-        actor: Actor,
-        search: str | None = None,
-        status: str | None = None,
-        kind: str | None = None,
-        has_token: bool | None = None,
-    ) -> list[GrantRow]:
-        """The API's grants joined with the vault, searched (grant id, customer reference,
-        workspace id) and filtered; vault grants the API no longer lists show as revoked."""
-        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
-        if status not in (None, "active", "revoked"):
-            raise ValidationError("status", "Please choose a status: active or revoked.")
-        if kind not in (None, "guest", "linked", "unknown"):
-            raise ValidationError("kind", "Please choose a kind: Guest, Linked or unknown.")
-        needle = (search or "").strip().lower()
-        out = []
-        for r in self.grant_rows():
-            if status and r.status != status:
-                continue
-            if kind and (r.user_kind or "unknown") != kind:
-                continue
-            if has_token is not None and r.has_token != has_token:
-                continue
-            if needle and not any(
-                needle in (x or "").lower() for x in (r.grant_id, r.customer_ref, r.workspace_id)
-            ):
-                continue
-            out.append(r)
-        return out
 
     def overview(self, actor: Actor) -> Overview:
         """Counts over all grants and the work queues (one SQL scan of the read model), and

@@ -40,11 +40,12 @@ class BackendUnderTest:
         return self.app.state.backend
 
 
-def make_settings(tmp: Path, sb: SandboxHandle, **overrides: Any) -> Settings:
+def make_settings(tmp: Path, sb: SandboxHandle, database_url: str | None = None,
+                  **overrides: Any) -> Settings:
     base = dict(
         client_id=sb.client_id, client_secret=sb.client_secret,
         connect_url=sb.connect_url, data_url=sb.data_url, data_dir=tmp,
-        database_url=f"sqlite:///{tmp / 'backend.db'}",
+        database_url=database_url or f"sqlite:///{tmp / 'backend.db'}",
         vault_key=Fernet.generate_key().decode(), max_retries=0, retry_budget=5.0,
         read_timeout=10.0, backend_jwt_secret=JWT_SECRET, webhook_secret=WEBHOOK_SECRET,
     )
@@ -53,7 +54,7 @@ def make_settings(tmp: Path, sb: SandboxHandle, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def start_backend(tmp_path: Path, sandbox: SandboxHandle
+def start_backend(tmp_path: Path, sandbox: SandboxHandle, migrated_sqlite: Callable[[Path], str]
                   ) -> Iterator[Callable[..., BackendUnderTest]]:
     """`start_backend(sandbox_url=None, clock=time.time, **settings_overrides)`: a running
     backend (stopped after the test); `clock` is what its webhook window and rate limits
@@ -64,6 +65,8 @@ def start_backend(tmp_path: Path, sandbox: SandboxHandle
               **overrides: Any) -> BackendUnderTest:
         folder = tmp_path / f"b{len(started)}_{secrets.token_hex(3)}"
         folder.mkdir()
+        if "database_url" not in overrides:
+            overrides["database_url"] = migrated_sqlite(folder / "backend.db")
         settings = make_settings(folder, sandbox, **overrides)
         db = open_database(settings.effective_database_url)
         client = KryptosClient.from_settings(settings)

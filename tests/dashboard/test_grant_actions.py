@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from services.kryptos.errors import KryptosError
 from services.operations import (
     Actor,
     ConfirmationRequired,
+    GrantFilter,
     OperationError,
     Operations,
     PermissionDenied,
@@ -24,6 +25,7 @@ from services.operations import (
 from services.operations.limit_value import NO_CAP, GuestLimit
 from services.settings import parse_tiers
 from services.store import AuditFilter, AuditLog, NewVaultEntry, TokenVault, open_database
+from services.sync import SyncWorker
 
 TIERS = parse_tiers("Free=1000,Plus=10000,Unlimited=off")
 SUPPORT = Actor("sam", "Sam", frozenset({"support"}))
@@ -32,9 +34,9 @@ VIEWER = Actor("vic", "Vic", frozenset({"viewer"}))
 
 
 class Env:
-    def __init__(self, sandbox: Any, tmp_path: Any) -> None:
+    def __init__(self, sandbox: Any, db_url: str) -> None:
         self.sandbox = sandbox
-        self.db = open_database(f"sqlite:///{tmp_path / 'console.db'}")
+        self.db = open_database(db_url)
         self.audit = AuditLog(self.db)
         self.vault = TokenVault(self.db, Fernet.generate_key())
         self.vault.put_many(
@@ -45,6 +47,15 @@ class Env:
             connect_timeout=1.0, read_timeout=3.0, max_retries=1, retry_budget=2.0,
         )
         self.ops = Operations(self.client, self.audit, self.vault, TIERS, max_workers=4)
+
+    def sync(self) -> None:
+        """One full sync of the read model the pages list grants from, as the console's
+        sync worker makes it."""
+        worker = SyncWorker(self.client, self.vault, self.ops.readmodel, rate=1000, name="test")
+        try:
+            worker.run_once(force=True)
+        finally:
+            worker.stop()
 
     def events(self, **flt: Any) -> list[Any]:
         page = self.audit.query(AuditFilter(**flt), page=1, page_size=1000)
@@ -63,9 +74,9 @@ class Env:
 
 
 @pytest.fixture
-def env(sandbox: Any, tmp_path: Any) -> Iterator[Env]:
+def env(sandbox: Any, tmp_path: Any, migrated_sqlite: Callable[[Any], str]) -> Iterator[Env]:
     reads.invalidate_all()
-    e = Env(sandbox, tmp_path)
+    e = Env(sandbox, migrated_sqlite(tmp_path / "console.db"))
     sandbox.clear_requests_log()
     yield e
     reads.invalidate_all()
@@ -74,7 +85,7 @@ def env(sandbox: Any, tmp_path: Any) -> Iterator[Env]:
 
 
 def _status(env: Env, actor: Actor, gid: str) -> str:
-    rows = reads.list_grants(env.ops, actor, search=gid)
+    rows = reads.grant_page(env.ops, actor, GrantFilter(search=gid)).rows
     return next(r.status for r in rows if r.grant_id == gid)
 
 
@@ -91,6 +102,7 @@ def test_revoke_refused_when_typed_id_differs(env: Env) -> None:
 
 def test_revoke_clears_cached_list_and_audits(env: Env) -> None:
     gid = env.active()[0]["grant_id"]
+    env.sync()
     assert _status(env, SUPPORT, gid) == "active"  # now cached
     msg = actions.confirm_revoke(env.ops, SUPPORT, gid, f"  {gid} ", "customer asked",
                                        "T-1")
@@ -102,7 +114,8 @@ def test_revoke_clears_cached_list_and_audits(env: Env) -> None:
 
 def test_revoke_upstream_failure_is_audited_and_clears_cache(env: Env) -> None:
     gid = env.active()[0]["grant_id"]
-    reads.list_grants(env.ops, SUPPORT)
+    env.sync()
+    reads.grant_page(env.ops, SUPPORT)
     cached = len(reads.CACHE)
     env.sandbox.set_fault(path="/token/revoke", status=500, code="INTERNAL_ERROR", count=1)
     with pytest.raises(UpstreamError) as info:
@@ -297,32 +310,27 @@ def test_csv_export_neutralises_formulas() -> None:
 # --- cached reads -------------------------------------------------------------------------
 
 def test_reads_are_cached_per_actor(env: Env) -> None:
-    reads.list_grants(env.ops, SUPPORT)
-    first = len(env.upstream("GET", "/token/grants"))
-    reads.list_grants(env.ops, SUPPORT)
-    assert len(env.upstream("GET", "/token/grants")) == first  # a rerun costs no API call
-    reads.list_grants(env.ops, FINANCE)  # another user never gets the first user's entry
-    assert len(env.upstream("GET", "/token/grants")) == first + 1
+    gid = env.active("guest")[0]["grant_id"]
+    reads.grant_detail(env.ops, SUPPORT, gid)
+    first = len(env.upstream("GET", "/api/v1/holdings"))
+    assert first == 1
+    reads.grant_detail(env.ops, SUPPORT, gid)
+    assert len(env.upstream("GET", "/api/v1/holdings")) == first  # a rerun costs no API call
+    reads.grant_detail(env.ops, FINANCE, gid)  # another user never gets the first user's entry
+    assert len(env.upstream("GET", "/api/v1/holdings")) == first + 1
     other_roles = Actor("sam", "Sam", frozenset({"viewer"}))
-    reads.list_grants(env.ops, other_roles)
-    assert len(env.upstream("GET", "/token/grants")) == first + 2
+    reads.grant_detail(env.ops, other_roles, gid)
+    assert len(env.upstream("GET", "/api/v1/holdings")) == first + 2
 
 
 def test_invalidate_grant_drops_only_what_changed(env: Env) -> None:
     a, b = [t["grant_id"] for t in env.active()[:2]]
     reads.grant_history(env.ops, SUPPORT, a)
     reads.grant_history(env.ops, SUPPORT, b)
-    reads.list_grants(env.ops, SUPPORT)
+    reads.grant_page(env.ops, SUPPORT)
     assert len(reads.CACHE) == 3
     reads.invalidate_grant(a)
     assert len(reads.CACHE) == 1  # b's history stays; a's and the list go
-
-
-def test_errors_are_not_cached(env: Env) -> None:
-    env.sandbox.set_fault(path="/token/grants", status=401, code="INVALID_CLIENT", count=1)
-    with pytest.raises(UpstreamError):
-        reads.list_grants(env.ops, SUPPORT)
-    assert reads.list_grants(env.ops, SUPPORT)
 
 
 def test_a_detail_with_a_failed_part_is_not_cached(env: Env) -> None:
@@ -380,13 +388,17 @@ def test_import_tokens_from_an_upload_stores_them_and_audits_counts_only(env: En
         f"{exchanged.grant_id},{exchanged.access_token},crm-import-1\n"
         "not-a-grant,cat_whatever0000,crm-bad\n"
     ).encode()
-    before = reads.list_grants(env.ops, SUPPORT)
+    env.sync()
+    before = reads.grant_page(env.ops, SUPPORT, GrantFilter(search=exchanged.grant_id)).rows
     assert not next(r for r in before if r.grant_id == exchanged.grant_id).has_token
     report = actions.import_tokens_csv(env.ops, SUPPORT, csv_bytes)
     assert (report.added, report.updated, report.rejected_count) == (1, 0, 1)
     assert report.rejected[0].line == 3
-    # the cached list was dropped: the grant shows with its token at once
-    row = next(r for r in reads.list_grants(env.ops, SUPPORT) if r.grant_id == exchanged.grant_id)
+    # the import asked the sync worker for a full sync; after it the grant shows its token
+    assert env.ops.readmodel.sync_state().get("full_sync_requested")
+    env.sync()
+    row = next(r for r in reads.grant_page(env.ops, SUPPORT, GrantFilter(
+        search=exchanged.grant_id)).rows if r.grant_id == exchanged.grant_id)
     assert row.has_token and row.customer_ref == "crm-import-1"
     assert env.vault.reveal(exchanged.grant_id) == exchanged.access_token
     events = env.events(action="token.import")
@@ -409,7 +421,7 @@ def test_import_tokens_refuses_a_non_utf8_file_and_a_viewer(env: Env) -> None:
 
 def test_a_failed_exchange_drops_the_lists(env: Env) -> None:
     """A grant may have been made upstream before the exchange failed: the lists go."""
-    reads.list_grants(env.ops, SUPPORT)
+    reads.grant_page(env.ops, SUPPORT)
     assert len(reads.CACHE) == 1
     with pytest.raises(OperationError):
         actions.exchange_public_token(env.ops, SUPPORT, "crm-x", "not-a-public-token")

@@ -265,8 +265,11 @@ def test_sandbox_mode_without_sandbox_url_starts_its_own(console_env, monkeypatc
         assert runtime.ok and runtime.is_sandbox, runtime.problems
         assert runtime.sandbox is not None and runtime._stop is not None
         from services.operations import Actor
+        from tests.pages.conftest import full_sync
 
-        rows = runtime.ops.grants.list_grants(Actor("viewer", "", frozenset({"viewer"})))
+        full_sync(runtime)
+        rows = runtime.ops.grants.page(Actor("viewer", "", frozenset({"viewer"})),
+                                       page_size=1000).rows
         assert len(rows) >= 30 and any(r.has_token for r in rows)
         assert (clean / "vault.key").exists() and (clean / "sandbox-users.yaml").exists()
     finally:

@@ -12,9 +12,10 @@ from cryptography.fernet import Fernet
 
 from services.kryptos.client import KryptosClient
 from services.kryptos.errors import KryptosError
-from services.operations import Actor, Operations
+from services.operations import Actor, GrantFilter, Operations
 from services.settings import parse_tiers
 from services.store import AuditFilter, AuditLog, NewVaultEntry, TokenVault, open_database
+from services.store.readmodel import RmGrant
 
 TIERS = parse_tiers("Free=1000,Plus=10000,Pro=100000,Unlimited=off")
 
@@ -51,15 +52,13 @@ class Env:
     def sync(self) -> None:
         """One full sync of the read model (grants list, every grant's integrations and
         unknown user info), as the console's sync worker makes it."""
-        from services.sync import SyncWorker
+        full_sync(self.ops, self.sandbox)
 
-        worker = SyncWorker(make_client(self.sandbox, max_retries=0), self.vault,
-                            self.ops.readmodel, rate=1000, name="test")
-        try:
-            worker.run_once(force=True)
-        finally:
-            worker.stop()
-            worker.client.close()
+    def synced_rows(self, filters: GrantFilter | None = None) -> list[RmGrant]:
+        """Every grant (filtered) as the pages list it, after a full sync of the read model:
+        the API's grants joined with the vault, as they are upstream now."""
+        self.sync()
+        return list(self.ops.grants.page(actor("viewer"), filters, "grant_id", 1, 1000).rows)
 
     def upstream(self, exclude_sandbox: bool = True) -> list[dict]:
         return [r for r in self.sandbox.requests_log()
@@ -90,6 +89,19 @@ class Env:
         raise AssertionError("the seeded sandbox has no grant without a stored token")
 
 
+def full_sync(ops: Operations, sandbox: Any) -> None:
+    """One full sync of `ops`' read model from the sandbox, as the console's worker makes it."""
+    from services.sync import SyncWorker
+
+    worker = SyncWorker(make_client(sandbox, max_retries=0), ops.ctx.vault, ops.readmodel,
+                        rate=1000, name="test")
+    try:
+        worker.run_once(force=True)
+    finally:
+        worker.stop()
+        worker.client.close()
+
+
 def load_vault(vault: TokenVault, rows: list[dict], *, with_kind: bool = False) -> None:
     vault.put_many(
         NewVaultEntry(t["grant_id"], t["access_token"], workspace_id=t.get("workspace_id"),
@@ -100,8 +112,8 @@ def load_vault(vault: TokenVault, rows: list[dict], *, with_kind: bool = False) 
 
 
 @pytest.fixture
-def env(sandbox: Any, tmp_path: Any) -> Iterator[Env]:
-    db = open_database(f"sqlite:///{tmp_path / 'console.db'}")
+def env(sandbox: Any, tmp_path: Any, migrated_sqlite: Callable[[Any], str]) -> Iterator[Env]:
+    db = open_database(migrated_sqlite(tmp_path / "console.db"))
     audit = AuditLog(db)
     vault = TokenVault(db, Fernet.generate_key())
     load_vault(vault, sandbox.tokens())

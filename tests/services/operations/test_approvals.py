@@ -5,7 +5,7 @@ expiry, permissions re-checked, grants changed in between, approvals off."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -83,8 +83,8 @@ class Env:
 
 
 @pytest.fixture
-def env(sandbox: Any, tmp_path: Any) -> Iterator[Env]:
-    e = Env(sandbox, f"sqlite:///{tmp_path / 'console.db'}", ApprovalPolicy())
+def env(sandbox: Any, tmp_path: Any, migrated_sqlite: Callable[[Any], str]) -> Iterator[Env]:
+    e = Env(sandbox, migrated_sqlite(tmp_path / "console.db"), ApprovalPolicy())
     sandbox.clear_requests_log()
     yield e
     e.close()

@@ -7,7 +7,7 @@ outcome of each grant; the risky-change confirmation demanded by the use case.""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,11 +25,12 @@ from services.operations import (
 from services.operations.approval_policy import ApprovalPolicy, Change
 from services.operations.four_eyes import ApprovalExecution
 from services.operations.history import collapse, describe_event
-from services.store import open_database
+from services.store import Database, open_database
 from services.store.approvals import AlreadyRequested, ApprovalStore
 from tests.services.store.conftest import (  # noqa: F401 (fixtures)
     _PG_SKIP_REASON,
     _pg_schema_url,
+    db,
     db_url,
     pg_base_url,
 )
@@ -40,16 +41,16 @@ from .test_approvals import ADA, FAY, FRED, SAM, SUE, Env
 
 
 @pytest.fixture
-def env(sandbox: Any, tmp_path: Any) -> Iterator[Env]:
-    e = Env(sandbox, f"sqlite:///{tmp_path / 'console.db'}", ApprovalPolicy())
+def env(sandbox: Any, tmp_path: Any, migrated_sqlite: Callable[[Any], str]) -> Iterator[Env]:
+    e = Env(sandbox, migrated_sqlite(tmp_path / "console.db"), ApprovalPolicy())
     sandbox.clear_requests_log()
     yield e
     e.close()
 
 
 @pytest.fixture
-def any_env(sandbox: Any, db_url: str) -> Iterator[Env]:  # noqa: F811
-    e = Env(sandbox, db_url, ApprovalPolicy())
+def any_env(sandbox: Any, db: Database) -> Iterator[Env]:  # noqa: F811
+    e = Env(sandbox, db.url.render_as_string(hide_password=False), ApprovalPolicy())
     sandbox.clear_requests_log()
     yield e
     e.close()

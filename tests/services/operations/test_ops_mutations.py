@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from services.operations import LimitChange, OperationError, UpstreamError
+from services.operations import GrantFilter, LimitChange, OperationError, UpstreamError
 
 from .conftest import Env, actor
 
@@ -38,7 +38,7 @@ def test_revoke_success(env: Env) -> None:
     assert end.outcome == "succeeded" and end.target_id == gid
     assert req.reason == "customer asked to disconnect" and req.ticket == "SUP-12"
     assert end.before == {"status": "active"} and end.after == {"status": "revoked"}
-    assert {r.grant_id: r.status for r in env.ops.grants.list_grants(SUPPORT)}[gid] == "revoked"
+    assert {r.grant_id: r.status for r in env.synced_rows()}[gid] == "revoked"
 
 
 def test_revoke_unknown_grant_fails_with_api_code(env: Env) -> None:
@@ -88,7 +88,7 @@ def test_revoke_that_took_effect_behind_a_500_says_so(env: Env) -> None:
         env.ops.grants.revoke_grant(SUPPORT, gid, "customer asked to disconnect")
     assert "refresh and check" in info.value.user_message
     # ... and it had: the grant is gone from the API's list, shown as revoked
-    row = next(r for r in env.ops.grants.list_grants(SUPPORT) if r.grant_id == gid)
+    row = next(r for r in env.synced_rows() if r.grant_id == gid)
     assert row.status == "revoked"
 
 
@@ -308,7 +308,7 @@ def test_import_refuses_unlisted_grants_and_control_characters(env: Env) -> None
     assert token not in repr(report) and other_token not in repr(report)
     assert env.vault.get("cgrant_not_at_kryptos") is None and env.vault.get(gid) is None
     # nothing imported shows up as "revoked outside this console"
-    rows = env.ops.grants.list_grants(SUPPORT, status="revoked")
+    rows = env.synced_rows(GrantFilter(status="revoked"))
     assert "cgrant_not_at_kryptos" not in {r.grant_id for r in rows}
 
 

@@ -65,8 +65,8 @@ def _csv_wallet(env: Env) -> tuple[str, str]:
     return row["grant_id"], integ.wallet_id
 
 
-def op_list(env: Env, a: Actor) -> Any:
-    return env.ops.grants.list_grants(a)
+def op_page(env: Env, a: Actor) -> Any:
+    return env.ops.grants.page(a)
 
 
 def op_detail(env: Env, a: Actor) -> Any:
@@ -133,7 +133,7 @@ def op_verify(env: Env, a: Actor) -> Any:
 
 
 OPERATIONS: dict[str, tuple[Callable[[Env, Actor], Any], Permission, str]] = {
-    "list_grants": (op_list, P.VIEW_GRANTS, "grant.view"),
+    "grant_page": (op_page, P.VIEW_GRANTS, "grant.view"),
     "grant_detail": (op_detail, P.VIEW_GRANTS, "grant.view"),
     "grant_history": (op_history, P.VIEW_GRANT_HISTORY, "audit.read"),
     "overview": (op_overview, P.VIEW_GRANTS, "grant.view"),

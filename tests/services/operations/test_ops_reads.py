@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.operations import GrantDetail, NotFound, PermissionDenied, UpstreamError
+from services.operations import GrantDetail, GrantFilter, NotFound, PermissionDenied, UpstreamError
 from services.operations.limit_value import UNKNOWN, GuestLimit
 
 from .conftest import Env, actor
@@ -15,8 +15,8 @@ SUPPORT = actor("support")
 ADMIN = actor("admin")
 
 
-def test_list_grants_joins_vault(env: Env) -> None:
-    rows = env.ops.grants.list_grants(VIEWER)
+def test_the_grants_list_joins_the_vault(env: Env) -> None:
+    rows = env.synced_rows()
     by_id = {r.grant_id: r for r in rows}
     api_ids = {g.grant_id for g in env.client.list_grants()}
     stored = {t["grant_id"]: t for t in env.sandbox.tokens()}
@@ -33,21 +33,23 @@ def test_list_grants_joins_vault(env: Env) -> None:
     assert env.events() == []  # reads are not audited
 
 
-def test_list_grants_search_and_filters(env: Env) -> None:
+def test_the_grants_list_search_and_filters(env: Env) -> None:
     t = env.stored(kind="guest")[0]
-    found = env.ops.grants.list_grants(VIEWER, search=t["customer_ref"].upper())
-    assert [r.grant_id for r in found] == [t["grant_id"]]
-    found = env.ops.grants.list_grants(VIEWER, search=t["grant_id"][-8:])
-    assert t["grant_id"] in {r.grant_id for r in found}
-    ws = env.ops.grants.list_grants(VIEWER, search=t["workspace_id"])
-    assert ws and all(t["workspace_id"] in (r.workspace_id or "") for r in ws)
-    no_token = env.ops.grants.list_grants(VIEWER, has_token=False)
+    env.sync()
+
+    def ids(**filters: object) -> list[str]:
+        page = env.ops.grants.page(VIEWER, GrantFilter(**filters), "grant_id", 1, 1000)  # type: ignore[arg-type]
+        return [r.grant_id for r in page.rows]
+
+    assert ids(search=t["customer_ref"].upper()) == [t["grant_id"]]
+    assert t["grant_id"] in ids(search=t["grant_id"][-8:])
+    no_token = env.ops.grants.page(VIEWER, GrantFilter(has_token=False), page_size=1000).rows
     assert no_token and all(not r.has_token and r.status == "active" for r in no_token)
-    assert all(r.status == "revoked" for r in env.ops.grants.list_grants(VIEWER, status="revoked"))
-    # nothing is known about the kind until learned (the fixture stores no kind)
-    assert env.ops.grants.list_grants(VIEWER, kind="guest") == []
-    env.ops.grants.grant_detail(VIEWER, t["grant_id"])  # learns Guest from the user info
-    assert [r.grant_id for r in env.ops.grants.list_grants(VIEWER, kind="guest")] == [t["grant_id"]]
+    revoked = env.ops.grants.page(VIEWER, GrantFilter(status="revoked"), page_size=1000).rows
+    assert revoked and all(r.status == "revoked" for r in revoked)
+    # the fixture stores no kind: the sync learns it from the user info
+    assert t["grant_id"] in ids(kind="guest")
+    assert t["grant_id"] not in ids(kind="linked") + ids(kind="unknown")
 
 
 def test_grant_detail_reads_in_parallel(env: Env) -> None:
@@ -123,7 +125,7 @@ def test_overview(env: Env) -> None:
     assert env.ops.grants.overview(VIEWER).active == 0  # the read model: nothing synced yet
     env.sync()
     ov = env.ops.grants.overview(VIEWER)
-    rows = env.ops.grants.list_grants(VIEWER)
+    rows = env.synced_rows()
     assert ov.active == sum(r.status == "active" for r in rows)
     assert ov.revoked == sum(r.status == "revoked" for r in rows) > 0
     assert ov.with_token + ov.without_token == len(rows)
@@ -150,14 +152,15 @@ def test_from_settings(sandbox, tmp_path) -> None:  # type: ignore[no-untyped-de
     from services.operations import Operations
     from services.settings import Settings, parse_tiers
 
-    from .conftest import make_client
+    from .conftest import full_sync, make_client
 
     settings = Settings(data_dir=tmp_path, tiers=parse_tiers("Basic=500,Max=off"))
     client = make_client(sandbox)
     ops = Operations.from_settings(settings, client=client)
     assert [t.name for t in ops.tiers] == ["Basic", "Max"]
     assert (tmp_path / "console.db").exists()
-    rows = ops.grants.list_grants(VIEWER)
+    full_sync(ops, sandbox)
+    rows = ops.grants.page(VIEWER, None, page_size=1000).rows
     assert rows and not any(r.has_token for r in rows)  # empty vault
     ops.auth.record_login(VIEWER)
     assert ops.audit.verify_audit(ADMIN).ok

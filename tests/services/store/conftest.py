@@ -2,8 +2,13 @@
 
 PostgreSQL: URL from TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test).
 A throwaway database is created for the session and dropped at the end; each test gets its
-own schema in it. Without a reachable server the PostgreSQL variants are skipped with a
-message saying why, or fail when TEST_REQUIRE_POSTGRES is set (CI sets it).
+own schema in it.
+
+Without a reachable server the PostgreSQL variants are skipped with a message saying why,
+or fail when TEST_REQUIRE_POSTGRES is set (CI sets it).
+
+`db_url` is an empty database (the migrations' own tests start there); `db` is one at the
+newest migration, copied from a template the session migrated once (tests/databases.py).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from services.store import Database, open_database
+from tests.databases import PgTemplate, schema_url
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 _PG_SKIP_REASON: dict[str, str] = {}
@@ -60,8 +66,7 @@ def _pg_schema_url(base: str) -> Iterator[str]:
     with engine.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
-        yield make_url(base).update_query_dict(
-            {"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+        yield schema_url(base, schema)
     finally:
         with engine.connect() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
@@ -84,7 +89,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
+def db(db_url: str, request: pytest.FixtureRequest) -> Iterator[Database]:
+    """An open database at the newest migration (SQLite or PostgreSQL, as `db_url`)."""
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite":
+        request.getfixturevalue("sqlite_template").copy_to(Path(url.database or ""))
+    else:
+        base = url.difference_update_query(["options"]).render_as_string(hide_password=False)
+        PgTemplate.of(base).fill(str(url.query["options"]).removeprefix("-csearch_path="))
     database = open_database(db_url)
     try:
         yield database

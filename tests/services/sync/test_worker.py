@@ -25,11 +25,12 @@ from services.kryptos import (
     PermissionDeniedError,
 )
 from services.settings import parse_tiers
-from services.store import TokenVault, open_database
+from services.store import Database, TokenVault, open_database
 from services.store.readmodel import GrantFilter, ReadModel
 from services.sync import SyncWorker, sync_lock_for
 from services.sync.lock import FileSyncLock, PgAdvisorySyncLock
 from services.sync.worker import UNREADABLE_ERRORS
+from tests.databases import SqliteTemplate
 from tests.timing import MovableClock
 
 TIERS = parse_tiers("Free=1000,Plus=10000,Unlimited=off")
@@ -134,8 +135,8 @@ class Env:
 
 
 @pytest.fixture
-def env(sandbox: SandboxHandle, db_url: str) -> Iterator[Env]:
-    e = Env(sandbox, db_url)
+def env(sandbox: SandboxHandle, db: Database) -> Iterator[Env]:
+    e = Env(sandbox, db.url.render_as_string(hide_password=False))
     store_tokens(sandbox, e.vault)
     yield e
     e.close()
@@ -197,10 +198,11 @@ def act(e: Env, action: tuple) -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(actions=ACTIONS)
 def test_after_random_changes_and_a_sync_the_read_model_equals_the_sandbox(
-        sandbox_slow: SandboxHandle, actions: list[tuple]) -> None:
+        sandbox_slow: SandboxHandle, sqlite_template: SqliteTemplate,
+        actions: list[tuple]) -> None:
     sandbox_slow.reset()
     with tempfile.TemporaryDirectory() as tmp:
-        e = Env(sandbox_slow, f"sqlite:///{Path(tmp) / 'console.db'}")
+        e = Env(sandbox_slow, sqlite_template.copy_to(Path(tmp) / "console.db"))
         try:
             store_tokens(sandbox_slow, e.vault)
             w = e.worker()
