@@ -48,7 +48,7 @@ def main() -> None:
             os.environ.pop(name, None)
         from dashboard.login import attempt_login, failure_floor
         from dashboard.runtime import build_runtime
-        from dashboard.users_file import add_user
+        from services.operations.users_file import add_user
         from services.operations.login_policy import FailureFloor
 
         runtime = build_runtime()

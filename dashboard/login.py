@@ -50,9 +50,9 @@ from dashboard.session_cookie import (
     record,
 )
 from dashboard.users import User, check_password
-from dashboard.users_file import UsersError, hash_cost, hash_password, rehash_password
 from services.operations import Actor, canonical_username
 from services.operations.login_policy import FailureFloor
+from services.operations.users_file import UsersError, hash_cost, hash_password, rehash_password
 from services.store.actions import AuditAction
 from services.store.errors import StoreError
 from services.store.sessions import END_LOGOUT, UNKNOWN_ADDRESS

@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 
 import streamlit as st
 
-from dashboard.users_file import User, UsersError, hash_password, load_users, save_users
+from services.operations.users_file import User, UsersError, hash_password, load_users, save_users
 from services.kryptos.client import SYNC_USER_AGENT, KryptosClient
 from services.operations import Operations
 from services.operations.health import LiveChecker

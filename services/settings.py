@@ -198,6 +198,8 @@ class Settings:
     approval_bulk_window: float = 3600.0
     approval_limit_over: int = 100_000
     approval_ttl_hours: float = 24.0
+    #: Granting the admin role waits for a second admin (services/operations/users.py).
+    admin_grant_second_admin: bool = False
 
     @property
     def effective_webhook_secret(self) -> str | None:
@@ -398,6 +400,9 @@ def load_settings(
         **sync,
         approvals_enabled=_flag(get("CONSOLE_APPROVALS", console, "approvals"),
                                 "CONSOLE_APPROVALS", True),
+        admin_grant_second_admin=_flag(
+            get("CONSOLE_ADMIN_GRANT_SECOND_ADMIN", console, "admin_grant_second_admin"),
+            "CONSOLE_ADMIN_GRANT_SECOND_ADMIN", False),
         approval_bulk_over=int(number("CONSOLE_APPROVAL_BULK_OVER", console,
                                       "approval_bulk_over", 10, int)),
         approval_bulk_window=_positive(number("CONSOLE_APPROVAL_BULK_WINDOW", console,
