@@ -29,10 +29,10 @@ from typing import Any, Literal, Protocol
 
 import streamlit as st
 
-from services.operations.users_file import User, UsersError, hash_password, load_users, save_users
 from services.kryptos.client import SYNC_USER_AGENT, KryptosClient
 from services.operations import Operations
 from services.operations.health import LiveChecker
+from services.operations.users_file import User, UsersError, hash_password, load_users, save_users
 from services.private_files import prepare_data_dir
 from services.secret_file import secret_file
 from services.settings import ConfigError, Settings, load_settings

@@ -28,10 +28,10 @@ encrypted with the vault key). All of these are audited like `add`.
 are audited: each writes `requested`, then `succeeded` or `failed`, to the console's audit log
 (`DATABASE_URL`, else `<data_dir>/console.db`), actions `user.add`, `user.set_roles`,
 `user.remove`, `user.passwd`, `user.unlock`, `user.totp_reset`, `user.import`, as the
-operator `cli:<OS user>` (role `cli`), with the user's roles before and after (never a password or hash). When the audit log cannot
-be written they change nothing and exit 2. See services/store/cli_audit.py. Exit codes:
-0 done, 1 refused (bad input, unknown or existing user, unreadable file), 2 audit log
-unavailable.
+operator `cli:<OS user>` (role `cli`), with the user's roles before and after (never a
+password or hash). When the audit log cannot be written they change nothing and exit 2.
+See services/store/cli_audit.py. Exit codes: 0 done, 1 refused (bad input, unknown or
+existing user, the last admin, unreadable file), 2 audit log unavailable.
 """
 
 from __future__ import annotations
