@@ -24,7 +24,8 @@ from pathlib import Path
 import bcrypt
 import yaml
 
-from services.operations import ROLES, canonical_username
+from services.operations.errors import OperationError
+from services.operations.permissions import ROLES, canonical_username
 from services.private_files import private_dir
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -33,14 +34,14 @@ MAX_PASSWORD_BYTES = 72  # bcrypt's limit; bcrypt 5 raises beyond it
 DEFAULT_ROUNDS = 12
 
 
-class UsersError(Exception):
+class UsersError(OperationError):
     """A user-management request cannot be done; `user_message` says why, `code` (for the
     audit log) what kind of refusal it is."""
 
+    code: str
+
     def __init__(self, user_message: str, code: str = "USERS_ERROR") -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
-        self.code = code
+        super().__init__(user_message, code=code)
 
 
 #: The fields of an entry this module writes; every other field of an entry is kept as found.
