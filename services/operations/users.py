@@ -514,15 +514,15 @@ class UserOps:
         """Why a config's user is not taken, or None."""
         if not isinstance(entry, Mapping):
             return "not a mapping"
+        password = entry.get("password")
+        if password in (None, ""):
+            return "no password (a streamlit-authenticator OAuth2 guest): add them as SSO users"
         try:
             username = validate_username(name)
         except UsersError as exc:
             return exc.user_message
         if username in users:
             return "already a console user (left as it is)"
-        password = entry.get("password")
-        if password in (None, ""):
-            return "no password (a streamlit-authenticator OAuth2 guest): add them as SSO users"
         if not is_bcrypt_hash(password):
             return "a plain-text password: hash it with streamlit-authenticator's Hasher first"
         roles = entry.get("roles") or []
