@@ -9,9 +9,9 @@ sandbox_port, sandbox_resync_delay, sandbox_url, idle_timeout, session_lifetime,
 totp_required_roles, login_max_failures, login_max_failures_wide, login_lock_seconds,
 login_failure_floor, password_rounds, trusted_proxies, sync_grants_interval, sync_rate,
 sync_enabled, approvals, approval_bulk_over, approval_bulk_window, approval_limit_over,
-approval_ttl_hours) and the `[backend]` table (lower-case keys: jwt_secret, jwt_public_key,
-jwt_audience, jwt_issuer, webhook_secret, webhook_secret_previous, webhook_max_age,
-link_token_rate_limit, customer_rate_limit, jwt_max_lifetime, demo, port).
+approval_ttl_hours, admin_grant_second_admin) and the `[backend]` table (lower-case keys:
+jwt_secret, jwt_public_key, jwt_audience, jwt_issuer, webhook_secret, webhook_secret_previous,
+webhook_max_age, link_token_rate_limit, customer_rate_limit, jwt_max_lifetime, demo, port).
 
 Nothing else in the project reads `os.environ` or the secrets file.
 """
