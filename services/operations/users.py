@@ -47,6 +47,7 @@ from services.operations.users_file import (
     replace_roles,
     save_users,
     user_from_entry,
+    validate_password,
     validate_roles,
     validate_username,
 )
@@ -258,7 +259,8 @@ class UserOps:
 
         def body() -> tuple[User, None, dict[str, Any]]:
             user = add_user(self.path, username, None if sso else password, given,
-                            name=name or None, email=email or None, rounds=self.rounds, sso=sso)
+                            name=name or None, email=email or None, rounds=self.rounds, sso=sso,
+                            must_change=made is not None)
             if held:
                 user = self._mark_admin_requested(username, actor)
             return user, None, {**_roles(user), **({"sso": True} if sso else {}),
@@ -344,13 +346,28 @@ class UserOps:
         new_password = password
 
         def body() -> tuple[None, None, dict[str, Any]]:
-            replace_password(self.path, username, new_password, self.rounds)
+            replace_password(self.path, username, new_password, self.rounds,
+                             must_change=made is not None)
             return None, None, {"sessions_ended": self.sessions.end_user(
-                username, END_PASSWORD_CHANGED)}
+                username, END_PASSWORD_CHANGED), **({"one_time": True} if made else {})}
 
         self.recorder.run(actor, AuditAction.USER_PASSWD, body, target_id=username,
                           params=None)
         return made
+
+    def choose_own_password(self, actor: Actor, password: str) -> User:
+        """A user replaces the one-time password they logged in with by their own (the
+        login's step before any page; no permission needed: it is their own). Audited
+        `user.passwd` by the user; returns the user as now stored."""
+        validate_password(password)
+        username = actor.username
+
+        def body() -> tuple[User, None, dict[str, Any]]:
+            user = replace_password(self.path, username, password, self.rounds)
+            return user, None, {"chosen_by_user": True}
+
+        return self.recorder.run(actor, AuditAction.USER_PASSWD, body, target_id=username,
+                                 params=None)
 
     def reset_second_factor(self, actor: Actor, username: str, *,
                             confirmed: bool = False) -> bool:

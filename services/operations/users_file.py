@@ -45,7 +45,8 @@ class UsersError(OperationError):
 
 
 #: The fields of an entry this module writes; every other field of an entry is kept as found.
-MANAGED_FIELDS = ("name", "email", "password", "roles", "sso", "admin_requested_by")
+MANAGED_FIELDS = ("name", "email", "password", "roles", "sso", "admin_requested_by",
+                  "must_change_password")
 #: streamlit-authenticator's bookkeeping of its own login widget: never read here.
 STAUTH_BOOKKEEPING = ("failed_login_attempts", "logged_in", "password_hint")
 
@@ -63,6 +64,9 @@ class User:
     #: The admin who asked for this user to become admin, while a second admin has not
     #: granted it (`CONSOLE_ADMIN_GRANT_SECOND_ADMIN`; services/operations/users.py).
     admin_requested_by: str | None = None
+    #: The password is a one-time password an admin was shown: the user chooses their own
+    #: at the next login before reaching any page.
+    must_change_password: bool = False
 
     def __repr__(self) -> str:  # never show the hash
         return f"User(username={self.username!r}, name={self.name!r}, roles={self.roles!r})"
@@ -185,7 +189,8 @@ def user_from_entry(username: str, entry: dict, where: str) -> User:
                 email=str(email) if email else None, password_hash=str(pw or ""),
                 roles=tuple(str(r) for r in roles), sso=sso,
                 admin_requested_by=str(entry["admin_requested_by"])
-                if entry.get("admin_requested_by") else None)
+                if entry.get("admin_requested_by") else None,
+                must_change_password=entry.get("must_change_password") is True)
 
 
 @contextlib.contextmanager
@@ -278,6 +283,8 @@ def entry_of(user: User, found: dict | None = None) -> dict:
         entry["sso"] = True
     if user.admin_requested_by:
         entry["admin_requested_by"] = user.admin_requested_by
+    if user.must_change_password:
+        entry["must_change_password"] = True
     return {**entry, **kept}
 
 
@@ -303,6 +310,7 @@ def add_user(
     email: str | None = None,
     rounds: int = DEFAULT_ROUNDS,
     sso: bool = False,
+    must_change: bool = False,
 ) -> User:
     """Add a user: with a password, or (`sso`, password None) one who signs in through
     single sign-on only."""
@@ -316,7 +324,8 @@ def add_user(
         if username in users:
             raise UsersError(f"User '{username}' already exists; use set-roles or remove it "
                              "first.", code="USER_EXISTS")
-        user = User(username, name or username, email, password_hash, role_tuple, sso=sso)
+        user = User(username, name or username, email, password_hash, role_tuple, sso=sso,
+                    must_change_password=must_change)
         users[username] = user
         save_users(path, users)
     return user
@@ -349,12 +358,13 @@ def _checked(path: Path, username: str, change: Callable[[User], User],
 
 
 def replace_password(path: Path, username: str, password: str,
-                     rounds: int = DEFAULT_ROUNDS) -> User:
-    """Set a user's password (validated, bcrypt); returns the user. An SSO-only user keeps
-    signing in through SSO (`sso` stays) and may now use the password too."""
+                     rounds: int = DEFAULT_ROUNDS, *, must_change: bool = False) -> User:
+    """Set a user's password (validated, bcrypt); returns the user. `must_change`: it is a
+    one-time password, to be replaced by the user at their next login. An SSO-only user
+    keeps signing in through SSO (`sso` stays) and may now use the password too."""
     password_hash = hash_password(password, rounds)
-    return _checked(path, username, lambda old: replace(old, password_hash=password_hash),
-                    None)[1]
+    return _checked(path, username, lambda old: replace(
+        old, password_hash=password_hash, must_change_password=must_change), None)[1]
 
 
 def set_roles(path: Path, username: str, roles: Iterable[str]) -> User:

@@ -1,12 +1,15 @@
 """The Users page in a browser: an admin adds a user (the one-time password shown once logs
-them in), changes their roles (their session ends, the new pages show at the next login) and
-removes them after a confirmation (they can no longer log in)."""
+them in once), changes their roles (their session ends, the new pages show at the next login) and
+removes them after a confirmation (they can no longer log in). The one-time password works
+once: the user chooses their own before any page."""
 
 from __future__ import annotations
 
 from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e import helpers as h
+
+OWN = "quinn-own-password"
 
 
 def _choose(page: Page, box: Locator, option: str) -> None:
@@ -33,8 +36,16 @@ def test_add_change_roles_and_remove_a_user(page: Page, new_page, console) -> No
     password = h.main(page).get_by_test_id("stCode").inner_text().strip()
     assert len(password) >= 16
 
+    # quinn logs in with it once and chooses their own password before any page.
     quinn = new_page()
-    h.login(quinn, console.url, "quinn", password)
+    quinn.goto(console.url + "/")
+    h.fill_login(quinn, "quinn", password)
+    form = h.main(quinn).get_by_test_id("stForm").filter(has_text="New password")
+    expect(form).to_be_visible(timeout=h.TIMEOUT)
+    form.get_by_label("New password", exact=True).fill(OWN)
+    form.get_by_label("New password again", exact=True).fill(OWN)
+    h.submit(quinn, form.get_by_role("button", name="Save and continue"))
+    h.expect_page(quinn, "Overview")
     assert h.nav_titles(quinn) == h.NAV["viewer"]
 
     # The one-time password is gone from the admin's page at the next run.
@@ -57,7 +68,7 @@ def test_add_change_roles_and_remove_a_user(page: Page, new_page, console) -> No
     quinn.reload()  # the cookie names a session that has ended: the login form
     expect(quinn.get_by_test_id("stForm").get_by_role("heading", name="Log in")).to_be_visible(
         timeout=h.TIMEOUT)
-    h.login(quinn, console.url, "quinn", password)
+    h.login(quinn, console.url, "quinn", OWN)
     assert h.nav_titles(quinn) == h.NAV["support"]
 
     # Remove quinn: asked first, then done; quinn can no longer log in.
@@ -72,6 +83,6 @@ def test_add_change_roles_and_remove_a_user(page: Page, new_page, console) -> No
 
     again = new_page()
     again.goto(console.url + "/")
-    h.fill_login(again, "quinn", password)
+    h.fill_login(again, "quinn", OWN)
     expect(h.main(again).get_by_text("Wrong username or password")).to_be_visible(
         timeout=h.TIMEOUT)

@@ -38,6 +38,18 @@ def _everything_shown(at) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+def _first_login(username: str, one_time: str, own: str):
+    """Log in with a one-time password: the user must choose their own before any page."""
+    at = login(new_app().run(), username, one_time)
+    assert at.session_state["authentication_status"] is not True
+    assert [s.value for s in at.subheader] == ["Choose your password"]
+    at.text_input(key="login_new_password").input(own)
+    at.text_input(key="login_new_password_again").input(own)
+    at.button(key="FormSubmitter:console_new_password-Save and continue").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
 def _pick(at, username: str):
     at.selectbox(key="users_pick").select(username).run()
     assert not at.exception, at.exception
@@ -78,10 +90,18 @@ def test_add_shows_a_one_time_password_once_and_it_logs_in(make_app, runtime, au
     at.run()  # the next run: the password is gone from the page
     assert not at.code and password not in _everything_shown(at)
 
-    nina = login(new_app().run(), "nina", password)
+    nina = _first_login("nina", password, "nina-own-password")
     assert nina.session_state["authentication_status"] is True
+    # The one-time password worked once: now only her own does.
+    assert login(new_app().run(), "nina", password).session_state[
+        "authentication_status"] is not True
+    assert login(new_app().run(), "nina", "nina-own-password").session_state[
+        "authentication_status"] is True
+    chosen = audit_events(action="user.passwd", outcome="succeeded")
+    assert [(e.actor_username, e.after) for e in chosen] == [("nina", {"chosen_by_user": True})]
 
     added = audit_events(action="user.add")
+    assert "nina-own-password" not in str([(e.params, e.after) for e in chosen])
     assert [(e.outcome, e.actor_username, e.target_id) for e in added] == [
         ("requested", "admin", "nina"), ("succeeded", "admin", "nina")]
     assert added[1].after == {"roles": ["support"]}
@@ -191,10 +211,18 @@ def test_reset_password_gives_a_new_one_time_password(make_app, audit_events):
     new_password = at.code[0].value
     old = login(new_app().run(), "finance", DEMO_PASSWORDS["finance"])
     assert old.session_state["authentication_status"] is not True
+    # A one-time password too: a mismatch is refused, then finance chooses their own.
     new = login(new_app().run(), "finance", new_password)
+    new.text_input(key="login_new_password").input("finance-own-1")
+    new.text_input(key="login_new_password_again").input("finance-own-2")
+    new.button(key="FormSubmitter:console_new_password-Save and continue").click().run()
+    assert any("The two passwords differ" in e.value for e in new.error)
+    assert new.session_state["authentication_status"] is not True
+    new = _first_login("finance", new_password, "finance-own-1")
     assert new.session_state["authentication_status"] is True
-    assert [e.outcome for e in audit_events(action="user.passwd")] == ["requested",
-                                                                       "succeeded"]
+    assert [(e.actor_username, e.outcome) for e in audit_events(action="user.passwd")] == [
+        ("admin", "requested"), ("admin", "succeeded"),
+        ("finance", "requested"), ("finance", "succeeded")]
 
 
 def test_second_factor_reset_end_sessions_and_unlock(make_app, runtime, audit_events):
