@@ -15,6 +15,8 @@ one set of rules holds wherever a user is changed:
   the command controls the users file already;
 - removing a user, resetting their password or second factor and ending their sessions are
   not undone by a click: the console asks first (`ConfirmationRequired`, `confirmed=True`);
+- a password the console makes (add, reset) is a one-time password: shown once, it logs
+  in once, and the user chooses their own before any page (`choose_own_password`);
 - a password change, a role change, a second-factor reset, a removal and "end sessions" end
   every console session of the user (in the database, so on every replica).
 
