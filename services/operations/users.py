@@ -210,6 +210,9 @@ class UserOps:
         self.rounds = rounds
         self.idle_timeout = idle_timeout
         self.session_lifetime = session_lifetime
+        #: The file as last read, by its (mtime, size): the list re-reads it only when it
+        #: changed (any process's change replaces the file, so its mtime moves).
+        self._read: tuple[tuple[int, int], dict[str, User]] | None = None
 
     def __repr__(self) -> str:
         return f"UserOps({self.path}, {self.recorder!r})"
@@ -220,7 +223,7 @@ class UserOps:
         """Every user with their roles, sign-in, second factor, last login, lock and open
         sessions: the file and three reads of the database, whatever the number of users."""
         self.recorder.check(actor, AuditAction.PAGE_VIEW, None)
-        users = load_users(self.path)
+        users = self._users()
         summaries = self.sessions.summaries(idle_timeout=self.idle_timeout,
                                             lifetime=self.session_lifetime)
         enrolled = self.totp.enrolled_usernames() if self.totp is not None else frozenset()
@@ -506,8 +509,22 @@ class UserOps:
             raise UsersError(f"{user.username} is the last admin: make someone else admin "
                              "first.", code="LAST_ADMIN")
 
+    def _users(self) -> dict[str, User]:
+        """The users file, read again only when it changed (a read, not for a change)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return {}
+        key = (st.st_mtime_ns, st.st_size)
+        cached = self._read
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        users = load_users(self.path)
+        self._read = (key, users)
+        return users
+
     def _known(self, username: str) -> User:
-        user = load_users(self.path).get(username)
+        user = self._users().get(username)
         if user is None:
             raise UsersError(f"No user '{username}'.", code="USER_NOT_FOUND")
         return user

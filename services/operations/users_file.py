@@ -34,6 +34,16 @@ MAX_PASSWORD_BYTES = 72  # bcrypt's limit; bcrypt 5 raises beyond it
 DEFAULT_ROUNDS = 12
 
 
+# libyaml's safe loader and dumper when PyYAML has them (its wheels do): the same documents,
+# about ten times faster than the pure-Python ones on a file of hundreds of users.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _read_yaml(path: Path) -> object:
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)  # noqa: S506 - safe
+
+
 class UsersError(OperationError):
     """A user-management request cannot be done; `user_message` says why, `code` (for the
     audit log) what kind of refusal it is."""
@@ -133,7 +143,7 @@ def load_users(path: Path) -> dict[str, User]:
     if not path.exists():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = _read_yaml(path) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise UsersError(f"Cannot read the users file {path}: {type(exc).__name__}.") from None
     usernames = (data.get("credentials") or {}).get("usernames") if isinstance(data, dict) else None
@@ -221,7 +231,7 @@ def rehash_password(path: Path, username: str, old_hash: str, new_hash: str) -> 
     with file_lock(path):
         try:
             mode = path.stat().st_mode & 0o777
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = _read_yaml(path)
         except (OSError, yaml.YAMLError) as exc:
             raise UsersError(f"Cannot read the users file {path}: {type(exc).__name__}.") \
                 from None
@@ -239,7 +249,7 @@ def _write_atomically(path: Path, data: dict, mode: int) -> None:
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(data, fh, sort_keys=False)
+            yaml.dump(data, fh, Dumper=_SafeDumper, sort_keys=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -261,7 +271,7 @@ def _raw_file(path: Path) -> tuple[dict, dict[str, dict]]:
     """The file as found (an empty dict when absent or unreadable: `load_users` said why
     before any change) and its entries by canonical username."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = _read_yaml(path) or {}
     except (OSError, yaml.YAMLError):
         return {}, {}
     if not isinstance(data, dict):
