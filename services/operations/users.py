@@ -41,6 +41,7 @@ from services.operations.users_file import (
     User,
     UsersError,
     add_user,
+    change_user,
     file_lock,
     is_bcrypt_hash,
     load_users,
@@ -325,8 +326,8 @@ class UserOps:
             requested_by.append(old.admin_requested_by)
 
         def body() -> tuple[User, dict[str, Any], dict[str, Any]]:
-            old, new = replace_roles(self.path, username, (*load_users(self.path)[
-                username].roles, ADMIN), check)
+            old, new = change_user(self.path, username, lambda u: replace(
+                u, roles=(*u.roles, ADMIN)), check)
             new = self._clear_admin_request(username)
             ended = self.sessions.end_user(username, END_ROLES_CHANGED)
             return new, _roles(old), {**_roles(new), "sessions_ended": ended,
@@ -539,11 +540,7 @@ class UserOps:
         return self._rewrite(username, lambda old: replace(old, admin_requested_by=None))
 
     def _rewrite(self, username: str, change: Callable[[User], User]) -> User:
-        with file_lock(self.path):
-            users = load_users(self.path)
-            users[username] = change(users[username])
-            save_users(self.path, users)
-        return users[username]
+        return change_user(self.path, username, change, None)[1]
 
     @staticmethod
     def _refusal(name: str, entry: object, users: Mapping[str, User]) -> str | None:

@@ -347,13 +347,13 @@ def replace_roles(path: Path, username: str, roles: Iterable[str],
     """Set a user's roles; returns the user (before, after). `check(users, old)` runs under
     the file's lock before the change and may refuse it (the last admin, say)."""
     role_tuple = validate_roles(roles)
-    return _checked(path, username, lambda old: replace(old, roles=role_tuple), check)
+    return change_user(path, username, lambda old: replace(old, roles=role_tuple), check)
 
 
-def _checked(path: Path, username: str, change: Callable[[User], User],
+def change_user(path: Path, username: str, change: Callable[[User], User],
              check: Callable[[dict[str, User], User], None] | None) -> tuple[User, User]:
-    """Read, check, change one user and write, under the file's lock; returns the user
-    (before, after)."""
+    """Read, check (`check(users, old)` may refuse), change one user and write, under the
+    file's lock; returns the user (before, after)."""
     username = validate_username(username)
     with file_lock(path):
         users = load_users(path)
@@ -373,7 +373,7 @@ def replace_password(path: Path, username: str, password: str,
     one-time password, to be replaced by the user at their next login. An SSO-only user
     keeps signing in through SSO (`sso` stays) and may now use the password too."""
     password_hash = hash_password(password, rounds)
-    return _checked(path, username, lambda old: replace(
+    return change_user(path, username, lambda old: replace(
         old, password_hash=password_hash, must_change_password=must_change), None)[1]
 
 
