@@ -157,10 +157,7 @@ class UserRow:
 
     @property
     def sign_in(self) -> str:
-        return "SSO" if self.sso and not self.has_password else \
-            "SSO + password" if self.sso else "password"
-
-    has_password: bool = True
+        return "SSO" if self.sso else "password"
 
 
 @dataclass(frozen=True)
@@ -239,8 +236,7 @@ class UserOps:
             rows.append(UserRow(
                 u.username, u.name, u.email, u.roles, u.sso, u.username in enrolled,
                 summary.last_login if summary else None, locks.get(u.username),
-                summary.open_sessions if summary else 0, u.admin_requested_by,
-                has_password=bool(u.password_hash)))
+                summary.open_sessions if summary else 0, u.admin_requested_by))
         return rows
 
     # --- changes -----------------------------------------------------------------------------
@@ -342,7 +338,10 @@ class UserOps:
         a one-time password is made and returned once."""
         username = validate_username(username)
         self.recorder.check(actor, AuditAction.USER_PASSWD, username)
-        self._known(username)
+        if self._known(username).sso:
+            raise UsersError(f"{username} signs in through single sign-on only: no password "
+                             "opens that account (their identity provider manages it).",
+                             code="SSO_USER")
         if not confirmed:
             raise ConfirmationRequired(f"Reset the password of {username}? Their current "
                                        "password stops working and their sessions end.")

@@ -13,6 +13,7 @@ a user without a password). The cookie key is not stored here: it comes from the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import re
@@ -127,7 +128,7 @@ def hash_password(password: str, rounds: int = DEFAULT_ROUNDS) -> str:
 
 def check_password(password: str, password_hash: str) -> bool:
     raw = password.encode("utf-8")
-    if len(raw) > MAX_PASSWORD_BYTES:
+    if len(raw) > MAX_PASSWORD_BYTES or not password_hash:
         return False
     try:
         return bcrypt.checkpw(raw, password_hash.encode("ascii"))
@@ -185,8 +186,8 @@ def display_name(username: str, entry: dict) -> str:
 def user_from_entry(username: str, entry: dict, where: str) -> User:
     """One entry of `credentials.usernames` as a `User` (`where` names it in errors)."""
     sso = entry.get("sso") is True
-    pw = entry.get("password")
-    if not is_bcrypt_hash(pw) and not (sso and pw in (None, "")):
+    pw = None if sso else entry.get("password")  # no password opens an SSO-only account
+    if not sso and not is_bcrypt_hash(pw):
         raise UsersError(
             f"{where} has no bcrypt hash; set the password with "
             "`python -m dashboard.users add` instead of writing it in the file."
@@ -370,8 +371,7 @@ def change_user(path: Path, username: str, change: Callable[[User], User],
 def replace_password(path: Path, username: str, password: str,
                      rounds: int = DEFAULT_ROUNDS, *, must_change: bool = False) -> User:
     """Set a user's password (validated, bcrypt); returns the user. `must_change`: it is a
-    one-time password, to be replaced by the user at their next login. An SSO-only user
-    keeps signing in through SSO (`sso` stays) and may now use the password too."""
+    one-time password, to be replaced by the user at their next login."""
     password_hash = hash_password(password, rounds)
     return change_user(path, username, lambda old: replace(
         old, password_hash=password_hash, must_change_password=must_change), None)[1]
@@ -395,3 +395,26 @@ def remove_user(path: Path, username: str,
         removed = users.pop(username)
         save_users(path, users)
     return removed
+
+
+def save_sso_user(path: Path, username: str, roles: Iterable[str], *, name: str | None = None,
+                  email: str | None = None) -> tuple[User | None, User]:
+    """Single sign-on: add the user (marked `sso`, no password) or set the roles the
+    provider's groups give now; returns (before, after), before None for a new entry. A
+    password account of that name is refused (`LOCAL_ACCOUNT`): the sign-in checked that
+    already, this closes the race with a `users add` in between. The file is written only
+    when something changed."""
+    username = validate_username(username)
+    role_tuple = validate_roles(roles)
+    with file_lock(path):
+        users = load_users(path)
+        old = users.get(username)
+        if old is not None and not old.sso:
+            raise UsersError(f"User '{username}' has a password account.", code="LOCAL_ACCOUNT")
+        if old is not None and old.roles == role_tuple:
+            return old, old
+        new = (dataclasses.replace(old, roles=role_tuple) if old is not None else
+               User(username, name or username, email, "", role_tuple, sso=True))
+        users[username] = new
+        save_users(path, users)
+    return old, new
