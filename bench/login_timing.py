@@ -48,8 +48,8 @@ def main() -> None:
             os.environ.pop(name, None)
         from dashboard.login import attempt_login, failure_floor
         from dashboard.runtime import build_runtime
-        from dashboard.users_file import add_user
         from services.operations.login_policy import FailureFloor
+        from services.operations.users_file import add_user
 
         runtime = build_runtime()
         assert runtime.ok and runtime.auth_file is not None, runtime.problems

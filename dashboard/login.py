@@ -58,13 +58,6 @@ from dashboard.session_cookie import (
     record,
 )
 from dashboard.users import User, check_password
-from dashboard.users_file import (
-    UsersError,
-    hash_cost,
-    hash_password,
-    rehash_password,
-    save_sso_user,
-)
 from services.operations import Actor, canonical_username
 from services.operations.login_policy import FailureFloor
 from services.operations.sso import (
@@ -74,6 +67,13 @@ from services.operations.sso import (
     SsoIdentity,
     SsoPolicy,
     SsoRefusal,
+)
+from services.operations.users_file import (
+    UsersError,
+    hash_cost,
+    hash_password,
+    rehash_password,
+    save_sso_user,
 )
 from services.store.actions import AuditAction
 from services.store.errors import StoreError
@@ -190,6 +190,16 @@ def _attempt_login(runtime: Runtime, username: str, password: str, address: str)
         return f"Wrong username or password ({left} attempt(s) left before a lock)."
     assert user is not None
     user = _rehash(runtime, user, password)
+    if user.must_change_password:
+        # A one-time password an admin was shown: the user chooses their own first.
+        _set_pending(user.username, "new_password")
+        return None
+    return _second_factor_or_login(runtime, user, address)
+
+
+def _second_factor_or_login(runtime: Runtime, user: User, address: str) -> str | None:
+    """After the password: the second factor's step (a code, or an enrolment the role
+    requires), else the session."""
     if runtime.auth.totp.is_enrolled(user.username):
         _set_pending(user.username, "code")
         return None
@@ -251,6 +261,30 @@ def complete_login(runtime: Runtime, user: User, address: str,
         audit_step("sso login", lambda: runtime.ops.sso.record_sso_login(actor, identity))
     else:
         audit_step("login", lambda: runtime.ops.auth.record_login(actor))
+
+
+def choose_password(runtime: Runtime, new: str, again: str, address: str) -> str | None:
+    """The step after a one-time password: the user's own password (typed twice), stored
+    and audited (`user.passwd` by the user), then the second factor or the session. None
+    when done, else the message."""
+    from services.operations import OperationError
+
+    pending = _pending()
+    if pending is None or pending.get("stage") != "new_password":
+        return st.session_state.pop(LOGIN_MESSAGE_KEY, None) or "Log in again."
+    user = runtime.users().get(pending["username"])
+    if user is None or not user.must_change_password:
+        st.session_state.pop(PENDING_KEY, None)
+        return "Log in again."
+    if new != again:
+        return "The two passwords differ."
+    if check_password(new, user.password_hash):
+        return "Choose a password other than the one-time password."
+    try:
+        user = runtime.user_ops.choose_own_password(actor_of(user), new)
+    except OperationError as exc:
+        return exc.user_message
+    return _second_factor_or_login(runtime, user, address)
 
 
 def check_code(runtime: Runtime, code: str, address: str) -> str | None:
@@ -454,6 +488,8 @@ def login_page() -> None:
             _password_form(runtime)
         else:
             _show_messages()
+    elif pending["stage"] == "new_password":
+        _new_password_form(runtime)
     elif pending["stage"] == "code":
         _code_form(runtime)
     elif pending["stage"] == "enrol":
@@ -533,6 +569,30 @@ def _code_form(runtime: Runtime) -> None:
                       autocomplete="one-time-code")
         st.form_submit_button("Verify", type="primary", on_click=submit)
     st.button("Cancel", key="console_code_cancel", on_click=_cancel)
+    _show_messages()
+
+
+NEW_PASSWORD_KEY = "login_new_password"
+NEW_PASSWORD_AGAIN_KEY = "login_new_password_again"
+
+
+def _new_password_form(runtime: Runtime) -> None:
+    def submit() -> None:
+        st.session_state[LOGIN_MESSAGE_KEY] = _guarded(
+            choose_password, runtime, st.session_state.get(NEW_PASSWORD_KEY) or "",
+            st.session_state.get(NEW_PASSWORD_AGAIN_KEY) or "", client_address(runtime))
+        st.session_state[NEW_PASSWORD_KEY] = st.session_state[NEW_PASSWORD_AGAIN_KEY] = ""
+
+    st.subheader("Choose your password")
+    st.info("You logged in with a one-time password. Choose your own to continue.",
+            icon=":material/password:")
+    with st.form("console_new_password", clear_on_submit=False):
+        st.text_input("New password", type="password", key=NEW_PASSWORD_KEY,
+                      autocomplete="new-password")
+        st.text_input("New password again", type="password", key=NEW_PASSWORD_AGAIN_KEY,
+                      autocomplete="new-password")
+        st.form_submit_button("Save and continue", type="primary", on_click=submit)
+    st.button("Cancel", key="console_new_password_cancel", on_click=_cancel)
     _show_messages()
 
 

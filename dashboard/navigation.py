@@ -53,6 +53,7 @@ PAGES: tuple[PageSpec, ...] = (
              Permission.VIEW_GRANTS),
     PageSpec("pages/outcomes.py", "Outcomes", ":material/rule:",
              Permission.SETTLE_OUTCOMES),
+    PageSpec("pages/users.py", "Users", ":material/group:", Permission.MANAGE_USERS),
 )
 
 #: The Approvals page: in the navigation only when approvals are on (see `pages_for`); for

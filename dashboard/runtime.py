@@ -29,11 +29,12 @@ from typing import Any, Literal, Protocol
 
 import streamlit as st
 
-from dashboard.users_file import User, UsersError, hash_password, load_users, save_users
 from services.kryptos.client import SYNC_USER_AGENT, KryptosClient
 from services.logs import setup as setup_logging
 from services.operations import Operations
 from services.operations.health import LiveChecker
+from services.operations.users import ConsoleRecorder, UserOps
+from services.operations.users_file import User, UsersError, hash_password, load_users, save_users
 from services.private_files import prepare_data_dir
 from services.secret_file import secret_file
 from services.settings import ConfigError, Settings, load_settings
@@ -110,6 +111,7 @@ class Runtime:
     cookie_key: str | None = field(default=None, repr=False)
     demo_users: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     _auth: AuthStores | None = field(default=None, repr=False)
+    _user_ops: UserOps | None = field(default=None, repr=False)
     #: Kryptos hosts and credentials, checked in the background at start.
     live_check: LiveChecker | None = None
     _users_cache: tuple[float, dict[str, User]] | None = field(default=None, repr=False)
@@ -148,6 +150,25 @@ class Runtime:
                     assert self.settings is not None
                     self._auth = build_auth_stores(self.settings)
         return self._auth
+
+    @property
+    def user_ops(self) -> UserOps:
+        """The users use cases over this console's users file and login stores (the Users
+        page; services/operations/users.py). Built on first use, like the login stores."""
+        if self._user_ops is None:
+            stores = self.auth  # takes the same lock itself
+            with _AUTH_LOCK:
+                if self._user_ops is None:
+                    assert self.settings is not None and self.ops is not None
+                    assert self.auth_file is not None
+                    self._user_ops = UserOps(
+                        self.auth_file, ConsoleRecorder(self.ops.ctx),
+                        sessions=stores.sessions, throttle=stores.throttle, totp=stores.totp,
+                        admin_grant_second_admin=self.settings.admin_grant_second_admin,
+                        rounds=self.settings.password_rounds,
+                        idle_timeout=self.settings.idle_timeout,
+                        session_lifetime=self.settings.session_lifetime)
+        return self._user_ops
 
     @property
     def throttle(self) -> LoginFailures:

@@ -37,6 +37,7 @@ from services.operations import Actor, OperationError, login_policy
 from services.store.actions import AuditAction
 from services.store.errors import StoreError
 from services.store.sessions import (
+    END_BY_ADMIN,
     END_IDLE,
     END_LIFETIME,
     END_LOGOUT,
@@ -77,6 +78,7 @@ END_MESSAGES = {
     END_ROLES_CHANGED: "Your roles were changed. Log in again.",
     END_PASSWORD_CHANGED: "Your password was changed. Log in again.",
     END_USER_REMOVED: "Your session ended.",
+    END_BY_ADMIN: "An administrator ended your session. Log in again.",
     END_LOGOUT: "Your session ended (logged out). Log in again.",
 }
 

@@ -1,7 +1,10 @@
-"""The command to manage the console's users. The users file itself (load, save, checks,
-hashing) is `dashboard/users_file.py`; its names stay importable from here.
+"""The command to manage the console's users. The rules (last admin, audit, sessions ended)
+are the users use cases, `services/operations/users.py`, which the Users page calls too; the
+users file itself (load, save, checks, hashing) is `services/operations/users_file.py`; its
+names stay importable from here.
 
     python -m dashboard.users add NAME --role support [--role finance] [--password-stdin]
+    python -m dashboard.users add NAME --role support --sso      (signs in through SSO only)
     python -m dashboard.users list
     python -m dashboard.users set-roles NAME --role admin
     python -m dashboard.users remove NAME
@@ -9,23 +12,26 @@ hashing) is `dashboard/users_file.py`; its names stay importable from here.
     python -m dashboard.users unlock NAME | unlock --address ADDRESS
     python -m dashboard.users totp-enroll NAME
     python -m dashboard.users totp-remove NAME
+    python -m dashboard.users import-stauth config.yaml   (a streamlit-authenticator config)
 
 `--file PATH` chooses the file; by default it is the settings' auth file
 (`CONSOLE_AUTH_FILE`, else `<data_dir>/users.yaml`).
 
-`set-roles`, `remove` and `passwd` end every console session of the user at once (in the
-database, so on every replica). `unlock` lifts the failed-login locks of a user (or of an
+`set-roles`, `remove`, `passwd` and `totp-remove` end every console session of the user at
+once (in the database, so on every replica); `remove` and `set-roles` refuse to leave the
+console without an admin. `unlock` lifts the failed-login locks of a user (or of an
 address). `totp-enroll` sets up a user's second factor: it prints the otpauth:// URI, a QR
 code for the terminal and 10 one-time recovery codes (stored hashed; the secret is stored
 encrypted with the vault key). All of these are audited like `add`.
 
-`add`, `set-roles` and `remove` are audited: each writes `requested`, then `succeeded` or
-`failed`, to the console's audit log (`DATABASE_URL`, else `<data_dir>/console.db`), actions
-`user.add`, `user.set_roles`, `user.remove`, as the operator `cli:<OS user>` (role `cli`),
-with the user's roles before and after (never a password or hash). When the audit log cannot
-be written they change nothing and exit 2. See services/store/cli_audit.py. Exit codes:
-0 done, 1 refused (bad input, unknown or existing user, unreadable file), 2 audit log
-unavailable.
+`add`, `set-roles`, `remove`, `passwd`, `unlock NAME`, `totp-remove` and `import-stauth`
+are audited: each writes `requested`, then `succeeded` or `failed`, to the console's audit log
+(`DATABASE_URL`, else `<data_dir>/console.db`), actions `user.add`, `user.set_roles`,
+`user.remove`, `user.passwd`, `user.unlock`, `user.totp_reset`, `user.import`, as the
+operator `cli:<OS user>` (role `cli`), with the user's roles before and after (never a
+password or hash). When the audit log cannot be written they change nothing and exit 2.
+See services/store/cli_audit.py. Exit codes: 0 done, 1 refused (bad input, unknown or
+existing user, the last admin, unreadable file), 2 audit log unavailable.
 """
 
 from __future__ import annotations
@@ -37,7 +43,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from dashboard.users_file import (
+import yaml
+
+from services.operations import ROLES, OperationError
+from services.operations.users import OperatorRecorder, UserOps
+from services.operations.users_file import (
     DEFAULT_ROUNDS,
     MAX_PASSWORD_BYTES,
     MIN_PASSWORD_CHARS,
@@ -58,14 +68,8 @@ from dashboard.users_file import (
     validate_roles,
     validate_username,
 )
-from services.operations import ROLES
 from services.store.actions import AuditAction
 from services.store.cli_audit import AuditUnavailable, CliAudit
-from services.store.sessions import (
-    END_PASSWORD_CHANGED,
-    END_ROLES_CHANGED,
-    END_USER_REMOVED,
-)
 
 
 def _read_new_password(stdin: TextIO, from_stdin: bool) -> str:
@@ -88,8 +92,21 @@ def _default_path() -> Path:
         raise UsersError(exc.user_message) from None
 
 
-def _roles_of(user: User) -> dict[str, list[str]]:
-    return {"roles": list(user.roles)}  # what the audit log gets: never the hash
+def _user_ops(audit: CliAudit, path: Path, settings: Any = None) -> UserOps:
+    """The users use cases as the operator (services/operations/users.py): the same rules
+    as the Users page, recorded as `cli:<OS user>`, not held for a second admin."""
+    from services.store import load_vault_key
+    from services.store.sessions import LoginFailures, SessionStore
+    from services.store.totp import TotpStore
+
+    totp = throttle = None
+    if settings is not None:
+        throttle = LoginFailures(audit.db, max_failures=settings.login_max_failures,
+                                 max_failures_wide=settings.login_max_failures_wide,
+                                 lock_seconds=settings.login_lock_seconds)
+        totp = TotpStore(audit.db, load_vault_key(settings))
+    return UserOps(path, OperatorRecorder(audit), sessions=SessionStore(audit.db),
+                   throttle=throttle, totp=totp)
 
 
 def _audited_change(args: argparse.Namespace, path: Path, stdin: TextIO, stdout: TextIO) -> None:
@@ -101,43 +118,25 @@ def _audited_change(args: argparse.Namespace, path: Path, stdin: TextIO, stdout:
     username = validate_username(args.username)
     roles = validate_roles(args.role) if args.command in ("add", "set-roles") else ()
     with CliAudit.open() as audit:
+        ops = _user_ops(audit, path)
+        actor = OperatorRecorder(audit).actor()
         if args.command == "add":
-            password = _read_new_password(stdin, args.password_stdin)
-            validate_password(password)
-
-            def add() -> tuple[User, None, dict[str, Any]]:
-                user = add_user(path, username, password, roles, name=args.name,
-                                email=args.email)
-                return user, None, _roles_of(user)
-
-            user = audit.run(AuditAction.USER_ADD, add, target_type="user", target_id=username,
-                             params={"roles": list(roles)})
-            print(f"Added {user.username} ({', '.join(user.roles)}) to {path}.", file=stdout)
+            sso = bool(getattr(args, "sso", False))
+            password = None
+            if not sso:
+                password = _read_new_password(stdin, args.password_stdin)
+                validate_password(password)
+            user = ops.add(actor, username, roles, sso=sso, password=password, name=args.name,
+                           email=args.email).user
+            how = " (signs in through SSO only)" if sso else ""
+            print(f"Added {user.username} ({', '.join(user.roles)}) to {path}{how}.",
+                  file=stdout)
         elif args.command == "set-roles":
-
-            def change() -> tuple[User, dict[str, Any], dict[str, Any]]:
-                old, new = replace_roles(path, username, roles)
-                ended = _end_sessions(audit, username, END_ROLES_CHANGED)
-                return new, _roles_of(old), {**_roles_of(new), "sessions_ended": ended}
-
-            user = audit.run(AuditAction.USER_SET_ROLES, change, target_type="user",
-                             target_id=username, params={"roles": list(roles)})
+            user = ops.set_roles(actor, username, roles)
             print(f"{user.username} now has roles: {', '.join(user.roles)}.", file=stdout)
         else:
-
-            def remove() -> tuple[None, dict[str, Any], dict[str, Any]]:
-                removed = _roles_of(remove_user(path, username))
-                return None, removed, {"sessions_ended": _end_sessions(audit, username,
-                                                                       END_USER_REMOVED)}
-
-            audit.run(AuditAction.USER_REMOVE, remove, target_type="user", target_id=username)
+            ops.remove(actor, username, confirmed=True)
             print(f"Removed {username} from {path}.", file=stdout)
-
-
-def _end_sessions(audit: CliAudit, username: str, reason: str) -> int:
-    from services.store.sessions import SessionStore
-
-    return SessionStore(audit.db).end_user(username, reason)
 
 
 def _passwd(args: argparse.Namespace, path: Path, stdin: TextIO, stdout: TextIO) -> None:
@@ -147,13 +146,8 @@ def _passwd(args: argparse.Namespace, path: Path, stdin: TextIO, stdout: TextIO)
     with CliAudit.open() as audit:
         password = _read_new_password(stdin, args.password_stdin)
         validate_password(password)
-
-        def change() -> tuple[User, None, dict[str, Any]]:
-            user = replace_password(path, username, password)
-            return user, None, {"sessions_ended": _end_sessions(audit, username,
-                                                               END_PASSWORD_CHANGED)}
-
-        audit.run(AuditAction.USER_PASSWD, change, target_type="user", target_id=username)
+        _user_ops(audit, path).reset_password(OperatorRecorder(audit).actor(), username,
+                                              password=password, confirmed=True)
     print(f"Password of {username} changed; their sessions were ended.", file=stdout)
 
 
@@ -165,19 +159,39 @@ def _unlock(args: argparse.Namespace, path: Path, stdout: TextIO) -> None:
     username = validate_username(args.username) if args.username else None
     settings = _settings()
     with CliAudit.open(settings) as audit:
-        throttle = LoginFailures(audit.db, max_failures=settings.login_max_failures,
-                                 max_failures_wide=settings.login_max_failures_wide,
-                                 lock_seconds=settings.login_lock_seconds)
+        if username:
+            lifted = _user_ops(audit, path, settings).unlock(OperatorRecorder(audit).actor(),
+                                                             username)
+        else:
+            throttle = LoginFailures(audit.db, max_failures=settings.login_max_failures,
+                                     max_failures_wide=settings.login_max_failures_wide,
+                                     lock_seconds=settings.login_lock_seconds)
 
-        def lift() -> tuple[int, None, dict[str, Any]]:
-            lifted = throttle.unlock(username=username, address=args.address)
-            return lifted, None, {"locks_lifted": lifted}
+            def lift() -> tuple[int, None, dict[str, Any]]:
+                lifted = throttle.unlock(address=args.address)
+                return lifted, None, {"locks_lifted": lifted}
 
-        lifted = audit.run(AuditAction.UNLOCK, lift, target_type="user" if username else "address",
-                           target_id=username,
-                           params={"address": args.address} if args.address else None)
+            lifted = audit.run(AuditAction.UNLOCK, lift, target_type="address",
+                               params={"address": args.address})
     print(f"Unlocked {username or args.address} ({lifted} lock(s) were in force).",
           file=stdout)
+
+
+def _import_stauth(args: argparse.Namespace, path: Path, stdout: TextIO) -> None:
+    """Merge a streamlit-authenticator config (services/operations/users.py, `import_stauth`)
+    and print what was taken and what was not, with why."""
+    try:
+        config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsersError(f"Cannot read {args.config}: {type(exc).__name__}.") from None
+    with CliAudit.open() as audit:
+        report = _user_ops(audit, path).import_stauth(OperatorRecorder(audit).actor(), config)
+    print(f"Taken ({len(report.taken)}) into {path}:", file=stdout)
+    for username, roles in report.taken:
+        print(f"  {username}\t{','.join(roles)}", file=stdout)
+    print(f"Not taken ({len(report.not_taken)}):", file=stdout)
+    for username, why in report.not_taken:
+        print(f"  {username}\t{why}", file=stdout)
 
 
 def _totp(args: argparse.Namespace, path: Path, stdout: TextIO) -> None:
@@ -191,12 +205,8 @@ def _totp(args: argparse.Namespace, path: Path, stdout: TextIO) -> None:
     with CliAudit.open(settings) as audit:
         store = TotpStore(audit.db, load_vault_key(settings))
         if args.command == "totp-remove":
-
-            def remove() -> tuple[bool, None, dict[str, Any]]:
-                return (gone := store.remove(username)), None, {"removed": gone}
-
-            gone = audit.run(AuditAction.TOTP_REMOVED, remove, target_type="user",
-                             target_id=username)
+            gone = _user_ops(audit, path, settings).reset_second_factor(
+                OperatorRecorder(audit).actor(), username, confirmed=True)
             print(f"Second factor of {username} " + ("removed." if gone else "was not set up."),
                   file=stdout)
             return
@@ -254,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument(
         "--password-stdin", action="store_true", help="read the password from one line of stdin"
     )
+    add.add_argument("--sso", action="store_true",
+                     help="no password: the user signs in through single sign-on only")
     sub.add_parser("list", help="list users and roles")
     sr = sub.add_parser("set-roles", help="replace a user's roles (audited)")
     sr.add_argument("username")
@@ -274,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("username")
     tr = sub.add_parser("totp-remove", help="remove a user's second factor (audited)")
     tr.add_argument("username")
+    im = sub.add_parser("import-stauth", help="merge a streamlit-authenticator config "
+                        "(hashes kept, roles checked; prints what was taken and what was not; "
+                        "audited)")
+    im.add_argument("config", type=Path)
     return parser
 
 
@@ -294,16 +310,19 @@ def main(
             if not users:
                 print(f"No users in {path}.", file=stdout)
             for u in sorted(users.values(), key=lambda u: u.username):
-                print(f"{u.username}\t{u.name}\t{','.join(u.roles)}", file=stdout)
+                print(f"{u.username}\t{u.name}\t{','.join(u.roles)}"
+                      + ("\tSSO" if u.sso else ""), file=stdout)
         elif args.command == "passwd":
             _passwd(args, path, stdin, stdout)
         elif args.command == "unlock":
             _unlock(args, path, stdout)
         elif args.command in ("totp-enroll", "totp-remove"):
             _totp(args, path, stdout)
+        elif args.command == "import-stauth":
+            _import_stauth(args, path, stdout)
         else:
             _audited_change(args, path, stdin, stdout)
-    except UsersError as exc:
+    except (UsersError, OperationError) as exc:
         print(f"error: {exc.user_message}", file=stderr)
         return 1
     except AuditUnavailable as exc:

@@ -11,9 +11,9 @@ login_failure_floor, password_rounds, trusted_proxies, sync_grants_interval, syn
 sync_enabled, sync_lock_retry, approvals, approval_bulk_over, approval_bulk_window,
 approval_limit_over, approval_ttl_hours, password_login, sso_issuer, sso_metadata_url,
 sso_client_id, sso_client_secret, sso_redirect_uri, sso_scopes, sso_claim, sso_role_map,
-sso_username_claim) and the `[backend]` table (lower-case keys: jwt_secret, jwt_public_key,
-jwt_audience, jwt_issuer, webhook_secret, webhook_secret_previous, webhook_max_age,
-link_token_rate_limit, customer_rate_limit, jwt_max_lifetime, demo, port).
+sso_username_claim, admin_grant_second_admin) and the `[backend]` table (lower-case keys:
+jwt_secret, jwt_public_key, jwt_audience, jwt_issuer, webhook_secret, webhook_secret_previous,
+webhook_max_age, link_token_rate_limit, customer_rate_limit, jwt_max_lifetime, demo, port).
 
 Nothing else in the project reads `os.environ` or the secrets file.
 """
@@ -211,6 +211,8 @@ class Settings:
     approval_bulk_window: float = 3600.0
     approval_limit_over: int = 100_000
     approval_ttl_hours: float = 24.0
+    #: Granting the admin role waits for a second admin (services/operations/users.py).
+    admin_grant_second_admin: bool = False
     #: The username/password form (CONSOLE_PASSWORD_LOGIN); off leaves single sign-on only.
     password_login: bool = True
     #: Single sign-on with OpenID Connect through Streamlit's `st.login`
@@ -474,6 +476,9 @@ def load_settings(
         **sync,
         approvals_enabled=_flag(get("CONSOLE_APPROVALS", console, "approvals"),
                                 "CONSOLE_APPROVALS", True),
+        admin_grant_second_admin=_flag(
+            get("CONSOLE_ADMIN_GRANT_SECOND_ADMIN", console, "admin_grant_second_admin"),
+            "CONSOLE_ADMIN_GRANT_SECOND_ADMIN", False),
         approval_bulk_over=int(number("CONSOLE_APPROVAL_BULK_OVER", console,
                                       "approval_bulk_over", 10, int)),
         approval_bulk_window=_positive(number("CONSOLE_APPROVAL_BULK_WINDOW", console,

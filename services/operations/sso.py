@@ -42,7 +42,7 @@ MFA_METHODS = frozenset({"mfa", "mca", "otp", "hwk", "swk", "sc", "sms", "tel", 
                          "iris", "retina", "vbm"})
 #: Seconds after the provider issued an identity during which it may open a session.
 MAX_IDENTITY_AGE = 600.0
-#: A console username (the users file's rule, dashboard/users_file.py USERNAME_RE).
+#: A console username (the users file's rule, services/operations/users_file.py USERNAME_RE).
 _USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 NO_MAPPED_GROUP = "NO_MAPPED_GROUP"

@@ -52,11 +52,17 @@ class AuditAction(StrEnum):
     PAGE_VIEW = "page.view"
     # the read model's sync worker (admins)
     SYNC_STATUS_VIEW = "sync.status.view"
-    # operator command-line tools
+    # console users (services/operations/users.py: the Users page and the users command)
     USER_PASSWD = "user.passwd"
     USER_ADD = "user.add"
     USER_SET_ROLES = "user.set_roles"
     USER_REMOVE = "user.remove"
+    USER_ADMIN_REQUESTED = "user.admin_requested"  # admin asked for someone, a second admin grants
+    USER_TOTP_RESET = "user.totp_reset"
+    USER_END_SESSIONS = "user.end_sessions"
+    USER_UNLOCK = "user.unlock"
+    USER_IMPORT = "user.import"  # a streamlit-authenticator config merged
+    # operator command-line tools
     VAULT_ROTATE_KEY = "vault.rotate_key"
 
 

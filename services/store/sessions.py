@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.store.db import Database
@@ -28,6 +28,7 @@ END_LIFETIME = "lifetime"
 END_ROLES_CHANGED = "roles_changed"
 END_PASSWORD_CHANGED = "password_changed"
 END_USER_REMOVED = "user_removed"
+END_BY_ADMIN = "ended_by_admin"  # an admin ended them (Users page, or a second factor reset)
 
 #: The address recorded when the client's address is not known (AppTest, no header).
 UNKNOWN_ADDRESS = "unknown"
@@ -71,6 +72,14 @@ class ConsoleSession:
     def __repr__(self) -> str:  # the id is a bearer secret
         return (f"ConsoleSession(username={self.username!r}, created_at={self.created_at!r}, "
                 f"ended_at={self.ended_at!r}, end_reason={self.end_reason!r})")
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One user's sessions at a glance: the newest login and the sessions open now."""
+
+    last_login: datetime | None
+    open_sessions: int
 
 
 class SessionStore:
@@ -159,6 +168,22 @@ class SessionStore:
                        console_sessions.c.ended_at.is_(None))
                 .values(credential_stamp=credential_stamp(new_hash)))
         return int(result.rowcount or 0)
+
+    def summaries(self, *, idle_timeout: float, lifetime: float) -> dict[str, SessionSummary]:
+        """Per username: the newest session's start and how many are open now (not ended,
+        used within `idle_timeout` seconds, younger than `lifetime`). One grouped query over
+        the table, for the Users page's list."""
+        now = self.clock()
+        c = console_sessions.c
+        live = and_(c.ended_at.is_(None),
+                    c.last_seen_at > now - timedelta(seconds=idle_timeout),
+                    c.created_at > now - timedelta(seconds=lifetime))
+        with self._db.read() as conn:
+            rows = conn.execute(
+                select(c.username, func.max(c.created_at),
+                       func.sum(case((live, 1), else_=0))).group_by(c.username)).all()
+        return {r[0]: SessionSummary(_aware(r[1]) if r[1] else None, int(r[2] or 0))
+                for r in rows}
 
     def open_sessions(self, username: str) -> list[ConsoleSession]:
         with self._db.read() as conn:

@@ -89,6 +89,11 @@ class TotpStore:
             return conn.execute(select(totp_secrets.c.username).where(
                 totp_secrets.c.username == username)).first() is not None
 
+    def enrolled_usernames(self) -> frozenset[str]:
+        """Every user with a second factor set up (one read, for the Users page's list)."""
+        with self._db.read() as conn:
+            return frozenset(conn.execute(select(totp_secrets.c.username)).scalars().all())
+
     def enroll(self, username: str, secret: str) -> list[str]:
         """Store (or replace) the user's secret; returns 10 new recovery codes (the old ones
         no longer work). Only the caller sees the codes, once."""

@@ -56,8 +56,11 @@ def test_add_list_set_roles_remove(path):
                         "--role", "admin"])
     assert code == 0 and load_users(path)["alice"].roles == ("finance", "admin")
 
+    code, _, err = run(["--file", str(path), "remove", "alice"])
+    assert code == 1 and "alice is the last admin" in err
+    add_user(path, "root", "root-password", ["admin"], rounds=4)
     code, out, _ = run(["--file", str(path), "remove", "alice"])
-    assert code == 0 and load_users(path) == {}
+    assert code == 0 and list(load_users(path)) == ["root"]
 
 
 def test_password_asked_twice_must_match(path, monkeypatch):
@@ -122,7 +125,7 @@ def test_a_file_with_one_name_in_two_cases_is_refused(path):
 
 
 def test_rehash_replaces_only_the_hash_it_was_given(path):
-    from dashboard.users_file import hash_cost, rehash_password
+    from services.operations.users_file import hash_cost, rehash_password
 
     add_user(path, "Lena", "lena-password", ["viewer"], rounds=4)
     old = load_users(path)["lena"].password_hash

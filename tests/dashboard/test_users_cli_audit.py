@@ -77,6 +77,7 @@ def test_add_set_roles_remove_write_requested_then_succeeded(data_dir, path):
     assert run(["--file", str(path), "set-roles", "alice", "--role", "finance",
                 "--role", "admin"])[0] == 0
     assert run(["--file", str(path), "list"])[0] == 0  # a read: not audited
+    add_user(path, "root", "root-password", ["admin"], rounds=4)  # alice is not the last admin
     assert run(["--file", str(path), "remove", "alice"])[0] == 0
 
     evs = events(data_dir)

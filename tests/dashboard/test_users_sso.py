@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dashboard.users_file import (
+from services.operations.users_file import (
     UsersError,
     add_user,
     check_password,

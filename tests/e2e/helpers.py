@@ -27,12 +27,12 @@ NAV = {
     "finance": ["Overview", "Grants", "Grant detail", "Guest limits", "Audit log",
                 "My account"],
     "admin": ["Overview", "Grants", "Grant detail", "Guest limits", "Audit log",
-              "Connect a customer", "My account", "Outcomes"],
+              "Connect a customer", "My account", "Outcomes", "Users"],
     "ops": ["Overview", "Grants", "Grant detail", "Guest limits", "Audit log",
             "Connect a customer", "My account"],
 }
 ALL_PAGES = ["Overview", "Grants", "Grant detail", "Guest limits", "Audit log",
-             "Connect a customer", "My account", "Outcomes"]
+             "Connect a customer", "My account", "Outcomes", "Users"]
 
 
 #: Counts the app's script runs (`window.__consoleRuns`): added to every browser context by

@@ -19,8 +19,8 @@ import yaml
 
 from dashboard import login as login_module
 from dashboard.runtime import get_runtime
-from dashboard.users_file import hash_cost, load_users
 from services.operations.login_policy import FailureFloor
+from services.operations.users_file import hash_cost, load_users
 from services.store import AuditFilter
 from tests.pages.conftest import DEMO_PASSWORDS, login, new_app, page_path
 

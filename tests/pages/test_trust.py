@@ -291,7 +291,7 @@ def test_unlock_from_the_command_line(console_env, monkeypatch):
     assert code == 0 and "1 lock(s)" in out, out
     login(at, "support", DEMO_PASSWORDS["support"])
     assert at.session_state["authentication_status"] is True
-    event = _events(rt, action="auth.unlock")[-1]
+    event = _events(rt, action="user.unlock")[-1]
     assert event.actor_username.startswith("cli:") and event.target_id == "support"
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.users_file import add_user
+from services.operations.users_file import add_user
 from services.private_files import prepare_data_dir
 from services.secret_file import secret_file
 from services.settings import load_settings

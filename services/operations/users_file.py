@@ -1,11 +1,14 @@
 """The console's users file: a YAML file of bcrypt hashes and roles, its checks and changes.
-The command line over it is `python -m dashboard.users` (dashboard/users.py).
+The rules over it (who may change whom, audit) are `users.py` (`UserOps`); the command line
+is `python -m dashboard.users`, the Users page `pages/users.py`.
 
-The file has the shape streamlit-authenticator reads (`credentials.usernames.<name>` with
-`name`, `email`, `password` (a bcrypt hash, never plain text) and `roles`). A user who signs
-in through single sign-on only is marked `sso: true` and has no `password` (no password
-opens that account). The cookie key is not stored here: it comes from the settings (secrets
-or environment)."""
+The file has streamlit-authenticator's config format, both ways (`credentials.usernames.<name>`
+with `name` or `first_name`/`last_name`, `email`, `password` (a bcrypt hash, never plain text)
+and `roles`): a config it wrote loads here, its bookkeeping (`failed_login_attempts`,
+`logged_in`, `password_hint`) and other sections (`cookie`, ...) ignored but kept when the file
+is rewritten; the file written here loads in its `Authenticate`. A user who signs in only
+through single sign-on has `sso: true` and no `password` (streamlit-authenticator's own shape of
+a user without a password). The cookie key is not stored here: it comes from the settings."""
 
 from __future__ import annotations
 
@@ -15,14 +18,15 @@ import fcntl
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import bcrypt
 import yaml
 
-from services.operations import ROLES, canonical_username
+from services.operations.errors import OperationError
+from services.operations.permissions import ROLES, canonical_username
 from services.private_files import private_dir
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -31,14 +35,31 @@ MAX_PASSWORD_BYTES = 72  # bcrypt's limit; bcrypt 5 raises beyond it
 DEFAULT_ROUNDS = 12
 
 
-class UsersError(Exception):
+# libyaml's safe loader and dumper when PyYAML has them (its wheels do): the same documents,
+# about ten times faster than the pure-Python ones on a file of hundreds of users.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _read_yaml(path: Path) -> object:
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)  # noqa: S506 - safe
+
+
+class UsersError(OperationError):
     """A user-management request cannot be done; `user_message` says why, `code` (for the
     audit log) what kind of refusal it is."""
 
+    code: str
+
     def __init__(self, user_message: str, code: str = "USERS_ERROR") -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
-        self.code = code
+        super().__init__(user_message, code=code)
+
+
+#: The fields of an entry this module writes; every other field of an entry is kept as found.
+MANAGED_FIELDS = ("name", "email", "password", "roles", "sso", "admin_requested_by",
+                  "must_change_password")
+#: streamlit-authenticator's bookkeeping of its own login widget: never read here.
+STAUTH_BOOKKEEPING = ("failed_login_attempts", "logged_in", "password_hint")
 
 
 @dataclass(frozen=True)
@@ -46,13 +67,24 @@ class User:
     username: str
     name: str
     email: str | None
+    #: The bcrypt hash; "" for a user who signs in only through SSO (no password login).
     password_hash: str
     roles: tuple[str, ...]
-    #: Signs in through single sign-on only (`password_hash` is empty: no password works).
+    #: Signs in through single sign-on only (`sso: true` in the file).
     sso: bool = False
+    #: The admin who asked for this user to become admin, while a second admin has not
+    #: granted it (`CONSOLE_ADMIN_GRANT_SECOND_ADMIN`; services/operations/users.py).
+    admin_requested_by: str | None = None
+    #: The password is a one-time password an admin was shown: the user chooses their own
+    #: at the next login before reaching any page.
+    must_change_password: bool = False
 
     def __repr__(self) -> str:  # never show the hash
         return f"User(username={self.username!r}, name={self.name!r}, roles={self.roles!r})"
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
 
 
 def validate_username(username: str) -> str:
@@ -112,7 +144,7 @@ def load_users(path: Path) -> dict[str, User]:
     if not path.exists():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = _read_yaml(path) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise UsersError(f"Cannot read the users file {path}: {type(exc).__name__}.") from None
     usernames = (data.get("credentials") or {}).get("usernames") if isinstance(data, dict) else None
@@ -135,23 +167,41 @@ def load_users(path: Path) -> dict[str, User]:
                 "Keep one of them: delete the other entry from the file.",
                 code="DUPLICATE_USER")
         spelled[username] = str(raw_name)
-        sso = entry.get("sso") is True
-        pw = "" if sso else str(entry.get("password") or "")
-        if not sso and not pw.startswith(("$2a$", "$2b$", "$2y$")):
-            raise UsersError(
-                f"User '{raw_name}' in {path} has no bcrypt hash; set the password with "
-                "`python -m dashboard.users add` instead of writing it in the file."
-            )
-        roles = entry.get("roles") or []
-        users[username] = User(
-            username=username,
-            name=str(entry.get("name") or username),
-            email=entry.get("email"),
-            password_hash=pw,
-            roles=tuple(str(r) for r in roles),
-            sso=sso,
-        )
+        users[username] = user_from_entry(username, entry, f"User '{raw_name}' in {path}")
     return users
+
+
+def is_bcrypt_hash(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("$2a$", "$2b$", "$2y$"))
+
+
+def display_name(username: str, entry: dict) -> str:
+    """`name`, else streamlit-authenticator's `first_name last_name`, else the username."""
+    if entry.get("name"):
+        return str(entry["name"])
+    joined = f"{entry.get('first_name') or ''} {entry.get('last_name') or ''}".strip()
+    return joined or username
+
+
+def user_from_entry(username: str, entry: dict, where: str) -> User:
+    """One entry of `credentials.usernames` as a `User` (`where` names it in errors)."""
+    sso = entry.get("sso") is True
+    pw = None if sso else entry.get("password")  # no password opens an SSO-only account
+    if not sso and not is_bcrypt_hash(pw):
+        raise UsersError(
+            f"{where} has no bcrypt hash; set the password with "
+            "`python -m dashboard.users add` instead of writing it in the file."
+        )
+    roles = entry.get("roles") or []
+    if isinstance(roles, str):
+        roles = [roles]
+    email = entry.get("email")
+    return User(username=username, name=display_name(username, entry),
+                email=str(email) if email else None, password_hash=str(pw or ""),
+                roles=tuple(str(r) for r in roles), sso=sso,
+                admin_requested_by=str(entry["admin_requested_by"])
+                if entry.get("admin_requested_by") else None,
+                must_change_password=entry.get("must_change_password") is True)
 
 
 @contextlib.contextmanager
@@ -182,7 +232,7 @@ def rehash_password(path: Path, username: str, old_hash: str, new_hash: str) -> 
     with file_lock(path):
         try:
             mode = path.stat().st_mode & 0o777
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = _read_yaml(path)
         except (OSError, yaml.YAMLError) as exc:
             raise UsersError(f"Cannot read the users file {path}: {type(exc).__name__}.") \
                 from None
@@ -200,7 +250,7 @@ def _write_atomically(path: Path, data: dict, mode: int) -> None:
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(data, fh, sort_keys=False)
+            yaml.dump(data, fh, Dumper=_SafeDumper, sort_keys=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -208,88 +258,140 @@ def _write_atomically(path: Path, data: dict, mode: int) -> None:
 
 
 def save_users(path: Path, users: dict[str, User]) -> None:
-    """Write the users atomically, readable by the owner only (0600)."""
+    """Write the users atomically, readable by the owner only (0600). What the file held
+    beyond the fields this module manages is kept: its other sections (a streamlit-
+    authenticator `cookie`, ...) and each remaining user's other fields (`first_name`, ...)."""
     private_dir(path.parent)
-    _write_atomically(path, {"credentials": credentials_dict(users)}, 0o600)
+    data, entries = _raw_file(path)
+    data["credentials"] = {**(data.get("credentials") or {}),
+                           **credentials_dict(users, entries)}
+    _write_atomically(path, data, 0o600)
 
 
-def credentials_dict(users: dict[str, User]) -> dict:
-    """The `credentials` mapping streamlit-authenticator takes (a fresh copy each call)."""
-    return {"usernames": {u.username: _entry(u)
-                          for u in sorted(users.values(), key=lambda u: u.username)}}
+def _raw_file(path: Path) -> tuple[dict, dict[str, dict]]:
+    """The file as found (an empty dict when absent or unreadable: `load_users` said why
+    before any change) and its entries by canonical username."""
+    try:
+        data = _read_yaml(path) or {}
+    except (OSError, yaml.YAMLError):
+        return {}, {}
+    if not isinstance(data, dict):
+        return {}, {}
+    usernames = (data.get("credentials") or {}).get("usernames") or {}
+    entries = {canonical_username(str(k)): v for k, v in usernames.items() if isinstance(v, dict)}
+    return data, entries
 
 
-def _entry(user: User) -> dict:
+def entry_of(user: User, found: dict | None = None) -> dict:
+    """The file's entry of a user: `found` (the entry as it was) with the managed fields
+    replaced; an SSO-only user has no `password` key, a password user no `sso` key."""
+    kept = {k: v for k, v in (found or {}).items() if k not in MANAGED_FIELDS}
+    entry: dict = {"name": user.name, "email": user.email}
+    if user.password_hash:
+        entry["password"] = user.password_hash
+    entry["roles"] = list(user.roles)
     if user.sso:
-        return {"name": user.name, "email": user.email, "sso": True, "roles": list(user.roles)}
-    return {"name": user.name, "email": user.email, "password": user.password_hash,
-            "roles": list(user.roles)}
+        entry["sso"] = True
+    if user.admin_requested_by:
+        entry["admin_requested_by"] = user.admin_requested_by
+    if user.must_change_password:
+        entry["must_change_password"] = True
+    return {**entry, **kept}
+
+
+def credentials_dict(users: dict[str, User], found: dict[str, dict] | None = None) -> dict:
+    """The `credentials` mapping streamlit-authenticator takes (a fresh copy each call);
+    `found`: the file's entries as they were, whose other fields are kept."""
+    found = found or {}
+    return {
+        "usernames": {
+            u.username: entry_of(u, found.get(u.username))
+            for u in sorted(users.values(), key=lambda u: u.username)
+        }
+    }
 
 
 def add_user(
     path: Path,
     username: str,
-    password: str,
+    password: str | None,
     roles: Iterable[str],
     *,
     name: str | None = None,
     email: str | None = None,
     rounds: int = DEFAULT_ROUNDS,
+    sso: bool = False,
+    must_change: bool = False,
 ) -> User:
+    """Add a user: with a password, or (`sso`, password None) one who signs in through
+    single sign-on only."""
     username = validate_username(username)
     role_tuple = validate_roles(roles)
-    password_hash = hash_password(password, rounds)
+    if sso != (password is None):
+        raise ValueError("a password user needs a password; an SSO-only user has none")
+    password_hash = "" if password is None else hash_password(password, rounds)
     with file_lock(path):
         users = load_users(path)
         if username in users:
             raise UsersError(f"User '{username}' already exists; use set-roles or remove it "
                              "first.", code="USER_EXISTS")
-        user = User(username, name or username, email, password_hash, role_tuple)
+        user = User(username, name or username, email, password_hash, role_tuple, sso=sso,
+                    must_change_password=must_change)
         users[username] = user
         save_users(path, users)
     return user
 
 
-def replace_roles(path: Path, username: str, roles: Iterable[str]) -> tuple[User, User]:
-    """Set a user's roles; returns the user (before, after)."""
-    username = validate_username(username)
+def replace_roles(path: Path, username: str, roles: Iterable[str],
+                  check: Callable[[dict[str, User], User], None] | None = None
+                  ) -> tuple[User, User]:
+    """Set a user's roles; returns the user (before, after). `check(users, old)` runs under
+    the file's lock before the change and may refuse it (the last admin, say)."""
     role_tuple = validate_roles(roles)
+    return change_user(path, username, lambda old: replace(old, roles=role_tuple), check)
+
+
+def change_user(path: Path, username: str, change: Callable[[User], User],
+             check: Callable[[dict[str, User], User], None] | None) -> tuple[User, User]:
+    """Read, check (`check(users, old)` may refuse), change one user and write, under the
+    file's lock; returns the user (before, after)."""
+    username = validate_username(username)
     with file_lock(path):
         users = load_users(path)
         if username not in users:
             raise UsersError(f"No user '{username}' in {path}.", code="USER_NOT_FOUND")
         old = users[username]
-        users[username] = dataclasses.replace(old, roles=role_tuple)
+        if check is not None:
+            check(users, old)
+        users[username] = change(old)
         save_users(path, users)
     return old, users[username]
 
 
 def replace_password(path: Path, username: str, password: str,
-                     rounds: int = DEFAULT_ROUNDS) -> User:
-    """Set a user's password (validated, bcrypt); returns the user."""
-    username = validate_username(username)
+                     rounds: int = DEFAULT_ROUNDS, *, must_change: bool = False) -> User:
+    """Set a user's password (validated, bcrypt); returns the user. `must_change`: it is a
+    one-time password, to be replaced by the user at their next login."""
     password_hash = hash_password(password, rounds)
-    with file_lock(path):
-        users = load_users(path)
-        if username not in users:
-            raise UsersError(f"No user '{username}' in {path}.", code="USER_NOT_FOUND")
-        old = users[username]
-        users[username] = dataclasses.replace(old, password_hash=password_hash, sso=False)
-        save_users(path, users)
-    return users[username]
+    return change_user(path, username, lambda old: replace(
+        old, password_hash=password_hash, must_change_password=must_change), None)[1]
 
 
 def set_roles(path: Path, username: str, roles: Iterable[str]) -> User:
     return replace_roles(path, username, roles)[1]
 
 
-def remove_user(path: Path, username: str) -> User:
-    """Remove a user; returns the user removed."""
+def remove_user(path: Path, username: str,
+                check: Callable[[dict[str, User], User], None] | None = None) -> User:
+    """Remove a user; returns the user removed. `check(users, user)` runs under the file's
+    lock first and may refuse it."""
     username = validate_username(username)
     with file_lock(path):
         users = load_users(path)
         if username not in users:
             raise UsersError(f"No user '{username}' in {path}.", code="USER_NOT_FOUND")
+        if check is not None:
+            check(users, users[username])
         removed = users.pop(username)
         save_users(path, users)
     return removed
