@@ -85,6 +85,7 @@ class _Tally:
 
     def __init__(self) -> None:
         self.written = self.revoked = self.reactivated = 0
+        self.listed_with_token = 0  # listed grants with a stored token
 
     def diff(self, rows: list[dict[str, Any]],
              existing: Mapping[str, tuple[Any, str]]) -> list[dict[str, Any]]:

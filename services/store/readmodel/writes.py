@@ -107,8 +107,7 @@ class ReadModelWrites(_Base):
             self._apply_batch(listed, vault, now, tally)
         self._apply_unlisted_vault(seen, vault, now, started, tally)
         gone = 0
-        for ids in self._keys(rm_grants.c.grant_id, and_(rm_grants.c.status == "active",
-                                                         rm_grants.c.refreshed_at <= started)):
+        for ids in self._unlisted_active(seen, started):
             unlisted = [g for g in ids if g not in seen]
             if unlisted:
                 with self._db.write() as conn:
@@ -119,6 +118,18 @@ class ReadModelWrites(_Base):
                         fp=None)).rowcount or 0
                     _bump(conn)
         return GrantsApplied(len(seen), tally.written, tally.revoked + gone, tally.reactivated)
+
+    def _unlisted_active(self, seen: set[str], started: datetime) -> Iterator[list[str]]:
+        """Active rows written before `started` that may not be in `seen`, a batch at a
+        time. Every listed grant has an active row by now, so when there are no more
+        active rows than listed grants (one index count) there is nothing to walk."""
+        c = rm_grants.c
+        with self._db.read() as conn:
+            active = int(conn.execute(select(func.count()).select_from(rm_grants)
+                                      .where(c.status == "active")).scalar_one())
+        if active <= len(seen):
+            return iter(())
+        return self._keys(c.grant_id, and_(c.status == "active", c.refreshed_at <= started))
 
     def _keys(self, col: Any, cond: Any) -> Iterator[list[str]]:
         """The values of a primary key column whose rows match `cond`, in key order, a
@@ -147,6 +158,7 @@ class ReadModelWrites(_Base):
             existing = self._existing(conn, ids)
             if vault is None:
                 vault = self._vault_of(conn, ids)
+        tally.listed_with_token += sum(1 for gid in ids if gid in vault)
         rows = tally.diff([_grant_row(gid, listed[gid], vault.get(gid), now) for gid in ids],
                           existing)
         if rows:
@@ -163,6 +175,8 @@ class ReadModelWrites(_Base):
         if vault is not None:
             chunks: Iterable[Sequence[str]] = _chunks(
                 sorted(g for g in vault if g not in seen), BATCH_SIZE)
+        elif self._stored_tokens() <= tally.listed_with_token:
+            return  # every stored token belongs to a listed grant (one index count)
         else:
             chunks = ([g for g in ids if g not in seen] for ids in self._keys(
                 vault_tokens.c.grant_id, vault_tokens.c.created_at <= started))
@@ -176,6 +190,11 @@ class ReadModelWrites(_Base):
                                if g in fields], existing)
             if rows:
                 self._upsert_grants(rows)
+
+    def _stored_tokens(self) -> int:
+        with self._db.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(vault_tokens))
+                       .scalar_one())
 
     @staticmethod
     def _existing(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, str]]:
@@ -285,17 +304,22 @@ class ReadModelWrites(_Base):
 
     def apply_integrations_many(
         self, results: Sequence[tuple[str, Sequence[Any] | IntegrationsError]], *,
-        now: datetime | None = None,
+        now: datetime | None = None, read_since: datetime | None = None,
     ) -> None:
         """`apply_integrations` for several grants in one transaction. Grants whose
         integrations did not change only get their times moved (the version stays);
-        grants not in the read model are ignored."""
+        grants not in the read model are ignored. A webhook's mark (`mark_changed`) set
+        before `read_since` (when the reads began; default `now`) is cleared: this read
+        saw what it announced."""
         if not results:
             return
         now = now or _now()
         c = rm_grants.c
         fps = {gid: _integrations_fp(items) for gid, items in results}
         with self._db.write() as conn:
+            conn.execute(update(rm_grants).where(
+                c.grant_id.in_(list(fps)), c.changed_at.is_not(None),
+                c.changed_at <= (read_since or now)).values(changed_at=None))
             before = dict(conn.execute(select(c.grant_id, c.integrations_fp).where(
                 c.grant_id.in_(list(fps)))).all())
             same = [gid for gid, fp in fps.items() if gid in before and before[gid] == fp]
@@ -369,6 +393,17 @@ class ReadModelWrites(_Base):
                 refreshed_at=_now(), integrations_fp=None, **values))
             _bump(conn)
         return True
+
+    def mark_changed(self, grant_id: str, at: datetime | None = None) -> bool:
+        """A webhook said something about this grant changed (`at`: now, by this clock,
+        the one `apply_integrations_many` clears marks by): the worker reads its
+        integrations right after the failing ones (`due_for_integrations`). An earlier
+        mark still waiting is kept (first come, first read). Nothing a page shows moves,
+        so the version stays. False when the grant is unknown."""
+        c = rm_grants.c
+        with self._db.write() as conn:
+            return bool(conn.execute(update(rm_grants).where(c.grant_id == grant_id).values(
+                changed_at=func.coalesce(c.changed_at, at or _now()))).rowcount)
 
     def apply_userinfo(self, grant_id: str, facts: UserFacts | None, *,
                        now: datetime | None = None) -> None:
