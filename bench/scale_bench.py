@@ -16,9 +16,20 @@ For each N a child process (so that peak RSS is per size and the console side's 
 starts the sandbox as another process (`python -m sandbox --grants N`), stores every
 exported grant's token in a fresh vault (one CSV import), and times:
 
-- a full grants sync (`GET /token/grants` + `ReadModel.apply_grants`), rows/s;
-- `counts()`; `page()`: first page, filtered, sorted, a deep page, a substring search
-  (median of 5 runs, ms);
+- a full grants sync (`GET /token/grants` + `ReadModel.apply_grants`), rows/s, and an
+  unchanged re-sync, each against its floor: a bare stream-parse of the same list (the
+  re-sync's floor: it must write nothing) plus a bare bulk insert of the same rows into an
+  empty `rm_grants` of the same schema (with the parse, the full sync's floor); the ratios
+  are printed;
+- `counts()`; `page()`: first page, filtered, sorted, every work queue, a deep page by
+  OFFSET and by keyset, the last page, substring searches (a rare needle, a customer
+  reference, a needle 30% of rows hold, a grant id), prefix searches (customer reference,
+  grant id) (median of 5 runs, ms);
+- the admin's sync view (`SyncWorker.status`, ms);
+- how long a newly failed integration takes to show as failing with webhooks on (an
+  `integration.failed` applied by the backend's hook, measured, plus the pages' 1 s version
+  poll) and off (the worker's pass over the stalest grants at the default rate, computed
+  from the failing/syncing share of the sample and the worker's queue: `detection_s`);
 - streaming the whole grants CSV from SQL;
 - integration refresh of `--sample` grants at `--test-rate` calls/s (achieved calls/s),
   and from it how long a full integration refresh of all N grants takes at the default

@@ -150,21 +150,29 @@ _queue_from_url()
 filters, sort, descending, page_size = _filters()
 page_no = int(st.session_state.get("grants_page", 1))
 
+# The page shown last run and its listing: the next, previous or last page is read by
+# keyset from it (an index seek however deep); a jump goes by page number.
+listing = (filters, sort, descending, page_size)
 try:
+    cursor = reads.page_cursor(st.session_state.get("grants_shown"), listing, page_no)
     found = reads.grant_page(ctx.ops, ctx.actor, filters, sort, page_no, page_size,
-                             descending=descending)
-    if found.total and page_no > found.pages:  # fewer rows since: show the last page
-        page_no = found.pages
+                             descending=descending, cursor=cursor)
+    if found.total_exact and found.total and page_no > found.pages:
+        page_no = found.pages  # fewer rows since: show the last page
         st.session_state["grants_page"] = page_no
         found = reads.grant_page(ctx.ops, ctx.actor, filters, sort, page_no, page_size,
                                  descending=descending)
 except OperationError as exc:
     show_error(exc)
     st.stop()
+st.session_state["grants_shown"] = reads.PagePosition.of(found, listing)
+if found.page != page_no:  # a keyset page that ended at the first or the last one
+    st.session_state["grants_page"] = page_no = found.page
 
 frame = _frame(found.rows)
 first = (found.page - 1) * found.page_size + 1 if found.total else 0
-st.caption(f"{found.total:,} grant(s); showing {first:,}-{first + len(frame) - 1:,}. "
+matched = f"{found.total:,}" if found.total_exact else f"more than {found.total:,}"
+st.caption(f"{matched} grant(s); showing {first:,}-{first + len(frame) - 1:,}. "
            "Choose a row to open its detail.")
 event = st.dataframe(
     csv_safe_frame(frame),
@@ -194,7 +202,8 @@ if picked and picked[0] < len(frame):
     open_grant(str(frame.iloc[picked[0]]["grant_id"]))
 
 p1, p2, p3 = st.columns([1, 1, 3], vertical_alignment="bottom")
-p1.number_input(f"Page (of {found.pages:,})", min_value=1, max_value=max(1, found.pages),
+p1.number_input(f"Page (of {found.pages:,})" if found.total_exact else "Page", min_value=1,
+                max_value=max(1, found.pages) if found.total_exact else None,
                 step=1, key="grants_page")
 p2.selectbox("Rows a page", PAGE_SIZES, index=PAGE_SIZES.index(100), key="grants_page_size",
              on_change=_first_page)
@@ -209,6 +218,6 @@ with p3:
         file_name="grants.csv",
         mime="text/csv",
         key="grants_csv",
-        help=f"All {found.total:,} grant(s) matching the filters, not only this page.",
+        help=f"All {matched} grant(s) matching the filters, not only this page.",
         disabled=not ready,
     )

@@ -307,7 +307,13 @@ class ReadModelQueries(ReadModelWrites):
                 ids = list(conn.execute(
                     ids_q.limit(page_size).offset((page - 1) * page_size)).scalars())
             else:
-                ids = self._walk(conn, conds, sort, descending, cursor, page_size, small)
+                size = page_size
+                if cursor.before and cursor.grant_id is None and exact and total:
+                    # The last page as page numbers count it: what is left after the
+                    # full pages, so the pages before it line up with the first one.
+                    page = -(-total // page_size)
+                    size = total - (page - 1) * page_size
+                ids = self._walk(conn, conds, sort, descending, cursor, size, small)
                 if cursor.before and cursor.grant_id is not None and len(ids) < page_size:
                     page = 1  # back at the start: the first page, full
                     ids = self._walk(conn, conds, sort, descending, None, page_size, small)
