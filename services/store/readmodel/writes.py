@@ -15,6 +15,7 @@ from sqlalchemy import (
     delete,
     func,
     literal,
+    or_,
     select,
     update,
 )
@@ -33,9 +34,11 @@ from services.store.readmodel.rows import (
     _aggregate_facts,
     _bump,
     _chunks,
+    _grant_fp,
     _grant_row,
     _insert,
     _integrations_fp,
+    _key_in,
     _Tally,
     _vault_fields,
 )
@@ -159,14 +162,16 @@ class ReadModelWrites(_Base):
             if vault is None:
                 vault = self._vault_of(conn, ids)
         tally.listed_with_token += sum(1 for gid in ids if gid in vault)
-        rows = tally.diff([_grant_row(gid, listed[gid], vault.get(gid), now) for gid in ids],
-                          existing)
+        rows = tally.diff([_grant_row(gid, listed[gid], vault.get(gid), now) for gid in ids
+                           if not tally.unchanged(gid, _grant_fp(listed[gid], vault.get(gid)),
+                                                  "active", existing)], existing)
         if rows:
             self._upsert_grants(rows)
 
     def _vault_of(self, conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
         return {r[0]: tuple(r[1:]) for r in conn.execute(
-            select(*self._VAULT_COLS).where(vault_tokens.c.grant_id.in_(list(ids))))}
+            select(*self._VAULT_COLS).where(_key_in(self._db, vault_tokens.c.grant_id, ids)))
+            .all()}
 
     def _apply_unlisted_vault(self, seen: set[str], vault: Mapping[str, tuple[Any, ...]] | None,
                               now: datetime, started: datetime, tally: _Tally) -> None:
@@ -178,8 +183,8 @@ class ReadModelWrites(_Base):
         elif self._stored_tokens() <= tally.listed_with_token:
             return  # every stored token belongs to a listed grant (one index count)
         else:
-            chunks = ([g for g in ids if g not in seen] for ids in self._keys(
-                vault_tokens.c.grant_id, vault_tokens.c.created_at <= started))
+            chunks = ([g for g in ids if g not in seen]
+                      for ids in self._tokens_without_active_row(started))
         for ids in chunks:
             if not ids:
                 continue
@@ -187,20 +192,42 @@ class ReadModelWrites(_Base):
                 existing = self._existing(conn, ids)
                 fields = vault if vault is not None else self._vault_of(conn, ids)
             rows = tally.diff([_grant_row(g, None, fields[g], now) for g in ids
-                               if g in fields], existing)
+                               if g in fields and not tally.unchanged(
+                                   g, _grant_fp(None, fields[g]), "revoked", existing)],
+                              existing)
             if rows:
                 self._upsert_grants(rows)
+
+    def _tokens_without_active_row(self, started: datetime) -> Iterator[list[str]]:
+        """Grants with a token stored before `started` whose row is missing or not active,
+        a batch at a time (keyset on the vault's key, the row joined by its key). Every
+        listed grant's row is active by now, so these are the unlisted tokens the sync
+        must look at; a listed grant is never read twice."""
+        v, r = vault_tokens.c, rm_grants.c
+        after = ""
+        while True:
+            with self._db.read() as conn:
+                page = list(conn.execute(
+                    select(v.grant_id).select_from(vault_tokens.outerjoin(
+                        rm_grants, r.grant_id == v.grant_id))
+                    .where(v.grant_id > after, v.created_at <= started,
+                           or_(r.grant_id.is_(None), r.status != "active"))
+                    .order_by(v.grant_id).limit(BATCH_SIZE)).scalars())
+            if page:
+                yield page
+            if len(page) < BATCH_SIZE:
+                return
+            after = page[-1]
 
     def _stored_tokens(self) -> int:
         with self._db.read() as conn:
             return int(conn.execute(select(func.count()).select_from(vault_tokens))
                        .scalar_one())
 
-    @staticmethod
-    def _existing(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, str]]:
+    def _existing(self, conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, str]]:
         return {r[0]: (r[1], r[2]) for r in conn.execute(
             select(rm_grants.c.grant_id, rm_grants.c.fp, rm_grants.c.status)
-            .where(rm_grants.c.grant_id.in_(list(ids))))}
+            .where(_key_in(self._db, rm_grants.c.grant_id, ids))).all()}
 
     def apply_grant(self, grant: Any, vault_entry: Any | None, *,
                     now: datetime | None = None) -> None:
