@@ -12,11 +12,14 @@ from sqlalchemy import (
     Connection,
     and_,
     case,
+    cast,
     delete,
     func,
     literal,
+    null,
     or_,
     select,
+    union_all,
     update,
 )
 
@@ -158,15 +161,35 @@ class ReadModelWrites(_Base):
             return
         ids = sorted(listed)
         with self._db.read() as conn:
-            existing = self._existing(conn, ids)
             if vault is None:
-                vault = self._vault_of(conn, ids)
+                existing, vault = self._existing_and_vault(conn, ids)
+            else:
+                existing = self._existing(conn, ids)
         tally.listed_with_token += sum(1 for gid in ids if gid in vault)
         rows = tally.diff([_grant_row(gid, listed[gid], vault.get(gid), now) for gid in ids
                            if not tally.unchanged(gid, _grant_fp(listed[gid], vault.get(gid)),
                                                   "active", existing)], existing)
         if rows:
             self._upsert_grants(rows)
+
+    def _existing_and_vault(self, conn: Connection, ids: Sequence[str]
+                            ) -> tuple[dict[str, tuple[Any, str]], dict[str, tuple[Any, ...]]]:
+        """`_existing` and `_vault_of` in one statement (one round trip a batch)."""
+        r, v = rm_grants.c, vault_tokens.c
+        nothing = [cast(null(), col.type) for col in self._VAULT_COLS[1:]]
+        stored = select(literal("r"), r.grant_id, r.fp, r.status, *nothing).where(
+            _key_in(self._db, r.grant_id, ids))
+        tokens = select(literal("v"), v.grant_id, cast(null(), r.fp.type),
+                        cast(null(), r.status.type), *self._VAULT_COLS[1:]).where(
+            _key_in(self._db, v.grant_id, ids))
+        existing: dict[str, tuple[Any, str]] = {}
+        fields: dict[str, tuple[Any, ...]] = {}
+        for row in conn.execute(union_all(stored, tokens)).all():
+            if row[0] == "r":
+                existing[row[1]] = (row[2], row[3])
+            else:
+                fields[row[1]] = tuple(row[4:])
+        return existing, fields
 
     def _vault_of(self, conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
         return {r[0]: tuple(r[1:]) for r in conn.execute(
