@@ -16,9 +16,20 @@ For each N a child process (so that peak RSS is per size and the console side's 
 starts the sandbox as another process (`python -m sandbox --grants N`), stores every
 exported grant's token in a fresh vault (one CSV import), and times:
 
-- a full grants sync (`GET /token/grants` + `ReadModel.apply_grants`), rows/s;
-- `counts()`; `page()`: first page, filtered, sorted, a deep page, a substring search
-  (median of 5 runs, ms);
+- a full grants sync (`GET /token/grants` + `ReadModel.apply_grants`), rows/s, and an
+  unchanged re-sync, each against its floor: a bare stream-parse of the same list (the
+  re-sync's floor: it must write nothing) plus a bare bulk insert of the same rows into an
+  empty `rm_grants` of the same schema (with the parse, the full sync's floor); the ratios
+  are printed;
+- `counts()`; `page()`: first page, filtered, sorted, every work queue, a deep page by
+  OFFSET and by keyset, the last page, substring searches (a rare needle, a customer
+  reference, a needle 30% of rows hold, a grant id), prefix searches (customer reference,
+  grant id) (median of 5 runs, ms);
+- the admin's sync view (`SyncWorker.status`, ms);
+- how long a newly failed integration takes to show as failing with webhooks on (an
+  `integration.failed` applied by the backend's hook, measured, plus the pages' 1 s version
+  poll) and off (the worker's pass over the stalest grants at the default rate, computed
+  from the failing/syncing share of the sample and the worker's queue: `detection_s`);
 - streaming the whole grants CSV from SQL;
 - integration refresh of `--sample` grants at `--test-rate` calls/s (achieved calls/s),
   and from it how long a full integration refresh of all N grants takes at the default
@@ -123,7 +134,7 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
     from services.kryptos import KryptosClient
     from services.settings import DEFAULT_TIERS, parse_tiers
     from services.store import TokenVault, open_database
-    from services.store.readmodel import GrantFilter, ReadModel
+    from services.store.readmodel import LAST_PAGE, QUEUES, GrantFilter, ReadModel
     from services.sync import SyncWorker
 
     proc, base = _start_sandbox(n)
@@ -162,6 +173,12 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
         worker.sync_grants()  # nothing changed: the diff writes nothing
         resync_s = time.perf_counter() - t
         resync_cpu = time.process_time() - cpu
+        parse_s = _bare_parse_s(client)
+        insert_s = _bare_insert_s(db, database_url)
+        if not db.is_sqlite:  # what autovacuum does within a minute of a bulk load
+            from sqlalchemy import text
+            with db.write() as conn:
+                conn.execute(text("ANALYZE rm_grants"))
         # Integrations of a sample at the test rate.
         ids = rm.active_with_token()[:sample]
         t = time.perf_counter()
@@ -170,8 +187,30 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
         with_token = rm.counts().with_token
         total = rm.counts().total
         deep = max(1, total // 100 - 1)
+        deep_cursor = _cursor_at(db, max(0, total - 250))
+        some = rm.page(page_size=1, cursor=deep_cursor).rows
+        some_id = some[0].grant_id if some else "cgrant_x"
+        queues = {q: _ms(lambda q=q: rm.page(GrantFilter(queue=q), page_size=100))
+                  for q in QUEUES}
         out = {
             "n": n, "rows": rows, "vault_import_s": vault_s, "full_sync_s": sync_s,
+            "bare_parse_s": parse_s, "bare_insert_s": insert_s,
+            "queues_ms": queues,
+            "page_deep_keyset_ms": _ms(lambda: rm.page(page_size=100, cursor=deep_cursor)),
+            "page_last_ms": _ms(lambda: rm.page(page_size=100, cursor=LAST_PAGE)),
+            "search_prefix_ms": _ms(lambda: rm.page(
+                GrantFilter(search="cust-12", search_mode="prefix"), page_size=100)),
+            "search_ref_ms": _ms(lambda: rm.page(GrantFilter(search="stomer12"),
+                                                 page_size=100)),
+            "search_dense_ms": _ms(lambda: rm.page(GrantFilter(search="example"),
+                                                   page_size=100)),
+            "search_id_ms": _ms(lambda: rm.page(GrantFilter(search=some_id[3:]),
+                                                page_size=100)),
+            "search_id_prefix_ms": _ms(lambda: rm.page(
+                GrantFilter(search=some_id, search_mode="prefix"), page_size=100)),
+            "sync_view_ms": _ms(worker.status),
+            "webhook_apply_ms": _webhook_apply_ms(rm, some_id),
+            "hot": _hot_rows(rm, ids),
             "rows_per_s": rows / sync_s, "unchanged_sync_s": resync_s,
             "rss_before_sync_mb": rss_before, "sync_peak_mb": sync_peak,
             "sync_cpu_s": sync_cpu, "unchanged_cpu_s": resync_cpu,
@@ -210,14 +249,124 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
             _pg_schema(database_url, drop=schema)
 
 
-def _pg_schema(url: str, drop: str | None = None) -> str | None:
+def _bare_parse_s(client: Any) -> float:
+    """The floor of a sync's reading: the same grants list streamed and parsed into
+    `Grant`s, nothing else done with it."""
+    from services.sync.worker import BATCH
+
+    t = time.perf_counter()
+    for _ in client.iter_grants(BATCH):
+        pass
+    return time.perf_counter() - t
+
+
+def _bare_insert_s(db: Any, database_url: str | None) -> float:
+    """The floor of a sync's writing: the rows the full sync wrote, inserted as they are
+    into an empty `rm_grants` of the same schema (its indexes and, on SQLite, the search
+    table's triggers), a batch of 2,000 a transaction. Only the inserts are timed, not
+    reading the rows back."""
+    from sqlalchemy import insert, select
+
+    from services.store import open_database
+    from services.store.readmodel import rm_grants
+    from services.sync.worker import BATCH
+
+    tmp = tempfile.TemporaryDirectory()
+    schema = _pg_schema(database_url, suffix="_floor") if database_url else None
+    try:
+        if schema and database_url:
+            from sqlalchemy.engine import make_url
+            url: Any = make_url(database_url).update_query_dict(
+                {"options": f"-csearch_path={schema},public"})
+        else:
+            url = f"sqlite:///{Path(tmp.name) / 'floor.db'}"
+        floor = open_database(url)
+        spent, after = 0.0, ""
+        cols = list(rm_grants.c)
+        while True:
+            with db.read() as conn:
+                rows = [dict(r._mapping) for r in conn.execute(
+                    select(*cols).where(rm_grants.c.grant_id > after)
+                    .order_by(rm_grants.c.grant_id).limit(BATCH))]
+            if not rows:
+                break
+            after = rows[-1]["grant_id"]
+            t = time.perf_counter()
+            with floor.write() as conn:
+                conn.execute(insert(rm_grants), rows)
+            spent += time.perf_counter() - t
+        floor.dispose()
+        return spent
+    finally:
+        tmp.cleanup()
+        if schema and database_url:
+            _pg_schema(database_url, drop=schema)
+
+
+def _cursor_at(db: Any, offset: int) -> Any:
+    """The keyset cursor of the row at `offset` in the default order (read once, by
+    OFFSET, outside the timing: a user reaches it page by page)."""
+    from sqlalchemy import select
+
+    from services.store.readmodel import PageCursor, rm_grants
+
+    c = rm_grants.c
+    with db.read() as conn:
+        row = conn.execute(select(c.created_at, c.grant_id).order_by(c.created_at, c.grant_id)
+                           .offset(offset).limit(1)).first()
+    return PageCursor(row[0], row[1]) if row else None
+
+
+def _webhook_apply_ms(rm: Any, grant_id: str) -> float:
+    """An `integration.failed` webhook applied to the read model (what the backend's hook
+    does once the event is stored), median ms."""
+    from datetime import UTC, datetime
+
+    from services.kryptos.models import Integration
+
+    item = Integration.from_api({"walletId": "wal_bench", "status": "FAILED",
+                                 "provider": "bench", "type": "exchange",
+                                 "totalTransactions": 1})
+    seq = iter(range(1000))
+    return _ms(lambda: rm.apply_webhook_integration(
+        grant_id, item, webhook_id=f"wh_bench_{next(seq)}", received_at=datetime.now(UTC)))
+
+
+def _hot_rows(rm: Any, sample: list[str]) -> float:
+    """The share of the read sample that is failing or syncing (the worker's hot queue)."""
+    if not sample:
+        return 0.0
+    rows = rm.grants_by_id(sample).values()
+    return sum(1 for r in rows if r.sync_state in ("failing", "syncing")) / len(sample)
+
+
+def detection_s(with_token: int, hot_share_of_rows: float, rate: float = DEFAULT_RATE,
+                hot_interval: float = 60.0, hot_share: float = 0.5,
+                webhook_ms: float = 0.0, version_poll_s: float = 1.0) -> dict[str, float]:
+    """How long a newly failed integration (its grant was fine) takes to show as failing,
+    from the worker's queue and rate (services/sync/worker.py):
+
+    - webhooks on: the `integration.failed` event is applied by the backend's hook at
+      once; pages see it at their next version poll (at most a second);
+    - webhooks off: only the pass over the stalest grants finds it. The failing/syncing
+      grants are read again every `hot_interval`, using at most `hot_share` of the rate;
+      the rest reads the other grants oldest first, so the grant waits for every other
+      one: worst one full pass, on average half."""
+    hot = with_token * hot_share_of_rows
+    hot_rate = min(hot / hot_interval, rate * hot_share)
+    pass_s = (with_token - hot) / max(1e-9, rate - hot_rate)
+    return {"webhooks_on_s": webhook_ms / 1000 + version_poll_s,
+            "webhooks_off_worst_s": pass_s, "webhooks_off_mean_s": pass_s / 2}
+
+
+def _pg_schema(url: str, drop: str | None = None, suffix: str = "") -> str | None:
     """A fresh schema of this run's own in a PostgreSQL database (dropped afterwards)."""
     from sqlalchemy import create_engine, text
 
     if not url.startswith("postgresql"):
         return None
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    name = drop or f"rm_bench_{os.getpid()}"
+    name = drop or f"rm_bench_{os.getpid()}{suffix}"
     with engine.connect() as conn:
         if drop:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
@@ -231,6 +380,13 @@ def _hms(seconds: float) -> str:
     h, rem = divmod(int(round(seconds)), 3600)
     m, s = divmod(rem, 60)
     return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s"
+
+
+QUEUE_NAMES = ("failing", "syncing", "never_synced", "not_readable", "no_token")
+
+
+def _detect(r: dict) -> dict[str, float]:
+    return detection_s(r["with_token"], r["hot"], webhook_ms=r["webhook_apply_ms"])
 
 
 def print_table(results: list[dict], test_rate: float) -> None:
@@ -248,15 +404,31 @@ def print_table(results: list[dict], test_rate: float) -> None:
          lambda r: f"{r['rss_before_sync_mb']:.0f} / {r['sync_peak_mb']:.0f}"),
         ("  peak above before (MB)",
          lambda r: f"{r['sync_peak_mb'] - r['rss_before_sync_mb']:.1f}"),
+        ("  bare stream-parse of the list (s)", lambda r: f"{r['bare_parse_s']:.2f}"),
+        ("  bare bulk insert of the rows (s)", lambda r: f"{r['bare_insert_s']:.2f}"),
+        ("  full sync / (parse + insert)",
+         lambda r: f"{r['full_sync_s'] / (r['bare_parse_s'] + r['bare_insert_s']):.2f}x"),
         ("unchanged re-sync (s)", lambda r: f"{r['unchanged_sync_s']:.2f}"),
         ("  console CPU (s)", lambda r: f"{r['unchanged_cpu_s']:.2f}"),
+        ("  unchanged re-sync / parse",
+         lambda r: f"{r['unchanged_sync_s'] / r['bare_parse_s']:.2f}x"),
         ("counts() ms", lambda r: f"{r['counts_ms']:.1f}"),
         ("page() first ms", lambda r: f"{r['page_first_ms']:.1f}"),
         ("page() filtered ms", lambda r: f"{r['page_filtered_ms']:.1f}"),
         ("page() work queue ms", lambda r: f"{r['page_queue_ms']:.1f}"),
         ("page() sorted desc ms", lambda r: f"{r['page_sorted_ms']:.1f}"),
-        ("page() deep (last pages) ms", lambda r: f"{r['page_deep_ms']:.1f}"),
+        ("page() every work queue, max ms",
+         lambda r: f"{max(r['queues_ms'].values()):.1f}"),
+        *((f"  queue {q} ms", lambda r, q=q: f"{r['queues_ms'][q]:.1f}") for q in QUEUE_NAMES),
+        ("page() deep by OFFSET ms", lambda r: f"{r['page_deep_ms']:.1f}"),
+        ("page() deep by keyset ms", lambda r: f"{r['page_deep_keyset_ms']:.1f}"),
+        ("page() last page (keyset) ms", lambda r: f"{r['page_last_ms']:.1f}"),
         ("page() substring search ms", lambda r: f"{r['page_search_ms']:.1f}"),
+        ("page() substring, customer ref ms", lambda r: f"{r['search_ref_ms']:.1f}"),
+        ("page() substring, 30% match ms", lambda r: f"{r['search_dense_ms']:.1f}"),
+        ("page() prefix, customer ref ms", lambda r: f"{r['search_prefix_ms']:.1f}"),
+        ("page() grant id, substring ms", lambda r: f"{r['search_id_ms']:.1f}"),
+        ("page() grant id, prefix ms", lambda r: f"{r['search_id_prefix_ms']:.1f}"),
         ("page() waiting for approval ms", lambda r: f"{r['page_awaiting_ms']:.1f}"),
         ("grant() ms", lambda r: f"{r['grant_ms']:.2f}"),
         ("version() ms", lambda r: f"{r['version_ms']:.2f}"),
@@ -267,6 +439,15 @@ def print_table(results: list[dict], test_rate: float) -> None:
          lambda r: _hms(r["full_refresh_default_s"])),
         ("peak RSS from the sync on (MB)",
          lambda r: f"{r['peak_rss_mb']:.0f}"),
+        ("admin sync view (worker.status) ms", lambda r: f"{r['sync_view_ms']:.1f}"),
+        ("failing/syncing share (sample)", lambda r: f"{r['hot']:.1%}"),
+        ("integration.failed webhook applied ms", lambda r: f"{r['webhook_apply_ms']:.1f}"),
+        (f"newly failed shows, webhooks on (at {DEFAULT_RATE:g}/s)",
+         lambda r: f"{_detect(r)['webhooks_on_s']:.1f} s"),
+        ("  webhooks off, mean",
+         lambda r: _hms(_detect(r)['webhooks_off_mean_s'])),
+        ("  webhooks off, worst",
+         lambda r: _hms(_detect(r)['webhooks_off_worst_s'])),
     ]
     width = max(len(name) for name, _ in lines) + 2
     colw = max(18, *(len(c) + 2 for c in cols))

@@ -137,22 +137,32 @@ def frame(rows: Iterable[RmGrant]) -> pd.DataFrame:
 
 def read_page(ctx: PageContext, filters: GrantFilter, sort: str, page_size: int, *,
               descending: bool) -> GrantPage:
-    """The page of grants the pager asks for; the last page when there are fewer rows since
-    (the pager is moved there)."""
+    """The page of grants the pager asks for: the next, previous or last page by keyset
+    from the page shown last (`reads.PagePosition`, kept in the session), a jump by page
+    number; the last page when there are fewer rows since (the pager is moved there)."""
     page_no = int(st.session_state.get("grants_page", 1))
+    listing = (filters, sort, descending, page_size)
+    cursor = reads.page_cursor(st.session_state.get("grants_shown"), listing, page_no)
     found = reads.grant_page(ctx.ops, ctx.actor, filters, sort, page_no, page_size,
-                             descending=descending)
-    if found.total and page_no > found.pages:
-        st.session_state["grants_page"] = found.pages
+                             descending=descending, cursor=cursor)
+    if found.total_exact and found.total and page_no > found.pages:
         found = reads.grant_page(ctx.ops, ctx.actor, filters, sort, found.pages, page_size,
                                  descending=descending)
+    if found.page != page_no:  # fewer rows since, or a keyset page that reached an end
+        st.session_state["grants_page"] = found.page
+    st.session_state["grants_shown"] = reads.PagePosition.of(found, listing)
     return found
+
+
+def matched(found: GrantPage) -> str:
+    """How many grants match: "more than 10,000" past the count's cap."""
+    return f"{found.total:,}" if found.total_exact else f"more than {found.total:,}"
 
 
 def shown(found: GrantPage, rows: int) -> str:
     """Which rows of how many the table shows."""
     first = (found.page - 1) * found.page_size + 1 if found.total else 0
-    return (f"{found.total:,} grant(s); showing {first:,}-{first + rows - 1:,}. "
+    return (f"{matched(found)} grant(s); showing {first:,}-{first + rows - 1:,}. "
             "Choose a row to open its detail.")
 
 

@@ -52,7 +52,8 @@ if picked and picked[0] < len(frame):
     grants_list.open_grant(str(frame.iloc[picked[0]]["grant_id"]))
 
 p1, p2, p3 = st.columns([1, 1, 3], vertical_alignment="bottom")
-p1.number_input(f"Page (of {found.pages:,})", min_value=1, max_value=max(1, found.pages),
+p1.number_input(f"Page (of {found.pages:,})" if found.total_exact else "Page", min_value=1,
+                max_value=max(1, found.pages) if found.total_exact else None,
                 step=1, key="grants_page")
 p2.selectbox("Rows a page", grants_list.PAGE_SIZES, index=grants_list.PAGE_SIZES.index(100),
              key="grants_page_size", on_change=grants_list.first_page)
@@ -67,6 +68,7 @@ with p3:
         file_name="grants.csv",
         mime="text/csv",
         key="grants_csv",
-        help=f"All {found.total:,} grant(s) matching the filters, not only this page.",
+        help=f"All {grants_list.matched(found)} grant(s) matching the filters, not only "
+             "this page.",
         disabled=not ready,
     )

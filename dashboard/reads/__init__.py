@@ -41,6 +41,7 @@ from dashboard.reads.cache import (
     refresh_grant,
 )
 from dashboard.reads.grants import (
+    PagePosition,
     counts,
     export_grants_csv,
     freshness,
@@ -49,6 +50,7 @@ from dashboard.reads.grants import (
     grant_page,
     integration,
     overview,
+    page_cursor,
     revoke_event,
 )
 from dashboard.reads.limits import (
@@ -69,13 +71,14 @@ from dashboard.reads.webhooks import (
 )
 
 __all__ = [
-    "CACHE", "CANDIDATES_MAX", "FRESH", "PreparedExport", "ReadCache", "VersionClock",
+    "CACHE", "CANDIDATES_MAX", "FRESH", "PagePosition", "PreparedExport", "ReadCache",
+    "VersionClock",
     "approvals_history", "approvals_mine", "approvals_waiting", "approvals_waiting_count",
     "audit_page", "before_now", "bulk_candidate_count", "bulk_candidates", "counts",
     "export_audit", "export_grants_csv", "freshness", "grant_detail", "grant_history",
     "grant_page", "integration", "integration_news", "invalidate_all", "invalidate_grant",
     "invalidate_lists", "limits_of", "matching_tier", "overview",
-    "pending_requests", "recent_failures", "reconciler_status", "refresh_all",
+    "page_cursor", "pending_requests", "recent_failures", "reconciler_status", "refresh_all",
     "refresh_grant", "revoke_event", "sync_status", "tier_label", "tiers", "timeline",
     "timeline_shows_actions", "verify_audit",
 ]

@@ -5,10 +5,13 @@ version), one grant's detail and history (cached per grant), and the CSV export.
 from __future__ import annotations
 
 import io
+from collections.abc import Hashable
+from dataclasses import dataclass
 
 from dashboard.reads.cache import CACHE, FRESH, read_key, rm_read_key
 from services.kryptos.models import Integration
 from services.operations import (
+    LAST_PAGE,
     Actor,
     Counts,
     Freshness,
@@ -17,6 +20,7 @@ from services.operations import (
     GrantPage,
     Operations,
     Overview,
+    PageCursor,
 )
 from services.operations.history import collapse
 from services.store import AuditEvent
@@ -25,11 +29,46 @@ from services.store.actions import AuditAction
 
 def grant_page(ops: Operations, actor: Actor, filters: GrantFilter | None = None,
                sort: str = "created_at", page: int = 1, page_size: int = 100, *,
-               descending: bool = False) -> GrantPage:
-    """One page of grants from the read model, searched, filtered and sorted in SQL."""
-    key = rm_read_key(ops, actor, "grant_page", filters, sort, page, page_size, descending)
+               descending: bool = False, cursor: PageCursor | None = None) -> GrantPage:
+    """One page of grants from the read model, searched, filtered and sorted in SQL (by
+    keyset from `cursor` when given: see `page_cursor`)."""
+    key = rm_read_key(ops, actor, "grant_page", filters, sort, page, page_size, descending,
+                      cursor)
     return CACHE.get_or_load(key, lambda: ops.grants.page(
-        actor, filters, sort, page, page_size, descending=descending))
+        actor, filters, sort, page, page_size, descending=descending, cursor=cursor))
+
+
+@dataclass(frozen=True)
+class PagePosition:
+    """Where a listing (filters, sort, page size) was last shown: its page number, the
+    keyset cursors beside it and how many pages there are (None: more than counted). A
+    few values a session keeps instead of the rows."""
+
+    listing: Hashable
+    page: int
+    next: PageCursor | None
+    previous: PageCursor | None
+    pages: int | None
+
+    @classmethod
+    def of(cls, found: GrantPage, listing: Hashable) -> PagePosition:
+        return cls(listing, found.page, found.next_cursor(), found.previous_cursor(),
+                   found.pages if found.total_exact else None)
+
+
+def page_cursor(shown: PagePosition | None, listing: Hashable, page: int) -> PageCursor | None:
+    """How to reach page `page` of `listing` by keyset from the position shown last: the
+    next or the previous page from its last or first row, the last page from the end;
+    None: by page number (the first pages, or a jump)."""
+    if shown is None or shown.listing != listing:
+        return None
+    if page == shown.page + 1:
+        return shown.next
+    if page == shown.page - 1 and page > 1:
+        return shown.previous
+    if shown.pages is not None and page == shown.pages and page > 1:
+        return LAST_PAGE
+    return None
 
 
 def counts(ops: Operations, actor: Actor) -> Counts:

@@ -42,12 +42,14 @@ from services.operations.permissions import (
 )
 from services.operations.sync import SyncView
 from services.store.readmodel import (
+    LAST_PAGE,
     QUEUES,
     SORTS,
     Counts,
     Freshness,
     GrantFilter,
     GrantPage,
+    PageCursor,
     RmGrant,
 )
 
@@ -67,6 +69,8 @@ __all__ = [
     "Freshness",
     "GrantFilter",
     "GrantPage",
+    "LAST_PAGE",
+    "PageCursor",
     "QUEUES",
     "RmGrant",
     "SORTS",

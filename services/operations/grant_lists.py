@@ -21,6 +21,7 @@ from services.store.readmodel import (
     Freshness,
     GrantFilter,
     GrantPage,
+    PageCursor,
 )
 from services.store.vault import VaultEntry
 
@@ -91,12 +92,15 @@ class GrantListReads:
         self._store(self.ctx.readmodel.request_full_sync)
 
     def page(self, actor: Actor, filters: GrantFilter | None = None, sort: str = "created_at",
-             page: int = 1, page_size: int = 100, *, descending: bool = False) -> GrantPage:
-        """One page of grants, searched, filtered, sorted and counted in SQL."""
+             page: int = 1, page_size: int = 100, *, descending: bool = False,
+             cursor: PageCursor | None = None) -> GrantPage:
+        """One page of grants, searched, filtered, sorted and counted in SQL; with a
+        `cursor` (`GrantPage.next_cursor()`, `previous_cursor()`, `LAST_PAGE`) the page
+        beside it by keyset, however deep."""
         self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
         _check_page(sort, page, page_size)
         found: GrantPage = self._store(self.ctx.readmodel.page, filters, sort, page,
-                                       page_size, descending=descending)
+                                       page_size, descending=descending, cursor=cursor)
         return found
 
     def export_csv(self, actor: Actor, filters: GrantFilter | None, out: TextIO,

@@ -20,13 +20,19 @@ INTEGRATION_EVENTS = frozenset({"integration.created", "integration.updated",
 
 
 def readmodel_hook(readmodel: ReadModel) -> Callable[[Any], None]:
-    """`fn(event)` for `WebhookHub.on_event`: an integration event of a known grant updates
-    the read model (idempotent on the webhook id); other events, events not tied to a grant
-    yet (the hub runs the hooks again once the exchange names it) and payloads that are not
-    an integration are left alone."""
+    """`fn(event)` for `WebhookHub.on_event`: every event of a known grant marks it for the
+    worker's next read (`ReadModel.mark_changed`); an integration event also updates the
+    read model at once (idempotent on the webhook id). Events not tied to a grant yet (the
+    hub runs the hooks again once the exchange names it) are left alone, and so are
+    payloads that are not an integration, but for the mark."""
 
     def apply_to_readmodel(event: Any) -> None:
-        if event.type not in INTEGRATION_EVENTS or not event.grant_id:
+        if not event.grant_id:
+            return
+        # Any news about a grant moves it up the worker's queue (after the failing ones),
+        # so a change the payload does not fully say is read from Kryptos soon.
+        readmodel.mark_changed(event.grant_id)
+        if event.type not in INTEGRATION_EVENTS:
             return
         try:
             item = Integration.from_api(event.data)

@@ -5,8 +5,9 @@ retry the lock every `lock_retry` seconds, so one takes over when the holder die
 
 While holding the lock it loops: the full grants list every `grants_interval` seconds;
 between those, integrations (and, for grants whose kind or limit is unknown, user info)
-at a bounded rate (a token bucket, `rate` upstream calls a second): never-read grants
-first, then failing/syncing ones again after `hot_interval`, then the least recently read.
+at a bounded rate (a token bucket, `rate` upstream calls a second): failing/syncing ones
+again after `hot_interval` (up to half the calls), then grants a webhook marked, then the
+stalest (never read first, then the least recently read; at least a fifth of the calls).
 A 429 pauses for its Retry-After, halves the rate, and the rate recovers slowly.
 """
 
@@ -278,6 +279,7 @@ class SyncWorker:
         self._apply_userinfo(grant_id, self._read_userinfo(token))
 
     def _refresh(self, ids: Sequence[str], ui_ids: Sequence[str]) -> tuple[tuple[int, int], int]:
+        started = datetime.now(UTC)  # the read model's own clock, as its marks use
         tokens = self.vault.reveal_many(list(dict.fromkeys([*ids, *ui_ids])))
         deferred = 0
         results: list[tuple[str, Any]] = []
@@ -300,9 +302,9 @@ class SyncWorker:
                 else:
                     results.append((gid, items))
                 if len(results) >= 200:
-                    self.readmodel.apply_integrations_many(results)
+                    self.readmodel.apply_integrations_many(results, read_since=started)
                     results = []
-            self.readmodel.apply_integrations_many(results)
+            self.readmodel.apply_integrations_many(results, read_since=started)
             ui_done = 0
             for fut in ui_futures:
                 gid, facts = fut.result()

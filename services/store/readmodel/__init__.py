@@ -22,6 +22,7 @@ from typing import Any
 
 from services.store.db import Database
 from services.store.readmodel.models import (
+    LAST_PAGE,
     Counts,
     Freshness,
     GrantDetailRow,
@@ -29,6 +30,7 @@ from services.store.readmodel.models import (
     GrantPage,
     GrantsApplied,
     IntegrationsError,
+    PageCursor,
     RmGrant,
     RmIntegration,
     UserFacts,
@@ -36,6 +38,7 @@ from services.store.readmodel.models import (
 from services.store.readmodel.queries import ReadModelQueries
 from services.store.readmodel.tables import (
     BATCH_SIZE,
+    COUNT_CAP,
     CSV_CHUNK,
     CSV_COLUMNS,
     FAILING,
@@ -75,7 +78,8 @@ class ReadModel(ReadModelQueries):
 
 
 __all__ = [
-    "BATCH_SIZE", "CSV_CHUNK", "CSV_COLUMNS", "FAILING", "FILTER_FIRST_MAX", "MAX_PAGE_SIZE",
+    "BATCH_SIZE", "COUNT_CAP", "CSV_CHUNK", "CSV_COLUMNS", "FAILING", "FILTER_FIRST_MAX",
+    "LAST_PAGE", "MAX_PAGE_SIZE", "PageCursor",
     "QUEUES", "SORTS", "SYNCING", "Counts", "Freshness", "GrantDetailRow", "GrantFilter",
     "GrantPage", "GrantsApplied", "IntegrationsError", "Queue", "ReadModel", "RmGrant",
     "RmIntegration", "SyncState", "UserFacts", "rm_grants", "rm_integrations",

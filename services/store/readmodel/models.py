@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from services.store.readmodel.tables import Queue, SyncState
 
@@ -115,15 +115,49 @@ class GrantFilter:
 
 
 @dataclass(frozen=True)
+class PageCursor:
+    """A keyset position for `ReadModel.page`: the page after (`before=False`) or before
+    the row whose sort value is `value` and grant id `grant_id`. No `grant_id`: from the
+    end, so `PageCursor(before=True)` is the last page. A deep page costs what the first
+    one does (an index seek), where an OFFSET walks every row before it."""
+
+    value: Any = None
+    grant_id: str | None = None
+    before: bool = False
+
+
+LAST_PAGE = PageCursor(before=True)
+
+
+@dataclass(frozen=True)
 class GrantPage:
+    """One page. `total` counts matches up to `COUNT_CAP`; `total_exact` False means
+    there are more than `total`. `sort` is the column the rows are sorted by, for the
+    cursors of the next and the previous page."""
+
     rows: tuple[RmGrant, ...]
     total: int
     page: int
     page_size: int
+    total_exact: bool = True
+    sort: str = "created_at"
 
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.page_size))
+
+    def next_cursor(self) -> PageCursor | None:
+        """The page after this one (None: this page is empty)."""
+        if not self.rows:
+            return None
+        last = self.rows[-1]
+        return PageCursor(getattr(last, self.sort), last.grant_id)
+
+    def previous_cursor(self) -> PageCursor | None:
+        if not self.rows:
+            return None
+        first = self.rows[0]
+        return PageCursor(getattr(first, self.sort), first.grant_id, before=True)
 
 
 @dataclass(frozen=True)

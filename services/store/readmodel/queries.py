@@ -13,9 +13,14 @@ from sqlalchemy import (
     and_,
     case,
     func,
+    literal,
     literal_column,
     or_,
     select,
+    tuple_,
+)
+from sqlalchemy import (
+    text as sql_text,
 )
 
 from services.store.approvals import approval_grants
@@ -26,11 +31,13 @@ from services.store.readmodel.models import (
     GrantDetailRow,
     GrantFilter,
     GrantPage,
+    PageCursor,
     RmGrant,
     RmIntegration,
 )
 from services.store.readmodel.rows import _CSV_CONVERTERS, _GRANT_COLUMNS, _aware, _grant
 from services.store.readmodel.tables import (
+    COUNT_CAP,
     CSV_CHUNK,
     CSV_COLUMNS,
     FILTER_FIRST_MAX,
@@ -51,30 +58,45 @@ class ReadModelQueries(ReadModelWrites):
     # --- the worker's queues --------------------------------------------------------------
 
     def due_for_integrations(self, limit: int, *, older_than: datetime,
-                             hot_older_than: datetime, hot_share: float = 0.5) -> list[str]:
-        """Active grants with a token whose integrations are due: never read first, then
-        failing/syncing ones read before `hot_older_than` (up to `hot_share` of `limit`),
-        then the oldest read before `older_than`."""
+                             hot_older_than: datetime, hot_share: float = 0.5,
+                             stale_share: float = 0.2) -> list[str]:
+        """Active grants with a token whose integrations are due, in the order they
+        matter: failing/syncing ones read before `hot_older_than` (up to `hot_share` of
+        `limit`), then grants a webhook marked (`mark_changed`, oldest mark first), then
+        the stalest (never read, then the oldest read before `older_than`). At least
+        `stale_share` of `limit` is kept for the stalest, so a flood of webhooks cannot
+        stop the pass over every grant. Each part is one seek of its own index."""
         c = rm_grants.c
         base = and_(c.status == "active", c.has_token.is_(True))
         out: list[str] = []
         with self._db.read() as conn:
-            out += conn.execute(select(c.grant_id).where(
-                base, c.integrations_refreshed_at.is_(None))
-                .order_by(c.grant_id).limit(limit)).scalars()
-            hot_n = max(0, min(limit - len(out), int(round(limit * hot_share))))
+            hot_n = max(0, min(limit, int(round(limit * hot_share))))
             if hot_n:
-                out += conn.execute(select(c.grant_id).where(
-                    base, c.sync_state.in_(("failing", "syncing")),
-                    c.integrations_refreshed_at < hot_older_than)
-                    .order_by(c.integrations_refreshed_at).limit(hot_n)).scalars()
+                hot: list[tuple[Any, str]] = []
+                for state in ("failing", "syncing"):  # one ordered index range each
+                    hot += conn.execute(select(c.integrations_refreshed_at, c.grant_id).where(
+                        base, c.sync_state == state,
+                        c.integrations_refreshed_at < hot_older_than)
+                        .order_by(c.integrations_refreshed_at).limit(hot_n)).all()
+                out += [g for _, g in sorted(hot, key=lambda r: _aware(r[0]))[:hot_n]]
+            marked_n = max(0, limit - len(out) - int(round(limit * stale_share)))
+            if marked_n:
+                out += [g for g in conn.execute(select(c.grant_id).where(
+                    c.changed_at.is_not(None), base)
+                    .order_by(c.changed_at).limit(marked_n + len(out))).scalars()
+                    if g not in out][:marked_n]
             rest = limit - len(out)
             if rest > 0:
                 seen = set(out)
-                more = conn.execute(select(c.grant_id).where(
-                    base, c.integrations_refreshed_at < older_than)
-                    .order_by(c.integrations_refreshed_at).limit(rest + len(seen))).scalars()
-                out += [g for g in more if g not in seen][:rest]
+                more = list(conn.execute(select(c.grant_id).where(
+                    base, c.integrations_refreshed_at.is_(None))
+                    .limit(rest + len(seen))).scalars())
+                if len(more) < rest + len(seen):
+                    more += conn.execute(select(c.grant_id).where(
+                        base, c.integrations_refreshed_at < older_than)
+                        .order_by(c.integrations_refreshed_at)
+                        .limit(rest + len(seen))).scalars()
+                out += [g for g in dict.fromkeys(more) if g not in seen][:rest]
         return out
 
     def due_for_userinfo(self, limit: int, *, older_than: datetime) -> list[str]:
@@ -183,7 +205,9 @@ class ReadModelQueries(ReadModelWrites):
             raise StoreError("limit must be a whole number, 'off', 'unknown' or 'custom'.")
         return and_(c.limiter_enabled.is_(True), c.transaction_limit == limit)
 
-    def _where(self, f: GrantFilter) -> list[Any]:
+    def _where(self, f: GrantFilter, conn: Connection | None = None) -> list[Any]:
+        """The filter as SQL conditions. `conn`: where a substring search may first count
+        its trigram matches (SQLite), to choose between the trigram table and a walk."""
         c = rm_grants.c
         conds: list[Any] = []
         if f.search and f.search.strip():
@@ -192,7 +216,7 @@ class ReadModelQueries(ReadModelWrites):
                 conds.append(or_(*(self._prefix(func.lower(col), needle)
                                    for col in (c.grant_id, c.customer_ref, c.kryptos_user_id))))
             else:
-                conds.append(c.search_text.contains(needle, autoescape=True))
+                conds.append(self._substring(needle, conn))
         if f.status:
             conds.append(c.status == f.status)
         if f.kind:
@@ -204,11 +228,12 @@ class ReadModelQueries(ReadModelWrites):
         elif f.integration_status:
             conds.append(c.sync_state == f.integration_status)
         if f.queue:
-            conds.append(c.status == "active")
-            conds.append({
-                "failing": c.n_failing > 0, "syncing": c.n_syncing > 0,
-                "never_synced": c.n_never_synced > 0, "not_readable": c.unreadable.is_(True),
-                "no_token": c.has_token.is_(False)}[f.queue])
+            # Written as the partial indexes of 0013_rm_million are (literal values), so
+            # that the planners match a queue to its own small index; on SQLite `+status`
+            # keeps the wide status indexes out of the choice (it has no statistics).
+            sqlite = self._db.is_sqlite
+            conds.append(sql_text(("+" if sqlite else "") + "rm_grants.status = 'active'"))
+            conds.append(_queue_cond(f.queue, sqlite))
         if f.limit is not None:
             conds.append(self._limit_cond(f.limit))
         if f.tier:
@@ -217,6 +242,27 @@ class ReadModelQueries(ReadModelWrites):
         if f.awaiting_approval:
             conds.append(c.grant_id.in_(select(approval_grants.c.grant_id)))
         return conds
+
+    def _substring(self, needle: str, conn: Connection | None) -> Any:
+        """`needle` in the grant id, customer reference or Kryptos user id. PostgreSQL: a
+        LIKE its trigram index (pg_trgm) serves. SQLite: the FTS5 trigram table's matches
+        (needles of 3 characters or more) when there are at most `COUNT_CAP` of them (read
+        once, then the rows by rowid); more matches are dense enough that walking the
+        page's sort index with LIKE finds a page sooner than collecting them all."""
+        c = rm_grants.c
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = c.search_text.like(f"%{escaped}%", escape="\\")
+        if not self._db.is_sqlite or len(needle) < 3:
+            return like
+        phrase = '"' + needle.replace('"', '""') + '"'
+        matches = select(literal_column("rowid")).select_from(
+            sql_text("rm_grants_fts")).where(sql_text("rm_grants_fts MATCH :phrase")
+                                         .bindparams(phrase=phrase))
+        rowid = literal_column("rm_grants.rowid")
+        if conn is None:
+            return rowid.in_(matches)
+        found = list(conn.execute(matches.limit(COUNT_CAP + 1)).scalars())
+        return like if len(found) > COUNT_CAP else rowid.in_(found)
 
     def _prefix(self, expr: Any, needle: str) -> Any:
         """`expr` starts with `needle`, in a form the lower(...) indexes serve: a range on
@@ -239,26 +285,105 @@ class ReadModelQueries(ReadModelWrites):
         return query.order_by(*(c.desc() if descending else c.asc() for c in cols))
 
     def page(self, filters: GrantFilter | None = None, sort: str = "created_at",
-             page: int = 1, page_size: int = 100, *, descending: bool = False) -> GrantPage:
-        """One page of grants, filtered, sorted and counted in SQL."""
+             page: int = 1, page_size: int = 100, *, descending: bool = False,
+             cursor: PageCursor | None = None) -> GrantPage:
+        """One page of grants, filtered, sorted and counted in SQL. Without `cursor`, page
+        number `page` (an OFFSET: for the first pages); with one, the page after or before
+        it by keyset (an index seek however deep; `page` is then only the number shown).
+        The total is counted up to `COUNT_CAP` matches (`total_exact`)."""
         f = filters or GrantFilter()
         if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
             raise StoreError(f"page must be >= 1 and page_size 1-{MAX_PAGE_SIZE}.")
-        conds = self._where(f)
-        # Deferred join: the page's ids from an index walk, then only those rows.
+        if sort not in SORTS:
+            raise StoreError(f"Cannot sort by '{sort}'; choose one of {', '.join(SORTS)}.")
         with self._db.read() as conn:
-            total = int(conn.execute(select(func.count()).select_from(rm_grants)
-                                     .where(*conds)).scalar_one())
-            ids_q = self._ordered(select(rm_grants.c.grant_id).where(*conds), sort, descending,
-                                  filter_first=total <= FILTER_FIRST_MAX)
-            ids = list(conn.execute(
-                ids_q.limit(page_size).offset((page - 1) * page_size)).scalars())
+            conds = self._where(f, conn)
+            total, exact = self._total(conn, conds)
+            small = exact and total <= FILTER_FIRST_MAX
+            if cursor is None:
+                # Deferred join: the page's ids from an index walk, then only those rows.
+                ids_q = self._ordered(select(rm_grants.c.grant_id).where(*conds), sort,
+                                      descending, filter_first=small)
+                ids = list(conn.execute(
+                    ids_q.limit(page_size).offset((page - 1) * page_size)).scalars())
+            else:
+                size = page_size
+                if cursor.before and cursor.grant_id is None and exact and total:
+                    # The last page as page numbers count it: what is left after the
+                    # full pages, so the pages before it line up with the first one.
+                    page = -(-total // page_size)
+                    size = total - (page - 1) * page_size
+                ids = self._walk(conn, conds, sort, descending, cursor, size, small)
+                if cursor.before and cursor.grant_id is not None and len(ids) < page_size:
+                    page = 1  # back at the start: the first page, full
+                    ids = self._walk(conn, conds, sort, descending, None, page_size, small)
             rows = conn.execute(select(*_GRANT_COLUMNS)
                                 .where(rm_grants.c.grant_id.in_(ids))).all() if ids else []
             last = self._last_full_sync(conn)
         by_id = {r.grant_id: r for r in rows}
         return GrantPage(tuple(_grant(by_id[g], last) for g in ids if g in by_id), total,
-                         page, page_size)
+                         page, page_size, total_exact=exact, sort=sort)
+
+    def _total(self, conn: Connection, conds: Sequence[Any]) -> tuple[int, bool]:
+        """How many rows match: every row (`row_count`, cached per version), or the
+        matches counted up to `COUNT_CAP` (a walk that stops there) and whether that is
+        all of them."""
+        if not conds:
+            return self.row_count(), True
+        found = int(conn.execute(select(func.count()).select_from(
+            select(literal_column("1")).select_from(rm_grants).where(*conds)
+            .limit(COUNT_CAP + 1).subquery())).scalar_one())
+        return (found, True) if found <= COUNT_CAP else (COUNT_CAP, False)
+
+    def _walk(self, conn: Connection, conds: Sequence[Any], sort: str, descending: bool,
+              cursor: PageCursor | None, limit: int, filter_first: bool) -> list[str]:
+        """Up to `limit` grant ids in page order after `cursor` (before it, read
+        backwards and returned in page order, when `cursor.before`), by keyset: each
+        part a range of the sort's index. NULL sort values are a block of their own
+        (first on SQLite in ascending order, last on PostgreSQL), walked by grant id."""
+        backwards = cursor is not None and cursor.before
+        desc = descending != backwards
+        col, gid = SORTS[sort], rm_grants.c.grant_id
+        after = cursor if cursor is not None and cursor.grant_id is not None else None
+
+        def beyond(left: Any, right: Any) -> Any:
+            return left < right if desc else left > right
+
+        def run(where: list[Any], order: list[Any], n: int) -> list[str]:
+            if filter_first and self._db.is_sqlite:
+                order = [literal_column(f"+rm_grants.{o.name}") for o in order]
+            q = select(gid).where(*conds, *where).order_by(
+                *(o.desc() if desc else o.asc() for o in order)).limit(n)
+            return list(conn.execute(q).scalars())
+
+        if sort == "grant_id":
+            ids = run([beyond(gid, after.grant_id)] if after else [], [gid], limit)
+        else:
+            nulls_first = self._db.is_sqlite != desc
+            # The two blocks in walk order, and where the cursor stands.
+            blocks = ["null", "value"] if nulls_first else ["value", "null"]
+            if after is not None:
+                here = "null" if after.value is None else "value"
+                blocks = blocks[blocks.index(here):]
+            ids = []
+            for block in blocks:
+                keyed = after is not None and block == ("null" if after.value is None
+                                                         else "value")
+                if block == "null":
+                    where = [col.is_(None)]
+                    if keyed:
+                        where.append(beyond(gid, after.grant_id))  # type: ignore[union-attr]
+                    ids += run(where, [gid], limit - len(ids))
+                else:
+                    where = [col.is_not(None)]
+                    if keyed:
+                        value = literal(after.value, col.type)  # type: ignore[union-attr]
+                        where.append(beyond(tuple_(col, gid),
+                                            tuple_(value, literal(after.grant_id))))  # type: ignore[union-attr]
+                    ids += run(where, [col, gid], limit - len(ids))
+                if len(ids) >= limit:
+                    break
+        return ids[::-1] if backwards else ids
 
     def grants_by_id(self, grant_ids: Sequence[str]) -> dict[str, RmGrant]:
         """The rows of these grants (primary-key lookups, 500 at a time); unknown ids are
@@ -344,25 +469,45 @@ class ReadModelQueries(ReadModelWrites):
         return datetime.fromisoformat(value) if value else None
 
     def freshness(self) -> Freshness:
+        """How fresh the rows are, from indexes alone (no scan of the rows): the row
+        count (`row_count`), the oldest and newest `refreshed_at` and the oldest
+        integrations read (one seek each), the never-read grants (a range of the worker's
+        queue index, as long as that queue)."""
         c = rm_grants.c
-        ready = and_(c.status == "active", c.has_token.is_(True))
-        q = select(func.count(), func.min(c.refreshed_at), func.max(c.refreshed_at),
-                   func.min(case((ready, c.integrations_refreshed_at))),
-                   func.coalesce(func.sum(case(
-                       (and_(ready, c.integrations_refreshed_at.is_(None)), 1), else_=0)), 0))
+        ready = (c.status == "active", c.has_token.is_(True))
+
+        def first(col: Any, *where: Any, desc: bool = False) -> Any:
+            return select(col).where(col.is_not(None), *where).order_by(
+                col.desc() if desc else col).limit(1).scalar_subquery()
+
+        q = select(first(c.refreshed_at), first(c.refreshed_at, desc=True),
+                   first(c.integrations_refreshed_at, *ready),
+                   select(func.count()).select_from(rm_grants).where(
+                       *ready, c.integrations_refreshed_at.is_(None)).scalar_subquery())
+        rows = self.row_count()
         with self._db.read() as conn:
             r = conn.execute(q).one()
             last = self._last_full_sync(conn)
-        return Freshness(int(r[0]), _aware(r[1]), _aware(r[2]), _aware(r[3]), int(r[4]), last)
+        return Freshness(rows, _aware(r[0]), _aware(r[1]), _aware(r[2]), int(r[3] or 0), last)
 
     def stale_rows(self, older_than: datetime) -> int:
         """Active grants with a token whose integrations were read before `older_than`
-        or never."""
+        or never: two ranges of the worker's queue index."""
         c = rm_grants.c
+        ready = (c.status == "active", c.has_token.is_(True))
         with self._db.read() as conn:
-            return int(conn.execute(select(func.count()).select_from(rm_grants).where(
-                c.status == "active", c.has_token.is_(True),
-                or_(c.integrations_refreshed_at.is_(None),
-                    c.integrations_refreshed_at < older_than))).scalar_one())
+            return sum(int(conn.execute(select(func.count()).select_from(rm_grants).where(
+                *ready, cond)).scalar_one()) for cond in (
+                    c.integrations_refreshed_at.is_(None),
+                    c.integrations_refreshed_at < older_than))
 
 
+def _queue_cond(queue: str, sqlite: bool) -> Any:
+    """A work queue's condition with literal values, as its partial index states it."""
+    if queue == "not_readable":
+        return sql_text("rm_grants.unreadable IS " + ("1" if sqlite else "true"))
+    if queue == "no_token":
+        return sql_text("rm_grants.has_token IS " + ("0" if sqlite else "false"))
+    column = {"failing": "n_failing", "syncing": "n_syncing",
+              "never_synced": "n_never_synced"}[queue]
+    return sql_text(f"rm_grants.{column} > 0")

@@ -24,6 +24,8 @@ CSV_CHUNK = 2000
 MAX_PAGE_SIZE = 1000
 #: page(): at most this many matches are sorted directly rather than found by an index walk.
 FILTER_FIRST_MAX = 5000
+#: page() counts matches up to this many; beyond it the total is "at least" this.
+COUNT_CAP = 10_000
 FAILING = frozenset({"FAILED", "PARTIALLY SYNCED"})
 SYNCING = frozenset({"ONGOING", "SYNCING"})
 
@@ -62,6 +64,8 @@ rm_grants = Table(
     Column("fp", BigInteger),
     Column("integrations_fp", BigInteger),
     Column("search_text", Text),
+    # Set by a webhook about the grant, cleared by the worker's next read of it.
+    Column("changed_at", UTCDateTime),
 )
 rm_integrations = Table(
     "rm_integrations", _md,

@@ -12,10 +12,14 @@ from sqlalchemy import (
     Connection,
     and_,
     case,
+    cast,
     delete,
     func,
     literal,
+    null,
+    or_,
     select,
+    union_all,
     update,
 )
 
@@ -33,9 +37,11 @@ from services.store.readmodel.rows import (
     _aggregate_facts,
     _bump,
     _chunks,
+    _grant_fp,
     _grant_row,
     _insert,
     _integrations_fp,
+    _key_in,
     _Tally,
     _vault_fields,
 )
@@ -107,8 +113,7 @@ class ReadModelWrites(_Base):
             self._apply_batch(listed, vault, now, tally)
         self._apply_unlisted_vault(seen, vault, now, started, tally)
         gone = 0
-        for ids in self._keys(rm_grants.c.grant_id, and_(rm_grants.c.status == "active",
-                                                         rm_grants.c.refreshed_at <= started)):
+        for ids in self._unlisted_active(seen, started):
             unlisted = [g for g in ids if g not in seen]
             if unlisted:
                 with self._db.write() as conn:
@@ -119,6 +124,18 @@ class ReadModelWrites(_Base):
                         fp=None)).rowcount or 0
                     _bump(conn)
         return GrantsApplied(len(seen), tally.written, tally.revoked + gone, tally.reactivated)
+
+    def _unlisted_active(self, seen: set[str], started: datetime) -> Iterator[list[str]]:
+        """Active rows written before `started` that may not be in `seen`, a batch at a
+        time. Every listed grant has an active row by now, so when there are no more
+        active rows than listed grants (one index count) there is nothing to walk."""
+        c = rm_grants.c
+        with self._db.read() as conn:
+            active = int(conn.execute(select(func.count()).select_from(rm_grants)
+                                      .where(c.status == "active")).scalar_one())
+        if active <= len(seen):
+            return iter(())
+        return self._keys(c.grant_id, and_(c.status == "active", c.refreshed_at <= started))
 
     def _keys(self, col: Any, cond: Any) -> Iterator[list[str]]:
         """The values of a primary key column whose rows match `cond`, in key order, a
@@ -144,17 +161,40 @@ class ReadModelWrites(_Base):
             return
         ids = sorted(listed)
         with self._db.read() as conn:
-            existing = self._existing(conn, ids)
             if vault is None:
-                vault = self._vault_of(conn, ids)
-        rows = tally.diff([_grant_row(gid, listed[gid], vault.get(gid), now) for gid in ids],
-                          existing)
+                existing, vault = self._existing_and_vault(conn, ids)
+            else:
+                existing = self._existing(conn, ids)
+        tally.listed_with_token += sum(1 for gid in ids if gid in vault)
+        rows = tally.diff([_grant_row(gid, listed[gid], vault.get(gid), now) for gid in ids
+                           if not tally.unchanged(gid, _grant_fp(listed[gid], vault.get(gid)),
+                                                  "active", existing)], existing)
         if rows:
             self._upsert_grants(rows)
 
+    def _existing_and_vault(self, conn: Connection, ids: Sequence[str]
+                            ) -> tuple[dict[str, tuple[Any, str]], dict[str, tuple[Any, ...]]]:
+        """`_existing` and `_vault_of` in one statement (one round trip a batch)."""
+        r, v = rm_grants.c, vault_tokens.c
+        nothing = [cast(null(), col.type) for col in self._VAULT_COLS[1:]]
+        stored = select(literal("r"), r.grant_id, r.fp, r.status, *nothing).where(
+            _key_in(self._db, r.grant_id, ids))
+        tokens = select(literal("v"), v.grant_id, cast(null(), r.fp.type),
+                        cast(null(), r.status.type), *self._VAULT_COLS[1:]).where(
+            _key_in(self._db, v.grant_id, ids))
+        existing: dict[str, tuple[Any, str]] = {}
+        fields: dict[str, tuple[Any, ...]] = {}
+        for row in conn.execute(union_all(stored, tokens)).all():
+            if row[0] == "r":
+                existing[row[1]] = (row[2], row[3])
+            else:
+                fields[row[1]] = tuple(row[4:])
+        return existing, fields
+
     def _vault_of(self, conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
         return {r[0]: tuple(r[1:]) for r in conn.execute(
-            select(*self._VAULT_COLS).where(vault_tokens.c.grant_id.in_(list(ids))))}
+            select(*self._VAULT_COLS).where(_key_in(self._db, vault_tokens.c.grant_id, ids)))
+            .all()}
 
     def _apply_unlisted_vault(self, seen: set[str], vault: Mapping[str, tuple[Any, ...]] | None,
                               now: datetime, started: datetime, tally: _Tally) -> None:
@@ -163,9 +203,11 @@ class ReadModelWrites(_Base):
         if vault is not None:
             chunks: Iterable[Sequence[str]] = _chunks(
                 sorted(g for g in vault if g not in seen), BATCH_SIZE)
+        elif self._stored_tokens() <= tally.listed_with_token:
+            return  # every stored token belongs to a listed grant (one index count)
         else:
-            chunks = ([g for g in ids if g not in seen] for ids in self._keys(
-                vault_tokens.c.grant_id, vault_tokens.c.created_at <= started))
+            chunks = ([g for g in ids if g not in seen]
+                      for ids in self._tokens_without_active_row(started))
         for ids in chunks:
             if not ids:
                 continue
@@ -173,15 +215,42 @@ class ReadModelWrites(_Base):
                 existing = self._existing(conn, ids)
                 fields = vault if vault is not None else self._vault_of(conn, ids)
             rows = tally.diff([_grant_row(g, None, fields[g], now) for g in ids
-                               if g in fields], existing)
+                               if g in fields and not tally.unchanged(
+                                   g, _grant_fp(None, fields[g]), "revoked", existing)],
+                              existing)
             if rows:
                 self._upsert_grants(rows)
 
-    @staticmethod
-    def _existing(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, str]]:
+    def _tokens_without_active_row(self, started: datetime) -> Iterator[list[str]]:
+        """Grants with a token stored before `started` whose row is missing or not active,
+        a batch at a time (keyset on the vault's key, the row joined by its key). Every
+        listed grant's row is active by now, so these are the unlisted tokens the sync
+        must look at; a listed grant is never read twice."""
+        v, r = vault_tokens.c, rm_grants.c
+        after = ""
+        while True:
+            with self._db.read() as conn:
+                page = list(conn.execute(
+                    select(v.grant_id).select_from(vault_tokens.outerjoin(
+                        rm_grants, r.grant_id == v.grant_id))
+                    .where(v.grant_id > after, v.created_at <= started,
+                           or_(r.grant_id.is_(None), r.status != "active"))
+                    .order_by(v.grant_id).limit(BATCH_SIZE)).scalars())
+            if page:
+                yield page
+            if len(page) < BATCH_SIZE:
+                return
+            after = page[-1]
+
+    def _stored_tokens(self) -> int:
+        with self._db.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(vault_tokens))
+                       .scalar_one())
+
+    def _existing(self, conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, str]]:
         return {r[0]: (r[1], r[2]) for r in conn.execute(
             select(rm_grants.c.grant_id, rm_grants.c.fp, rm_grants.c.status)
-            .where(rm_grants.c.grant_id.in_(list(ids))))}
+            .where(_key_in(self._db, rm_grants.c.grant_id, ids))).all()}
 
     def apply_grant(self, grant: Any, vault_entry: Any | None, *,
                     now: datetime | None = None) -> None:
@@ -285,17 +354,22 @@ class ReadModelWrites(_Base):
 
     def apply_integrations_many(
         self, results: Sequence[tuple[str, Sequence[Any] | IntegrationsError]], *,
-        now: datetime | None = None,
+        now: datetime | None = None, read_since: datetime | None = None,
     ) -> None:
         """`apply_integrations` for several grants in one transaction. Grants whose
         integrations did not change only get their times moved (the version stays);
-        grants not in the read model are ignored."""
+        grants not in the read model are ignored. A webhook's mark (`mark_changed`) set
+        before `read_since` (when the reads began; default `now`) is cleared: this read
+        saw what it announced."""
         if not results:
             return
         now = now or _now()
         c = rm_grants.c
         fps = {gid: _integrations_fp(items) for gid, items in results}
         with self._db.write() as conn:
+            conn.execute(update(rm_grants).where(
+                c.grant_id.in_(list(fps)), c.changed_at.is_not(None),
+                c.changed_at <= (read_since or now)).values(changed_at=None))
             before = dict(conn.execute(select(c.grant_id, c.integrations_fp).where(
                 c.grant_id.in_(list(fps)))).all())
             same = [gid for gid, fp in fps.items() if gid in before and before[gid] == fp]
@@ -369,6 +443,17 @@ class ReadModelWrites(_Base):
                 refreshed_at=_now(), integrations_fp=None, **values))
             _bump(conn)
         return True
+
+    def mark_changed(self, grant_id: str, at: datetime | None = None) -> bool:
+        """A webhook said something about this grant changed (`at`: now, by this clock,
+        the one `apply_integrations_many` clears marks by): the worker reads its
+        integrations right after the failing ones (`due_for_integrations`). An earlier
+        mark still waiting is kept (first come, first read). Nothing a page shows moves,
+        so the version stays. False when the grant is unknown."""
+        c = rm_grants.c
+        with self._db.write() as conn:
+            return bool(conn.execute(update(rm_grants).where(c.grant_id == grant_id).values(
+                changed_at=func.coalesce(c.changed_at, at or _now()))).rowcount)
 
     def apply_userinfo(self, grant_id: str, facts: UserFacts | None, *,
                        now: datetime | None = None) -> None:

@@ -12,7 +12,13 @@ from services.kryptos.models import Grant, Integration
 from services.settings import parse_tiers
 from services.store import Database, TokenVault
 from services.store.errors import StoreError
-from services.store.readmodel import GrantFilter, IntegrationsError, ReadModel, UserFacts
+from services.store.readmodel import (
+    LAST_PAGE,
+    GrantFilter,
+    IntegrationsError,
+    ReadModel,
+    UserFacts,
+)
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 TIERS = parse_tiers("Free=1000,Plus=10000,Unlimited=off")
@@ -371,3 +377,116 @@ def test_webhook_integration_updates_idempotently(rm, vault):
     rm.apply_webhook_integration("cgrant_00006", integ("w9", "FAILED"), webhook_id="whd_5",
                                  received_at=datetime.now(UTC))
     assert rm.grant("cgrant_00006").grant.sync_state == "unreadable"
+
+
+def _walk_forward(rm: ReadModel, sort: str, descending: bool, size: int) -> list[str]:
+    """Every grant id, page after page by `next_cursor()`."""
+    out: list[str] = []
+    page = rm.page(sort=sort, descending=descending, page_size=size)
+    while page.rows:
+        out += [r.grant_id for r in page.rows]
+        page = rm.page(sort=sort, descending=descending, page_size=size,
+                       cursor=page.next_cursor())
+    return out
+
+
+@pytest.mark.parametrize("sort", ["created_at", "customer_ref", "grant_id", "n_failing"])
+def test_keyset_pages_walk_every_row_once_both_ways(rm, vault, sort):
+    seeded(rm, vault, n=30)  # odd grants have no token, so no customer reference (NULL)
+    rm.apply_integrations("cgrant_00004", [integ("w1", "FAILED")])
+    for descending in (False, True):
+        expected = [r.grant_id for r in rm.page(sort=sort, descending=descending,
+                                                page_size=1000).rows]
+        assert len(expected) == 31
+        assert _walk_forward(rm, sort, descending, 7) == expected
+        # Backwards from the last page (the last 7 rows) by `previous_cursor()`.
+        page = rm.page(sort=sort, descending=descending, page_size=7, page=2,
+                       cursor=LAST_PAGE)
+        assert [r.grant_id for r in page.rows] == expected[-3:]  # 31 = 4 * 7 + 3
+        assert page.page == 5
+        back: list[str] = []
+        while True:
+            back = [r.grant_id for r in page.rows] + back
+            if page.page == 1:
+                break
+            page = rm.page(sort=sort, descending=descending, page_size=7,
+                           page=page.page - 1, cursor=page.previous_cursor())
+        assert page.rows == rm.page(sort=sort, descending=descending, page_size=7).rows
+        assert back == expected  # pages line up with the first one
+        # Fewer rows than a page before the cursor: the first page, full.
+        second = rm.page(sort=sort, descending=descending, page_size=7, page=1,
+                         cursor=rm.page(sort=sort, descending=descending, page_size=7,
+                                        page=2).previous_cursor())
+        assert second.rows == page.rows
+        early = rm.page(sort=sort, descending=descending, page_size=7, page=2,
+                        cursor=rm.page(sort=sort, descending=descending, page_size=3,
+                                       page=2).previous_cursor())
+        assert early.page == 1 and early.rows == page.rows
+
+
+def test_page_totals_are_counted_up_to_a_cap(rm, vault, monkeypatch):
+    from services.store.readmodel import queries
+
+    seeded(rm, vault, n=30)
+    monkeypatch.setattr(queries, "COUNT_CAP", 10)
+    found = rm.page(GrantFilter(status="active"), page_size=4)
+    assert (found.total, found.total_exact, len(found.rows)) == (10, False, 4)
+    found = rm.page(GrantFilter(search="customer-1"))
+    assert (found.total, found.total_exact) == (5, True)
+    assert rm.page().total == 31 and rm.page().total_exact  # every row: the row count
+
+
+def _plan(db: Database, rm: ReadModel, f: GrantFilter) -> str:
+    """SQLite's plan of the page query's id walk for filter `f`."""
+    from sqlalchemy import select
+
+    from services.store.readmodel import rm_grants
+
+    with db.read() as conn:
+        conds = rm._where(f, conn)
+    q = select(rm_grants.c.grant_id).where(*conds).order_by(
+        rm_grants.c.created_at, rm_grants.c.grant_id).limit(100)
+    sql = str(q.compile(db.engine, compile_kwargs={"literal_binds": True}))
+    with db.read() as conn:
+        return " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+
+
+def test_substring_search_reads_a_trigram_index(rm, vault, db):
+    seeded(rm, vault, n=30)
+    vault.update("cgrant_00008", customer_ref="Shop 100%_off")
+    rm.apply_grants([grant(i) for i in range(30)])
+    assert rm.page(GrantFilter(search="ustomer-2")).total == 6  # 2, 20..28
+    assert rm.page(GrantFilter(search="0%_o")).total == 1  # wildcards are literal
+    assert rm.page(GrantFilter(search="0%")).total == 1  # under 3 characters: a walk
+    assert [r.grant_id for r in rm.page(GrantFilter(search="rant_00017")).rows] == [
+        "cgrant_00017"]
+    if not db.is_sqlite:
+        from sqlalchemy import text
+
+        with db.read() as conn:
+            assert conn.execute(text(
+                "SELECT 1 FROM pg_indexes WHERE indexname = 'ix_rm_grants_trgm'")).first()
+        return
+    # The trigram table's matches, then their rows by rowid: no scan of rm_grants.
+    plan = _plan(db, rm, GrantFilter(search="ustomer-2"))
+    assert "(rowid=?)" in plan and "SCAN rm_grants" not in plan, plan
+    # A customer reference changed in the vault is found under its new value only.
+    vault.update("cgrant_00020", customer_ref="renamed-shop")
+    rm.apply_grants([grant(i) for i in range(30)])
+    assert [r.grant_id for r in rm.page(GrantFilter(search="named-sh")).rows] == [
+        "cgrant_00020"]
+    assert rm.page(GrantFilter(search="ustomer-2")).total == 5
+
+
+@pytest.mark.parametrize("queue", ["failing", "syncing", "never_synced", "not_readable",
+                                   "no_token"])
+def test_each_work_queue_reads_its_own_index(rm, vault, db, queue):
+    seeded(rm, vault, n=30)
+    rm.apply_integrations("cgrant_00004", [integ("w1", "FAILED")])
+    rm.apply_integrations("cgrant_00006", [integ("w1", "SYNCING", synced=False)])
+    rm.apply_integrations("cgrant_00008", IntegrationsError("Token revoked"))
+    expected = {"failing": 1, "syncing": 1, "never_synced": 1, "not_readable": 1,
+                "no_token": 15}[queue]
+    assert rm.page(GrantFilter(queue=queue)).total == expected
+    if db.is_sqlite:
+        assert f"ix_rm_grants_q_{queue}" in _plan(db, rm, GrantFilter(queue=queue))

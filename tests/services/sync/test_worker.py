@@ -420,3 +420,46 @@ def test_no_token_in_the_state_or_the_read_model(env: Env) -> None:
     blob = repr(w.status()) + repr(env.rm.sync_state()) + "".join(env.rm.csv_chunks())
     blob += repr(env.rm.page(page_size=1000).rows)
     assert secrets and not any(s in blob for s in secrets)
+
+
+def test_refresh_order_failing_then_webhook_marked_then_stalest(env: Env) -> None:
+    """The worker reads failing/syncing grants first, then one a webhook just told about,
+    then the one read longest ago; its read clears the webhook's mark."""
+    from services.store.webhook_events import WebhookEvent
+    from services.sync.webhooks import readmodel_hook
+
+    w = env.worker(hot_interval=0.0, cold_interval=0.0)
+    w.run_once(force=True)
+    rows = env.rm.page(GrantFilter(status="active", has_token=True), sort="grant_id",
+                       page_size=1000).rows
+    hot = {r.grant_id for r in rows if r.sync_state in ("failing", "syncing")}
+    quiet = [r.grant_id for r in rows if r.grant_id not in hot
+             and r.sync_state not in ("unreadable",)]
+    assert hot and len(quiet) >= 3
+    marked, stalest = quiet[-1], quiet[-2]
+    # `stalest` was read an hour ago; `marked` gets a webhook that names no integration.
+    env.rm.apply_integrations(stalest, [], now=datetime.now(UTC) - timedelta(hours=1))
+    event = WebhookEvent(id=1, webhook_id="wh_order_1", type="user.updated",
+                         grant_id=marked, kryptos_user_id=None, received_at=datetime.now(UTC),
+                         payload={"type": "user.updated", "data": {}})
+    readmodel_hook(env.rm)(event)
+
+    def due() -> list[str]:
+        now = datetime.now(UTC) + timedelta(seconds=1)
+        return env.rm.due_for_integrations(100, older_than=now, hot_older_than=now)
+
+    order = due()
+    assert set(order[:len(hot)]) == hot  # failing and syncing first
+    assert order[len(hot)] == marked  # then what a webhook marked
+    assert order[len(hot) + 1] == stalest  # then the stalest
+    # The worker reads the hot ones and the marked one: the mark is gone.
+    w.run_once()
+    assert marked not in due()[:len(hot) + 1]
+    # A flood of marks still leaves a fifth of the reads to the stalest.
+    env.rm.apply_integrations(stalest, [], now=datetime.now(UTC) - timedelta(hours=1))
+    assert len(quiet) >= 6
+    for gid in quiet[:-2]:
+        env.rm.mark_changed(gid)
+    some = env.rm.due_for_integrations(5, older_than=datetime.now(UTC),
+                                       hot_older_than=datetime.now(UTC) - timedelta(days=1))
+    assert len(some) == 5 and some[-1] == stalest and set(some[:4]) <= set(quiet[:-2])
