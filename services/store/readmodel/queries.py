@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     and_,
     case,
@@ -233,7 +234,8 @@ class ReadModelQueries(ReadModelWrites):
         slower than sorting the few: `+col` keeps the sort off the index)."""
         if sort not in SORTS:
             raise StoreError(f"Cannot sort by '{sort}'; choose one of {', '.join(SORTS)}.")
-        cols = [SORTS[sort]] if sort == "grant_id" else [SORTS[sort], rm_grants.c.grant_id]
+        cols: list[ColumnElement[Any]] = (
+            [SORTS[sort]] if sort == "grant_id" else [SORTS[sort], rm_grants.c.grant_id])
         if filter_first and self._db.is_sqlite:
             cols = [literal_column(f"+rm_grants.{c.name}") for c in cols]
         return query.order_by(*(c.desc() if descending else c.asc() for c in cols))
