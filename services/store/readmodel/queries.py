@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -43,6 +43,9 @@ from services.store.readmodel.tables import (
     rm_sync_state,
 )
 from services.store.readmodel.writes import ReadModelWrites
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 
 class ReadModelQueries(ReadModelWrites):
@@ -331,7 +334,8 @@ class ReadModelQueries(ReadModelWrites):
             offset += len(rows)
             after = rows[-1][0]
 
-    def iter_csv(self, filters: GrantFilter | None, out: TextIO, sort: str = "grant_id", *,
+    def iter_csv(self, filters: GrantFilter | None, out: SupportsWrite[str],
+                 sort: str = "grant_id", *,
                  descending: bool = False, chunk: int = CSV_CHUNK) -> int:
         """Write `csv_chunks(...)` to `out`; returns the number of grant rows written."""
         written = 0
