@@ -147,7 +147,7 @@ def _attempt_login(runtime: Runtime, username: str, password: str, address: str)
     wait = throttle.locked_for(username, address)
     if wait > 0:
         audit_step("login failure",
-               lambda: runtime.ops.auth.record_login_failed(typed, error_code="LOCKED"))
+               lambda: runtime.operations.auth.record_login_failed(typed, error_code="LOCKED"))
         return _locked_message(wait)
     user = runtime.users().get(username)
     if user is None:
@@ -157,7 +157,7 @@ def _attempt_login(runtime: Runtime, username: str, password: str, address: str)
         ok = check_password(password, user.password_hash)
     if not ok:
         left = throttle.failure(username, address)
-        audit_step("login failure", lambda: runtime.ops.auth.record_login_failed(typed))
+        audit_step("login failure", lambda: runtime.operations.auth.record_login_failed(typed))
         if left == 0:
             return ("Wrong username or password. Too many failed attempts: locked for "
                     f"{throttle.lock_seconds / 60:.0f} minutes.")
@@ -209,7 +209,7 @@ def complete_login(runtime: Runtime, user: User, address: str) -> None:
     st.session_state["authentication_status"] = True
     st.session_state["username"] = user.username
     actor = actor_of(user)
-    audit_step("login", lambda: runtime.ops.auth.record_login(actor))
+    audit_step("login", lambda: runtime.operations.auth.record_login(actor))
 
 
 def check_code(runtime: Runtime, code: str, address: str) -> str | None:
@@ -405,7 +405,7 @@ def logout_button(runtime: Runtime, actor: Actor) -> None:
 def logout(runtime: Runtime, actor: Actor) -> None:
     """End every session of the user (all browsers, all replicas), clear this browser's
     login; the cookie is deleted by the login page's run that follows."""
-    audit_step("logout", lambda: runtime.ops.auth.record_logout(actor))
+    audit_step("logout", lambda: runtime.operations.auth.record_logout(actor))
     try:
         runtime.auth.sessions.end_user(actor.username, END_LOGOUT)
     except StoreError as exc:
