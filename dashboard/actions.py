@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 from dashboard import reads
 from dashboard.formats import fmt_bool, fmt_limit
@@ -311,6 +311,19 @@ class BulkPlan:
     grant_ids: tuple[str, ...]
     tier: str | None = None
     limit: int | None = None
+
+
+@overload
+def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *,
+             dry_run: Literal[True], ticket: str | None = None,
+             progress: ProgressFn | None = None,
+             preview: BulkResult | None = None) -> BulkResult: ...
+
+
+@overload
+def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_run: bool,
+             ticket: str | None = None, progress: ProgressFn | None = None,
+             preview: BulkResult | None = None) -> BulkResult | Held: ...
 
 
 def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_run: bool,

@@ -4,7 +4,7 @@ sorted and paged in SQL (the grid shows one page), exportable as CSV on demand."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
@@ -14,17 +14,22 @@ from dashboard.context import page_context
 from dashboard.csv_io import csv_safe_frame
 from dashboard.formats import fmt_minute
 from dashboard.ui import show_error
-from services.operations import QUEUES, GrantFilter, OperationError, validation
+from services.operations import QUEUES, GrantFilter, OperationError, Queue, validation
 
 DETAIL_PAGE = str(Path(__file__).resolve().parent / "grant_detail.py")
 
-STATUS = {"All": None, "Active": "active", "Revoked": "revoked"}
-KIND = {"All": None, "Guest": "guest", "Linked": "linked", "Unknown": "unknown"}
+# Label shown -> the GrantFilter value (None: no filter).
+STATUS: dict[str, Literal["active", "revoked"] | None] = {
+    "All": None, "Active": "active", "Revoked": "revoked"}
+KIND: dict[str, Literal["guest", "linked", "unknown"] | None] = {
+    "All": None, "Guest": "guest", "Linked": "linked", "Unknown": "unknown"}
 TOKEN = {"All": None, "Stored": True, "Not stored": False}
-INTEGRATIONS = {"All": None, "Failing": "failing", "Syncing": "syncing", "OK": "ok",
-                "None connected": "empty", "Not readable": "unreadable",
-                "Not read yet": "never"}
-QUEUE = {"All": None, **{rm_sections.QUEUE_LABELS[q]: q for q in QUEUES}}
+INTEGRATIONS: dict[str, Literal["failing", "syncing", "ok", "empty", "unreadable", "never"]
+                   | None] = {
+    "All": None, "Failing": "failing", "Syncing": "syncing", "OK": "ok",
+    "None connected": "empty", "Not readable": "unreadable", "Not read yet": "never"}
+QUEUE: dict[str, Queue | None] = {
+    "All": None, **{rm_sections.QUEUE_LABELS[q]: q for q in QUEUES}}
 SORT = {"Created": "created_at", "Grant id": "grant_id", "Customer reference": "customer_ref",
         "Status": "status", "User": "user_kind", "Limit": "transaction_limit",
         "Integrations": "n_integrations", "Failing": "n_failing", "Last sync": "last_sync",

@@ -48,6 +48,7 @@ from services.store.readmodel import (
     Freshness,
     GrantFilter,
     GrantPage,
+    Queue,
     RmGrant,
 )
 
@@ -68,6 +69,7 @@ __all__ = [
     "GrantFilter",
     "GrantPage",
     "QUEUES",
+    "Queue",
     "RmGrant",
     "SORTS",
     "SyncView",

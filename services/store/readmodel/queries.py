@@ -161,7 +161,7 @@ class ReadModelQueries(ReadModelWrites):
         )
         with self._db.read() as conn:
             r = [int(x) for x in conn.execute(q).one()]
-        queues = dict(zip(QUEUES, r[6:11], strict=True))
+        queues: dict[str, int] = dict(zip(QUEUES, r[6:11], strict=True))
         return Counts(total=r[0], active=r[1], revoked=r[0] - r[1], guest=r[2], linked=r[3],
                       unknown_kind=r[4], with_token=r[5], without_token=r[0] - r[5],
                       queues=queues, integrations=r[11], integrations_failing=r[12],
