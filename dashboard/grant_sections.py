@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import altair as alt
 import pandas as pd
@@ -26,12 +26,15 @@ from services.operations import (
     ConfirmationRequired,
     GrantDetail,
     OperationError,
+    Part,
     Permission,
     can,
     validation,
 )
 from services.operations.history import approved_words, collapse, describe_event
 from services.operations.limit_value import GuestLimit
+
+T = TypeVar("T")
 
 GRANTS_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grants.py")
 POLL_SECONDS = 2.0
@@ -55,20 +58,19 @@ def _revoked(detail: GrantDetail) -> bool:
     return detail.grant.status == "revoked"
 
 
-def _part_problem(detail: GrantDetail, part: Any) -> bool:
-    """Show a part's error or note; True when there is no value to render."""
+def _part_value(detail: GrantDetail, part: Part[T]) -> T | None:
+    """A part's value to render, or None after showing its error or note."""
     if part.error is not None and _revoked(detail) and getattr(
             part.error, "status", None) in (401, 403):
         # Expected once the grant is revoked (the banner above says why): not an error.
         st.caption("Not available: the grant is revoked.")
-        return True
+        return None
     if part.error is not None:
         show_error(part.error)
-        return True
+        return None
     if part.value is None:
         st.text(part.note or "Not available.")
-        return True
-    return False
+    return part.value
 
 
 # --- which grant ------------------------------------------------------------------------
@@ -240,9 +242,9 @@ def _revoked_banner(ctx: PageContext, gid: str) -> None:
 
 def session(detail: GrantDetail) -> None:
     st.subheader("Session")
-    if _part_problem(detail, detail.session):
+    s = _part_value(detail, detail.session)
+    if s is None:
         return
-    s = detail.session.value
     if s.has_valid_session:
         st.success("The session is valid.", icon=":material/check_circle:")
     elif _revoked(detail):
@@ -278,9 +280,9 @@ HOLDING_COLUMNS = {
 
 def holdings(detail: GrantDetail) -> None:
     st.subheader("Holdings")
-    if _part_problem(detail, detail.holdings):
+    h = _part_value(detail, detail.holdings)
+    if h is None:
         return
-    h = detail.holdings.value
     sm = h.summary
     cur = h.holdings[0].base_currency if h.holdings else "USD"
     m1, m2, m3, m4 = st.columns(4)
@@ -378,8 +380,8 @@ def integrations(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) -> N
             if st.button("Dismiss", key=f"resync_lost_dismiss_{wid}"):
                 watch.dismiss(gid, wid)
                 st.rerun()
-    if not _part_problem(detail, detail.integrations):
-        found = detail.integrations.value or ()
+    found = _part_value(detail, detail.integrations)
+    if found is not None:
         watch.adopt(gid, [i.wallet_id for i in found if i.is_syncing])
         if not found:
             st.text("No integrations.")
@@ -421,7 +423,7 @@ def _resync_controls(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) 
             if i.is_csv and "from_start" in modes:
                 modes = ["from_start"] + [m for m in modes if m != "from_start"]
             c1, c2, c3 = st.columns([2, 3, 1], vertical_alignment="bottom")
-            mode = c1.selectbox("Mode", modes, format_func=MODE_LABEL.get,
+            mode = c1.selectbox("Mode", modes, format_func=lambda m: MODE_LABEL.get(m, m),
                                 key=f"resync_mode_{wid}")
             reason = c2.text_input("Reason (required for from start)", key=f"resync_reason_{wid}")
             if c3.button("Resync", key=f"resync_{wid}", disabled=wid in watch.watching(gid)):
@@ -633,8 +635,8 @@ def _revoke_dialog(ctx: PageContext, gid: str, watch: ResyncWatch) -> None:
             show_error(exc)
         else:
             # The API's own message ("Grant revoked successfully") would say it twice.
-            held = isinstance(msg, actions.Held)
-            st.session_state[FLASH_KEY] = msg.summary() if held else f"Grant revoked ({gid})."
+            st.session_state[FLASH_KEY] = (msg.summary() if isinstance(msg, actions.Held)
+                                           else f"Grant revoked ({gid}).")
             st.session_state[PENDING_KEY] = bool(pending)
             st.rerun()
 
