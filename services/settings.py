@@ -8,10 +8,11 @@ auth_file, audit_anchor_file, audit_journal_file, reconcile_interval, data_dir, 
 sandbox_port, sandbox_resync_delay, sandbox_url, idle_timeout, session_lifetime,
 totp_required_roles, login_max_failures, login_max_failures_wide, login_lock_seconds,
 login_failure_floor, password_rounds, trusted_proxies, sync_grants_interval, sync_rate,
-sync_enabled, approvals, approval_bulk_over, approval_bulk_window, approval_limit_over,
-approval_ttl_hours) and the `[backend]` table (lower-case keys: jwt_secret, jwt_public_key,
-jwt_audience, jwt_issuer, webhook_secret, webhook_secret_previous, webhook_max_age,
-link_token_rate_limit, customer_rate_limit, jwt_max_lifetime, demo, port).
+sync_enabled, sync_lock_retry, approvals, approval_bulk_over, approval_bulk_window,
+approval_limit_over, approval_ttl_hours) and the `[backend]` table (lower-case keys:
+jwt_secret, jwt_public_key, jwt_audience, jwt_issuer, webhook_secret,
+webhook_secret_previous, webhook_max_age, link_token_rate_limit, customer_rate_limit,
+jwt_max_lifetime, demo, port).
 
 Nothing else in the project reads `os.environ` or the secrets file.
 """
@@ -138,8 +139,9 @@ class Settings:
     sandbox_resync_delay: float = 5.0
     #: Sandbox mode only: use an already running sandbox at this URL instead of starting one.
     sandbox_url: str | None = None
-    #: Console logins (dashboard/auth.py): a session ends after this many seconds without a
-    #: page run (CONSOLE_IDLE_TIMEOUT) or this long after its login (CONSOLE_SESSION_LIFETIME).
+    #: Console logins (dashboard/session_cookie.py): a session ends after this many seconds
+    #: without a page run (CONSOLE_IDLE_TIMEOUT) or this long after its login
+    #: (CONSOLE_SESSION_LIFETIME).
     idle_timeout: float = 20 * 60
     session_lifetime: float = 8 * 3600
     #: Roles whose users must log in with a TOTP code (CONSOLE_TOTP_REQUIRED_ROLES,
@@ -188,6 +190,9 @@ class Settings:
     sync_grants_interval: float = 300.0
     sync_rate: float = 10.0
     sync_enabled: bool = True
+    #: How often a standby process tries the sync lock (SYNC_LOCK_RETRY, seconds): the lease
+    #: after which a replica takes over from a holder that died.
+    sync_lock_retry: float = 5.0
     #: Four-eyes approval (services/operations/approval_policy.py): on/off, a bulk change of more
     #: than `approval_bulk_over` grants, a limit above `approval_limit_over`, and how long
     #: a request waits before it expires. A revoke and a limiter switched off always need one.
@@ -248,6 +253,7 @@ class _SyncSettings(TypedDict):
     sync_grants_interval: float
     sync_rate: float
     sync_enabled: bool
+    sync_lock_retry: float
 
 
 def _read_secrets(path: Path) -> _Table:
@@ -261,8 +267,12 @@ def _read_secrets(path: Path) -> _Table:
 
 
 def _sync_settings(get: _Get, number: _Number, console: _Table) -> _SyncSettings:
-    """SYNC_GRANTS_INTERVAL (s, >= 1), SYNC_RATE (calls/s, > 0), SYNC_ENABLED (bool)."""
+    """SYNC_GRANTS_INTERVAL (s, >= 1), SYNC_RATE (calls/s, > 0), SYNC_ENABLED (bool),
+    SYNC_LOCK_RETRY (s, > 0)."""
     interval = number("SYNC_GRANTS_INTERVAL", console, "sync_grants_interval", 300.0, float)
+    lock_retry = number("SYNC_LOCK_RETRY", console, "sync_lock_retry", 5.0, float)
+    if lock_retry <= 0:
+        raise ConfigError("SYNC_LOCK_RETRY must be a positive number of seconds.")
     rate = number("SYNC_RATE", console, "sync_rate", 10.0, float)
     if interval < 1:
         raise ConfigError("SYNC_GRANTS_INTERVAL must be at least 1 second.")
@@ -275,7 +285,8 @@ def _sync_settings(get: _Get, number: _Number, console: _Table) -> _SyncSettings
         if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             raise ConfigError(f"SYNC_ENABLED must be true or false, not '{raw}'.")
         enabled = value in ("1", "true", "yes", "on")
-    return {"sync_grants_interval": interval, "sync_rate": rate, "sync_enabled": enabled}
+    return {"sync_grants_interval": interval, "sync_rate": rate, "sync_enabled": enabled,
+            "sync_lock_retry": lock_retry}
 
 
 _TRUE = ("1", "true", "yes", "on")
@@ -291,6 +302,33 @@ def _flag(raw: str | None, env_name: str, default: bool) -> bool:
     if value in _FALSE:
         return False
     raise ConfigError(f"{env_name} must be on or off, not '{raw}'.")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """LOG_FORMAT (`text` or `json`: one JSON object a line) and LOG_LEVEL (a `logging`
+    level name), read apart from the other settings: logging is set up before them, and a
+    process whose settings are wrong still logs why."""
+
+    format: str = "text"
+    level: str = "INFO"
+
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_settings(env: Mapping[str, str] | None = None) -> LogSettings:
+    """LOG_FORMAT and LOG_LEVEL from the environment (defaults: text, INFO)."""
+    env = os.environ if env is None else env
+    fmt = (env.get("LOG_FORMAT") or "text").strip().lower()
+    level = (env.get("LOG_LEVEL") or "INFO").strip().upper()
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be text or json, not '{env.get('LOG_FORMAT')}'.")
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+                          f"not '{env.get('LOG_LEVEL')}'.")
+    return LogSettings(fmt, level)
 
 
 def load_settings(
