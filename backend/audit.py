@@ -61,17 +61,17 @@ def audited(
         return trail.run(who, (ROLE,), what, change, target_type=target_type, target_id=tid,
                          params={**(params or {}), "request_id": request_id},
                          describe=lambda exc: _failure(exc, request_id))
-    common = dict(target_type=target_type, target_id=tid, request_id=request_id,
-                  params=dict(params) if params else None)
+    asked = dict(params) if params else None
     try:
         value, after = body()
     except BaseException as exc:
         failure = _failure(exc)
-        trail.event(who, (ROLE,), what, "failed", error_code=failure.code,
-                    error_message=failure.message, **common)
+        trail.event(who, (ROLE,), what, "failed", target_type=target_type, target_id=tid,
+                    request_id=request_id, params=asked, error_code=failure.code,
+                    error_message=failure.message)
         raise
-    trail.event(who, (ROLE,), what, "succeeded", after=dict(after) if after else None,
-                **common)
+    trail.event(who, (ROLE,), what, "succeeded", target_type=target_type, target_id=tid,
+                request_id=request_id, params=asked, after=dict(after) if after else None)
     return value
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jwt
 
@@ -96,7 +97,7 @@ def customer_from_token(token: str | None, config: JwtConfig) -> str:
     return ref
 
 
-def _lifetime(claims: dict) -> float:
+def _lifetime(claims: dict[str, Any]) -> float:
     """`exp - iat`, or `exp - now` when the token has no `iat` (seconds)."""
     try:
         exp = float(claims["exp"])

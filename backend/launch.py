@@ -37,11 +37,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_up(url: str, child: subprocess.Popen, timeout: float = START_TIMEOUT_S) -> None:
+def wait_until_up(url: str, child: subprocess.Popen[bytes],
+                  timeout: float = START_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            raise RuntimeError(f"{' '.join(map(str, child.args))} exited ({child.returncode})")
+            args = child.args
+            command = " ".join(map(str, args)) if isinstance(args, list) else str(args)
+            raise RuntimeError(f"{command} exited ({child.returncode})")
         try:
             with urllib.request.urlopen(url, timeout=2) as answer:
                 if answer.status == 200:
@@ -52,7 +55,7 @@ def wait_until_up(url: str, child: subprocess.Popen, timeout: float = START_TIME
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
-def stop(children: Sequence[subprocess.Popen]) -> None:
+def stop(children: Sequence[subprocess.Popen[bytes]]) -> None:
     for child in reversed(children):
         if child.poll() is None:
             child.terminate()
@@ -65,14 +68,14 @@ def stop(children: Sequence[subprocess.Popen]) -> None:
 
 
 def start_sandbox_stack(env: dict[str, str], *, python: str = sys.executable
-                        ) -> tuple[list[subprocess.Popen], str, str]:
+                        ) -> tuple[list[subprocess.Popen[bytes]], str, str]:
     """Start the sandbox (unless SANDBOX_URL is set) and the backend; return the children,
     the sandbox URL and the backend URL. Sets SANDBOX_URL (and BACKEND_DEMO=on unless set) in
     `env`."""
     # The sandbox stack serves the demo customer app (`/demo`), which must be asked for.
     env.setdefault("BACKEND_DEMO", "on")
     settings = load_settings(env)
-    children: list[subprocess.Popen] = []
+    children: list[subprocess.Popen[bytes]] = []
     backend_port = settings.backend_port or free_port()
     try:
         sandbox_url = settings.sandbox_url

@@ -21,7 +21,7 @@ from backend.ratelimit import RateLimiter, customer_bucket
 from backend.shapes import holdings_answer, session_answer
 from services.kryptos.client import KryptosClient
 from services.kryptos.errors import InvalidTokenError, KryptosError, NotFoundError
-from services.store import AuditTrail, StoreError, TokenVault, VaultEntry
+from services.store import AuditAction, AuditTrail, StoreError, TokenVault, VaultEntry
 from services.store.readmodel import ReadModel
 
 log = logging.getLogger("backend")
@@ -80,9 +80,9 @@ class CustomerService:
         except (StoreError, SQLAlchemyError) as exc:
             log.warning("read model not updated for %s: %s", grant_id, type(exc).__name__)
 
-    def _run(self, ref: str, action: A.AuditAction, body: Callable[[], tuple[T, Any]], *,
+    def _run(self, ref: str, action: AuditAction, body: Callable[[], tuple[T, Any]], *,
              request_id: str | None, read: bool = False, target_type: str = "customer",
-             target_id: str | None = None, params: dict | None = None) -> T:
+             target_id: str | None = None, params: dict[str, Any] | None = None) -> T:
         return A.audited(self.trail, ref, action, body, target_type=target_type,
                          target_id=target_id or ref, params={"customer_ref": ref, **(params or {})},
                          request_id=request_id, read=read)

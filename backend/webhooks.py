@@ -43,8 +43,9 @@ def _text(value: Any, limit: int) -> str | None:
 
 def _facts(payload: Any) -> tuple[str, str | None, str | None]:
     """(type, grant id, Kryptos user id) of a delivery's body."""
-    body = payload if isinstance(payload, Mapping) else {}
-    data = body.get("data") if isinstance(body.get("data"), Mapping) else {}
+    body: Mapping[str, Any] = payload if isinstance(payload, Mapping) else {}
+    inner = body.get("data")
+    data: Mapping[str, Any] = inner if isinstance(inner, Mapping) else {}
     kind = (_text(body.get("event"), TYPE_MAX) or _text(body.get("type"), TYPE_MAX)
             or "unknown")
     grant = _text(data.get("grant_id"), ID_MAX) or _text(body.get("grant_id"), ID_MAX)

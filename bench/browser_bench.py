@@ -493,7 +493,8 @@ def table(results: list[Result]) -> str:
     q = [_ratio(r.grants_rerun_ms, r.bare_rerun_ms) for r in results]
     rows.append(("Grants rerun / bare", [_f(x, ".2f") for x in q],
                  f"worst: {_f(max((x for x in q if x is not None), default=None), '.2f')}",
-                 "<= 1.5", _verdict(None if None in q else all(x <= 1.5 for x in q))))
+                 "<= 1.5", _verdict(None if None in q
+                                    else all(x is not None and x <= 1.5 for x in q))))
     rows.append(("upstream calls while Overview+Grants load, warm",
                  [_f(r.upstream_raw, "d") for r in results], "", "", ""))
     rows.append(("  by the sync worker (its User-Agent)",

@@ -56,6 +56,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import URL
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RATE = 10.0
 
@@ -99,15 +101,18 @@ def _reset_peak() -> None:
         fh.write("5")
 
 
-def _null_sink() -> io.TextIOBase:
-    class Sink(io.TextIOBase):
-        bytes = 0
+class _Sink:
+    """Counts the characters written to it, keeps none."""
 
-        def write(self, s: str) -> int:
-            self.bytes += len(s)
-            return len(s)
+    bytes = 0
 
-    return Sink()
+    def write(self, s: str) -> int:
+        self.bytes += len(s)
+        return len(s)
+
+
+def _null_sink() -> _Sink:
+    return _Sink()
 
 
 def _awaiting_ms(db: object, rm: object, ids: list[str]) -> float:
@@ -142,7 +147,7 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
     schema = _pg_schema(database_url) if database_url else None
     try:
         sb = SandboxClient(base)
-        url = database_url or f"sqlite:///{Path(tmp.name) / 'console.db'}"
+        url: str | URL = database_url or f"sqlite:///{Path(tmp.name) / 'console.db'}"
         if schema:
             from sqlalchemy.engine import make_url
             url = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})

@@ -685,7 +685,7 @@ def table(args: argparse.Namespace, soak: Soak, sessions: list[Session], report:
                + ", ".join(f"{s.user} {s.logins}" for s in sessions))
     audit = f.audit_counts
     total = sum(audit.values())
-    outcomes = Counter()
+    outcomes: Counter[str] = Counter()
     for (_, outcome), n in audit.items():
         outcomes[outcome] += n
     out.append(f"audit log: {total} events ("

@@ -318,7 +318,7 @@ def check_all(ops: Operations, sandbox: Any, client: KryptosClient,
     for e in unsettled_events(events):
         f.unsettled.append(f"#{e.seq} {e.ts:%H:%M:%S} {e.actor_username} {e.action} "
                            f"{e.target_id or ''} (correlation {e.correlation_id[:8]})")
-    for rec in store.list(states=["approved"], limit=10_000):
+    for rec in store.newest(states=["approved"], limit=10_000):
         f.stuck_requests.append(f"request #{rec.id} {rec.action} by {rec.requester_username} "
                                 f"still approved (decided by {rec.decided_by})")
     ids = set(grant_ids)

@@ -39,7 +39,7 @@ def qr_png(uri: str) -> bytes | None:
 
         image = qrcode.make(uri)
         out = io.BytesIO()
-        image.save(out, format="PNG")
+        image.save(out, kind="PNG")  # both of qrcode's drawers (Pillow, pure PNG) take kind
         return out.getvalue()
     except (ImportError, OSError, ValueError) as exc:
         logger.warning("cannot draw the QR code: %s", type(exc).__name__)
@@ -103,7 +103,7 @@ def unlock(runtime: Runtime, actor: Actor, kind: str, value: str) -> int:
     """An admin lifts the locks of a user (`kind` "user") or an address ("address");
     audited `auth.unlock`. Returns how many locks were in force."""
     if not can(actor, Permission.MANAGE_USERS):
-        runtime.ops.require(actor, Permission.MANAGE_USERS, AuditAction.UNLOCK, kind, value)
+        runtime.operations.require(actor, Permission.MANAGE_USERS, AuditAction.UNLOCK, kind, value)
     is_user = kind == "user"
     lifted = runtime.throttle.unlock(username=value if is_user else None,
                                      address=None if is_user else value)

@@ -29,7 +29,7 @@ if not runtime.ok:
     render_setup(runtime.problems, runtime.mode, runtime.live_check)
     st.stop()
 
-approvals_on = runtime.ops.approvals.policy.enabled
+approvals_on = runtime.operations.approvals.policy.enabled
 actor = login_gate(runtime)
 if actor is None:
     # Every page's address shows the login too (not "Page not found" over it), under the

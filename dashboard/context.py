@@ -18,7 +18,7 @@ class PageContext(NamedTuple):
     @property
     def ops(self) -> Operations:
         """The operations, to hand to `dashboard.reads` and `dashboard.actions`."""
-        return self.runtime.ops  # type: ignore[no-any-return]
+        return self.runtime.operations
 
 
 def page_context() -> PageContext:

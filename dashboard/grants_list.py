@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
@@ -13,17 +13,22 @@ import streamlit as st
 from dashboard import reads, rm_sections
 from dashboard.context import PageContext
 from dashboard.formats import fmt_minute
-from services.operations import QUEUES, GrantFilter, GrantPage, RmGrant
+from services.operations import QUEUES, GrantFilter, GrantPage, Queue, RmGrant
 
 DETAIL_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grant_detail.py")
 
-STATUS = {"All": None, "Active": "active", "Revoked": "revoked"}
-KIND = {"All": None, "Guest": "guest", "Linked": "linked", "Unknown": "unknown"}
+# Label shown -> the GrantFilter value (None: no filter).
+STATUS: dict[str, Literal["active", "revoked"] | None] = {
+    "All": None, "Active": "active", "Revoked": "revoked"}
+KIND: dict[str, Literal["guest", "linked", "unknown"] | None] = {
+    "All": None, "Guest": "guest", "Linked": "linked", "Unknown": "unknown"}
 TOKEN = {"All": None, "Stored": True, "Not stored": False}
-INTEGRATIONS = {"All": None, "Failing": "failing", "Syncing": "syncing", "OK": "ok",
-                "None connected": "empty", "Not readable": "unreadable",
-                "Not read yet": "never"}
-QUEUE = {"All": None, **{rm_sections.QUEUE_LABELS[q]: q for q in QUEUES}}
+INTEGRATIONS: dict[str, Literal["failing", "syncing", "ok", "empty", "unreadable", "never"]
+                   | None] = {
+    "All": None, "Failing": "failing", "Syncing": "syncing", "OK": "ok",
+    "None connected": "empty", "Not readable": "unreadable", "Not read yet": "never"}
+QUEUE: dict[str, Queue | None] = {
+    "All": None, **{rm_sections.QUEUE_LABELS[q]: q for q in QUEUES}}
 SORT = {"Created": "created_at", "Grant id": "grant_id", "Customer reference": "customer_ref",
         "Status": "status", "User": "user_kind", "Limit": "transaction_limit",
         "Integrations": "n_integrations", "Failing": "n_failing", "Last sync": "last_sync",

@@ -172,7 +172,7 @@ def _attempt_login(runtime: Runtime, username: str, password: str, address: str)
     wait = throttle.locked_for(username, address)
     if wait > 0:
         audit_step("login failure",
-               lambda: runtime.ops.auth.record_login_failed(typed, error_code="LOCKED"))
+               lambda: runtime.operations.auth.record_login_failed(typed, error_code="LOCKED"))
         return _locked_message(wait)
     user = runtime.users().get(username)
     if user is None or user.sso:
@@ -183,7 +183,7 @@ def _attempt_login(runtime: Runtime, username: str, password: str, address: str)
         ok = check_password(password, user.password_hash)
     if not ok:
         left = throttle.failure(username, address)
-        audit_step("login failure", lambda: runtime.ops.auth.record_login_failed(typed))
+        audit_step("login failure", lambda: runtime.operations.auth.record_login_failed(typed))
         if left == 0:
             return ("Wrong username or password. Too many failed attempts: locked for "
                     f"{throttle.lock_seconds / 60:.0f} minutes.")
@@ -258,9 +258,9 @@ def complete_login(runtime: Runtime, user: User, address: str,
     actor = actor_of(user)
     if isinstance(sso, SsoIdentity):
         identity = sso
-        audit_step("sso login", lambda: runtime.ops.sso.record_sso_login(actor, identity))
+        audit_step("sso login", lambda: runtime.operations.sso.record_sso_login(actor, identity))
     else:
-        audit_step("login", lambda: runtime.ops.auth.record_login(actor))
+        audit_step("login", lambda: runtime.operations.auth.record_login(actor))
 
 
 def choose_password(runtime: Runtime, new: str, again: str, address: str) -> str | None:
@@ -390,7 +390,7 @@ def sso_sign_in(runtime: Runtime, claims: dict[str, Any], address: str
         user = users.get(username)
         return user is not None and not user.sso
 
-    decision = runtime.ops.sso.admit(sso_policy(runtime), claims, sessions.now(),
+    decision = runtime.operations.sso.admit(sso_policy(runtime), claims, sessions.now(),
                                      local_password_user=local_password_user,
                                      session_opened_since=sessions.opened_since)
     if isinstance(decision, SsoRefusal):
@@ -402,7 +402,7 @@ def sso_sign_in(runtime: Runtime, claims: dict[str, Any], address: str
     except UsersError as exc:
         refusal = SsoRefusal(LOCAL_ACCOUNT if exc.code == LOCAL_ACCOUNT else "BAD_USERNAME",
                              decision.username)
-        runtime.ops.sso.record_refused(claims, refusal)
+        runtime.operations.sso.record_refused(claims, refusal)
         return refusal
     except OSError as exc:
         logger.error("single sign-on of %s: the users file cannot be written: %s",
@@ -640,7 +640,7 @@ def logout_button(runtime: Runtime, actor: Actor) -> None:
 def logout(runtime: Runtime, actor: Actor) -> None:
     """End every session of the user (all browsers, all replicas), clear this browser's
     login; the cookie is deleted by the login page's run that follows."""
-    audit_step("logout", lambda: runtime.ops.auth.record_logout(actor))
+    audit_step("logout", lambda: runtime.operations.auth.record_logout(actor))
     try:
         runtime.auth.sessions.end_user(actor.username, END_LOGOUT)
     except StoreError as exc:

@@ -83,7 +83,7 @@ def nav_title(runtime: Runtime, actor: Actor, spec: PageSpec) -> str:
     if spec is not APPROVALS_PAGE:
         return spec.title
     try:
-        n = reads.approvals_waiting_count(runtime.ops, actor)
+        n = reads.approvals_waiting_count(runtime.operations, actor)
     except (OperationError, StoreError) as exc:
         logger.warning("approvals count unavailable: %s", exc.user_message)
         return spec.title
@@ -116,8 +116,8 @@ def refuse_page(runtime: Runtime, actor: Actor, spec: PageSpec) -> bool:
     """For a page's address opened by a user without its permission: one `page.view`
     `denied` event naming the page (not the page's actions: none was attempted), and the
     refusal alone. Returns False (nothing shown) when the operations in fact allow it."""
-    refused = actions.refusal(runtime.ops, actor, spec.permission, AuditAction.PAGE_VIEW, "page",
-                              spec.url_path)
+    refused = actions.refusal(runtime.operations, actor, spec.permission,
+                              AuditAction.PAGE_VIEW, "page", spec.url_path)
     if refused is None:
         return False
     st.title(REFUSED_TITLE)

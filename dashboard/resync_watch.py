@@ -20,9 +20,10 @@ No Streamlit import here: the page draws what `poll` returns.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from dashboard import reads
 from services.kryptos.models import Integration
@@ -53,6 +54,14 @@ class Poll:
     settled: bool
 
 
+class SessionState(Protocol):
+    """Where the watch is kept: Streamlit's `st.session_state`, or a dict in a test."""
+
+    def get(self, key: str, /) -> object: ...
+
+    def __setitem__(self, key: str, value: object, /) -> None: ...
+
+
 class ResyncWatch:
     """Every resync watched in one browser session, by grant."""
 
@@ -66,7 +75,7 @@ class ResyncWatch:
         self.webhook_updates = 0  # statuses taken from webhooks
 
     @classmethod
-    def of(cls, session_state: MutableMapping[str, object]) -> ResyncWatch:
+    def of(cls, session_state: SessionState) -> ResyncWatch:
         """The session's watch (made on first use)."""
         found = session_state.get(SESSION_KEY)
         if not isinstance(found, cls):

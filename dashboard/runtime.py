@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import streamlit as st
 
@@ -35,6 +35,7 @@ from services.operations import Operations
 from services.operations.health import LiveChecker
 from services.operations.users import ConsoleRecorder, UserOps
 from services.operations.users_file import User, UsersError, hash_password, load_users, save_users
+from services.operations.sync_worker import SyncWorkerHandle
 from services.private_files import prepare_data_dir
 from services.secret_file import secret_file
 from services.settings import ConfigError, Settings, load_settings
@@ -45,6 +46,9 @@ from services.store.sessions import LoginFailures, SessionStore
 from services.store.totp import TotpStore
 from services.store.vault import load_vault_key
 from services.sync import SyncWorker, worker_from_settings
+
+if TYPE_CHECKING:
+    from sandbox import ExportedToken, PublicTokenAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -66,15 +70,20 @@ COOKIE_KEY_FILE = "cookie.key"
 _AUTH_LOCK = threading.Lock()
 
 
+class NotConfigured(RuntimeError):
+    """The use cases were asked for while the runtime has problems (no `ops`)."""
+
+
 class SandboxControl(Protocol):
-    """What the console uses of the sandbox's control helpers (see `sandbox.start_sandbox`)."""
+    """What the console uses of the sandbox's control helpers (`sandbox.SandboxClient`, and
+    the `SandboxHandle` of `sandbox.start_sandbox`): play the widget, export the tokens."""
 
-    def create_public_token(self, kind: str = "guest", **kw: Any) -> dict: ...
-
-    def tokens(self, client_id: str | None = None) -> list[dict]: ...
+    def create_public_token(self, kind: str = "guest", client_id: str | None = None,
+                            name: str | None = None, email: str | None = None,
+                            link_token: str | None = None) -> PublicTokenAnswer: ...
 
     def token_pages(self, client_id: str | None = None,
-                    size: int = 5000) -> Iterator[list[dict]]: ...
+                    size: int = 5000) -> Iterator[list[ExportedToken]]: ...
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,7 @@ class Runtime:
     _users_cache: tuple[float, dict[str, User]] | None = field(default=None, repr=False)
     _stop: Callable[[], None] | None = field(default=None, repr=False)
     #: The read model's sync worker of this process (None: SYNC_ENABLED off, or no ops).
-    sync: SyncWorker | None = field(default=None, repr=False)
+    sync: SyncWorkerHandle | None = field(default=None, repr=False)
     _stopped: threading.Event = field(default_factory=threading.Event, repr=False)
     #: Files and folders of the console's private data that group or others may use, found
     #: at start (services/private_files.py); shown to admins.
@@ -136,6 +145,13 @@ class Runtime:
     @property
     def ok(self) -> bool:
         return not self.problems and self.ops is not None
+
+    @property
+    def operations(self) -> Operations:
+        """`ops` of a runtime that is `ok`: what a page uses once the console is set up."""
+        if self.ops is None:
+            raise NotConfigured("The console is not configured; open the start page.")
+        return self.ops
 
     @property
     def is_sandbox(self) -> bool:
@@ -332,6 +348,8 @@ def wire_approvals(runtime: Runtime) -> None:
         user = runtime.users().get(username)
         return None if user is None else tuple(user.roles)
 
+    if runtime.ops is None:  # a runtime with problems has no use cases to wire
+        return
     runtime.ops.approvals.roles_of = roles_of
     runtime.ops.approvals.start_expiry_timer(APPROVAL_EXPIRY_INTERVAL)
 
@@ -343,7 +361,7 @@ def _build_sandbox(settings: Settings) -> Runtime:
     if settings.sandbox_url:
         from sandbox import SandboxClient
 
-        control: Any = SandboxClient(settings.sandbox_url)
+        control: SandboxControl = SandboxClient(settings.sandbox_url)
         base_url = settings.sandbox_url
     else:
         from sandbox import start_sandbox
@@ -460,7 +478,8 @@ class NotInSandbox(Exception):
     """A sandbox-only helper was called in live mode."""
 
 
-def play_widget(runtime: Runtime, kind: str = "guest", link_token: str | None = None) -> dict:
+def play_widget(runtime: Runtime, kind: str = "guest",
+                link_token: str | None = None) -> PublicTokenAnswer:
     """Sandbox mode only: act as a user finishing the Connect widget opened with
     `link_token`. A new user's run returns `{public_token, user_id, kind}` (the token is for
     the exchange only); a returning user's (link token made with their access token) adds an

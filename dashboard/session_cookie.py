@@ -148,7 +148,7 @@ def record(runtime: Runtime, username: str, roles: Any, action: str, outcome: st
            **fields: Any) -> None:
     """Write one login-related audit event (actions in services/store/sessions.py)."""
     try:
-        runtime.ops.ctx.event(username, roles, action, outcome, **fields)
+        runtime.operations.ctx.event(username, roles, action, outcome, **fields)
     except StoreError as exc:
         logger.error("audit of %s failed: %s", action, exc.user_message)
 

@@ -195,7 +195,7 @@ def audit_text(event: AuditEvent, names: Mapping[str, str] | None = None) -> Wor
     word = _WORDING.get(event.action)  # type: ignore[call-overload]
     if word is None:
         return f"{event.action} {event.outcome} by {by}{_why(event)}", "other"
-    return word(event, by, names or {})  # type: ignore[no-any-return]
+    return word(event, by, names or {})
 
 
 def _outcomes(events: Iterable[AuditEvent]) -> list[AuditEvent]:

@@ -140,7 +140,7 @@ st.caption("Each event carries a hash of the previous one; verifying recomputes 
            "kept outside the database, so that events removed from the end are noticed too.")
 
 
-def _verify(expected: tuple[object, object] | None = None) -> None:
+def _verify(expected: tuple[str, str] | None = None) -> None:
     try:
         with st.spinner("Verifying..."):
             report = reads.verify_audit(ctx.ops, ctx.actor, expected)

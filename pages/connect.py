@@ -12,7 +12,7 @@ from dashboard import actions, ui
 from dashboard.context import page_context
 from dashboard.navigation import PROJECT_ROOT
 from services.kryptos.models import mask_token
-from services.operations import OperationError
+from services.operations import LinkTokenIssued, OperationError
 
 ISSUED_KEY = "connect_issued"  # LinkTokenIssued of the last link token
 PUBLIC_KEY = "connect_public"  # {"public_token", "user_id", "kind"} from the sandbox widget
@@ -72,14 +72,14 @@ if create:
         ui.toast_done("Link token created")
     except OperationError as exc:
         ui.show_error(exc)
-issued = st.session_state.get(ISSUED_KEY)
-if issued is not None:
+current: LinkTokenIssued | None = st.session_state.get(ISSUED_KEY)  # the newest one
+if current is not None:
     with st.container(border=True):
-        ui.kv("Link token", issued.masked)
-        ui.kv("For customer", issued.customer_ref)
-        ui.kv("Expires", issued.expires_at.strftime("%Y-%m-%d %H:%M UTC")
-              if issued.expires_at else None)
-        ui.kv("Session", "resumes an existing grant" if issued.resumed else "new customer")
+        ui.kv("Link token", current.masked)
+        ui.kv("For customer", current.customer_ref)
+        ui.kv("Expires", current.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+              if current.expires_at else None)
+        ui.kv("Session", "resumes an existing grant" if current.resumed else "new customer")
 
 # --- sandbox: play the widget ----------------------------------------------------------------
 if ctx.runtime.is_sandbox:
@@ -89,11 +89,11 @@ if ctx.runtime.is_sandbox:
                "exchange; a returning customer's new integration joins their existing grant.")
     w1, w2 = st.columns([2, 1], vertical_alignment="bottom")
     kind = w1.radio("Customer kind", ["guest", "linked"], horizontal=True, key="connect_kind")
-    if w2.button("Complete the widget", key="connect_play", disabled=issued is None,
-                 icon=":material/smart_button:"):
+    if w2.button("Complete the widget", key="connect_play", disabled=current is None,
+                 icon=":material/smart_button:") and current is not None:
         st.session_state.pop(RESUMED_KEY, None)
         try:
-            answer = actions.complete_widget(ctx.runtime, issued, kind)
+            answer = actions.complete_widget(ctx.runtime, current, kind)
         except OperationError as exc:
             ui.show_error(exc)
         else:
@@ -105,7 +105,7 @@ if ctx.runtime.is_sandbox:
                 st.session_state[PUBLIC_KEY] = answer
                 st.session_state.pop(RESULT_KEY, None)
                 ui.toast_done("Widget completed; a public token is ready to exchange")
-    if issued is None:
+    if current is None:
         st.caption("Create a link token first.")
     resumed = st.session_state.get(RESUMED_KEY)
     if resumed is not None:

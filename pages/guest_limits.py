@@ -200,6 +200,7 @@ st.metric("Grants selected", len(selected))
 st.subheader("Change")
 how = st.radio("Apply", [TIER, CUSTOM], horizontal=True, key="bulk_how")
 tier_names = [t.name for t in reads.tiers(ctx.ops)]
+tier: str | None
 if how == TIER:
     tier = st.selectbox(
         "Tier", tier_names, key="bulk_tier", format_func=lambda n: reads.tier_label(ctx.ops, n)
@@ -224,9 +225,12 @@ ticket = st.text_input("Ticket (optional)", key="bulk_ticket")
 plan = actions.BulkPlan(selected, str(tier) if how == TIER else None, limit)
 
 
-def _run(dry_run: bool, progress: actions.ProgressFn | None = None,
-         preview: BulkResult | None = None) -> BulkResult:
-    return actions.run_plan(ctx.ops, ctx.actor, plan, reason, dry_run=dry_run, ticket=ticket,
+def _dry_run() -> BulkResult:
+    return actions.run_plan(ctx.ops, ctx.actor, plan, reason, dry_run=True, ticket=ticket)
+
+
+def _apply(progress: actions.ProgressFn, preview: BulkResult) -> BulkResult | actions.Held:
+    return actions.run_plan(ctx.ops, ctx.actor, plan, reason, dry_run=False, ticket=ticket,
                             progress=progress, preview=preview)
 
 
@@ -258,21 +262,23 @@ def _table(result: BulkResult, key: str) -> None:
     st.text(counts or "No grants.")
 
 
-preview = st.session_state.get(PREVIEW_KEY)
-previewed = preview is not None and preview[0] == plan
+stored = st.session_state.get(PREVIEW_KEY)
+# The dry run of this very plan (None: none yet, or it was of another selection or change).
+preview: BulkResult | None = stored[1] if stored is not None and stored[0] == plan else None
 c1, c2 = st.columns(2)
 if c1.button("Dry run", key="bulk_dry", disabled=not selected):
     st.session_state.pop(RESULT_KEY, None)
     try:
         with st.spinner("Checking each grant and reading the current limits..."):
-            result = _run(dry_run=True)
+            checked = _dry_run()
     except OperationError as exc:
         _show_error(exc)
     else:
-        st.session_state[PREVIEW_KEY] = (plan, result)
-        preview, previewed = (plan, result), True
+        st.session_state[PREVIEW_KEY] = (plan, checked)
+        preview = checked
 
-would = preview[1].count("would_change") if previewed else 0
+previewed = preview is not None
+would = preview.count("would_change") if preview is not None else 0
 apply_clicked = c2.button(
     "Apply", key="bulk_apply", type="primary", disabled=not (selected and previewed and would),
     help="Run a dry run of this selection first; Apply changes only what it says would change.",
@@ -284,27 +290,27 @@ elif previewed and not would:
 if note := actions.approval_note(ctx.ops, "bulk", ctx.actor):
     st.caption(note)
 
-if previewed and not apply_clicked:
+if preview is not None and not apply_clicked:
     st.markdown(f"**Dry run: nothing was changed.** Apply would change {would:,} grant(s).")
-    _table(preview[1], "bulk_preview_table")
+    _table(preview, "bulk_preview_table")
 
-if apply_clicked:
+if apply_clicked and preview is not None:  # enabled only after this plan's dry run
     bar = st.progress(0.0, text=f"0 of {would:,}")
 
     def _progress(done: int, total: int) -> None:
         bar.progress(done / max(total, 1), text=f"{done:,} of {total:,}")
 
     try:
-        result = _run(dry_run=False, progress=_progress, preview=preview[1])
+        applied = _apply(_progress, preview)
     except OperationError as exc:
         _show_error(exc)
     else:
         st.session_state.pop(PREVIEW_KEY, None)
-        if isinstance(result, actions.Held):  # waits for a second person
+        if isinstance(applied, actions.Held):  # waits for a second person
             st.session_state.pop(RESULT_KEY, None)
-            st.info(result.summary(), icon=":material/approval_delegation:")
+            st.info(applied.summary(), icon=":material/approval_delegation:")
             st.stop()
-        st.session_state[RESULT_KEY] = (plan, preview[1], result)
+        st.session_state[RESULT_KEY] = (plan, preview, applied)
 
 # Results belong to the selection and change they were made for: another selection or
 # change hides them.

@@ -122,9 +122,9 @@ def set_webhooks(app: SandboxApp, call: Call) -> tuple[int, dict]:
     if url is not None and (not isinstance(url, str)
                             or not url.startswith(("http://", "https://"))):
         raise BadControl("url must be an http(s) URL or null")
-    if url is not None and (not isinstance(secret, str) or not secret):
-        raise BadControl("secret (a whsec_... string) is required with a url")
     if url is not None:
+        if not isinstance(secret, str) or not secret:
+            raise BadControl("secret (a whsec_... string) is required with a url")
         try:
             check_secret(secret)
         except ValueError as exc:

@@ -9,7 +9,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from sandbox.data import CLIENTS, MAIN_CLIENT
 from sandbox.server import SandboxApp, SandboxHTTPServer
@@ -18,6 +18,31 @@ from sandbox.webhooks import DEFAULT_BACKOFF, WebhookConfig, check_secret
 
 class SandboxControlError(RuntimeError):
     """A control endpoint answered with an error."""
+
+
+class PublicTokenAnswer(TypedDict):
+    """`POST /sandbox/public-token`: the widget's onSuccess. A returning user's run (link
+    token made with their access token) has no public token, and names the grant it joined
+    and the integration it added."""
+
+    public_token: str | None
+    user_id: str
+    kind: str
+    resumed: NotRequired[bool]
+    grant_id: NotRequired[str]
+    wallet_id: NotRequired[str]
+
+
+class ExportedToken(TypedDict):
+    """One stored token of `GET /sandbox/tokens`: what a company's backend kept."""
+
+    grant_id: str
+    access_token: str
+    user_id: str
+    kind: str
+    customer_ref: str | None
+    workspace_id: str | None
+    revoked: bool
 
 
 class SandboxClient:
@@ -98,20 +123,21 @@ class SandboxClient:
 
     def create_public_token(self, kind: str = "guest", client_id: str | None = None,
                             name: str | None = None, email: str | None = None,
-                            link_token: str | None = None) -> dict:
+                            link_token: str | None = None) -> PublicTokenAnswer:
         body: dict[str, Any] = {"kind": kind}
         for key, value in (("client_id", client_id), ("name", name), ("email", email),
                            ("link_token", link_token)):
             if value is not None:
                 body[key] = value
-        return dict(self._call("POST", "/sandbox/public-token", body))
+        answer: PublicTokenAnswer = self._call("POST", "/sandbox/public-token", body)
+        return answer
 
-    def tokens(self, client_id: str | None = None) -> list[dict]:
+    def tokens(self, client_id: str | None = None) -> list[ExportedToken]:
         query = "?" + urllib.parse.urlencode({"client_id": client_id}) if client_id else ""
         return list(self._call("GET", "/sandbox/tokens" + query)["tokens"])
 
     def token_pages(self, client_id: str | None = None,
-                    size: int = 5000) -> Iterator[list[dict]]:
+                    size: int = 5000) -> Iterator[list[ExportedToken]]:
         """`tokens()` a page of at most `size` at a time (memory holds one page)."""
         after = -1
         while True:

@@ -454,7 +454,7 @@ class SandboxState:
                     if ALL_ASSETS[token_id].spam and not include_spam:
                         continue
                     per_asset.setdefault(token_id, []).append((integ, qty))
-            rows = []
+            rows: list[dict[str, Any]] = []
             for token_id, parts in per_asset.items():
                 asset = ALL_ASSETS[token_id]
                 total = round(sum(q for _, q in parts), 8)

@@ -34,7 +34,7 @@ import traceback
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from services.settings import ConfigError, LogSettings, Settings, log_settings
 
@@ -191,25 +191,26 @@ class JsonFormatter(_Base):
 _HANDLER_MARK = "_kryptos_handler"
 
 
-class _Handler(logging.StreamHandler):
+class _Handler(logging.StreamHandler[TextIO]):
     """A stream handler that, without a stream of its own, writes to whatever `sys.stderr`
     is at the time of each line (as logging's last-resort handler does), so a replaced
     stderr (a test's capture, a daemon's redirect) never leaves it writing to a closed one."""
 
-    def __init__(self, stream: Any = None) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         super().__init__()
         self._own = stream
 
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
+    @property
+    def stream(self) -> TextIO:
         return self._own if self._own is not None else sys.stderr
 
     @stream.setter
-    def stream(self, value: Any) -> None:
+    def stream(self, value: TextIO | None) -> None:
         self._own = value
 
 
-def configure(service: str, config: LogSettings, stream: Any = None) -> logging.Handler:
+def configure(service: str, config: LogSettings,
+              stream: TextIO | None = None) -> logging.Handler:
     """Route every record of the process to one handler on `stream` (stderr) in the
     configured format; replaces a handler an earlier call installed. Loggers that keep their
     own handlers (Streamlit's, uvicorn's) are pointed at the same one."""

@@ -24,10 +24,10 @@ import base64
 import binascii
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SECRETS_PATH = PROJECT_ROOT / ".streamlit" / "secrets.toml"
@@ -282,7 +282,22 @@ class Settings:
         return self.audit_journal_file or (self.data_dir / "audit-journal.jsonl")
 
 
-def _read_secrets(path: Path) -> dict:
+# One table of the secrets file ([kryptos], [console], [backend]): TOML values by key.
+_Table = dict[str, Any]
+# get(env_name, table, key): the environment's value, else the table's, as text (or None).
+_Get = Callable[[str, _Table, str], str | None]
+# number(env_name, table, key, default, kind): that value parsed by kind (int or float).
+_Number = Callable[[str, _Table, str, float, Callable[[str], float]], float]
+
+
+class _SyncSettings(TypedDict):
+    sync_grants_interval: float
+    sync_rate: float
+    sync_enabled: bool
+    sync_lock_retry: float
+
+
+def _read_secrets(path: Path) -> _Table:
     if not path.is_file():
         return {}
     try:
@@ -292,7 +307,7 @@ def _read_secrets(path: Path) -> dict:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
 
-def _sync_settings(get: Any, number: Any, console: dict) -> dict[str, Any]:
+def _sync_settings(get: _Get, number: _Number, console: _Table) -> _SyncSettings:
     """SYNC_GRANTS_INTERVAL (s, >= 1), SYNC_RATE (calls/s, > 0), SYNC_ENABLED (bool),
     SYNC_LOCK_RETRY (s, > 0)."""
     interval = number("SYNC_GRANTS_INTERVAL", console, "sync_grants_interval", 300.0, float)
@@ -368,14 +383,15 @@ def load_settings(
     console = {str(k).lower(): v for k, v in dict(secrets.get("console", {})).items()}
     backend = {str(k).lower(): v for k, v in dict(secrets.get("backend", {})).items()}
 
-    def get(env_name: str, table: dict, key: str) -> str | None:
+    def get(env_name: str, table: _Table, key: str) -> str | None:
         value = env.get(env_name)
         if value not in (None, ""):
             return str(value)
         value = table.get(key)
         return None if value in (None, "") else str(value)
 
-    def number(env_name: str, table: dict, key: str, default: float, kind: type) -> float:
+    def number(env_name: str, table: _Table, key: str, default: float,
+               kind: Callable[[str], float]) -> float:
         raw = get(env_name, table, key)
         if raw is None:
             return default
@@ -596,7 +612,7 @@ def _rounds(value: int) -> int:
     return value
 
 
-def _trusted_proxies(get: Any, console: dict, number: Any) -> int:
+def _trusted_proxies(get: _Get, console: _Table, number: _Number) -> int:
     """CONSOLE_TRUSTED_PROXIES. CONSOLE_CLIENT_ADDRESS_HEADER (a header's left-most entry,
     which the client writes) is refused rather than ignored: a deployment that sets it must
     count its proxies instead, not silently lose its per-address limit."""

@@ -30,7 +30,7 @@ class MovableClock:
         self.now += seconds
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 15.0, what: str = "it") -> T:
+def wait_for(predicate: Callable[[], T | None], timeout: float = 15.0, what: str = "it") -> T:
     """Poll `predicate` until it returns a true value (returned); AssertionError after
     `timeout` seconds."""
     deadline = time.monotonic() + timeout

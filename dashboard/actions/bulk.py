@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal, overload
 
 from dashboard import reads
 from services.operations import Actor, BulkResult, OperationError, Operations, ValidationError
@@ -72,6 +73,19 @@ class BulkPlan:
     grant_ids: tuple[str, ...]
     tier: str | None = None
     limit: int | None = None
+
+
+@overload
+def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *,
+             dry_run: Literal[True], ticket: str | None = None,
+             progress: ProgressFn | None = None,
+             preview: BulkResult | None = None) -> BulkResult: ...
+
+
+@overload
+def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_run: bool,
+             ticket: str | None = None, progress: ProgressFn | None = None,
+             preview: BulkResult | None = None) -> BulkResult | Held: ...
 
 
 def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_run: bool,

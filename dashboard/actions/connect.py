@@ -8,7 +8,7 @@ import io
 
 from dashboard import reads
 from dashboard.runtime import NotInSandbox, Runtime, play_widget
-from sandbox import SandboxControlError
+from sandbox import PublicTokenAnswer, SandboxControlError
 from services.operations import (
     Actor,
     GrantRow,
@@ -41,7 +41,8 @@ def exchange_public_token(ops: Operations, actor: Actor, customer_ref: str,
     return row
 
 
-def complete_widget(runtime: Runtime, issued: LinkTokenIssued, kind: str) -> dict:
+def complete_widget(runtime: Runtime, issued: LinkTokenIssued,
+                    kind: str) -> PublicTokenAnswer:
     """Sandbox mode: play the customer's part of the widget opened with `issued`'s link
     token. A returning customer's run adds an integration to their grant (`resumed`), which
     is dropped from the cache; a new customer's gives a public token to exchange."""

@@ -1,11 +1,11 @@
 """What the Grant detail sections share: the flash message keys, the two-column facts
-table, a part's error or note, the grant's pending approval requests and the approval
+table, a part's value (or its error or note), the grant's pending approval requests and the approval
 caption of the change forms.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -23,6 +23,8 @@ FLASH_KEY = "grant_flash"  # the last change's message, shown once after the rer
 PENDING_KEY = "grant_record_pending"  # the last change's audit record waits in the journal
 APPROVALS_LINK = "/approvals"
 
+T = TypeVar("T")
+
 
 def kv_table(rows: list[tuple[str, str]]) -> None:
     """A two-column table of labels and (possibly upstream) values, rendered as cells."""
@@ -37,20 +39,19 @@ def is_revoked(detail: GrantDetail) -> bool:
     return detail.grant.status == "revoked"
 
 
-def part_problem(detail: GrantDetail, part: Part[Any]) -> bool:
-    """Show a part's error or note; True when there is no value to render."""
+def part_value(detail: GrantDetail, part: Part[T]) -> T | None:
+    """A part's value to render, or None after showing its error or note."""
     if part.error is not None and is_revoked(detail) and getattr(
             part.error, "status", None) in (401, 403):
         # Expected once the grant is revoked (the banner above says why): not an error.
         st.caption("Not available: the grant is revoked.")
-        return True
+        return None
     if part.error is not None:
         show_error(part.error)
-        return True
+        return None
     if part.value is None:
         st.text(part.note or "Not available.")
-        return True
-    return False
+    return part.value
 
 
 def wallet_names(detail: GrantDetail) -> dict[str, str]:

@@ -13,7 +13,7 @@ import streamlit as st
 from dashboard import actions
 from dashboard.context import PageContext
 from dashboard.csv_io import csv_safe_frame
-from dashboard.grant_detail.common import part_problem, wallet_names
+from dashboard.grant_detail.common import part_value, wallet_names
 from dashboard.resync_watch import ResyncWatch
 from dashboard.ui import escape_markdown, record_pending_note, show_error, toast_done
 from services.kryptos.models import Integration
@@ -59,8 +59,8 @@ def integrations(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) -> N
             if st.button("Dismiss", key=f"resync_lost_dismiss_{wid}"):
                 watch.dismiss(gid, wid)
                 st.rerun()
-    if not part_problem(detail, detail.integrations):
-        found = detail.integrations.value or ()
+    found = part_value(detail, detail.integrations)
+    if found is not None:
         watch.adopt(gid, [i.wallet_id for i in found if i.is_syncing])
         if not found:
             st.text("No integrations.")
@@ -102,7 +102,7 @@ def _resync_controls(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) 
             if i.is_csv and "from_start" in modes:
                 modes = ["from_start"] + [m for m in modes if m != "from_start"]
             c1, c2, c3 = st.columns([2, 3, 1], vertical_alignment="bottom")
-            mode = c1.selectbox("Mode", modes, format_func=MODE_LABEL.get,
+            mode = c1.selectbox("Mode", modes, format_func=lambda m: MODE_LABEL.get(m, m),
                                 key=f"resync_mode_{wid}")
             reason = c2.text_input("Reason (required for from start)", key=f"resync_reason_{wid}")
             if c3.button("Resync", key=f"resync_{wid}", disabled=wid in watch.watching(gid)):

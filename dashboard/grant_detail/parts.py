@@ -8,15 +8,15 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.csv_io import csv_safe_frame
-from dashboard.grant_detail.common import is_revoked, kv_table, part_problem, wallet_names
+from dashboard.grant_detail.common import is_revoked, kv_table, part_value, wallet_names
 from services.operations import GrantDetail
 
 
 def session(detail: GrantDetail) -> None:
     st.subheader("Session")
-    if part_problem(detail, detail.session):
+    s = part_value(detail, detail.session)
+    if s is None:
         return
-    s = detail.session.value
     if s.has_valid_session:
         st.success("The session is valid.", icon=":material/check_circle:")
     elif is_revoked(detail):
@@ -45,9 +45,9 @@ HOLDING_COLUMNS = {
 
 def holdings(detail: GrantDetail) -> None:
     st.subheader("Holdings")
-    if part_problem(detail, detail.holdings):
+    h = part_value(detail, detail.holdings)
+    if h is None:
         return
-    h = detail.holdings.value
     sm = h.summary
     cur = h.holdings[0].base_currency if h.holdings else "USD"
     m1, m2, m3, m4 = st.columns(4)

@@ -74,7 +74,7 @@ class ReadCache:
             found = self._entries.get(key)
             if found is not None and found[0] > self._clock():
                 self.hits += 1
-                return found[1]  # type: ignore[no-any-return]
+                return found[1]
             flight = self._flights.get(key)
             owner = flight is None
             if flight is None:

@@ -50,6 +50,7 @@ from services.store.readmodel import (
     GrantFilter,
     GrantPage,
     PageCursor,
+    Queue,
     RmGrant,
 )
 
@@ -72,6 +73,7 @@ __all__ = [
     "LAST_PAGE",
     "PageCursor",
     "QUEUES",
+    "Queue",
     "RmGrant",
     "SORTS",
     "SyncView",

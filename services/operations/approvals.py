@@ -369,7 +369,7 @@ class ApprovalOps:
         return self._waiting(actor)
 
     def _waiting(self, actor: Actor) -> list[ApprovalRequest]:
-        out = [ApprovalRequest(r, Change.of(r)) for r in self.store.list(states=["pending"])]
+        out = [ApprovalRequest(r, Change.of(r)) for r in self.store.newest(states=["pending"])]
         return [r for r in reversed(out) if r.record.requester_username != actor.username
                 and can(actor, r.change.permission)]
 
@@ -384,13 +384,13 @@ class ApprovalOps:
         """The actor's own requests, newest first."""
         self._view(actor)
         return [ApprovalRequest(r, Change.of(r))
-                for r in self.store.list(requester=actor.username, limit=limit)]
+                for r in self.store.newest(requester=actor.username, limit=limit)]
 
     def history(self, actor: Actor, limit: int = 200) -> list[ApprovalRequest]:
         """Decided requests (any outcome), newest first."""
         self._view(actor)
         return [ApprovalRequest(r, Change.of(r))
-                for r in self.store.list(states=DECIDED, limit=limit)]
+                for r in self.store.newest(states=DECIDED, limit=limit)]
 
 
 # The rules and the request model stay importable from here.

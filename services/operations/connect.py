@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import IO, Any
 
 from services.kryptos.errors import KryptosError
@@ -11,7 +12,7 @@ from services.kryptos.models import TokenExchange, mask_token
 from services.operations import validation as v
 from services.operations.context import OpsContext
 from services.operations.errors import NotFound, OperationError, UpstreamError, ValidationError
-from services.operations.models import GrantRow, LinkTokenIssued
+from services.operations.models import GrantRow, LinkTokenIssued, user_kind
 from services.operations.permissions import Actor, Permission
 from services.store.actions import AuditAction
 from services.store.audit import NewAuditEvent, new_correlation_id
@@ -110,7 +111,7 @@ class ConnectOps:
             row = GrantRow(
                 grant_id=ex.grant_id, workspace_id=ex.workspace_id, scopes=ex.scope,
                 created_at=None, expires_at=None, status="active", customer_ref=ref,
-                user_kind=entry.user_kind if entry is not None else None,
+                user_kind=user_kind(entry.user_kind) if entry is not None else None,
                 has_token=True, masked_token=ex.masked_token,
                 kryptos_user_id=entry.kryptos_user_id if entry is not None else None,
             )
@@ -134,7 +135,7 @@ class ConnectOps:
         return GrantRow(
             grant_id=gid, workspace_id=entry.workspace_id, scopes="", created_at=None,
             expires_at=None, status="active", customer_ref=entry.customer_ref or ref,
-            user_kind=entry.user_kind if entry.user_kind in ("guest", "linked") else None,
+            user_kind=user_kind(entry.user_kind),
             has_token=True, masked_token=entry.masked_token,
             kryptos_user_id=entry.kryptos_user_id,
         )
@@ -189,14 +190,13 @@ class ConnectOps:
         each grant's history says when its token was imported; written in one batch."""
         events: list[NewAuditEvent] = []
         for gid, added, ref in report.stored:
-            cid = new_correlation_id()
-            common = dict(actor_username=actor.username, actor_roles=tuple(sorted(actor.roles)),
-                          action=AuditAction.TOKEN_IMPORT.value, target_type="grant",
-                          target_id=gid, correlation_id=cid)
-            events.append(NewAuditEvent(outcome="requested",
-                                        params={"customer_ref": ref}, **common))
-            events.append(NewAuditEvent(outcome="succeeded", params={"customer_ref": ref},
-                                        after={"stored": "added" if added else "replaced"},
-                                        **common))
+            requested = NewAuditEvent(
+                actor_username=actor.username, actor_roles=tuple(sorted(actor.roles)),
+                action=AuditAction.TOKEN_IMPORT.value, outcome="requested",
+                target_type="grant", target_id=gid, params={"customer_ref": ref},
+                correlation_id=new_correlation_id())
+            events.append(requested)
+            events.append(replace(requested, outcome="succeeded",
+                                  after={"stored": "added" if added else "replaced"}))
         if events:
             self.ctx.audit_log.append_many(events)

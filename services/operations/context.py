@@ -23,6 +23,7 @@ from services.operations.errors import (
     UpstreamError,
 )
 from services.operations.permissions import Actor, Permission, can
+from services.operations.sync_worker import SyncWorkerHandle
 from services.settings import Tier
 from services.store.audit import AuditEvent, AuditLog
 from services.store.errors import StoreError, VaultEntryNotFound
@@ -73,22 +74,27 @@ def describe(what: str, *, skippable: bool = False) -> Callable[[BaseException],
 
     def failure(exc: BaseException) -> Failure:
         if isinstance(exc, KryptosError):
-            err = UpstreamError.from_kryptos(exc, what)
-            if skippable and err.code in SKIPPED_CODES:
-                return Failure(err.code, err.user_message, err.request_id, raise_instead=err,
-                               outcome="skipped")
+            upstream = UpstreamError.from_kryptos(exc, what)
+            code = upstream.code or "UPSTREAM_ERROR"  # from_kryptos always names one
+            if skippable and code in SKIPPED_CODES:
+                return Failure(code, upstream.user_message, upstream.request_id,
+                               raise_instead=upstream, outcome="skipped")
             if isinstance(exc, (ServerError, MalformedResponseError)):
                 # The server got the request; whether it acted is unknown (timeouts and
                 # dropped connections already say so in the client's own message).
-                err.user_message += UNCERTAIN_OUTCOME
-                err.args = (err.user_message,)
-            return Failure(err.code, err.user_message, err.request_id, raise_instead=err)
+                upstream.user_message += UNCERTAIN_OUTCOME
+                upstream.args = (upstream.user_message,)
+            return Failure(code, upstream.user_message, upstream.request_id,
+                           raise_instead=upstream)
         if isinstance(exc, OperationError):
-            outcome = "skipped" if skippable and exc.code in SKIPPED_CODES else "failed"
-            return Failure(exc.code, exc.user_message, exc.request_id, outcome=outcome)
+            code = exc.code or "OPERATION_FAILED"
+            outcome = "skipped" if skippable and code in SKIPPED_CODES else "failed"
+            return Failure(code, exc.user_message, exc.request_id, outcome=outcome)
         if isinstance(exc, StoreError):  # e.g. a vault row that no longer decrypts
-            err = OperationError(f"{what} failed: {exc.user_message}", code="STORE_ERROR")
-            return Failure(err.code, err.user_message, raise_instead=err)
+            store_failure = OperationError(f"{what} failed: {exc.user_message}",
+                                           code="STORE_ERROR")
+            return Failure("STORE_ERROR", store_failure.user_message,
+                           raise_instead=store_failure)
         if not isinstance(exc, Exception):  # interrupted (Ctrl-C, a session stopped)
             return Failure("INTERRUPTED", f"{what} was interrupted before it finished; part "
                                           "of it may have been done.")
@@ -129,7 +135,7 @@ class OpsContext:
         self.readmodel = (readmodel if readmodel is not None
                           else ReadModel(audit_log.db, self.tiers))
         # The process's sync worker (services.sync.SyncWorker), when the console runs one.
-        self.sync_worker: Any = None
+        self.sync_worker: SyncWorkerHandle | None = None
 
     def __repr__(self) -> str:
         return f"OpsContext(max_workers={self.max_workers}, tiers={len(self.tiers)})"

@@ -37,6 +37,7 @@ from services.operations.permissions import Actor, Permission
 from services.operations.reconcile import Reconciler
 from services.operations.sso import SsoOps
 from services.operations.sync import SyncOps
+from services.operations.sync_worker import SyncWorkerHandle
 from services.operations.timeline import TimelineOps
 from services.settings import Settings, Tier
 from services.store.approvals import ApprovalStore
@@ -103,7 +104,7 @@ class Operations:
     def readmodel(self) -> ReadModel:
         return self.ctx.readmodel
 
-    def attach_sync_worker(self, worker: object) -> None:
+    def attach_sync_worker(self, worker: SyncWorkerHandle) -> None:
         """The process's sync worker (services.sync.SyncWorker), for `ops.sync.status`."""
         self.ctx.sync_worker = worker
 

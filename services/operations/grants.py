@@ -7,8 +7,10 @@ once, and a grant's live reads write what they learned back to it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from services.kryptos.errors import (
     InvalidTokenError,
@@ -17,7 +19,7 @@ from services.kryptos.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from services.kryptos.models import Grant, Integration, UserInfo
+from services.kryptos.models import Grant, Holdings, Integration, SessionStatus, UserInfo
 from services.operations import validation as v
 from services.operations.approval_policy import Change
 from services.operations.context import OpsContext
@@ -30,7 +32,13 @@ from services.operations.errors import (
 )
 from services.operations.four_eyes import ApprovalExecution, FourEyes, Held
 from services.operations.grant_lists import GrantListReads, grant_row
-from services.operations.models import GrantDetail, GrantRow, Part, ResyncOutcome
+from services.operations.models import (
+    GrantDetail,
+    GrantRow,
+    Part,
+    ResyncOutcome,
+    user_kind,
+)
 from services.operations.permissions import Actor, Permission
 from services.store.actions import AuditAction
 from services.store.audit import AuditEvent, AuditFilter
@@ -52,12 +60,27 @@ CSV_LATEST_MESSAGE = (
 )
 #: Answers saying "this grant's integrations cannot be read" (as the sync worker reads them).
 UNREADABLE = (InvalidTokenError, PermissionDeniedError, NotFoundError, MalformedResponseError)
-_PART_LABELS = {
-    "session": "Checking the session",
-    "holdings": "Reading holdings",
-    "integrations": "Reading integrations",
-    "userinfo": "Reading user info",
-}
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """A grant's four live reads, each a value, an error or the no-token note."""
+
+    session: Part[SessionStatus]
+    holdings: Part[Holdings]
+    integrations: Part[tuple[Integration, ...]]
+    userinfo: Part[UserInfo]
+
+
+def _part(future: Future[T] | None, label: str) -> Part[T]:
+    """A read's result as a part: None (no token, not read) is the no-token note."""
+    if future is None:
+        return Part(note=NO_TOKEN_NOTE)
+    try:
+        return Part(value=future.result())
+    except KryptosError as exc:
+        return Part(error=UpstreamError.from_kryptos(exc, label))
 
 
 class GrantOps(GrantListReads):
@@ -96,7 +119,7 @@ class GrantOps(GrantListReads):
                 )
             status = "active" if match is not None else "revoked"
         else:
-            session = parts["session"].value
+            session = parts.session.value
             invalid = session is not None and not session.has_valid_session
             status = "revoked" if invalid else "active"
             assert grants_error is not None
@@ -106,10 +129,11 @@ class GrantOps(GrantListReads):
                 "No access token is stored for this grant: session, holdings, integrations "
                 "and user info cannot be read. Only what the grants list knows is shown."
             )
-        if parts["userinfo"].ok:
-            self.ctx.learn_from_userinfo(gid, parts["userinfo"].value)
-        elif parts["session"].ok and parts["session"].value.user_id:
-            self.ctx.remember(gid, kryptos_user_id=parts["session"].value.user_id)
+        info, seen = parts.userinfo.value, parts.session.value
+        if parts.userinfo.ok and info is not None:
+            self.ctx.learn_from_userinfo(gid, info)
+        elif parts.session.ok and seen is not None and seen.user_id:
+            self.ctx.remember(gid, kryptos_user_id=seen.user_id)
         entry = self.ctx.entry(gid) if entry is not None else None
         if synced is None and (match is not None or entry is not None):
             self.ctx.rm_update("opening a grant", lambda rm: rm.apply_grant(match, entry))
@@ -118,10 +142,10 @@ class GrantOps(GrantListReads):
                else grant_row(gid, match, entry, status))
         return GrantDetail(
             grant=row,
-            session=parts["session"],
-            holdings=parts["holdings"],
-            integrations=parts["integrations"],
-            userinfo=parts["userinfo"],
+            session=parts.session,
+            holdings=parts.holdings,
+            integrations=parts.integrations,
+            userinfo=parts.userinfo,
             notes=tuple(notes),
             row=self._rm_grant(gid),
         )
@@ -134,9 +158,9 @@ class GrantOps(GrantListReads):
             return None
         return found.grant if found is not None else None
 
-    def _learned(self, gid: str, parts: dict[str, Part[Any]]) -> None:
+    def _learned(self, gid: str, parts: _Parts) -> None:
         """Write a grant's live integrations and user info back to its read-model rows."""
-        integ, info = parts["integrations"], parts["userinfo"]
+        integ, info = parts.integrations, parts.userinfo
         if integ.ok:
             items = list(integ.value or ())
             self.ctx.rm_update("reading integrations",
@@ -151,31 +175,24 @@ class GrantOps(GrantListReads):
 
     def _read_parts(
         self, token: str | None, *, list_grants: bool = True,
-    ) -> tuple[dict[str, Part[Any]], list[Grant] | None, OperationError | None]:
+    ) -> tuple[_Parts, list[Grant] | None, OperationError | None]:
         c = self.ctx.client
         with ThreadPoolExecutor(max_workers=5, thread_name_prefix="grant-detail") as pool:
             grants_f = pool.submit(c.list_grants) if list_grants else None
-            futs: dict[str, Future[Any]] = {}
-            if token is not None:
-                futs = {
-                    "session": pool.submit(c.check_session, token),
-                    "holdings": pool.submit(c.get_holdings, token),
-                    "integrations": pool.submit(c.list_integrations, token),
-                    "userinfo": pool.submit(c.get_userinfo, token),
-                }
-            parts: dict[str, Part[Any]] = {}
-            for name, label in _PART_LABELS.items():
-                if name not in futs:
-                    parts[name] = Part(note=NO_TOKEN_NOTE)
-                    continue
-                try:
-                    value = futs[name].result()
-                except KryptosError as exc:
-                    parts[name] = Part(error=UpstreamError.from_kryptos(exc, label))
-                    continue
-                if name == "integrations":
-                    value = tuple(value)
-                parts[name] = Part(value=value)
+
+            def read(call: Callable[[str], T]) -> Future[T] | None:
+                return pool.submit(call, token) if token is not None else None
+
+            # All four are sent before any answer is awaited.
+            session_f, holdings_f = read(c.check_session), read(c.get_holdings)
+            integrations_f = read(lambda t: tuple(c.list_integrations(t)))
+            userinfo_f = read(c.get_userinfo)
+            parts = _Parts(
+                session=_part(session_f, "Checking the session"),
+                holdings=_part(holdings_f, "Reading holdings"),
+                integrations=_part(integrations_f, "Reading integrations"),
+                userinfo=_part(userinfo_f, "Reading user info"),
+            )
             if grants_f is None:
                 return parts, None, None
             try:
@@ -343,17 +360,23 @@ def _facts(info: UserInfo) -> UserFacts:
 
 def _from_rm(r: RmGrant, e: VaultEntry | None) -> GrantRow:
     """A read-model row as the grant pages show it (the vault entry, when given, is newer)."""
-    kind = getattr(e, "user_kind", None) or r.user_kind
+    if e is None:
+        return GrantRow(
+            grant_id=r.grant_id, workspace_id=r.workspace_id, scopes=r.scopes or "",
+            created_at=r.created_at, expires_at=r.expires_at,
+            status="revoked" if r.status == "revoked" else "active",
+            customer_ref=r.customer_ref, user_kind=user_kind(r.user_kind), has_token=False,
+            masked_token=r.masked_token, kryptos_user_id=r.kryptos_user_id)
     return GrantRow(
         grant_id=r.grant_id,
-        workspace_id=r.workspace_id or getattr(e, "workspace_id", None),
+        workspace_id=r.workspace_id or e.workspace_id,
         scopes=r.scopes or "",
         created_at=r.created_at,
         expires_at=r.expires_at,
         status="revoked" if r.status == "revoked" else "active",
-        customer_ref=getattr(e, "customer_ref", None) or r.customer_ref,
-        user_kind=kind if kind in ("guest", "linked") else None,
-        has_token=e is not None,
-        masked_token=getattr(e, "masked_token", None) or r.masked_token,
-        kryptos_user_id=getattr(e, "kryptos_user_id", None) or r.kryptos_user_id,
+        customer_ref=e.customer_ref or r.customer_ref,
+        user_kind=user_kind(e.user_kind or r.user_kind),
+        has_token=True,
+        masked_token=e.masked_token or r.masked_token,
+        kryptos_user_id=e.kryptos_user_id or r.kryptos_user_id,
     )

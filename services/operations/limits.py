@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 from services.operations import validation as v
 from services.operations.approval_policy import Change
@@ -66,6 +66,8 @@ class LimitOps:
         self.ctx.check(actor, Permission.MANAGE_LIMITS, AuditAction.LIMIT_UPDATE, "grant",
                        grant_id)
         gid = v.grant_id(grant_id)
+        limit: int | None
+        limiter: bool | None
         if tier is not None:
             t = self.tier(tier)
             limit, limiter = (t.limit, True) if t.limit is not None else (None, False)
@@ -160,6 +162,22 @@ class LimitOps:
             correlation_id=approval.correlation_id if approval is not None else None,
         )
 
+    @overload
+    def apply_tier(self, actor: Actor, grant_ids: Iterable[str], tier: str | Tier,
+                   reason: str | None = None, *, dry_run: Literal[True],
+                   ticket: str | None = None, progress: Progress | None = None,
+                   expected: Mapping[str, GuestLimit] | None = None,
+                   approval: ApprovalExecution | None = None,
+                   confirmed: bool = False) -> BulkResult: ...
+
+    @overload
+    def apply_tier(self, actor: Actor, grant_ids: Iterable[str], tier: str | Tier,
+                   reason: str | None = None, *, dry_run: bool = False,
+                   ticket: str | None = None, progress: Progress | None = None,
+                   expected: Mapping[str, GuestLimit] | None = None,
+                   approval: ApprovalExecution | None = None,
+                   confirmed: bool = False) -> BulkResult | Held: ...
+
     def apply_tier(
         self,
         actor: Actor,
@@ -204,6 +222,22 @@ class LimitOps:
         return _bulk_run(self, actor, plan, why, tkt, seen, approval).run(
             gids, dry_run=dry_run, progress=progress,
             correlation_id=approval.correlation_id if approval is not None else None)
+
+    @overload
+    def apply_limit(self, actor: Actor, grant_ids: Iterable[str],
+                    transaction_limit: int | None = None, enable_limiter: bool | None = None,
+                    reason: str | None = None, *, dry_run: Literal[True],
+                    ticket: str | None = None, progress: Progress | None = None,
+                    expected: Mapping[str, GuestLimit] | None = None,
+                    approval: ApprovalExecution | None = None) -> BulkResult: ...
+
+    @overload
+    def apply_limit(self, actor: Actor, grant_ids: Iterable[str],
+                    transaction_limit: int | None = None, enable_limiter: bool | None = None,
+                    reason: str | None = None, *, dry_run: bool = False,
+                    ticket: str | None = None, progress: Progress | None = None,
+                    expected: Mapping[str, GuestLimit] | None = None,
+                    approval: ApprovalExecution | None = None) -> BulkResult | Held: ...
 
     def apply_limit(
         self,

@@ -18,6 +18,15 @@ UserKind = Literal["guest", "linked"]
 BulkOutcome = Literal["would_change", "unchanged", "succeeded", "failed", "skipped"]
 
 
+def user_kind(value: str | None) -> UserKind | None:
+    """A stored user kind as a `UserKind`; None when it is not known."""
+    if value == "guest":
+        return "guest"
+    if value == "linked":
+        return "linked"
+    return None
+
+
 @dataclass(frozen=True)
 class GrantRow:
     """A grant as the console sees it: the API's list joined with the vault."""

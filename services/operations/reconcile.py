@@ -448,7 +448,7 @@ class Reconciler:
         finished the same way, recorded as `reconciled`."""
         n = 0
         waiting = {k[0] for k in found.waiting if k[1] == AuditAction.APPROVAL_APPROVED}
-        for rec in self.approvals.list(states=["approved"]):
+        for rec in self.approvals.newest(states=["approved"]):
             if rec.correlation_id in waiting:
                 continue  # its approval event is listed with the rest
             try:

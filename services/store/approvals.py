@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from services.store.db import Database
+from services.store.db import Database, inserted_id
 from services.store.errors import StoreError
 from services.store.schema import UTCDateTime, metadata
 
@@ -173,7 +173,7 @@ class ApprovalStore:
                     reason=reason, ticket=ticket, created_at=now, expires_at=now + ttl,
                     state="pending", correlation_id=correlation_id,
                 ))
-                new_id = res.inserted_primary_key[0]
+                new_id = inserted_id(res)
                 if kind is not None and grants:
                     conn.execute(approval_grants.insert(), [
                         {"request_id": new_id, "grant_id": g, "kind": kind}
@@ -228,7 +228,7 @@ class ApprovalStore:
             row = conn.execute(select(t).where(t.c.id == request_id)).first()
         return _record(row) if row is not None else None
 
-    def list(
+    def newest(
         self,
         *,
         states: Sequence[str] | None = None,

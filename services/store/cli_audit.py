@@ -101,13 +101,20 @@ class CliAudit:
                  actor_username: str | None = None, secrets: tuple[str, ...] = (),
                  journal: AuditJournal | None = None) -> None:
         self.audit = audit
-        self.db = db
+        self._db = db
         self.trail = AuditTrail(audit, secrets=secrets, journal=journal)
         self.actor_username = actor_username or cli_actor_username()
         self.actor_roles: tuple[str, ...] = (CLI_ROLE,)
 
     def __repr__(self) -> str:
         return f"CliAudit({self.actor_username!r}, {self.audit!r})"
+
+    @property
+    def db(self) -> Database:
+        """The database `open()` opened, for a command that also changes it."""
+        if self._db is None:
+            raise StoreError("This audited change was set up without the console's database.")
+        return self._db
 
     @classmethod
     def open(cls, settings: Settings | None = None,
@@ -141,8 +148,8 @@ class CliAudit:
         try:
             self.audit.flush_anchor()
         finally:
-            if self.db is not None:
-                self.db.dispose()
+            if self._db is not None:
+                self._db.dispose()
 
     def __enter__(self) -> CliAudit:
         return self

@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, RowMapping, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import StaticPool
@@ -30,6 +30,9 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 _IMMEDIATE = "kryptos_sqlite_immediate"
 # pg_advisory_xact_lock key serialising concurrent migrations of one database.
 _MIGRATION_LOCK_KEY = int.from_bytes(hashlib.sha256(b"kryptos-console-migrate").digest()[:7], "big")
+
+# A stored row by column name: what `.mappings()` yields, or a plain dict of the same columns.
+RowLike = RowMapping | Mapping[str, Any]
 
 
 def _normalise_url(url: str | URL) -> URL:
@@ -46,6 +49,14 @@ def _normalise_url(url: str | URL) -> URL:
             f"Unsupported database '{backend}': use sqlite:///path or postgresql+psycopg://..."
         )
     return parsed
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The integer primary key that a single-row INSERT created."""
+    key = result.inserted_primary_key
+    if key is None:  # SQLAlchemy gives None only for an executemany or a non-INSERT
+        raise StoreError("The database returned no key for the new row.")
+    return int(key[0])
 
 
 def _set_wal(cursor: Any) -> None:

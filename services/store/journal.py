@@ -123,7 +123,7 @@ class AuditJournal:
                 data = json.loads(raw)
                 data["actor_roles"] = tuple(data["actor_roles"])
                 event = NewAuditEvent(**data)
-                meta = event.params[JOURNAL_KEY]
+                meta = (event.params or {})[JOURNAL_KEY]  # KeyError: not a journal line
                 at = datetime.strptime(meta["at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
                 entries.append(JournalEntry(str(meta["id"]), at, event))
             except (ValueError, TypeError, KeyError):

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -195,7 +196,7 @@ class SessionStore:
         return [_session(dict(r)) for r in rows]
 
 
-def _session(row: dict, sid: str | None = None) -> ConsoleSession:
+def _session(row: Mapping[str, Any], sid: str | None = None) -> ConsoleSession:
     created = _aware(row["created_at"])
     return ConsoleSession(
         id=sid, id_hash=row["id_hash"], username=row["username"],
@@ -291,11 +292,11 @@ class LoginFailures:
                     except IntegrityError:  # another replica inserted it meanwhile
                         pass
                     row = conn.execute(select(login_failures).where(cond).with_for_update()
-                                       ).mappings().first()
+                                       ).mappings().one()
                 count, start = int(row["failures"]), _aware(row["window_start"])
                 locked_until = row["locked_until"]
                 if locked_until is not None and _aware(locked_until) > now:
-                    values: dict = {"failures": count + 1}  # the lock keeps its end time
+                    values: dict[str, Any] = {"failures": count + 1}  # the lock keeps its end time
                 else:
                     if now - start >= window or locked_until is not None:
                         count, start = 0, now

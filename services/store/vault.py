@@ -12,7 +12,7 @@ import os
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import IO, Any
 
 from cryptography.fernet import InvalidToken
 from sqlalchemy import Connection, bindparam, insert, select, update
@@ -361,7 +361,7 @@ class TokenVault(VaultKeys):
         with self._db.read() as conn:
             return set(conn.execute(select(vault_tokens.c.grant_id)).scalars())
 
-    def import_csv(self, file: str | os.PathLike[str] | TextIO, *,
+    def import_csv(self, file: str | os.PathLike[str] | IO[str], *,
                    listed: Collection[str] | None = None) -> ImportReport:
         """Import `grant_id, access_token, customer_ref` rows (see vault_import.py). Valid rows
         are stored in one transaction; invalid ones are reported by line number with a reason

@@ -4,7 +4,6 @@ fields. Shared by `TokenVault` (vault.py) and the CSV import (vault_import.py)."
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from services.store.errors import StoreError
 
@@ -15,7 +14,7 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 FIELD_LIMITS = {"workspace_id": 200, "kryptos_user_id": 200, "customer_ref": 320}
 
 
-def clean_field(value: Any, name: str, limit: int) -> str | None:
+def clean_field(value: object, name: str, limit: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -30,7 +29,7 @@ def clean_field(value: Any, name: str, limit: int) -> str | None:
     return value
 
 
-def valid_grant_id(value: Any) -> str:
+def valid_grant_id(value: object) -> str:
     # The same rule as the operations' validation: a Kryptos grant id, nothing else, so that
     # an imported typo can never show up as a "revoked" grant in the console.
     if not isinstance(value, str) or not GRANT_ID_RE.match(value.strip()):
@@ -40,7 +39,7 @@ def valid_grant_id(value: Any) -> str:
     return value.strip()
 
 
-def valid_token(value: Any) -> str:
+def valid_token(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise StoreError("The access token is empty.")
     value = value.strip()
@@ -51,7 +50,7 @@ def valid_token(value: Any) -> str:
     return value
 
 
-def valid_kind(value: Any) -> str | None:
+def valid_kind(value: object) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     kind = str(value).strip().lower()
@@ -60,8 +59,8 @@ def valid_kind(value: Any) -> str | None:
     return kind
 
 
-def valid_fields(workspace_id: Any, kryptos_user_id: Any, customer_ref: Any,
-                 user_kind: Any) -> dict[str, str]:
+def valid_fields(workspace_id: object, kryptos_user_id: object, customer_ref: object,
+                 user_kind: object) -> dict[str, str]:
     """The validated non-token fields of a put; None (not given) is left out (kept)."""
     cleaned = {
         "workspace_id": clean_field(workspace_id, "workspace_id", FIELD_LIMITS["workspace_id"]),

@@ -8,7 +8,7 @@ import csv
 import os
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import IO, Any
 
 from services.store.errors import StoreError
 from services.store.vault_fields import (
@@ -48,7 +48,7 @@ class ImportReport:
         return len(self.rejected)
 
 
-def read_import(file: str | os.PathLike[str] | TextIO,
+def read_import(file: str | os.PathLike[str] | IO[str],
                 listed: Collection[str] | None = None
                 ) -> tuple[list[ImportRow], tuple[RejectedRow, ...]]:
     """The valid rows of the CSV `file` (a path or an open text file) and the refused ones,
@@ -64,7 +64,7 @@ def read_import(file: str | os.PathLike[str] | TextIO,
     return _parse(file, listed)
 
 
-def _parse(fh: TextIO, listed: Collection[str] | None
+def _parse(fh: IO[str], listed: Collection[str] | None
            ) -> tuple[list[ImportRow], tuple[RejectedRow, ...]]:
     reader = csv.DictReader(fh)
     try:

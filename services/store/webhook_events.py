@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from services.store.db import Database
+from services.store.db import Database, inserted_id
 from services.store.schema import webhook_events
 
 ID_MAX = 200
@@ -91,7 +91,7 @@ class WebhookEventStore:
                     grant_id=_cut(grant_id, ID_MAX),
                     kryptos_user_id=_cut(kryptos_user_id, ID_MAX),
                     received_at=received_at or datetime.now(UTC), payload=text))
-                return int(result.inserted_primary_key[0]), True
+                return inserted_id(result), True
         except IntegrityError:
             row_id = self.id_of(webhook_id)
             if row_id is None:

@@ -22,8 +22,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from enum import Enum
+from typing import Final
 
+from services.kryptos.client import KryptosClient
 from services.kryptos.errors import (
     InvalidTokenError,
     KryptosError,
@@ -32,7 +34,10 @@ from services.kryptos.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
+from services.kryptos.models import Integration
+from services.settings import Settings
 from services.store.readmodel import IntegrationsError, ReadModel, UserFacts
+from services.store.vault import TokenVault
 from services.sync.bucket import TokenBucket
 from services.sync.lock import SyncLock, sync_lock_for
 
@@ -44,6 +49,15 @@ UNREADABLE_ERRORS = (InvalidTokenError, PermissionDeniedError, NotFoundError,
 INTEGRATIONS_PAGE = 200
 #: Grants parsed and written per transaction by a full sync.
 BATCH = 2000
+
+
+class _Deferred(Enum):
+    """A read put off (rate limited, or a passing error): the grant stays due."""
+
+    DEFERRED = "deferred"
+
+
+_DEFERRED: Final = _Deferred.DEFERRED
 
 
 @dataclass(frozen=True)
@@ -87,7 +101,7 @@ class SyncWorker:
     `3 * grants_interval`). `clock`: the wall clock (epoch seconds) the worker stamps its
     syncs with and measures staleness by."""
 
-    def __init__(self, client: Any, vault: Any, readmodel: ReadModel, *,
+    def __init__(self, client: KryptosClient, vault: TokenVault, readmodel: ReadModel, *,
                  grants_interval: float = 300.0, rate: float = 10.0,
                  hot_interval: float = 60.0, cold_interval: float | None = None,
                  userinfo_share: float = 0.1, userinfo_retry: float = 3600.0,
@@ -246,7 +260,9 @@ class SyncWorker:
         asked = self.readmodel.sync_state().get("full_sync_requested")
         with self._state_lock:
             last = self._last_full
-        return bool(asked) and (last is None or datetime.fromisoformat(asked) > last)
+        if not asked:
+            return False
+        return last is None or datetime.fromisoformat(asked) > last
 
     def sync_grants(self) -> None:
         """List every grant and apply the list (joined with the vault) to the read model,
@@ -282,14 +298,14 @@ class SyncWorker:
         started = datetime.now(UTC)  # the read model's own clock, as its marks use
         tokens = self.vault.reveal_many(list(dict.fromkeys([*ids, *ui_ids])))
         deferred = 0
-        results: list[tuple[str, Any]] = []
+        results: list[tuple[str, list[Integration] | IntegrationsError]] = []
 
-        def integrations(gid: str) -> tuple[str, Any]:
+        def integrations(gid: str) -> tuple[str, list[Integration] | IntegrationsError | None]:
             if not self.bucket.acquire(self._stop):
                 return gid, None
             return gid, self._read_integrations(gid, tokens.get(gid, ""))
 
-        def userinfo(gid: str) -> tuple[str, Any]:
+        def userinfo(gid: str) -> tuple[str, UserFacts | None | _Deferred]:
             if not self.bucket.acquire(self._stop):
                 return gid, None
             return gid, self._read_userinfo(tokens.get(gid))
@@ -315,11 +331,12 @@ class SyncWorker:
                 ui_done += 1
         return (len(ids) - deferred, ui_done), deferred
 
-    def _apply_userinfo(self, gid: str, facts: Any) -> None:
+    def _apply_userinfo(self, gid: str, facts: UserFacts | None | _Deferred) -> None:
         if facts is not _DEFERRED:
             self.readmodel.apply_userinfo(gid, facts)
 
-    def _read_integrations(self, gid: str, token: str | None) -> Any:
+    def _read_integrations(self, gid: str, token: str | None
+                           ) -> list[Integration] | IntegrationsError | None:
         """The grant's integrations, an `IntegrationsError`, or None (try again later)."""
         if not token:
             return IntegrationsError("The stored token cannot be read (vault key or row).")
@@ -339,7 +356,7 @@ class SyncWorker:
             self.bucket.charge(extra)
         return items
 
-    def _read_userinfo(self, token: str | None) -> Any:
+    def _read_userinfo(self, token: str | None) -> UserFacts | None | _Deferred:
         """`UserFacts`, None (cannot be read: recorded, asked again later) or `_DEFERRED`."""
         if not token:
             return None
@@ -400,15 +417,12 @@ class SyncWorker:
         self.readmodel.set_sync_state(values)
 
 
-_DEFERRED: Any = object()
-
-
 def holder_name() -> str:
     """This process as the sync state names a holder: `<host>:<pid>`."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def worker_from_settings(settings: Any, client: Any, vault: Any,
+def worker_from_settings(settings: Settings, client: KryptosClient, vault: TokenVault,
                          readmodel: ReadModel) -> SyncWorker | None:
     """The worker configured by SYNC_* settings, or None when SYNC_ENABLED is off."""
     if not settings.sync_enabled:

@@ -17,9 +17,12 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from services.store.db import RowLike
 
 OUTCOMES = ("requested", "succeeded", "failed", "denied", "skipped", "reconciled")
 ZERO_HASH = "0" * 64
@@ -169,7 +172,7 @@ def dt_to_ms(ts: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-def canonical_content(row: Mapping[str, Any]) -> str:
+def canonical_content(row: RowLike) -> str:
     """The canonical JSON of a stored row's content (JSON columns as their stored text).
     Keys are the column names, except the time: `ts`, formatted."""
     content = {f.column: row[f.column] for f in HASHED if f.kind != _TS}
@@ -177,7 +180,7 @@ def canonical_content(row: Mapping[str, Any]) -> str:
     return dumps(content)
 
 
-def chain_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
+def chain_hash(prev_hash: str, row: RowLike) -> str:
     return hashlib.sha256((prev_hash + canonical_content(row)).encode("utf-8")).hexdigest()
 
 
@@ -205,7 +208,7 @@ _FROM_EXPORT: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def event_from_row(row: Mapping[str, Any]) -> AuditEvent:
+def event_from_row(row: RowLike) -> AuditEvent:
     """A stored `audit_log` row as an `AuditEvent`."""
     return AuditEvent(**{f.name: _FROM_COLUMN.get(f.kind, _same)(row[f.column])
                          for f in FIELDS})

@@ -3,16 +3,14 @@ file's and against a head an auditor noted earlier (`expected_head`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 
 from services.store.audit.anchor import AnchorError, AuditAnchor
 from services.store.audit.events import ZERO_HASH, AuditHead, chain_hash
-from services.store.db import Database
+from services.store.db import Database, RowLike
 from services.store.schema import audit_log
 
 
@@ -47,7 +45,7 @@ class _Walk:
     broken: ChainReport | None = None
 
 
-def _row_problem(row: Mapping[str, Any], expected_seq: int, prev_hash: str) -> str | None:
+def _row_problem(row: RowLike, expected_seq: int, prev_hash: str) -> str | None:
     seq = int(row["seq"])
     if seq != expected_seq:
         return f"row {seq} follows row {expected_seq - 1}: {seq - expected_seq} row(s) missing"

@@ -4,13 +4,13 @@ connection (already inside a serialised transaction) in `config.attributes["conn
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 config = context.config
-connection = config.attributes.get("connection")
+connection: Connection | None = config.attributes.get("connection")
 
 
-def _run(conn: object) -> None:
+def _run(conn: Connection) -> None:
     context.configure(connection=conn, target_metadata=None)
     with context.begin_transaction():
         context.run_migrations()

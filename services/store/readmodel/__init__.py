@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
 
+from services.settings import Tier
 from services.store.db import Database
 from services.store.readmodel.models import (
     LAST_PAGE,
@@ -59,10 +59,10 @@ from services.store.readmodel.tables import (
 class ReadModel(ReadModelQueries):
     """Reads and writes of the read model tables over `db` (already migrated).
 
-    `tiers`: the configured tiers (services.settings.Tier: `name`, `limit`), for the
+    `tiers`: the configured tiers (`name`, `limit`), for the
     `GrantFilter.tier` and `limit="custom"` filters."""
 
-    def __init__(self, db: Database, tiers: Sequence[Any] = ()) -> None:
+    def __init__(self, db: Database, tiers: Sequence[Tier] = ()) -> None:
         self._db = db
         self._tiers = tuple(tiers)
         self._counts_cache: tuple[int, Counts] | None = None

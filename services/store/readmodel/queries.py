@@ -6,9 +6,10 @@ import csv
 import io
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     and_,
     case,
@@ -49,6 +50,9 @@ from services.store.readmodel.tables import (
     rm_sync_state,
 )
 from services.store.readmodel.writes import ReadModelWrites
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 
 class ReadModelQueries(ReadModelWrites):
@@ -179,7 +183,7 @@ class ReadModelQueries(ReadModelWrites):
         )
         with self._db.read() as conn:
             r = [int(x) for x in conn.execute(q).one()]
-        queues = dict(zip(QUEUES, r[6:11], strict=True))
+        queues: dict[str, int] = dict(zip(QUEUES, r[6:11], strict=True))
         return Counts(total=r[0], active=r[1], revoked=r[0] - r[1], guest=r[2], linked=r[3],
                       unknown_kind=r[4], with_token=r[5], without_token=r[0] - r[5],
                       queues=queues, integrations=r[11], integrations_failing=r[12],
@@ -279,7 +283,8 @@ class ReadModelQueries(ReadModelWrites):
         slower than sorting the few: `+col` keeps the sort off the index)."""
         if sort not in SORTS:
             raise StoreError(f"Cannot sort by '{sort}'; choose one of {', '.join(SORTS)}.")
-        cols = [SORTS[sort]] if sort == "grant_id" else [SORTS[sort], rm_grants.c.grant_id]
+        cols: list[ColumnElement[Any]] = (
+            [SORTS[sort]] if sort == "grant_id" else [SORTS[sort], rm_grants.c.grant_id])
         if filter_first and self._db.is_sqlite:
             cols = [literal_column(f"+rm_grants.{c.name}") for c in cols]
         return query.order_by(*(c.desc() if descending else c.asc() for c in cols))
@@ -454,7 +459,8 @@ class ReadModelQueries(ReadModelWrites):
             offset += len(rows)
             after = rows[-1][0]
 
-    def iter_csv(self, filters: GrantFilter | None, out: TextIO, sort: str = "grant_id", *,
+    def iter_csv(self, filters: GrantFilter | None, out: SupportsWrite[str],
+                 sort: str = "grant_id", *,
                  descending: bool = False, chunk: int = CSV_CHUNK) -> int:
         """Write `csv_chunks(...)` to `out`; returns the number of grant rows written."""
         written = 0

@@ -179,13 +179,12 @@ def _grant(row: Any, last_full_sync: datetime | None = None) -> RmGrant:
 _GRANT_COLUMNS = [rm_grants.c[name] for name in RmGrant.__dataclass_fields__]
 
 
-def _aware(value: Any) -> datetime | None:
+def _aware(value: datetime | str | None) -> datetime | None:
     """Aggregates (min/max) bypass the column type on SQLite: parse its text here."""
     if value is None:
         return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _csv_value(value: Any) -> Any:

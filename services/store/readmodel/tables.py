@@ -96,7 +96,7 @@ rm_version = Table(
 
 SyncState = Literal["failing", "syncing", "ok", "empty", "unreadable"]
 Queue = Literal["failing", "syncing", "never_synced", "not_readable", "no_token"]
-QUEUES: tuple[str, ...] = ("failing", "syncing", "never_synced", "not_readable", "no_token")
+QUEUES: tuple[Queue, ...] = ("failing", "syncing", "never_synced", "not_readable", "no_token")
 SORTS = {
     "grant_id": rm_grants.c.grant_id,
     "created_at": rm_grants.c.created_at,

@@ -23,6 +23,7 @@ from sqlalchemy import (
     update,
 )
 
+from services.settings import Tier
 from services.store.db import Database
 from services.store.errors import StoreError
 from services.store.readmodel.models import (
@@ -59,7 +60,7 @@ class _Base:
     """What the read model's parts share: the database, the tiers and the caches."""
 
     _db: Database
-    _tiers: tuple[Any, ...]
+    _tiers: tuple[Tier, ...]
     _counts_cache: tuple[int, Counts] | None
     _rows_cache: tuple[int, int] | None
     _cache_lock: threading.Lock
@@ -257,9 +258,12 @@ class ReadModelWrites(_Base):
         """One grant the console just created or changed (e.g. after a token exchange: the
         `Grant` or None when not listed yet, and its `VaultEntry`), shown at once."""
         now = now or _now()
-        if grant is None and vault_entry is None:
+        if grant is not None:
+            gid = grant.grant_id
+        elif vault_entry is not None:
+            gid = vault_entry.grant_id
+        else:
             raise StoreError("apply_grant needs the grant or its vault entry.")
-        gid = grant.grant_id if grant is not None else vault_entry.grant_id
         v = _vault_fields(vault_entry) if vault_entry is not None else None
         row = _grant_row(gid, grant, v, now)
         if grant is None:  # not listed yet: a new grant is active until a sync says otherwise
