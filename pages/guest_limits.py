@@ -74,35 +74,30 @@ st.caption("Active Guest grants and grants whose kind is not known yet. Tick the
 rm_sections.freshness(ctx)
 
 
-def _merge_ticks() -> None:
-    """Fold the ticks and unticks made in the table drawn last into the picked set (by the
-    grant id of each row as it was shown), then draw a fresh table (new key) whose checkbox
-    column is read from the set: no tick ever outlives the rows it was made on."""
-    gen = int(st.session_state.get(PICKER_GEN_KEY, 0))
-    shown_ids = st.session_state.get(PICKER_ROWS_KEY)
+def _ticks_of(gen: int, shown_ids: list[str], base: list[str]) -> list[str]:
+    """The picked set as the table of generation `gen` shows it: the set it was drawn from
+    (`base`) with the ticks and unticks its editor reports. The editor's `edited_rows` are
+    cumulative over every click made on that table, so a click sent while an earlier one's
+    run is still going carries the earlier one too: no click is lost, however fast."""
     edits = (st.session_state.get(f"{PICKER_PREFIX}{gen}") or {}).get("edited_rows") or {}
-    if not edits or shown_ids is None or shown_ids[0] != gen:
-        return
-    picked = dict.fromkeys(st.session_state.get(PICKED_KEY, ()))
+    picked = dict.fromkeys(base)
     for pos, change in edits.items():
-        if "pick" not in change or int(pos) >= len(shown_ids[1]):
+        if "pick" not in change or int(pos) >= len(shown_ids):
             continue
-        gid = shown_ids[1][int(pos)]
+        gid = shown_ids[int(pos)]
         if change["pick"]:
             picked[gid] = None
         else:
             picked.pop(gid, None)
-    st.session_state[PICKED_KEY] = list(picked)
-    st.session_state[PICKER_GEN_KEY] = gen + 1
+    return list(picked)
 
 
 def _clear_selection() -> None:
     st.session_state[PICKED_KEY] = []
     st.session_state[PICKER_GEN_KEY] = int(st.session_state.get(PICKER_GEN_KEY, 0)) + 1
+    st.session_state.pop(PICKER_ROWS_KEY, None)
 
 
-_merge_ticks()
-picked_set = dict.fromkeys(st.session_state.get(PICKED_KEY, ()))
 search = st.text_input("Filter the table", key="bulk_search")
 try:
     shown = reads.bulk_candidates(ctx.ops, ctx.actor, search)
@@ -110,6 +105,21 @@ try:
 except OperationError as exc:
     show_error(exc)
     st.stop()
+shown_ids = [r.grant_id for r in shown]
+# One table (one editor key) per list of rows: while the rows stay the same the key stays,
+# so the editor keeps every click. When the rows change (a filter, a grant gone from the
+# list) the ticks are folded into the picked set by the grant id of each row as it was
+# drawn, and a fresh table is drawn from the set: no tick ever lands on another row.
+gen = int(st.session_state.get(PICKER_GEN_KEY, 0))
+drawn = st.session_state.get(PICKER_ROWS_KEY)
+base = list(st.session_state.get(PICKED_KEY, ()))
+if drawn is not None and drawn[0] == gen and drawn[1] != shown_ids:
+    st.session_state[PICKED_KEY] = base = _ticks_of(gen, drawn[1], base)
+    gen += 1
+    st.session_state[PICKER_GEN_KEY] = gen
+st.session_state[PICKER_ROWS_KEY] = (gen, shown_ids)
+picked_set = dict.fromkeys(_ticks_of(gen, shown_ids, base))
+base_set = set(base)
 if matching > len(shown):
     st.caption(f"Showing the first {len(shown):,} of {matching:,} matching grants; filter the "
                "table to reach the others, or upload a CSV of grant ids.")
@@ -133,7 +143,9 @@ PICKER_COLUMNS = ["pick", "grant_id", "customer_ref", "current_limit", "limiter"
 picker = pd.DataFrame(
     [
         {
-            "pick": r.grant_id in picked_set,
+            # From the set the table was drawn from, not the live ticks: the editor adds
+            # its own edits on top, and data that changes under it would move them.
+            "pick": r.grant_id in base_set,
             "grant_id": r.grant_id,
             "customer_ref": r.customer_ref or "",
             **_limit_cells(r.grant_id),
@@ -145,8 +157,6 @@ picker = pd.DataFrame(
     ],
     columns=PICKER_COLUMNS,
 )
-gen = int(st.session_state.get(PICKER_GEN_KEY, 0))
-st.session_state[PICKER_ROWS_KEY] = (gen, [r.grant_id for r in shown])
 st.data_editor(
     csv_safe_frame(picker),
     key=f"{PICKER_PREFIX}{gen}",
@@ -194,6 +204,10 @@ if upload is not None:
 
 selected = tuple(dict.fromkeys([*picked, *uploaded]))
 st.metric("Grants selected", len(selected))
+if picked and uploaded:
+    both = len(set(picked) & set(uploaded))
+    st.caption(f"{len(picked):,} ticked + {len(uploaded):,} from the file"
+               + (f", {both:,} in both." if both else ", none in both."))
 
 # --- what to apply ------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ def _df(at: AppTest, column: str) -> Any:
 
 
 def _picker(at: AppTest) -> Any:
-    """The picker table as drawn (the data editor, whose key changes after each merge)."""
+    """The picker table as drawn (the data editor, whose key changes when its rows do)."""
     found = [df for df in at.dataframe if str(df.key).startswith("bulk_picker_")]
     assert len(found) == 1
     return found[0]
@@ -51,20 +51,28 @@ def _picker(at: AppTest) -> Any:
 
 def _pick(at: AppTest, gids: list[str], pick: bool = True) -> AppTest:
     """Tick (or untick) rows of the picker by grant id, as the browser reports a click: the
-    data editor's edited_rows state, by row position in the table as drawn."""
+    data editor's edited_rows state, by row position in the table as drawn, added to the
+    edits already made on that table (the browser sends them all every time)."""
     table = _picker(at)
     rows = {gid: i for i, gid in enumerate(table.value["grant_id"])}
-    at.session_state[table.key] = {
-        "edited_rows": {rows[g]: {"pick": pick} for g in gids},
-        "added_rows": [],
-        "deleted_rows": [],
-    }
+    earlier = at.session_state[table.key] if table.key in at.session_state else {}
+    edits = {int(k): v for k, v in (earlier or {}).get("edited_rows", {}).items()}
+    edits.update({rows[g]: {"pick": pick} for g in gids})
+    at.session_state[table.key] = {"edited_rows": edits, "added_rows": [], "deleted_rows": []}
     return at.run()
 
 
 def _ticked(at: AppTest) -> list[str]:
-    frame = _picker(at).value
-    return list(frame.loc[frame["pick"].astype(bool), "grant_id"])
+    """The rows ticked as the browser shows them: the table as drawn plus the edits made on
+    it (the editor draws its own edits over the data)."""
+    table = _picker(at)
+    frame = table.value
+    ticks = dict(zip(frame["grant_id"], frame["pick"].astype(bool), strict=True))
+    state = at.session_state[table.key] if table.key in at.session_state else {}
+    for pos, change in ((state or {}).get("edited_rows") or {}).items():
+        if "pick" in change:
+            ticks[frame["grant_id"].iloc[int(pos)]] = bool(change["pick"])
+    return [gid for gid, on in ticks.items() if on]
 
 
 @pytest.mark.parametrize("role", ["support", "viewer"])
