@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from dashboard.csv_io import csv_safe_frame
+from dashboard.csv_io import screen_frame
 from services.operations import Actor, OperationError, Permission, RecordUnavailable, can
 from services.store.audit import AuditEvent, AuditFilter
 from services.store.trail import RECORD_PENDING, AuditUnavailable, PendingRecords
@@ -178,7 +178,7 @@ def table(rows: Iterable[Mapping[str, Any]], **kwargs: Any) -> None:
     """Rows of upstream values as a dataframe (cells shown as text, never Markdown)."""
     import pandas as pd
 
-    data = csv_safe_frame(pd.DataFrame(list(rows)))
+    data = screen_frame(pd.DataFrame(list(rows)))
     st.dataframe(data, hide_index=True, width="stretch", **kwargs)
 
 

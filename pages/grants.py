@@ -11,8 +11,8 @@ import streamlit as st
 
 from dashboard import reads, rm_sections
 from dashboard.context import page_context
-from dashboard.csv_io import csv_safe_frame
-from dashboard.formats import fmt_minute
+from dashboard.csv_io import screen_frame
+from dashboard.formats import fmt_minute, grant_list_caption
 from dashboard.ui import show_error
 from services.operations import QUEUES, GrantFilter, OperationError, validation
 
@@ -163,17 +163,16 @@ except OperationError as exc:
     st.stop()
 
 frame = _frame(found.rows)
-first = (found.page - 1) * found.page_size + 1 if found.total else 0
-st.caption(f"{found.total:,} grant(s); showing {first:,}-{first + len(frame) - 1:,}. "
-           "Choose a row to open its detail.")
+st.caption(grant_list_caption(found.total, (found.page - 1) * found.page_size + 1, len(frame)))
 event = st.dataframe(
-    csv_safe_frame(frame),
+    screen_frame(frame),
     key="grants_table",
     hide_index=True,
     on_select="rerun",
     selection_mode="single-row",
     column_config={
-        "grant_id": st.column_config.TextColumn("Grant id", pinned=True),
+        # Not pinned: a pinned column is drawn grey, like a disabled one.
+        "grant_id": st.column_config.TextColumn("Grant id"),
         "customer_ref": st.column_config.TextColumn("Customer reference"),
         "user": st.column_config.TextColumn("User", help="Guest, Linked or unknown"),
         "status": st.column_config.TextColumn("Status"),

@@ -15,8 +15,8 @@ from dashboard.csv_io import (
     BULK_COLUMNS,
     bulk_csv,
     bulk_rows,
-    csv_safe_frame,
     parse_grant_id_csv,
+    screen_frame,
 )
 from dashboard.formats import fmt_bool, fmt_limit
 from dashboard.ui import record_pending_note, show_error
@@ -49,7 +49,7 @@ if not can(ctx.actor, Permission.MANAGE_LIMITS):
 
 st.subheader("Tier presets")
 st.dataframe(
-    csv_safe_frame(pd.DataFrame(
+    screen_frame(pd.DataFrame(
         [
             {"tier": t.name, "limit": "no cap" if t.limit is None else fmt_limit(t.limit),
              "limiter": "on" if t.enable_limiter else "off"}
@@ -158,7 +158,7 @@ picker = pd.DataFrame(
     columns=PICKER_COLUMNS,
 )
 st.data_editor(
-    csv_safe_frame(picker),
+    screen_frame(picker),
     key=f"{PICKER_PREFIX}{gen}",
     hide_index=True,
     num_rows="fixed",
@@ -195,7 +195,7 @@ if upload is not None:
     if parsed.rejected:
         st.warning(f"{len(parsed.rejected)} line(s) rejected:", icon=":material/warning:")
         st.dataframe(
-            csv_safe_frame(pd.DataFrame(
+            screen_frame(pd.DataFrame(
                 [{"line": r.line, "text": r.text, "reason": r.reason} for r in parsed.rejected]
             )),
             hide_index=True,
@@ -254,7 +254,7 @@ def _show_error(exc: OperationError) -> None:
 
 def _table(result: BulkResult, key: str) -> None:
     st.dataframe(
-        csv_safe_frame(pd.DataFrame(bulk_rows(result.items, words=True),
+        screen_frame(pd.DataFrame(bulk_rows(result.items, words=True),
                                     columns=BULK_COLUMNS)),
         hide_index=True,
         key=key,
