@@ -21,6 +21,15 @@ MAX_LIMIT = 10**9
 REASON_MIN, REASON_MAX = 5, 500
 TICKET_MAX = 100
 CUSTOMER_REF_MAX = 200
+#: A customer reference (your own id for the customer, the backend's JWT `sub`): one rule
+#: for the console and the backend, and the help text the pages show is made from it. It
+#: starts with a letter or digit, so it never starts a spreadsheet formula, and it allows the
+#: characters of e-mail addresses and `provider:id` subjects.
+CUSTOMER_REF_CHARS = "- _ . @ : +"
+CUSTOMER_REF_RE = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.@:+-]{{0,{CUSTOMER_REF_MAX - 1}}}$")
+CUSTOMER_REF_HELP = (f"Your own id for the customer (e.g. a CRM id or an e-mail address): up "
+                     f"to {CUSTOMER_REF_MAX} letters, digits and {CUSTOMER_REF_CHARS}, "
+                     "starting with a letter or digit.")
 MAX_BULK = 10_000
 
 
@@ -165,12 +174,18 @@ def customer_ref(value: object) -> str:
         raise ValidationError("customer_ref", "Please give the customer reference (your "
                                               "own id for this customer).")
     value = value.strip()
-    if len(value) > CUSTOMER_REF_MAX or any(ord(c) < 32 for c in value):
+    if not is_customer_ref(value):
         raise ValidationError(
-            "customer_ref", f"The customer reference must be one line of at most "
-                            f"{CUSTOMER_REF_MAX} characters."
+            "customer_ref", f"{_shown(value)} is not a customer reference: use up to "
+                            f"{CUSTOMER_REF_MAX} letters, digits and {CUSTOMER_REF_CHARS}, "
+                            "starting with a letter or digit."
         )
     return value
+
+
+def is_customer_ref(value: object) -> bool:
+    """Whether `value` (already stripped) follows the customer reference rule."""
+    return isinstance(value, str) and CUSTOMER_REF_RE.fullmatch(value) is not None
 
 
 def public_token(value: object) -> str:
