@@ -24,6 +24,7 @@ from services.operations import UNKNOWN, BulkResult, OperationError, Permission,
 
 PREVIEW_KEY = "bulk_preview"  # (plan, BulkResult)
 RESULT_KEY = "bulk_result"  # (plan, preview BulkResult, BulkResult)
+HELD_KEY = "bulk_held"  # (plan, what the request says): the Apply that became a request
 PICKED_KEY = "bulk_picked"  # grant ids ticked in the table, in tick order
 PICKER_PREFIX = "bulk_picker_"  # + generation: the table's key, renewed after each merge
 PICKER_GEN_KEY = "bulk_picker_gen"
@@ -277,6 +278,7 @@ previewed = preview is not None and preview[0] == plan
 c1, c2 = st.columns(2)
 if c1.button("Dry run", key="bulk_dry", disabled=not selected):
     st.session_state.pop(RESULT_KEY, None)
+    st.session_state.pop(HELD_KEY, None)
     try:
         with st.spinner("Checking each grant and reading the current limits..."):
             result = _run(dry_run=True)
@@ -291,7 +293,13 @@ apply_clicked = c2.button(
     "Apply", key="bulk_apply", type="primary", disabled=not (selected and previewed and would),
     help="Run a dry run of this selection first; Apply changes only what it says would change.",
 )
-if not previewed and selected:
+held = st.session_state.get(HELD_KEY)
+if held is not None and held[0] != plan:
+    st.session_state.pop(HELD_KEY, None)
+    held = None
+if held is not None:
+    st.info(held[1], icon=":material/approval_delegation:")
+elif not previewed and selected:
     st.caption("Run a dry run of this selection first; Apply is enabled after it.")
 elif previewed and not would:
     st.caption("The dry run found no grant that would change: nothing to apply.")
@@ -303,7 +311,9 @@ if previewed and not apply_clicked:
     _table(preview[1], "bulk_preview_table")
 
 if apply_clicked:
-    bar = st.progress(0.0, text=f"0 of {would:,}")
+    # The bar appears with the first grant done: a change that becomes a request sends
+    # nothing, and must not leave "0 of N" behind.
+    bar = st.empty()
 
     def _progress(done: int, total: int) -> None:
         bar.progress(done / max(total, 1), text=f"{done:,} of {total:,}")
@@ -311,14 +321,18 @@ if apply_clicked:
     try:
         result = _run(dry_run=False, progress=_progress, preview=preview[1])
     except OperationError as exc:
+        bar.empty()
         _show_error(exc)
     else:
         st.session_state.pop(PREVIEW_KEY, None)
         if isinstance(result, actions.Held):  # waits for a second person
             st.session_state.pop(RESULT_KEY, None)
-            st.info(result.summary(), icon=":material/approval_delegation:")
-            st.stop()
-        st.session_state[RESULT_KEY] = (plan, preview[1], result)
+            st.session_state[HELD_KEY] = (plan, result.summary())
+        else:
+            st.session_state.pop(HELD_KEY, None)
+            st.session_state[RESULT_KEY] = (plan, preview[1], result)
+        # Drawn again from what is kept: Apply disabled (its dry run is used up), no bar.
+        st.rerun()
 
 # Results belong to the selection and change they were made for: another selection or
 # change hides them.

@@ -36,3 +36,4 @@ def test_eight_fast_ticks_in_the_guest_limits_picker_all_count(page: Page, conso
         re.compile(r"^Grants selected\s*8\s*$"), timeout=h.TIMEOUT)
     rows = h.grid_dicts(h.grid(m, "Pick"))
     assert [r["Pick"] for r in rows[:8]] == ["true"] * 8, rows[:9]
+

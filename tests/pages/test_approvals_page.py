@@ -111,6 +111,9 @@ def test_bulk_apply_of_a_limiter_off_tier_makes_a_request(make_app: Callable[...
     assert not at.exception and not at.error
     assert any("Not changed yet" in i.value and "limiter off" in i.value for i in at.info)
     assert not [r for r in sandbox.requests_log() if r["method"] == "PATCH"]
+    # Nothing ran: no progress bar left at "0 of 2", and Apply is not offered again.
+    assert not at.get("progress")
+    assert at.button(key="bulk_apply").disabled
 
 
 def test_approvals_page_approve_executes(make_app: Callable[..., AppTest], sandbox: Any,
