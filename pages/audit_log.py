@@ -58,10 +58,14 @@ with st.expander("Filters", expanded=True, icon=":material/filter_list:"):
     until = c2.date_input("To (UTC day, inclusive)", value=None, key="audit_until",
                           on_change=_filters_changed)
     outcome = c3.selectbox("Outcome", OUTCOMES, key="audit_outcome", on_change=_filters_changed)
-    who = c1.text_input("Actor (username)", key="audit_actor", on_change=_filters_changed)
+    who = c1.text_input("Actor (username)", key="audit_actor", on_change=_filters_changed,
+                        help="In any case: SUPPORT finds support.")
     action = c2.text_input("Action", key="audit_action", on_change=_filters_changed,
-                           help="Exact action (grant.revoke), or a prefix ending in * (grant.*).")
-    target = c3.text_input("Target id", key="audit_target", on_change=_filters_changed)
+                           help="A word of the action's name (revoke, limit), the whole name "
+                                "(grant.revoke), or a prefix ending in * (grant.*).")
+    target = c3.text_input("Target id", key="audit_target", on_change=_filters_changed,
+                           help="A grant id, or a customer reference (its grants' events and "
+                                "the customer's own).")
 
 filters = ui.audit_filter(since=since, until=until, actor=who, action=action, target_id=target,
                           outcome=None if outcome == "any" else outcome)
@@ -79,7 +83,9 @@ except OperationError as exc:
 
 st.caption(f"{result.total} event(s), newest first · page {result.page} of {result.pages}")
 if result.events:
-    ui.table(ui.audit_rows(result.events), key="audit_table")
+    ui.table(ui.audit_rows(result.events), key="audit_table",
+             column_config={"reason": st.column_config.TextColumn("reason", width="large")})
+    st.caption("A long reason is cut in the table: its whole text is in Event details below.")
 else:
     st.info("No event matches these filters.")
 
@@ -100,6 +106,8 @@ if result.events:
         st.json(
             {
                 "event_id": event.event_id,
+                "reason": event.reason,
+                "ticket": event.ticket,
                 "correlation_id": event.correlation_id,
                 "params": event.params,
                 "before": event.before,
@@ -141,6 +149,8 @@ st.caption("Each event carries a hash of the previous one; verifying recomputes 
 
 
 def _verify(expected: tuple[object, object] | None = None) -> None:
+    # A verification that fails to run leaves no earlier result standing beside its error.
+    st.session_state.pop(VERIFY_KEY, None)
     try:
         with st.spinner("Verifying..."):
             report = reads.verify_audit(ctx.ops, ctx.actor, expected)

@@ -15,6 +15,7 @@ SAFE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 PUBLIC_TOKEN_RE = re.compile(r"^public_[A-Za-z0-9_-]{1,256}$")
 AUDIT_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 ACTION_FILTER_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.?\*)?$")
+ACTION_WORDS_RE = re.compile(r"^[a-z0-9_.]+( +[a-z0-9_.]+)*$")  # "revoke", "limit bulk"
 FILTER_TEXT_MAX = 200
 RESYNC_MODES = ("latest", "from_start")
 MAX_LIMIT = 10**9
@@ -252,9 +253,11 @@ def audit_filter(flt: object) -> AuditFilter:
             flt.since.tzinfo is None) != (flt.until.tzinfo is None):
         raise ValidationError("until", "since and until must both have a time zone, or neither.")
     action = _filter_text(flt.action, "action")
-    if action is not None and not ACTION_FILTER_RE.match(action):
-        raise ValidationError("action", "must be an action like grant.revoke, or a prefix "
-                                        "ending in * like grant.*")
+    if action is not None:
+        action = action.lower()
+        if not (ACTION_FILTER_RE.match(action) or ACTION_WORDS_RE.match(action)):
+            raise ValidationError("action", "Type an action like grant.revoke, a word of one "
+                                            "like revoke, or a prefix ending in * like grant.*")
     outcome = _filter_text(flt.outcome, "outcome")
     if outcome is not None and outcome not in OUTCOMES:
         raise ValidationError("outcome", f"must be one of {', '.join(OUTCOMES)}.")
