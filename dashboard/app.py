@@ -11,8 +11,9 @@ import logging
 
 import streamlit as st
 
-from dashboard import auth, heap, ui
+from dashboard import heap, login, navigation, ui
 from dashboard.runtime import get_runtime
+from dashboard.session_cookie import login_gate
 from dashboard.setup_page import render_setup
 
 logger = logging.getLogger(__name__)
@@ -26,25 +27,25 @@ if not runtime.ok:
     st.stop()
 
 approvals_on = runtime.ops.approvals.policy.enabled
-actor = auth.login_gate(runtime)
+actor = login_gate(runtime)
 if actor is None:
     # Every page's address shows the login too (not "Page not found" over it), under the
     # same address: Streamlit keys a page by its address, so once logged in the same run
     # opens the page that was asked for, with its query (a grant's link opens that grant).
     stand_ins = [
-        st.Page(auth.login_page, title="Log in", icon=":material/login:",
+        st.Page(login.login_page, title="Log in", icon=":material/login:",
                 url_path=spec.url_path)
-        for spec in auth.all_pages(approvals=approvals_on) if not spec.default
+        for spec in navigation.all_pages(approvals=approvals_on) if not spec.default
     ]
-    st.navigation([st.Page(auth.login_page, title="Log in", icon=":material/login:",
+    st.navigation([st.Page(login.login_page, title="Log in", icon=":material/login:",
                            default=True), *stand_ins], position="hidden").run()
     # Once per process, once the form is drawn (while a person types): keeps the
     # collection Streamlit makes after every run cheap (dashboard/heap.py).
     heap.freeze_startup_heap()
     st.stop()
 
-specs = auth.pages_for(actor.roles, approvals=approvals_on)
-available = [s for s in specs if (auth.PROJECT_ROOT / s.path).is_file()]
+specs = navigation.pages_for(actor.roles, approvals=approvals_on)
+available = [s for s in specs if (navigation.PROJECT_ROOT / s.path).is_file()]
 missing = [s.path for s in specs if s not in available]
 if missing:
     logger.warning("page files missing, left out of the navigation: %s", ", ".join(missing))
@@ -52,21 +53,21 @@ if missing:
 if not available:
     ui.badge(runtime, actor)
     st.warning("Your account has no role that gives access to a page. Ask an administrator.")
-    auth.logout_button(runtime, actor)
+    login.logout_button(runtime, actor)
     st.stop()
 
 # The pages of other roles are registered too, hidden from the menu, so that their address
 # typed or bookmarked by this user shows a refusal (audited by the operations) rather than
 # Streamlit's "Page not found".
-refused = [s for s in auth.pages_refused(actor.roles, approvals=approvals_on)
-           if (auth.PROJECT_ROOT / s.path).is_file()]
+refused = [s for s in navigation.pages_refused(actor.roles, approvals=approvals_on)
+           if (navigation.PROJECT_ROOT / s.path).is_file()]
 entries = [
-    (s, st.Page(auth.PROJECT_ROOT / s.path, title=auth.nav_title(runtime, actor, s),
+    (s, st.Page(navigation.PROJECT_ROOT / s.path, title=navigation.nav_title(runtime, actor, s),
                 icon=s.icon, default=s.default))
     for s in available
 ] + [
-    (s, st.Page(auth.PROJECT_ROOT / s.path, title=auth.REFUSED_TITLE, icon=":material/block:",
-                visibility="hidden"))
+    (s, st.Page(navigation.PROJECT_ROOT / s.path, title=navigation.REFUSED_TITLE,
+                icon=":material/block:", visibility="hidden"))
     for s in refused
 ]
 page = st.navigation([p for _, p in entries], position="sidebar")
@@ -74,10 +75,10 @@ spec = next(s for s, p in entries if p is page)
 ui.badge(runtime, actor)
 ui.kryptos_warning(runtime, actor)
 ui.loose_modes_warning(runtime, actor)
-auth.logout_button(runtime, actor)
-auth.note_page_run(spec.url_path)
+login.logout_button(runtime, actor)
+navigation.note_page_run(spec.url_path)
 try:
-    if spec in available or not auth.refuse_page(runtime, actor, spec):
+    if spec in available or not navigation.refuse_page(runtime, actor, spec):
         page.run()
 finally:
     # Once per process, when its first run is a logged-in one (a session cookie): see

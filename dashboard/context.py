@@ -6,8 +6,8 @@ from typing import NamedTuple
 
 import streamlit as st
 
-from dashboard.auth import current_actor
 from dashboard.runtime import Runtime, get_runtime
+from dashboard.session_cookie import current_actor
 from services.operations import Actor, Operations
 
 

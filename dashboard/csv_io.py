@@ -151,12 +151,3 @@ def screen_frame(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         out[col] = series.map(lambda x: screen_text(x if isinstance(x, str) else None))
     return out
-
-
-def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of `frame` whose text cells cannot be read as spreadsheet formulas."""
-    out = frame.copy()
-    for col in out.columns:
-        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
-            out[col] = out[col].map(lambda x: csv_safe(x) if isinstance(x, str) else x)
-    return out

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from dashboard import reads, ui
-from dashboard.auth import page_opened_anew
 from dashboard.context import page_context
 from dashboard.formats import fmt_second
+from dashboard.navigation import page_opened_anew
 from services.operations import OperationError
 
 OUTCOMES = ["any", "requested", "succeeded", "failed", "denied", "skipped", "reconciled"]

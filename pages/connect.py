@@ -9,8 +9,8 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import actions, ui
-from dashboard.auth import PROJECT_ROOT
 from dashboard.context import page_context
+from dashboard.navigation import PROJECT_ROOT
 from services.kryptos.models import mask_token
 from services.operations import OperationError, validation
 

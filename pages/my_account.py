@@ -3,11 +3,9 @@ locked logins with an unlock control."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import streamlit as st
 
-from dashboard import auth
+from dashboard import account, account_view
 from dashboard.context import page_context
 from dashboard.ui import kv, table, text
 from services.operations import Permission, can
@@ -17,7 +15,6 @@ CODES_KEY = "account_totp_codes"
 MESSAGE_KEY = "account_message"
 
 runtime, actor = page_context()  # (runtime, actor): a NamedTuple
-stores = runtime.auth
 settings = runtime.settings
 assert settings is not None
 
@@ -29,28 +26,17 @@ kv("Roles", ", ".join(sorted(actor.roles)))
 # --- session --------------------------------------------------------------------------------
 
 st.subheader("Session")
-sid = auth.current_session_id()
-session = stores.sessions.get(sid) if sid else None
-if session is not None:
-    kv("Logged in at (UTC)", session.created_at.strftime("%Y-%m-%d %H:%M:%S"))
-    kv("Ends at the latest (UTC)", (session.created_at + timedelta(
-        seconds=settings.session_lifetime)).strftime("%Y-%m-%d %H:%M:%S"))
-    kv("Address", session.client_address or "unknown")
-st.caption(f"A session ends after {settings.idle_timeout / 60:.0f} minutes without activity, "
-           f"{settings.session_lifetime / 3600:g} hours after the login, at logout (which "
-           "ends your sessions in every browser), and when your password or roles change.")
+for label, value in account_view.session_facts(runtime, settings):
+    kv(label, value)
+st.caption(account_view.session_rules(settings))
 
 # --- second factor ----------------------------------------------------------------------------
 
 st.subheader("Second factor (authenticator app)")
 users = runtime.users()
 user = users.get(actor.username)
-enrolled = stores.totp.is_enrolled(actor.username)
-required = bool(set(actor.roles) & settings.totp_roles)
-if enrolled:
-    text(f"Set up. Recovery codes left: {stores.totp.recovery_codes_left(actor.username)}.")
-else:
-    text("Not set up." + (" Your role requires it at the next login." if required else ""))
+enrolled = account_view.totp_enrolled(runtime, actor)
+text(account_view.second_factor_state(runtime, settings, actor, enrolled))
 
 codes = st.session_state.pop(CODES_KEY, None)
 if codes:
@@ -63,7 +49,7 @@ def _confirm() -> None:
     secret = st.session_state.get(SECRET_KEY)
     if not secret or user is None:
         return
-    codes, why = auth.set_up_totp(runtime, user, secret,
+    codes, why = account.set_up_totp(runtime, user, secret,
                                   st.session_state.get("account_new_code", ""),
                                   st.session_state.get("account_current_code"))
     if why:
@@ -74,7 +60,7 @@ def _confirm() -> None:
 
 
 if st.session_state.get(SECRET_KEY):
-    auth.show_enrolment(actor.username, st.session_state[SECRET_KEY])
+    account.show_enrolment(actor.username, st.session_state[SECRET_KEY])
     with st.form("account_totp_form"):
         if enrolled:
             st.text_input("Current code (from the key set up now)", key="account_current_code")
@@ -84,7 +70,7 @@ if st.session_state.get(SECRET_KEY):
         st.session_state.pop(SECRET_KEY, None)
         st.rerun()
 elif st.button("Set up a new key" if enrolled else "Set up", key="account_totp_start"):
-    st.session_state[SECRET_KEY] = auth.new_totp_secret()
+    st.session_state[SECRET_KEY] = account.new_totp_secret()
     st.rerun()
 message = st.session_state.pop(MESSAGE_KEY, None)
 if message:
@@ -94,24 +80,19 @@ if message:
 
 if can(actor, Permission.MANAGE_USERS):
     st.subheader("Locked logins")
-    locks = auth.login_locks(runtime)
+    locks = account.login_locks(runtime)
     if locks is None:
-        st.error(auth.STORE_DOWN)
+        st.error(account.STORE_DOWN)
         st.stop()
     if not locks:
         text("No login is locked.")
         st.stop()
-    table([{"user": lock.username or "", "address": lock.client_address or "",
-            "kind": lock.scope, "failures": lock.failures,
-            "locked until (UTC)": lock.locked_until.strftime("%Y-%m-%d %H:%M:%S")}
-           for lock in locks], key="account_locks")
-    users_locked = {("user", lock.username) for lock in locks if lock.username}
-    addresses = {("address", lock.key) for lock in locks if lock.scope == auth.ADDRESS_SCOPE}
-    choices = sorted(users_locked | addresses)
+    table(account_view.lock_rows(locks), key="account_locks")
+    choices = account_view.unlock_choices(locks)
     picked = st.selectbox("Unlock", choices, key="account_unlock_pick",
                           format_func=lambda c: f"{c[0]} {c[1]}")
     if st.button("Unlock", key="account_unlock", type="primary") and picked:
         kind, value = picked
-        auth.unlock(runtime, actor, kind, value)
+        account.unlock(runtime, actor, kind, value)
         st.toast(f"Unlocked {kind} {value}.", icon=":material/lock_open:")
         st.rerun()

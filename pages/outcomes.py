@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import actions, reads, ui
+from dashboard import actions, outcomes_view, reads, ui
 from dashboard.context import page_context
 from dashboard.formats import ABSENT
 from services.operations import OperationError
@@ -54,14 +54,9 @@ elif report.error:
 elif not report.unsettled:
     st.success("Every request older than a minute has an outcome.")
 else:
-    ui.table([{
-        "time": u.ts.strftime("%Y-%m-%d %H:%M:%S"), "row": u.seq, "actor": u.actor,
-        "action": u.action, "target": u.target_id or "", "why not settled": u.reason,
-        "correlation id": u.correlation_id,
-    } for u in report.unsettled])
+    ui.table(outcomes_view.unsettled_rows(report))
 if report is not None:
-    st.caption(f"Last pass: {report.at.strftime('%Y-%m-%d %H:%M:%S UTC')}, "
-               f"{report.open_requests} open request(s) looked at.")
+    st.caption(outcomes_view.last_pass(report))
 
 st.subheader("Resume an interrupted bulk run")
 st.caption("Runs again the grants of that run that have no settled outcome; a grant already "
@@ -82,13 +77,10 @@ if go:
         if isinstance(result, actions.Held):  # the use case holds it for a second person
             st.info(ui.escape_markdown(result.summary()), icon=":material/approval_delegation:")
         else:
-            counts = {k: n for k, n in result.counts.items() if n}
-            st.success(f"{'Dry run' if dry else 'Resumed'}: {len(result.items)} grant(s) "
-                       f"left to do; {counts or 'nothing to do'}.")
+            st.success(outcomes_view.resume_summary(result, dry))
             if result.records_pending:
                 ui.record_pending_note(True)
-            ui.table([{"grant": i.grant_id, "outcome": i.outcome, "before": i.before.label(),
-                       "after": i.after.label(), "message": i.message or ""} for i in result.items])
+            ui.table(outcomes_view.resume_rows(result))
 
 st.subheader("Kryptos")
 if runtime.live_check is not None:

@@ -138,8 +138,9 @@ class Settings:
     sandbox_resync_delay: float = 5.0
     #: Sandbox mode only: use an already running sandbox at this URL instead of starting one.
     sandbox_url: str | None = None
-    #: Console logins (dashboard/auth.py): a session ends after this many seconds without a
-    #: page run (CONSOLE_IDLE_TIMEOUT) or this long after its login (CONSOLE_SESSION_LIFETIME).
+    #: Console logins (dashboard/session_cookie.py): a session ends after this many seconds
+    #: without a page run (CONSOLE_IDLE_TIMEOUT) or this long after its login
+    #: (CONSOLE_SESSION_LIFETIME).
     idle_timeout: float = 20 * 60
     session_lifetime: float = 8 * 3600
     #: Roles whose users must log in with a TOTP code (CONSOLE_TOTP_REQUIRED_ROLES,

@@ -1,4 +1,4 @@
-"""Console sign-in events (the sign-in itself is dashboard/auth.py)."""
+"""Console sign-in events (the sign-in itself is dashboard/login.py)."""
 
 from __future__ import annotations
 

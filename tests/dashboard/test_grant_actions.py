@@ -9,6 +9,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from dashboard import actions, csv_io, reads
+from dashboard.reads import cache as read_cache
 from services.kryptos.client import KryptosClient
 from services.kryptos.errors import KryptosError
 from services.operations import (
@@ -286,11 +287,11 @@ def test_refuse_unless_allowed_records_one_denial(env: Env) -> None:
     assert [r for r in env.sandbox.requests_log() if not r["path"].startswith("/sandbox")] == []
 
 
-def test_csv_export_neutralises_formulas() -> None:
+def test_grids_on_screen_neutralise_formulas() -> None:
     import pandas as pd
 
-    out = csv_io.csv_safe_frame(pd.DataFrame({"a": ["=1+1", "ok", "'q"], "n": [1, 2, 3]}))
-    assert out["a"].tolist() == ["'=1+1", "ok", "''q"] and out["n"].tolist() == [1, 2, 3]
+    out = csv_io.screen_frame(pd.DataFrame({"a": ["=1+1", "ok", "'q"], "n": [1, 2, 3]}))
+    assert out["a"].tolist() == ["'=1+1", "ok", "'q"] and out["n"].tolist() == [1, 2, 3]
 
 
 # --- cached reads -------------------------------------------------------------------------
@@ -338,8 +339,8 @@ def test_a_detail_with_a_failed_part_is_not_cached(env: Env) -> None:
 
 def test_cache_expires_after_ttl() -> None:
     now = [0.0]
-    cache = reads.ReadCache(ttl=10, clock=lambda: now[0])
-    key = reads._key(object(), SUPPORT, "r", "*")
+    cache = read_cache.ReadCache(ttl=10, clock=lambda: now[0])
+    key = read_cache.read_key(object(), SUPPORT, "r", "*")
     calls: list[int] = []
 
     def load() -> int:
@@ -355,8 +356,8 @@ def test_cache_expires_after_ttl() -> None:
 def test_a_read_overtaken_by_an_invalidation_is_not_kept() -> None:
     """Session A starts reading; session B changes the grant and invalidates; A's read (from
     before the change) must not be served to the next caller for the TTL."""
-    cache = reads.ReadCache(ttl=30)
-    key = reads._key(object(), SUPPORT, "grant_detail", "cgrant_x")
+    cache = read_cache.ReadCache(ttl=30)
+    key = read_cache.read_key(object(), SUPPORT, "grant_detail", "cgrant_x")
     truth = ["limit 1000"]
 
     def slow_read_overtaken_by_a_change() -> str:

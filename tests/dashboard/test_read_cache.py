@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from dashboard import reads
+from dashboard.reads import cache as read_cache
 from services.operations import Actor, OperationError
 
 SUPPORT = Actor("sam", "Sam", frozenset({"support"}))
@@ -27,8 +27,8 @@ def _blocked(result: Callable[[], str]) -> tuple[threading.Event, threading.Even
 
 
 def test_concurrent_callers_of_one_key_share_one_load() -> None:
-    cache = reads.ReadCache(ttl=30)
-    key = reads._key(object(), SUPPORT, "overview", "*")
+    cache = read_cache.ReadCache(ttl=30)
+    key = read_cache.read_key(object(), SUPPORT, "overview", "*")
     started, release, load, calls = _blocked(lambda: "loaded")
     got: list[str] = []
     first = threading.Thread(target=lambda: got.append(cache.get_or_load(key, load)))
@@ -46,8 +46,8 @@ def test_concurrent_callers_of_one_key_share_one_load() -> None:
 
 
 def test_a_failed_load_fails_its_waiters_and_is_not_kept() -> None:
-    cache = reads.ReadCache(ttl=30)
-    key = reads._key(object(), SUPPORT, "overview", "*")
+    cache = read_cache.ReadCache(ttl=30)
+    key = read_cache.read_key(object(), SUPPORT, "overview", "*")
 
     def fail() -> str:
         raise OperationError("upstream down")
@@ -75,8 +75,8 @@ def test_a_failed_load_fails_its_waiters_and_is_not_kept() -> None:
 
 
 def test_a_caller_after_an_invalidation_does_not_join_the_older_load() -> None:
-    cache = reads.ReadCache(ttl=30)
-    key = reads._key(object(), SUPPORT, "grant_detail", "cgrant_x")
+    cache = read_cache.ReadCache(ttl=30)
+    key = read_cache.read_key(object(), SUPPORT, "grant_detail", "cgrant_x")
     started, release, load, _ = _blocked(lambda: "before the change")
     first = threading.Thread(target=lambda: cache.get_or_load(key, load))
     first.start()

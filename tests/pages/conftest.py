@@ -17,7 +17,7 @@ and presses "Log in"), optionally switched to a page given relative to the proje
 (`"pages/grants.py"`). Roles: viewer, support, finance, admin, and `ops` (support+finance).
 
 Helpers: `sync_now()` runs one full sync of the read model; `version_clock` moves the
-pages' read-model version poll by hand (`advance(reads.VERSION_POLL_SECONDS)`: the next
+pages' read-model version poll by hand (`advance(read_cache.VERSION_POLL_SECONDS)`: the next
 poll, without waiting for it); `runtime()` is the test's
 `Runtime` (its `ops` reads the same database as the app),
 `audit_events(action=None, outcome=None)` reads the test's audit log directly.
@@ -177,12 +177,12 @@ def sync_now(runtime: Runtime) -> Callable[[], None]:
 
 @pytest.fixture
 def version_clock(monkeypatch: pytest.MonkeyPatch) -> MovableClock:
-    """The clock of the pages' read-model version poll (`reads.VERSIONS`, which reads the
-    version at most once a `VERSION_POLL_SECONDS`), moved only by the test."""
-    from dashboard import reads
+    """The clock of the pages' read-model version poll (`dashboard.reads.cache.VERSIONS`,
+    which reads the version at most once a `VERSION_POLL_SECONDS`), moved only by the test."""
+    from dashboard.reads import cache as read_cache
 
     clock = MovableClock(time.monotonic())
-    monkeypatch.setattr(reads, "VERSIONS", reads.VersionClock(clock=clock))
+    monkeypatch.setattr(read_cache, "VERSIONS", read_cache.VersionClock(clock=clock))
     return clock
 
 

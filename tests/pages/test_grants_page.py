@@ -194,7 +194,7 @@ def test_a_change_through_the_console_shows_at_once(make_app: Callable[..., AppT
 def test_an_upstream_change_shows_after_a_sync(make_app: Callable[..., AppTest], runtime: Any,
                                                sandbox: Any, sync_now: Callable[[], None],
                                                version_clock: Any) -> None:
-    from dashboard import reads
+    from dashboard.reads import cache as read_cache
 
     at = make_app("viewer", "pages/grants.py")
     gid = next(t["grant_id"] for t in sandbox.tokens() if not t["revoked"])
@@ -205,7 +205,7 @@ def test_an_upstream_change_shows_after_a_sync(make_app: Callable[..., AppTest],
     sync_now()
     at.run()
     assert list(_table(at)["status"]) == ["active"]  # the version is read once a poll
-    version_clock.advance(reads.VERSION_POLL_SECONDS)  # at most one version poll later
+    version_clock.advance(read_cache.VERSION_POLL_SECONDS)  # at most one version poll later
     at.run()
     assert list(_table(at)["status"]) == ["revoked"]
 

@@ -17,7 +17,6 @@ import pytest
 import streamlit as st
 import yaml
 
-from dashboard import auth
 from dashboard import login as login_module
 from dashboard.runtime import get_runtime
 from dashboard.users_file import hash_cost, load_users
@@ -152,7 +151,7 @@ def test_every_failed_login_ends_at_the_floor(console_env, monkeypatch, username
     fake = _FakeTime()
     floor = FailureFloor(2.5, clock=fake.clock, sleep=fake.sleep)
     start = fake.now
-    assert auth.attempt_login(rt, username, password, floor=floor) is not None
+    assert login_module.attempt_login(rt, username, password, floor=floor) is not None
     assert len(fake.slept) == 1 and fake.now - start == pytest.approx(2.5, abs=0.011)
 
 
@@ -160,9 +159,9 @@ def test_a_locked_username_ends_at_the_floor_too_and_a_success_does_not_wait(
         console_env, monkeypatch):
     rt = _runtime(monkeypatch)
     for _ in range(rt.throttle.max_failures):
-        auth.attempt_login(rt, "support", "wrong-password-x")
+        login_module.attempt_login(rt, "support", "wrong-password-x")
     fake = _FakeTime()
-    assert "Too many" in auth.attempt_login(
+    assert "Too many" in login_module.attempt_login(
         rt, "support", DEMO_PASSWORDS["support"],
         floor=FailureFloor(2.5, clock=fake.clock, sleep=fake.sleep))
     assert len(fake.slept) == 1

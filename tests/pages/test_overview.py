@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dashboard import reads, rm_sections
+from dashboard.reads import cache as read_cache
 from services.kryptos.errors import KryptosError
 from services.settings import SANDBOX_CLIENT_ID
 from tests.pages.conftest import page_path
@@ -158,7 +159,7 @@ def test_first_sync_in_progress_then_counts(make_app, runtime, sync_now, version
     assert any("first sync in progress" in i.value for i in at.info)
     assert "Active" not in _metrics(at)
     sync_now()
-    version_clock.advance(reads.VERSION_POLL_SECONDS)  # the next version poll sees the sync
+    version_clock.advance(read_cache.VERSION_POLL_SECONDS)  # the next version poll sees the sync
     at.run()
     assert int(_metrics(at)["Active"]) > 0
     assert not any("first sync in progress" in i.value for i in at.info)
@@ -188,7 +189,7 @@ def test_partial_counts_while_the_first_sync_runs(make_app, runtime, sync_now,
     assert [i for i in at.info if "First sync in progress" in i.value]
     assert any(c.value.startswith("5 grants;") for c in at.caption)
     sync_now()
-    version_clock.advance(reads.VERSION_POLL_SECONDS)
+    version_clock.advance(read_cache.VERSION_POLL_SECONDS)
     at.switch_page(page_path("pages/overview.py")).run()
     assert not [i for i in at.info if "First sync in progress" in i.value]
     assert int(_metrics(at)["Active"]) > 5

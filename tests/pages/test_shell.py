@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.auth import PAGES, pages_for
+from dashboard.navigation import PAGES, pages_for
 from dashboard.runtime import DEMO_USERS, build_runtime
 from services.settings import SANDBOX_CLIENT_SECRET, load_settings
 from tests.pages.conftest import DEMO_PASSWORDS, login, new_app, page_path

@@ -14,7 +14,8 @@ import pyotp
 import pytest
 import streamlit as st
 
-from dashboard import auth
+from dashboard import login as login_module
+from dashboard import session_cookie
 from dashboard.runtime import get_runtime
 from dashboard.users import main as users_main
 from services.store.sessions import ConsoleSession
@@ -68,8 +69,8 @@ def _session(sid: str = "s" * 43) -> ConsoleSession:
 
 def test_cookie_names_the_session_and_anything_else_is_logged_out():
     key = "k" * 64
-    token = auth.encode_cookie(key, _session(), 3600)
-    assert auth.decode_cookie(key, token) == "s" * 43
+    token = session_cookie.encode_cookie(key, _session(), 3600)
+    assert session_cookie.decode_cookie(key, token) == "s" * 43
     assert jwt.decode(token, key, algorithms=["HS256"]).keys() == {"sid", "exp"}
     forged = [
         jwt.encode({"sid": "s" * 43, "exp": 4_000_000_000}, None, algorithm="none"),
@@ -78,11 +79,12 @@ def test_cookie_names_the_session_and_anything_else_is_logged_out():
         jwt.encode({"username": "admin", "exp_date": 4_000_000_000}, key, algorithm="HS256"),
         jwt.encode({"sid": "s" * 43}, key, algorithm="HS256"),  # no expiry
         jwt.encode({"sid": 12, "exp": 4_000_000_000}, key, algorithm="HS256"),
-        auth.encode_cookie(key, _session(), -10),  # expired
-        auth.encode_cookie("an-older-cookie-key" * 3, _session(), 3600),  # after a key change
+        session_cookie.encode_cookie(key, _session(), -10),  # expired
+        # after a key change
+        session_cookie.encode_cookie("an-older-cookie-key" * 3, _session(), 3600),
         "garbage", "", "a.b.c", "e30.e30.", "x" * 10_000, None,
     ]
-    assert [auth.decode_cookie(key, t) for t in forged] == [None] * len(forged)
+    assert [session_cookie.decode_cookie(key, t) for t in forged] == [None] * len(forged)
 
 
 # --- sessions end when they should ---------------------------------------------------------
@@ -306,14 +308,15 @@ def test_required_role_enrols_at_login_then_logs_in_with_codes(console_env, monk
     login(at, "admin", DEMO_PASSWORDS["admin"])
     assert at.session_state["authentication_status"] is not True  # no page before enrolment
     assert any(s.value == "Set up a second factor" for s in at.subheader)
-    secret = at.session_state[auth.PENDING_KEY]["secret"]
+    secret = at.session_state[login_module.PENDING_KEY]["secret"]
     assert any(secret in c.value for c in at.code)
-    at.text_input(key=auth.CODE_KEY).input("123456" if _code(secret) != "123456" else "654321")
+    wrong = "123456" if _code(secret) != "123456" else "654321"
+    at.text_input(key=login_module.CODE_KEY).input(wrong)
     at.button[0].click().run()
     assert any("does not match" in e.value for e in at.error)
-    at.text_input(key=auth.CODE_KEY).input(_code(secret))
+    at.text_input(key=login_module.CODE_KEY).input(_code(secret))
     at.button[0].click().run()
-    codes = at.session_state[auth.PENDING_KEY]["codes"]
+    codes = at.session_state[login_module.PENDING_KEY]["codes"]
     assert len(codes) == 10 and at.session_state["authentication_status"] is not True
     at.button(key="console_codes_done").click().run()
     assert at.session_state["authentication_status"] is True
@@ -326,18 +329,18 @@ def test_required_role_enrols_at_login_then_logs_in_with_codes(console_env, monk
     again = new_app().run()
     login(again, "admin", DEMO_PASSWORDS["admin"])
     assert any(s.value == "Second factor" for s in again.subheader)
-    again.text_input(key=auth.CODE_KEY).input("000000")
+    again.text_input(key=login_module.CODE_KEY).input("000000")
     again.button[0].click().run()
     assert any("Wrong code" in e.value for e in again.error)
     assert _events(rt, action="auth.totp_failed")[-1].actor_username == "admin"
     # A recovery code works once.
-    again.text_input(key=auth.CODE_KEY).input(codes[0])
+    again.text_input(key=login_module.CODE_KEY).input(codes[0])
     again.button[0].click().run()
     assert again.session_state["authentication_status"] is True
     assert _events(rt, action="auth.recovery_code_used")[-1].params == {"codes_left": 9}
     third = new_app().run()
     login(third, "admin", DEMO_PASSWORDS["admin"])
-    third.text_input(key=auth.CODE_KEY).input(codes[0])
+    third.text_input(key=login_module.CODE_KEY).input(codes[0])
     third.button[0].click().run()
     assert third.session_state["authentication_status"] is not True
     assert len(_events(rt, action="auth.login")) == 2
@@ -367,7 +370,7 @@ def test_totp_enrol_from_the_command_line_then_log_in(console_env, monkeypatch):
     at = new_app().run()
     login(at, "support", DEMO_PASSWORDS["support"])
     assert at.session_state["authentication_status"] is not True
-    at.text_input(key=auth.CODE_KEY).input(_code(secret))
+    at.text_input(key=login_module.CODE_KEY).input(_code(secret))
     at.button[0].click().run()
     assert at.session_state["authentication_status"] is True
 
@@ -385,6 +388,10 @@ def test_my_account_sets_up_a_second_factor(console_env, monkeypatch):
     assert rt.auth.totp.is_enrolled("viewer")
     assert any(len(c.value.splitlines()) == 10 for c in at.code)
     assert _events(rt, action="auth.totp_enrolled")[-1].target_id == "viewer"
+    at.run()  # the next run: the state and the session's facts
+    said = [m.value for m in at.markdown] + [t.value for t in at.text]
+    assert "Set up. Recovery codes left: 10." in said
+    assert any(m.startswith("**Logged in at \\(UTC\\):**") for m in said), said
 
 
 def test_settings_parse_the_new_options(tmp_path):

@@ -1,0 +1,122 @@
+"""Limit changes to many grants (Guest limits page): a tier or a custom limit, dry run
+first, then the apply of what the dry run showed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from dashboard import reads
+from services.operations import Actor, BulkResult, OperationError, Operations, ValidationError
+from services.operations.four_eyes import Held
+from services.operations.limit_value import GuestLimit
+
+ProgressFn = Callable[[int, int], None]
+
+
+def run_bulk(
+    ops: Operations,
+    actor: Actor,
+    grant_ids: Sequence[str],
+    tier: str,
+    reason: str,
+    *,
+    dry_run: bool,
+    ticket: str | None = None,
+    progress: ProgressFn | None = None,
+    expected: Mapping[str, GuestLimit] | None = None,
+    confirmed: bool = False,
+) -> BulkResult | Held:
+    """Apply a configured tier to many grants (or preview it with `dry_run`); the use case
+    may hold it for approval (`Held`)."""
+    return _bulk(dry_run, lambda: ops.limits.apply_tier(
+        actor, list(grant_ids), tier, reason, dry_run=dry_run, ticket=ticket or None,
+        progress=progress, expected=expected, confirmed=confirmed))
+
+
+def run_bulk_limit(
+    ops: Operations,
+    actor: Actor,
+    grant_ids: Sequence[str],
+    limit: int,
+    reason: str,
+    *,
+    dry_run: bool,
+    ticket: str | None = None,
+    progress: ProgressFn | None = None,
+    expected: Mapping[str, GuestLimit] | None = None,
+) -> BulkResult | Held:
+    """Set one custom limit (limiter on) on many grants (or preview it with `dry_run`): one
+    bulk operation, like a tier (bounded concurrency, per-grant outcome, a dry run that reads
+    each grant's current limit); the use case may hold it for approval (`Held`)."""
+    return _bulk(dry_run, lambda: ops.limits.apply_limit(
+        actor, list(grant_ids), transaction_limit=limit, enable_limiter=True, reason=reason,
+        dry_run=dry_run, ticket=ticket or None, progress=progress, expected=expected))
+
+
+def _bulk(dry_run: bool, run: Callable[[], BulkResult | Held]) -> BulkResult | Held:
+    """Run a bulk change; after a real run (whatever its outcome) every cached read goes."""
+    try:
+        return run()
+    finally:
+        if not dry_run:
+            reads.invalidate_all()
+
+
+@dataclass(frozen=True)
+class BulkPlan:
+    """What the Guest limits page is about to change: grants, and a tier or a custom limit
+    (a dry run is valid for the apply of the same plan only)."""
+
+    grant_ids: tuple[str, ...]
+    tier: str | None = None
+    limit: int | None = None
+
+
+def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_run: bool,
+             ticket: str | None = None, progress: ProgressFn | None = None,
+             preview: BulkResult | None = None) -> BulkResult | Held:
+    """Run `plan`: its tier, else its custom limit (refused when none was entered). A real
+    run after a dry run (`preview`) acts only on the grants that would change, each against
+    the limit the dry run showed (a grant changed since is skipped as `STALE`); a change
+    that needs approval becomes a request."""
+    ids: Sequence[str] = plan.grant_ids
+    expected: dict[str, GuestLimit] | None = None
+    if preview is not None and not dry_run:
+        todo = [i for i in preview.items if i.outcome == "would_change"]
+        if not todo:
+            raise OperationError("Nothing to apply: the dry run found no grant that would "
+                                 "change.", code="NOTHING_TO_APPLY")
+        ids = [i.grant_id for i in todo]
+        expected = {i.grant_id: i.before for i in todo}
+    if plan.tier is not None:
+        # Applying after the dry run is the person's yes to the before -> after it showed.
+        return run_bulk(ops, actor, ids, plan.tier, reason, dry_run=dry_run,
+                        ticket=ticket, progress=progress, expected=expected,
+                        confirmed=preview is not None)
+    if plan.limit is None:
+        raise ValidationError("transaction_limit", "Please type the transaction limit to set "
+                                                   "(a whole number, e.g. 7500).")
+    return run_bulk_limit(ops, actor, ids, plan.limit, reason, dry_run=dry_run,
+                          ticket=ticket, progress=progress, expected=expected)
+
+
+def applied_summary(preview: BulkResult | None, result: BulkResult) -> str:
+    """The final message of a run, in the dry run's terms."""
+    c = result.counts
+    parts = [f"{c['succeeded']:,} changed"]
+    if c["unchanged"]:
+        parts.append(f"{c['unchanged']:,} already there")
+    if c["skipped"]:
+        parts.append(f"{c['skipped']:,} skipped (changed since the dry run, or not a Guest)")
+    if c["failed"]:
+        parts.append(f"{c['failed']:,} failed")
+    text = ", ".join(parts)
+    if preview is not None:
+        would = preview.count("would_change")
+        left = len(preview.items) - would
+        text = f"Of the {would:,} grant(s) the dry run said would change: {text}."
+        if left:
+            text += f" The other {left:,} selected grant(s) were not touched (see the dry run)."
+    return text
