@@ -1,5 +1,5 @@
 """What a day's use in a real browser must keep right: every fast click in the Guest limits
-picker counts."""
+picker counts; an absent value reads as an em dash, never "'-" or "None"."""
 
 from __future__ import annotations
 
@@ -37,3 +37,25 @@ def test_eight_fast_ticks_in_the_guest_limits_picker_all_count(page: Page, conso
     rows = h.grid_dicts(h.grid(m, "Pick"))
     assert [r["Pick"] for r in rows[:8]] == ["true"] * 8, rows[:9]
 
+
+
+def test_absent_values_read_as_a_dash_not_quote_dash_or_none(page: Page, console,
+                                                             plain_guests) -> None:
+    gid = plain_guests[12]
+    h.login(page, console.url, "support")
+    h.open_grant(page, console.url, gid)
+    m = h.main(page)
+    expect(m.get_by_role("heading", name="Session")).to_be_visible(timeout=h.TIMEOUT)
+    h.quiet(page)
+    facts = h.grid(m, "Field")
+    expect(facts).to_be_visible()
+
+    def cells() -> list[str]:
+        grids = m.get_by_test_id("stDataFrame")
+        return [c for i in range(grids.count()) for row in h.grid_rows(grids.nth(i))[1:]
+                for c in row]
+
+    # The session of a valid grant has no reason: an em dash, as any absent value.
+    h.eventually(page, lambda: "\u2014" in cells(), "an absent value shows as an em dash")
+    shown = cells()
+    assert "'-" not in shown and "None" not in shown and "-" not in shown, shown
