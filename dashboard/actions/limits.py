@@ -85,16 +85,6 @@ def _seen_values(seen: GuestLimit) -> dict[str, Any]:
     return {"expected_limit": seen.cap, "expected_limiter": seen.limiter}
 
 
-def needs_confirmation(ops: Operations, actor: Actor, grant_id: str, seen: GuestLimit,
-                       limit: int | None, limiter: str, tier: str | None) -> str | None:
-    """The question the limit use case asks before this change (before -> after), or None;
-    the rule (a cut of more than half, the limiter switched off) is the operation's."""
-    if tier:
-        return ops.limits.confirmation_for(actor, grant_id, tier=tier, **_seen_values(seen))
-    return ops.limits.confirmation_for(actor, grant_id, limit, _form_limiter(limit, limiter),
-                                       **_seen_values(seen))
-
-
 def submit_limit(
     ops: Operations,
     actor: Actor,

@@ -84,17 +84,24 @@ def _limit_form(ctx: PageContext, gid: str, now: GuestLimit) -> None:
             return
         values = dict(limit=typed, limiter=limiter, tier=None if tier == NO_TIER else tier,
                       reason=why, ticket=ticket)
-        try:
-            check = actions.needs_confirmation(
-                ctx.ops, ctx.actor, gid, seen, actions.limit_from_text(typed), limiter,
-                values["tier"])
-        except OperationError as exc:
-            _refusal(exc, beside)
-            return
-        if check is not None:
-            st.session_state[CONFIRM_KEY] = (gid, values, check, seen)
-            st.rerun()
+        # The use case checks every field first (each refusal beside its field); only a
+        # change whose fields are all valid gets its question (`ConfirmationRequired`).
         _apply_limit(ctx, gid, seen, values, beside)
+
+
+def _restore(values: dict[str, Any]) -> None:
+    """Put what was typed back into the form (hidden while its question was shown, so
+    Streamlit dropped the fields' values)."""
+    st.session_state.update({
+        "limit_value": values.get("limit") or "", "limit_limiter": values["limiter"],
+        "limit_tier": values.get("tier") or NO_TIER, "limit_reason": values.get("reason") or "",
+        "limit_ticket": values.get("ticket") or "",
+    })
+
+
+def _cancel(values: dict[str, Any]) -> None:
+    st.session_state.pop(CONFIRM_KEY, None)
+    _restore(values)
 
 
 def _pending(ctx: PageContext, gid: str) -> bool:
@@ -105,13 +112,15 @@ def _pending(ctx: PageContext, gid: str) -> bool:
     _, values, check, seen = pending
     with st.container(border=True):
         st.warning(escape_markdown(check) + " Apply it?", icon=":material/warning:")
+        st.text(f"Reason: {values.get('reason') or ''}".strip()
+                + (f"\nTicket: {values['ticket']}" if values.get("ticket") else ""))
         b1, b2 = st.columns(2)
         if b1.button("Yes, apply this change", key="limit_confirm", type="primary"):
             st.session_state.pop(CONFIRM_KEY, None)
+            _restore(values)  # kept for the form, should the change be refused
             _apply_limit(ctx, gid, seen, values, {}, confirmed=True)
-        if b2.button("Cancel", key="limit_cancel"):
-            st.session_state.pop(CONFIRM_KEY, None)
-            st.rerun()
+        b2.button("Cancel", key="limit_cancel", on_click=_cancel, args=(values,),
+                  help="Back to the form, with what you typed.")
     return True
 
 

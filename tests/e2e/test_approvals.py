@@ -56,10 +56,10 @@ def test_request_then_approve_then_done(two_pages: tuple[Page, Page],
     h.main(asker).get_by_role("button", name="Revoke grant...").click()
     dialog = asker.get_by_role("dialog")
     expect(dialog).to_be_visible(timeout=h.TIMEOUT)
-    expect(dialog).to_contain_text("a revoke becomes a request")
+    expect(dialog).to_contain_text("This files a revoke request")
     dialog.get_by_label("Reason", exact=True).fill("customer asked by e-mail")
     dialog.get_by_label("Grant id, typed again", exact=True).fill(gid)
-    dialog.get_by_role("button", name="Revoke", exact=True).click()
+    dialog.get_by_role("button", name="Request the revoke", exact=True).click()
     expect(dialog).to_have_count(0, timeout=h.TIMEOUT)
     expect(asker.get_by_test_id("stToast").filter(has_text="Not changed yet")).to_be_visible(
         timeout=h.TIMEOUT)

@@ -74,7 +74,10 @@ def test_revoke_dialog_and_limit_form_say_approval(make_app: Callable[..., AppTe
     assert any("Four-eyes approval" in c.value and "limit above 100,000" in c.value
                for c in at.caption)
     at.button(key="revoke_open").click().run()
-    assert any("a revoke becomes a request" in c.value for c in at.caption)
+    words = " ".join(t.value for t in at.text)
+    assert "This files a revoke request: nothing changes until a second person" in words
+    assert "stops the grant's tokens at once" not in words
+    assert at.button(key="revoke_confirm").label == "Request the revoke"
 
 
 def test_limit_form_above_threshold_makes_a_request(make_app: Callable[..., AppTest],
