@@ -81,10 +81,16 @@ def _facts_freshness(detail: GrantDetail) -> None:
                    f"{live}")
         return
     seen = row.grants_seen_at
-    confirmed = (f"the grants list confirmed it {fmt_ago(seen)}" if seen is not None
-                 else "no full sync has listed it yet")
-    st.caption(f"Status and ids from the console's copy, as of {fmt_ago(row.refreshed_at)} "
-               f"({confirmed}). {live}")
+    if seen is None:
+        source = (f"Status and ids from the console's copy, written {fmt_ago(row.refreshed_at)}; "
+                  "no full sync has listed this grant yet.")
+    elif seen >= row.refreshed_at:
+        source = (f"Status and ids from the console's copy, last confirmed by Kryptos' grants "
+                  f"list {fmt_ago(seen)}.")
+    else:  # written since the list last showed it (a change, a webhook, this page)
+        source = (f"Status and ids from the console's copy, updated {fmt_ago(row.refreshed_at)}"
+                  f" (Kryptos' grants list last showed the grant {fmt_ago(seen)}).")
+    st.caption(f"{source} {live}")
 
 
 def _pending_banner(ctx: PageContext, gid: str) -> None:

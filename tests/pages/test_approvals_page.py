@@ -264,7 +264,10 @@ def test_approvals_page_shows_each_grants_real_outcome(make_app: Callable[..., A
     runtime.ops.readmodel.apply_limit_change(g[1], 4321, True)
     at = make_app("admin", PAGE)
     items = next(df.value for df in at.dataframe if "before now" in df.value.columns)
-    row = items[items["grant_id"] == g[1]].iloc[0]
+    row = items[items["grant id"] == g[1]].iloc[0]
+    assert set(items.columns) == {"grant id", "customer reference", "outcome", "before",
+                                  "before now", "after", "error code", "message"}
+    assert set(items["outcome"]) == {"would change"}
     assert row["before now"] == "4,321" and row["before"] != "4,321"
     at.checkbox(key=f"appr_ok_{held.request.id}").check().run()
     at.button(key=f"appr_approve_{held.request.id}").click().run()
@@ -272,5 +275,5 @@ def test_approvals_page_shows_each_grants_real_outcome(make_app: Callable[..., A
     history = [df.value for df in at.dataframe if "decided by" in df.value.columns][-1]
     assert list(history["state"]) == ["approved; executed for 2 of 3 grants (1 skipped)"]
     outcome = [df.value for df in at.dataframe if "outcome" in df.value.columns][-1]
-    assert dict(zip(outcome["grant_id"], outcome["outcome"], strict=True)) == {
+    assert dict(zip(outcome["grant id"], outcome["outcome"], strict=True)) == {
         g[0]: "succeeded", g[1]: "skipped", g[2]: "succeeded"}
