@@ -6,6 +6,8 @@ per grant), then apply with a progress bar; the per-grant results can be downloa
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import streamlit as st
 
@@ -19,12 +21,20 @@ from dashboard.csv_io import (
     screen_frame,
 )
 from dashboard.formats import fmt_bool, fmt_limit
-from dashboard.ui import record_pending_note, show_error
-from services.operations import UNKNOWN, BulkResult, OperationError, Permission, can
+from dashboard.ui import escape_markdown, record_pending_note, show_error
+from services.operations import (
+    UNKNOWN,
+    BulkResult,
+    ConfirmationRequired,
+    OperationError,
+    Permission,
+    can,
+)
 
 PREVIEW_KEY = "bulk_preview"  # (plan, BulkResult)
 RESULT_KEY = "bulk_result"  # (plan, preview BulkResult, BulkResult)
 HELD_KEY = "bulk_held"  # (plan, what the request says): the Apply that became a request
+CONFIRM_KEY = "bulk_confirm"  # (plan, the use case's question) before a risky Apply
 PICKED_KEY = "bulk_picked"  # grant ids ticked in the table, in tick order
 PICKER_PREFIX = "bulk_picker_"  # + generation: the table's key, renewed after each merge
 PICKER_GEN_KEY = "bulk_picker_gen"
@@ -240,9 +250,9 @@ plan = actions.BulkPlan(selected, str(tier) if how == TIER else None, limit)
 
 
 def _run(dry_run: bool, progress: actions.ProgressFn | None = None,
-         preview: BulkResult | None = None) -> BulkResult:
+         preview: BulkResult | None = None, confirmed: bool = False) -> BulkResult:
     return actions.run_plan(ctx.ops, ctx.actor, plan, reason, dry_run=dry_run, ticket=ticket,
-                            progress=progress, preview=preview)
+                            progress=progress, preview=preview, confirmed=confirmed)
 
 
 def _show_error(exc: OperationError) -> None:
@@ -253,7 +263,7 @@ def _show_error(exc: OperationError) -> None:
         show_error(exc)
 
 
-def _table(result: BulkResult, key: str) -> None:
+def _table(result: BulkResult, key: str, *, counts: bool = True) -> None:
     st.dataframe(
         screen_frame(pd.DataFrame(bulk_rows(result.items, words=True),
                                     columns=BULK_COLUMNS)),
@@ -269,8 +279,9 @@ def _table(result: BulkResult, key: str) -> None:
             "message": st.column_config.TextColumn("Message", width="large"),
         },
     )
-    counts = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in result.counts.items() if n)
-    st.text(counts or "No grants.")
+    if counts:
+        said = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in result.counts.items() if n)
+        st.text(said or "No grants.")
 
 
 preview = st.session_state.get(PREVIEW_KEY)
@@ -306,11 +317,11 @@ elif previewed and not would:
 if note := actions.approval_note(ctx.ops, "bulk", ctx.actor):
     st.caption(note)
 
-if previewed and not apply_clicked:
-    st.markdown(f"**Dry run: nothing was changed.** Apply would change {would:,} grant(s).")
-    _table(preview[1], "bulk_preview_table")
 
-if apply_clicked:
+
+def _apply(confirmed: bool) -> None:
+    """Apply what the dry run said would change. The use case asks first (the same rule as
+    for one grant: a cut by more than half, a limiter switched off) unless `confirmed`."""
     # The bar appears with the first grant done: a change that becomes a request sends
     # nothing, and must not leave "0 of N" behind.
     bar = st.empty()
@@ -319,20 +330,50 @@ if apply_clicked:
         bar.progress(done / max(total, 1), text=f"{done:,} of {total:,}")
 
     try:
-        result = _run(dry_run=False, progress=_progress, preview=preview[1])
+        result = _run(dry_run=False, progress=_progress, preview=preview[1],
+                      confirmed=confirmed)
+    except ConfirmationRequired as exc:
+        st.session_state[CONFIRM_KEY] = (plan, exc.question)
+        st.rerun()
     except OperationError as exc:
         bar.empty()
         _show_error(exc)
+        return
+    st.session_state.pop(PREVIEW_KEY, None)
+    if isinstance(result, actions.Held):  # waits for a second person
+        st.session_state.pop(RESULT_KEY, None)
+        st.session_state[HELD_KEY] = (plan, result.summary())
     else:
-        st.session_state.pop(PREVIEW_KEY, None)
-        if isinstance(result, actions.Held):  # waits for a second person
-            st.session_state.pop(RESULT_KEY, None)
-            st.session_state[HELD_KEY] = (plan, result.summary())
-        else:
-            st.session_state.pop(HELD_KEY, None)
-            st.session_state[RESULT_KEY] = (plan, preview[1], result)
-        # Drawn again from what is kept: Apply disabled (its dry run is used up), no bar.
-        st.rerun()
+        st.session_state.pop(HELD_KEY, None)
+        st.session_state[RESULT_KEY] = (plan, preview[1], result)
+    # Drawn again from what is kept: Apply disabled (its dry run is used up), no bar.
+    st.rerun()
+
+
+asking = st.session_state.get(CONFIRM_KEY)
+if asking is not None and (asking[0] != plan or not previewed):
+    st.session_state.pop(CONFIRM_KEY, None)
+    asking = None
+if apply_clicked:
+    _apply(confirmed=False)
+elif asking is not None:
+    with st.container(border=True):
+        st.warning(escape_markdown(asking[1]) + " Apply it?", icon=":material/warning:")
+        y, n = st.columns(2)
+        if y.button("Yes, apply this change", key="bulk_confirm_yes", type="primary"):
+            st.session_state.pop(CONFIRM_KEY, None)
+            _apply(confirmed=True)
+        n.button("Cancel", key="bulk_confirm_no",
+                 on_click=lambda: st.session_state.pop(CONFIRM_KEY, None))
+
+if previewed and not apply_clicked:
+    st.markdown(f"**Dry run: nothing was changed.** Apply would change {would:,} grant(s).")
+    skipped = [i for i in preview[1].items if i.outcome == "skipped"]
+    if skipped:  # in their own table, not among the rows of a long one
+        st.warning(f"{len(skipped):,} grant(s) will be skipped, each with its reason:",
+                   icon=":material/warning:")
+        _table(replace(preview[1], items=tuple(skipped)), "bulk_skipped_table", counts=False)
+    _table(preview[1], "bulk_preview_table")
 
 # Results belong to the selection and change they were made for: another selection or
 # change hides them.

@@ -111,6 +111,9 @@ def test_bulk_apply_of_a_limiter_off_tier_makes_a_request(make_app: Callable[...
     assert any("Four-eyes approval: more than 10 grants" in c.value for c in at.caption)
     at.text_input(key="bulk_reason").input("switch off for the audit firm")
     at.button(key="bulk_apply").click().run()
+    # Asked first, as for one grant; then it becomes a request.
+    assert any("switches the limiter off on 2 of 2" in shown(w.value) for w in at.warning)
+    at.button(key="bulk_confirm_yes").click().run()
     assert not at.exception and not at.error
     assert any("Not changed yet" in i.value and "limiter off" in i.value for i in at.info)
     assert not [r for r in sandbox.requests_log() if r["method"] == "PATCH"]

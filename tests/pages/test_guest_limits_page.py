@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from services.kryptos.client import KryptosClient
 from services.kryptos.errors import KryptosError
+from tests.pages.helpers import shown
 
 PAGE = "pages/guest_limits.py"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -136,6 +137,11 @@ def test_dry_run_then_apply_with_one_failure(make_app: Callable[..., AppTest], s
     at.text_input(key="bulk_reason").input("move to the free tier")
     at.button(key="bulk_apply").click().run()
     assert not at.exception
+    # Down to 1,000 cuts some by more than half: asked first, as for one grant.
+    ask = [shown(w.value) for w in at.warning if "more than half" in w.value]
+    assert ask and "on 3 of 3 grant(s)" in ask[0] and "-> 1,000 transactions" in ask[0]
+    assert not [r for r in sandbox.requests_log() if r["method"] == "PATCH"]
+    at.button(key="bulk_confirm_yes").click().run()
     result = _df(at, "outcome")
     outcome = dict(zip(result["grant_id"], result["outcome"], strict=True))
     assert outcome == {gids[0]: "succeeded", gids[1]: "failed", gids[2]: "succeeded"}
@@ -176,6 +182,13 @@ def test_csv_upload_reports_rejected_lines_and_custom_limit(
     assert list(preview["before"]) == [_current_limit(sandbox, g) for g in gids]  # real values
     at.text_input(key="bulk_reason").input("custom cap for pilot")
     at.button(key="bulk_apply").click().run()
+    befores = [_current_limit(sandbox, g) for g in gids]
+    big_cut = any(b not in ("no cap", "unknown") and int(b.replace(",", "")) > 2 * 4321
+                  for b in befores)
+    asked = any(b.key == "bulk_confirm_yes" for b in at.button)
+    assert asked == big_cut, befores  # the same rule as for one grant
+    if asked:
+        at.button(key="bulk_confirm_yes").click().run()
     assert list(_df(at, "outcome")["outcome"]) == ["succeeded", "succeeded"]
     assert not [e.value for e in at.error]
 
