@@ -59,3 +59,16 @@ def grant_list_caption(total: int, first: int, shown: int) -> str:
     if shown == total:
         where = "all shown" if total > 1 else "shown"
     return f"{count_of(total, 'grant')}; {where}. Choose a row to open its detail."
+
+
+def fmt_money(value: float | None) -> str:
+    """An amount of money: 2 decimals, more only for an amount under 1 (a token priced at
+    0.000042 must not read 0.00): up to 4 significant digits then. The em dash when absent."""
+    if value is None:
+        return ABSENT
+    if value == 0 or abs(value) >= 1:
+        return f"{value:,.2f}"
+    exponent = int(f"{value:e}".split("e")[1])  # -5 for 0.000042
+    out = f"{value:,.{max(2, -exponent + 3)}f}"
+    whole, _, decimals = out.partition(".")
+    return f"{whole}.{decimals.rstrip('0').ljust(2, '0')}"

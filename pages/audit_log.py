@@ -83,9 +83,10 @@ except OperationError as exc:
 
 st.caption(f"{result.total} event(s), newest first · page {result.page} of {result.pages}")
 if result.events:
-    ui.table(ui.audit_rows(result.events), key="audit_table",
+    # Rows taller than 4 rem let the grid wrap a reason instead of cutting it; the whole
+    # text is also in Event details below.
+    ui.table(ui.audit_rows(result.events), key="audit_table", row_height=72,
              column_config={"reason": st.column_config.TextColumn("reason", width="large")})
-    st.caption("A long reason is cut in the table: its whole text is in Event details below.")
 else:
     st.info("No event matches these filters.")
 

@@ -54,10 +54,14 @@ class LimitFormResult:
             if not c.before_known:
                 return (f"Limit set to {fmt_limit(c.after_limit)}, limiter "
                         f"{fmt_bool(c.after_limiter)} (before: unknown).")
-            return (
-                f"Limit {fmt_limit(c.before_limit)} -> {fmt_limit(c.after_limit)}, "
-                f"limiter {fmt_bool(c.before_limiter)} -> {fmt_bool(c.after_limiter)}."
-            )
+            # Only what moved: "limiter on -> on" says nothing.
+            if c.before_limit == c.after_limit:
+                said = f"Limit kept at {fmt_limit(c.after_limit)}"
+            else:
+                said = f"Limit {fmt_limit(c.before_limit)} -> {fmt_limit(c.after_limit)}"
+            if c.before_limiter != c.after_limiter:
+                said += f", limiter {fmt_bool(c.before_limiter)} -> {fmt_bool(c.after_limiter)}"
+            return said + "."
         if self.tier_item is not None:
             i = self.tier_item
             return f"Tier applied: limit {i.before.label()} -> {i.after.label()}."

@@ -54,6 +54,7 @@ def history(ctx: PageContext, gid: str) -> None:
     )
 
 
+WRAPPING_ROW_PX = 72  # the grid wraps text in rows taller than 4 rem (64 px)
 TIMELINE_COLUMNS = {
     "time": st.column_config.DatetimeColumn("Time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
     "source": st.column_config.TextColumn("From"),
@@ -76,5 +77,7 @@ def timeline(ctx: PageContext, gid: str) -> None:
     if not items:
         st.text("Nothing yet: no webhook received for this grant and no recorded action.")
         return
+    # Rows taller than 4 rem let the grid wrap a long line instead of cutting it.
     st.dataframe(screen_frame(pd.DataFrame(timeline_view.rows(items))), hide_index=True,
-                 width="stretch", key="timeline_table", column_config=TIMELINE_COLUMNS)
+                 width="stretch", key="timeline_table", column_config=TIMELINE_COLUMNS,
+                 row_height=WRAPPING_ROW_PX)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.csv_io import screen_frame
-from dashboard.formats import ABSENT
+from dashboard.formats import ABSENT, fmt_money
 from dashboard.grant_detail.common import is_revoked, kv_table, part_problem, wallet_names
 from services.operations import GrantDetail
 
@@ -36,7 +36,8 @@ HOLDING_COLUMNS = {
     "asset": st.column_config.TextColumn("Asset"),
     "name": st.column_config.TextColumn("Name"),
     "quantity": st.column_config.NumberColumn("Quantity", format="%,.6f"),
-    "price": st.column_config.NumberColumn("Price", format="%,.4f"),
+    # Text: 2 decimals, more only for a price under 1 (`fmt_money`).
+    "price": st.column_config.TextColumn("Price"),
     "value": st.column_config.NumberColumn("Value", format="%,.2f"),
     "cost_basis": st.column_config.NumberColumn("Cost basis", format="%,.2f"),
     "pnl": st.column_config.NumberColumn("Unrealised P&L", format="%,.2f"),
@@ -66,7 +67,7 @@ def holdings(detail: GrantDetail) -> None:
             "asset": x.asset.symbol,
             "name": x.asset.public_name,
             "quantity": x.total_quantity,
-            "price": x.market_price,
+            "price": fmt_money(x.market_price),
             "value": x.market_value,
             "cost_basis": x.cost_basis,
             "pnl": x.unrealized_pnl,

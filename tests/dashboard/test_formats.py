@@ -30,3 +30,10 @@ def test_the_grants_caption_in_words() -> None:
     assert grant_list_caption(1, 1, 1).startswith("1 grant; shown.")
     assert grant_list_caption(40, 26, 15).startswith("40 grants; showing 26\u201340.")
     assert grant_list_caption(40, 1, 40).startswith("40 grants; all shown.")
+
+
+def test_money_has_two_decimals_and_more_only_for_tiny_amounts() -> None:
+    from dashboard.formats import fmt_money
+
+    assert [fmt_money(v) for v in (1234.5678, 0.5, 0, 0.000042137)] == [
+        "1,234.57", "0.50", "0.00", "0.00004214"]
