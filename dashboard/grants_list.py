@@ -13,7 +13,7 @@ import streamlit as st
 from dashboard import reads, rm_sections
 from dashboard.context import PageContext
 from dashboard.formats import fmt_minute, grant_list_caption
-from services.operations import QUEUES, GrantFilter, GrantPage, RmGrant
+from services.operations import QUEUES, GrantFilter, GrantPage, RmGrant, validation
 
 DETAIL_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grant_detail.py")
 
@@ -160,7 +160,8 @@ COLUMNS = {
     "customer_ref": st.column_config.TextColumn("Customer reference"),
     "user": st.column_config.TextColumn("User", help="Guest, Linked or unknown"),
     "status": st.column_config.TextColumn("Status"),
-    "limit": st.column_config.TextColumn("Limit", help="The transaction limit in force"),
+    "limit": st.column_config.TextColumn(
+        "Limit", help="The transaction limit in force. " + validation.LIMIT_UNIT_HELP),
     "integrations": st.column_config.NumberColumn("Integrations"),
     "failing": st.column_config.NumberColumn("Failing"),
     "sync": st.column_config.TextColumn("Sync state"),

@@ -29,6 +29,7 @@ from services.operations import (
     OperationError,
     Permission,
     can,
+    validation,
 )
 
 PREVIEW_KEY = "bulk_preview"  # (plan, BulkResult)
@@ -72,7 +73,8 @@ st.dataframe(
     key="tiers_table",
     column_config={
         "tier": st.column_config.TextColumn("Tier"),
-        "limit": st.column_config.TextColumn("Transaction limit"),  # "no cap", never None
+        "limit": st.column_config.TextColumn("Transaction limit",  # "no cap", never None
+                                             help=validation.LIMIT_UNIT_HELP),
         "limiter": st.column_config.TextColumn("Limiter"),
     },
 )
@@ -178,7 +180,8 @@ st.data_editor(
         "pick": st.column_config.CheckboxColumn("Pick"),
         "grant_id": st.column_config.TextColumn("Grant id"),
         "customer_ref": st.column_config.TextColumn("Customer reference"),
-        "current_limit": st.column_config.TextColumn("Current limit"),
+        "current_limit": st.column_config.TextColumn("Current limit",
+                                                     help=validation.LIMIT_UNIT_HELP),
         "limiter": st.column_config.TextColumn("Limiter"),
         "tier": st.column_config.TextColumn("Tier"),
         "user": st.column_config.TextColumn("User"),
@@ -235,7 +238,7 @@ else:
     # Text, not a number input: "12.5" or "1e3" is refused with the reason, never rounded.
     typed_limit = st.text_input(
         "Transaction limit (the limiter is switched on)", key="bulk_limit",
-        placeholder="a whole number, e.g. 7500",
+        placeholder="transactions, e.g. 7500", help=validation.LIMIT_UNIT_HELP,
     )
     try:
         limit = actions.limit_from_text(typed_limit)

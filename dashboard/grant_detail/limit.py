@@ -12,7 +12,14 @@ from dashboard import actions, reads
 from dashboard.context import PageContext
 from dashboard.grant_detail.common import FLASH_KEY, PENDING_KEY, approval_caption
 from dashboard.ui import escape_markdown, show_error
-from services.operations import ConfirmationRequired, GrantDetail, OperationError, Permission, can
+from services.operations import (
+    ConfirmationRequired,
+    GrantDetail,
+    OperationError,
+    Permission,
+    can,
+    validation,
+)
 from services.operations.limit_value import GuestLimit
 
 LIMIT_FORM_KEYS = ("limit_value", "limit_limiter", "limit_tier", "limit_reason", "limit_ticket")
@@ -39,7 +46,7 @@ def guest_limit(ctx: PageContext, detail: GrantDetail) -> None:
         tier = reads.matching_tier(ctx.ops, seen)
         m1, m2, m3 = st.columns(3)
         m1.metric("Limiter", "on" if seen.limiter else "off")
-        m2.metric("Effective limit", seen.label())
+        m2.metric("Effective limit", seen.label(), help=validation.LIMIT_UNIT_HELP)
         m3.metric("Tier", tier.name if tier is not None else "none (custom limit)")
     else:
         st.text("Limiter, effective limit and tier: unknown (user info not available).")
@@ -70,7 +77,8 @@ def _limit_form(ctx: PageContext, gid: str, now: GuestLimit) -> None:
         f1, f2, f3 = st.columns(3)
         # Text, not a number input: "12.5" or "1e3" is refused with the reason, not rounded.
         typed = f1.text_input("New limit", key="limit_value",
-                              placeholder="a whole number, e.g. 7500")
+                              placeholder="transactions, e.g. 7500",
+                              help=validation.LIMIT_UNIT_HELP)
         beside: dict[str, Any] = {"transaction_limit": f1.empty()}
         limiter = f2.selectbox("Limiter", actions.LIMITER_CHOICES, key="limit_limiter")
         tier = f3.selectbox("Tier", tiers, key="limit_tier",

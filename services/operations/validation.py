@@ -19,6 +19,15 @@ ACTION_WORDS_RE = re.compile(r"^[a-z0-9_.]+( +[a-z0-9_.]+)*$")  # "revoke", "lim
 FILTER_TEXT_MAX = 200
 RESYNC_MODES = ("latest", "from_start")
 MAX_LIMIT = 10**9
+#: What a transaction limit counts, for every field and column that shows one (the guide and
+#: the API notes: the effective limit of the user info; an integration past it reports
+#: "transaction limit reached" and imports no more transactions).
+LIMIT_UNIT_HELP = (
+    "A number of transactions: how many transactions Kryptos imports for this Guest from "
+    "their wallets and exchanges. Past it, a sync stops fetching transactions and the "
+    "integration says \"transaction limit reached\". A whole number up to "
+    f"{MAX_LIMIT:,}; the limiter must be on for it to apply (off: no cap)."
+)
 REASON_MIN, REASON_MAX = 5, 500
 TICKET_MAX = 100
 CUSTOMER_REF_MAX = 200

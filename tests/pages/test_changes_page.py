@@ -148,6 +148,18 @@ def test_every_field_is_checked_before_the_question_and_cancel_keeps_the_form(
     assert at.text_input(key="limit_reason").value == "customer asked for it"
 
 
+def test_the_limit_fields_say_what_a_transaction_limit_counts(
+        make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    from services.operations.validation import LIMIT_UNIT_HELP
+
+    assert "A number of transactions" in LIMIT_UNIT_HELP
+    at = _open(make_app, _guest(sandbox))
+    assert at.text_input(key="limit_value").help == LIMIT_UNIT_HELP
+    bulk = make_app("finance", "pages/guest_limits.py")
+    bulk.radio(key="bulk_how").set_value("Custom limit").run()
+    assert bulk.text_input(key="bulk_limit").help == LIMIT_UNIT_HELP
+
+
 def test_switching_the_limiter_off_asks_first(make_app: Callable[..., AppTest],
                                               sandbox: Any) -> None:
     gid = _guest(sandbox)
