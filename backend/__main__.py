@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 import uvicorn
 
+from services.logs import setup as setup_logging
 from services.settings import ConfigError, load_settings
 from services.store.errors import StoreError
 
@@ -21,18 +21,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="trust X-Forwarded-* from --forwarded-allow-ips (behind a proxy)")
     parser.add_argument("--forwarded-allow-ips", default="127.0.0.1")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
+    setup_logging("backend")
     from backend.app import create_app
 
     try:
         settings = load_settings()
+        setup_logging("backend", settings)
         app = create_app(settings)
     except (ConfigError, StoreError) as exc:
         print(f"backend: {exc.user_message}", file=sys.stderr)
         return 2
     mode = "sandbox" if settings.sandbox_mode else "live"
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
+    # log_config=None: uvicorn's loggers go through the process's one setup (services/logs).
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
                             proxy_headers=args.proxy_headers,
                             forwarded_allow_ips=args.forwarded_allow_ips,
                             server_header=False)

@@ -31,6 +31,7 @@ from backend.state import Backend
 from backend.webhook_auth import Clock, verifier_for
 from backend.webhooks import Hook, WebhookHub
 from services.kryptos.client import KryptosClient
+from services.logs import log_context
 from services.private_files import prepare_data_dir
 from services.settings import ConfigError, Settings, load_settings
 from services.store import (
@@ -109,6 +110,10 @@ class RequestId:
         given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         rid = given if _REQUEST_ID_RE.match(given) else f"bk_{uuid.uuid4().hex[:16]}"
         scope.setdefault("state", {})["request_id"] = rid
+        with log_context(request_id=rid):
+            await self._answer(scope, receive, send, rid)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -2,10 +2,14 @@
 
 Live mode: the console alone (`streamlit run dashboard/app.py`); run the backend on its
 own (`python -m backend`, see the README). Sandbox mode: a sandbox (`python -m sandbox`,
-unless SANDBOX_URL names a running one), the backend and the console, as child processes
-sharing that sandbox and the data folder (database, vault key, audit anchor); the
-addresses are printed, the sandbox's webhooks are sent to the backend, and every child
-is stopped when the console stops (or on Ctrl-C / SIGTERM)."""
+unless SANDBOX_URL names a running one), the backend, a local OpenID Connect provider
+(`python -m sandbox.idp`, unless CONSOLE_SSO_ISSUER names another) and the console, as
+child processes sharing that sandbox and the data folder (database, vault key, audit
+anchor); the addresses are printed, the sandbox's webhooks are sent to the backend, and
+every child is stopped when the console stops (or on Ctrl-C / SIGTERM).
+
+In both modes, with single sign-on configured, Streamlit's `[auth]` secrets are written
+from the settings (services/sso_config.py) and passed to `streamlit run`."""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.settings import ConfigError, load_settings
+from services.sso_config import streamlit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
@@ -95,6 +100,44 @@ def start_sandbox_stack(env: dict[str, str], *, python: str = sys.executable
     return children, sandbox_url, backend_url
 
 
+def start_sandbox_idp(env: dict[str, str], *, python: str = sys.executable
+                      ) -> subprocess.Popen | None:
+    """Sandbox mode without a provider configured: start the local one (sandbox/idp.py) and
+    point the console's single sign-on at it (CONSOLE_SSO_* in `env`, the sandbox's demo
+    client and role map unless set)."""
+    from sandbox.idp import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, SANDBOX_ROLE_MAP
+
+    if env.get("CONSOLE_SSO_ISSUER") or env.get("CONSOLE_SSO_METADATA_URL"):
+        return None
+    settings = load_settings(env)
+    if settings.sso_enabled:  # a provider in the secrets file
+        return None
+    port = free_port()
+    child = subprocess.Popen(
+        [python, "-m", "sandbox.idp", "--port", str(port),
+         "--client-id", SANDBOX_CLIENT_ID, "--client-secret", SANDBOX_CLIENT_SECRET,
+         "--redirect-uri", settings.sso_redirect_uri], cwd=ROOT, env=env)
+    issuer = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(issuer + "/.well-known/openid-configuration", child)
+    except BaseException:
+        stop([child])
+        raise
+    env.update(CONSOLE_SSO_ISSUER=issuer, CONSOLE_SSO_CLIENT_ID=SANDBOX_CLIENT_ID,
+               CONSOLE_SSO_CLIENT_SECRET=SANDBOX_CLIENT_SECRET)
+    env.setdefault("CONSOLE_SSO_ROLE_MAP", SANDBOX_ROLE_MAP)
+    return child
+
+
+def _auth_args(env: dict[str, str]) -> list[str]:
+    """`--secrets.files` for Streamlit's `[auth]` (nothing without single sign-on, or when
+    the settings are wrong: the console's setup page then says what)."""
+    try:
+        return streamlit_args(load_settings(env))
+    except ConfigError:
+        return []
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     console = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
@@ -104,11 +147,21 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError:
         sandbox_mode = False  # the console's setup page explains the configuration error
     if not sandbox_mode:
-        os.execv(sys.executable, console)
+        os.execv(sys.executable, console + _auth_args(dict(os.environ)))
     env = dict(os.environ)
     children, sandbox_url, backend_url = start_sandbox_stack(env)
     print(f"==> sandbox on {sandbox_url}", flush=True)
     print(f"==> backend on {backend_url} (demo customer app: {backend_url}/demo)", flush=True)
+    try:
+        idp = start_sandbox_idp(env)
+    except BaseException:
+        stop(children)
+        raise
+    if idp is not None:
+        children.append(idp)
+        print(f"==> identity provider on {env['CONSOLE_SSO_ISSUER']} (\"Sign in with SSO\")",
+              flush=True)
+    console += _auth_args(env)
 
     def on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt

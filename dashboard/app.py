@@ -15,6 +15,7 @@ from dashboard import heap, login, navigation, ui
 from dashboard.runtime import get_runtime
 from dashboard.session_cookie import login_gate
 from dashboard.setup_page import render_setup
+from services import logs
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,8 @@ st.set_page_config(page_title="Kryptos Connect console", page_icon=":material/ke
                    layout="wide")
 
 runtime = get_runtime()
+# This script run is the console's request: its log lines carry the run's id.
+logs.bind(request_id=logs.new_request_id("run"), correlation_id=None)
 if not runtime.ok:
     render_setup(runtime.problems, runtime.mode, runtime.live_check)
     st.stop()

@@ -14,6 +14,14 @@ recovery code, or enrolment for a role that requires it), and logout.
   enrolled must enrol before reaching any page.
 - Logout, a password change, a role change and removing a user end every session of the
   user in the database (so on every replica); the CLI does it too (dashboard/users.py).
+- Single sign-on (`sso_sign_in`): "Sign in with SSO" is Streamlit's `st.login` (OpenID
+  Connect; Streamlit's `[auth]` secrets are written at start by services/sso_config.py).
+  Back from the provider, `st.user` holds the ID token's claims; `ops.sso.admit` decides
+  (services/operations/sso.py): a user and roles, or a refusal shown on this page. Accepted,
+  the users file gets or updates the user's SSO entry, then the console's own session opens
+  as after a password (second factor unless the provider's `amr` says it did one), audited
+  `auth.sso_login`. Logout also calls `st.logout()`, which ends Streamlit's 30-day identity
+  cookie (and the provider's session where it offers an end-session endpoint).
 
 Tests log in through the real form (AppTest types into the text inputs and clicks the submit
 button); nothing else is faked. Policy: docs/architecture.md, "Sessions and logins".
@@ -50,9 +58,23 @@ from dashboard.session_cookie import (
     record,
 )
 from dashboard.users import User, check_password
-from dashboard.users_file import UsersError, hash_cost, hash_password, rehash_password
+from dashboard.users_file import (
+    UsersError,
+    hash_cost,
+    hash_password,
+    rehash_password,
+    save_sso_user,
+)
 from services.operations import Actor, canonical_username
 from services.operations.login_policy import FailureFloor
+from services.operations.sso import (
+    IDENTITY_USED,
+    LOCAL_ACCOUNT,
+    STALE_IDENTITY,
+    SsoIdentity,
+    SsoPolicy,
+    SsoRefusal,
+)
 from services.store.actions import AuditAction
 from services.store.errors import StoreError
 from services.store.sessions import END_LOGOUT, UNKNOWN_ADDRESS
@@ -66,6 +88,9 @@ CODE_FORM_KEY = "console_code"
 CODE_KEY = "login_code"
 LOGOUT_KEY = "console_logout"
 PENDING_KEY = "_console_pending"  # password accepted, second factor to come
+SSO_SEEN_KEY = "_console_sso_seen"  # the identity this browser session decided on, its answer
+SSO_BUTTON_KEY = "console_sso_login"
+SSO_LOGOUT_KEY = "console_sso_logout"
 
 #: Time to type the code after the password (seconds).
 PENDING_SECONDS = 300.0
@@ -150,7 +175,8 @@ def _attempt_login(runtime: Runtime, username: str, password: str, address: str)
                lambda: runtime.ops.auth.record_login_failed(typed, error_code="LOCKED"))
         return _locked_message(wait)
     user = runtime.users().get(username)
-    if user is None:
+    if user is None or user.sso:
+        # No password opens an SSO account; it costs the same as an unknown name.
         _dummy_check(runtime, password)
         ok = False
     else:
@@ -177,6 +203,11 @@ def _attempt_login(runtime: Runtime, username: str, password: str, address: str)
 
 
 def _set_pending(username: str, stage: str, **extra: Any) -> None:
+    """The step to come; an SSO identity of the same user's earlier step is kept, so the
+    sign-in ends audited as single sign-on."""
+    before = st.session_state.get(PENDING_KEY)
+    if isinstance(before, dict) and before.get("username") == username and "sso" in before:
+        extra.setdefault("sso", before["sso"])
     st.session_state[PENDING_KEY] = {"username": username, "stage": stage,
                                      "at": time.monotonic(), **extra}
 
@@ -192,9 +223,15 @@ def _pending() -> dict | None:
     return pending
 
 
-def complete_login(runtime: Runtime, user: User, address: str) -> None:
+def complete_login(runtime: Runtime, user: User, address: str,
+                   sso: SsoIdentity | None = None) -> None:
     """Open a session for a user whose credentials were accepted: the record, the cookie
-    (written by the next run's cookie area), the audit event (the one `auth.login`)."""
+    (written by the next run's cookie area), the audit event (the one `auth.login`, or
+    `auth.sso_login` for an identity from single sign-on, also when it came through a
+    pending second factor step)."""
+    pending = st.session_state.get(PENDING_KEY)
+    if sso is None and isinstance(pending, dict) and pending.get("username") == user.username:
+        sso = pending.get("sso")
     settings = runtime.settings
     assert settings is not None and runtime.cookie_key
     runtime.throttle.success(user.username)
@@ -209,7 +246,11 @@ def complete_login(runtime: Runtime, user: User, address: str) -> None:
     st.session_state["authentication_status"] = True
     st.session_state["username"] = user.username
     actor = actor_of(user)
-    audit_step("login", lambda: runtime.ops.auth.record_login(actor))
+    if isinstance(sso, SsoIdentity):
+        identity = sso
+        audit_step("sso login", lambda: runtime.ops.sso.record_sso_login(actor, identity))
+    else:
+        audit_step("login", lambda: runtime.ops.auth.record_login(actor))
 
 
 def check_code(runtime: Runtime, code: str, address: str) -> str | None:
@@ -272,6 +313,124 @@ def confirm_enrolment(runtime: Runtime, code: str, address: str) -> str | None:
     return None
 
 
+# --- single sign-on -------------------------------------------------------------------------
+
+
+def sso_policy(runtime: Runtime) -> SsoPolicy:
+    settings = runtime.settings
+    assert settings is not None
+    return SsoPolicy(claim=settings.sso_claim, role_map=settings.sso_role_map,
+                     username_claim=settings.sso_username_claim)
+
+
+def sso_available(runtime: Runtime) -> bool:
+    """Single sign-on is configured and Streamlit has its `[auth]` secrets (written at start
+    by the launcher, services/sso_config.py)."""
+    if runtime.settings is None or not runtime.settings.sso_enabled:
+        return False
+    return bool(st.secrets.load_if_toml_exists() and st.secrets.get("auth"))
+
+
+def sso_claims() -> dict[str, Any]:
+    """The identity Streamlit holds for this browser session (`st.user`), or {}."""
+    try:
+        claims = st.user.to_dict()
+    except Exception:  # noqa: BLE001 - no script context or no [auth]: no identity
+        return {}
+    return dict(claims) if claims.get("is_logged_in") else {}
+
+
+USERS_FILE_DOWN = ("The console cannot record your sign-in now (its users file cannot be "
+                   "written). Try again later, or tell an administrator.")
+
+
+def sso_sign_in(runtime: Runtime, claims: dict[str, Any], address: str
+                ) -> SsoRefusal | str | None:
+    """An identity back from the provider: None when accepted (logged in, or a second
+    factor to come: `PENDING_KEY`), else the refusal (audited by `ops.sso.admit`), or a
+    message when the users file cannot be written."""
+    sessions = runtime.auth.sessions
+    users = runtime.users()
+
+    def local_password_user(username: str) -> bool:
+        user = users.get(username)
+        return user is not None and not user.sso
+
+    decision = runtime.ops.sso.admit(sso_policy(runtime), claims, sessions.now(),
+                                     local_password_user=local_password_user,
+                                     session_opened_since=sessions.opened_since)
+    if isinstance(decision, SsoRefusal):
+        return decision
+    assert runtime.auth_file is not None
+    try:
+        before, user = save_sso_user(runtime.auth_file, decision.username, decision.roles,
+                                     name=decision.name, email=decision.email)
+    except UsersError as exc:
+        refusal = SsoRefusal(LOCAL_ACCOUNT if exc.code == LOCAL_ACCOUNT else "BAD_USERNAME",
+                             decision.username)
+        runtime.ops.sso.record_refused(claims, refusal)
+        return refusal
+    except OSError as exc:
+        logger.error("single sign-on of %s: the users file cannot be written: %s",
+                     decision.username, type(exc).__name__)
+        return USERS_FILE_DOWN
+    if before is None:
+        decision = dataclasses.replace(decision, users_file_change={"added": True})
+    elif before.roles != user.roles:
+        decision = dataclasses.replace(decision,
+                                       users_file_change={"roles_before": list(before.roles)})
+    if decision.mfa:
+        complete_login(runtime, user, address, sso=decision)
+    elif runtime.auth.totp.is_enrolled(user.username):
+        _set_pending(user.username, "code", sso=decision)
+    elif set(user.roles) & runtime.settings.totp_roles:  # type: ignore[union-attr]
+        from services.store.totp import new_secret
+
+        _set_pending(user.username, "enrol", secret=new_secret(), sso=decision)
+    else:
+        complete_login(runtime, user, address, sso=decision)
+    return None
+
+
+def _identity_key(claims: dict[str, Any]) -> str:
+    return "|".join(str(claims.get(k)) for k in ("iss", "sub", "iat", "nonce"))
+
+
+def _sso_step(runtime: Runtime) -> None:
+    """Decide once per identity and browser session (a rerun shows the same answer rather
+    than audit the refusal again); an accepted identity reruns into the console."""
+    claims = sso_claims()
+    if not claims:
+        return
+    key = _identity_key(claims)
+    seen = st.session_state.get(SSO_SEEN_KEY)
+    if isinstance(seen, tuple) and seen[0] == key:
+        return
+    result = _guarded(sso_sign_in, runtime, claims, client_address(runtime))
+    st.session_state[SSO_SEEN_KEY] = (key, result)
+    if result is None:
+        st.rerun()
+
+
+def _sso_panel(runtime: Runtime) -> None:
+    """The "Sign in with SSO" button, and what became of the identity this session holds."""
+    seen = st.session_state.get(SSO_SEEN_KEY)
+    answer = seen[1] if isinstance(seen, tuple) and sso_claims() else None
+    refused = isinstance(answer, SsoRefusal) and answer.code not in (STALE_IDENTITY,
+                                                                     IDENTITY_USED)
+    st.subheader("Single sign-on")
+    if refused:
+        st.error(f"Access refused. {answer.message}", icon=":material/block:")
+        st.button("Sign out of single sign-on", key=SSO_LOGOUT_KEY, on_click=st.logout)
+        return
+    if isinstance(answer, SsoRefusal):
+        st.info(answer.message, icon=":material/info:")
+    elif isinstance(answer, str):  # the store or the users file was unavailable
+        st.error(answer)
+    st.button("Sign in with SSO", key=SSO_BUTTON_KEY, type="primary",
+              icon=":material/badge:", on_click=st.login)
+
+
 def login_page() -> None:
     """The page shown to a session that is not logged in (the only page of its navigation,
     so that nothing of a previous user's menu stays in the sidebar after a logout)."""
@@ -280,8 +439,21 @@ def login_page() -> None:
     runtime = get_runtime()
     st.title("Kryptos Connect console")
     pending = _pending()
+    sso = sso_available(runtime)
+    if pending is None and sso:
+        _sso_step(runtime)
+        pending = _pending()
     if pending is None:
-        _password_form(runtime)
+        if sso:
+            _sso_panel(runtime)
+        elif runtime.settings is not None and runtime.settings.sso_enabled:
+            st.warning("Single sign-on is configured, but Streamlit was started without its "
+                       "[auth] secrets: start the console with bin/console (or python -m "
+                       "backend.launch), which writes them.", icon=":material/warning:")
+        if runtime.settings is None or runtime.settings.password_login:
+            _password_form(runtime)
+        else:
+            _show_messages()
     elif pending["stage"] == "code":
         _code_form(runtime)
     elif pending["stage"] == "enrol":
@@ -325,6 +497,9 @@ def _password_form(runtime: Runtime) -> None:
         st.form_submit_button("Log in", type="primary", on_click=submit)
     _show_messages()
     if runtime.is_sandbox and runtime.demo_users:
+        if sso_available(runtime):
+            st.info("Sandbox mode: **Sign in with SSO** opens a local identity provider "
+                    "(sandbox/idp.py); pick one of its people there.")
         st.info("Sandbox mode: a local Kryptos stand-in with demo data. Demo users:")
         st.table(
             [
@@ -415,4 +590,9 @@ def logout(runtime: Runtime, actor: Actor) -> None:
     st.session_state.pop(SET_COOKIE_KEY, None)
     st.session_state.pop(PASSWORD_KEY, None)
     mark_cookie_dead(cookie_token(runtime))
+    if sso_claims():
+        # Streamlit's identity cookie lives 30 days: end it too, so the next sign-in goes
+        # through the provider again (the browser is sent to /auth/logout, then back).
+        st.session_state.pop(SSO_SEEN_KEY, None)
+        st.logout()
 

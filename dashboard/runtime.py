@@ -31,6 +31,7 @@ import streamlit as st
 
 from dashboard.users_file import User, UsersError, hash_password, load_users, save_users
 from services.kryptos.client import SYNC_USER_AGENT, KryptosClient
+from services.logs import setup as setup_logging
 from services.operations import Operations
 from services.operations.health import LiveChecker
 from services.private_files import prepare_data_dir
@@ -284,7 +285,9 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     try:
         settings = settings or load_settings()
     except ConfigError as exc:
+        setup_logging("console")
         return Runtime(settings=None, mode="live", problems=(exc.user_message,))
+    setup_logging("console", settings)
     try:
         loose = prepare_data_dir(settings)
     except OSError as exc:
@@ -337,7 +340,10 @@ def _build_sandbox(settings: Settings) -> Runtime:
         if sync is None:  # no worker (tests): the tokens are in the vault before the start ends
             _load_tokens(ops, control)
         cookie_key = settings.cookie_key or secret_file(settings.data_dir / COOKIE_KEY_FILE)
-        auth_file = settings.data_dir / DEMO_USERS_FILE
+        # CONSOLE_AUTH_FILE, when set, is where the demo users go: replicas that share one
+        # file share the password hashes their logins are stamped with (a session opened
+        # on one replica is then valid on the others).
+        auth_file = settings.auth_file or settings.data_dir / DEMO_USERS_FILE
         write_demo_users(auth_file)
         if sync is not None:
             # The start never waits on data: the tokens, then the first full sync, load in

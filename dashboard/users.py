@@ -320,4 +320,7 @@ __all__ = ["DEFAULT_ROUNDS", "MAX_PASSWORD_BYTES", "MIN_PASSWORD_CHARS", "USERNA
            "validate_username"]
 
 if __name__ == "__main__":
+    from services.logs import setup
+
+    setup("users")
     raise SystemExit(main())

@@ -2,12 +2,15 @@
 The command line over it is `python -m dashboard.users` (dashboard/users.py).
 
 The file has the shape streamlit-authenticator reads (`credentials.usernames.<name>` with
-`name`, `email`, `password` (a bcrypt hash, never plain text) and `roles`). The cookie key is
-not stored here: it comes from the settings (secrets or environment)."""
+`name`, `email`, `password` (a bcrypt hash, never plain text) and `roles`). A user who signs
+in through single sign-on only is marked `sso: true` and has no `password` (no password
+opens that account). The cookie key is not stored here: it comes from the settings (secrets
+or environment)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import re
@@ -45,6 +48,8 @@ class User:
     email: str | None
     password_hash: str
     roles: tuple[str, ...]
+    #: Signs in through single sign-on only (`password_hash` is empty: no password works).
+    sso: bool = False
 
     def __repr__(self) -> str:  # never show the hash
         return f"User(username={self.username!r}, name={self.name!r}, roles={self.roles!r})"
@@ -91,7 +96,7 @@ def hash_password(password: str, rounds: int = DEFAULT_ROUNDS) -> str:
 
 def check_password(password: str, password_hash: str) -> bool:
     raw = password.encode("utf-8")
-    if len(raw) > MAX_PASSWORD_BYTES:
+    if len(raw) > MAX_PASSWORD_BYTES or not password_hash:
         return False
     try:
         return bcrypt.checkpw(raw, password_hash.encode("ascii"))
@@ -130,8 +135,9 @@ def load_users(path: Path) -> dict[str, User]:
                 "Keep one of them: delete the other entry from the file.",
                 code="DUPLICATE_USER")
         spelled[username] = str(raw_name)
-        pw = str(entry.get("password") or "")
-        if not pw.startswith(("$2a$", "$2b$", "$2y$")):
+        sso = entry.get("sso") is True
+        pw = "" if sso else str(entry.get("password") or "")
+        if not sso and not pw.startswith(("$2a$", "$2b$", "$2y$")):
             raise UsersError(
                 f"User '{raw_name}' in {path} has no bcrypt hash; set the password with "
                 "`python -m dashboard.users add` instead of writing it in the file."
@@ -143,6 +149,7 @@ def load_users(path: Path) -> dict[str, User]:
             email=entry.get("email"),
             password_hash=pw,
             roles=tuple(str(r) for r in roles),
+            sso=sso,
         )
     return users
 
@@ -208,17 +215,15 @@ def save_users(path: Path, users: dict[str, User]) -> None:
 
 def credentials_dict(users: dict[str, User]) -> dict:
     """The `credentials` mapping streamlit-authenticator takes (a fresh copy each call)."""
-    return {
-        "usernames": {
-            u.username: {
-                "name": u.name,
-                "email": u.email,
-                "password": u.password_hash,
-                "roles": list(u.roles),
-            }
-            for u in sorted(users.values(), key=lambda u: u.username)
-        }
-    }
+    return {"usernames": {u.username: _entry(u)
+                          for u in sorted(users.values(), key=lambda u: u.username)}}
+
+
+def _entry(user: User) -> dict:
+    if user.sso:
+        return {"name": user.name, "email": user.email, "sso": True, "roles": list(user.roles)}
+    return {"name": user.name, "email": user.email, "password": user.password_hash,
+            "roles": list(user.roles)}
 
 
 def add_user(
@@ -254,8 +259,7 @@ def replace_roles(path: Path, username: str, roles: Iterable[str]) -> tuple[User
         if username not in users:
             raise UsersError(f"No user '{username}' in {path}.", code="USER_NOT_FOUND")
         old = users[username]
-        users[username] = User(old.username, old.name, old.email, old.password_hash,
-                               role_tuple)
+        users[username] = dataclasses.replace(old, roles=role_tuple)
         save_users(path, users)
     return old, users[username]
 
@@ -270,7 +274,7 @@ def replace_password(path: Path, username: str, password: str,
         if username not in users:
             raise UsersError(f"No user '{username}' in {path}.", code="USER_NOT_FOUND")
         old = users[username]
-        users[username] = User(old.username, old.name, old.email, password_hash, old.roles)
+        users[username] = dataclasses.replace(old, password_hash=password_hash, sso=False)
         save_users(path, users)
     return users[username]
 
@@ -289,3 +293,26 @@ def remove_user(path: Path, username: str) -> User:
         removed = users.pop(username)
         save_users(path, users)
     return removed
+
+
+def save_sso_user(path: Path, username: str, roles: Iterable[str], *, name: str | None = None,
+                  email: str | None = None) -> tuple[User | None, User]:
+    """Single sign-on: add the user (marked `sso`, no password) or set the roles the
+    provider's groups give now; returns (before, after), before None for a new entry. A
+    password account of that name is refused (`LOCAL_ACCOUNT`): the sign-in checked that
+    already, this closes the race with a `users add` in between. The file is written only
+    when something changed."""
+    username = validate_username(username)
+    role_tuple = validate_roles(roles)
+    with file_lock(path):
+        users = load_users(path)
+        old = users.get(username)
+        if old is not None and not old.sso:
+            raise UsersError(f"User '{username}' has a password account.", code="LOCAL_ACCOUNT")
+        if old is not None and old.roles == role_tuple:
+            return old, old
+        new = (dataclasses.replace(old, roles=role_tuple) if old is not None else
+               User(username, name or username, email, "", role_tuple, sso=True))
+        users[username] = new
+        save_users(path, users)
+    return old, new

@@ -8,8 +8,10 @@ auth_file, audit_anchor_file, audit_journal_file, reconcile_interval, data_dir, 
 sandbox_port, sandbox_resync_delay, sandbox_url, idle_timeout, session_lifetime,
 totp_required_roles, login_max_failures, login_max_failures_wide, login_lock_seconds,
 login_failure_floor, password_rounds, trusted_proxies, sync_grants_interval, sync_rate,
-sync_enabled, approvals, approval_bulk_over, approval_bulk_window, approval_limit_over,
-approval_ttl_hours) and the `[backend]` table (lower-case keys: jwt_secret, jwt_public_key,
+sync_enabled, sync_lock_retry, approvals, approval_bulk_over, approval_bulk_window,
+approval_limit_over, approval_ttl_hours, password_login, sso_issuer, sso_metadata_url,
+sso_client_id, sso_client_secret, sso_redirect_uri, sso_scopes, sso_claim, sso_role_map,
+sso_username_claim) and the `[backend]` table (lower-case keys: jwt_secret, jwt_public_key,
 jwt_audience, jwt_issuer, webhook_secret, webhook_secret_previous, webhook_max_age,
 link_token_rate_limit, customer_rate_limit, jwt_max_lifetime, demo, port).
 
@@ -50,6 +52,13 @@ DEFAULT_WEBHOOK_MAX_AGE = 300.0
 DEFAULT_LINK_TOKEN_RATE_LIMIT = 10
 DEFAULT_CUSTOMER_RATE_LIMIT = 60
 DEFAULT_JWT_MAX_LIFETIME = 24 * 3600.0
+
+
+#: Streamlit fills in its own port for `{port}` (st.login's redirect_uri).
+DEFAULT_SSO_REDIRECT_URI = "http://localhost:{port}/oauth2callback"
+DEFAULT_SSO_SCOPES = "openid profile email"
+DEFAULT_SSO_CLAIM = "groups"
+DEFAULT_SSO_USERNAME_CLAIM = "preferred_username"
 
 
 class ConfigError(Exception):
@@ -189,6 +198,9 @@ class Settings:
     sync_grants_interval: float = 300.0
     sync_rate: float = 10.0
     sync_enabled: bool = True
+    #: How often a standby process tries the sync lock (SYNC_LOCK_RETRY, seconds): the lease
+    #: after which a replica takes over from a holder that died.
+    sync_lock_retry: float = 5.0
     #: Four-eyes approval (services/operations/approval_policy.py): on/off, a bulk change of more
     #: than `approval_bulk_over` grants, a limit above `approval_limit_over`, and how long
     #: a request waits before it expires. A revoke and a limiter switched off always need one.
@@ -199,6 +211,37 @@ class Settings:
     approval_bulk_window: float = 3600.0
     approval_limit_over: int = 100_000
     approval_ttl_hours: float = 24.0
+    #: The username/password form (CONSOLE_PASSWORD_LOGIN); off leaves single sign-on only.
+    password_login: bool = True
+    #: Single sign-on with OpenID Connect through Streamlit's `st.login`
+    #: (dashboard/login.py, services/operations/sso.py): the provider's discovery document
+    #: (`sso_metadata_url`, else `<sso_issuer>/.well-known/openid-configuration`), the
+    #: console's client at the provider, the redirect URI registered there, the scopes
+    #: asked for, the claim that lists the person's groups, the groups' roles
+    #: (`group=role` pairs; a group may give several roles), and the claim that names the
+    #: console user (falling back to `email`).
+    sso_issuer: str | None = None
+    sso_metadata_url: str | None = None
+    sso_client_id: str | None = None
+    sso_client_secret: str | None = field(default=None, repr=False)
+    sso_redirect_uri: str = DEFAULT_SSO_REDIRECT_URI
+    sso_scopes: str = DEFAULT_SSO_SCOPES
+    sso_claim: str = DEFAULT_SSO_CLAIM
+    sso_role_map: tuple[tuple[str, str], ...] = ()
+    sso_username_claim: str = DEFAULT_SSO_USERNAME_CLAIM
+
+    @property
+    def sso_enabled(self) -> bool:
+        """Single sign-on is configured (a provider and a client)."""
+        return bool((self.sso_issuer or self.sso_metadata_url) and self.sso_client_id)
+
+    @property
+    def effective_sso_metadata_url(self) -> str | None:
+        if self.sso_metadata_url:
+            return self.sso_metadata_url
+        if self.sso_issuer:
+            return self.sso_issuer.rstrip("/") + "/.well-known/openid-configuration"
+        return None
 
     @property
     def effective_webhook_secret(self) -> str | None:
@@ -248,8 +291,12 @@ def _read_secrets(path: Path) -> dict:
 
 
 def _sync_settings(get: Any, number: Any, console: dict) -> dict[str, Any]:
-    """SYNC_GRANTS_INTERVAL (s, >= 1), SYNC_RATE (calls/s, > 0), SYNC_ENABLED (bool)."""
+    """SYNC_GRANTS_INTERVAL (s, >= 1), SYNC_RATE (calls/s, > 0), SYNC_ENABLED (bool),
+    SYNC_LOCK_RETRY (s, > 0)."""
     interval = number("SYNC_GRANTS_INTERVAL", console, "sync_grants_interval", 300.0, float)
+    lock_retry = number("SYNC_LOCK_RETRY", console, "sync_lock_retry", 5.0, float)
+    if lock_retry <= 0:
+        raise ConfigError("SYNC_LOCK_RETRY must be a positive number of seconds.")
     rate = number("SYNC_RATE", console, "sync_rate", 10.0, float)
     if interval < 1:
         raise ConfigError("SYNC_GRANTS_INTERVAL must be at least 1 second.")
@@ -262,7 +309,8 @@ def _sync_settings(get: Any, number: Any, console: dict) -> dict[str, Any]:
         if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             raise ConfigError(f"SYNC_ENABLED must be true or false, not '{raw}'.")
         enabled = value in ("1", "true", "yes", "on")
-    return {"sync_grants_interval": interval, "sync_rate": rate, "sync_enabled": enabled}
+    return {"sync_grants_interval": interval, "sync_rate": rate, "sync_enabled": enabled,
+            "sync_lock_retry": lock_retry}
 
 
 _TRUE = ("1", "true", "yes", "on")
@@ -278,6 +326,33 @@ def _flag(raw: str | None, env_name: str, default: bool) -> bool:
     if value in _FALSE:
         return False
     raise ConfigError(f"{env_name} must be on or off, not '{raw}'.")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """LOG_FORMAT (`text` or `json`: one JSON object a line) and LOG_LEVEL (a `logging`
+    level name), read apart from the other settings: logging is set up before them, and a
+    process whose settings are wrong still logs why."""
+
+    format: str = "text"
+    level: str = "INFO"
+
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_settings(env: Mapping[str, str] | None = None) -> LogSettings:
+    """LOG_FORMAT and LOG_LEVEL from the environment (defaults: text, INFO)."""
+    env = os.environ if env is None else env
+    fmt = (env.get("LOG_FORMAT") or "text").strip().lower()
+    level = (env.get("LOG_LEVEL") or "INFO").strip().upper()
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be text or json, not '{env.get('LOG_FORMAT')}'.")
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+                          f"not '{env.get('LOG_LEVEL')}'.")
+    return LogSettings(fmt, level)
 
 
 def load_settings(
@@ -408,7 +483,79 @@ def load_settings(
                                        "approval_limit_over", 100_000, int)),
         approval_ttl_hours=number("CONSOLE_APPROVAL_TTL_HOURS", console, "approval_ttl_hours",
                                   24.0, float),
+        **_sso_settings(get, console),
     )
+
+
+def _sso_settings(get: Any, console: dict) -> dict[str, Any]:
+    """CONSOLE_PASSWORD_LOGIN and the CONSOLE_SSO_* settings (environment, else the
+    [console] table). Half a client (an id without a provider, or the reverse) and password
+    login off without single sign-on are refused: either would lock everyone out."""
+    def value(name: str) -> str | None:
+        raw = get(f"CONSOLE_SSO_{name.upper()}", console, f"sso_{name}")
+        return raw.strip() if raw is not None and raw.strip() else None
+
+    issuer, metadata_url = value("issuer"), value("metadata_url")
+    client_id, client_secret = value("client_id"), value("client_secret")
+    provider = bool(issuer or metadata_url)
+    if provider != bool(client_id):
+        missing = ("CONSOLE_SSO_CLIENT_ID" if provider
+                   else "CONSOLE_SSO_ISSUER (or CONSOLE_SSO_METADATA_URL)")
+        raise ConfigError(f"Single sign-on needs {missing} too: set the provider and the "
+                          "client, or neither.")
+    if client_id and not client_secret:
+        raise ConfigError("CONSOLE_SSO_CLIENT_SECRET is not set (the console's client secret "
+                          "at the identity provider).")
+    for name, url in (("CONSOLE_SSO_ISSUER", issuer), ("CONSOLE_SSO_METADATA_URL", metadata_url)):
+        if url and not url.lower().startswith(("https://", "http://")):
+            raise ConfigError(f"{name} must be an http(s) address, not '{url}'.")
+    redirect = value("redirect_uri") or DEFAULT_SSO_REDIRECT_URI
+    if not redirect.endswith("/oauth2callback"):
+        raise ConfigError("CONSOLE_SSO_REDIRECT_URI must end with /oauth2callback (Streamlit's "
+                          f"sign-in callback), not '{redirect}'.")
+    password_login = _flag(get("CONSOLE_PASSWORD_LOGIN", console, "password_login"),
+                           "CONSOLE_PASSWORD_LOGIN", True)
+    if not password_login and not client_id:
+        raise ConfigError("CONSOLE_PASSWORD_LOGIN is off but single sign-on is not configured "
+                          "(CONSOLE_SSO_ISSUER, CONSOLE_SSO_CLIENT_ID, CONSOLE_SSO_CLIENT_SECRET): "
+                          "nobody could log in.")
+    role_map = parse_role_map(value("role_map") or "")
+    if client_id and not role_map:
+        raise ConfigError("CONSOLE_SSO_ROLE_MAP is empty: with single sign-on on, map at least "
+                          "one group to a role, e.g. kryptos-support=support.")
+    return {
+        "password_login": password_login,
+        "sso_issuer": issuer.rstrip("/") if issuer else None,
+        "sso_metadata_url": metadata_url,
+        "sso_client_id": client_id,
+        "sso_client_secret": client_secret,
+        "sso_redirect_uri": redirect,
+        "sso_scopes": value("scopes") or DEFAULT_SSO_SCOPES,
+        "sso_claim": value("claim") or DEFAULT_SSO_CLAIM,
+        "sso_role_map": role_map,
+        "sso_username_claim": value("username_claim") or DEFAULT_SSO_USERNAME_CLAIM,
+    }
+
+
+def parse_role_map(text: str) -> tuple[tuple[str, str], ...]:
+    """`kryptos-support=support,kryptos-ops=support,kryptos-ops=finance` into (group, role)
+    pairs, in the given order; groups are compared as written (providers' group names are
+    case-sensitive), roles must be the console's."""
+    pairs: list[tuple[str, str]] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        group, sep, role = part.rpartition("=")
+        group, role = group.strip(), role.strip().lower()
+        if not sep or not group or not role:
+            raise ConfigError(f"CONSOLE_SSO_ROLE_MAP: '{part}' must look like group=role.")
+        if role not in _KNOWN_ROLES:
+            raise ConfigError(f"CONSOLE_SSO_ROLE_MAP: unknown role '{role}' in '{part}'; roles: "
+                              f"{', '.join(_KNOWN_ROLES)}.")
+        if (group, role) not in pairs:
+            pairs.append((group, role))
+    return tuple(pairs)
 
 
 def webhook_secret_problem(value: str) -> str | None:

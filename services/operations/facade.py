@@ -7,6 +7,8 @@
     ops.connect  create_link_token, exchange_public_token, import_tokens  (connect.py)
     ops.audit    audit_page, export_audit, verify_audit      (audit.py)
     ops.auth     record_login, record_login_failed, record_logout  (auth.py)
+    ops.sso      admit (single sign-on: claims -> user and roles, or a refusal),
+                 record_sso_login                            (sso.py)
     ops.timeline grant_timeline, recent_failures, integration_news  (timeline.py; webhooks)
     ops.reconciler  settles `requested` events without an outcome (reconcile.py)
     ops.approvals  four-eyes requests: needs_approval, request, approve, reject, cancel,
@@ -33,6 +35,7 @@ from services.operations.grants import GrantOps
 from services.operations.limits import LimitOps
 from services.operations.permissions import Actor, Permission
 from services.operations.reconcile import Reconciler
+from services.operations.sso import SsoOps
 from services.operations.sync import SyncOps
 from services.operations.timeline import TimelineOps
 from services.settings import Settings, Tier
@@ -73,6 +76,7 @@ class Operations:
         self.connect = ConnectOps(self.ctx)
         self.audit = AuditOps(self.ctx)
         self.auth = AuthOps(self.ctx)
+        self.sso = SsoOps(self.ctx)
         self.timeline = TimelineOps(self.ctx)
         self.reconciler = Reconciler(self.ctx)
         # The approvals live in the console's database (the audit log's).

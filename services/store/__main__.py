@@ -167,4 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from services.logs import setup
+
+    setup("store")
     sys.exit(main())

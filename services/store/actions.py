@@ -40,6 +40,7 @@ class AuditAction(StrEnum):
     LOGIN = "auth.login"
     LOGIN_FAILED = "auth.login_failed"
     LOGOUT = "auth.logout"
+    SSO_LOGIN = "auth.sso_login"  # single sign-on: succeeded, or denied with the reason
     # console sessions and second factor
     SESSION_ENDED = "auth.session_ended"
     UNLOCK = "auth.unlock"

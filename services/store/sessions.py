@@ -118,6 +118,16 @@ class SessionStore:
                                 console_sessions.c.ended_at.is_(None))
                          .values(last_seen_at=self.clock()))
 
+    def opened_since(self, username: str, since: datetime) -> bool:
+        """Whether the user opened a session at or after `since` (single sign-on: an
+        identity issued before it was used already; one indexed read by username)."""
+        with self._db.read() as conn:
+            row = conn.execute(select(console_sessions.c.id_hash)
+                               .where(console_sessions.c.username == username,
+                                      console_sessions.c.created_at >= since)
+                               .limit(1)).first()
+        return row is not None
+
     def end(self, sid: str, reason: str) -> bool:
         """End one session; False when it had already ended (or never existed)."""
         with self._db.write() as conn:

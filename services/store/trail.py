@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from services.logs import log_context
 from services.settings import ConfigError
 from services.store.audit import AuditEvent, NewAuditEvent
 from services.store.errors import StoreError
@@ -274,7 +275,16 @@ class AuditTrail:
         roles = tuple(actor_roles)
         common: dict[str, Any] = dict(target_type=target_type, target_id=target_id,
                                       reason=reason, ticket=ticket)
+        # Every line logged while the use case runs names its correlation id.
+        with log_context(correlation_id=cid):
+            return self._run(actor_username, roles, action, body, cid, common, params,
+                             require_record, describe, target_of)
 
+    def _run(self, actor_username: str, roles: tuple[str, ...], action: str,
+             body: Callable[[], Outcome[T]], cid: str, common: dict[str, Any],
+             params: Mapping[str, Any] | None, require_record: bool,
+             describe: Callable[[BaseException], Failure],
+             target_of: Callable[[T], str | None] | None) -> T:
         def write(outcome: str, **fields: Any) -> None:
             # Outcomes are durable: the change (or its failure) happened whatever the store.
             self.event(actor_username, roles, action, outcome, cid,
@@ -299,7 +309,7 @@ class AuditTrail:
                 raise failure.raise_instead from None
             raise
         if target_of is not None:
-            common["target_id"] = target_of(value) or target_id
+            common["target_id"] = target_of(value) or common["target_id"]
         try:
             write("succeeded", before=dict(before) if before is not None else None,
                   after=dict(after) if after is not None else None)

@@ -13,6 +13,8 @@ A 429 pauses for its Retry-After, halves the rate, and the rate recovers slowly.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -162,6 +164,7 @@ class SyncWorker:
             if not self._holder:
                 if self._try_lock():
                     log.info("sync worker %s holds the lock", self.name)
+                    self._record_holder()
                     self._next_full = 0.0  # a new holder starts with a full sync
                     continue
                 self._stop.wait(self.lock_retry)
@@ -177,6 +180,17 @@ class SyncWorker:
                 log.exception("sync worker %s: step failed", self.name)
                 self._error(f"{type(exc).__name__}: {exc}")
                 self._stop.wait(min(self.error_backoff, self.grants_interval))
+
+    def _record_holder(self) -> None:
+        """Say in the database which process holds the lock since when (`sync_holder`,
+        `sync_holder_since`, in `rm_sync_state`): so an operator can tell which replica
+        syncs; best effort, the lock alone decides."""
+        try:
+            self.readmodel.set_sync_state({"sync_holder": self.name,
+                                           "sync_holder_since": self._now().isoformat()})
+        except Exception as exc:  # noqa: BLE001 - a store down: the next step reports it
+            log.warning("sync worker %s: the holder could not be recorded (%s)", self.name,
+                        type(exc).__name__)
 
     def _try_lock(self) -> bool:
         try:
@@ -387,10 +401,16 @@ class SyncWorker:
 _DEFERRED: Any = object()
 
 
+def holder_name() -> str:
+    """This process as the sync state names a holder: `<host>:<pid>`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def worker_from_settings(settings: Any, client: Any, vault: Any,
                          readmodel: ReadModel) -> SyncWorker | None:
     """The worker configured by SYNC_* settings, or None when SYNC_ENABLED is off."""
     if not settings.sync_enabled:
         return None
     return SyncWorker(client, vault, readmodel, grants_interval=settings.sync_grants_interval,
-                      rate=settings.sync_rate)
+                      rate=settings.sync_rate, lock_retry=settings.sync_lock_retry,
+                      name=holder_name())

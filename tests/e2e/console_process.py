@@ -37,7 +37,10 @@ CONSOLE_ENV = (
     "CONSOLE_CLIENT_ADDRESS_HEADER", "CONSOLE_TRUSTED_PROXIES", "CONSOLE_LOGIN_FAILURE_FLOOR",
     "CONSOLE_PASSWORD_ROUNDS",
     "CONSOLE_APPROVALS", "CONSOLE_APPROVAL_BULK_OVER", "CONSOLE_APPROVAL_LIMIT_OVER",
-    "CONSOLE_APPROVAL_TTL_HOURS",
+    "CONSOLE_APPROVAL_TTL_HOURS", "CONSOLE_PASSWORD_LOGIN", "CONSOLE_SSO_ISSUER",
+    "CONSOLE_SSO_METADATA_URL", "CONSOLE_SSO_CLIENT_ID", "CONSOLE_SSO_CLIENT_SECRET",
+    "CONSOLE_SSO_REDIRECT_URI", "CONSOLE_SSO_SCOPES", "CONSOLE_SSO_CLAIM",
+    "CONSOLE_SSO_ROLE_MAP", "CONSOLE_SSO_USERNAME_CLAIM",
 )
 
 CHROMIUM_ARGS = [
@@ -77,6 +80,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def console_command(python: str, address: str, port: int) -> list[str]:
+    """How a console process is started, here and in compose.yaml (tests/test_deploy.py
+    compares the two): `streamlit run` headless, no file watcher, no usage statistics."""
+    return [
+        python, "-m", "streamlit", "run", "dashboard/app.py",
+        "--server.address", address,
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none",
+        "--server.runOnSave", "false",
+    ]
+
+
 class ConsoleProcess:
     """`streamlit run dashboard/app.py` on 127.0.0.1:<free port> against `sandbox_url`."""
 
@@ -107,16 +124,13 @@ class ConsoleProcess:
 
     def start(self, timeout: float = 60.0) -> ConsoleProcess:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the console makes it
-        cmd = [
-            sys.executable, "-m", "streamlit", "run", "dashboard/app.py",
-            "--server.address", "127.0.0.1",
-            "--server.port", str(self.port),
-            "--server.headless", "true",
-            "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none",
-            "--server.runOnSave", "false",
-        ]
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
+        cmd = console_command(sys.executable, "127.0.0.1", self.port)
+        # As the launcher does (backend/launch.py): Streamlit's [auth] from the settings.
+        from services.settings import load_settings
+        from services.sso_config import streamlit_args
+
+        cmd += streamlit_args(load_settings(self.env()))
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop/kill)
         self._proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=self.env(),
                                       stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_healthy(timeout)
@@ -145,6 +159,20 @@ class ConsoleProcess:
             return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
         except OSError:
             return "(no log)"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill ends a replica: nothing runs on the way out."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

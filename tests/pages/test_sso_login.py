@@ -1,0 +1,137 @@
+"""The login page with single sign-on configured (AppTest: Streamlit's `[auth]` secrets and
+`st.user` are given to the run, as Streamlit fills them back from the provider). The whole
+round trip through a provider is in tests/e2e/test_sso.py."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard.runtime import Runtime, get_runtime
+from tests.pages.conftest import _clear_caches, new_app
+
+AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
+        "client_id": "console", "client_secret": "secret",
+        "server_metadata_url": "https://idp.example/.well-known/openid-configuration"}
+
+
+@pytest.fixture
+def sso_runtime(console_env: Path, monkeypatch: pytest.MonkeyPatch) -> Runtime:
+    monkeypatch.setenv("CONSOLE_SSO_ISSUER", "https://idp.example")
+    monkeypatch.setenv("CONSOLE_SSO_CLIENT_ID", "console")
+    monkeypatch.setenv("CONSOLE_SSO_CLIENT_SECRET", "secret")
+    monkeypatch.setenv("CONSOLE_SSO_ROLE_MAP", "kryptos-finance=finance,kryptos-admins=admin")
+    monkeypatch.setenv("CONSOLE_TOTP_REQUIRED_ROLES", "admin")
+    monkeypatch.setenv("CONSOLE_PASSWORD_LOGIN", "off")
+    _clear_caches()
+    rt = get_runtime()
+    assert rt.ok and rt.settings is not None and rt.settings.sso_enabled, rt.problems
+    return rt
+
+
+def app_with(identity: dict[str, Any] | None) -> AppTest:
+    at = new_app()
+    at.secrets["auth"] = AUTH
+    at.user = ({"is_logged_in": True, "iss": "https://idp.example", "iat": int(time.time()),
+                "nonce": "n", **identity} if identity else {"is_logged_in": False})
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return " ".join(str(e.value) for e in [*at.error, *at.info, *at.markdown, *at.subheader])
+
+
+def test_password_login_off_shows_only_single_sign_on(sso_runtime) -> None:
+    at = app_with(None).run()
+    assert not at.exception, at.exception
+    assert [b.label for b in at.button] == ["Sign in with SSO"]
+    assert not at.text_input  # no username or password field
+    assert at.session_state["authentication_status"] is None
+
+
+def test_an_identity_from_the_provider_opens_a_console_session(
+        sso_runtime, audit_events: Callable[..., list]) -> None:
+    at = app_with({"sub": "u-1", "preferred_username": "fay", "name": "Fay Finance",
+                   "groups": ["kryptos-finance"], "amr": ["pwd"]}).run()
+    assert not at.exception, at.exception
+    assert at.session_state["authentication_status"] is True
+    assert at.session_state["username"] == "fay"
+    assert sso_runtime.users()["fay"].sso
+    [event] = audit_events(action="auth.sso_login")
+    assert (event.actor_username, event.outcome) == ("fay", "succeeded")
+    assert event.params["added"] is True and event.params["roles"] == ["finance"]
+    # Signed in again (a new identity, issued after that session opened) with another
+    # group: the users file follows, the audit says so.
+    again = app_with({"sub": "u-1", "iat": int(time.time()) + 1, "preferred_username": "fay",
+                      "groups": [
+        "kryptos-finance", "kryptos-admins"], "amr": ["mfa"]}).run()
+    assert again.session_state["authentication_status"] is True
+    assert sso_runtime.users()["fay"].roles == ("finance", "admin")
+    latest = audit_events(action="auth.sso_login")[-1]
+    assert latest.params["roles_before"] == ["finance"]
+    assert latest.params["roles"] == ["finance", "admin"]
+
+
+def test_no_mapped_group_is_refused_on_the_page(sso_runtime,
+                                                audit_events: Callable[..., list]) -> None:
+    at = app_with({"sub": "u-2", "preferred_username": "cora",
+                   "groups": ["contractors"]}).run()
+    assert not at.exception, at.exception
+    assert "Access refused" in texts(at)
+    assert [b.label for b in at.button] == ["Sign out of single sign-on"]
+    assert at.session_state["authentication_status"] is None
+    # A rerun of the same browser session shows the answer without refusing again.
+    at.run()
+    assert "Access refused" in texts(at)
+    assert [e.error_code for e in audit_events(action="auth.sso_login")] == ["NO_MAPPED_GROUP"]
+
+
+def test_a_role_that_needs_a_second_factor_asks_for_it_unless_the_provider_did(
+        sso_runtime) -> None:
+    without = app_with({"sub": "u-3", "preferred_username": "ada",
+                        "groups": ["kryptos-admins"], "amr": ["pwd"]}).run()
+    assert "Set up a second factor" in texts(without)
+    assert without.session_state["authentication_status"] is None
+    with_mfa = app_with({"sub": "u-3", "preferred_username": "ada",
+                         "groups": ["kryptos-admins"], "amr": ["pwd", "mfa"]}).run()
+    assert with_mfa.session_state["authentication_status"] is True
+
+
+def test_no_password_opens_an_sso_account(sso_runtime) -> None:
+    from dashboard.login import attempt_login
+    from services.operations.login_policy import FailureFloor
+
+    at = app_with({"sub": "u-4", "preferred_username": "fay", "groups": ["kryptos-finance"],
+                   "amr": ["pwd"]}).run()
+    assert at.session_state["authentication_status"] is True
+    for password in ("", "anything-at-all", "$2b$12$"):
+        message = attempt_login(sso_runtime, "fay", password or "x", floor=FailureFloor(0))
+        assert message is not None and message.startswith("Wrong username or password")
+
+
+def test_a_users_file_that_cannot_be_written_is_said_plainly(sso_runtime) -> None:
+    assert sso_runtime.auth_file is not None
+    # Its lock cannot be opened (a folder in its place: even root cannot open that).
+    lock = sso_runtime.auth_file.with_name(sso_runtime.auth_file.name + ".lock")
+    lock.unlink(missing_ok=True)
+    lock.mkdir()
+    at = app_with({"sub": "u-5", "preferred_username": "fay",
+                   "groups": ["kryptos-finance"], "amr": ["pwd"]}).run()
+    assert not at.exception, at.exception
+    assert at.session_state["authentication_status"] is None
+    assert "cannot record your sign-in" in texts(at)
+    assert "fay" not in sso_runtime.users()
+
+
+def test_without_streamlits_auth_table_the_page_says_how_to_start(sso_runtime) -> None:
+    at = new_app()
+    at.user = {"is_logged_in": False}
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.button and not at.text_input
+    assert "started without its [auth] secrets" in " ".join(w.value for w in at.warning)
