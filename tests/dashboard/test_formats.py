@@ -37,3 +37,13 @@ def test_money_has_two_decimals_and_more_only_for_tiny_amounts() -> None:
 
     assert [fmt_money(v) for v in (1234.5678, 0.5, 0, 0.000042137)] == [
         "1,234.57", "0.50", "0.00", "0.00004214"]
+
+
+def test_a_limit_change_toast_names_only_what_moved() -> None:
+    from dashboard.actions.limits import LimitFormResult
+    from services.operations.models import LimitChange
+
+    moved = LimitFormResult(change=LimitChange("cgrant_a", 10_000, True, 7_500, True))
+    assert moved.summary() == "Limit 10,000 -> 7,500."  # no "limiter on -> on"
+    both = LimitFormResult(change=LimitChange("cgrant_a", 1_000, False, 1_000, True))
+    assert both.summary() == "Limit kept at 1,000, limiter off -> on."
