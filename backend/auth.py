@@ -17,10 +17,10 @@ from typing import Any
 import jwt
 
 from backend.errors import ApiError, unauthenticated
+from services.operations.validation import CUSTOMER_REF_HELP, is_customer_ref
 from services.secret_file import secret_file
 from services.settings import Settings
 
-CUSTOMER_REF_MAX = 320
 LEEWAY_S = 30
 DEMO_KEY_FILE = "backend-jwt.key"
 DEMO_TOKEN_LIFETIME_S = 3600
@@ -55,13 +55,16 @@ def jwt_config(settings: Settings) -> JwtConfig:
 
 
 def valid_customer_ref(value: object) -> str | None:
+    """The customer reference in `value` (stripped) when it follows the console's rule
+    (`services.operations.validation.customer_ref`: one rule for both); None otherwise."""
     if not isinstance(value, str):
         return None
     value = value.strip()
-    if not value or len(value) > CUSTOMER_REF_MAX or any(ord(c) < 32 or ord(c) == 127
-                                                         for c in value):
-        return None
-    return value
+    return value if is_customer_ref(value) else None
+
+
+#: What a refused customer reference is told (the demo's `customer` parameter).
+CUSTOMER_REF_RULE = CUSTOMER_REF_HELP
 
 
 def customer_from_token(token: str | None, config: JwtConfig) -> str:

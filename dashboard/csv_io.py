@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from services.csv_safe import csv_safe
+from dashboard.formats import ABSENT
+from services.csv_safe import FORMULA_START, csv_safe
 from services.operations import BulkItem, BulkResult
 from services.operations.validation import GRANT_ID_RE
 
@@ -122,10 +123,31 @@ def bulk_csv(result: BulkResult) -> str:
     return out.getvalue()
 
 
-def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of `frame` whose text cells cannot be read as spreadsheet formulas."""
+#: What makes a spreadsheet run a cell; the `'` that `csv_safe` also guards is for reading a
+#: written file back, which a grid on screen never is.
+SCREEN_FORMULA_START = tuple(c for c in FORMULA_START if c != "'")
+
+
+def screen_text(value: str | None) -> str:
+    """A text as a grid on screen shows it: an absent value is an em dash; a text that a
+    spreadsheet would run as a formula when copied from the grid (only text from upstream
+    starts so) keeps a `'` in front."""
+    if value is None:
+        return ABSENT
+    return "'" + value if value.startswith(SCREEN_FORMULA_START) else value
+
+
+def screen_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `frame` for a grid on screen: in text columns an absent value (None, NaN)
+    is an em dash, and text that starts a formula is guarded (`screen_text`). Columns of
+    other kinds (numbers, times, switches) are left to their column's own format."""
     out = frame.copy()
     for col in out.columns:
-        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
-            out[col] = out[col].map(lambda x: csv_safe(x) if isinstance(x, str) else x)
+        series = out[col]
+        if not (series.dtype == object or pd.api.types.is_string_dtype(series)):
+            continue
+        present = series[series.notna()]
+        if not all(isinstance(x, str) for x in present):
+            continue
+        out[col] = series.map(lambda x: screen_text(x if isinstance(x, str) else None))
     return out

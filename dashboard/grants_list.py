@@ -12,8 +12,8 @@ import streamlit as st
 
 from dashboard import reads, rm_sections
 from dashboard.context import PageContext
-from dashboard.formats import fmt_minute
-from services.operations import QUEUES, GrantFilter, GrantPage, Queue, RmGrant
+from dashboard.formats import fmt_minute, grant_list_caption
+from services.operations import QUEUES, GrantFilter, GrantPage, Queue, RmGrant, validation
 
 DETAIL_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grant_detail.py")
 
@@ -165,18 +165,20 @@ def matched(found: GrantPage) -> str:
 
 
 def shown(found: GrantPage, rows: int) -> str:
-    """Which rows of how many the table shows."""
-    first = (found.page - 1) * found.page_size + 1 if found.total else 0
-    return (f"{matched(found)} grant(s); showing {first:,}-{first + rows - 1:,}. "
-            "Choose a row to open its detail.")
+    """Which rows of how many the table shows (`formats.grant_list_caption`); past the
+    count's cap the total reads "more than 10,000"."""
+    return grant_list_caption(found.total, (found.page - 1) * found.page_size + 1, rows,
+                              exact=found.total_exact)
 
 
 COLUMNS = {
-    "grant_id": st.column_config.TextColumn("Grant id", pinned=True),
+    # Not pinned: a pinned column is drawn grey, like a disabled one.
+    "grant_id": st.column_config.TextColumn("Grant id"),
     "customer_ref": st.column_config.TextColumn("Customer reference"),
     "user": st.column_config.TextColumn("User", help="Guest, Linked or unknown"),
     "status": st.column_config.TextColumn("Status"),
-    "limit": st.column_config.TextColumn("Limit", help="The transaction limit in force"),
+    "limit": st.column_config.TextColumn(
+        "Limit", help="The transaction limit in force. " + validation.LIMIT_UNIT_HELP),
     "integrations": st.column_config.NumberColumn("Integrations"),
     "failing": st.column_config.NumberColumn("Failing"),
     "sync": st.column_config.TextColumn("Sync state"),

@@ -31,9 +31,10 @@ def _grant_id(value: str | None) -> str | None:
         return None
 
 
-def recent_failures(ctx: PageContext) -> None:
+def recent_failures(ctx: PageContext, failing_now: int | None = None) -> None:
     """Integration failures Kryptos reported by webhook in the last 24 hours, newest first,
-    each with a button opening its grant."""
+    each with a button opening its grant. `failing_now`: the count of integrations failing
+    as last read (the Integrations section's), so that the two say what each counts."""
     st.subheader("Integration failures (last 24 hours)")
     try:
         failures = reads.recent_failures(ctx.ops, ctx.actor)
@@ -41,8 +42,15 @@ def recent_failures(ctx: PageContext) -> None:
         show_error(exc)
         return
     if not failures:
-        st.caption("No integration failure reported by webhook in the last 24 hours.")
+        words = "No integration failure reported by webhook in the last 24 hours."
+        if failing_now:
+            words += (f" The {failing_now:,} integration(s) failing now (above) failed "
+                      "earlier, or were found failing by reading them.")
+        st.caption(words)
         return
+    st.caption(f"{len(failures):,} failure(s) Kryptos reported by webhook in the last 24 "
+               "hours, newest first; \"Failing now\" above counts the integrations still "
+               "failing, however long ago they failed.")
     for n, failure in enumerate(failures):
         with st.container(border=True, key=f"failure_{n}"):
             line, action = st.columns([6, 1], vertical_alignment="center")

@@ -11,8 +11,8 @@ import streamlit as st
 
 from dashboard import reads
 from dashboard.context import PageContext
-from dashboard.csv_io import csv_safe_frame
-from dashboard.formats import fmt_second
+from dashboard.csv_io import screen_frame
+from dashboard.formats import ABSENT, fmt_second, fmt_text
 from dashboard.ui import show_error
 from services.operations import QUEUES, OperationError, Overview, Permission, can
 
@@ -140,15 +140,15 @@ def sync_status(ctx: PageContext) -> None:
         rows = [
             ("Holder", f"{s.holder or 'none yet'} ({where})"),
             ("Last full sync", fmt_second(s.last_full_sync) if s.last_full_sync else "never"),
-            ("Grants listed", "-" if s.grants_listed is None else f"{s.grants_listed:,}"),
+            ("Grants listed", ABSENT if s.grants_listed is None else f"{s.grants_listed:,}"),
             ("Rows", f"{s.rows:,}"),
             ("Rows stale", f"{s.rows_stale:,} ({s.never_refreshed:,} never read)"),
-            ("Calls a second", "-" if s.calls_per_second is None
+            ("Calls a second", ABSENT if s.calls_per_second is None
              else f"{s.calls_per_second:.2f} (rate {s.rate or 0:.2f}/s)"),
             ("Errors", str(s.errors)),
-            ("Last error", s.last_error or "-"),
+            ("Last error", fmt_text(s.last_error)),
             ("State", "stale" if s.stale else "fresh"),
         ]
         # Grid cells neutralised like every grid's (the last error may carry upstream text).
-        st.dataframe(csv_safe_frame(pd.DataFrame(rows, columns=["what", "value"])),
+        st.dataframe(screen_frame(pd.DataFrame(rows, columns=["what", "value"])),
                      hide_index=True, key="sync_status_table")

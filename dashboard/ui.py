@@ -16,8 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from dashboard.csv_io import csv_safe_frame
-from services.operations import Actor, OperationError, Permission, RecordUnavailable, can
+from dashboard.csv_io import screen_frame
+from services.operations import (
+    Actor,
+    OperationError,
+    Permission,
+    RecordUnavailable,
+    ValidationError,
+    can,
+)
 from services.store.audit import AuditEvent, AuditFilter
 from services.store.trail import RECORD_PENDING, AuditUnavailable, PendingRecords
 
@@ -92,13 +99,15 @@ def show_error(exc: BaseException, action: str | None = None) -> None:
         # The message carries the API's own text: escaped, so it can never render as Markdown.
         st.error(escape_markdown(exc.user_message), icon=":material/error:")
         meta = []
-        if exc.code:
+        # An input refused by the console's own checks needs no support: the message says
+        # what to type. Codes from upstream or the system are worth quoting.
+        if exc.code and not isinstance(exc, ValidationError):
             meta.append(f"code {exc.code}")
         if exc.request_id:
             meta.append(f"request id {exc.request_id}")
         if meta:
             st.caption(escape_markdown("For support: " + ", ".join(meta)))
-        if exc.hint and exc.hint not in exc.user_message:
+        if exc.hint and exc.hint not in exc.user_message and not isinstance(exc, ValidationError):
             st.caption(escape_markdown(exc.hint))
         return
     logger.exception("unexpected error%s", f" during {action}" if action else "")
@@ -178,7 +187,7 @@ def table(rows: Iterable[Mapping[str, Any]], **kwargs: Any) -> None:
     """Rows of upstream values as a dataframe (cells shown as text, never Markdown)."""
     import pandas as pd
 
-    data = csv_safe_frame(pd.DataFrame(list(rows)))
+    data = screen_frame(pd.DataFrame(list(rows)))
     st.dataframe(data, hide_index=True, width="stretch", **kwargs)
 
 

@@ -26,14 +26,15 @@ def _item_rows(items: list[Mapping[str, Any]],
     """One row per grant; `now`: each grant's before as it is now, beside the recorded one."""
     rows = []
     for i in items:
-        row = {"grant_id": str(i.get("grant_id")),
-               "customer_ref": str(i.get("customer_ref") or ""),
-               "outcome": str(i.get("outcome") or ""), "before": _value(i.get("before"))}
+        # Column names and outcomes in words ("would change", not `would_change`).
+        row = {"grant id": str(i.get("grant_id")),
+               "customer reference": str(i.get("customer_ref") or ""),
+               "outcome": str(i.get("outcome") or "").replace("_", " "),
+               "before": _value(i.get("before"))}
         if now is not None:
-            row["before"] = _value(i.get("before"))
             row["before now"] = _value(now.get(str(i.get("grant_id")), "unknown"))
         row.update({"after": _value(i.get("after")),
-                    "error_code": str(i.get("error_code") or ""),
+                    "error code": str(i.get("error_code") or ""),
                     "message": str(i.get("message") or "")})
         rows.append(row)
     return rows

@@ -58,10 +58,14 @@ with st.expander("Filters", expanded=True, icon=":material/filter_list:"):
     until = c2.date_input("To (UTC day, inclusive)", value=None, key="audit_until",
                           on_change=_filters_changed)
     outcome = c3.selectbox("Outcome", OUTCOMES, key="audit_outcome", on_change=_filters_changed)
-    who = c1.text_input("Actor (username)", key="audit_actor", on_change=_filters_changed)
+    who = c1.text_input("Actor (username)", key="audit_actor", on_change=_filters_changed,
+                        help="In any case: SUPPORT finds support.")
     action = c2.text_input("Action", key="audit_action", on_change=_filters_changed,
-                           help="Exact action (grant.revoke), or a prefix ending in * (grant.*).")
-    target = c3.text_input("Target id", key="audit_target", on_change=_filters_changed)
+                           help="A word of the action's name (revoke, limit), the whole name "
+                                "(grant.revoke), or a prefix ending in * (grant.*).")
+    target = c3.text_input("Target id", key="audit_target", on_change=_filters_changed,
+                           help="A grant id, or a customer reference (its grants' events and "
+                                "the customer's own).")
 
 filters = ui.audit_filter(since=since, until=until, actor=who, action=action, target_id=target,
                           outcome=None if outcome == "any" else outcome)
@@ -79,7 +83,10 @@ except OperationError as exc:
 
 st.caption(f"{result.total} event(s), newest first · page {result.page} of {result.pages}")
 if result.events:
-    ui.table(ui.audit_rows(result.events), key="audit_table")
+    # Rows taller than 4 rem let the grid wrap a reason instead of cutting it; the whole
+    # text is also in Event details below.
+    ui.table(ui.audit_rows(result.events), key="audit_table", row_height=72,
+             column_config={"reason": st.column_config.TextColumn("reason", width="large")})
 else:
     st.info("No event matches these filters.")
 
@@ -100,6 +107,8 @@ if result.events:
         st.json(
             {
                 "event_id": event.event_id,
+                "reason": event.reason,
+                "ticket": event.ticket,
                 "correlation_id": event.correlation_id,
                 "params": event.params,
                 "before": event.before,
@@ -140,7 +149,9 @@ st.caption("Each event carries a hash of the previous one; verifying recomputes 
            "kept outside the database, so that events removed from the end are noticed too.")
 
 
-def _verify(expected: tuple[str, str] | None = None) -> None:
+def _verify(expected: tuple[object, object] | None = None) -> None:
+    # A verification that fails to run leaves no earlier result standing beside its error.
+    st.session_state.pop(VERIFY_KEY, None)
     try:
         with st.spinner("Verifying..."):
             report = reads.verify_audit(ctx.ops, ctx.actor, expected)

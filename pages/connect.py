@@ -12,7 +12,7 @@ from dashboard import actions, ui
 from dashboard.context import page_context
 from dashboard.navigation import PROJECT_ROOT
 from services.kryptos.models import mask_token
-from services.operations import LinkTokenIssued, OperationError
+from services.operations import LinkTokenIssued, OperationError, validation
 
 ISSUED_KEY = "connect_issued"  # LinkTokenIssued of the last link token
 PUBLIC_KEY = "connect_public"  # {"public_token", "user_id", "kind"} from the sandbox widget
@@ -55,7 +55,7 @@ st.caption(
 st.subheader("1. Create a link token")
 with st.form("connect_link_form"):
     ref = st.text_input("Customer reference", key="connect_ref",
-                        help="Your own id for the customer (e.g. CRM id). Letters, digits, - _ .")
+                        help=validation.CUSTOMER_REF_HELP)
     returning = st.text_input(
         "Returning customer: grant id (optional)", key="connect_grant",
         help="Resume the session of an existing grant whose token is stored.",
@@ -121,7 +121,7 @@ if ctx.runtime.is_sandbox:
 st.subheader("2. Exchange the public token")
 held = st.session_state.get(PUBLIC_KEY)
 with st.form("connect_exchange_form"):
-    st.text_input("Customer reference", key="connect_ex_ref")
+    st.text_input("Customer reference", key="connect_ex_ref", help=validation.CUSTOMER_REF_HELP)
     if held is not None:
         ui.kv("Public token from the widget", mask_token(held["public_token"]))
     st.text_input(

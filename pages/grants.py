@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import grants_list, reads, rm_sections
 from dashboard.context import page_context
-from dashboard.csv_io import csv_safe_frame
+from dashboard.csv_io import screen_frame
 from dashboard.ui import show_error
 from services.operations import OperationError, validation
 
@@ -39,7 +39,7 @@ except OperationError as exc:
 frame = grants_list.frame(found.rows)
 st.caption(grants_list.shown(found, len(frame)))
 event = st.dataframe(
-    csv_safe_frame(frame),
+    screen_frame(frame),
     key="grants_table",
     hide_index=True,
     on_select="rerun",

@@ -6,6 +6,8 @@ per grant), then apply with a progress bar; the per-grant results can be downloa
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import streamlit as st
 
@@ -15,15 +17,25 @@ from dashboard.csv_io import (
     BULK_COLUMNS,
     bulk_csv,
     bulk_rows,
-    csv_safe_frame,
     parse_grant_id_csv,
+    screen_frame,
 )
 from dashboard.formats import fmt_bool, fmt_limit
-from dashboard.ui import record_pending_note, show_error
-from services.operations import UNKNOWN, BulkResult, OperationError, Permission, can
+from dashboard.ui import escape_markdown, record_pending_note, show_error
+from services.operations import (
+    UNKNOWN,
+    BulkResult,
+    ConfirmationRequired,
+    OperationError,
+    Permission,
+    can,
+    validation,
+)
 
 PREVIEW_KEY = "bulk_preview"  # (plan, BulkResult)
 RESULT_KEY = "bulk_result"  # (plan, preview BulkResult, BulkResult)
+HELD_KEY = "bulk_held"  # (plan, what the request says): the Apply that became a request
+CONFIRM_KEY = "bulk_confirm"  # (plan, the use case's question) before a risky Apply
 PICKED_KEY = "bulk_picked"  # grant ids ticked in the table, in tick order
 PICKER_PREFIX = "bulk_picker_"  # + generation: the table's key, renewed after each merge
 PICKER_GEN_KEY = "bulk_picker_gen"
@@ -49,7 +61,7 @@ if not can(ctx.actor, Permission.MANAGE_LIMITS):
 
 st.subheader("Tier presets")
 st.dataframe(
-    csv_safe_frame(pd.DataFrame(
+    screen_frame(pd.DataFrame(
         [
             {"tier": t.name, "limit": "no cap" if t.limit is None else fmt_limit(t.limit),
              "limiter": "on" if t.enable_limiter else "off"}
@@ -61,7 +73,8 @@ st.dataframe(
     key="tiers_table",
     column_config={
         "tier": st.column_config.TextColumn("Tier"),
-        "limit": st.column_config.TextColumn("Transaction limit"),  # "no cap", never None
+        "limit": st.column_config.TextColumn("Transaction limit",  # "no cap", never None
+                                             help=validation.LIMIT_UNIT_HELP),
         "limiter": st.column_config.TextColumn("Limiter"),
     },
 )
@@ -74,35 +87,30 @@ st.caption("Active Guest grants and grants whose kind is not known yet. Tick the
 rm_sections.freshness(ctx)
 
 
-def _merge_ticks() -> None:
-    """Fold the ticks and unticks made in the table drawn last into the picked set (by the
-    grant id of each row as it was shown), then draw a fresh table (new key) whose checkbox
-    column is read from the set: no tick ever outlives the rows it was made on."""
-    gen = int(st.session_state.get(PICKER_GEN_KEY, 0))
-    shown_ids = st.session_state.get(PICKER_ROWS_KEY)
+def _ticks_of(gen: int, shown_ids: list[str], base: list[str]) -> list[str]:
+    """The picked set as the table of generation `gen` shows it: the set it was drawn from
+    (`base`) with the ticks and unticks its editor reports. The editor's `edited_rows` are
+    cumulative over every click made on that table, so a click sent while an earlier one's
+    run is still going carries the earlier one too: no click is lost, however fast."""
     edits = (st.session_state.get(f"{PICKER_PREFIX}{gen}") or {}).get("edited_rows") or {}
-    if not edits or shown_ids is None or shown_ids[0] != gen:
-        return
-    picked = dict.fromkeys(st.session_state.get(PICKED_KEY, ()))
+    picked = dict.fromkeys(base)
     for pos, change in edits.items():
-        if "pick" not in change or int(pos) >= len(shown_ids[1]):
+        if "pick" not in change or int(pos) >= len(shown_ids):
             continue
-        gid = shown_ids[1][int(pos)]
+        gid = shown_ids[int(pos)]
         if change["pick"]:
             picked[gid] = None
         else:
             picked.pop(gid, None)
-    st.session_state[PICKED_KEY] = list(picked)
-    st.session_state[PICKER_GEN_KEY] = gen + 1
+    return list(picked)
 
 
 def _clear_selection() -> None:
     st.session_state[PICKED_KEY] = []
     st.session_state[PICKER_GEN_KEY] = int(st.session_state.get(PICKER_GEN_KEY, 0)) + 1
+    st.session_state.pop(PICKER_ROWS_KEY, None)
 
 
-_merge_ticks()
-picked_set = dict.fromkeys(st.session_state.get(PICKED_KEY, ()))
 search = st.text_input("Filter the table", key="bulk_search")
 try:
     shown = reads.bulk_candidates(ctx.ops, ctx.actor, search)
@@ -110,6 +118,21 @@ try:
 except OperationError as exc:
     show_error(exc)
     st.stop()
+shown_ids = [r.grant_id for r in shown]
+# One table (one editor key) per list of rows: while the rows stay the same the key stays,
+# so the editor keeps every click. When the rows change (a filter, a grant gone from the
+# list) the ticks are folded into the picked set by the grant id of each row as it was
+# drawn, and a fresh table is drawn from the set: no tick ever lands on another row.
+gen = int(st.session_state.get(PICKER_GEN_KEY, 0))
+drawn = st.session_state.get(PICKER_ROWS_KEY)
+base = list(st.session_state.get(PICKED_KEY, ()))
+if drawn is not None and drawn[0] == gen and drawn[1] != shown_ids:
+    st.session_state[PICKED_KEY] = base = _ticks_of(gen, drawn[1], base)
+    gen += 1
+    st.session_state[PICKER_GEN_KEY] = gen
+st.session_state[PICKER_ROWS_KEY] = (gen, shown_ids)
+picked_set = dict.fromkeys(_ticks_of(gen, shown_ids, base))
+base_set = set(base)
 if matching > len(shown):
     st.caption(f"Showing the first {len(shown):,} of {matching:,} matching grants; filter the "
                "table to reach the others, or upload a CSV of grant ids.")
@@ -133,7 +156,9 @@ PICKER_COLUMNS = ["pick", "grant_id", "customer_ref", "current_limit", "limiter"
 picker = pd.DataFrame(
     [
         {
-            "pick": r.grant_id in picked_set,
+            # From the set the table was drawn from, not the live ticks: the editor adds
+            # its own edits on top, and data that changes under it would move them.
+            "pick": r.grant_id in base_set,
             "grant_id": r.grant_id,
             "customer_ref": r.customer_ref or "",
             **_limit_cells(r.grant_id),
@@ -145,10 +170,8 @@ picker = pd.DataFrame(
     ],
     columns=PICKER_COLUMNS,
 )
-gen = int(st.session_state.get(PICKER_GEN_KEY, 0))
-st.session_state[PICKER_ROWS_KEY] = (gen, [r.grant_id for r in shown])
 st.data_editor(
-    csv_safe_frame(picker),
+    screen_frame(picker),
     key=f"{PICKER_PREFIX}{gen}",
     hide_index=True,
     num_rows="fixed",
@@ -157,7 +180,8 @@ st.data_editor(
         "pick": st.column_config.CheckboxColumn("Pick"),
         "grant_id": st.column_config.TextColumn("Grant id"),
         "customer_ref": st.column_config.TextColumn("Customer reference"),
-        "current_limit": st.column_config.TextColumn("Current limit"),
+        "current_limit": st.column_config.TextColumn("Current limit",
+                                                     help=validation.LIMIT_UNIT_HELP),
         "limiter": st.column_config.TextColumn("Limiter"),
         "tier": st.column_config.TextColumn("Tier"),
         "user": st.column_config.TextColumn("User"),
@@ -185,7 +209,7 @@ if upload is not None:
     if parsed.rejected:
         st.warning(f"{len(parsed.rejected)} line(s) rejected:", icon=":material/warning:")
         st.dataframe(
-            csv_safe_frame(pd.DataFrame(
+            screen_frame(pd.DataFrame(
                 [{"line": r.line, "text": r.text, "reason": r.reason} for r in parsed.rejected]
             )),
             hide_index=True,
@@ -194,6 +218,10 @@ if upload is not None:
 
 selected = tuple(dict.fromkeys([*picked, *uploaded]))
 st.metric("Grants selected", len(selected))
+if picked and uploaded:
+    both = len(set(picked) & set(uploaded))
+    st.caption(f"{len(picked):,} ticked + {len(uploaded):,} from the file"
+               + (f", {both:,} in both." if both else ", none in both."))
 
 # --- what to apply ------------------------------------------------------------------------
 
@@ -211,7 +239,7 @@ else:
     # Text, not a number input: "12.5" or "1e3" is refused with the reason, never rounded.
     typed_limit = st.text_input(
         "Transaction limit (the limiter is switched on)", key="bulk_limit",
-        placeholder="a whole number, e.g. 7500",
+        placeholder="transactions, e.g. 7500", help=validation.LIMIT_UNIT_HELP,
     )
     try:
         limit = actions.limit_from_text(typed_limit)
@@ -225,13 +253,10 @@ ticket = st.text_input("Ticket (optional)", key="bulk_ticket")
 plan = actions.BulkPlan(selected, str(tier) if how == TIER else None, limit)
 
 
-def _dry_run() -> BulkResult:
-    return actions.run_plan(ctx.ops, ctx.actor, plan, reason, dry_run=True, ticket=ticket)
-
-
-def _apply(progress: actions.ProgressFn, preview: BulkResult) -> BulkResult | actions.Held:
-    return actions.run_plan(ctx.ops, ctx.actor, plan, reason, dry_run=False, ticket=ticket,
-                            progress=progress, preview=preview)
+def _run(dry_run: bool, progress: actions.ProgressFn | None = None,
+         preview: BulkResult | None = None, confirmed: bool = False) -> BulkResult:
+    return actions.run_plan(ctx.ops, ctx.actor, plan, reason, dry_run=dry_run, ticket=ticket,
+                            progress=progress, preview=preview, confirmed=confirmed)
 
 
 def _show_error(exc: OperationError) -> None:
@@ -242,9 +267,9 @@ def _show_error(exc: OperationError) -> None:
         show_error(exc)
 
 
-def _table(result: BulkResult, key: str) -> None:
+def _table(result: BulkResult, key: str, *, counts: bool = True) -> None:
     st.dataframe(
-        csv_safe_frame(pd.DataFrame(bulk_rows(result.items, words=True),
+        screen_frame(pd.DataFrame(bulk_rows(result.items, words=True),
                                     columns=BULK_COLUMNS)),
         hide_index=True,
         key=key,
@@ -258,59 +283,101 @@ def _table(result: BulkResult, key: str) -> None:
             "message": st.column_config.TextColumn("Message", width="large"),
         },
     )
-    counts = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in result.counts.items() if n)
-    st.text(counts or "No grants.")
+    if counts:
+        said = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in result.counts.items() if n)
+        st.text(said or "No grants.")
 
 
-stored = st.session_state.get(PREVIEW_KEY)
-# The dry run of this very plan (None: none yet, or it was of another selection or change).
-preview: BulkResult | None = stored[1] if stored is not None and stored[0] == plan else None
+preview = st.session_state.get(PREVIEW_KEY)
+previewed = preview is not None and preview[0] == plan
 c1, c2 = st.columns(2)
 if c1.button("Dry run", key="bulk_dry", disabled=not selected):
     st.session_state.pop(RESULT_KEY, None)
+    st.session_state.pop(HELD_KEY, None)
     try:
         with st.spinner("Checking each grant and reading the current limits..."):
-            checked = _dry_run()
+            result = _run(dry_run=True)
     except OperationError as exc:
         _show_error(exc)
     else:
-        st.session_state[PREVIEW_KEY] = (plan, checked)
-        preview = checked
+        st.session_state[PREVIEW_KEY] = (plan, result)
+        preview, previewed = (plan, result), True
 
-previewed = preview is not None
-would = preview.count("would_change") if preview is not None else 0
+would = preview[1].count("would_change") if previewed else 0
 apply_clicked = c2.button(
     "Apply", key="bulk_apply", type="primary", disabled=not (selected and previewed and would),
     help="Run a dry run of this selection first; Apply changes only what it says would change.",
 )
-if not previewed and selected:
+held = st.session_state.get(HELD_KEY)
+if held is not None and held[0] != plan:
+    st.session_state.pop(HELD_KEY, None)
+    held = None
+if held is not None:
+    st.info(held[1], icon=":material/approval_delegation:")
+elif not previewed and selected:
     st.caption("Run a dry run of this selection first; Apply is enabled after it.")
 elif previewed and not would:
     st.caption("The dry run found no grant that would change: nothing to apply.")
 if note := actions.approval_note(ctx.ops, "bulk", ctx.actor):
     st.caption(note)
 
-if preview is not None and not apply_clicked:
-    st.markdown(f"**Dry run: nothing was changed.** Apply would change {would:,} grant(s).")
-    _table(preview, "bulk_preview_table")
 
-if apply_clicked and preview is not None:  # enabled only after this plan's dry run
-    bar = st.progress(0.0, text=f"0 of {would:,}")
+
+def _apply(confirmed: bool) -> None:
+    """Apply what the dry run said would change. The use case asks first (the same rule as
+    for one grant: a cut by more than half, a limiter switched off) unless `confirmed`."""
+    # The bar appears with the first grant done: a change that becomes a request sends
+    # nothing, and must not leave "0 of N" behind.
+    bar = st.empty()
 
     def _progress(done: int, total: int) -> None:
         bar.progress(done / max(total, 1), text=f"{done:,} of {total:,}")
 
     try:
-        applied = _apply(_progress, preview)
+        result = _run(dry_run=False, progress=_progress, preview=preview[1],
+                      confirmed=confirmed)
+    except ConfirmationRequired as exc:
+        st.session_state[CONFIRM_KEY] = (plan, exc.question)
+        st.rerun()
     except OperationError as exc:
+        bar.empty()
         _show_error(exc)
+        return
+    st.session_state.pop(PREVIEW_KEY, None)
+    if isinstance(result, actions.Held):  # waits for a second person
+        st.session_state.pop(RESULT_KEY, None)
+        st.session_state[HELD_KEY] = (plan, result.summary())
     else:
-        st.session_state.pop(PREVIEW_KEY, None)
-        if isinstance(applied, actions.Held):  # waits for a second person
-            st.session_state.pop(RESULT_KEY, None)
-            st.info(applied.summary(), icon=":material/approval_delegation:")
-            st.stop()
-        st.session_state[RESULT_KEY] = (plan, preview, applied)
+        st.session_state.pop(HELD_KEY, None)
+        st.session_state[RESULT_KEY] = (plan, preview[1], result)
+    # Drawn again from what is kept: Apply disabled (its dry run is used up), no bar.
+    st.rerun()
+
+
+asking = st.session_state.get(CONFIRM_KEY)
+if asking is not None and (asking[0] != plan or not previewed):
+    st.session_state.pop(CONFIRM_KEY, None)
+    asking = None
+if apply_clicked:
+    _apply(confirmed=False)
+elif asking is not None:
+    with st.container(border=True):
+        st.warning(escape_markdown(asking[1]) + " Apply it?", icon=":material/warning:")
+        y, n = st.columns(2)
+        if y.button("Yes, apply this change", key="bulk_confirm_yes", type="primary"):
+            st.session_state.pop(CONFIRM_KEY, None)
+            _apply(confirmed=True)
+        n.button("Cancel", key="bulk_confirm_no",
+                 on_click=lambda: st.session_state.pop(CONFIRM_KEY, None))
+
+if previewed and not apply_clicked:
+    st.markdown(f"**Dry run: nothing was changed.** Apply would change {would:,} grant(s).")
+    skipped = [i for i in preview[1].items if i.outcome == "skipped"]
+    if skipped:  # in their own table, not among the rows of a long one
+        st.warning(f"{len(skipped):,} grant(s) will be skipped, each with its reason:",
+                   icon=":material/warning:")
+        _table(replace(preview[1], items=tuple(skipped)), "bulk_skipped_table", counts=False)
+    _table(preview[1], "bulk_preview_table")
 
 # Results belong to the selection and change they were made for: another selection or
 # change hides them.

@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import actions, outcomes_view, reads, ui
 from dashboard.context import page_context
+from dashboard.formats import ABSENT
 from services.operations import OperationError
 
 ctx = page_context()
@@ -28,7 +29,7 @@ except OperationError as exc:
 left, right = st.columns(2)
 left.metric("Audit events waiting in the journal", status.journal_pending)
 report = status.last_report
-right.metric("Unsettled requests", len(report.unsettled) if report is not None else "-")
+right.metric("Unsettled requests", len(report.unsettled) if report is not None else ABSENT)
 if status.journal_pending:
     st.warning(
         f"{status.journal_pending} audit event(s) wait in the local journal for the audit "

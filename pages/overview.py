@@ -46,8 +46,11 @@ if ready:
 
     st.subheader("Integrations")
     cols = st.columns(4)
-    cols[0].metric("Failing", ov.integrations_failing)
-    cols[1].metric("Syncing", ov.integrations_syncing)
+    cols[0].metric("Failing now", ov.integrations_failing,
+                   help="Integrations of active grants whose last sync failed or partly "
+                        "failed, as last read: counted however long ago they failed.")
+    cols[1].metric("Syncing now", ov.integrations_syncing,
+                   help="Integrations of active grants syncing when last read.")
     cols[2].metric("Grants not readable", ov.integrations_unread,
                    help="Active grants with a stored token whose integrations could not be "
                         "read.")
@@ -64,5 +67,5 @@ elif not ov.latest_events:
 else:
     ui.table(ui.audit_rows(ov.latest_events), key="overview_events")
 
-overview_sections.recent_failures(ctx)
+overview_sections.recent_failures(ctx, ov.integrations_failing if ready else None)
 rm_sections.sync_status(ctx)

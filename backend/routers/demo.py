@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
-from backend.auth import mint_demo_token, valid_customer_ref
+from backend.auth import CUSTOMER_REF_RULE, mint_demo_token, valid_customer_ref
 from backend.deps import BackendDep, body_schema, errors, json_body
 from backend.errors import ApiError, invalid
 from backend.models import DemoToken, DemoWidgetAnswer, DemoWidgetRequest
@@ -39,7 +39,7 @@ def token(b: BackendDep, customer: str = "demo-customer") -> DemoToken:
     """A customer JWT for `customer` (HS256, one hour)."""
     ref = valid_customer_ref(customer)
     if ref is None:
-        raise invalid("customer must be one line of at most 320 characters.")
+        raise invalid(f"customer is not a customer reference. {CUSTOMER_REF_RULE}")
     return DemoToken(token=mint_demo_token(b.jwt, ref), customer=ref)
 
 

@@ -48,7 +48,6 @@ from dashboard.actions.limits import (
     LimitFormResult,
     limit_from_text,
     limiter_value,
-    needs_confirmation,
     submit_limit,
 )
 from dashboard.actions.outcomes import reconcile_now, resume_bulk
@@ -65,7 +64,7 @@ __all__ = [
     "LimitFormResult", "ProgressFn", "applied_summary", "approval_note", "approve_request",
     "cancel_request", "complete_widget", "confirm_revoke", "create_link_token",
     "exchange_public_token", "import_tokens_csv", "limit_from_text", "limiter_value",
-    "needs_confirmation", "reconcile_now", "refusal", "refuse_unless_allowed",
+    "reconcile_now", "refusal", "refuse_unless_allowed",
     "reject_request", "request_resync", "resume_bulk", "run_bulk", "run_bulk_limit",
     "run_plan", "submit_limit", "watch_records",
 ]

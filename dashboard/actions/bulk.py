@@ -47,13 +47,15 @@ def run_bulk_limit(
     ticket: str | None = None,
     progress: ProgressFn | None = None,
     expected: Mapping[str, GuestLimit] | None = None,
+    confirmed: bool = False,
 ) -> BulkResult | Held:
     """Set one custom limit (limiter on) on many grants (or preview it with `dry_run`): one
     bulk operation, like a tier (bounded concurrency, per-grant outcome, a dry run that reads
     each grant's current limit); the use case may hold it for approval (`Held`)."""
     return _bulk(dry_run, lambda: ops.limits.apply_limit(
         actor, list(grant_ids), transaction_limit=limit, enable_limiter=True, reason=reason,
-        dry_run=dry_run, ticket=ticket or None, progress=progress, expected=expected))
+        dry_run=dry_run, ticket=ticket or None, progress=progress, expected=expected,
+        confirmed=confirmed))
 
 
 def _bulk(dry_run: bool, run: Callable[[], BulkResult | Held]) -> BulkResult | Held:
@@ -90,11 +92,13 @@ def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_
 
 def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_run: bool,
              ticket: str | None = None, progress: ProgressFn | None = None,
-             preview: BulkResult | None = None) -> BulkResult | Held:
+             preview: BulkResult | None = None, confirmed: bool = False,
+             ) -> BulkResult | Held:
     """Run `plan`: its tier, else its custom limit (refused when none was entered). A real
     run after a dry run (`preview`) acts only on the grants that would change, each against
     the limit the dry run showed (a grant changed since is skipped as `STALE`); a change
-    that needs approval becomes a request."""
+    that needs approval becomes a request. A cut by more than half or a limiter switched
+    off on any grant asks first (`ConfirmationRequired`) unless `confirmed`."""
     ids: Sequence[str] = plan.grant_ids
     expected: dict[str, GuestLimit] | None = None
     if preview is not None and not dry_run:
@@ -105,15 +109,15 @@ def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_
         ids = [i.grant_id for i in todo]
         expected = {i.grant_id: i.before for i in todo}
     if plan.tier is not None:
-        # Applying after the dry run is the person's yes to the before -> after it showed.
         return run_bulk(ops, actor, ids, plan.tier, reason, dry_run=dry_run,
                         ticket=ticket, progress=progress, expected=expected,
-                        confirmed=preview is not None)
+                        confirmed=confirmed)
     if plan.limit is None:
         raise ValidationError("transaction_limit", "Please type the transaction limit to set "
                                                    "(a whole number, e.g. 7500).")
     return run_bulk_limit(ops, actor, ids, plan.limit, reason, dry_run=dry_run,
-                          ticket=ticket, progress=progress, expected=expected)
+                          ticket=ticket, progress=progress, expected=expected,
+                          confirmed=confirmed)
 
 
 def applied_summary(preview: BulkResult | None, result: BulkResult) -> str:

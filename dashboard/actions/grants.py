@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dashboard import reads
-from services.operations import Actor, Operations, ResyncOutcome, ValidationError
+from services.operations import Actor, Operations, ResyncOutcome
 from services.operations.four_eyes import Held
 
 
@@ -19,16 +19,14 @@ def confirm_revoke(
     """Revoke `grant_id` once the user typed the same id again. Returns the API's message,
     or the request the use case made instead (`Held`: the change waits for approval).
 
-    Refuses (ValidationError, nothing sent, nothing audited) when the typed id does not match.
+    The use case checks the reason, the ticket and then the typed id (ValidationError,
+    nothing sent, nothing audited).
     """
-    if (typed_grant_id or "").strip() != grant_id:
-        raise ValidationError(
-            "grant id", "The id typed does not match this grant: type it again exactly."
-        )
     try:
         # The page offers Revoke only on an active grant: refused (STALE) if it no longer is.
         done = ops.grants.revoke_grant(actor, grant_id, reason, ticket=ticket or None,
-                                       expected_status="active")
+                                       expected_status="active",
+                                       typed_id=typed_grant_id or "")
         return done if isinstance(done, Held) else str(done)
     finally:
         reads.invalidate_grant(grant_id)

@@ -54,10 +54,14 @@ class LimitFormResult:
             if not c.before_known:
                 return (f"Limit set to {fmt_limit(c.after_limit)}, limiter "
                         f"{fmt_bool(c.after_limiter)} (before: unknown).")
-            return (
-                f"Limit {fmt_limit(c.before_limit)} -> {fmt_limit(c.after_limit)}, "
-                f"limiter {fmt_bool(c.before_limiter)} -> {fmt_bool(c.after_limiter)}."
-            )
+            # Only what moved: "limiter on -> on" says nothing.
+            if c.before_limit == c.after_limit:
+                said = f"Limit kept at {fmt_limit(c.after_limit)}"
+            else:
+                said = f"Limit {fmt_limit(c.before_limit)} -> {fmt_limit(c.after_limit)}"
+            if c.before_limiter != c.after_limiter:
+                said += f", limiter {fmt_bool(c.before_limiter)} -> {fmt_bool(c.after_limiter)}"
+            return said + "."
         if self.tier_item is not None:
             i = self.tier_item
             return f"Tier applied: limit {i.before.label()} -> {i.after.label()}."
@@ -83,16 +87,6 @@ def _seen_values(seen: GuestLimit) -> dict[str, Any]:
     if not seen.known:
         return {}
     return {"expected_limit": seen.cap, "expected_limiter": seen.limiter}
-
-
-def needs_confirmation(ops: Operations, actor: Actor, grant_id: str, seen: GuestLimit,
-                       limit: int | None, limiter: str, tier: str | None) -> str | None:
-    """The question the limit use case asks before this change (before -> after), or None;
-    the rule (a cut of more than half, the limiter switched off) is the operation's."""
-    if tier:
-        return ops.limits.confirmation_for(actor, grant_id, tier=tier, **_seen_values(seen))
-    return ops.limits.confirmation_for(actor, grant_id, limit, _form_limiter(limit, limiter),
-                                       **_seen_values(seen))
 
 
 def submit_limit(

@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard import actions, reads
 from dashboard.context import PageContext
-from dashboard.csv_io import csv_safe_frame
+from dashboard.csv_io import screen_frame
 from dashboard.formats import fmt_minute
 from dashboard.ui import escape_markdown, show_error
 from services.operations import GrantDetail, OperationError
@@ -29,7 +29,7 @@ T = TypeVar("T")
 def kv_table(rows: list[tuple[str, str]]) -> None:
     """A two-column table of labels and (possibly upstream) values, rendered as cells."""
     st.dataframe(
-        csv_safe_frame(pd.DataFrame(rows, columns=["Field", "Value"])), hide_index=True,
+        screen_frame(pd.DataFrame(rows, columns=["Field", "Value"])), hide_index=True,
         width="stretch",
     )
 

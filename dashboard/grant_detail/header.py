@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard import reads
 from dashboard.context import PageContext
-from dashboard.formats import fmt_ago, fmt_minute
+from dashboard.formats import ABSENT, fmt_ago, fmt_minute
 from dashboard.grant_detail.choose import open_by_id
 from dashboard.grant_detail.common import (
     APPROVALS_LINK,
@@ -59,11 +59,11 @@ def grant(ctx: PageContext, gid: str) -> GrantDetail:
     kv_table([
         ("Grant id", g.grant_id),
         ("Status", g.status),
-        ("Customer reference", g.customer_ref or "-"),
+        ("Customer reference", g.customer_ref or ABSENT),
         ("User", kind),
-        ("Kryptos user id", g.kryptos_user_id or "-"),
-        ("Workspace", g.workspace_id or "-"),
-        ("Scopes", g.scopes or "-"),
+        ("Kryptos user id", g.kryptos_user_id or ABSENT),
+        ("Workspace", g.workspace_id or ABSENT),
+        ("Scopes", g.scopes or ABSENT),
         ("Created", fmt_minute(g.created_at)),
         ("Expires", fmt_minute(g.expires_at)),
         ("Token", g.masked_token or "not stored"),
@@ -81,10 +81,16 @@ def _facts_freshness(detail: GrantDetail) -> None:
                    f"{live}")
         return
     seen = row.grants_seen_at
-    confirmed = (f"the grants list confirmed it {fmt_ago(seen)}" if seen is not None
-                 else "no full sync has listed it yet")
-    st.caption(f"Status and ids from the console's copy, as of {fmt_ago(row.refreshed_at)} "
-               f"({confirmed}). {live}")
+    if seen is None:
+        source = (f"Status and ids from the console's copy, written {fmt_ago(row.refreshed_at)}; "
+                  "no full sync has listed this grant yet.")
+    elif seen >= row.refreshed_at:
+        source = (f"Status and ids from the console's copy, last confirmed by Kryptos' grants "
+                  f"list {fmt_ago(seen)}.")
+    else:  # written since the list last showed it (a change, a webhook, this page)
+        source = (f"Status and ids from the console's copy, updated {fmt_ago(row.refreshed_at)}"
+                  f" (Kryptos' grants list last showed the grant {fmt_ago(seen)}).")
+    st.caption(f"{source} {live}")
 
 
 def _pending_banner(ctx: PageContext, gid: str) -> None:

@@ -9,7 +9,7 @@ import streamlit as st
 from dashboard import reads
 from dashboard import timeline as timeline_view
 from dashboard.context import PageContext
-from dashboard.csv_io import csv_safe_frame
+from dashboard.csv_io import screen_frame
 from dashboard.ui import show_error
 from services.operations import OperationError, Permission, can
 from services.operations.history import collapse, describe_event
@@ -30,7 +30,7 @@ def history(ctx: PageContext, gid: str) -> None:
         return
     # One row per change (its request and outcome together), said in words.
     st.dataframe(
-        csv_safe_frame(pd.DataFrame([
+        screen_frame(pd.DataFrame([
             {
                 "time": e.ts,
                 "user": e.actor_username,
@@ -54,6 +54,7 @@ def history(ctx: PageContext, gid: str) -> None:
     )
 
 
+WRAPPING_ROW_PX = 72  # the grid wraps text in rows taller than 4 rem (64 px)
 TIMELINE_COLUMNS = {
     "time": st.column_config.DatetimeColumn("Time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
     "source": st.column_config.TextColumn("From"),
@@ -76,5 +77,7 @@ def timeline(ctx: PageContext, gid: str) -> None:
     if not items:
         st.text("Nothing yet: no webhook received for this grant and no recorded action.")
         return
-    st.dataframe(csv_safe_frame(pd.DataFrame(timeline_view.rows(items))), hide_index=True,
-                 width="stretch", key="timeline_table", column_config=TIMELINE_COLUMNS)
+    # Rows taller than 4 rem let the grid wrap a long line instead of cutting it.
+    st.dataframe(screen_frame(pd.DataFrame(timeline_view.rows(items))), hide_index=True,
+                 width="stretch", key="timeline_table", column_config=TIMELINE_COLUMNS,
+                 row_height=WRAPPING_ROW_PX)

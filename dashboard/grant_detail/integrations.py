@@ -12,7 +12,8 @@ import streamlit as st
 
 from dashboard import actions
 from dashboard.context import PageContext
-from dashboard.csv_io import csv_safe_frame
+from dashboard.csv_io import screen_frame
+from dashboard.formats import fmt_minute
 from dashboard.grant_detail.common import part_value, wallet_names
 from dashboard.resync_watch import ResyncWatch
 from dashboard.ui import escape_markdown, record_pending_note, show_error, toast_done
@@ -28,7 +29,7 @@ INTEGRATION_COLUMNS = {
     "provider": st.column_config.TextColumn("Provider"),
     "type": st.column_config.TextColumn("Type"),
     "status": st.column_config.TextColumn("Status"),
-    "last_sync": st.column_config.DatetimeColumn("Last sync", format="YYYY-MM-DD HH:mm"),
+    "last_sync": st.column_config.TextColumn("Last sync"),  # text: "never", not "None"
     "transactions": st.column_config.NumberColumn("Transactions", format="%,d"),
     "message": st.column_config.TextColumn("Message", width="large"),
     "wallet_id": st.column_config.TextColumn("Wallet id"),
@@ -41,7 +42,7 @@ def _integration_row(i: Integration) -> dict[str, Any]:
         "provider": i.provider_public_name or i.provider,
         "type": i.type or "",
         "status": i.status.lower(),  # one style with the grant's "active"/"revoked"
-        "last_sync": i.last_synced_at,
+        "last_sync": fmt_minute(i.last_synced_at) if i.last_synced_at else "never",
         "transactions": i.total_transactions,
         "message": i.message or "",
         "wallet_id": i.wallet_id,
@@ -65,7 +66,7 @@ def integrations(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) -> N
         if not found:
             st.text("No integrations.")
         else:
-            st.dataframe(csv_safe_frame(pd.DataFrame([_integration_row(i) for i in found])),
+            st.dataframe(screen_frame(pd.DataFrame([_integration_row(i) for i in found])),
                          hide_index=True, key="integrations_table",
                          column_config=INTEGRATION_COLUMNS)
         _resync_controls(ctx, detail, watch)

@@ -12,7 +12,14 @@ from dashboard import actions, reads
 from dashboard.context import PageContext
 from dashboard.grant_detail.common import FLASH_KEY, PENDING_KEY, approval_caption
 from dashboard.ui import escape_markdown, show_error
-from services.operations import ConfirmationRequired, GrantDetail, OperationError, Permission, can
+from services.operations import (
+    ConfirmationRequired,
+    GrantDetail,
+    OperationError,
+    Permission,
+    can,
+    validation,
+)
 from services.operations.limit_value import GuestLimit
 
 LIMIT_FORM_KEYS = ("limit_value", "limit_limiter", "limit_tier", "limit_reason", "limit_ticket")
@@ -39,7 +46,7 @@ def guest_limit(ctx: PageContext, detail: GrantDetail) -> None:
         tier = reads.matching_tier(ctx.ops, seen)
         m1, m2, m3 = st.columns(3)
         m1.metric("Limiter", "on" if seen.limiter else "off")
-        m2.metric("Effective limit", seen.label())
+        m2.metric("Effective limit", seen.label(), help=validation.LIMIT_UNIT_HELP)
         m3.metric("Tier", tier.name if tier is not None else "none (custom limit)")
     else:
         st.text("Limiter, effective limit and tier: unknown (user info not available).")
@@ -70,7 +77,8 @@ def _limit_form(ctx: PageContext, gid: str, now: GuestLimit) -> None:
         f1, f2, f3 = st.columns(3)
         # Text, not a number input: "12.5" or "1e3" is refused with the reason, not rounded.
         typed = f1.text_input("New limit", key="limit_value",
-                              placeholder="a whole number, e.g. 7500")
+                              placeholder="transactions, e.g. 7500",
+                              help=validation.LIMIT_UNIT_HELP)
         beside: dict[str, Any] = {"transaction_limit": f1.empty()}
         limiter = f2.selectbox("Limiter", actions.LIMITER_CHOICES, key="limit_limiter")
         tier = f3.selectbox("Tier", tiers, key="limit_tier",
@@ -84,17 +92,24 @@ def _limit_form(ctx: PageContext, gid: str, now: GuestLimit) -> None:
             return
         values = dict(limit=typed, limiter=limiter, tier=None if tier == NO_TIER else tier,
                       reason=why, ticket=ticket)
-        try:
-            check = actions.needs_confirmation(
-                ctx.ops, ctx.actor, gid, seen, actions.limit_from_text(typed), limiter,
-                values["tier"])
-        except OperationError as exc:
-            _refusal(exc, beside)
-            return
-        if check is not None:
-            st.session_state[CONFIRM_KEY] = (gid, values, check, seen)
-            st.rerun()
+        # The use case checks every field first (each refusal beside its field); only a
+        # change whose fields are all valid gets its question (`ConfirmationRequired`).
         _apply_limit(ctx, gid, seen, values, beside)
+
+
+def _restore(values: dict[str, Any]) -> None:
+    """Put what was typed back into the form (hidden while its question was shown, so
+    Streamlit dropped the fields' values)."""
+    st.session_state.update({
+        "limit_value": values.get("limit") or "", "limit_limiter": values["limiter"],
+        "limit_tier": values.get("tier") or NO_TIER, "limit_reason": values.get("reason") or "",
+        "limit_ticket": values.get("ticket") or "",
+    })
+
+
+def _cancel(values: dict[str, Any]) -> None:
+    st.session_state.pop(CONFIRM_KEY, None)
+    _restore(values)
 
 
 def _pending(ctx: PageContext, gid: str) -> bool:
@@ -105,13 +120,15 @@ def _pending(ctx: PageContext, gid: str) -> bool:
     _, values, check, seen = pending
     with st.container(border=True):
         st.warning(escape_markdown(check) + " Apply it?", icon=":material/warning:")
+        st.text(f"Reason: {values.get('reason') or ''}".strip()
+                + (f"\nTicket: {values['ticket']}" if values.get("ticket") else ""))
         b1, b2 = st.columns(2)
         if b1.button("Yes, apply this change", key="limit_confirm", type="primary"):
             st.session_state.pop(CONFIRM_KEY, None)
+            _restore(values)  # kept for the form, should the change be refused
             _apply_limit(ctx, gid, seen, values, {}, confirmed=True)
-        if b2.button("Cancel", key="limit_cancel"):
-            st.session_state.pop(CONFIRM_KEY, None)
-            st.rerun()
+        b2.button("Cancel", key="limit_cancel", on_click=_cancel, args=(values,),
+                  help="Back to the form, with what you typed.")
     return True
 
 

@@ -7,7 +7,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard.csv_io import csv_safe_frame
+from dashboard.csv_io import screen_frame
+from dashboard.formats import ABSENT, fmt_money
 from dashboard.grant_detail.common import is_revoked, kv_table, part_value, wallet_names
 from services.operations import GrantDetail
 
@@ -24,10 +25,10 @@ def session(detail: GrantDetail) -> None:
     else:
         st.error("The session is not valid.", icon=":material/block:")
     kv_table([
-        ("Reason", s.reason or "-"),
-        ("Workspace name", s.workspace_name or "-"),
-        ("User id", s.user_id or "-"),
-        ("Granted scopes", s.granted_scopes or "-"),
+        ("Reason", s.reason or ABSENT),
+        ("Workspace name", s.workspace_name or ABSENT),
+        ("User id", s.user_id or ABSENT),
+        ("Granted scopes", s.granted_scopes or ABSENT),
     ])
 
 
@@ -35,7 +36,8 @@ HOLDING_COLUMNS = {
     "asset": st.column_config.TextColumn("Asset"),
     "name": st.column_config.TextColumn("Name"),
     "quantity": st.column_config.NumberColumn("Quantity", format="%,.6f"),
-    "price": st.column_config.NumberColumn("Price", format="%,.4f"),
+    # Text: 2 decimals, more only for a price under 1 (`fmt_money`).
+    "price": st.column_config.TextColumn("Price"),
     "value": st.column_config.NumberColumn("Value", format="%,.2f"),
     "cost_basis": st.column_config.NumberColumn("Cost basis", format="%,.2f"),
     "pnl": st.column_config.NumberColumn("Unrealised P&L", format="%,.2f"),
@@ -65,7 +67,7 @@ def holdings(detail: GrantDetail) -> None:
             "asset": x.asset.symbol,
             "name": x.asset.public_name,
             "quantity": x.total_quantity,
-            "price": x.market_price,
+            "price": fmt_money(x.market_price),
             "value": x.market_value,
             "cost_basis": x.cost_basis,
             "pnl": x.unrealized_pnl,
@@ -73,7 +75,7 @@ def holdings(detail: GrantDetail) -> None:
         }
         for x in h.holdings
     ])
-    st.dataframe(csv_safe_frame(hold), hide_index=True, key="holdings_table",
+    st.dataframe(screen_frame(hold), hide_index=True, key="holdings_table",
                  column_config=HOLDING_COLUMNS)
     names = wallet_names(detail)
     by_wallet: dict[str, float] = {}

@@ -11,7 +11,6 @@ from dashboard.grant_detail.common import (
     APPROVALS_LINK,
     FLASH_KEY,
     PENDING_KEY,
-    approval_caption,
     pending_requests,
     request_words,
 )
@@ -23,24 +22,38 @@ from services.operations import GrantDetail, OperationError, Permission, can
 @st.dialog("Revoke grant", on_dismiss="rerun")
 def _revoke_dialog(ctx: PageContext, gid: str, watch: ResyncWatch) -> None:
     watch.dialog_open = True  # until the next full run (closing the dialog reruns)
-    st.text(
-        "Revoking stops the grant's tokens at once; the customer must connect again.\n"
-        "Type the grant id again to confirm."
-    )
+    held = actions.approval_note(ctx.ops, "revoke", ctx.actor) is not None
+    if held:  # what the button does is file a request: the words say so
+        st.text("This files a revoke request: nothing changes until a second person with the "
+                "permission approves it on the Approvals page. Once approved, the grant's "
+                "tokens stop working and the customer must connect again.\n"
+                "Type the grant id again to confirm the request.")
+    else:
+        st.text("Revoking stops the grant's tokens at once; the customer must connect again.\n"
+                "Type the grant id again to confirm.")
     st.code(gid, language=None)
-    approval_caption(ctx, "revoke")
     reason = st.text_input("Reason", key="revoke_reason")
+    beside = {"reason": st.empty()}
     ticket = st.text_input("Ticket (optional)", key="revoke_ticket")
+    beside["ticket"] = st.empty()
     typed = st.text_input("Grant id, typed again", key="revoke_typed")
-    if st.button("Revoke", type="primary", key="revoke_confirm"):
+    beside["typed_id"] = st.empty()
+    label = "Request the revoke" if held else "Revoke"
+    if st.button(label, type="primary", key="revoke_confirm"):
         try:
-            with st.spinner("Revoking..."), actions.watch_records() as pending:
+            with st.spinner("Filing the request..." if held else "Revoking..."), \
+                    actions.watch_records() as pending:
                 msg = actions.confirm_revoke(ctx.ops, ctx.actor, gid, typed, reason, ticket)
         except OperationError as exc:
-            show_error(exc)
+            spot = beside.get(getattr(exc, "field", ""))
+            if spot is not None:  # the first field in the form's order that is wrong
+                spot.error(exc.user_message, icon=":material/error:")
+            else:
+                show_error(exc)
         else:
             # The API's own message ("Grant revoked successfully") would say it twice.
-            st.session_state[FLASH_KEY] = (msg.summary() if isinstance(msg, actions.Held)
+            was_held = isinstance(msg, actions.Held)
+            st.session_state[FLASH_KEY] = (msg.summary() if was_held
                                            else f"Grant revoked ({gid}).")
             st.session_state[PENDING_KEY] = bool(pending)
             st.rerun()
@@ -52,7 +65,11 @@ def revoke(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) -> None:
     st.subheader("Danger zone")
     gid = detail.grant.grant_id
     with st.container(border=True):
-        st.text("Revoke this grant: its access and refresh tokens stop working at once.")
+        if actions.approval_note(ctx.ops, "revoke", ctx.actor) is not None:
+            st.text("Ask for this grant to be revoked: once a second person approves, its "
+                    "access and refresh tokens stop working.")
+        else:
+            st.text("Revoke this grant: its access and refresh tokens stop working at once.")
         waiting = [r for r in pending_requests(ctx, gid) if r.change.kind == "revoke"]
         if waiting:  # a second request would be refused: say where the first one is
             st.markdown(escape_markdown(f"A revoke request is already waiting: "

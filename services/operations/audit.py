@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import io
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from services.operations import validation as v
 from services.operations.context import OpsContext
 from services.operations.errors import OperationError, ValidationError
-from services.operations.permissions import Actor, Permission
+from services.operations.permissions import Actor, Permission, canonical_username
 from services.store.actions import AuditAction
 from services.store.audit import AuditFilter, AuditPage, ChainReport
 from services.store.errors import StoreError
+
+#: Every action the log records, for the action filter's words.
+KNOWN_ACTIONS = tuple(sorted(str(a) for a in AuditAction))
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CUSTOMER_GRANTS_MAX = 100  # a customer's grants a target filter takes, oldest first
 
 
 class AuditOps:
@@ -33,11 +41,46 @@ class AuditOps:
             raise ValidationError("page", "The page number is a whole number of at least 1.")
         if not isinstance(page_size, int) or not 1 <= page_size <= 1000:
             raise ValidationError("page_size", "A page shows 1 to 1,000 events.")
-        flt = v.audit_filter(filters)
+        flt = self._resolve(v.audit_filter(filters))
         try:
             return self.ctx.audit_log.query(flt, page=page, page_size=page_size)
         except StoreError as exc:  # a filter the store still refuses: the person's input
             raise ValidationError("filters", exc.user_message) from None
+
+    def _resolve(self, flt: AuditFilter) -> AuditFilter:
+        """What a person typed, as the events are recorded: an actor in any case (usernames
+        are recorded in their canonical form), an action by a word of its name ("revoke":
+        every action with "revoke" in it), a target by a customer reference (its grants,
+        and the customer itself for the backend's events). Indexed equality, nothing else."""
+        actor: str | tuple[str, ...] | None = flt.actor
+        if isinstance(actor, str):
+            forms = tuple(dict.fromkeys([actor, canonical_username(actor)]))
+            actor = forms if len(forms) > 1 else actor
+        return replace(flt, actor=actor, action=self._actions(flt.action),
+                       target_id=self._targets(flt.target_id))
+
+    @staticmethod
+    def _actions(typed: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+        if not isinstance(typed, str) or typed.endswith("*") or typed in KNOWN_ACTIONS:
+            return typed
+        words = [w for w in re.split(r"[\s._]+", typed) if w]
+        found = tuple(a for a in KNOWN_ACTIONS if all(w in a for w in words))
+        if not found:
+            raise ValidationError(
+                "action", f"No action has “{typed}” in its name; actions are named like "
+                          "grant.revoke, guest.limit.update or auth.login.")
+        return found[0] if len(found) == 1 else found
+
+    def _targets(self, typed: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+        if not isinstance(typed, str) or typed.startswith("cgrant_") \
+                or not v.is_customer_ref(typed):
+            return typed
+        try:
+            grants = self.ctx.vault.stored_for_customer(typed, EPOCH)
+        except StoreError as exc:
+            raise OperationError(exc.user_message, code="STORE_ERROR") from None
+        found = [e.grant_id for e in grants[:CUSTOMER_GRANTS_MAX]]
+        return (typed, *found) if found else typed
 
     def export_audit(self, actor: Actor, filters: AuditFilter | None = None,
                      fmt: str = "csv") -> str:
@@ -45,7 +88,7 @@ class AuditOps:
         self.ctx.check(actor, Permission.READ_AUDIT, AuditAction.AUDIT_EXPORT)
         if fmt not in ("csv", "jsonl"):
             raise ValidationError("fmt", "Please choose CSV or JSON lines.")
-        flt = v.audit_filter(filters)
+        flt = self._resolve(v.audit_filter(filters))
         log = self.ctx.audit_log
 
         def body() -> tuple[str, None, dict[str, Any]]:
@@ -90,6 +133,8 @@ def _filter_params(flt: AuditFilter) -> dict[str, Any]:
     out = {}
     for k in ("since", "until", "actor", "action", "target_id", "outcome"):
         val = getattr(flt, k, None)
-        if val is not None:
+        if isinstance(val, tuple):
+            out[k] = list(val)
+        elif val is not None:
             out[k] = val.isoformat() if hasattr(val, "isoformat") else str(val)
     return out

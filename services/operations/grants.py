@@ -234,12 +234,17 @@ class GrantOps(GrantListReads):
     def revoke_grant(
         self, actor: Actor, grant_id: str, reason: str, ticket: str | None = None,
         *, expected_status: str | None = None, approval: ApprovalExecution | None = None,
+        typed_id: str | None = None,
     ) -> str | Held:
         """Revoke a grant (its tokens stop working at once). Returns the API's message, or
         `Held` when the four-eyes policy says it waits for a second person (the request is
         recorded; nothing is sent). `approval`: the proof of an approved request for this
         revoke (only the approvals use case has one); its events carry the approver and the
         request number, and its correlation id.
+        `typed_id`: the grant id the person typed again to confirm (a form's confirmation);
+        checked after the reason and the ticket, in the order the form asks for them, and
+        refused (`ValidationError` on `typed_id`, nothing sent or recorded) unless it is
+        this grant's id.
         `expected_status`: the status the person saw ("active"); when the grants list now
         says otherwise, `StaleChange` (audited as failed, `STALE`) and nothing is sent."""
         self.ctx.check(actor, Permission.REVOKE_GRANT, AuditAction.GRANT_REVOKE, "grant",
@@ -247,6 +252,9 @@ class GrantOps(GrantListReads):
         gid = v.grant_id(grant_id)
         why = v.reason(reason)
         tkt = v.ticket(ticket)
+        if typed_id is not None and typed_id.strip() != gid:
+            raise ValidationError("typed_id", "The id typed does not match this grant: type "
+                                              "it again exactly.")
         if expected_status not in (None, "active", "revoked"):
             raise ValidationError("expected_status", "The status shown must be active or "
                                                      "revoked.")

@@ -191,4 +191,36 @@ def confirmation_question(before: GuestLimit, limit: int | None,
     return None
 
 
-__all__ = ["NO_CAP", "UNKNOWN", "GuestLimit", "LimitJSON", "confirmation_question"]
+def bulk_confirmation_question(befores: Mapping[str, GuestLimit], limit: int | None,
+                               limiter: bool | None) -> str | None:
+    """The same rule over many grants (`befores`: each grant's limit as the person saw it,
+    a dry run's `before`): the question names how many grants are cut by more than half
+    (with the largest cut as an example) and how many get their limiter switched off;
+    None when no grant needs it. A grant whose before is unknown asks nothing."""
+    on = True if limit is not None and limiter is None else limiter
+    cuts: list[tuple[GuestLimit, GuestLimit]] = []
+    offs = 0
+    for before in befores.values():
+        if not before.known or confirmation_question(before, limit, limiter) is None:
+            continue
+        after = before.after(limit, on)
+        if on is False and before.limiter is not False:
+            offs += 1
+        elif before.cut_by_more_than_half(after):
+            cuts.append((before, after))
+    if not cuts and not offs:
+        return None
+    n = len(befores)
+    parts = []
+    if cuts:
+        before, after = max(cuts, key=lambda c: (c[0].cap or 0) - (c[1].cap or 0))
+        parts.append(f"cuts the limit by more than half on {len(cuts):,} of {n:,} grant(s) "
+                     f"(e.g. {before.words()} -> {after.words()} transactions)")
+    if offs:
+        parts.append(f"switches the limiter off on {offs:,} of {n:,} grant(s) (no cap: the "
+                     "Guest can make any number of transactions)")
+    return "This " + " and ".join(parts) + "."
+
+
+__all__ = ["NO_CAP", "UNKNOWN", "GuestLimit", "LimitJSON", "bulk_confirmation_question",
+           "confirmation_question"]

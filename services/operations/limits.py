@@ -23,7 +23,12 @@ from services.operations.limit_change import (
     after_fields,
     before_fields,
 )
-from services.operations.limit_value import UNKNOWN, GuestLimit, confirmation_question
+from services.operations.limit_value import (
+    UNKNOWN,
+    GuestLimit,
+    bulk_confirmation_question,
+    confirmation_question,
+)
 from services.operations.models import BulkResult, LimitChange
 from services.operations.permissions import Actor, Permission
 from services.settings import Tier
@@ -204,16 +209,18 @@ class LimitOps:
         t = self.tier(tier)
         why = v.reason(reason, required=not dry_run)
         tkt = v.ticket(ticket)
+        limit, limiter = (t.limit, True) if t.limit is not None else (None, False)
         if not dry_run:
             if len(gids) == 1 and approval is None:
                 self._confirm(actor, gids[0], confirmed, tier=t.name,
                               **_shown_values(seen.get(gids[0], UNKNOWN)))
+            elif approval is None:
+                _confirm_bulk(gids, seen, limit, limiter, confirmed)
             change_ = Change.apply_tier(gids, t.name)
             held = self.gate.hold(actor, change_, why, tkt, approval,
                                   self._preview(actor, change_))
             if held is not None:
                 return held
-        limit, limiter = (t.limit, True) if t.limit is not None else (None, False)
         plan = BulkPlan(
             label=t.name, limit=limit, limiter=limiter, action=AuditAction.TIER_APPLY,
             bulk_action=AuditAction.TIER_APPLY_BULK, what=f"Applying tier {t.name}",
@@ -252,10 +259,12 @@ class LimitOps:
         progress: Progress | None = None,
         expected: Mapping[str, GuestLimit] | None = None,
         approval: ApprovalExecution | None = None,
+        confirmed: bool = False,
     ) -> BulkResult | Held:
         """One custom limit and/or limiter switch on many grants; validated like
-        `set_guest_limit`, run (and held for approval) like `apply_tier`;
-        `BulkResult.tier` is `CUSTOM_LIMIT`."""
+        `set_guest_limit`, run (and held for approval) like `apply_tier`, confirmed like
+        it (a cut by more than half or a limiter switched off on any grant, judged against
+        `expected`); `BulkResult.tier` is `CUSTOM_LIMIT`."""
         self.ctx.check(actor, Permission.MANAGE_LIMITS, AuditAction.LIMIT_UPDATE)
         gids = v.grant_ids(grant_ids)
         seen = _seen_map(expected)
@@ -266,6 +275,8 @@ class LimitOps:
         why = v.reason(reason, required=not dry_run)
         tkt = v.ticket(ticket)
         if not dry_run:
+            if approval is None:
+                _confirm_bulk(gids, seen, limit, limiter, confirmed)
             change_ = Change.apply_limit(gids, limit, limiter)
             held = self.gate.hold(actor, change_, why, tkt, approval,
                                   self._preview(actor, change_))
@@ -333,6 +344,19 @@ def seen_limit(limit: object, limiter: object) -> GuestLimit:
     except ValueError:
         raise ValidationError("expected_limit", "The limit shown must be a whole number.") \
             from None
+
+
+def _confirm_bulk(gids: Iterable[str], seen: Mapping[str, GuestLimit], limit: int | None,
+                  limiter: bool | None, confirmed: bool) -> None:
+    """The single grant's rule over a bulk change: `ConfirmationRequired` (nothing sent or
+    recorded) when any grant, as the person saw it, is cut by more than half or gets its
+    limiter switched off, unless `confirmed`."""
+    if confirmed:
+        return
+    question = bulk_confirmation_question({g: seen.get(g, UNKNOWN) for g in gids}, limit,
+                                          limiter)
+    if question is not None:
+        raise ConfirmationRequired(question)
 
 
 def _shown_values(shown: GuestLimit) -> dict[str, Any]:

@@ -15,12 +15,31 @@ SAFE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 PUBLIC_TOKEN_RE = re.compile(r"^public_[A-Za-z0-9_-]{1,256}$")
 AUDIT_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 ACTION_FILTER_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.?\*)?$")
+ACTION_WORDS_RE = re.compile(r"^[a-z0-9_.]+( +[a-z0-9_.]+)*$")  # "revoke", "limit bulk"
 FILTER_TEXT_MAX = 200
 RESYNC_MODES = ("latest", "from_start")
 MAX_LIMIT = 10**9
+#: What a transaction limit counts, for every field and column that shows one (the guide and
+#: the API notes: the effective limit of the user info; an integration past it reports
+#: "transaction limit reached" and imports no more transactions).
+LIMIT_UNIT_HELP = (
+    "A number of transactions: how many transactions Kryptos imports for this Guest from "
+    "their wallets and exchanges. Past it, a sync stops fetching transactions and the "
+    "integration says \"transaction limit reached\". A whole number up to "
+    f"{MAX_LIMIT:,}; the limiter must be on for it to apply (off: no cap)."
+)
 REASON_MIN, REASON_MAX = 5, 500
 TICKET_MAX = 100
 CUSTOMER_REF_MAX = 200
+#: A customer reference (your own id for the customer, the backend's JWT `sub`): one rule
+#: for the console and the backend, and the help text the pages show is made from it. It
+#: starts with a letter or digit, so it never starts a spreadsheet formula, and it allows the
+#: characters of e-mail addresses and `provider:id` subjects.
+CUSTOMER_REF_CHARS = "- _ . @ : +"
+CUSTOMER_REF_RE = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.@:+-]{{0,{CUSTOMER_REF_MAX - 1}}}$")
+CUSTOMER_REF_HELP = (f"Your own id for the customer (e.g. a CRM id or an e-mail address): up "
+                     f"to {CUSTOMER_REF_MAX} letters, digits and {CUSTOMER_REF_CHARS}, "
+                     "starting with a letter or digit.")
 MAX_BULK = 10_000
 
 
@@ -165,12 +184,18 @@ def customer_ref(value: object) -> str:
         raise ValidationError("customer_ref", "Please give the customer reference (your "
                                               "own id for this customer).")
     value = value.strip()
-    if len(value) > CUSTOMER_REF_MAX or any(ord(c) < 32 for c in value):
+    if not is_customer_ref(value):
         raise ValidationError(
-            "customer_ref", f"The customer reference must be one line of at most "
-                            f"{CUSTOMER_REF_MAX} characters."
+            "customer_ref", f"{_shown(value)} is not a customer reference: use up to "
+                            f"{CUSTOMER_REF_MAX} letters, digits and {CUSTOMER_REF_CHARS}, "
+                            "starting with a letter or digit."
         )
     return value
+
+
+def is_customer_ref(value: object) -> bool:
+    """Whether `value` (already stripped) follows the customer reference rule."""
+    return isinstance(value, str) and CUSTOMER_REF_RE.fullmatch(value) is not None
 
 
 def public_token(value: object) -> str:
@@ -237,9 +262,11 @@ def audit_filter(flt: object) -> AuditFilter:
             flt.since.tzinfo is None) != (flt.until.tzinfo is None):
         raise ValidationError("until", "since and until must both have a time zone, or neither.")
     action = _filter_text(flt.action, "action")
-    if action is not None and not ACTION_FILTER_RE.match(action):
-        raise ValidationError("action", "must be an action like grant.revoke, or a prefix "
-                                        "ending in * like grant.*")
+    if action is not None:
+        action = action.lower()
+        if not (ACTION_FILTER_RE.match(action) or ACTION_WORDS_RE.match(action)):
+            raise ValidationError("action", "Type an action like grant.revoke, a word of one "
+                                            "like revoke, or a prefix ending in * like grant.*")
     outcome = _filter_text(flt.outcome, "outcome")
     if outcome is not None and outcome not in OUTCOMES:
         raise ValidationError("outcome", f"must be one of {', '.join(OUTCOMES)}.")

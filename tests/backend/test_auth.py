@@ -107,13 +107,23 @@ def test_a_day_long_token_is_accepted(backend):
     assert _session(backend.url, bearer).status_code == 200
 
 
-@pytest.mark.parametrize("sub", [None, "", "   ", "a\nb", "x" * 321])
+@pytest.mark.parametrize("sub", [None, "", "   ", "a\nb", "x" * 201, "bad ref!", "=cmd",
+                                 "-lead"])
 def test_missing_or_bad_sub_is_401(backend, sub):
     if sub is None:
         bearer = "Bearer " + token(None)
     else:
         bearer = "Bearer " + token(sub)
     assert_error(_session(backend.url, bearer), 401, "UNAUTHENTICATED")
+
+
+@pytest.mark.parametrize("sub", ["crm-1001", "jane.doe+vip@example.com", "auth0:abc_123"])
+def test_a_sub_the_console_accepts_is_a_customer(backend, sub):
+    """One customer reference rule (services/operations/validation.py) for both."""
+    from services.operations.validation import customer_ref
+
+    assert customer_ref(sub) == sub
+    assert _session(backend.url, "Bearer " + token(sub)).status_code == 200
 
 
 def test_other_algorithm_is_401(backend):

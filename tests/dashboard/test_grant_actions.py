@@ -300,11 +300,11 @@ def test_refuse_unless_allowed_records_one_denial(env: Env) -> None:
     assert [r for r in env.sandbox.requests_log() if not r["path"].startswith("/sandbox")] == []
 
 
-def test_csv_export_neutralises_formulas() -> None:
+def test_grids_on_screen_neutralise_formulas() -> None:
     import pandas as pd
 
-    out = csv_io.csv_safe_frame(pd.DataFrame({"a": ["=1+1", "ok", "'q"], "n": [1, 2, 3]}))
-    assert out["a"].tolist() == ["'=1+1", "ok", "''q"] and out["n"].tolist() == [1, 2, 3]
+    out = csv_io.screen_frame(pd.DataFrame({"a": ["=1+1", "ok", "'q"], "n": [1, 2, 3]}))
+    assert out["a"].tolist() == ["'=1+1", "ok", "'q"] and out["n"].tolist() == [1, 2, 3]
 
 
 # --- cached reads -------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Four-eyes approval in the browser: support asks for a revoke (a request, not a change),
-an admin approves it on the Approvals page, and the grant is revoked."""
+an admin approves it on the Approvals page, and the grant is revoked; a bulk change that
+becomes a request leaves no progress bar and no Apply behind."""
 
 from __future__ import annotations
 
@@ -55,10 +56,10 @@ def test_request_then_approve_then_done(two_pages: tuple[Page, Page],
     h.main(asker).get_by_role("button", name="Revoke grant...").click()
     dialog = asker.get_by_role("dialog")
     expect(dialog).to_be_visible(timeout=h.TIMEOUT)
-    expect(dialog).to_contain_text("a revoke becomes a request")
+    expect(dialog).to_contain_text("This files a revoke request")
     dialog.get_by_label("Reason", exact=True).fill("customer asked by e-mail")
     dialog.get_by_label("Grant id, typed again", exact=True).fill(gid)
-    dialog.get_by_role("button", name="Revoke", exact=True).click()
+    dialog.get_by_role("button", name="Request the revoke", exact=True).click()
     expect(dialog).to_have_count(0, timeout=h.TIMEOUT)
     expect(asker.get_by_test_id("stToast").filter(has_text="Not changed yet")).to_be_visible(
         timeout=h.TIMEOUT)
@@ -119,3 +120,35 @@ def test_the_approvals_address_opened_logged_out_logs_in_to_approvals(
     h.expect_page(page, "Approvals")
     expect(page.get_by_text("Page not found")).to_have_count(0)
     assert page.url == url + "/approvals?view=mine"
+
+
+def test_a_bulk_change_that_becomes_a_request_leaves_no_progress_and_no_apply(
+        two_pages: tuple[Page, Page], approvals_console: ConsoleProcess,
+        e2e_sandbox: SandboxHandle, plain_guests: list[str], tmp_path) -> None:
+    page, _ = two_pages
+    picked = plain_guests[10:12]
+    h.login(page, approvals_console.url, "finance")
+    h.goto_page(page, "Guest limits")
+    m = h.main(page)
+    upload = tmp_path / "ids.csv"
+    upload.write_text("grant_id\n" + "\n".join(picked) + "\n", encoding="utf-8")
+    m.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(upload))
+    expect(m.get_by_text("2 grant id(s) read from the file.")).to_be_visible(timeout=h.TIMEOUT)
+    h.settle(page)
+    m.get_by_text("Custom limit", exact=True).click()
+    h.settle(page)
+    # Above the four-eyes threshold (100,000): the change waits for a second person.
+    m.get_by_label("Transaction limit", exact=False).first.fill("250000")
+    m.get_by_label("Reason (required to apply)", exact=True).fill("large customers")
+    h.settle(page)
+    m.get_by_role("button", name="Dry run", exact=True).click()
+    expect(m.get_by_text("Dry run: nothing was changed.")).to_be_visible(timeout=h.TIMEOUT)
+    apply = m.get_by_role("button", name="Apply", exact=True)
+    expect(apply).to_be_enabled()
+    apply.click()
+    expect(m.get_by_text("Not changed yet", exact=False)).to_be_visible(timeout=h.TIMEOUT)
+    h.quiet(page)
+    expect(m.get_by_test_id("stProgress")).to_have_count(0)
+    expect(m.get_by_role("button", name="Apply", exact=True)).to_be_disabled()
+    assert not [r for r in e2e_sandbox.requests_log() if r["method"] == "PATCH"
+                and any(g in r["path"] for g in picked)]

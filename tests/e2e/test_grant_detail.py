@@ -74,8 +74,18 @@ def test_revoke_through_the_dialog(page: Page, console, e2e_sandbox, plain_guest
     dialog = page.get_by_role("dialog")
     expect(dialog).to_be_visible(timeout=h.TIMEOUT)
     expect(dialog).to_contain_text(gid)
-    dialog.get_by_label("Reason", exact=True).fill("customer asked by e-mail")
+    # Checked in the form's order: a missing reason first, beside its field, even with a
+    # wrong id typed below it.
     dialog.get_by_label("Grant id, typed again", exact=True).fill(plain_guests[2])
+    dialog.get_by_role("button", name="Revoke", exact=True).click()
+    reason_error = dialog.get_by_test_id("stAlertContentError")
+    expect(reason_error).to_contain_text("reason", timeout=h.TIMEOUT)
+    expect(dialog.get_by_text("does not match")).to_have_count(0)
+    field = dialog.get_by_label("Reason", exact=True).bounding_box()
+    typed_box = dialog.get_by_label("Grant id, typed again", exact=True).bounding_box()
+    box = reason_error.bounding_box()
+    assert field and typed_box and box and field["y"] < box["y"] < typed_box["y"]
+    dialog.get_by_label("Reason", exact=True).fill("customer asked by e-mail")
     dialog.get_by_role("button", name="Revoke", exact=True).click()
     expect(dialog.get_by_text("does not match")).to_be_visible(timeout=h.TIMEOUT)
     assert not next(t for t in e2e_sandbox.tokens() if t["grant_id"] == gid)["revoked"]

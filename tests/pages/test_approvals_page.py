@@ -74,7 +74,10 @@ def test_revoke_dialog_and_limit_form_say_approval(make_app: Callable[..., AppTe
     assert any("Four-eyes approval" in c.value and "limit above 100,000" in c.value
                for c in at.caption)
     at.button(key="revoke_open").click().run()
-    assert any("a revoke becomes a request" in c.value for c in at.caption)
+    words = " ".join(t.value for t in at.text)
+    assert "This files a revoke request: nothing changes until a second person" in words
+    assert "stops the grant's tokens at once" not in words
+    assert at.button(key="revoke_confirm").label == "Request the revoke"
 
 
 def test_limit_form_above_threshold_makes_a_request(make_app: Callable[..., AppTest],
@@ -108,9 +111,15 @@ def test_bulk_apply_of_a_limiter_off_tier_makes_a_request(make_app: Callable[...
     assert any("Four-eyes approval: more than 10 grants" in c.value for c in at.caption)
     at.text_input(key="bulk_reason").input("switch off for the audit firm")
     at.button(key="bulk_apply").click().run()
+    # Asked first, as for one grant; then it becomes a request.
+    assert any("switches the limiter off on 2 of 2" in shown(w.value) for w in at.warning)
+    at.button(key="bulk_confirm_yes").click().run()
     assert not at.exception and not at.error
     assert any("Not changed yet" in i.value and "limiter off" in i.value for i in at.info)
     assert not [r for r in sandbox.requests_log() if r["method"] == "PATCH"]
+    # Nothing ran: no progress bar left at "0 of 2", and Apply is not offered again.
+    assert not at.get("progress")
+    assert at.button(key="bulk_apply").disabled
 
 
 def test_approvals_page_approve_executes(make_app: Callable[..., AppTest], sandbox: Any,
@@ -258,7 +267,10 @@ def test_approvals_page_shows_each_grants_real_outcome(make_app: Callable[..., A
     runtime.ops.readmodel.apply_limit_change(g[1], 4321, True)
     at = make_app("admin", PAGE)
     items = next(df.value for df in at.dataframe if "before now" in df.value.columns)
-    row = items[items["grant_id"] == g[1]].iloc[0]
+    row = items[items["grant id"] == g[1]].iloc[0]
+    assert set(items.columns) == {"grant id", "customer reference", "outcome", "before",
+                                  "before now", "after", "error code", "message"}
+    assert set(items["outcome"]) == {"would change"}
     assert row["before now"] == "4,321" and row["before"] != "4,321"
     at.checkbox(key=f"appr_ok_{held.request.id}").check().run()
     at.button(key=f"appr_approve_{held.request.id}").click().run()
@@ -266,5 +278,5 @@ def test_approvals_page_shows_each_grants_real_outcome(make_app: Callable[..., A
     history = [df.value for df in at.dataframe if "decided by" in df.value.columns][-1]
     assert list(history["state"]) == ["approved; executed for 2 of 3 grants (1 skipped)"]
     outcome = [df.value for df in at.dataframe if "outcome" in df.value.columns][-1]
-    assert dict(zip(outcome["grant_id"], outcome["outcome"], strict=True)) == {
+    assert dict(zip(outcome["grant id"], outcome["outcome"], strict=True)) == {
         g[0]: "succeeded", g[1]: "skipped", g[2]: "succeeded"}

@@ -54,6 +54,44 @@ def test_filters_by_actor_action_outcome_and_target(make_app, runtime):
     assert set(_table(at)["target"]) == {"user mallory"}
 
 
+def test_filters_read_as_people_type_them(make_app, runtime, sandbox):
+    """Actor in any case, an action by a word of its name, a target by customer reference."""
+    from services.operations import Actor
+
+    _fail_logins(runtime, "mallory", 2)
+    stored = [t for t in sandbox.tokens() if not t["revoked"] and t["kind"] == "guest"]
+    gid = stored[0]["grant_id"]
+    ref = runtime.ops.ctx.vault.get(gid).customer_ref
+    assert ref
+    admin = Actor("admin", "Demo admin", frozenset({"admin"}))
+    runtime.ops.grants.revoke_grant(admin, gid, "customer left the service")
+    at = make_app("finance", page=PAGE)
+    at.text_input(key="audit_actor").input("MALLORY").run()
+    assert len(_table(at)) == 2 and set(_table(at)["actor"]) == {"mallory"}
+    at.text_input(key="audit_actor").input("").run()
+    at.text_input(key="audit_action").input("revoke").run()
+    assert not at.error and set(_table(at)["action"]) == {"grant.revoke"}
+    at.text_input(key="audit_action").input("no such thing").run()
+    assert any("No action has" in e.value for e in at.error)
+    at.text_input(key="audit_action").input("").run()
+    at.text_input(key="audit_target").input(ref).run()
+    table = _table(at)
+    assert f"grant {gid}" in set(table["target"])
+    assert "customer left the service" in set(table["reason"])
+
+
+def test_a_failed_verification_replaces_the_earlier_result(make_app):
+    at = make_app("admin", page=PAGE)
+    at.button(key="audit_verify").click().run()
+    assert any("the chain is intact" in s.value for s in at.success)
+    at.text_input(key="audit_expect_seq").input("12a")
+    at.text_input(key="audit_expect_hash").input("0" * 64)
+    next(b for b in at.button if b.label == "Verify against this head").click()
+    at.run()
+    assert at.error
+    assert not any("the chain is intact" in s.value for s in at.success)
+
+
 def test_date_filters(make_app):
     at = make_app("finance", page=PAGE)
     today = datetime.now(UTC).date()

@@ -129,6 +129,37 @@ def test_a_cut_of_more_than_half_asks_first_showing_before_and_after(
     assert at.text_input(key="limit_value").value == ""  # the form is cleared
 
 
+def test_every_field_is_checked_before_the_question_and_cancel_keeps_the_form(
+        make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    gid = _guest(sandbox)
+    _set(sandbox, gid, 10_000)
+    at = _open(make_app, gid)
+    _submit(at, "3000", reason="")  # a big cut without a reason: the reason first
+    assert not at.warning and not any(b.key == "limit_confirm" for b in at.button)
+    assert any("reason" in e.value for e in at.error)
+    assert at.text_input(key="limit_reason").value == ""  # the field is there to fill
+    _submit(at, "3000", reason="customer asked for it")
+    assert "more than half" in shown(at.warning[0].value)
+    assert any("Reason: customer asked for it" in t.value for t in at.text)
+    at.button(key="limit_cancel").click().run()
+    assert not at.warning and _limit_now(sandbox, gid) == 10_000
+    # Back to the form with everything typed kept.
+    assert at.text_input(key="limit_value").value == "3000"
+    assert at.text_input(key="limit_reason").value == "customer asked for it"
+
+
+def test_the_limit_fields_say_what_a_transaction_limit_counts(
+        make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    from services.operations.validation import LIMIT_UNIT_HELP
+
+    assert "A number of transactions" in LIMIT_UNIT_HELP
+    at = _open(make_app, _guest(sandbox))
+    assert at.text_input(key="limit_value").help == LIMIT_UNIT_HELP
+    bulk = make_app("finance", "pages/guest_limits.py")
+    bulk.radio(key="bulk_how").set_value("Custom limit").run()
+    assert bulk.text_input(key="bulk_limit").help == LIMIT_UNIT_HELP
+
+
 def test_switching_the_limiter_off_asks_first(make_app: Callable[..., AppTest],
                                               sandbox: Any) -> None:
     gid = _guest(sandbox)

@@ -80,7 +80,23 @@ def test_invalid_customer_ref_shows_a_validation_message(make_app, audit_events)
     _create_link(at, "")
     assert not at.exception
     assert at.error and "connect_issued" not in at.session_state
-    assert any("VALIDATION" in c.value for c in at.caption)
+    # An everyday typing mistake: the message says what to type, no code for support.
+    assert not any("VALIDATION" in c.value or "For support" in c.value for c in at.caption)
+
+
+def test_the_documented_reference_rule_is_the_one_enforced(make_app, sandbox):
+    from services.operations.validation import CUSTOMER_REF_HELP
+
+    at = make_app("support", page=PAGE)
+    assert at.text_input(key="connect_ref").help == CUSTOMER_REF_HELP
+    calls = len(sandbox.requests_log())
+    _create_link(at, "bad ref!")
+    assert not at.exception and "connect_issued" not in at.session_state
+    assert any("“bad ref!” is not a customer reference" in shown(e.value) for e in at.error)
+    assert len(sandbox.requests_log()) == calls  # refused before anything was sent
+    for ok in ("crm-1001", "jane.doe+vip@example.com", "auth0:abc_123"):
+        _create_link(at, ok)
+        assert at.session_state["connect_issued"].customer_ref == ok
 
 
 def test_exchange_failure_in_the_middle_is_shown_and_audited(make_app, sandbox, audit_events):

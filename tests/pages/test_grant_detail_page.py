@@ -70,7 +70,8 @@ def test_viewer_sees_parts_but_no_controls(make_app: Callable[..., AppTest],
     assert any("shown to support, finance and admin" in c.value for c in at.caption)
     # The facts say how fresh they are; the live parts say they are live.
     fresh = [c.value for c in at.caption if "from the console's copy" in c.value]
-    assert fresh and " s ago" in fresh[0] and "the grants list confirmed it" in fresh[0]
+    assert fresh and " s ago" in fresh[0] and "grants list" in fresh[0]
+    assert "(the grants list confirmed it" not in fresh[0]  # one time, or both in order
     assert "read from Kryptos now" in fresh[0]
 
 

@@ -136,7 +136,12 @@ def test_the_grid_shows_one_page_paged_and_sorted_on_the_server(
     assert first == every[:25]
     at.number_input(key="grants_page").set_value(2).run()
     assert list(_table(at)["grant_id"]) == every[25:]
-    assert any(f"showing 26-{total}" in c.value for c in at.caption)
+    assert any(c.value.startswith(f"{total} grants; showing 26\u2013{total}.")
+               for c in at.caption)
+    # No match: said in words, not "0 grant(s); showing 0--1."
+    at.text_input(key="grants_search").input("no-such-customer-anywhere").run()
+    assert "No grant matches these filters." in [c.value for c in at.caption]
+    at.text_input(key="grants_search").input("").run()
     at.toggle(key="grants_desc").set_value(True).run()  # back to page 1, sorted the other way
     assert list(_table(at)["grant_id"]) == sorted(every, reverse=True)[:25]
     # a filter change goes back to the first page

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from services.kryptos.client import KryptosClient
 from services.kryptos.errors import KryptosError
+from tests.pages.helpers import shown
 
 PAGE = "pages/guest_limits.py"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +44,7 @@ def _df(at: AppTest, column: str) -> Any:
 
 
 def _picker(at: AppTest) -> Any:
-    """The picker table as drawn (the data editor, whose key changes after each merge)."""
+    """The picker table as drawn (the data editor, whose key changes when its rows do)."""
     found = [df for df in at.dataframe if str(df.key).startswith("bulk_picker_")]
     assert len(found) == 1
     return found[0]
@@ -51,20 +52,28 @@ def _picker(at: AppTest) -> Any:
 
 def _pick(at: AppTest, gids: list[str], pick: bool = True) -> AppTest:
     """Tick (or untick) rows of the picker by grant id, as the browser reports a click: the
-    data editor's edited_rows state, by row position in the table as drawn."""
+    data editor's edited_rows state, by row position in the table as drawn, added to the
+    edits already made on that table (the browser sends them all every time)."""
     table = _picker(at)
     rows = {gid: i for i, gid in enumerate(table.value["grant_id"])}
-    at.session_state[table.key] = {
-        "edited_rows": {rows[g]: {"pick": pick} for g in gids},
-        "added_rows": [],
-        "deleted_rows": [],
-    }
+    earlier = at.session_state[table.key] if table.key in at.session_state else {}
+    edits = {int(k): v for k, v in (earlier or {}).get("edited_rows", {}).items()}
+    edits.update({rows[g]: {"pick": pick} for g in gids})
+    at.session_state[table.key] = {"edited_rows": edits, "added_rows": [], "deleted_rows": []}
     return at.run()
 
 
 def _ticked(at: AppTest) -> list[str]:
-    frame = _picker(at).value
-    return list(frame.loc[frame["pick"].astype(bool), "grant_id"])
+    """The rows ticked as the browser shows them: the table as drawn plus the edits made on
+    it (the editor draws its own edits over the data)."""
+    table = _picker(at)
+    frame = table.value
+    ticks = dict(zip(frame["grant_id"], frame["pick"].astype(bool), strict=True))
+    state = at.session_state[table.key] if table.key in at.session_state else {}
+    for pos, change in ((state or {}).get("edited_rows") or {}).items():
+        if "pick" in change:
+            ticks[frame["grant_id"].iloc[int(pos)]] = bool(change["pick"])
+    return [gid for gid, on in ticks.items() if on]
 
 
 @pytest.mark.parametrize("role", ["support", "viewer"])
@@ -128,6 +137,11 @@ def test_dry_run_then_apply_with_one_failure(make_app: Callable[..., AppTest], s
     at.text_input(key="bulk_reason").input("move to the free tier")
     at.button(key="bulk_apply").click().run()
     assert not at.exception
+    # Down to 1,000 cuts some by more than half: asked first, as for one grant.
+    ask = [shown(w.value) for w in at.warning if "more than half" in w.value]
+    assert ask and "on 3 of 3 grant(s)" in ask[0] and "-> 1,000 transactions" in ask[0]
+    assert not [r for r in sandbox.requests_log() if r["method"] == "PATCH"]
+    at.button(key="bulk_confirm_yes").click().run()
     result = _df(at, "outcome")
     outcome = dict(zip(result["grant_id"], result["outcome"], strict=True))
     assert outcome == {gids[0]: "succeeded", gids[1]: "failed", gids[2]: "succeeded"}
@@ -168,6 +182,13 @@ def test_csv_upload_reports_rejected_lines_and_custom_limit(
     assert list(preview["before"]) == [_current_limit(sandbox, g) for g in gids]  # real values
     at.text_input(key="bulk_reason").input("custom cap for pilot")
     at.button(key="bulk_apply").click().run()
+    befores = [_current_limit(sandbox, g) for g in gids]
+    big_cut = any(b not in ("no cap", "unknown") and int(b.replace(",", "")) > 2 * 4321
+                  for b in befores)
+    asked = any(b.key == "bulk_confirm_yes" for b in at.button)
+    assert asked == big_cut, befores  # the same rule as for one grant
+    if asked:
+        at.button(key="bulk_confirm_yes").click().run()
     assert list(_df(at, "outcome")["outcome"]) == ["succeeded", "succeeded"]
     assert not [e.value for e in at.error]
 

@@ -18,14 +18,21 @@ from services.store.schema import audit_log
 @dataclass(frozen=True)
 class AuditFilter:
     """`since` inclusive, `until` exclusive (naive datetimes are taken as UTC). `action` is an
-    exact match, or a prefix when it ends in `*` (`grant.*`)."""
+    exact match, or a prefix when it ends in `*` (`grant.*`). `actor`, `action` and
+    `target_id` may also be a tuple: any of those values (exactly)."""
 
     since: datetime | None = None
     until: datetime | None = None
-    actor: str | None = None
-    action: str | None = None
-    target_id: str | None = None
+    actor: str | tuple[str, ...] | None = None
+    action: str | tuple[str, ...] | None = None
+    target_id: str | tuple[str, ...] | None = None
     outcome: str | None = None
+
+    @property
+    def action_prefix(self) -> str | None:
+        """The prefix of an `action` ending in `*`, else None."""
+        a = self.action
+        return a[:-1] if isinstance(a, str) and a.endswith("*") else None
 
 
 @dataclass(frozen=True)
@@ -77,17 +84,23 @@ def where(conn: Connection, f: AuditFilter, *, is_sqlite: bool,
     conditions = _seq_bounds(conn, f)
     if conditions is None:
         return None
+    if any(isinstance(v, tuple) and not v for v in (f.actor, f.action, f.target_id)):
+        return None  # "any of none": nothing matches
+
+    def one_of(column: Any, value: str | tuple[str, ...]) -> Any:
+        return col(column).in_(value) if isinstance(value, tuple) else col(column) == value
+
     if f.actor:
-        conditions.append(col(c.actor_username) == f.actor)
+        conditions.append(one_of(c.actor_username, f.actor))
     if f.action:
-        if f.action.endswith("*"):
-            prefix = f.action[:-1]
+        prefix = f.action_prefix
+        if prefix is not None:
             # A range instead of LIKE, so that the index serves it on both databases.
             conditions += [col(c.action) >= prefix, col(c.action) < prefix + "\U0010ffff"]
         else:
-            conditions.append(col(c.action) == f.action)
+            conditions.append(one_of(c.action, f.action))
     if f.target_id:
-        conditions.append(col(c.target_id) == f.target_id)
+        conditions.append(one_of(c.target_id, f.target_id))
     if f.outcome:
         if f.outcome not in OUTCOMES:
             raise StoreError(f"Outcome filter must be one of {', '.join(OUTCOMES)}.")
@@ -114,7 +127,7 @@ def query_page(db: Database, filters: AuditFilter, page: int, page_size: int) ->
             total = int(conn.execute(select(func.max(audit_log.c.seq))).scalar() or 0)
         if total == 0:
             return AuditPage([], 0, page, page_size)
-        if db.is_sqlite and filters.action and filters.action.endswith("*"):
+        if db.is_sqlite and filters.action_prefix is not None:
             # A prefix matches several index ranges, which SQLite would merge by sorting
             # every match; when matches are dense, walking seq backwards is far cheaper.
             span = int(conn.execute(select(func.max(audit_log.c.seq))).scalar() or 0)
