@@ -53,6 +53,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +196,7 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
         deep_cursor = _cursor_at(db, max(0, total - 250))
         some = rm.page(page_size=1, cursor=deep_cursor).rows
         some_id = some[0].grant_id if some else "cgrant_x"
-        queues = {q: _ms(lambda q=q: rm.page(GrantFilter(queue=q), page_size=100))
+        queues = {q: _ms(partial(rm.page, GrantFilter(queue=q), page_size=100))
                   for q in QUEUES}
         out = {
             "n": n, "rows": rows, "vault_import_s": vault_s, "full_sync_s": sync_s,

@@ -13,17 +13,19 @@ import argparse
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
 
 from services.operations import Actor
-from services.operations.users import UserOps
+from services.operations.users import Body, UserOps
 from services.operations.users_file import User, credentials_dict, load_users, save_users
 from services.store.db import open_database
 from services.store.sessions import LoginFailures, SessionStore
 
+T = TypeVar("T")
 HASH = "$2b$04$" + "a" * 53  # the shape of a bcrypt hash; never checked here
 
 
@@ -32,10 +34,11 @@ class _NoAudit:
 
     operator = True
 
-    def check(self, *_args: object) -> None:
+    def check(self, actor: Actor, action: str, username: str | None) -> None:
         return None
 
-    def run(self, *_args: object, **_kw: object) -> object:
+    def run(self, actor: Actor, action: str, body: Body[T], *, target_id: str | None,
+            params: Mapping[str, Any] | None) -> T:
         raise AssertionError("the bench makes no change")
 
 

@@ -450,10 +450,8 @@ def _sso_panel(runtime: Runtime) -> None:
     """The "Sign in with SSO" button, and what became of the identity this session holds."""
     seen = st.session_state.get(SSO_SEEN_KEY)
     answer = seen[1] if isinstance(seen, tuple) and sso_claims() else None
-    refused = isinstance(answer, SsoRefusal) and answer.code not in (STALE_IDENTITY,
-                                                                     IDENTITY_USED)
     st.subheader("Single sign-on")
-    if refused:
+    if isinstance(answer, SsoRefusal) and answer.code not in (STALE_IDENTITY, IDENTITY_USED):
         st.error(f"Access refused. {answer.message}", icon=":material/block:")
         st.button("Sign out of single sign-on", key=SSO_LOGOUT_KEY, on_click=st.logout)
         return

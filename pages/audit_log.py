@@ -149,7 +149,7 @@ st.caption("Each event carries a hash of the previous one; verifying recomputes 
            "kept outside the database, so that events removed from the end are noticed too.")
 
 
-def _verify(expected: tuple[object, object] | None = None) -> None:
+def _verify(expected: tuple[str, str] | None = None) -> None:
     # A verification that fails to run leaves no earlier result standing beside its error.
     st.session_state.pop(VERIFY_KEY, None)
     try:
@@ -158,7 +158,7 @@ def _verify(expected: tuple[object, object] | None = None) -> None:
     except OperationError as exc:
         ui.show_error(exc)
         return
-    noted = None if expected is None else (int(expected[0]), str(expected[1]).strip().lower())
+    noted = None if expected is None else (int(expected[0]), expected[1].strip().lower())
     st.session_state[VERIFY_KEY] = Verification(report, datetime.now(UTC), noted)
 
 

@@ -253,9 +253,13 @@ ticket = st.text_input("Ticket (optional)", key="bulk_ticket")
 plan = actions.BulkPlan(selected, str(tier) if how == TIER else None, limit)
 
 
-def _run(dry_run: bool, progress: actions.ProgressFn | None = None,
-         preview: BulkResult | None = None, confirmed: bool = False) -> BulkResult:
-    return actions.run_plan(ctx.ops, ctx.actor, plan, reason, dry_run=dry_run, ticket=ticket,
+def _dry_run() -> BulkResult:
+    return actions.run_plan(ctx.ops, ctx.actor, plan, reason, dry_run=True, ticket=ticket)
+
+
+def _real_run(progress: actions.ProgressFn, preview: BulkResult,
+              confirmed: bool) -> BulkResult | actions.Held:
+    return actions.run_plan(ctx.ops, ctx.actor, plan, reason, dry_run=False, ticket=ticket,
                             progress=progress, preview=preview, confirmed=confirmed)
 
 
@@ -288,22 +292,25 @@ def _table(result: BulkResult, key: str, *, counts: bool = True) -> None:
         st.text(said or "No grants.")
 
 
-preview = st.session_state.get(PREVIEW_KEY)
-previewed = preview is not None and preview[0] == plan
+# The dry run of this very plan (another selection or change needs its own).
+kept_preview = st.session_state.get(PREVIEW_KEY)
+dry: BulkResult | None = (kept_preview[1] if kept_preview is not None
+                          and kept_preview[0] == plan else None)
 c1, c2 = st.columns(2)
 if c1.button("Dry run", key="bulk_dry", disabled=not selected):
     st.session_state.pop(RESULT_KEY, None)
     st.session_state.pop(HELD_KEY, None)
     try:
         with st.spinner("Checking each grant and reading the current limits..."):
-            result = _run(dry_run=True)
+            result = _dry_run()
     except OperationError as exc:
         _show_error(exc)
     else:
         st.session_state[PREVIEW_KEY] = (plan, result)
-        preview, previewed = (plan, result), True
+        dry = result
 
-would = preview[1].count("would_change") if previewed else 0
+previewed = dry is not None
+would = dry.count("would_change") if dry is not None else 0
 apply_clicked = c2.button(
     "Apply", key="bulk_apply", type="primary", disabled=not (selected and previewed and would),
     help="Run a dry run of this selection first; Apply changes only what it says would change.",
@@ -323,9 +330,10 @@ if note := actions.approval_note(ctx.ops, "bulk", ctx.actor):
 
 
 
-def _apply(confirmed: bool) -> None:
-    """Apply what the dry run said would change. The use case asks first (the same rule as
-    for one grant: a cut by more than half, a limiter switched off) unless `confirmed`."""
+def _apply(preview: BulkResult, confirmed: bool) -> None:
+    """Apply what the dry run (`preview`) said would change. The use case asks first (the
+    same rule as for one grant: a cut by more than half, a limiter switched off) unless
+    `confirmed`."""
     # The bar appears with the first grant done: a change that becomes a request sends
     # nothing, and must not leave "0 of N" behind.
     bar = st.empty()
@@ -334,8 +342,7 @@ def _apply(confirmed: bool) -> None:
         bar.progress(done / max(total, 1), text=f"{done:,} of {total:,}")
 
     try:
-        result = _run(dry_run=False, progress=_progress, preview=preview[1],
-                      confirmed=confirmed)
+        result = _real_run(_progress, preview, confirmed)
     except ConfirmationRequired as exc:
         st.session_state[CONFIRM_KEY] = (plan, exc.question)
         st.rerun()
@@ -349,35 +356,35 @@ def _apply(confirmed: bool) -> None:
         st.session_state[HELD_KEY] = (plan, result.summary())
     else:
         st.session_state.pop(HELD_KEY, None)
-        st.session_state[RESULT_KEY] = (plan, preview[1], result)
+        st.session_state[RESULT_KEY] = (plan, preview, result)
     # Drawn again from what is kept: Apply disabled (its dry run is used up), no bar.
     st.rerun()
 
 
 asking = st.session_state.get(CONFIRM_KEY)
-if asking is not None and (asking[0] != plan or not previewed):
+if asking is not None and (asking[0] != plan or dry is None):
     st.session_state.pop(CONFIRM_KEY, None)
     asking = None
-if apply_clicked:
-    _apply(confirmed=False)
-elif asking is not None:
+if apply_clicked and dry is not None:  # Apply is enabled only after a dry run
+    _apply(dry, confirmed=False)
+elif asking is not None and dry is not None:
     with st.container(border=True):
         st.warning(escape_markdown(asking[1]) + " Apply it?", icon=":material/warning:")
         y, n = st.columns(2)
         if y.button("Yes, apply this change", key="bulk_confirm_yes", type="primary"):
             st.session_state.pop(CONFIRM_KEY, None)
-            _apply(confirmed=True)
+            _apply(dry, confirmed=True)
         n.button("Cancel", key="bulk_confirm_no",
                  on_click=lambda: st.session_state.pop(CONFIRM_KEY, None))
 
-if previewed and not apply_clicked:
+if dry is not None and not apply_clicked:
     st.markdown(f"**Dry run: nothing was changed.** Apply would change {would:,} grant(s).")
-    skipped = [i for i in preview[1].items if i.outcome == "skipped"]
+    skipped = [i for i in dry.items if i.outcome == "skipped"]
     if skipped:  # in their own table, not among the rows of a long one
         st.warning(f"{len(skipped):,} grant(s) will be skipped, each with its reason:",
                    icon=":material/warning:")
-        _table(replace(preview[1], items=tuple(skipped)), "bulk_skipped_table", counts=False)
-    _table(preview[1], "bulk_preview_table")
+        _table(replace(dry, items=tuple(skipped)), "bulk_skipped_table", counts=False)
+    _table(dry, "bulk_preview_table")
 
 # Results belong to the selection and change they were made for: another selection or
 # change hides them.

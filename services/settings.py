@@ -297,6 +297,19 @@ class _SyncSettings(TypedDict):
     sync_lock_retry: float
 
 
+class _SsoSettings(TypedDict):
+    password_login: bool
+    sso_issuer: str | None
+    sso_metadata_url: str | None
+    sso_client_id: str | None
+    sso_client_secret: str | None
+    sso_redirect_uri: str
+    sso_scopes: str
+    sso_claim: str
+    sso_role_map: tuple[tuple[str, str], ...]
+    sso_username_claim: str
+
+
 def _read_secrets(path: Path) -> _Table:
     if not path.is_file():
         return {}
@@ -508,7 +521,7 @@ def load_settings(
     )
 
 
-def _sso_settings(get: Any, console: dict) -> dict[str, Any]:
+def _sso_settings(get: _Get, console: _Table) -> _SsoSettings:
     """CONSOLE_PASSWORD_LOGIN and the CONSOLE_SSO_* settings (environment, else the
     [console] table). Half a client (an id without a provider, or the reverse) and password
     login off without single sign-on are refused: either would lock everyone out."""

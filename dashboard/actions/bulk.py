@@ -81,13 +81,14 @@ class BulkPlan:
 def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *,
              dry_run: Literal[True], ticket: str | None = None,
              progress: ProgressFn | None = None,
-             preview: BulkResult | None = None) -> BulkResult: ...
+             preview: BulkResult | None = None, confirmed: bool = False) -> BulkResult: ...
 
 
 @overload
 def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_run: bool,
              ticket: str | None = None, progress: ProgressFn | None = None,
-             preview: BulkResult | None = None) -> BulkResult | Held: ...
+             preview: BulkResult | None = None,
+             confirmed: bool = False) -> BulkResult | Held: ...
 
 
 def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_run: bool,

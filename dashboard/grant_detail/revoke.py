@@ -52,8 +52,7 @@ def _revoke_dialog(ctx: PageContext, gid: str, watch: ResyncWatch) -> None:
                 show_error(exc)
         else:
             # The API's own message ("Grant revoked successfully") would say it twice.
-            was_held = isinstance(msg, actions.Held)
-            st.session_state[FLASH_KEY] = (msg.summary() if was_held
+            st.session_state[FLASH_KEY] = (msg.summary() if isinstance(msg, actions.Held)
                                            else f"Grant revoked ({gid}).")
             st.session_state[PENDING_KEY] = bool(pending)
             st.rerun()

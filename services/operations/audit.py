@@ -130,7 +130,7 @@ class AuditOps:
 
 
 def _filter_params(flt: AuditFilter) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     for k in ("since", "until", "actor", "action", "target_id", "outcome"):
         val = getattr(flt, k, None)
         if isinstance(val, tuple):

@@ -236,7 +236,8 @@ class LimitOps:
                     reason: str | None = None, *, dry_run: Literal[True],
                     ticket: str | None = None, progress: Progress | None = None,
                     expected: Mapping[str, GuestLimit] | None = None,
-                    approval: ApprovalExecution | None = None) -> BulkResult: ...
+                    approval: ApprovalExecution | None = None,
+                    confirmed: bool = False) -> BulkResult: ...
 
     @overload
     def apply_limit(self, actor: Actor, grant_ids: Iterable[str],
@@ -244,7 +245,8 @@ class LimitOps:
                     reason: str | None = None, *, dry_run: bool = False,
                     ticket: str | None = None, progress: Progress | None = None,
                     expected: Mapping[str, GuestLimit] | None = None,
-                    approval: ApprovalExecution | None = None) -> BulkResult | Held: ...
+                    approval: ApprovalExecution | None = None,
+                    confirmed: bool = False) -> BulkResult | Held: ...
 
     def apply_limit(
         self,

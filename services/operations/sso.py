@@ -27,7 +27,7 @@ sign-in is audited once the console session exists (`record_sso_login`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -143,8 +143,9 @@ class SsoOps:
         return f"SsoOps({self.ctx!r})"
 
     def admit(self, policy: SsoPolicy, claims: Mapping[str, Any], now: datetime, *,
-              local_password_user: bool = False,
-              session_opened_since: Any = None) -> SsoIdentity | SsoRefusal:
+              local_password_user: Callable[[str], bool] | None = None,
+              session_opened_since: Callable[[str, datetime], bool] | None = None
+              ) -> SsoIdentity | SsoRefusal:
         """Decide on an identity's claims. `local_password_user(username)` says whether a
         password account of that name exists; `session_opened_since(username, when)`
         whether that user opened a console session at or after `when`. A refusal is
@@ -161,7 +162,8 @@ class SsoOps:
         return refusal
 
     def _decide(self, policy: SsoPolicy, claims: Mapping[str, Any], now: datetime,
-                local_password_user: Any, session_opened_since: Any
+                local_password_user: Callable[[str], bool] | None,
+                session_opened_since: Callable[[str, datetime], bool] | None
                 ) -> SsoIdentity | tuple[str, str | None]:
         raw_name = claims.get(policy.username_claim) or claims.get("email")
         username = (canonical_username(raw_name.split("@", 1)[0])
@@ -178,7 +180,7 @@ class SsoOps:
         roles = policy.roles_for(groups)
         if not roles:
             return NO_MAPPED_GROUP, username
-        if local_password_user and local_password_user(username):
+        if local_password_user is not None and local_password_user(username):
             return LOCAL_ACCOUNT, username
         name = claims.get("name")
         email = claims.get("email")

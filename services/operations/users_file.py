@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import yaml
@@ -39,6 +40,9 @@ DEFAULT_ROUNDS = 12
 # about ten times faster than the pure-Python ones on a file of hundreds of users.
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+# A YAML mapping as loaded: string keys in practice, values of any YAML type.
+YamlMap = dict[str, Any]
 
 
 def _read_yaml(path: Path) -> object:
@@ -175,7 +179,7 @@ def is_bcrypt_hash(value: object) -> bool:
     return isinstance(value, str) and value.startswith(("$2a$", "$2b$", "$2y$"))
 
 
-def display_name(username: str, entry: dict) -> str:
+def display_name(username: str, entry: YamlMap) -> str:
     """`name`, else streamlit-authenticator's `first_name last_name`, else the username."""
     if entry.get("name"):
         return str(entry["name"])
@@ -183,7 +187,7 @@ def display_name(username: str, entry: dict) -> str:
     return joined or username
 
 
-def user_from_entry(username: str, entry: dict, where: str) -> User:
+def user_from_entry(username: str, entry: YamlMap, where: str) -> User:
     """One entry of `credentials.usernames` as a `User` (`where` names it in errors)."""
     sso = entry.get("sso") is True
     pw = None if sso else entry.get("password")  # no password opens an SSO-only account
@@ -236,16 +240,20 @@ def rehash_password(path: Path, username: str, old_hash: str, new_hash: str) -> 
         except (OSError, yaml.YAMLError) as exc:
             raise UsersError(f"Cannot read the users file {path}: {type(exc).__name__}.") \
                 from None
-        usernames = data["credentials"]["usernames"]
+        credentials = data.get("credentials") if isinstance(data, dict) else None
+        usernames = credentials.get("usernames") if isinstance(credentials, dict) else None
+        if not isinstance(data, dict) or not isinstance(usernames, dict):
+            raise UsersError(f"The users file {path} has no 'credentials.usernames' mapping.")
         key = next((k for k in usernames if canonical_username(str(k)) == username), None)
-        if key is None or usernames[key].get("password") != old_hash:
+        if key is None or not isinstance(usernames[key], dict) \
+                or usernames[key].get("password") != old_hash:
             return False
         usernames[key]["password"] = new_hash
         _write_atomically(path, data, mode)
     return True
 
 
-def _write_atomically(path: Path, data: dict, mode: int) -> None:
+def _write_atomically(path: Path, data: YamlMap, mode: int) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".users-", dir=path.parent)
     try:
         os.fchmod(fd, mode)
@@ -268,7 +276,7 @@ def save_users(path: Path, users: dict[str, User]) -> None:
     _write_atomically(path, data, 0o600)
 
 
-def _raw_file(path: Path) -> tuple[dict, dict[str, dict]]:
+def _raw_file(path: Path) -> tuple[YamlMap, dict[str, YamlMap]]:
     """The file as found (an empty dict when absent or unreadable: `load_users` said why
     before any change) and its entries by canonical username."""
     try:
@@ -282,11 +290,11 @@ def _raw_file(path: Path) -> tuple[dict, dict[str, dict]]:
     return data, entries
 
 
-def entry_of(user: User, found: dict | None = None) -> dict:
+def entry_of(user: User, found: YamlMap | None = None) -> YamlMap:
     """The file's entry of a user: `found` (the entry as it was) with the managed fields
     replaced; an SSO-only user has no `password` key, a password user no `sso` key."""
     kept = {k: v for k, v in (found or {}).items() if k not in MANAGED_FIELDS}
-    entry: dict = {"name": user.name, "email": user.email}
+    entry: YamlMap = {"name": user.name, "email": user.email}
     if user.password_hash:
         entry["password"] = user.password_hash
     entry["roles"] = list(user.roles)
@@ -299,7 +307,8 @@ def entry_of(user: User, found: dict | None = None) -> dict:
     return {**entry, **kept}
 
 
-def credentials_dict(users: dict[str, User], found: dict[str, dict] | None = None) -> dict:
+def credentials_dict(users: dict[str, User],
+                     found: dict[str, YamlMap] | None = None) -> YamlMap:
     """The `credentials` mapping streamlit-authenticator takes (a fresh copy each call);
     `found`: the file's entries as they were, whose other fields are kept."""
     found = found or {}

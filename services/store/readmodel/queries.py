@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Integer,
     and_,
     case,
     func,
@@ -54,6 +55,8 @@ from services.store.readmodel.writes import ReadModelWrites
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
 
 class ReadModelQueries(ReadModelWrites):
     """The reads: the worker's queues, counts, pages, one grant, the CSV export, freshness.
@@ -82,7 +85,9 @@ class ReadModelQueries(ReadModelWrites):
                         base, c.sync_state == state,
                         c.integrations_refreshed_at < hot_older_than)
                         .order_by(c.integrations_refreshed_at).limit(hot_n)).all()
-                out += [g for _, g in sorted(hot, key=lambda r: _aware(r[0]))[:hot_n]]
+                # `<` leaves NULL out; the fallback only keeps the key total for the types.
+                out += [g for _, g in sorted(hot, key=lambda r: _aware(r[0]) or _EARLIEST)
+                        ][:hot_n]
             marked_n = max(0, limit - len(out) - int(round(limit * stale_share)))
             if marked_n:
                 out += [g for g in conn.execute(select(c.grant_id).where(
@@ -259,10 +264,10 @@ class ReadModelQueries(ReadModelWrites):
         if not self._db.is_sqlite or len(needle) < 3:
             return like
         phrase = '"' + needle.replace('"', '""') + '"'
-        matches = select(literal_column("rowid")).select_from(
+        matches = select(literal_column("rowid", Integer)).select_from(
             sql_text("rm_grants_fts")).where(sql_text("rm_grants_fts MATCH :phrase")
                                          .bindparams(phrase=phrase))
-        rowid = literal_column("rm_grants.rowid")
+        rowid = literal_column("rm_grants.rowid", Integer)
         if conn is None:
             return rowid.in_(matches)
         found = list(conn.execute(matches.limit(COUNT_CAP + 1)).scalars())
