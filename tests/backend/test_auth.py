@@ -76,14 +76,20 @@ def test_missing_exp_is_401(backend):
     assert_error(_session(backend.url, bearer), 401, "UNAUTHENTICATED")
 
 
-@pytest.mark.parametrize("claims", [
-    {"iat": int(time.time()), "exp": int(time.time()) + 24 * 3600 + 60},
-    {"exp": int(time.time()) + 24 * 3600 + 60},  # no iat: counted from now
-    {"iat": int(time.time()) - 24 * 3600, "exp": int(time.time()) + 3600},  # 25 h
-    {"iat": int(time.time()), "exp": int(time.time()) + 10 * 365 * 86400},
+# (iat, exp) in seconds from the moment the test runs (None: no iat), so the claims are as
+# fresh when the request is sent however long after collection that is.
+@pytest.mark.parametrize(("iat_in", "exp_in"), [
+    (0, 24 * 3600 + 60),
+    (None, 24 * 3600 + 60),  # no iat: counted from now
+    (-24 * 3600, 3600),  # 25 h
+    (0, 10 * 365 * 86400),
 ])
-def test_a_token_living_longer_than_allowed_is_401(backend, claims):
-    bearer = "Bearer " + jwt.encode({"sub": "alice", **claims}, JWT_SECRET, algorithm="HS256")
+def test_a_token_living_longer_than_allowed_is_401(backend, iat_in, exp_in):
+    now = int(time.time())
+    claims = {"sub": "alice", "exp": now + exp_in}
+    if iat_in is not None:
+        claims["iat"] = now + iat_in
+    bearer = "Bearer " + jwt.encode(claims, JWT_SECRET, algorithm="HS256")
     body = assert_error(_session(backend.url, bearer), 401, "UNAUTHENTICATED")
     assert "lives longer" in body["error"]
 
