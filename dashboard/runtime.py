@@ -289,6 +289,10 @@ def _load_then_sync(ops: Operations, control: SandboxControl, worker: SyncWorker
                      type(exc).__name__)
     if not stopped.is_set():  # the runtime was not stopped meanwhile
         worker.start()
+        # A stop between the check and the start found no thread to stop: stop it here.
+        # (`Runtime.stop` sets `stopped` before stopping the worker, so one of the two does.)
+        if stopped.is_set():
+            worker.stop()
 
 
 #: Tokens fetched, stored and shown per transaction when sandbox mode loads them: short

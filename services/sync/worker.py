@@ -156,8 +156,9 @@ class SyncWorker:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the thread and give the lock up (another process may take over)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        thread = self._thread  # read once: a second stop (another thread) may clear it
+        if thread is not None:
+            thread.join(timeout)
             self._thread = None
         self._release()
 
