@@ -19,7 +19,6 @@ from services.operations import QUEUES, OperationError, Overview, Permission, ca
 GRANTS_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grants.py")
 #: Query parameter and session keys of the Grants page's work-queue filter.
 QUEUE_PARAM = "queue"
-QUEUE_SEEN_KEY = "grants_queue_seen"
 QUEUE_LABELS = {
     "failing": "Failing",
     "syncing": "Syncing",
@@ -104,7 +103,6 @@ def follow_first_sync(ctx: PageContext) -> None:
 
 def open_queue(queue: str) -> None:
     """Open the Grants page filtered to one work queue."""
-    st.session_state.pop(QUEUE_SEEN_KEY, None)  # applied again even if it was the last one
     st.switch_page(GRANTS_PAGE, query_params={QUEUE_PARAM: queue})
 
 

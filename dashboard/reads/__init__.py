@@ -43,6 +43,7 @@ from dashboard.reads.cache import (
 from dashboard.reads.grants import (
     counts,
     export_grants_csv,
+    find_grant,
     freshness,
     grant_detail,
     grant_history,
@@ -73,7 +74,8 @@ __all__ = [
     "CACHE", "CANDIDATES_MAX", "FRESH", "PreparedExport", "ReadCache", "VersionClock",
     "approvals_history", "approvals_mine", "approvals_waiting", "approvals_waiting_count",
     "audit_page", "before_now", "bulk_candidate_count", "bulk_candidates", "counts",
-    "export_audit", "export_grants_csv", "freshness", "grant_detail", "grant_history",
+    "export_audit", "export_grants_csv", "find_grant", "freshness", "grant_detail",
+    "grant_history",
     "grant_page", "integration", "integration_news", "invalidate_all", "invalidate_grant",
     "invalidate_lists", "limits_of", "list_grants", "matching_tier", "overview",
     "pending_requests", "recent_failures", "reconciler_status", "refresh_all",

@@ -14,6 +14,7 @@ from services.operations import (
     Freshness,
     GrantDetail,
     GrantFilter,
+    GrantLookup,
     GrantPage,
     GrantRow,
     Operations,
@@ -31,6 +32,13 @@ def grant_page(ops: Operations, actor: Actor, filters: GrantFilter | None = None
     key = rm_read_key(ops, actor, "grant_page", filters, sort, page, page_size, descending)
     return CACHE.get_or_load(key, lambda: ops.grants.page(
         actor, filters, sort, page, page_size, descending=descending))
+
+
+def find_grant(ops: Operations, actor: Actor, text: str) -> GrantLookup:
+    """What a search box's text names: one grant, or the Grants list filtered to it
+    (index lookups in the read model, cached under its version)."""
+    key = rm_read_key(ops, actor, "find_grant", text.strip())
+    return CACHE.get_or_load(key, lambda: ops.grants.find(actor, text))
 
 
 def counts(ops: Operations, actor: Actor) -> Counts:
