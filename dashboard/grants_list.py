@@ -44,7 +44,6 @@ EXACT = {"customer_ref": "ref", "kryptos_user_id": "user_id", "workspace_id": "w
 EXACT_LABEL = {"customer_ref": "customer reference", "kryptos_user_id": "Kryptos user id",
                "workspace_id": "workspace"}
 EXACT_KEY = "grants_exact"
-FILTER_KEYS = tuple(PARAMS)
 #: The address last applied to (or written from) the widgets, and the filters to restore
 #: when the page is entered without any (Back from a grant, the sidebar link).
 APPLIED_KEY = "grants_address"
@@ -55,6 +54,14 @@ _CODES: dict[str, dict[str, Any]] = {
     "grants_queue": QUEUE, "grants_sort": SORT,
 }
 _TOKEN_CODES = {"All": None, "Stored": "stored", "Not stored": "not_stored"}
+#: Each filter widget's value when no filter is set. Set, not deleted: a widget whose state
+#: is deleted takes back the value its browser still shows.
+DEFAULTS: dict[str, Any] = {
+    "grants_search": "", "grants_status": "All", "grants_kind": "All", "grants_token": "All",
+    "grants_awaiting": False, "grants_integrations": "All", "grants_queue": "All",
+    "grants_limit": "All", "grants_sort": "Created", "grants_desc": False,
+    "grants_page_size": DEFAULT_PAGE_SIZE, "grants_page": 1,
+}
 
 
 def open_grant(grant_id: str) -> None:
@@ -101,8 +108,7 @@ def _address() -> dict[str, str]:
 
 def _to_widgets(params: dict[str, str], limits: dict[str, Any]) -> None:
     """Every filter back to its default, then the address's values (unknown ones ignored)."""
-    for key in FILTER_KEYS:
-        st.session_state.pop(key, None)
+    st.session_state.update(DEFAULTS)
     st.session_state[EXACT_KEY] = next(
         ((field, params[name]) for field, name in EXACT.items() if params.get(name)), None)
     for key, name in PARAMS.items():
@@ -189,8 +195,7 @@ def filters_to_address(ctx: PageContext) -> None:
 
 def clear_filters() -> None:
     """The "Clear filters" button's callback: every filter and the address back to none."""
-    for key in FILTER_KEYS:
-        st.session_state.pop(key, None)
+    st.session_state.update(DEFAULTS)
     st.session_state[EXACT_KEY] = None
     st.session_state[APPLIED_KEY] = {}
     st.session_state[KEPT_KEY] = {}
