@@ -109,11 +109,13 @@ def open_queue(queue: str) -> None:
 def queue_links(ov: Overview) -> None:
     """The work queues, each count a button opening the Grants page filtered to it."""
     st.subheader("Work queues")
-    cols = st.columns(len(QUEUES))
-    for col, name in zip(cols, QUEUES, strict=True):
+    # A wrapping row of buttons as wide as their words: at half a laptop's screen the counts
+    # go to a second line instead of being cut off.
+    row = st.container(horizontal=True, wrap=True)
+    for name in QUEUES:
         n = int(ov.queues.get(name, 0))
-        if col.button(f"{QUEUE_LABELS[name]}: {n}", key=f"queue_{name}",
-                      help=QUEUE_HELP[name]):
+        if row.button(f"{QUEUE_LABELS[name]}: {n:,}", key=f"queue_{name}",
+                      help=QUEUE_HELP[name], width="content"):
             open_queue(name)
 
 
