@@ -33,9 +33,9 @@ from services.kryptos.client import SYNC_USER_AGENT, KryptosClient
 from services.logs import setup as setup_logging
 from services.operations import Operations
 from services.operations.health import LiveChecker
+from services.operations.sync_worker import SyncWorkerHandle
 from services.operations.users import ConsoleRecorder, UserOps
 from services.operations.users_file import User, UsersError, hash_password, load_users, save_users
-from services.operations.sync_worker import SyncWorkerHandle
 from services.private_files import prepare_data_dir
 from services.secret_file import secret_file
 from services.settings import ConfigError, Settings, load_settings
