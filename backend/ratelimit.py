@@ -1,7 +1,8 @@
 """A sliding-window rate limit kept in the database (table `backend_rate_hits`), so every
 backend replica on the same database shares it. Each check runs in one write transaction,
 serialised per bucket (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction advisory lock on
-the bucket's hash), so concurrent requests cannot both take the last slot.
+the bucket's hash), so concurrent requests cannot both take the last slot. The transaction
+does not wait for the disk (`Database.write(durable=False)`).
 
 A bucket's old hits are deleted when the bucket is hit again; the hits of buckets that are
 never hit again are deleted by a sweep of all expired rows, at most once a window per
@@ -44,7 +45,9 @@ class RateLimiter:
             return 0.0
         now = int(self._clock() * 1000)
         start = now - self.window_ms
-        with self._db.write() as conn:
+        # Not durable: losing the last hits in a crash of the machine only frees a few
+        # slots, and a call then does not wait for the disk twice before its own work.
+        with self._db.write(durable=False) as conn:
             if not self._db.is_sqlite:
                 key = int.from_bytes(hashlib.sha256(bucket.encode()).digest()[:7], "big")
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({key})")
