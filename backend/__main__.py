@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 
 import uvicorn
 
 from services.logs import setup as setup_logging
 from services.settings import ConfigError, load_settings
 from services.store.errors import StoreError
+
+
+def worker_app() -> object:
+    """One worker's application (BACKEND_WORKERS > 1): the same logging and settings."""
+    setup_logging("backend", load_settings())
+    from backend.app import create_app
+
+    return create_app()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,11 +42,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"backend: {exc.user_message}", file=sys.stderr)
         return 2
     mode = "sandbox" if settings.sandbox_mode else "live"
+    workers = settings.backend_workers
+    common = dict(host=args.host, port=args.port, log_config=None,
+                  proxy_headers=args.proxy_headers,
+                  forwarded_allow_ips=args.forwarded_allow_ips, server_header=False)
+    if workers > 1:
+        # Each worker builds its own app (engine, client) from the same settings. Their
+        # metrics meet in one folder (prometheus-client's multiprocess mode), made fresh
+        # here before any worker starts.
+        app.state.backend.close()
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
+                              tempfile.mkdtemp(prefix="kryptos-backend-metrics-"))
+        print(f"Kryptos backend ({mode} mode, {workers} workers) starting on "
+              f"http://{args.host}:{args.port}", flush=True)
+        uvicorn.run("backend.__main__:worker_app", factory=True, workers=workers, **common)
+        return 0
     # log_config=None: uvicorn's loggers go through the process's one setup (services/logs).
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
-                            proxy_headers=args.proxy_headers,
-                            forwarded_allow_ips=args.forwarded_allow_ips,
-                            server_header=False)
+    config = uvicorn.Config(app, **common)
     server = uvicorn.Server(config)
     print(f"Kryptos backend ({mode} mode) starting on http://{args.host}:{args.port}",
           flush=True)

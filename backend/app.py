@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from backend.auth import jwt_config
 from backend.errors import ApiError, invalid
 from backend.exchange import ExchangeOnce
+from backend.metrics import Metrics
 from backend.ratelimit import RateLimiter
 from backend.routers import customer, demo, health, webhooks
 from backend.service import CustomerService
@@ -218,6 +219,7 @@ def create_app(settings: Settings | None = None, *, client: KryptosClient | None
                   lifespan=lifespan)
     app.state.backend = backend
     app.add_middleware(BodyLimit)
+    app.add_middleware(Metrics)  # outside BodyLimit: a refused body is counted too
     app.add_middleware(RequestId)  # added last: outermost, so refusals carry the id too
     _install_handlers(app)
     app.include_router(customer.router)

@@ -13,6 +13,7 @@ import streamlit as st
 
 from dashboard import heap, login, navigation, ui
 from dashboard.runtime import get_runtime
+from dashboard.search_box import search_box
 from dashboard.session_cookie import login_gate
 from dashboard.setup_page import render_setup
 from services import logs
@@ -79,6 +80,7 @@ ui.badge(runtime, actor)
 ui.kryptos_warning(runtime, actor)
 ui.loose_modes_warning(runtime, actor)
 login.logout_button(runtime, actor)
+search_box(runtime.ops, actor)
 navigation.note_page_run(spec.url_path)
 try:
     if spec in available or not navigation.refuse_page(runtime, actor, spec):

@@ -1,5 +1,7 @@
 """The Grants page's filters, table and pager: the filter widgets as the read model's
-`GrantFilter`, a work-queue link from the Overview, and the table rows in words."""
+`GrantFilter`, kept in the address (a shareable link; a reload, a work-queue link or a
+search box answer sets them) and restored when the page is entered without any, and the
+table rows in words."""
 
 from __future__ import annotations
 
@@ -13,9 +15,18 @@ import streamlit as st
 from dashboard import reads, rm_sections
 from dashboard.context import PageContext
 from dashboard.formats import fmt_minute, grant_list_caption
-from services.operations import QUEUES, GrantFilter, GrantPage, Queue, RmGrant, validation
+from services.operations import (
+    QUEUES,
+    GrantFilter,
+    GrantLookup,
+    GrantPage,
+    Queue,
+    RmGrant,
+    validation,
+)
 
 DETAIL_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grant_detail.py")
+GRANTS_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grants.py")
 
 # Label shown -> the GrantFilter value (None: no filter).
 STATUS: dict[str, Literal["active", "revoked"] | None] = {
@@ -35,9 +46,35 @@ SORT = {"Created": "created_at", "Grant id": "grant_id", "Customer reference": "
         "Read at": "integrations_refreshed_at"}
 PAGE_SIZES = (25, 50, 100, 250, 500)
 KIND_LABEL = {"guest": "Guest", "linked": "Linked", None: "unknown"}
-FILTER_KEYS = ("grants_search", "grants_status", "grants_kind", "grants_token",
-               "grants_integrations", "grants_queue", "grants_limit", "grants_sort",
-               "grants_desc", "grants_page_size")
+#: Widget key -> its name in the address (the Grants page's filters are shareable links).
+PARAMS = {"grants_search": "q", "grants_status": "status", "grants_kind": "user",
+          "grants_token": "token", "grants_awaiting": "waiting",
+          "grants_integrations": "integrations", "grants_queue": "queue",
+          "grants_limit": "limit", "grants_sort": "sort", "grants_desc": "desc",
+          "grants_page_size": "size", "grants_page": "page"}
+#: Exact filters a search box answer sets (no widget: shown as a note with "clear filters").
+EXACT = {"customer_ref": "ref", "kryptos_user_id": "user_id", "workspace_id": "workspace"}
+EXACT_LABEL = {"customer_ref": "customer reference", "kryptos_user_id": "Kryptos user id",
+               "workspace_id": "workspace"}
+EXACT_KEY = "grants_exact"
+#: The address last applied to (or written from) the widgets, and the filters to restore
+#: when the page is entered without any (Back from a grant, the sidebar link).
+APPLIED_KEY = "grants_address"
+KEPT_KEY = "grants_kept"
+DEFAULT_PAGE_SIZE = 100
+_CODES: dict[str, dict[str, Any]] = {
+    "grants_status": STATUS, "grants_kind": KIND, "grants_integrations": INTEGRATIONS,
+    "grants_queue": QUEUE, "grants_sort": SORT,
+}
+_TOKEN_CODES = {"All": None, "Stored": "stored", "Not stored": "not_stored"}
+#: Each filter widget's value when no filter is set. Set, not deleted: a widget whose state
+#: is deleted takes back the value its browser still shows.
+DEFAULTS: dict[str, Any] = {
+    "grants_search": "", "grants_status": "All", "grants_kind": "All", "grants_token": "All",
+    "grants_awaiting": False, "grants_integrations": "All", "grants_queue": "All",
+    "grants_limit": "All", "grants_sort": "Created", "grants_desc": False,
+    "grants_page_size": DEFAULT_PAGE_SIZE, "grants_page": 1,
+}
 
 
 def open_grant(grant_id: str) -> None:
@@ -46,21 +83,25 @@ def open_grant(grant_id: str) -> None:
     st.switch_page(DETAIL_PAGE, query_params={"grant": grant_id})
 
 
+def show_lookup(found: GrantLookup) -> None:
+    """A search box's answer: open the grant, or the Grants page filtered to it (through
+    the address, so the list is a link too)."""
+    if found.grant_id is not None:
+        open_grant(found.grant_id)
+    params = {EXACT[k] if k in EXACT else PARAMS["grants_search"]: v
+              for k, v in found.filters().items()}
+    st.switch_page(GRANTS_PAGE, query_params=params)
+
+
 def first_page() -> None:
     st.session_state["grants_page"] = 1
 
 
-def queue_from_url() -> None:
-    """A work-queue link (Overview) opens this page filtered to that queue: applied once
-    per link, then the select box rules (and is mirrored in the address)."""
-    wanted = st.query_params.get(rm_sections.QUEUE_PARAM)
-    if wanted in QUEUES and st.session_state.get(rm_sections.QUEUE_SEEN_KEY) != wanted:
-        for key in FILTER_KEYS:
-            st.session_state.pop(key, None)
-        st.session_state["grants_queue"] = rm_sections.QUEUE_LABELS[wanted]
-        st.session_state["grants_status"] = "Active"
-        first_page()
-    st.session_state[rm_sections.QUEUE_SEEN_KEY] = wanted
+def _limit_code(picked: Any) -> str | None:
+    if not picked:
+        return None
+    kind, value = picked
+    return f"tier:{value}" if kind == "tier" else str(value)
 
 
 def _limit_options(ctx: PageContext) -> dict[str, Any]:
@@ -72,9 +113,117 @@ def _limit_options(ctx: PageContext) -> dict[str, Any]:
     return options
 
 
+def _address() -> dict[str, str]:
+    """The Grants page's filters in the address now (ours only)."""
+    names = set(PARAMS.values()) | set(EXACT.values())
+    return {k: str(st.query_params[k]) for k in st.query_params if k in names}
+
+
+def _to_widgets(params: dict[str, str], limits: dict[str, Any]) -> None:
+    """Every filter back to its default, then the address's values (unknown ones ignored)."""
+    st.session_state.update(DEFAULTS)
+    st.session_state[EXACT_KEY] = next(
+        ((field, params[name]) for field, name in EXACT.items() if params.get(name)), None)
+    for key, name in PARAMS.items():
+        raw = params.get(name)
+        if raw is None or raw == "":
+            continue
+        if key == "grants_search":
+            st.session_state[key] = raw[:320]
+        elif key in _CODES:
+            label = next((lb for lb, code in _CODES[key].items() if code == raw), None)
+            if label is not None:
+                st.session_state[key] = label
+        elif key == "grants_token":
+            label = next((lb for lb, code in _TOKEN_CODES.items() if code == raw), None)
+            if label is not None:
+                st.session_state[key] = label
+        elif key == "grants_limit":
+            label = next((lb for lb, v in limits.items() if _limit_code(v) == raw), None)
+            if label is not None:
+                st.session_state[key] = label
+        elif key in ("grants_awaiting", "grants_desc"):
+            st.session_state[key] = raw == "1"
+        elif key == "grants_page_size" and raw.isdigit() and int(raw) in PAGE_SIZES:
+            st.session_state[key] = int(raw)
+        elif key == "grants_page" and raw.isdigit() and int(raw) >= 1:
+            st.session_state[key] = int(raw)
+
+
+def _from_widgets(limits: dict[str, Any]) -> dict[str, str]:
+    """The filters set now (defaults left out), as the address holds them."""
+    ss = st.session_state
+    out: dict[str, str] = {}
+    search = (ss.get("grants_search") or "").strip()
+    if search:
+        out["q"] = search
+    for key, codes in _CODES.items():
+        code = codes.get(ss.get(key, "All"))
+        if code is not None and not (key == "grants_sort" and code == "created_at"):
+            out[PARAMS[key]] = code
+    token = _TOKEN_CODES.get(ss.get("grants_token", "All"))
+    if token:
+        out["token"] = token
+    limit = _limit_code(limits.get(ss.get("grants_limit", "All")))
+    if limit:
+        out["limit"] = limit
+    if ss.get("grants_awaiting"):
+        out["waiting"] = "1"
+    if ss.get("grants_desc"):
+        out["desc"] = "1"
+    if int(ss.get("grants_page_size", DEFAULT_PAGE_SIZE)) != DEFAULT_PAGE_SIZE:
+        out["size"] = str(ss["grants_page_size"])
+    if int(ss.get("grants_page", 1)) > 1:
+        out["page"] = str(ss["grants_page"])
+    exact = ss.get(EXACT_KEY)
+    if exact:
+        out[EXACT[exact[0]]] = exact[1]
+    return out
+
+
+def address_to_filters(ctx: PageContext) -> None:
+    """Before the widgets: the address rules. Its filters are applied when it changed since
+    this page last wrote it (a shared link, a reload, a work-queue link, a search box, the
+    browser's Back), and when the page is entered with none the last filters come back."""
+    limits = _limit_options(ctx)
+    asked = _address()
+    entering = "grants_search" not in st.session_state
+    if entering and not asked and st.session_state.get(KEPT_KEY):
+        asked = dict(st.session_state[KEPT_KEY])
+    if entering or asked != st.session_state.get(APPLIED_KEY):
+        _to_widgets(asked, limits)
+        st.session_state[APPLIED_KEY] = asked
+    st.session_state.setdefault("grants_page_size", DEFAULT_PAGE_SIZE)
+
+
+def filters_to_address(ctx: PageContext) -> None:
+    """After the widgets: the filters in force written to the address (replacing it, so a
+    copied link opens this same list) and kept for the next visit."""
+    now = _from_widgets(_limit_options(ctx))
+    if now != _address():
+        st.query_params.from_dict(now)
+    st.session_state[APPLIED_KEY] = now
+    st.session_state[KEPT_KEY] = now
+
+
+def clear_filters() -> None:
+    """The "Clear filters" button's callback: every filter and the address back to none."""
+    st.session_state.update(DEFAULTS)
+    st.session_state[EXACT_KEY] = None
+    st.session_state[APPLIED_KEY] = {}
+    st.session_state[KEPT_KEY] = {}
+    st.query_params.clear()
+
+
+def any_filter(ctx: PageContext) -> bool:
+    """Whether any filter (not the sort, page or page size) narrows the list."""
+    now = _from_widgets(_limit_options(ctx))
+    return any(k not in ("sort", "desc", "size", "page") for k in now)
+
+
 def filters(ctx: PageContext) -> tuple[GrantFilter, str, bool, int]:
     """The filter widgets, as the read model's filter, the sort, its direction and the page
-    size; a changed work queue is mirrored in the address."""
+    size."""
     c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
     search = c1.text_input("Search", key="grants_search", on_change=first_page,
                            placeholder="grant id, customer reference or Kryptos user id")
@@ -95,20 +244,22 @@ def filters(ctx: PageContext) -> tuple[GrantFilter, str, bool, int]:
                                  on_change=first_page)]
     sort = SORT[c4.selectbox("Sort by", list(SORT), key="grants_sort", on_change=first_page)]
     descending = c5.toggle("Descending", key="grants_desc", on_change=first_page)
+    exact = st.session_state.get(EXACT_KEY)
     f = GrantFilter(
         search=(search or "").strip() or None, status=status, kind=kind, has_token=has_token,
         integration_status=integ, queue=queue,
         limit=picked[1] if picked and picked[0] == "limit" else None,
         tier=picked[1] if picked and picked[0] == "tier" else None,
         awaiting_approval=bool(awaiting),
+        **({exact[0]: exact[1]} if exact else {}),
     )
-    if queue != st.session_state.get(rm_sections.QUEUE_SEEN_KEY):
-        if queue is None:
-            st.query_params.pop(rm_sections.QUEUE_PARAM, None)
-        else:
-            st.query_params[rm_sections.QUEUE_PARAM] = queue
-        st.session_state[rm_sections.QUEUE_SEEN_KEY] = queue
-    return f, sort, descending, int(st.session_state.get("grants_page_size", 100))
+    n1, n2 = st.columns([5, 1], vertical_alignment="center")
+    if exact:
+        n1.caption(f"Only the grants whose {EXACT_LABEL[exact[0]]} is “{exact[1]}”.")
+    n2.button("Clear filters", key="grants_clear", on_click=clear_filters,
+              disabled=not any_filter(ctx), width="stretch")
+    return f, sort, descending, int(st.session_state.get("grants_page_size",
+                                                         DEFAULT_PAGE_SIZE))
 
 
 def frame(rows: Iterable[RmGrant]) -> pd.DataFrame:

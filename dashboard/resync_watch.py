@@ -44,6 +44,7 @@ class _GrantWatch:
     heard: dict[str, float] = field(default_factory=dict)  # wallet id -> last webhook (clock)
     news_at: dict[str, datetime] = field(default_factory=dict)  # newest webhook used
     last_line: dict[str, str] = field(default_factory=dict)  # newest status line
+    finished: dict[str, str] = field(default_factory=dict)  # wallet id -> its settled line
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class ResyncWatch:
         g = self._grant(grant_id)
         g.watching[wallet_id] = mode
         g.since[wallet_id] = at or datetime.now(UTC)
-        for kept in (g.lost, g.failures, g.heard, g.news_at, g.last_line):
+        for kept in (g.lost, g.failures, g.heard, g.news_at, g.last_line, g.finished):
             kept.pop(wallet_id, None)
 
     def adopt(self, grant_id: str, wallet_ids: Iterable[str]) -> None:
@@ -123,15 +124,21 @@ class ResyncWatch:
     def settled_lines(self, grant_id: str) -> tuple[str, ...]:
         return tuple(self._grant(grant_id).settled)
 
+    def finished(self, grant_id: str) -> dict[str, str]:
+        """Resyncs this session watched to the end: wallet id -> the status they ended in
+        (kept for the integration's card until it is resynced again)."""
+        return dict(self._grant(grant_id).finished)
+
     def poll(self, ops: Operations, actor: Actor, grant_id: str,
-             names: Mapping[str, str]) -> Poll:
-        """Check each watched integration once (a new webhook, else Kryptos when due); what
-        settled leaves the watch and the grant's cached reads are dropped (they show the old
-        status)."""
+             names: Mapping[str, str], only: Iterable[str] | None = None) -> Poll:
+        """Check each watched integration (or those of `only`) once (a new webhook, else
+        Kryptos when due); what settled leaves the watch and the grant's cached reads are
+        dropped (they show the old status)."""
         g = self._grant(grant_id)
         progress: list[str] = []
         settled: list[str] = []
-        for wid in list(g.watching):
+        wanted = None if only is None else set(only)
+        for wid in [w for w in g.watching if wanted is None or w in wanted]:
             name = names.get(wid) or wid
             found = self._news(ops, actor, grant_id, wid)
             if found is None and not self._poll_due(g, wid):
@@ -155,6 +162,7 @@ class ResyncWatch:
             else:
                 settled.append(wid)
                 g.settled.append(line)
+                g.finished[wid] = line
         for wid in settled:
             g.watching.pop(wid, None)
         if settled:

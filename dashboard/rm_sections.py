@@ -19,7 +19,6 @@ from services.operations import QUEUES, OperationError, Overview, Permission, ca
 GRANTS_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grants.py")
 #: Query parameter and session keys of the Grants page's work-queue filter.
 QUEUE_PARAM = "queue"
-QUEUE_SEEN_KEY = "grants_queue_seen"
 QUEUE_LABELS = {
     "failing": "Failing",
     "syncing": "Syncing",
@@ -104,18 +103,19 @@ def follow_first_sync(ctx: PageContext) -> None:
 
 def open_queue(queue: str) -> None:
     """Open the Grants page filtered to one work queue."""
-    st.session_state.pop(QUEUE_SEEN_KEY, None)  # applied again even if it was the last one
     st.switch_page(GRANTS_PAGE, query_params={QUEUE_PARAM: queue})
 
 
 def queue_links(ov: Overview) -> None:
     """The work queues, each count a button opening the Grants page filtered to it."""
     st.subheader("Work queues")
-    cols = st.columns(len(QUEUES))
-    for col, name in zip(cols, QUEUES, strict=True):
+    # A wrapping row of buttons as wide as their words: at half a laptop's screen the counts
+    # go to a second line instead of being cut off.
+    row = st.container(horizontal=True, wrap=True)
+    for name in QUEUES:
         n = int(ov.queues.get(name, 0))
-        if col.button(f"{QUEUE_LABELS[name]}: {n}", key=f"queue_{name}",
-                      help=QUEUE_HELP[name]):
+        if row.button(f"{QUEUE_LABELS[name]}: {n:,}", key=f"queue_{name}",
+                      help=QUEUE_HELP[name], width="content"):
             open_queue(name)
 
 

@@ -31,6 +31,7 @@ import streamlit as st
 
 from services.kryptos.client import SYNC_USER_AGENT, KryptosClient
 from services.logs import setup as setup_logging
+from services.metrics import start_console_metrics
 from services.operations import Operations
 from services.operations.health import LiveChecker
 from services.operations.sync_worker import SyncWorkerHandle
@@ -339,6 +340,8 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     runtime.loose_modes = loose
     if runtime.ops is not None:
         wire_approvals(runtime)
+        start_console_metrics(settings.console_metrics_port, runtime.ops.ctx.audit_log.db,
+                              runtime.ops.readmodel)
     return runtime
 
 

@@ -1,7 +1,7 @@
 """Grants: every grant of the company's client from the read model, searched, filtered,
 sorted and paged in SQL (the grid shows one page), exportable as CSV on demand.
 
-Filters, rows and pager: `dashboard.grants_list`."""
+Filters (kept in the address), rows and pager: `dashboard.grants_list`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dashboard import grants_list, reads, rm_sections
 from dashboard.context import page_context
 from dashboard.csv_io import screen_frame
 from dashboard.ui import show_error
-from services.operations import OperationError, validation
+from services.operations import OperationError
 
 ctx = page_context()
 
@@ -20,14 +20,18 @@ ready = rm_sections.freshness(ctx)
 
 with st.form("open_grant", border=False):
     c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
-    typed = c1.text_input("Open a grant by id", key="open_grant_id", placeholder="cgrant_...")
+    typed = c1.text_input(
+        "Open a grant by id", key="open_grant_id",
+        placeholder="grant id, customer reference or Kryptos user id",
+        help="An exact id or reference opens its grant (or lists the grants sharing it); "
+             "anything else searches the list.")
     if c2.form_submit_button("Open"):
         try:
-            grants_list.open_grant(validation.grant_id(typed))
+            grants_list.show_lookup(reads.find_grant(ctx.ops, ctx.actor, typed))
         except OperationError as exc:
             show_error(exc)
 
-grants_list.queue_from_url()
+grants_list.address_to_filters(ctx)
 filters, sort, descending, page_size = grants_list.filters(ctx)
 
 try:
@@ -55,8 +59,9 @@ p1, p2, p3 = st.columns([1, 1, 3], vertical_alignment="bottom")
 p1.number_input(f"Page (of {found.pages:,})" if found.total_exact else "Page", min_value=1,
                 max_value=max(1, found.pages) if found.total_exact else None,
                 step=1, key="grants_page")
-p2.selectbox("Rows a page", grants_list.PAGE_SIZES, index=grants_list.PAGE_SIZES.index(100),
-             key="grants_page_size", on_change=grants_list.first_page)
+p2.selectbox("Rows a page", grants_list.PAGE_SIZES, key="grants_page_size",
+             on_change=grants_list.first_page)
+grants_list.filters_to_address(ctx)
 
 actor, ops = ctx.actor, ctx.ops
 with p3:

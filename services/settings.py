@@ -190,6 +190,10 @@ class Settings:
     jwt_max_lifetime: float = DEFAULT_JWT_MAX_LIFETIME
     #: Sandbox mode: the port `bin/console` starts the backend on (0: any free port).
     backend_port: int = 0
+    #: Worker processes of `python -m backend` (BACKEND_WORKERS, default 1).
+    backend_workers: int = 1
+    #: The console's Prometheus port (CONSOLE_METRICS_PORT); 0: no metrics server.
+    console_metrics_port: int = 0
     #: The backend's demo customer app (`/demo`, `/demo/token`: customer tokens without
     #: sign-in): served only when asked for (BACKEND_DEMO=on), and only in sandbox mode.
     backend_demo: bool = False
@@ -480,6 +484,9 @@ def load_settings(
                                           "jwt_max_lifetime", DEFAULT_JWT_MAX_LIFETIME, float),
                                    "BACKEND_JWT_MAX_LIFETIME"),
         backend_port=int(number("BACKEND_PORT", backend, "port", 0, int)),
+        backend_workers=max(1, int(number("BACKEND_WORKERS", backend, "workers", 1, int))),
+        console_metrics_port=int(number("CONSOLE_METRICS_PORT", console, "metrics_port", 0,
+                                        int)),
         backend_demo=_flag(get("BACKEND_DEMO", backend, "demo"), "BACKEND_DEMO", False),
         idle_timeout=_idle_timeout(number("CONSOLE_IDLE_TIMEOUT", console, "idle_timeout",
                                           20 * 60, float)),

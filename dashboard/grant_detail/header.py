@@ -34,10 +34,13 @@ def grant(ctx: PageContext, gid: str) -> GrantDetail:
     if flash:
         toast_done(flash)  # carries upstream text (the API's message): escaped
     record_pending_note(st.session_state.pop(PENDING_KEY, False))
-    top1, top2 = st.columns([5, 1])
+    top1, top2, top3 = st.columns([4, 1, 1])
     top1.code(gid, language=None)
     if top2.button("Refresh", key="detail_refresh"):
         reads.refresh_grant(gid)
+    # The Grants page restores the filters it had (its search, queue, page).
+    if top3.button("Back to grants", key="detail_back_to_list", icon=":material/arrow_back:"):
+        st.switch_page(GRANTS_PAGE)
     try:
         with st.spinner("Reading the grant from Kryptos..."):
             detail = reads.grant_detail(ctx.ops, ctx.actor, gid)

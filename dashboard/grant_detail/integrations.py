@@ -69,36 +69,45 @@ def integrations(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) -> N
             st.dataframe(screen_frame(pd.DataFrame([_integration_row(i) for i in found])),
                          hide_index=True, key="integrations_table",
                          column_config=INTEGRATION_COLUMNS)
-        _resync_controls(ctx, detail, watch)
-    if watch.watching(gid):
+        carded = _resync_controls(ctx, detail, watch)  # each card shows its own resync
+    else:
+        carded = set()
+    rest = [wid for wid in watch.watching(gid) if wid not in carded]
+    if rest:
         st.caption("Resync in progress; the status refreshes by itself.")
-        _resync_status(ctx, gid, wallet_names(detail), watch)
+        _resync_status(ctx, gid, wallet_names(detail), watch, rest)
 
 
-def card_title(i: Integration) -> str:
+def card_title(i: Integration, *, resyncing: bool = False) -> str:
     """A resync card's title: two integrations may share a name, so the provider and the
-    wallet (id, and address when known) tell them apart."""
+    wallet (id, and address when known) tell them apart. While its resync is watched the
+    status read before it is not shown (it would say "completed" under a running resync)."""
     provider = i.provider_public_name or i.provider or "provider unknown"
     where = f"wallet {i.wallet_id}"
     if i.public_address:
         where += f", address {i.public_address}"
+    status = "resyncing" if resyncing else i.status.lower()
     return (f"{i.display_name} - {provider}, {i.type or 'integration'}, "
-            f"status {i.status.lower()}\n{where}")
+            f"status {status}\n{where}")
 
 
-def _resync_controls(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) -> None:
+def _resync_controls(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) -> set[str]:
+    """A card per integration with its resync control, and on the card its resync's
+    progress or how it finished; the wallets given a card (none without the permission or
+    on a revoked grant)."""
     allowed = [m for m, p in (("latest", Permission.RESYNC_LATEST),
                               ("from_start", Permission.RESYNC_FROM_START))
                if can(ctx.actor, p)]
     found = detail.integrations.value or ()
     if not (found and allowed and detail.grant.status == "active"):
-        return
+        return set()
     gid = detail.grant.grant_id
+    names = wallet_names(detail)
     st.markdown("**Resync**")
     for i in found:
         wid = i.wallet_id
         with st.container(border=True):
-            st.text(card_title(i))
+            st.text(card_title(i, resyncing=wid in watch.watching(gid)))
             modes = list(allowed)
             if i.is_csv and "from_start" in modes:
                 modes = ["from_start"] + [m for m in modes if m != "from_start"]
@@ -121,6 +130,12 @@ def _resync_controls(ctx: PageContext, detail: GrantDetail, watch: ResyncWatch) 
                                f"({MODE_LABEL.get(out.mode, out.mode).lower()}); Kryptos says "
                                f"{out.status.lower()}.")
                     record_pending_note(pending)
+            if wid in watch.watching(gid):
+                _card_progress(ctx, gid, wid, names, watch)
+            elif wid in watch.finished(gid):
+                st.success(escape_markdown(f"Resync finished: {watch.finished(gid)[wid]}"),
+                           icon=":material/check_circle:")
+    return {i.wallet_id for i in found}
 
 
 def _dialog_open(watch: ResyncWatch) -> bool:
@@ -129,11 +144,29 @@ def _dialog_open(watch: ResyncWatch) -> bool:
 
 
 @st.fragment(run_every=timedelta(seconds=POLL_SECONDS))
-def _resync_status(ctx: PageContext, gid: str, names: dict[str, str],
+def _card_progress(ctx: PageContext, gid: str, wid: str, names: dict[str, str],
                    watch: ResyncWatch) -> None:
+    """One card's resync: polled on the card; once it settles the whole page is rerun (the
+    table, the card's status and its "finished" message), except while the revoke dialog
+    is open: then the outcome stays here until it closes."""
+    poll = watch.poll(ctx.ops, ctx.actor, gid, names, only=[wid])
+    if poll.settled and not _dialog_open(watch):
+        st.rerun(scope="app")
+    if wid in watch.watching(gid):
+        st.caption("Resync in progress; the status refreshes by itself.")
+        for line in poll.progress:
+            st.text(line)
+    elif wid in watch.finished(gid):
+        st.text(watch.finished(gid)[wid])
+        st.caption("Resync finished; the rest of the page shows it once the dialog is closed.")
+
+
+@st.fragment(run_every=timedelta(seconds=POLL_SECONDS))
+def _resync_status(ctx: PageContext, gid: str, names: dict[str, str],
+                   watch: ResyncWatch, wallets: list[str]) -> None:
     """Polls the watched integrations; once something settles the whole page is rerun to show
     it, except while the revoke dialog is open: then the outcome stays here until it closes."""
-    poll = watch.poll(ctx.ops, ctx.actor, gid, names)
+    poll = watch.poll(ctx.ops, ctx.actor, gid, names, only=wallets)
     for line in poll.progress:
         st.text(line)
     if poll.settled and not _dialog_open(watch):

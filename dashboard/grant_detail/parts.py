@@ -52,13 +52,15 @@ def holdings(detail: GrantDetail) -> None:
         return
     sm = h.summary
     cur = h.holdings[0].base_currency if h.holdings else "USD"
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric(f"Total value ({cur})", f"{sm.total_value:,.2f}")
-    m2.metric(f"Cost basis ({cur})", f"{sm.total_cost_basis:,.2f}")
-    m3.metric(f"Unrealised P&L ({cur})", f"{sm.total_unrealized_pnl:,.2f}",
-              delta=f"{sm.roi_percentage:,.2f} % ROI", delta_color="normal")
+    # A row that wraps: each figure as wide as its text, the next one on a new line when
+    # the window is narrow (fixed columns would cut "25,5…" at half a laptop's screen).
+    row = st.container(horizontal=True, wrap=True, gap="large")
+    row.metric(f"Total value ({cur})", f"{sm.total_value:,.2f}", width="content")
+    row.metric(f"Cost basis ({cur})", f"{sm.total_cost_basis:,.2f}", width="content")
+    row.metric(f"Unrealised P&L ({cur})", f"{sm.total_unrealized_pnl:,.2f}",
+               delta=f"{sm.roi_percentage:,.2f} % ROI", delta_color="normal", width="content")
     # The API's 24 h change is a percentage, not an amount.
-    m4.metric("24 h change", f"{sm.total_24h_change:,.2f} %")
+    row.metric("24 h change", f"{sm.total_24h_change:,.2f} %", width="content")
     if not h.holdings:
         st.text("No holdings.")
         return

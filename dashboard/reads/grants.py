@@ -17,6 +17,7 @@ from services.operations import (
     Freshness,
     GrantDetail,
     GrantFilter,
+    GrantLookup,
     GrantPage,
     Operations,
     Overview,
@@ -69,6 +70,13 @@ def page_cursor(shown: PagePosition | None, listing: Hashable, page: int) -> Pag
     if shown.pages is not None and page == shown.pages and page > 1:
         return LAST_PAGE
     return None
+
+
+def find_grant(ops: Operations, actor: Actor, text: str) -> GrantLookup:
+    """What a search box's text names: one grant, or the Grants list filtered to it
+    (index lookups in the read model, cached under its version)."""
+    key = rm_read_key(ops, actor, "find_grant", text.strip())
+    return CACHE.get_or_load(key, lambda: ops.grants.find(actor, text))
 
 
 def counts(ops: Operations, actor: Actor) -> Counts:

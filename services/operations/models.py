@@ -175,3 +175,26 @@ class LinkTokenIssued:
     customer_ref: str = ""
     resumed: bool = False
     grant_id: str | None = None
+
+
+@dataclass(frozen=True)
+class GrantLookup:
+    """What a typed grant id, customer reference, Kryptos user id or workspace names
+    (`GrantListReads.find`): one grant to open (`grant_id`), or the Grants list to show,
+    either the grants whose `field` is exactly `text` (several share it) or, nothing being
+    exact, a search for `text`."""
+
+    text: str
+    grant_id: str | None = None
+    field: Literal["customer_ref", "kryptos_user_id", "workspace_id"] | None = None
+
+    @property
+    def opens_grant(self) -> bool:
+        return self.grant_id is not None
+
+    def filters(self) -> dict[str, str]:
+        """The Grants list's filter for a list answer (field=value, or the search)."""
+        if self.field is None:
+            return {"search": self.text}
+        return {self.field: self.text}
+

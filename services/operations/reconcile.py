@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.counters import reconciler_pass
 from services.kryptos.errors import KryptosError
 from services.operations.context import OpsContext
 from services.operations.permissions import Actor, Permission
@@ -205,6 +206,7 @@ class Reconciler:
                 log.warning("reconciler: pass failed (%s)", type(exc).__name__)
                 report = ReconcileReport(now, journal=journal, error=type(exc).__name__)
             self.last_report = report
+            reconciler_pass(report.error is not None, len(report.unsettled))
             return report
 
     @property

@@ -28,6 +28,7 @@ from services.store.errors import StoreError
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30.0
 _IMMEDIATE = "kryptos_sqlite_immediate"
+_RELAXED = "kryptos_not_durable"
 # pg_advisory_xact_lock key serialising concurrent migrations of one database.
 _MIGRATION_LOCK_KEY = int.from_bytes(hashlib.sha256(b"kryptos-console-migrate").digest()[:7], "big")
 
@@ -120,13 +121,22 @@ class Database:
                 # only survives a crash of the process). Measured cost here: about 20 %
                 # of the append rate (1,182 vs 1,453 appends/s on this machine's disk).
                 cursor.execute("PRAGMA synchronous=FULL")
+                _record.info[_RELAXED] = "FULL"
             finally:
                 cursor.close()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            immediate = conn.get_execution_options().get(_IMMEDIATE, False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            options = conn.get_execution_options()
+            # The commit's sync level is the connection's: set it before BEGIN, and only
+            # when it changes (most transactions keep FULL).
+            level = "NORMAL" if options.get(_RELAXED, False) else "FULL"
+            info = conn.connection.info
+            if info.get(_RELAXED) != level:
+                conn.exec_driver_sql(f"PRAGMA synchronous={level}")
+                info[_RELAXED] = level
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_IMMEDIATE, False)
+                                 else "BEGIN")
 
         return engine
 
@@ -138,12 +148,19 @@ class Database:
                 yield conn
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction, committed on success. SQLite: BEGIN IMMEDIATE."""
+    def write(self, *, durable: bool = True) -> Iterator[Connection]:
+        """A write transaction, committed on success. SQLite: BEGIN IMMEDIATE.
+
+        `durable=False`: the commit does not wait for the disk (SQLite: synchronous=NORMAL,
+        no fsync of the WAL; PostgreSQL: synchronous_commit off). A crash of the machine
+        may lose the newest such transactions, never corrupt the database; for bookkeeping
+        that can be lost (rate-limit hits), never for audit events or tokens."""
         with self.engine.connect() as conn:
             if self.is_sqlite:
-                conn.execution_options(**{_IMMEDIATE: True})
+                conn.execution_options(**{_IMMEDIATE: True, _RELAXED: not durable})
             with conn.begin():
+                if not durable and not self.is_sqlite:
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 yield conn
 
     def migrate(self) -> None:

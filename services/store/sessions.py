@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from services.counters import LOGIN_FAILURES
 from services.store.db import Database
 from services.store.schema import console_sessions, login_failures
 
@@ -273,6 +274,7 @@ class LoginFailures:
     def failure(self, username: str, address: str | None) -> int:
         """Count a failure; returns the attempts left for this username before a lock (0: it
         is locked now)."""
+        LOGIN_FAILURES.inc()
         now = self._clock()
         window = timedelta(seconds=self.lock_seconds)
         left = self.max_failures

@@ -46,12 +46,15 @@ def test_holdings_chart_and_resync(page: Page, console, e2e_sandbox, plain_guest
     m.get_by_role("button", name="Resync", exact=True).nth(pick).click()
     expect(page.get_by_test_id("stToast").filter(has_text=f"Resync of {name} requested")
            ).to_be_visible(timeout=h.TIMEOUT)
-    expect(m.get_by_text("Resync in progress")).to_be_visible()
+    expect(m.get_by_text("Resync in progress").first).to_be_visible()
     expect(m.get_by_text(f"{name}: ongoing")).to_be_visible(timeout=h.TIMEOUT)
     # The sandbox finishes in 2 s; the page polls and settles by itself.
     expect(m.get_by_text(f"{rows[pick]['type']}, status completed").first).to_be_visible(
         timeout=h.TIMEOUT)
     expect(m.get_by_text("Resync in progress")).to_have_count(0)
+    # The end is told on the integration's own card (the only one resynced).
+    expect(m.get_by_text(f"Resync finished: {name}: completed")).to_have_count(1)
+    expect(m.get_by_text(f"Resync finished: {name}: completed")).to_be_visible()
     assert [r for r in e2e_sandbox.requests_log()
             if r["path"].startswith("/developer/") and r["method"] == "POST"]
     wallet = rows[pick]["wallet"]

@@ -101,12 +101,21 @@ def test_open_by_id_goes_to_the_detail(make_app: Callable[..., AppTest], sandbox
     assert any(t.value == "Grant detail" for t in at.title)
 
 
-def test_open_by_bad_id_shows_a_validation_message(make_app: Callable[..., AppTest]) -> None:
+def test_open_by_text_that_is_no_id_searches_the_list(make_app: Callable[..., AppTest],
+                                                      sandbox: Any) -> None:
     at = make_app("viewer", "pages/grants.py")
-    at.text_input(key="open_grant_id").input("nope")
+    at.text_input(key="open_grant_id").input("   ")
     at.button(key="FormSubmitter:open_grant-Open").click()
     at.run()
-    assert any("cgrant_" in shown(e.value) for e in at.error)
+    assert any("grant id" in shown(e.value) for e in at.error)  # nothing typed: said so
+    gid = next(t["grant_id"] for t in sandbox.tokens() if not t["revoked"])
+    part = gid[len("cgrant_"):][:8]
+    at.text_input(key="open_grant_id").input(part)
+    at.button(key="FormSubmitter:open_grant-Open").click()
+    at.run()
+    assert not at.exception
+    assert at.text_input(key="grants_search").value == part
+    assert gid in set(_table(at)["grant_id"])
 
 
 def test_choosing_a_row_opens_its_detail(make_app: Callable[..., AppTest]) -> None:
@@ -226,3 +235,60 @@ def test_opening_a_grant_refreshes_its_row(make_app: Callable[..., AppTest], run
     assert after.userinfo_refreshed_at > (before.userinfo_refreshed_at
                                           or datetime.min.replace(tzinfo=UTC))
     assert after.integrations_refreshed_at >= before.integrations_refreshed_at
+
+
+# --- the filters in the address, the lookup -------------------------------------------------
+
+
+def _param(at: AppTest, name: str) -> Any:
+    value = at.query_params.get(name)
+    return value[0] if isinstance(value, list) else value
+
+
+def test_filters_are_written_to_the_address_and_cleared(make_app: Callable[..., AppTest],
+                                                        sandbox: Any) -> None:
+    at = make_app("support", "pages/grants.py")
+    assert at.button(key="grants_clear").disabled  # nothing to clear yet
+    gid = next(t["grant_id"] for t in sandbox.tokens() if not t["revoked"])
+    at.text_input(key="grants_search").input(gid[:12]).run()
+    at.selectbox(key="grants_status").select("Active").run()
+    assert (_param(at, "q"), _param(at, "status")) == (gid[:12], "active")
+    assert not at.button(key="grants_clear").disabled
+    at.button(key="grants_clear").click().run()
+    assert not at.exception
+    assert at.text_input(key="grants_search").value == ""
+    assert at.selectbox(key="grants_status").value == "All"
+    assert _param(at, "q") is None and _param(at, "status") is None
+
+
+def test_the_lookup_lists_a_shared_workspace(make_app: Callable[..., AppTest],
+                                             runtime: Any) -> None:
+    from collections import Counter
+
+    rows = runtime.ops.readmodel.page(None, "grant_id", 1, 1000).rows
+    ws, n = Counter(r.workspace_id for r in rows if r.workspace_id).most_common(1)[0]
+    at = make_app("viewer", "pages/grants.py")
+    at.text_input(key="open_grant_id").input(ws)
+    at.button(key="FormSubmitter:open_grant-Open").click()
+    at.run()
+    assert not at.exception
+    assert _param(at, "workspace") == ws
+    frame = _table(at)
+    assert len(frame) == n and set(frame["workspace"]) == {ws}
+    assert any(ws in c.value for c in at.caption)
+
+
+def test_a_customer_reference_opens_its_grant(make_app: Callable[..., AppTest],
+                                              runtime: Any) -> None:
+    from collections import Counter
+
+    rows = runtime.ops.readmodel.page(None, "grant_id", 1, 1000).rows
+    refs = Counter(r.customer_ref for r in rows if r.customer_ref)
+    one = next(r for r in rows if r.customer_ref and refs[r.customer_ref] == 1)
+    at = make_app("viewer", "pages/grants.py")
+    at.text_input(key="open_grant_id").input(one.customer_ref)
+    at.button(key="FormSubmitter:open_grant-Open").click()
+    at.run()
+    assert not at.exception
+    assert at.session_state["selected_grant_id"] == one.grant_id
+    assert any(t.value == "Grant detail" for t in at.title)

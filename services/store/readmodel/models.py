@@ -100,7 +100,9 @@ class GrantFilter:
     (the effective cap), "off" (limiter off), "unknown", or "custom" (known but matching no
     configured tier); `tier` names a configured tier (its limit, or "off"). `queue` is a
     work queue (active grants only). `awaiting_approval`: grants a pending approval request
-    holds (a semi-join on `approval_grants`' primary key)."""
+    holds (a semi-join on `approval_grants`' primary key). `customer_ref`,
+    `kryptos_user_id`: that exact value, case-insensitively (the lower-case indexes);
+    `workspace_id`: that exact workspace."""
 
     search: str | None = None
     search_mode: Literal["substring", "prefix"] = "substring"
@@ -112,6 +114,9 @@ class GrantFilter:
     limit: int | Literal["off", "unknown", "custom"] | None = None
     tier: str | None = None
     awaiting_approval: bool = False  # only grants held by a pending approval request
+    customer_ref: str | None = None
+    kryptos_user_id: str | None = None
+    workspace_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -250,6 +250,12 @@ class ReadModelQueries(ReadModelWrites):
             conds.append(self._limit_cond("off" if tier_limit is None else tier_limit))
         if f.awaiting_approval:
             conds.append(c.grant_id.in_(select(approval_grants.c.grant_id)))
+        if f.customer_ref:
+            conds.append(func.lower(c.customer_ref) == f.customer_ref.strip().lower())
+        if f.kryptos_user_id:
+            conds.append(func.lower(c.kryptos_user_id) == f.kryptos_user_id.strip().lower())
+        if f.workspace_id:
+            conds.append(c.workspace_id == f.workspace_id.strip())
         return conds
 
     def _substring(self, needle: str, conn: Connection | None) -> Any:
@@ -272,6 +278,28 @@ class ReadModelQueries(ReadModelWrites):
             return rowid.in_(matches)
         found = list(conn.execute(matches.limit(COUNT_CAP + 1)).scalars())
         return like if len(found) > COUNT_CAP else rowid.in_(found)
+
+    def exact_matches(self, text: str, limit: int = 2) -> dict[str, tuple[str, ...]]:
+        """The grants whose id, customer reference, Kryptos user id or workspace is exactly
+        `text` (ids and references case-insensitively), at most `limit` of each, in that
+        order of fields. The id, reference and user id are lookups on the primary key and
+        the lower-case expression indexes; no index has the workspace first yet, so its
+        comparison reads the rows (as a substring search does)."""
+        needle = text.strip()
+        low = needle.lower()
+        c = rm_grants.c
+        wheres = {
+            "grant_id": or_(c.grant_id == needle, func.lower(c.grant_id) == low),
+            "customer_ref": func.lower(c.customer_ref) == low,
+            "kryptos_user_id": func.lower(c.kryptos_user_id) == low,
+            "workspace_id": c.workspace_id == needle,
+        }
+        out: dict[str, tuple[str, ...]] = {}
+        with self._db.read() as conn:
+            for field, cond in wheres.items():
+                out[field] = tuple(conn.execute(
+                    select(c.grant_id).where(cond).order_by(c.grant_id).limit(limit)).scalars())
+        return out
 
     def _prefix(self, expr: Any, needle: str) -> Any:
         """`expr` starts with `needle`, in a form the lower(...) indexes serve: a range on
