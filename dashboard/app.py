@@ -80,7 +80,7 @@ ui.badge(runtime, actor)
 ui.kryptos_warning(runtime, actor)
 ui.loose_modes_warning(runtime, actor)
 login.logout_button(runtime, actor)
-search_box(runtime.ops, actor)
+search_box(runtime.operations, actor)
 navigation.note_page_run(spec.url_path)
 try:
     if spec in available or not navigation.refuse_page(runtime, actor, spec):

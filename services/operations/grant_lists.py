@@ -10,7 +10,7 @@ from services.kryptos.models import Grant
 from services.operations import validation
 from services.operations.context import OpsContext
 from services.operations.errors import OperationError, ValidationError
-from services.operations.models import GrantLookup, GrantRow, Overview
+from services.operations.models import GrantLookup, GrantRow, LookupField, Overview
 from services.operations.permissions import Actor, Permission, can
 from services.store.actions import AuditAction
 from services.store.audit import AuditEvent, AuditFilter
@@ -28,7 +28,8 @@ from services.store.vault import VaultEntry
 
 LATEST_EVENTS = 10
 #: `find`: the fields looked up after the grant id, in this order.
-LOOKUP_FIELDS = ("customer_ref", "kryptos_user_id", "workspace_id")
+# The fields an exact lookup tries after the grant id, in order (`GrantLookup.field`).
+LOOKUP_FIELDS: tuple[LookupField, ...] = ("customer_ref", "kryptos_user_id", "workspace_id")
 MAX_LOOKUP = 320
 
 

@@ -16,6 +16,7 @@ T = TypeVar("T")
 GrantStatus = Literal["active", "revoked"]
 UserKind = Literal["guest", "linked"]
 BulkOutcome = Literal["would_change", "unchanged", "succeeded", "failed", "skipped"]
+LookupField = Literal["customer_ref", "kryptos_user_id", "workspace_id"]
 
 
 def user_kind(value: str | None) -> UserKind | None:
@@ -186,7 +187,7 @@ class GrantLookup:
 
     text: str
     grant_id: str | None = None
-    field: Literal["customer_ref", "kryptos_user_id", "workspace_id"] | None = None
+    field: LookupField | None = None
 
     @property
     def opens_grant(self) -> bool:
