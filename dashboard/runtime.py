@@ -33,9 +33,9 @@ from services.kryptos.client import SYNC_USER_AGENT, KryptosClient
 from services.logs import setup as setup_logging
 from services.operations import Operations
 from services.operations.health import LiveChecker
+from services.operations.sync_worker import SyncWorkerHandle
 from services.operations.users import ConsoleRecorder, UserOps
 from services.operations.users_file import User, UsersError, hash_password, load_users, save_users
-from services.operations.sync_worker import SyncWorkerHandle
 from services.private_files import prepare_data_dir
 from services.secret_file import secret_file
 from services.settings import ConfigError, Settings, load_settings
@@ -468,9 +468,13 @@ def _release(runtime: Runtime) -> None:
     runtime.stop()
 
 
-@st.cache_resource(show_spinner="Starting the console...", on_release=_release)
+# No spinner: `python -m dashboard.serve` builds it in a thread of its own at process start,
+# where Streamlit has no page to draw one on (and warns when asked to).
+@st.cache_resource(show_spinner=False, on_release=_release)
 def get_runtime() -> Runtime:
-    """The process-wide runtime (built once; `st.cache_resource.clear()` rebuilds it)."""
+    """The process-wide runtime (built once; `st.cache_resource.clear()` rebuilds it). The
+    console process builds it at start (dashboard/serve.py); a page run gets that object,
+    or waits for it while it is being built."""
     return build_runtime()
 
 
