@@ -102,7 +102,7 @@ def start_sandbox_stack(env: dict[str, str], *, python: str = sys.executable
 
 
 def start_sandbox_idp(env: dict[str, str], *, python: str = sys.executable
-                      ) -> subprocess.Popen | None:
+                      ) -> subprocess.Popen[bytes] | None:
     """Sandbox mode without a provider configured: start the local one (sandbox/idp.py) and
     point the console's single sign-on at it (CONSOLE_SSO_* in `env`, the sandbox's demo
     client and role map unless set)."""
