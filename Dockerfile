@@ -1,7 +1,7 @@
 # One image for the console, the customer backend and the command-line tools (and the
 # sandbox, for a trial without Kryptos credentials). compose.yaml runs it as every replica;
 # the command says which process a container is:
-#   console   python -m streamlit run dashboard/app.py --server.address 0.0.0.0 ...
+#   console   python -m dashboard.serve --server.address 0.0.0.0 ... (streamlit run)
 #   backend   python -m backend --host 0.0.0.0 --port 8000 --proxy-headers ...
 #   CLIs      python -m dashboard.users ..., python -m services.store ...
 FROM python:3.11-slim-bookworm
@@ -37,4 +37,4 @@ RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin conso
 USER console
 
 EXPOSE 8501 8000
-CMD ["python", "-m", "streamlit", "run", "dashboard/app.py", "--server.address", "0.0.0.0", "--server.port", "8501", "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
+CMD ["python", "-m", "dashboard.serve", "--server.address", "0.0.0.0", "--server.port", "8501", "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--server.runOnSave", "false"]

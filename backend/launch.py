@@ -1,15 +1,14 @@
 """`python -m backend.launch [streamlit args]`: what `bin/console` runs.
 
-Live mode: the console alone (`streamlit run dashboard/app.py`); run the backend on its
-own (`python -m backend`, see the README). Sandbox mode: a sandbox (`python -m sandbox`,
-unless SANDBOX_URL names a running one), the backend, a local OpenID Connect provider
-(`python -m sandbox.idp`, unless CONSOLE_SSO_ISSUER names another) and the console, as
-child processes sharing that sandbox and the data folder (database, vault key, audit
-anchor); the addresses are printed, the sandbox's webhooks are sent to the backend, and
-every child is stopped when the console stops (or on Ctrl-C / SIGTERM).
-
-In both modes, with single sign-on configured, Streamlit's `[auth]` secrets are written
-from the settings (services/sso_config.py) and passed to `streamlit run`."""
+The console is `python -m dashboard.serve` (`streamlit run dashboard/app.py` with the
+console's runtime built at process start, and Streamlit's `[auth]` secrets for single
+sign-on written from the settings: dashboard/serve.py). Live mode: the console alone; run
+the backend on its own (`python -m backend`, see the README). Sandbox mode: a sandbox
+(`python -m sandbox`, unless SANDBOX_URL names a running one), the backend, a local
+OpenID Connect provider (`python -m sandbox.idp`, unless CONSOLE_SSO_ISSUER names another)
+and the console, as child processes sharing that sandbox and the data folder (database,
+vault key, audit anchor); the addresses are printed, the sandbox's webhooks are sent to the
+backend, and every child is stopped when the console stops (or on Ctrl-C / SIGTERM)."""
 
 from __future__ import annotations
 
@@ -25,7 +24,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.settings import ConfigError, load_settings
-from services.sso_config import streamlit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
@@ -132,25 +130,17 @@ def start_sandbox_idp(env: dict[str, str], *, python: str = sys.executable
     return child
 
 
-def _auth_args(env: dict[str, str]) -> list[str]:
-    """`--secrets.files` for Streamlit's `[auth]` (nothing without single sign-on, or when
-    the settings are wrong: the console's setup page then says what)."""
-    try:
-        return streamlit_args(load_settings(env))
-    except ConfigError:
-        return []
-
-
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    console = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-               *args]
+    # dashboard/serve.py writes the [auth] secrets from the settings it is started with (here
+    # the environment, with the sandbox provider's CONSOLE_SSO_* in sandbox mode).
+    console = [sys.executable, "-m", "dashboard.serve", *args]
     try:
         sandbox_mode = load_settings().sandbox_mode
     except ConfigError:
         sandbox_mode = False  # the console's setup page explains the configuration error
     if not sandbox_mode:
-        os.execv(sys.executable, console + _auth_args(dict(os.environ)))
+        os.execv(sys.executable, console)
     env = dict(os.environ)
     children, sandbox_url, backend_url = start_sandbox_stack(env)
     print(f"==> sandbox on {sandbox_url}", flush=True)
@@ -164,7 +154,6 @@ def main(argv: list[str] | None = None) -> int:
         children.append(idp)
         print(f"==> identity provider on {env['CONSOLE_SSO_ISSUER']} (\"Sign in with SSO\")",
               flush=True)
-    console += _auth_args(env)
 
     def on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt

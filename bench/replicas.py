@@ -14,7 +14,7 @@ SIGKILL that replica and time
 - takeover: until the other replica records itself as the sync holder (the lease,
   SYNC_LOCK_RETRY, bounds it: a standby retries the lock that often);
 
-then start the killed replica again (and open it once, so its sync worker stands by).
+then start the killed replica again (its sync worker stands by from its start).
 
 Prints each round and the median and worst of each. Needs nginx, chromium and PostgreSQL
 (TEST_POSTGRES_URL, default postgresql+psycopg://postgres@127.0.0.1:5432/test).
@@ -39,7 +39,6 @@ from tests.e2e.console_process import launch_chromium  # noqa: E402
 from tests.e2e.replicas import (  # noqa: E402
     Stack,
     kill_serving_holder,
-    open_directly,
     route_to,
 )
 from tests.timing import wait_for  # noqa: E402
@@ -61,7 +60,6 @@ def main() -> int:
         browser = launch_chromium(p)
         stack = Stack.start(Path(tmp))
         try:
-            open_directly(browser, *(c.url for c in stack.consoles))
             print(f"replicas: 2 consoles, 2 backends behind nginx on PostgreSQL; "
                   f"lease (SYNC_LOCK_RETRY) {stack.lease:.0f} s", flush=True)
             for n in range(1, args.rounds + 1):
@@ -77,7 +75,7 @@ def main() -> int:
                 h.goto_page(page, "Grants")
                 expect(page.get_by_test_id("stForm").filter(has_text="Log in")).to_have_count(0)
                 ctx.close()
-                stack.restart_console(failover.killed, browser)
+                stack.restart_console(failover.killed)
                 print(f"round {n}: reconnection {reconnects[-1]:5.2f} s   "
                       f"takeover {takeovers[-1]:5.2f} s", flush=True)
         finally:

@@ -475,9 +475,13 @@ def _release(runtime: Runtime) -> None:
     runtime.stop()
 
 
-@st.cache_resource(show_spinner="Starting the console...", on_release=_release)
+# No spinner: `python -m dashboard.serve` builds it in a thread of its own at process start,
+# where Streamlit has no page to draw one on (and warns when asked to).
+@st.cache_resource(show_spinner=False, on_release=_release)
 def get_runtime() -> Runtime:
-    """The process-wide runtime (built once; `st.cache_resource.clear()` rebuilds it)."""
+    """The process-wide runtime (built once; `st.cache_resource.clear()` rebuilds it). The
+    console process builds it at start (dashboard/serve.py); a page run gets that object,
+    or waits for it while it is being built."""
     return build_runtime()
 
 

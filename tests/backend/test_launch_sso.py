@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from backend.launch import _auth_args, start_sandbox_idp, stop
+from backend.launch import start_sandbox_idp, stop
+from dashboard.serve import auth_args
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,7 @@ def test_sandbox_mode_starts_a_provider_and_configures_the_console(tmp_path: Pat
         meta = requests.get(issuer + "/.well-known/openid-configuration", timeout=5).json()
         assert meta["issuer"] == issuer
         assert env["CONSOLE_SSO_ROLE_MAP"].startswith("kryptos-viewers=viewer")
-        args = _auth_args(env)
+        args = auth_args(env)
         assert args[0] == "--secrets.files"
         auth = tomllib.loads(Path(args[1]).read_text(encoding="utf-8"))["auth"]
         assert auth["server_metadata_url"] == issuer + "/.well-known/openid-configuration"

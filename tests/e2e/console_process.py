@@ -1,4 +1,5 @@
-"""Start the console (`streamlit run dashboard/app.py`) in sandbox mode, as a subprocess.
+"""Start the console (`python -m dashboard.serve`, i.e. `streamlit run dashboard/app.py`) in
+sandbox mode, as a subprocess.
 
 Shared by the browser tests (tests/e2e/conftest.py) and bench/screenshots.py, so that both
 run the console exactly as a user does: a real Streamlit server on a free loopback port,
@@ -82,9 +83,11 @@ def free_port() -> int:
 
 def console_command(python: str, address: str, port: int) -> list[str]:
     """How a console process is started, here and in compose.yaml (tests/test_deploy.py
-    compares the two): `streamlit run` headless, no file watcher, no usage statistics."""
+    compares the two): `python -m dashboard.serve` (`streamlit run dashboard/app.py` that
+    builds the runtime at process start and writes Streamlit's `[auth]` secrets from the
+    settings), headless, no file watcher, no usage statistics."""
     return [
-        python, "-m", "streamlit", "run", "dashboard/app.py",
+        python, "-m", "dashboard.serve",
         "--server.address", address,
         "--server.port", str(port),
         "--server.headless", "true",
@@ -95,7 +98,7 @@ def console_command(python: str, address: str, port: int) -> list[str]:
 
 
 class ConsoleProcess:
-    """`streamlit run dashboard/app.py` on 127.0.0.1:<free port> against `sandbox_url`."""
+    """The console (`console_command`) on 127.0.0.1:<free port> against `sandbox_url`."""
 
     def __init__(self, sandbox_url: str, data_dir: Path, *, port: int | None = None,
                  log_path: Path | None = None, extra_env: dict[str, str] | None = None) -> None:
@@ -124,12 +127,8 @@ class ConsoleProcess:
 
     def start(self, timeout: float = 60.0) -> ConsoleProcess:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the console makes it
+        # dashboard.serve writes Streamlit's [auth] from the settings in its environment.
         cmd = console_command(sys.executable, "127.0.0.1", self.port)
-        # As the launcher does (backend/launch.py): Streamlit's [auth] from the settings.
-        from services.settings import load_settings
-        from services.sso_config import streamlit_args
-
-        cmd += streamlit_args(load_settings(self.env()))
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop/kill)
         self._proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=self.env(),
                                       stdout=self._log, stderr=subprocess.STDOUT)

@@ -5,8 +5,9 @@ same commands and the same settings (tests/test_deploy.py compares the two files
 Used by tests/e2e/test_replicas.py and bench/replicas.py. Everything runs as ordinary
 processes on 127.0.0.1 free ports: a throwaway PostgreSQL database, the sandbox
 (`python -m sandbox`, sending its webhooks through nginx), two `python -m backend`, two
-`streamlit run` consoles and nginx with a main configuration of its own in a temporary
-folder that includes the filled template.
+`python -m dashboard.serve` consoles (each builds its runtime, and so stands by for the
+sync lock, at process start: no page has to be opened first) and nginx with a main
+configuration of its own in a temporary folder that includes the filled template.
 """
 
 from __future__ import annotations
@@ -257,12 +258,9 @@ class Stack:
                               log_path=self.root / f"console-{i + 1}.log",
                               extra_env=self.env(data))
 
-    def restart_console(self, i: int, browser: Any = None) -> None:
-        """Start replica i again on its port and data folder (as an orchestrator would);
-        with `browser`, open it once (`open_directly`)."""
+    def restart_console(self, i: int) -> None:
+        """Start replica i again on its port and data folder (as an orchestrator would)."""
         self.consoles[i] = self._console(i, self.consoles[i].port).start()
-        if browser is not None:
-            open_directly(browser, self.consoles[i].url)
 
     # --- looking at it ------------------------------------------------------------------
 
@@ -323,25 +321,6 @@ class Stack:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         finally:
             engine.dispose()
-
-
-def open_directly(browser: Any, *urls: str) -> None:
-    """Open console replicas' login pages directly (not through nginx), all at once: a
-    Streamlit process builds the console's runtime, and with it the sync worker that
-    stands by for the lock, at its first page run, so a replica no page opened yet does not
-    stand by."""
-    from playwright.sync_api import expect
-
-    ctx = browser.new_context()
-    try:
-        pages = [ctx.new_page() for _ in urls]
-        for page, url in zip(pages, urls, strict=True):
-            page.goto(url + "/", wait_until="commit")
-        for page in pages:
-            expect(page.get_by_test_id("stForm").filter(has_text="Log in")).to_have_count(
-                1, timeout=60_000)
-    finally:
-        ctx.close()
 
 
 # --- the measured move, shared by the test and the bench --------------------------------------

@@ -6,8 +6,9 @@ PostgreSQL database (tests/e2e/replicas.py starts them as compose.yaml does).
   replica each delivery reaches.
 - A person logged in through nginx changes a limit; SIGKILL the console replica serving
   the browser, which also holds the sync lock: the page reconnects to the other replica
-  and its next run finds the person still logged in; the other replica records itself as
-  the sync holder within two leases (SYNC_LOCK_RETRY); the change is in the audit log once.
+  and its next run finds the person still logged in; the other replica, never opened by a
+  browser, records itself as the sync holder within two leases (SYNC_LOCK_RETRY); the
+  change is in the audit log once.
 - Every console and backend log record is a JSON line with its ids, and no secret.
 
 Skipped when nginx is not installed (.ci/run installs it); PostgreSQL is required.
@@ -32,7 +33,7 @@ from sqlalchemy.exc import OperationalError
 from sandbox import SandboxClient
 from tests.backend.helpers import signed
 from tests.e2e import helpers as h
-from tests.e2e.replicas import NGINX, Stack, kill_serving_holder, open_directly, route_to
+from tests.e2e.replicas import NGINX, Stack, kill_serving_holder, route_to
 from tests.timing import wait_for
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
@@ -42,7 +43,7 @@ LIMIT_TOAST = re.compile(r"Limit .+ (->|→) |Limit set to ")
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         running = Stack.start(tmp_path_factory.mktemp("replicas"))
     except OperationalError as exc:  # no PostgreSQL to make the replicas' database in
@@ -51,7 +52,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterato
             pytest.fail(reason)
         pytest.skip(reason)
     try:
-        open_directly(browser, *(c.url for c in running.consoles))
         yield running
     finally:
         running.stop()
@@ -122,8 +122,10 @@ def test_the_replica_serving_a_browser_and_holding_the_sync_is_killed(
         stack: Stack, browser: Browser, guests: list[dict]) -> None:
     """A person logged in through nginx changes a limit on the replica that also holds the
     sync lock; SIGKILL it. The page reconnects to the other replica, whose next run finds
-    the person still logged in; the other replica takes the sync over within two leases;
-    the change is in the audit log once. (The killed replica is not started again.)"""
+    the person still logged in; the other replica, which no browser had opened (it built
+    its runtime, and its sync worker's standby, at process start), takes the sync over
+    within two leases; the change is in the audit log once. (The killed replica is not
+    started again.)"""
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     ctx.add_init_script(h.RUN_COUNTER_JS)
     page = ctx.new_page()
@@ -135,6 +137,12 @@ def test_the_replica_serving_a_browser_and_holding_the_sync_is_killed(
         h.open_grant(page, stack.console_url, gid)
         _set_limit(page, 23_456)
         h.quiet(page)
+        # nginx passed the standby only health probes (route_to's): no page, no script.
+        standby = 1 - stack.console_of(holder)
+        served = [stack.console_at(u) for u in stack.upstreams()]
+        probed = [stack.console_at(u) for u in stack.upstreams(path="/_stcore/health")]
+        assert served.count(standby) == probed.count(standby)
+        assert served.count(1 - standby) > probed.count(1 - standby)
 
         failover = kill_serving_holder(stack, page)
         print(f"reconnection: {failover.reconnect_s:.2f} s; sync takeover: "
