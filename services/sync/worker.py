@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from services.kryptos.errors import (
     InvalidTokenError,
     KryptosError,
@@ -31,6 +33,7 @@ from services.kryptos.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
+from services.store.daily_counts import DailyCounts
 from services.store.readmodel import IntegrationsError, ReadModel, UserFacts
 from services.sync.bucket import TokenBucket
 from services.sync.lock import SyncLock, sync_lock_for
@@ -97,6 +100,7 @@ class SyncWorker:
         self.client = client
         self.vault = vault
         self.readmodel = readmodel
+        self.daily = DailyCounts(readmodel.db)
         self.grants_interval = float(grants_interval)
         self.hot_interval = float(hot_interval)
         self.cold_interval = float(cold_interval if cold_interval is not None
@@ -216,6 +220,7 @@ class SyncWorker:
             try:
                 self.sync_grants()
                 full = True
+                self._keep_daily_counts()
             except KryptosError as exc:
                 self._error(f"Listing grants: {exc.user_message}")
                 self._next_full = time.monotonic() + min(self.error_backoff,
@@ -237,6 +242,16 @@ class SyncWorker:
         if not force and not ids and not ui_ids:
             self._stop.wait(self.tick)  # nothing due: idle a tick
         return RunReport(full, done[0], done[1], deferred)
+
+    def _keep_daily_counts(self) -> None:
+        """The charts' daily counts (services/store/daily_counts.py): today's grants by
+        status, kind and tier, and the audit log rolled up to its newest event."""
+        try:
+            rows, events = self.daily.keep(self.readmodel.tiers, self._now())
+        except SQLAlchemyError as exc:
+            self._error(f"Counting for the charts: {type(exc).__name__}")
+            return
+        log.info("sync: daily counts: %d grant rows, %d audit events rolled up", rows, events)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)

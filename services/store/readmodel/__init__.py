@@ -73,6 +73,10 @@ class ReadModel(ReadModelQueries):
     def db(self) -> Database:
         return self._db
 
+    @property
+    def tiers(self) -> tuple[Any, ...]:
+        return self._tiers
+
 
 __all__ = [
     "BATCH_SIZE", "CSV_CHUNK", "CSV_COLUMNS", "FAILING", "FILTER_FIRST_MAX", "MAX_PAGE_SIZE",

@@ -1,0 +1,93 @@
+"""What the charts show, as use cases: each is one or a few SQL aggregates over the daily
+counts, the read model and the audit log (services/store/daily_counts.py), checked against
+the reader's permission. Also the sync worker's step that keeps the daily counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from services.operations.context import OpsContext
+from services.operations.permissions import Actor, Permission
+from services.store.actions import AuditAction
+from services.store.daily_counts import Bucket, DailyCounts, DayCount
+
+#: The days a trend chart covers (today included).
+TREND_DAYS = 90
+#: The days the Audit log's chart covers (today included).
+AUDIT_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Series:
+    """Counts per day and key from `since` to `until` (UTC days, inclusive)."""
+
+    since: date
+    until: date
+    points: tuple[DayCount, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(p.n for p in self.points)
+
+    def latest(self, key: str) -> int:
+        """The count of `key` on the newest day that has any count (0 when none)."""
+        days = [p.day for p in self.points]
+        if not days:
+            return 0
+        last = max(days)
+        return sum(p.n for p in self.points if p.day == last and p.key == key)
+
+    def sum_of(self, key: str) -> int:
+        return sum(p.n for p in self.points if p.key == key)
+
+
+@dataclass(frozen=True)
+class Buckets:
+    buckets: tuple[Bucket, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(b.n for b in self.buckets)
+
+
+class ChartOps:
+    """The counts behind the Overview's and the Audit log's charts."""
+
+    def __init__(self, ctx: OpsContext, clock=lambda: datetime.now(UTC)) -> None:  # noqa: ANN001
+        self.ctx = ctx
+        self.counts = DailyCounts(ctx.readmodel.db)
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"ChartOps({self.ctx!r})"
+
+    def _window(self, days: int) -> tuple[date, date]:
+        today = self._clock().astimezone(UTC).date()
+        return today - timedelta(days=days - 1), today
+
+    def grants_by_status(self, actor: Actor, days: int = TREND_DAYS) -> Series:
+        """Grants per status on each day the sync worker counted them, last `days` days."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
+        since, until = self._window(days)
+        return Series(since, until, tuple(self.counts.grant_status_days(since)))
+
+    def failing_by_provider(self, actor: Actor) -> Buckets:
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
+        return Buckets(tuple(self.counts.failing_by_provider()))
+
+    def freshness(self, actor: Actor) -> Buckets:
+        """Active grants with a token by the age of the console's copy of their integrations."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
+        return Buckets(tuple(self.counts.freshness(self._clock())))
+
+    def approvals_waiting(self, actor: Actor) -> Buckets:
+        """Requests waiting for a second person, by how long they have waited (counts only)."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
+        return Buckets(tuple(self.counts.approvals_waiting(self._clock())))
+
+    def audit_by_outcome(self, actor: Actor, days: int = AUDIT_DAYS) -> Series:
+        """Audit events per day and outcome, last `days` days."""
+        self.ctx.check(actor, Permission.READ_AUDIT, AuditAction.AUDIT_READ)
+        since, until = self._window(days)
+        return Series(since, until, tuple(self.counts.audit_days(since)))
