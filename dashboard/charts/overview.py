@@ -1,0 +1,145 @@
+"""The Overview's charts: grants by status over the last 90 days, failing integrations by
+provider, the age of the console's copy, approvals waiting by age. A click on a bar opens
+the Grants page filtered to the matching work queue, or the Approvals page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import streamlit as st
+
+from dashboard import ui
+from dashboard.charts import palette
+from dashboard.context import PageContext
+from dashboard.navigation import APPROVALS_PAGE
+from dashboard.reads import charts as reads
+from dashboard.rm_sections import GRANTS_PAGE, open_queue
+from services.operations import OperationError
+from services.store.daily_counts import NEVER_READ
+
+PICK = "pick"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _picked(event: Any, field: str) -> str | None:
+    """The `field` of the bar clicked in a chart's selection event, if any."""
+    chosen = (event or {}).get("selection", {}).get(PICK) or []
+    return chosen[0].get(field) if chosen else None
+
+
+def _bars(values: list[dict[str, Any]], *, x: str, x_title: str, y_title: str, title: str,
+          colour: str, sort: list[str] | None = None) -> alt.Chart:
+    pick = alt.selection_point(name=PICK, fields=[x], on="click")
+    return (alt.Chart(alt.Data(values=values), title=title)
+            .mark_bar(color=colour, cursor="pointer")
+            .encode(x=alt.X(f"{x}:N", title=x_title, sort=sort or "-y",
+                            axis=alt.Axis(labelAngle=0, labelLimit=140)),
+                    y=alt.Y("n:Q", title=y_title),
+                    opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55)),
+                    tooltip=[alt.Tooltip(f"{x}:N", title=x_title),
+                             alt.Tooltip("n:Q", title=y_title, format=",")])
+            .add_params(pick).properties(height=260))
+
+
+def grants_by_status(ctx: PageContext) -> None:
+    series = reads.grants_by_status(ctx.ops, ctx.actor)
+    st.markdown("**Grants by status, last 90 days**")
+    if not series.points:
+        st.info("Grants per status per day appear here once the sync worker has counted "
+                "them (after each full sync, once a day at least).", icon=":material/insights:")
+        return
+    st.caption(f"Active grants now: {series.latest('active'):,} · revoked: "
+               f"{series.latest('revoked'):,} (UTC days {series.since} to {series.until}). "
+               "Click a day to open the Grants page.")
+    values = [{"day": p.day.isoformat(), "status": p.key, "n": p.n} for p in series.points]
+    pick = alt.selection_point(name=PICK, fields=["status"], on="click")
+    chart = (alt.Chart(alt.Data(values=values), title="Grants per day by status")
+             .mark_bar(cursor="pointer")
+             .encode(x=alt.X("day:T", title="Day (UTC)",
+                             scale=alt.Scale(domain=[series.since.isoformat(),
+                                                     series.until.isoformat()])),
+                     y=alt.Y("n:Q", title="Grants", stack=True),
+                     color=alt.Color("status:N", title="Status",
+                                     scale=palette.scale(palette.STATUS)),
+                     tooltip=[alt.Tooltip("day:T", title="Day"), alt.Tooltip("status:N"),
+                              alt.Tooltip("n:Q", title="Grants", format=",")])
+             .add_params(pick).properties(height=260))
+    event = st.altair_chart(chart, use_container_width=True, on_select="rerun",
+                            key="chart_status", selection_mode=PICK)
+    if _picked(event, "status"):
+        st.switch_page(GRANTS_PAGE)
+
+
+def failing_by_provider(ctx: PageContext) -> None:
+    data = reads.failing_by_provider(ctx.ops, ctx.actor)
+    st.markdown("**Failing integrations by provider**")
+    if not data.buckets:
+        st.info("No integration is failing. Providers with failed or partly synced "
+                "integrations appear here.", icon=":material/check_circle:")
+        return
+    top = data.buckets[0]
+    st.caption(f"{data.total:,} failing integration(s); most at {top.label} ({top.n:,}). "
+               "Click a bar to open the failing grants.")
+    chart = _bars([{"provider": b.label, "n": b.n} for b in data.buckets[:20]],
+                  x="provider", x_title="Provider", y_title="Failing integrations",
+                  title="Failing integrations per provider", colour=palette.WARN)
+    event = st.altair_chart(chart, use_container_width=True, on_select="rerun",
+                            key="chart_failing", selection_mode=PICK)
+    if _picked(event, "provider"):
+        open_queue("failing")
+
+
+def freshness(ctx: PageContext) -> None:
+    data = reads.freshness_buckets(ctx.ops, ctx.actor)
+    st.markdown("**How fresh the console's copy is**")
+    if not data.total:
+        st.info("Active grants with a stored token appear here by the age of the console's "
+                "copy of their integrations.", icon=":material/schedule:")
+        return
+    fresh = data.buckets[0].n
+    never = next((b.n for b in data.buckets if b.label == NEVER_READ), 0)
+    st.caption(f"{fresh:,} of {data.total:,} active grants read in the last 15 minutes; "
+               f"{never:,} never read. Click “never read” to open them.")
+    chart = _bars([{"age": b.label, "n": b.n} for b in data.buckets], x="age",
+                  x_title="Age of the copy", y_title="Active grants",
+                  title="Active grants by age of their integrations' copy",
+                  colour=palette.BUCKET, sort=[b.label for b in data.buckets])
+    event = st.altair_chart(chart, use_container_width=True, on_select="rerun",
+                            key="chart_fresh", selection_mode=PICK)
+    if _picked(event, "age") == NEVER_READ:
+        open_queue("never_synced")
+
+
+def approvals_by_age(ctx: PageContext) -> None:
+    data = reads.approvals_by_age(ctx.ops, ctx.actor)
+    st.markdown("**Approvals waiting, by age**")
+    if not data.total:
+        st.info("No change is waiting for a second person. Requests waiting for approval "
+                "appear here by how long they have waited.", icon=":material/approval:")
+        return
+    old = data.buckets[-1].n
+    st.caption(f"{data.total:,} request(s) waiting; {old:,} for over a day. Click a bar to "
+               "open the Approvals page.")
+    chart = _bars([{"waiting": b.label, "n": b.n} for b in data.buckets], x="waiting",
+                  x_title="Waiting for", y_title="Requests", title="Requests waiting by age",
+                  colour=palette.ORANGE, sort=[b.label for b in data.buckets])
+    event = st.altair_chart(chart, use_container_width=True, on_select="rerun",
+                            key="chart_approvals", selection_mode=PICK)
+    if _picked(event, "waiting"):
+        st.switch_page(str(ROOT / APPROVALS_PAGE.path))
+
+
+def overview_charts(ctx: PageContext) -> None:
+    """The four charts, two a row; a read that fails shows its error in its place."""
+    st.subheader("Trends")
+    rows = [(grants_by_status, failing_by_provider), (freshness, approvals_by_age)]
+    for row in rows:
+        cols = st.columns(2)
+        for col, draw in zip(cols, row, strict=True):
+            with col:
+                try:
+                    draw(ctx)
+                except OperationError as exc:
+                    ui.show_error(exc)

@@ -1,0 +1,31 @@
+"""The charts' counts (services/operations/charts.py). The Overview's are cached under the
+read model's version like its other counts; the audit log's is not (every action appends)."""
+
+from __future__ import annotations
+
+from dashboard.reads.cache import CACHE, rm_read_key
+from services.operations import Actor, Operations
+from services.operations.charts import Buckets, Series
+
+
+def grants_by_status(ops: Operations, actor: Actor) -> Series:
+    return CACHE.get_or_load(rm_read_key(ops, actor, "chart_status"),
+                             lambda: ops.charts.grants_by_status(actor))
+
+
+def failing_by_provider(ops: Operations, actor: Actor) -> Buckets:
+    return CACHE.get_or_load(rm_read_key(ops, actor, "chart_failing"),
+                             lambda: ops.charts.failing_by_provider(actor))
+
+
+def freshness_buckets(ops: Operations, actor: Actor) -> Buckets:
+    return CACHE.get_or_load(rm_read_key(ops, actor, "chart_fresh"),
+                             lambda: ops.charts.freshness(actor))
+
+
+def approvals_by_age(ops: Operations, actor: Actor) -> Buckets:
+    return ops.charts.approvals_waiting(actor)
+
+
+def audit_by_outcome(ops: Operations, actor: Actor) -> Series:
+    return ops.charts.audit_by_outcome(actor)
