@@ -65,5 +65,5 @@ def events_by_outcome(ctx: PageContext, *, since_key: str, until_key: str,
                               alt.Tooltip("outcome:N", title="Outcome"),
                               alt.Tooltip("n:Q", title="Events", format=",")])
              .add_params(pick).properties(height=240))
-    st.altair_chart(chart, use_container_width=True, on_select=lambda: _filter_to_day(
+    st.altair_chart(chart, width="stretch", on_select=lambda: _filter_to_day(
         since_key, until_key, on_change), key=KEY, selection_mode=PICK)

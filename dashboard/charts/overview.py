@@ -66,7 +66,7 @@ def grants_by_status(ctx: PageContext) -> None:
                      tooltip=[alt.Tooltip("day:T", title="Day"), alt.Tooltip("status:N"),
                               alt.Tooltip("n:Q", title="Grants", format=",")])
              .add_params(pick).properties(height=260))
-    event = st.altair_chart(chart, use_container_width=True, on_select="rerun",
+    event = st.altair_chart(chart, width="stretch", on_select="rerun",
                             key="chart_status", selection_mode=PICK)
     if _picked(event, "status"):
         st.switch_page(GRANTS_PAGE)
@@ -85,7 +85,7 @@ def failing_by_provider(ctx: PageContext) -> None:
     chart = _bars([{"provider": b.label, "n": b.n} for b in data.buckets[:20]],
                   x="provider", x_title="Provider", y_title="Failing integrations",
                   title="Failing integrations per provider", colour=palette.WARN)
-    event = st.altair_chart(chart, use_container_width=True, on_select="rerun",
+    event = st.altair_chart(chart, width="stretch", on_select="rerun",
                             key="chart_failing", selection_mode=PICK)
     if _picked(event, "provider"):
         open_queue("failing")
@@ -106,7 +106,7 @@ def freshness(ctx: PageContext) -> None:
                   x_title="Age of the copy", y_title="Active grants",
                   title="Active grants by age of their integrations' copy",
                   colour=palette.BUCKET, sort=[b.label for b in data.buckets])
-    event = st.altair_chart(chart, use_container_width=True, on_select="rerun",
+    event = st.altair_chart(chart, width="stretch", on_select="rerun",
                             key="chart_fresh", selection_mode=PICK)
     if _picked(event, "age") == NEVER_READ:
         open_queue("never_synced")
@@ -125,7 +125,7 @@ def approvals_by_age(ctx: PageContext) -> None:
     chart = _bars([{"waiting": b.label, "n": b.n} for b in data.buckets], x="waiting",
                   x_title="Waiting for", y_title="Requests", title="Requests waiting by age",
                   colour=palette.ORANGE, sort=[b.label for b in data.buckets])
-    event = st.altair_chart(chart, use_container_width=True, on_select="rerun",
+    event = st.altair_chart(chart, width="stretch", on_select="rerun",
                             key="chart_approvals", selection_mode=PICK)
     if _picked(event, "waiting"):
         st.switch_page(str(ROOT / APPROVALS_PAGE.path))
