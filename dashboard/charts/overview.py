@@ -57,13 +57,15 @@ def grants_by_status(ctx: PageContext) -> None:
     pick = alt.selection_point(name=PICK, fields=["status"], on="click")
     chart = (alt.Chart(alt.Data(values=values), title="Grants per day by status")
              .mark_bar(cursor="pointer")
-             .encode(x=alt.X("day:T", title="Day (UTC)",
+             .encode(x=alt.X("day:T", title="Day (UTC)", timeUnit="utcyearmonthdate",
                              scale=alt.Scale(domain=[series.since.isoformat(),
-                                                     series.until.isoformat()])),
+                                                     series.end.isoformat()])),
                      y=alt.Y("n:Q", title="Grants", stack=True),
                      color=alt.Color("status:N", title="Status",
-                                     scale=palette.scale(palette.STATUS)),
-                     tooltip=[alt.Tooltip("day:T", title="Day"), alt.Tooltip("status:N"),
+                                     scale=palette.scale(palette.STATUS),
+                                     legend=alt.Legend(orient="bottom")),
+                     tooltip=[alt.Tooltip("day:T", title="Day", timeUnit="utcyearmonthdate"),
+                              alt.Tooltip("status:N", title="Status"),
                               alt.Tooltip("n:Q", title="Grants", format=",")])
              .add_params(pick).properties(height=260))
     event = st.altair_chart(chart, width="stretch", on_select="rerun",

@@ -30,6 +30,11 @@ class Series:
     def total(self) -> int:
         return sum(p.n for p in self.points)
 
+    @property
+    def end(self) -> date:
+        """The day after `until`: a time axis ends there so the last day's bar shows whole."""
+        return self.until + timedelta(days=1)
+
     def latest(self, key: str) -> int:
         """The count of `key` on the newest day that has any count (0 when none)."""
         days = [p.day for p in self.points]
