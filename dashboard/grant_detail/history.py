@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import reads
 from dashboard import timeline as timeline_view
+from dashboard.charts import grant as grant_chart
 from dashboard.context import PageContext
 from dashboard.csv_io import csv_safe_frame
 from dashboard.ui import show_error
@@ -52,6 +53,7 @@ def history(ctx: PageContext, gid: str) -> None:
             "request_id": st.column_config.TextColumn("Request id"),
         },
     )
+    grant_chart.limit_over_time(ctx, gid)
 
 
 TIMELINE_COLUMNS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dashboard.reads.cache import CACHE, rm_read_key
 from services.operations import Actor, Operations
-from services.operations.charts import Buckets, Series
+from services.operations.charts import Buckets, LimitStep, Series
 
 
 def grants_by_status(ops: Operations, actor: Actor) -> Series:
@@ -29,3 +29,8 @@ def approvals_by_age(ops: Operations, actor: Actor) -> Buckets:
 
 def audit_by_outcome(ops: Operations, actor: Actor) -> Series:
     return ops.charts.audit_by_outcome(actor)
+
+
+def limit_history(ops: Operations, actor: Actor, grant_id: str) -> tuple[LimitStep, ...]:
+    """One grant's limit steps (not cached: a change shows at once)."""
+    return ops.charts.limit_history(actor, grant_id)

@@ -4,18 +4,23 @@ the reader's permission. Also the sync worker's step that keeps the daily counts
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from services.operations.context import OpsContext
+from services.operations.limit_value import GuestLimit
 from services.operations.permissions import Actor, Permission
 from services.store.actions import AuditAction
+from services.store.audit import AuditFilter
 from services.store.daily_counts import Bucket, DailyCounts, DayCount
 
 #: The days a trend chart covers (today included).
 TREND_DAYS = 90
 #: The days the Audit log's chart covers (today included).
 AUDIT_DAYS = 30
+#: At most this many limit changes of one grant are drawn (the newest).
+LIMIT_STEPS = 500
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,16 @@ class Series:
 
     def sum_of(self, key: str) -> int:
         return sum(p.n for p in self.points if p.key == key)
+
+
+@dataclass(frozen=True)
+class LimitStep:
+    """A Guest's limit from `at` on, set by `by` (`action`, e.g. guest.tier.apply)."""
+
+    at: datetime
+    limit: GuestLimit
+    by: str
+    action: str
 
 
 @dataclass(frozen=True)
@@ -96,3 +111,18 @@ class ChartOps:
         self.ctx.check(actor, Permission.READ_AUDIT, AuditAction.AUDIT_READ)
         since, until = self._window(days)
         return Series(since, until, tuple(self.counts.audit_days(since)))
+
+    def limit_history(self, actor: Actor, grant_id: str) -> tuple[LimitStep, ...]:
+        """One grant's limit over time, oldest first: its succeeded limit and tier changes
+        (the audit log's target index), each with the value after it and who made it."""
+        self.ctx.check(actor, Permission.VIEW_GRANT_HISTORY, AuditAction.AUDIT_READ,
+                       "grant", grant_id)
+        page = self.ctx.audit_log.query(
+            AuditFilter(target_id=grant_id, action="guest.*", outcome="succeeded"),
+            page=1, page_size=LIMIT_STEPS)
+        steps = []
+        for e in reversed(page.events):
+            if isinstance(e.after, Mapping) and "transaction_limit" in e.after:
+                steps.append(LimitStep(e.ts, GuestLimit.from_json(e.after), e.actor_username,
+                                       e.action))
+        return tuple(steps)

@@ -88,3 +88,20 @@ def test_audit_chart_counts_events_by_outcome_and_a_click_filters(make_app, runt
 def test_audit_chart_hidden_from_readers_without_the_permission(make_app):
     at = make_app("viewer", page="pages/audit_log.py")
     assert not _charts(at)
+
+
+def test_grant_detail_draws_the_limit_steps_with_who(make_app, sandbox):
+    from tests.pages.test_grant_detail_page import _grant, _open, _seed_limit
+
+    gid = _grant(sandbox)
+    _seed_limit(sandbox, gid, 5000)
+    at = _open(make_app, "finance", gid)
+    for value, reason in (("4242", "customer verified"), ("4000", "plan change")):
+        at.text_input(key="limit_value").input(value)
+        at.selectbox(key="limit_limiter").select("on")
+        at.text_input(key="limit_reason").input(reason)
+        at.button(key="FormSubmitter:limit_form-Apply limit").click().run()
+        assert not at.exception and not at.error
+    captions = " ".join(c.value for c in at.caption)
+    assert "2 change(s); now 4,000, set by finance" in captions
+    assert "Transaction limit after each change" in {_title(s) for s in _charts(at)}
