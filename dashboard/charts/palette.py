@@ -13,6 +13,8 @@ STATUS = {"active": BLUE, "revoked": GREY}
 OUTCOME = {"succeeded": BLUE, "requested": SKY, "reconciled": GREEN, "skipped": GREY,
            "failed": VERMILION, "denied": ORANGE}
 BUCKET = BLUE
+#: For series without a fixed meaning (people, kinds of change), in this order.
+CATEGORIES = [BLUE, ORANGE, SKY, GREEN, VERMILION, PURPLE, YELLOW, GREY]
 WARN = VERMILION
 
 

@@ -3,6 +3,8 @@ read model's version like its other counts; the audit log's is not (every action
 
 from __future__ import annotations
 
+from datetime import date
+
 from dashboard.reads.cache import CACHE, rm_read_key
 from services.operations import Actor, Operations
 from services.operations.charts import Buckets, LimitStep, Series
@@ -34,3 +36,13 @@ def audit_by_outcome(ops: Operations, actor: Actor) -> Series:
 def limit_history(ops: Operations, actor: Actor, grant_id: str) -> tuple[LimitStep, ...]:
     """One grant's limit steps (not cached: a change shows at once)."""
     return ops.charts.limit_history(actor, grant_id)
+
+
+def guests_by_tier(ops: Operations, actor: Actor) -> tuple[date | None, Buckets]:
+    return CACHE.get_or_load(rm_read_key(ops, actor, "chart_tiers"),
+                             lambda: ops.charts.guests_by_tier(actor))
+
+
+def limit_changes(ops: Operations, actor: Actor, by: str) -> Series:
+    """Limit changes per day (not cached: every change appends to the audit log)."""
+    return ops.charts.limit_changes(actor, by)

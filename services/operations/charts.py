@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from services.operations.context import OpsContext
+from services.operations.errors import ValidationError
 from services.operations.limit_value import GuestLimit
 from services.operations.permissions import Actor, Permission
 from services.store.actions import AuditAction
@@ -19,6 +20,8 @@ from services.store.daily_counts import Bucket, DailyCounts, DayCount
 TREND_DAYS = 90
 #: The days the Audit log's chart covers (today included).
 AUDIT_DAYS = 30
+#: The per-grant limit and tier changes (a bulk run records one per grant too).
+LIMIT_ACTIONS = (AuditAction.LIMIT_UPDATE, AuditAction.TIER_APPLY)
 #: At most this many limit changes of one grant are drawn (the newest).
 LIMIT_STEPS = 500
 
@@ -111,6 +114,22 @@ class ChartOps:
         self.ctx.check(actor, Permission.READ_AUDIT, AuditAction.AUDIT_READ)
         since, until = self._window(days)
         return Series(since, until, tuple(self.counts.audit_days(since)))
+
+    def guests_by_tier(self, actor: Actor) -> tuple[date | None, Buckets]:
+        """Active Guests per tier (custom limits, limiter off) as last counted, and the day."""
+        self.ctx.check(actor, Permission.VIEW_GRANTS, AuditAction.GRANT_VIEW)
+        day, buckets = self.counts.guests_by_tier()
+        return day, Buckets(tuple(buckets))
+
+    def limit_changes(self, actor: Actor, by: str, days: int = TREND_DAYS) -> Series:
+        """Limit changes made per day (succeeded, one per grant), by `actor_username` (who)
+        or `action` (a tier applied or a custom limit), last `days` days."""
+        self.ctx.check(actor, Permission.VIEW_GRANT_HISTORY, AuditAction.AUDIT_READ)
+        if by not in ("actor_username", "action"):
+            raise ValidationError("by", "Count limit changes by person or by kind of change.")
+        since, until = self._window(days)
+        return Series(since, until, tuple(self.counts.audit_days(
+            since, by=by, actions=LIMIT_ACTIONS, outcomes=("succeeded",))))
 
     def limit_history(self, actor: Actor, grant_id: str) -> tuple[LimitStep, ...]:
         """One grant's limit over time, oldest first: its succeeded limit and tier changes

@@ -213,11 +213,26 @@ class DailyCounts:
         # Floor division of a BIGINT by an integer: integer division on both databases.
         return audit_log.c.ts_ms // DAY_MS
 
-    def audit_days(self, since: date, by: str = "outcome",
-                   actions: Sequence[str] = ()) -> list[DayCount]:
-        """Audit events per day from `since` (UTC) on, by `outcome` or `actor_username`,
-        optionally only `actions`: the rolled-up counts plus the events after the
-        watermark, counted live."""
+    def guests_by_tier(self) -> tuple[date | None, list[Bucket]]:
+        """Active Guests per tier (a tier's name, `custom`, `off`, '' unknown) on the newest
+        day the worker counted, most first; (None, []) before the first count."""
+        g = daily_grant_counts.c
+        with self._db.read() as conn:
+            last = conn.execute(select(func.max(g.day))).scalar()
+            if last is None:
+                return None, []
+            q = (select(g.tier, func.sum(g.n)).where(g.day == last, g.status == "active",
+                                                      g.user_kind == "guest")
+                 .group_by(g.tier).order_by(func.sum(g.n).desc(), g.tier))
+            return day_date(int(last)), [Bucket(t, int(n)) for t, n in conn.execute(q)]
+
+    def audit_days(self, since: date, by: str = "outcome", actions: Sequence[str] = (),
+                   outcomes: Sequence[str] = ()) -> list[DayCount]:
+        """Audit events per day from `since` (UTC) on, by `outcome`, `actor_username` or
+        `action`, optionally only `actions` and `outcomes`: the rolled-up counts plus the
+        events after the watermark, counted live."""
+        if by not in ("outcome", "actor_username", "action"):
+            raise ValueError(f"cannot count by {by!r}")
         d = daily_audit_counts.c
         a = audit_log.c
         start = day_number(since)
@@ -225,18 +240,22 @@ class DailyCounts:
         with self._db.read() as conn:
             mark = conn.execute(select(daily_audit_rollup.c.seq)
                                 .where(daily_audit_rollup.c.id == 1)).scalar_one()
-            key = d.outcome if by == "outcome" else d.actor_username
+            key = d[by]
             q = select(d.day, key, func.sum(d.n)).where(d.day >= start)
             if actions:
                 q = q.where(d.action.in_(actions))
+            if outcomes:
+                q = q.where(d.outcome.in_(outcomes))
             for day, k, n in conn.execute(q.group_by(d.day, key)):
                 totals[(int(day), k)] = int(n)
             day = self._day_expr()
-            live_key = a.outcome if by == "outcome" else a.actor_username
+            live_key = a[by]
             lq = (select(day, live_key, func.count())
                   .where(a.seq > mark, a.ts_ms >= start * DAY_MS))
             if actions:
                 lq = lq.where(a.action.in_(actions))
+            if outcomes:
+                lq = lq.where(a.outcome.in_(outcomes))
             for dd, k, n in conn.execute(lq.group_by(day, live_key)):
                 totals[(int(dd), k)] = totals.get((int(dd), k), 0) + int(n)
         return [DayCount(day_date(dd), k, n) for (dd, k), n in sorted(totals.items())]

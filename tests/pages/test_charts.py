@@ -105,3 +105,35 @@ def test_grant_detail_draws_the_limit_steps_with_who(make_app, sandbox):
     captions = " ".join(c.value for c in at.caption)
     assert "2 change(s); now 4,000, set by finance" in captions
     assert "Transaction limit after each change" in {_title(s) for s in _charts(at)}
+
+
+def test_guest_limits_charts_count_guests_by_tier_and_changes(make_app, runtime, sandbox,
+                                                              sync_now):
+    from sqlalchemy import func, select
+
+    from services.store.readmodel.tables import rm_grants
+    from tests.pages.test_grant_detail_page import _grant, _open, _seed_limit
+
+    gid = _grant(sandbox)
+    _seed_limit(sandbox, gid, 5000)
+    at = _open(make_app, "finance", gid)
+    at.text_input(key="limit_value").input("4242")
+    at.selectbox(key="limit_limiter").select("on")
+    at.text_input(key="limit_reason").input("customer verified")
+    at.button(key="FormSubmitter:limit_form-Apply limit").click().run()
+    assert not at.exception and not at.error
+    sync_now()
+    DailyCounts(runtime.ops.readmodel.db).keep(runtime.ops.tiers, datetime.now(UTC))
+    c = rm_grants.c
+    with runtime.ops.readmodel.db.read() as conn:
+        guests = conn.execute(select(func.count()).where(
+            c.status == "active", c.user_kind == "guest")).scalar_one()
+    at = make_app("finance", page="pages/guest_limits.py")
+    assert not at.exception
+    captions = " ".join(x.value for x in at.caption)
+    assert f"{guests:,} active Guest(s) counted on" in captions
+    assert "1 grant limit(s) changed" in captions
+    assert {"Active Guests per tier", "Grant limits changed per day"} <= {
+        _title(s) for s in _charts(at)}
+    at.radio(key="chart_limit_by").set_value("action").run()
+    assert "1 grant limit(s) changed" in " ".join(x.value for x in at.caption)
