@@ -125,6 +125,10 @@ def run(url: str, a: argparse.Namespace) -> None:
     fill(db, a.grants, a.events, now - timedelta(minutes=1))
     print(f"{db.dialect}: {a.grants:,} grants, {a.events:,} events filled in "
           f"{time.perf_counter() - t:.0f} s")
+    if db.dialect == "postgresql":  # what autovacuum does to a table that settled: the
+        # visibility map (index-only counts) and the planner's statistics
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
     counts = DailyCounts(db)
     t = time.perf_counter()
     counts.keep(TIERS, now)

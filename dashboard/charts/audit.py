@@ -56,7 +56,8 @@ def events_by_outcome(ctx: PageContext, *, since_key: str, until_key: str,
              .encode(x=alt.X("day:T", title="Day (UTC)", timeUnit="utcyearmonthdate",
                              scale=alt.Scale(domain=[series.since.isoformat(),
                                                      series.end.isoformat()])),
-                     y=alt.Y("n:Q", title="Events", stack=True),
+                     y=alt.Y("n:Q", title="Events", stack=True,
+                             axis=alt.Axis(format="d", tickMinStep=1)),
                      color=alt.Color("outcome:N", title="Outcome",
                                      scale=palette.scale(palette.OUTCOME),
                                      legend=alt.Legend(orient="bottom")),
@@ -65,6 +66,6 @@ def events_by_outcome(ctx: PageContext, *, since_key: str, until_key: str,
                      tooltip=[alt.Tooltip("day:T", title="Day", timeUnit="utcyearmonthdate"),
                               alt.Tooltip("outcome:N", title="Outcome"),
                               alt.Tooltip("n:Q", title="Events", format=",")])
-             .add_params(pick).properties(height=240))
+             .add_params(pick).properties(height=360))
     st.altair_chart(chart, width="stretch", on_select=lambda: _filter_to_day(
         since_key, until_key, on_change), key=KEY, selection_mode=PICK)

@@ -31,7 +31,7 @@ def guests_by_tier(ctx: PageContext) -> None:
     chart = (alt.Chart(alt.Data(values=values), title="Active Guests per tier")
              .mark_bar(color=palette.BLUE)
              .encode(y=alt.Y("tier:N", title="Tier", sort="-x"),
-                     x=alt.X("n:Q", title="Guests"),
+                     x=alt.X("n:Q", title="Guests", axis=alt.Axis(format="~s", tickMinStep=1)),
                      tooltip=[alt.Tooltip("tier:N", title="Tier"),
                               alt.Tooltip("n:Q", title="Guests", format=",")])
              .properties(height=max(120, 34 * len(values))))
@@ -57,14 +57,15 @@ def limit_changes(ctx: PageContext) -> None:
              .encode(x=alt.X("day:T", title="Day (UTC)", timeUnit="utcyearmonthdate",
                              scale=alt.Scale(domain=[series.since.isoformat(),
                                                      series.end.isoformat()])),
-                     y=alt.Y("n:Q", title="Grants changed", stack=True),
+                     y=alt.Y("n:Q", title="Grants changed", stack=True,
+                             axis=alt.Axis(format="d", tickMinStep=1)),
                      color=alt.Color("who:N", title=BY[by].capitalize(),
                                      scale=alt.Scale(range=palette.CATEGORIES),
                                      legend=alt.Legend(orient="bottom")),
                      tooltip=[alt.Tooltip("day:T", title="Day", timeUnit="utcyearmonthdate"),
                               alt.Tooltip("who:N", title=BY[by].capitalize()),
                               alt.Tooltip("n:Q", title="Grants changed", format=",")])
-             .properties(height=240))
+             .properties(height=360))
     st.altair_chart(chart, width="stretch")
 
 

@@ -36,11 +36,11 @@ def _bars(values: list[dict[str, Any]], *, x: str, x_title: str, y_title: str, t
             .mark_bar(color=colour, cursor="pointer")
             .encode(x=alt.X(f"{x}:N", title=x_title, sort=sort or "-y",
                             axis=alt.Axis(labelAngle=0, labelLimit=140)),
-                    y=alt.Y("n:Q", title=y_title),
+                    y=alt.Y("n:Q", title=y_title, axis=alt.Axis(format="~s", tickMinStep=1)),
                     opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55)),
                     tooltip=[alt.Tooltip(f"{x}:N", title=x_title),
                              alt.Tooltip("n:Q", title=y_title, format=",")])
-            .add_params(pick).properties(height=260))
+            .add_params(pick).properties(height=360))
 
 
 def grants_by_status(ctx: PageContext) -> None:
@@ -60,14 +60,15 @@ def grants_by_status(ctx: PageContext) -> None:
              .encode(x=alt.X("day:T", title="Day (UTC)", timeUnit="utcyearmonthdate",
                              scale=alt.Scale(domain=[series.since.isoformat(),
                                                      series.end.isoformat()])),
-                     y=alt.Y("n:Q", title="Grants", stack=True),
+                     y=alt.Y("n:Q", title="Grants", stack=True,
+                             axis=alt.Axis(format="~s", tickMinStep=1)),
                      color=alt.Color("status:N", title="Status",
                                      scale=palette.scale(palette.STATUS),
                                      legend=alt.Legend(orient="bottom")),
                      tooltip=[alt.Tooltip("day:T", title="Day", timeUnit="utcyearmonthdate"),
                               alt.Tooltip("status:N", title="Status"),
                               alt.Tooltip("n:Q", title="Grants", format=",")])
-             .add_params(pick).properties(height=260))
+             .add_params(pick).properties(height=360))
     event = st.altair_chart(chart, width="stretch", on_select="rerun",
                             key="chart_status", selection_mode=PICK)
     if _picked(event, "status"):

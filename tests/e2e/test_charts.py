@@ -23,13 +23,21 @@ def test_clicking_a_day_on_the_audit_chart_filters_the_table(page: Page, console
     h.settle(page)
     box = drawn.bounding_box()
     assert box is not None
-    # The x axis ends the day after today, so today's bar is the last of 30; today holds
-    # every event of this fresh console, so its bar is the tallest and fills the plot's
-    # height. Click the middle of that bar (the y axis takes about 45 px on the left).
-    bar = (box["width"] - 45) / 30
-    page.mouse.click(box["x"] + box["width"] - 6 - bar / 2, box["y"] + 140)
+    # The x axis ends the day after today, so today's bar is the last of 30 (the y axis
+    # takes about 45 px on the left). Move down that bar's middle until its tooltip shows:
+    # the pointer is on the bar; click there.
+    x = box["x"] + box["width"] - 6 - (box["width"] - 45) / 60
+    tooltip = page.locator("#vg-tooltip-element.visible")
+    for y in range(int(box["y"]) + 4, int(box["y"] + box["height"]) - 4, 5):
+        page.mouse.move(x, y)
+        if tooltip.count():
+            break
+    expect(tooltip).to_contain_text("succeeded")
+    page.mouse.click(x, y)
     today = datetime.now(UTC).date()
-    expect(m.get_by_label("From (UTC day)")).to_have_value(today.strftime("%Y/%m/%d"),
-                                                           timeout=h.TIMEOUT)
-    expect(m.get_by_label("To (UTC day, inclusive)")).to_have_value(today.strftime("%Y/%m/%d"))
+    for field in ("From (UTC day)", "To (UTC day, inclusive)"):
+        # The date inputs are year / month / day fields: each shows today's part.
+        for part, value in (("year", today.year), ("month", today.month), ("day", today.day)):
+            expect(m.get_by_role("spinbutton", name=f"{part}, {field}")).to_have_text(
+                re.compile(rf"^0?{value}$"), timeout=h.TIMEOUT)
     expect(m.get_by_text(re.compile(r"event\(s\), newest first"))).to_be_visible()
