@@ -19,8 +19,8 @@ BY = {"actor_username": "person", "action": "kind of change"}
 
 def guests_by_tier(ctx: PageContext) -> None:
     day, data = reads.guests_by_tier(ctx.ops, ctx.actor)
-    st.markdown("**Active Guests by tier**")
     if not data.total:
+        st.markdown("**Active Guests by tier**")
         st.info("Active Guests per tier (and custom limits, limiter off) appear here once "
                 "the sync worker has counted them.", icon=":material/bar_chart:")
         return
@@ -70,19 +70,16 @@ def limit_changes(ctx: PageContext) -> None:
 
 
 def finance_section(ctx: PageContext) -> None:
-    """Both charts side by side, in an expander (the page's work is below)."""
+    """Both charts, one under the other, in an expander (the page's work is below)."""
     with st.expander("Where the Guests are", expanded=True, icon=":material/insights:"):
-        left, right = st.columns(2)
-        with left:
-            try:
-                guests_by_tier(ctx)
-            except OperationError as exc:
-                ui.show_error(exc)
-        with right:
-            if not can(ctx.actor, Permission.VIEW_GRANT_HISTORY):
-                st.caption("Who changed limits is shown to support, finance and admin.")
-                return
-            try:
-                limit_changes(ctx)
-            except OperationError as exc:
-                ui.show_error(exc)
+        try:
+            guests_by_tier(ctx)
+        except OperationError as exc:
+            ui.show_error(exc)
+        if not can(ctx.actor, Permission.VIEW_GRANT_HISTORY):
+            st.caption("Who changed limits is shown to support, finance and admin.")
+            return
+        try:
+            limit_changes(ctx)
+        except OperationError as exc:
+            ui.show_error(exc)

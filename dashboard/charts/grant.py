@@ -23,8 +23,8 @@ def limit_over_time(ctx: PageContext, gid: str) -> None:
     except OperationError as exc:
         st.caption(f"The limit over time could not be read: {exc.user_message}")
         return
-    st.markdown("**Transaction limit over time**")
     if not steps:
+        st.markdown("**Transaction limit over time**")
         st.info("Each change of this Guest's limit made from the console appears here as a "
                 "step, with who made it.", icon=":material/show_chart:")
         return

@@ -30,23 +30,23 @@ def _picked(event: Any, field: str) -> str | None:
 
 
 def _bars(values: list[dict[str, Any]], *, x: str, x_title: str, y_title: str, title: str,
-          colour: str, sort: list[str] | None = None) -> alt.Chart:
+          colour: str, sort: list[str] | None = None, angle: int = 0) -> alt.Chart:
     pick = alt.selection_point(name=PICK, fields=[x], on="click")
     return (alt.Chart(alt.Data(values=values), title=title)
             .mark_bar(color=colour, cursor="pointer")
             .encode(x=alt.X(f"{x}:N", title=x_title, sort=sort or "-y",
-                            axis=alt.Axis(labelAngle=0, labelLimit=140)),
+                            axis=alt.Axis(labelAngle=angle, labelLimit=140)),
                     y=alt.Y("n:Q", title=y_title, axis=alt.Axis(format="~s", tickMinStep=1)),
                     opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55)),
                     tooltip=[alt.Tooltip(f"{x}:N", title=x_title),
                              alt.Tooltip("n:Q", title=y_title, format=",")])
-            .add_params(pick).properties(height=360))
+            .add_params(pick).properties(height=300))
 
 
 def grants_by_status(ctx: PageContext) -> None:
     series = reads.grants_by_status(ctx.ops, ctx.actor)
-    st.markdown("**Grants by status, last 90 days**")
     if not series.points:
+        st.markdown("**Grants by status, last 90 days**")
         st.info("Grants per status per day appear here once the sync worker has counted "
                 "them (after each full sync, once a day at least).", icon=":material/insights:")
         return
@@ -68,7 +68,7 @@ def grants_by_status(ctx: PageContext) -> None:
                      tooltip=[alt.Tooltip("day:T", title="Day", timeUnit="utcyearmonthdate"),
                               alt.Tooltip("status:N", title="Status"),
                               alt.Tooltip("n:Q", title="Grants", format=",")])
-             .add_params(pick).properties(height=360))
+             .add_params(pick).properties(height=300))
     event = st.altair_chart(chart, width="stretch", on_select="rerun",
                             key="chart_status", selection_mode=PICK)
     if _picked(event, "status"):
@@ -77,8 +77,8 @@ def grants_by_status(ctx: PageContext) -> None:
 
 def failing_by_provider(ctx: PageContext) -> None:
     data = reads.failing_by_provider(ctx.ops, ctx.actor)
-    st.markdown("**Failing integrations by provider**")
     if not data.buckets:
+        st.markdown("**Failing integrations by provider**")
         st.info("No integration is failing. Providers with failed or partly synced "
                 "integrations appear here.", icon=":material/check_circle:")
         return
@@ -87,7 +87,8 @@ def failing_by_provider(ctx: PageContext) -> None:
                "Click a bar to open the failing grants.")
     chart = _bars([{"provider": b.label, "n": b.n} for b in data.buckets[:20]],
                   x="provider", x_title="Provider", y_title="Failing integrations",
-                  title="Failing integrations per provider", colour=palette.WARN)
+                  title="Failing integrations per provider", colour=palette.WARN,
+                  angle=-35)
     event = st.altair_chart(chart, width="stretch", on_select="rerun",
                             key="chart_failing", selection_mode=PICK)
     if _picked(event, "provider"):
@@ -96,8 +97,8 @@ def failing_by_provider(ctx: PageContext) -> None:
 
 def freshness(ctx: PageContext) -> None:
     data = reads.freshness_buckets(ctx.ops, ctx.actor)
-    st.markdown("**How fresh the console's copy is**")
     if not data.total:
+        st.markdown("**How fresh the console's copy is**")
         st.info("Active grants with a stored token appear here by the age of the console's "
                 "copy of their integrations.", icon=":material/schedule:")
         return
@@ -117,8 +118,8 @@ def freshness(ctx: PageContext) -> None:
 
 def approvals_by_age(ctx: PageContext) -> None:
     data = reads.approvals_by_age(ctx.ops, ctx.actor)
-    st.markdown("**Approvals waiting, by age**")
     if not data.total:
+        st.markdown("**Approvals waiting, by age**")
         st.info("No change is waiting for a second person. Requests waiting for approval "
                 "appear here by how long they have waited.", icon=":material/approval:")
         return
@@ -135,14 +136,11 @@ def approvals_by_age(ctx: PageContext) -> None:
 
 
 def overview_charts(ctx: PageContext) -> None:
-    """The four charts, two a row; a read that fails shows its error in its place."""
+    """The four charts; a read that fails shows its error in its place."""
     st.subheader("Trends")
-    rows = [(grants_by_status, failing_by_provider), (freshness, approvals_by_age)]
-    for row in rows:
-        cols = st.columns(2)
-        for col, draw in zip(cols, row, strict=True):
-            with col:
-                try:
-                    draw(ctx)
-                except OperationError as exc:
-                    ui.show_error(exc)
+    # One a row: two side by side leave too little room at 800 px.
+    for draw in (grants_by_status, failing_by_provider, freshness, approvals_by_age):
+        try:
+            draw(ctx)
+        except OperationError as exc:
+            ui.show_error(exc)

@@ -46,6 +46,9 @@ UNREADABLE_ERRORS = (InvalidTokenError, PermissionDeniedError, NotFoundError,
 INTEGRATIONS_PAGE = 200
 #: Grants parsed and written per transaction by a full sync.
 BATCH = 2000
+#: Seconds between two counts for the charts (services/store/daily_counts.py) besides the one
+#: after each full sync: today's row follows the limits and kinds read meanwhile.
+DAILY_COUNTS_EVERY = 600.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class SyncWorker:
         self.vault = vault
         self.readmodel = readmodel
         self.daily = DailyCounts(readmodel.db)
+        self._next_counts = 0.0  # monotonic time the charts' daily counts are next due
         self.grants_interval = float(grants_interval)
         self.hot_interval = float(hot_interval)
         self.cold_interval = float(cold_interval if cold_interval is not None
@@ -220,7 +224,6 @@ class SyncWorker:
             try:
                 self.sync_grants()
                 full = True
-                self._keep_daily_counts()
             except KryptosError as exc:
                 self._error(f"Listing grants: {exc.user_message}")
                 self._next_full = time.monotonic() + min(self.error_backoff,
@@ -238,6 +241,8 @@ class SyncWorker:
                 budget - len(ui_ids), older_than=now - timedelta(seconds=self.cold_interval),
                 hot_older_than=now - timedelta(seconds=self.hot_interval))
         done, deferred = self._refresh(ids, ui_ids)
+        if full or time.monotonic() >= self._next_counts:
+            self._keep_daily_counts()  # after the refresh: limits and kinds just read count
         self._publish()
         if not force and not ids and not ui_ids:
             self._stop.wait(self.tick)  # nothing due: idle a tick
@@ -246,6 +251,7 @@ class SyncWorker:
     def _keep_daily_counts(self) -> None:
         """The charts' daily counts (services/store/daily_counts.py): today's grants by
         status, kind and tier, and the audit log rolled up to its newest event."""
+        self._next_counts = time.monotonic() + DAILY_COUNTS_EVERY
         try:
             rows, events = self.daily.keep(self.readmodel.tiers, self._now())
         except SQLAlchemyError as exc:

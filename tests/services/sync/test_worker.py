@@ -418,3 +418,23 @@ def test_no_token_in_the_state_or_the_read_model(env: Env) -> None:
     blob = repr(w.status()) + repr(env.rm.sync_state()) + "".join(env.rm.csv_chunks())
     blob += repr(env.rm.page(page_size=1000).rows)
     assert secrets and not any(s in blob for s in secrets)
+
+
+def test_a_sync_pass_keeps_the_charts_daily_counts(env: Env) -> None:
+    """After a forced pass (grants listed, then user info read), today's counts hold every
+    grant once, Guests by the tier their limit matches as the read model shows it."""
+    from datetime import UTC, datetime
+
+    from services.store.daily_counts import DailyCounts, daily_grant_counts, day_number
+    from services.store.readmodel import GrantFilter
+
+    env.worker().run_once(force=True)
+    with env.db.read() as conn:
+        rows = conn.execute(daily_grant_counts.select().where(
+            daily_grant_counts.c.day == day_number(datetime.now(UTC)))).all()
+    assert sum(r.n for r in rows) == env.rm.counts().total
+    for t in TIERS:
+        shown = env.rm.page(GrantFilter(status="active", kind="guest", tier=t.name)).total
+        assert sum(r.n for r in rows if (r.status, r.user_kind, r.tier)
+                   == ("active", "guest", t.name)) == shown, t.name
+    assert DailyCounts(env.db).guests_by_tier()[1]
