@@ -73,7 +73,11 @@ def fill(db, grants: int, events: int, now: datetime) -> None:  # noqa: ANN001
 def _event(seq: int, ts: int, rnd: random.Random) -> dict:
     return {"seq": seq, "event_id": f"e{seq}", "ts_ms": ts,
             "actor_username": f"user{rnd.randint(1, 30)}", "actor_roles": "admin",
-            "action": rnd.choice(ACTIONS), "outcome": rnd.choice(OUTCOMES),
+            "action": (action := rnd.choice(ACTIONS)), "outcome": rnd.choice(OUTCOMES),
+            "before_value": '{"transaction_limit": %d, "enable_limiter": true}'
+            % rnd.choice((1000, 10000, 2500)) if action == "guest.limit.update" else None,
+            "after_value": '{"transaction_limit": %d, "enable_limiter": true}'
+            % rnd.choice((1000, 10000, 500)) if action == "guest.limit.update" else None,
             "correlation_id": "c", "prev_hash": "0" * 64, "hash": "0" * 64}
 
 
@@ -144,6 +148,12 @@ def run(url: str, a: argparse.Namespace) -> None:
         ("failing integrations by provider", counts.failing_by_provider),
         ("freshness buckets", lambda: counts.freshness(now)),
         ("approvals waiting by age", lambda: counts.approvals_waiting(now)),
+        ("guests by tier", counts.guests_by_tier),
+        ("limit changes per day by person, 90 days", lambda: counts.audit_days(
+            since, by="actor_username", actions=("guest.limit.update", "guest.tier.apply"),
+            outcomes=("succeeded",))),
+        ("largest limit changes, 30 days", lambda: counts.largest_limit_changes(
+            now - timedelta(days=30), ("guest.limit.update", "guest.tier.apply"))),
         (f"audit events per day by outcome, 30 days (+{a.live:,} live)",
          lambda: counts.audit_days((now - timedelta(days=29)).date())),
     ]:

@@ -69,6 +69,32 @@ def limit_changes(ctx: PageContext) -> None:
     st.altair_chart(chart, width="stretch")
 
 
+def largest_changes(ctx: PageContext) -> None:
+    rows = reads.largest_limit_changes(ctx.ops, ctx.actor)
+    st.markdown("**Largest limit changes, last 30 days**")
+    if not rows:
+        st.info("The grant limit changes that moved a limit the most in the last 30 days "
+                "appear here, each opening its grant.", icon=":material/list:")
+        return
+    top = rows[0]
+    st.caption(f"Largest: {top.before:,} → {top.after:,} on {top.grant_id} by {top.by}. "
+               "Open a grant from its link.")
+    st.dataframe(
+        [{"grant": f"/grant_detail?grant={r.grant_id}", "when": r.at, "by": r.by,
+          "kind": CHANGE_WORDS.get(r.action, r.action), "before": r.before, "after": r.after,
+          "change": r.after - r.before} for r in rows],
+        hide_index=True, key="chart_largest_changes",
+        column_config={
+            "grant": st.column_config.LinkColumn("Grant", display_text=r"grant=(.*)$"),
+            "when": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm"),
+            "by": st.column_config.TextColumn("Changed by"),
+            "kind": st.column_config.TextColumn("Kind"),
+            "before": st.column_config.NumberColumn("Before", format="localized"),
+            "after": st.column_config.NumberColumn("After", format="localized"),
+            "change": st.column_config.NumberColumn("Change", format="localized"),
+        })
+
+
 def finance_section(ctx: PageContext) -> None:
     """Both charts, one under the other, in an expander (the page's work is below)."""
     with st.expander("Where the Guests are", expanded=True, icon=":material/insights:"):
@@ -81,5 +107,6 @@ def finance_section(ctx: PageContext) -> None:
             return
         try:
             limit_changes(ctx)
+            largest_changes(ctx)
         except OperationError as exc:
             ui.show_error(exc)

@@ -8,6 +8,7 @@ from datetime import date
 from dashboard.reads.cache import CACHE, rm_read_key
 from services.operations import Actor, Operations
 from services.operations.charts import Buckets, LimitStep, Series
+from services.store.daily_counts import LimitChangeRow
 
 
 def grants_by_status(ops: Operations, actor: Actor) -> Series:
@@ -46,3 +47,7 @@ def guests_by_tier(ops: Operations, actor: Actor) -> tuple[date | None, Buckets]
 def limit_changes(ops: Operations, actor: Actor, by: str) -> Series:
     """Limit changes per day (not cached: every change appends to the audit log)."""
     return ops.charts.limit_changes(actor, by)
+
+
+def largest_limit_changes(ops: Operations, actor: Actor) -> tuple[LimitChangeRow, ...]:
+    return ops.charts.largest_limit_changes(actor)

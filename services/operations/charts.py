@@ -14,7 +14,7 @@ from services.operations.limit_value import GuestLimit
 from services.operations.permissions import Actor, Permission
 from services.store.actions import AuditAction
 from services.store.audit import AuditFilter
-from services.store.daily_counts import Bucket, DailyCounts, DayCount
+from services.store.daily_counts import Bucket, DailyCounts, DayCount, LimitChangeRow
 
 #: The days a trend chart covers (today included).
 TREND_DAYS = 90
@@ -130,6 +130,13 @@ class ChartOps:
         since, until = self._window(days)
         return Series(since, until, tuple(self.counts.audit_days(
             since, by=by, actions=LIMIT_ACTIONS, outcomes=("succeeded",))))
+
+    def largest_limit_changes(self, actor: Actor, days: int = 30) -> tuple[LimitChangeRow, ...]:
+        """The ten grant limit changes of the last `days` days that moved a capped limit
+        the most, largest first."""
+        self.ctx.check(actor, Permission.VIEW_GRANT_HISTORY, AuditAction.AUDIT_READ)
+        since = self._clock() - timedelta(days=days)
+        return tuple(self.counts.largest_limit_changes(since, LIMIT_ACTIONS))
 
     def limit_history(self, actor: Actor, grant_id: str) -> tuple[LimitStep, ...]:
         """One grant's limit over time, oldest first: its succeeded limit and tier changes

@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     Integer,
@@ -113,6 +114,16 @@ class DayCount:
 class Bucket:
     label: str
     n: int
+
+
+@dataclass(frozen=True)
+class LimitChangeRow:
+    at: datetime
+    grant_id: str
+    by: str
+    action: str
+    before: int
+    after: int
 
 
 class DailyCounts:
@@ -259,6 +270,34 @@ class DailyCounts:
             for dd, k, n in conn.execute(lq.group_by(day, live_key)):
                 totals[(int(dd), k)] = totals.get((int(dd), k), 0) + int(n)
         return [DayCount(day_date(dd), k, n) for (dd, k), n in sorted(totals.items())]
+
+    def largest_limit_changes(self, since: datetime, actions: Sequence[str],
+                              n: int = 10) -> list[LimitChangeRow]:
+        """The `n` succeeded limit changes since `since` that moved a capped limit the most
+        (|after - before|), from the events' stored before/after JSON: the action index
+        (`action`, `seq`) bounds the walk to the period's events of those actions."""
+        a = audit_log.c
+        if self._db.is_sqlite:
+            def num(col: Any) -> Any:
+                return func.json_extract(col, "$.transaction_limit")
+        else:
+            def num(col: Any) -> Any:
+                return func.cast(func.cast(col, JSON).op("->>")("transaction_limit"),
+                                 BigInteger)
+        before, after = num(a.before_value), num(a.after_value)
+        size = func.abs(after - before)
+        with self._db.read() as conn:
+            lo = conn.execute(select(func.min(a.seq)).where(
+                a.ts_ms >= int(since.timestamp() * 1000))).scalar()
+            if lo is None:
+                return []
+            q = (select(a.ts_ms, a.target_id, a.actor_username, a.action, before, after)
+                 .where(a.seq >= lo, a.action.in_(actions), a.outcome == "succeeded",
+                        before.is_not(None), after.is_not(None))
+                 .order_by(size.desc(), a.seq.desc()).limit(n))
+            return [LimitChangeRow(datetime.fromtimestamp(ts / 1000, UTC), gid, who, act,
+                                   int(b), int(af))
+                    for ts, gid, who, act, b, af in conn.execute(q)]
 
     def failing_by_provider(self) -> list[Bucket]:
         """Failing integrations (FAILED, PARTIALLY SYNCED) per provider, most first."""

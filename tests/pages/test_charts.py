@@ -133,6 +133,7 @@ def test_guest_limits_charts_count_guests_by_tier_and_changes(make_app, runtime,
     captions = " ".join(x.value for x in at.caption)
     assert f"{guests:,} active Guest(s) counted on" in captions
     assert "1 grant limit(s) changed" in captions
+    assert f"Largest: 5,000 → 4,242 on {gid} by finance" in captions
     assert {"Active Guests per tier", "Grant limits changed per day"} <= {
         _title(s) for s in _charts(at)}
     at.radio(key="chart_limit_by").set_value("action").run()

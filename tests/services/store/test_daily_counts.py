@@ -108,3 +108,21 @@ def test_freshness_buckets_and_failing_providers(db: Database):
         ("over a day", 1), (NEVER_READ, 1)]
     assert [(b.label, b.n) for b in counts.failing_by_provider()] == [
         ("Binance", 2), ("Kraken", 1)]
+
+
+def test_largest_limit_changes_read_the_stored_before_and_after(db: Database):
+    db.migrate()
+    log = AuditLog(db)
+    for gid, before, after in (("cgrant_a", 1000, 1500), ("cgrant_b", 10000, 1000),
+                               ("cgrant_c", None, 500)):
+        log.append(NewAuditEvent(
+            "fin", ["finance"], "guest.limit.update", "succeeded", target_type="grant",
+            target_id=gid, before={"transaction_limit": before, "enable_limiter": True},
+            after={"transaction_limit": after, "enable_limiter": True}))
+    log.append(NewAuditEvent("fin", ["finance"], "guest.limit.update", "failed",
+                             target_id="cgrant_d", before={"transaction_limit": 1},
+                             after={"transaction_limit": 99999}))
+    rows = DailyCounts(db).largest_limit_changes(
+        datetime.now(UTC) - timedelta(days=30), ("guest.limit.update", "guest.tier.apply"))
+    assert [(r.grant_id, r.before, r.after) for r in rows] == [
+        ("cgrant_b", 10000, 1000), ("cgrant_a", 1000, 1500)]
