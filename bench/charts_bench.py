@@ -74,11 +74,15 @@ def _event(seq: int, ts: int, rnd: random.Random) -> dict:
     return {"seq": seq, "event_id": f"e{seq}", "ts_ms": ts,
             "actor_username": f"user{rnd.randint(1, 30)}", "actor_roles": "admin",
             "action": (action := rnd.choice(ACTIONS)), "outcome": rnd.choice(OUTCOMES),
-            "before_value": '{"transaction_limit": %d, "enable_limiter": true}'
-            % rnd.choice((1000, 10000, 2500)) if action == "guest.limit.update" else None,
-            "after_value": '{"transaction_limit": %d, "enable_limiter": true}'
-            % rnd.choice((1000, 10000, 500)) if action == "guest.limit.update" else None,
+            "before_value": _limit(rnd, (1000, 10000, 2500), action),
+            "after_value": _limit(rnd, (1000, 10000, 500), action),
             "correlation_id": "c", "prev_hash": "0" * 64, "hash": "0" * 64}
+
+
+def _limit(rnd: random.Random, values: tuple[int, ...], action: str) -> str | None:
+    if action != "guest.limit.update":
+        return None
+    return f'{{"transaction_limit": {rnd.choice(values)}, "enable_limiter": true}}'
 
 
 def timed(fn) -> float:  # noqa: ANN001
