@@ -57,7 +57,7 @@ def main() -> None:
 
         shoot("Overview", "Trends", "charts-overview", 2600)
         shoot("Audit log", "failed or refused", "charts-audit", 1300)
-        shoot("Guest limits", "Active Guests by tier", "charts-guest-limits", 1300)
+        shoot("Guest limits", "Where the Guests are", "charts-guest-limits", 1300)
         browser.close()
 
 

@@ -30,11 +30,11 @@ def guests_by_tier(ctx: PageContext) -> None:
     values = [{"tier": TIER_WORDS.get(b.label, b.label), "n": b.n} for b in data.buckets]
     chart = (alt.Chart(alt.Data(values=values), title="Active Guests per tier")
              .mark_bar(color=palette.BLUE)
-             .encode(y=alt.Y("tier:N", title="Tier", sort="-x"),
+             .encode(y=alt.Y("tier:N", title="Tier", sort="-x", axis=alt.Axis(labelLimit=160)),
                      x=alt.X("n:Q", title="Guests", axis=alt.Axis(format="~s", tickMinStep=1)),
                      tooltip=[alt.Tooltip("tier:N", title="Tier"),
                               alt.Tooltip("n:Q", title="Guests", format=",")])
-             .properties(height=max(120, 34 * len(values))))
+             .properties(height=120 + 40 * len(values)))
     st.altair_chart(chart, width="stretch")
 
 
