@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from dashboard import reads, ui
+from dashboard.charts import audit as audit_chart
 from dashboard.context import page_context
 from dashboard.formats import fmt_second
 from dashboard.navigation import page_opened_anew
@@ -50,6 +51,9 @@ def _filters_changed() -> None:
 def _move(delta: int) -> None:
     st.session_state[PAGE_KEY] = max(1, int(st.session_state.get(PAGE_KEY, 1)) + delta)
 
+
+audit_chart.events_by_outcome(ctx, since_key="audit_since", until_key="audit_until",
+                             on_change=_filters_changed)
 
 with st.expander("Filters", expanded=True, icon=":material/filter_list:"):
     c1, c2, c3 = st.columns(3)

@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions, reads, rm_sections
+from dashboard.charts import finance as finance_charts
 from dashboard.context import page_context
 from dashboard.csv_io import (
     BULK_COLUMNS,
@@ -56,6 +57,8 @@ if not can(ctx.actor, Permission.MANAGE_LIMITS):
         icon=":material/block:",
     )
     st.stop()
+
+finance_charts.finance_section(ctx)
 
 # --- tiers -------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import overview_sections, reads, rm_sections, ui
+from dashboard.charts import overview as overview_charts
 from dashboard.context import page_context
 from services.operations import OperationError, Permission, can
 
@@ -58,6 +59,8 @@ if ready:
         cols[3].metric("Grants not read yet", ov.never_refreshed,
                        help="Active grants with a stored token whose integrations the sync "
                             "worker has not read yet.")
+
+    overview_charts.overview_charts(ctx)
 
 st.subheader("Latest audit events")
 if not can(ctx.actor, Permission.READ_AUDIT):

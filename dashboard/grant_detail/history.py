@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import reads
 from dashboard import timeline as timeline_view
+from dashboard.charts import grant as grant_chart
 from dashboard.context import PageContext
 from dashboard.csv_io import screen_frame
 from dashboard.ui import show_error
@@ -52,6 +53,7 @@ def history(ctx: PageContext, gid: str) -> None:
             "request_id": st.column_config.TextColumn("Request id"),
         },
     )
+    grant_chart.limit_over_time(ctx, gid)
 
 
 WRAPPING_ROW_PX = 72  # the grid wraps text in rows taller than 4 rem (64 px)

@@ -15,6 +15,8 @@
                  list_waiting_for, list_mine, history, pending_for_grant   (approvals.py)
     ops.four_eyes  the gate every change use case asks (four_eyes.py)
     ops.sync     status (the read model's sync worker, admins)  (sync.py)
+    ops.charts   the charts' counts: grants by status per day, failing by provider,
+                 freshness, approvals by age, audit events per day  (charts.py)
     ops.readmodel  the local copy of the grants the pages read (services/store/readmodel/)
     ops.require  the permission guard for a page             (context.py)
 """
@@ -28,6 +30,7 @@ from services.operations.approval_policy import ApprovalPolicy
 from services.operations.approvals import ApprovalOps
 from services.operations.audit import AuditOps
 from services.operations.auth import AuthOps
+from services.operations.charts import ChartOps
 from services.operations.connect import ConnectOps
 from services.operations.context import OpsContext
 from services.operations.four_eyes import FourEyes
@@ -83,6 +86,7 @@ class Operations:
         # The approvals live in the console's database (the audit log's).
         self.approvals = ApprovalOps(self.ctx, self.four_eyes, self.grants, self.limits)
         self.sync = SyncOps(self.ctx)
+        self.charts = ChartOps(self.ctx)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: KryptosClient | None = None) -> Operations:

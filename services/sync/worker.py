@@ -25,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Final
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from services.kryptos.client import KryptosClient
 from services.kryptos.errors import (
     InvalidTokenError,
@@ -36,6 +38,7 @@ from services.kryptos.errors import (
 )
 from services.kryptos.models import Integration
 from services.settings import Settings
+from services.store.daily_counts import DailyCounts
 from services.store.readmodel import IntegrationsError, ReadModel, UserFacts
 from services.store.vault import TokenVault
 from services.sync.bucket import TokenBucket
@@ -49,6 +52,9 @@ UNREADABLE_ERRORS = (InvalidTokenError, PermissionDeniedError, NotFoundError,
 INTEGRATIONS_PAGE = 200
 #: Grants parsed and written per transaction by a full sync.
 BATCH = 2000
+#: Seconds between two counts for the charts (services/store/daily_counts.py) besides the one
+#: after each full sync: today's row follows the limits and kinds read meanwhile.
+DAILY_COUNTS_EVERY = 600.0
 
 
 class _Deferred(Enum):
@@ -112,6 +118,8 @@ class SyncWorker:
         self.client = client
         self.vault = vault
         self.readmodel = readmodel
+        self.daily = DailyCounts(readmodel.db)
+        self._next_counts = 0.0  # monotonic time the charts' daily counts are next due
         self.grants_interval = float(grants_interval)
         self.hot_interval = float(hot_interval)
         self.cold_interval = float(cold_interval if cold_interval is not None
@@ -249,10 +257,23 @@ class SyncWorker:
                 budget - len(ui_ids), older_than=now - timedelta(seconds=self.cold_interval),
                 hot_older_than=now - timedelta(seconds=self.hot_interval))
         done, deferred = self._refresh(ids, ui_ids)
+        if full or time.monotonic() >= self._next_counts:
+            self._keep_daily_counts()  # after the refresh: limits and kinds just read count
         self._publish()
         if not force and not ids and not ui_ids:
             self._stop.wait(self.tick)  # nothing due: idle a tick
         return RunReport(full, done[0], done[1], deferred)
+
+    def _keep_daily_counts(self) -> None:
+        """The charts' daily counts (services/store/daily_counts.py): today's grants by
+        status, kind and tier, and the audit log rolled up to its newest event."""
+        self._next_counts = time.monotonic() + DAILY_COUNTS_EVERY
+        try:
+            rows, events = self.daily.keep(self.readmodel.tiers, self._now())
+        except SQLAlchemyError as exc:
+            self._error(f"Counting for the charts: {type(exc).__name__}")
+            return
+        log.info("sync: daily counts: %d grant rows, %d audit events rolled up", rows, events)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)

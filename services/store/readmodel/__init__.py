@@ -76,6 +76,10 @@ class ReadModel(ReadModelQueries):
     def db(self) -> Database:
         return self._db
 
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        return self._tiers
+
 
 __all__ = [
     "BATCH_SIZE", "COUNT_CAP", "CSV_CHUNK", "CSV_COLUMNS", "FAILING", "FILTER_FIRST_MAX",

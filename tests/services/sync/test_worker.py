@@ -463,3 +463,23 @@ def test_refresh_order_failing_then_webhook_marked_then_stalest(env: Env) -> Non
     some = env.rm.due_for_integrations(5, older_than=datetime.now(UTC),
                                        hot_older_than=datetime.now(UTC) - timedelta(days=1))
     assert len(some) == 5 and some[-1] == stalest and set(some[:4]) <= set(quiet[:-2])
+
+
+def test_a_sync_pass_keeps_the_charts_daily_counts(env: Env) -> None:
+    """After a forced pass (grants listed, then user info read), today's counts hold every
+    grant once, Guests by the tier their limit matches as the read model shows it."""
+    from datetime import UTC, datetime
+
+    from services.store.daily_counts import DailyCounts, daily_grant_counts, day_number
+    from services.store.readmodel import GrantFilter
+
+    env.worker().run_once(force=True)
+    with env.db.read() as conn:
+        rows = conn.execute(daily_grant_counts.select().where(
+            daily_grant_counts.c.day == day_number(datetime.now(UTC)))).all()
+    assert sum(r.n for r in rows) == env.rm.counts().total
+    for t in TIERS:
+        shown = env.rm.page(GrantFilter(status="active", kind="guest", tier=t.name)).total
+        assert sum(r.n for r in rows if (r.status, r.user_kind, r.tier)
+                   == ("active", "guest", t.name)) == shown, t.name
+    assert DailyCounts(env.db).guests_by_tier()[1]
