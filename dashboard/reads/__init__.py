@@ -21,6 +21,7 @@ No Streamlit import here.
 from __future__ import annotations
 
 from dashboard.reads.approvals import (
+    approvals_find,
     approvals_history,
     approvals_mine,
     approvals_waiting,
@@ -74,7 +75,8 @@ from dashboard.reads.webhooks import (
 __all__ = [
     "CACHE", "CANDIDATES_MAX", "FRESH", "PagePosition", "PreparedExport", "ReadCache",
     "VersionClock",
-    "approvals_history", "approvals_mine", "approvals_waiting", "approvals_waiting_count",
+    "approvals_find", "approvals_history", "approvals_mine", "approvals_waiting",
+    "approvals_waiting_count",
     "audit_page", "before_now", "bulk_candidate_count", "bulk_candidates", "counts",
     "export_audit", "export_grants_csv", "find_grant", "freshness", "grant_detail",
     "grant_history",
