@@ -199,6 +199,14 @@ def _find(ctx: Any) -> None:
 
 ctx = page_context()
 st.title("Approvals")
+# A link to one request (the Audit log's "Open approval request"): that request shown.
+linked = st.query_params.get("request")
+if linked and linked.isdigit() and st.session_state.get("appr_linked") != linked:
+    st.session_state["appr_linked"] = linked
+    st.session_state["appr_f_query"] = f"#{linked}"
+    for k in ("appr_f_state", "appr_f_kind"):
+        st.session_state[k] = "any"
+    st.session_state["appr_f_requester"] = ""
 flash = st.session_state.pop(FLASH_KEY, None)
 if flash:
     st.success(ui.escape_markdown(flash), icon=":material/check_circle:")

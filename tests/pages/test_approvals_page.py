@@ -358,3 +358,27 @@ def test_reject_several_needs_a_reason_first(make_app: Callable[..., AppTest], s
     at.button(key="appr_many_go").click().run()
     assert any("2 of 2 request(s) rejected; 0 refused." in shown(i.value) for i in at.info)
     assert runtime.ops.approvals.find(ADMIN, state="pending") == []
+
+
+def test_an_audit_event_opens_its_grant_and_its_approval_request(
+        make_app: Callable[..., AppTest], runtime: Runtime, sandbox: Any) -> None:
+    """An approved revoke's grant event leads to the grant and to the request; the
+    Approvals page opens with that request shown."""
+    gid = next(t["grant_id"] for t in sandbox.tokens()
+               if not t["revoked"] and t["kind"] == "guest")
+    held = actions.confirm_revoke(runtime.ops, SUPPORT, gid, gid, "customer asked to close")
+    assert isinstance(held, actions.Held), held
+    runtime.ops.approvals.approve(ADMIN, held.request.id)
+    at = make_app("finance", "pages/audit_log.py")
+    at.text_input(key="audit_action").input("grant.revoke").run()
+    # the executed revoke's events (requested, then succeeded), the one shown first
+    assert len(at.dataframe[0].value) == 2
+    assert at.button(key="audit_open_grant").label == f"Open grant {gid}"
+    assert at.button(key="audit_open_request").label == (
+        f"Open approval request #{held.request.id}")
+    at.button(key="audit_open_request").click().run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Approvals"]
+    assert at.text_input(key="appr_f_query").value == f"#{held.request.id}"
+    found = [df.value for df in at.dataframe if "requested by" in df.value.columns][0]
+    assert list(found["id"]) == [f"#{held.request.id}"]
