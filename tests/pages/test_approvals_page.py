@@ -376,6 +376,11 @@ def test_an_audit_event_opens_its_grant_and_its_approval_request(
     assert at.button(key="audit_open_grant").label == f"Open grant {gid}"
     assert at.button(key="audit_open_request").label == (
         f"Open approval request #{held.request.id}")
+    grant = make_app("finance", "pages/audit_log.py")
+    grant.text_input(key="audit_action").input("grant.revoke").run()
+    grant.button(key="audit_open_grant").click().run()
+    assert not grant.exception and grant.query_params.get("grant") == gid
+    assert grant.session_state["selected_grant_id"] == gid
     at.button(key="audit_open_request").click().run()
     assert not at.exception
     assert [t.value for t in at.title] == ["Approvals"]
