@@ -140,7 +140,7 @@ def test_a_bulk_change_that_becomes_a_request_leaves_no_progress_and_no_apply(
     m.get_by_text("Custom limit", exact=True).click()
     h.settle(page)
     # Above the four-eyes threshold (100,000): the change waits for a second person.
-    m.get_by_label("Transaction limit", exact=False).first.fill("250000")
+    m.get_by_role("textbox", name="Transaction limit (the limiter is switched on)").fill("250000")
     m.get_by_label("Reason (required to apply)", exact=True).fill("large customers")
     h.settle(page)
     m.get_by_role("button", name="Dry run", exact=True).click()
