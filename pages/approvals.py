@@ -135,9 +135,10 @@ def _decide_many(ctx: Any, ids: list[int], decision: str, why: str) -> None:
     done = "approved and executed" if decision == "approve" else "rejected"
     rows = []
     for rid, req, err in results:
-        if err is not None:
+        if err is not None or req is None:
             rows.append({"request": f"#{rid}", "result": "refused",
-                         "why": err.user_message, "code": err.code})
+                         "why": getattr(err, "user_message", ""),
+                         "code": getattr(err, "code", "")})
             continue
         counts = (req.record.result or {}).get("counts") or {}
         said = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items())
