@@ -12,9 +12,11 @@ from dashboard import actions, reads, ui
 from dashboard.context import page_context
 from dashboard.formats import fmt_minute
 from services.operations import GuestLimit, OperationError
+from services.operations.approvals import STATES
 
 FLASH_KEY = "approvals_flash"
 RESULT_KEY = "approvals_result"
+MANY_KEY = "approvals_many_results"
 
 
 def _value(v: Any) -> str:
@@ -121,14 +123,102 @@ def _mine(ctx: Any, mine: list[Any]) -> None:
                         lambda r=r: actions.cancel_request(ctx.ops, ctx.actor, r.id), r.id)
 
 
+def _decide_many(ctx: Any, ids: list[int], decision: str, why: str) -> None:
+    """Several requests, one confirm: the use case checks and audits each; the page lists
+    each one's result."""
+    try:
+        with st.spinner("Working..."):
+            results = actions.decide_requests(ctx.ops, ctx.actor, ids, decision, why)
+    except OperationError as exc:
+        ui.show_error(exc)
+        return
+    done = "approved and executed" if decision == "approve" else "rejected"
+    rows = []
+    for rid, req, err in results:
+        if err is not None or req is None:
+            rows.append({"request": f"#{rid}", "result": "refused",
+                         "why": getattr(err, "user_message", ""),
+                         "code": getattr(err, "code", "")})
+            continue
+        counts = (req.record.result or {}).get("counts") or {}
+        said = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items())
+        rows.append({"request": f"#{rid}", "result": done, "why": said, "code": ""})
+    ok = sum(1 for r in rows if r["result"] != "refused")
+    st.session_state[MANY_KEY] = (f"{ok} of {len(rows)} request(s) {done}; "
+                                  f"{len(rows) - ok} refused.", rows)
+    st.session_state.pop("appr_pick", None)
+    st.rerun()
+
+
+def _find(ctx: Any) -> None:
+    """Filter and search all requests; select pending ones to approve or reject at once."""
+    with st.expander("Find requests, decide several at once", expanded=True,
+                     icon=":material/manage_search:"):
+        c1, c2, c3, c4 = st.columns(4)
+        state = c1.selectbox("State", ["any", *STATES], key="appr_f_state")
+        kind = c2.selectbox("Kind", ["any", "revoke", "limit"], key="appr_f_kind")
+        who = c3.text_input("Requested by", key="appr_f_requester",
+                            help="A username, exactly as it is in the table.")
+        query = c4.text_input("Request # or grant id", key="appr_f_query",
+                              help="A request number (12 or #12), or a grant id: the pending "
+                                   "requests that hold it.")
+        try:
+            found = reads.approvals_find(ctx.ops, ctx.actor,
+                                         state=None if state == "any" else state,
+                                         kind=None if kind == "any" else kind,
+                                         requester=who, query=query)
+        except OperationError as exc:
+            ui.show_error(exc)
+            return
+        st.caption(f"{len(found)} request(s), newest first (at most 200).")
+        if not found:
+            st.info("No request matches these filters.")
+            return
+        ui.table(_summary_rows(found), key="appr_found_table")
+        pending = {r.id: r for r in found if r.state == "pending"}
+        if not pending:
+            return
+        picked = st.multiselect(
+            "Select pending requests", list(pending), key="appr_pick",
+            format_func=lambda i: f"#{i} {pending[i].describe()} "
+                                  f"(by {pending[i].record.requester_username})")
+        decision = st.radio("Decision", ["approve", "reject"], horizontal=True,
+                            key="appr_many_decision",
+                            format_func=lambda d: {"approve": "Approve and execute",
+                                                   "reject": "Reject"}[d])
+        why = ""
+        if decision == "reject":
+            why = st.text_input("Reason for the rejection", key="appr_many_reason")
+        ok = st.checkbox("I have checked these changes", key="appr_many_ok")
+        label = ("Approve" if decision == "approve" else "Reject") + f" {len(picked)} selected"
+        if st.button(label, key="appr_many_go", type="primary", disabled=not picked):
+            if not ok:
+                st.warning("Tick \"I have checked these changes\" first.")
+            else:
+                _decide_many(ctx, list(picked), decision, why)
+
+
 ctx = page_context()
 st.title("Approvals")
+# A link to one request (the Audit log's "Open approval request"): that request shown.
+linked = st.query_params.get("request")
+if linked and linked.isdigit() and st.session_state.get("appr_linked") != linked:
+    st.session_state["appr_linked"] = linked
+    st.session_state["appr_f_query"] = f"#{linked}"
+    for k in ("appr_f_state", "appr_f_kind"):
+        st.session_state[k] = "any"
+    st.session_state["appr_f_requester"] = ""
 flash = st.session_state.pop(FLASH_KEY, None)
 if flash:
     st.success(ui.escape_markdown(flash), icon=":material/check_circle:")
     shown = st.session_state.pop(RESULT_KEY, None)
     if shown and shown[1]:
         ui.table(_item_rows(shown[1]), key="appr_result_table")
+many = st.session_state.pop(MANY_KEY, None)
+if many:
+    st.info(ui.escape_markdown(many[0]), icon=":material/checklist:")
+    ui.table(many[1], key="appr_many_results")
+_find(ctx)
 
 try:
     waiting = reads.approvals_waiting(ctx.ops, ctx.actor)

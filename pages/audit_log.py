@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import streamlit as st
 
@@ -11,8 +12,11 @@ from dashboard import reads, ui
 from dashboard.charts import audit as audit_chart
 from dashboard.context import page_context
 from dashboard.formats import fmt_second
+from dashboard.grants_list import open_grant
 from dashboard.navigation import page_opened_anew
 from services.operations import OperationError
+
+APPROVALS_PAGE = str(Path(__file__).resolve().parent / "approvals.py")
 
 OUTCOMES = ["any", "requested", "succeeded", "failed", "denied", "skipped", "reconciled"]
 PAGE_SIZES = [25, 50, 100, 200]
@@ -52,10 +56,29 @@ def _move(delta: int) -> None:
     st.session_state[PAGE_KEY] = max(1, int(st.session_state.get(PAGE_KEY, 1)) + delta)
 
 
+def _picked(source: str, into: str) -> None:
+    """A picker fills its text filter (which still takes a word or a prefix typed)."""
+    st.session_state[into] = st.session_state.get(source) or ""
+    _filters_changed()
+
+
+try:
+    action_choices, actor_choices = reads.audit_filter_choices(ctx.ops, ctx.actor)
+except OperationError as exc:
+    ui.show_error(exc)
+    st.stop()
+
 audit_chart.events_by_outcome(ctx, since_key="audit_since", until_key="audit_until",
                              on_change=_filters_changed)
 
 with st.expander("Filters", expanded=True, icon=":material/filter_list:"):
+    p1, p2, _ = st.columns(3)
+    p1.selectbox("Pick an actor", actor_choices, index=None, key="audit_actor_pick",
+                 placeholder="Actors with an event", on_change=_picked,
+                 args=("audit_actor_pick", "audit_actor"))
+    p2.selectbox("Pick an action", action_choices, index=None, key="audit_action_pick",
+                 placeholder="Every action the console records", on_change=_picked,
+                 args=("audit_action_pick", "audit_action"))
     c1, c2, c3 = st.columns(3)
     since = c1.date_input("From (UTC day)", value=None, key="audit_since",
                           on_change=_filters_changed)
@@ -108,6 +131,20 @@ if result.events:
         seq = st.selectbox("Event", list(by_seq), key="audit_detail_seq",
                            format_func=lambda s: f"#{s} {by_seq[s].action} ({by_seq[s].outcome})")
         event = by_seq[seq]
+        try:
+            grant_link, request_link = reads.audit_event_links(ctx.ops, ctx.actor, event)
+        except OperationError as exc:
+            ui.show_error(exc)
+            grant_link = request_link = None
+        l1, l2, _ = st.columns([1, 1, 2])
+        if grant_link is not None and l1.button(f"Open grant {grant_link}",
+                                                key="audit_open_grant",
+                                                icon=":material/person_search:"):
+            open_grant(grant_link)
+        if request_link is not None and l2.button(f"Open approval request #{request_link}",
+                                                  key="audit_open_request",
+                                                  icon=":material/approval_delegation:"):
+            st.switch_page(APPROVALS_PAGE, query_params={"request": str(request_link)})
         st.json(
             {
                 "event_id": event.event_id,

@@ -154,7 +154,10 @@ def _limit_cells(gid: str) -> dict[str, str]:
     }
 
 
-PICKER_COLUMNS = ["pick", "grant_id", "customer_ref", "current_limit", "limiter", "tier",
+# What a pick is decided on first: at half a laptop's screen the grid shows about five
+# columns, so the current limit and the tier come right after the grant id (pinned with the
+# tick box while the rest scrolls).
+PICKER_COLUMNS = ["pick", "grant_id", "current_limit", "tier", "limiter", "customer_ref",
                   "user", "workspace", "token_stored"]
 picker = pd.DataFrame(
     [
@@ -180,8 +183,8 @@ st.data_editor(
     num_rows="fixed",
     disabled=PICKER_COLUMNS[1:],
     column_config={
-        "pick": st.column_config.CheckboxColumn("Pick"),
-        "grant_id": st.column_config.TextColumn("Grant id"),
+        "pick": st.column_config.CheckboxColumn("Pick", pinned=True),
+        "grant_id": st.column_config.TextColumn("Grant id", pinned=True),
         "customer_ref": st.column_config.TextColumn("Customer reference"),
         "current_limit": st.column_config.TextColumn("Current limit",
                                                      help=validation.LIMIT_UNIT_HELP),

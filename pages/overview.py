@@ -3,6 +3,8 @@ integrations failing or syncing, and the latest audit events."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from dashboard import overview_sections, reads, rm_sections, ui
@@ -23,6 +25,10 @@ if refresh.button("Refresh", key="overview_refresh", icon=":material/refresh:",
 
 ready = rm_sections.freshness(ctx)
 rm_sections.follow_first_sync(ctx)  # partial counts grow by themselves while it runs
+def _figures() -> Any:
+    return st.container(horizontal=True, wrap=True, gap="large")
+
+
 try:
     ov = reads.overview(ctx.ops, ctx.actor)
 except OperationError as exc:
@@ -33,30 +39,32 @@ except OperationError as exc:
 
 if ready:
     st.subheader("Grants")
-    cols = st.columns(4)
-    cols[0].metric("Active", ov.active)
-    cols[1].metric("Revoked", ov.revoked)
-    cols[2].metric("Guest", ov.guest)
-    cols[3].metric("Linked", ov.linked)
-    cols = st.columns(4)
-    cols[0].metric("With stored token", ov.with_token)
-    cols[1].metric("Without stored token", ov.without_token)
-    cols[2].metric("Kind unknown", ov.unknown_kind)
+    # Wrapping rows of figures as wide as their words: fixed columns cut a label or a
+    # count at half a laptop's screen.
+    row = _figures()
+    row.metric("Active", ov.active, width="content")
+    row.metric("Revoked", ov.revoked, width="content")
+    row.metric("Guest", ov.guest, width="content")
+    row.metric("Linked", ov.linked, width="content")
+    row = _figures()
+    row.metric("With stored token", ov.with_token, width="content")
+    row.metric("Without stored token", ov.without_token, width="content")
+    row.metric("Kind unknown", ov.unknown_kind, width="content")
 
     rm_sections.queue_links(ov)
 
     st.subheader("Integrations")
-    cols = st.columns(4)
-    cols[0].metric("Failing now", ov.integrations_failing,
+    row = _figures()
+    row.metric("Failing now", ov.integrations_failing, width="content",
                    help="Integrations of active grants whose last sync failed or partly "
                         "failed, as last read: counted however long ago they failed.")
-    cols[1].metric("Syncing now", ov.integrations_syncing,
+    row.metric("Syncing now", ov.integrations_syncing, width="content",
                    help="Integrations of active grants syncing when last read.")
-    cols[2].metric("Grants not readable", ov.integrations_unread,
+    row.metric("Grants not readable", ov.integrations_unread, width="content",
                    help="Active grants with a stored token whose integrations could not be "
                         "read.")
     if ov.never_refreshed:
-        cols[3].metric("Grants not read yet", ov.never_refreshed,
+        row.metric("Grants not read yet", ov.never_refreshed, width="content",
                        help="Active grants with a stored token whose integrations the sync "
                             "worker has not read yet.")
 

@@ -23,6 +23,7 @@ from dashboard.actions.approvals import (
     approval_note,
     approve_request,
     cancel_request,
+    decide_requests,
     reject_request,
 )
 from dashboard.actions.bulk import (
@@ -62,6 +63,7 @@ watch_records = watch_pending
 __all__ = [
     "LIMITER_CHOICES", "LIMITER_KEEP", "LIMITER_OFF", "LIMITER_ON", "BulkPlan", "Held",
     "LimitFormResult", "ProgressFn", "applied_summary", "approval_note", "approve_request",
+    "decide_requests",
     "cancel_request", "complete_widget", "confirm_revoke", "create_link_token",
     "exchange_public_token", "import_tokens_csv", "limit_from_text", "limiter_value",
     "reconcile_now", "refusal", "refuse_unless_allowed",

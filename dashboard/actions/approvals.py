@@ -4,6 +4,8 @@ are on.
 
 from __future__ import annotations
 
+from typing import Any
+
 from dashboard import reads
 from services.operations import Actor, Operations
 from services.operations.approvals import ApprovalRequest
@@ -38,3 +40,13 @@ def cancel_request(ops: Operations, actor: Actor, request_id: int) -> ApprovalRe
         return ops.approvals.cancel(actor, request_id)
     finally:
         reads.invalidate_lists()
+
+
+def decide_requests(ops: Operations, actor: Actor, request_ids: list[int], decision: str,
+                    reason: str = "") -> list[tuple[int, ApprovalRequest | None, Any]]:
+    """Approve or reject several requests, each checked and audited by the use case; every
+    cached read goes (approved ones may have changed grants)."""
+    try:
+        return ops.approvals.decide_many(actor, request_ids, decision, reason)
+    finally:
+        reads.invalidate_all()

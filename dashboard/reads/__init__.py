@@ -21,6 +21,7 @@ No Streamlit import here.
 from __future__ import annotations
 
 from dashboard.reads.approvals import (
+    approvals_find,
     approvals_history,
     approvals_mine,
     approvals_waiting,
@@ -28,7 +29,14 @@ from dashboard.reads.approvals import (
     before_now,
     pending_requests,
 )
-from dashboard.reads.audit import PreparedExport, audit_page, export_audit, verify_audit
+from dashboard.reads.audit import (
+    PreparedExport,
+    audit_event_links,
+    audit_filter_choices,
+    audit_page,
+    export_audit,
+    verify_audit,
+)
 from dashboard.reads.cache import (
     CACHE,
     FRESH,
@@ -74,8 +82,10 @@ from dashboard.reads.webhooks import (
 __all__ = [
     "CACHE", "CANDIDATES_MAX", "FRESH", "PagePosition", "PreparedExport", "ReadCache",
     "VersionClock",
-    "approvals_history", "approvals_mine", "approvals_waiting", "approvals_waiting_count",
-    "audit_page", "before_now", "bulk_candidate_count", "bulk_candidates", "counts",
+    "approvals_find", "approvals_history", "approvals_mine", "approvals_waiting",
+    "approvals_waiting_count",
+    "audit_event_links", "audit_filter_choices", "audit_page", "before_now", "bulk_candidate_count",
+    "bulk_candidates", "counts",
     "export_audit", "export_grants_csv", "find_grant", "freshness", "grant_detail",
     "grant_history",
     "grant_page", "integration", "integration_news", "invalidate_all", "invalidate_grant",

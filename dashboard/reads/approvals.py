@@ -38,3 +38,9 @@ def pending_requests(ops: Operations, actor: Actor, grant_id: str) -> list[Appro
 def approvals_waiting_count(ops: Operations, actor: Actor) -> int:
     """For the navigation's "Approvals (n)"."""
     return ops.approvals.waiting_count(actor)
+
+
+def approvals_find(ops: Operations, actor: Actor, *, state: str | None, kind: str | None,
+                   requester: str | None, query: str) -> list[ApprovalRequest]:
+    """Requests matching the page's filters and search, newest first (not cached)."""
+    return ops.approvals.find(actor, state=state, kind=kind, requester=requester, query=query)

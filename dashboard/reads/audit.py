@@ -46,3 +46,15 @@ def verify_audit(ops: Operations, actor: Actor,
                  expected_head: tuple[Any, Any] | None = None) -> ChainReport:
     """The audit chain's verification, optionally against a noted head."""
     return ops.audit.verify_audit(actor, expected_head=expected_head)
+
+
+def audit_filter_choices(ops: Operations, actor: Actor) -> tuple[tuple[str, ...],
+                                                                  tuple[str, ...]]:
+    """The actions (catalogue) and actors (index skip scan, bounded) the pickers offer."""
+    return ops.audit.filter_choices(actor)
+
+
+def audit_event_links(ops: Operations, actor: Actor, event: Any) -> tuple[str | None,
+                                                                           int | None]:
+    """The grant and the approval request an event leads to (either may be None)."""
+    return ops.audit.links(actor, event)

@@ -4,7 +4,8 @@ customers wait for a second person. The rules and the request model are in
 "Approvals: the life of a request".
 
     ops.approvals  needs_approval, request, approve, reject, cancel, expire_due,
-                   list_waiting_for, list_mine, history, waiting_count, pending_for_grant
+                   list_waiting_for, list_mine, history, waiting_count, pending_for_grant,
+                   find, decide_many
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from services.operations import validation as v
 from services.operations.approval_policy import (
     ACTIONS,
     CHANGED,
+    KINDS,
     LABELS,
     LIMIT,
     REVOKE,
@@ -38,7 +40,7 @@ from services.operations.limits import LimitOps
 from services.operations.models import BulkResult, LimitChange
 from services.operations.permissions import Actor, Permission, can
 from services.store.actions import AuditAction
-from services.store.approvals import DECIDED, ApprovalRecord
+from services.store.approvals import DECIDED, STATES, ApprovalRecord
 
 log = logging.getLogger(__name__)
 
@@ -386,6 +388,57 @@ class ApprovalOps:
         return [ApprovalRequest(r, Change.of(r))
                 for r in self.store.newest(requester=actor.username, limit=limit)]
 
+    def find(self, actor: Actor, *, state: str | None = None, kind: str | None = None,
+             requester: str | None = None, query: str = "",
+             limit: int = 200) -> list[ApprovalRequest]:
+        """Requests newest first, filtered by state (one of STATES), kind ("revoke",
+        "limit"), requester (a username) and a search: a request number (`12` or `#12`)
+        or a grant id (the pending requests holding it, by the grants' index). At most
+        `limit` rows (the newest), read by one query."""
+        self._view(actor)
+        if state is not None and state not in STATES:
+            raise ValidationError("state", f"Unknown state {state!r}: one of "
+                                               f"{', '.join(STATES)}.")
+        actions = None
+        if kind is not None:
+            actions = [a for a, k in KINDS.items() if k == kind]
+            if not actions:
+                raise ValidationError("kind", f"Unknown kind {kind!r}: revoke or limit.")
+        text = (query or "").strip()
+        number = text.removeprefix("#")
+        request_id = int(number) if number.isdigit() else None
+        grant = None if request_id is not None or not text else v.grant_id(text)
+        who = (requester or "").strip() or None
+        rows = self.store.newest(states=None if state is None else [state],
+                                 requester=who, actions=actions, request_id=request_id,
+                                 pending_grant=grant, limit=limit)
+        return [ApprovalRequest(r, Change.of(r)) for r in rows]
+
+    def decide_many(self, approver: Actor, request_ids: Iterable[int], decision: str,
+                    reason: str = "") -> list[tuple[int, ApprovalRequest | None,
+                                                     OperationError | None]]:
+        """Approve (and execute) or reject several requests, each one by `approve` or
+        `reject`: checked and audited one by one, and a refusal of one (the approver's own
+        request, one decided meanwhile) does not stop the others. Returns, in the order
+        given, (request id, the request as decided, None) or (id, None, the refusal)."""
+        if decision not in ("approve", "reject"):
+            raise ValidationError("decision", "A decision is approve or reject.")
+        ids = list(dict.fromkeys(int(i) for i in request_ids))
+        if not ids:
+            raise ValidationError("requests", "Select at least one request.")
+        if decision == "reject":
+            v.reason(reason)  # a missing reason refuses them all before any is decided
+        out: list[tuple[int, ApprovalRequest | None, OperationError | None]] = []
+        for rid in ids:
+            try:
+                done = (self.approve(approver, rid) if decision == "approve"
+                        else self.reject(approver, rid, reason))
+            except OperationError as exc:
+                out.append((rid, None, exc))
+            else:
+                out.append((rid, done, None))
+        return out
+
     def history(self, actor: Actor, limit: int = 200) -> list[ApprovalRequest]:
         """Decided requests (any outcome), newest first."""
         self._view(actor)
@@ -394,5 +447,5 @@ class ApprovalOps:
 
 
 # The rules and the request model stay importable from here.
-__all__ = ["ACTIONS", "CHANGED", "LABELS", "ApprovalOps", "ApprovalPolicy", "ApprovalRequest",
-           "Change", "RolesOf"]
+__all__ = ["ACTIONS", "CHANGED", "LABELS", "STATES", "ApprovalOps", "ApprovalPolicy",
+           "ApprovalRequest", "Change", "RolesOf"]

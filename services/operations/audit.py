@@ -11,6 +11,7 @@ from typing import Any
 from services.operations import validation as v
 from services.operations.context import OpsContext
 from services.operations.errors import OperationError, ValidationError
+from services.operations.four_eyes import APPROVAL_REQUEST
 from services.operations.permissions import Actor, Permission, canonical_username
 from services.store.actions import AuditAction
 from services.store.audit import AuditFilter, AuditPage, ChainReport
@@ -20,6 +21,25 @@ from services.store.errors import StoreError
 KNOWN_ACTIONS = tuple(sorted(str(a) for a in AuditAction))
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CUSTOMER_GRANTS_MAX = 100  # a customer's grants a target filter takes, oldest first
+
+
+def event_links(event: Any, approval_of: Any = None) -> tuple[str | None, int | None]:
+    """Where an audit event leads: (its grant's id, its approval request's number), each
+    None when it has none. A grant event names the grant; an approval event names the
+    request; a change executed on approval carries its request's number in its params, or
+    (its other outcomes) `approval_of(event)` finds it among its correlation's events."""
+    target_type, target = getattr(event, "target_type", None), getattr(event, "target_id", None)
+    grant = str(target) if target_type == "grant" and target else None
+    request: Any = target if target_type == "approval" else None
+    if request is None and isinstance(getattr(event, "params", None), dict):
+        request = event.params.get(APPROVAL_REQUEST)
+    if request is None and grant is not None and approval_of is not None:
+        request = approval_of(event)
+    try:
+        number = int(str(request)) if request is not None else None
+    except ValueError:
+        number = None
+    return grant, number
 
 
 class AuditOps:
@@ -46,6 +66,32 @@ class AuditOps:
             return self.ctx.audit_log.query(flt, page=page, page_size=page_size)
         except StoreError as exc:  # a filter the store still refuses: the person's input
             raise ValidationError("filters", exc.user_message) from None
+
+    def filter_choices(self, actor: Actor) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The values the audit page's pickers offer: every action of the catalogue, and
+        the console's actors with an event (at most `ACTORS_MAX`, by the actor index)."""
+        self.ctx.check(actor, Permission.READ_AUDIT, AuditAction.AUDIT_READ)
+        try:
+            actors = tuple(self.ctx.audit_log.distinct_actors())
+        except StoreError as exc:
+            raise OperationError(exc.user_message, code="STORE_ERROR") from None
+        return KNOWN_ACTIONS, actors
+
+    def links(self, actor: Actor, event: Any) -> tuple[str | None, int | None]:
+        """An event's grant and approval request (`event_links`), the request of a grant
+        event looked up by its correlation id (an indexed read of that change's events)."""
+        self.ctx.check(actor, Permission.READ_AUDIT, AuditAction.AUDIT_READ)
+        corr = getattr(event, "correlation_id", None)
+
+        def approval_of(_: Any) -> Any:
+            if not corr:
+                return None
+            try:
+                return self.ctx.audit_log.param_of_correlation(corr, APPROVAL_REQUEST)
+            except StoreError as exc:
+                raise OperationError(exc.user_message, code="STORE_ERROR") from None
+
+        return event_links(event, approval_of)
 
     def _resolve(self, flt: AuditFilter) -> AuditFilter:
         """What a person typed, as the events are recorded: an actor in any case (usernames

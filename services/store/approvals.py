@@ -233,15 +233,26 @@ class ApprovalStore:
         *,
         states: Sequence[str] | None = None,
         requester: str | None = None,
+        actions: Sequence[str] | None = None,
+        request_id: int | None = None,
+        pending_grant: str | None = None,
         limit: int = 200,
     ) -> list[ApprovalRecord]:
-        """Requests newest first, optionally of these states and/or this requester."""
+        """Requests newest first, optionally of these states, this requester, these actions,
+        this request number, or (an indexed join) pending and holding this grant."""
         t = approval_requests
         q = select(t).order_by(t.c.id.desc()).limit(limit)
         if states is not None:
             q = q.where(t.c.state.in_(list(states)))
         if requester is not None:
             q = q.where(t.c.requester_username == requester)
+        if actions is not None:
+            q = q.where(t.c.action.in_(list(actions)))
+        if request_id is not None:
+            q = q.where(t.c.id == request_id)
+        if pending_grant is not None:
+            g = approval_grants
+            q = q.where(t.c.id.in_(select(g.c.request_id).where(g.c.grant_id == pending_grant)))
         with self._db.read() as conn:
             return [_record(r) for r in conn.execute(q)]
 

@@ -4,6 +4,8 @@ becomes a request leaves no progress bar and no Apply behind."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from sandbox import SandboxHandle
 from tests.e2e import helpers as h
-from tests.e2e.console_process import ConsoleProcess
+from tests.e2e.console_process import PROJECT_ROOT, ConsoleProcess
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +140,7 @@ def test_a_bulk_change_that_becomes_a_request_leaves_no_progress_and_no_apply(
     m.get_by_text("Custom limit", exact=True).click()
     h.settle(page)
     # Above the four-eyes threshold (100,000): the change waits for a second person.
-    m.get_by_label("Transaction limit", exact=False).first.fill("250000")
+    m.get_by_role("textbox", name="Transaction limit (the limiter is switched on)").fill("250000")
     m.get_by_label("Reason (required to apply)", exact=True).fill("large customers")
     h.settle(page)
     m.get_by_role("button", name="Dry run", exact=True).click()
@@ -152,3 +154,55 @@ def test_a_bulk_change_that_becomes_a_request_leaves_no_progress_and_no_apply(
     expect(m.get_by_role("button", name="Apply", exact=True)).to_be_disabled()
     assert not [r for r in e2e_sandbox.requests_log() if r["method"] == "PATCH"
                 and any(g in r["path"] for g in picked)]
+
+
+def _file_revokes(console: ConsoleProcess, asks: list[tuple[str, str, str]]) -> list[int]:
+    """Revoke requests filed by the console's own code against its own database, one per
+    (username, role, grant id); returns their numbers."""
+    script = (
+        "import sys\n"
+        "from dashboard import actions\n"
+        "from dashboard.runtime import get_runtime\n"
+        "from services.operations import Actor\n"
+        "rt = get_runtime()\n"
+        "for arg in sys.argv[1:]:\n"
+        "    user, role, gid = arg.split(',')\n"
+        "    held = actions.confirm_revoke(rt.ops, Actor(user, user, frozenset({role})), gid,"
+        " gid, 'customer asked by e-mail')\n"
+        "    print(held.request.id)\n")
+    result = subprocess.run([sys.executable, "-c", script, *(",".join(a) for a in asks)],
+                            cwd=PROJECT_ROOT, env=console.env(), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [int(n) for n in result.stdout.split()]
+
+
+def test_approve_two_at_once_one_refused_as_the_admins_own(
+        page: Page, approvals_console: ConsoleProcess, e2e_sandbox: SandboxHandle,
+        plain_guests: list[str]) -> None:
+    # g2 is revoked by nobody (its request is refused); another test's limit request on it
+    # does not stand in the way of a revoke request.
+    g1, g2 = plain_guests[7], plain_guests[10]
+    r1, r2 = _file_revokes(approvals_console, [("support", "support", g1),
+                                               ("admin", "admin", g2)])
+    h.login(page, approvals_console.url, "admin")
+    # (the navigation counts what waits for the admin, not the admin's own request)
+    h.goto_page(page, next(t for t in h.nav_titles(page) if t.startswith("Approvals")),
+                "Approvals")
+    m = h.main(page)
+    box = m.get_by_label("Select pending requests")
+    for rid in (r1, r2):
+        box.click()
+        page.get_by_role("option", name=f"#{rid} ", exact=False).first.click()
+        page.keyboard.press("Escape")
+        h.settle(page)
+    m.get_by_text("I have checked these changes").click()
+    h.settle(page)
+    m.get_by_role("button", name="Approve 2 selected").click()
+    expect(m.get_by_test_id("stAlertContentInfo").filter(has_text="request(s)")).to_contain_text(
+        "1 of 2 request(s) approved and executed; 1 refused.", timeout=h.TIMEOUT)
+    rows = {r["request"]: r for r in h.grid_dicts(h.grid(m, "request"))}
+    assert rows[f"#{r1}"]["result"] == "approved and executed"
+    assert rows[f"#{r2}"]["result"] == "refused"
+    assert "second person" in rows[f"#{r2}"]["why"]
+    assert _revoked(e2e_sandbox, g1) and not _revoked(e2e_sandbox, g2)

@@ -1,5 +1,5 @@
-"""Half a laptop's screen (800 px wide): a grant's key figures and the Overview's work-queue
-buttons show whole, none cut off with an ellipsis."""
+"""Half a laptop's screen (800 px wide): a grant's key figures, the Overview's key figures and
+its work-queue buttons show whole, none cut off with an ellipsis."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def test_key_figures_and_queue_counts_show_whole_at_800_px(
         assert all(":" in t and t.rsplit(":", 1)[1].strip().replace(",", "").isdigit()
                    for t in labels), labels
         assert _cut(buttons.locator("p")) == []
+        figures = h.main(page).get_by_test_id("stMetric")
+        assert figures.count() >= 7
+        assert _cut(h.main(page).get_by_test_id("stMetricValue")) == [], "a count is cut off"
+        assert _cut(h.main(page).get_by_test_id("stMetricLabel")) == [], "a label is cut off"
 
         h.open_grant(page, console.url, plain_guests[5])
         total = h.main(page).get_by_test_id("stMetric").filter(has_text="Total value")

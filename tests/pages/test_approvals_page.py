@@ -280,3 +280,110 @@ def test_approvals_page_shows_each_grants_real_outcome(make_app: Callable[..., A
     outcome = [df.value for df in at.dataframe if "outcome" in df.value.columns][-1]
     assert dict(zip(outcome["grant id"], outcome["outcome"], strict=True)) == {
         g[0]: "succeeded", g[1]: "skipped", g[2]: "succeeded"}
+
+
+def _found(at: AppTest) -> list[str]:
+    """The request numbers the "Find requests" table lists (the first table of requests;
+    none when its caption counts none)."""
+    if any(c.value.startswith("0 request(s), newest first") for c in at.caption):
+        return []
+    tables = [df.value for df in at.dataframe if "requested by" in df.value.columns]
+    return list(tables[0]["id"]) if tables else []
+
+
+def test_find_filters_and_searches_requests(make_app: Callable[..., AppTest], sandbox: Any,
+                                            runtime: Runtime) -> None:
+    g1, g2 = _guest(sandbox, 2)
+    r1 = _request_revoke(runtime, g1)
+    held = actions.confirm_revoke(runtime.ops, ADMIN, g2, g2, "customer asked to close")
+    r2 = held.request
+    at = make_app("admin", PAGE)
+    assert _found(at) == [f"#{r2.id}", f"#{r1.id}"]  # newest first
+    at.text_input(key="appr_f_requester").input("support").run()
+    assert _found(at) == [f"#{r1.id}"]
+    at.text_input(key="appr_f_requester").input("").run()
+    at.text_input(key="appr_f_query").input(g2).run()  # a grant id: its pending requests
+    assert _found(at) == [f"#{r2.id}"]
+    at.text_input(key="appr_f_query").input(f"#{r1.id}").run()  # a request number
+    assert _found(at) == [f"#{r1.id}"]
+    at.text_input(key="appr_f_query").input("").run()
+    at.selectbox(key="appr_f_kind").select("limit").run()
+    assert _found(at) == [] and any("No request matches" in i.value for i in at.info)
+    at.selectbox(key="appr_f_kind").select("any")
+    at.selectbox(key="appr_f_state").select("rejected").run()
+    assert _found(at) == []
+
+
+def test_approve_several_at_once_each_checked(make_app: Callable[..., AppTest], sandbox: Any,
+                                              runtime: Runtime,
+                                              audit_events: Callable[..., list]) -> None:
+    g1, g2 = _guest(sandbox, 2)
+    r1 = _request_revoke(runtime, g1)  # support's: the admin may approve it
+    r2 = actions.confirm_revoke(runtime.ops, ADMIN, g2, g2, "customer asked to close").request
+    at = make_app("admin", PAGE)
+    at.multiselect(key="appr_pick").select(r1.id).select(r2.id).run()
+    assert at.button(key="appr_many_go").label == "Approve 2 selected"
+    at.button(key="appr_many_go").click().run()
+    assert any("Tick" in w.value for w in at.warning) and _active(sandbox, g1)
+    at.checkbox(key="appr_many_ok").check().run()
+    at.button(key="appr_many_go").click().run()
+    assert not at.exception
+    assert any("1 of 2 request(s) approved and executed; 1 refused." in shown(i.value)
+               for i in at.info)
+    rows = [df.value for df in at.dataframe if "result" in df.value.columns
+            and "request" in df.value.columns][0]
+    by = dict(zip(rows["request"], rows["result"], strict=True))
+    assert by == {f"#{r1.id}": "approved and executed", f"#{r2.id}": "refused"}
+    assert "second person" in rows[rows["request"] == f"#{r2.id}"]["why"].iloc[0]
+    assert not _active(sandbox, g1) and _active(sandbox, g2)
+    # each decision audited on its own: one approval, one refusal of the requester's own
+    outcomes = sorted((e.target_id, e.outcome) for e in audit_events(action="approval.approved"))
+    assert outcomes == sorted([(str(r1.id), "requested"), (str(r1.id), "succeeded"),
+                               (str(r2.id), "denied")])
+
+
+def test_reject_several_needs_a_reason_first(make_app: Callable[..., AppTest], sandbox: Any,
+                                             runtime: Runtime) -> None:
+    g1, g2 = _guest(sandbox, 2)
+    r1, r2 = _request_revoke(runtime, g1), _request_revoke(runtime, g2)
+    at = make_app("admin", PAGE)
+    at.multiselect(key="appr_pick").select(r1.id).select(r2.id)
+    at.radio(key="appr_many_decision").set_value("reject").run()
+    at.checkbox(key="appr_many_ok").check().run()
+    at.button(key="appr_many_go").click().run()
+    assert at.error  # no reason: nothing decided
+    assert {r.state for r in runtime.ops.approvals.find(ADMIN, state="pending")} == {"pending"}
+    assert len(runtime.ops.approvals.find(ADMIN, state="pending")) == 2
+    at.text_input(key="appr_many_reason").input("no ticket attached").run()
+    at.button(key="appr_many_go").click().run()
+    assert any("2 of 2 request(s) rejected; 0 refused." in shown(i.value) for i in at.info)
+    assert runtime.ops.approvals.find(ADMIN, state="pending") == []
+
+
+def test_an_audit_event_opens_its_grant_and_its_approval_request(
+        make_app: Callable[..., AppTest], runtime: Runtime, sandbox: Any) -> None:
+    """An approved revoke's grant event leads to the grant and to the request; the
+    Approvals page opens with that request shown."""
+    gid = next(t["grant_id"] for t in sandbox.tokens()
+               if not t["revoked"] and t["kind"] == "guest")
+    held = actions.confirm_revoke(runtime.ops, SUPPORT, gid, gid, "customer asked to close")
+    assert isinstance(held, actions.Held), held
+    runtime.ops.approvals.approve(ADMIN, held.request.id)
+    at = make_app("finance", "pages/audit_log.py")
+    at.text_input(key="audit_action").input("grant.revoke").run()
+    # the executed revoke's events (requested, then succeeded), the one shown first
+    assert len(at.dataframe[0].value) == 2
+    assert at.button(key="audit_open_grant").label == f"Open grant {gid}"
+    assert at.button(key="audit_open_request").label == (
+        f"Open approval request #{held.request.id}")
+    grant = make_app("finance", "pages/audit_log.py")
+    grant.text_input(key="audit_action").input("grant.revoke").run()
+    grant.button(key="audit_open_grant").click().run()
+    assert not grant.exception and grant.query_params.get("grant") == gid
+    assert grant.session_state["selected_grant_id"] == gid
+    at.button(key="audit_open_request").click().run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Approvals"]
+    assert at.text_input(key="appr_f_query").value == f"#{held.request.id}"
+    found = [df.value for df in at.dataframe if "requested by" in df.value.columns][0]
+    assert list(found["id"]) == [f"#{held.request.id}"]

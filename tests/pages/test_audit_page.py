@@ -253,3 +253,27 @@ def test_viewer_opening_the_address_is_refused_not_sent_elsewhere(make_app, audi
     assert [(e.actor_username, e.action, e.target_type, e.target_id)
             for e in audit_events(outcome="denied")] == [("viewer", "page.view", "page",
                                                           "audit_log")]
+
+
+def test_pickers_offer_the_actions_and_actors_that_exist(make_app, runtime):
+    """The action picker lists the catalogue; the actor picker the console's actors with an
+    event (customers' own backend actors left out); picking one filters the log."""
+    from services.store.actions import AuditAction
+
+    _fail_logins(runtime, "mallory", 2)
+    runtime.ops.audit.ctx.event("customer:cust-1", frozenset(), AuditAction.HOLDINGS_READ,
+                          "succeeded", "corr-customer-1")
+    at = make_app("finance", page=PAGE)
+    actions = at.selectbox(key="audit_action_pick").options
+    assert "grant.revoke" in actions and "approval.approved" in actions
+    assert len(actions) == len(AuditAction)
+    actors = at.selectbox(key="audit_actor_pick").options
+    assert {"mallory", "finance"} <= set(actors)
+    assert not [a for a in actors if a.startswith("customer:")]
+    assert actors == sorted(actors)
+    at.selectbox(key="audit_actor_pick").select("mallory").run()
+    assert at.text_input(key="audit_actor").value == "mallory"
+    assert set(_table(at)["actor"]) == {"mallory"} and len(_table(at)) == 2
+    at.selectbox(key="audit_action_pick").select("auth.logout").run()
+    assert set(_table(at)["action"]) == {"auth.logout"}
+

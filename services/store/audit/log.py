@@ -16,6 +16,7 @@ is stored). Invalid events are refused before they join a batch.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, text
 
 from services.store.audit.anchor import ANCHOR_INTERVAL_S, AnchorKeeper, AuditAnchor
 from services.store.audit.events import (
@@ -43,6 +44,9 @@ from services.store.audit.verify import ChainReport, verify_chain
 from services.store.db import Database
 from services.store.errors import StoreError
 from services.store.schema import audit_log
+
+#: At most this many actors in the Audit log's actor picker (a person types any other).
+ACTORS_MAX = 200
 
 # How long a leader holding the lock waits for callers still preparing their events.
 GATHER_S = 0.002
@@ -286,6 +290,41 @@ class AuditLog:
             if without_param is not None:
                 q = q.where(func.coalesce(c.params, "").not_like(f'%"{without_param}":%'))
             return int(conn.execute(q).scalar() or 0)
+
+    def param_of_correlation(self, correlation_id: str, key: str) -> Any:
+        """`key`'s value in the params of the first event of this correlation id that
+        carries it (the correlation index: the few events of one change), else None."""
+        c = audit_log.c
+        q = (select(c.params).where(c.correlation_id == correlation_id,
+                                    c.params.like(f'%"{key}"%'))
+             .order_by(c.seq).limit(5))
+        with self._db.read() as conn:
+            for (raw,) in conn.execute(q):
+                try:
+                    found = json.loads(raw or "null")
+                except ValueError:
+                    continue
+                if isinstance(found, dict) and key in found:
+                    return found[key]
+        return None
+
+    def distinct_actors(self, limit: int = ACTORS_MAX) -> list[str]:
+        """The console's actors that have an event, in name order, at most `limit`: a skip
+        scan of the (actor, seq) index, one probe per actor (a recursive query), so the cost
+        grows with the number of actors, never with the log. The customer backend's actors
+        (`customer:<ref>`, one per customer) are jumped over in one probe and left out."""
+        q = text(
+            "WITH RECURSIVE a(u) AS ("
+            " SELECT min(actor_username) FROM audit_log"
+            " UNION ALL"
+            " SELECT (SELECT min(actor_username) FROM audit_log WHERE actor_username >"
+            "  CASE WHEN a.u >= 'customer:' AND a.u < 'customer;' THEN 'customer;'"
+            "  ELSE a.u END)"
+            " FROM a WHERE a.u IS NOT NULL)"
+            " SELECT u FROM a WHERE u IS NOT NULL LIMIT :n")
+        with self._db.read() as conn:
+            found = [str(r[0]) for r in conn.execute(q, {"n": int(limit) + 1})]
+        return [u for u in found if not u.startswith("customer:")][:limit]
 
     def count(self) -> int:
         with self._db.read() as conn:

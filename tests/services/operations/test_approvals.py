@@ -518,3 +518,30 @@ def test_a_failed_read_at_approval_leaves_the_request_pending(env: Env) -> None:
     env.sandbox.clear_faults()
     assert env.ops.approvals.approve(SUE, req.id).state == "executed"
     assert not env.active(gid)
+
+
+def test_find_and_decide_many_each_checked_on_both_databases(any_env: Env) -> None:
+    """`find` filters in one query (a grant id by the pending grants' index); `decide_many`
+    decides each request by itself: the approver's own is refused, the others go on."""
+    e = any_env
+    g1, g2, g3 = e.guests(3)
+    r1 = e.ops.approvals.request(SAM, Change.revoke(g1), "customer asked")
+    r2 = e.ops.approvals.request(ADA, Change.revoke(g2), "customer asked")
+    r3 = e.ops.approvals.request(SUE, Change.revoke(g3), "customer asked")
+    find = e.ops.approvals.find
+    assert [r.id for r in find(ADA)] == [r3.id, r2.id, r1.id]
+    assert [r.id for r in find(ADA, requester="sam")] == [r1.id]
+    assert [r.id for r in find(ADA, query=g2)] == [r2.id]
+    assert [r.id for r in find(ADA, query=f"#{r3.id}")] == [r3.id]
+    assert find(ADA, kind="limit") == []
+    done = e.ops.approvals.decide_many(ADA, [r1.id, r2.id, r3.id], "approve")
+    assert [(rid, err.code if err else None) for rid, _, err in done] == [
+        (r1.id, None), (r2.id, "SAME_PERSON"), (r3.id, None)]
+    assert not e.active(g1) and e.active(g2) and not e.active(g3)
+    assert [r.id for r in find(ADA, state="pending")] == [r2.id]
+    assert [r.id for r in find(ADA, state="executed")] == [r3.id, r1.id]
+    assert find(ADA, query=g2, state="executed") == []
+    with pytest.raises(OperationError):
+        e.ops.approvals.decide_many(SUE, [r2.id], "reject", "")  # no reason: nothing decided
+    assert e.ops.approvals.decide_many(SUE, [r2.id], "reject", "no ticket")[0][2] is None
+    assert [r.id for r in find(ADA, state="rejected")] == [r2.id]

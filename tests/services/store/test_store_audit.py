@@ -312,3 +312,11 @@ def test_overlong_fields_are_cut_not_refused(db: Database) -> None:
     assert len(event.actor_username) == 200 and event.actor_username.endswith("…")
     assert len(event.target_id) == 200
     assert AuditLog(db).verify_chain().ok
+
+
+def test_distinct_actors_by_the_index_leave_customers_out(db: Database) -> None:
+    log = AuditLog(db)
+    for name in ["zoe", "customer:c-1", "alice", "customer:c-2", "cli:ops", "alice", "bob"]:
+        log.append(ev(actor_username=name))
+    assert log.distinct_actors() == ["alice", "bob", "cli:ops", "zoe"]
+    assert log.distinct_actors(limit=2) == ["alice", "bob"]
