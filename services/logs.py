@@ -227,6 +227,10 @@ def configure(service: str, config: LogSettings,
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(config.level)
+    # Alembic says "Context impl ..." at INFO on every database opened: noise for a CLI's
+    # stderr and the console's log; shown when DEBUG is asked for.
+    logging.getLogger("alembic").setLevel(
+        logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
     for name in list(logging.root.manager.loggerDict):
         if name.split(".")[0] in ("streamlit", "uvicorn", "tornado"):
             lg = logging.getLogger(name)

@@ -22,6 +22,7 @@ rows to the chain it checks."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -151,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("import-tokens", "rotate-key"):
             return _audited_change(args, settings)
         url = args.database_url or settings.effective_database_url
+        if args.command == "migrate":  # the operator asked to see each upgrade Alembic runs
+            logging.getLogger("alembic").setLevel(logging.INFO)
         db = open_database(url)
         try:
             if args.command == "migrate":

@@ -138,8 +138,9 @@ def test_real_run_skips_what_changed_since_the_dry_run(env: Env) -> None:
     seen = {i.grant_id: i.before for i in dry.items}
     assert seen == {a: GuestLimit.capped(7500), b: GuestLimit.capped(7500)}
     env.ops.limits.set_guest_limit(FINANCE_B, b, 3000, reason="someone cut b", confirmed=True)
+    # 7,500 -> 1,000 cuts by more than half: the real run asks first (confirmed here).
     res = env.ops.limits.apply_tier(FINANCE, [a, b], "Free", reason="move to Free",
-                                    expected=seen)
+                                    expected=seen, confirmed=True)
     by = {i.grant_id: i for i in res.items}
     assert by[a].outcome == "succeeded" and by[a].before == GuestLimit.capped(7500)
     assert by[a].after == GuestLimit.capped(1000)
