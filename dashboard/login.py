@@ -64,6 +64,7 @@ from services.operations.sso import (
     IDENTITY_USED,
     LOCAL_ACCOUNT,
     STALE_IDENTITY,
+    SUBJECT_MISMATCH,
     SsoIdentity,
     SsoPolicy,
     SsoRefusal,
@@ -398,10 +399,11 @@ def sso_sign_in(runtime: Runtime, claims: dict[str, Any], address: str
     assert runtime.auth_file is not None
     try:
         before, user = save_sso_user(runtime.auth_file, decision.username, decision.roles,
-                                     name=decision.name, email=decision.email)
+                                     name=decision.name, email=decision.email,
+                                     subject=decision.account)
     except UsersError as exc:
-        refusal = SsoRefusal(LOCAL_ACCOUNT if exc.code == LOCAL_ACCOUNT else "BAD_USERNAME",
-                             decision.username)
+        refusal = SsoRefusal(exc.code if exc.code in (LOCAL_ACCOUNT, SUBJECT_MISMATCH)
+                             else "BAD_USERNAME", decision.username)
         runtime.operations.sso.record_refused(claims, refusal)
         return refusal
     except OSError as exc:

@@ -15,7 +15,9 @@ or a refusal with its reason.
   issued more than `MAX_IDENTITY_AGE` ago (`STALE_IDENTITY`), or older than a console
   session the same user opened since (`IDENTITY_USED`), asks for a new sign-in.
 - A password account of the same name is not taken over (`LOCAL_ACCOUNT`): an
-  administrator decides whether that person moves to single sign-on.
+  administrator decides whether that person moves to single sign-on. An SSO entry is bound
+  to the provider's account (`issuer subject`) at its first sign-in; another account that
+  maps to the same username is refused (`SUBJECT_MISMATCH`).
 - `mfa`: the provider says (RFC 8176 `amr` values) that the person used a second factor, so
   the console does not ask for its own TOTP code again; otherwise the required-roles rule
   applies as for a password login.
@@ -50,6 +52,7 @@ BAD_USERNAME = "BAD_USERNAME"
 STALE_IDENTITY = "STALE_IDENTITY"
 IDENTITY_USED = "IDENTITY_USED"
 LOCAL_ACCOUNT = "LOCAL_ACCOUNT"
+SUBJECT_MISMATCH = "SUBJECT_MISMATCH"
 
 #: What the sign-in page says for each refusal (plain words; the code goes to the audit log).
 REFUSAL_MESSAGES = {
@@ -61,6 +64,8 @@ REFUSAL_MESSAGES = {
     IDENTITY_USED: "Sign in with SSO again to open a new console session.",
     LOCAL_ACCOUNT: ("A console account with a password already has your user name. Ask an "
                     "administrator to move it to single sign-on."),
+    SUBJECT_MISMATCH: ("Your user name already belongs to another single sign-on account. "
+                       "Ask an administrator to check your console account."),
 }
 
 
@@ -94,6 +99,12 @@ class SsoIdentity:
     #: What the sign-in changed in the users file: None, or `{"added": True}`, or
     #: `{"roles_before": [...]}` (the groups changed at the provider).
     users_file_change: dict[str, Any] | None = None
+
+    @property
+    def account(self) -> str | None:
+        """The provider's account, as the users file binds it: `issuer subject` (None when
+        the provider sent no subject)."""
+        return f"{self.issuer} {self.subject}" if self.subject else None
 
     def audit_params(self) -> dict[str, Any]:
         return {"issuer": self.issuer, "subject": self.subject, "mfa": self.mfa,

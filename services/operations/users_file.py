@@ -60,7 +60,7 @@ class UsersError(OperationError):
 
 
 #: The fields of an entry this module writes; every other field of an entry is kept as found.
-MANAGED_FIELDS = ("name", "email", "password", "roles", "sso", "admin_requested_by",
+MANAGED_FIELDS = ("name", "email", "password", "roles", "sso", "sso_subject", "admin_requested_by",
                   "must_change_password")
 #: streamlit-authenticator's bookkeeping of its own login widget: never read here.
 STAUTH_BOOKKEEPING = ("failed_login_attempts", "logged_in", "password_hint")
@@ -76,6 +76,10 @@ class User:
     roles: tuple[str, ...]
     #: Signs in through single sign-on only (`sso: true` in the file).
     sso: bool = False
+    #: The identity provider's account this SSO user is bound to (`issuer subject`), set at
+    #: the first sign-in: another account whose user name maps to the same username (say
+    #: `alice@other.example` beside `alice@corp.example`) is refused.
+    sso_subject: str | None = None
     #: The admin who asked for this user to become admin, while a second admin has not
     #: granted it (`CONSOLE_ADMIN_GRANT_SECOND_ADMIN`; services/operations/users.py).
     admin_requested_by: str | None = None
@@ -203,6 +207,8 @@ def user_from_entry(username: str, entry: YamlMap, where: str) -> User:
     return User(username=username, name=display_name(username, entry),
                 email=str(email) if email else None, password_hash=str(pw or ""),
                 roles=tuple(str(r) for r in roles), sso=sso,
+                sso_subject=str(entry["sso_subject"])
+                if sso and entry.get("sso_subject") else None,
                 admin_requested_by=str(entry["admin_requested_by"])
                 if entry.get("admin_requested_by") else None,
                 must_change_password=entry.get("must_change_password") is True)
@@ -300,6 +306,8 @@ def entry_of(user: User, found: YamlMap | None = None) -> YamlMap:
     entry["roles"] = list(user.roles)
     if user.sso:
         entry["sso"] = True
+        if user.sso_subject:
+            entry["sso_subject"] = user.sso_subject
     if user.admin_requested_by:
         entry["admin_requested_by"] = user.admin_requested_by
     if user.must_change_password:
@@ -407,12 +415,15 @@ def remove_user(path: Path, username: str,
 
 
 def save_sso_user(path: Path, username: str, roles: Iterable[str], *, name: str | None = None,
-                  email: str | None = None) -> tuple[User | None, User]:
+                  email: str | None = None, subject: str | None = None
+                  ) -> tuple[User | None, User]:
     """Single sign-on: add the user (marked `sso`, no password) or set the roles the
     provider's groups give now; returns (before, after), before None for a new entry. A
     password account of that name is refused (`LOCAL_ACCOUNT`): the sign-in checked that
-    already, this closes the race with a `users add` in between. The file is written only
-    when something changed."""
+    already, this closes the race with a `users add` in between. `subject` (the provider's
+    `iss` and `sub`) binds the entry to one account at its first sign-in; an entry bound to
+    another account is refused (`SUBJECT_MISMATCH`). The file is written only when
+    something changed."""
     username = validate_username(username)
     role_tuple = validate_roles(roles)
     with file_lock(path):
@@ -420,10 +431,17 @@ def save_sso_user(path: Path, username: str, roles: Iterable[str], *, name: str 
         old = users.get(username)
         if old is not None and not old.sso:
             raise UsersError(f"User '{username}' has a password account.", code="LOCAL_ACCOUNT")
-        if old is not None and old.roles == role_tuple:
+        if (old is not None and old.sso_subject and subject
+                and old.sso_subject != subject):
+            raise UsersError(f"User '{username}' belongs to another single sign-on account.",
+                             code="SUBJECT_MISMATCH")
+        bound = (old.sso_subject if old is not None and old.sso_subject else subject)
+        if old is not None and old.roles == role_tuple and old.sso_subject == bound:
             return old, old
-        new = (dataclasses.replace(old, roles=role_tuple) if old is not None else
-               User(username, name or username, email, "", role_tuple, sso=True))
+        new = (dataclasses.replace(old, roles=role_tuple, sso_subject=bound)
+               if old is not None else
+               User(username, name or username, email, "", role_tuple, sso=True,
+                    sso_subject=bound))
         users[username] = new
         save_users(path, users)
     return old, new

@@ -57,3 +57,28 @@ def test_a_password_account_is_not_turned_into_an_sso_one(tmp_path: Path) -> Non
         save_sso_user(path, "alice", ["viewer"])
     assert refused.value.code == "LOCAL_ACCOUNT"
     assert load_users(path)["alice"].roles == ("admin",)
+
+
+def test_an_entry_is_bound_to_the_provider_account_that_first_signed_in(tmp_path: Path) -> None:
+    path = tmp_path / "users.yaml"
+    _before, user = save_sso_user(path, "alice", ["viewer"], subject="https://idp.example 00u1")
+    assert user.sso_subject == "https://idp.example 00u1"
+    assert entries(path)["alice"]["sso_subject"] == "https://idp.example 00u1"
+    # The same account signs in again with another group: its roles follow.
+    _before, again = save_sso_user(path, "alice", ["finance"],
+                                   subject="https://idp.example 00u1")
+    assert again.roles == ("finance",)
+    # Another account whose name maps to `alice` is refused; nothing changes.
+    with pytest.raises(UsersError) as refused:
+        save_sso_user(path, "alice", ["admin"], subject="https://idp.example 00u9")
+    assert refused.value.code == "SUBJECT_MISMATCH"
+    assert load_users(path)["alice"].roles == ("finance",)
+
+
+def test_an_entry_added_by_an_admin_binds_at_its_first_sign_in(tmp_path: Path) -> None:
+    path = tmp_path / "users.yaml"
+    add_user(path, "bea", None, ["support"], sso=True)
+    assert load_users(path)["bea"].sso_subject is None
+    _before, bound = save_sso_user(path, "bea", ["support"], subject="https://idp.example b-1")
+    assert bound.sso_subject == "https://idp.example b-1"
+    assert load_users(path)["bea"].sso_subject == "https://idp.example b-1"

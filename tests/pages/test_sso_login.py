@@ -91,6 +91,23 @@ def test_no_mapped_group_is_refused_on_the_page(sso_runtime,
     assert [e.error_code for e in audit_events(action="auth.sso_login")] == ["NO_MAPPED_GROUP"]
 
 
+def test_another_provider_account_with_the_same_name_is_refused(
+        sso_runtime, audit_events: Callable[..., list]) -> None:
+    first = app_with({"sub": "u-6", "preferred_username": "fay@corp.example",
+                      "groups": ["kryptos-finance"], "amr": ["pwd"]}).run()
+    assert first.session_state["authentication_status"] is True
+    assert sso_runtime.users()["fay"].sso_subject == "https://idp.example u-6"
+    # Another account of the same provider whose name also maps to `fay`.
+    other = app_with({"sub": "u-7", "preferred_username": "fay@elsewhere.example",
+                      "groups": ["kryptos-finance", "kryptos-admins"], "amr": ["mfa"]}).run()
+    assert not other.exception, other.exception
+    assert other.session_state["authentication_status"] is None
+    assert "belongs to another single sign-on account" in texts(other)
+    assert sso_runtime.users()["fay"].roles == ("finance",)
+    assert [e.error_code for e in audit_events(action="auth.sso_login")
+            if e.outcome == "denied"] == ["SUBJECT_MISMATCH"]
+
+
 def test_a_role_that_needs_a_second_factor_asks_for_it_unless_the_provider_did(
         sso_runtime) -> None:
     without = app_with({"sub": "u-3", "preferred_username": "ada",
