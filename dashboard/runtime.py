@@ -184,7 +184,8 @@ class Runtime:
                         admin_grant_second_admin=self.settings.admin_grant_second_admin,
                         rounds=self.settings.password_rounds,
                         idle_timeout=self.settings.idle_timeout,
-                        session_lifetime=self.settings.session_lifetime)
+                        session_lifetime=self.settings.session_lifetime,
+                        sso_enabled=self.settings.sso_enabled)
         return self._user_ops
 
     @property

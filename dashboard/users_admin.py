@@ -19,9 +19,11 @@ RESET_PASSWORD = "reset_password"
 RESET_SECOND_FACTOR = "reset_second_factor"
 END_SESSIONS = "end_sessions"
 UNLOCK = "unlock"
+TO_SSO = "to_sso"
 REMOVE = "remove"
 LABELS = {RESET_PASSWORD: "Reset password", RESET_SECOND_FACTOR: "Reset second factor",
-          END_SESSIONS: "End sessions", UNLOCK: "Unlock", REMOVE: "Remove user"}
+          END_SESSIONS: "End sessions", UNLOCK: "Unlock", TO_SSO: "Move to SSO",
+          REMOVE: "Remove user"}
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,10 @@ def change(runtime: Runtime, actor: Actor, what: str, username: str, *,
         if what == UNLOCK:
             lifted = ops.unlock(actor, username)
             return Done(f"Unlocked {username} ({lifted} lock(s) were in force).")
+        if what == TO_SSO:
+            ops.move_to_sso(actor, username, confirmed=confirmed)
+            return Done(f"{username} now signs in through single sign-on; their password "
+                        "no longer works.")
         if what == REMOVE:
             ops.remove(actor, username, confirmed=confirmed)
             return Done(f"Removed {username}.")

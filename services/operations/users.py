@@ -54,6 +54,9 @@ from services.operations.users_file import (
     validate_roles,
     validate_username,
 )
+from services.operations.users_file import (
+    move_to_sso as file_move_to_sso,
+)
 from services.store.actions import AuditAction
 from services.store.cli_audit import CliAudit
 from services.store.sessions import (
@@ -198,8 +201,11 @@ class UserOps:
     def __init__(self, path: Path, recorder: Recorder, *, sessions: SessionStore,
                  throttle: LoginFailures | None = None, totp: TotpStore | None = None,
                  admin_grant_second_admin: bool = False, rounds: int = DEFAULT_ROUNDS,
-                 idle_timeout: float = 1800.0, session_lifetime: float = 43200.0) -> None:
+                 idle_timeout: float = 1800.0, session_lifetime: float = 43200.0,
+                 sso_enabled: bool = True) -> None:
         self.path = path
+        #: Single sign-on is configured, so an account moved to it can still sign in.
+        self.sso_enabled = sso_enabled
         self.recorder = recorder
         self.sessions = sessions
         self.throttle = throttle
@@ -359,6 +365,32 @@ class UserOps:
         self.recorder.run(actor, AuditAction.USER_PASSWD, body, target_id=username,
                           params=None)
         return made
+
+    def move_to_sso(self, actor: Actor, username: str, *, confirmed: bool = False) -> User:
+        """A password account signs in through single sign-on from now on: its password
+        stops working, its sessions end, its roles and second factor stay (the provider's
+        groups set the roles at the first sign-in, which binds the account)."""
+        username = validate_username(username)
+        self.recorder.check(actor, AuditAction.USER_TO_SSO, username)
+        if self._known(username).sso:
+            raise UsersError(f"{username} already signs in through single sign-on.",
+                             code="ALREADY_SSO")
+        if not self.sso_enabled:
+            raise UsersError("Single sign-on is not configured on this console: moved to "
+                             f"it, {username} could not sign in at all.", code="SSO_OFF")
+        if not confirmed:
+            raise ConfirmationRequired(
+                f"Move {username} to single sign-on? Their password stops working and "
+                "their sessions end; they sign in with SSO, where their groups set their "
+                "roles.")
+
+        def body() -> tuple[User, None, dict[str, Any]]:
+            moved = file_move_to_sso(self.path, username)
+            return moved, None, {"sessions_ended": self.sessions.end_user(
+                username, END_PASSWORD_CHANGED)}
+
+        return self.recorder.run(actor, AuditAction.USER_TO_SSO, body, target_id=username,
+                                 params=None)
 
     def choose_own_password(self, actor: Actor, password: str) -> User:
         """A user replaces the one-time password they logged in with by their own (the

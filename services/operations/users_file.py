@@ -394,6 +394,20 @@ def replace_password(path: Path, username: str, password: str,
         old, password_hash=password_hash, must_change_password=must_change), None)[1]
 
 
+def move_to_sso(path: Path, username: str) -> User:
+    """Turn a password account into one that signs in only through single sign-on: its
+    password is dropped (no password opens it again), its roles kept; the first SSO
+    sign-in with that username binds it to the provider's account."""
+    def check(_users: dict[str, User], old: User) -> None:
+        if old.sso:
+            raise UsersError(f"{old.username} already signs in through single sign-on.",
+                             code="ALREADY_SSO")
+
+    return change_user(path, username, lambda old: replace(
+        old, password_hash="", sso=True, sso_subject=None, must_change_password=False),
+        check)[1]
+
+
 def set_roles(path: Path, username: str, roles: Iterable[str]) -> User:
     return replace_roles(path, username, roles)[1]
 

@@ -62,6 +62,7 @@ class AuditAction(StrEnum):
     USER_END_SESSIONS = "user.end_sessions"
     USER_UNLOCK = "user.unlock"
     USER_IMPORT = "user.import"  # a streamlit-authenticator config merged
+    USER_TO_SSO = "user.to_sso"  # a password account now signs in through single sign-on
     # operator command-line tools
     VAULT_ROTATE_KEY = "vault.rotate_key"
 

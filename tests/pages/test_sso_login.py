@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.runtime import Runtime, get_runtime
 from tests.pages.conftest import _clear_caches, new_app
+from tests.pages.helpers import shown
 
 AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
         "client_id": "console", "client_secret": "secret",
@@ -97,8 +98,10 @@ def test_another_provider_account_with_the_same_name_is_refused(
                       "groups": ["kryptos-finance"], "amr": ["pwd"]}).run()
     assert first.session_state["authentication_status"] is True
     assert sso_runtime.users()["fay"].sso_subject == "https://idp.example u-6"
-    # Another account of the same provider whose name also maps to `fay`.
-    other = app_with({"sub": "u-7", "preferred_username": "fay@elsewhere.example",
+    # Another account of the same provider whose name also maps to `fay`, signed in after
+    # that session opened.
+    other = app_with({"sub": "u-7", "iat": int(time.time()) + 2,
+                      "preferred_username": "fay@elsewhere.example",
                       "groups": ["kryptos-finance", "kryptos-admins"], "amr": ["mfa"]}).run()
     assert not other.exception, other.exception
     assert other.session_state["authentication_status"] is None
@@ -152,3 +155,48 @@ def test_without_streamlits_auth_table_the_page_says_how_to_start(sso_runtime) -
     assert not at.exception, at.exception
     assert not at.button and not at.text_input
     assert "started without its [auth] secrets" in " ".join(w.value for w in at.warning)
+
+
+@pytest.fixture
+def sso_and_password_runtime(console_env: Path, monkeypatch: pytest.MonkeyPatch) -> Runtime:
+    """Single sign-on configured beside the password form (the default)."""
+    monkeypatch.setenv("CONSOLE_SSO_ISSUER", "https://idp.example")
+    monkeypatch.setenv("CONSOLE_SSO_CLIENT_ID", "console")
+    monkeypatch.setenv("CONSOLE_SSO_CLIENT_SECRET", "secret")
+    monkeypatch.setenv("CONSOLE_SSO_ROLE_MAP", "kryptos-finance=finance,kryptos-admins=admin")
+    _clear_caches()
+    rt = get_runtime()
+    assert rt.ok and rt.settings is not None and rt.settings.sso_enabled, rt.problems
+    return rt
+
+
+def test_an_admin_moves_a_password_account_to_single_sign_on(
+        sso_and_password_runtime, make_app, audit_events: Callable[..., list]) -> None:
+    from tests.pages.conftest import DEMO_PASSWORDS, login, page_path
+
+    rt = sso_and_password_runtime
+    admin = make_app("admin")
+    admin.switch_page(page_path("pages/users.py")).run()
+    admin.selectbox(key="users_pick").select("finance").run()
+    admin.button(key="users_to_sso").click().run()
+    assert any("Move finance to single sign-on?" in shown(w.value) for w in admin.warning)
+    assert not rt.users()["finance"].sso  # nothing changed before the yes
+    admin.button(key="users_confirm").click().run()
+    assert not admin.exception, admin.exception
+    assert any("now signs in through single sign-on" in shown(s.value) for s in admin.success)
+    moved = rt.users()["finance"]
+    assert moved.sso and moved.password_hash == "" and moved.roles == ("finance",)
+    # The old password no longer opens the account.
+    refused = login(new_app().run(), "finance", DEMO_PASSWORDS["finance"])
+    assert refused.session_state["authentication_status"] is not True
+    # Single sign-on does, and binds the entry to that provider account.
+    at = app_with({"sub": "f-1", "preferred_username": "finance",
+                   "groups": ["kryptos-finance"], "amr": ["pwd"]}).run()
+    assert at.session_state["authentication_status"] is True
+    assert rt.users()["finance"].sso_subject == "https://idp.example f-1"
+    assert [(e.actor_username, e.outcome, e.target_id) for e in
+            audit_events(action="user.to_sso")] == [("admin", "requested", "finance"),
+                                                      ("admin", "succeeded", "finance")]
+    # Moving it again is refused with the reason.
+    admin.button(key="users_to_sso").click().run()
+    assert any("already signs in through single sign-on" in shown(e.value) for e in admin.error)

@@ -288,3 +288,13 @@ def test_the_admin_role_can_need_a_second_admin(console_env, monkeypatch):
     granted = rt.ops.ctx.audit_log.query(AuditFilter(action="user.set_roles",
                                                      outcome="succeeded"), page=1).events[0]
     assert granted.actor_username == "root" and granted.after["requested_by"] == "admin"
+
+
+def test_moving_to_single_sign_on_is_refused_where_it_is_not_configured(make_app,
+                                                                          audit_events):
+    at = _pick(make_app("admin", PAGE), "finance")
+    at.button(key="users_to_sso").click().run()
+    assert not at.exception, at.exception
+    assert any("Single sign-on is not configured" in shown(e.value) for e in at.error)
+    assert not at.warning  # no question asked for a change that cannot be made
+    assert not load_users(get_runtime().auth_file)["finance"].sso
