@@ -29,6 +29,8 @@ DETAIL_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grant_detail.
 GRANTS_PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "grants.py")
 
 # Label shown -> the GrantFilter value (None: no filter).
+#: The filter boxes' width in pixels: "Customer reference" fits.
+BOX_WIDTH = 190
 STATUS: dict[str, Literal["active", "revoked"] | None] = {
     "All": None, "Active": "active", "Revoked": "revoked"}
 KIND: dict[str, Literal["guest", "linked", "unknown"] | None] = {
@@ -224,26 +226,31 @@ def any_filter(ctx: PageContext) -> bool:
 def filters(ctx: PageContext) -> tuple[GrantFilter, str, bool, int]:
     """The filter widgets, as the read model's filter, the sort, its direction and the page
     size."""
-    c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
-    search = c1.text_input("Search", key="grants_search", on_change=first_page,
-                           placeholder="grant id, customer reference or Kryptos user id")
-    status = STATUS[c2.selectbox("Status", list(STATUS), key="grants_status",
-                                 on_change=first_page)]
-    kind = KIND[c3.selectbox("User", list(KIND), key="grants_kind", on_change=first_page)]
-    has_token = TOKEN[c4.selectbox("Token", list(TOKEN), key="grants_token",
-                                   on_change=first_page)]
+    # Rows that wrap (fixed-width boxes in a horizontal container): at half a laptop's
+    # screen a box goes to the next line rather than being cut to "Creat" or "Desc…".
+    row = st.container(horizontal=True, wrap=True, vertical_alignment="bottom")
+    search = row.text_input("Search", key="grants_search", on_change=first_page, width=320,
+                            placeholder="grant id, customer reference or Kryptos user id")
+    status = STATUS[row.selectbox("Status", list(STATUS), key="grants_status",
+                                  on_change=first_page, width=BOX_WIDTH)]
+    kind = KIND[row.selectbox("User", list(KIND), key="grants_kind", on_change=first_page,
+                              width=BOX_WIDTH)]
+    has_token = TOKEN[row.selectbox("Token", list(TOKEN), key="grants_token",
+                                    on_change=first_page, width=BOX_WIDTH)]
     awaiting = st.toggle("Waiting for approval", key="grants_awaiting", on_change=first_page,
                          help="Only grants a pending four-eyes request holds (Approvals page)")
-    c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 1], vertical_alignment="bottom")
-    integ = INTEGRATIONS[c1.selectbox("Integrations", list(INTEGRATIONS),
-                                      key="grants_integrations", on_change=first_page)]
-    queue = QUEUE[c2.selectbox("Work queue", list(QUEUE), key="grants_queue",
-                               on_change=first_page)]
+    row = st.container(horizontal=True, wrap=True, vertical_alignment="bottom")
+    integ = INTEGRATIONS[row.selectbox("Integrations", list(INTEGRATIONS),
+                                       key="grants_integrations", on_change=first_page,
+                                       width=BOX_WIDTH)]
+    queue = QUEUE[row.selectbox("Work queue", list(QUEUE), key="grants_queue",
+                                on_change=first_page, width=BOX_WIDTH)]
     limits = _limit_options(ctx)
-    picked = limits[c3.selectbox("Limit or tier", list(limits), key="grants_limit",
-                                 on_change=first_page)]
-    sort = SORT[c4.selectbox("Sort by", list(SORT), key="grants_sort", on_change=first_page)]
-    descending = c5.toggle("Descending", key="grants_desc", on_change=first_page)
+    picked = limits[row.selectbox("Limit or tier", list(limits), key="grants_limit",
+                                  on_change=first_page, width=BOX_WIDTH)]
+    sort = SORT[row.selectbox("Sort by", list(SORT), key="grants_sort", on_change=first_page,
+                              width=BOX_WIDTH)]
+    descending = row.toggle("Descending", key="grants_desc", on_change=first_page)
     exact = st.session_state.get(EXACT_KEY)
     f = GrantFilter(
         search=(search or "").strip() or None, status=status, kind=kind, has_token=has_token,
@@ -253,11 +260,12 @@ def filters(ctx: PageContext) -> tuple[GrantFilter, str, bool, int]:
         awaiting_approval=bool(awaiting),
         **({exact[0]: exact[1]} if exact else {}),
     )
-    n1, n2 = st.columns([5, 1], vertical_alignment="center")
+    row = st.container(horizontal=True, wrap=True, vertical_alignment="center")
     if exact:
-        n1.caption(f"Only the grants whose {EXACT_LABEL[exact[0]]} is “{exact[1]}”.")
-    n2.button("Clear filters", key="grants_clear", on_click=clear_filters,
-              disabled=not any_filter(ctx), width="stretch")
+        row.caption(f"Only the grants whose {EXACT_LABEL[exact[0]]} is “{exact[1]}”.",
+                    width="content")
+    row.button("Clear filters", key="grants_clear", on_click=clear_filters,
+               disabled=not any_filter(ctx), icon=":material/filter_alt_off:")
     return f, sort, descending, int(st.session_state.get("grants_page_size",
                                                          DEFAULT_PAGE_SIZE))
 

@@ -87,9 +87,9 @@ if ctx.runtime.is_sandbox:
     st.caption("As if the customer completed the Connect widget opened with this link token: "
                "a new customer gets a user with wallets and holdings and a public token to "
                "exchange; a returning customer's new integration joins their existing grant.")
-    w1, w2 = st.columns([2, 1], vertical_alignment="bottom")
-    kind = w1.radio("Customer kind", ["guest", "linked"], horizontal=True, key="connect_kind")
-    if w2.button("Complete the widget", key="connect_play", disabled=current is None,
+    row = st.container(horizontal=True, wrap=True, vertical_alignment="bottom", gap="large")
+    kind = row.radio("Customer kind", ["guest", "linked"], horizontal=True, key="connect_kind")
+    if row.button("Complete the widget", key="connect_play", disabled=current is None,
                  icon=":material/smart_button:") and current is not None:
         st.session_state.pop(RESUMED_KEY, None)
         try:

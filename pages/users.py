@@ -120,9 +120,10 @@ if row.admin_requested_by:
         else:
             st.rerun()
 
-columns = st.columns(len(users_admin.LABELS))
-for column, (what, label) in zip(columns, users_admin.LABELS.items(), strict=True):
-    if column.button(label, key=f"users_{what}", disabled=pending is not None):
+# One row that wraps: fixed columns cut the labels to "Res…" at half a laptop's screen.
+buttons = st.container(horizontal=True, wrap=True)
+for what, label in users_admin.LABELS.items():
+    if buttons.button(label, key=f"users_{what}", disabled=pending is not None):
         try:
             result = users_admin.change(runtime, actor, what, username)
         except OperationError as exc:

@@ -34,12 +34,14 @@ def grant(ctx: PageContext, gid: str) -> GrantDetail:
     if flash:
         toast_done(flash)  # carries upstream text (the API's message): escaped
     record_pending_note(st.session_state.pop(PENDING_KEY, False))
-    top1, top2, top3 = st.columns([4, 1, 1])
-    top1.code(gid, language=None)
-    if top2.button("Refresh", key="detail_refresh"):
+    # One row that wraps: at half a laptop's screen the buttons go under the id rather than
+    # being cut to "Refr…" in fixed columns.
+    top = st.container(horizontal=True, wrap=True, vertical_alignment="center")
+    top.code(gid, language=None, width="content")
+    if top.button("Refresh", key="detail_refresh", icon=":material/refresh:"):
         reads.refresh_grant(gid)
     # The Grants page restores the filters it had (its search, queue, page).
-    if top3.button("Back to grants", key="detail_back_to_list", icon=":material/arrow_back:"):
+    if top.button("Back to grants", key="detail_back_to_list", icon=":material/arrow_back:"):
         st.switch_page(GRANTS_PAGE)
     try:
         with st.spinner("Reading the grant from Kryptos..."):
