@@ -87,10 +87,12 @@ if ctx.runtime.is_sandbox:
     st.caption("As if the customer completed the Connect widget opened with this link token: "
                "a new customer gets a user with wallets and holdings and a public token to "
                "exchange; a returning customer's new integration joins their existing grant.")
-    row = st.container(horizontal=True, wrap=True, vertical_alignment="bottom", gap="large")
-    kind = row.radio("Customer kind", ["guest", "linked"], horizontal=True, key="connect_kind")
-    if row.button("Complete the widget", key="connect_play", disabled=current is None,
-                 icon=":material/smart_button:") and current is not None:
+    widget_row = st.container(horizontal=True, wrap=True, vertical_alignment="bottom",
+                              gap="large")
+    kind = widget_row.radio("Customer kind", ["guest", "linked"], horizontal=True,
+                            key="connect_kind")
+    if widget_row.button("Complete the widget", key="connect_play", disabled=current is None,
+                         icon=":material/smart_button:") and current is not None:
         st.session_state.pop(RESUMED_KEY, None)
         try:
             answer = actions.complete_widget(ctx.runtime, current, kind)
