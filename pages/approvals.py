@@ -3,59 +3,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
 
 from dashboard import actions, reads, ui
+from dashboard.approvals_view import counts_words, item_rows, many_results, summary_rows
 from dashboard.context import page_context
 from dashboard.formats import fmt_minute
-from services.operations import GuestLimit, OperationError
+from services.operations import OperationError
 from services.operations.approvals import STATES
 
 FLASH_KEY = "approvals_flash"
 RESULT_KEY = "approvals_result"
 MANY_KEY = "approvals_many_results"
-
-
-def _value(v: Any) -> str:
-    return v if isinstance(v, str) else GuestLimit.from_json(v).label()
-
-
-def _item_rows(items: list[Mapping[str, Any]],
-               now: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
-    """One row per grant; `now`: each grant's before as it is now, beside the recorded one."""
-    rows = []
-    for i in items:
-        # Column names and outcomes in words ("would change", not `would_change`).
-        row = {"grant id": str(i.get("grant_id")),
-               "customer reference": str(i.get("customer_ref") or ""),
-               "outcome": str(i.get("outcome") or "").replace("_", " "),
-               "before": _value(i.get("before"))}
-        if now is not None:
-            row["before now"] = _value(now.get(str(i.get("grant_id")), "unknown"))
-        row.update({"after": _value(i.get("after")),
-                    "error code": str(i.get("error_code") or ""),
-                    "message": str(i.get("message") or "")})
-        rows.append(row)
-    return rows
-
-
-def _summary_rows(requests: list[Any]) -> list[dict[str, str]]:
-    rows = []
-    for r in requests:
-        rec = r.record
-        counts = (rec.result or {}).get("counts") or {}
-        rows.append({
-            "id": f"#{r.id}", "change": r.describe(), "state": r.outcome(),
-            "requested by": rec.requester_username, "reason": rec.reason,
-            "ticket": rec.ticket or "", "requested": fmt_minute(rec.created_at),
-            "expires": fmt_minute(rec.expires_at), "decided by": rec.decided_by or "",
-            "decision reason": rec.decision_reason or "",
-            "result": ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()),
-        })
-    return rows
 
 
 def _details(ctx: Any, r: Any) -> None:
@@ -73,7 +34,7 @@ def _details(ctx: Any, r: Any) -> None:
     except OperationError as exc:
         ui.show_error(exc)
         now = None
-    ui.table(_item_rows(r.items, now), key=f"appr_items_{r.id}")
+    ui.table(item_rows(r.items, now), key=f"appr_items_{r.id}")
 
 
 def _decide(kind: str, run: Any, request_id: int) -> None:
@@ -83,8 +44,7 @@ def _decide(kind: str, run: Any, request_id: int) -> None:
     except OperationError as exc:
         ui.show_error(exc)
         return
-    counts = (done.record.result or {}).get("counts") or {}
-    said = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items())
+    said = counts_words(done)
     st.session_state[FLASH_KEY] = (f"Request #{request_id} {kind}." +
                                    (f" Result: {said}." if said else ""))
     st.session_state[RESULT_KEY] = (request_id, done.result_items)
@@ -113,7 +73,7 @@ def _waiting(ctx: Any, r: Any) -> None:
 
 
 def _mine(ctx: Any, mine: list[Any]) -> None:
-    ui.table(_summary_rows(mine), key="appr_mine_table")
+    ui.table(summary_rows(mine), key="appr_mine_table")
     for r in (m for m in mine if m.state == "pending"):
         with st.container(border=True, key=f"appr_mine_{r.id}"):
             st.text(f"Request #{r.id} ({r.describe()}) is waiting.")
@@ -132,20 +92,7 @@ def _decide_many(ctx: Any, ids: list[int], decision: str, why: str) -> None:
     except OperationError as exc:
         ui.show_error(exc)
         return
-    done = "approved and executed" if decision == "approve" else "rejected"
-    rows = []
-    for rid, req, err in results:
-        if err is not None or req is None:
-            rows.append({"request": f"#{rid}", "result": "refused",
-                         "why": getattr(err, "user_message", ""),
-                         "code": getattr(err, "code", "")})
-            continue
-        counts = (req.record.result or {}).get("counts") or {}
-        said = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items())
-        rows.append({"request": f"#{rid}", "result": done, "why": said, "code": ""})
-    ok = sum(1 for r in rows if r["result"] != "refused")
-    st.session_state[MANY_KEY] = (f"{ok} of {len(rows)} request(s) {done}; "
-                                  f"{len(rows) - ok} refused.", rows)
+    st.session_state[MANY_KEY] = many_results(results, decision)
     st.session_state.pop("appr_pick", None)
     st.rerun()
 
@@ -174,7 +121,7 @@ def _find(ctx: Any) -> None:
         if not found:
             st.info("No request matches these filters.")
             return
-        ui.table(_summary_rows(found), key="appr_found_table")
+        ui.table(summary_rows(found), key="appr_found_table")
         pending = {r.id: r for r in found if r.state == "pending"}
         if not pending:
             return
@@ -213,7 +160,7 @@ if flash:
     st.success(ui.escape_markdown(flash), icon=":material/check_circle:")
     shown = st.session_state.pop(RESULT_KEY, None)
     if shown and shown[1]:
-        ui.table(_item_rows(shown[1]), key="appr_result_table")
+        ui.table(item_rows(shown[1]), key="appr_result_table")
 many = st.session_state.pop(MANY_KEY, None)
 if many:
     st.info(ui.escape_markdown(many[0]), icon=":material/checklist:")
@@ -242,13 +189,13 @@ else:
 
 st.subheader("History")
 if history:
-    ui.table(_summary_rows(history), key="appr_history_table")
+    ui.table(summary_rows(history), key="appr_history_table")
     shown_ids = [r.id for r in history if r.result_items]
     if shown_ids:
         pick = st.selectbox("Each grant's outcome of request", shown_ids,
                             format_func=lambda i: f"#{i}", key="appr_history_pick")
         chosen = next(r for r in history if r.id == pick)
         st.caption(f"Request #{chosen.id}: {chosen.outcome()}.")
-        ui.table(_item_rows(chosen.result_items), key="appr_history_items")
+        ui.table(item_rows(chosen.result_items), key="appr_history_items")
 else:
     st.caption("No request has been decided yet.")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import streamlit as st
 
 from dashboard import reads, ui
+from dashboard.audit_view import Verification, event_details, verification_notice
 from dashboard.charts import audit as audit_chart
 from dashboard.context import page_context
 from dashboard.formats import fmt_second
@@ -25,13 +25,6 @@ FORMATS = {"csv": ("CSV", "text/csv", "csv"), "jsonl": ("JSON Lines", "applicati
 PAGE_KEY = "audit_page_no"
 EXPORT_KEY = "audit_export_data"
 VERIFY_KEY = "audit_verify_report"
-
-
-@dataclass(frozen=True)
-class Verification:
-    report: object  # ChainReport
-    made_at: datetime
-    expected: tuple[int, str] | None = None  # the head the auditor asked to check, if any
 
 
 def _forget_results() -> None:
@@ -145,20 +138,7 @@ if result.events:
                                                   key="audit_open_request",
                                                   icon=":material/approval_delegation:"):
             st.switch_page(APPROVALS_PAGE, query_params={"request": str(request_link)})
-        st.json(
-            {
-                "event_id": event.event_id,
-                "reason": event.reason,
-                "ticket": event.ticket,
-                "correlation_id": event.correlation_id,
-                "params": event.params,
-                "before": event.before,
-                "after": event.after,
-                "error_message": event.error_message,
-                "prev_hash": event.prev_hash,
-                "hash": event.hash,
-            }
-        )
+        st.json(event_details(event))
 
 st.subheader("Export")
 st.caption("An export holds every event matching the filters, oldest first (the table above is "
@@ -218,38 +198,9 @@ with st.expander("Check against a head you noted", icon=":material/pin:"):
 verified = st.session_state.get(VERIFY_KEY)
 if verified is not None:
     report = verified.report
-    when = f"Verified at {fmt_second(verified.made_at)}"
-    also = []
-    if report.anchor_checked:
-        also.append(f"it holds the head kept outside the database (event #{report.anchor_seq})")
-    if verified.expected is not None:
-        also.append(f"event #{verified.expected[0]} has the hash you noted")
-    if report.ok:
-        st.success(f"{when}: the chain is intact, {report.checked} event(s) checked"
-                   + (f"; {' and '.join(also)}" if also else "") + ". Events added since are "
-                   "not covered; verify again to include them.", icon=":material/check_circle:")
-    elif report.check_what_you_typed:  # a noted row past the newest: most likely a typo
-        st.warning(f"{when}: there is no event #{verified.expected[0]} yet: the log ends at "
-                   f"event #{report.head_seq}. Check what you typed (the row and the hash "
-                   "you noted). If it is right, the newest events were removed.",
-                   icon=":material/help:")
-    elif report.head_seq is None:  # the walk stopped at a row that does not match
-        st.error(f"{when}: the chain is broken at event #{report.first_bad_seq}: the events "
-                 f"before it ({report.checked}) are intact; this one or an earlier one was "
-                 "changed, removed or inserted outside the console.", icon=":material/gpp_bad:")
-    elif report.first_bad_seq is None:  # the anchor file could not be used
-        st.error(f"{when}: the {report.checked} event(s) in the log link up, but the head kept "
-                 "outside the database could not be checked, so events removed from the end "
-                 "would not show. Find out why (below) before trusting the log.",
-                 icon=":material/gpp_bad:")
-    elif report.first_bad_seq > report.head_seq:
-        st.error(f"{when}: events are missing from the end of the log. It ends at event "
-                 f"#{report.head_seq}, but later events existed: they were removed outside the "
-                 "console (the events that remain link up).", icon=":material/gpp_bad:")
-    else:
-        st.error(f"{when}: event #{report.first_bad_seq} is not the one recorded earlier: the "
-                 "newest events were removed and others written after them, or the chain was "
-                 "rewritten outside the console.", icon=":material/gpp_bad:")
+    notice = verification_notice(verified)
+    {"success": st.success, "warning": st.warning, "error": st.error}[notice.kind](
+        notice.text, icon=notice.icon)
     if not report.ok and report.reason:
         ui.text(report.reason)
     if report.ok and report.head_seq:
