@@ -29,8 +29,10 @@ bearer = HTTPBearer(auto_error=False, scheme_name="CustomerJWT",
                     description="The company's own sign-in: a JWT whose `sub` is the customer.")
 
 
-def get_backend(request: Request) -> Backend:
-    """The application's `Backend` (`app.state.backend`)."""
+async def get_backend(request: Request) -> Backend:
+    """The application's `Backend` (`app.state.backend`). Async, as every dependency that
+    does no blocking work: FastAPI runs a plain `def` in its thread pool, a hop to another
+    thread and back on every call."""
     backend: Backend = request.app.state.backend
     return backend
 
@@ -38,7 +40,7 @@ def get_backend(request: Request) -> Backend:
 BackendDep = Annotated[Backend, Depends(get_backend)]
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     """The call's `X-Request-Id` (set by the RequestId middleware)."""
     return str(getattr(request.state, "request_id", "") or f"bk_{uuid.uuid4().hex[:16]}")
 
