@@ -340,8 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_upstream_main(args.serve_upstream))
         return 0
     print(f"create-link-token through the backend ({args.workers} worker(s)) vs the "
-          f"{args.upstream} upstream alone; {args.calls} calls one at a time, {args.concurrent} customers at "
-          f"once for {args.seconds:.0f} s")
+          f"{args.upstream} upstream alone; {args.calls} calls one at a time, "
+          f"{args.concurrent} customers at once for {args.seconds:.0f} s")
     failed = False
     for kind in [k.strip() for k in args.database.split(",") if k.strip()]:
         r = measure(kind, args)
