@@ -182,7 +182,11 @@ def _build_backend(settings: Settings, client: KryptosClient | None, db: Databas
     stops.append(audit.flush_anchor)
     readmodel = ReadModel(db, settings.tiers)
     hub = WebhookHub(db, vault, [readmodel_hook(readmodel), *on_event])
-    service = CustomerService(client, vault, AuditTrail(audit),
+    # A call's `requested` event waits for the disk before Kryptos is asked; its outcome
+    # (and a read's or a refusal's single event) does not: it survives a crash of the
+    # process, and a crash of the machine may lose it, leaving the call `requested`.
+    trail = AuditTrail(audit, outcomes_wait_for_disk=False)
+    service = CustomerService(client, vault, trail,
                               RateLimiter(db, settings.link_token_rate_limit, clock=clock),
                               ExchangeOnce(db), on_user_learned=hub.attach_user,
                               readmodel=readmodel,

@@ -29,8 +29,10 @@ bearer = HTTPBearer(auto_error=False, scheme_name="CustomerJWT",
                     description="The company's own sign-in: a JWT whose `sub` is the customer.")
 
 
-def get_backend(request: Request) -> Backend:
-    """The application's `Backend` (`app.state.backend`)."""
+async def get_backend(request: Request) -> Backend:
+    """The application's `Backend` (`app.state.backend`). Async, as every dependency that
+    does no blocking work: FastAPI runs a plain `def` in its thread pool, a hop to another
+    thread and back on every call."""
     backend: Backend = request.app.state.backend
     return backend
 
@@ -38,7 +40,7 @@ def get_backend(request: Request) -> Backend:
 BackendDep = Annotated[Backend, Depends(get_backend)]
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     """The call's `X-Request-Id` (set by the RequestId middleware)."""
     return str(getattr(request.state, "request_id", "") or f"bk_{uuid.uuid4().hex[:16]}")
 
@@ -46,15 +48,27 @@ def request_id(request: Request) -> str:
 RequestId = Annotated[str, Depends(request_id)]
 
 
-def current_customer(b: BackendDep, credentials: Annotated[
+def current_customer(b: BackendDep, rid: RequestId, credentials: Annotated[
         HTTPAuthorizationCredentials | None, Security(bearer)]) -> str:
     """The signed-in customer's reference (401 otherwise), admitted by its rate limit (429)."""
     ref = customer_from_token(credentials.credentials if credentials else None, b.jwt)
-    b.service.admit(ref)
+    b.service.admit(ref, rid)
     return ref
 
 
 Customer = Annotated[str, Depends(current_customer)]
+
+
+def link_token_customer(b: BackendDep, rid: RequestId, credentials: Annotated[
+        HTTPAuthorizationCredentials | None, Security(bearer)]) -> str:
+    """`current_customer` for create-link-token: the customer's limit and the link-token
+    limit in one transaction (a refusal by the latter is audited)."""
+    ref = customer_from_token(credentials.credentials if credentials else None, b.jwt)
+    b.service.admit(ref, rid, link_token=True)
+    return ref
+
+
+LinkTokenCustomer = Annotated[str, Depends(link_token_customer)]
 
 
 async def raw_body(request: Request) -> bytes:
@@ -106,6 +120,7 @@ _WHAT = {
     503: "UPSTREAM_UNAVAILABLE (Retry-After when Kryptos sent one)",
 }
 
-__all__ = ["BackendDep", "Customer", "RawBody", "RequestId", "bearer",
+__all__ = ["BackendDep", "Customer", "LinkTokenCustomer", "RawBody", "RequestId", "bearer",
            "body_schema", "current_customer", "errors", "get_backend", "json_body",
+           "link_token_customer",
            "request_id"]

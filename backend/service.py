@@ -2,7 +2,8 @@
 
 Each method takes the authenticated customer reference, audits itself through
 `backend.audit.audited`, and raises `ApiError` for every failure. `admit(ref)` is the
-per-customer rate limit that the HTTP layer runs before every customer endpoint."""
+per-customer rate limit that the HTTP layer runs before every customer endpoint (with
+`link_token=True` before create-link-token: its own limit too, in the same transaction)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from backend import audit as A
 from backend.errors import ApiError, from_kryptos, no_grant, rate_limited
 from backend.exchange import ExchangeOnce
 from backend.models import HoldingsAnswer, LinkTokenAnswer, SessionAnswer, Success
-from backend.ratelimit import RateLimiter, customer_bucket
+from backend.ratelimit import RateLimiter, customer_bucket, take
 from backend.shapes import holdings_answer, session_answer
 from services.kryptos.client import KryptosClient
 from services.kryptos.errors import InvalidTokenError, KryptosError, NotFoundError
@@ -56,15 +57,26 @@ class CustomerService:
     #: Calls to any customer endpoint per customer (see `admit`); None: no such limit.
     customer_limiter: RateLimiter | None = None
 
-    def admit(self, ref: str) -> None:
+    def admit(self, ref: str, request_id: str | None = None, *,
+              link_token: bool = False) -> None:
         """Every customer endpoint starts here: 429 RATE_LIMITED (with Retry-After) once the
         customer (its reference compared case-insensitively) has used its calls of the
-        window. Not audited: an authenticated flood must not grow the audit chain."""
-        if self.customer_limiter is None:
+        window. Not audited: an authenticated flood must not grow the audit chain.
+
+        `link_token`: then the link-token limit (`limiter`), in the same transaction; its
+        refusal is audited (`denied`), as a refused request for a link token."""
+        checks: list[tuple[RateLimiter | None, str]] = [
+            (self.customer_limiter, customer_bucket("customer", ref))]
+        if link_token:
+            checks.append((self.limiter, customer_bucket("link_token", ref)))
+        full, wait = take(self.limiter.db, checks)
+        if full < 0:
             return
-        wait = self.customer_limiter.hit(customer_bucket("customer", ref))
-        if wait:
-            raise rate_limited(wait)
+        err = rate_limited(wait)
+        if full == 1:
+            A.denied(self.trail, ref, A.A_LINK, err, request_id=request_id,
+                     params={"customer_ref": ref})
+        raise err
 
     def _show(self, grant_id: str, *, revoked: bool = False) -> None:
         """Best effort (the customer's call succeeded; the worker's next sync catches up)."""
@@ -100,12 +112,7 @@ class CustomerService:
     # --- endpoints ------------------------------------------------------------------------
 
     def create_link_token(self, ref: str, request_id: str | None = None) -> LinkTokenAnswer:
-        wait = self.limiter.hit(customer_bucket("link_token", ref))
-        if wait:
-            err = rate_limited(wait)
-            A.denied(self.trail, ref, A.A_LINK, err, request_id=request_id,
-                     params={"customer_ref": ref})
-            raise err
+        """A link token (the caller has run `admit(ref, link_token=True)`)."""
 
         def body() -> tuple[LinkTokenAnswer, dict[str, Any]]:
             stored = self._stored(ref)

@@ -1,8 +1,10 @@
 """The customer backend under load: `python -m bench.backend_load [--database sqlite,postgresql]
-[--calls 300] [--concurrent 16] [--seconds 5] [--workers 1]`.
+[--calls 300] [--concurrent 16] [--seconds 5] [--workers 1] [--upstream stand-in|sandbox]`.
 
-Starts a stand-in upstream (a minimal HTTP server in its own process that answers every POST
-with a link token, in well under a millisecond) and the backend in front of it
+Starts an upstream in its own process: the stand-in (a minimal asyncio HTTP server that
+answers every POST with a link token, in well under a millisecond) or, with `--upstream
+sandbox`, the sandbox of the Kryptos API (`python -m sandbox`: the real routes, client
+checks and state, a few hundred answers a second); then the backend in front of it
 (`python -m backend`, uvicorn, real HTTP on 127.0.0.1, sandbox mode pointed at the stand-in),
 then times create-link-token calls with a load client (keep-alive connections, one per
 customer):
@@ -73,6 +75,30 @@ async def _upstream_main(port_file: str) -> None:
     Path(port_file).write_text(str(port))
     async with server:
         await server.serve_forever()
+
+
+def start_sandbox_upstream(tmp: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    log = open(tmp / "sandbox.log", "ab")  # noqa: SIM115 (handed to the child)
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "--port", str(port)], cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the sandbox did not start")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/sandbox/faults")
+            if conn.getresponse().status == 200:
+                return proc, port
+        except OSError:
+            pass
+        time.sleep(0.2)
+
+
+#: What a direct call to the sandbox needs: the client's credentials, as the backend sends.
+SANDBOX_HEADERS = {"X-Client-Id": "sandbox_client",
+                   "X-Client-Secret": "sandbox_secret_do_not_use_live"}
 
 
 def start_upstream(tmp: Path) -> tuple[subprocess.Popen, int]:
@@ -171,10 +197,11 @@ def customer_token(ref: str) -> str:
 class Caller:
     """One customer's keep-alive connection to one server."""
 
-    def __init__(self, port: int, path: str, token: str | None) -> None:
+    def __init__(self, port: int, path: str, token: str | None,
+                 headers: dict[str, str] | None = None) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         self.path = path
-        self.headers = {"Content-Type": "application/json"}
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
 
@@ -253,14 +280,16 @@ def p50_ms(values: list[float]) -> float:
 def measure(kind: str, args: argparse.Namespace) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="backend-load-") as name:
         tmp = Path(name)
-        upstream, up_port = start_upstream(tmp)
+        sandbox = args.upstream == "sandbox"
+        upstream, up_port = (start_sandbox_upstream if sandbox else start_upstream)(tmp)
+        up_headers = SANDBOX_HEADERS if sandbox else None
         procs = [upstream]
         try:
             with database(kind, tmp) as url:
                 backend, port = start_backend(tmp, url, up_port, args.workers)
                 procs.append(backend)
                 path = "/api/kryptos/create-link-token"
-                direct = Caller(up_port, "/link-token", None)
+                direct = Caller(up_port, "/link-token", None, up_headers)
                 one = Caller(port, path, customer_token("bench-solo"))
                 for _ in range(20):  # warm both (connections, the backend's first calls)
                     direct.call()
@@ -271,7 +300,8 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, float]:
                 cpu_per_call = (cpu_seconds(backend.pid) - cpu0) / args.calls
                 direct.close()
                 one.close()
-                ups = [Caller(up_port, "/link-token", None) for _ in range(args.concurrent)]
+                ups = [Caller(up_port, "/link-token", None, up_headers)
+                       for _ in range(args.concurrent)]
                 bes = [Caller(port, path, customer_token(f"bench-{i}"))
                        for i in range(args.concurrent)]
                 up_rate, _, up_err2 = at_once(ups, args.seconds)
@@ -302,14 +332,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the burst")
     parser.add_argument("--workers", type=int,
                         default=int(os.environ.get("BACKEND_WORKERS") or 1))
+    parser.add_argument("--upstream", choices=("stand-in", "sandbox"), default="stand-in",
+                        help="what the backend calls: the stand-in or the sandbox")
     parser.add_argument("--serve-upstream", metavar="PORT_FILE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_upstream:
         asyncio.run(_upstream_main(args.serve_upstream))
         return 0
-    print(f"create-link-token through the backend ({args.workers} worker(s)) vs the stand-in "
-          f"upstream alone; {args.calls} calls one at a time, {args.concurrent} customers at "
-          f"once for {args.seconds:.0f} s")
+    print(f"create-link-token through the backend ({args.workers} worker(s)) vs the "
+          f"{args.upstream} upstream alone; {args.calls} calls one at a time, "
+          f"{args.concurrent} customers at once for {args.seconds:.0f} s")
     failed = False
     for kind in [k.strip() for k in args.database.split(",") if k.strip()]:
         r = measure(kind, args)

@@ -1,5 +1,6 @@
 """The Web SDK's endpoints under `/api/kryptos/`: bearer JWT (the `Customer` dependency,
-which also applies the per-customer rate limit), bodies through `json_body`, the logic in
+which also applies the per-customer rate limit; `LinkTokenCustomer` adds the link-token
+limit in the same transaction), bodies through `json_body`, the logic in
 `backend.service.CustomerService`."""
 
 from __future__ import annotations
@@ -8,7 +9,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from backend.deps import BackendDep, Customer, RequestId, body_schema, errors, json_body
+from backend.deps import (
+    BackendDep,
+    Customer,
+    LinkTokenCustomer,
+    RequestId,
+    body_schema,
+    errors,
+    json_body,
+)
 from backend.models import (
     EmptyRequest,
     ExchangeRequest,
@@ -26,7 +35,7 @@ Empty = Annotated[EmptyRequest, Depends(json_body(EmptyRequest, optional=True))]
 
 @router.post("/create-link-token", response_model=LinkTokenAnswer,
              openapi_extra=body_schema(EmptyRequest, required=False))
-def create_link_token(ref: Customer, _body: Empty, b: BackendDep,
+def create_link_token(ref: LinkTokenCustomer, _body: Empty, b: BackendDep,
                       rid: RequestId) -> LinkTokenAnswer:
     """A link token for the widget; it resumes the customer's stored connection if any."""
     return b.service.create_link_token(ref, rid)

@@ -81,7 +81,7 @@ def store_unavailable(exc: BaseException) -> bool:
 class AuditSink(Protocol):
     """What the trail needs of an audit log (`AuditLog`, or a test's failing wrapper)."""
 
-    def append(self, event: NewAuditEvent) -> AuditEvent: ...
+    def append(self, event: NewAuditEvent, *, wait_for_disk: bool = True) -> AuditEvent: ...
 
 
 class AuditUnavailable(Exception):
@@ -162,15 +162,23 @@ def build_event(actor_username: str, actor_roles: Iterable[str], action: str, ou
 
 
 class AuditTrail:
-    """Writes audit events to one audit log; `run` wraps a change in its event pair."""
+    """Writes audit events to one audit log; `run` wraps a change in its event pair.
+
+    `outcomes_wait_for_disk=False`: the outcome of `run` (and a plain `event`) commits
+    without waiting for the disk (`AuditLog.append(wait_for_disk=False)`); `requested`
+    always waits, so a change is on disk as asked for before it is made. Such an outcome
+    survives a crash of the process; a crash of the machine may lose it, leaving the
+    change `requested` without an outcome, as when the process dies during the change."""
 
     def __init__(self, log: AuditSink, *, secrets: tuple[str, ...] = (),
                  journal: AuditJournal | None = None,
-                 retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
+                 retry_delays: tuple[float, ...] = RETRY_DELAYS,
+                 outcomes_wait_for_disk: bool = True) -> None:
         self.log = log
         self._secrets = secrets
         self.journal = journal
         self.retry_delays = retry_delays
+        self.outcomes_wait_for_disk = outcomes_wait_for_disk
 
     def __repr__(self) -> str:
         return f"AuditTrail({self.log!r})"
@@ -190,7 +198,14 @@ class AuditTrail:
         a store that is unavailable, then keep the event in the journal (returns None)."""
         event = build_event(actor_username, actor_roles, action, outcome, correlation_id,
                             **fields)
-        return self.durable_append(event) if durable else self.log.append(event)
+        return self.durable_append(event) if durable else self._append(event)
+
+    def _append(self, event: NewAuditEvent) -> AuditEvent:
+        """One append; an outcome waits for the disk unless this trail says otherwise
+        (`requested` always does)."""
+        if self.outcomes_wait_for_disk or event.outcome == "requested":
+            return self.log.append(event)
+        return self.log.append(event, wait_for_disk=False)
 
     def _append_retrying(self, event: NewAuditEvent) -> AuditEvent:
         """Append, retrying (no journal) while the store is unavailable: a `requested` event
@@ -211,7 +226,7 @@ class AuditTrail:
         start = time.monotonic()
         for delay in (*self.retry_delays, None):
             try:
-                stored = self.log.append(event)
+                stored = self._append(event)
             except Exception as exc:
                 if not store_unavailable(exc):
                     raise

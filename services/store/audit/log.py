@@ -12,6 +12,17 @@ queued so far, writes them in one transaction and wakes their callers; callers t
 meanwhile queue for the next leader. A caller returns only once its event is committed;
 when a batch's transaction fails, every caller in it gets that error (nothing of the batch
 is stored). Invalid events are refused before they join a batch.
+
+Waiting for the disk: by default a commit returns once it is on disk (it survives a power
+cut). `wait_for_disk=False` commits without that wait (`Database.write(durable=False)`):
+the event survives a crash of the process, and a crash of the machine may lose the newest
+such events, never one before an event that waited (the database's log is written in
+order, so a commit that waits flushes everything before it too): the chain loses at most
+a tail, never a link. Whether a transaction waits is fixed before it begins (SQLite's sync
+level cannot change inside one), so a batch that does not wait takes only events that need
+not, and one that waits takes every event queued. The anchor file only records heads that
+waited: a head lost in a power cut must not be in the anchor, or the check would report
+rows removed that were never on disk.
 """
 
 from __future__ import annotations
@@ -59,10 +70,11 @@ def _utcnow() -> datetime:
 class _Waiter:
     """One caller's events in the append queue, and what became of them."""
 
-    __slots__ = ("prepared", "done", "rows", "error")
+    __slots__ = ("prepared", "wait_for_disk", "done", "rows", "error")
 
-    def __init__(self, prepared: list[dict[str, Any]]) -> None:
+    def __init__(self, prepared: list[dict[str, Any]], wait_for_disk: bool = True) -> None:
         self.prepared = prepared
+        self.wait_for_disk = wait_for_disk
         self.done = False
         self.rows: list[dict[str, Any]] = []
         self.error: BaseException | None = None
@@ -107,13 +119,15 @@ class AuditLog:
 
     # writing
 
-    def append(self, event: NewAuditEvent) -> AuditEvent:
+    def append(self, event: NewAuditEvent, *, wait_for_disk: bool = True) -> AuditEvent:
         """Store one event at the end of the chain and return it as stored."""
-        return self.append_many([event])[0]
+        return self.append_many([event], wait_for_disk=wait_for_disk)[0]
 
-    def append_many(self, events: Iterable[NewAuditEvent]) -> list[AuditEvent]:
+    def append_many(self, events: Iterable[NewAuditEvent], *,
+                    wait_for_disk: bool = True) -> list[AuditEvent]:
         """Store several events in one transaction (one lock), in the given order, next to
-        each other in the chain. Returns once they are committed."""
+        each other in the chain. Returns once they are committed; `wait_for_disk=False`:
+        committed without waiting for the disk (see the module's docstring)."""
         with self._queue_cond:
             self._arriving += 1
         try:
@@ -122,7 +136,7 @@ class AuditLog:
             with self._queue_cond:
                 self._arrived(None)
             raise
-        return [event_from_row(r) for r in self._commit(prepared)]
+        return [event_from_row(r) for r in self._commit(prepared, wait_for_disk)]
 
     def _arrived(self, waiter: _Waiter | None) -> None:
         """(Lock held.) A caller is done preparing: queue its events, if any."""
@@ -131,8 +145,9 @@ class AuditLog:
             self._queue.append(waiter)
         self._arrival.notify_all()
 
-    def _commit(self, prepared: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        waiter = _Waiter(prepared)
+    def _commit(self, prepared: list[dict[str, Any]], wait_for_disk: bool
+                ) -> list[dict[str, Any]]:
+        waiter = _Waiter(prepared, wait_for_disk)
         with self._queue_cond:
             self._arrived(waiter if prepared else None)
             if not prepared:
@@ -147,26 +162,35 @@ class AuditLog:
             raise waiter.error
         return waiter.rows
 
-    def _take_queue(self, gather: float = 0.0) -> list[_Waiter]:
-        """Everything queued; first wait (at most `gather` seconds) for the callers still
-        preparing their events, so that they share this transaction."""
+    def _take_queue(self, gather: float = 0.0, *, waits: bool = True) -> list[_Waiter]:
+        """Everything queued (`waits=False`: only the events that need not wait for the
+        disk; the others stay queued for the next leader); first wait (at most `gather`
+        seconds) for the callers still preparing their events, so that they share this
+        transaction."""
         deadline = time.monotonic() + gather
         with self._queue_cond:
             while self._arriving and (left := deadline - time.monotonic()) > 0:
                 self._arrival.wait(left)
-            batch, self._queue = self._queue, []
+            if waits:
+                batch, self._queue = self._queue, []
+            else:
+                batch = [w for w in self._queue if not w.wait_for_disk]
+                self._queue = [w for w in self._queue if w.wait_for_disk]
         return batch
 
     def _lead(self) -> None:
         """Write one batch: everything queued when the database lock is held (so callers
-        arriving while it is awaited join), the leader's own events included."""
+        arriving while it is awaited join), the leader's own events included. The batch
+        waits for the disk when any event queued before it began does."""
         batch: list[_Waiter] | None = None
         rows: list[dict[str, Any]] = []
         error: BaseException | None = None
+        with self._queue_cond:
+            waits = any(w.wait_for_disk for w in self._queue)
         try:
-            with self._db.write() as conn:
+            with self._db.write(durable=waits) as conn:
                 head = self._lock_head(conn)
-                batch = self._take_queue(GATHER_S)
+                batch = self._take_queue(GATHER_S, waits=waits)
                 sealed = self._seal(head, [values for w in batch for values in w.prepared])
                 for start in range(0, len(sealed), self.chunk):
                     conn.execute(insert(audit_log), sealed[start:start + self.chunk])
@@ -179,7 +203,7 @@ class AuditLog:
             raise
         finally:
             if batch is None:  # failed before the cut: it was everyone's transaction
-                batch = self._take_queue()
+                batch = self._take_queue(waits=waits)
             with self._queue_cond:
                 start = 0
                 for w in batch:
@@ -188,7 +212,7 @@ class AuditLog:
                     w.done = True
                 self._leading = False
                 self._queue_cond.notify_all()  # the callers done, and the next leader
-        if rows and self._keeper is not None:
+        if rows and waits and self._keeper is not None:
             self._keeper.record(rows)
 
     def _lock_head(self, conn: Connection) -> tuple[int, str, int]:

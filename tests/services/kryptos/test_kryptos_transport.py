@@ -105,3 +105,52 @@ def test_json_and_stream_answers_are_two_calls(sandbox) -> None:
         assert json.loads(streamed) == body
     finally:
         transport.close()
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """A forward proxy that answers every request itself with a link token, noting the
+    absolute URLs it was asked for."""
+
+    protocol_version = "HTTP/1.1"
+    asked: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.asked.append(self.path)
+        body = json.dumps({"success": True, "data": {"link_token": "lt_from_proxy"}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("no_proxy", [None, "127.0.0.1,localhost"])
+def test_the_environments_proxy_and_no_proxy_are_followed(sandbox, monkeypatch,
+                                                          no_proxy) -> None:
+    """The environment is read once per server (not per request): still as requests reads
+    it, HTTP_PROXY used unless NO_PROXY names the host."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Proxy.asked = []
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_address[1]}")
+    if no_proxy:
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+    client = make(sandbox)
+    try:
+        tokens = [client.create_link_token().link_token for _ in range(2)]
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+    if no_proxy:
+        assert _Proxy.asked == [] and all(t != "lt_from_proxy" for t in tokens)
+    else:
+        assert tokens == ["lt_from_proxy"] * 2
+        assert all(url.startswith(sandbox.base_url) and url.endswith("/link-token")
+                   for url in _Proxy.asked) and len(_Proxy.asked) == 2

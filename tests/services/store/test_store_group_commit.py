@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event, text
@@ -173,3 +174,81 @@ def test_an_invalid_event_fails_only_its_caller(db: Database) -> None:
         log.append_many([ev("a", "x"), NewAuditEvent("b", [], "Bad", "requested")])
     assert log.count() == 0  # checked before it joins any batch
     assert log.append(ev("a", "x")).seq == 1
+
+
+@contextmanager
+def commit_levels(db: Database) -> Iterator[list[tuple[bool, int]]]:
+    """(waited for the disk, newest seq) of every commit that holds audit events, read
+    from the database inside the transaction as it commits."""
+    seen: list[tuple[bool, int]] = []
+
+    def on_commit(conn: Any) -> None:
+        if db.is_sqlite:  # 2: FULL, the WAL synced at commit; 1: NORMAL
+            waits = conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+        else:
+            waits = conn.exec_driver_sql("SHOW synchronous_commit").scalar() != "off"
+        seq = conn.exec_driver_sql("SELECT max(seq) FROM audit_log").scalar()
+        if seq is not None and (not seen or seq > seen[-1][1]):
+            seen.append((waits, int(seq)))
+
+    event.listen(db.engine, "commit", on_commit)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "commit", on_commit)
+
+
+def test_an_event_that_waits_for_the_disk_never_shares_a_commit_that_does_not(
+        db: Database) -> None:
+    log = AuditLog(db)
+    locked, release = threading.Event(), threading.Event()
+
+    def blocker() -> None:  # another writer holds the append lock
+        with db.write() as conn:
+            if not db.is_sqlite:
+                conn.exec_driver_sql("LOCK TABLE audit_log IN EXCLUSIVE MODE")
+            locked.set()
+            assert release.wait(30)
+
+    results: dict[str, AuditEvent] = {}
+
+    def call(name: str, waits: bool) -> None:
+        results[name] = log.append(ev(name, name), wait_for_disk=waits)
+
+    holder = threading.Thread(target=blocker)
+    holder.start()
+    assert locked.wait(30)
+    with commit_levels(db) as commits:
+        leader = threading.Thread(target=call, args=("lead", False))
+        leader.start()  # decides not to wait, then waits for the lock
+        wait_for(lambda: log._leading)
+        names = {"w1": True, "n1": False, "w2": True, "n2": False}
+        threads = [threading.Thread(target=call, args=(n, w)) for n, w in names.items()]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(log._queue) == 5)
+        release.set()
+        for t in [holder, leader, *threads]:
+            t.join(30)
+    assert len(commits) == 2  # the leader's batch without the two that wait, then theirs
+    first, second = commits
+    assert first == (False, 3) and second == (True, 5)
+    assert {results[n].seq for n in ("lead", "n1", "n2")} == {1, 2, 3}
+    assert {results[n].seq for n in ("w1", "w2")} == {4, 5}
+    assert log.verify_chain().ok
+
+
+def test_the_anchor_holds_only_heads_that_waited_for_the_disk(db: Database,
+                                                               tmp_path: Path) -> None:
+    anchor = tmp_path / "anchor.json"
+    log = AuditLog(db, anchor_file=anchor, anchor_interval=0)
+    with commit_levels(db) as commits:
+        log.append(ev("a", "x"), wait_for_disk=False)
+        assert not anchor.exists()  # a power cut could lose row 1: not anchored
+        log.append(ev("b", "y"))
+        assert json.loads(anchor.read_text())["seq"] == 2  # row 2's commit flushed row 1 too
+        log.append(ev("c", "z"), wait_for_disk=False)
+        assert json.loads(anchor.read_text())["seq"] == 2
+    assert commits == [(False, 1), (True, 2), (False, 3)]
+    report = log.verify_chain()
+    assert report.ok and report.checked == 3
