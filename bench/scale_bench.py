@@ -345,7 +345,8 @@ def _cursor_at(db: Any, offset: int) -> Any:
 #: An index a plan line reads (PostgreSQL's index scans, SQLite's `USING ... INDEX` and
 #: its FTS5 trigram table).
 _INDEX_READ = re.compile(r"(?:Index (?:Only )?Scan(?: Backward)? using|Bitmap Index Scan on"
-                         r"|USING (?:COVERING )?INDEX|SCAN) (\w+(?= VIRTUAL TABLE)|ix_\w+|\w+_pkey)")
+                         r"|USING (?:COVERING )?INDEX|SCAN) "
+                         r"(\w+(?= VIRTUAL TABLE)|ix_\w+|\w+_pkey)")
 #: A table a plan line reads whole: PostgreSQL's sequential scan, SQLite's SCAN without
 #: an index.
 _WHOLE_READ = re.compile(r"Seq Scan on (\w+)|^SCAN (\w+)$")
