@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -12,16 +13,14 @@ from sqlalchemy import (
     Connection,
     and_,
     case,
-    cast,
     delete,
     func,
     literal,
-    null,
     or_,
     select,
-    union_all,
     update,
 )
+from sqlalchemy import text as sql_text
 
 from services.settings import Tier
 from services.store.db import Database
@@ -173,23 +172,34 @@ class ReadModelWrites(_Base):
         if rows:
             self._upsert_grants(rows)
 
+    #: `_existing_and_vault`'s statement: one row per id (the ids one parameter, a JSON
+    #: array on SQLite, an array on PostgreSQL), the stored row and the vault entry each
+    #: joined by its primary key. Written as SQL text: its rows need no type processing
+    #: (strings and integers), and at 2,000 ids a batch the fetch is half an unchanged
+    #: sync's own time when every id comes back twice through a typed union.
+    _STORED_AND_VAULT = (
+        "SELECT k.{key}, r.grant_id IS NOT NULL, r.fp, r.status, v.grant_id IS NOT NULL, "
+        "v.masked_token, v.workspace_id, v.kryptos_user_id, v.customer_ref, v.user_kind "
+        "FROM {ids} LEFT JOIN rm_grants r ON r.grant_id = k.{key} "
+        "LEFT JOIN vault_tokens v ON v.grant_id = k.{key}")
+
     def _existing_and_vault(self, conn: Connection, ids: Sequence[str]
                             ) -> tuple[dict[str, tuple[Any, str]], dict[str, tuple[Any, ...]]]:
         """`_existing` and `_vault_of` in one statement (one round trip a batch)."""
-        r, v = rm_grants.c, vault_tokens.c
-        nothing = [cast(null(), col.type) for col in self._VAULT_COLS[1:]]
-        stored = select(literal("r"), r.grant_id, r.fp, r.status, *nothing).where(
-            _key_in(self._db, r.grant_id, ids))
-        tokens = select(literal("v"), v.grant_id, cast(null(), r.fp.type),
-                        cast(null(), r.status.type), *self._VAULT_COLS[1:]).where(
-            _key_in(self._db, v.grant_id, ids))
+        if self._db.is_sqlite:
+            sql = self._STORED_AND_VAULT.format(key="value", ids="json_each(:ids) AS k")
+            param: Any = json.dumps(list(ids))
+        else:
+            sql = self._STORED_AND_VAULT.format(key="id",
+                                                ids="unnest(CAST(:ids AS text[])) AS k(id)")
+            param = list(ids)
         existing: dict[str, tuple[Any, str]] = {}
         fields: dict[str, tuple[Any, ...]] = {}
-        for row in conn.execute(union_all(stored, tokens)).all():
-            if row[0] == "r":
-                existing[row[1]] = (row[2], row[3])
-            else:
-                fields[row[1]] = tuple(row[4:])
+        for row in conn.execute(sql_text(sql), {"ids": param}).all():
+            if row[1]:
+                existing[row[0]] = (row[2], row[3])
+            if row[4]:
+                fields[row[0]] = tuple(row[5:])
         return existing, fields
 
     def _vault_of(self, conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
