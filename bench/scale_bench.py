@@ -158,7 +158,7 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
         t = time.perf_counter()
         csv_text = io.StringIO()
         csv_text.write("grant_id,access_token,customer_ref\n")
-        for tok in sb.tokens():
+        for tok in (t for page in sb.token_pages() for t in page):  # pages: short calls
             csv_text.write(f"{tok['grant_id']},{tok['access_token']},{tok['customer_ref'] or ''}\n")
         csv_text.seek(0)
         vault.import_csv(csv_text)
@@ -268,7 +268,11 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
         return out
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
         tmp.cleanup()
         if schema and database_url:
             _pg_schema(database_url, drop=schema)

@@ -212,19 +212,23 @@ class ReadModelWrites(_Base):
         """Tokens stored for grants the list did not name: revoked rows (tokens stored
         after the sync began are left for the next one)."""
         if vault is not None:
-            chunks: Iterable[Sequence[str]] = _chunks(
-                sorted(g for g in vault if g not in seen), BATCH_SIZE)
+            given = vault
+            chunks: Iterable[tuple[Sequence[str], Mapping[str, tuple[Any, ...]] | None,
+                                   Mapping[str, tuple[Any, ...]]]] = (
+                (ids, None, given) for ids in _chunks(
+                    sorted(g for g in vault if g not in seen), BATCH_SIZE))
         elif self._stored_tokens() <= tally.listed_with_token:
             return  # every stored token belongs to a listed grant (one index count)
         else:
-            chunks = ([g for g in ids if g not in seen]
-                      for ids in self._tokens_without_active_row(started))
-        for ids in chunks:
+            chunks = self._tokens_without_active_row(started)
+        for ids, stored, fields in chunks:
+            ids = [g for g in ids if g not in seen]
             if not ids:
                 continue
-            with self._db.read() as conn:
-                existing = self._existing(conn, ids)
-                fields = vault if vault is not None else self._vault_of(conn, ids)
+            if stored is None:
+                with self._db.read() as conn:
+                    stored = self._existing(conn, ids)
+            existing = stored
             rows = tally.diff([_grant_row(g, None, fields[g], now) for g in ids
                                if g in fields and not tally.unchanged(
                                    g, _grant_fp(None, fields[g]), "revoked", existing)],
@@ -232,26 +236,31 @@ class ReadModelWrites(_Base):
             if rows:
                 self._upsert_grants(rows)
 
-    def _tokens_without_active_row(self, started: datetime) -> Iterator[list[str]]:
+    def _tokens_without_active_row(self, started: datetime) -> Iterator[tuple[
+            list[str], dict[str, tuple[Any, str]], dict[str, tuple[Any, ...]]]]:
         """Grants with a token stored before `started` whose row is missing or not active,
-        a batch at a time (keyset on the vault's key, the row joined by its key). Every
-        listed grant's row is active by now, so these are the unlisted tokens the sync
-        must look at; a listed grant is never read twice."""
+        a batch at a time (keyset on the vault's key, the row joined by its key), with
+        what `_existing` and `_vault_of` would read of them (read in the same walk, so the
+        revoked grants of every sync cost no second round trip). Every listed grant's row
+        is active by now, so these are the unlisted tokens the sync must look at; a listed
+        grant is never read twice."""
         v, r = vault_tokens.c, rm_grants.c
         after = ""
         while True:
             with self._db.read() as conn:
-                page = list(conn.execute(
-                    select(v.grant_id).select_from(vault_tokens.outerjoin(
-                        rm_grants, r.grant_id == v.grant_id))
+                page = conn.execute(
+                    select(r.grant_id, r.fp, r.status, *self._VAULT_COLS)
+                    .select_from(vault_tokens.outerjoin(rm_grants, r.grant_id == v.grant_id))
                     .where(v.grant_id > after, v.created_at <= started,
                            or_(r.grant_id.is_(None), r.status != "active"))
-                    .order_by(v.grant_id).limit(BATCH_SIZE)).scalars())
+                    .order_by(v.grant_id).limit(BATCH_SIZE)).all()
             if page:
-                yield page
+                yield ([p[3] for p in page],
+                       {p[3]: (p[1], p[2]) for p in page if p[0] is not None},
+                       {p[3]: tuple(p[4:]) for p in page})
             if len(page) < BATCH_SIZE:
                 return
-            after = page[-1]
+            after = page[-1][3]
 
     def _stored_tokens(self) -> int:
         with self._db.read() as conn:
