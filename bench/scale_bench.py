@@ -46,6 +46,7 @@ import argparse
 import io
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -157,7 +158,7 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
         t = time.perf_counter()
         csv_text = io.StringIO()
         csv_text.write("grant_id,access_token,customer_ref\n")
-        for tok in sb.tokens():
+        for tok in (t for page in sb.token_pages() for t in page):  # pages: short calls
             csv_text.write(f"{tok['grant_id']},{tok['access_token']},{tok['customer_ref'] or ''}\n")
         csv_text.seek(0)
         vault.import_csv(csv_text)
@@ -234,6 +235,24 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
             "grant_ms": _ms(lambda: rm.grant(ids[0] if ids else "cgrant_x")),
             "version_ms": _ms(rm.version),
         }
+        planned: dict[str, Callable[[], Any]] = {
+            **{f"queue {q}": partial(rm.page, GrantFilter(queue=q), page_size=100)
+               for q in QUEUES},
+            "filtered": lambda: rm.page(
+                GrantFilter(status="active", has_token=True, kind="unknown"), page_size=100),
+            "deep by keyset": lambda: rm.page(page_size=100, cursor=deep_cursor),
+            "last page": lambda: rm.page(page_size=100, cursor=LAST_PAGE),
+            "prefix, customer ref": lambda: rm.page(
+                GrantFilter(search="cust-12", search_mode="prefix"), page_size=100),
+            "substring, customer ref": lambda: rm.page(GrantFilter(search="stomer12"),
+                                                       page_size=100),
+            "substring, grant id": lambda: rm.page(GrantFilter(search=some_id[3:]),
+                                                   page_size=100),
+            "prefix, grant id": lambda: rm.page(
+                GrantFilter(search=some_id, search_mode="prefix"), page_size=100),
+            "sync view": worker.status,
+        }
+        out["plans"] = {name: _plans(db, fn) for name, fn in planned.items()}
         sink = _null_sink()
         t = time.perf_counter()
         written = rm.iter_csv(None, sink)
@@ -249,7 +268,11 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
         return out
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
         tmp.cleanup()
         if schema and database_url:
             _pg_schema(database_url, drop=schema)
@@ -321,6 +344,69 @@ def _cursor_at(db: Any, offset: int) -> Any:
         row = conn.execute(select(c.created_at, c.grant_id).order_by(c.created_at, c.grant_id)
                            .offset(offset).limit(1)).first()
     return PageCursor(row[0], row[1]) if row else None
+
+
+#: An index a plan line reads (PostgreSQL's index scans, SQLite's `USING ... INDEX` and
+#: its FTS5 trigram table).
+_INDEX_READ = re.compile(r"(?:Index (?:Only )?Scan(?: Backward)? using|Bitmap Index Scan on"
+                         r"|USING (?:COVERING )?INDEX|SCAN) "
+                         r"(\w+(?= VIRTUAL TABLE)|ix_\w+|\w+_pkey)")
+#: A table a plan line reads whole: PostgreSQL's sequential scan, SQLite's SCAN without
+#: an index.
+_WHOLE_READ = re.compile(r"Seq Scan on (\w+)|^SCAN (\w+)$")
+
+
+def _plans(db: Any, fn: Callable[[], Any]) -> dict[str, Any]:
+    """What the statements `fn` runs read, from the database's own plans: on PostgreSQL
+    `EXPLAIN (ANALYZE)` of each statement (run again with its parameters), on SQLite
+    `EXPLAIN QUERY PLAN`. Returns the indexes read, the tables read whole (a sequential
+    scan of `rm_grants` or the vault is what a million rows must not see; SQLite's
+    materialised count subqueries `anon_*` are left out), and the slowest statement's
+    plan text (SQLite: every statement's). Load changes the timings, not the plan."""
+    from sqlalchemy import event
+
+    seen: list[tuple[str, Any]] = []
+
+    def grab(_conn: Any, _cursor: Any, statement: str, params: Any, _ctx: Any,
+             many: bool) -> None:
+        if not many and statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            seen.append((statement, params))
+
+    event.listen(db.engine, "before_cursor_execute", grab)
+    try:
+        fn()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", grab)
+    indexes: set[str] = set()
+    scans: set[str] = set()
+    worst: tuple[float, str] = (-1.0, "")
+    raw = db.engine.raw_connection()
+    try:
+        for statement, params in seen:
+            cur = raw.cursor()
+            if db.is_sqlite:
+                cur.execute("EXPLAIN QUERY PLAN " + statement, params)
+                lines = [str(r[-1]) for r in cur.fetchall()]
+                took = 0.0
+            else:
+                cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)
+                lines = [str(r[0]) for r in cur.fetchall()]
+                took = next((float(x.split(":")[1].split()[0]) for x in lines
+                             if x.startswith("Execution Time")), 0.0)
+            cur.close()
+            for line in lines:
+                indexes.update(m.group(1) for m in _INDEX_READ.finditer(line))
+                scans.update(name for m in _WHOLE_READ.finditer(line.strip())
+                             if not (name := m.group(1) or m.group(2)).startswith("anon_"))
+            if db.is_sqlite:  # no timings: every statement's plan
+                worst = (0.0, "\n".join([worst[1], *lines]).strip())
+            elif took >= worst[0]:
+                worst = (took, "\n".join(lines))
+        raw.rollback()
+    finally:
+        raw.close()
+    return {"statements": len(seen), "indexes": sorted(indexes), "scans": sorted(scans),
+            "worst_ms": worst[0], "worst_plan": worst[1]}
 
 
 def _webhook_apply_ms(rm: Any, grant_id: str) -> float:
@@ -462,6 +548,21 @@ def print_table(results: list[dict], test_rate: float) -> None:
         print(name.ljust(width) + "".join(fmt(r).rjust(colw) for r in results))
 
 
+def print_plans(results: list[dict]) -> None:
+    """Per query, at the largest size: the indexes its statements read, the tables read
+    whole, and (PostgreSQL) the slowest statement's execution time by EXPLAIN ANALYZE."""
+    r = results[-1]
+    print(f"\nQuery plans at {r['n']:,} rows (indexes read; tables read whole; slowest "
+          "statement's EXPLAIN ANALYZE ms on PostgreSQL):")
+    for name, p in r["plans"].items():
+        whole = ", ".join(p["scans"]) or "none"
+        took = f"; {p['worst_ms']:.1f} ms" if p["worst_ms"] > 0 else ""
+        print(f"  {name}: {', '.join(p['indexes']) or '-'}; whole: {whole}{took}")
+    if os.environ.get("BENCH_PLANS"):
+        for name, p in r["plans"].items():
+            print(f"\n-- {name} (slowest statement)\n{p['worst_plan']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default=None,
@@ -505,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(json.loads(child.stdout.strip().splitlines()[-1]))
         print(f"N={n:,}: done in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     print_table(results, args.test_rate)
+    print_plans(results)
     print("\nBrowser figures: --browser (bench/browser_bench.py).")
     return 0
 
