@@ -1,5 +1,5 @@
 """Charts in the browser: clicking a day's bar on the Audit log's chart filters the table to
-that day."""
+that day; clicking a status bar on the Overview opens the Grants page filtered to it."""
 
 from __future__ import annotations
 
