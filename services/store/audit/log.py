@@ -27,7 +27,7 @@ from typing import Any, TextIO
 from sqlalchemy import Connection, func, insert, select, text
 
 from services.store.audit.anchor import ANCHOR_INTERVAL_S, AnchorKeeper, AuditAnchor
-from services.store.audit.changes import change_row, limit_changes
+from services.store.audit.changes import change_rows, limit_changes
 from services.store.audit.events import (
     ZERO_HASH,
     AuditEvent,
@@ -172,7 +172,7 @@ class AuditLog:
                 for start in range(0, len(sealed), self.chunk):
                     conn.execute(insert(audit_log), sealed[start:start + self.chunk])
                 # The charts' row of each limit change (derived data, outside the chain).
-                changes = [c for r in sealed if (c := change_row(r)) is not None]
+                changes = change_rows(conn, sealed)
                 for start in range(0, len(changes), self.chunk):
                     conn.execute(insert(limit_changes), changes[start:start + self.chunk])
             rows = sealed  # committed

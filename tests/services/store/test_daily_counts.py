@@ -205,11 +205,11 @@ def test_migration_copies_the_limit_changes_already_logged(db_url: str):
     ms = int(now.timestamp() * 1000)
 
     def row(seq: int, action: str, outcome: str, before: object, after: object,
-            params: str | None = None) -> dict:
+            params: str | None = None, cid: str | None = None) -> dict:
         return {"seq": seq, "event_id": f"e{seq}", "ts_ms": ms + seq,
                 "actor_username": "fin", "actor_roles": "finance", "action": action,
                 "outcome": outcome, "target_type": "grant", "target_id": f"cgrant_{seq}",
-                "params": params, "correlation_id": "c", "prev_hash": "0" * 64,
+                "params": params, "correlation_id": cid or f"c{seq}", "prev_hash": "0" * 64,
                 "hash": "0" * 64,
                 "before_value": json.dumps({"transaction_limit": before}),
                 "after_value": json.dumps({"transaction_limit": after})}
@@ -222,6 +222,10 @@ def test_migration_copies_the_limit_changes_already_logged(db_url: str):
                 json.dumps({"tier": "Unlimited"})),
             row(4, "guest.limit.update", "failed", 1, 900_000),
             row(5, "guest.limit.update", "succeeded", True, 7),  # not a limit: no size
+            # As the trail writes them: the tier on the requested event only.
+            row(6, "guest.tier.apply", "requested", 7, None, json.dumps({"tier": "Plus"}),
+                cid="bulk"),
+            row(7, "guest.tier.apply", "succeeded", 7, 10_000, cid="bulk"),
         ])
         conn.execute(text("UPDATE daily_audit_rollup SET seq = 2"))  # 1-2 rolled up
     db.dispose()
@@ -231,14 +235,16 @@ def test_migration_copies_the_limit_changes_already_logged(db_url: str):
             stored = {r.seq: (r.tier, r.size, r.before_limit, r.after_limit)
                       for r in conn.execute(select(limit_changes))}
         assert stored == {1: ("", 4000, 1000, 5000), 2: ("Free", 4990, 5000, 10),
-                          3: ("Unlimited", None, 10, None), 5: ("", None, None, 7)}
+                          3: ("Unlimited", None, 10, None), 5: ("", None, None, 7),
+                          7: ("Plus", 9993, 7, 10_000)}
         counts = DailyCounts(db)
         assert {p.key: p.n for p in counts.limit_days(now.date())} == {
-            "": 2, "Free": 1, "Unlimited": 1}
+            "": 2, "Free": 1, "Unlimited": 1, "Plus": 1}
         assert [(r.grant_id, r.before, r.after) for r in counts.largest_limit_changes(
-            now - timedelta(days=1))] == [("cgrant_2", 5000, 10), ("cgrant_1", 1000, 5000)]
+            now - timedelta(days=1))] == [("cgrant_7", 7, 10_000), ("cgrant_2", 5000, 10),
+                                          ("cgrant_1", 1000, 5000)]
         counts.roll_up_audit()  # the events after the watermark, counted once
         assert {p.key: p.n for p in counts.limit_days(now.date())} == {
-            "": 2, "Free": 1, "Unlimited": 1}
+            "": 2, "Free": 1, "Unlimited": 1, "Plus": 1}
     finally:
         db.dispose()

@@ -2,8 +2,9 @@
 
 - `limit_changes`: one row per succeeded per-grant limit change (`guest.limit.update`,
   `guest.tier.apply`), keyed by the event's `seq`: its UTC day, the tier's name ('' for a
-  custom limit), the capped limits before and after and `size` = |after - before| (NULL
-  unless both are capped). The audit writer adds the row in the event's own transaction
+  custom limit; an outcome event's tier is its requested event's, same correlation id),
+  the capped limits before and after and `size` = |after - before| (NULL unless both
+  are capped). The audit writer adds the row in the event's own transaction
   (services/store/audit/changes.py); the audit log's rows and hash chain are unchanged.
   A partial index on (day, size, seq) holds the sized rows: the largest changes of a
   period are a short walk per day.
@@ -37,22 +38,30 @@ def _copy_sql(pg: bool) -> str:
             # Only whole numbers are limits (true/false/text are not).
             v = f"(CAST({col} AS json) ->> 'transaction_limit')"
             return f"CASE WHEN {v} ~ '^-?[0-9]{{1,18}}$' THEN CAST({v} AS BIGINT) END"
-        tier = "COALESCE(SUBSTR(CAST(params AS json) ->> 'tier', 1, 100), '')"
+        def name(col: str) -> str:
+            return f"SUBSTR(CAST({col} AS json) ->> 'tier', 1, 100)"
     else:
         def num(col: str) -> str:
             # Only whole numbers are limits (true/false/text are not).
             return (f"CASE WHEN json_type({col}, '$.transaction_limit') = 'integer' "
                     f"THEN json_extract({col}, '$.transaction_limit') END")
-        tier = "COALESCE(SUBSTR(json_extract(params, '$.tier'), 1, 100), '')"
-    before, after = num("before_value"), num("after_value")
+        def name(col: str) -> str:
+            return f"SUBSTR(json_extract({col}, '$.tier'), 1, 100)"
+    before, after = num("a.before_value"), num("a.after_value")
+    # An outcome event has no params: the tier is named by its requested event.
+    tier = f"""COALESCE({name("a.params")}, (
+        SELECT {name("r.params")} FROM audit_log r
+        WHERE r.correlation_id = a.correlation_id AND r.action = 'guest.tier.apply'
+          AND r.outcome = 'requested' AND r.params IS NOT NULL
+        ORDER BY r.seq DESC LIMIT 1), '')"""
     return f"""
         INSERT INTO limit_changes (seq, day, tier, size, before_limit, after_limit)
         SELECT seq, day, tier, ABS(after_limit - before_limit), before_limit, after_limit
-        FROM (SELECT seq, ts_ms / 86400000 AS day,
-                     CASE WHEN action = 'guest.tier.apply' THEN {tier} ELSE '' END AS tier,
+        FROM (SELECT a.seq AS seq, a.ts_ms / 86400000 AS day,
+                     CASE WHEN a.action = 'guest.tier.apply' THEN {tier} ELSE '' END AS tier,
                      {before} AS before_limit, {after} AS after_limit
-              FROM audit_log
-              WHERE action IN {_ACTIONS} AND outcome = 'succeeded') AS c
+              FROM audit_log a
+              WHERE a.action IN {_ACTIONS} AND a.outcome = 'succeeded') AS c
     """
 
 
