@@ -95,6 +95,13 @@ def show_lookup(found: GrantLookup) -> None:
     st.switch_page(GRANTS_PAGE, query_params=params)
 
 
+def open_status(status: str) -> None:
+    """Open the Grants page filtered to one status (`active`, `revoked`)."""
+    if status not in STATUS.values():
+        raise ValueError(f"no such status {status!r}")
+    st.switch_page(GRANTS_PAGE, query_params={PARAMS["grants_status"]: status})
+
+
 def first_page() -> None:
     st.session_state["grants_page"] = 1
 

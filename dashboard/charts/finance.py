@@ -7,14 +7,16 @@ import altair as alt
 import streamlit as st
 
 from dashboard import ui
-from dashboard.charts import palette
+from dashboard.charts import palette, shapes
 from dashboard.context import PageContext
 from dashboard.reads import charts as reads
 from services.operations import OperationError, Permission, can
 
 TIER_WORDS = {"custom": "custom limit", "off": "limiter off", "": "unknown"}
 CHANGE_WORDS = {"guest.tier.apply": "tier applied", "guest.limit.update": "custom limit set"}
-BY = {"actor_username": "person", "action": "kind of change"}
+#: A limit change's tier: its name, or (for '') a custom limit.
+TIER_CHANGE_WORDS = {"": "custom limit"}
+BY = {"actor_username": "person", "action": "kind of change", "tier": "tier"}
 
 
 def guests_by_tier(ctx: PageContext) -> None:
@@ -47,25 +49,15 @@ def limit_changes(ctx: PageContext) -> None:
         st.info("Limit changes made from the console (one per grant, bulk runs included) "
                 "appear here per day.", icon=":material/bar_chart:")
         return
-    words = CHANGE_WORDS if by == "action" else {}
+    words = CHANGE_WORDS if by == "action" else TIER_CHANGE_WORDS if by == "tier" else {}
     values = [{"day": p.day.isoformat(), "who": words.get(p.key, p.key), "n": p.n}
               for p in series.points]
     st.caption(f"{series.total:,} grant limit(s) changed from {series.since} to "
                f"{series.until} (UTC).")
-    chart = (alt.Chart(alt.Data(values=values), title="Grant limits changed per day")
-             .mark_bar()
-             .encode(x=alt.X("day:T", title="Day (UTC)", timeUnit="utcyearmonthdate",
-                             scale=alt.Scale(domain=[series.since.isoformat(),
-                                                     series.end.isoformat()])),
-                     y=alt.Y("n:Q", title="Grants changed", stack=True,
-                             axis=alt.Axis(format="d", tickMinStep=1)),
-                     color=alt.Color("who:N", title=BY[by].capitalize(),
-                                     scale=alt.Scale(range=palette.CATEGORIES),
-                                     legend=alt.Legend(orient="bottom")),
-                     tooltip=[alt.Tooltip("day:T", title="Day", timeUnit="utcyearmonthdate"),
-                              alt.Tooltip("who:N", title=BY[by].capitalize()),
-                              alt.Tooltip("n:Q", title="Grants changed", format=",")])
-             .properties(height=360))
+    chart = shapes.day_bars(values, series="who", series_title=BY[by].capitalize(),
+                            y_title="Grants changed", title="Grant limits changed per day",
+                            since=series.since, end=series.end,
+                            colour=alt.Scale(range=palette.CATEGORIES), height=360)
     st.altair_chart(chart, width="stretch")
 
 

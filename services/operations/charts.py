@@ -22,6 +22,8 @@ TREND_DAYS = 90
 AUDIT_DAYS = 30
 #: The per-grant limit and tier changes (a bulk run records one per grant too).
 LIMIT_ACTIONS = (AuditAction.LIMIT_UPDATE, AuditAction.TIER_APPLY)
+#: How limit changes per day can be split: by person, kind of change or tier.
+LIMIT_SPLITS = ("actor_username", "action", "tier")
 #: At most this many limit changes of one grant are drawn (the newest).
 LIMIT_STEPS = 500
 
@@ -123,12 +125,16 @@ class ChartOps:
         return day, Buckets(tuple(buckets))
 
     def limit_changes(self, actor: Actor, by: str, days: int = TREND_DAYS) -> Series:
-        """Limit changes made per day (succeeded, one per grant), by `actor_username` (who)
-        or `action` (a tier applied or a custom limit), last `days` days."""
+        """Limit changes made per day (succeeded, one per grant), by `actor_username` (who),
+        `action` (a tier applied or a custom limit) or `tier` (the tier's name, '' for a
+        custom limit), last `days` days."""
         self.ctx.check(actor, Permission.VIEW_GRANT_HISTORY, AuditAction.AUDIT_READ)
-        if by not in ("actor_username", "action"):
-            raise ValidationError("by", "Count limit changes by person or by kind of change.")
+        if by not in LIMIT_SPLITS:
+            raise ValidationError("by", "Count limit changes by person, by kind of change "
+                                  "or by tier.")
         since, until = self._window(days)
+        if by == "tier":
+            return Series(since, until, tuple(self.counts.limit_days(since)))
         return Series(since, until, tuple(self.counts.audit_days(
             since, by=by, actions=LIMIT_ACTIONS, outcomes=("succeeded",))))
 
@@ -137,7 +143,7 @@ class ChartOps:
         the most, largest first."""
         self.ctx.check(actor, Permission.VIEW_GRANT_HISTORY, AuditAction.AUDIT_READ)
         since = self._clock() - timedelta(days=days)
-        return tuple(self.counts.largest_limit_changes(since, LIMIT_ACTIONS))
+        return tuple(self.counts.largest_limit_changes(since))
 
     def limit_history(self, actor: Actor, grant_id: str) -> tuple[LimitStep, ...]:
         """One grant's limit over time, oldest first: its succeeded limit and tier changes

@@ -1,5 +1,6 @@
-"""What the charts read: small daily counts kept by the sync worker (migration
-0014_daily_counts) and grouped counts over indexed columns, never rows loaded whole.
+"""What the charts read: small daily counts kept by the sync worker (migrations
+0014_daily_counts, 0015_change_size) and grouped counts over indexed columns, never rows
+loaded whole.
 
 - `daily_grant_counts`: grants per UTC day, status, user kind and tier. `record_grants`
   replaces one day's rows with a GROUP BY over `rm_grants` (after each full sync), so a
@@ -9,6 +10,11 @@
   moves the watermark in the same transaction, compare-and-set, so two workers never count
   an event twice. A chart adds the events after the watermark live (a `seq` range), so it is
   exact even when the worker is off.
+- `daily_limit_counts`: succeeded per-grant limit changes per UTC day and tier, rolled up
+  from `limit_changes` (services/store/audit/changes.py: one row per change, written with
+  its event) under the same watermark, plus the changes after it counted live.
+- The largest limit changes: `limit_changes`' partial index on (day, size, seq), a short
+  walk per day of the period.
 - Failing integrations by provider (`ix_rm_integrations_status`), the age of the console's
   copy (`ix_rm_grants_due`: one index range count per bucket) and approvals waiting by age.
 
@@ -23,7 +29,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Column,
     Integer,
@@ -31,18 +36,21 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     case,
     delete,
     func,
     insert,
     literal,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.store.approvals import approval_requests
+from services.store.audit.changes import limit_changes
 from services.store.db import Database
 from services.store.readmodel.tables import FAILING, rm_grants, rm_integrations
 from services.store.schema import audit_log
@@ -51,22 +59,21 @@ DAY_MS = 86_400_000
 EPOCH = date(1970, 1, 1)
 
 _md = MetaData()
-daily_grant_counts = Table(
-    "daily_grant_counts", _md,
-    Column("day", Integer, primary_key=True),
-    Column("status", String(10), primary_key=True),
-    Column("user_kind", String(10), primary_key=True),
-    Column("tier", String(100), primary_key=True),
-    Column("n", BigInteger, nullable=False),
-)
-daily_audit_counts = Table(
-    "daily_audit_counts", _md,
-    Column("day", Integer, primary_key=True),
-    Column("action", String(100), primary_key=True),
-    Column("outcome", String(16), primary_key=True),
-    Column("actor_username", String(200), primary_key=True),
-    Column("n", BigInteger, nullable=False),
-)
+
+
+def _daily_table(name: str, *keys: tuple[str, int]) -> Table:
+    """A table of counts `n` per UTC day and `keys` (name, length): the key is the primary key."""
+    return Table(name, _md, Column("day", Integer, primary_key=True),
+                 *(Column(k, String(length), primary_key=True) for k, length in keys),
+                 Column("n", BigInteger, nullable=False))
+
+
+daily_grant_counts = _daily_table(
+    "daily_grant_counts", ("status", 10), ("user_kind", 10), ("tier", 100))
+daily_audit_counts = _daily_table(
+    "daily_audit_counts", ("action", 100), ("outcome", 16), ("actor_username", 200))
+#: Succeeded per-grant limit changes per day and tier (from `limit_changes`, migration 0015).
+daily_limit_counts = _daily_table("daily_limit_counts", ("tier", 100))
 daily_audit_rollup = Table(
     "daily_audit_rollup", _md,
     Column("id", Integer, primary_key=True, autoincrement=False),
@@ -131,6 +138,7 @@ class DailyCounts:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._largest: dict[int, Any] = {}  # the largest changes' query by number of days
 
     def __repr__(self) -> str:
         return f"DailyCounts({self._db!r})"
@@ -192,13 +200,25 @@ class DailyCounts:
                 select(day, a.action, a.outcome, a.actor_username, func.count())
                 .where(a.seq > mark, a.seq <= hi)
                 .group_by(day, a.action, a.outcome, a.actor_username)).all()
-            stmt = self._upsert(daily_audit_counts)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["day", "action", "outcome", "actor_username"],
-                set_={"n": daily_audit_counts.c.n + stmt.excluded.n})
-            conn.execute(stmt, [{"day": int(d), "action": ac, "outcome": o,
-                                 "actor_username": u, "n": n} for d, ac, o, u, n in rows])
+            self._add(conn, daily_audit_counts, ["day", "action", "outcome", "actor_username"],
+                      [{"day": int(d), "action": ac, "outcome": o, "actor_username": u, "n": n}
+                       for d, ac, o, u, n in rows])
+            lc = limit_changes.c
+            tiers = conn.execute(select(lc.day, lc.tier, func.count())
+                                 .where(lc.seq > mark, lc.seq <= hi)
+                                 .group_by(lc.day, lc.tier)).all()
+            self._add(conn, daily_limit_counts, ["day", "tier"],
+                      [{"day": int(d), "tier": t, "n": n} for d, t, n in tiers])
             return int(hi - mark)
+
+    def _add(self, conn: Any, table: Table, key: list[str], rows: list[dict[str, Any]]) -> None:
+        """Add each row's `n` to the stored count of its key (insert when new)."""
+        if not rows:
+            return
+        stmt = self._upsert(table)
+        stmt = stmt.on_conflict_do_update(index_elements=key,
+                                          set_={"n": table.c.n + stmt.excluded.n})
+        conn.execute(stmt, rows)
 
     def keep(self, tiers: Sequence[Any], now: datetime) -> tuple[int, int]:
         """The sync worker's step after a full sync: count the grants of `now`'s day
@@ -249,8 +269,7 @@ class DailyCounts:
         start = day_number(since)
         totals: dict[tuple[int, str], int] = {}
         with self._db.read() as conn:
-            mark = conn.execute(select(daily_audit_rollup.c.seq)
-                                .where(daily_audit_rollup.c.id == 1)).scalar_one()
+            mark = self._mark(conn)
             key = d[by]
             q = select(d.day, key, func.sum(d.n)).where(d.day >= start)
             if actions:
@@ -271,33 +290,84 @@ class DailyCounts:
                 totals[(int(dd), k)] = totals.get((int(dd), k), 0) + int(n)
         return [DayCount(day_date(dd), k, n) for (dd, k), n in sorted(totals.items())]
 
-    def largest_limit_changes(self, since: datetime, actions: Sequence[str],
-                              n: int = 10) -> list[LimitChangeRow]:
-        """The `n` succeeded limit changes since `since` that moved a capped limit the most
-        (|after - before|), from the events' stored before/after JSON: the action index
-        (`action`, `seq`) bounds the walk to the period's events of those actions."""
-        a = audit_log.c
-        if self._db.is_sqlite:
-            def num(col: Any) -> Any:
-                return func.json_extract(col, "$.transaction_limit")
-        else:
-            def num(col: Any) -> Any:
-                return func.cast(func.cast(col, JSON).op("->>")("transaction_limit"),
-                                 BigInteger)
-        before, after = num(a.before_value), num(a.after_value)
-        size = func.abs(after - before)
+    def limit_days(self, since: date) -> list[DayCount]:
+        """Succeeded per-grant limit changes per day and tier ('' a custom limit) from
+        `since` (UTC) on: the rolled-up counts plus the changes after the watermark."""
+        d = daily_limit_counts.c
+        lc = limit_changes.c
+        start = day_number(since)
+        totals: dict[tuple[int, str], int] = {}
         with self._db.read() as conn:
-            lo = conn.execute(select(func.min(a.seq)).where(
-                a.ts_ms >= int(since.timestamp() * 1000))).scalar()
-            if lo is None:
+            mark = self._mark(conn)
+            rolled = (select(d.day, d.tier, func.sum(d.n)).where(d.day >= start)
+                      .group_by(d.day, d.tier))
+            live = (select(lc.day, lc.tier, func.count()).where(lc.seq > mark, lc.day >= start)
+                    .group_by(lc.day, lc.tier))
+            for q in (rolled, live):
+                for day, k, n in conn.execute(q):
+                    totals[(int(day), k)] = totals.get((int(day), k), 0) + int(n)
+        return [DayCount(day_date(dd), k, n) for (dd, k), n in sorted(totals.items())]
+
+    def _mark(self, conn: Any) -> int:
+        """The newest audit `seq` already rolled up."""
+        return int(conn.execute(select(daily_audit_rollup.c.seq)
+                                .where(daily_audit_rollup.c.id == 1)).scalar_one())
+
+    def largest_limit_changes(self, since: datetime, n: int = 10) -> list[LimitChangeRow]:
+        """The `n` succeeded limit changes since `since` that moved a capped limit the most
+        (|after - before|, newest first among equals). `limit_changes`' partial index on
+        (day, size, seq) gives each day's `n` largest in a short walk; the period's days
+        are merged here and the winners' events read by primary key."""
+        lc = limit_changes.c
+        a = audit_log.c
+        since_ms = int(since.timestamp() * 1000)
+        first = since_ms // DAY_MS
+        with self._db.read() as conn:
+            # The period's first event: time never goes backwards along seq, so the first by
+            # (ts_ms, seq) is the lowest seq (one seek in ix_audit_log_ts; a MIN(seq) would
+            # walk the primary key over every older event).
+            lo = conn.execute(select(a.seq).where(a.ts_ms >= since_ms)
+                              .order_by(a.ts_ms, a.seq).limit(1)).scalar()
+            last = conn.execute(select(lc.day).order_by(lc.seq.desc()).limit(1)).scalar()
+            if lo is None or last is None:
                 return []
-            q = (select(a.ts_ms, a.target_id, a.actor_username, a.action, before, after)
-                 .where(a.seq >= lo, a.action.in_(actions), a.outcome == "succeeded",
-                        before.is_not(None), after.is_not(None))
-                 .order_by(size.desc(), a.seq.desc()).limit(n))
-            return [LimitChangeRow(datetime.fromtimestamp(ts / 1000, UTC), gid, who, act,
-                                   int(b), int(af))
-                    for ts, gid, who, act, b, af in conn.execute(q)]
+            days = range(first, int(last) + 1)
+            if not days:
+                return []
+            params: dict[str, int] = {"lo": int(lo), "n": n}
+            params.update({f"d{i}": day for i, day in enumerate(days)})
+            best = [(int(s), int(q_), int(b), int(af))
+                    for s, q_, b, af in conn.execute(self._largest_stmt(len(days)), params)]
+            if not best:
+                return []
+            events = {r.seq: r for r in conn.execute(
+                select(a.seq, a.ts_ms, a.target_id, a.actor_username, a.action)
+                .where(a.seq.in_([r[1] for r in best])))}
+        return [LimitChangeRow(datetime.fromtimestamp(events[seq].ts_ms / 1000, UTC),
+                               events[seq].target_id, events[seq].actor_username,
+                               events[seq].action, before, after)
+                for _size, seq, before, after in best]
+
+    def _largest_stmt(self, days: int) -> Any:
+        """Each of `days` days' (bound :d0, :d1...) :n largest sized changes (the first
+        day's from seq :lo on), merged: built once per number of days, as building the
+        union costs more than running it."""
+        stmt = self._largest.get(days)
+        if stmt is None:
+            lc = limit_changes.c
+            arms = []
+            for i in range(days):
+                q = (select(lc.size, lc.seq, lc.before_limit, lc.after_limit)
+                     .where(lc.day == bindparam(f"d{i}"), lc.size.is_not(None))
+                     .order_by(lc.size.desc(), lc.seq.desc()).limit(bindparam("n")))
+                if i == 0:  # the period starts within its first day
+                    q = q.where(lc.seq >= bindparam("lo"))
+                arms.append(select(*q.subquery().c))
+            both = union_all(*arms).subquery()
+            stmt = self._largest[days] = (select(*both.c)
+                                          .order_by(both.c.size.desc(), both.c.seq.desc())
+                                          .limit(bindparam("n")))
+        return stmt
 
     def failing_by_provider(self) -> list[Bucket]:
         """Failing integrations (FAILED, PARTIALLY SYNCED) per provider, most first."""
@@ -308,45 +378,39 @@ class DailyCounts:
         with self._db.read() as conn:
             return [Bucket(p, int(n)) for p, n in conn.execute(q)]
 
+    def _age_buckets(self, conn: Any, table: Table, at: Any, base: Sequence[Any],
+                     buckets: Sequence[tuple[timedelta | None, str]],
+                     now: datetime) -> list[Bucket]:
+        """One index range count of `table` per age bucket of the time column `at` (the
+        newest bucket first; the last, unbounded one takes every older non-NULL time)."""
+        out: list[Bucket] = []
+        newer: datetime | None = None
+        for upper, label in buckets:
+            conds = [*base, at >= now - upper if upper is not None else at.is_not(None)]
+            if newer is not None:
+                conds.append(at < newer)
+            n = conn.execute(select(func.count()).select_from(table).where(*conds)).scalar_one()
+            out.append(Bucket(label, int(n)))
+            newer = None if upper is None else now - upper
+        return out
+
     def freshness(self, now: datetime) -> list[Bucket]:
         """Active grants with a stored token by the age of their integrations' copy: one
         index range count per bucket (`ix_rm_grants_due`)."""
         c = rm_grants.c
-        base = and_(c.status == "active", c.has_token.is_(True))
-        out: list[Bucket] = []
+        base = [c.status == "active", c.has_token.is_(True)]
         with self._db.read() as conn:
-            newer: datetime | None = None
-            for upper, label in FRESHNESS_BUCKETS:
-                conds = [base]
-                if upper is not None:
-                    conds.append(c.integrations_refreshed_at >= now - upper)
-                else:
-                    conds.append(c.integrations_refreshed_at.is_not(None))
-                if newer is not None:
-                    conds.append(c.integrations_refreshed_at < newer)
-                n = conn.execute(select(func.count()).select_from(rm_grants)
-                                 .where(*conds)).scalar_one()
-                out.append(Bucket(label, int(n)))
-                newer = None if upper is None else now - upper
+            out = self._age_buckets(conn, rm_grants, c.integrations_refreshed_at, base,
+                                    FRESHNESS_BUCKETS, now)
             never = conn.execute(select(func.count()).select_from(rm_grants).where(
-                base, c.integrations_refreshed_at.is_(None))).scalar_one()
+                *base, c.integrations_refreshed_at.is_(None))).scalar_one()
         out.append(Bucket(NEVER_READ, int(never)))
         return out
 
     def approvals_waiting(self, now: datetime) -> list[Bucket]:
         """Approval requests waiting (pending, not expired) by how long they have waited."""
         r = approval_requests.c
-        out: list[Bucket] = []
         with self._db.read() as conn:
-            newer: datetime | None = None
-            for upper, label in APPROVAL_BUCKETS:
-                conds = [r.state == "pending", r.expires_at > now]
-                conds.append(r.created_at >= now - upper if upper is not None
-                             else r.created_at.is_not(None))
-                if newer is not None:
-                    conds.append(r.created_at < newer)
-                n = conn.execute(select(func.count()).select_from(approval_requests)
-                                 .where(*conds)).scalar_one()
-                out.append(Bucket(label, int(n)))
-                newer = None if upper is None else now - upper
-        return out
+            return self._age_buckets(conn, approval_requests, r.created_at,
+                                     [r.state == "pending", r.expires_at > now],
+                                     APPROVAL_BUCKETS, now)

@@ -120,6 +120,9 @@ class SyncWorker:
         self.readmodel = readmodel
         self.daily = DailyCounts(readmodel.db)
         self._next_counts = 0.0  # monotonic time the charts' daily counts are next due
+        # Kinds or limits are being read (at start all may be unknown): count again as soon
+        # as that queue runs dry, so the charts' tiers do not wait for DAILY_COUNTS_EVERY.
+        self._userinfo_pending = True
         self.grants_interval = float(grants_interval)
         self.hot_interval = float(hot_interval)
         self.cold_interval = float(cold_interval if cold_interval is not None
@@ -244,6 +247,7 @@ class SyncWorker:
                 self._error(f"Listing grants: {exc.user_message}")
                 self._next_full = time.monotonic() + min(self.error_backoff,
                                                          self.grants_interval)
+        ui_n = 0
         if force:
             ids = self.readmodel.active_with_token()
             ui_ids = self.readmodel.guests_with_token()
@@ -257,8 +261,15 @@ class SyncWorker:
                 budget - len(ui_ids), older_than=now - timedelta(seconds=self.cold_interval),
                 hot_older_than=now - timedelta(seconds=self.hot_interval))
         done, deferred = self._refresh(ids, ui_ids)
-        if full or time.monotonic() >= self._next_counts:
+        if ui_ids and not force:
+            self._userinfo_pending = True
+        # The user info queue ran dry (every Guest's kind and limit read or asked): the end
+        # of the first pass after a start, or of the new grants' reads after a full sync.
+        drained = self._userinfo_pending and ui_n > 0 and not ui_ids
+        if full or drained or time.monotonic() >= self._next_counts:
             self._keep_daily_counts()  # after the refresh: limits and kinds just read count
+            if drained or force:  # a forced step read every Guest's user info
+                self._userinfo_pending = False
         self._publish()
         if not force and not ids and not ui_ids:
             self._stop.wait(self.tick)  # nothing due: idle a tick

@@ -1,5 +1,5 @@
 """Charts in the browser: clicking a day's bar on the Audit log's chart filters the table to
-that day."""
+that day; clicking a status bar on the Overview opens the Grants page filtered to it."""
 
 from __future__ import annotations
 
@@ -41,3 +41,41 @@ def test_clicking_a_day_on_the_audit_chart_filters_the_table(page: Page, console
             expect(m.get_by_role("spinbutton", name=f"{part}, {field}")).to_have_text(
                 re.compile(rf"^0?{value}$"), timeout=h.TIMEOUT)
     expect(m.get_by_text(re.compile(r"event\(s\), newest first"))).to_be_visible()
+
+
+def test_clicking_a_status_bar_on_the_overview_opens_the_grants_of_that_status(
+        page: Page, console) -> None:
+    h.login(page, console.url, "support")
+    h.goto_page(page, "Overview")
+    m = h.main(page)
+    caption = m.get_by_text(re.compile(r"Click a bar to open the Grants page filtered"))
+    expect(caption).to_be_visible(timeout=h.TIMEOUT)
+    # The status chart is the first of the Trends section.
+    chart = m.get_by_test_id("stVegaLiteChart").first
+    chart.scroll_into_view_if_needed()
+    drawn = chart.locator("canvas, svg").first
+    drawn.wait_for()
+    h.settle(page)
+    box = drawn.bounding_box()
+    assert box is not None
+    # The x axis ends the day after today: today's bar is the last of 90. Move down its
+    # middle until the tooltip names a status; click there.
+    x = box["x"] + box["width"] - 6 - (box["width"] - 45) / 180
+    tooltip = page.locator("#vg-tooltip-element.visible")
+    status = None
+    for y in range(int(box["y"]) + 4, int(box["y"] + box["height"]) - 4, 4):
+        page.mouse.move(x, y)
+        if tooltip.count():
+            status = re.search(r"\b(active|revoked)\b", tooltip.inner_text())
+            if status:
+                break
+    assert status is not None, "no status bar under the pointer"
+    page.mouse.click(x, y)
+    h.expect_page(page, "Grants")
+    expect(page).to_have_url(re.compile(rf"[?&]status={status.group(1)}\b"),
+                             timeout=h.TIMEOUT)
+    # The Status filter shows the clicked status, and every row listed has it.
+    expect(h.main(page).get_by_role("combobox", name="Status", exact=True)).to_have_value(
+        status.group(1).capitalize(), timeout=h.TIMEOUT)
+    rows = h.grid_dicts(h.grid(h.main(page), "Grant id"))
+    assert rows and {r["Status"] for r in rows} == {status.group(1)}

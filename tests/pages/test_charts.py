@@ -18,6 +18,18 @@ def _charts(at) -> list[dict]:
     return out
 
 
+def _charts_with_data(at) -> list[tuple[dict, list[dict]]]:
+    """The Vega-Lite specs on the page with their data rows (sent beside the spec, as Arrow)."""
+    import pyarrow as pa
+
+    out = []
+    for el in at.get("arrow_vega_lite_chart") + at.get("vega_lite_chart"):
+        raw = el.proto.data.data
+        rows = pa.ipc.open_stream(raw).read_all().to_pylist() if raw else []
+        out.append((json.loads(el.proto.spec), rows))
+    return out
+
+
 def _title(spec: dict) -> str:
     t = spec.get("title")
     return t if isinstance(t, str) else (t or {}).get("text", "")
@@ -137,4 +149,11 @@ def test_guest_limits_charts_count_guests_by_tier_and_changes(make_app, runtime,
     assert {"Active Guests per tier", "Grant limits changed per day"} <= {
         _title(s) for s in _charts(at)}
     at.radio(key="chart_limit_by").set_value("action").run()
+    assert "1 grant limit(s) changed" in " ".join(x.value for x in at.caption)
+    at.radio(key="chart_limit_by").set_value("tier").run()
+    assert not at.exception
+    (by_tier, rows), = [(s, r) for s, r in _charts_with_data(at)
+                        if _title(s) == "Grant limits changed per day"]
+    assert by_tier["encoding"]["color"]["title"] == "Tier"
+    assert [(r["who"], r["n"]) for r in rows] == [("custom limit", 1)]  # a custom limit set
     assert "1 grant limit(s) changed" in " ".join(x.value for x in at.caption)

@@ -3,7 +3,8 @@
 Modules: `events` (event types, field list, canonical form and hashing), `redact` (checks
 and secret masking of new events), `log` (`AuditLog`: appends with group commit, reads),
 `query` (filters and pages), `export` (CSV/JSON Lines and reading them back), `anchor` (the
-newest head kept in a file, and its timer), `verify` (chain verification).
+newest head kept in a file, and its timer), `verify` (chain verification), `changes`
+(the charts' row of each limit change, written with its event, outside the chain).
 """
 
 from __future__ import annotations

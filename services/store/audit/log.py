@@ -38,6 +38,7 @@ from typing import Any, TextIO
 from sqlalchemy import Connection, func, insert, select, text
 
 from services.store.audit.anchor import ANCHOR_INTERVAL_S, AnchorKeeper, AuditAnchor
+from services.store.audit.changes import change_rows, limit_changes
 from services.store.audit.events import (
     ZERO_HASH,
     AuditEvent,
@@ -194,6 +195,10 @@ class AuditLog:
                 sealed = self._seal(head, [values for w in batch for values in w.prepared])
                 for start in range(0, len(sealed), self.chunk):
                     conn.execute(insert(audit_log), sealed[start:start + self.chunk])
+                # The charts' row of each limit change (derived data, outside the chain).
+                changes = change_rows(conn, sealed)
+                for start in range(0, len(changes), self.chunk):
+                    conn.execute(insert(limit_changes), changes[start:start + self.chunk])
             rows = sealed  # committed
         except Exception as exc:  # handed to every caller in the batch
             error = exc

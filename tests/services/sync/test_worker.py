@@ -483,3 +483,28 @@ def test_a_sync_pass_keeps_the_charts_daily_counts(env: Env) -> None:
         assert sum(r.n for r in rows if (r.status, r.user_kind, r.tier)
                    == ("active", "guest", t.name)) == shown, t.name
     assert DailyCounts(env.db).guests_by_tier()[1]
+
+
+def test_tiers_are_counted_again_once_the_first_pass_has_read_every_guest(env: Env) -> None:
+    """At start the kinds and limits are unknown and read a few per step: the counts taken
+    after the first step know only the few read, and the step that finds nothing more to
+    read counts again, without waiting for DAILY_COUNTS_EVERY."""
+    from services.store.daily_counts import DailyCounts
+
+    counts = DailyCounts(env.db)
+    w = env.worker(rate=8.0, userinfo_share=0.25)  # 2 user infos a step
+    assert w.run_once().full_sync
+    day, before = counts.guests_by_tier()
+    assert day is not None
+    steps = 0
+    while steps < 40 and env.rm.due_for_userinfo(  # what the worker still has to read
+            1, older_than=datetime.now(UTC) - timedelta(seconds=w.userinfo_retry)):
+        w.run_once()
+        steps += 1
+        assert counts.guests_by_tier()[1] == before  # not counted again in between
+    assert steps > 1  # read over several steps
+    w.run_once()  # finds the queue dry: counts
+    _day, after = counts.guests_by_tier()
+    guests = env.rm.page(GrantFilter(status="active", kind="guest")).total
+    assert sum(b.n for b in before if b.label != "") < guests
+    assert guests > 0 and sum(b.n for b in after if b.label != "") == guests
