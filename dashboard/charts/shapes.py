@@ -44,7 +44,9 @@ def day_bars(values: list[dict[str, Any]], *, series: str, series_title: str,
         "y": alt.Y("n:Q", title=y_title, stack=True,
                    axis=alt.Axis(format=y_format, tickMinStep=1)),
         "color": alt.Color(f"{series}:N", title=series_title, scale=colour,
-                           legend=alt.Legend(orient="bottom")),
+                           # Four to a row: at half a laptop's screen a single row
+                           # of seven outcomes was cut after the fifth.
+                           legend=alt.Legend(orient="bottom", columns=4)),
         "tooltip": tooltip,
     }
     chart = alt.Chart(alt.Data(values=values), title=title)
