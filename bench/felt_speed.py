@@ -22,8 +22,9 @@ script runs the page saw, the time until the first of them started (a new tab: l
 page and its connection), the time in runs, the time after the last run (the browser
 drawing), and the CPU seconds the console process and Chromium spent over the step (on a
 loaded machine the wall times grow far more than these). The goals are the issue's at
-100,000 grants (1.0 s, 1.0 s, 1.5 s); the table says whether each was met. The machine's load average is printed
-beside the figures: on a busy machine they are longer for reasons outside the console.
+100,000 grants (1.0 s, 1.0 s, 1.5 s); the table says whether each was met. The machine's
+load average is printed beside the figures: on a busy machine they are longer for reasons
+outside the console.
 """
 
 from __future__ import annotations
