@@ -248,7 +248,7 @@ def login_gate(runtime: Runtime) -> Actor | None:
     """Check this browser's session (every run). Returns the actor, or None: then the
     entrypoint shows `login_page`.
 
-    The cookie component (write after a login, delete after a logout) is drawn inside one
+    The cookie script (write after a login, delete after a logout) is drawn inside one
     container that comes first in every run, so the page below keeps its place whether or
     not the component is drawn in a run."""
     with st.container(key="console_cookie_area"):
