@@ -14,35 +14,59 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
-from sandbox import start_sandbox
+from sandbox import SandboxHandle, start_sandbox
 from tests.e2e import helpers as h
 from tests.e2e.console_process import ConsoleProcess, launch_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main() -> None:
+def out_dir(prefix: str) -> tuple[Path, Path]:
+    """`--out` (default docs/screenshots), made; and a fresh working folder."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     out = Path(ap.parse_args().out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="screenshots-"))
+    return out, Path(tempfile.mkdtemp(prefix=prefix))
+
+
+@contextmanager
+def shooting(work: Path) -> Iterator[tuple[SandboxHandle, ConsoleProcess, Browser]]:
+    """A sandbox in this process, the console (the browser tests' launcher) and Debian's
+    headless Chromium; all stopped at the end."""
     with start_sandbox(port=0, resync_delay=2.0) as sb, \
-            ConsoleProcess(sb.base_url, tmp / "data") as console, sync_playwright() as p:
+            ConsoleProcess(sb.base_url, work / "data") as console, sync_playwright() as p:
         browser = launch_chromium(p)
+        try:
+            yield sb, console, browser
+        finally:
+            browser.close()
+
+
+def save(page: Page, path: Path, width: int, height: int, draw_ms: int = 500) -> None:
+    """One PNG of the page at `width` x `height` (tall enough for the whole page: Streamlit
+    scrolls inside its own container), once the run is over and charts and grids drew."""
+    page.set_viewport_size({"width": width, "height": height})
+    h.settle(page)
+    page.wait_for_timeout(draw_ms)
+    page.screenshot(path=str(path), full_page=True)
+    print("saved", path)
+
+
+def main() -> None:
+    out, tmp = out_dir("screenshots-")
+    with shooting(tmp) as (sb, console, browser):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
 
         def shot(name: str, height: int = 900) -> None:
-            page.set_viewport_size({"width": 1280, "height": height})
-            h.settle(page)
-            page.wait_for_timeout(500)  # let charts and grids draw at the new size
-            page.screenshot(path=str(out / name), full_page=True)
+            save(page, out / name, 1280, height)
             page.set_viewport_size({"width": 1280, "height": 900})
-            print("saved", out / name)
 
         grant = next(t["grant_id"] for t in sb.tokens()
                      if t["kind"] == "guest" and not t["revoked"])
@@ -81,7 +105,6 @@ def main() -> None:
         shot("audit-log.png", height=2000)
         h.goto_page(page, "Connect a customer")
         shot("connect.png")
-        browser.close()
 
 
 if __name__ == "__main__":
