@@ -54,6 +54,9 @@ def save(page: Page, path: Path, width: int, height: int, draw_ms: int = 500) ->
     scrolls inside its own container), once the run is over and charts and grids drew."""
     page.set_viewport_size({"width": width, "height": height})
     h.settle(page)
+    # From the page's top, with no toolbar that the pointer's last place would show.
+    page.get_by_test_id("stMain").evaluate("el => el.scrollTo(0, 0)")
+    page.mouse.move(0, height - 1)
     page.wait_for_timeout(draw_ms)
     page.screenshot(path=str(path), full_page=True)
     print("saved", path)
@@ -73,7 +76,7 @@ def main() -> None:
         h.login(page, console.url, "admin")
         h.open_grant(page, console.url, grant)  # an action or two for the audit log
         h.goto_page(page, "Overview")
-        shot("overview.png")
+        shot("overview.png", height=2600)  # the whole page, its charts too
         h.goto_page(page, "Grants")
         shot("grants.png")
         h.open_grant(page, console.url, grant)
@@ -91,20 +94,24 @@ def main() -> None:
         h.settle(page)
         m.get_by_role("button", name="Dry run", exact=True).click()
         m.get_by_text("Dry run: nothing was changed.").wait_for()
-        shot("guest-limits.png", height=1500)
+        shot("guest-limits.png", height=2700)
         # Apply it, so that the audit log has something to show.
         apply = m.get_by_role("button", name="Apply", exact=True)
         apply.click()
-        m.get_by_role("heading", name="Results").wait_for()
+        # A cut by more than half asks first (as on one grant).
+        yes = m.get_by_role("button", name="Yes, apply this change")
+        results = m.get_by_role("heading", name="Results")
+        yes.or_(results).first.wait_for()
+        if yes.count():
+            yes.click()
+        results.wait_for()
         h.goto_page(page, "Audit log")
         # Verify the chain, so that the shot shows the head an auditor notes.
         h.main(page).get_by_role("button", name="Verify the chain").click()
         h.main(page).get_by_text("Head: row").first.wait_for()
-        h.settle(page)
-        page.get_by_test_id("stMain").evaluate("el => el.scrollTo(0, 0)")
         shot("audit-log.png", height=2000)
         h.goto_page(page, "Connect a customer")
-        shot("connect.png")
+        shot("connect.png", height=1500)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def grant(ctx: PageContext, gid: str) -> GrantDetail:
     if flash:
         toast_done(flash)  # carries upstream text (the API's message): escaped
     record_pending_note(st.session_state.pop(PENDING_KEY, False))
-    top1, top2, top3 = st.columns([4, 1, 1])
+    top1, top2, top3 = st.columns([4, 1, 1.6])  # room for "Back to grants" and its icon
     # Inline code, not `st.code`: the code block's syntax highlighter is a script of its
     # own that a new tab loads and runs before the page is drawn (the biggest share of the
     # browser's work on this page). `gid` passed `validation.grant_id`: no Markdown in it.
