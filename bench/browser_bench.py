@@ -36,18 +36,15 @@ figures it did not reach. Every process started is stopped at the end, even on f
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -55,53 +52,32 @@ if str(ROOT) not in sys.path:
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
+from bench.browser_common import (  # noqa: E402
+    LOADING,
+    Sandbox,
+    focus_app,
+    goto,
+    metrics_drawn,
+    new_page,
+    rerun,
+    wait_complete,
+    wait_login_form,
+)
 from services.kryptos.client import SYNC_USER_AGENT  # noqa: E402
 from tests.e2e import helpers as h  # noqa: E402
 from tests.e2e.console_process import (  # noqa: E402
     ConsoleProcess,
     chromium_path,
     launch_chromium,
-    stop_process,
 )
 
 USER = "admin"
 SESSIONS = 5
 RERUNS = 5
-LOADING = "first sync in progress"
-PARTIAL = "First sync in progress"
 MEMORY_LIMIT_MB = 400.0
 #: The size the issue's ratios and memory target are checked at (when it is run).
 TARGET_N = 100_000
 
-#: Script-run start/end times (performance.now()) of the page, next to helpers' run counter.
-TIMES_JS = """
-(() => {
-  window.__benchStarts = []; window.__benchEnds = [];
-  let last = null;
-  // A run is busy from leaving notRunning (rerunRequested or running: a short run may
-  // never show running) until notRunning again.
-  const busy = (s) => s !== null && s !== 'notRunning';
-  const note = (state, now) => {
-    if (state === last) return;
-    if (!busy(last) && busy(state)) window.__benchStarts.push(now);
-    if (busy(last) && state === 'notRunning') window.__benchEnds.push(now);
-    last = state;
-  };
-  // Every transition, even a run so short that both changes land in one batch: each
-  // record's oldValue is the value before it, the next record's the value after.
-  new MutationObserver((records) => {
-    const now = performance.now();
-    const mine = records.filter(r => r.attributeName === 'data-test-script-state'
-                                     && r.target.getAttribute('data-testid') === 'stApp');
-    mine.forEach((r, i) => {
-      if (i === 0) note(r.oldValue, now);
-      note(i + 1 < mine.length ? mine[i + 1].oldValue
-                               : r.target.getAttribute('data-test-script-state'), now);
-    });
-  }).observe(document, {attributes: true, subtree: true, attributeOldValue: true,
-                        attributeFilter: ['data-test-script-state']});
-})();
-"""
 
 
 BARE_APP = '''
@@ -142,50 +118,6 @@ class Result:
 
 # --- processes ---------------------------------------------------------------------------
 
-class Sandbox:
-    def __init__(self, n: int, log: Path) -> None:
-        self.n = n
-        self.log = log
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def start(self, timeout: float) -> Sandbox:
-        with open(self.log, "wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sandbox", "--port", "0", "--grants", str(self.n)],
-                cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
-                env={**os.environ, "PYTHONPATH": str(ROOT)})
-        line = _readline(self.proc, timeout)
-        if " on http" not in line:
-            self.stop()
-            raise RuntimeError(f"sandbox did not start: {line!r}")
-        self.url = line.split(" on ", 1)[1].split(" ", 1)[0]
-        return self
-
-    def call(self, method: str, path: str) -> Any:
-        import json
-
-        req = urllib.request.Request(self.url + path, method=method)
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return json.loads(r.read() or b"{}")
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-        self.proc = None
-
-
-def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
-    """The process's first stdout line, or "" after `timeout` seconds."""
-    import threading
-
-    out: list[str] = []
-    t = threading.Thread(target=lambda: out.append(proc.stdout.readline() if proc.stdout
-                                                   else ""), daemon=True)
-    t.start()
-    t.join(timeout)
-    return out[0] if out else ""
-
-
 class BareApp(ConsoleProcess):
     """The bare `st.dataframe` app, run with the console's Streamlit flags."""
 
@@ -225,24 +157,6 @@ def reset_peak(pid: int) -> None:
 
 # --- browser steps -----------------------------------------------------------------------
 
-def new_page(browser: Browser) -> Page:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    ctx.add_init_script(h.RUN_COUNTER_JS)
-    ctx.add_init_script(TIMES_JS)
-    return ctx.new_page()
-
-
-def wait_login_form(page: Page, url: str, timeout_ms: float) -> None:
-    page.goto(url + "/", timeout=timeout_ms)
-    form = page.get_by_test_id("stForm").filter(has_text="Log in")
-    expect(form.get_by_label("Username", exact=True)).to_be_visible(timeout=timeout_ms)
-
-
-def _metrics_drawn(page: Page) -> bool:
-    metric = h.fresh(page).get_by_test_id("stMetric").filter(has_text="Active")
-    return metric.count() > 0 and metric.first.is_visible()
-
-
 def wait_overview(page: Page, timeout_ms: float, result: Result | None = None) -> None:
     """Until the Overview's counts are drawn by a finished run (checked every 50 ms); while
     the read model has no rows yet the page says so, and it is rerun once a second."""
@@ -252,7 +166,7 @@ def wait_overview(page: Page, timeout_ms: float, result: Result | None = None) -
     last_rerun = time.monotonic()
     while True:
         running = not h._not_running(page)
-        if not running and _metrics_drawn(page):
+        if not running and metrics_drawn(page):
             return
         loading = h.main(page).get_by_text(re.compile(LOADING, re.I)).count() > 0
         if result is not None and loading:
@@ -263,17 +177,6 @@ def wait_overview(page: Page, timeout_ms: float, result: Result | None = None) -
             rerun(page)
             last_rerun = time.monotonic()
         page.wait_for_timeout(50)
-
-
-def wait_complete(page: Page, timeout_ms: float) -> None:
-    """Until the Overview no longer says that the first sync is in progress."""
-    deadline = time.monotonic() + timeout_ms / 1000
-    while h.main(page).get_by_text(PARTIAL).count() > 0 or not _metrics_drawn(page):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"first sync not over within {timeout_ms / 1000:.0f} s")
-        page.wait_for_timeout(2000)
-        rerun(page)
-        h.settle(page, timeout_ms)
 
 
 def login(page: Page, url: str, timeout_ms: float, result: Result | None = None,
@@ -293,25 +196,6 @@ def login(page: Page, url: str, timeout_ms: float, result: Result | None = None,
     h.wait_for_login_cookie(page, timeout=timeout_ms)
     h.quiet(page, timeout=timeout_ms)
     return took
-
-
-def goto(page: Page, title: str, timeout_ms: float) -> None:
-    h.nav(page).get_by_role("link", name=title, exact=True).click()
-    expect(h.main(page).locator("h1", has_text=title).first).to_be_visible(timeout=timeout_ms)
-    h.quiet(page, timeout=timeout_ms)
-
-
-def focus_app(page: Page) -> None:
-    """The focus on the page's own document: not in an input, nor in a component's frame,
-    where Streamlit's rerun key would not reach the app."""
-    page.locator("h1").first.click(position={"x": 2, "y": 2})
-    page.evaluate("document.activeElement && document.activeElement.blur()")
-
-
-def rerun(page: Page) -> None:
-    """Streamlit's rerun shortcut."""
-    focus_app(page)
-    page.keyboard.press("r")
 
 
 def time_rerun(page: Page, timeout_ms: float) -> float:

@@ -85,6 +85,37 @@ def open_grant(grant_id: str) -> None:
     st.switch_page(DETAIL_PAGE, query_params={"grant": grant_id})
 
 
+#: The grant ids of the rows the grid shows (one page), in order, and the one a click chose.
+SHOWN_KEY = "grants_shown_ids"
+PICKED_KEY = "grants_picked"
+
+
+def remember_shown(grant_ids: list[str]) -> None:
+    """The ids of the rows drawn in the grid, so that a click on a row opens its grant
+    without the page (its query and its grid) being run and drawn again first."""
+    st.session_state[SHOWN_KEY] = tuple(grant_ids)
+
+
+def picked_row() -> None:
+    """The grid's selection callback (it runs before the script): notes the grant of the
+    clicked row for `open_picked`."""
+    state = st.session_state.get("grants_table")
+    try:
+        rows = state["selection"]["rows"] if state is not None else []
+    except (KeyError, TypeError):
+        rows = []
+    shown = st.session_state.get(SHOWN_KEY, ())
+    if rows and 0 <= rows[0] < len(shown):
+        st.session_state[PICKED_KEY] = shown[rows[0]]
+
+
+def open_picked() -> None:
+    """First thing of the page's run: a row clicked in the grid opens its grant at once."""
+    picked = st.session_state.pop(PICKED_KEY, None)
+    if isinstance(picked, str):
+        open_grant(picked)
+
+
 def show_lookup(found: GrantLookup) -> None:
     """A search box's answer: open the grant, or the Grants page filtered to it (through
     the address, so the list is a link too)."""

@@ -13,21 +13,24 @@
 - A cookie that cannot be read (garbage, bad signature, `alg: none`, expired, missing
   fields) means "logged out": no traceback.
 
-The cookie is written and deleted by extra-streamlit-components' cookie component
-(`CookieWriter`): it runs in the browser, so the cookie cannot be HttpOnly; what a stolen
-cookie gives is bounded by the session record (idle, lifetime, logout). Policy:
-docs/architecture.md, "Sessions and logins".
+The cookie is written and deleted by a one-line script in the page (`cookie_script`, drawn
+by `st.html` in the run after a login or logout): it runs in the browser, so the cookie
+cannot be HttpOnly; what a stolen cookie gives is bounded by the session record (idle,
+lifetime, logout). The script is not a component: no frame and no script bundle to load,
+and no report back to the server, so the Overview a login opens is not run a second time.
+Policy: docs/architecture.md, "Sessions and logins".
 """
 
 from __future__ import annotations
 
-import importlib
+import json
 import logging
+import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
-import extra_streamlit_components as stx
 import jwt
 import streamlit as st
 
@@ -83,23 +86,22 @@ END_MESSAGES = {
 }
 
 
-class _CookieJar(dict):
-    """The writer's record of what it set; deleting a cookie it never saw is not an error."""
-
-    def __delitem__(self, key: Any) -> None:
-        self.pop(key, None)
+#: What a cookie name and value may hold (a JWT, the configured name): nothing that could end
+#: the cookie's attributes or the script's string.
+_COOKIE_TEXT = re.compile(r"[A-Za-z0-9._~-]+")
 
 
-class CookieWriter(stx.CookieManager):
-    """extra-streamlit-components' `CookieManager` without the `getAll` component that its
-    constructor draws: the cookie is read on the server (`st.context.cookies`), and the
-    `getAll` report reran every page about half a second after it loaded (a click in that
-    window was lost). Setting and deleting go through the same component as before."""
-
-    def __init__(self, key: str = "init") -> None:  # noqa: ARG002 (the library's signature)
-        module = importlib.import_module(stx.CookieManager.__module__)
-        self.cookie_manager = module._component_func
-        self.cookies = _CookieJar()
+def cookie_script(name: str, value: str, expires_at: datetime, *, secure: bool) -> str:
+    """The script that writes (or, with an `expires_at` in the past, deletes) the login
+    cookie: path `/`, `SameSite=Strict`, `Secure` over https."""
+    if not (_COOKIE_TEXT.fullmatch(name) and (value == "" or _COOKIE_TEXT.fullmatch(value))):
+        raise ValueError("a cookie name or value with characters a cookie cannot hold")
+    parts = [f"{name}={value}", "Path=/",
+             f"Expires={format_datetime(expires_at.astimezone(UTC), usegmt=True)}",
+             "SameSite=Strict"]
+    if secure:
+        parts.append("Secure")
+    return f"<script>document.cookie = {json.dumps('; '.join(parts))};</script>"
 
 
 # --- the acting user ------------------------------------------------------------------------
@@ -246,7 +248,7 @@ def login_gate(runtime: Runtime) -> Actor | None:
     """Check this browser's session (every run). Returns the actor, or None: then the
     entrypoint shows `login_page`.
 
-    The cookie component (write after a login, delete after a logout) is drawn inside one
+    The cookie script (write after a login, delete after a logout) is drawn inside one
     container that comes first in every run, so the page below keeps its place whether or
     not the component is drawn in a run."""
     with st.container(key="console_cookie_area"):
@@ -262,13 +264,15 @@ def _cookie_ops(runtime: Runtime) -> None:
         return
     settings = runtime.settings
     assert settings is not None
-    writer = CookieWriter()
     if token:
-        writer.set(settings.cookie_name, token, key="console_cookie_set",
-                   expires_at=datetime.now() + timedelta(seconds=settings.session_lifetime),
-                   secure=reached_over_https(runtime))
-    elif delete:
-        writer.delete(settings.cookie_name, key="console_cookie_delete")
+        script = cookie_script(
+            settings.cookie_name, token,
+            datetime.now(UTC) + timedelta(seconds=settings.session_lifetime),
+            secure=reached_over_https(runtime))
+    else:
+        script = cookie_script(settings.cookie_name, "", datetime(1970, 1, 1, tzinfo=UTC),
+                               secure=reached_over_https(runtime))
+    st.html(script, unsafe_allow_javascript=True)
 
 
 def _login_gate(runtime: Runtime) -> Actor | None:

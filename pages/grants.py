@@ -14,6 +14,7 @@ from dashboard.ui import show_error
 from services.operations import OperationError
 
 ctx = page_context()
+grants_list.open_picked()  # a row clicked: its grant, without drawing this page again
 
 st.title("Grants")
 ready = rm_sections.freshness(ctx)
@@ -46,10 +47,11 @@ event = st.dataframe(
     screen_frame(frame),
     key="grants_table",
     hide_index=True,
-    on_select="rerun",
+    on_select=grants_list.picked_row,
     selection_mode="single-row",
     column_config=grants_list.COLUMNS,
 )
+grants_list.remember_shown([r.grant_id for r in found.rows])  # the grid's rows, in order
 
 picked = event.selection.rows if event is not None else []
 if picked and picked[0] < len(frame):

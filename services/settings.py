@@ -86,6 +86,15 @@ class Tier:
         return f"{self.name} ({self.limit:,})"
 
 
+def _cookie_name(name: str) -> str:
+    """The login cookie's name: letters, digits and `. _ ~ -` (the page's cookie script
+    writes it as it is)."""
+    if not all(c.isascii() and (c.isalnum() or c in "._~-") for c in name):
+        raise ConfigError(f"CONSOLE_COOKIE_NAME {name!r} may hold only letters, digits and "
+                          ". _ ~ -.")
+    return name
+
+
 def parse_tiers(text: str) -> tuple[Tier, ...]:
     """Parse `Free=1000,Plus=10000,Unlimited=off` into tiers, in the given order."""
     tiers: list[Tier] = []
@@ -450,7 +459,8 @@ def load_settings(
         database_url=get("DATABASE_URL", console, "database_url"),
         vault_key=get("KRYPTOS_VAULT_KEY", console, "vault_key"),
         cookie_key=get("CONSOLE_COOKIE_KEY", console, "cookie_key"),
-        cookie_name=get("CONSOLE_COOKIE_NAME", console, "cookie_name") or "kryptos_console",
+        cookie_name=_cookie_name(get("CONSOLE_COOKIE_NAME", console, "cookie_name")
+                                 or "kryptos_console"),
         auth_file=Path(auth_file) if auth_file else None,
         audit_anchor_file=Path(anchor_file) if anchor_file else None,
         audit_journal_file=Path(journal_file) if journal_file else None,

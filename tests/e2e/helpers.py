@@ -61,8 +61,8 @@ def runs(page: Page) -> int | None:
 
 def quiet(page: Page, for_ms: int = 400, timeout: float = TIMEOUT) -> None:
     """Settle, then wait until no run has started for `for_ms`: for the moments when the
-    browser itself asks for a rerun shortly after a run ends (the cookie component reports
-    that it wrote the login cookie), and a click sent in between would race that rerun."""
+    browser itself asks for a rerun shortly after a run ends (a component reporting in, a
+    fragment's timer), and a click sent in between would race that rerun."""
     import time
 
     deadline = time.monotonic() + timeout / 1000
@@ -112,16 +112,16 @@ def login(page: Page, base_url: str, username: str, password: str | None = None)
     page.goto(base_url + "/")
     fill_login(page, username, PASSWORDS[username] if password is None else password)
     expect_page(page, "Overview")
-    # The cookie component reports back once it has written the cookie, which reruns the
-    # page it was drawn on: wait for that before the next click, as a person would.
+    # The page's script writes the cookie as the Overview is drawn: a reload or a new tab
+    # from here on stays logged in.
     wait_for_login_cookie(page)
     quiet(page)
 
 
 def fill_login(page: Page, username: str, password: str) -> None:
     form = page.get_by_test_id("stForm").filter(has_text="Log in")
-    # The first run is followed by a second one (the cookie component reports in); during it
-    # the form is briefly drawn twice. Wait for one form in a finished run.
+    # A run that follows the first (a rerun asked for by the browser) draws the form twice
+    # for a moment. Wait for one form in a finished run.
     expect(form).to_have_count(1, timeout=TIMEOUT)
     settle(page)
     expect(form).to_have_count(1, timeout=TIMEOUT)
@@ -253,7 +253,7 @@ def has_login_cookie(page: Page) -> bool:
 
 
 def wait_for_login_cookie(page: Page, timeout: float = 10_000) -> None:
-    """The login cookie is written by a JavaScript component (CookieManager) after login."""
+    """The login cookie is written by a script in the page (the run after the login)."""
     try:
         page.wait_for_function(
             f"document.cookie.split('; ').some(c => c.startsWith('{COOKIE}='))",

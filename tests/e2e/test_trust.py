@@ -105,8 +105,7 @@ def test_a_forged_cookie_is_logged_out_without_a_traceback(trust_console, contex
     expect(page.get_by_test_id("stException")).to_have_count(0)
     log = trust_console.log_path.read_text(encoding="utf-8", errors="replace")
     assert "Traceback" not in log, log[-3000:]
-    # The console still works for that browser: the form logs in (once the rerun that the
-    # cookie component makes after deleting the forged cookie is over).
+    # The console still works for that browser: the form logs in.
     h.quiet(page)
     h.fill_login(page, "viewer", h.PASSWORDS["viewer"])
     h.expect_page(page, "Overview")

@@ -60,4 +60,4 @@ def test_a_grants_address_shows_the_login_then_that_grant(
     assert [t.value for t in at.title] == ["Grant detail"]
     assert _address(at) == "grant_detail"
     assert at.query_params["grant"] == grant
-    assert grant in [c.value for c in at.code]
+    assert f"`{grant}`" in [m.value for m in at.markdown]

@@ -230,18 +230,24 @@ def test_a_login_rehashes_a_cheaper_hash_keeping_the_file_and_other_sessions(
 
 
 def _cookie_options(at) -> dict | None:
-    """The options the login run hands the cookie component (what the browser is told)."""
+    """The attributes the login run's cookie script gives the cookie (what the browser is
+    told)."""
     def walk(node):
+        proto = getattr(node, "proto", None)
+        body = getattr(proto, "body", "") if proto is not None else ""
+        if isinstance(body, str) and "document.cookie" in body:
+            written = json.loads(body.split("document.cookie = ", 1)[1].rsplit(";", 1)[0])
+            attrs = [a.strip() for a in written.split(";")]
+            return {"value": attrs[0].split("=", 1)[1], "secure": "Secure" in attrs,
+                    "attrs": attrs}
         children = getattr(node, "children", None)
         for child in (children.values() if isinstance(children, dict) else ()):
-            if getattr(child, "key", None) == "console_cookie_set":
-                return json.loads(child.proto.json_args)["options"]
             found = walk(child)
             if found is not None:
                 return found
         return None
 
-    return walk(at._tree)  # noqa: SLF001 - AppTest has no accessor for custom components
+    return walk(at._tree)  # noqa: SLF001 - AppTest has no accessor for st.html
 
 
 def _login_with(url: str | None, monkeypatch, client_context, proto: str | None = None,
@@ -292,3 +298,24 @@ def test_any_case_or_width_logs_in_as_the_one_user(console_env, monkeypatch, typ
     assert [e.actor_username for e in events] == ["support"]
     at.switch_page(page_path("pages/my_account.py")).run()
     assert not at.exception
+
+
+def test_the_cookie_script_writes_a_strict_cookie_for_the_whole_site(
+        console_env, monkeypatch, client_context):
+    options = _login_with("http://127.0.0.1:8501/", monkeypatch, client_context)
+    assert options["value"].count(".") == 2  # the signed session token
+    assert "Path=/" in options["attrs"] and "SameSite=Strict" in options["attrs"]
+    assert any(a.startswith("Expires=") and a.endswith(" GMT") for a in options["attrs"])
+
+
+def test_the_cookie_script_refuses_text_a_cookie_cannot_hold() -> None:
+    from datetime import UTC, datetime
+
+    from dashboard.session_cookie import cookie_script
+
+    when = datetime(2030, 1, 1, tzinfo=UTC)
+    assert "kc=a.b-c_d" in cookie_script("kc", "a.b-c_d", when, secure=False)
+    for name, value in (("kc", 'x"; alert(1); "'), ("kc", "a</script>"), ("k c", "v"),
+                        ("kc", "a;Domain=evil")):
+        with pytest.raises(ValueError):
+            cookie_script(name, value, when, secure=False)

@@ -282,9 +282,9 @@ class ReadModelQueries(ReadModelWrites):
     def exact_matches(self, text: str, limit: int = 2) -> dict[str, tuple[str, ...]]:
         """The grants whose id, customer reference, Kryptos user id or workspace is exactly
         `text` (ids and references case-insensitively), at most `limit` of each, in that
-        order of fields. The id, reference and user id are lookups on the primary key and
-        the lower-case expression indexes; no index has the workspace first yet, so its
-        comparison reads the rows (as a substring search does)."""
+        order of fields. Each is an index lookup: the id, reference and user id on the primary
+        key and the lower-case expression indexes, the workspace on
+        `ix_rm_grants_workspace` (workspace, grant id)."""
         needle = text.strip()
         low = needle.lower()
         c = rm_grants.c
