@@ -45,7 +45,7 @@ UPLOAD_SEEN_KEY = "bulk_upload_seen"  # the uploader's file this session read
 UPLOAD_IGNORED_KEY = "bulk_upload_ignored"  # a file "Clear selection" dropped
 CLEAR_ERROR_KEY = "bulk_clear_error"
 # Column widths (px) that keep the grant id, Current limit and Tier in view at 800 px wide.
-PICKER_ID_PX, PICKER_LIMIT_PX, PICKER_TIER_PX = 150, 95, 70
+PICKER_ID_PX, PICKER_LIMIT_PX, PICKER_TIER_PX = 240, 95, 80
 TIER, CUSTOM = "Tier", "Custom limit"
 KIND_LABEL = {"guest": "Guest", "linked": "Linked", None: "unknown"}
 
