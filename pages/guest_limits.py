@@ -1,7 +1,11 @@
 """Guest limits (finance, admin): apply a tier or a custom limit to many Guest grants.
 
-Pick grants in a table or upload a CSV of grant ids, preview with a dry run (before and after
-per grant), then apply with a progress bar; the per-grant results can be downloaded.
+Pick grants in a table (a click ticks a row, a Shift-click the rows between), take every
+grant a filter matches, or upload a CSV of grant ids; preview with a dry run (before and
+after per grant), then apply with a progress bar; the per-grant results can be downloaded.
+The selection, the change and the dry run are the user's draft, kept in the database
+(`reads.bulk_draft`, `actions.save_bulk_draft`): a reload, a new tab or another replica
+continues it, and Apply still checks each grant against its limit read then.
 """
 
 from __future__ import annotations

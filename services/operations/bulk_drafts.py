@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -91,10 +91,6 @@ class BulkDraft:
         """The grants of the selection: ticked, then from the file, then matched, each once."""
         matched = self.match.grant_ids if self.match is not None else ()
         return tuple(dict.fromkeys([*self.picked, *self.uploaded, *matched]))
-
-    @property
-    def empty(self) -> bool:
-        return self == BulkDraft(how=self.how, tier=self.tier, limit_text=self.limit_text)
 
 
 EMPTY = BulkDraft()
@@ -284,9 +280,3 @@ def _item(x: object) -> BulkItem:
     return BulkItem(str(gid), None if ref is None else str(ref), outcome, _limit_from(before),
                     _limit_from(after), None if code is None else str(code),
                     None if message is None else str(message))
-
-
-def dry_run_of(grant_ids: Sequence[str], tier: str | None, limit: int | None,
-               result: BulkResult) -> DraftDryRun:
-    """A dry run to keep in a draft."""
-    return DraftDryRun(tuple(grant_ids), tier, limit, result)

@@ -103,8 +103,8 @@ def test_bulk_apply_of_a_limiter_off_tier_makes_a_request(make_app: Callable[...
     at = make_app("finance", "pages/guest_limits.py")
     table = next(df for df in at.dataframe if str(df.key).startswith("bulk_picker_"))
     rows = {g: i for i, g in enumerate(table.value["grant_id"])}
-    at.session_state[table.key] = {"edited_rows": {rows[g]: {"pick": True} for g in gids},
-                                   "added_rows": [], "deleted_rows": []}
+    at.session_state[table.key] = {"selection": {"rows": sorted(rows[g] for g in gids),
+                                                 "columns": [], "cells": []}}
     at.run()
     at.selectbox(key="bulk_tier").select("Unlimited")
     at.button(key="bulk_dry").click().run()
