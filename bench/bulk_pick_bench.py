@@ -56,7 +56,7 @@ def main() -> None:
     finance = Actor("finance", "Finance", frozenset({"finance"}))
     rm = ops.readmodel
     for kind in ("guest", "unknown"):
-        f = GrantFilter(status="active", kind=kind)  # type: ignore[arg-type]
+        f = GrantFilter(status="active", kind=kind)
         n = len(rm.grant_ids(f, v.MAX_BULK + 1))
         print(f"filter resolved, kind {kind} ({n:,} ids): "
               f"{median_ms(lambda f=f: rm.grant_ids(f, v.MAX_BULK + 1)):.0f} ms")

@@ -4,6 +4,8 @@ that match" resolves a filter to grant ids, capped at the bulk limit."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from services.operations import Operations, PermissionDenied, ValidationError
@@ -72,7 +74,7 @@ def test_an_unreadable_draft_starts_afresh_and_says_so(env: Env) -> None:
     back = env.ops.bulk_drafts.load(FINANCE)
     assert back.selected == () and back.problems
     gid = _guests(env, 1)[0]
-    store.save(FINANCE.username, '{"v": 1, "picked": ["%s"], "dry_run": {"ids": 5}}' % gid)
+    store.save(FINANCE.username, json.dumps({"v": 1, "picked": [gid], "dry_run": {"ids": 5}}))
     back = env.ops.bulk_drafts.load(FINANCE)
     assert back.picked == (gid,) and back.dry_run is None
     assert any("dry run" in p for p in back.problems)
