@@ -48,6 +48,7 @@ PICKER_ROWS_KEY = "bulk_picker_rows"
 UPLOAD_SEEN_KEY = "bulk_upload_seen"  # the uploader's file this session read
 UPLOAD_IGNORED_KEY = "bulk_upload_ignored"  # a file "Clear selection" dropped
 CLEAR_ERROR_KEY = "bulk_clear_error"
+DROP_MATCH_KEY = "bulk_match_dropped"  # "Drop these" was clicked: the filter selection goes
 # Column widths (px) that keep the grant id, Current limit and Tier in view at 800 px wide.
 PICKER_ID_PX, PICKER_LIMIT_PX, PICKER_TIER_PX = 240, 95, 80
 TIER, CUSTOM = "Tier", "Custom limit"
@@ -161,6 +162,9 @@ def _clear_selection() -> None:
     st.session_state[UPLOAD_IGNORED_KEY] = st.session_state.get(UPLOAD_SEEN_KEY)
     st.session_state.pop(UPLOAD_SEEN_KEY, None)
 
+
+if st.session_state.pop(DROP_MATCH_KEY, False):  # "Drop these", before anything is drawn
+    _keep(match=None)
 
 search = st.text_input("Filter the table", key="bulk_search")
 try:
@@ -292,8 +296,8 @@ match = draft.match
 if match is not None:
     m1, m2 = st.columns([3, 1], vertical_alignment="center")
     (m1.warning if match.capped else m1.info)(match.message(), icon=":material/filter_alt:")
-    if m2.button("Drop these", key="bulk_match_drop", icon=":material/filter_alt_off:"):
-        match = None
+    m2.button("Drop these", key="bulk_match_drop", icon=":material/filter_alt_off:",
+              on_click=lambda: st.session_state.update({DROP_MATCH_KEY: True}))
 
 _keep(picked=tuple(picked), uploaded=uploaded, upload_name=upload_name, match=match)
 selected = draft.selected

@@ -237,3 +237,49 @@ def test_a_tick_stays_on_its_grant_when_the_list_changes(make_app: Callable[...,
     assert _ticked(at) == [target]
     at.button(key="bulk_dry").click().run()
     assert list(_df(at, "outcome")["grant_id"]) == [target]
+
+
+def test_a_new_session_of_the_same_user_continues_the_selection_and_dry_run(
+        make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    gids = _guests(sandbox, 2)
+    at = _pick(make_app("finance", PAGE), gids)
+    at.radio(key="bulk_how").set_value("Custom limit").run()
+    at.text_input(key="bulk_limit").input("7500").run()
+    at.button(key="bulk_dry").click().run()
+    assert not at.exception and not at.error
+    dry = _df(at, "outcome")
+    # A reload or another tab: a new session, the same user.
+    again = make_app("finance", PAGE)
+    assert again.metric[0].value == "2"
+    assert sorted(_ticked(again)) == sorted(gids)
+    assert again.radio(key="bulk_how").value == "Custom limit"
+    assert again.text_input(key="bulk_limit").value == "7500"
+    assert _df(again, "outcome").equals(dry)
+    assert not again.button(key="bulk_apply").disabled
+    # Another user has their own (none).
+    admin = make_app("admin", PAGE)
+    assert admin.metric[0].value == "0" and _ticked(admin) == []
+    # A change of plan hides the dry run; Clear selection empties the draft for every session.
+    again.text_input(key="bulk_limit").input("8000").run()
+    assert not [df for df in again.dataframe if "outcome" in df.value.columns]
+    again.button(key="bulk_clear").click().run()
+    assert again.metric[0].value == "0"
+    assert make_app("finance", PAGE).metric[0].value == "0"
+
+
+def test_select_all_that_match_takes_the_filters_grants(make_app: Callable[..., AppTest],
+                                                        sandbox: Any) -> None:
+    at = make_app("finance", PAGE)
+    listed = list(_picker(at).value["grant_id"])
+    at.button(key="bulk_match").click().run()
+    assert at.metric[0].value == str(len(listed))
+    assert any(f"All {len(listed)} grant(s) the picker lists." in i.value for i in at.info)
+    one = listed[2]
+    at.text_input(key="bulk_search").input(one).run()
+    assert list(_picker(at).value["grant_id"]) == [one]
+    at.button(key="bulk_match").click().run()  # the filter's match replaces the earlier one
+    assert at.metric[0].value == "1"
+    assert any(f"All 1 grant(s) matching “{one}”." in i.value for i in at.info)
+    at.button(key="bulk_match_drop").click().run()
+    assert at.metric[0].value == "0"
+    assert not [i for i in at.info if "grant(s) matching" in i.value]
