@@ -108,8 +108,13 @@ try:
 except OperationError as exc:
     show_error(exc)
     st.stop()
-for problem in draft.problems:
-    st.warning(problem, icon=":material/warning:")
+if draft.problems:  # said once: what could be read is written back, the rest is gone
+    for problem in draft.problems:
+        st.warning(problem, icon=":material/warning:")
+    try:
+        draft = actions.save_bulk_draft(ctx.ops, ctx.actor, draft)
+    except OperationError as exc:
+        show_error(exc)
 
 
 def _keep(**changes: object) -> None:

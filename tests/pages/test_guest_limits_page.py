@@ -283,3 +283,12 @@ def test_select_all_that_match_takes_the_filters_grants(make_app: Callable[..., 
     at.button(key="bulk_match_drop").click().run()
     assert at.metric[0].value == "0"
     assert not [i for i in at.info if "grant(s) matching" in i.value]
+
+
+def test_an_unreadable_kept_selection_is_said_once_and_replaced(
+        make_app: Callable[..., AppTest], runtime: Any) -> None:
+    runtime.ops.bulk_drafts.store.save("finance", "{not json")
+    at = make_app("finance", PAGE)
+    assert any("could not be read" in w.value for w in at.warning)
+    assert at.metric[0].value == "0"
+    assert not [w for w in make_app("finance", PAGE).warning if "could not be read" in w.value]
