@@ -48,6 +48,7 @@ PICKER_ROWS_KEY = "bulk_picker_rows"
 UPLOAD_SEEN_KEY = "bulk_upload_seen"  # the uploader's file this session read
 UPLOAD_IGNORED_KEY = "bulk_upload_ignored"  # a file "Clear selection" dropped
 CLEAR_ERROR_KEY = "bulk_clear_error"
+DRAFT_KEY = "bulk_draft_read"  # the draft as this session last read or saved it
 DROP_MATCH_KEY = "bulk_match_dropped"  # "Drop these" was clicked: the filter selection goes
 # Column widths (px) that keep the grant id, Current limit and Tier in view at 800 px wide.
 PICKER_ID_PX, PICKER_LIMIT_PX, PICKER_TIER_PX = 240, 95, 80
@@ -104,7 +105,7 @@ rm_sections.freshness(ctx)
 # The user's work as kept in the database (one key read): what the picker, the file, the
 # filter selection, the change and the dry run start from in every tab and replica.
 try:
-    draft = reads.bulk_draft(ctx.ops, ctx.actor)
+    draft = reads.bulk_draft(ctx.ops, ctx.actor, st.session_state.get(DRAFT_KEY))
 except OperationError as exc:
     show_error(exc)
     st.stop()
@@ -115,6 +116,7 @@ if draft.problems:  # said once: what could be read is written back, the rest is
         draft = actions.save_bulk_draft(ctx.ops, ctx.actor, draft)
     except OperationError as exc:
         show_error(exc)
+st.session_state[DRAFT_KEY] = draft
 
 
 def _keep(**changes: object) -> None:
@@ -123,7 +125,8 @@ def _keep(**changes: object) -> None:
     wanted = replace(draft, **changes)  # type: ignore[arg-type]
     if wanted != draft:
         try:
-            draft = actions.save_bulk_draft(ctx.ops, ctx.actor, wanted)
+            draft = st.session_state[DRAFT_KEY] = actions.save_bulk_draft(
+                ctx.ops, ctx.actor, wanted)
         except OperationError as exc:
             show_error(exc)
 
@@ -158,6 +161,7 @@ def _new_table() -> None:
 
 def _clear_selection() -> None:
     """Ticks, file, filter selection and dry run go (here and in the database)."""
+    st.session_state.pop(DRAFT_KEY, None)
     try:
         actions.clear_bulk_draft(ctx.ops, ctx.actor)
     except OperationError as exc:
@@ -304,8 +308,10 @@ if match is not None:
     m2.button("Drop these", key="bulk_match_drop", icon=":material/filter_alt_off:",
               on_click=lambda: st.session_state.update({DROP_MATCH_KEY: True}))
 
-_keep(picked=tuple(picked), uploaded=uploaded, upload_name=upload_name, match=match)
-selected = draft.selected
+# What changed in this run is written once, when the plan is known (below).
+pending: dict[str, object] = {"picked": tuple(picked), "uploaded": uploaded,
+                              "upload_name": upload_name, "match": match}
+selected = replace(draft, **pending).selected  # type: ignore[arg-type]
 p1, p2 = st.columns([3, 1], vertical_alignment="center")
 p1.metric("Grants selected", len(selected))
 if selected:
@@ -343,7 +349,7 @@ if how == TIER:
         "Tier", tier_names, key="bulk_tier", format_func=lambda n: reads.tier_label(ctx.ops, n)
     )
     limit = None
-    _keep(how="tier", tier=tier)
+    pending.update(how="tier", tier=tier)
 else:
     tier = None
     # Text, not a number input: "12.5" or "1e3" is refused with the reason, never rounded.
@@ -351,7 +357,7 @@ else:
         "Transaction limit (the limiter is switched on)", key="bulk_limit",
         placeholder="transactions, e.g. 7500", help=validation.LIMIT_UNIT_HELP,
     )
-    _keep(how="limit", limit_text=typed_limit)
+    pending.update(how="limit", limit_text=typed_limit)
     try:
         limit = actions.limit_from_text(typed_limit)
     except OperationError as exc:
@@ -413,6 +419,9 @@ def _dry_of(kept: DraftDryRun | None) -> BulkResult | None:
 
 
 dry = _dry_of(draft.dry_run)
+if dry is None and draft.dry_run is not None:
+    pending["dry_run"] = None  # made for another plan: kept no longer (a draft stays small)
+_keep(**pending)
 c1, c2 = st.columns(2)
 if c1.button("Dry run", key="bulk_dry", disabled=not selected):
     st.session_state.pop(RESULT_KEY, None)

@@ -37,10 +37,11 @@ def bulk_candidate_count(ops: Operations, actor: Actor, search: str | None = Non
                           "grant_id", 1, 1).total for kind in ("guest", "unknown"))
 
 
-def bulk_draft(ops: Operations, actor: Actor) -> BulkDraft:
-    """The user's Guest limits selection and dry run as kept in the database (one
-    primary-key read), so a reload or a new tab continues it."""
-    return ops.bulk_drafts.load(actor)
+def bulk_draft(ops: Operations, actor: Actor, known: BulkDraft | None = None) -> BulkDraft:
+    """The user's Guest limits selection and dry run as kept in the database, so a reload or
+    a new tab continues it. `known`: the draft this session read or saved last, returned
+    as it is while nobody saved another since (a primary-key read of its revision only)."""
+    return ops.bulk_drafts.load(actor, known)
 
 
 def match_filter(ops: Operations, actor: Actor, search: str | None) -> FilterMatch:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from services.operations import validation as v
@@ -85,6 +85,7 @@ class BulkDraft:
     limit_text: str = ""
     dry_run: DraftDryRun | None = None
     problems: tuple[str, ...] = field(default=(), compare=False)  # what could not be read
+    rev: int | None = field(default=None, compare=False)  # the stored revision it was read at
 
     @property
     def selected(self) -> tuple[str, ...]:
@@ -111,13 +112,22 @@ class BulkDraftOps:
     def _check(self, actor: Actor) -> None:
         self.ctx.check(actor, Permission.MANAGE_LIMITS, AuditAction.LIMIT_UPDATE_BULK)
 
-    def load(self, actor: Actor) -> BulkDraft:
+    def load(self, actor: Actor, known: BulkDraft | None = None) -> BulkDraft:
         """The actor's draft (empty when there is none). A part that cannot be read (a
-        draft written by another version) is left out and named in `problems`."""
+        draft written by another version) is left out and named in `problems`. `known`:
+        a draft of the actor read or saved before; returned as it is while the stored
+        revision is still its own (one small read instead of the whole body)."""
         self._check(actor)
-        body = self._store(self.store.load, actor.username)
-        if body is None:
+        got = self._store(self.store.load, actor.username,
+                          unless_rev=known.rev if known is not None else None)
+        if got is None:
             return EMPTY
+        rev, body = got
+        if body is None and known is not None:
+            return known
+        return replace(self._parse(actor, str(body)), rev=rev)
+
+    def _parse(self, actor: Actor, body: str) -> BulkDraft:
         try:
             data = json.loads(body)
         except ValueError:
@@ -150,10 +160,10 @@ class BulkDraftOps:
                                                  "grants.")
         if kept == BulkDraft():
             self._store(self.store.clear, actor.username)
-        else:
-            self._store(self.store.save, actor.username, json.dumps(_draft_json(kept),
-                                                                    separators=(",", ":")))
-        return kept
+            return kept
+        rev = self._store(self.store.save, actor.username,
+                          json.dumps(_draft_json(kept), separators=(",", ":")))
+        return replace(kept, rev=rev)
 
     def clear(self, actor: Actor) -> None:
         """Forget the actor's draft (Clear selection)."""
@@ -181,9 +191,9 @@ class BulkDraftOps:
         return FilterMatch(text, tuple(ids[:v.MAX_BULK]), capped=len(ids) > v.MAX_BULK)
 
     @staticmethod
-    def _store(call: Any, *args: Any) -> Any:
+    def _store(call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return call(*args)
+            return call(*args, **kwargs)
         except StoreError as exc:
             raise OperationError(f"The saved selection could not be read or written: "
                                  f"{exc.user_message}", code="STORE_ERROR") from None

@@ -5,10 +5,11 @@ layer writes and reads (`services/operations/bulk_drafts.py`), bounded there."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, String, Table, Text, delete, select
+from sqlalchemy import BigInteger, Column, String, Table, Text, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -19,6 +20,7 @@ bulk_drafts = Table(
     "bulk_drafts",
     metadata,
     Column("username", String(200), primary_key=True),
+    Column("rev", BigInteger, nullable=False),  # a new number at each save
     Column("body", Text, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -38,24 +40,36 @@ class BulkDraftStore:
     def __repr__(self) -> str:
         return "BulkDraftStore()"
 
-    def load(self, username: str) -> str | None:
-        """The user's draft body, None when there is none."""
+    def load(self, username: str, *, unless_rev: int | None = None
+             ) -> tuple[int, str | None] | None:
+        """The user's draft as (revision, body); None when there is none. With
+        `unless_rev`: the body only when the revision differs (else `(unless_rev, None)`),
+        so a caller holding that revision reads one small column."""
+        c = bulk_drafts.c
         with self._db.read() as conn:
-            body = conn.execute(select(bulk_drafts.c.body).where(
-                bulk_drafts.c.username == username)).scalar_one_or_none()
-        return None if body is None else str(body)
+            rev = conn.execute(select(c.rev).where(c.username == username)
+                               ).scalar_one_or_none()
+            if rev is None:
+                return None
+            if rev == unless_rev:
+                return int(rev), None
+            row = conn.execute(select(c.rev, c.body).where(c.username == username)).first()
+        return None if row is None else (int(row.rev), str(row.body))
 
-    def save(self, username: str, body: str) -> None:
-        """Replace the user's draft (insert or update in one statement). Not fsynced: a
-        draft lost in a power cut costs a few ticks, never a change."""
-        row = {"username": username, "body": body, "updated_at": self._clock()}
+    def save(self, username: str, body: str) -> int:
+        """Replace the user's draft (insert or update in one statement); its new revision
+        (random, so two replicas never reuse one). Not fsynced: a draft lost in a power cut
+        costs a few ticks, never a change."""
+        rev = secrets.randbits(62)
+        row = {"username": username, "rev": rev, "body": body, "updated_at": self._clock()}
         stmt = (sqlite_insert(bulk_drafts) if self._db.is_sqlite else pg_insert(bulk_drafts)
                 ).values(row)
         stmt = stmt.on_conflict_do_update(index_elements=["username"],
-                                          set_={"body": row["body"],
+                                          set_={"rev": rev, "body": row["body"],
                                                 "updated_at": row["updated_at"]})
         with self._db.write(durable=False) as conn:
             conn.execute(stmt)
+        return rev
 
     def clear(self, username: str) -> bool:
         """Delete the user's draft; whether there was one."""

@@ -39,6 +39,12 @@ def test_a_draft_with_its_dry_run_reads_back_the_same_on_another_replica(env: En
     assert back == draft and not back.problems
     assert back.dry_run is not None and back.dry_run.result.items == dry.items
     assert back.selected == tuple(gids)
+    # A session holding what it read gets it back while nobody saved since (only the
+    # revision is read); a save elsewhere is read whole.
+    assert other.bulk_drafts.load(FINANCE, back) is back
+    newer = env.ops.bulk_drafts.save(FINANCE, BulkDraft(picked=(gids[0],)))
+    assert newer.rev != back.rev
+    assert other.bulk_drafts.load(FINANCE, back) == BulkDraft(picked=(gids[0],))
     # Each user has their own.
     assert other.bulk_drafts.load(ADMIN) == BulkDraft()
     env.ops.bulk_drafts.clear(FINANCE)
