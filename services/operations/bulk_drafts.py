@@ -9,8 +9,9 @@ draft is still checked against the values read at apply (the limit change refuse
 changed since, `STALE`): the draft keeps what the person saw, never a permission to skip
 that check.
 
-"Select all that match" resolves a filter of the picker to grant ids here, by one walk of
-the read model's primary key with the filter's conditions, capped at `MAX_BULK`.
+"Select all that match" resolves a filter of the picker to grant ids here, a kind at a time
+by one range of the read model's `ix_rm_grants_pick` (status, kind, grant id) read in order
+and stopped at `MAX_BULK` + 1, never the rows.
 """
 
 from __future__ import annotations
@@ -172,8 +173,8 @@ class BulkDraftOps:
 
     def match_filter(self, actor: Actor, search: str | None) -> FilterMatch:
         """The grants the picker would list for `search` (active Guests, then active grants
-        of unknown kind, each by grant id), all of them up to `MAX_BULK`: one indexed walk a
-        kind, never the rows."""
+        of unknown kind, each by grant id), all of them up to `MAX_BULK`: one index range a
+        kind, read in order and stopped there, never the rows."""
         self._check(actor)
         text = (search or "").strip()
         if len(text) > 200:

@@ -363,9 +363,9 @@ class ReadModelQueries(ReadModelWrites):
                          page, page_size, total_exact=exact, sort=sort)
 
     def grant_ids(self, filters: GrantFilter | None, limit: int) -> list[str]:
-        """Up to `limit` ids of the grants matching `filters`, by grant id: a walk of the
-        primary key with the filter's conditions (their indexes where the filter has
-        them), stopped at `limit`; never the rows themselves."""
+        """Up to `limit` ids of the grants matching `filters`, by grant id, stopped at
+        `limit`; never the rows themselves. A status and kind filter is one range of
+        `ix_rm_grants_pick` (status, user_kind, grant_id), already in grant id order."""
         if limit < 1:
             raise StoreError("limit must be at least 1.")
         with self._db.read() as conn:
