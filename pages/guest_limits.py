@@ -1,7 +1,11 @@
 """Guest limits (finance, admin): apply a tier or a custom limit to many Guest grants.
 
-Pick grants in a table or upload a CSV of grant ids, preview with a dry run (before and after
-per grant), then apply with a progress bar; the per-grant results can be downloaded.
+Pick grants in a table (a click ticks a row, a Shift-click the rows between), take every
+grant a filter matches, or upload a CSV of grant ids; preview with a dry run (before and
+after per grant), then apply with a progress bar; the per-grant results can be downloaded.
+The selection, the change and the dry run are the user's draft, kept in the database
+(`reads.bulk_draft`, `actions.save_bulk_draft`): a reload, a new tab or another replica
+continues it, and Apply still checks each grant against its limit read then.
 """
 
 from __future__ import annotations
@@ -32,15 +36,22 @@ from services.operations import (
     can,
     validation,
 )
+from services.operations.bulk_drafts import DraftDryRun
 
-PREVIEW_KEY = "bulk_preview"  # (plan, BulkResult)
 RESULT_KEY = "bulk_result"  # (plan, preview BulkResult, BulkResult)
 HELD_KEY = "bulk_held"  # (plan, what the request says): the Apply that became a request
 CONFIRM_KEY = "bulk_confirm"  # (plan, the use case's question) before a risky Apply
-PICKED_KEY = "bulk_picked"  # grant ids ticked in the table, in tick order
 PICKER_PREFIX = "bulk_picker_"  # + generation: the table's key, renewed after each merge
 PICKER_GEN_KEY = "bulk_picker_gen"
-PICKER_ROWS_KEY = "bulk_picker_rows"  # (generation, grant ids in the drawn table's row order)
+# (generation, grant ids in the drawn table's row order, the rows it was drawn selected)
+PICKER_ROWS_KEY = "bulk_picker_rows"
+UPLOAD_SEEN_KEY = "bulk_upload_seen"  # the uploader's file this session read
+UPLOAD_IGNORED_KEY = "bulk_upload_ignored"  # a file "Clear selection" dropped
+CLEAR_ERROR_KEY = "bulk_clear_error"
+DRAFT_KEY = "bulk_draft_read"  # the draft as this session last read or saved it
+DROP_MATCH_KEY = "bulk_match_dropped"  # "Drop these" was clicked: the filter selection goes
+# Column widths (px) that keep the grant id, Current limit and Tier in view at 800 px wide.
+PICKER_ID_PX, PICKER_LIMIT_PX, PICKER_TIER_PX = 240, 95, 80
 TIER, CUSTOM = "Tier", "Custom limit"
 KIND_LABEL = {"guest": "Guest", "linked": "Linked", None: "unknown"}
 
@@ -85,34 +96,84 @@ st.dataframe(
 # --- which grants -------------------------------------------------------------------------
 
 st.subheader("Grants")
-st.caption("Active Guest grants and grants whose kind is not known yet. Tick the ones to change; "
-           "ticks are kept by grant id while you filter.")
+st.caption("Active Guest grants and grants whose kind is not known yet. Tick the ones to change "
+           "(Shift-click a second row to tick the rows between), or select all that match "
+           "the filter. Your selection and its dry run are kept for you: a reload or another "
+           "tab shows them.")
 rm_sections.freshness(ctx)
 
+# The user's work as kept in the database (one key read): what the picker, the file, the
+# filter selection, the change and the dry run start from in every tab and replica.
+try:
+    draft = reads.bulk_draft(ctx.ops, ctx.actor, st.session_state.get(DRAFT_KEY))
+except OperationError as exc:
+    show_error(exc)
+    st.stop()
+if draft.problems:  # said once: what could be read is written back, the rest is gone
+    for problem in draft.problems:
+        st.warning(problem, icon=":material/warning:")
+    try:
+        draft = actions.save_bulk_draft(ctx.ops, ctx.actor, draft)
+    except OperationError as exc:
+        show_error(exc)
+st.session_state[DRAFT_KEY] = draft
 
-def _ticks_of(gen: int, shown_ids: list[str], base: list[str]) -> list[str]:
+
+def _keep(**changes: object) -> None:
+    """Write the draft with these changes (only when something changed)."""
+    global draft
+    wanted = replace(draft, **changes)  # type: ignore[arg-type]
+    if wanted != draft:
+        try:
+            draft = st.session_state[DRAFT_KEY] = actions.save_bulk_draft(
+                ctx.ops, ctx.actor, wanted)
+        except OperationError as exc:
+            show_error(exc)
+
+
+def _selected_rows(gen: int, drawn_default: list[int]) -> list[int]:
+    """The rows selected in the table of generation `gen`: the whole selection the browser
+    reports (every click so far on that table, so a click sent while an earlier one's run is
+    still going carries the earlier one too: no click is lost), else the rows it was drawn
+    with."""
+    state = st.session_state.get(f"{PICKER_PREFIX}{gen}")
+    if state is None:
+        return drawn_default
+    return [int(r) for r in state["selection"]["rows"]]
+
+
+def _ticks_of(gen: int, shown_ids: list[str], default_rows: list[int],
+              base: list[str]) -> list[str]:
     """The picked set as the table of generation `gen` shows it: the set it was drawn from
-    (`base`) with the ticks and unticks its editor reports. The editor's `edited_rows` are
-    cumulative over every click made on that table, so a click sent while an earlier one's
-    run is still going carries the earlier one too: no click is lost, however fast."""
-    edits = (st.session_state.get(f"{PICKER_PREFIX}{gen}") or {}).get("edited_rows") or {}
-    picked = dict.fromkeys(base)
-    for pos, change in edits.items():
-        if "pick" not in change or int(pos) >= len(shown_ids):
-            continue
-        gid = shown_ids[int(pos)]
-        if change["pick"]:
-            picked[gid] = None
-        else:
-            picked.pop(gid, None)
+    (`base`) outside the table's rows, and its rows as selected now."""
+    selected = [r for r in _selected_rows(gen, default_rows) if 0 <= r < len(shown_ids)]
+    on = {shown_ids[r] for r in selected}
+    on_table = set(shown_ids)
+    picked = dict.fromkeys(g for g in base if g not in on_table or g in on)
+    picked.update(dict.fromkeys(shown_ids[r] for r in selected))
     return list(picked)
 
 
-def _clear_selection() -> None:
-    st.session_state[PICKED_KEY] = []
+def _new_table() -> None:
     st.session_state[PICKER_GEN_KEY] = int(st.session_state.get(PICKER_GEN_KEY, 0)) + 1
     st.session_state.pop(PICKER_ROWS_KEY, None)
 
+
+def _clear_selection() -> None:
+    """Ticks, file, filter selection and dry run go (here and in the database)."""
+    st.session_state.pop(DRAFT_KEY, None)
+    try:
+        actions.clear_bulk_draft(ctx.ops, ctx.actor)
+    except OperationError as exc:
+        st.session_state[CLEAR_ERROR_KEY] = exc.user_message
+    _new_table()
+    # The uploader cannot be emptied from here: its file is ignored until another comes.
+    st.session_state[UPLOAD_IGNORED_KEY] = st.session_state.get(UPLOAD_SEEN_KEY)
+    st.session_state.pop(UPLOAD_SEEN_KEY, None)
+
+
+if st.session_state.pop(DROP_MATCH_KEY, False):  # "Drop these", before anything is drawn
+    _keep(match=None)
 
 search = st.text_input("Filter the table", key="bulk_search")
 try:
@@ -122,23 +183,41 @@ except OperationError as exc:
     show_error(exc)
     st.stop()
 shown_ids = [r.grant_id for r in shown]
-# One table (one editor key) per list of rows: while the rows stay the same the key stays,
-# so the editor keeps every click. When the rows change (a filter, a grant gone from the
-# list) the ticks are folded into the picked set by the grant id of each row as it was
+# One table (one widget key) per list of rows: while the rows stay the same the key stays,
+# so the table keeps every click. When the rows change (a filter, a grant gone from the
+# list) the selection is folded into the picked set by the grant id of each row as it was
 # drawn, and a fresh table is drawn from the set: no tick ever lands on another row.
 gen = int(st.session_state.get(PICKER_GEN_KEY, 0))
 drawn = st.session_state.get(PICKER_ROWS_KEY)
-base = list(st.session_state.get(PICKED_KEY, ()))
+base = list(draft.picked)
 if drawn is not None and drawn[0] == gen and drawn[1] != shown_ids:
-    st.session_state[PICKED_KEY] = base = _ticks_of(gen, drawn[1], base)
+    base = _ticks_of(gen, drawn[1], drawn[2], base)
     gen += 1
     st.session_state[PICKER_GEN_KEY] = gen
-st.session_state[PICKER_ROWS_KEY] = (gen, shown_ids)
-picked_set = dict.fromkeys(_ticks_of(gen, shown_ids, base))
-base_set = set(base)
+    drawn = None
+if drawn is None or drawn[0] != gen:
+    on_table = {g: i for i, g in enumerate(shown_ids)}
+    drawn = (gen, shown_ids, sorted(on_table[g] for g in base if g in on_table))
+    st.session_state[PICKER_ROWS_KEY] = drawn
+default_rows: list[int] = drawn[2]
+picked = _ticks_of(gen, shown_ids, default_rows, base)
+
+f1, f2 = st.columns([3, 2], vertical_alignment="center")
 if matching > len(shown):
-    st.caption(f"Showing the first {len(shown):,} of {matching:,} matching grants; filter the "
-               "table to reach the others, or upload a CSV of grant ids.")
+    f1.caption(f"Showing the first {len(shown):,} of {matching:,} matching grants; filter the "
+               "table, select all that match, or upload a CSV of grant ids.")
+if matching:
+    if f2.button(f"Select all {matching:,} that match" if search.strip() else
+                 f"Select all {matching:,} listed", key="bulk_match",
+                 icon=":material/select_all:",
+                 help="Every grant this filter matches, without ticking each (up to "
+                      f"{validation.MAX_BULK:,}; the grants are fixed when you click)."):
+        try:
+            found = reads.match_filter(ctx.ops, ctx.actor, search)
+        except OperationError as exc:
+            show_error(exc)
+        else:
+            _keep(match=found)
 # The limits as the read model knows them (user info and the console's own changes): no
 # upstream call per row.
 now = reads.limits_of(shown)
@@ -154,17 +233,14 @@ def _limit_cells(gid: str) -> dict[str, str]:
     }
 
 
-# What a pick is decided on first: at half a laptop's screen the grid shows about five
-# columns, so the current limit and the tier come right after the grant id (pinned with the
-# tick box while the rest scrolls).
-PICKER_COLUMNS = ["pick", "grant_id", "current_limit", "tier", "limiter", "customer_ref",
-                  "user", "workspace", "token_stored"]
+# What a pick is decided on first: at half a laptop's screen the grid shows about four
+# columns, so the current limit and the tier come right after the grant id, each sized to
+# its content, and the rest scrolls.
+PICKER_COLUMNS = ["grant_id", "current_limit", "tier", "limiter", "customer_ref", "user",
+                  "workspace", "token_stored"]
 picker = pd.DataFrame(
     [
         {
-            # From the set the table was drawn from, not the live ticks: the editor adds
-            # its own edits on top, and data that changes under it would move them.
-            "pick": r.grant_id in base_set,
             "grant_id": r.grant_id,
             "customer_ref": r.customer_ref or "",
             **_limit_cells(r.grant_id),
@@ -176,39 +252,37 @@ picker = pd.DataFrame(
     ],
     columns=PICKER_COLUMNS,
 )
-st.data_editor(
+st.dataframe(
     screen_frame(picker),
     key=f"{PICKER_PREFIX}{gen}",
     hide_index=True,
-    num_rows="fixed",
-    disabled=PICKER_COLUMNS[1:],
+    on_select="rerun",
+    selection_mode="multi-row",
+    # The set the table was drawn from, fixed for its key: the browser adds its clicks on
+    # top, and a default that changed under it would move them.
+    selection_default={"selection": {"rows": default_rows}},
     column_config={
-        "pick": st.column_config.CheckboxColumn("Pick", pinned=True),
-        "grant_id": st.column_config.TextColumn("Grant id", pinned=True),
+        "grant_id": st.column_config.TextColumn("Grant id", width=PICKER_ID_PX),
         "customer_ref": st.column_config.TextColumn("Customer reference"),
-        "current_limit": st.column_config.TextColumn("Current limit",
+        "current_limit": st.column_config.TextColumn("Current limit", width=PICKER_LIMIT_PX,
                                                      help=validation.LIMIT_UNIT_HELP),
-        "limiter": st.column_config.TextColumn("Limiter"),
-        "tier": st.column_config.TextColumn("Tier"),
-        "user": st.column_config.TextColumn("User"),
+        "limiter": st.column_config.TextColumn("Limiter", width="small"),
+        "tier": st.column_config.TextColumn("Tier", width=PICKER_TIER_PX),
+        "user": st.column_config.TextColumn("User", width="small"),
         "workspace": st.column_config.TextColumn("Workspace"),
-        "token_stored": st.column_config.CheckboxColumn("Token stored"),
+        "token_stored": st.column_config.CheckboxColumn("Token stored", width="small"),
     },
 )
-picked = list(picked_set)
-if picked:
-    hidden = len(set(picked) - {r.grant_id for r in shown})
-    p1, p2 = st.columns([3, 1], vertical_alignment="center")
-    p1.caption(f"{len(picked)} grant(s) ticked in the table"
-               + (f", {hidden} of them hidden by the filter." if hidden else "."))
-    p2.button("Clear selection", key="bulk_clear", on_click=_clear_selection,
-              icon=":material/deselect:")
+if err := st.session_state.pop(CLEAR_ERROR_KEY, None):
+    st.error(err, icon=":material/error:")
 
 upload = st.file_uploader("Or upload a CSV of grant ids", type=["csv", "txt"], key="bulk_upload")
-uploaded: tuple[str, ...] = ()
-if upload is not None:
+uploaded: tuple[str, ...] = draft.uploaded
+upload_name = draft.upload_name
+if upload is not None and upload.file_id != st.session_state.get(UPLOAD_IGNORED_KEY):
     parsed = parse_grant_id_csv(upload.getvalue())
-    uploaded = parsed.grant_ids
+    uploaded, upload_name = parsed.grant_ids, upload.name
+    st.session_state[UPLOAD_SEEN_KEY] = upload.file_id
     if parsed.problem:
         st.error(parsed.problem, icon=":material/error:")
     st.text(f"{len(uploaded):,} grant id(s) read from the file.")
@@ -221,25 +295,61 @@ if upload is not None:
             hide_index=True,
             key="bulk_rejected",
         )
+elif upload is None and st.session_state.pop(UPLOAD_SEEN_KEY, None) is not None:
+    uploaded, upload_name = (), None  # the file was removed from the uploader
+elif uploaded:
+    st.text(f"{len(uploaded):,} grant id(s) from the file"
+            + (f" “{upload_name}”" if upload_name else "") + ", kept from before.")
 
-selected = tuple(dict.fromkeys([*picked, *uploaded]))
-st.metric("Grants selected", len(selected))
-if picked and uploaded:
-    both = len(set(picked) & set(uploaded))
-    st.caption(f"{len(picked):,} ticked + {len(uploaded):,} from the file"
-               + (f", {both:,} in both." if both else ", none in both."))
+match = draft.match
+if match is not None:
+    m1, m2 = st.columns([3, 1], vertical_alignment="center")
+    (m1.warning if match.capped else m1.info)(match.message(), icon=":material/filter_alt:")
+    m2.button("Drop these", key="bulk_match_drop", icon=":material/filter_alt_off:",
+              on_click=lambda: st.session_state.update({DROP_MATCH_KEY: True}))
+
+# What changed in this run is written once, when the plan is known (below).
+pending: dict[str, object] = {"picked": tuple(picked), "uploaded": uploaded,
+                              "upload_name": upload_name, "match": match}
+selected = replace(draft, **pending).selected  # type: ignore[arg-type]
+p1, p2 = st.columns([3, 1], vertical_alignment="center")
+p1.metric("Grants selected", len(selected))
+if selected:
+    p2.button("Clear selection", key="bulk_clear", on_click=_clear_selection,
+              icon=":material/deselect:")
+if picked:
+    hidden = len(set(picked) - set(shown_ids))
+    st.caption(f"{len(picked):,} grant(s) ticked in the table"
+               + (f", {hidden:,} of them hidden by the filter." if hidden else "."))
+matched = match.grant_ids if match is not None else ()
+sources = [(f"{len(picked):,} ticked", picked), (f"{len(uploaded):,} from the file", uploaded),
+           (f"{len(matched):,} matching the filter", matched)]
+sources = [(words, ids) for words, ids in sources if ids]
+if len(sources) > 1:  # where the selected grants come from, and how many twice
+    overlap = sum(len(set(ids)) for _, ids in sources) - len(selected)
+    both = "in both" if len(sources) == 2 else "in more than one"
+    st.caption(" + ".join(words for words, _ in sources)
+               + (f", {overlap:,} {both}." if overlap else f", none {both}."))
 
 # --- what to apply ------------------------------------------------------------------------
 
 st.subheader("Change")
-how = st.radio("Apply", [TIER, CUSTOM], horizontal=True, key="bulk_how")
 tier_names = [t.name for t in reads.tiers(ctx.ops)]
+# A new session (a reload, another tab) starts from the change kept in the draft.
+if "bulk_how" not in st.session_state:
+    st.session_state["bulk_how"] = CUSTOM if draft.how == "limit" else TIER
+if "bulk_tier" not in st.session_state and draft.tier in tier_names:
+    st.session_state["bulk_tier"] = draft.tier
+if "bulk_limit" not in st.session_state:
+    st.session_state["bulk_limit"] = draft.limit_text
+how = st.radio("Apply", [TIER, CUSTOM], horizontal=True, key="bulk_how")
 tier: str | None
 if how == TIER:
     tier = st.selectbox(
         "Tier", tier_names, key="bulk_tier", format_func=lambda n: reads.tier_label(ctx.ops, n)
     )
     limit = None
+    pending.update(how="tier", tier=tier)
 else:
     tier = None
     # Text, not a number input: "12.5" or "1e3" is refused with the reason, never rounded.
@@ -247,6 +357,7 @@ else:
         "Transaction limit (the limiter is switched on)", key="bulk_limit",
         placeholder="transactions, e.g. 7500", help=validation.LIMIT_UNIT_HELP,
     )
+    pending.update(how="limit", limit_text=typed_limit)
     try:
         limit = actions.limit_from_text(typed_limit)
     except OperationError as exc:
@@ -298,10 +409,19 @@ def _table(result: BulkResult, key: str, *, counts: bool = True) -> None:
         st.text(said or "No grants.")
 
 
-# The dry run of this very plan (another selection or change needs its own).
-kept_preview = st.session_state.get(PREVIEW_KEY)
-dry: BulkResult | None = (kept_preview[1] if kept_preview is not None
-                          and kept_preview[0] == plan else None)
+def _dry_of(kept: DraftDryRun | None) -> BulkResult | None:
+    """The kept dry run when it was made for this very plan (another selection or change
+    needs its own)."""
+    if kept is None or (kept.grant_ids, kept.tier, kept.limit) != (
+            plan.grant_ids, plan.tier, plan.limit):
+        return None
+    return kept.result
+
+
+dry = _dry_of(draft.dry_run)
+if dry is None and draft.dry_run is not None:
+    pending["dry_run"] = None  # made for another plan: kept no longer (a draft stays small)
+_keep(**pending)
 c1, c2 = st.columns(2)
 if c1.button("Dry run", key="bulk_dry", disabled=not selected):
     st.session_state.pop(RESULT_KEY, None)
@@ -312,7 +432,7 @@ if c1.button("Dry run", key="bulk_dry", disabled=not selected):
     except OperationError as exc:
         _show_error(exc)
     else:
-        st.session_state[PREVIEW_KEY] = (plan, result)
+        _keep(dry_run=DraftDryRun(plan.grant_ids, plan.tier, plan.limit, result))
         dry = result
 
 previewed = dry is not None
@@ -356,7 +476,7 @@ def _apply(preview: BulkResult, confirmed: bool) -> None:
         bar.empty()
         _show_error(exc)
         return
-    st.session_state.pop(PREVIEW_KEY, None)
+    _keep(dry_run=None)  # used up: Apply needs a new dry run
     if isinstance(result, actions.Held):  # waits for a second person
         st.session_state.pop(RESULT_KEY, None)
         st.session_state[HELD_KEY] = (plan, result.summary())

@@ -3,7 +3,8 @@ resource:
 
 - `grants`: revoke and resync of one grant (Grant detail);
 - `limits`: the Guest limit form of one grant;
-- `bulk`: tier or custom limit on many grants, dry run then apply (Guest limits);
+- `bulk`: tier or custom limit on many grants, dry run then apply, the user's kept
+  selection and dry run (Guest limits);
 - `connect`: link tokens, the public token exchange, the widget run, the token import;
 - `approvals`: four-eyes decisions and the note a form shows when approvals are on;
 - `outcomes`: a reconciler pass now, the resume of an interrupted bulk run;
@@ -30,9 +31,10 @@ from dashboard.actions.bulk import (
     BulkPlan,
     ProgressFn,
     applied_summary,
+    clear_bulk_draft,
     run_bulk,
-    run_bulk_limit,
     run_plan,
+    save_bulk_draft,
 )
 from dashboard.actions.connect import (
     complete_widget,
@@ -67,6 +69,6 @@ __all__ = [
     "cancel_request", "complete_widget", "confirm_revoke", "create_link_token",
     "exchange_public_token", "import_tokens_csv", "limit_from_text", "limiter_value",
     "reconcile_now", "refusal", "refuse_unless_allowed",
-    "reject_request", "request_resync", "resume_bulk", "run_bulk", "run_bulk_limit",
-    "run_plan", "submit_limit", "watch_records",
+    "reject_request", "request_resync", "resume_bulk", "run_bulk", "run_plan",
+    "save_bulk_draft", "clear_bulk_draft", "submit_limit", "watch_records",
 ]

@@ -5,66 +5,16 @@ first, then the apply of what the dry run showed.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal, overload
+from dataclasses import dataclass, replace
+from typing import Any, Literal, overload
 
 from dashboard import reads
 from services.operations import Actor, BulkResult, OperationError, Operations, ValidationError
+from services.operations.bulk_drafts import BulkDraft
 from services.operations.four_eyes import Held
 from services.operations.limit_value import GuestLimit
 
 ProgressFn = Callable[[int, int], None]
-
-
-def run_bulk(
-    ops: Operations,
-    actor: Actor,
-    grant_ids: Sequence[str],
-    tier: str,
-    reason: str,
-    *,
-    dry_run: bool,
-    ticket: str | None = None,
-    progress: ProgressFn | None = None,
-    expected: Mapping[str, GuestLimit] | None = None,
-    confirmed: bool = False,
-) -> BulkResult | Held:
-    """Apply a configured tier to many grants (or preview it with `dry_run`); the use case
-    may hold it for approval (`Held`)."""
-    return _bulk(dry_run, lambda: ops.limits.apply_tier(
-        actor, list(grant_ids), tier, reason, dry_run=dry_run, ticket=ticket or None,
-        progress=progress, expected=expected, confirmed=confirmed))
-
-
-def run_bulk_limit(
-    ops: Operations,
-    actor: Actor,
-    grant_ids: Sequence[str],
-    limit: int,
-    reason: str,
-    *,
-    dry_run: bool,
-    ticket: str | None = None,
-    progress: ProgressFn | None = None,
-    expected: Mapping[str, GuestLimit] | None = None,
-    confirmed: bool = False,
-) -> BulkResult | Held:
-    """Set one custom limit (limiter on) on many grants (or preview it with `dry_run`): one
-    bulk operation, like a tier (bounded concurrency, per-grant outcome, a dry run that reads
-    each grant's current limit); the use case may hold it for approval (`Held`)."""
-    return _bulk(dry_run, lambda: ops.limits.apply_limit(
-        actor, list(grant_ids), transaction_limit=limit, enable_limiter=True, reason=reason,
-        dry_run=dry_run, ticket=ticket or None, progress=progress, expected=expected,
-        confirmed=confirmed))
-
-
-def _bulk(dry_run: bool, run: Callable[[], BulkResult | Held]) -> BulkResult | Held:
-    """Run a bulk change; after a real run (whatever its outcome) every cached read goes."""
-    try:
-        return run()
-    finally:
-        if not dry_run:
-            reads.invalidate_all()
 
 
 @dataclass(frozen=True)
@@ -75,6 +25,40 @@ class BulkPlan:
     grant_ids: tuple[str, ...]
     tier: str | None = None
     limit: int | None = None
+
+
+def run_bulk(
+    ops: Operations,
+    actor: Actor,
+    plan: BulkPlan,
+    reason: str,
+    *,
+    dry_run: bool,
+    ticket: str | None = None,
+    progress: ProgressFn | None = None,
+    expected: Mapping[str, GuestLimit] | None = None,
+    confirmed: bool = False,
+) -> BulkResult | Held:
+    """Apply `plan` to its grants (or preview it with `dry_run`): its tier, else its custom
+    limit with the limiter on (refused when none was entered). One bulk operation either
+    way (bounded concurrency, per-grant outcome, a dry run that reads each grant's current
+    limit); the use case may hold it for approval (`Held`). After a real run, whatever its
+    outcome, every cached read goes."""
+    ids = list(plan.grant_ids)
+    common: dict[str, Any] = {"dry_run": dry_run, "ticket": ticket or None,
+                              "progress": progress, "expected": expected,
+                              "confirmed": confirmed}
+    try:
+        if plan.tier is not None:
+            return ops.limits.apply_tier(actor, ids, plan.tier, reason, **common)
+        if plan.limit is None:
+            raise ValidationError("transaction_limit", "Please type the transaction limit to "
+                                                       "set (a whole number, e.g. 7500).")
+        return ops.limits.apply_limit(actor, ids, transaction_limit=plan.limit,
+                                      enable_limiter=True, reason=reason, **common)
+    finally:
+        if not dry_run:
+            reads.invalidate_all()
 
 
 @overload
@@ -109,16 +93,8 @@ def run_plan(ops: Operations, actor: Actor, plan: BulkPlan, reason: str, *, dry_
                                  "change.", code="NOTHING_TO_APPLY")
         ids = [i.grant_id for i in todo]
         expected = {i.grant_id: i.before for i in todo}
-    if plan.tier is not None:
-        return run_bulk(ops, actor, ids, plan.tier, reason, dry_run=dry_run,
-                        ticket=ticket, progress=progress, expected=expected,
-                        confirmed=confirmed)
-    if plan.limit is None:
-        raise ValidationError("transaction_limit", "Please type the transaction limit to set "
-                                                   "(a whole number, e.g. 7500).")
-    return run_bulk_limit(ops, actor, ids, plan.limit, reason, dry_run=dry_run,
-                          ticket=ticket, progress=progress, expected=expected,
-                          confirmed=confirmed)
+    return run_bulk(ops, actor, replace(plan, grant_ids=tuple(ids)), reason, dry_run=dry_run,
+                    ticket=ticket, progress=progress, expected=expected, confirmed=confirmed)
 
 
 def applied_summary(preview: BulkResult | None, result: BulkResult) -> str:
@@ -139,3 +115,14 @@ def applied_summary(preview: BulkResult | None, result: BulkResult) -> str:
         if left:
             text += f" The other {left:,} selected grant(s) were not touched (see the dry run)."
     return text
+
+
+def save_bulk_draft(ops: Operations, actor: Actor, draft: BulkDraft) -> BulkDraft:
+    """Keep the user's Guest limits selection and dry run in the database (every replica,
+    every tab of the user sees it); returns what was kept."""
+    return ops.bulk_drafts.save(actor, draft)
+
+
+def clear_bulk_draft(ops: Operations, actor: Actor) -> None:
+    """Forget the user's Guest limits selection and dry run (Clear selection)."""
+    ops.bulk_drafts.clear(actor)

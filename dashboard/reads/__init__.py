@@ -7,7 +7,8 @@ the reads of its modules:
 
 - `grants`: the read model (pages, counts, overview, freshness, CSV export), one grant's
   detail, history and revoke, an integration;
-- `limits`: tiers, bulk candidates, each row's limit;
+- `limits`: tiers, bulk candidates, each row's limit, the user's kept bulk draft, the
+  grant ids a filter matches;
 - `webhooks`: the grant timeline, recent failures, integration news;
 - `audit`: the audit log page, export and verification;
 - `approvals`: the four-eyes requests;
@@ -66,7 +67,9 @@ from dashboard.reads.limits import (
     CANDIDATES_MAX,
     bulk_candidate_count,
     bulk_candidates,
+    bulk_draft,
     limits_of,
+    match_filter,
     matching_tier,
     tier_label,
     tiers,
@@ -85,11 +88,11 @@ __all__ = [
     "approvals_find", "approvals_history", "approvals_mine", "approvals_waiting",
     "approvals_waiting_count",
     "audit_event_links", "audit_filter_choices", "audit_page", "before_now", "bulk_candidate_count",
-    "bulk_candidates", "counts",
+    "bulk_candidates", "bulk_draft", "counts",
     "export_audit", "export_grants_csv", "find_grant", "freshness", "grant_detail",
     "grant_history",
     "grant_page", "integration", "integration_news", "invalidate_all", "invalidate_grant",
-    "invalidate_lists", "limits_of", "matching_tier", "overview",
+    "invalidate_lists", "limits_of", "match_filter", "matching_tier", "overview",
     "page_cursor", "pending_requests", "recent_failures", "reconciler_status", "refresh_all",
     "refresh_grant", "revoke_event", "sync_status", "tier_label", "tiers", "timeline",
     "timeline_shows_actions", "verify_audit",

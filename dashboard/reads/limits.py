@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from dashboard.reads.grants import grant_page
 from services.operations import UNKNOWN, Actor, GrantFilter, GuestLimit, Operations, RmGrant
+from services.operations.bulk_drafts import BulkDraft, FilterMatch
 from services.settings import Tier
 
 #: Rows the Guest limits picker shows at most (the rest is reached by its filter).
@@ -34,6 +35,19 @@ def bulk_candidate_count(ops: Operations, actor: Actor, search: str | None = Non
     search = (search or "").strip() or None
     return sum(grant_page(ops, actor, GrantFilter(search=search, status="active", kind=kind),
                           "grant_id", 1, 1).total for kind in ("guest", "unknown"))
+
+
+def bulk_draft(ops: Operations, actor: Actor, known: BulkDraft | None = None) -> BulkDraft:
+    """The user's Guest limits selection and dry run as kept in the database, so a reload or
+    a new tab continues it. `known`: the draft this session read or saved last, returned
+    as it is while nobody saved another since (a primary-key read of its revision only)."""
+    return ops.bulk_drafts.load(actor, known)
+
+
+def match_filter(ops: Operations, actor: Actor, search: str | None) -> FilterMatch:
+    """Every grant the picker would list for `search` ("select all that match"), as grant
+    ids resolved by the service layer, capped at the bulk limit."""
+    return ops.bulk_drafts.match_filter(actor, search)
 
 
 def limits_of(rows: Iterable[RmGrant]) -> dict[str, GuestLimit]:

@@ -4,6 +4,8 @@
                  grant_history, revoke_grant, resync_integration  (grants.py)
     ops.limits   tiers, tier, set_guest_limit, apply_tier, apply_limit, resume_bulk
                                                              (limits.py, bulk.py)
+    ops.bulk_drafts  load, save, clear (a user's Guest limits selection and dry run),
+                 match_filter ("select all that match")     (bulk_drafts.py)
     ops.connect  create_link_token, exchange_public_token, import_tokens  (connect.py)
     ops.audit    audit_page, export_audit, verify_audit      (audit.py)
     ops.auth     record_login, record_login_failed, record_logout  (auth.py)
@@ -30,6 +32,7 @@ from services.operations.approval_policy import ApprovalPolicy
 from services.operations.approvals import ApprovalOps
 from services.operations.audit import AuditOps
 from services.operations.auth import AuthOps
+from services.operations.bulk_drafts import BulkDraftOps
 from services.operations.charts import ChartOps
 from services.operations.connect import ConnectOps
 from services.operations.context import OpsContext
@@ -45,6 +48,7 @@ from services.operations.timeline import TimelineOps
 from services.settings import Settings, Tier
 from services.store.approvals import ApprovalStore
 from services.store.audit import AuditLog
+from services.store.bulk_drafts import BulkDraftStore
 from services.store.cli_audit import audit_anchor_file
 from services.store.db import open_database
 from services.store.journal import AuditJournal
@@ -87,6 +91,8 @@ class Operations:
         self.approvals = ApprovalOps(self.ctx, self.four_eyes, self.grants, self.limits)
         self.sync = SyncOps(self.ctx)
         self.charts = ChartOps(self.ctx)
+        # Each user's Guest limits selection and dry run, in the console's database.
+        self.bulk_drafts = BulkDraftOps(self.ctx, BulkDraftStore(audit.db))
 
     @classmethod
     def from_settings(cls, settings: Settings, client: KryptosClient | None = None) -> Operations:

@@ -242,14 +242,16 @@ def test_parse_grant_id_csv_reports_rejected_lines() -> None:
 
 def test_bulk_dry_run_then_apply_with_one_failure(env: Env) -> None:
     gids = [t["grant_id"] for t in env.active("guest")[:4]]
-    preview = actions.run_bulk(env.ops, FINANCE, gids, "Free", "", dry_run=True)
+    preview = actions.run_bulk(env.ops, FINANCE, actions.BulkPlan(tuple(gids), tier="Free"), "",
+                               dry_run=True)
     assert preview.dry_run and len(preview.items) == 4
     assert env.upstream("PATCH", "/developer/grants") == []
     env.sandbox.set_fault(path=f"/developer/grants/{gids[1]}", status=500,
                           code="INTERNAL_ERROR", count=1)
     seen: list[tuple[int, int]] = []
-    result = actions.run_bulk(env.ops, FINANCE, gids, "Free", "move to free tier",
-                                    dry_run=False, progress=lambda d, t: seen.append((d, t)))
+    result = actions.run_bulk(env.ops, FINANCE, actions.BulkPlan(tuple(gids), tier="Free"),
+                              "move to free tier", dry_run=False,
+                              progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (4, 4)
     by_id = {i.grant_id: i for i in result.items}
     assert by_id[gids[1]].outcome == "failed" and by_id[gids[1]].error_code == "INTERNAL_ERROR"
@@ -272,13 +274,14 @@ def test_bulk_custom_limit_dry_run_reads_before_then_applies(env: Env) -> None:
             break
     gids = [g for g, _ in rows]
     linked = env.active("linked")[0]["grant_id"]
-    dry = actions.run_bulk_limit(env.ops, FINANCE, gids, 777, "", dry_run=True)
+    dry = actions.run_bulk(env.ops, FINANCE, actions.BulkPlan(tuple(gids), limit=777), "",
+                           dry_run=True)
     assert [i.after for i in dry.items] == [GuestLimit.capped(777)] * 2
     assert [i.before.to_json() for i in dry.items] == [info.transaction_limit for _, info in rows]
     assert env.upstream("PATCH", "/developer/grants") == []
     seen: list[int] = []
-    res = actions.run_bulk_limit(env.ops, FINANCE, [*gids, linked], 777, "custom cap",
-                                       dry_run=False, progress=lambda d, t: seen.append(d))
+    res = actions.run_bulk(env.ops, FINANCE, actions.BulkPlan((*gids, linked), limit=777),
+                           "custom cap", dry_run=False, progress=lambda d, t: seen.append(d))
     assert seen == [1, 2, 3]
     assert [i.outcome for i in res.items] == ["succeeded", "succeeded", "skipped"]
     assert [i.before.to_json() for i in res.items[:2]] == [
@@ -286,7 +289,8 @@ def test_bulk_custom_limit_dry_run_reads_before_then_applies(env: Env) -> None:
     assert [e.outcome for e in env.events(action="guest.limit.update.bulk")] == [
         "requested", "succeeded"]
     with pytest.raises(PermissionDenied):
-        actions.run_bulk_limit(env.ops, SUPPORT, gids, 777, "custom cap", dry_run=False)
+        actions.run_bulk(env.ops, SUPPORT, actions.BulkPlan(tuple(gids), limit=777), "custom cap",
+                         dry_run=False)
 
 
 def test_refuse_unless_allowed_records_one_denial(env: Env) -> None:

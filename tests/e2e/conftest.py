@@ -8,7 +8,8 @@ Fixtures:
   and read the access tokens it handed out; faults are cleared before each test.
 - `console` (session): one console process for the session, against that sandbox, with a
   fresh data directory (database, vault, cookie key, demo users). Tests that change a grant
-  each use their own grant, so they do not depend on one another or on their order.
+  each use their own grant, so they do not depend on one another or on their order; the
+  users' kept Guest limits selections are emptied before each test.
 - `browser` (session) and `page` (per test: a fresh browser context, i.e. no cookies, at
   1280x900). Any JavaScript dialog (alert/confirm) fails the test: the console never opens
   one, so one would mean injected script ran.
@@ -16,6 +17,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +71,20 @@ def running_console(sandbox: SandboxHandle, tmp_path_factory: pytest.TempPathFac
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_bulk_drafts(request: pytest.FixtureRequest) -> None:
+    """Each test starts with no kept Guest limits selection: the users are shared by the
+    session's console, and a user's selection and dry run outlive their browser."""
+    if "console" not in request.fixturenames:
+        return
+    console: ConsoleProcess = request.getfixturevalue("console")
+    with sqlite3.connect(console.data_dir / "console.db") as conn:
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                              "name = 'bulk_drafts'").fetchone()
+        if exists:  # else the console has not migrated its database yet: no drafts
+            conn.execute("DELETE FROM bulk_drafts")
 
 
 @pytest.fixture(scope="session")

@@ -226,6 +226,29 @@ def grid_rows(grid: Locator) -> list[list[str]]:
     )
 
 
+ROW_PX = 35  # glide-data-grid's row (and header) height in Streamlit's tables
+MARKER_PX = 17  # the middle of a selectable table's row-marker (checkbox) column
+
+
+def row_marker(grid: Locator, row: int) -> tuple[float, float]:
+    """Where the selection checkbox of row `row` (from 0, counted from the top of the grid
+    as scrolled) is drawn on the screen: the grid is a canvas, so a click goes to a place,
+    as a person's does."""
+    box = grid.locator("canvas").first.bounding_box()
+    assert box is not None
+    return box["x"] + MARKER_PX, box["y"] + ROW_PX * (row + 1) + ROW_PX / 2
+
+
+def selected_rows(grid: Locator) -> list[int]:
+    """The positions (from 0) of the rows a multi-row `st.dataframe` shows selected, among
+    the rows scrolled into view, from its accessible table's `aria-selected`."""
+    expect(grid.locator("table[role=grid]")).to_be_attached(timeout=TIMEOUT)
+    return grid.locator("table[role=grid]").first.evaluate(
+        """t => Array.from(t.querySelectorAll('tbody tr')).flatMap(
+               r => r.getAttribute('aria-selected') === 'true'
+                    ? [Number(r.getAttribute('aria-rowindex')) - 2] : [])""")
+
+
 def grid_dicts(grid: Locator) -> list[dict[str, str]]:
     rows = grid_rows(grid)
     head = rows[0]

@@ -103,8 +103,8 @@ def test_bulk_apply_of_a_limiter_off_tier_makes_a_request(make_app: Callable[...
     at = make_app("finance", "pages/guest_limits.py")
     table = next(df for df in at.dataframe if str(df.key).startswith("bulk_picker_"))
     rows = {g: i for i, g in enumerate(table.value["grant_id"])}
-    at.session_state[table.key] = {"edited_rows": {rows[g]: {"pick": True} for g in gids},
-                                   "added_rows": [], "deleted_rows": []}
+    at.session_state[table.key] = {"selection": {"rows": sorted(rows[g] for g in gids),
+                                                 "columns": [], "cells": []}}
     at.run()
     at.selectbox(key="bulk_tier").select("Unlimited")
     at.button(key="bulk_dry").click().run()
@@ -258,8 +258,8 @@ def test_history_and_timeline_credit_both_people(make_app: Callable[..., AppTest
 def test_approvals_page_shows_each_grants_real_outcome(make_app: Callable[..., AppTest],
                                                        sandbox: Any, runtime: Runtime) -> None:
     g = _guest(sandbox, 3)
-    held = actions.run_bulk_limit(runtime.ops, FINANCE, g, 250_000, "large customers",
-                                  dry_run=False)
+    held = actions.run_bulk(runtime.ops, FINANCE, actions.BulkPlan(tuple(g), limit=250_000),
+                            "large customers", dry_run=False)
     assert isinstance(held, actions.Held)
     # One grant changes elsewhere: the approver sees its before now beside the recorded one.
     runtime.ops.ctx.client.update_transaction_limit(g[1], transaction_limit=4321,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,36 +45,39 @@ def _df(at: AppTest, column: str) -> Any:
 
 
 def _picker(at: AppTest) -> Any:
-    """The picker table as drawn (the data editor, whose key changes when its rows do)."""
+    """The picker table as drawn (its key changes when its rows do)."""
     found = [df for df in at.dataframe if str(df.key).startswith("bulk_picker_")]
     assert len(found) == 1
     return found[0]
 
 
+def _selected_rows(at: AppTest, table: Any) -> list[int]:
+    """The rows selected in the picker as the browser shows them: the selection it reported
+    last, else the rows the table was drawn selected with."""
+    if table.key in at.session_state:
+        return list(at.session_state[table.key]["selection"]["rows"])
+    default = table.proto.selection_default
+    return list(json.loads(default)["selection"]["rows"]) if default else []
+
+
 def _pick(at: AppTest, gids: list[str], pick: bool = True) -> AppTest:
     """Tick (or untick) rows of the picker by grant id, as the browser reports a click: the
-    data editor's edited_rows state, by row position in the table as drawn, added to the
-    edits already made on that table (the browser sends them all every time)."""
+    table's whole selection (by row position in the table as drawn), the earlier clicks on
+    that table included (the browser sends them all every time)."""
     table = _picker(at)
     rows = {gid: i for i, gid in enumerate(table.value["grant_id"])}
-    earlier = at.session_state[table.key] if table.key in at.session_state else {}
-    edits = {int(k): v for k, v in (earlier or {}).get("edited_rows", {}).items()}
-    edits.update({rows[g]: {"pick": pick} for g in gids})
-    at.session_state[table.key] = {"edited_rows": edits, "added_rows": [], "deleted_rows": []}
+    now = set(_selected_rows(at, table))
+    now = now | {rows[g] for g in gids} if pick else now - {rows[g] for g in gids}
+    at.session_state[table.key] = {"selection": {"rows": sorted(now), "columns": [],
+                                                 "cells": []}}
     return at.run()
 
 
 def _ticked(at: AppTest) -> list[str]:
-    """The rows ticked as the browser shows them: the table as drawn plus the edits made on
-    it (the editor draws its own edits over the data)."""
+    """The grant ids of the rows selected in the picker."""
     table = _picker(at)
-    frame = table.value
-    ticks = dict(zip(frame["grant_id"], frame["pick"].astype(bool), strict=True))
-    state = at.session_state[table.key] if table.key in at.session_state else {}
-    for pos, change in ((state or {}).get("edited_rows") or {}).items():
-        if "pick" in change:
-            ticks[frame["grant_id"].iloc[int(pos)]] = bool(change["pick"])
-    return [gid for gid, on in ticks.items() if on]
+    ids = list(table.value["grant_id"])
+    return [ids[r] for r in _selected_rows(at, table)]
 
 
 @pytest.mark.parametrize("role", ["support", "viewer"])
@@ -129,7 +133,7 @@ def test_dry_run_then_apply_with_one_failure(make_app: Callable[..., AppTest], s
     at.button(key="bulk_dry").click().run()
     assert not at.exception and not at.error
     preview = _df(at, "outcome")
-    assert list(preview["grant_id"]) == gids
+    assert sorted(preview["grant_id"]) == sorted(gids)  # in the table's order
     assert set(preview["after"]) == {"1,000"}
     assert not [r for r in sandbox.requests_log() if r["method"] == "PATCH"]
     sandbox.set_fault(path=f"/developer/grants/{gids[1]}", status=500, code="INTERNAL_ERROR",
@@ -233,3 +237,58 @@ def test_a_tick_stays_on_its_grant_when_the_list_changes(make_app: Callable[...,
     assert _ticked(at) == [target]
     at.button(key="bulk_dry").click().run()
     assert list(_df(at, "outcome")["grant_id"]) == [target]
+
+
+def test_a_new_session_of_the_same_user_continues_the_selection_and_dry_run(
+        make_app: Callable[..., AppTest], sandbox: Any) -> None:
+    gids = _guests(sandbox, 2)
+    at = _pick(make_app("finance", PAGE), gids)
+    at.radio(key="bulk_how").set_value("Custom limit").run()
+    at.text_input(key="bulk_limit").input("7500").run()
+    at.button(key="bulk_dry").click().run()
+    assert not at.exception and not at.error
+    dry = _df(at, "outcome")
+    # A reload or another tab: a new session, the same user.
+    again = make_app("finance", PAGE)
+    assert again.metric[0].value == "2"
+    assert sorted(_ticked(again)) == sorted(gids)
+    assert again.radio(key="bulk_how").value == "Custom limit"
+    assert again.text_input(key="bulk_limit").value == "7500"
+    assert _df(again, "outcome").equals(dry)
+    assert not again.button(key="bulk_apply").disabled
+    # Another user has their own (none).
+    admin = make_app("admin", PAGE)
+    assert admin.metric[0].value == "0" and _ticked(admin) == []
+    # A change of plan hides the dry run; Clear selection empties the draft for every session.
+    again.text_input(key="bulk_limit").input("8000").run()
+    assert not [df for df in again.dataframe if "outcome" in df.value.columns]
+    again.button(key="bulk_clear").click().run()
+    assert again.metric[0].value == "0"
+    assert make_app("finance", PAGE).metric[0].value == "0"
+
+
+def test_select_all_that_match_takes_the_filters_grants(make_app: Callable[..., AppTest],
+                                                        sandbox: Any) -> None:
+    at = make_app("finance", PAGE)
+    listed = list(_picker(at).value["grant_id"])
+    at.button(key="bulk_match").click().run()
+    assert at.metric[0].value == str(len(listed))
+    assert any(f"All {len(listed)} grant(s) the picker lists." in i.value for i in at.info)
+    one = listed[2]
+    at.text_input(key="bulk_search").input(one).run()
+    assert list(_picker(at).value["grant_id"]) == [one]
+    at.button(key="bulk_match").click().run()  # the filter's match replaces the earlier one
+    assert at.metric[0].value == "1"
+    assert any(f"All 1 grant(s) matching “{one}”." in i.value for i in at.info)
+    at.button(key="bulk_match_drop").click().run()
+    assert at.metric[0].value == "0"
+    assert not [i for i in at.info if "grant(s) matching" in i.value]
+
+
+def test_an_unreadable_kept_selection_is_said_once_and_replaced(
+        make_app: Callable[..., AppTest], runtime: Any) -> None:
+    runtime.ops.bulk_drafts.store.save("finance", "{not json")
+    at = make_app("finance", PAGE)
+    assert any("could not be read" in w.value for w in at.warning)
+    assert at.metric[0].value == "0"
+    assert not [w for w in make_app("finance", PAGE).warning if "could not be read" in w.value]

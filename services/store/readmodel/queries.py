@@ -362,6 +362,17 @@ class ReadModelQueries(ReadModelWrites):
         return GrantPage(tuple(_grant(by_id[g], last) for g in ids if g in by_id), total,
                          page, page_size, total_exact=exact, sort=sort)
 
+    def grant_ids(self, filters: GrantFilter | None, limit: int) -> list[str]:
+        """Up to `limit` ids of the grants matching `filters`, by grant id, stopped at
+        `limit`; never the rows themselves. A status and kind filter is one range of
+        `ix_rm_grants_pick` (status, user_kind, grant_id), already in grant id order."""
+        if limit < 1:
+            raise StoreError("limit must be at least 1.")
+        with self._db.read() as conn:
+            conds = self._where(filters or GrantFilter(), conn)
+            return list(conn.execute(select(rm_grants.c.grant_id).where(*conds)
+                                     .order_by(rm_grants.c.grant_id).limit(limit)).scalars())
+
     def _total(self, conn: Connection, conds: Sequence[Any]) -> tuple[int, bool]:
         """How many rows match: every row (`row_count`, cached per version), or the
         matches counted up to `COUNT_CAP` (a walk that stops there) and whether that is
