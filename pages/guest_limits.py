@@ -262,7 +262,8 @@ st.dataframe(
     # top, and a default that changed under it would move them.
     selection_default={"selection": {"rows": default_rows}},
     column_config={
-        "grant_id": st.column_config.TextColumn("Grant id", width=PICKER_ID_PX),
+        # Not pinned: a pinned column is drawn grey, like a disabled one.
+        "grant_id": st.column_config.TextColumn("Grant id", width=PICKER_ID_PX, pinned=False),
         "customer_ref": st.column_config.TextColumn("Customer reference"),
         "current_limit": st.column_config.TextColumn("Current limit", width=PICKER_LIMIT_PX,
                                                      help=validation.LIMIT_UNIT_HELP),
