@@ -8,7 +8,13 @@ test sets them (tests/pages/test_login_hardening.py).
 
 Databases: `migrated_sqlite(path)` gives a new SQLite database already at the newest
 migration (copied from `sqlite_template`, migrated once per session); the store's `db`
-fixture does the same for SQLite and PostgreSQL (tests/databases.py)."""
+fixture does the same for SQLite and PostgreSQL (tests/databases.py).
+
+Parallel runs (pytest-xdist, `bin/test`'s default): every session fixture exists once per
+worker process. A test module that uses a module- or class-scoped fixture (a console
+process, an identity provider, a migrated database) has its tests grouped on one worker
+(`xdist_group`, honoured by `--dist loadgroup`), so that fixture starts once, not once per
+worker that happens to get one of its tests."""
 
 from __future__ import annotations
 
@@ -19,6 +25,21 @@ import pytest
 
 from sandbox import SandboxHandle, start_sandbox
 from tests.databases import SqliteTemplate
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group a module's tests on one worker when they share a fixture wider than a test
+    and narrower than the session (see the module's docstring)."""
+    for item in items:
+        module = getattr(item, "module", None)
+        info = getattr(item, "_fixtureinfo", None)
+        if module is None or info is None:
+            continue
+        shared = any(d.scope in ("module", "class", "package")
+                     for defs in info.name2fixturedefs.values() for d in defs)
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(module.__name__))
 
 
 @pytest.fixture(autouse=True)

@@ -164,5 +164,17 @@ class PgTemplate:
             engine.dispose()
 
 
+def at_head(url: str, sqlite_template: SqliteTemplate) -> None:
+    """Bring the empty database at `url` (a SQLite file not yet made, or an empty PostgreSQL
+    schema named by the URL's search path, as the store's `db_url` fixture gives) to the
+    newest migration from a template."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        sqlite_template.copy_to(Path(parsed.database or ""))
+        return
+    base = parsed.difference_update_query(["options"]).render_as_string(hide_password=False)
+    PgTemplate.of(base).fill(str(parsed.query["options"]).removeprefix("-csearch_path="))
+
+
 def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL")}

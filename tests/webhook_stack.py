@@ -18,6 +18,7 @@ from services.store import AuditLog, Database, TokenVault, open_database
 from services.store.webhook_events import WebhookEvent, WebhookEventStore
 from tests.backend.helpers import JWT_SECRET, WEBHOOK_SECRET
 from tests.backend.server import RunningServer
+from tests.databases import SqliteTemplate
 from tests.timing import wait_for
 
 
@@ -70,12 +71,14 @@ class WebhookStack:
 
 
 class ConsoleWithWebhooks:
-    """Operations over a fresh SQLite store (the sandbox's tokens in its vault, with their
-    Kryptos user ids) and a backend storing the sandbox's webhooks in the same database."""
+    """Operations over a fresh SQLite store at head (a copy of `template`; the sandbox's
+    tokens in its vault, with their Kryptos user ids) and a backend storing the sandbox's
+    webhooks in the same database."""
 
 
-    def __init__(self, sandbox: Any, tmp_path: Path) -> None:
-        url = f"sqlite:///{tmp_path / 'console.db'}"
+    def __init__(self, sandbox: Any, tmp_path: Path, template: SqliteTemplate) -> None:
+        # A copy of the migrated template (tests/databases.py), not a run of the migrations.
+        url = template.copy_to(tmp_path / "console.db")
         key = Fernet.generate_key()
         self.db = open_database(url)
         self.vault = TokenVault(self.db, key)

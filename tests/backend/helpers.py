@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -15,6 +17,18 @@ from standardwebhooks import Webhook
 TIMEOUT = 20
 JWT_SECRET = "test-jwt-secret-" + "x" * 32
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"backend-webhook-test-secret-0123456789").decode()
+
+
+def launcher_env(tmp_path: Path) -> dict[str, str]:
+    """The environment for a launcher child process (`python -m backend`, `bin/console`'s
+    sandbox stack): the caller's, less every setting of the console, the backend and the
+    sandbox, with a data directory and a secrets file (absent) under `tmp_path`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("KRYPTOS_", "BACKEND_", "CONSOLE_", "SANDBOX_", "DATABASE_"))}
+    env.update(CONSOLE_SECRETS_FILE=str(tmp_path / "none.toml"),
+               CONSOLE_DATA_DIR=str(tmp_path / "data"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    return env
 
 
 def token(sub: Any = "cust-1", *, secret: str = JWT_SECRET, exp_in: int = 600,

@@ -3,7 +3,6 @@ single sign-on at it (backend/launch.py), as real processes."""
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 
@@ -12,21 +11,13 @@ import requests
 
 from backend.launch import start_sandbox_idp, stop
 from dashboard.serve import auth_args
+from tests.backend.helpers import launcher_env
 
 pytestmark = pytest.mark.slow
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KRYPTOS_", "BACKEND_", "CONSOLE_", "SANDBOX_", "DATABASE_"))}
-    env.update(CONSOLE_SECRETS_FILE=str(tmp_path / "none.toml"),
-               CONSOLE_DATA_DIR=str(tmp_path / "data"),
-               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    return env
-
-
 def test_sandbox_mode_starts_a_provider_and_configures_the_console(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+    env = launcher_env(tmp_path)
     child = start_sandbox_idp(env)
     assert child is not None
     try:
@@ -46,7 +37,7 @@ def test_sandbox_mode_starts_a_provider_and_configures_the_console(tmp_path: Pat
 
 
 def test_a_configured_provider_is_used_instead(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+    env = launcher_env(tmp_path)
     env.update(CONSOLE_SSO_ISSUER="https://idp.example", CONSOLE_SSO_CLIENT_ID="c",
                CONSOLE_SSO_CLIENT_SECRET="s", CONSOLE_SSO_ROLE_MAP="g=viewer")
     assert start_sandbox_idp(env) is None

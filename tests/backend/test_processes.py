@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -11,22 +10,13 @@ from pathlib import Path
 import pytest
 
 from backend.launch import free_port, start_sandbox_stack, stop, wait_until_up
-from tests.backend.helpers import WEBHOOK_SECRET, auth, get, post
+from tests.backend.helpers import WEBHOOK_SECRET, auth, get, launcher_env, post
 
 pytestmark = pytest.mark.slow
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KRYPTOS_", "BACKEND_", "CONSOLE_", "SANDBOX_", "DATABASE_"))}
-    env.update(CONSOLE_SECRETS_FILE=str(tmp_path / "none.toml"),
-               CONSOLE_DATA_DIR=str(tmp_path / "data"),
-               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    return env
-
-
 def test_sandbox_stack_starts_and_stops(tmp_path: Path):
-    env = _env(tmp_path)
+    env = launcher_env(tmp_path)
     children, sandbox_url, backend_url = start_sandbox_stack(env)
     try:
         assert env["SANDBOX_URL"] == sandbox_url
@@ -56,7 +46,7 @@ def test_sandbox_stack_starts_and_stops(tmp_path: Path):
 
 
 def test_python_m_backend_refuses_live_mode_without_a_vault_key(tmp_path: Path):
-    env = _env(tmp_path)
+    env = launcher_env(tmp_path)
     env.update(KRYPTOS_CLIENT_ID="id", KRYPTOS_CLIENT_SECRET="secret-value-123")
     done = subprocess.run([sys.executable, "-m", "backend", "--port", "0"], env=env,
                           capture_output=True, text=True, timeout=60)
@@ -67,7 +57,7 @@ def test_python_m_backend_refuses_live_mode_without_a_vault_key(tmp_path: Path):
 def test_python_m_backend_live_mode_serves_health(tmp_path: Path, sandbox):
     from cryptography.fernet import Fernet
 
-    env = _env(tmp_path)
+    env = launcher_env(tmp_path)
     env.update(KRYPTOS_CLIENT_ID=sandbox.client_id, KRYPTOS_CLIENT_SECRET=sandbox.client_secret,
                KRYPTOS_CONNECT_URL=sandbox.connect_url, KRYPTOS_DATA_URL=sandbox.data_url,
                KRYPTOS_VAULT_KEY=Fernet.generate_key().decode(),

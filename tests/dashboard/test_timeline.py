@@ -18,6 +18,7 @@ from services.operations import Actor
 from services.operations.timeline import GrantTimeline
 from services.store.audit import AuditEvent
 from services.store.webhook_events import WebhookEvent
+from tests.databases import SqliteTemplate
 from tests.webhook_stack import ConsoleWithWebhooks
 
 SUPPORT = Actor("sam", "Sam", frozenset({"support"}))
@@ -127,9 +128,10 @@ def slow_sandbox() -> Iterator[SandboxHandle]:
 
 
 @pytest.fixture
-def slow_stack(slow_sandbox: SandboxHandle, tmp_path: Path) -> Iterator[ConsoleWithWebhooks]:
+def slow_stack(slow_sandbox: SandboxHandle, tmp_path: Path,
+               sqlite_template: SqliteTemplate) -> Iterator[ConsoleWithWebhooks]:
     slow_sandbox.reset()
-    s = ConsoleWithWebhooks(slow_sandbox, tmp_path)
+    s = ConsoleWithWebhooks(slow_sandbox, tmp_path, sqlite_template)
     yield s
     s.close()
 

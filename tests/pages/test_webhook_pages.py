@@ -91,7 +91,14 @@ def test_viewer_timeline_has_webhooks_only(make_app: Callable[..., AppTest], run
     hooks.wait_event("integration.updated", integ.wallet_id, "ONGOING")
     at = _open(make_app, "viewer", gid)
     texts = _timeline(at)
-    assert texts == [f"Resync of {integ.display_name} (wallet {integ.wallet_id}) started"]
+    # The sandbox ends a resync 2 s after it began: on a busy machine its "completed"
+    # webhook may be in by the time the page is drawn. Either way the viewer sees the
+    # webhooks' entries and never the audit log's ("requested by support").
+    started = f"Resync of {integ.display_name} (wallet {integ.wallet_id}) started"
+    completed = f"Resync of {integ.display_name} (wallet {integ.wallet_id}) completed"
+    assert texts[-1] == started
+    assert all(t == started or t.startswith(completed + " — ") for t in texts), texts
+    assert len(texts) <= 2 and not any("requested by" in t for t in texts), texts
     assert any("Webhooks from Kryptos only" in c.value for c in at.caption)
 
 

@@ -33,6 +33,7 @@ from services.store import AuditFilter, AuditLog, TokenVault, open_database
 from services.store.approvals import ApprovalStore
 from services.store.readmodel import ReadModel
 from services.sync import SyncWorker
+from tests.databases import SqliteTemplate, at_head
 from tests.services.store.conftest import (  # noqa: F401 (fixtures)
     _PG_SKIP_REASON,
     _pg_schema_url,
@@ -122,10 +123,12 @@ class Console:
 
 
 @pytest.fixture
-def console(crash_sandbox: SandboxHandle, db_url: str) -> Iterator[Console]:  # noqa: F811
+def console(crash_sandbox: SandboxHandle, db_url: str,  # noqa: F811
+            sqlite_template: SqliteTemplate) -> Iterator[Console]:
     crash_sandbox.reset()
     url = db_url
     key = Fernet.generate_key()
+    at_head(url, sqlite_template)  # a copy of the migrated template, not the migrations
     db = open_database(url)
     vault = TokenVault(db, key)
     client = make_client(crash_sandbox)

@@ -16,6 +16,7 @@ from sandbox import SandboxHandle, start_sandbox
 from services.operations import PermissionDenied
 from services.store.webhook_events import WebhookEventStore
 from tests.backend.helpers import connect
+from tests.databases import SqliteTemplate
 from tests.services.operations.conftest import actor
 from tests.timing import wait_for
 from tests.webhook_stack import ConsoleWithWebhooks as Stack
@@ -24,8 +25,8 @@ SUPPORT, FINANCE, VIEWER = actor("support"), actor("finance"), actor("viewer")
 
 
 @pytest.fixture
-def stack(sandbox: Any, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(sandbox, tmp_path)
+def stack(sandbox: Any, tmp_path: Path, sqlite_template: SqliteTemplate) -> Iterator[Stack]:
+    s = Stack(sandbox, tmp_path, sqlite_template)
     yield s
     s.close()
 
@@ -40,9 +41,10 @@ def slow_sandbox() -> Iterator[SandboxHandle]:
 
 
 @pytest.fixture
-def slow_stack(slow_sandbox: SandboxHandle, tmp_path: Path) -> Iterator[Stack]:
+def slow_stack(slow_sandbox: SandboxHandle, tmp_path: Path,
+               sqlite_template: SqliteTemplate) -> Iterator[Stack]:
     slow_sandbox.reset()
-    s = Stack(slow_sandbox, tmp_path)
+    s = Stack(slow_sandbox, tmp_path, sqlite_template)
     yield s
     s.close()
 

@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from services.store import Database, open_database
-from tests.databases import PgTemplate, schema_url
+from tests.databases import at_head, schema_url
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 _PG_SKIP_REASON: dict[str, str] = {}
@@ -91,12 +91,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def db(db_url: str, request: pytest.FixtureRequest) -> Iterator[Database]:
     """An open database at the newest migration (SQLite or PostgreSQL, as `db_url`)."""
-    url = make_url(db_url)
-    if url.get_backend_name() == "sqlite":
-        request.getfixturevalue("sqlite_template").copy_to(Path(url.database or ""))
-    else:
-        base = url.difference_update_query(["options"]).render_as_string(hide_password=False)
-        PgTemplate.of(base).fill(str(url.query["options"]).removeprefix("-csearch_path="))
+    at_head(db_url, request.getfixturevalue("sqlite_template"))
     database = open_database(db_url)
     try:
         yield database
