@@ -67,10 +67,12 @@ audit_chart.events_by_outcome(ctx, since_key="audit_since", until_key="audit_unt
 with st.expander("Filters", expanded=True, icon=":material/filter_list:"):
     p1, p2, _ = st.columns(3)
     p1.selectbox("Pick an actor", actor_choices, index=None, key="audit_actor_pick",
-                 placeholder="Actors with an event", on_change=_picked,
+                 placeholder="Any actor", on_change=_picked,
+                 help="The actors that have an event in the log.",
                  args=("audit_actor_pick", "audit_actor"))
     p2.selectbox("Pick an action", action_choices, index=None, key="audit_action_pick",
-                 placeholder="Every action the console records", on_change=_picked,
+                 placeholder="Any action", on_change=_picked,
+                 help="Every action the console records.",
                  args=("audit_action_pick", "audit_action"))
     c1, c2, c3 = st.columns(3)
     since = c1.date_input("From (UTC day)", value=None, key="audit_since",
