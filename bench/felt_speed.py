@@ -178,6 +178,9 @@ def _grants_page(page: Page, timeout_ms: float) -> list[str]:
 def timed_open(page: Page, row: int, timeout_ms: float, meter: CpuMeter) -> Step:
     ids = _grants_page(page, timeout_ms)
     grid = h.grid(h.main(page), "Grant id").locator("canvas").first
+    # The filters above the grid can push its rows below a 900 px window: a click
+    # outside the viewport lands nowhere.
+    grid.scroll_into_view_if_needed()
     box = grid.bounding_box()
     if box is None:
         raise RuntimeError("the Grants grid is not drawn")

@@ -264,8 +264,9 @@ def any_filter(ctx: PageContext) -> bool:
 def filters(ctx: PageContext) -> tuple[GrantFilter, str, bool, int]:
     """The filter widgets, as the read model's filter, the sort, its direction and the page
     size."""
-    # Rows that wrap (fixed-width boxes in a horizontal container): at half a laptop's
-    # screen a box goes to the next line rather than being cut to "Creat" or "Desc…".
+    # One row that wraps (fixed-width boxes in a horizontal container): at a laptop's full
+    # screen the filters take three lines and the grid starts within the first screen; at
+    # half of it a box goes to the next line rather than being cut to "Creat" or "Desc…".
     row = st.container(horizontal=True, wrap=True, vertical_alignment="bottom")
     search = row.text_input("Search", key="grants_search", on_change=first_page, width=320,
                             placeholder="grant id, customer reference or Kryptos user id")
@@ -275,9 +276,6 @@ def filters(ctx: PageContext) -> tuple[GrantFilter, str, bool, int]:
                               width=BOX_WIDTH)]
     has_token = TOKEN[row.selectbox("Token", list(TOKEN), key="grants_token",
                                     on_change=first_page, width=BOX_WIDTH)]
-    awaiting = st.toggle("Waiting for approval", key="grants_awaiting", on_change=first_page,
-                         help="Only grants a pending four-eyes request holds (Approvals page)")
-    row = st.container(horizontal=True, wrap=True, vertical_alignment="bottom")
     integ = INTEGRATIONS[row.selectbox("Integrations", list(INTEGRATIONS),
                                        key="grants_integrations", on_change=first_page,
                                        width=BOX_WIDTH)]
@@ -286,6 +284,9 @@ def filters(ctx: PageContext) -> tuple[GrantFilter, str, bool, int]:
     limits = _limit_options(ctx)
     picked = limits[row.selectbox("Limit or tier", list(limits), key="grants_limit",
                                   on_change=first_page, width=BOX_WIDTH)]
+    awaiting = row.toggle("Waiting for approval", key="grants_awaiting", on_change=first_page,
+                          help="Only grants a pending four-eyes request holds (Approvals "
+                               "page)")
     sort = SORT[row.selectbox("Sort by", list(SORT), key="grants_sort", on_change=first_page,
                               width=BOX_WIDTH)]
     descending = row.toggle("Descending", key="grants_desc", on_change=first_page)
@@ -298,7 +299,6 @@ def filters(ctx: PageContext) -> tuple[GrantFilter, str, bool, int]:
         awaiting_approval=bool(awaiting),
         **({exact[0]: exact[1]} if exact else {}),
     )
-    row = st.container(horizontal=True, wrap=True, vertical_alignment="center")
     if exact:
         row.caption(f"Only the grants whose {EXACT_LABEL[exact[0]]} is “{exact[1]}”.",
                     width="content")
