@@ -396,7 +396,8 @@ def step_revoke(s: Session, a: Action) -> None:
     dialog.get_by_label("Reason", exact=True).fill("soak: customer asked")
     dialog.get_by_label("Grant id, typed again", exact=True).fill(gid)
     _no_toast(page)
-    dialog.get_by_role("button", name="Revoke", exact=True).click()
+    # "Revoke" where it acts at once, "Request the revoke" where it files a request.
+    dialog.get_by_role("button", name=re.compile(r"^(Revoke|Request the revoke)$")).click()
     s.soak.revoke_sent(gid)  # sent: whatever the page says next, never asked again
     s.soak.submitted()
     said = _toast(page, r"Not changed yet|Grant revoked").first
@@ -543,9 +544,14 @@ def step_bulk(s: Session, a: Action, large: bool) -> None:
         return
     h.settle(page)
     m.get_by_role("button", name="Apply", exact=True).click()
-    s.soak.submitted()
     said = m.get_by_text(re.compile(r"^Of the \d+ grant\(s\) the dry run said would change|"
                                     r"^Not changed yet"))
+    # A cut by more than half asks first, as on one grant; nothing is sent before "Yes".
+    yes = m.get_by_role("button", name="Yes, apply this change")
+    expect(said.or_(yes).first).to_be_visible(timeout=STEP_MS)
+    if yes.count():
+        yes.click()
+    s.soak.submitted()
     expect(said.first).to_be_visible(timeout=STEP_MS)
     a.ended = time.time()
     text = said.first.inner_text()
