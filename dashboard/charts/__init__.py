@@ -1,2 +1,3 @@
-"""What the charts draw (altair over the counts of `dashboard.reads.charts`): a module per
-page, each chart a function; colours from `palette` (colour-blind safe)."""
+"""What the charts draw (Vega-Lite specifications, as plain data, over the counts of
+`dashboard.reads.charts`): a module per page, each chart a function; shapes from `shapes`,
+colours from `palette` (colour-blind safe)."""

@@ -51,5 +51,5 @@ def events_by_outcome(ctx: PageContext, *, since_key: str, until_key: str,
                             since=series.since, end=series.end,
                             colour=palette.scale(palette.OUTCOME), pick="day",
                             order=list(palette.OUTCOME), height=360)
-    st.altair_chart(chart, width="stretch", on_select=lambda: _filter_to_day(
-        since_key, until_key, on_change), key=KEY, selection_mode=shapes.PICK)
+    shapes.draw(chart, on_select=lambda: _filter_to_day(since_key, until_key, on_change),
+                key=KEY, selection_mode=shapes.PICK)

@@ -3,7 +3,6 @@ limit changes made per day over the last 90 days, by person or by kind of change
 
 from __future__ import annotations
 
-import altair as alt
 import streamlit as st
 
 from dashboard import ui
@@ -30,14 +29,19 @@ def guests_by_tier(ctx: PageContext) -> None:
     st.caption(f"{data.total:,} active Guest(s) counted on {day}; most on "
                f"{TIER_WORDS.get(top.label, top.label)} ({top.n:,}).")
     values = [{"tier": TIER_WORDS.get(b.label, b.label), "n": b.n} for b in data.buckets]
-    chart = (alt.Chart(alt.Data(values=values), title="Active Guests per tier")
-             .mark_bar(color=palette.BLUE)
-             .encode(y=alt.Y("tier:N", title="Tier", sort="-x", axis=alt.Axis(labelLimit=160)),
-                     x=alt.X("n:Q", title="Guests", axis=alt.Axis(format="~s", tickMinStep=1)),
-                     tooltip=[alt.Tooltip("tier:N", title="Tier"),
-                              alt.Tooltip("n:Q", title="Guests", format=",")])
-             .properties(height=120 + 40 * len(values)))
-    st.altair_chart(chart, width="stretch")
+    shapes.draw({
+        "title": "Active Guests per tier",
+        "data": {"values": values},
+        "mark": {"type": "bar", "color": palette.BLUE},
+        "height": 120 + 40 * len(values),
+        "encoding": {
+            "y": shapes.field("tier", "nominal", "Tier", sort="-x", axis={"labelLimit": 160}),
+            "x": shapes.field("n", "quantitative", "Guests",
+                              axis={"format": "~s", "tickMinStep": 1}),
+            "tooltip": [shapes.field("tier", "nominal", "Tier"),
+                        shapes.field("n", "quantitative", "Guests", format=",")],
+        },
+    })
 
 
 def limit_changes(ctx: PageContext) -> None:
@@ -57,8 +61,8 @@ def limit_changes(ctx: PageContext) -> None:
     chart = shapes.day_bars(values, series="who", series_title=BY[by].capitalize(),
                             y_title="Grants changed", title="Grant limits changed per day",
                             since=series.since, end=series.end,
-                            colour=alt.Scale(range=palette.CATEGORIES), height=360)
-    st.altair_chart(chart, width="stretch")
+                            colour={"range": palette.CATEGORIES}, height=360)
+    shapes.draw(chart)
 
 
 def largest_changes(ctx: PageContext) -> None:

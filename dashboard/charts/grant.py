@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import altair as alt
 import streamlit as st
 
-from dashboard.charts import palette
+from dashboard.charts import palette, shapes
 from dashboard.context import PageContext
 from dashboard.reads import charts as reads
 from services.operations import OperationError, Permission, can
@@ -36,18 +35,26 @@ def limit_over_time(ctx: PageContext, gid: str) -> None:
                    "by": last.by, "action": "in force now"})
     st.caption(f"{len(steps)} change(s); now {last.limit.words()}, set by {last.by} on "
                f"{last.at:%Y-%m-%d %H:%M} UTC.")
-    base = alt.Chart(alt.Data(values=values))
-    tooltip = [alt.Tooltip("at:T", title="From (UTC)", format="%Y-%m-%d %H:%M"),
-               alt.Tooltip("shown:N", title="Limit"), alt.Tooltip("by:N", title="Changed by"),
-               alt.Tooltip("action:N", title="Action")]
-    line = base.mark_line(interpolate="step-after", color=palette.BLUE).encode(
-        x=alt.X("at:T", title="Time (UTC)"),
-        y=alt.Y("limit:Q", title="Limit (transactions)"))
-    points = base.mark_point(filled=True, size=70, color=palette.BLUE).encode(
-        x="at:T", y=alt.Y("limit:Q"), tooltip=tooltip)
-    no_cap = (base.transform_filter("datum.limit === null")
-              .mark_text(text="no cap", color=palette.VERMILION, dy=-6, baseline="top")
-              .encode(x="at:T", y=alt.value(0), tooltip=tooltip))
-    chart = alt.layer(line, points, no_cap).properties(
-        title="Transaction limit after each change", height=220)
-    st.altair_chart(chart, width="stretch")
+    f = shapes.field
+    tooltip = [f("at", "temporal", "From (UTC)", format="%Y-%m-%d %H:%M"),
+               f("shown", "nominal", "Limit"), f("by", "nominal", "Changed by"),
+               f("action", "nominal", "Action")]
+    at = {"field": "at", "type": "temporal"}
+    shapes.draw({
+        "title": "Transaction limit after each change",
+        "height": 220,
+        "data": {"values": values},
+        "layer": [
+            {"mark": {"type": "line", "interpolate": "step-after", "color": palette.BLUE},
+             "encoding": {"x": f("at", "temporal", "Time (UTC)"),
+                          "y": f("limit", "quantitative", "Limit (transactions)")}},
+            {"mark": {"type": "point", "filled": True, "size": 70, "color": palette.BLUE},
+             "encoding": {"x": at, "y": {"field": "limit", "type": "quantitative"},
+                          "tooltip": tooltip}},
+            # A change to no cap has no height: marked at the top of the chart.
+            {"transform": [{"filter": "datum.limit === null"}],
+             "mark": {"type": "text", "text": "no cap", "color": palette.VERMILION, "dy": -6,
+                      "baseline": "top"},
+             "encoding": {"x": at, "y": {"value": 0}, "tooltip": tooltip}},
+        ],
+    })

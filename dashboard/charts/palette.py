@@ -3,8 +3,6 @@ colour of each series so that a status or an outcome keeps its colour on every c
 
 from __future__ import annotations
 
-import altair as alt
-
 ORANGE, SKY, GREEN, YELLOW, BLUE, VERMILION, PURPLE, GREY = (
     "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#999999")
 
@@ -18,5 +16,6 @@ CATEGORIES = [BLUE, ORANGE, SKY, GREEN, VERMILION, PURPLE, YELLOW, GREY]
 WARN = VERMILION
 
 
-def scale(colours: dict[str, str]) -> alt.Scale:
-    return alt.Scale(domain=list(colours), range=list(colours.values()))
+def scale(colours: dict[str, str]) -> dict[str, list[str]]:
+    """A Vega-Lite colour scale giving each series its fixed colour."""
+    return {"domain": list(colours), "range": list(colours.values())}

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
+from dashboard.charts import shapes
 from dashboard.csv_io import screen_frame
 from dashboard.formats import ABSENT, fmt_money
 from dashboard.grant_detail.common import is_revoked, kv_table, part_value, wallet_names
@@ -98,14 +98,14 @@ def holdings(detail: GrantDetail) -> None:
 
 def _bar_chart(frame: pd.DataFrame, by: str, label: str, cur: str, title: str,
                tips: list[str]) -> None:
-    st.altair_chart(
-        alt.Chart(frame)
-        .mark_bar()
-        .encode(
-            x=alt.X("value:Q", title=f"Value ({cur})"),
-            y=alt.Y(f"{by}:N", sort="-x", title=label),
-            tooltip=[*tips, alt.Tooltip("value:Q", format=",.2f")],
-        )
-        .properties(title=title),
-        width="stretch",
-    )
+    f = shapes.field
+    shapes.draw({
+        "title": title,
+        "mark": {"type": "bar"},
+        "encoding": {
+            "x": f("value", "quantitative", f"Value ({cur})"),
+            "y": f(by, "nominal", label, sort="-x"),
+            "tooltip": [*({"field": t, "type": "nominal"} for t in tips),
+                        {"field": "value", "type": "quantitative", "format": ",.2f"}],
+        },
+    }, data=frame[[*dict.fromkeys([*tips, by]), "value"]])
