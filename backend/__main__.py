@@ -9,6 +9,7 @@ import tempfile
 
 import uvicorn
 
+from backend.tcp import HTTP_PROTOCOL
 from services.logs import setup as setup_logging
 from services.settings import ConfigError, load_settings
 from services.store.errors import StoreError
@@ -45,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     workers = settings.backend_workers
     common = dict(host=args.host, port=args.port, log_config=None,
                   proxy_headers=args.proxy_headers,
-                  forwarded_allow_ips=args.forwarded_allow_ips, server_header=False)
+                  forwarded_allow_ips=args.forwarded_allow_ips, server_header=False,
+                  # Nagle off on every connection (backend/tcp.py: without it a worker's
+                  # kept-alive connection waited ~40 ms for each answer).
+                  http=HTTP_PROTOCOL)
     if workers > 1:
         # Each worker builds its own app (engine, client) from the same settings. Their
         # metrics meet in one folder (prometheus-client's multiprocess mode), made fresh

@@ -7,7 +7,9 @@ of one call (the customer's limit, then the endpoint's) in one such transaction.
 
 Only a bucket's hits inside the window are counted; expired hits are deleted by a sweep of
 all expired rows, at most once a window per process, so the table holds about two windows of
-hits whatever the number of customers, and a check is one read and one insert."""
+hits whatever the number of customers. The checks of one call are one count (a row per
+bucket) and one insert of the slots taken; in PostgreSQL one statement takes every bucket's
+lock first."""
 
 from __future__ import annotations
 
@@ -15,8 +17,19 @@ import hashlib
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select
+from sqlalchemy import (
+    Connection,
+    Executable,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+)
 
 from services.store import Database
 from services.store.schema import backend_rate_hits
@@ -24,10 +37,26 @@ from services.store.schema import backend_rate_hits
 _HITS = backend_rate_hits.c
 # Built once: the statements' compiled forms are cached by SQLAlchemy, and building them
 # again on every call cost a visible part of a check.
-_COUNT = (select(func.count(), func.min(_HITS.at_ms))
-          .where(_HITS.bucket == bindparam("bucket"), _HITS.at_ms > bindparam("start")))
 _INSERT = insert(backend_rate_hits)
 _SWEEP = delete(backend_rate_hits).where(_HITS.at_ms <= bindparam("start"))
+_COUNTS: dict[int, Executable] = {}
+
+
+def _counts(n: int) -> Executable:
+    """One statement counting `n` buckets' hits inside their windows (bucket `b<i>`, window
+    start `s<i>`): a row (i, count, oldest) each, in one round trip, each part read through
+    ix_backend_rate_hits_bucket."""
+    if n not in _COUNTS:
+        parts = [select(literal(i).label("i"), func.count().label("n"),
+                        func.min(_HITS.at_ms).label("oldest"))
+                 .where(_HITS.bucket == bindparam(f"b{i}"), _HITS.at_ms > bindparam(f"s{i}"))
+                 for i in range(n)]
+        _COUNTS[n] = parts[0] if n == 1 else union_all(*parts)
+    return _COUNTS[n]
+
+
+def _lock_key(bucket: str) -> int:
+    return int.from_bytes(hashlib.sha256(bucket.encode()).digest()[:7], "big")
 
 
 def customer_bucket(kind: str, customer_ref: str) -> str:
@@ -57,19 +86,20 @@ class RateLimiter:
         A limit of 0 switches the limiter off."""
         return take(self._db, [(self, bucket)])[1]
 
-    def check(self, conn: Connection, bucket: str, now: int) -> float:
-        """(Inside the transaction, the bucket locked.) Take a slot or say how long to wait."""
-        start = now - self.window_ms
+    def sweep(self, conn: Connection, now: int) -> None:
+        """(Inside the transaction.) Delete every hit older than this limiter's window, at
+        most once a window, whatever its bucket: limiters on one database share one window
+        length (the backend's are a minute)."""
         if now >= self._next_sweep_ms:
             self._next_sweep_ms = now + self.window_ms
-            conn.execute(_SWEEP, {"start": start})
-        # Only the window's hits count (ix_backend_rate_hits_bucket): older ones wait for
-        # the sweep instead of a delete per call.
-        count, oldest = conn.execute(_COUNT, {"bucket": bucket, "start": start}).one()
-        if count >= self.limit:
-            return max(0.001, (int(oldest) + self.window_ms - now) / 1000)
-        conn.execute(_INSERT, {"bucket": bucket, "at_ms": now})
-        return 0.0
+            conn.execute(_SWEEP, {"start": now - self.window_ms})
+
+    def wait(self, count: int, oldest: int | None, now: int) -> float:
+        """0.0 when a bucket holding `count` hits in the window (the oldest at `oldest`)
+        has a free slot, else the seconds until one frees up."""
+        if count < self.limit:
+            return 0.0
+        return max(0.001, (int(oldest or now) + self.window_ms - now) / 1000)
 
 
 def take(db: Database, checks: Sequence[tuple[RateLimiter | None, str]]
@@ -81,19 +111,39 @@ def take(db: Database, checks: Sequence[tuple[RateLimiter | None, str]]
     limit of 0, is no check.
 
     Not durable: losing the last hits in a crash of the machine only frees a few slots, and
-    a call then does not wait for the disk before its own work. PostgreSQL: each bucket's
-    advisory lock is taken as it is checked; every caller checks its buckets in the same
-    order (the customer's, then the endpoint's), so two calls never wait on each other."""
+    a call then does not wait for the disk before its own work. PostgreSQL: every bucket's
+    advisory lock is taken before any is counted, all in one statement, in the order of the
+    lock keys (so two callers sharing buckets never deadlock)."""
     active = [(i, limiter, bucket) for i, (limiter, bucket) in enumerate(checks)
               if limiter is not None and limiter.limit > 0]
     if not active:
         return -1, 0.0
     with db.write(durable=False) as conn:
-        for i, limiter, bucket in active:
-            if not db.is_sqlite:
-                key = int.from_bytes(hashlib.sha256(bucket.encode()).digest()[:7], "big")
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({key})")
-            wait = limiter.check(conn, bucket, int(limiter._clock() * 1000))
+        if not db.is_sqlite:
+            # Every bucket's lock in one statement, in the order of their keys: any two
+            # callers take shared buckets in the same order, so they never deadlock.
+            keys = sorted({_lock_key(bucket) for _, _, bucket in active})
+            conn.exec_driver_sql("SELECT " + ", ".join(
+                f"pg_advisory_xact_lock({k})" for k in keys))
+        nows = [int(limiter._clock() * 1000) for _, limiter, _ in active]
+        for (_, limiter, _), now in zip(active, nows, strict=True):
+            limiter.sweep(conn, now)
+        # Only the window's hits count (ix_backend_rate_hits_bucket): older ones wait for
+        # the sweep instead of a delete per call.
+        params: dict[str, Any] = {}
+        for j, ((_, limiter, bucket), now) in enumerate(zip(active, nows, strict=True)):
+            params[f"b{j}"], params[f"s{j}"] = bucket, now - limiter.window_ms
+        counted = {int(r.i): (int(r.n), r.oldest)
+                   for r in conn.execute(_counts(len(active)), params)}
+        taken: list[dict[str, Any]] = []
+        full, wait = -1, 0.0
+        for j, ((i, limiter, bucket), now) in enumerate(zip(active, nows, strict=True)):
+            count, oldest = counted.get(j, (0, None))
+            wait = limiter.wait(count, oldest, now)
             if wait:
-                return i, wait
-    return -1, 0.0
+                full = i
+                break
+            taken.append({"bucket": bucket, "at_ms": now})
+        if taken:  # the slots of the checks that passed, in one statement
+            conn.execute(_INSERT, taken)
+    return full, wait

@@ -101,10 +101,7 @@ class CustomerService:
 
     def _stored(self, ref: str) -> tuple[VaultEntry, str] | None:
         try:
-            entry = self.vault.for_customer(ref)
-            if entry is None:
-                return None
-            return entry, self.vault.reveal(entry.grant_id)
+            return self.vault.reveal_for_customer(ref)
         except StoreError:
             log.exception("vault read failed")
             raise _store_failed("read the stored connection") from None

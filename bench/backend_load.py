@@ -14,7 +14,8 @@ customer):
 - sixteen customers at once: answers/s and p50 through the backend, answers/s straight to
   the upstream in the same run, and the ratio.
 
-Every answer must be a 200: errors are counted and printed. The rate limits stay on (set
+Every answer must be a 200: errors are counted and printed, and so is the machine's load
+average (wall figures on a busy machine are mostly the scheduler's). The rate limits stay on (set
 high enough not to refuse), so their database work is part of every call, as in production.
 `BACKEND_WORKERS` (or `--workers`) runs the backend with several worker processes.
 PostgreSQL: a fresh database on TEST_POSTGRES_URL's server (default
@@ -352,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kind:10s} {args.concurrent} at once: backend {r['backend_rate']:.0f} answers/s "
               f"(p50 {r['backend_p50_at_once']:.1f} ms), upstream alone "
               f"{r['upstream_rate']:.0f}/s, ratio {ratio:.0%} (goal >= 40%); errors "
-              f"{r['errors']:.0f} (upstream alone {r['upstream_errors']:.0f})", flush=True)
+              f"{r['errors']:.0f} (upstream alone {r['upstream_errors']:.0f}); load average "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
         failed |= r["errors"] > 0
     return 1 if failed else 0
 

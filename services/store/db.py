@@ -29,6 +29,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30.0
 _IMMEDIATE = "kryptos_sqlite_immediate"
 _RELAXED = "kryptos_not_durable"
+_READ = "kryptos_read_only"
 # pg_advisory_xact_lock key serialising concurrent migrations of one database.
 _MIGRATION_LOCK_KEY = int.from_bytes(hashlib.sha256(b"kryptos-console-migrate").digest()[:7], "big")
 
@@ -129,12 +130,14 @@ class Database:
         def _on_begin(conn: Connection) -> None:
             options = conn.get_execution_options()
             # The commit's sync level is the connection's: set it before BEGIN, and only
-            # when it changes (most transactions keep FULL).
-            level = "NORMAL" if options.get(_RELAXED, False) else "FULL"
-            info = conn.connection.info
-            if info.get(_RELAXED) != level:
-                conn.exec_driver_sql(f"PRAGMA synchronous={level}")
-                info[_RELAXED] = level
+            # when it changes (most transactions keep FULL). A read (`read()`, rolled back,
+            # nothing to commit) keeps whatever level the connection has.
+            if not options.get(_READ, False):
+                level = "NORMAL" if options.get(_RELAXED, False) else "FULL"
+                info = conn.connection.info
+                if info.get(_RELAXED) != level:
+                    conn.exec_driver_sql(f"PRAGMA synchronous={level}")
+                    info[_RELAXED] = level
             conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_IMMEDIATE, False)
                                  else "BEGIN")
 
@@ -144,6 +147,8 @@ class Database:
     def read(self) -> Iterator[Connection]:
         """A connection in a (deferred) transaction, rolled back at the end."""
         with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(**{_READ: True})
             with conn.begin():
                 yield conn
 

@@ -237,15 +237,26 @@ class TokenVault(VaultKeys):
             fields["workspace_id"] = workspace
         return self._write(gid, token, fields)
 
-    def for_customer(self, customer_ref: str) -> VaultEntry | None:
-        """The customer's newest stored grant that is not revoked (index on customer_ref)."""
+    def _customer_row(self, customer_ref: str) -> Any:
         with self._db.read() as conn:
-            row = conn.execute(
+            return conn.execute(
                 select(vault_tokens).where(vault_tokens.c.customer_ref == customer_ref,
                                            vault_tokens.c.revoked_at.is_(None))
                 .order_by(vault_tokens.c.updated_at.desc(), vault_tokens.c.grant_id)
                 .limit(1)).first()
+
+    def for_customer(self, customer_ref: str) -> VaultEntry | None:
+        """The customer's newest stored grant that is not revoked (index on customer_ref)."""
+        row = self._customer_row(customer_ref)
         return None if row is None else self._entry(row)
+
+    def reveal_for_customer(self, customer_ref: str) -> tuple[VaultEntry, str] | None:
+        """`for_customer` and that grant's plaintext token (`reveal`) from one read. Never
+        log or display the token."""
+        row = self._customer_row(customer_ref)
+        if row is None:
+            return None
+        return self._entry(row), self._decrypt(row.grant_id, row.token_ciphertext)
 
     def for_user(self, kryptos_user_id: str) -> VaultEntry | None:
         """The newest stored grant of a Kryptos user id (index on kryptos_user_id)."""
@@ -304,6 +315,9 @@ class TokenVault(VaultKeys):
                 .where(vault_tokens.c.grant_id == grant_id)).scalar()
         if ciphertext is None:
             raise VaultEntryNotFound(grant_id)
+        return self._decrypt(grant_id, ciphertext)
+
+    def _decrypt(self, grant_id: str, ciphertext: str) -> str:
         try:
             return self._fernet.decrypt(ciphertext.encode("ascii")).decode("utf-8")
         except InvalidToken:

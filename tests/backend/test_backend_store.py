@@ -12,7 +12,7 @@ from sqlalchemy import inspect, select
 
 from backend.errors import ApiError
 from backend.exchange import ExchangeOnce
-from backend.ratelimit import RateLimiter
+from backend.ratelimit import RateLimiter, take
 from backend.webhook_auth import StandardWebhooks
 from backend.webhooks import WebhookHub, process_event
 from services.store import TokenVault
@@ -66,6 +66,35 @@ def test_rate_limit_is_shared_and_exact_under_concurrency(db):  # noqa: F811
     assert limiters[0].hit("link_token:other") == 0
     now[0] += 61
     assert limiters[1].hit("link_token:c") == 0
+
+
+def test_take_checks_several_limits_in_order_in_one_transaction(db):  # noqa: F811
+    """The customer's limit, then the endpoint's: a full first limit takes no slot at all;
+    a full second one keeps the first's slot taken; the wait is the full bucket's own."""
+    now = [1000.0]
+    customer = RateLimiter(db, 3, clock=lambda: now[0])
+    endpoint = RateLimiter(db, 2, clock=lambda: now[0])
+    checks = [(customer, "customer:a"), (endpoint, "link_token:a")]
+    assert [take(db, checks) for _ in range(2)] == [(-1, 0.0), (-1, 0.0)]
+    now[0] += 10
+    assert take(db, checks) == (1, 50.0)  # the endpoint's 2 are used; 50 s until one frees
+    # ... but the customer's third slot was taken by that call: its limit is full now.
+    assert take(db, checks) == (0, 50.0)
+    assert take(db, [(endpoint, "link_token:b")]) == (-1, 0.0)  # other buckets are apart
+    assert take(db, [(None, "x"), (RateLimiter(db, 0), "y")]) == (-1, 0.0)  # no checks
+    now[0] += 51  # the two first calls' hits left the window; the third's is still in
+    assert [take(db, checks) for _ in range(2)] == [(-1, 0.0), (-1, 0.0)]
+    assert take(db, checks) == (0, 9.0)  # the customer's 3: 1010, 1061, 1061
+
+
+def test_the_customers_stored_token_is_read_once(db):  # noqa: F811
+    vault = TokenVault(db, Fernet.generate_key())
+    assert vault.reveal_for_customer("c1") is None
+    vault.put_for_customer("cgrant_one", "cat_one_token_123", "c1")
+    entry, token = vault.reveal_for_customer("c1")
+    assert (entry.grant_id, token) == ("cgrant_one", "cat_one_token_123")
+    vault.mark_revoked("cgrant_one")
+    assert vault.reveal_for_customer("c1") is None
 
 
 def test_exchange_once_under_concurrency(db):  # noqa: F811
