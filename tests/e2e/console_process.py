@@ -44,6 +44,13 @@ CONSOLE_ENV = (
     "CONSOLE_SSO_ROLE_MAP", "CONSOLE_SSO_USERNAME_CLAIM",
 )
 
+#: What the browser tests' consoles (`fast_logins=True`) log in with, as the in-process tests
+#: do (tests/conftest.py): a failed login answers at once (no 1.5 s floor) and the current
+#: bcrypt cost is the demo users' (10, not 12: no rehash at a user's first login, a quarter
+#: of the CPU at each). Both rules are tested in tests/pages/test_login_hardening.py; the
+#: benches start their consoles as deployed (the defaults).
+FAST_LOGINS = {"CONSOLE_LOGIN_FAILURE_FLOOR": "0", "CONSOLE_PASSWORD_ROUNDS": "10"}
+
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-dev-shm-usage",
@@ -109,7 +116,8 @@ class ConsoleProcess:
     """The console (`console_command`) on 127.0.0.1:<free port> against `sandbox_url`."""
 
     def __init__(self, sandbox_url: str, data_dir: Path, *, port: int | None = None,
-                 log_path: Path | None = None, extra_env: dict[str, str] | None = None) -> None:
+                 log_path: Path | None = None, extra_env: dict[str, str] | None = None,
+                 fast_logins: bool = False) -> None:
         self.sandbox_url = sandbox_url
         self.data_dir = Path(data_dir)
         # A port the caller chose is kept; a free one picked here may be taken by another
@@ -117,7 +125,7 @@ class ConsoleProcess:
         self.port_fixed = port is not None
         self.port = port or free_port()
         self.log_path = log_path or (self.data_dir.parent / f"console-{self.port}.log")
-        self.extra_env = dict(extra_env or {})
+        self.extra_env = {**(FAST_LOGINS if fast_logins else {}), **(extra_env or {})}
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
         self._log_start = 0
