@@ -15,20 +15,13 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, reads, rm_sections
+from dashboard import actions, bulk_view, reads, rm_sections
+from dashboard.bulk_view import DrawnTable
 from dashboard.charts import finance as finance_charts
 from dashboard.context import page_context
-from dashboard.csv_io import (
-    BULK_COLUMNS,
-    bulk_csv,
-    bulk_rows,
-    parse_grant_id_csv,
-    screen_frame,
-)
-from dashboard.formats import fmt_bool, fmt_limit
+from dashboard.csv_io import bulk_csv, parse_grant_id_csv, screen_frame
 from dashboard.ui import escape_markdown, record_pending_note, show_error
 from services.operations import (
-    UNKNOWN,
     BulkResult,
     ConfirmationRequired,
     OperationError,
@@ -43,7 +36,6 @@ HELD_KEY = "bulk_held"  # (plan, what the request says): the Apply that became a
 CONFIRM_KEY = "bulk_confirm"  # (plan, the use case's question) before a risky Apply
 PICKER_PREFIX = "bulk_picker_"  # + generation: the table's key, renewed after each merge
 PICKER_GEN_KEY = "bulk_picker_gen"
-# (generation, grant ids in the drawn table's row order, the rows it was drawn selected)
 PICKER_ROWS_KEY = "bulk_picker_rows"
 UPLOAD_SEEN_KEY = "bulk_upload_seen"  # the uploader's file this session read
 UPLOAD_IGNORED_KEY = "bulk_upload_ignored"  # a file "Clear selection" dropped
@@ -53,7 +45,6 @@ DROP_MATCH_KEY = "bulk_match_dropped"  # "Drop these" was clicked: the filter se
 # Column widths (px) that keep the grant id, Current limit and Tier in view at 800 px wide.
 PICKER_ID_PX, PICKER_LIMIT_PX, PICKER_TIER_PX = 240, 95, 80
 TIER, CUSTOM = "Tier", "Custom limit"
-KIND_LABEL = {"guest": "Guest", "linked": "Linked", None: "unknown"}
 
 ctx = page_context()
 
@@ -75,14 +66,7 @@ finance_charts.finance_section(ctx)
 
 st.subheader("Tier presets")
 st.dataframe(
-    screen_frame(pd.DataFrame(
-        [
-            {"tier": t.name, "limit": "no cap" if t.limit is None else fmt_limit(t.limit),
-             "limiter": "on" if t.enable_limiter else "off"}
-            for t in reads.tiers(ctx.ops)
-        ],
-        columns=["tier", "limit", "limiter"],
-    )),
+    bulk_view.tiers_frame(reads.tiers(ctx.ops)),
     hide_index=True,
     key="tiers_table",
     column_config={
@@ -131,27 +115,13 @@ def _keep(**changes: object) -> None:
             show_error(exc)
 
 
-def _selected_rows(gen: int, drawn_default: list[int]) -> list[int]:
-    """The rows selected in the table of generation `gen`: the whole selection the browser
-    reports (every click so far on that table, so a click sent while an earlier one's run is
-    still going carries the earlier one too: no click is lost), else the rows it was drawn
-    with."""
+def _selection_of(gen: int) -> list[int] | None:
+    """The rows the browser reports selected in the table of generation `gen` (every click
+    so far on that table), None before its first click."""
     state = st.session_state.get(f"{PICKER_PREFIX}{gen}")
     if state is None:
-        return drawn_default
+        return None
     return [int(r) for r in state["selection"]["rows"]]
-
-
-def _ticks_of(gen: int, shown_ids: list[str], default_rows: list[int],
-              base: list[str]) -> list[str]:
-    """The picked set as the table of generation `gen` shows it: the set it was drawn from
-    (`base`) outside the table's rows, and its rows as selected now."""
-    selected = [r for r in _selected_rows(gen, default_rows) if 0 <= r < len(shown_ids)]
-    on = {shown_ids[r] for r in selected}
-    on_table = set(shown_ids)
-    picked = dict.fromkeys(g for g in base if g not in on_table or g in on)
-    picked.update(dict.fromkeys(shown_ids[r] for r in selected))
-    return list(picked)
 
 
 def _new_table() -> None:
@@ -183,32 +153,20 @@ except OperationError as exc:
     show_error(exc)
     st.stop()
 shown_ids = [r.grant_id for r in shown]
-# One table (one widget key) per list of rows: while the rows stay the same the key stays,
-# so the table keeps every click. When the rows change (a filter, a grant gone from the
-# list) the selection is folded into the picked set by the grant id of each row as it was
-# drawn, and a fresh table is drawn from the set: no tick ever lands on another row.
-gen = int(st.session_state.get(PICKER_GEN_KEY, 0))
-drawn = st.session_state.get(PICKER_ROWS_KEY)
-base = list(draft.picked)
-if drawn is not None and drawn[0] == gen and drawn[1] != shown_ids:
-    base = _ticks_of(gen, drawn[1], drawn[2], base)
-    gen += 1
-    st.session_state[PICKER_GEN_KEY] = gen
-    drawn = None
-if drawn is None or drawn[0] != gen:
-    on_table = {g: i for i, g in enumerate(shown_ids)}
-    drawn = (gen, shown_ids, sorted(on_table[g] for g in base if g in on_table))
-    st.session_state[PICKER_ROWS_KEY] = drawn
-default_rows: list[int] = drawn[2]
-picked = _ticks_of(gen, shown_ids, default_rows, base)
+# One table (one widget key) per list of rows (bulk_view.table_to_draw): a new list of rows
+# folds the old table's ticks into the picked set and draws the next generation.
+drawn_before: DrawnTable | None = st.session_state.get(PICKER_ROWS_KEY)
+drawn, base = bulk_view.table_to_draw(int(st.session_state.get(PICKER_GEN_KEY, 0)),
+                                      drawn_before, shown_ids, draft.picked, _selection_of)
+st.session_state[PICKER_GEN_KEY] = gen = drawn.gen
+st.session_state[PICKER_ROWS_KEY] = drawn
+picked = bulk_view.ticks_of(drawn, _selection_of(gen), base)
 
 f1, f2 = st.columns([3, 2], vertical_alignment="center")
-if matching > len(shown):
-    f1.caption(f"Showing the first {len(shown):,} of {matching:,} matching grants; filter the "
-               "table, select all that match, or upload a CSV of grant ids.")
+if showing := bulk_view.showing_caption(len(shown), matching):
+    f1.caption(showing)
 if matching:
-    if f2.button(f"Select all {matching:,} that match" if search.strip() else
-                 f"Select all {matching:,} listed", key="bulk_match",
+    if f2.button(bulk_view.select_all_label(search, matching), key="bulk_match",
                  icon=":material/select_all:",
                  help="Every grant this filter matches, without ticking each (up to "
                       f"{validation.MAX_BULK:,}; the grants are fixed when you click)."):
@@ -220,47 +178,16 @@ if matching:
             _keep(match=found)
 # The limits as the read model knows them (user info and the console's own changes): no
 # upstream call per row.
-now = reads.limits_of(shown)
-
-
-def _limit_cells(gid: str) -> dict[str, str]:
-    lim = now.get(gid, UNKNOWN)
-    tier = reads.matching_tier(ctx.ops, lim)
-    return {
-        "current_limit": lim.label(),
-        "limiter": fmt_bool(lim.limiter),
-        "tier": tier.name if tier is not None else ("custom" if lim.known else "unknown"),
-    }
-
-
-# What a pick is decided on first: at half a laptop's screen the grid shows about four
-# columns, so the current limit and the tier come right after the grant id, each sized to
-# its content, and the rest scrolls.
-PICKER_COLUMNS = ["grant_id", "current_limit", "tier", "limiter", "customer_ref", "user",
-                  "workspace", "token_stored"]
-picker = pd.DataFrame(
-    [
-        {
-            "grant_id": r.grant_id,
-            "customer_ref": r.customer_ref or "",
-            **_limit_cells(r.grant_id),
-            "user": KIND_LABEL.get(r.user_kind, "unknown"),
-            "workspace": r.workspace_id or "",
-            "token_stored": r.has_token,
-        }
-        for r in shown
-    ],
-    columns=PICKER_COLUMNS,
-)
 st.dataframe(
-    screen_frame(picker),
+    bulk_view.picker_frame(shown, reads.limits_of(shown),
+                           lambda lim: reads.matching_tier(ctx.ops, lim)),
     key=f"{PICKER_PREFIX}{gen}",
     hide_index=True,
     on_select="rerun",
     selection_mode="multi-row",
     # The set the table was drawn from, fixed for its key: the browser adds its clicks on
     # top, and a default that changed under it would move them.
-    selection_default={"selection": {"rows": default_rows}},
+    selection_default={"selection": {"rows": list(drawn.rows)}},
     column_config={
         # Not pinned: a pinned column is drawn grey, like a disabled one.
         "grant_id": st.column_config.TextColumn("Grant id", width=PICKER_ID_PX, pinned=False),
@@ -318,19 +245,11 @@ p1.metric("Grants selected", len(selected))
 if selected:
     p2.button("Clear selection", key="bulk_clear", on_click=_clear_selection,
               icon=":material/deselect:")
-if picked:
-    hidden = len(set(picked) - set(shown_ids))
-    st.caption(f"{len(picked):,} grant(s) ticked in the table"
-               + (f", {hidden:,} of them hidden by the filter." if hidden else "."))
-matched = match.grant_ids if match is not None else ()
-sources = [(f"{len(picked):,} ticked", picked), (f"{len(uploaded):,} from the file", uploaded),
-           (f"{len(matched):,} matching the filter", matched)]
-sources = [(words, ids) for words, ids in sources if ids]
-if len(sources) > 1:  # where the selected grants come from, and how many twice
-    overlap = sum(len(set(ids)) for _, ids in sources) - len(selected)
-    both = "in both" if len(sources) == 2 else "in more than one"
-    st.caption(" + ".join(words for words, _ in sources)
-               + (f", {overlap:,} {both}." if overlap else f", none {both}."))
+if ticked := bulk_view.ticked_caption(picked, shown_ids):
+    st.caption(ticked)
+if from_where := bulk_view.sources_caption(
+        picked, uploaded, match.grant_ids if match is not None else (), selected):
+    st.caption(from_where)
 
 # --- what to apply ------------------------------------------------------------------------
 
@@ -391,8 +310,7 @@ def _show_error(exc: OperationError) -> None:
 
 def _table(result: BulkResult, key: str, *, counts: bool = True) -> None:
     st.dataframe(
-        screen_frame(pd.DataFrame(bulk_rows(result.items, words=True),
-                                    columns=BULK_COLUMNS)),
+        bulk_view.result_frame(result),
         hide_index=True,
         key=key,
         column_config={
@@ -406,20 +324,10 @@ def _table(result: BulkResult, key: str, *, counts: bool = True) -> None:
         },
     )
     if counts:
-        said = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in result.counts.items() if n)
-        st.text(said or "No grants.")
+        st.text(bulk_view.counts_text(result))
 
 
-def _dry_of(kept: DraftDryRun | None) -> BulkResult | None:
-    """The kept dry run when it was made for this very plan (another selection or change
-    needs its own)."""
-    if kept is None or (kept.grant_ids, kept.tier, kept.limit) != (
-            plan.grant_ids, plan.tier, plan.limit):
-        return None
-    return kept.result
-
-
-dry = _dry_of(draft.dry_run)
+dry = bulk_view.dry_run_for(draft.dry_run, plan.grant_ids, plan.tier, plan.limit)
 if dry is None and draft.dry_run is not None:
     pending["dry_run"] = None  # made for another plan: kept no longer (a draft stays small)
 _keep(**pending)
@@ -506,11 +414,10 @@ elif asking is not None and dry is not None:
 
 if dry is not None and not apply_clicked:
     st.markdown(f"**Dry run: nothing was changed.** Apply would change {would:,} grant(s).")
-    skipped = [i for i in dry.items if i.outcome == "skipped"]
-    if skipped:  # in their own table, not among the rows of a long one
-        st.warning(f"{len(skipped):,} grant(s) will be skipped, each with its reason:",
+    if (skipped := bulk_view.skipped_only(dry)) is not None:
+        st.warning(f"{len(skipped.items):,} grant(s) will be skipped, each with its reason:",
                    icon=":material/warning:")
-        _table(replace(dry, items=tuple(skipped)), "bulk_skipped_table", counts=False)
+        _table(skipped, "bulk_skipped_table", counts=False)
     _table(dry, "bulk_preview_table")
 
 # Results belong to the selection and change they were made for: another selection or

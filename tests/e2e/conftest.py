@@ -67,7 +67,8 @@ def running_console(sandbox: SandboxHandle, tmp_path_factory: pytest.TempPathFac
                     name: str = "console") -> Iterator[ConsoleProcess]:
     """A console process with a fresh data directory, stopped when the fixture ends."""
     root = tmp_path_factory.mktemp(name)
-    proc = ConsoleProcess(sandbox.base_url, root / "data", log_path=root / "console.log")
+    proc = ConsoleProcess(sandbox.base_url, root / "data", log_path=root / "console.log",
+                          fast_logins=True)
     proc.start()
     yield proc
     proc.stop()

@@ -44,6 +44,13 @@ CONSOLE_ENV = (
     "CONSOLE_SSO_ROLE_MAP", "CONSOLE_SSO_USERNAME_CLAIM",
 )
 
+#: What the browser tests' consoles (`fast_logins=True`) log in with, as the in-process tests
+#: do (tests/conftest.py): a failed login answers at once (no 1.5 s floor) and the current
+#: bcrypt cost is the demo users' (10, not 12: no rehash at a user's first login, a quarter
+#: of the CPU at each). Both rules are tested in tests/pages/test_login_hardening.py; the
+#: benches start their consoles as deployed (the defaults).
+FAST_LOGINS = {"CONSOLE_LOGIN_FAILURE_FLOOR": "0", "CONSOLE_PASSWORD_ROUNDS": "10"}
+
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-dev-shm-usage",
@@ -75,6 +82,14 @@ def launch_chromium(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
 
 
+#: How many free ports a console start tries before it gives up (see `ConsoleProcess.start`).
+PORT_ATTEMPTS = 5
+
+
+class PortTaken(RuntimeError):
+    """The console's port was bound by another process before the console could bind it."""
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -101,15 +116,19 @@ class ConsoleProcess:
     """The console (`console_command`) on 127.0.0.1:<free port> against `sandbox_url`."""
 
     def __init__(self, sandbox_url: str, data_dir: Path, *, port: int | None = None,
-                 log_path: Path | None = None, extra_env: dict[str, str] | None = None) -> None:
+                 log_path: Path | None = None, extra_env: dict[str, str] | None = None,
+                 fast_logins: bool = False) -> None:
         self.sandbox_url = sandbox_url
         self.data_dir = Path(data_dir)
+        # A port the caller chose is kept; a free one picked here may be taken by another
+        # process before Streamlit binds it, and `start` then tries another.
+        self.port_fixed = port is not None
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or (self.data_dir.parent / f"console-{self.port}.log")
-        self.extra_env = dict(extra_env or {})
+        self.extra_env = {**(FAST_LOGINS if fast_logins else {}), **(extra_env or {})}
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
+        self._log_start = 0
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in CONSOLE_ENV}
@@ -125,23 +144,45 @@ class ConsoleProcess:
         env.update(self.extra_env)
         return env
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def start(self, timeout: float = 60.0) -> ConsoleProcess:
+        """Start the console and wait until it answers its health check. When the free port
+        it was given was taken by another process in the meantime (Streamlit says "Port N is
+        not available" and exits), start again on a new free port (up to PORT_ATTEMPTS)."""
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the console makes it
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                self._start_once(timeout)
+                return self
+            except PortTaken:
+                if self.port_fixed or attempt == PORT_ATTEMPTS:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> None:
         # dashboard.serve writes Streamlit's [auth] from the settings in its environment.
         cmd = console_command(sys.executable, "127.0.0.1", self.port)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop/kill)
+        self._log_start = self._log.tell()
         self._proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=self.env(),
                                       stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_healthy(timeout)
-        return self
 
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
-                raise RuntimeError(f"the console exited with {self._proc.returncode}:\n"
-                                   + self.log_tail())
+                code = self._proc.returncode
+                said = self._log_since_start()
+                self.stop()
+                if f"Port {self.port} is not available" in said:
+                    raise PortTaken(f"port {self.port} was taken before the console bound it")
+                raise RuntimeError(f"the console exited with {code}:\n" + self.log_tail())
             try:
                 with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
                     if r.status == 200 and r.read().strip() == b"ok":
@@ -152,6 +193,15 @@ class ConsoleProcess:
         self.stop()
         raise RuntimeError(f"the console did not answer {self.url}/_stcore/health in "
                            f"{timeout:.0f} s:\n" + self.log_tail())
+
+    def _log_since_start(self) -> str:
+        """What the console wrote since its latest start."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_start)
+                return f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
 
     def log_tail(self, chars: int = 4000) -> str:
         try:

@@ -156,6 +156,7 @@ class Stack:
     backend_ports: list[int] = field(default_factory=list)
     _others: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _engine: Any = None
+    fast_logins: bool = False  # the consoles' logins as the browser tests' (FAST_LOGINS)
 
     @property
     def lease(self) -> float:
@@ -174,7 +175,8 @@ class Stack:
     # --- starting -----------------------------------------------------------------------
 
     @classmethod
-    def start(cls, root: Path, admin_url: str | None = None) -> Stack:
+    def start(cls, root: Path, admin_url: str | None = None, *,
+              fast_logins: bool = False) -> Stack:
         if NGINX is None:
             raise RuntimeError("nginx is not installed (apt-get install nginx)")
         admin = make_url(admin_url or os.environ.get("TEST_POSTGRES_URL") or DEFAULT_PG_URL)
@@ -188,7 +190,7 @@ class Stack:
         engine.dispose()
         stack = cls(root, admin.render_as_string(hide_password=False),
                     admin.set(database=name).render_as_string(hide_password=False),
-                    new_secrets())
+                    new_secrets(), fast_logins=fast_logins)
         try:
             stack._start_all()
         except BaseException:
@@ -256,7 +258,7 @@ class Stack:
         data = self.root / f"console-{i + 1}"
         return ConsoleProcess(self.sandbox_url, data, port=port,
                               log_path=self.root / f"console-{i + 1}.log",
-                              extra_env=self.env(data))
+                              extra_env=self.env(data), fast_logins=self.fast_logins)
 
     def restart_console(self, i: int) -> None:
         """Start replica i again on its port and data folder (as an orchestrator would)."""

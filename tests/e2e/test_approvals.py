@@ -22,7 +22,7 @@ def approvals_console(e2e_sandbox: SandboxHandle,
     """A console of its own with approvals on (the session's console has them off)."""
     root = tmp_path_factory.mktemp("approvals")
     proc = ConsoleProcess(e2e_sandbox.base_url, root / "data", log_path=root / "console.log",
-                          extra_env={"CONSOLE_APPROVALS": "on"})
+                          extra_env={"CONSOLE_APPROVALS": "on"}, fast_logins=True)
     proc.start()
     yield proc
     proc.stop()

@@ -44,7 +44,7 @@ def diagram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Diagram]:
     data.mkdir(parents=True)
     children, sandbox_url, backend_url = start_sandbox_stack(env)
     console = ConsoleProcess(sandbox_url, data, log_path=root / "console.log",
-                             extra_env={"SANDBOX_RESYNC_DELAY": "2"})
+                             extra_env={"SANDBOX_RESYNC_DELAY": "2"}, fast_logins=True)
     try:
         console.start()
         yield Diagram(SandboxClient(sandbox_url), backend_url, console)

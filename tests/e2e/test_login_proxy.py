@@ -84,7 +84,8 @@ def proxied(e2e_sandbox: SandboxHandle,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
     root = tmp_path_factory.mktemp("proxied-console")
     console = ConsoleProcess(e2e_sandbox.base_url, root / "data", log_path=root / "console.log",
-                             extra_env={"CONSOLE_TRUSTED_PROXIES": "1"}).start()
+                             extra_env={"CONSOLE_TRUSTED_PROXIES": "1"},
+                             fast_logins=True).start()
     ports = {"https": free_port(), "http": free_port()}
     servers = "".join(SERVER.format(port=port, console_port=console.port, proto=proto)
                       for proto, port in ports.items())

@@ -45,7 +45,7 @@ LIMIT_TOAST = re.compile(r"Limit .+ (->|→) |Limit set to ")
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
-        running = Stack.start(tmp_path_factory.mktemp("replicas"))
+        running = Stack.start(tmp_path_factory.mktemp("replicas"), fast_logins=True)
     except OperationalError as exc:  # no PostgreSQL to make the replicas' database in
         reason = f"PostgreSQL not reachable: {str(exc.orig).strip().splitlines()[0]}"
         if os.environ.get("TEST_REQUIRE_POSTGRES"):  # set by .ci/run: there it must run

@@ -5,13 +5,15 @@ runtime, not a second one."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Browser, expect
 
 from sandbox import SandboxHandle
-from tests.e2e.console_process import ConsoleProcess
+from tests.e2e.console_process import ConsoleProcess, PortTaken
 from tests.timing import wait_for
 
 TOKENS_LOADED = "stored tokens loaded into the vault"
@@ -57,3 +59,26 @@ def test_the_runtime_is_built_at_start_and_the_page_runs_get_that_one(
         assert log.count(TOKENS_LOADED) == 1
         assert log.count("console runtime ready") == 1
         assert _holder(tmp_path / "data" / "console.db") == holder
+
+
+def test_a_free_port_taken_before_the_console_binds_it_is_replaced_by_another(
+        e2e_sandbox: SandboxHandle, tmp_path: Path) -> None:
+    """Another process (another test worker, say) binds the free port the console was given
+    before Streamlit does: the start tries a new free port instead of failing; a port the
+    caller chose is never swapped, the start fails saying so."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = int(taken.getsockname()[1])
+        fixed = ConsoleProcess(e2e_sandbox.base_url, tmp_path / "fixed", port=busy,
+                               log_path=tmp_path / "fixed.log")
+        with pytest.raises(PortTaken):
+            fixed.start()
+        assert f"Port {busy} is not available" in fixed.log_tail()
+
+        console = ConsoleProcess(e2e_sandbox.base_url, tmp_path / "data",
+                                 log_path=tmp_path / "console.log")
+        console.port = busy  # as if another process took it after `free_port()`
+        with console:
+            assert console.port != busy and console.url.endswith(f":{console.port}")
+            assert console.log_tail().count(f"Port {busy} is not available") == 1

@@ -50,7 +50,7 @@ def sso_console(e2e_sandbox: SandboxHandle, idp: IdpServer,
                               "CONSOLE_SSO_REDIRECT_URI": REDIRECT,
                               "CONSOLE_SSO_ROLE_MAP": SANDBOX_ROLE_MAP,
                               "CONSOLE_TOTP_REQUIRED_ROLES": "admin",
-                          })
+                          }, fast_logins=True)
     proc.start()
     yield proc
     proc.stop()

@@ -122,25 +122,42 @@ class Console:
         return ops, report
 
 
+@pytest.fixture(scope="module")
+def readable_rows(crash_sandbox: SandboxHandle) -> dict[str, dict]:
+    """The live grants whose state upstream can be read, found once: the sandbox's reset
+    (before each test) brings back the same grants and tokens (seed 23)."""
+    crash_sandbox.reset()
+    client = make_client(crash_sandbox)
+    rows = {}
+    try:
+        for t in crash_sandbox.tokens():
+            if t["revoked"]:
+                continue
+            try:
+                client.get_userinfo(t["access_token"])
+            except KryptosError:
+                continue
+            rows[t["grant_id"]] = t
+    finally:
+        client.close()
+    return rows
+
+
 @pytest.fixture
-def console(crash_sandbox: SandboxHandle, db_url: str,  # noqa: F811
+def console(crash_sandbox: SandboxHandle, readable_rows: dict[str, dict],
+            db_url: str,  # noqa: F811
             sqlite_template: SqliteTemplate) -> Iterator[Console]:
     crash_sandbox.reset()
+    # The reset gives back the grants `readable_rows` read (checked by their tokens).
+    assert {t["grant_id"]: t["access_token"] for t in crash_sandbox.tokens()
+            if t["grant_id"] in readable_rows} == {
+        g: t["access_token"] for g, t in readable_rows.items()}
     url = db_url
     key = Fernet.generate_key()
     at_head(url, sqlite_template)  # a copy of the migrated template, not the migrations
     db = open_database(url)
     vault = TokenVault(db, key)
-    client = make_client(crash_sandbox)
-    rows = {}
-    for t in crash_sandbox.tokens():  # live grants whose state upstream can be read
-        if t["revoked"]:
-            continue
-        try:
-            client.get_userinfo(t["access_token"])
-        except KryptosError:
-            continue
-        rows[t["grant_id"]] = t
+    rows = {g: dict(t) for g, t in readable_rows.items()}
     load_vault(vault, list(rows.values()), with_kind=True)
     worker = SyncWorker(make_client(crash_sandbox, max_retries=0), vault,
                         ReadModel(db, TIERS), rate=1000, name="test")
@@ -155,7 +172,6 @@ def console(crash_sandbox: SandboxHandle, db_url: str,  # noqa: F811
     for opened_client, opened_db in c.opened:
         opened_client.close()
         opened_db.dispose()
-    client.close()
     db.dispose()
 
 
