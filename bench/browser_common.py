@@ -243,6 +243,18 @@ def last_full_sync(data_dir: Path) -> str | None:
     return None if row is None or row[0] is None else str(row[0])
 
 
+def active_guests(data_dir: Path, n: int) -> list[str]:
+    """The first `n` active Guest grants (by grant id) of the console's read model: grants
+    with holdings, integrations and a limit, the heaviest Grant detail support opens."""
+    import sqlite3
+
+    db = data_dir / "console.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        rows = conn.execute("SELECT grant_id FROM rm_grants WHERE status = 'active' AND "
+                            "user_kind = 'guest' ORDER BY grant_id LIMIT ?", (n,)).fetchall()
+    return [str(r[0]) for r in rows]
+
+
 def wait_first_sync(data_dir: Path, timeout_s: float, every_s: float = 2.0) -> float:
     """Wait (without a browser: no page reruns competing with the sync for the CPU) until
     the console's first full sync of the read model has ended; its seconds."""

@@ -15,7 +15,8 @@ not the first load's), then measures, each the median of `--runs`:
   detail has drawn its last section (History) in a finished run (a different row each
   time, back to the Grants page in between);
 - address in a fresh tab: a new tab of the logged-in browser opening
-  `/grant_detail?grant=<id>` until the same.
+  `/grant_detail?grant=<id>` of an active Guest (holdings, integrations, a limit: the
+  heaviest detail) until the same.
 
 Each step is looked at every 50 ms. A second table says where each step's time went: the
 script runs the page saw, the time until the first of them started (a new tab: loading the
@@ -48,6 +49,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: 
 from bench.browser_common import (  # noqa: E402
     CpuMeter,
     Sandbox,
+    active_guests,
     metrics_drawn,
     new_page,
     wait_complete,
@@ -238,10 +240,9 @@ def measure(n: int, browser: Browser, work: Path, runs: int, timeout_s: float,
             other.context.close()  # an open Overview keeps polling: it would load the rest
             assert step is not None
             r.steps["login"].append(step)
-        ids = _grants_page(page, ms)
         for i in range(runs):
             r.steps["open"].append(timed_open(page, i, ms, meter))
-        for gid in ids[runs:2 * runs]:
+        for gid in active_guests(work / f"data-{n}", runs):
             r.steps["address"].append(timed_address(page, console.url, gid, ms, meter))
         for name in STEPS:
             print(f"  N={n:,}: {name} " + ", ".join(f"{x.wall:.2f}" for x in r.steps[name]),
