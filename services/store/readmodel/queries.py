@@ -521,8 +521,10 @@ class ReadModelQueries(ReadModelWrites):
     def freshness(self) -> Freshness:
         """How fresh the rows are, from indexes alone (no scan of the rows): the row
         count (`row_count`), the oldest and newest `refreshed_at` and the oldest
-        integrations read (one seek each), the never-read grants (a range of the worker's
-        queue index, as long as that queue)."""
+        integrations read (one seek each), and the never-read grants counted up to
+        `COUNT_CAP` (a walk of the worker's queue index that stops there: right after a
+        load most grants were never read, and counting them all read every row on
+        PostgreSQL; `never_refreshed_exact` False means "more than `COUNT_CAP`")."""
         c = rm_grants.c
         ready = (c.status == "active", c.has_token.is_(True))
 
@@ -532,24 +534,34 @@ class ReadModelQueries(ReadModelWrites):
 
         q = select(first(c.refreshed_at), first(c.refreshed_at, desc=True),
                    first(c.integrations_refreshed_at, *ready),
-                   select(func.count()).select_from(rm_grants).where(
-                       *ready, c.integrations_refreshed_at.is_(None)).scalar_subquery())
+                   _capped_count(*ready, c.integrations_refreshed_at.is_(None)))
         rows = self.row_count()
         with self._db.read() as conn:
             r = conn.execute(q).one()
             last = self._last_full_sync(conn)
-        return Freshness(rows, _aware(r[0]), _aware(r[1]), _aware(r[2]), int(r[3] or 0), last)
+        never = int(r[3] or 0)
+        return Freshness(rows, _aware(r[0]), _aware(r[1]), _aware(r[2]),
+                         min(never, COUNT_CAP), last, never_refreshed_exact=never <= COUNT_CAP)
 
-    def stale_rows(self, older_than: datetime) -> int:
+    def stale_rows(self, older_than: datetime) -> tuple[int, bool]:
         """Active grants with a token whose integrations were read before `older_than`
-        or never: two ranges of the worker's queue index."""
+        or never, counted up to `COUNT_CAP` (two ranges of the worker's queue index, each
+        walk stopped there), and whether that is all of them."""
         c = rm_grants.c
         ready = (c.status == "active", c.has_token.is_(True))
         with self._db.read() as conn:
-            return sum(int(conn.execute(select(func.count()).select_from(rm_grants).where(
-                *ready, cond)).scalar_one()) for cond in (
-                    c.integrations_refreshed_at.is_(None),
-                    c.integrations_refreshed_at < older_than))
+            found = sum(int(conn.execute(select(_capped_count(*ready, cond))).scalar_one())
+                        for cond in (c.integrations_refreshed_at.is_(None),
+                                     c.integrations_refreshed_at < older_than))
+        return (found, True) if found <= COUNT_CAP else (COUNT_CAP, False)
+
+
+def _capped_count(*conds: Any) -> Any:
+    """How many rows of rm_grants match `conds`, counted up to `COUNT_CAP` + 1: a scalar
+    subquery over a LIMITed walk, so the count stops there whatever the plan."""
+    return select(func.count()).select_from(
+        select(literal_column("1")).select_from(rm_grants).where(*conds)
+        .limit(COUNT_CAP + 1).subquery()).scalar_subquery()
 
 
 def _queue_cond(queue: str, sqlite: bool) -> Any:

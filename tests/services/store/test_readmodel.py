@@ -196,9 +196,11 @@ def test_freshness_and_sync_state(rm, vault):
     assert fresh.as_of(now) == "as of 12 s ago"
     assert fresh.is_stale(10, now) and not fresh.is_stale(60, now)
     assert fresh.oldest <= fresh.newest
-    assert rm.stale_rows(now + timedelta(seconds=1)) == 6
+    assert fresh.never_refreshed_exact
+    assert rm.stale_rows(now + timedelta(seconds=1)) == (6, True)
     rm.apply_integrations("cgrant_00000", [integ("w")])
-    assert rm.stale_rows(now - timedelta(seconds=60)) == 5
+    assert rm.stale_rows(now - timedelta(seconds=60)) == (5, True)
+    assert rm.stale_rows(now + timedelta(seconds=60)) == (6, True)  # 5 never read, 1 old
     # Rows untouched by a full sync still say when the list last confirmed them.
     assert rm.grant("cgrant_00000").grant.grants_seen_at >= now - timedelta(seconds=13)
 
@@ -435,6 +437,28 @@ def test_page_totals_are_counted_up_to_a_cap(rm, vault, monkeypatch):
     found = rm.page(GrantFilter(search="customer-1"))
     assert (found.total, found.total_exact) == (5, True)
     assert rm.page().total == 31 and rm.page().total_exact  # every row: the row count
+
+
+def test_freshness_counts_stop_at_the_cap(rm, vault, monkeypatch):
+    """The never-read and stale counts walk at most `COUNT_CAP` + 1 index entries each
+    (right after a load most grants were never read) and say when they stopped."""
+    from services.store.readmodel import queries
+
+    seeded(rm, vault, n=30)
+    fresh = rm.freshness()
+    assert (fresh.never_refreshed, fresh.never_refreshed_exact) == (15, True)
+    later = datetime.now(UTC) + timedelta(seconds=60)
+    assert rm.stale_rows(later) == (15, True)
+    monkeypatch.setattr(queries, "COUNT_CAP", 10)
+    fresh = rm.freshness()
+    assert (fresh.never_refreshed, fresh.never_refreshed_exact) == (10, False)
+    assert rm.stale_rows(later) == (10, False)
+    for gid in rm.active_with_token()[:7]:  # 8 never read; 7 read, stale later
+        rm.apply_integrations(gid, [integ("w")])
+    fresh = rm.freshness()
+    assert (fresh.never_refreshed, fresh.never_refreshed_exact) == (8, True)
+    assert rm.stale_rows(datetime.now(UTC) - timedelta(seconds=60)) == (8, True)
+    assert rm.stale_rows(later) == (10, False)  # 8 + 7 stopped at the cap
 
 
 def _plan(db: Database, rm: ReadModel, f: GrantFilter) -> str:
