@@ -439,6 +439,30 @@ def test_page_totals_are_counted_up_to_a_cap(rm, vault, monkeypatch):
     assert rm.page().total == 31 and rm.page().total_exact  # every row: the row count
 
 
+def test_a_long_substring_is_found_whole(rm, vault):
+    """A needle longer than the part PostgreSQL's trigram index is given (its last 8
+    characters) finds exactly the rows holding the whole needle: rows holding only its
+    tail are not matched, and wildcards on either side of the cut stay literal."""
+    seeded(rm, vault, n=30)
+    vault.put("cgrant_00031", "cat_secret0031xyz", customer_ref="other-r%f_00012")
+    vault.put("cgrant_00032", "cat_secret0032xyz", customer_ref="xr%f_00012")
+    rm.apply_grants([grant(i) for i in range(33)])
+
+    def ids(needle: str) -> list[str]:
+        return [r.grant_id for r in rm.page(GrantFilter(search=needle), sort="grant_id",
+                                            page_size=100).rows]
+
+    assert ids("cgrant_00012") == ["cgrant_00012"]
+    assert ids("GRANT_00012") == ["cgrant_00012"]
+    assert ids("Xgrant_00012") == []  # its tail "t_00012" is in cgrant_00012 only
+    assert ids("ant_0001") == [f"cgrant_{i:05d}" for i in range(10, 20)]
+    assert ids("other-r%f_00012") == ["cgrant_00031"]
+    assert ids("r%f_00012") == ["cgrant_00031", "cgrant_00032"]
+    assert ids("ther-r%f_00012") == ["cgrant_00031"]
+    assert ids("thXr-r%f_00012") == []
+    assert ids("er-r_f%00012") == []  # _ and % are literal, also in the tail
+
+
 def test_freshness_counts_stop_at_the_cap(rm, vault, monkeypatch):
     """The never-read and stale counts walk at most `COUNT_CAP` + 1 index entries each
     (right after a load most grants were never read) and say when they stopped."""
