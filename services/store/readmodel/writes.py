@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from itertools import islice
 from typing import Any
@@ -101,28 +100,17 @@ class ReadModelWrites(_Base):
         changed rows upserted in one transaction, so memory holds one batch plus the set of
         listed ids (about 90 bytes a grant); an unchanged list writes nothing. Then the
         vault and the active rows are walked by key for what the list did not name. Rows
-        the console wrote meanwhile (a grant exchanged during the sync) are left alone.
-
-        A batch is applied on a thread of its own while the caller's iterator reads and
-        parses the next one: the database's part (SQLite's steps and PostgreSQL's round
-        trips release the GIL) overlaps the parse. Batches are still applied one at a
-        time and in order; an error in one is raised before the next is read."""
+        the console wrote meanwhile (a grant exchanged during the sync) are left alone."""
         now = now or _now()
         started = max(now, _now())
         vault = ({e.grant_id: _vault_fields(e) for e in vault_entries}
                  if vault_entries is not None else None)
         tally = _Tally()
         seen: set[str] = set()
-        with ThreadPoolExecutor(1, thread_name_prefix="rm-apply") as pool:
-            pending: Future[None] | None = None
-            for batch in batches:
-                listed = {g.grant_id: g for g in batch}
-                seen.update(listed)
-                if pending is not None:
-                    pending.result()
-                pending = pool.submit(self._apply_batch, listed, vault, now, tally)
-            if pending is not None:
-                pending.result()
+        for batch in batches:
+            listed = {g.grant_id: g for g in batch}
+            seen.update(listed)
+            self._apply_batch(listed, vault, now, tally)
         self._apply_unlisted_vault(seen, vault, now, started, tally)
         gone = 0
         for ids in self._unlisted_active(seen, started):
