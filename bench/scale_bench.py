@@ -168,6 +168,7 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
                                max_retries=0, read_timeout=120)
         rm = ReadModel(db, parse_tiers(DEFAULT_TIERS))
         worker = SyncWorker(client, vault, rm, rate=test_rate, userinfo_share=0.0)
+        applied = _record_applied(rm)
         _reset_peak()
         rss_before = _rss_mb()
         t, cpu = time.perf_counter(), time.process_time()
@@ -180,6 +181,7 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
         worker.sync_grants()  # nothing changed: the diff writes nothing
         resync_s = time.perf_counter() - t
         resync_cpu = time.process_time() - cpu
+        full_written, unchanged_written = applied[0].written, applied[1].written
         parse_s = _bare_parse_s(client)
         insert_s = _bare_insert_s(db, database_url)
         if not db.is_sqlite:  # what autovacuum does within a minute of a bulk load
@@ -201,6 +203,7 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
                   for q in QUEUES}
         out = {
             "n": n, "rows": rows, "vault_import_s": vault_s, "full_sync_s": sync_s,
+            "full_written": full_written, "unchanged_written": unchanged_written,
             "bare_parse_s": parse_s, "bare_insert_s": insert_s,
             "queues_ms": queues,
             "page_deep_keyset_ms": _ms(lambda: rm.page(page_size=100, cursor=deep_cursor)),
@@ -276,6 +279,20 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
         tmp.cleanup()
         if schema and database_url:
             _pg_schema(database_url, drop=schema)
+
+
+def _record_applied(rm: Any) -> list[Any]:
+    """What each `apply_grant_batches` of `rm` returned (rows written, revoked), in order:
+    the check that a full load writes each row once and an unchanged re-sync none."""
+    seen: list[Any] = []
+    apply = rm.apply_grant_batches
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        seen.append(apply(*args, **kwargs))
+        return seen[-1]
+
+    rm.apply_grant_batches = recorded
+    return seen
 
 
 def _bare_parse_s(client: Any) -> float:
@@ -500,7 +517,13 @@ def print_table(results: list[dict], test_rate: float) -> None:
         ("  bare bulk insert of the rows (s)", lambda r: f"{r['bare_insert_s']:.2f}"),
         ("  full sync / (parse + insert)",
          lambda r: f"{r['full_sync_s'] / (r['bare_parse_s'] + r['bare_insert_s']):.2f}x"),
+        ("  rows written (each row once: = rows)",
+         lambda r: f"{r['full_written']:,}" + ("" if r["full_written"] == r["rows"]
+                                                else " NOT MET")),
         ("unchanged re-sync (s)", lambda r: f"{r['unchanged_sync_s']:.2f}"),
+        ("  rows written (none: 0)",
+         lambda r: f"{r['unchanged_written']:,}" + ("" if not r["unchanged_written"]
+                                                    else " NOT MET")),
         ("  console CPU (s)", lambda r: f"{r['unchanged_cpu_s']:.2f}"),
         ("  unchanged re-sync / parse",
          lambda r: f"{r['unchanged_sync_s'] / r['bare_parse_s']:.2f}x"),

@@ -32,6 +32,9 @@ class SyncView:
     calls_per_second: float | None
     rate: float | None
     stale: bool
+    #: False: that count stopped at the read model's `COUNT_CAP` ("more than").
+    rows_stale_exact: bool = True
+    never_refreshed_exact: bool = True
 
 
 def _time(value: str | None) -> datetime | None:
@@ -67,20 +70,24 @@ class SyncOps:
                 heartbeat=_time(shared.get("heartbeat")), last_full_sync=s.last_full_sync,
                 grants_listed=s.grants_listed, rows=rm.row_count(), rows_stale=s.rows_stale,
                 never_refreshed=s.never_refreshed, errors=s.errors, last_error=s.last_error,
-                calls_per_second=s.calls_per_second, rate=s.rate, stale=s.stale)
+                calls_per_second=s.calls_per_second, rate=s.rate, stale=s.stale,
+                rows_stale_exact=s.rows_stale_exact,
+                never_refreshed_exact=s.never_refreshed_exact)
         fresh = rm.freshness()
         last = fresh.last_full_sync
         cutoff = datetime.now(UTC) - timedelta(seconds=3 * grants_interval)
         listed = _num(shared.get("grants_listed"))
+        rows_stale, stale_exact = rm.stale_rows(cutoff)
         return SyncView(
             runs_here=False, holder_here=False, holder=shared.get("holder"),
             heartbeat=_time(shared.get("heartbeat")), last_full_sync=last,
             grants_listed=int(listed) if listed is not None else None, rows=fresh.rows,
-            rows_stale=rm.stale_rows(cutoff), never_refreshed=fresh.never_refreshed or 0,
+            rows_stale=rows_stale, never_refreshed=fresh.never_refreshed or 0,
             errors=int(_num(shared.get("errors")) or 0), last_error=shared.get("last_error"),
             calls_per_second=_num(shared.get("calls_per_second")),
             rate=_num(shared.get("rate")),
-            stale=fresh.is_stale(STALE_INTERVALS * grants_interval))
+            stale=fresh.is_stale(STALE_INTERVALS * grants_interval),
+            rows_stale_exact=stale_exact, never_refreshed_exact=fresh.never_refreshed_exact)
 
 
 __all__ = ["SyncOps", "SyncView"]

@@ -85,6 +85,9 @@ class SyncStatus:
     rows_stale: int
     never_refreshed: int
     stale: bool
+    #: False: the count stopped at `COUNT_CAP` (there are more; see `ReadModel.stale_rows`).
+    rows_stale_exact: bool = True
+    never_refreshed_exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -426,7 +429,7 @@ class SyncWorker:
         fresh = self.readmodel.freshness()
         last = last or fresh.last_full_sync
         cutoff = self._now() - timedelta(seconds=self._stale_after(listed or fresh.rows))
-        rows_stale = self.readmodel.stale_rows(cutoff)
+        rows_stale, stale_exact = self.readmodel.stale_rows(cutoff)
         stale = last is None or (self._now() - last).total_seconds() > 2 * self.grants_interval
         return SyncStatus(
             holder=self._holder, running=self.running, last_full_sync=last,
@@ -435,7 +438,8 @@ class SyncWorker:
             calls_per_second=round(self.bucket.calls_per_second(), 2),
             rate=round(self.bucket.rate, 3), target_rate=self.bucket.target,
             rate_limited=self.bucket.rate_limited, rows_stale=rows_stale,
-            never_refreshed=fresh.never_refreshed or 0, stale=stale)
+            never_refreshed=fresh.never_refreshed or 0, stale=stale,
+            rows_stale_exact=stale_exact, never_refreshed_exact=fresh.never_refreshed_exact)
 
     def _publish(self) -> None:
         """Share the state through rm_sync_state, for the admin view of other replicas."""

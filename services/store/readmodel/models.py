@@ -189,7 +189,8 @@ class Freshness:
     """How fresh the read model is. `oldest`/`newest`: the rows' `refreshed_at`;
     `oldest_integrations`: the least recently read integrations of an active grant with a
     token (None when there are none or some were never read: see `never_refreshed`).
-    `never_refreshed` is None when it was not counted (a page's light freshness)."""
+    `never_refreshed` is None when it was not counted (a page's light freshness), and
+    counted up to `COUNT_CAP` by `ReadModel.freshness()`."""
 
     rows: int
     oldest: datetime | None
@@ -197,6 +198,8 @@ class Freshness:
     oldest_integrations: datetime | None
     never_refreshed: int | None
     last_full_sync: datetime | None
+    #: False: there are more than `never_refreshed` (the count stopped at `COUNT_CAP`).
+    never_refreshed_exact: bool = True
 
     def age_seconds(self, now: datetime | None = None) -> float | None:
         """Seconds since the grants list was last synced in full (None: never)."""

@@ -57,11 +57,24 @@ def _search_text(gid: str, ref: str | None, user: str | None) -> str:
 
 def _grant_fp(g: Any, v: tuple[Any, ...] | None) -> int:
     """The fingerprint `_grant_row` gives the row of a listed grant (None: not listed)
-    with vault fields `v`, without building the row: an unchanged row is skipped on it."""
+    with vault fields `v`, without building the row: an unchanged row is skipped on it.
+
+    Encoded as one f-string: the text fields by `repr` (quoted and escaped, so no field
+    can run into the next and None differs from "None"), the datetimes as POSIX
+    timestamps (the same instant in any zone is the same value). About a third cheaper
+    than `repr` of the tuple, whose datetimes' reprs were most of the cost; an unchanged
+    re-sync computes one for every listed grant."""
     masked, v_ws, v_user, ref, kind = v if v is not None else (None,) * 5
-    gfields = ((g.workspace_id, g.scopes, g.created_at, g.expires_at)
-               if g is not None else (None, None, None, None))
-    return _fp(gfields, v is not None, masked, v_ws, v_user, ref, kind)
+    if g is None:
+        ws = scopes = created = expires = None
+    else:
+        ws, scopes, c, e = g.workspace_id, g.scopes, g.created_at, g.expires_at
+        created = None if c is None else c.timestamp()
+        expires = None if e is None else e.timestamp()
+    digest = hashlib.blake2b(
+        f"{ws!r}{scopes!r}{created}|{expires}|{v is not None}{masked!r}{v_ws!r}{v_user!r}"
+        f"{ref!r}{kind!r}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _grant_row(gid: str, g: Any, v: tuple[Any, ...] | None, now: datetime) -> dict[str, Any]:
@@ -79,7 +92,7 @@ def _grant_row(gid: str, g: Any, v: tuple[Any, ...] | None, now: datetime) -> di
         "grants_seen_at": now if g is not None else None, "refreshed_at": now,
         "unreadable": False, "n_integrations": 0, "n_failing": 0, "n_syncing": 0,
         "n_never_synced": 0, "search_text": _search_text(gid, ref, v_user),
-        "fp": _fp(gfields, v is not None, masked, v_ws, v_user, ref, kind),
+        "fp": _grant_fp(g, v),
     }
 
 

@@ -196,9 +196,11 @@ def test_freshness_and_sync_state(rm, vault):
     assert fresh.as_of(now) == "as of 12 s ago"
     assert fresh.is_stale(10, now) and not fresh.is_stale(60, now)
     assert fresh.oldest <= fresh.newest
-    assert rm.stale_rows(now + timedelta(seconds=1)) == 6
+    assert fresh.never_refreshed_exact
+    assert rm.stale_rows(now + timedelta(seconds=1)) == (6, True)
     rm.apply_integrations("cgrant_00000", [integ("w")])
-    assert rm.stale_rows(now - timedelta(seconds=60)) == 5
+    assert rm.stale_rows(now - timedelta(seconds=60)) == (5, True)
+    assert rm.stale_rows(now + timedelta(seconds=60)) == (6, True)  # 5 never read, 1 old
     # Rows untouched by a full sync still say when the list last confirmed them.
     assert rm.grant("cgrant_00000").grant.grants_seen_at >= now - timedelta(seconds=13)
 
@@ -435,6 +437,52 @@ def test_page_totals_are_counted_up_to_a_cap(rm, vault, monkeypatch):
     found = rm.page(GrantFilter(search="customer-1"))
     assert (found.total, found.total_exact) == (5, True)
     assert rm.page().total == 31 and rm.page().total_exact  # every row: the row count
+
+
+def test_a_long_substring_is_found_whole(rm, vault):
+    """A needle longer than the part PostgreSQL's trigram index is given (its last 8
+    characters) finds exactly the rows holding the whole needle: rows holding only its
+    tail are not matched, and wildcards on either side of the cut stay literal."""
+    seeded(rm, vault, n=30)
+    vault.put("cgrant_00031", "cat_secret0031xyz", customer_ref="other-r%f_00012")
+    vault.put("cgrant_00032", "cat_secret0032xyz", customer_ref="xr%f_00012")
+    rm.apply_grants([grant(i) for i in range(33)])
+
+    def ids(needle: str) -> list[str]:
+        return [r.grant_id for r in rm.page(GrantFilter(search=needle), sort="grant_id",
+                                            page_size=100).rows]
+
+    assert ids("cgrant_00012") == ["cgrant_00012"]
+    assert ids("GRANT_00012") == ["cgrant_00012"]
+    assert ids("Xgrant_00012") == []  # its tail "t_00012" is in cgrant_00012 only
+    assert ids("ant_0001") == [f"cgrant_{i:05d}" for i in range(10, 20)]
+    assert ids("other-r%f_00012") == ["cgrant_00031"]
+    assert ids("r%f_00012") == ["cgrant_00031", "cgrant_00032"]
+    assert ids("ther-r%f_00012") == ["cgrant_00031"]
+    assert ids("thXr-r%f_00012") == []
+    assert ids("er-r_f%00012") == []  # _ and % are literal, also in the tail
+
+
+def test_freshness_counts_stop_at_the_cap(rm, vault, monkeypatch):
+    """The never-read and stale counts walk at most `COUNT_CAP` + 1 index entries each
+    (right after a load most grants were never read) and say when they stopped."""
+    from services.store.readmodel import queries
+
+    seeded(rm, vault, n=30)
+    fresh = rm.freshness()
+    assert (fresh.never_refreshed, fresh.never_refreshed_exact) == (15, True)
+    later = datetime.now(UTC) + timedelta(seconds=60)
+    assert rm.stale_rows(later) == (15, True)
+    monkeypatch.setattr(queries, "COUNT_CAP", 10)
+    fresh = rm.freshness()
+    assert (fresh.never_refreshed, fresh.never_refreshed_exact) == (10, False)
+    assert rm.stale_rows(later) == (10, False)
+    for gid in rm.active_with_token()[:7]:  # 8 never read; 7 read, stale later
+        rm.apply_integrations(gid, [integ("w")])
+    fresh = rm.freshness()
+    assert (fresh.never_refreshed, fresh.never_refreshed_exact) == (8, True)
+    assert rm.stale_rows(datetime.now(UTC) - timedelta(seconds=60)) == (8, True)
+    assert rm.stale_rows(later) == (10, False)  # 8 + 7 stopped at the cap
 
 
 def _plan(db: Database, rm: ReadModel, f: GrantFilter) -> str:

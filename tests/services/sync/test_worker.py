@@ -380,6 +380,39 @@ def test_staleness_is_reported(env: Env) -> None:
     assert env.rm.freshness().is_stale(2.0, now=datetime.fromtimestamp(clock(), UTC))
 
 
+def test_the_admins_sync_view_counts_up_to_a_cap(env: Env, monkeypatch) -> None:
+    """Right after a full load most grants were never read: the admin's view counts the
+    never-read and stale rows up to the read model's cap (an index walk that stops
+    there, on either database) and shows "more than" it, with a worker in this process
+    and without one (another replica's published state)."""
+    from dashboard.rm_sections import _at_least
+    from services.operations import Actor, Operations
+    from services.store import AuditLog
+    from services.store.readmodel import queries
+
+    w = env.worker(grants_interval=1.0)
+    w.sync_grants()  # the list only: no integrations read yet
+    with_token = env.rm.counts().never_refreshed
+    assert with_token > 3
+    ops = Operations(env.client, AuditLog(env.db), env.vault, TIERS, readmodel=env.rm)
+    admin = Actor("admin", "Admin", frozenset({"admin"}))
+    view = ops.sync.status(admin)
+    assert (view.never_refreshed, view.never_refreshed_exact) == (with_token, True)
+    monkeypatch.setattr(queries, "COUNT_CAP", 3)
+    for attached in (False, True):
+        if attached:
+            ops.attach_sync_worker(w)
+        view = ops.sync.status(admin, grants_interval=1.0)
+        assert view.runs_here is attached
+        assert (view.never_refreshed, view.never_refreshed_exact) == (3, False)
+        assert (view.rows_stale, view.rows_stale_exact) == (3, False)
+        assert _at_least(view.never_refreshed, view.never_refreshed_exact) == "more than 3"
+    monkeypatch.setattr(queries, "COUNT_CAP", with_token)
+    view = ops.sync.status(admin)
+    assert (view.never_refreshed, view.never_refreshed_exact) == (with_token, True)
+    assert _at_least(view.never_refreshed, True) == f"{with_token:,}"
+
+
 def test_an_upstream_change_shows_within_the_interval(env: Env) -> None:
     w = env.worker(grants_interval=1.0, tick=0.2, lock_retry=0.1)
     w.start()
