@@ -238,23 +238,7 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
             "grant_ms": _ms(lambda: rm.grant(ids[0] if ids else "cgrant_x")),
             "version_ms": _ms(rm.version),
         }
-        planned: dict[str, Callable[[], Any]] = {
-            **{f"queue {q}": partial(rm.page, GrantFilter(queue=q), page_size=100)
-               for q in QUEUES},
-            "filtered": lambda: rm.page(
-                GrantFilter(status="active", has_token=True, kind="unknown"), page_size=100),
-            "deep by keyset": lambda: rm.page(page_size=100, cursor=deep_cursor),
-            "last page": lambda: rm.page(page_size=100, cursor=LAST_PAGE),
-            "prefix, customer ref": lambda: rm.page(
-                GrantFilter(search="cust-12", search_mode="prefix"), page_size=100),
-            "substring, customer ref": lambda: rm.page(GrantFilter(search="stomer12"),
-                                                       page_size=100),
-            "substring, grant id": lambda: rm.page(GrantFilter(search=some_id[3:]),
-                                                   page_size=100),
-            "prefix, grant id": lambda: rm.page(
-                GrantFilter(search=some_id, search_mode="prefix"), page_size=100),
-            "sync view": worker.status,
-        }
+        planned = {**page_queries(rm, deep_cursor, some_id), "sync view": worker.status}
         out["plans"] = {name: _plans(db, fn) for name, fn in planned.items()}
         sink = _null_sink()
         t = time.perf_counter()
@@ -279,6 +263,30 @@ def measure(n: int, database_url: str | None, sample: int, test_rate: float) -> 
         tmp.cleanup()
         if schema and database_url:
             _pg_schema(database_url, drop=schema)
+
+
+def page_queries(rm: Any, deep_cursor: Any, some_id: str) -> dict[str, Callable[[], Any]]:
+    """The page reads whose plans and times the benches print: every work queue, a filtered
+    page, deep and last pages, searches by customer reference and grant id (`some_id`: a
+    stored grant; `deep_cursor`: a keyset cursor near the end)."""
+    from services.store.readmodel import LAST_PAGE, QUEUES, GrantFilter
+
+    return {
+        **{f"queue {q}": partial(rm.page, GrantFilter(queue=q), page_size=100)
+           for q in QUEUES},
+        "filtered": lambda: rm.page(
+            GrantFilter(status="active", has_token=True, kind="unknown"), page_size=100),
+        "deep by keyset": lambda: rm.page(page_size=100, cursor=deep_cursor),
+        "last page": lambda: rm.page(page_size=100, cursor=LAST_PAGE),
+        "prefix, customer ref": lambda: rm.page(
+            GrantFilter(search="cust-12", search_mode="prefix"), page_size=100),
+        "substring, customer ref": lambda: rm.page(GrantFilter(search="stomer12"),
+                                                   page_size=100),
+        "substring, grant id": lambda: rm.page(GrantFilter(search=some_id[3:]),
+                                               page_size=100),
+        "prefix, grant id": lambda: rm.page(
+            GrantFilter(search=some_id, search_mode="prefix"), page_size=100),
+    }
 
 
 def _record_applied(rm: Any) -> list[Any]:

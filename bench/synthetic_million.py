@@ -22,7 +22,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,10 @@ sys.path.insert(0, os.getcwd())
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from bench.scale_bench import _cursor_at, _ms, _pg_schema, _plans  # noqa: E402
+from bench.scale_bench import _cursor_at, _ms, _pg_schema, _plans, page_queries  # noqa: E402
 from services.settings import DEFAULT_TIERS, parse_tiers  # noqa: E402
 from services.store import open_database  # noqa: E402
-from services.store.readmodel import LAST_PAGE, QUEUES, GrantFilter, ReadModel  # noqa: E402
+from services.store.readmodel import ReadModel  # noqa: E402
 
 _COLS = ("grant_id, status, workspace_id, scopes, created_at, customer_ref, kryptos_user_id, "
          "has_token, unreadable, n_integrations, n_failing, n_syncing, n_never_synced, "
@@ -74,20 +73,7 @@ def measure(db: Any) -> None:
     some_id = rm.page(page_size=1, cursor=deep_cursor).rows[0].grant_id
     stale_cutoff = datetime.now(UTC) - timedelta(minutes=15)
     planned: dict[str, Callable[[], Any]] = {
-        **{f"queue {q}": partial(rm.page, GrantFilter(queue=q), page_size=100)
-           for q in QUEUES},
-        "filtered": lambda: rm.page(
-            GrantFilter(status="active", has_token=True, kind="unknown"), page_size=100),
-        "deep by keyset": lambda: rm.page(page_size=100, cursor=deep_cursor),
-        "last page": lambda: rm.page(page_size=100, cursor=LAST_PAGE),
-        "prefix, customer ref": lambda: rm.page(
-            GrantFilter(search="cust-12", search_mode="prefix"), page_size=100),
-        "substring, customer ref": lambda: rm.page(GrantFilter(search="stomer12"),
-                                                   page_size=100),
-        "substring, grant id": lambda: rm.page(GrantFilter(search=some_id[3:]),
-                                               page_size=100),
-        "prefix, grant id": lambda: rm.page(
-            GrantFilter(search=some_id, search_mode="prefix"), page_size=100),
+        **page_queries(rm, deep_cursor, some_id),
         "sync view counts (freshness, stale_rows)": lambda: (rm.freshness(),
                                                              rm.stale_rows(stale_cutoff)),
     }
