@@ -24,10 +24,23 @@ def launcher_env(tmp_path: Path) -> dict[str, str]:
     sandbox stack): the caller's, less every setting of the console, the backend and the
     sandbox, with a data directory and a secrets file (absent) under `tmp_path`."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KRYPTOS_", "BACKEND_", "CONSOLE_", "SANDBOX_", "DATABASE_"))}
+           if not k.startswith(("KRYPTOS_", "BACKEND_", "CONSOLE_", "SANDBOX_", "DATABASE_",
+                                "PROMETHEUS_"))}
     env.update(CONSOLE_SECRETS_FILE=str(tmp_path / "none.toml"),
                CONSOLE_DATA_DIR=str(tmp_path / "data"),
                PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    return env
+
+
+def backend_env(tmp_path: Path, sandbox_url: str, **more: str) -> dict[str, str]:
+    """`launcher_env` for `python -m backend` in sandbox mode against `sandbox_url`: its own
+    SQLite database and vault key under `tmp_path`, the test secrets; `more` on top."""
+    from cryptography.fernet import Fernet
+
+    env = launcher_env(tmp_path)
+    env.update(SANDBOX_URL=sandbox_url, DATABASE_URL=f"sqlite:///{tmp_path / 'b.db'}",
+               KRYPTOS_VAULT_KEY=Fernet.generate_key().decode(),
+               BACKEND_JWT_SECRET=JWT_SECRET, KRYPTOS_WEBHOOK_SECRET=WEBHOOK_SECRET, **more)
     return env
 
 

@@ -3,17 +3,15 @@ one multiprocess folder, so every scrape, whichever worker answers it, counts ev
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import requests
-from cryptography.fernet import Fernet
 from prometheus_client.parser import text_string_to_metric_families
 
 from backend.launch import ROOT, free_port, stop, wait_until_up
-from tests.backend.helpers import JWT_SECRET, WEBHOOK_SECRET
+from tests.backend.helpers import backend_env
 
 
 def healthz_count(url: str) -> float:
@@ -29,14 +27,8 @@ def healthz_count(url: str) -> float:
 
 def test_two_workers_share_their_metrics(tmp_path: Path, sandbox):
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KRYPTOS_", "BACKEND_", "CONSOLE_", "DATABASE_URL",
-                                "PROMETHEUS_"))}
-    env.update(SANDBOX_URL=sandbox.base_url, CONSOLE_DATA_DIR=str(tmp_path / "data"),
-               DATABASE_URL=f"sqlite:///{tmp_path / 'b.db'}",
-               KRYPTOS_VAULT_KEY=Fernet.generate_key().decode(),
-               BACKEND_JWT_SECRET=JWT_SECRET, KRYPTOS_WEBHOOK_SECRET=WEBHOOK_SECRET,
-               BACKEND_WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"))
+    env = backend_env(tmp_path, sandbox.base_url, BACKEND_WORKERS="2",
+                      PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"))
     (tmp_path / "prom").mkdir()
     child = subprocess.Popen([sys.executable, "-m", "backend", "--port", str(port)],
                              cwd=ROOT, env=env)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import os
 import socket
 import subprocess
 import sys
@@ -15,11 +14,10 @@ import time
 from pathlib import Path
 
 import uvicorn
-from cryptography.fernet import Fernet
 
 from backend.launch import ROOT, free_port, stop, wait_until_up
 from backend.tcp import HTTP_PROTOCOL
-from tests.backend.helpers import JWT_SECRET, WEBHOOK_SECRET
+from tests.backend.helpers import backend_env
 
 
 async def _ok(scope, receive, send) -> None:
@@ -71,14 +69,7 @@ def test_two_workers_answer_a_kept_alive_connection_without_a_delayed_ack(tmp_pa
     delayed acknowledgement (40 ms or more on Linux): all but the connection's first one
     or two of 20 calls took over 40 ms; about a millisecond each now."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KRYPTOS_", "BACKEND_", "CONSOLE_", "DATABASE_URL",
-                                "PROMETHEUS_"))}
-    env.update(SANDBOX_URL=sandbox.base_url, CONSOLE_DATA_DIR=str(tmp_path / "data"),
-               DATABASE_URL=f"sqlite:///{tmp_path / 'b.db'}",
-               KRYPTOS_VAULT_KEY=Fernet.generate_key().decode(),
-               BACKEND_JWT_SECRET=JWT_SECRET, KRYPTOS_WEBHOOK_SECRET=WEBHOOK_SECRET,
-               BACKEND_WORKERS="2")
+    env = backend_env(tmp_path, sandbox.base_url, BACKEND_WORKERS="2")
     child = subprocess.Popen([sys.executable, "-m", "backend", "--port", str(port)],
                              cwd=ROOT, env=env)
     try:
